@@ -1,0 +1,88 @@
+//! `lifeboat points list|show`.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Subcommand;
+use lifeboat_vault::RecoveryPoint;
+
+use crate::common::{Global, bytes, print_json};
+
+#[derive(Subcommand, Debug)]
+pub enum PointsCmd {
+    /// List recovery points, oldest first.
+    List {
+        /// Only points of this resource.
+        #[arg(long)]
+        resource: Option<String>,
+        /// Only points with this tag.
+        #[arg(long)]
+        tag: Option<String>,
+    },
+    /// Show one point in full.
+    Show {
+        /// Point: full id, unique prefix, or `latest`.
+        point: String,
+    },
+}
+
+fn point_json(id: &lifeboat_vault::Id, p: &RecoveryPoint) -> serde_json::Value {
+    serde_json::json!({
+        "id": id.to_hex(),
+        "resource": p.resource,
+        "kind": p.kind,
+        "time": p.time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "host": p.host,
+        "tags": p.tags,
+        "paths": p.paths,
+        "size": p.summary.size,
+        "parent": p.parent.map(|x| x.to_hex()),
+        "tree": p.tree.to_hex(),
+        "summary": p.summary,
+        "retention": p.retention,
+        "copied_from": p.copied_from,
+        "meta": p.meta,
+    })
+}
+
+pub fn run(g: &Global, cmd: PointsCmd) -> Result<ExitCode> {
+    let v = g.open()?;
+    match cmd {
+        PointsCmd::List { resource, tag } => {
+            let (points, damaged) = v.list_points()?;
+            for d in &damaged {
+                eprintln!("warning: {d}");
+            }
+            let sel: Vec<_> = points
+                .iter()
+                .filter(|(_, p)| resource.as_ref().is_none_or(|r| &p.resource == r))
+                .filter(|(_, p)| tag.as_ref().is_none_or(|t| p.tags.contains(t)))
+                .collect();
+            if g.json {
+                let arr: Vec<_> = sel.iter().map(|(id, p)| point_json(id, p)).collect();
+                print_json(&arr)?;
+            } else {
+                println!("{:<10} {:<20} {:<6} {:>10}  {:<30} tags", "id", "time", "kind", "size", "resource");
+                for (id, p) in &sel {
+                    println!(
+                        "{:<10} {:<20} {:<6} {:>10}  {:<30} {}",
+                        id.short(),
+                        p.time.format("%Y-%m-%d %H:%M:%S"),
+                        p.kind,
+                        bytes(p.summary.size),
+                        p.resource,
+                        p.tags.join(",")
+                    );
+                }
+                if !g.quiet {
+                    println!("{} point(s)", sel.len());
+                }
+            }
+        }
+        PointsCmd::Show { point } => {
+            let (id, p) = v.find_point(&point, None)?;
+            print_json(&point_json(&id, &p))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,92 @@
+//! `lifeboat restore files`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::Result;
+use clap::Subcommand;
+use lifeboat_files::{Counters, RestoreOptions};
+
+use crate::common::{Global, Progress, bytes, print_json};
+
+#[derive(Subcommand, Debug)]
+pub enum RestoreCmd {
+    /// Restore files; the point's absolute paths are recreated below --to.
+    Files {
+        /// Point: full id, unique id prefix, or `latest`.
+        point: String,
+        /// Target directory.
+        #[arg(long)]
+        to: PathBuf,
+        /// Restore only this path of the point (as it was backed up).
+        #[arg(long)]
+        path: Option<PathBuf>,
+        /// Re-read what was written and check it against the point.
+        #[arg(long)]
+        verify: bool,
+        /// With `latest`: the newest point of this resource.
+        #[arg(long)]
+        resource: Option<String>,
+    },
+}
+
+pub fn run(g: &Global, cmd: RestoreCmd) -> Result<ExitCode> {
+    let RestoreCmd::Files {
+        point,
+        to,
+        path,
+        verify,
+        resource,
+    } = cmd;
+    let v = g.open()?;
+    let (id, _) = v.find_point(&point, resource.as_deref())?;
+    let to = std::path::absolute(&to)?;
+    let counters = Arc::new(Counters::default());
+    let c = counters.clone();
+    let bar = Progress::start(g.progress(), move || {
+        format!("{} written", bytes(c.bytes_written.load(Ordering::Relaxed)))
+    });
+    let _span = tracing::info_span!("job", kind = "restore", protector = "files").entered();
+    let started = std::time::Instant::now();
+    let rep = lifeboat_files::restore(&v, &id, &RestoreOptions { to: to.clone(), path, verify }, &counters)?;
+    drop(bar);
+    let secs = started.elapsed().as_secs_f64();
+    if g.json {
+        let mut j = serde_json::to_value(&rep)?;
+        j["point"] = id.to_hex().into();
+        j["duration_s"] = secs.into();
+        print_json(&j)?;
+    } else {
+        for w in &rep.warnings {
+            eprintln!("warning: {w}");
+        }
+        for d in &rep.damaged {
+            eprintln!("damaged, not restored: {d}");
+        }
+        for f in &rep.verify_failed {
+            eprintln!("verify failed: {f}");
+        }
+        if !g.quiet {
+            eprintln!(
+                "restored point {} to {}: {} files, {} dirs, {} in {:.1}s{}",
+                id.short(),
+                to.display(),
+                rep.files,
+                rep.dirs,
+                bytes(rep.bytes),
+                secs,
+                if verify { format!("; verified {} files", rep.verified) } else { String::new() }
+            );
+        }
+    }
+    if !rep.damaged.is_empty() || !rep.verify_failed.is_empty() {
+        eprintln!(
+            "error: {} file(s) could not be restored intact; everything else was restored (run `lifeboat vault check --read-data`)",
+            rep.damaged.len() + rep.verify_failed.len()
+        );
+        return Ok(ExitCode::from(3));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,107 @@
+//! `lifeboat vault init|check|unlock`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::Result;
+use clap::Subcommand;
+use lifeboat_vault::vault::InitOptions;
+use lifeboat_vault::{Vault, check, lock};
+
+use crate::common::{Global, Progress, print_json};
+
+#[derive(Subcommand, Debug)]
+pub enum VaultCmd {
+    /// Create a new vault protected by a password.
+    Init {
+        /// zstd level for new data (0 stores uncompressed; 1-19).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(0..=19))]
+        compression: i32,
+    },
+    /// Prove the vault's structure; with --read-data, every byte. Exit 0 only when sound.
+    Check {
+        /// Read and verify every pack, not just the structure.
+        #[arg(long)]
+        read_data: bool,
+    },
+    /// Remove stale locks (left by processes that died).
+    Unlock {
+        /// Remove every lock, even live ones (only when you know no lifeboat process uses the vault).
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+pub fn run(g: &Global, cmd: VaultCmd) -> Result<ExitCode> {
+    match cmd {
+        VaultCmd::Init { compression } => {
+            let loc = g.location()?;
+            let pw = g.password(true)?;
+            let opts = InitOptions {
+                compression,
+                ..InitOptions::default()
+            };
+            let v = Vault::init(&loc, &pw, &opts)?;
+            if g.json {
+                print_json(&serde_json::json!({"location": loc.to_string(), "id": v.config().id}))?;
+            } else if !g.quiet {
+                println!("created vault {} at {loc}", &v.config().id[..8]);
+                println!("keep the password safe: without it nothing in the vault can be restored");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        VaultCmd::Check { read_data } => {
+            let v = g.open()?;
+            let done = Arc::new(AtomicU64::new(0));
+            let d = done.clone();
+            let bar = Progress::start(g.progress() && read_data, move || {
+                format!("{} packs read", d.load(Ordering::Relaxed))
+            });
+            let rep = check::check(&v, read_data, &|n| {
+                done.fetch_add(n, Ordering::Relaxed);
+            })?;
+            drop(bar);
+            if g.json {
+                print_json(&rep)?;
+            } else {
+                for w in &rep.warnings {
+                    eprintln!("warning: {}: {}", w.object, w.message);
+                }
+                for e in &rep.errors {
+                    println!("damaged: {}: {}", e.object, e.message);
+                }
+                if !g.quiet {
+                    println!(
+                        "checked {} points, {} packs, {} blobs{}: {}",
+                        rep.points,
+                        rep.packs,
+                        rep.blobs,
+                        if read_data { format!(", read {} packs", rep.packs_read) } else { String::new() },
+                        if rep.is_ok() { "no errors".to_string() } else { format!("{} errors", rep.errors.len()) }
+                    );
+                }
+            }
+            Ok(if rep.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        VaultCmd::Unlock { all } => {
+            let v = g.open()?;
+            let n = if all {
+                let mut n = 0;
+                for l in v.storage().list("locks/")? {
+                    v.storage().remove(&l.path)?;
+                    n += 1;
+                }
+                n
+            } else {
+                lock::remove_stale(v.storage())?
+            };
+            if g.json {
+                print_json(&serde_json::json!({"removed": n}))?;
+            } else if !g.quiet {
+                println!("removed {n} lock(s)");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! What every command shares: global flags, opening the vault, passwords,
+//! progress bars, JSON output.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use lifeboat_vault::{Location, Vault};
+
+/// Flags every command takes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Global {
+    /// Vault location: /abs/path or file:///abs/path.
+    #[arg(long, global = true, env = "LIFEBOAT_VAULT")]
+    pub vault: Option<String>,
+    /// Read the vault password from this file (first line).
+    #[arg(long, global = true, env = "LIFEBOAT_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print less (no progress, no summaries).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// Log more (repeat for debug).
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// Sets up logging on stderr.
+pub fn init_tracing(g: &Global) {
+    let level = match g.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LIFEBOAT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
+}
+
+impl Global {
+    /// The vault location, or a clear error.
+    pub fn location(&self) -> Result<Location> {
+        let v = self
+            .vault
+            .as_deref()
+            .context("no vault given: pass --vault /abs/path (or file:///abs/path), or set LIFEBOAT_VAULT")?;
+        Ok(Location::parse(v)?)
+    }
+
+    /// The password from env, file or terminal prompt.
+    pub fn password(&self, confirm: bool) -> Result<Vec<u8>> {
+        read_password(
+            "LIFEBOAT_PASSWORD",
+            self.password_file.as_ref(),
+            "vault password",
+            confirm,
+        )
+    }
+
+    /// Opens the vault.
+    pub fn open(&self) -> Result<Vault> {
+        let loc = self.location()?;
+        let pw = self.password(false)?;
+        Ok(Vault::open(&loc, &pw)?)
+    }
+
+    /// Whether to draw progress bars.
+    pub fn progress(&self) -> bool {
+        !self.quiet && !self.json && std::io::stderr().is_terminal()
+    }
+}
+
+/// Reads a password from `env`, a file, or the terminal.
+pub fn read_password(env: &str, file: Option<&PathBuf>, what: &str, confirm: bool) -> Result<Vec<u8>> {
+    if let Some(f) = file {
+        let text = std::fs::read_to_string(f).with_context(|| format!("cannot read password file {}", f.display()))?;
+        let line = text.lines().next().unwrap_or("");
+        if line.is_empty() {
+            bail!("password file {} is empty", f.display());
+        }
+        return Ok(line.as_bytes().to_vec());
+    }
+    if let Ok(p) = std::env::var(env) {
+        if p.is_empty() {
+            bail!("{env} is set but empty");
+        }
+        return Ok(p.into_bytes());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no {what}: set {env}, pass --password-file, or run on a terminal to be asked");
+    }
+    let p = rpassword::prompt_password(format!("{what}: "))?;
+    if confirm {
+        let again = rpassword::prompt_password(format!("{what} again: "))?;
+        if again != p {
+            bail!("the two passwords differ; nothing was changed");
+        }
+    }
+    if p.is_empty() {
+        bail!("empty password");
+    }
+    Ok(p.into_bytes())
+}
+
+/// Prints a value as pretty JSON.
+pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// A progress spinner fed by a closure until dropped.
+pub struct Progress {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Progress {
+    /// Starts a spinner whose message is `msg()`, redrawn 8 times a second; a no-op when `enabled` is false.
+    pub fn start(enabled: bool, msg: impl Fn() -> String + Send + 'static) -> Progress {
+        let stop = Arc::new(AtomicBool::new(false));
+        if !enabled {
+            return Progress { stop, thread: None };
+        }
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let pb = indicatif::ProgressBar::new_spinner();
+            pb.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+                    .expect("template"),
+            );
+            while !s.load(Ordering::Relaxed) {
+                pb.set_message(msg());
+                pb.tick();
+                std::thread::sleep(Duration::from_millis(125));
+            }
+            pb.finish_and_clear();
+        });
+        Progress {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Human-readable bytes.
+pub fn bytes(n: u64) -> String {
+    indicatif::HumanBytes(n).to_string()
+}

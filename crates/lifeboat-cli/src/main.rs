@@ -1,0 +1,72 @@
+//! `lifeboat`: the command line of the Lifeboat backup and disaster-recovery system.
+//!
+//! One module per command; each parses its arguments and calls the library
+//! crates. Exit codes: 0 success, 1 failure, 2 usage error, 3 finished but
+//! incomplete (some entries could not be backed up or restored).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd_backup;
+mod cmd_forget;
+mod cmd_key;
+mod cmd_points;
+mod cmd_prune;
+mod cmd_restore;
+mod cmd_vault;
+mod common;
+
+/// Lifeboat: deduplicated, encrypted backups and disaster recovery.
+#[derive(Parser, Debug)]
+#[command(name = "lifeboat", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: common::Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create, check and maintain vaults.
+    #[command(subcommand)]
+    Vault(cmd_vault::VaultCmd),
+    /// Manage the passwords that open a vault.
+    #[command(subcommand)]
+    Key(cmd_key::KeyCmd),
+    /// Back up a resource into a new recovery point.
+    #[command(subcommand)]
+    Backup(cmd_backup::BackupCmd),
+    /// Restore a recovery point.
+    #[command(subcommand)]
+    Restore(cmd_restore::RestoreCmd),
+    /// List and inspect recovery points.
+    #[command(subcommand)]
+    Points(cmd_points::PointsCmd),
+    /// Delete recovery points by a retention policy (frees no space: run prune).
+    Forget(cmd_forget::ForgetArgs),
+    /// Delete data no recovery point needs.
+    Prune(cmd_prune::PruneArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    common::init_tracing(&cli.global);
+    let r = match cli.command {
+        Command::Vault(c) => cmd_vault::run(&cli.global, c),
+        Command::Key(c) => cmd_key::run(&cli.global, c),
+        Command::Backup(c) => cmd_backup::run(&cli.global, c),
+        Command::Restore(c) => cmd_restore::run(&cli.global, c),
+        Command::Points(c) => cmd_points::run(&cli.global, c),
+        Command::Forget(a) => cmd_forget::run(&cli.global, a),
+        Command::Prune(a) => cmd_prune::run(&cli.global, a),
+    };
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Keys and encryption.
+//!
+//! A vault has one random 64-byte **master key**: 32 bytes of encryption key
+//! (XChaCha20-Poly1305) and 32 bytes of id key (keyed BLAKE3 for blob ids, and the
+//! seed of the chunker's gear table). The master key never leaves memory
+//! unencrypted: each password wraps it in a key file, with a key derived from the
+//! password by Argon2id.
+//!
+//! Every encrypted thing is a *sealed box*: `nonce (24 bytes) ‖ ciphertext ‖ tag
+//! (16 bytes)`, with a random nonce and associated data that binds the box to
+//! its role (a blob id, "index", "point"), so a box cannot be moved into another
+//! role undetected.
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::error::{Result, VaultError};
+use crate::id::Id;
+
+/// Bytes a sealed box adds to its plaintext.
+pub const SEAL_OVERHEAD: usize = 24 + 16;
+
+/// Fills `buf` with random bytes from the OS.
+pub fn fill_random(buf: &mut [u8]) {
+    getrandom::fill(buf).expect("the operating system's random source failed");
+}
+
+/// The vault's master key.
+#[derive(Clone)]
+pub struct MasterKey {
+    material: Zeroizing<[u8; 64]>,
+    cipher: XChaCha20Poly1305,
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(..)")
+    }
+}
+
+impl MasterKey {
+    /// A fresh random master key.
+    pub fn generate() -> MasterKey {
+        let mut m = Zeroizing::new([0u8; 64]);
+        fill_random(&mut m[..]);
+        MasterKey::from_bytes(m)
+    }
+
+    fn from_bytes(material: Zeroizing<[u8; 64]>) -> MasterKey {
+        let cipher = XChaCha20Poly1305::new_from_slice(&material[..32]).expect("32-byte key");
+        MasterKey { material, cipher }
+    }
+
+    fn id_key(&self) -> [u8; 32] {
+        let mut k = [0u8; 32];
+        k.copy_from_slice(&self.material[32..]);
+        k
+    }
+
+    /// The id of a blob: keyed BLAKE3 of its plaintext.
+    pub fn blob_id(&self, plaintext: &[u8]) -> Id {
+        Id(*blake3::keyed_hash(&self.id_key(), plaintext).as_bytes())
+    }
+
+    /// The seed of the content-defined chunker (secret, so chunk boundaries do
+    /// not reveal which known files a vault holds).
+    pub fn chunker_seed(&self) -> u64 {
+        let k = blake3::derive_key("lifeboat 2026 chunker seed", &self.id_key());
+        u64::from_le_bytes(k[..8].try_into().expect("8 bytes"))
+    }
+
+    /// Encrypts `plaintext` into a sealed box bound to `aad`.
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        seal_with(&self.cipher, aad, plaintext)
+    }
+
+    /// Opens a sealed box; `what` names the object for the error.
+    pub fn open(&self, aad: &[u8], sealed: &[u8], what: &str) -> Result<Vec<u8>> {
+        open_with(&self.cipher, aad, sealed, what)
+    }
+}
+
+fn seal_with(cipher: &XChaCha20Poly1305, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    let mut nonce = [0u8; 24];
+    fill_random(&mut nonce);
+    let ct = cipher
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .expect("encryption does not fail for in-memory buffers");
+    let mut out = Vec::with_capacity(24 + ct.len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ct);
+    out
+}
+
+fn open_with(cipher: &XChaCha20Poly1305, aad: &[u8], sealed: &[u8], what: &str) -> Result<Vec<u8>> {
+    if sealed.len() < SEAL_OVERHEAD {
+        return Err(VaultError::corrupt(what, "too short to be a sealed box"));
+    }
+    cipher
+        .decrypt(
+            XNonce::from_slice(&sealed[..24]),
+            Payload {
+                msg: &sealed[24..],
+                aad,
+            },
+        )
+        .map_err(|_| VaultError::corrupt(what, "authentication failed (bytes changed on storage)"))
+}
+
+/// Argon2id cost parameters of a key file.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KdfParams {
+    /// Memory in KiB.
+    pub m_cost: u32,
+    /// Iterations.
+    pub t_cost: u32,
+    /// Lanes.
+    pub p_cost: u32,
+}
+
+impl Default for KdfParams {
+    fn default() -> Self {
+        KdfParams {
+            m_cost: 64 * 1024,
+            t_cost: 3,
+            p_cost: 1,
+        }
+    }
+}
+
+impl KdfParams {
+    /// Cheap parameters, for tests only (set `LIFEBOAT_INSECURE_FAST_KDF=1`).
+    pub fn insecure_fast() -> Self {
+        KdfParams {
+            m_cost: 256,
+            t_cost: 1,
+            p_cost: 1,
+        }
+    }
+
+    /// The parameters new key files get: the default, or the insecure fast ones
+    /// when `LIFEBOAT_INSECURE_FAST_KDF=1` (tests).
+    pub fn for_new_key() -> Self {
+        if std::env::var("LIFEBOAT_INSECURE_FAST_KDF").as_deref() == Ok("1") {
+            Self::insecure_fast()
+        } else {
+            Self::default()
+        }
+    }
+
+    fn derive(&self, password: &[u8], salt: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
+        let params = argon2::Params::new(self.m_cost, self.t_cost, self.p_cost, Some(32))
+            .map_err(|e| VaultError::corrupt("key file", format!("bad Argon2 parameters: {e}")))?;
+        let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let mut out = Zeroizing::new([0u8; 32]);
+        a.hash_password_into(password, salt, &mut out[..])
+            .map_err(|e| VaultError::corrupt("key file", format!("Argon2 failed: {e}")))?;
+        Ok(out)
+    }
+}
+
+/// A key file: the master key wrapped by one password.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyFile {
+    /// Key file format version (1).
+    pub version: u32,
+    /// Always "argon2id".
+    pub kdf: String,
+    /// Argon2id costs.
+    pub params: KdfParams,
+    /// 32 random bytes, base64.
+    pub salt: String,
+    /// Sealed box of the 64-byte master key, base64.
+    pub wrapped: String,
+    /// When the key was added (RFC 3339).
+    pub created: String,
+    /// Host that added it.
+    pub host: String,
+    /// User that added it.
+    pub user: String,
+    /// Free label.
+    #[serde(default)]
+    pub label: String,
+}
+
+const KEY_AAD: &[u8] = b"lifeboat:key";
+
+fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::STANDARD
+}
+
+impl KeyFile {
+    /// Wraps `master` with `password`.
+    pub fn wrap(master: &MasterKey, password: &[u8], params: KdfParams, label: &str) -> Result<KeyFile> {
+        use base64::Engine;
+        let mut salt = [0u8; 32];
+        fill_random(&mut salt);
+        let kek = params.derive(password, &salt)?;
+        let cipher = XChaCha20Poly1305::new_from_slice(&kek[..]).expect("32-byte key");
+        let wrapped = seal_with(&cipher, KEY_AAD, &master.material[..]);
+        Ok(KeyFile {
+            version: 1,
+            kdf: "argon2id".into(),
+            params,
+            salt: b64().encode(salt),
+            wrapped: b64().encode(wrapped),
+            created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            host: crate::host_name(),
+            user: crate::user_name(),
+            label: label.to_string(),
+        })
+    }
+
+    /// Unwraps the master key; `None` when the password does not fit.
+    pub fn unwrap(&self, password: &[u8], what: &str) -> Result<Option<MasterKey>> {
+        use base64::Engine;
+        if self.kdf != "argon2id" {
+            return Err(VaultError::corrupt(what, format!("unknown KDF {:?}", self.kdf)));
+        }
+        let salt = b64()
+            .decode(&self.salt)
+            .map_err(|_| VaultError::corrupt(what, "salt is not base64"))?;
+        let wrapped = b64()
+            .decode(&self.wrapped)
+            .map_err(|_| VaultError::corrupt(what, "wrapped key is not base64"))?;
+        let kek = self.params.derive(password, &salt)?;
+        let cipher = XChaCha20Poly1305::new_from_slice(&kek[..]).expect("32-byte key");
+        match open_with(&cipher, KEY_AAD, &wrapped, what) {
+            Ok(m) if m.len() == 64 => {
+                let mut material = Zeroizing::new([0u8; 64]);
+                material.copy_from_slice(&m);
+                Ok(Some(MasterKey::from_bytes(material)))
+            }
+            Ok(_) => Err(VaultError::corrupt(what, "wrapped key has the wrong length")),
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_roundtrip_and_aad_binding() {
+        let k = MasterKey::generate();
+        let boxed = k.seal(b"a", b"hello");
+        assert_eq!(boxed.len(), 5 + SEAL_OVERHEAD);
+        assert_eq!(k.open(b"a", &boxed, "x").unwrap(), b"hello");
+        assert!(k.open(b"b", &boxed, "x").is_err(), "other aad must fail");
+        let mut flipped = boxed.clone();
+        flipped[30] ^= 1;
+        assert!(k.open(b"a", &flipped, "x").is_err(), "flipped byte must fail");
+    }
+
+    #[test]
+    fn key_file_wraps_and_rejects_wrong_password() {
+        let k = MasterKey::generate();
+        let f = KeyFile::wrap(&k, b"pw", KdfParams::insecure_fast(), "").unwrap();
+        let back = f.unwrap(b"pw", "k").unwrap().expect("right password opens");
+        assert_eq!(back.blob_id(b"x"), k.blob_id(b"x"));
+        assert!(f.unwrap(b"wrong", "k").unwrap().is_none());
+    }
+
+    #[test]
+    fn blob_ids_are_keyed() {
+        let a = MasterKey::generate();
+        let b = MasterKey::generate();
+        assert_ne!(a.blob_id(b"same"), b.blob_id(b"same"));
+        assert_eq!(a.blob_id(b"same"), a.blob_id(b"same"));
+        assert_ne!(a.chunker_seed(), b.chunker_seed());
+    }
+}

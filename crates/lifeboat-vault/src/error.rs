@@ -1,0 +1,147 @@
+//! Errors of the vault engine.
+//!
+//! Policy: every failure is one [`VaultError`] variant that says *what* failed and
+//! *where* (the object or path), and [`VaultError::is_retryable`] tells a caller
+//! whether trying again can help (a storage hiccup) or not (a wrong password, a
+//! corrupt object). Messages end with what the user can do where that is known.
+
+use std::path::PathBuf;
+
+/// Result alias for the vault engine.
+pub type Result<T, E = VaultError> = std::result::Result<T, E>;
+
+/// A failure inside the vault engine.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// No key file of the vault opens with the given password.
+    #[error("wrong password: no key of the vault at {location} opens with it (try another password, or `lifeboat key list`)")]
+    WrongPassword {
+        /// Where the vault is.
+        location: String,
+    },
+    /// The location holds no vault.
+    #[error("no vault at {location}: its `config` object is missing (create one with `lifeboat vault init --vault {location}`)")]
+    NoVault {
+        /// Where a vault was expected.
+        location: String,
+    },
+    /// `init` on a location that already holds a vault.
+    #[error("a vault already exists at {location}; refusing to overwrite it")]
+    AlreadyExists {
+        /// Where the vault is.
+        location: String,
+    },
+    /// The vault was written by a newer format this build does not understand.
+    #[error("the vault at {location} has format version {found}; this lifeboat reads version {supported} (upgrade lifeboat)")]
+    UnsupportedVersion {
+        /// Where the vault is.
+        location: String,
+        /// Version found in the vault's config.
+        found: u32,
+        /// Highest version this build reads.
+        supported: u32,
+    },
+    /// A vault location could not be understood.
+    #[error("bad vault location {location:?}: {reason}")]
+    BadLocation {
+        /// The location as given.
+        location: String,
+        /// Why it is not usable.
+        reason: String,
+    },
+    /// An object is damaged: its bytes do not match its name, do not decrypt, or do not parse.
+    #[error("damaged object {object}: {reason}")]
+    Corrupt {
+        /// Storage path of the damaged object (or blob id within a pack).
+        object: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An object that must exist is missing.
+    #[error("missing object {object}: {reason}")]
+    Missing {
+        /// Storage path or blob id.
+        object: String,
+        /// Who refers to it.
+        reason: String,
+    },
+    /// A blob id is not in the vault's index.
+    #[error("blob {0} is not in the vault's index (run `lifeboat vault check`)")]
+    UnknownBlob(String),
+    /// A recovery point could not be found.
+    #[error("no recovery point matches {0:?} (see `lifeboat points list`)")]
+    NoSuchPoint(String),
+    /// A recovery point id prefix is ambiguous.
+    #[error("recovery point prefix {0:?} is ambiguous; give more characters")]
+    AmbiguousPoint(String),
+    /// A key id could not be found.
+    #[error("no key {0:?} in the vault (see `lifeboat key list`)")]
+    NoSuchKey(String),
+    /// The operation is refused because of a lock or retention.
+    #[error("{0}")]
+    Refused(String),
+    /// The storage below the vault failed.
+    #[error("storage {op} {path:?} failed: {message}")]
+    Storage {
+        /// The operation: read, write, list, stat, remove.
+        op: &'static str,
+        /// Path of the object within the vault.
+        path: String,
+        /// What the storage said.
+        message: String,
+        /// Whether trying again may help.
+        retryable: bool,
+        /// Whether the storage ran out of space.
+        no_space: bool,
+    },
+    /// A local file or directory operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The local path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl VaultError {
+    /// Whether trying the same operation again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, VaultError::Storage { retryable: true, .. })
+    }
+
+    /// Whether the failure is a full disk / exhausted quota.
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            VaultError::Storage { no_space, .. } => *no_space,
+            VaultError::Io { source, .. } => source.raw_os_error() == Some(28),
+            _ => false,
+        }
+    }
+
+    /// Whether the failure means data in the vault is damaged or missing.
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self,
+            VaultError::Corrupt { .. } | VaultError::Missing { .. } | VaultError::UnknownBlob(_)
+        )
+    }
+
+    pub(crate) fn corrupt(object: impl Into<String>, reason: impl Into<String>) -> Self {
+        VaultError::Corrupt {
+            object: object.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        VaultError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! `prune`: delete what no recovery point needs, safely beside running backups.
+//!
+//! Two-phase delete. A pack no point needs is first **marked** obsolete in an
+//! index file; backups that load the index after that never deduplicate
+//! against it. It is **deleted** only once no backup that may have loaded the
+//! index before the mark can still write a point, and a point listing made
+//! after that shows nothing needs it; a pack found needed again is unmarked.
+//!
+//! ```text
+//! 0  exclusive prune lock; drop stale locks
+//! 1  L0 = live backup locks
+//! 2  list packs; 3 load index, all points, walk every tree → referenced blobs
+//! 4  classify each indexed pack:
+//!      marked, needed again               → unmark
+//!      marked, blockers recorded, none in L0 → delete
+//!      marked, blockers still live        → keep waiting
+//!      unmarked, unused                   → mark
+//!      unmarked, mostly unused            → repack needed blobs, mark
+//! 5  write repacked packs; 6 write one new index (marks without blockers)
+//! 7  L1 = live backup locks
+//!      L1 empty → re-list points, walk new ones; delete new marks they do not need
+//!      else     → write an index file recording blockers = L1 on the new marks
+//! 8  delete the index files read in 3; 9 delete packs; unindexed packs only
+//!    when L1 was empty and a fresh index listing does not know them
+//! ```
+//! A crash at any step leaves a readable vault: new objects are written before
+//! old ones are deleted, and marks are only ever a reason to wait.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::error::{Result, VaultError};
+use crate::id::Id;
+use crate::index::{Index, IndexFile, ObsoleteMark, index_path};
+use crate::lock::{LockGuard, live_locks, remove_stale};
+use crate::pack::{PackEntry, PackWriter, pack_path, seal_blob};
+use crate::vault::Vault;
+
+/// Options of a prune.
+#[derive(Debug, Clone, Copy)]
+pub struct PruneOptions {
+    /// Only report what would be done.
+    pub dry_run: bool,
+    /// Repack a pack when more than this fraction of its bytes is unused.
+    pub repack_unused: f64,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions {
+            dry_run: false,
+            repack_unused: 0.3,
+        }
+    }
+}
+
+/// What a prune did (or would do).
+#[derive(Debug, Default, Serialize)]
+pub struct PruneReport {
+    /// Points in the vault.
+    pub points: usize,
+    /// Packs on storage.
+    pub packs: usize,
+    /// Packs newly marked obsolete.
+    pub marked: usize,
+    /// Marked packs found needed again.
+    pub unmarked: usize,
+    /// Packs whose needed blobs were copied to new packs.
+    pub repacked: usize,
+    /// Marked packs kept because backups that started before the mark still run.
+    pub deferred: usize,
+    /// Packs deleted.
+    pub deleted_packs: usize,
+    /// Unindexed packs (from interrupted runs) deleted.
+    pub deleted_garbage: usize,
+    /// Bytes freed on storage.
+    pub bytes_freed: u64,
+    /// Index files replaced by the new index.
+    pub index_files_replaced: usize,
+    /// Stale locks removed.
+    pub stale_locks_removed: usize,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+}
+
+fn shared_lock_ids(vault: &Vault, own: &Id) -> Result<Vec<Id>> {
+    Ok(live_locks(vault.storage())?
+        .into_iter()
+        .filter(|(id, l)| id != own && !l.exclusive)
+        .map(|(id, _)| id)
+        .collect())
+}
+
+/// Collects every blob reachable from the trees of `roots`.
+pub fn referenced_blobs(vault: &Vault, index: &Index, roots: &[Id]) -> Result<HashSet<Id>> {
+    let seen = Mutex::new(HashSet::new());
+    let first_err = Mutex::new(None);
+    fn walk(vault: &Vault, index: &Index, tree: Id, seen: &Mutex<HashSet<Id>>, err: &Mutex<Option<VaultError>>) {
+        if !seen.lock().expect("lock").insert(tree) {
+            return;
+        }
+        match vault.read_tree(index, &tree) {
+            Ok(t) => {
+                let mut subs = Vec::new();
+                {
+                    let mut s = seen.lock().expect("lock");
+                    for n in &t.nodes {
+                        s.extend(n.content.iter().copied());
+                        subs.extend(n.subtree);
+                    }
+                }
+                subs.par_iter().for_each(|s| walk(vault, index, *s, seen, err));
+            }
+            Err(e) => {
+                err.lock().expect("lock").get_or_insert(e);
+            }
+        }
+    }
+    roots.par_iter().for_each(|r| walk(vault, index, *r, &seen, &first_err));
+    if let Some(e) = first_err.into_inner().expect("lock") {
+        return Err(VaultError::Refused(format!(
+            "prune stopped without deleting anything: a tree cannot be read ({e}); run `lifeboat vault check`"
+        )));
+    }
+    Ok(seen.into_inner().expect("lock"))
+}
+
+enum Verdict {
+    Keep,
+    Unmark,
+    Delete,
+    Deferred(ObsoleteMark),
+    Mark,
+    Repack(Vec<PackEntry>),
+}
+
+/// Prunes the vault.
+pub fn prune(vault: &Vault, opts: &PruneOptions) -> Result<PruneReport> {
+    let storage = vault.storage();
+    let lock = LockGuard::acquire(storage, "prune", true)?;
+    let mut rep = PruneReport {
+        dry_run: opts.dry_run,
+        ..Default::default()
+    };
+    if !opts.dry_run {
+        rep.stale_locks_removed = remove_stale(storage)?;
+    }
+    let l0: HashSet<Id> = shared_lock_ids(vault, &lock.id())?.into_iter().collect();
+
+    let listed: HashMap<Id, u64> = storage
+        .list("packs/")?
+        .into_iter()
+        .filter_map(|l| l.path.rsplit('/').next().and_then(Id::parse).map(|i| (i, l.size)))
+        .collect();
+    rep.packs = listed.len();
+    let index = vault.load_index()?;
+    if let Some(e) = index.damaged().first() {
+        return Err(VaultError::Refused(format!(
+            "prune stopped without deleting anything: an index file is damaged ({e}); run `lifeboat vault check`"
+        )));
+    }
+    let (points, bad) = vault.list_points()?;
+    if let Some(e) = bad.first() {
+        return Err(VaultError::Refused(format!(
+            "prune stopped without deleting anything: a recovery point is damaged ({e}); run `lifeboat vault check`"
+        )));
+    }
+    rep.points = points.len();
+    let seen_points: HashSet<Id> = points.iter().map(|(i, _)| *i).collect();
+    let roots: Vec<Id> = points.iter().map(|(_, p)| p.tree).collect();
+    let referenced = referenced_blobs(vault, &index, &roots)?;
+
+    // 4. classify
+    let mut verdicts: HashMap<Id, Verdict> = HashMap::new();
+    for (pack, entries) in index.packs() {
+        let used: Vec<PackEntry> = entries
+            .iter()
+            .filter(|e| referenced.contains(&e.id) && index.get(&e.id).is_some_and(|l| l.pack == *pack))
+            .copied()
+            .collect();
+        let v = match index.marks().get(pack) {
+            Some(_) if !listed.contains_key(pack) => Verdict::Delete, // already gone
+            Some(_) if !used.is_empty() => Verdict::Unmark,
+            Some(m) => match &m.blockers {
+                Some(b) if b.iter().all(|x| !l0.contains(x)) => Verdict::Delete,
+                Some(_) => Verdict::Deferred(m.clone()),
+                None => Verdict::Mark,
+            },
+            None if !listed.contains_key(pack) => Verdict::Keep, // missing: check reports it
+            None if used.is_empty() => Verdict::Mark,
+            None => {
+                let total: u64 = entries.iter().map(|e| e.length as u64).sum();
+                let live: u64 = used.iter().map(|e| e.length as u64).sum();
+                if total > 0 && (total - live) as f64 / total as f64 > opts.repack_unused {
+                    Verdict::Repack(used)
+                } else {
+                    Verdict::Keep
+                }
+            }
+        };
+        verdicts.insert(*pack, v);
+    }
+    for v in verdicts.values() {
+        match v {
+            Verdict::Unmark => rep.unmarked += 1,
+            Verdict::Deferred(_) => rep.deferred += 1,
+            Verdict::Mark => rep.marked += 1,
+            Verdict::Repack(_) => {
+                rep.repacked += 1;
+                rep.marked += 1
+            }
+            Verdict::Delete | Verdict::Keep => {}
+        }
+    }
+    let garbage: Vec<Id> = listed
+        .keys()
+        .filter(|p| !index.packs().contains_key(*p))
+        .copied()
+        .collect();
+    if opts.dry_run {
+        rep.deleted_packs = verdicts.values().filter(|v| matches!(v, Verdict::Delete)).count();
+        rep.deleted_garbage = garbage.len();
+        lock.release()?;
+        return Ok(rep);
+    }
+
+    // 5. repack
+    let mut new_index = IndexFile::default();
+    let to_repack: Vec<(Id, PackEntry)> = verdicts
+        .iter()
+        .filter_map(|(p, v)| match v {
+            Verdict::Repack(used) => Some(used.iter().map(|e| (*p, *e)).collect::<Vec<_>>()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    if !to_repack.is_empty() {
+        new_index.packs.extend(repack(vault, &index, &to_repack)?);
+    }
+
+    // 6. the new index
+    let mut new_marks = Vec::new();
+    let now = chrono::Utc::now().timestamp();
+    for (pack, v) in &verdicts {
+        let entries = index.packs()[pack].clone();
+        match v {
+            Verdict::Delete => continue,
+            Verdict::Keep | Verdict::Unmark => {}
+            Verdict::Deferred(m) => new_index.marks.push(m.clone()),
+            Verdict::Mark | Verdict::Repack(_) => {
+                new_marks.push(*pack);
+                new_index.marks.push(ObsoleteMark {
+                    pack: *pack,
+                    marked_at: now,
+                    blockers: None,
+                });
+            }
+        }
+        new_index.packs.push((*pack, entries));
+    }
+    new_index.packs.sort_by_key(|(p, _)| *p);
+    let (name, stored) = new_index.seal(vault.key());
+    storage.write(&index_path(&name), stored)?;
+
+    // 7. who might still reference the newly marked packs
+    let l1 = shared_lock_ids(vault, &lock.id())?;
+    let mut delete: Vec<Id> = verdicts
+        .iter()
+        .filter(|(_, v)| matches!(v, Verdict::Delete))
+        .map(|(p, _)| *p)
+        .collect();
+    let mut delete_garbage = Vec::new();
+    if l1.is_empty() {
+        let (now_points, _) = vault.list_points()?;
+        let fresh: Vec<Id> = now_points
+            .iter()
+            .filter(|(i, _)| !seen_points.contains(i))
+            .map(|(_, p)| p.tree)
+            .collect();
+        let fresh_index = vault.load_index()?;
+        let needed = if fresh.is_empty() {
+            HashSet::new()
+        } else {
+            referenced_blobs(vault, &fresh_index, &fresh)?
+        };
+        for p in &new_marks {
+            let entries = &index.packs()[p];
+            if entries.iter().all(|e| !needed.contains(&e.id)) {
+                delete.push(*p);
+            }
+        }
+        let known: HashSet<Id> = fresh_index.packs().keys().copied().collect();
+        delete_garbage = garbage.into_iter().filter(|g| !known.contains(g)).collect();
+    } else if !new_marks.is_empty() {
+        let blockers = IndexFile {
+            packs: Vec::new(),
+            marks: new_marks
+                .iter()
+                .map(|p| ObsoleteMark {
+                    pack: *p,
+                    marked_at: now,
+                    blockers: Some(l1.clone()),
+                })
+                .collect(),
+        };
+        let (bname, bstored) = blockers.seal(vault.key());
+        storage.write(&index_path(&bname), bstored)?;
+        rep.deferred += new_marks.len();
+    }
+
+    // 8. old index files
+    for f in index.files() {
+        storage.remove(&index_path(f))?;
+        rep.index_files_replaced += 1;
+    }
+    // 9. packs
+    for p in delete.iter().chain(&delete_garbage) {
+        if let Some(size) = listed.get(p) {
+            storage.remove(&pack_path(p))?;
+            rep.bytes_freed += size;
+        }
+    }
+    rep.deleted_packs = delete.iter().filter(|p| listed.contains_key(*p)).count();
+    rep.deleted_garbage = delete_garbage.len();
+    clean_tmp(vault);
+    lock.release()?;
+    Ok(rep)
+}
+
+fn repack(vault: &Vault, index: &Index, blobs: &[(Id, PackEntry)]) -> Result<Vec<(Id, Vec<PackEntry>)>> {
+    let wanted: Vec<(Id, PackEntry)> = blobs.iter().map(|(_, e)| (e.id, *e)).collect();
+    let got: Mutex<Vec<(PackEntry, Vec<u8>)>> = Mutex::new(Vec::new());
+    let failed: Mutex<Option<VaultError>> = Mutex::new(None);
+    crate::fetch::fetch_blobs(vault, index, wanted, |e, r| match r {
+        Ok(data) => got.lock().expect("lock").push((*e, data.to_vec())),
+        Err(err) => {
+            failed.lock().expect("lock").get_or_insert(err);
+        }
+    });
+    if let Some(e) = failed.into_inner().expect("lock") {
+        return Err(VaultError::Refused(format!(
+            "prune stopped: a blob to keep cannot be read while repacking ({e}); run `lifeboat vault check`"
+        )));
+    }
+    let mut out = Vec::new();
+    let mut w = PackWriter::new();
+    let level = vault.config().compression;
+    for (e, data) in got.into_inner().expect("lock") {
+        let (flags, sealed) = seal_blob(vault.key(), e.blob_type, &e.id, &data, level);
+        w.add(e.blob_type, flags, e.id, &sealed, data.len() as u32);
+        if w.len() >= vault.config().pack_size as usize {
+            out.push(write_pack(vault, std::mem::take(&mut w))?);
+        }
+    }
+    if !w.is_empty() {
+        out.push(write_pack(vault, w)?);
+    }
+    Ok(out)
+}
+
+fn write_pack(vault: &Vault, w: PackWriter) -> Result<(Id, Vec<PackEntry>)> {
+    let (id, bytes, entries) = w.finish(vault.key());
+    vault.storage().write(&pack_path(&id), bytes)?;
+    Ok((id, entries))
+}
+
+/// Removes leftovers of interrupted writes older than an hour from `tmp/`.
+fn clean_tmp(vault: &Vault) {
+    let crate::storage::Location::Dir(root) = vault.storage().loc();
+    let Ok(rd) = std::fs::read_dir(root.join("tmp")) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() > 3600);
+        if old {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! The storage seam: the few operations the vault needs from an object store.
+//!
+//! Everything the engine stores goes through [`Storage`]: list, stat, read (whole
+//! or a byte range), write whole, remove. It sits on [OpenDAL](opendal), so a
+//! directory and an S3-compatible bucket are the same to the engine; retries are
+//! an OpenDAL layer around the backend, not code in the engine. "Not found" is
+//! told apart from other failures, and failures say whether retrying may help.
+//!
+//! On a directory, writes are atomic: OpenDAL writes a temporary file under
+//! `tmp/`, syncs it and renames it into place, so an object is either absent or
+//! complete, whatever moment the process dies at.
+
+use std::sync::Arc;
+
+use opendal::{ErrorKind, Operator};
+
+use crate::error::{Result, VaultError};
+
+/// Where a vault (or any object-store prefix) lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A local directory (absolute path).
+    Dir(std::path::PathBuf),
+}
+
+impl Location {
+    /// Parses `file:///abs/path` or `/abs/path`.
+    pub fn parse(text: &str) -> Result<Location> {
+        let bad = |reason: &str| VaultError::BadLocation {
+            location: text.to_string(),
+            reason: reason.to_string(),
+        };
+        if let Some(rest) = text.strip_prefix("file://") {
+            if !rest.starts_with('/') {
+                return Err(bad("a file URL needs an absolute path: file:///abs/path"));
+            }
+            return Ok(Location::Dir(rest.into()));
+        }
+        if text.starts_with('/') {
+            return Ok(Location::Dir(text.into()));
+        }
+        if text.starts_with("s3://") {
+            return Err(bad(
+                "S3 vaults are not available in this build yet; use a directory (file:///abs/path)",
+            ));
+        }
+        Err(bad(
+            "expected an absolute directory path or file:///abs/path",
+        ))
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Dir(p) => write!(f, "file://{}", p.display()),
+        }
+    }
+}
+
+/// One object found by [`Storage::list`].
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// Path relative to the storage root, e.g. `packs/ab/ab12…`.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// Blocking handle on an object store.
+#[derive(Clone)]
+pub struct Storage {
+    op: Operator,
+    rt: Arc<tokio::runtime::Runtime>,
+    location: String,
+    loc: Location,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("location", &self.location)
+            .finish()
+    }
+}
+
+fn map_err(op: &'static str, path: &str, e: opendal::Error) -> VaultError {
+    if e.kind() == ErrorKind::NotFound {
+        return VaultError::Missing {
+            object: path.to_string(),
+            reason: "not found in storage".into(),
+        };
+    }
+    let text = format!("{e}");
+    let no_space = text.contains("No space left") || text.contains("os error 28");
+    VaultError::Storage {
+        op,
+        path: path.to_string(),
+        retryable: e.is_temporary(),
+        no_space,
+        message: if no_space {
+            format!("{text} (the disk is full: free space and run again; the vault is unharmed)")
+        } else {
+            text
+        },
+    }
+}
+
+impl Storage {
+    /// Opens storage at `location`. A directory location is created if `create` is set.
+    pub fn open(location: &Location, create: bool) -> Result<Storage> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("lifeboat-io")
+            .enable_all()
+            .build()
+            .map_err(|e| VaultError::io("start I/O runtime", "", e))?;
+        let op = match location {
+            Location::Dir(root) => {
+                if create {
+                    std::fs::create_dir_all(root)
+                        .map_err(|e| VaultError::io("create directory", root, e))?;
+                } else if !root.is_dir() {
+                    return Err(VaultError::NoVault {
+                        location: location.to_string(),
+                    });
+                }
+                let tmp = root.join("tmp");
+                std::fs::create_dir_all(&tmp)
+                    .map_err(|e| VaultError::io("create directory", &tmp, e))?;
+                let builder = opendal::services::Fs::default()
+                    .root(&root.to_string_lossy())
+                    .atomic_write_dir(&tmp.to_string_lossy());
+                Operator::new(builder)
+                    .map_err(|e| map_err("open", &root.to_string_lossy(), e))?
+                    .layer(opendal::layers::RetryLayer::new().with_max_times(4))
+            }
+        };
+        Ok(Storage {
+            op,
+            rt: Arc::new(rt),
+            location: location.to_string(),
+            loc: location.clone(),
+        })
+    }
+
+    /// The location this storage was opened at, for messages.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The parsed location.
+    pub fn loc(&self) -> &Location {
+        &self.loc
+    }
+
+    /// Reads a whole object.
+    pub fn read(&self, path: &str) -> Result<Vec<u8>> {
+        self.rt
+            .block_on(self.op.read(path))
+            .map(|b| b.to_vec())
+            .map_err(|e| map_err("read", path, e))
+    }
+
+    /// Reads `len` bytes at `offset` of an object.
+    pub fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let buf = self
+            .rt
+            .block_on(async { self.op.read_with(path).range(offset..offset + len).await })
+            .map_err(|e| map_err("read", path, e))?;
+        if buf.len() as u64 != len {
+            return Err(VaultError::corrupt(
+                path,
+                format!(
+                    "short read: wanted {len} bytes at {offset}, got {} (object truncated)",
+                    buf.len()
+                ),
+            ));
+        }
+        Ok(buf.to_vec())
+    }
+
+    /// Writes a whole object, replacing any object of the same name atomically.
+    pub fn write(&self, path: &str, data: Vec<u8>) -> Result<()> {
+        self.rt
+            .block_on(self.op.write(path, data))
+            .map(|_| ())
+            .map_err(|e| map_err("write", path, e))
+    }
+
+    /// Size of an object, or `None` when it does not exist.
+    pub fn stat(&self, path: &str) -> Result<Option<u64>> {
+        match self.rt.block_on(self.op.stat(path)) {
+            Ok(m) => Ok(Some(m.content_length())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(map_err("stat", path, e)),
+        }
+    }
+
+    /// Lists every object below `dir` (recursively), e.g. `packs/`.
+    pub fn list(&self, dir: &str) -> Result<Vec<Listed>> {
+        let entries = match self
+            .rt
+            .block_on(async { self.op.list_with(dir).recursive(true).await })
+        {
+            Ok(v) => v,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(map_err("list", dir, e)),
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            if e.metadata().is_dir() {
+                continue;
+            }
+            let mut size = e.metadata().content_length();
+            if size == 0 {
+                // Some listings do not carry sizes; ask.
+                size = self.stat(e.path())?.unwrap_or(0);
+            }
+            out.push(Listed {
+                path: e.path().to_string(),
+                size,
+            });
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    /// Removes an object; removing a missing object is not an error.
+    pub fn remove(&self, path: &str) -> Result<()> {
+        match self.rt.block_on(self.op.delete(path)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(map_err("remove", path, e)),
+        }
+    }
+}

@@ -1,0 +1,383 @@
+//! Opening a vault: config, keys, recovery points, reading blobs.
+
+use chrono::Utc;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{KdfParams, KeyFile, MasterKey};
+use crate::error::{Result, VaultError};
+use crate::id::Id;
+use crate::index::Index;
+use crate::pack::{BlobType, open_blob, pack_path};
+use crate::point::{RecoveryPoint, point_path};
+use crate::storage::{Location, Storage};
+use crate::tree::Tree;
+
+/// Format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Content-defined chunking parameters.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChunkerParams {
+    /// Smallest chunk.
+    pub min: u32,
+    /// Average chunk.
+    pub avg: u32,
+    /// Largest chunk.
+    pub max: u32,
+}
+
+impl Default for ChunkerParams {
+    fn default() -> Self {
+        ChunkerParams {
+            min: 512 * 1024,
+            avg: 1024 * 1024,
+            max: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// The plaintext `config` object.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Config {
+    /// Always "lifeboat-vault".
+    pub format: String,
+    /// Format version.
+    pub version: u32,
+    /// Random vault id (64 hex).
+    pub id: String,
+    /// When the vault was made.
+    pub created: String,
+    /// Chunker parameters.
+    pub chunker: ChunkerParams,
+    /// zstd level for new blobs (0 = store uncompressed).
+    pub compression: i32,
+    /// Target size of a pack in bytes.
+    pub pack_size: u32,
+}
+
+/// Options for `init`.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Chunker parameters.
+    pub chunker: ChunkerParams,
+    /// zstd level.
+    pub compression: i32,
+    /// Target pack size.
+    pub pack_size: u32,
+    /// Argon2id costs for the first key.
+    pub kdf: KdfParams,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            chunker: ChunkerParams::default(),
+            compression: 3,
+            pack_size: 16 * 1024 * 1024,
+            kdf: KdfParams::for_new_key(),
+        }
+    }
+}
+
+/// A key of the vault, as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    /// Key id (name of the key file).
+    pub id: String,
+    /// Whether this is the key the vault was opened with.
+    pub current: bool,
+    /// When it was added.
+    pub created: String,
+    /// Host that added it.
+    pub host: String,
+    /// User that added it.
+    pub user: String,
+    /// Label.
+    pub label: String,
+}
+
+/// An open, unlocked vault.
+#[derive(Debug, Clone)]
+pub struct Vault {
+    storage: Storage,
+    key: MasterKey,
+    config: Config,
+    key_id: String,
+}
+
+fn read_config(storage: &Storage) -> Result<Config> {
+    let raw = match storage.read("config") {
+        Ok(r) => r,
+        Err(VaultError::Missing { .. }) => {
+            return Err(VaultError::NoVault {
+                location: storage.location().to_string(),
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    let config: Config = serde_json::from_slice(&raw)
+        .map_err(|e| VaultError::corrupt("config", format!("bad JSON: {e}")))?;
+    if config.format != "lifeboat-vault" {
+        return Err(VaultError::corrupt("config", "not a lifeboat vault config"));
+    }
+    if config.version > FORMAT_VERSION {
+        return Err(VaultError::UnsupportedVersion {
+            location: storage.location().to_string(),
+            found: config.version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    Ok(config)
+}
+
+impl Vault {
+    /// Creates a new vault at `location`, protected by `password`.
+    pub fn init(location: &Location, password: &[u8], opts: &InitOptions) -> Result<Vault> {
+        let storage = Storage::open(location, true)?;
+        if storage.stat("config")?.is_some() || !storage.list("keys/")?.is_empty() {
+            return Err(VaultError::AlreadyExists {
+                location: location.to_string(),
+            });
+        }
+        let key = MasterKey::generate();
+        let kf = KeyFile::wrap(&key, password, opts.kdf, "")?;
+        let kb = serde_json::to_vec_pretty(&kf).expect("json");
+        let key_id = Id::of_stored(&kb).to_hex();
+        // Key first, config last: a vault exists once its config exists.
+        storage.write(&format!("keys/{key_id}"), kb)?;
+        let config = Config {
+            format: "lifeboat-vault".into(),
+            version: FORMAT_VERSION,
+            id: Id::random().to_hex(),
+            created: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            chunker: opts.chunker,
+            compression: opts.compression,
+            pack_size: opts.pack_size,
+        };
+        storage.write("config", serde_json::to_vec_pretty(&config).expect("json"))?;
+        Ok(Vault {
+            storage,
+            key,
+            config,
+            key_id,
+        })
+    }
+
+    /// Opens the vault at `location` with `password`.
+    pub fn open(location: &Location, password: &[u8]) -> Result<Vault> {
+        let storage = Storage::open(location, false)?;
+        let config = read_config(&storage)?;
+        let keys = storage.list("keys/")?;
+        if keys.is_empty() {
+            return Err(VaultError::corrupt("keys/", "the vault has no key files"));
+        }
+        let mut damaged = None;
+        for k in keys {
+            let what = k.path.clone();
+            let kf: KeyFile = match storage.read(&k.path).and_then(|b| {
+                serde_json::from_slice(&b).map_err(|e| VaultError::corrupt(&what, format!("bad JSON: {e}")))
+            }) {
+                Ok(kf) => kf,
+                Err(e) if e.is_damage() => {
+                    damaged = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            match kf.unwrap(password, &what) {
+                Ok(Some(key)) => {
+                    return Ok(Vault {
+                        storage,
+                        key,
+                        config,
+                        key_id: what.trim_start_matches("keys/").to_string(),
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => damaged = Some(e),
+            }
+        }
+        if let Some(e) = damaged {
+            tracing::warn!("a key file is damaged: {e}");
+        }
+        Err(VaultError::WrongPassword {
+            location: location.to_string(),
+        })
+    }
+
+    /// The storage below the vault.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// The master key.
+    pub fn key(&self) -> &MasterKey {
+        &self.key
+    }
+
+    /// The vault's config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Loads the index.
+    pub fn load_index(&self) -> Result<Index> {
+        Index::load(&self.storage, &self.key)
+    }
+
+    // ----- keys -----
+
+    /// Adds a password; returns the new key's id.
+    pub fn add_key(&self, password: &[u8], label: &str) -> Result<String> {
+        let kf = KeyFile::wrap(&self.key, password, KdfParams::for_new_key(), label)?;
+        let kb = serde_json::to_vec_pretty(&kf).expect("json");
+        let id = Id::of_stored(&kb).to_hex();
+        self.storage.write(&format!("keys/{id}"), kb)?;
+        Ok(id)
+    }
+
+    /// Lists the key files.
+    pub fn list_keys(&self) -> Result<Vec<KeyInfo>> {
+        let mut out = Vec::new();
+        for k in self.storage.list("keys/")? {
+            let id = k.path.trim_start_matches("keys/").to_string();
+            let kf: KeyFile = serde_json::from_slice(&self.storage.read(&k.path)?)
+                .map_err(|e| VaultError::corrupt(&k.path, format!("bad JSON: {e}")))?;
+            out.push(KeyInfo {
+                current: id == self.key_id,
+                id,
+                created: kf.created,
+                host: kf.host,
+                user: kf.user,
+                label: kf.label,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Removes a key (by id or unique prefix). The key in use and the last key
+    /// cannot be removed.
+    pub fn remove_key(&self, prefix: &str) -> Result<String> {
+        let keys = self.list_keys()?;
+        let m: Vec<_> = keys.iter().filter(|k| k.id.starts_with(prefix)).collect();
+        let k = match m.as_slice() {
+            [k] => *k,
+            [] => return Err(VaultError::NoSuchKey(prefix.to_string())),
+            _ => return Err(VaultError::Refused(format!("key prefix {prefix:?} is ambiguous"))),
+        };
+        if k.current {
+            return Err(VaultError::Refused(
+                "refusing to remove the key this session opened the vault with; open the vault with another password first".into(),
+            ));
+        }
+        self.storage.remove(&format!("keys/{}", k.id))?;
+        Ok(k.id.clone())
+    }
+
+    // ----- points -----
+
+    /// Ids of all recovery points.
+    pub fn point_ids(&self) -> Result<Vec<Id>> {
+        Ok(self
+            .storage
+            .list("points/")?
+            .iter()
+            .filter_map(|l| l.path.strip_prefix("points/").and_then(Id::parse))
+            .collect())
+    }
+
+    /// Reads one point.
+    pub fn read_point(&self, id: &Id) -> Result<RecoveryPoint> {
+        let b = self.storage.read(&point_path(id))?;
+        RecoveryPoint::open(&self.key, id, &b)
+    }
+
+    /// Reads all points, oldest first. Damaged ones are returned separately.
+    pub fn list_points(&self) -> Result<(Vec<(Id, RecoveryPoint)>, Vec<VaultError>)> {
+        let ids = self.point_ids()?;
+        let read: Vec<(Id, Result<RecoveryPoint>)> =
+            ids.par_iter().map(|id| (*id, self.read_point(id))).collect();
+        let mut ok = Vec::new();
+        let mut bad = Vec::new();
+        for (id, r) in read {
+            match r {
+                Ok(p) => ok.push((id, p)),
+                Err(VaultError::Missing { .. }) => {} // forgotten meanwhile
+                Err(e) if e.is_damage() => bad.push(e),
+                Err(e) => return Err(e),
+            }
+        }
+        ok.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok((ok, bad))
+    }
+
+    /// Finds a point by full id, unique id prefix, or `latest` (newest, optionally
+    /// of one resource).
+    pub fn find_point(&self, spec: &str, resource: Option<&str>) -> Result<(Id, RecoveryPoint)> {
+        if spec == "latest" {
+            let (points, _) = self.list_points()?;
+            return points
+                .into_iter()
+                .rev()
+                .find(|(_, p)| resource.is_none_or(|r| p.resource == r))
+                .ok_or_else(|| VaultError::NoSuchPoint(spec.to_string()));
+        }
+        let ids = self.point_ids()?;
+        let m: Vec<_> = ids.iter().filter(|i| i.to_hex().starts_with(spec)).collect();
+        match m.as_slice() {
+            [id] => Ok((**id, self.read_point(id)?)),
+            [] => Err(VaultError::NoSuchPoint(spec.to_string())),
+            _ => Err(VaultError::AmbiguousPoint(spec.to_string())),
+        }
+    }
+
+    /// Writes a point; it becomes visible at once.
+    pub fn write_point(&self, point: &RecoveryPoint) -> Result<Id> {
+        let (id, stored) = point.seal(&self.key);
+        self.storage.write(&point_path(&id), stored)?;
+        Ok(id)
+    }
+
+    /// Deletes a point, unless its retention forbids.
+    pub fn remove_point(&self, id: &Id, override_governance: bool) -> Result<()> {
+        let p = self.read_point(id)?;
+        if p.is_locked(Utc::now(), override_governance) {
+            let r = p.retention.as_ref().expect("locked has retention");
+            return Err(VaultError::Refused(format!(
+                "recovery point {} is locked ({:?}) until {}; it cannot be deleted{}",
+                id.short(),
+                r.mode,
+                r.retain_until.to_rfc3339(),
+                if r.mode == crate::point::LockMode::Governance {
+                    " without --override-lock"
+                } else {
+                    ""
+                }
+            )));
+        }
+        self.storage.remove(&point_path(id))
+    }
+
+    // ----- blobs -----
+
+    /// Reads, decrypts and verifies one blob.
+    pub fn read_blob(&self, index: &Index, id: &Id) -> Result<Vec<u8>> {
+        let loc = index.get(id).ok_or_else(|| VaultError::UnknownBlob(id.to_hex()))?;
+        let path = pack_path(&loc.pack);
+        let sealed =
+            self.storage
+                .read_range(&path, loc.entry.offset as u64, loc.entry.length as u64)?;
+        open_blob(&self.key, &loc.entry, &sealed, &path)
+    }
+
+    /// Reads a tree blob.
+    pub fn read_tree(&self, index: &Index, id: &Id) -> Result<Tree> {
+        let loc = index.get(id).ok_or_else(|| VaultError::UnknownBlob(id.to_hex()))?;
+        if loc.entry.blob_type != BlobType::Tree {
+            return Err(VaultError::corrupt(id.to_hex(), "expected a tree blob, found data"));
+        }
+        let b = self.read_blob(index, id)?;
+        Tree::from_bytes(&b).map_err(|e| VaultError::corrupt(format!("tree {id}"), format!("bad JSON: {e}")))
+    }
+}

@@ -1,0 +1,237 @@
+//! Writing into a vault: the backup session.
+//!
+//! ```text
+//! take a shared lock          (prune sees us and defers deletes)
+//! load the index               (after the lock: see the format spec)
+//! save_blob(type, bytes) ×N    keyed id → dedup → zstd → seal → pack
+//!     a full pack is written to packs/…, its entries go to the pending index;
+//!     every INDEX_EVERY packs an index file is written (resumable after a crash)
+//! commit(point)                flush packs → write index → write point → unlock
+//! ```
+//! `save_blob` is called from many threads at once; hashing, compression and
+//! encryption run on the caller's thread, only the append to the open pack is
+//! serialized.
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{Result, VaultError};
+use crate::id::Id;
+use crate::index::{Index, IndexFile, index_path};
+use crate::lock::LockGuard;
+use crate::pack::{BlobType, PackEntry, PackWriter, pack_path, seal_blob};
+use crate::point::RecoveryPoint;
+use crate::tree::Tree;
+use crate::vault::Vault;
+
+/// Packs written between two intermediate index files.
+const INDEX_EVERY: usize = 32;
+
+/// Byte counters of a session.
+#[derive(Debug, Default)]
+pub struct WriteStats {
+    /// Plaintext bytes of new blobs.
+    pub bytes_new: AtomicU64,
+    /// Stored bytes of new blobs.
+    pub bytes_stored: AtomicU64,
+    /// New blobs.
+    pub blobs_new: AtomicU64,
+}
+
+struct Pending {
+    index: IndexFile,
+    packs_since_index: usize,
+}
+
+/// A backup in progress.
+pub struct BackupWriter<'v> {
+    vault: &'v Vault,
+    index: Index,
+    seen: Mutex<HashSet<Id>>,
+    data_pack: Mutex<PackWriter>,
+    tree_pack: Mutex<PackWriter>,
+    pending: Mutex<Pending>,
+    stats: WriteStats,
+    lock: Option<LockGuard>,
+}
+
+impl std::fmt::Debug for BackupWriter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackupWriter").finish_non_exhaustive()
+    }
+}
+
+impl<'v> BackupWriter<'v> {
+    /// Starts a session: takes a shared lock, then loads the index.
+    pub fn start(vault: &'v Vault, kind: &str) -> Result<BackupWriter<'v>> {
+        let lock = LockGuard::acquire(vault.storage(), kind, false)?;
+        let index = vault.load_index()?;
+        Ok(BackupWriter {
+            vault,
+            index,
+            seen: Mutex::new(HashSet::new()),
+            data_pack: Mutex::new(PackWriter::new()),
+            tree_pack: Mutex::new(PackWriter::new()),
+            pending: Mutex::new(Pending {
+                index: IndexFile::default(),
+                packs_since_index: 0,
+            }),
+            stats: WriteStats::default(),
+            lock: Some(lock),
+        })
+    }
+
+    /// The vault written to.
+    pub fn vault(&self) -> &Vault {
+        self.vault
+    }
+
+    /// The index as loaded at start (for reading parent points).
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &WriteStats {
+        &self.stats
+    }
+
+    /// Whether a blob is usable without storing it again.
+    pub fn has_blob(&self, id: &Id) -> bool {
+        self.index.has_live(id) || self.seen.lock().expect("lock").contains(id)
+    }
+
+    /// Stores a blob unless the vault has it; returns its id.
+    pub fn save_blob(&self, t: BlobType, data: &[u8]) -> Result<Id> {
+        let key = self.vault.key();
+        let id = key.blob_id(data);
+        if self.index.has_live(&id) || !self.seen.lock().expect("lock").insert(id) {
+            return Ok(id);
+        }
+        let (flags, sealed) = seal_blob(key, t, &id, data, self.vault.config().compression);
+        self.stats.bytes_new.fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.stats
+            .bytes_stored
+            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        self.stats.blobs_new.fetch_add(1, Ordering::Relaxed);
+        let slot = match t {
+            BlobType::Data => &self.data_pack,
+            BlobType::Tree => &self.tree_pack,
+        };
+        let full = {
+            let mut p = slot.lock().expect("lock");
+            p.add(t, flags, id, &sealed, data.len() as u32);
+            if p.len() >= self.vault.config().pack_size as usize {
+                Some(std::mem::take(&mut *p))
+            } else {
+                None
+            }
+        };
+        if let Some(p) = full {
+            self.write_pack(p)?;
+        }
+        Ok(id)
+    }
+
+    /// Stores a tree blob.
+    pub fn save_tree(&self, tree: &Tree) -> Result<Id> {
+        self.save_blob(BlobType::Tree, &tree.to_bytes())
+    }
+
+    /// Chunks a stream with the vault's content-defined chunker, stores each
+    /// chunk, and returns the blob ids in order and the bytes read. `on_chunk`
+    /// is told each chunk's length as it is read (for progress).
+    pub fn save_stream(&self, mut reader: impl Read, mut on_chunk: impl FnMut(u64)) -> Result<(Vec<Id>, u64)> {
+        let c = self.vault.config().chunker;
+        // Below the minimum chunk size the chunker never cuts: read it whole.
+        let mut head = Vec::with_capacity(64 * 1024);
+        (&mut reader)
+            .take(c.min as u64)
+            .read_to_end(&mut head)
+            .map_err(|e| VaultError::io("read", "", e))?;
+        if (head.len() as u64) < c.min as u64 {
+            on_chunk(head.len() as u64);
+            let n = head.len() as u64;
+            if head.is_empty() {
+                return Ok((Vec::new(), 0));
+            }
+            return Ok((vec![self.save_blob(BlobType::Data, &head)?], n));
+        }
+        let chunker = fastcdc::v2020::StreamCDC::with_level_and_seed(
+            std::io::Cursor::new(head).chain(reader),
+            c.min as usize,
+            c.avg as usize,
+            c.max as usize,
+            fastcdc::v2020::Normalization::Level1,
+            self.vault.key().chunker_seed(),
+        );
+        let mut ids = Vec::new();
+        let mut total = 0u64;
+        for chunk in chunker {
+            let chunk = chunk.map_err(|e| match e {
+                fastcdc::v2020::Error::IoError(io) => VaultError::io("read", "", io),
+                other => VaultError::io("read", "", std::io::Error::other(format!("{other:?}"))),
+            })?;
+            total += chunk.length as u64;
+            on_chunk(chunk.length as u64);
+            ids.push(self.save_blob(BlobType::Data, &chunk.data)?);
+        }
+        Ok((ids, total))
+    }
+
+    fn write_pack(&self, p: PackWriter) -> Result<()> {
+        let (id, bytes, entries) = p.finish(self.vault.key());
+        self.vault.storage().write(&pack_path(&id), bytes)?;
+        self.record_pack(id, entries)
+    }
+
+    fn record_pack(&self, id: Id, entries: Vec<PackEntry>) -> Result<()> {
+        let to_write = {
+            let mut pend = self.pending.lock().expect("lock");
+            pend.index.packs.push((id, entries));
+            pend.packs_since_index += 1;
+            if pend.packs_since_index >= INDEX_EVERY {
+                pend.packs_since_index = 0;
+                Some(std::mem::take(&mut pend.index))
+            } else {
+                None
+            }
+        };
+        if let Some(f) = to_write {
+            self.write_index(&f)?;
+        }
+        Ok(())
+    }
+
+    fn write_index(&self, f: &IndexFile) -> Result<()> {
+        if f.packs.is_empty() && f.marks.is_empty() {
+            return Ok(());
+        }
+        let (name, stored) = f.seal(self.vault.key());
+        self.vault.storage().write(&index_path(&name), stored)
+    }
+
+    /// Writes the open packs and the pending index (without writing a point).
+    pub fn flush(&self) -> Result<()> {
+        for slot in [&self.data_pack, &self.tree_pack] {
+            let p = std::mem::take(&mut *slot.lock().expect("lock"));
+            if !p.is_empty() {
+                self.write_pack(p)?;
+            }
+        }
+        let f = std::mem::take(&mut self.pending.lock().expect("lock").index);
+        self.write_index(&f)
+    }
+
+    /// Finishes the session: flushes, writes the point, releases the lock.
+    pub fn commit(mut self, point: &RecoveryPoint) -> Result<Id> {
+        self.flush()?;
+        let lock = self.lock.take().expect("lock held until commit");
+        lock.check_fresh()?;
+        let id = self.vault.write_point(point)?;
+        lock.release()?;
+        Ok(id)
+    }
+}
