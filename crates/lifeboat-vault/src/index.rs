@@ -240,7 +240,36 @@ impl Index {
                 idx.add_pack(pack, entries);
             }
         }
+        if !idx.damaged.is_empty() {
+            idx.recover_from_pack_headers(storage, key)?;
+        }
         Ok(idx)
+    }
+
+    /// With a damaged index file, the blobs it listed are found again by
+    /// reading the headers of the packs no readable index file lists, so that
+    /// reads (restore, copy) lose nothing. Writing is still refused by prune.
+    fn recover_from_pack_headers(&mut self, storage: &Storage, key: &MasterKey) -> Result<()> {
+        let orphans: Vec<(Id, u64)> = storage
+            .list("packs/")?
+            .into_iter()
+            .filter_map(|l| l.path.rsplit('/').next().and_then(Id::parse).map(|i| (i, l.size)))
+            .filter(|(i, _)| !self.packs.contains_key(i))
+            .collect();
+        let found: Vec<(Id, Result<Vec<PackEntry>>)> = orphans
+            .par_iter()
+            .map(|(id, size)| (*id, crate::pack::read_header(storage, key, id, *size)))
+            .collect();
+        for (id, r) in found {
+            match r {
+                Ok(entries) => {
+                    tracing::warn!("pack {} is in no readable index; using its header", id.short());
+                    self.add_pack(id, entries);
+                }
+                Err(e) => tracing::warn!("pack {} is in no readable index and its header is unreadable: {e}", id.short()),
+            }
+        }
+        Ok(())
     }
 
     fn add_mark(&mut self, m: ObsoleteMark) {

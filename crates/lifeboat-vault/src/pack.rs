@@ -146,13 +146,33 @@ pub fn parse_pack(key: &MasterKey, pack: &[u8], what: &str) -> Result<Vec<PackEn
         return Err(VaultError::corrupt(what, "pack header length points outside the pack"));
     }
     let start = pack.len() - 4 - hlen;
-    let h = key.open(HEADER_AAD, &pack[start..pack.len() - 4], what)?;
-    let entries = decode_header(&h, what)?;
+    let entries = open_header(key, &pack[start..pack.len() - 4], what)?;
     let end = entries.last().map(|e| e.offset as usize + e.length as usize).unwrap_or(0);
     if end != start {
         return Err(VaultError::corrupt(what, "pack header does not account for the pack's bytes"));
     }
     Ok(entries)
+}
+
+/// Opens a pack's sealed header (the bytes before the 4-byte trailer).
+pub fn open_header(key: &MasterKey, sealed: &[u8], what: &str) -> Result<Vec<PackEntry>> {
+    let h = key.open(HEADER_AAD, sealed, what)?;
+    decode_header(&h, what)
+}
+
+/// Reads only the header of a stored pack (two ranged reads).
+pub fn read_header(storage: &crate::storage::Storage, key: &MasterKey, id: &Id, size: u64) -> Result<Vec<PackEntry>> {
+    let path = pack_path(id);
+    if size < 4 {
+        return Err(VaultError::corrupt(&path, "pack too short for its trailer"));
+    }
+    let t = storage.read_range(&path, size - 4, 4)?;
+    let hlen = u32::from_le_bytes(t[..4].try_into().expect("4")) as u64;
+    if hlen + 4 > size {
+        return Err(VaultError::corrupt(&path, "pack header length points outside the pack"));
+    }
+    let sealed = storage.read_range(&path, size - 4 - hlen, hlen)?;
+    open_header(key, &sealed, &path)
 }
 
 fn decode_header(h: &[u8], what: &str) -> Result<Vec<PackEntry>> {
