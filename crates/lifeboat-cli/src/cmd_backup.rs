@@ -107,5 +107,9 @@ pub fn run(g: &Global, cmd: BackupCmd) -> Result<ExitCode> {
         );
         println!("{}", res.id);
     }
-    Ok(if res.warnings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(3) })
+    Ok(if res.warnings.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }

@@ -48,7 +48,9 @@ pub fn run(g: &Global, a: ForgetArgs) -> Result<ExitCode> {
         yearly: a.keep_yearly,
     };
     if policy.is_empty() {
-        bail!("no --keep-* option given: that would forget every point; give at least one, e.g. --keep-last 7");
+        bail!(
+            "no --keep-* option given: that would forget every point; give at least one, e.g. --keep-last 7"
+        );
     }
     let v = g.open()?;
     let (points, _) = v.list_points()?;
@@ -73,7 +75,13 @@ pub fn run(g: &Global, a: ForgetArgs) -> Result<ExitCode> {
         for d in &decisions {
             println!(
                 "{} {} {} {}  {}",
-                if d.keep { "keep  " } else if a.dry_run { "forget?" } else { "forget" },
+                if d.keep {
+                    "keep  "
+                } else if a.dry_run {
+                    "forget?"
+                } else {
+                    "forget"
+                },
                 d.id.short(),
                 d.time.format("%Y-%m-%d %H:%M:%S"),
                 d.resource,
@@ -86,7 +94,11 @@ pub fn run(g: &Global, a: ForgetArgs) -> Result<ExitCode> {
                 "{} {n} point(s), kept {}{}",
                 if a.dry_run { "would forget" } else { "forgot" },
                 decisions.len() - n,
-                if a.dry_run || n == 0 { "" } else { "; run `lifeboat prune` to free the space" }
+                if a.dry_run || n == 0 {
+                    ""
+                } else {
+                    "; run `lifeboat prune` to free the space"
+                }
             );
         }
     }

@@ -31,8 +31,16 @@ pub enum KeyCmd {
 pub fn run(g: &Global, cmd: KeyCmd) -> Result<ExitCode> {
     let v = g.open()?;
     match cmd {
-        KeyCmd::Add { new_password_file, label } => {
-            let pw = read_password("LIFEBOAT_NEW_PASSWORD", new_password_file.as_ref(), "new password", true)?;
+        KeyCmd::Add {
+            new_password_file,
+            label,
+        } => {
+            let pw = read_password(
+                "LIFEBOAT_NEW_PASSWORD",
+                new_password_file.as_ref(),
+                "new password",
+                true,
+            )?;
             let id = v.add_key(&pw, &label)?;
             if g.json {
                 print_json(&serde_json::json!({"id": id}))?;
@@ -45,7 +53,10 @@ pub fn run(g: &Global, cmd: KeyCmd) -> Result<ExitCode> {
             if g.json {
                 print_json(&keys)?;
             } else {
-                println!("{:<10} {:<8} {:<21} {:<20} label", "id", "current", "created", "host/user");
+                println!(
+                    "{:<10} {:<8} {:<21} {:<20} label",
+                    "id", "current", "created", "host/user"
+                );
                 for k in keys {
                     println!(
                         "{:<10} {:<8} {:<21} {:<20} {}",

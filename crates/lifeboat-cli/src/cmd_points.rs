@@ -62,7 +62,10 @@ pub fn run(g: &Global, cmd: PointsCmd) -> Result<ExitCode> {
                 let arr: Vec<_> = sel.iter().map(|(id, p)| point_json(id, p)).collect();
                 print_json(&arr)?;
             } else {
-                println!("{:<10} {:<20} {:<6} {:>10}  {:<30} tags", "id", "time", "kind", "size", "resource");
+                println!(
+                    "{:<10} {:<20} {:<6} {:>10}  {:<30} tags",
+                    "id", "time", "kind", "size", "resource"
+                );
                 for (id, p) in &sel {
                     println!(
                         "{:<10} {:<20} {:<6} {:>10}  {:<30} {}",

@@ -50,7 +50,16 @@ pub fn run(g: &Global, cmd: RestoreCmd) -> Result<ExitCode> {
     });
     let _span = tracing::info_span!("job", kind = "restore", protector = "files").entered();
     let started = std::time::Instant::now();
-    let rep = lifeboat_files::restore(&v, &id, &RestoreOptions { to: to.clone(), path, verify }, &counters)?;
+    let rep = lifeboat_files::restore(
+        &v,
+        &id,
+        &RestoreOptions {
+            to: to.clone(),
+            path,
+            verify,
+        },
+        &counters,
+    )?;
     drop(bar);
     let secs = started.elapsed().as_secs_f64();
     if g.json {
@@ -77,7 +86,11 @@ pub fn run(g: &Global, cmd: RestoreCmd) -> Result<ExitCode> {
                 rep.dirs,
                 bytes(rep.bytes),
                 secs,
-                if verify { format!("; verified {} files", rep.verified) } else { String::new() }
+                if verify {
+                    format!("; verified {} files", rep.verified)
+                } else {
+                    String::new()
+                }
             );
         }
     }

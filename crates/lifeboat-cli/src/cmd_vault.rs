@@ -77,12 +77,24 @@ pub fn run(g: &Global, cmd: VaultCmd) -> Result<ExitCode> {
                         rep.points,
                         rep.packs,
                         rep.blobs,
-                        if read_data { format!(", read {} packs", rep.packs_read) } else { String::new() },
-                        if rep.is_ok() { "no errors".to_string() } else { format!("{} errors", rep.errors.len()) }
+                        if read_data {
+                            format!(", read {} packs", rep.packs_read)
+                        } else {
+                            String::new()
+                        },
+                        if rep.is_ok() {
+                            "no errors".to_string()
+                        } else {
+                            format!("{} errors", rep.errors.len())
+                        }
                     );
                 }
             }
-            Ok(if rep.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if rep.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         VaultCmd::Unlock { all } => {
             let v = g.open()?;

@@ -49,10 +49,9 @@ pub fn init_tracing(g: &Global) {
 impl Global {
     /// The vault location, or a clear error.
     pub fn location(&self) -> Result<Location> {
-        let v = self
-            .vault
-            .as_deref()
-            .context("no vault given: pass --vault /abs/path (or file:///abs/path), or set LIFEBOAT_VAULT")?;
+        let v = self.vault.as_deref().context(
+            "no vault given: pass --vault /abs/path (or file:///abs/path), or set LIFEBOAT_VAULT",
+        )?;
         Ok(Location::parse(v)?)
     }
 
@@ -80,9 +79,15 @@ impl Global {
 }
 
 /// Reads a password from `env`, a file, or the terminal.
-pub fn read_password(env: &str, file: Option<&PathBuf>, what: &str, confirm: bool) -> Result<Vec<u8>> {
+pub fn read_password(
+    env: &str,
+    file: Option<&PathBuf>,
+    what: &str,
+    confirm: bool,
+) -> Result<Vec<u8>> {
     if let Some(f) = file {
-        let text = std::fs::read_to_string(f).with_context(|| format!("cannot read password file {}", f.display()))?;
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read password file {}", f.display()))?;
         let line = text.lines().next().unwrap_or("");
         if line.is_empty() {
             bail!("password file {} is empty", f.display());

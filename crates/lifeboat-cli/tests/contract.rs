@@ -11,7 +11,12 @@ fn cli(vault: &Path) -> Cli {
 }
 
 fn copy_tree(from: &Path, to: &Path) {
-    let st = Command::new("cp").arg("-a").arg(from).arg(to).status().unwrap();
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
     assert!(st.success());
 }
 
@@ -23,14 +28,25 @@ fn backup_list_restore_roundtrip_keeps_every_kind_of_entry() {
     let c = cli(&t.path().join("vault"));
     c.ok(&["vault", "init"]);
 
-    let b = c.json(&["backup", "files", src.to_str().unwrap(), "--tag", "first", "--tag", "t2"]);
+    let b = c.json(&[
+        "backup",
+        "files",
+        src.to_str().unwrap(),
+        "--tag",
+        "first",
+        "--tag",
+        "t2",
+    ]);
     let id = b["id"].as_str().unwrap();
     assert_eq!(id.len(), 64);
     assert!(b["files"].as_u64().unwrap() >= 30, "{b}");
     assert!(b["bytes_read"].as_u64().unwrap() > 8_000_000, "{b}");
     assert!(b["bytes_new"].as_u64().unwrap() > 0);
     assert!(b["bytes_stored"].as_u64().unwrap() > 0);
-    assert!(b["bytes_stored"].as_u64().unwrap() < b["bytes_read"].as_u64().unwrap(), "dedup + compression");
+    assert!(
+        b["bytes_stored"].as_u64().unwrap() < b["bytes_read"].as_u64().unwrap(),
+        "dedup + compression"
+    );
     assert!(b["duration_s"].as_f64().unwrap() > 0.0);
 
     let list = c.json(&["points", "list"]);
@@ -39,13 +55,28 @@ fn backup_list_restore_roundtrip_keeps_every_kind_of_entry() {
     let p = &arr[0];
     assert_eq!(p["id"], id);
     assert_eq!(p["kind"], "files");
-    assert!(p["resource"].as_str().unwrap().contains(src.to_str().unwrap()));
+    assert!(
+        p["resource"]
+            .as_str()
+            .unwrap()
+            .contains(src.to_str().unwrap())
+    );
     chrono::DateTime::parse_from_rfc3339(p["time"].as_str().unwrap()).expect("RFC 3339 time");
     assert_eq!(p["tags"], serde_json::json!(["first", "t2"]));
-    assert!(p["size"].as_u64().unwrap() > 20_000_000, "logical size includes the sparse file");
+    assert!(
+        p["size"].as_u64().unwrap() > 20_000_000,
+        "logical size includes the sparse file"
+    );
 
     let to = t.path().join("restore");
-    c.ok(&["restore", "files", &id[..10], "--to", to.to_str().unwrap(), "--verify"]);
+    c.ok(&[
+        "restore",
+        "files",
+        &id[..10],
+        "--to",
+        to.to_str().unwrap(),
+        "--verify",
+    ]);
     let diffs = compare_trees(&src, &restored(&to, &src));
     assert!(diffs.is_empty(), "restore differs:\n{}", diffs.join("\n"));
 }
@@ -61,20 +92,42 @@ fn incremental_backup_reads_only_what_changed_and_old_points_stay_intact() {
     c.ok(&["vault", "init"]);
     let first = c.json(&["backup", "files", src.to_str().unwrap()]);
     let second = c.json(&["backup", "files", src.to_str().unwrap()]);
-    assert_eq!(second["bytes_read"], 0, "nothing changed, nothing read: {second}");
+    assert_eq!(
+        second["bytes_read"], 0,
+        "nothing changed, nothing read: {second}"
+    );
     assert_eq!(second["parent"], first["id"]);
-    assert!(second["bytes_new"].as_u64().unwrap() < 4096, "only trees may be new: {second}");
+    assert!(
+        second["bytes_new"].as_u64().unwrap() < 4096,
+        "only trees may be new: {second}"
+    );
 
     std::fs::write(src.join("docs/note-9.txt"), b"changed content").unwrap();
     let third = c.json(&["backup", "files", src.to_str().unwrap()]);
-    assert_eq!(third["bytes_read"], 15, "only the changed file is read: {third}");
+    assert_eq!(
+        third["bytes_read"], 15,
+        "only the changed file is read: {third}"
+    );
 
     let to = t.path().join("r1");
-    c.ok(&["restore", "files", first["id"].as_str().unwrap(), "--to", to.to_str().unwrap()]);
+    c.ok(&[
+        "restore",
+        "files",
+        first["id"].as_str().unwrap(),
+        "--to",
+        to.to_str().unwrap(),
+    ]);
     let diffs = compare_trees(&original, &restored(&to, &src));
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
     let to = t.path().join("r3");
-    c.ok(&["restore", "files", "latest", "--to", to.to_str().unwrap(), "--verify"]);
+    c.ok(&[
+        "restore",
+        "files",
+        "latest",
+        "--to",
+        to.to_str().unwrap(),
+        "--verify",
+    ]);
     let diffs = compare_trees(&src, &restored(&to, &src));
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
 }
@@ -106,12 +159,31 @@ fn restore_of_a_sub_path_only() {
     c.ok(&["backup", "files", src.to_str().unwrap()]);
     let to = t.path().join("r");
     let sub = src.join("docs/deep");
-    c.ok(&["restore", "files", "latest", "--to", to.to_str().unwrap(), "--path", sub.to_str().unwrap()]);
+    c.ok(&[
+        "restore",
+        "files",
+        "latest",
+        "--to",
+        to.to_str().unwrap(),
+        "--path",
+        sub.to_str().unwrap(),
+    ]);
     let diffs = compare_trees(&sub, &restored(&to, &sub));
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
-    assert!(!restored(&to, &src.join("data")).exists(), "only the sub-path is restored");
+    assert!(
+        !restored(&to, &src.join("data")).exists(),
+        "only the sub-path is restored"
+    );
 
-    let o = c.run(&["restore", "files", "latest", "--to", to.to_str().unwrap(), "--path", "/no/such/dir"]);
+    let o = c.run(&[
+        "restore",
+        "files",
+        "latest",
+        "--to",
+        to.to_str().unwrap(),
+        "--path",
+        "/no/such/dir",
+    ]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("/no/such/dir"));
 }
@@ -146,7 +218,13 @@ fn excludes_from_flags_and_files() {
     assert!(!r.join("docs/note-1.txt").exists() && !r.join("docs/note-12.txt").exists());
     assert!(r.join("docs/note-2.txt").exists() && r.join("data/text.log").exists());
 
-    let o = c.run(&["backup", "files", src.to_str().unwrap(), "--exclude-file", "/no/such/file"]);
+    let o = c.run(&[
+        "backup",
+        "files",
+        src.to_str().unwrap(),
+        "--exclude-file",
+        "/no/such/file",
+    ]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("/no/such/file"));
 }
@@ -169,18 +247,43 @@ fn one_file_system_does_not_cross_mounts() {
     std::fs::write(src.join("mnt/inside.txt"), b"other fs").unwrap();
     let c = cli(&t.path().join("vault"));
     c.ok(&["vault", "init"]);
-    c.ok(&["backup", "files", src.to_str().unwrap(), "--one-file-system"]);
-    c.ok(&["backup", "files", src.to_str().unwrap(), "--resource", "all"]);
+    c.ok(&[
+        "backup",
+        "files",
+        src.to_str().unwrap(),
+        "--one-file-system",
+    ]);
+    c.ok(&[
+        "backup",
+        "files",
+        src.to_str().unwrap(),
+        "--resource",
+        "all",
+    ]);
     let _ = Command::new("umount").arg(src.join("mnt")).status();
     let (a, b) = (t.path().join("a"), t.path().join("b"));
     let list = c.json(&["points", "list"]);
     let first = list[0]["id"].as_str().unwrap();
     c.ok(&["restore", "files", first, "--to", a.to_str().unwrap()]);
-    c.ok(&["restore", "files", "latest", "--resource", "all", "--to", b.to_str().unwrap()]);
-    assert!(restored(&a, &src).join("mnt").is_dir(), "the mount point itself is kept");
+    c.ok(&[
+        "restore",
+        "files",
+        "latest",
+        "--resource",
+        "all",
+        "--to",
+        b.to_str().unwrap(),
+    ]);
+    assert!(
+        restored(&a, &src).join("mnt").is_dir(),
+        "the mount point itself is kept"
+    );
     assert!(!restored(&a, &src).join("mnt/inside.txt").exists());
     assert!(restored(&a, &src).join("top.txt").exists());
-    assert_eq!(std::fs::read(restored(&b, &src).join("mnt/inside.txt")).unwrap(), b"other fs");
+    assert_eq!(
+        std::fs::read(restored(&b, &src).join("mnt/inside.txt")).unwrap(),
+        b"other fs"
+    );
 }
 
 #[test]
@@ -199,7 +302,11 @@ fn clear_errors_for_missing_vault_path_and_point() {
     // No vault there.
     let o = c.run(&["points", "list"]);
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("vault init"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("vault init"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     c.ok(&["vault", "init"]);
     // init twice refuses.
     let o = c.run(&["vault", "init"]);
@@ -232,7 +339,14 @@ fn password_file_and_keys_add_list_remove() {
     c.ok(&["vault", "init"]);
     let pwfile = t.path().join("pw2");
     std::fs::write(&pwfile, "second password\n").unwrap();
-    let added = c.json(&["key", "add", "--new-password-file", pwfile.to_str().unwrap(), "--label", "ops"]);
+    let added = c.json(&[
+        "key",
+        "add",
+        "--new-password-file",
+        pwfile.to_str().unwrap(),
+        "--label",
+        "ops",
+    ]);
     let new_id = added["id"].as_str().unwrap().to_string();
     let keys = c.json(&["key", "list"]);
     assert_eq!(keys.as_array().unwrap().len(), 2);
@@ -242,7 +356,13 @@ fn password_file_and_keys_add_list_remove() {
     let mut other = c.clone();
     other.password = "ignored".into();
     let o = other
-        .command(&["key", "list", "--json", "--password-file", pwfile.to_str().unwrap()])
+        .command(&[
+            "key",
+            "list",
+            "--json",
+            "--password-file",
+            pwfile.to_str().unwrap(),
+        ])
         .env_remove("LIFEBOAT_PASSWORD")
         .output()
         .unwrap();
@@ -263,7 +383,13 @@ fn password_file_and_keys_add_list_remove() {
     assert!(!o.status.success());
     // Removing the first key with the second password; the first then fails.
     let o = other
-        .command(&["key", "remove", &first_id[..8], "--password-file", pwfile.to_str().unwrap()])
+        .command(&[
+            "key",
+            "remove",
+            &first_id[..8],
+            "--password-file",
+            pwfile.to_str().unwrap(),
+        ])
         .env_remove("LIFEBOAT_PASSWORD")
         .output()
         .unwrap();
@@ -283,13 +409,29 @@ fn forget_keeps_by_policy_and_prune_frees_space() {
     c.ok(&["vault", "init"]);
     let mut ids = Vec::new();
     for i in 0..5u64 {
-        std::fs::write(src.join(format!("f{i}")), lifeboat_testkit::pseudo_random(i, 2_000_000)).unwrap();
+        std::fs::write(
+            src.join(format!("f{i}")),
+            lifeboat_testkit::pseudo_random(i, 2_000_000),
+        )
+        .unwrap();
         let b = c.json(&["backup", "files", src.to_str().unwrap()]);
         ids.push(b["id"].as_str().unwrap().to_string());
     }
     let dry = c.json(&["forget", "--keep-last", "2", "--dry-run"]);
-    assert_eq!(dry["decisions"].as_array().unwrap().iter().filter(|d| d["keep"] == false).count(), 3);
-    assert_eq!(c.json(&["points", "list"]).as_array().unwrap().len(), 5, "dry run changes nothing");
+    assert_eq!(
+        dry["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["keep"] == false)
+            .count(),
+        3
+    );
+    assert_eq!(
+        c.json(&["points", "list"]).as_array().unwrap().len(),
+        5,
+        "dry run changes nothing"
+    );
     let o = c.run(&["forget"]);
     assert!(!o.status.success(), "forget without a policy is refused");
     c.ok(&["forget", "--keep-last", "2"]);
@@ -311,7 +453,14 @@ fn forget_keeps_by_policy_and_prune_frees_space() {
     assert!(dir_size(&vault) < before);
     c.ok(&["vault", "check", "--read-data"]);
     let to = t.path().join("r");
-    c.ok(&["restore", "files", "latest", "--to", to.to_str().unwrap(), "--verify"]);
+    c.ok(&[
+        "restore",
+        "files",
+        "latest",
+        "--to",
+        to.to_str().unwrap(),
+        "--verify",
+    ]);
     let diffs = compare_trees(&src, &restored(&to, &src));
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
 }

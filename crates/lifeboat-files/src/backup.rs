@@ -100,17 +100,20 @@ pub fn default_resource(paths: &[PathBuf]) -> String {
 fn build_excludes(opts: &BackupOptions) -> Result<Gitignore> {
     let mut b = GitignoreBuilder::new("/");
     let mut add = |line: &str, from: &str| -> Result<()> {
-        b.add_line(None, line).map(|_| ()).map_err(|e| FilesError::BadExclude {
-            pattern: line.to_string(),
-            from: from.to_string(),
-            reason: e.to_string(),
-        })
+        b.add_line(None, line)
+            .map(|_| ())
+            .map_err(|e| FilesError::BadExclude {
+                pattern: line.to_string(),
+                from: from.to_string(),
+                reason: e.to_string(),
+            })
     };
     for p in &opts.excludes {
         add(p, "--exclude")?;
     }
     for f in &opts.exclude_files {
-        let text = std::fs::read_to_string(f).map_err(|e| FilesError::io("read exclude file", f, e))?;
+        let text =
+            std::fs::read_to_string(f).map_err(|e| FilesError::io("read exclude file", f, e))?;
         for line in text.lines() {
             let l = line.trim_end();
             if l.is_empty() || l.starts_with('#') {
@@ -131,7 +134,9 @@ pub fn backup(vault: &Vault, opts: &BackupOptions, counters: &Counters) -> Resul
     let started = Instant::now();
     let time = chrono::Utc::now();
     if opts.paths.is_empty() {
-        return Err(FilesError::Usage("give at least one path to back up".into()));
+        return Err(FilesError::Usage(
+            "give at least one path to back up".into(),
+        ));
     }
     let mut paths = Vec::new();
     for p in &opts.paths {
@@ -143,7 +148,10 @@ pub fn backup(vault: &Vault, opts: &BackupOptions, counters: &Counters) -> Resul
     }
     paths.sort();
     paths.dedup();
-    let resource = opts.resource.clone().unwrap_or_else(|| default_resource(&paths));
+    let resource = opts
+        .resource
+        .clone()
+        .unwrap_or_else(|| default_resource(&paths));
     let excludes = build_excludes(opts)?;
 
     let writer = BackupWriter::start(vault, "backup")?;
@@ -151,7 +159,10 @@ pub fn backup(vault: &Vault, opts: &BackupOptions, counters: &Counters) -> Resul
         None
     } else {
         let (points, _) = vault.list_points()?;
-        points.into_iter().rev().find(|(_, p)| p.resource == resource)
+        points
+            .into_iter()
+            .rev()
+            .find(|(_, p)| p.resource == resource)
     };
     let ctx = Ctx {
         writer: &writer,
@@ -172,7 +183,10 @@ pub fn backup(vault: &Vault, opts: &BackupOptions, counters: &Counters) -> Resul
     for p in &paths {
         let mut cur = &mut sel;
         for c in p.components().skip(1) {
-            cur = cur.children.entry(c.as_os_str().to_os_string()).or_default();
+            cur = cur
+                .children
+                .entry(c.as_os_str().to_os_string())
+                .or_default();
         }
         cur.whole = true;
     }
@@ -181,14 +195,20 @@ pub fn backup(vault: &Vault, opts: &BackupOptions, counters: &Counters) -> Resul
         let mut nodes = Vec::new();
         for (name, s) in &sel.children {
             let path = dir.join(name);
-            let md = std::fs::symlink_metadata(&path).map_err(|e| FilesError::io("stat", &path, e))?;
+            let md =
+                std::fs::symlink_metadata(&path).map_err(|e| FilesError::io("stat", &path, e))?;
             let prev_node = prev.get(name.as_bytes());
             let node = if s.whole {
                 let root_dev = md.dev();
                 save_entry(ctx, &path, name.as_bytes(), md, prev_node, root_dev)?
             } else {
                 let mut n = meta::node_from(&path, name.as_bytes(), &md);
-                n.subtree = Some(virtual_dir(ctx, &path, s, prev_node.and_then(|p| p.subtree))?);
+                n.subtree = Some(virtual_dir(
+                    ctx,
+                    &path,
+                    s,
+                    prev_node.and_then(|p| p.subtree),
+                )?);
                 ctx.counters.dirs.fetch_add(1, Ordering::Relaxed);
                 Some(n)
             };
@@ -196,7 +216,12 @@ pub fn backup(vault: &Vault, opts: &BackupOptions, counters: &Counters) -> Resul
         }
         Ok(ctx.writer.save_tree(&Tree { nodes })?)
     }
-    let root = virtual_dir(&ctx, Path::new("/"), &sel, parent.as_ref().map(|(_, p)| p.tree))?;
+    let root = virtual_dir(
+        &ctx,
+        Path::new("/"),
+        &sel,
+        parent.as_ref().map(|(_, p)| p.tree),
+    )?;
 
     let stats = writer.stats();
     let mut point = RecoveryPoint::new(&resource, opts.kind.as_deref().unwrap_or("files"), root);
@@ -217,7 +242,11 @@ pub fn backup(vault: &Vault, opts: &BackupOptions, counters: &Counters) -> Resul
     point.summary.duration_s = started.elapsed().as_secs_f64();
     let warnings = ctx.warnings.into_inner().expect("lock");
     let id = writer.commit(&point)?;
-    Ok(BackupResult { id, point, warnings })
+    Ok(BackupResult {
+        id,
+        point,
+        warnings,
+    })
 }
 
 fn normalize(p: &Path) -> PathBuf {
@@ -247,7 +276,10 @@ fn save_dir(ctx: &Ctx, dir: &Path, parent: Option<Id>, root_dev: u64) -> Result<
             })
             .collect(),
         Err(e) => {
-            ctx.warn(format!("cannot list {}: {e}; stored as empty", dir.display()));
+            ctx.warn(format!(
+                "cannot list {}: {e}; stored as empty",
+                dir.display()
+            ));
             Vec::new()
         }
     };
@@ -266,7 +298,14 @@ fn save_dir(ctx: &Ctx, dir: &Path, parent: Option<Id>, root_dev: u64) -> Result<
             if ctx.excludes.matched(&path, md.is_dir()).is_ignore() {
                 return Ok(None);
             }
-            save_entry(ctx, &path, name.as_bytes(), md, prev.get(name.as_bytes()), root_dev)
+            save_entry(
+                ctx,
+                &path,
+                name.as_bytes(),
+                md,
+                prev.get(name.as_bytes()),
+                root_dev,
+            )
         })
         .collect();
     let mut out = Vec::with_capacity(nodes.len());
@@ -308,9 +347,21 @@ fn save_entry(
             if let Some(p) = unchanged {
                 node.content = p.content.clone();
                 node.extents = p.extents.clone();
-            } else if let Err(e) = read_file(ctx, path, &md, &mut node) {
-                ctx.warn(format!("cannot read {}: {e}; skipped", path.display()));
-                return Ok(None);
+            } else {
+                match read_file(ctx, path, &md, &mut node) {
+                    Ok(()) => {}
+                    // The file could not be read: skip it, go on.
+                    Err(FilesError::Io { source, .. }) => {
+                        ctx.warn(format!("cannot read {}: {source}; skipped", path.display()));
+                        return Ok(None);
+                    }
+                    Err(FilesError::Vault(lifeboat_vault::VaultError::Io { source, .. })) => {
+                        ctx.warn(format!("cannot read {}: {source}; skipped", path.display()));
+                        return Ok(None);
+                    }
+                    // The vault failed: the backup stops.
+                    Err(e) => return Err(e),
+                }
             }
         }
         NodeKind::Socket => {
@@ -375,7 +426,9 @@ impl Read for ExtentReader<'_> {
                 continue;
             }
             let want = (buf.len() as u64).min(left) as usize;
-            let n = self.f.read_at(&mut buf[..want], off + self.done_in_extent)?;
+            let n = self
+                .f
+                .read_at(&mut buf[..want], off + self.done_in_extent)?;
             if n == 0 {
                 // The file shrank while reading.
                 self.i = self.extents.len();
@@ -395,7 +448,8 @@ fn read_file(ctx: &Ctx, path: &Path, md: &std::fs::Metadata, node: &mut Node) ->
     };
     let sparse = md.blocks() * 512 < md.size() && md.size() > 0;
     let (content, read) = if sparse {
-        let extents = data_extents(&f, md.size()).map_err(|e| FilesError::io("find holes in", path, e))?;
+        let extents =
+            data_extents(&f, md.size()).map_err(|e| FilesError::io("find holes in", path, e))?;
         let r = ExtentReader {
             f: &f,
             extents: &extents,

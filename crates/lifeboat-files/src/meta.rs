@@ -76,18 +76,24 @@ pub fn read_xattrs(path: &Path) -> Vec<Xattr> {
     let len = loop {
         match rustix::fs::llistxattr(path, &mut names[..]) {
             Ok(n) => break n,
-            Err(rustix::io::Errno::RANGE) if names.len() < 1 << 20 => names.resize(names.len() * 4, 0),
+            Err(rustix::io::Errno::RANGE) if names.len() < 1 << 20 => {
+                names.resize(names.len() * 4, 0)
+            }
             Err(_) => return Vec::new(),
         }
     };
     let mut out = Vec::new();
     for name in names[..len].split(|b| *b == 0).filter(|n| !n.is_empty()) {
-        let Ok(cname) = std::ffi::CString::new(name) else { continue };
+        let Ok(cname) = std::ffi::CString::new(name) else {
+            continue;
+        };
         let mut val = vec![0u8; 1024];
         let got = loop {
             match rustix::fs::lgetxattr(path, cname.as_c_str(), &mut val[..]) {
                 Ok(n) => break Some(n),
-                Err(rustix::io::Errno::RANGE) if val.len() < 1 << 24 => val.resize(val.len() * 8, 0),
+                Err(rustix::io::Errno::RANGE) if val.len() < 1 << 24 => {
+                    val.resize(val.len() * 8, 0)
+                }
                 Err(_) => break None,
             }
         };
@@ -125,14 +131,22 @@ pub fn apply(path: &Path, n: &Node, is_root: bool) -> Vec<String> {
         }
     }
     for x in &n.xattrs {
-        let Ok(v) = b64().decode(&x.value) else { continue };
-        let Ok(cname) = std::ffi::CString::new(x.name.as_bytes()) else { continue };
+        let Ok(v) = b64().decode(&x.value) else {
+            continue;
+        };
+        let Ok(cname) = std::ffi::CString::new(x.name.as_bytes()) else {
+            continue;
+        };
         if let Err(e) = rustix::fs::lsetxattr(path, cname.as_c_str(), &v, XattrFlags::empty()) {
             problems.push(format!("xattr {} on {}: {e}", x.name, path.display()));
         }
     }
     let times = Timestamps {
-        last_access: ts(if n.atime_ns != 0 { n.atime_ns } else { n.mtime_ns }),
+        last_access: ts(if n.atime_ns != 0 {
+            n.atime_ns
+        } else {
+            n.mtime_ns
+        }),
         last_modification: ts(n.mtime_ns),
     };
     if let Err(e) = rustix::fs::utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW) {
@@ -149,6 +163,12 @@ pub fn make_special(path: &Path, n: &Node) -> std::io::Result<()> {
         NodeKind::Blockdev => rustix::fs::FileType::BlockDevice,
         _ => return Ok(()),
     };
-    rustix::fs::mknodat(CWD, path, ft, Mode::from_raw_mode(n.mode & 0o7777), n.rdev as _)
-        .map_err(std::io::Error::from)
+    rustix::fs::mknodat(
+        CWD,
+        path,
+        ft,
+        Mode::from_raw_mode(n.mode & 0o7777),
+        n.rdev as _,
+    )
+    .map_err(std::io::Error::from)
 }

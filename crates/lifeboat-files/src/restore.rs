@@ -63,7 +63,14 @@ struct Item {
     depth: usize,
 }
 
-fn walk(vault: &Vault, index: &Index, tree: &Id, dir: &Path, depth: usize, out: &mut Vec<Item>) -> Result<()> {
+fn walk(
+    vault: &Vault,
+    index: &Index,
+    tree: &Id,
+    dir: &Path,
+    depth: usize,
+    out: &mut Vec<Item>,
+) -> Result<()> {
     let t = vault.read_tree(index, tree)?;
     for n in t.nodes {
         let path = dir.join(std::ffi::OsStr::from_bytes(&n.name_bytes()));
@@ -93,7 +100,9 @@ fn find(vault: &Vault, index: &Index, root: &Id, path: &Path) -> Result<Option<N
     let mut node = None;
     for (i, c) in comps.iter().enumerate() {
         let t = vault.read_tree(index, &cur)?;
-        let Some(n) = t.find(c).cloned() else { return Ok(None) };
+        let Some(n) = t.find(c).cloned() else {
+            return Ok(None);
+        };
         if i + 1 < comps.len() {
             match n.subtree {
                 Some(s) => cur = s,
@@ -110,7 +119,12 @@ fn is_root() -> bool {
 }
 
 /// Restores point `point_id` according to `opts`.
-pub fn restore(vault: &Vault, point_id: &Id, opts: &RestoreOptions, counters: &Counters) -> Result<RestoreReport> {
+pub fn restore(
+    vault: &Vault,
+    point_id: &Id,
+    opts: &RestoreOptions,
+    counters: &Counters,
+) -> Result<RestoreReport> {
     let index = vault.load_index()?;
     let point = vault.read_point(point_id)?;
     let mut items = Vec::new();
@@ -118,11 +132,16 @@ pub fn restore(vault: &Vault, point_id: &Id, opts: &RestoreOptions, counters: &C
         None => walk(vault, &index, &point.tree, &opts.to, 0, &mut items)?,
         Some(p) => {
             let p = std::path::absolute(Path::new("/").join(p)).unwrap_or_else(|_| p.clone());
-            let node = find(vault, &index, &point.tree, &p)?.ok_or_else(|| FilesError::NotInPoint(p.clone()))?;
-            let rel: PathBuf = p.components().filter(|c| matches!(c, Component::Normal(_))).collect();
+            let node = find(vault, &index, &point.tree, &p)?
+                .ok_or_else(|| FilesError::NotInPoint(p.clone()))?;
+            let rel: PathBuf = p
+                .components()
+                .filter(|c| matches!(c, Component::Normal(_)))
+                .collect();
             let target = opts.to.join(&rel);
             if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| FilesError::io("create directory", parent, e))?;
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| FilesError::io("create directory", parent, e))?;
             }
             let sub = node.subtree;
             items.push(Item {
@@ -135,7 +154,8 @@ pub fn restore(vault: &Vault, point_id: &Id, opts: &RestoreOptions, counters: &C
             }
         }
     }
-    std::fs::create_dir_all(&opts.to).map_err(|e| FilesError::io("create directory", &opts.to, e))?;
+    std::fs::create_dir_all(&opts.to)
+        .map_err(|e| FilesError::io("create directory", &opts.to, e))?;
     let root = is_root();
     let mut rep = RestoreReport::default();
     let warnings = Mutex::new(Vec::new());
@@ -199,7 +219,8 @@ pub fn restore(vault: &Vault, point_id: &Id, opts: &RestoreOptions, counters: &C
     fetch_blobs(vault, &index, wanted, |&(i, off), r| {
         let it = &items[i];
         let res = r.map_err(|e| e.to_string()).and_then(|data| {
-            write_logical(&it.path, it.node.extents.as_deref(), off, data).map_err(|e| e.to_string())
+            write_logical(&it.path, it.node.extents.as_deref(), off, data)
+                .map_err(|e| e.to_string())
         });
         match res {
             Ok(n) => {
@@ -222,8 +243,10 @@ pub fn restore(vault: &Vault, point_id: &Id, opts: &RestoreOptions, counters: &C
     // 3. hard links
     for (first, other) in &links {
         if damaged.contains_key(first) {
-            rep.damaged
-                .push(format!("{}: hard link to a damaged file", items[*other].path.display()));
+            rep.damaged.push(format!(
+                "{}: hard link to a damaged file",
+                items[*other].path.display()
+            ));
             continue;
         }
         let _ = std::fs::remove_file(&items[*other].path);
@@ -240,7 +263,11 @@ pub fn restore(vault: &Vault, point_id: &Id, opts: &RestoreOptions, counters: &C
     items
         .par_iter()
         .enumerate()
-        .filter(|(i, it)| it.node.kind != NodeKind::Dir && it.node.kind != NodeKind::Socket && !damaged.contains_key(i))
+        .filter(|(i, it)| {
+            it.node.kind != NodeKind::Dir
+                && it.node.kind != NodeKind::Socket
+                && !damaged.contains_key(i)
+        })
         .for_each(|(_, it)| {
             let p = meta::apply(&it.path, &it.node, root);
             if !p.is_empty() {
@@ -248,10 +275,16 @@ pub fn restore(vault: &Vault, point_id: &Id, opts: &RestoreOptions, counters: &C
             }
             counters.files.fetch_add(1, Ordering::Relaxed);
         });
-    let mut dirs: Vec<&Item> = items.iter().filter(|it| it.node.kind == NodeKind::Dir).collect();
+    let mut dirs: Vec<&Item> = items
+        .iter()
+        .filter(|it| it.node.kind == NodeKind::Dir)
+        .collect();
     dirs.sort_by_key(|it| std::cmp::Reverse(it.depth));
     for it in dirs {
-        warnings.lock().expect("lock").extend(meta::apply(&it.path, &it.node, root));
+        warnings
+            .lock()
+            .expect("lock")
+            .extend(meta::apply(&it.path, &it.node, root));
     }
     rep.warnings = warnings.into_inner().expect("lock");
 
@@ -276,7 +309,12 @@ pub fn restore(vault: &Vault, point_id: &Id, opts: &RestoreOptions, counters: &C
 
 /// Writes `data` at logical offset `off` of the content stream of a file,
 /// mapping it onto the data extents of a sparse file.
-fn write_logical(path: &Path, extents: Option<&[(u64, u64)]>, off: u64, data: &[u8]) -> std::io::Result<u64> {
+fn write_logical(
+    path: &Path,
+    extents: Option<&[(u64, u64)]>,
+    off: u64,
+    data: &[u8],
+) -> std::io::Result<u64> {
     let f = std::fs::OpenOptions::new().write(true).open(path)?;
     match extents {
         None => f.write_all_at(data, off)?,
@@ -305,7 +343,12 @@ fn write_logical(path: &Path, extents: Option<&[(u64, u64)]>, off: u64, data: &[
 }
 
 /// Re-reads a restored file and checks size and every chunk against its blob id.
-fn verify_file(vault: &Vault, index: &Index, path: &Path, node: &Node) -> std::result::Result<(), String> {
+fn verify_file(
+    vault: &Vault,
+    index: &Index,
+    path: &Path,
+    node: &Node,
+) -> std::result::Result<(), String> {
     let fail = |m: String| format!("{}: {m}", path.display());
     let md = std::fs::symlink_metadata(path).map_err(|e| fail(e.to_string()))?;
     if md.len() != node.size {
@@ -347,7 +390,9 @@ fn verify_file(vault: &Vault, index: &Index, path: &Path, node: &Node) -> std::r
             .ok_or_else(|| fail(format!("blob {b} unknown")))?;
         let data = read_logical(logical_pos, len).map_err(|e| fail(e.to_string()))?;
         if vault.key().blob_id(&data) != *b {
-            return Err(fail(format!("bytes at {logical_pos} differ from the point")));
+            return Err(fail(format!(
+                "bytes at {logical_pos} differ from the point"
+            )));
         }
         logical_pos += len as u64;
     }

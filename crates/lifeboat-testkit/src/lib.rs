@@ -27,7 +27,9 @@ pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
 
 /// Compressible text-like bytes.
 pub fn text_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let words = ["order", "cart", "product", "lifeboat", "vault", "unishop", "region", " ", "\n", "42"];
+    let words = [
+        "order", "cart", "product", "lifeboat", "vault", "unishop", "region", " ", "\n", "42",
+    ];
     let r = pseudo_random(seed, len);
     let mut out = Vec::with_capacity(len + 16);
     for b in r {
@@ -42,10 +44,22 @@ pub fn text_bytes(seed: u64, len: usize) -> Vec<u8> {
 
 fn set_mtime(path: &Path, secs: i64, nsec: i64) {
     let t = rustix::fs::Timestamps {
-        last_access: rustix::fs::Timespec { tv_sec: secs, tv_nsec: nsec as _ },
-        last_modification: rustix::fs::Timespec { tv_sec: secs, tv_nsec: nsec as _ },
+        last_access: rustix::fs::Timespec {
+            tv_sec: secs,
+            tv_nsec: nsec as _,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: secs,
+            tv_nsec: nsec as _,
+        },
     };
-    rustix::fs::utimensat(rustix::fs::CWD, path, &t, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).expect("set times");
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        path,
+        &t,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .expect("set times");
 }
 
 /// Builds a tree that exercises every kind of entry the files protector keeps:
@@ -57,12 +71,28 @@ pub fn make_sample_tree(root: &Path, seed: u64) {
     std::fs::create_dir_all(root.join("empty")).unwrap();
     std::fs::create_dir_all(root.join("data")).unwrap();
     for i in 0..20u64 {
-        std::fs::write(root.join(format!("docs/note-{i}.txt")), text_bytes(seed + i, 100 + i as usize * 37)).unwrap();
+        std::fs::write(
+            root.join(format!("docs/note-{i}.txt")),
+            text_bytes(seed + i, 100 + i as usize * 37),
+        )
+        .unwrap();
     }
     std::fs::write(root.join("docs/deep/er/leaf.txt"), b"leaf\n").unwrap();
-    std::fs::write(root.join("data/random.bin"), pseudo_random(seed, 3 * 1024 * 1024 + 17)).unwrap();
-    std::fs::write(root.join("data/text.log"), text_bytes(seed, 2 * 1024 * 1024)).unwrap();
-    std::fs::write(root.join("data/copy.bin"), pseudo_random(seed, 3 * 1024 * 1024 + 17)).unwrap();
+    std::fs::write(
+        root.join("data/random.bin"),
+        pseudo_random(seed, 3 * 1024 * 1024 + 17),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("data/text.log"),
+        text_bytes(seed, 2 * 1024 * 1024),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("data/copy.bin"),
+        pseudo_random(seed, 3 * 1024 * 1024 + 17),
+    )
+    .unwrap();
     std::fs::write(root.join("data/empty-file"), b"").unwrap();
     std::os::unix::fs::symlink("../docs/note-1.txt", root.join("data/link")).unwrap();
     std::os::unix::fs::symlink("/nonexistent/target", root.join("data/dangling")).unwrap();
@@ -71,7 +101,8 @@ pub fn make_sample_tree(root: &Path, seed: u64) {
     let f = std::fs::File::create(root.join("data/sparse.img")).unwrap();
     f.set_len(20 * 1024 * 1024).unwrap();
     use std::os::unix::fs::FileExt;
-    f.write_all_at(&pseudo_random(seed + 7, 8192), 1024 * 1024).unwrap();
+    f.write_all_at(&pseudo_random(seed + 7, 8192), 1024 * 1024)
+        .unwrap();
     f.write_all_at(b"tail", 20 * 1024 * 1024 - 4).unwrap();
     drop(f);
     rustix::fs::mknodat(
@@ -88,9 +119,21 @@ pub fn make_sample_tree(root: &Path, seed: u64) {
         b"value \x00\xff",
         rustix::fs::XattrFlags::empty(),
     );
-    std::fs::write(root.join(OsStr::from_bytes(b"docs/latin1-\xe9t\xe9")), b"non-utf8 name").unwrap();
-    std::fs::set_permissions(root.join("docs/note-4.txt"), std::fs::Permissions::from_mode(0o600)).unwrap();
-    std::fs::set_permissions(root.join("docs/note-5.txt"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+    std::fs::write(
+        root.join(OsStr::from_bytes(b"docs/latin1-\xe9t\xe9")),
+        b"non-utf8 name",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        root.join("docs/note-4.txt"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        root.join("docs/note-5.txt"),
+        std::fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
     if rustix::process::geteuid().is_root() {
         std::os::unix::fs::lchown(root.join("docs/note-6.txt"), Some(1234), Some(5678)).unwrap();
         std::os::unix::fs::lchown(root.join("data/link"), Some(4321), Some(8765)).unwrap();
@@ -127,7 +170,10 @@ fn walk(p: &Path, f: &mut dyn FnMut(&Path, &std::fs::Metadata)) {
     let md = std::fs::symlink_metadata(p).unwrap();
     f(p, &md);
     if md.is_dir() {
-        let mut names: Vec<_> = std::fs::read_dir(p).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut names: Vec<_> = std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         names.sort();
         for n in names {
             walk(&n, f);
@@ -138,12 +184,17 @@ fn walk(p: &Path, f: &mut dyn FnMut(&Path, &std::fs::Metadata)) {
 fn xattrs(p: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut names = vec![0u8; 65536];
-    let Ok(n) = rustix::fs::llistxattr(p, &mut names[..]) else { return out };
+    let Ok(n) = rustix::fs::llistxattr(p, &mut names[..]) else {
+        return out;
+    };
     for name in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
         let cname = std::ffi::CString::new(name).unwrap();
         let mut v = vec![0u8; 65536];
         if let Ok(len) = rustix::fs::lgetxattr(p, cname.as_c_str(), &mut v[..]) {
-            out.insert(String::from_utf8_lossy(name).into_owned(), v[..len].to_vec());
+            out.insert(
+                String::from_utf8_lossy(name).into_owned(),
+                v[..len].to_vec(),
+            );
         }
     }
     out
@@ -179,17 +230,29 @@ pub fn compare_trees(a: &Path, b: &Path) -> Vec<String> {
         let (pa, pb) = (a.join(k), b.join(k));
         let d = |what: &str, x: String, y: String| format!("{}: {what} {x} != {y}", k.display());
         if ma.file_type() != mb.file_type() {
-            diffs.push(d("type", format!("{:?}", ma.file_type()), format!("{:?}", mb.file_type())));
+            diffs.push(d(
+                "type",
+                format!("{:?}", ma.file_type()),
+                format!("{:?}", mb.file_type()),
+            ));
             continue;
         }
         if !ma.file_type().is_symlink() && ma.mode() != mb.mode() {
-            diffs.push(d("mode", format!("{:o}", ma.mode()), format!("{:o}", mb.mode())));
+            diffs.push(d(
+                "mode",
+                format!("{:o}", ma.mode()),
+                format!("{:o}", mb.mode()),
+            ));
         }
         if k.as_os_str().is_empty() {
             continue; // the roots themselves: owner and times are the caller's
         }
         if (ma.uid(), ma.gid()) != (mb.uid(), mb.gid()) {
-            diffs.push(d("owner", format!("{}:{}", ma.uid(), ma.gid()), format!("{}:{}", mb.uid(), mb.gid())));
+            diffs.push(d(
+                "owner",
+                format!("{}:{}", ma.uid(), ma.gid()),
+                format!("{}:{}", mb.uid(), mb.gid()),
+            ));
         }
         if (ma.mtime(), ma.mtime_nsec()) != (mb.mtime(), mb.mtime_nsec()) {
             diffs.push(d(
@@ -199,9 +262,15 @@ pub fn compare_trees(a: &Path, b: &Path) -> Vec<String> {
             ));
         }
         if xattrs(&pa) != xattrs(&pb) {
-            diffs.push(d("xattrs", format!("{:?}", xattrs(&pa)), format!("{:?}", xattrs(&pb))));
+            diffs.push(d(
+                "xattrs",
+                format!("{:?}", xattrs(&pa)),
+                format!("{:?}", xattrs(&pb)),
+            ));
         }
-        if ma.file_type().is_symlink() && std::fs::read_link(&pa).ok() != std::fs::read_link(&pb).ok() {
+        if ma.file_type().is_symlink()
+            && std::fs::read_link(&pa).ok() != std::fs::read_link(&pb).ok()
+        {
             diffs.push(d("target", String::new(), String::new()));
         }
         if ma.is_file() {
@@ -211,7 +280,11 @@ pub fn compare_trees(a: &Path, b: &Path) -> Vec<String> {
                 diffs.push(d("content", "".into(), "differs".into()));
             }
             if ma.blocks() * 512 < ma.len() && mb.blocks() > ma.blocks() + 64 {
-                diffs.push(d("allocated blocks (holes not kept)", ma.blocks().to_string(), mb.blocks().to_string()));
+                diffs.push(d(
+                    "allocated blocks (holes not kept)",
+                    ma.blocks().to_string(),
+                    mb.blocks().to_string(),
+                ));
             }
             if ma.nlink() > 1 {
                 links_a.entry(ma.ino()).or_default().push(k.clone());
@@ -235,7 +308,11 @@ pub fn compare_trees(a: &Path, b: &Path) -> Vec<String> {
 /// Flips one bit of the byte at `offset` of a file (offset from the end when negative).
 pub fn flip_byte(path: &Path, offset: i64) {
     let mut data = std::fs::read(path).unwrap();
-    let i = if offset < 0 { data.len() as i64 + offset } else { offset } as usize;
+    let i = if offset < 0 {
+        data.len() as i64 + offset
+    } else {
+        offset
+    } as usize;
     data[i] ^= 0x01;
     let perm = std::fs::metadata(path).unwrap().permissions();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();

@@ -73,7 +73,11 @@ pub fn expected_pack_size(entries: &[PackEntry]) -> u64 {
 }
 
 /// Checks the vault. `progress` is told about each pack read.
-pub fn check(vault: &Vault, read_data: bool, progress: &(dyn Fn(u64) + Sync)) -> Result<CheckReport> {
+pub fn check(
+    vault: &Vault,
+    read_data: bool,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<CheckReport> {
     let mut rep = CheckReport::default();
     let index = vault.load_index()?;
     for e in index.damaged() {
@@ -117,7 +121,9 @@ pub fn check(vault: &Vault, read_data: bool, progress: &(dyn Fn(u64) + Sync)) ->
         if !index.packs().contains_key(pack) {
             rep.warnings.push(Problem {
                 object: pack_path(pack),
-                message: "pack is in no index (left by an interrupted run; `lifeboat prune` removes it)".into(),
+                message:
+                    "pack is in no index (left by an interrupted run; `lifeboat prune` removes it)"
+                        .into(),
             });
         }
     }
@@ -130,7 +136,15 @@ pub fn check(vault: &Vault, read_data: bool, progress: &(dyn Fn(u64) + Sync)) ->
     let seen_trees = Mutex::new(HashSet::new());
     let problems = Mutex::new(Vec::new());
     points.par_iter().for_each(|(pid, p)| {
-        walk(vault, &index, &listed, &p.tree, &format!("point {}", pid.short()), &seen_trees, &problems);
+        walk(
+            vault,
+            &index,
+            &listed,
+            &p.tree,
+            &format!("point {}", pid.short()),
+            &seen_trees,
+            &problems,
+        );
     });
     rep.errors.extend(problems.into_inner().expect("lock"));
 
@@ -154,9 +168,8 @@ pub fn check(vault: &Vault, read_data: bool, progress: &(dyn Fn(u64) + Sync)) ->
 
 fn object_of(e: &crate::error::VaultError) -> String {
     match e {
-        crate::error::VaultError::Corrupt { object, .. } | crate::error::VaultError::Missing { object, .. } => {
-            object.clone()
-        }
+        crate::error::VaultError::Corrupt { object, .. }
+        | crate::error::VaultError::Missing { object, .. } => object.clone(),
         other => other.to_string(),
     }
 }
@@ -174,7 +187,10 @@ fn walk(
         return;
     }
     let report = |object: String, message: String| {
-        problems.lock().expect("lock").push(Problem { object, message });
+        problems
+            .lock()
+            .expect("lock")
+            .push(Problem { object, message });
     };
     let t = match vault.read_tree(index, tree) {
         Ok(t) => t,
@@ -186,14 +202,22 @@ fn walk(
     for n in &t.nodes {
         for b in &n.content {
             match index.get(b) {
-                None => report(format!("blob {b}"), format!("not in the index (file {:?} of {owner})", n.name)),
+                None => report(
+                    format!("blob {b}"),
+                    format!("not in the index (file {:?} of {owner})", n.name),
+                ),
                 Some(loc) if !listed.contains_key(&loc.pack) => report(
                     pack_path(&loc.pack),
-                    format!("pack is missing; it holds blob {} of file {:?} ({owner})", b.short(), n.name),
+                    format!(
+                        "pack is missing; it holds blob {} of file {:?} ({owner})",
+                        b.short(),
+                        n.name
+                    ),
                 ),
-                Some(loc) if loc.entry.blob_type != BlobType::Data => {
-                    report(format!("blob {b}"), format!("is a tree, expected data ({owner})"))
-                }
+                Some(loc) if loc.entry.blob_type != BlobType::Data => report(
+                    format!("blob {b}"),
+                    format!("is a tree, expected data ({owner})"),
+                ),
                 Some(_) => {}
             }
         }

@@ -199,7 +199,12 @@ fn b64() -> base64::engine::GeneralPurpose {
 
 impl KeyFile {
     /// Wraps `master` with `password`.
-    pub fn wrap(master: &MasterKey, password: &[u8], params: KdfParams, label: &str) -> Result<KeyFile> {
+    pub fn wrap(
+        master: &MasterKey,
+        password: &[u8],
+        params: KdfParams,
+        label: &str,
+    ) -> Result<KeyFile> {
         use base64::Engine;
         let mut salt = [0u8; 32];
         fill_random(&mut salt);
@@ -223,7 +228,10 @@ impl KeyFile {
     pub fn unwrap(&self, password: &[u8], what: &str) -> Result<Option<MasterKey>> {
         use base64::Engine;
         if self.kdf != "argon2id" {
-            return Err(VaultError::corrupt(what, format!("unknown KDF {:?}", self.kdf)));
+            return Err(VaultError::corrupt(
+                what,
+                format!("unknown KDF {:?}", self.kdf),
+            ));
         }
         let salt = b64()
             .decode(&self.salt)
@@ -239,7 +247,10 @@ impl KeyFile {
                 material.copy_from_slice(&m);
                 Ok(Some(MasterKey::from_bytes(material)))
             }
-            Ok(_) => Err(VaultError::corrupt(what, "wrapped key has the wrong length")),
+            Ok(_) => Err(VaultError::corrupt(
+                what,
+                "wrapped key has the wrong length",
+            )),
             Err(_) => Ok(None),
         }
     }
@@ -258,7 +269,10 @@ mod tests {
         assert!(k.open(b"b", &boxed, "x").is_err(), "other aad must fail");
         let mut flipped = boxed.clone();
         flipped[30] ^= 1;
-        assert!(k.open(b"a", &flipped, "x").is_err(), "flipped byte must fail");
+        assert!(
+            k.open(b"a", &flipped, "x").is_err(),
+            "flipped byte must fail"
+        );
     }
 
     #[test]

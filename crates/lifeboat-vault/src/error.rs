@@ -14,13 +14,17 @@ pub type Result<T, E = VaultError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
     /// No key file of the vault opens with the given password.
-    #[error("wrong password: no key of the vault at {location} opens with it (try another password, or `lifeboat key list`)")]
+    #[error(
+        "wrong password: no key of the vault at {location} opens with it (try another password, or `lifeboat key list`)"
+    )]
     WrongPassword {
         /// Where the vault is.
         location: String,
     },
     /// The location holds no vault.
-    #[error("no vault at {location}: its `config` object is missing (create one with `lifeboat vault init --vault {location}`)")]
+    #[error(
+        "no vault at {location}: its `config` object is missing (create one with `lifeboat vault init --vault {location}`)"
+    )]
     NoVault {
         /// Where a vault was expected.
         location: String,
@@ -32,7 +36,9 @@ pub enum VaultError {
         location: String,
     },
     /// The vault was written by a newer format this build does not understand.
-    #[error("the vault at {location} has format version {found}; this lifeboat reads version {supported} (upgrade lifeboat)")]
+    #[error(
+        "the vault at {location} has format version {found}; this lifeboat reads version {supported} (upgrade lifeboat)"
+    )]
     UnsupportedVersion {
         /// Where the vault is.
         location: String,
@@ -110,7 +116,13 @@ pub enum VaultError {
 impl VaultError {
     /// Whether trying the same operation again may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, VaultError::Storage { retryable: true, .. })
+        matches!(
+            self,
+            VaultError::Storage {
+                retryable: true,
+                ..
+            }
+        )
     }
 
     /// Whether the failure is a full disk / exhausted quota.

@@ -55,7 +55,11 @@ pub struct Decision {
 
 /// Applies `policy` to `points`; returns one decision per point, newest first
 /// within each resource.
-pub fn apply(points: &[(Id, RecoveryPoint)], policy: &KeepPolicy, now: DateTime<Utc>) -> Vec<Decision> {
+pub fn apply(
+    points: &[(Id, RecoveryPoint)],
+    policy: &KeepPolicy,
+    now: DateTime<Utc>,
+) -> Vec<Decision> {
     let mut groups: BTreeMap<&str, Vec<&(Id, RecoveryPoint)>> = BTreeMap::new();
     for p in points {
         groups.entry(p.1.resource.as_str()).or_default().push(p);
@@ -71,7 +75,9 @@ pub fn apply(points: &[(Id, RecoveryPoint)], policy: &KeepPolicy, now: DateTime<
                 let w = t.iso_week();
                 w.year() as i64 * 100 + w.week() as i64
             }),
-            ("monthly", policy.monthly, |t| t.year() as i64 * 100 + t.month() as i64),
+            ("monthly", policy.monthly, |t| {
+                t.year() as i64 * 100 + t.month() as i64
+            }),
             ("yearly", policy.yearly, |t| t.year() as i64),
         ];
         let mut reasons: Vec<Vec<String>> = vec![Vec::new(); ps.len()];
@@ -132,7 +138,10 @@ mod tests {
         let mut points = Vec::new();
         for d in 0..5 {
             for h in [1, 5] {
-                points.push(pt("r", base - chrono::Duration::days(d) + chrono::Duration::hours(h)));
+                points.push(pt(
+                    "r",
+                    base - chrono::Duration::days(d) + chrono::Duration::hours(h),
+                ));
             }
         }
         let policy = KeepPolicy {
@@ -158,7 +167,14 @@ mod tests {
         });
         let b = pt("a", now - chrono::Duration::days(1));
         let c = pt("b", now - chrono::Duration::days(2));
-        let ds = apply(&[a.clone(), b.clone(), c.clone()], &KeepPolicy { last: 1, ..Default::default() }, now);
+        let ds = apply(
+            &[a.clone(), b.clone(), c.clone()],
+            &KeepPolicy {
+                last: 1,
+                ..Default::default()
+            },
+            now,
+        );
         let keep = |id: Id| ds.iter().find(|d| d.id == id).unwrap().keep;
         assert!(keep(a.0), "locked");
         assert!(keep(b.0), "newest of a");

@@ -118,7 +118,10 @@ impl IndexFile {
     pub fn open(key: &MasterKey, name: &Id, stored: &[u8]) -> Result<IndexFile> {
         let what = format!("index/{name}");
         if Id::of_stored(stored) != *name {
-            return Err(VaultError::corrupt(&what, "content does not match its name"));
+            return Err(VaultError::corrupt(
+                &what,
+                "content does not match its name",
+            ));
         }
         let z = key.open(AAD, stored, &what)?;
         let b = zstd::stream::decode_all(&z[..])
@@ -129,7 +132,10 @@ impl IndexFile {
         }
         let v = r.u8()?;
         if v != 1 {
-            return Err(VaultError::corrupt(&what, format!("unknown index version {v}")));
+            return Err(VaultError::corrupt(
+                &what,
+                format!("unknown index version {v}"),
+            ));
         }
         let np = r.u32()? as usize;
         let mut packs = Vec::with_capacity(np.min(1 << 16));
@@ -208,7 +214,12 @@ impl Index {
             .par_iter()
             .filter_map(|l| {
                 let name = l.path.strip_prefix("index/").and_then(Id::parse)?;
-                Some((name, storage.read(&l.path).and_then(|b| IndexFile::open(key, &name, &b))))
+                Some((
+                    name,
+                    storage
+                        .read(&l.path)
+                        .and_then(|b| IndexFile::open(key, &name, &b)),
+                ))
             })
             .collect();
         let mut files = Vec::new();
@@ -253,7 +264,13 @@ impl Index {
         let orphans: Vec<(Id, u64)> = storage
             .list("packs/")?
             .into_iter()
-            .filter_map(|l| l.path.rsplit('/').next().and_then(Id::parse).map(|i| (i, l.size)))
+            .filter_map(|l| {
+                l.path
+                    .rsplit('/')
+                    .next()
+                    .and_then(Id::parse)
+                    .map(|i| (i, l.size))
+            })
             .filter(|(i, _)| !self.packs.contains_key(i))
             .collect();
         let found: Vec<(Id, Result<Vec<PackEntry>>)> = orphans
@@ -263,10 +280,16 @@ impl Index {
         for (id, r) in found {
             match r {
                 Ok(entries) => {
-                    tracing::warn!("pack {} is in no readable index; using its header", id.short());
+                    tracing::warn!(
+                        "pack {} is in no readable index; using its header",
+                        id.short()
+                    );
                     self.add_pack(id, entries);
                 }
-                Err(e) => tracing::warn!("pack {} is in no readable index and its header is unreadable: {e}", id.short()),
+                Err(e) => tracing::warn!(
+                    "pack {} is in no readable index and its header is unreadable: {e}",
+                    id.short()
+                ),
             }
         }
         Ok(())

@@ -124,7 +124,8 @@ impl PackWriter {
         }
         let sealed = key.seal(HEADER_AAD, &h);
         self.buf.extend_from_slice(&sealed);
-        self.buf.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        self.buf
+            .extend_from_slice(&(sealed.len() as u32).to_le_bytes());
         let id = Id::of_stored(&self.buf);
         (id, self.buf, self.entries)
     }
@@ -143,13 +144,22 @@ pub fn parse_pack(key: &MasterKey, pack: &[u8], what: &str) -> Result<Vec<PackEn
     }
     let hlen = u32::from_le_bytes(pack[pack.len() - 4..].try_into().expect("4")) as usize;
     if hlen + 4 > pack.len() {
-        return Err(VaultError::corrupt(what, "pack header length points outside the pack"));
+        return Err(VaultError::corrupt(
+            what,
+            "pack header length points outside the pack",
+        ));
     }
     let start = pack.len() - 4 - hlen;
     let entries = open_header(key, &pack[start..pack.len() - 4], what)?;
-    let end = entries.last().map(|e| e.offset as usize + e.length as usize).unwrap_or(0);
+    let end = entries
+        .last()
+        .map(|e| e.offset as usize + e.length as usize)
+        .unwrap_or(0);
     if end != start {
-        return Err(VaultError::corrupt(what, "pack header does not account for the pack's bytes"));
+        return Err(VaultError::corrupt(
+            what,
+            "pack header does not account for the pack's bytes",
+        ));
     }
     Ok(entries)
 }
@@ -161,7 +171,12 @@ pub fn open_header(key: &MasterKey, sealed: &[u8], what: &str) -> Result<Vec<Pac
 }
 
 /// Reads only the header of a stored pack (two ranged reads).
-pub fn read_header(storage: &crate::storage::Storage, key: &MasterKey, id: &Id, size: u64) -> Result<Vec<PackEntry>> {
+pub fn read_header(
+    storage: &crate::storage::Storage,
+    key: &MasterKey,
+    id: &Id,
+    size: u64,
+) -> Result<Vec<PackEntry>> {
     let path = pack_path(id);
     if size < 4 {
         return Err(VaultError::corrupt(&path, "pack too short for its trailer"));
@@ -169,7 +184,10 @@ pub fn read_header(storage: &crate::storage::Storage, key: &MasterKey, id: &Id, 
     let t = storage.read_range(&path, size - 4, 4)?;
     let hlen = u32::from_le_bytes(t[..4].try_into().expect("4")) as u64;
     if hlen + 4 > size {
-        return Err(VaultError::corrupt(&path, "pack header length points outside the pack"));
+        return Err(VaultError::corrupt(
+            &path,
+            "pack header length points outside the pack",
+        ));
     }
     let sealed = storage.read_range(&path, size - 4 - hlen, hlen)?;
     open_header(key, &sealed, &path)
@@ -221,10 +239,16 @@ pub fn open_blob(key: &MasterKey, e: &PackEntry, sealed: &[u8], what: &str) -> R
         plain
     };
     if data.len() != e.raw_length as usize {
-        return Err(VaultError::corrupt(what_blob(), "length differs from the index"));
+        return Err(VaultError::corrupt(
+            what_blob(),
+            "length differs from the index",
+        ));
     }
     if key.blob_id(&data) != e.id {
-        return Err(VaultError::corrupt(what_blob(), "content does not match its id"));
+        return Err(VaultError::corrupt(
+            what_blob(),
+            "content does not match its id",
+        ));
     }
     Ok(data)
 }
@@ -252,7 +276,11 @@ mod tests {
         let mut w = PackWriter::new();
         let blobs: Vec<Vec<u8>> = vec![vec![7u8; 10_000], b"tree".to_vec(), (0..255u8).collect()];
         for (i, b) in blobs.iter().enumerate() {
-            let t = if i == 1 { BlobType::Tree } else { BlobType::Data };
+            let t = if i == 1 {
+                BlobType::Tree
+            } else {
+                BlobType::Data
+            };
             let id = key.blob_id(b);
             let (flags, sealed) = seal_blob(&key, t, &id, b, 3);
             w.add(t, flags, id, &sealed, b.len() as u32);

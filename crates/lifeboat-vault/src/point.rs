@@ -135,13 +135,19 @@ impl RecoveryPoint {
     pub fn open(key: &MasterKey, id: &Id, stored: &[u8]) -> Result<RecoveryPoint> {
         let what = point_path(id);
         if Id::of_stored(stored) != *id {
-            return Err(VaultError::corrupt(&what, "content does not match its name"));
+            return Err(VaultError::corrupt(
+                &what,
+                "content does not match its name",
+            ));
         }
         let json = key.open(AAD, stored, &what)?;
         let p: RecoveryPoint = serde_json::from_slice(&json)
             .map_err(|e| VaultError::corrupt(&what, format!("bad JSON: {e}")))?;
         if p.version != 1 {
-            return Err(VaultError::corrupt(&what, format!("unknown point version {}", p.version)));
+            return Err(VaultError::corrupt(
+                &what,
+                format!("unknown point version {}", p.version),
+            ));
         }
         Ok(p)
     }
@@ -150,7 +156,9 @@ impl RecoveryPoint {
     /// governance override).
     pub fn is_locked(&self, now: DateTime<Utc>, override_governance: bool) -> bool {
         match &self.retention {
-            Some(r) if r.retain_until > now => !(override_governance && r.mode == LockMode::Governance),
+            Some(r) if r.retain_until > now => {
+                !(override_governance && r.mode == LockMode::Governance)
+            }
             _ => false,
         }
     }

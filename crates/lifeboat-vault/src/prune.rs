@@ -98,7 +98,13 @@ fn shared_lock_ids(vault: &Vault, own: &Id) -> Result<Vec<Id>> {
 pub fn referenced_blobs(vault: &Vault, index: &Index, roots: &[Id]) -> Result<HashSet<Id>> {
     let seen = Mutex::new(HashSet::new());
     let first_err = Mutex::new(None);
-    fn walk(vault: &Vault, index: &Index, tree: Id, seen: &Mutex<HashSet<Id>>, err: &Mutex<Option<VaultError>>) {
+    fn walk(
+        vault: &Vault,
+        index: &Index,
+        tree: Id,
+        seen: &Mutex<HashSet<Id>>,
+        err: &Mutex<Option<VaultError>>,
+    ) {
         if !seen.lock().expect("lock").insert(tree) {
             return;
         }
@@ -112,14 +118,17 @@ pub fn referenced_blobs(vault: &Vault, index: &Index, roots: &[Id]) -> Result<Ha
                         subs.extend(n.subtree);
                     }
                 }
-                subs.par_iter().for_each(|s| walk(vault, index, *s, seen, err));
+                subs.par_iter()
+                    .for_each(|s| walk(vault, index, *s, seen, err));
             }
             Err(e) => {
                 err.lock().expect("lock").get_or_insert(e);
             }
         }
     }
-    roots.par_iter().for_each(|r| walk(vault, index, *r, &seen, &first_err));
+    roots
+        .par_iter()
+        .for_each(|r| walk(vault, index, *r, &seen, &first_err));
     if let Some(e) = first_err.into_inner().expect("lock") {
         return Err(VaultError::Refused(format!(
             "prune stopped without deleting anything: a tree cannot be read ({e}); run `lifeboat vault check`"
@@ -153,7 +162,13 @@ pub fn prune(vault: &Vault, opts: &PruneOptions) -> Result<PruneReport> {
     let listed: HashMap<Id, u64> = storage
         .list("packs/")?
         .into_iter()
-        .filter_map(|l| l.path.rsplit('/').next().and_then(Id::parse).map(|i| (i, l.size)))
+        .filter_map(|l| {
+            l.path
+                .rsplit('/')
+                .next()
+                .and_then(Id::parse)
+                .map(|i| (i, l.size))
+        })
         .collect();
     rep.packs = listed.len();
     let index = vault.load_index()?;
@@ -178,7 +193,9 @@ pub fn prune(vault: &Vault, opts: &PruneOptions) -> Result<PruneReport> {
     for (pack, entries) in index.packs() {
         let used: Vec<PackEntry> = entries
             .iter()
-            .filter(|e| referenced.contains(&e.id) && index.get(&e.id).is_some_and(|l| l.pack == *pack))
+            .filter(|e| {
+                referenced.contains(&e.id) && index.get(&e.id).is_some_and(|l| l.pack == *pack)
+            })
             .copied()
             .collect();
         let v = match index.marks().get(pack) {
@@ -221,7 +238,10 @@ pub fn prune(vault: &Vault, opts: &PruneOptions) -> Result<PruneReport> {
         .copied()
         .collect();
     if opts.dry_run {
-        rep.deleted_packs = verdicts.values().filter(|v| matches!(v, Verdict::Delete)).count();
+        rep.deleted_packs = verdicts
+            .values()
+            .filter(|v| matches!(v, Verdict::Delete))
+            .count();
         rep.deleted_garbage = garbage.len();
         lock.release()?;
         return Ok(rep);
@@ -330,7 +350,11 @@ pub fn prune(vault: &Vault, opts: &PruneOptions) -> Result<PruneReport> {
     Ok(rep)
 }
 
-fn repack(vault: &Vault, index: &Index, blobs: &[(Id, PackEntry)]) -> Result<Vec<(Id, Vec<PackEntry>)>> {
+fn repack(
+    vault: &Vault,
+    index: &Index,
+    blobs: &[(Id, PackEntry)],
+) -> Result<Vec<(Id, Vec<PackEntry>)>> {
     let wanted: Vec<(Id, PackEntry)> = blobs.iter().map(|(_, e)| (e.id, *e)).collect();
     let got: Mutex<Vec<(PackEntry, Vec<u8>)>> = Mutex::new(Vec::new());
     let failed: Mutex<Option<VaultError>> = Mutex::new(None);

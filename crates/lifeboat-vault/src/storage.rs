@@ -131,9 +131,9 @@ impl Storage {
                 let builder = opendal::services::Fs::default()
                     .root(&root.to_string_lossy())
                     .atomic_write_dir(&tmp.to_string_lossy());
-                Operator::new(builder)
-                    .map_err(|e| map_err("open", &root.to_string_lossy(), e))?
-                    .layer(opendal::layers::RetryLayer::new().with_max_times(4))
+                // No retry layer on a local directory: its failures (a full
+                // disk, permissions) do not go away by trying again.
+                Operator::new(builder).map_err(|e| map_err("open", &root.to_string_lossy(), e))?
             }
         };
         Ok(Storage {
@@ -181,10 +181,20 @@ impl Storage {
     }
 
     /// Writes a whole object, replacing any object of the same name atomically.
+    /// A failed write is aborted, so no partial or temporary file is left.
     pub fn write(&self, path: &str, data: Vec<u8>) -> Result<()> {
         self.rt
-            .block_on(self.op.write(path, data))
-            .map(|_| ())
+            .block_on(async {
+                let mut w = self.op.writer(path).await?;
+                let r = match w.write(data).await {
+                    Ok(()) => w.close().await.map(|_| ()),
+                    Err(e) => Err(e),
+                };
+                if r.is_err() {
+                    let _ = w.abort().await;
+                }
+                r
+            })
             .map_err(|e| map_err("write", path, e))
     }
 

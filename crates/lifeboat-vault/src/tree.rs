@@ -123,7 +123,9 @@ pub fn encode_bytes(raw: &[u8]) -> (String, bool) {
 /// Decodes (text, is_base64) back to raw bytes.
 pub fn decode_bytes(text: &str, is_b64: bool) -> Vec<u8> {
     if is_b64 {
-        b64().decode(text).unwrap_or_else(|_| text.as_bytes().to_vec())
+        b64()
+            .decode(text)
+            .unwrap_or_else(|_| text.as_bytes().to_vec())
     } else {
         text.as_bytes().to_vec()
     }
@@ -142,7 +144,9 @@ impl Node {
 
     /// The raw symlink target.
     pub fn target_bytes(&self) -> Option<Vec<u8>> {
-        self.target.as_deref().map(|t| decode_bytes(t, self.target_b64))
+        self.target
+            .as_deref()
+            .map(|t| decode_bytes(t, self.target_b64))
     }
 
     /// Sets the symlink target from raw bytes.

@@ -176,7 +176,8 @@ impl Vault {
         for k in keys {
             let what = k.path.clone();
             let kf: KeyFile = match storage.read(&k.path).and_then(|b| {
-                serde_json::from_slice(&b).map_err(|e| VaultError::corrupt(&what, format!("bad JSON: {e}")))
+                serde_json::from_slice(&b)
+                    .map_err(|e| VaultError::corrupt(&what, format!("bad JSON: {e}")))
             }) {
                 Ok(kf) => kf,
                 Err(e) if e.is_damage() => {
@@ -264,7 +265,11 @@ impl Vault {
         let k = match m.as_slice() {
             [k] => *k,
             [] => return Err(VaultError::NoSuchKey(prefix.to_string())),
-            _ => return Err(VaultError::Refused(format!("key prefix {prefix:?} is ambiguous"))),
+            _ => {
+                return Err(VaultError::Refused(format!(
+                    "key prefix {prefix:?} is ambiguous"
+                )));
+            }
         };
         if k.current {
             return Err(VaultError::Refused(
@@ -296,8 +301,10 @@ impl Vault {
     /// Reads all points, oldest first. Damaged ones are returned separately.
     pub fn list_points(&self) -> Result<(Vec<(Id, RecoveryPoint)>, Vec<VaultError>)> {
         let ids = self.point_ids()?;
-        let read: Vec<(Id, Result<RecoveryPoint>)> =
-            ids.par_iter().map(|id| (*id, self.read_point(id))).collect();
+        let read: Vec<(Id, Result<RecoveryPoint>)> = ids
+            .par_iter()
+            .map(|id| (*id, self.read_point(id)))
+            .collect();
         let mut ok = Vec::new();
         let mut bad = Vec::new();
         for (id, r) in read {
@@ -324,7 +331,10 @@ impl Vault {
                 .ok_or_else(|| VaultError::NoSuchPoint(spec.to_string()));
         }
         let ids = self.point_ids()?;
-        let m: Vec<_> = ids.iter().filter(|i| i.to_hex().starts_with(spec)).collect();
+        let m: Vec<_> = ids
+            .iter()
+            .filter(|i| i.to_hex().starts_with(spec))
+            .collect();
         match m.as_slice() {
             [id] => Ok((**id, self.read_point(id)?)),
             [] => Err(VaultError::NoSuchPoint(spec.to_string())),
@@ -363,7 +373,9 @@ impl Vault {
 
     /// Reads, decrypts and verifies one blob.
     pub fn read_blob(&self, index: &Index, id: &Id) -> Result<Vec<u8>> {
-        let loc = index.get(id).ok_or_else(|| VaultError::UnknownBlob(id.to_hex()))?;
+        let loc = index
+            .get(id)
+            .ok_or_else(|| VaultError::UnknownBlob(id.to_hex()))?;
         let path = pack_path(&loc.pack);
         let sealed =
             self.storage
@@ -373,11 +385,17 @@ impl Vault {
 
     /// Reads a tree blob.
     pub fn read_tree(&self, index: &Index, id: &Id) -> Result<Tree> {
-        let loc = index.get(id).ok_or_else(|| VaultError::UnknownBlob(id.to_hex()))?;
+        let loc = index
+            .get(id)
+            .ok_or_else(|| VaultError::UnknownBlob(id.to_hex()))?;
         if loc.entry.blob_type != BlobType::Tree {
-            return Err(VaultError::corrupt(id.to_hex(), "expected a tree blob, found data"));
+            return Err(VaultError::corrupt(
+                id.to_hex(),
+                "expected a tree blob, found data",
+            ));
         }
         let b = self.read_blob(index, id)?;
-        Tree::from_bytes(&b).map_err(|e| VaultError::corrupt(format!("tree {id}"), format!("bad JSON: {e}")))
+        Tree::from_bytes(&b)
+            .map_err(|e| VaultError::corrupt(format!("tree {id}"), format!("bad JSON: {e}")))
     }
 }

@@ -54,6 +54,9 @@ pub struct BackupWriter<'v> {
     tree_pack: Mutex<PackWriter>,
     pending: Mutex<Pending>,
     stats: WriteStats,
+    /// Packs written whose index file is not written yet: only this session
+    /// knows them, so it removes them when it fails.
+    unindexed: Mutex<Vec<Id>>,
     lock: Option<LockGuard>,
 }
 
@@ -79,6 +82,7 @@ impl<'v> BackupWriter<'v> {
                 packs_since_index: 0,
             }),
             stats: WriteStats::default(),
+            unindexed: Mutex::new(Vec::new()),
             lock: Some(lock),
         })
     }
@@ -111,7 +115,9 @@ impl<'v> BackupWriter<'v> {
             return Ok(id);
         }
         let (flags, sealed) = seal_blob(key, t, &id, data, self.vault.config().compression);
-        self.stats.bytes_new.fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.stats
+            .bytes_new
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         self.stats
             .bytes_stored
             .fetch_add(sealed.len() as u64, Ordering::Relaxed);
@@ -143,7 +149,11 @@ impl<'v> BackupWriter<'v> {
     /// Chunks a stream with the vault's content-defined chunker, stores each
     /// chunk, and returns the blob ids in order and the bytes read. `on_chunk`
     /// is told each chunk's length as it is read (for progress).
-    pub fn save_stream(&self, mut reader: impl Read, mut on_chunk: impl FnMut(u64)) -> Result<(Vec<Id>, u64)> {
+    pub fn save_stream(
+        &self,
+        mut reader: impl Read,
+        mut on_chunk: impl FnMut(u64),
+    ) -> Result<(Vec<Id>, u64)> {
         let c = self.vault.config().chunker;
         // Below the minimum chunk size the chunker never cuts: read it whole.
         let mut head = Vec::with_capacity(64 * 1024);
@@ -183,6 +193,7 @@ impl<'v> BackupWriter<'v> {
 
     fn write_pack(&self, p: PackWriter) -> Result<()> {
         let (id, bytes, entries) = p.finish(self.vault.key());
+        self.unindexed.lock().expect("lock").push(id);
         self.vault.storage().write(&pack_path(&id), bytes)?;
         self.record_pack(id, entries)
     }
@@ -205,12 +216,19 @@ impl<'v> BackupWriter<'v> {
         Ok(())
     }
 
+    fn forget_unindexed(&self, f: &IndexFile) {
+        let mut u = self.unindexed.lock().expect("lock");
+        u.retain(|p| !f.packs.iter().any(|(q, _)| q == p));
+    }
+
     fn write_index(&self, f: &IndexFile) -> Result<()> {
         if f.packs.is_empty() && f.marks.is_empty() {
             return Ok(());
         }
         let (name, stored) = f.seal(self.vault.key());
-        self.vault.storage().write(&index_path(&name), stored)
+        self.vault.storage().write(&index_path(&name), stored)?;
+        self.forget_unindexed(f);
+        Ok(())
     }
 
     /// Writes the open packs and the pending index (without writing a point).
@@ -228,10 +246,31 @@ impl<'v> BackupWriter<'v> {
     /// Finishes the session: flushes, writes the point, releases the lock.
     pub fn commit(mut self, point: &RecoveryPoint) -> Result<Id> {
         self.flush()?;
-        let lock = self.lock.take().expect("lock held until commit");
-        lock.check_fresh()?;
+        self.lock
+            .as_ref()
+            .expect("lock held until commit")
+            .check_fresh()?;
         let id = self.vault.write_point(point)?;
-        lock.release()?;
+        self.lock
+            .take()
+            .expect("lock held until commit")
+            .release()?;
         Ok(id)
+    }
+}
+
+impl Drop for BackupWriter<'_> {
+    /// A session that ends without its point (an error, not a kill) removes the
+    /// packs no index file names yet: nobody else can know their blobs, and on
+    /// a full disk this gives the space back at once.
+    fn drop(&mut self) {
+        if self.lock.is_none() {
+            return; // committed
+        }
+        for p in self.unindexed.lock().expect("lock").drain(..) {
+            if let Err(e) = self.vault.storage().remove(&pack_path(&p)) {
+                tracing::warn!("could not remove unfinished pack {}: {e}", p.short());
+            }
+        }
     }
 }

@@ -1,0 +1,404 @@
+//! Bad input loses nothing: wrong passwords, damaged and missing objects,
+//! processes killed mid-backup, a full disk. Real files, real processes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lifeboat_testkit::{
+    Cli, compare_trees, files_below, flip_byte, make_sample_tree, pseudo_random, restored, tempdir,
+};
+
+fn cli(vault: &Path) -> Cli {
+    Cli::new(env!("CARGO_BIN_EXE_lifeboat"), vault)
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Name → content hash of every file of the vault.
+fn fingerprint(vault: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    files_below(vault)
+        .into_iter()
+        .map(|f| {
+            let d = std::fs::read(&f).unwrap();
+            (f, d)
+        })
+        .collect()
+}
+
+fn biggest_pack(vault: &Path) -> PathBuf {
+    files_below(&vault.join("packs"))
+        .into_iter()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap()
+}
+
+fn setup(seed: u64) -> (lifeboat_testkit::TempDir, PathBuf, PathBuf, Cli) {
+    let t = tempdir().unwrap();
+    let src = t.path().join("src");
+    make_sample_tree(&src, seed);
+    let vault = t.path().join("vault");
+    let c = cli(&vault);
+    c.ok(&["vault", "init"]);
+    c.ok(&["backup", "files", src.to_str().unwrap()]);
+    (t, src, vault, c)
+}
+
+#[test]
+fn wrong_password_is_a_clear_error_and_changes_nothing() {
+    let (t, src, vault, c) = setup(11);
+    let before = fingerprint(&vault);
+    let mut wrong = c.clone();
+    wrong.password = "not the password".into();
+    for args in [
+        vec!["backup", "files", src.to_str().unwrap()],
+        vec!["points", "list"],
+        vec!["prune"],
+        vec!["forget", "--keep-last", "1"],
+        vec!["vault", "check"],
+    ] {
+        let o = wrong.run(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&o).contains("wrong password"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+    assert_eq!(before, fingerprint(&vault), "the vault is untouched");
+    let to = t.path().join("r");
+    c.ok(&["restore", "files", "latest", "--to", to.to_str().unwrap()]);
+}
+
+#[test]
+fn a_flipped_byte_in_a_pack_is_named_and_everything_else_restores() {
+    let (t, src, vault, c) = setup(12);
+    c.ok(&["vault", "check"]);
+    let pack = biggest_pack(&vault);
+    let len = std::fs::metadata(&pack).unwrap().len() as i64;
+    flip_byte(&pack, len / 2);
+    let name = pack
+        .strip_prefix(&vault)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+
+    let o = c.run(&["vault", "check", "--read-data"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains(&name),
+        "check names the pack {name}: {}",
+        stdout(&o)
+    );
+
+    let to = t.path().join("r");
+    let o = c.run(&["restore", "files", "latest", "--to", to.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("damaged, not restored"), "{err}");
+    let diffs = compare_trees(&src, &restored(&to, &src));
+    assert!(
+        !diffs.is_empty(),
+        "a damaged blob must not be restored silently"
+    );
+    for d in &diffs {
+        let path = d.split(':').next().unwrap();
+        assert!(
+            d.ends_with("missing in restore"),
+            "only damaged files may differ, and they are absent: {d}"
+        );
+        assert!(
+            err.contains(path.trim_start_matches('/')),
+            "{path} is named in: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_pack_is_named_by_check_and_restore() {
+    let (t, src, vault, c) = setup(13);
+    let pack = biggest_pack(&vault);
+    std::fs::remove_file(&pack).unwrap();
+    let name = pack
+        .strip_prefix(&vault)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let o = c.run(&["vault", "check"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains(&name), "{}", stdout(&o));
+    let to = t.path().join("r");
+    let o = c.run(&["restore", "files", "latest", "--to", to.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3));
+    let diffs = compare_trees(&src, &restored(&to, &src));
+    assert!(!diffs.is_empty());
+    assert!(
+        diffs.iter().all(|d| d.ends_with("missing in restore")),
+        "{diffs:?}"
+    );
+    // Small files live in other packs or the same: either way they are named or intact.
+    assert!(
+        restored(&to, &src).join("docs/deep/er/leaf.txt").exists()
+            || stderr(&o).contains("leaf.txt")
+    );
+}
+
+#[test]
+fn a_truncated_pack_is_named_by_check() {
+    let (_t, _src, vault, c) = setup(14);
+    let pack = biggest_pack(&vault);
+    let len = std::fs::metadata(&pack).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&pack).unwrap();
+    f.set_len(len - 100).unwrap();
+    let o = c.run(&["vault", "check"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("truncated"), "{}", stdout(&o));
+}
+
+#[test]
+fn a_damaged_index_is_named_and_restore_still_gets_everything() {
+    let (t, src, vault, c) = setup(15);
+    let idx = files_below(&vault.join("index")).pop().unwrap();
+    flip_byte(&idx, 30);
+    let name = idx
+        .strip_prefix(&vault)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let o = c.run(&["vault", "check"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains(&name), "{}", stdout(&o));
+    let to = t.path().join("r");
+    c.ok(&[
+        "restore",
+        "files",
+        "latest",
+        "--to",
+        to.to_str().unwrap(),
+        "--verify",
+    ]);
+    let diffs = compare_trees(&src, &restored(&to, &src));
+    assert!(
+        diffs.is_empty(),
+        "pack headers stand in for the index: {diffs:?}"
+    );
+    let o = c.run(&["prune"]);
+    assert!(
+        !o.status.success(),
+        "prune refuses to work on a damaged index"
+    );
+    assert!(stderr(&o).contains("damaged"));
+}
+
+#[test]
+fn a_damaged_point_is_named_and_other_points_restore() {
+    let (t, src, vault, c) = setup(16);
+    let first = files_below(&vault.join("points")).pop().unwrap();
+    std::fs::write(src.join("new.txt"), b"second point").unwrap();
+    c.ok(&["backup", "files", src.to_str().unwrap()]);
+    flip_byte(&first, 50);
+    let name = first
+        .strip_prefix(&vault)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let o = c.run(&["vault", "check"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains(&name), "{}", stdout(&o));
+    let o = c.run(&["points", "list", "--json"]);
+    assert!(o.status.success());
+    assert!(
+        stderr(&o).contains(&name),
+        "the listing warns about it: {}",
+        stderr(&o)
+    );
+    let to = t.path().join("r");
+    c.ok(&[
+        "restore",
+        "files",
+        "latest",
+        "--to",
+        to.to_str().unwrap(),
+        "--verify",
+    ]);
+    assert!(compare_trees(&src, &restored(&to, &src)).is_empty());
+}
+
+/// A tiny deterministic generator for kill times.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % below.max(1)
+    }
+}
+
+#[test]
+fn backups_killed_at_random_moments_never_damage_the_vault() {
+    let t = tempdir().unwrap();
+    let src = t.path().join("src");
+    make_sample_tree(&src.join("base"), 17);
+    let vault = t.path().join("vault");
+    let c = cli(&vault);
+    c.ok(&["vault", "init"]);
+    // How long one backup with 12 MB of new data takes.
+    std::fs::write(src.join("new-calib.bin"), pseudo_random(1000, 12 << 20)).unwrap();
+    let start = Instant::now();
+    c.ok(&["backup", "files", src.to_str().unwrap()]);
+    let full_ms = start.elapsed().as_millis() as u64;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("kill-test seed {seed}, one backup takes {full_ms} ms");
+    let mut rng = Lcg(seed);
+    let mut killed = 0;
+    for i in 0..25u64 {
+        std::fs::write(src.join(format!("new-{i}.bin")), pseudo_random(i, 12 << 20)).unwrap();
+        let mut child = c
+            .command(&["backup", "files", src.to_str().unwrap(), "--quiet"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.next(full_ms + 50)));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            killed += 1;
+        }
+        child.wait().unwrap();
+        let o = c.run(&["vault", "check"]);
+        assert!(
+            o.status.success(),
+            "after kill {i}: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+    }
+    assert!(
+        killed >= 10,
+        "most runs must really be killed mid-way ({killed})"
+    );
+    // The next backup completes; every point restores intact.
+    c.ok(&["backup", "files", src.to_str().unwrap()]);
+    c.ok(&["vault", "check", "--read-data"]);
+    let points = c.json(&["points", "list"]);
+    for p in points.as_array().unwrap() {
+        let id = p["id"].as_str().unwrap();
+        let to = t.path().join(format!("r-{}", &id[..8]));
+        c.ok(&[
+            "restore",
+            "files",
+            id,
+            "--to",
+            to.to_str().unwrap(),
+            "--verify",
+        ]);
+        let r = restored(&to, &src);
+        assert!(compare_trees(&src.join("base"), &r.join("base")).is_empty());
+        for f in files_below(&r)
+            .iter()
+            .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with("new-"))
+        {
+            let name = f.file_name().unwrap().to_string_lossy().into_owned();
+            let n: u64 = match name.trim_start_matches("new-").trim_end_matches(".bin") {
+                "calib" => 1000,
+                x => x.parse().unwrap(),
+            };
+            assert!(
+                std::fs::read(f).unwrap() == pseudo_random(n, 12 << 20),
+                "{name} intact in {id}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&to);
+    }
+    // Prune clears what the killed runs left and the vault stays sound.
+    c.ok(&["prune"]);
+    c.ok(&["vault", "check", "--read-data"]);
+    let o = c.run(&["vault", "check", "--json"]);
+    let rep: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        rep["warnings"].as_array().unwrap().len(),
+        0,
+        "no leftovers after prune: {rep}"
+    );
+}
+
+struct Mount(PathBuf);
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_a_clear_error_and_the_vault_stays_consistent() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test mounts a small tmpfs and must run as root (CI does)"
+    );
+    let t = tempdir().unwrap();
+    let fs = t.path().join("small");
+    std::fs::create_dir_all(&fs).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=24m", "tmpfs"])
+        .arg(&fs)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let _m = Mount(fs.clone());
+    let vault = fs.join("vault");
+    let c = cli(&vault);
+    c.ok(&["vault", "init"]);
+    let src = t.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("small.txt"), b"fits").unwrap();
+    c.ok(&["backup", "files", src.to_str().unwrap()]);
+    std::fs::write(src.join("big.bin"), pseudo_random(5, 64 << 20)).unwrap();
+    let o = c.run(&["backup", "files", src.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("disk is full") || err.contains("No space left"),
+        "{err}"
+    );
+    assert_eq!(
+        c.json(&["points", "list"]).as_array().unwrap().len(),
+        1,
+        "no half point"
+    );
+    c.ok(&["vault", "check"]);
+    let to = t.path().join("r");
+    c.ok(&[
+        "restore",
+        "files",
+        "latest",
+        "--to",
+        to.to_str().unwrap(),
+        "--verify",
+    ]);
+    assert_eq!(
+        std::fs::read(restored(&to, &src).join("small.txt")).unwrap(),
+        b"fits"
+    );
+    // Space comes back: prune removes what the failed run left, a smaller backup works.
+    c.ok(&["prune"]);
+    std::fs::remove_file(src.join("big.bin")).unwrap();
+    std::fs::write(src.join("medium.bin"), pseudo_random(6, 4 << 20)).unwrap();
+    c.ok(&["backup", "files", src.to_str().unwrap()]);
+    c.ok(&["vault", "check", "--read-data"]);
+}
