@@ -24,6 +24,15 @@ pub enum PointsCmd {
         /// Point: full id, unique prefix, or `latest`.
         point: String,
     },
+    /// Forget (delete) the given points; run `lifeboat prune` to free their space.
+    Forget {
+        /// Points: full ids or unique prefixes.
+        #[arg(required = true)]
+        points: Vec<String>,
+        /// Also forget points under a governance-mode lock.
+        #[arg(long)]
+        override_lock: bool,
+    },
 }
 
 fn point_json(id: &lifeboat_vault::Id, p: &RecoveryPoint) -> serde_json::Value {
@@ -85,6 +94,24 @@ pub fn run(g: &Global, cmd: PointsCmd) -> Result<ExitCode> {
         PointsCmd::Show { point } => {
             let (id, p) = v.find_point(&point, None)?;
             print_json(&point_json(&id, &p))?;
+        }
+        PointsCmd::Forget {
+            points,
+            override_lock,
+        } => {
+            let mut ids = Vec::new();
+            for spec in &points {
+                ids.push(v.find_point(spec, None)?.0);
+            }
+            for id in &ids {
+                v.remove_point(id, override_lock)?;
+                if !g.json && !g.quiet {
+                    println!("forgot {}", id.short());
+                }
+            }
+            if g.json {
+                print_json(&ids.iter().map(|i| i.to_hex()).collect::<Vec<_>>())?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -314,6 +314,16 @@ pub fn prune(vault: &Vault, opts: &PruneOptions) -> Result<PruneReport> {
         }
         let known: HashSet<Id> = fresh_index.packs().keys().copied().collect();
         delete_garbage = garbage.into_iter().filter(|g| !known.contains(g)).collect();
+        // Write the index again without the packs about to go, so no index
+        // names a deleted pack; the first new index is then replaced too.
+        let gone: HashSet<Id> = delete.iter().copied().collect();
+        if new_marks.iter().any(|p| gone.contains(p)) {
+            new_index.packs.retain(|(p, _)| !gone.contains(p));
+            new_index.marks.retain(|m| !gone.contains(&m.pack));
+            let (final_name, final_stored) = new_index.seal(vault.key());
+            storage.write(&index_path(&final_name), final_stored)?;
+            storage.remove(&index_path(&name))?;
+        }
     } else if !new_marks.is_empty() {
         let blockers = IndexFile {
             packs: Vec::new(),
