@@ -60,10 +60,10 @@ pub fn node_from(path: &Path, name: &[u8], md: &Metadata) -> Node {
         ..Node::default()
     };
     n.set_name_bytes(name);
-    if n.kind == NodeKind::Symlink {
-        if let Ok(t) = std::fs::read_link(path) {
-            n.set_target_bytes(t.as_os_str().as_bytes());
-        }
+    if n.kind == NodeKind::Symlink
+        && let Ok(t) = std::fs::read_link(path)
+    {
+        n.set_target_bytes(t.as_os_str().as_bytes());
     }
     n.xattrs = read_xattrs(path);
     n
@@ -119,10 +119,8 @@ fn ts(ns_total: i64) -> Timespec {
 /// running as root). Returns the problems met, as text.
 pub fn apply(path: &Path, n: &Node, is_root: bool) -> Vec<String> {
     let mut problems = Vec::new();
-    if is_root {
-        if let Err(e) = std::os::unix::fs::lchown(path, Some(n.uid), Some(n.gid)) {
-            problems.push(format!("chown {}: {e}", path.display()));
-        }
+    if is_root && let Err(e) = std::os::unix::fs::lchown(path, Some(n.uid), Some(n.gid)) {
+        problems.push(format!("chown {}: {e}", path.display()));
     }
     if n.kind != NodeKind::Symlink {
         let perm = std::fs::Permissions::from_mode(n.mode & 0o7777);

@@ -45,7 +45,8 @@ where
     for (id, t) in &unknown {
         deliver(t, Err(VaultError::UnknownBlob(id.to_hex())));
     }
-    let packs: Vec<(Id, Vec<(PackEntry, Vec<T>)>)> = by_pack
+    type PackPlan<T> = (Id, Vec<(PackEntry, Vec<T>)>);
+    let packs: Vec<PackPlan<T>> = by_pack
         .into_iter()
         .map(|(p, m)| {
             let mut v: Vec<_> = m.into_values().collect();

@@ -103,10 +103,8 @@ pub fn apply(
             }
         }
         for (p, mut why) in ps.into_iter().zip(reasons) {
-            if let Some(r) = &p.1.retention {
-                if r.retain_until > now {
-                    why.push(format!("locked until {}", r.retain_until.to_rfc3339()));
-                }
+            if let Some(r) = p.1.retention.as_ref().filter(|r| r.retain_until > now) {
+                why.push(format!("locked until {}", r.retain_until.to_rfc3339()));
             }
             out.push(Decision {
                 id: p.0,

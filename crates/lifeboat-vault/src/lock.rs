@@ -99,11 +99,11 @@ pub fn remove_stale(storage: &Storage) -> Result<usize> {
     let live: Vec<Id> = live_locks(storage)?.into_iter().map(|(i, _)| i).collect();
     let mut n = 0;
     for l in storage.list("locks/")? {
-        if let Some(id) = l.path.strip_prefix("locks/").and_then(Id::parse) {
-            if !live.contains(&id) {
-                storage.remove(&l.path)?;
-                n += 1;
-            }
+        if let Some(id) = l.path.strip_prefix("locks/").and_then(Id::parse)
+            && !live.contains(&id)
+        {
+            storage.remove(&l.path)?;
+            n += 1;
         }
     }
     Ok(n)

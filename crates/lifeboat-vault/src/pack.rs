@@ -255,13 +255,13 @@ pub fn open_blob(key: &MasterKey, e: &PackEntry, sealed: &[u8], what: &str) -> R
 
 /// Compresses (when it pays) and seals a blob; returns (flags, sealed).
 pub fn seal_blob(key: &MasterKey, t: BlobType, id: &Id, data: &[u8], level: i32) -> (u8, Vec<u8>) {
-    if level > 0 && data.len() > 64 {
-        if let Ok(c) = zstd::bulk::compress(data, level) {
-            // Keep the compressed form only when it saves at least 1/32.
-            if c.len() + c.len() / 32 < data.len() {
-                return (FLAG_ZSTD, key.seal(&blob_aad(t, id), &c));
-            }
-        }
+    if level > 0
+        && data.len() > 64
+        && let Ok(c) = zstd::bulk::compress(data, level)
+        // Keep the compressed form only when it saves at least 1/32.
+        && c.len() + c.len() / 32 < data.len()
+    {
+        return (FLAG_ZSTD, key.seal(&blob_aad(t, id), &c));
     }
     (0, key.seal(&blob_aad(t, id), data))
 }

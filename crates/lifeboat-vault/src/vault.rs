@@ -97,6 +97,9 @@ pub struct KeyInfo {
     pub label: String,
 }
 
+/// All readable points (oldest first), and the errors of the damaged ones.
+pub type PointListing = (Vec<(Id, RecoveryPoint)>, Vec<VaultError>);
+
 /// An open, unlocked vault.
 #[derive(Debug, Clone)]
 pub struct Vault {
@@ -299,7 +302,7 @@ impl Vault {
     }
 
     /// Reads all points, oldest first. Damaged ones are returned separately.
-    pub fn list_points(&self) -> Result<(Vec<(Id, RecoveryPoint)>, Vec<VaultError>)> {
+    pub fn list_points(&self) -> Result<PointListing> {
         let ids = self.point_ids()?;
         let read: Vec<(Id, Result<RecoveryPoint>)> = ids
             .par_iter()
