@@ -137,6 +137,15 @@ pub fn make_sample_tree(root: &Path, seed: u64) {
     if rustix::process::geteuid().is_root() {
         std::os::unix::fs::lchown(root.join("docs/note-6.txt"), Some(1234), Some(5678)).unwrap();
         std::os::unix::fs::lchown(root.join("data/link"), Some(4321), Some(8765)).unwrap();
+        // A character device like /dev/null (1, 3).
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            root.join("data/null-device"),
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::from_raw_mode(0o666),
+            rustix::fs::makedev(1, 3),
+        )
+        .unwrap();
     }
     set_mtime(&root.join("docs/note-7.txt"), 1_000_000_000, 123_456_789);
     set_mtime(&root.join("data/link"), 1_200_000_000, 5);
@@ -259,6 +268,13 @@ pub fn compare_trees(a: &Path, b: &Path) -> Vec<String> {
                 "mtime",
                 format!("{}.{:09}", ma.mtime(), ma.mtime_nsec()),
                 format!("{}.{:09}", mb.mtime(), mb.mtime_nsec()),
+            ));
+        }
+        if ma.rdev() != mb.rdev() {
+            diffs.push(d(
+                "device number",
+                ma.rdev().to_string(),
+                mb.rdev().to_string(),
             ));
         }
         if xattrs(&pa) != xattrs(&pb) {
