@@ -127,6 +127,8 @@ pub fn restore(
 ) -> Result<RestoreReport> {
     let index = vault.load_index()?;
     let point = vault.read_point(point_id)?;
+    // Into a directory that did not exist, nothing needs replacing.
+    let fresh = !opts.to.exists();
     let mut items = Vec::new();
     match &opts.path {
         None => walk(vault, &index, &point.tree, &opts.to, 0, &mut items)?,
@@ -179,8 +181,14 @@ pub fn restore(
                     }
                     first_of_inode.insert((n.dev, n.inode), i);
                 }
-                let _ = std::fs::remove_file(&it.path);
-                File::create(&it.path).and_then(|f| f.set_len(n.size))
+                if !fresh {
+                    let _ = std::fs::remove_file(&it.path);
+                }
+                if n.content.is_empty() {
+                    File::create(&it.path).and_then(|f| f.set_len(n.size))
+                } else {
+                    Ok(()) // created by its first blob
+                }
             }
             NodeKind::Symlink => {
                 rep.files += 1;
@@ -219,8 +227,14 @@ pub fn restore(
     fetch_blobs(vault, &index, wanted, |&(i, off), r| {
         let it = &items[i];
         let res = r.map_err(|e| e.to_string()).and_then(|data| {
-            write_logical(&it.path, it.node.extents.as_deref(), off, data)
-                .map_err(|e| e.to_string())
+            write_logical(
+                &it.path,
+                it.node.size,
+                it.node.extents.as_deref(),
+                off,
+                data,
+            )
+            .map_err(|e| e.to_string())
         });
         match res {
             Ok(n) => {
@@ -311,11 +325,20 @@ pub fn restore(
 /// mapping it onto the data extents of a sparse file.
 fn write_logical(
     path: &Path,
+    size: u64,
     extents: Option<&[(u64, u64)]>,
     off: u64,
     data: &[u8],
 ) -> std::io::Result<u64> {
-    let f = std::fs::OpenOptions::new().write(true).open(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)?;
+    if extents.is_some() {
+        f.set_len(size)?; // the holes, including a trailing one
+    }
     match extents {
         None => f.write_all_at(data, off)?,
         Some(ext) => {

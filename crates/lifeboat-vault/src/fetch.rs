@@ -21,6 +21,12 @@ use crate::index::Index;
 use crate::pack::{PackEntry, open_blob, pack_path};
 use crate::vault::Vault;
 
+/// Wanted blobs further apart than this are read with separate requests.
+const MAX_GAP: u64 = 1024 * 1024;
+/// One read covers at most this many bytes (unless one blob is larger): it
+/// bounds memory to about this much per thread.
+const MAX_SPAN: u64 = 4 * 1024 * 1024;
+
 /// Reads every wanted blob once and calls `deliver(target, blob)` for each
 /// target that wants it. `wanted` pairs a blob id with a caller's target.
 pub fn fetch_blobs<T, F>(vault: &Vault, index: &Index, wanted: Vec<(Id, T)>, deliver: F)
@@ -63,7 +69,9 @@ where
             while end < blobs.len() {
                 let prev = &blobs[end - 1].0;
                 let gap = blobs[end].0.offset as u64 - (prev.offset as u64 + prev.length as u64);
-                if gap > 1024 * 1024 {
+                let span = blobs[end].0.offset as u64 + blobs[end].0.length as u64
+                    - blobs[start].0.offset as u64;
+                if gap > MAX_GAP || span > MAX_SPAN {
                     break;
                 }
                 end += 1;

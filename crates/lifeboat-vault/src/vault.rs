@@ -32,7 +32,7 @@ impl Default for ChunkerParams {
         ChunkerParams {
             min: 512 * 1024,
             avg: 1024 * 1024,
-            max: 8 * 1024 * 1024,
+            max: 4 * 1024 * 1024,
         }
     }
 }
