@@ -334,6 +334,7 @@ fn write_logical(
     let f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
+        .truncate(false) // several blobs of one file arrive in any order
         .mode(0o600)
         .open(path)?;
     if extents.is_some() {
