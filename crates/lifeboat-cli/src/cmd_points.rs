@@ -24,6 +24,16 @@ pub enum PointsCmd {
         /// Point: full id, unique prefix, or `latest`.
         point: String,
     },
+    /// List the files and directories in a point.
+    Ls {
+        /// Point: full id, unique prefix, or `latest`.
+        point: String,
+        /// Directory (or file) inside the point, as backed up; default: the root.
+        path: Option<std::path::PathBuf>,
+        /// List everything below, not just one level.
+        #[arg(long, short)]
+        recursive: bool,
+    },
     /// Forget (delete) the given points; run `lifeboat prune` to free their space.
     Forget {
         /// Points: full ids or unique prefixes.
@@ -94,6 +104,33 @@ pub fn run(g: &Global, cmd: PointsCmd) -> Result<ExitCode> {
         PointsCmd::Show { point } => {
             let (id, p) = v.find_point(&point, None)?;
             print_json(&point_json(&id, &p))?;
+        }
+        PointsCmd::Ls {
+            point,
+            path,
+            recursive,
+        } => {
+            let (id, _) = v.find_point(&point, None)?;
+            let entries = lifeboat_files::list::list(&v, &id, path.as_deref(), recursive)?;
+            if g.json {
+                print_json(&entries)?;
+            } else {
+                for e in &entries {
+                    let t = chrono::DateTime::from_timestamp_nanos(e.mtime_ns);
+                    println!(
+                        "{:<8} {:>6o} {:>12} {}  {}{}",
+                        format!("{:?}", e.kind).to_lowercase(),
+                        e.mode & 0o7777,
+                        e.size,
+                        t.format("%Y-%m-%d %H:%M:%S"),
+                        e.path,
+                        e.target
+                            .as_ref()
+                            .map(|t| format!(" -> {t}"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
         }
         PointsCmd::Forget {
             points,

@@ -170,6 +170,37 @@ fn restore_of_a_sub_path_only() {
     ]);
     let diffs = compare_trees(&sub, &restored(&to, &sub));
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    // What the point holds can be listed without restoring.
+    let ls = c.json(&["points", "ls", "latest", src.join("docs").to_str().unwrap()]);
+    let names: Vec<&str> = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&src.join("docs/deep").to_str().unwrap()),
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.ends_with("leaf.txt")),
+        "one level only"
+    );
+    let all = c.json(&[
+        "points",
+        "ls",
+        "latest",
+        src.join("docs").to_str().unwrap(),
+        "-r",
+    ]);
+    let leaf = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"].as_str().unwrap().ends_with("leaf.txt"))
+        .unwrap();
+    assert_eq!(leaf["size"], 5);
+    assert_eq!(leaf["kind"], "file");
     assert!(
         !restored(&to, &src.join("data")).exists(),
         "only the sub-path is restored"

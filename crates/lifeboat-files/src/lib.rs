@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 
 pub mod backup;
+pub mod list;
 pub mod meta;
 pub mod restore;
 

@@ -88,7 +88,7 @@ fn walk(
 }
 
 /// Finds the node at absolute `path` below the root tree.
-fn find(vault: &Vault, index: &Index, root: &Id, path: &Path) -> Result<Option<Node>> {
+pub(crate) fn find(vault: &Vault, index: &Index, root: &Id, path: &Path) -> Result<Option<Node>> {
     let mut cur = *root;
     let comps: Vec<_> = path
         .components()
