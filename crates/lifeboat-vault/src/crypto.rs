@@ -11,7 +11,7 @@
 //! its role (a blob id, "index", "point"), so a box cannot be moved into another
 //! role undetected.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -74,6 +74,21 @@ impl MasterKey {
     /// Encrypts `plaintext` into a sealed box bound to `aad`.
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
         seal_with(&self.cipher, aad, plaintext)
+    }
+
+    /// Encrypts `plaintext` into a sealed box appended to `out` (no allocation
+    /// when `out` has room).
+    pub fn seal_into(&self, aad: &[u8], plaintext: &[u8], out: &mut Vec<u8>) {
+        let mut nonce = [0u8; 24];
+        fill_random(&mut nonce);
+        out.extend_from_slice(&nonce);
+        let start = out.len();
+        out.extend_from_slice(plaintext);
+        let tag = self
+            .cipher
+            .encrypt_in_place_detached(XNonce::from_slice(&nonce), aad, &mut out[start..])
+            .expect("encryption does not fail for in-memory buffers");
+        out.extend_from_slice(&tag);
     }
 
     /// Opens a sealed box; `what` names the object for the error.
@@ -273,6 +288,14 @@ mod tests {
             k.open(b"a", &flipped, "x").is_err(),
             "flipped byte must fail"
         );
+    }
+
+    #[test]
+    fn seal_into_is_a_sealed_box_too() {
+        let k = MasterKey::generate();
+        let mut out = b"prefix".to_vec();
+        k.seal_into(b"a", b"hello", &mut out);
+        assert_eq!(k.open(b"a", &out[6..], "x").unwrap(), b"hello");
     }
 
     #[test]

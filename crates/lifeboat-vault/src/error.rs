@@ -113,6 +113,13 @@ pub enum VaultError {
     },
 }
 
+impl From<std::io::Error> for VaultError {
+    /// A failure reading the source of a stream being backed up.
+    fn from(e: std::io::Error) -> Self {
+        VaultError::io("read", "", e)
+    }
+}
+
 impl VaultError {
     /// Whether trying the same operation again may succeed.
     pub fn is_retryable(&self) -> bool {

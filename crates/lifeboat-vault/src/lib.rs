@@ -20,6 +20,7 @@
 //! streams, and call these functions.
 
 pub mod check;
+pub mod chunker;
 pub mod crypto;
 pub mod error;
 pub mod fetch;

@@ -86,6 +86,15 @@ impl PackWriter {
         PackWriter::default()
     }
 
+    /// An empty pack whose buffer already holds `bytes`: a pack closed at
+    /// `pack_size` plus one blob then never grows by doubling (memory).
+    pub fn with_capacity(bytes: usize) -> PackWriter {
+        PackWriter {
+            buf: Vec::with_capacity(bytes),
+            entries: Vec::new(),
+        }
+    }
+
     /// Bytes so far.
     pub fn len(&self) -> usize {
         self.buf.len()
@@ -253,17 +262,57 @@ pub fn open_blob(key: &MasterKey, e: &PackEntry, sealed: &[u8], what: &str) -> R
     Ok(data)
 }
 
+/// Reusable buffers for sealing blobs (one per thread).
+#[derive(Default)]
+pub struct SealScratch {
+    compressor: Option<(i32, zstd::bulk::Compressor<'static>)>,
+    compressed: Vec<u8>,
+    /// The last sealed blob.
+    pub sealed: Vec<u8>,
+}
+
+impl std::fmt::Debug for SealScratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealScratch")
+    }
+}
+
+/// Compresses (when it pays: it must save at least 1/32) and seals a blob
+/// into `s.sealed`; returns the flags.
+pub fn seal_blob_into(
+    key: &MasterKey,
+    t: BlobType,
+    id: &Id,
+    data: &[u8],
+    level: i32,
+    s: &mut SealScratch,
+) -> u8 {
+    s.sealed.clear();
+    if level > 0 && data.len() > 64 {
+        if s.compressor.as_ref().is_none_or(|(l, _)| *l != level) {
+            s.compressor = zstd::bulk::Compressor::new(level).ok().map(|c| (level, c));
+        }
+        if let Some((_, c)) = s.compressor.as_mut() {
+            s.compressed.clear();
+            s.compressed
+                .reserve(zstd::zstd_safe::compress_bound(data.len()));
+            if c.compress_to_buffer(data, &mut s.compressed).is_ok()
+                && s.compressed.len() + s.compressed.len() / 32 < data.len()
+            {
+                key.seal_into(&blob_aad(t, id), &s.compressed, &mut s.sealed);
+                return FLAG_ZSTD;
+            }
+        }
+    }
+    key.seal_into(&blob_aad(t, id), data, &mut s.sealed);
+    0
+}
+
 /// Compresses (when it pays) and seals a blob; returns (flags, sealed).
 pub fn seal_blob(key: &MasterKey, t: BlobType, id: &Id, data: &[u8], level: i32) -> (u8, Vec<u8>) {
-    if level > 0
-        && data.len() > 64
-        && let Ok(c) = zstd::bulk::compress(data, level)
-        // Keep the compressed form only when it saves at least 1/32.
-        && c.len() + c.len() / 32 < data.len()
-    {
-        return (FLAG_ZSTD, key.seal(&blob_aad(t, id), &c));
-    }
-    (0, key.seal(&blob_aad(t, id), data))
+    let mut s = SealScratch::default();
+    let flags = seal_blob_into(key, t, id, data, level, &mut s);
+    (flags, s.sealed)
 }
 
 #[cfg(test)]

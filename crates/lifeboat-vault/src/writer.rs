@@ -21,10 +21,18 @@ use crate::error::{Result, VaultError};
 use crate::id::Id;
 use crate::index::{Index, IndexFile, index_path};
 use crate::lock::LockGuard;
-use crate::pack::{BlobType, PackEntry, PackWriter, pack_path, seal_blob};
+use std::cell::RefCell;
+
+use crate::chunker::Chunker;
+use crate::pack::{BlobType, PackEntry, PackWriter, SealScratch, pack_path, seal_blob_into};
 use crate::point::RecoveryPoint;
 use crate::tree::Tree;
 use crate::vault::Vault;
+
+thread_local! {
+    static SEAL: RefCell<SealScratch> = RefCell::new(SealScratch::default());
+    static CHUNK_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
 /// Packs written between two intermediate index files.
 const INDEX_EVERY: usize = 32;
@@ -57,6 +65,7 @@ pub struct BackupWriter<'v> {
     /// Packs written whose index file is not written yet: only this session
     /// knows them, so it removes them when it fails.
     unindexed: Mutex<Vec<Id>>,
+    chunker: Chunker,
     lock: Option<LockGuard>,
 }
 
@@ -83,6 +92,7 @@ impl<'v> BackupWriter<'v> {
             }),
             stats: WriteStats::default(),
             unindexed: Mutex::new(Vec::new()),
+            chunker: Chunker::new(vault.config().chunker, vault.key().chunker_seed()),
             lock: Some(lock),
         })
     }
@@ -114,31 +124,40 @@ impl<'v> BackupWriter<'v> {
         if self.index.has_live(&id) || !self.seen.lock().expect("lock").insert(id) {
             return Ok(id);
         }
-        let (flags, sealed) = seal_blob(key, t, &id, data, self.vault.config().compression);
-        self.stats
-            .bytes_new
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
-        self.stats
-            .bytes_stored
-            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
-        self.stats.blobs_new.fetch_add(1, Ordering::Relaxed);
         let slot = match t {
             BlobType::Data => &self.data_pack,
             BlobType::Tree => &self.tree_pack,
         };
-        let full = {
+        let full = SEAL.with_borrow_mut(|s| {
+            let flags = seal_blob_into(key, t, &id, data, self.vault.config().compression, s);
+            self.stats
+                .bytes_new
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            self.stats
+                .bytes_stored
+                .fetch_add(s.sealed.len() as u64, Ordering::Relaxed);
+            self.stats.blobs_new.fetch_add(1, Ordering::Relaxed);
             let mut p = slot.lock().expect("lock");
-            p.add(t, flags, id, &sealed, data.len() as u32);
+            if p.is_empty() {
+                *p = PackWriter::with_capacity(self.pack_capacity());
+            }
+            p.add(t, flags, id, &s.sealed, data.len() as u32);
             if p.len() >= self.vault.config().pack_size as usize {
                 Some(std::mem::take(&mut *p))
             } else {
                 None
             }
-        };
+        });
         if let Some(p) = full {
             self.write_pack(p)?;
         }
         Ok(id)
+    }
+
+    /// Room for a full pack, its largest last blob and the header.
+    fn pack_capacity(&self) -> usize {
+        let c = self.vault.config();
+        c.pack_size as usize + c.chunker.max as usize + 64 * 1024
     }
 
     /// Stores a tree blob.
@@ -151,43 +170,18 @@ impl<'v> BackupWriter<'v> {
     /// is told each chunk's length as it is read (for progress).
     pub fn save_stream(
         &self,
-        mut reader: impl Read,
+        reader: impl Read,
         mut on_chunk: impl FnMut(u64),
     ) -> Result<(Vec<Id>, u64)> {
-        let c = self.vault.config().chunker;
-        // Below the minimum chunk size the chunker never cuts: read it whole.
-        let mut head = Vec::with_capacity(64 * 1024);
-        (&mut reader)
-            .take(c.min as u64)
-            .read_to_end(&mut head)
-            .map_err(|e| VaultError::io("read", "", e))?;
-        if (head.len() as u64) < c.min as u64 {
-            on_chunk(head.len() as u64);
-            let n = head.len() as u64;
-            if head.is_empty() {
-                return Ok((Vec::new(), 0));
-            }
-            return Ok((vec![self.save_blob(BlobType::Data, &head)?], n));
-        }
-        let chunker = fastcdc::v2020::StreamCDC::with_level_and_seed(
-            std::io::Cursor::new(head).chain(reader),
-            c.min as usize,
-            c.avg as usize,
-            c.max as usize,
-            fastcdc::v2020::Normalization::Level1,
-            self.vault.key().chunker_seed(),
-        );
         let mut ids = Vec::new();
-        let mut total = 0u64;
-        for chunk in chunker {
-            let chunk = chunk.map_err(|e| match e {
-                fastcdc::v2020::Error::IoError(io) => VaultError::io("read", "", io),
-                other => VaultError::io("read", "", std::io::Error::other(format!("{other:?}"))),
-            })?;
-            total += chunk.length as u64;
-            on_chunk(chunk.length as u64);
-            ids.push(self.save_blob(BlobType::Data, &chunk.data)?);
-        }
+        let total = CHUNK_BUF.with_borrow_mut(|buf| {
+            self.chunker
+                .for_each_chunk::<VaultError>(reader, buf, |chunk| {
+                    on_chunk(chunk.len() as u64);
+                    ids.push(self.save_blob(BlobType::Data, chunk)?);
+                    Ok(())
+                })
+        })?;
         Ok((ids, total))
     }
 
