@@ -73,6 +73,11 @@ pub fn run(g: &Global, cmd: BackupCmd) -> Result<ExitCode> {
     let _span = tracing::info_span!("job", kind = "backup", protector = "files").entered();
     let res = lifeboat_files::backup(&v, &opts, &counters)?;
     drop(bar);
+    for n in &res.notes {
+        if !g.quiet {
+            eprintln!("note: {n}");
+        }
+    }
     for w in &res.warnings {
         eprintln!("warning: {w}");
     }
@@ -91,6 +96,7 @@ pub fn run(g: &Global, cmd: BackupCmd) -> Result<ExitCode> {
             "blobs_new": s.blobs_new,
             "duration_s": s.duration_s,
             "warnings": res.warnings,
+            "notes": res.notes,
         }))?;
     } else if g.quiet {
         println!("{}", res.id);

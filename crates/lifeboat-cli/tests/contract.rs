@@ -37,6 +37,7 @@ fn backup_list_restore_roundtrip_keeps_every_kind_of_entry() {
         "--tag",
         "t2",
     ]);
+    assert_eq!(b["warnings"], serde_json::json!([]));
     let id = b["id"].as_str().unwrap();
     assert_eq!(id.len(), 64);
     assert!(b["files"].as_u64().unwrap() >= 30, "{b}");
@@ -501,4 +502,22 @@ fn dir_size(p: &Path) -> u64 {
         .iter()
         .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
         .sum()
+}
+
+#[test]
+fn sockets_are_left_out_with_a_note_not_a_failure() {
+    let t = tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("kept.txt"), b"kept").unwrap();
+    let _sock = std::os::unix::net::UnixListener::bind(src.join("app.sock")).unwrap();
+    let c = cli(&t.path().join("vault"));
+    c.ok(&["vault", "init"]);
+    let b = c.json(&["backup", "files", src.to_str().unwrap()]);
+    assert_eq!(b["warnings"], serde_json::json!([]));
+    assert!(b["notes"][0].as_str().unwrap().contains("app.sock"), "{b}");
+    let to = t.path().join("r");
+    c.ok(&["restore", "files", "latest", "--to", to.to_str().unwrap()]);
+    assert!(restored(&to, &src).join("kept.txt").exists());
+    assert!(!restored(&to, &src).join("app.sock").exists());
 }

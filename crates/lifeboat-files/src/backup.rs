@@ -60,8 +60,10 @@ pub struct BackupResult {
     pub id: Id,
     /// The point.
     pub point: RecoveryPoint,
-    /// Entries that could not be backed up, with why.
+    /// Entries that could not be backed up, with why (the point is incomplete).
     pub warnings: Vec<String>,
+    /// Entries left out by design (sockets), for information.
+    pub notes: Vec<String>,
 }
 
 struct Ctx<'a> {
@@ -71,9 +73,15 @@ struct Ctx<'a> {
     one_fs: bool,
     counters: &'a Counters,
     warnings: Mutex<Vec<String>>,
+    notes: Mutex<Vec<String>>,
 }
 
 impl Ctx<'_> {
+    fn note(&self, n: String) {
+        tracing::info!("{n}");
+        self.notes.lock().expect("lock").push(n);
+    }
+
     fn warn(&self, w: String) {
         tracing::warn!("{w}");
         self.warnings.lock().expect("lock").push(w);
@@ -171,6 +179,7 @@ pub fn backup(vault: &Vault, opts: &BackupOptions, counters: &Counters) -> Resul
         one_fs: opts.one_file_system,
         counters,
         warnings: Mutex::new(Vec::new()),
+        notes: Mutex::new(Vec::new()),
     };
 
     // The selection as a tree of path components below /.
@@ -241,11 +250,13 @@ pub fn backup(vault: &Vault, opts: &BackupOptions, counters: &Counters) -> Resul
     };
     point.summary.duration_s = started.elapsed().as_secs_f64();
     let warnings = ctx.warnings.into_inner().expect("lock");
+    let notes = ctx.notes.into_inner().expect("lock");
     let id = writer.commit(&point)?;
     Ok(BackupResult {
         id,
         point,
         warnings,
+        notes,
     })
 }
 
@@ -365,7 +376,8 @@ fn save_entry(
             }
         }
         NodeKind::Socket => {
-            ctx.warn(format!("{} is a socket; skipped", path.display()));
+            // A socket only exists while its server runs: nothing to restore.
+            ctx.note(format!("{} is a socket; skipped", path.display()));
             return Ok(None);
         }
         NodeKind::Symlink | NodeKind::Fifo | NodeKind::Chardev | NodeKind::Blockdev => {
