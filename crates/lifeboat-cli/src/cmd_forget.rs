@@ -71,7 +71,7 @@ pub fn run(g: &Global, a: ForgetArgs) -> Result<ExitCode> {
     }
     if g.json {
         print_json(&serde_json::json!({"dry_run": a.dry_run, "decisions": decisions}))?;
-    } else {
+    } else if !g.quiet {
         for d in &decisions {
             println!(
                 "{} {} {} {}  {}",
@@ -89,7 +89,7 @@ pub fn run(g: &Global, a: ForgetArgs) -> Result<ExitCode> {
             );
         }
         let n = decisions.iter().filter(|d| !d.keep).count();
-        if !g.quiet {
+        {
             println!(
                 "{} {n} point(s), kept {}{}",
                 if a.dry_run { "would forget" } else { "forgot" },

@@ -402,3 +402,79 @@ fn a_full_disk_is_a_clear_error_and_the_vault_stays_consistent() {
     c.ok(&["backup", "files", src.to_str().unwrap()]);
     c.ok(&["vault", "check", "--read-data"]);
 }
+
+#[test]
+fn prunes_killed_at_random_moments_never_damage_the_vault() {
+    let t = tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let vault = t.path().join("vault");
+    let c = cli(&vault);
+    c.ok(&["vault", "init"]);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("prune-kill seed {seed}");
+    let mut rng = Lcg(seed);
+    let mut killed = 0;
+    for round in 0..6u64 {
+        // New points, some data dropped, then forget old points: work for prune.
+        for i in 0..4u64 {
+            let n = round * 4 + i;
+            std::fs::write(src.join(format!("f{n}")), pseudo_random(n, 3 << 20)).unwrap();
+            if n >= 3 {
+                let _ = std::fs::remove_file(src.join(format!("f{}", n - 3)));
+            }
+            c.ok(&["backup", "files", src.to_str().unwrap(), "--quiet"]);
+        }
+        c.ok(&["forget", "--keep-last", "2", "--quiet"]);
+        let start = Instant::now();
+        let probe = c.run(&["prune", "--dry-run"]);
+        assert!(probe.status.success());
+        let t_ms = start.elapsed().as_millis() as u64 * 3 / 2 + 1;
+        for _ in 0..8 {
+            let mut child = c
+                .command(&["prune", "--quiet"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(rng.next(t_ms)));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap(); // SIGKILL
+                killed += 1;
+            }
+            child.wait().unwrap();
+            let o = c.run(&["vault", "check"]);
+            assert!(
+                o.status.success(),
+                "after a killed prune: {}{}",
+                stdout(&o),
+                stderr(&o)
+            );
+        }
+    }
+    assert!(
+        killed >= 12,
+        "prunes must really be killed mid-way ({killed} of 48)"
+    );
+    c.ok(&["vault", "unlock"]);
+    c.ok(&["prune"]);
+    c.ok(&["vault", "check", "--read-data"]);
+    for p in c.json(&["points", "list"]).as_array().unwrap() {
+        let id = p["id"].as_str().unwrap();
+        let to = t.path().join(format!("r-{}", &id[..8]));
+        c.ok(&[
+            "restore",
+            "files",
+            id,
+            "--to",
+            to.to_str().unwrap(),
+            "--verify",
+        ]);
+    }
+    let to = t.path().join("latest");
+    c.ok(&["restore", "files", "latest", "--to", to.to_str().unwrap()]);
+    assert!(compare_trees(&src, &restored(&to, &src)).is_empty());
+}
