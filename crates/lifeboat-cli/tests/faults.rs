@@ -247,6 +247,32 @@ impl Lcg {
     }
 }
 
+/// Runs `lifeboat ARGS` and sends it SIGKILL after a random delay below
+/// `max_ms`; then `vault check` must pass. Returns whether it was killed
+/// while still running.
+fn run_and_kill(c: &Cli, args: &[&str], rng: &mut Lcg, max_ms: u64) -> bool {
+    let mut child = c
+        .command(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(rng.next(max_ms)));
+    let killed = child.try_wait().unwrap().is_none();
+    if killed {
+        child.kill().unwrap(); // SIGKILL
+    }
+    child.wait().unwrap();
+    let o = c.run(&["vault", "check"]);
+    assert!(
+        o.status.success(),
+        "after killing {args:?}: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    killed
+}
+
 #[test]
 fn backups_killed_at_random_moments_never_damage_the_vault() {
     let t = tempdir().unwrap();
@@ -269,25 +295,14 @@ fn backups_killed_at_random_moments_never_damage_the_vault() {
     let mut killed = 0;
     for i in 0..25u64 {
         std::fs::write(src.join(format!("new-{i}.bin")), pseudo_random(i, 12 << 20)).unwrap();
-        let mut child = c
-            .command(&["backup", "files", src.to_str().unwrap(), "--quiet"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.next(full_ms + 50)));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
+        if run_and_kill(
+            &c,
+            &["backup", "files", src.to_str().unwrap(), "--quiet"],
+            &mut rng,
+            full_ms + 50,
+        ) {
             killed += 1;
         }
-        child.wait().unwrap();
-        let o = c.run(&["vault", "check"]);
-        assert!(
-            o.status.success(),
-            "after kill {i}: {}{}",
-            stdout(&o),
-            stderr(&o)
-        );
     }
     assert!(
         killed >= 10,
@@ -434,25 +449,9 @@ fn prunes_killed_at_random_moments_never_damage_the_vault() {
         assert!(probe.status.success());
         let t_ms = start.elapsed().as_millis() as u64 * 3 / 2 + 1;
         for _ in 0..8 {
-            let mut child = c
-                .command(&["prune", "--quiet"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            std::thread::sleep(Duration::from_millis(rng.next(t_ms)));
-            if child.try_wait().unwrap().is_none() {
-                child.kill().unwrap(); // SIGKILL
+            if run_and_kill(&c, &["prune", "--quiet"], &mut rng, t_ms) {
                 killed += 1;
             }
-            child.wait().unwrap();
-            let o = c.run(&["vault", "check"]);
-            assert!(
-                o.status.success(),
-                "after a killed prune: {}{}",
-                stdout(&o),
-                stderr(&o)
-            );
         }
     }
     assert!(

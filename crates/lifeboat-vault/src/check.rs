@@ -20,7 +20,7 @@ use crate::crypto::SEAL_OVERHEAD;
 use crate::error::Result;
 use crate::id::Id;
 use crate::index::Index;
-use crate::pack::{BlobType, PackEntry, open_blob, pack_path, parse_pack};
+use crate::pack::{BlobType, PackEntry, list_packs, open_blob, pack_path, parse_pack};
 use crate::vault::Vault;
 
 /// One finding.
@@ -85,21 +85,13 @@ pub fn check(
     }
     rep.blobs = index.blob_count();
 
-    let listed: HashMap<Id, u64> = vault
-        .storage()
-        .list("packs/")?
-        .into_iter()
-        .filter_map(|l| {
-            let name = l.path.rsplit('/').next().and_then(Id::parse);
-            if name.is_none() {
-                rep.warnings.push(Problem {
-                    object: l.path.clone(),
-                    message: "not a pack name; ignored".into(),
-                });
-            }
-            name.map(|n| (n, l.size))
-        })
-        .collect();
+    let (listed, strays) = list_packs(vault.storage())?;
+    for path in strays {
+        rep.warnings.push(Problem {
+            object: path,
+            message: "not a pack name; ignored".into(),
+        });
+    }
     rep.packs = listed.len();
 
     for (pack, entries) in index.packs() {

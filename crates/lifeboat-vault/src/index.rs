@@ -261,16 +261,9 @@ impl Index {
     /// reading the headers of the packs no readable index file lists, so that
     /// reads (restore, copy) lose nothing. Writing is still refused by prune.
     fn recover_from_pack_headers(&mut self, storage: &Storage, key: &MasterKey) -> Result<()> {
-        let orphans: Vec<(Id, u64)> = storage
-            .list("packs/")?
+        let orphans: Vec<(Id, u64)> = crate::pack::list_packs(storage)?
+            .0
             .into_iter()
-            .filter_map(|l| {
-                l.path
-                    .rsplit('/')
-                    .next()
-                    .and_then(Id::parse)
-                    .map(|i| (i, l.size))
-            })
             .filter(|(i, _)| !self.packs.contains_key(i))
             .collect();
         let found: Vec<(Id, Result<Vec<PackEntry>>)> = orphans

@@ -140,6 +140,24 @@ impl PackWriter {
     }
 }
 
+/// Lists the packs on storage with their sizes; the second list holds the
+/// paths under `packs/` that are not pack names.
+pub fn list_packs(
+    storage: &crate::storage::Storage,
+) -> Result<(std::collections::HashMap<Id, u64>, Vec<String>)> {
+    let mut packs = std::collections::HashMap::new();
+    let mut strays = Vec::new();
+    for l in storage.list("packs/")? {
+        match l.path.rsplit('/').next().and_then(Id::parse) {
+            Some(id) => {
+                packs.insert(id, l.size);
+            }
+            None => strays.push(l.path),
+        }
+    }
+    Ok((packs, strays))
+}
+
 /// Storage path of a pack.
 pub fn pack_path(id: &Id) -> String {
     let h = id.to_hex();

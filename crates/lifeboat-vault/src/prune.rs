@@ -36,7 +36,7 @@ use crate::error::{Result, VaultError};
 use crate::id::Id;
 use crate::index::{Index, IndexFile, ObsoleteMark, index_path};
 use crate::lock::{LockGuard, live_locks, remove_stale};
-use crate::pack::{PackEntry, PackWriter, pack_path, seal_blob};
+use crate::pack::{PackEntry, PackWriter, list_packs, pack_path, seal_blob};
 use crate::vault::Vault;
 
 /// Options of a prune.
@@ -159,17 +159,7 @@ pub fn prune(vault: &Vault, opts: &PruneOptions) -> Result<PruneReport> {
     }
     let l0: HashSet<Id> = shared_lock_ids(vault, &lock.id())?.into_iter().collect();
 
-    let listed: HashMap<Id, u64> = storage
-        .list("packs/")?
-        .into_iter()
-        .filter_map(|l| {
-            l.path
-                .rsplit('/')
-                .next()
-                .and_then(Id::parse)
-                .map(|i| (i, l.size))
-        })
-        .collect();
+    let (listed, _) = list_packs(storage)?;
     rep.packs = listed.len();
     let index = vault.load_index()?;
     if let Some(e) = index.damaged().first() {
