@@ -521,3 +521,59 @@ fn sockets_are_left_out_with_a_note_not_a_failure() {
     assert!(restored(&to, &src).join("kept.txt").exists());
     assert!(!restored(&to, &src).join("app.sock").exists());
 }
+
+/// Runs `lifeboat ARGS` on a pseudo-terminal (util-linux `script`), typing `lines`.
+fn on_terminal(args: &str, lines: &[&str]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} {args}", env!("CARGO_BIN_EXE_lifeboat")),
+            "/dev/null",
+        ])
+        .env("LIFEBOAT_INSECURE_FAST_KDF", "1")
+        .env_remove("LIFEBOAT_PASSWORD")
+        .env_remove("LIFEBOAT_VAULT")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux script");
+    let mut stdin = child.stdin.take().unwrap();
+    for l in lines {
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        writeln!(stdin, "{l}").unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn passwords_are_asked_on_a_terminal() {
+    let t = tempdir().unwrap();
+    let vault = t.path().join("vault");
+    let v = vault.to_str().unwrap();
+    // Two different entries: refused, no vault.
+    let o = on_terminal(&format!("vault init --vault {v}"), &["one", "two"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("differ"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(!vault.join("config").exists());
+    // The same twice: created, and that password opens it.
+    let o = on_terminal(
+        &format!("vault init --vault {v}"),
+        &["typed secret", "typed secret"],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let mut c = cli(&vault);
+    c.password = "typed secret".into();
+    c.ok(&["points", "list"]);
+    // Asked once when opening.
+    let o = on_terminal(&format!("points list --vault {v}"), &["typed secret"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("vault password"));
+}
