@@ -11,6 +11,8 @@ use std::process::{Command, Output};
 
 pub use tempfile::{TempDir, tempdir};
 
+pub mod mariadb;
+
 /// Deterministic pseudo-random bytes (xorshift64*), fast enough for hundreds of MB.
 pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

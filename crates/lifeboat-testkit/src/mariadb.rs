@@ -1,0 +1,215 @@
+//! Throw-away MariaDB servers for tests: each has its own data directory,
+//! socket and free TCP port on 127.0.0.1, binlog on (row format) unless asked
+//! otherwise, and is stopped when dropped. Needs Debian's `mariadb-server`
+//! and `mariadb-client` (installed by `scripts/test`).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How to start a server.
+#[derive(Debug, Clone)]
+pub struct MariaDbOptions {
+    /// Write a binary log (row format).
+    pub binlog: bool,
+    /// `server_id` of the server.
+    pub server_id: u32,
+}
+
+impl Default for MariaDbOptions {
+    fn default() -> Self {
+        MariaDbOptions {
+            binlog: true,
+            server_id: 1,
+        }
+    }
+}
+
+/// A running throw-away server.
+#[derive(Debug)]
+pub struct MariaDb {
+    dir: tempfile::TempDir,
+    /// TCP port on 127.0.0.1.
+    pub port: u16,
+    child: Option<Child>,
+}
+
+/// `mariadbd` from PATH, or Debian's /usr/sbin/mariadbd when sbin is not on PATH.
+fn server_binary() -> PathBuf {
+    let in_path = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("mariadbd"))
+                .find(|f| f.exists())
+        })
+        .unwrap_or_default();
+    in_path.unwrap_or_else(|| PathBuf::from("/usr/sbin/mariadbd"))
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl MariaDb {
+    /// Starts a server with binlog on.
+    pub fn start() -> MariaDb {
+        MariaDb::start_with(&MariaDbOptions::default())
+    }
+
+    /// Starts a server; panics with the server's error log if it does not come up.
+    pub fn start_with(opts: &MariaDbOptions) -> MariaDb {
+        let dir = tempfile::Builder::new()
+            .prefix("lifeboat-mariadb-")
+            .tempdir()
+            .unwrap();
+        let data = dir.path().join("data");
+        let out = Command::new("mariadb-install-db")
+            .args([
+                "--no-defaults",
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ])
+            .arg(format!("--datadir={}", data.display()))
+            .output()
+            .expect("mariadb-install-db (apt-get install mariadb-server)");
+        assert!(
+            out.status.success(),
+            "mariadb-install-db: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let mut cmd = Command::new(server_binary());
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--port={port}"))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!(
+                "--socket={}",
+                dir.path().join("mysqld.sock").display()
+            ))
+            .arg(format!(
+                "--pid-file={}",
+                dir.path().join("mysqld.pid").display()
+            ))
+            .arg(format!(
+                "--log-error={}",
+                dir.path().join("err.log").display()
+            ))
+            .arg(format!("--server-id={}", opts.server_id))
+            .arg("--user=root")
+            .arg("--innodb-buffer-pool-size=64M")
+            .arg("--innodb-log-file-size=48M");
+        if opts.binlog {
+            cmd.arg(format!("--log-bin={}", dir.path().join("binlog").display()))
+                .arg("--binlog-format=ROW");
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mariadbd");
+        let mut db = MariaDb {
+            dir,
+            port,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if db.try_sql("SELECT 1").is_ok() {
+                break;
+            }
+            if let Some(st) = db.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("mariadbd exited ({st}):\n{}", db.error_log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mariadbd did not come up:\n{}",
+                db.error_log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // install-db creates anonymous users that shadow TCP logins of others.
+        db.sql("DELETE FROM mysql.global_priv WHERE User=''; FLUSH PRIVILEGES;");
+        db
+    }
+
+    /// The server's unix socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("mysqld.sock")
+    }
+
+    /// The directory holding data, socket, logs and binlogs.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A DSN for root over TCP.
+    pub fn root_dsn(&self) -> String {
+        format!("mysql://root@127.0.0.1:{}", self.port)
+    }
+
+    /// The server's error log.
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("err.log")).unwrap_or_default()
+    }
+
+    /// Runs SQL as root through the `mariadb` client; tab-separated rows, no header.
+    pub fn try_sql(&self, sql: &str) -> Result<String, String> {
+        let out = Command::new("mariadb")
+            .arg("--no-defaults")
+            .arg(format!("--socket={}", self.socket().display()))
+            .args(["-uroot", "-N", "-B", "-e", sql])
+            .output()
+            .map_err(|e| format!("mariadb client: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// Runs SQL as root; panics on failure.
+    pub fn sql(&self, sql: &str) -> String {
+        self.try_sql(sql)
+            .unwrap_or_else(|e| panic!("SQL failed: {sql}\n{e}"))
+    }
+
+    /// Stops the server (SIGTERM, then SIGKILL after 20 s).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            if let Some(pid) = rustix::process::Pid::from_raw(c.id() as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while c.try_wait().ok().flatten().is_none() {
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.wait();
+        }
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for MariaDb {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
