@@ -32,8 +32,9 @@ pub struct Global {
 
 /// Sets up logging on stderr.
 pub fn init_tracing(g: &Global) {
+    // OpenDAL logs every retry as a warning; they show with -v.
     let level = match g.verbose {
-        0 => "warn",
+        0 => "warn,opendal=error",
         1 => "info",
         _ => "debug",
     };

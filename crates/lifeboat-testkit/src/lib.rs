@@ -12,6 +12,7 @@ use std::process::{Command, Output};
 pub use tempfile::{TempDir, tempdir};
 
 pub mod mariadb;
+pub mod s3;
 
 /// Deterministic pseudo-random bytes (xorshift64*), fast enough for hundreds of MB.
 pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
@@ -361,15 +362,23 @@ pub struct Cli {
     pub vault: String,
     /// The password.
     pub password: String,
+    /// Extra environment for every run (e.g. S3 credentials).
+    pub env: Vec<(String, String)>,
 }
 
 impl Cli {
     /// A runner for `bin` on `vault`.
     pub fn new(bin: impl Into<PathBuf>, vault: &Path) -> Cli {
+        Cli::at(bin, &vault.display().to_string())
+    }
+
+    /// A runner for `bin` on a vault given by URL (`s3://…`, `file://…`).
+    pub fn at(bin: impl Into<PathBuf>, vault: &str) -> Cli {
         Cli {
             bin: bin.into(),
-            vault: vault.display().to_string(),
+            vault: vault.to_string(),
             password: "correct horse battery staple".into(),
+            env: Vec::new(),
         }
     }
 
@@ -381,6 +390,9 @@ impl Cli {
             .env("LIFEBOAT_PASSWORD", &self.password)
             .env("LIFEBOAT_INSECURE_FAST_KDF", "1")
             .env_remove("LIFEBOAT_PASSWORD_FILE");
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
         c
     }
 

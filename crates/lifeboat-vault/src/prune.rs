@@ -393,7 +393,9 @@ fn write_pack(vault: &Vault, w: PackWriter) -> Result<(Id, Vec<PackEntry>)> {
 
 /// Removes leftovers of interrupted writes older than an hour from `tmp/`.
 fn clean_tmp(vault: &Vault) {
-    let crate::storage::Location::Dir(root) = vault.storage().loc();
+    let crate::storage::Location::Dir(root) = vault.storage().loc() else {
+        return; // object stores have no staging area
+    };
     let Ok(rd) = std::fs::read_dir(root.join("tmp")) else {
         return;
     };

@@ -21,6 +21,17 @@ use crate::error::{Result, VaultError};
 pub enum Location {
     /// A local directory (absolute path).
     Dir(std::path::PathBuf),
+    /// A bucket (and prefix) on an S3-compatible store.
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Key prefix inside the bucket ("" for the whole bucket).
+        prefix: String,
+        /// Endpoint URL, e.g. `http://127.0.0.1:9000`; AWS when absent.
+        endpoint: Option<String>,
+        /// Region (default `us-east-1`).
+        region: String,
+    },
 }
 
 impl Location {
@@ -39,13 +50,34 @@ impl Location {
         if text.starts_with('/') {
             return Ok(Location::Dir(text.into()));
         }
-        if text.starts_with("s3://") {
-            return Err(bad(
-                "S3 vaults are not available in this build yet; use a directory (file:///abs/path)",
-            ));
+        if let Some(rest) = text.strip_prefix("s3://") {
+            let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+            let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
+            if bucket.len() < 3 {
+                return Err(bad("expected s3://BUCKET[/PREFIX][?endpoint=URL&region=R]"));
+            }
+            let mut endpoint = None;
+            let mut region = "us-east-1".to_string();
+            for kv in query.split('&').filter(|s| !s.is_empty()) {
+                match kv.split_once('=') {
+                    Some(("endpoint", v)) => endpoint = Some(v.to_string()),
+                    Some(("region", v)) => region = v.to_string(),
+                    _ => {
+                        return Err(bad(&format!(
+                            "unknown query parameter {kv:?} (known: endpoint, region)"
+                        )));
+                    }
+                }
+            }
+            return Ok(Location::S3 {
+                bucket: bucket.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+                endpoint,
+                region,
+            });
         }
         Err(bad(
-            "expected an absolute directory path or file:///abs/path",
+            "expected an absolute directory path, file:///abs/path, or s3://BUCKET[/PREFIX]?endpoint=URL",
         ))
     }
 }
@@ -54,6 +86,21 @@ impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Location::Dir(p) => write!(f, "file://{}", p.display()),
+            Location::S3 {
+                bucket,
+                prefix,
+                endpoint,
+                region,
+            } => {
+                write!(f, "s3://{bucket}")?;
+                if !prefix.is_empty() {
+                    write!(f, "/{prefix}")?;
+                }
+                match endpoint {
+                    Some(e) => write!(f, "?endpoint={e}&region={region}"),
+                    None => write!(f, "?region={region}"),
+                }
+            }
         }
     }
 }
@@ -91,7 +138,13 @@ fn map_err(op: &'static str, path: &str, e: opendal::Error) -> VaultError {
             reason: "not found in storage".into(),
         };
     }
-    let text = format!("{e}");
+    let mut text = format!("{e}");
+    if let Some(cut) = text.find("\nBacktrace:") {
+        text.truncate(cut); // OpenDAL appends one when RUST_BACKTRACE is set
+    }
+    if text.contains("error sending request") || text.contains("tcp connect error") {
+        text.push_str(" (the object store cannot be reached: check the endpoint, the network and that the server runs)");
+    }
     let no_space = text.contains("No space left") || text.contains("os error 28");
     VaultError::Storage {
         op,
@@ -134,6 +187,32 @@ impl Storage {
                 // No retry layer on a local directory: its failures (a full
                 // disk, permissions) do not go away by trying again.
                 Operator::new(builder).map_err(|e| map_err("open", &root.to_string_lossy(), e))?
+            }
+            Location::S3 {
+                bucket,
+                prefix,
+                endpoint,
+                region,
+            } => {
+                opendal::install_default(); // the HTTP transport (idempotent)
+                // Credentials come from the environment (AWS_ACCESS_KEY_ID,
+                // AWS_SECRET_ACCESS_KEY, AWS_PROFILE…); the EC2 metadata
+                // service is never asked.
+                let mut b = opendal::services::S3::default()
+                    .bucket(bucket)
+                    .root(&format!("/{prefix}"))
+                    .region(region)
+                    .disable_ec2_metadata();
+                if let Some(e) = endpoint {
+                    b = b.endpoint(e);
+                }
+                Operator::new(b)
+                    .map_err(|e| map_err("open", bucket, e))?
+                    .layer(
+                        opendal::layers::RetryLayer::new()
+                            .with_max_times(4)
+                            .with_jitter(),
+                    )
             }
         };
         Ok(Storage {

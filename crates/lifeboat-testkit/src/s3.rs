@@ -1,0 +1,108 @@
+//! A throw-away S3-compatible server for tests: moto's `moto_server` on a
+//! free port of 127.0.0.1, stopped when dropped. `scripts/test` installs it
+//! into `.venv-test/` and points `LIFEBOAT_MOTO_SERVER` at it.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running S3 test server.
+#[derive(Debug)]
+pub struct S3Server {
+    /// TCP port on 127.0.0.1.
+    pub port: u16,
+    child: Child,
+}
+
+fn moto_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("LIFEBOAT_MOTO_SERVER") {
+        return p.into();
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv-test/bin/moto_server");
+    if venv.exists() {
+        return venv;
+    }
+    PathBuf::from("moto_server")
+}
+
+/// The access key pair the test server accepts (any works).
+pub const CREDENTIALS: [(&str, &str); 3] = [
+    ("AWS_ACCESS_KEY_ID", "test"),
+    ("AWS_SECRET_ACCESS_KEY", "test"),
+    ("AWS_DEFAULT_REGION", "us-east-1"),
+];
+
+impl S3Server {
+    /// Starts a server; panics with a hint when moto is not installed.
+    pub fn start() -> S3Server {
+        let port = crate::mariadb::free_port();
+        let child = Command::new(moto_binary())
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start moto_server ({e}): run scripts/test, or pip install 'moto[server]' and set LIFEBOAT_MOTO_SERVER")
+            });
+        let s = S3Server { port, child };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while s.request("GET", "/").is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not come up on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        s
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A Lifeboat location URL for `bucket/prefix` on this server.
+    pub fn url(&self, bucket: &str, prefix: &str) -> String {
+        format!(
+            "s3://{bucket}/{prefix}?endpoint={}&region=us-east-1",
+            self.endpoint()
+        )
+    }
+
+    /// Creates a bucket.
+    pub fn create_bucket(&self, name: &str) {
+        let r = self
+            .request("PUT", &format!("/{name}"))
+            .expect("create bucket");
+        assert!(
+            r.starts_with("HTTP/1.1 200") || r.starts_with("HTTP/1.0 200"),
+            "create bucket {name}: {r}"
+        );
+    }
+
+    /// A raw HTTP request without body; returns the whole response.
+    pub fn request(&self, method: &str, path: &str) -> std::io::Result<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        )?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        if out.is_empty() {
+            return Err(std::io::Error::other("empty response"));
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
