@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use lifeboat_testkit::s3::{CREDENTIALS, S3Server};
-use lifeboat_testkit::{Cli, compare_trees, make_sample_tree, mutate_tree, restored, tempdir};
+use lifeboat_testkit::{Cli, make_sample_tree, mutate_tree, tempdir};
 
 fn suite(c: &Cli, work: &Path) {
     let src = work.join("src");
@@ -20,17 +20,7 @@ fn suite(c: &Cli, work: &Path) {
     let list = c.json(&["points", "list"]);
     assert_eq!(list.as_array().unwrap().len(), 3);
     assert_eq!(list[0]["tags"], serde_json::json!(["one"]));
-    let to = work.join("r");
-    c.ok(&[
-        "restore",
-        "files",
-        "latest",
-        "--to",
-        to.to_str().unwrap(),
-        "--verify",
-    ]);
-    let d = compare_trees(&src, &restored(&to, &src));
-    assert!(d.is_empty(), "{}", d.join("\n"));
+    c.assert_restores("latest", &src, &work.join("r"));
     c.ok(&["vault", "check", "--read-data"]);
     // Keys and a wrong password.
     let added = c
@@ -56,16 +46,7 @@ fn suite(c: &Cli, work: &Path) {
     let rep = c.json(&["prune"]);
     assert!(rep["deleted_packs"].as_u64().unwrap() >= 1, "{rep}");
     c.ok(&["vault", "check", "--read-data"]);
-    let to = work.join("r2");
-    c.ok(&[
-        "restore",
-        "files",
-        "latest",
-        "--to",
-        to.to_str().unwrap(),
-        "--verify",
-    ]);
-    assert!(compare_trees(&src, &restored(&to, &src)).is_empty());
+    c.assert_restores("latest", &src, &work.join("r2"));
 }
 
 #[test]

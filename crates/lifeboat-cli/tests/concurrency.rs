@@ -6,9 +6,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use lifeboat_testkit::{
-    Cli, compare_trees, files_below, make_sample_tree, pseudo_random, restored, tempdir,
-};
+use lifeboat_testkit::{Cli, files_below, make_sample_tree, pseudo_random, tempdir};
 
 fn cli(vault: &Path) -> Cli {
     Cli::new(env!("CARGO_BIN_EXE_lifeboat"), vault)
@@ -50,19 +48,12 @@ fn two_backups_at_once_both_succeed_and_restore() {
     c.ok(&["vault", "check", "--read-data"]);
     for (src, out) in [(&a, &oa), (&b, &ob)] {
         let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let to = t
-            .path()
-            .join(format!("r-{}", src.file_name().unwrap().to_str().unwrap()));
-        c.ok(&[
-            "restore",
-            "files",
+        c.assert_restores(
             j["id"].as_str().unwrap(),
-            "--to",
-            to.to_str().unwrap(),
-            "--verify",
-        ]);
-        let d = compare_trees(src, &restored(&to, src));
-        assert!(d.is_empty(), "{}", d.join("\n"));
+            src,
+            &t.path()
+                .join(format!("r-{}", src.file_name().unwrap().to_str().unwrap())),
+        );
     }
 }
 
@@ -127,29 +118,11 @@ fn prune_while_a_backup_runs_never_removes_what_it_references() {
     );
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     c.ok(&["vault", "check", "--read-data"]);
-    let to = t.path().join("r");
-    c.ok(&[
-        "restore",
-        "files",
-        j["id"].as_str().unwrap(),
-        "--to",
-        to.to_str().unwrap(),
-        "--verify",
-    ]);
-    assert!(compare_trees(&src, &restored(&to, &src)).is_empty());
+    c.assert_restores(j["id"].as_str().unwrap(), &src, &t.path().join("r"));
 
     // The next prune unmarks what point 2 needs; the vault stays whole.
     let rep = c.json(&["prune"]);
     assert!(rep["unmarked"].as_u64().unwrap() >= 1, "{rep}");
     c.ok(&["vault", "check", "--read-data"]);
-    let to = t.path().join("r2");
-    c.ok(&[
-        "restore",
-        "files",
-        "latest",
-        "--to",
-        to.to_str().unwrap(),
-        "--verify",
-    ]);
-    assert!(compare_trees(&src, &restored(&to, &src)).is_empty());
+    c.assert_restores("latest", &src, &t.path().join("r2"));
 }

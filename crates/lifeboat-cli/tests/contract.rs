@@ -69,17 +69,7 @@ fn backup_list_restore_roundtrip_keeps_every_kind_of_entry() {
         "logical size includes the sparse file"
     );
 
-    let to = t.path().join("restore");
-    c.ok(&[
-        "restore",
-        "files",
-        &id[..10],
-        "--to",
-        to.to_str().unwrap(),
-        "--verify",
-    ]);
-    let diffs = compare_trees(&src, &restored(&to, &src));
-    assert!(diffs.is_empty(), "restore differs:\n{}", diffs.join("\n"));
+    c.assert_restores(&id[..10], &src, &t.path().join("restore"));
 }
 
 #[test]
@@ -120,17 +110,7 @@ fn incremental_backup_reads_only_what_changed_and_old_points_stay_intact() {
     ]);
     let diffs = compare_trees(&original, &restored(&to, &src));
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
-    let to = t.path().join("r3");
-    c.ok(&[
-        "restore",
-        "files",
-        "latest",
-        "--to",
-        to.to_str().unwrap(),
-        "--verify",
-    ]);
-    let diffs = compare_trees(&src, &restored(&to, &src));
-    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    c.assert_restores("latest", &src, &t.path().join("r3"));
 }
 
 #[test]
@@ -484,17 +464,7 @@ fn forget_keeps_by_policy_and_prune_frees_space() {
     assert!(rep["bytes_freed"].as_u64().unwrap() > 1_000_000, "{rep}");
     assert!(dir_size(&vault) < before);
     c.ok(&["vault", "check", "--read-data"]);
-    let to = t.path().join("r");
-    c.ok(&[
-        "restore",
-        "files",
-        "latest",
-        "--to",
-        to.to_str().unwrap(),
-        "--verify",
-    ]);
-    let diffs = compare_trees(&src, &restored(&to, &src));
-    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    c.assert_restores("latest", &src, &t.path().join("r"));
 }
 
 fn dir_size(p: &Path) -> u64 {

@@ -223,16 +223,7 @@ fn a_damaged_point_is_named_and_other_points_restore() {
         "the listing warns about it: {}",
         stderr(&o)
     );
-    let to = t.path().join("r");
-    c.ok(&[
-        "restore",
-        "files",
-        "latest",
-        "--to",
-        to.to_str().unwrap(),
-        "--verify",
-    ]);
-    assert!(compare_trees(&src, &restored(&to, &src)).is_empty());
+    c.assert_restores("latest", &src, &t.path().join("r"));
 }
 
 /// A tiny deterministic generator for kill times.

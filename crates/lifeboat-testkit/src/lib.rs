@@ -414,6 +414,26 @@ impl Cli {
         String::from_utf8(o.stdout).unwrap()
     }
 
+    /// Restores `point` into `to` with `--verify` and asserts that what lands
+    /// there equals `src` (content and metadata, see [`compare_trees`]).
+    pub fn assert_restores(&self, point: &str, src: &Path, to: &Path) {
+        self.ok(&[
+            "restore",
+            "files",
+            point,
+            "--to",
+            to.to_str().unwrap(),
+            "--verify",
+        ]);
+        let d = compare_trees(src, &restored(to, src));
+        assert!(
+            d.is_empty(),
+            "restore of {point} differs from {}:\n{}",
+            src.display(),
+            d.join("\n")
+        );
+    }
+
     /// Runs with `--json`, asserts success, parses stdout.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut a = args.to_vec();
