@@ -4,6 +4,8 @@
 //! file node lists the data blobs of its content in order. The engine walks
 //! trees for check, prune and copy; what the metadata means is the protector's.
 
+use std::collections::BTreeMap;
+
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
@@ -106,6 +108,10 @@ pub struct Node {
     /// Extended attributes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub xattrs: Vec<Xattr>,
+    /// Protector-defined attributes (format version 2): e.g. an object's
+    /// content type and user metadata. The engine never interprets them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attrs: BTreeMap<String, String>,
 }
 
 fn b64() -> base64::engine::GeneralPurpose {
@@ -178,5 +184,31 @@ impl Tree {
     /// Finds a node by raw name.
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
         self.nodes.iter().find(|n| n.name_bytes() == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attrs_roundtrip_and_are_absent_when_empty() {
+        let mut n = Node {
+            name: "a".into(),
+            ..Node::default()
+        };
+        let plain = Tree {
+            nodes: vec![n.clone()],
+        }
+        .to_bytes();
+        assert!(
+            !String::from_utf8_lossy(&plain).contains("attrs"),
+            "v1 trees stay byte-identical"
+        );
+        n.attrs.insert("content-type".into(), "text/html".into());
+        let t = Tree { nodes: vec![n] };
+        let back = Tree::from_bytes(&t.to_bytes()).unwrap();
+        assert_eq!(back, t);
+        assert_eq!(back.nodes[0].attrs["content-type"], "text/html");
     }
 }

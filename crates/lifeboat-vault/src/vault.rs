@@ -13,8 +13,8 @@ use crate::point::{RecoveryPoint, point_path};
 use crate::storage::{Location, Storage};
 use crate::tree::Tree;
 
-/// Format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// Format version this build writes (it reads every version up to it).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Content-defined chunking parameters.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -400,5 +400,46 @@ impl Vault {
         let b = self.read_blob(index, id)?;
         Tree::from_bytes(&b)
             .map_err(|e| VaultError::corrupt(format!("tree {id}"), format!("bad JSON: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::KdfParams;
+
+    fn cheap() -> InitOptions {
+        InitOptions {
+            kdf: KdfParams {
+                m_cost: 8,
+                t_cost: 1,
+                p_cost: 1,
+            },
+            ..InitOptions::default()
+        }
+    }
+
+    fn set_version(dir: &std::path::Path, version: u32) {
+        let p = dir.join("config");
+        let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        c["version"] = version.into();
+        std::fs::write(&p, serde_json::to_vec(&c).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn reads_older_versions_and_refuses_newer_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let loc = Location::Dir(d.path().to_path_buf());
+        let v = Vault::init(&loc, b"pw", &cheap()).unwrap();
+        assert_eq!(v.config().version, FORMAT_VERSION);
+        set_version(d.path(), 1);
+        assert_eq!(Vault::open(&loc, b"pw").unwrap().config().version, 1);
+        set_version(d.path(), FORMAT_VERSION + 1);
+        match Vault::open(&loc, b"pw") {
+            Err(VaultError::UnsupportedVersion {
+                found, supported, ..
+            }) => assert_eq!((found, supported), (FORMAT_VERSION + 1, FORMAT_VERSION)),
+            other => panic!("expected UnsupportedVersion, got {other:?}"),
+        }
     }
 }
