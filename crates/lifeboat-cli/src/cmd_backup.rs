@@ -37,18 +37,31 @@ pub enum BackupCmd {
         #[arg(long)]
         force: bool,
     },
+    /// Back up a MySQL/MariaDB server: a consistent snapshot at recorded binlog coordinates.
+    Mysql(crate::cmd_mysql::BackupArgs),
 }
 
 pub fn run(g: &Global, cmd: BackupCmd) -> Result<ExitCode> {
-    let BackupCmd::Files {
-        paths,
-        tags,
-        excludes,
-        exclude_files,
-        one_file_system,
-        resource,
-        force,
-    } = cmd;
+    let (paths, tags, excludes, exclude_files, one_file_system, resource, force) = match cmd {
+        BackupCmd::Files {
+            paths,
+            tags,
+            excludes,
+            exclude_files,
+            one_file_system,
+            resource,
+            force,
+        } => (
+            paths,
+            tags,
+            excludes,
+            exclude_files,
+            one_file_system,
+            resource,
+            force,
+        ),
+        BackupCmd::Mysql(a) => return crate::cmd_mysql::backup(g, a),
+    };
     let v = g.open()?;
     let opts = BackupOptions {
         paths,

@@ -30,16 +30,21 @@ pub enum RestoreCmd {
         #[arg(long)]
         resource: Option<String>,
     },
+    /// Restore a MySQL/MariaDB snapshot into a server, optionally to a point in time.
+    Mysql(crate::cmd_mysql::RestoreArgs),
 }
 
 pub fn run(g: &Global, cmd: RestoreCmd) -> Result<ExitCode> {
-    let RestoreCmd::Files {
-        point,
-        to,
-        path,
-        verify,
-        resource,
-    } = cmd;
+    let (point, to, path, verify, resource) = match cmd {
+        RestoreCmd::Files {
+            point,
+            to,
+            path,
+            verify,
+            resource,
+        } => (point, to, path, verify, resource),
+        RestoreCmd::Mysql(a) => return crate::cmd_mysql::restore(g, a),
+    };
     let v = g.open()?;
     let (id, _) = v.find_point(&point, resource.as_deref())?;
     let to = std::path::absolute(&to)?;

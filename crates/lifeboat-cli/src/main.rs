@@ -17,6 +17,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 mod cmd_backup;
 mod cmd_forget;
 mod cmd_key;
+mod cmd_mysql;
 mod cmd_points;
 mod cmd_prune;
 mod cmd_restore;

@@ -1,0 +1,39 @@
+//! # lifeboat-mysql — the MySQL/MariaDB protector
+//!
+//! Three jobs, each through the vault engine's API only:
+//!
+//! - [`snapshot`]: a consistent, parallel logical dump of a live server into a
+//!   recovery point of kind `mysql`, recording the binlog coordinates (file,
+//!   position, GTID) it is consistent at. Table data goes through the vault's
+//!   content-defined chunking, so unchanged parts of tables cost nothing in
+//!   later snapshots.
+//! - [`archive`]: follows the server's binary log as a replica would (a
+//!   supervised `mariadb-binlog --raw --stop-never`) and seals what arrived
+//!   into the vault every couple of seconds as points of kind `mysql-binlog`.
+//! - [`restore`] and [`pitr`]: load a snapshot in parallel into a target server,
+//!   then, for a point in time, replay the archived binlog from the snapshot's
+//!   coordinates up to that time.
+//!
+//! [`catalog`] reads a resource's points back: which snapshots exist, which
+//! binlog ranges are archived, and so which times are restorable.
+//! `docs/vault-format.md` ("Point kinds") describes the trees and meta these
+//! points carry.
+
+pub mod binlog;
+pub mod catalog;
+pub mod error;
+pub mod restore;
+pub mod rows;
+pub mod schema;
+pub mod server;
+pub mod snapshot;
+
+pub use error::{MysqlError, Result};
+pub use restore::{RestoreOptions, RestoreReport, restore};
+pub use server::Dsn;
+pub use snapshot::{Counters, SnapshotOptions, SnapshotResult, snapshot};
+
+/// Kind of the points holding snapshots.
+pub const KIND_SNAPSHOT: &str = "mysql";
+/// Kind of the points holding archived binlog.
+pub const KIND_BINLOG: &str = "mysql-binlog";
