@@ -745,13 +745,32 @@ mod tests {
         assert_eq!(r.first().unwrap(), " WHERE `id` < 131072");
         assert_eq!(r.last().unwrap(), " WHERE `id` >= 917504");
         assert_eq!(r.len(), 8);
-        // Growing the table keeps every earlier cut.
-        let grown = key_ranges("`id`", 1, 1_100_000, 8);
+        // Growing the table keeps every earlier cut…
+        let grown = key_ranges("`id`", 1, 1_040_000, 8);
         assert_eq!(&grown[1..7], &r[1..7]);
+        // …and when the stride doubles, the new cuts are a subset of the old.
+        let cuts = |v: &[String]| -> Vec<String> {
+            v.iter()
+                .filter_map(|w| {
+                    w.split(">= ")
+                        .nth(1)
+                        .map(|x| x.split(' ').next().unwrap().to_string())
+                })
+                .collect()
+        };
+        let doubled = key_ranges("`id`", 1, 1_500_000, 8);
+        assert!(doubled.len() < 10);
+        for c in cuts(&doubled)
+            .iter()
+            .filter(|c| c.parse::<i64>().unwrap() < 1_000_000)
+        {
+            assert!(cuts(&r).contains(c), "cut {c} is new");
+        }
         // Small or negative ranges.
         assert_eq!(key_ranges("k", 5, 5, 4), vec![String::new()]);
         let neg = key_ranges("k", -5000, 5000, 4);
-        assert_eq!(neg.first().unwrap(), " WHERE k < -2048");
+        assert_eq!(neg.first().unwrap(), " WHERE k < -4096");
+        assert_eq!(neg.len(), 4);
         assert_eq!(neg.last().unwrap(), " WHERE k >= 4096");
     }
 
