@@ -5,9 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use anyhow::Result;
-use lifeboat_mysql::{Counters, Dsn, RestoreOptions, SnapshotOptions};
+use lifeboat_mysql::{
+    ArchiveEvent, ArchiveOptions, Catalog, Counters, Dsn, RestoreOptions, SnapshotOptions, Target,
+};
 
-use crate::common::{Global, Progress, bytes, print_json};
+use crate::common::{Global, Progress, bytes, parse_duration, print_json};
 
 /// Flags naming the server.
 #[derive(clap::Args, Debug, Clone)]
@@ -98,6 +100,100 @@ fn progress(g: &Global, c: &Arc<Counters>, verb: &'static str) -> Progress {
     })
 }
 
+/// `archive mysql`.
+#[derive(clap::Args, Debug)]
+pub struct ArchiveArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Seal what arrived into the vault at least this often.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    seal_interval: std::time::Duration,
+    /// Replace the seal points by one rollup point this often.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    rollup_interval: std::time::Duration,
+    /// Local directory for the binlog follower's files (default: $TMPDIR/lifeboat-binlog-spool).
+    #[arg(long)]
+    spool: Option<std::path::PathBuf>,
+    /// Server id the follower uses as a replica (default: derived from the resource).
+    #[arg(long)]
+    replica_id: Option<u32>,
+    /// Resource name (default: mysql:HOST:PORT, as `backup mysql`).
+    #[arg(long)]
+    resource: Option<String>,
+}
+
+/// `archive`.
+#[derive(clap::Subcommand, Debug)]
+pub enum ArchiveCmd {
+    /// Follow a MySQL/MariaDB server's binary log into the vault, continuously
+    /// (until SIGINT/SIGTERM), for point-in-time recovery.
+    Mysql(ArchiveArgs),
+}
+
+/// Runs `archive mysql`.
+pub fn archive(g: &Global, cmd: ArchiveCmd) -> Result<ExitCode> {
+    let ArchiveCmd::Mysql(a) = cmd;
+    let dsn = Dsn::parse(&a.server.dsn)?;
+    let v = g.open()?;
+    let mut opts = ArchiveOptions {
+        resource: a.resource,
+        seal_interval: a.seal_interval,
+        rollup_interval: a.rollup_interval,
+        replica_id: a.replica_id,
+        ..ArchiveOptions::default()
+    };
+    if let Some(s) = a.spool {
+        opts.spool = s;
+    }
+    let stop = crate::common::stop_flag()?;
+    let _span =
+        tracing::info_span!("job", kind = "archive", protector = "mysql", server = %dsn).entered();
+    let json = g.json;
+    let quiet = g.quiet;
+    let mut on_event = |e: &ArchiveEvent| {
+        if json {
+            println!("{}", serde_json::to_string(e).expect("events serialize"));
+            return;
+        }
+        match e {
+            ArchiveEvent::Started {
+                resource,
+                file,
+                pos,
+            } if !quiet => {
+                eprintln!("archiving the binlog of {resource} from {file}:{pos} (Ctrl-C stops)");
+            }
+            ArchiveEvent::Gap { detail } => eprintln!("GAP: {detail}"),
+            ArchiveEvent::Reconnecting { error, retry_in_s } => {
+                eprintln!(
+                    "warning: the server went away ({error}); following again in {retry_in_s:.0}s"
+                )
+            }
+            ArchiveEvent::Sealed {
+                bytes: b,
+                file,
+                end,
+                last_time,
+                ..
+            } if !quiet && *b > 0 => {
+                eprintln!(
+                    "sealed {} up to {file}:{end}{}",
+                    bytes(*b),
+                    last_time
+                        .map(|t| format!(" (events to {})", t.format("%H:%M:%S")))
+                        .unwrap_or_default()
+                );
+            }
+            ArchiveEvent::RolledUp { point, replaced } if !quiet => {
+                eprintln!("rolled {replaced} seal points up into {}", &point[..8]);
+            }
+            _ => {}
+        }
+    };
+    lifeboat_mysql::archive(&v, &dsn, &opts, &stop, &mut on_event)?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Runs `backup mysql`.
 pub fn backup(g: &Global, a: BackupArgs) -> Result<ExitCode> {
     let dsn = Dsn::parse(&a.server.dsn)?;
@@ -174,7 +270,29 @@ pub fn backup(g: &Global, a: BackupArgs) -> Result<ExitCode> {
 pub fn restore(g: &Global, a: RestoreArgs) -> Result<ExitCode> {
     let dsn = Dsn::parse(&a.server.dsn)?;
     let v = g.open()?;
-    let (id, point) = lifeboat_mysql::catalog::find_snapshot(&v, &a.point, a.resource.as_deref())?;
+    let target = a.at.as_deref().map(Target::parse).transpose()?;
+    let (catalog, plan) = match &target {
+        Some(t) => {
+            // Any point names the resource; the plan picks the snapshot.
+            let resource = match &a.resource {
+                Some(r) => r.clone(),
+                None if a.point == "latest" => {
+                    lifeboat_mysql::catalog::find_snapshot(&v, "latest", None)?
+                        .1
+                        .resource
+                }
+                None => v.find_point(&a.point, None)?.1.resource,
+            };
+            let c = Catalog::load(&v, &resource)?;
+            let p = lifeboat_mysql::pitr::plan(&c, t)?;
+            (Some(c), Some(p))
+        }
+        None => (None, None),
+    };
+    let (id, point) = match &plan {
+        Some(p) => p.snapshot.clone(),
+        None => lifeboat_mysql::catalog::find_snapshot(&v, &a.point, a.resource.as_deref())?,
+    };
     let opts = RestoreOptions {
         databases: a.databases,
         renames: a.renames,
@@ -187,11 +305,20 @@ pub fn restore(g: &Global, a: RestoreArgs) -> Result<ExitCode> {
     let bar = progress(g, &counters, "loaded");
     let _span =
         tracing::info_span!("job", kind = "restore", protector = "mysql", server = %dsn).entered();
-    let rep = lifeboat_mysql::restore(&v, &id, &point, &dsn, &opts, &counters)?;
+    let mut rep = lifeboat_mysql::restore(&v, &id, &point, &dsn, &opts, &counters)?;
     drop(bar);
+    let replay = match (&catalog, &plan) {
+        (Some(c), Some(p)) => {
+            let r = lifeboat_mysql::pitr::replay(&v, c, p, &dsn, &opts, &std::env::temp_dir())?;
+            rep.duration_s += r.duration_s;
+            Some(r)
+        }
+        _ => None,
+    };
     if g.json {
         let mut j = serde_json::to_value(&rep)?;
         j["point"] = id.to_hex().into();
+        j["replay"] = serde_json::to_value(&replay)?;
         print_json(&j)?;
     } else {
         for w in &rep.warnings {
@@ -208,6 +335,14 @@ pub fn restore(g: &Global, a: RestoreArgs) -> Result<ExitCode> {
                 rep.objects,
                 rep.duration_s
             );
+            if let Some(r) = &replay {
+                eprintln!(
+                    "replayed the archived binlog from {} to {} ({} files)",
+                    r.from,
+                    r.to,
+                    r.files.len()
+                );
+            }
         }
     }
     Ok(if rep.warnings.is_empty() {

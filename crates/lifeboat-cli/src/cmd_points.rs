@@ -77,17 +77,55 @@ pub fn run(g: &Global, cmd: PointsCmd) -> Result<ExitCode> {
                 .filter(|(_, p)| resource.as_ref().is_none_or(|r| &p.resource == r))
                 .filter(|(_, p)| tag.as_ref().is_none_or(|t| p.tags.contains(t)))
                 .collect();
+            // Database resources: their restorable windows (snapshots rolled
+            // forward with the archived binlog).
+            let mut catalogs = std::collections::BTreeMap::new();
+            for (_, p) in &sel {
+                if p.kind == lifeboat_mysql::KIND_SNAPSHOT || p.kind == lifeboat_mysql::KIND_BINLOG
+                {
+                    catalogs.entry(p.resource.clone()).or_insert_with(|| {
+                        lifeboat_mysql::Catalog::from_points(
+                            points
+                                .iter()
+                                .filter(|(_, q)| q.resource == p.resource)
+                                .cloned(),
+                            &p.resource,
+                        )
+                    });
+                }
+            }
             if g.json {
-                let arr: Vec<_> = sel.iter().map(|(id, p)| point_json(id, p)).collect();
+                let arr: Vec<_> = sel
+                    .iter()
+                    .map(|(id, p)| {
+                        let mut j = point_json(id, p);
+                        if let Some(Ok(c)) = catalogs.get(&p.resource) {
+                            j["resource_windows"] =
+                                serde_json::to_value(c.windows()).unwrap_or_default();
+                        }
+                        j
+                    })
+                    .collect();
                 print_json(&arr)?;
             } else {
                 println!(
-                    "{:<10} {:<20} {:<6} {:>10}  {:<30} tags",
+                    "{:<10} {:<20} {:<12} {:>10}  {:<30} tags",
                     "id", "time", "kind", "size", "resource"
                 );
+                // Seal points of the binlog archive are many and short-lived
+                // (rolled up every few minutes): one line per resource.
+                let mut seals: std::collections::BTreeMap<&str, (usize, u64, &RecoveryPoint)> =
+                    Default::default();
                 for (id, p) in &sel {
+                    if p.kind == lifeboat_mysql::KIND_BINLOG && p.meta["rollup"] != true {
+                        let e = seals.entry(&p.resource).or_insert((0, 0, p));
+                        e.0 += 1;
+                        e.1 += p.summary.size;
+                        e.2 = p;
+                        continue;
+                    }
                     println!(
-                        "{:<10} {:<20} {:<6} {:>10}  {:<30} {}",
+                        "{:<10} {:<20} {:<12} {:>10}  {:<30} {}",
                         id.short(),
                         p.time.format("%Y-%m-%d %H:%M:%S"),
                         p.kind,
@@ -96,8 +134,38 @@ pub fn run(g: &Global, cmd: PointsCmd) -> Result<ExitCode> {
                         p.tags.join(",")
                     );
                 }
+                for (r, (n, size, newest)) in &seals {
+                    println!(
+                        "{:<10} {:<20} {:<12} {:>10}  {:<30} ({n} binlog seal points, rolled up soon)",
+                        "…",
+                        newest.time.format("%Y-%m-%d %H:%M:%S"),
+                        lifeboat_mysql::KIND_BINLOG,
+                        bytes(*size),
+                        r
+                    );
+                }
                 if !g.quiet {
                     println!("{} point(s)", sel.len());
+                }
+                for (r, c) in &catalogs {
+                    match c {
+                        Ok(c) => {
+                            let w = c.windows();
+                            if w.is_empty() {
+                                println!(
+                                    "{r}: no snapshot yet, nothing restorable (run `lifeboat backup mysql`)"
+                                );
+                            }
+                            for w in w {
+                                println!(
+                                    "{r}: restorable from {} to {}",
+                                    w.from.format("%Y-%m-%d %H:%M:%S%.3f UTC"),
+                                    w.to.format("%Y-%m-%d %H:%M:%S%.3f UTC")
+                                );
+                            }
+                        }
+                        Err(e) => eprintln!("warning: {r}: {e}"),
+                    }
                 }
             }
         }

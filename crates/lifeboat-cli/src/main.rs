@@ -48,6 +48,9 @@ enum Command {
     /// Restore a recovery point.
     #[command(subcommand)]
     Restore(cmd_restore::RestoreCmd),
+    /// Archive a database's changes continuously (binlog), for point-in-time recovery.
+    #[command(subcommand)]
+    Archive(cmd_mysql::ArchiveCmd),
     /// List and inspect recovery points.
     #[command(subcommand)]
     Points(cmd_points::PointsCmd),
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         Command::Key(c) => cmd_key::run(&cli.global, c),
         Command::Backup(c) => cmd_backup::run(&cli.global, c),
         Command::Restore(c) => cmd_restore::run(&cli.global, c),
+        Command::Archive(c) => cmd_mysql::archive(&cli.global, c),
         Command::Points(c) => cmd_points::run(&cli.global, c),
         Command::Forget(a) => cmd_forget::run(&cli.global, a),
         Command::Prune(a) => cmd_prune::run(&cli.global, a),

@@ -19,16 +19,22 @@
 //! `docs/vault-format.md` ("Point kinds") describes the trees and meta these
 //! points carry.
 
+pub mod archive;
 pub mod binlog;
 pub mod catalog;
 pub mod error;
+pub mod pitr;
 pub mod restore;
 pub mod rows;
 pub mod schema;
+pub mod segment;
 pub mod server;
 pub mod snapshot;
 
+pub use archive::{ArchiveEvent, ArchiveOptions, archive};
+pub use catalog::Catalog;
 pub use error::{MysqlError, Result};
+pub use pitr::Target;
 pub use restore::{RestoreOptions, RestoreReport, restore};
 pub use server::Dsn;
 pub use snapshot::{Counters, SnapshotOptions, SnapshotResult, snapshot};

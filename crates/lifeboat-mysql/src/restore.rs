@@ -320,9 +320,14 @@ pub fn restore(
                 )?
                 .is_some_and(|v| v != "0");
             if exists && !opts.force {
-                report.warnings.push(format!(
-                    "user {acct} exists on the target: left as it is (--force replaces it)"
-                ));
+                let same = main.value("read a user", &format!("SHOW CREATE USER {acct}"))?
+                    == Some(u.create.clone())
+                    && main.column("read grants", &format!("SHOW GRANTS FOR {acct}"))? == u.grants;
+                if !same {
+                    report.warnings.push(format!(
+                        "user {acct} exists on the target with other settings or grants: left as it is (--force replaces it)"
+                    ));
+                }
                 continue;
             }
             if exists {

@@ -501,6 +501,11 @@ fn plan(s: &mut Session, dbs: &[DatabaseInfo], chunk_bytes: u64) -> Result<Vec<J
                 continue;
             }
             let mut filters = vec![String::new()];
+            // Ranges of about `chunk_bytes` (64 MiB: many content-defined
+            // chunks each, so the few chunks at a range's ends are all that a
+            // moved cut costs in deduplication). The engine's size estimate
+            // drifts, but the power-of-two stride only changes when the
+            // estimate doubles or halves, and then keeps every other cut.
             if t.int_key && t.data_length > chunk_bytes {
                 let k = ident(&t.primary_key[0]);
                 let r = s.rows(

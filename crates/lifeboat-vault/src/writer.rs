@@ -237,6 +237,28 @@ impl<'v> BackupWriter<'v> {
         self.write_index(&f)
     }
 
+    /// Writes a point and keeps the session open, for long-running writers
+    /// that publish many points (a binlog archive): flushes packs and the
+    /// index first, so everything the point references is stored before it.
+    /// Such a writer should end its session from time to time (commit or
+    /// drop, then start a new one), because while its lock lives a prune
+    /// defers the deletion of the packs it marks.
+    pub fn write_point(&self, point: &RecoveryPoint) -> Result<Id> {
+        self.flush()?;
+        self.lock
+            .as_ref()
+            .expect("lock held until commit")
+            .check_fresh()?;
+        self.vault.write_point(point)
+    }
+
+    /// Ends a session whose points were written with [`BackupWriter::write_point`]:
+    /// flushes what is pending and releases the lock.
+    pub fn finish(mut self) -> Result<()> {
+        self.flush()?;
+        self.lock.take().expect("lock held until commit").release()
+    }
+
     /// Finishes the session: flushes, writes the point, releases the lock.
     pub fn commit(mut self, point: &RecoveryPoint) -> Result<Id> {
         self.flush()?;

@@ -1,0 +1,613 @@
+//! The continuous binlog archive.
+//!
+//! ```text
+//! check: binary logging on, the login may list binlogs (BINLOG MONITOR)
+//! resume: roll up seal points a previous run left; start where the archive's
+//!         head is (or, for a new archive, at the newest snapshot's binlog file,
+//!         else the server's oldest); head file purged on the server → GAP, said
+//!         loudly, recorded before the next segment, archiving goes on
+//! follow: `mariadb-binlog --read-from-remote-server --raw --stop-never` writes
+//!         the server's binlog files, byte-identical, into a spool directory
+//! loop (every 100 ms):
+//!     read what the follower appended; cut at whole events; note times, GTIDs
+//!     every seal interval: write a seal point with what arrived (and, when
+//!         SHOW MASTER STATUS shows nothing newer, a "caught up through" mark)
+//!     every rollup interval: one rollup point replaces the seal points; the
+//!         vault session (and its lock) is renewed so prunes are not held up
+//!     the follower exits (server restart, network): read what it wrote,
+//!         reconnect with back-off, follow again from the same file
+//! stop (SIGINT/SIGTERM): seal, roll up, exit
+//! ```
+//! Restarting the archive loses nothing: the vault holds where it stopped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use lifeboat_vault::{BackupWriter, Id, RecoveryPoint, Vault};
+use serde::Serialize;
+
+use crate::binlog::{file_number, scan};
+use crate::catalog::Catalog;
+use crate::error::{MysqlError, Result};
+use crate::segment::{Pending, Segment, Through, write_rollup, write_seal};
+use crate::server::{Dsn, Session, text};
+
+/// How the archive runs.
+#[derive(Debug, Clone)]
+pub struct ArchiveOptions {
+    /// Resource name (default `mysql:HOST:PORT`, as snapshots).
+    pub resource: Option<String>,
+    /// Seal what arrived at least this often.
+    pub seal_interval: Duration,
+    /// Replace seal points by one rollup point this often.
+    pub rollup_interval: Duration,
+    /// … or when the seals hold this many bytes.
+    pub rollup_bytes: usize,
+    /// Seals up to this size travel inside the point.
+    pub inline_max: usize,
+    /// Write a "caught up" mark at least this often when nothing happens.
+    pub heartbeat: Duration,
+    /// Local spool directory for the follower's files.
+    pub spool: PathBuf,
+    /// Server id the follower uses as a replica (default: derived from the resource).
+    pub replica_id: Option<u32>,
+    /// The binlog follower program.
+    pub follower: PathBuf,
+}
+
+impl Default for ArchiveOptions {
+    fn default() -> Self {
+        ArchiveOptions {
+            resource: None,
+            seal_interval: Duration::from_secs(2),
+            rollup_interval: Duration::from_secs(300),
+            rollup_bytes: 16 << 20,
+            inline_max: 1 << 20,
+            heartbeat: Duration::from_secs(30),
+            spool: std::env::temp_dir().join("lifeboat-binlog-spool"),
+            replica_id: None,
+            follower: PathBuf::from("mariadb-binlog"),
+        }
+    }
+}
+
+/// What the archive reports as it runs (one JSON line each with `--json`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum ArchiveEvent {
+    /// Following began (again).
+    Started {
+        /// Resource.
+        resource: String,
+        /// File followed from.
+        file: String,
+        /// Position archiving resumes at.
+        pos: u64,
+    },
+    /// Binlogs were purged before they were archived.
+    Gap {
+        /// What is missing.
+        detail: String,
+    },
+    /// A seal point was written.
+    Sealed {
+        /// Point id.
+        point: String,
+        /// Bytes in it.
+        bytes: u64,
+        /// Archived up to this file…
+        file: String,
+        /// …and position.
+        end: u64,
+        /// Newest event time in it.
+        last_time: Option<DateTime<Utc>>,
+        /// Newest GTID in it.
+        last_gtid: Option<String>,
+        /// Caught up with the server at this time.
+        through: Option<DateTime<Utc>>,
+        /// When the point was written.
+        sealed_at: DateTime<Utc>,
+    },
+    /// Seal points were replaced by one rollup point.
+    RolledUp {
+        /// Point id.
+        point: String,
+        /// Seal points replaced.
+        replaced: usize,
+    },
+    /// The server went away; following again after a pause.
+    Reconnecting {
+        /// Why.
+        error: String,
+        /// Seconds until the next try.
+        retry_in_s: f64,
+    },
+}
+
+fn replica_id(resource: &str) -> u32 {
+    let h = fnv1a(resource.as_bytes());
+    (1 << 30) | (h & 0x3fff_ffff)
+}
+
+/// FNV-1a, enough to spread replica ids.
+fn fnv1a(b: &[u8]) -> u32 {
+    b.iter().fold(0x811c_9dc5u32, |h, &c| {
+        (h ^ c as u32).wrapping_mul(0x0100_0193)
+    })
+}
+
+fn binary_logs(s: &mut Session) -> Result<Vec<String>> {
+    s.column(
+        "list the binary logs (SHOW BINARY LOGS)",
+        "SHOW BINARY LOGS",
+    )
+}
+
+fn master_status(s: &mut Session) -> Result<Option<(String, u64)>> {
+    let r = s.rows("read the binlog position", "SHOW MASTER STATUS")?;
+    Ok(r.into_iter().next().map(|row| {
+        (
+            text(row.first().cloned().flatten()),
+            text(row.get(1).cloned().flatten()).parse().unwrap_or(0),
+        )
+    }))
+}
+
+/// Where to start: (file, offset, gap).
+fn start_position(c: &Catalog, server: &[String]) -> (String, u64, Option<String>) {
+    let oldest = server.first().cloned().unwrap_or_default();
+    if let Some(h) = c.head() {
+        if server.contains(&h.file) {
+            return (h.file.clone(), h.end, None);
+        }
+        let detail = format!(
+            "the archive ends in {} at byte {}, but the server no longer has that file (its oldest binlog is {oldest}); anything written after that point and before {oldest} is lost to point-in-time recovery",
+            h.file, h.end
+        );
+        return (oldest, 0, Some(detail));
+    }
+    for (_, _, m) in c.snapshots.iter().rev() {
+        if let Some(co) = &m.binlog
+            && server.contains(&co.file)
+        {
+            return (co.file.clone(), 0, None);
+        }
+    }
+    (oldest, 0, None)
+}
+
+struct Follower {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Follower {
+    fn spawn(
+        dsn: &Dsn,
+        opts: &ArchiveOptions,
+        id: u32,
+        dir: &Path,
+        file: &str,
+    ) -> Result<Follower> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| MysqlError::io("create spool directory", dir, e))?;
+        let err = std::fs::File::create(dir.join("follower.log"))
+            .map_err(|e| MysqlError::io("create", dir.join("follower.log"), e))?;
+        let mut cmd = Command::new(&opts.follower);
+        cmd.arg("--no-defaults")
+            .arg("--read-from-remote-server")
+            .arg(format!("--host={}", dsn.host))
+            .arg(format!("--port={}", dsn.port))
+            .arg(format!("--user={}", dsn.user))
+            .arg("--raw")
+            .arg("--stop-never")
+            .arg(format!("--stop-never-slave-server-id={id}"))
+            .arg(format!("--result-file={}/", dir.display()))
+            .arg(file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err);
+        if let Some(s) = &dsn.socket {
+            cmd.arg(format!("--socket={s}"));
+        }
+        match &dsn.password {
+            Some(p) => cmd.env("MYSQL_PWD", p),
+            None => cmd.env_remove("MYSQL_PWD"),
+        };
+        let child = cmd.spawn().map_err(|e| MysqlError::Tool {
+            program: opts.follower.display().to_string(),
+            reason: format!("{e} (install the MariaDB client: apt-get install mariadb-client)"),
+        })?;
+        Ok(Follower {
+            child,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("follower.log")).unwrap_or_default()
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The archive's running state.
+struct State<'v> {
+    vault: &'v Vault,
+    resource: String,
+    server_id: u64,
+    writer: BackupWriter<'v>,
+    /// Seal points of this session, not rolled up yet.
+    seals: Vec<(Id, RecoveryPoint)>,
+    seal_bytes: usize,
+    /// The file followed, and bytes read but not yet cut into whole events.
+    file: String,
+    buf: Vec<u8>,
+    buf_start: u64,
+    pending: Vec<Pending>,
+    gap: Option<String>,
+    through: Option<Through>,
+    /// The last "through" mark written to the vault.
+    through_written: Option<DateTime<Utc>>,
+    last_point: Instant,
+    first_seal: Option<Instant>,
+}
+
+impl State<'_> {
+    /// Reads what the follower appended to the current file and cuts it into events.
+    fn read(&mut self, dir: &Path) -> Result<u64> {
+        use std::io::{Read, Seek, SeekFrom};
+        let path = dir.join(&self.file);
+        let Ok(mut f) = std::fs::File::open(&path) else {
+            return Ok(0);
+        };
+        let at = self.buf_start + self.buf.len() as u64;
+        f.seek(SeekFrom::Start(at))
+            .map_err(|e| MysqlError::io("read", &path, e))?;
+        let before = self.buf.len();
+        f.read_to_end(&mut self.buf)
+            .map_err(|e| MysqlError::io("read", &path, e))?;
+        if self.buf.len() == before {
+            return Ok(0);
+        }
+        let (events, used) = scan(&self.buf, self.buf_start).map_err(|e| MysqlError::Tool {
+            program: "binlog".into(),
+            reason: format!("{}: {e}", path.display()),
+        })?;
+        if used == 0 {
+            return Ok(0);
+        }
+        let bytes: Vec<u8> = self.buf.drain(..used).collect();
+        let start = self.buf_start;
+        self.buf_start += used as u64;
+        let time = |ts: u32| DateTime::from_timestamp(ts as i64, 0);
+        let gap = self.gap.take();
+        match self.pending.last_mut() {
+            Some(p) if p.seg.file == self.file && p.seg.end == start => {
+                p.seg.end = self.buf_start;
+                p.bytes.extend_from_slice(&bytes);
+            }
+            _ => self.pending.push(Pending {
+                seg: Segment {
+                    file: self.file.clone(),
+                    start,
+                    end: self.buf_start,
+                    first_time: None,
+                    last_time: None,
+                    last_gtid: None,
+                    gap_before: gap,
+                    inline: None,
+                    node: None,
+                },
+                bytes,
+            }),
+        }
+        let p = self.pending.last_mut().expect("pending");
+        for e in events.iter().filter(|e| e.log_pos != 0 && e.timestamp != 0) {
+            if p.seg.first_time.is_none() {
+                p.seg.first_time = time(e.timestamp);
+            }
+            p.seg.last_time = time(e.timestamp);
+            if e.gtid.is_some() {
+                p.seg.last_gtid = e.gtid.clone();
+            }
+        }
+        Ok(used as u64)
+    }
+
+    /// The next file the follower started, if any.
+    fn next_file(&self, dir: &Path) -> Option<String> {
+        let n = file_number(&self.file)?;
+        let mut best: Option<(u64, String)> = None;
+        for e in std::fs::read_dir(dir).ok()?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(m) = file_number(&name)
+                && m > n
+                && best.as_ref().is_none_or(|(b, _)| m < *b)
+            {
+                best = Some((m, name));
+            }
+        }
+        best.map(|(_, f)| f)
+    }
+
+    /// Writes a seal point with what arrived; without new bytes, only when the
+    /// "caught up" mark moved and the heartbeat is due (or the archive stops).
+    fn seal(
+        &mut self,
+        stopping: bool,
+        opts: &ArchiveOptions,
+        on_event: &mut dyn FnMut(&ArchiveEvent),
+    ) -> Result<()> {
+        let newer = self.through.as_ref().map(|t| t.time) > self.through_written;
+        let heartbeat = newer && (stopping || self.last_point.elapsed() >= opts.heartbeat);
+        if self.pending.is_empty() && !heartbeat {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let bytes: u64 = pending.iter().map(|p| p.bytes.len() as u64).sum();
+        let last = pending.last().map(|p| p.seg.clone());
+        let (id, point) = write_seal(
+            &self.writer,
+            &self.resource,
+            self.server_id,
+            pending,
+            self.through.clone(),
+            opts.inline_max,
+        )?;
+        self.last_point = Instant::now();
+        self.through_written = self.through.as_ref().map(|t| t.time);
+        self.first_seal.get_or_insert_with(Instant::now);
+        self.seal_bytes += bytes as usize;
+        on_event(&ArchiveEvent::Sealed {
+            point: id.to_hex(),
+            bytes,
+            file: last
+                .as_ref()
+                .map(|s| s.file.clone())
+                .unwrap_or_else(|| self.file.clone()),
+            end: last.as_ref().map(|s| s.end).unwrap_or(self.buf_start),
+            last_time: last.as_ref().and_then(|s| s.last_time),
+            last_gtid: last.and_then(|s| s.last_gtid),
+            through: self.through.as_ref().map(|t| t.time),
+            sealed_at: Utc::now(),
+        });
+        self.seals.push((id, point));
+        Ok(())
+    }
+
+    fn rollup(
+        &mut self,
+        force: bool,
+        opts: &ArchiveOptions,
+        on_event: &mut dyn FnMut(&ArchiveEvent),
+    ) -> Result<()> {
+        let due = self
+            .first_seal
+            .is_some_and(|t| t.elapsed() >= opts.rollup_interval)
+            || self.seal_bytes >= opts.rollup_bytes;
+        if self.seals.is_empty() || !(force || due) {
+            return Ok(());
+        }
+        if let Some(id) = write_rollup(&self.writer, &self.resource, &self.seals)? {
+            on_event(&ArchiveEvent::RolledUp {
+                point: id.to_hex(),
+                replaced: self.seals.len(),
+            });
+        }
+        self.seals.clear();
+        self.seal_bytes = 0;
+        self.first_seal = None;
+        // A fresh session: a prune may delete what it marked meanwhile.
+        let w = std::mem::replace(
+            &mut self.writer,
+            BackupWriter::start(self.vault, "archive")?,
+        );
+        w.finish()?;
+        Ok(())
+    }
+}
+
+/// Follows the server's binary log into the vault until `stop` is set.
+pub fn archive(
+    vault: &Vault,
+    dsn: &Dsn,
+    opts: &ArchiveOptions,
+    stop: &AtomicBool,
+    on_event: &mut dyn FnMut(&ArchiveEvent),
+) -> Result<()> {
+    let resource = opts.resource.clone().unwrap_or_else(|| dsn.resource());
+    let mut control = Session::connect(dsn)?;
+    let info = control.info()?;
+    if !info.log_bin {
+        return Err(MysqlError::BinlogOff {
+            server: dsn.to_string(),
+        });
+    }
+    if !info.binlog_format.eq_ignore_ascii_case("ROW") {
+        tracing::warn!(
+            "binlog_format is {} on {dsn}: point-in-time recovery is exact only with ROW (SET GLOBAL binlog_format = ROW and in my.cnf)",
+            info.binlog_format
+        );
+    }
+    let server_files = binary_logs(&mut control)?;
+    let catalog = Catalog::load(vault, &resource)?;
+    let writer = BackupWriter::start(vault, "archive")?;
+    // Seal points a previous run left are rolled up first.
+    if let Some(id) = write_rollup(&writer, &resource, &catalog.seals)? {
+        on_event(&ArchiveEvent::RolledUp {
+            point: id.to_hex(),
+            replaced: catalog.seals.len(),
+        });
+    }
+    let (file, offset, gap) = start_position(&catalog, &server_files);
+    if let Some(g) = &gap {
+        tracing::error!("GAP in the binlog archive of {resource}: {g}");
+        on_event(&ArchiveEvent::Gap { detail: g.clone() });
+    }
+    let id = opts.replica_id.unwrap_or_else(|| replica_id(&resource));
+    let spool = opts.spool.join(format!("{id}"));
+    let _ = std::fs::remove_dir_all(&spool); // a previous run's leftovers
+    let mut st = State {
+        vault,
+        resource: resource.clone(),
+        server_id: info.server_id,
+        writer,
+        seals: Vec::new(),
+        seal_bytes: 0,
+        file,
+        buf: Vec::new(),
+        buf_start: offset,
+        pending: Vec::new(),
+        gap,
+        through: None,
+        through_written: None,
+        last_point: Instant::now(),
+        first_seal: None,
+    };
+    let mut run = 0u32;
+    let spawn = |st: &State<'_>, run: &mut u32| -> Result<Follower> {
+        *run += 1;
+        Follower::spawn(dsn, opts, id, &spool.join(format!("run-{run}")), &st.file)
+    };
+    let mut follower = spawn(&st, &mut run)?;
+    on_event(&ArchiveEvent::Started {
+        resource: resource.clone(),
+        file: st.file.clone(),
+        pos: st.buf_start,
+    });
+    let mut last_seal = Instant::now();
+    let mut backoff = Duration::from_secs(1);
+    let mut control = Some(control);
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        let exited = follower.child.try_wait().ok().flatten().is_some();
+        // Where the server is, asked before reading the spool: if we then have
+        // at least that much, everything before `asked` is archived.
+        let tick = stopping || last_seal.elapsed() >= opts.seal_interval;
+        let status = if tick {
+            let asked = Utc::now();
+            control
+                .as_mut()
+                .and_then(|c| master_status(c).ok().flatten())
+                .map(|s| (asked, s))
+        } else {
+            None
+        };
+        // Read the current file; move on when the follower has started the next.
+        loop {
+            st.read(&follower.dir)?;
+            let Some(next) = st.next_file(&follower.dir) else {
+                break;
+            };
+            st.read(&follower.dir)?;
+            if !st.buf.is_empty() {
+                return Err(MysqlError::Tool {
+                    program: "binlog".into(),
+                    reason: format!(
+                        "{} ends in the middle of an event ({} bytes left) although the server moved on to {next}",
+                        st.file,
+                        st.buf.len()
+                    ),
+                });
+            }
+            st.file = next;
+            st.buf_start = 0;
+        }
+        if let Some((asked, (f, p))) = status {
+            let ours = (file_number(&st.file).unwrap_or(0), st.buf_start);
+            if ours >= (file_number(&f).unwrap_or(0), p) {
+                st.through = Some(Through {
+                    time: asked,
+                    file: st.file.clone(),
+                    end: st.buf_start,
+                });
+            }
+        }
+        if tick {
+            st.seal(stopping, opts, on_event)?;
+            st.rollup(stopping, opts, on_event)?;
+            last_seal = Instant::now();
+        }
+        if stopping {
+            st.writer.finish()?;
+            return Ok(());
+        }
+        if exited {
+            let log = follower.log();
+            if log.contains("REPLICATION SLAVE") || log.contains("Access denied") {
+                return Err(MysqlError::Privilege {
+                    server: dsn.to_string(),
+                    what: "following the binlog".into(),
+                    grant: "REPLICATION SLAVE".into(),
+                    user: dsn.account(),
+                    detail: log.trim().to_string(),
+                });
+            }
+            let error = log
+                .lines()
+                .last()
+                .unwrap_or("the follower exited")
+                .to_string();
+            on_event(&ArchiveEvent::Reconnecting {
+                error: error.clone(),
+                retry_in_s: backoff.as_secs_f64(),
+            });
+            tracing::warn!("binlog follower stopped ({error}); following again in {backoff:?}");
+            // Seal what we have while we wait.
+            st.seal(false, opts, on_event)?;
+            let deadline = Instant::now() + backoff;
+            while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+            if stop.load(Ordering::Relaxed) {
+                continue;
+            }
+            control = None;
+            let Ok(mut c) = Session::connect(dsn) else {
+                continue;
+            };
+            let Ok(files) = binary_logs(&mut c) else {
+                continue;
+            };
+            control = Some(c);
+            if !files.contains(&st.file) {
+                let (file, _, _) = start_position(&Catalog::default(), &files);
+                let detail = format!(
+                    "{} was purged on the server while the archive could not follow it (archived up to byte {}); continuing at {file}",
+                    st.file, st.buf_start
+                );
+                tracing::error!("GAP in the binlog archive of {resource}: {detail}");
+                on_event(&ArchiveEvent::Gap {
+                    detail: detail.clone(),
+                });
+                st.gap = Some(detail);
+                st.file = file;
+                st.buf_start = 0;
+            }
+            st.buf.clear(); // the new follower writes the file again from its start
+            follower = spawn(&st, &mut run)?;
+            backoff = Duration::from_secs(1);
+            on_event(&ArchiveEvent::Started {
+                resource: resource.clone(),
+                file: st.file.clone(),
+                pos: st.buf_start,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

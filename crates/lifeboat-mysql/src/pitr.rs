@@ -1,0 +1,401 @@
+//! Point-in-time recovery: a snapshot, then the archived binlog replayed.
+//!
+//! ```text
+//! target: a time T, `latest`, a GTID, or FILE:POS
+//! plan:   the newest snapshot consistent at or before the target whose binlog
+//!         chain (see catalog) reaches it; otherwise say which windows exist
+//! load:   the snapshot (restore.rs)
+//! replay: write the chain's binlog files into a private temporary directory;
+//!         mariadb-binlog --start-position=<snapshot pos> [stop] FILES | mariadb
+//!         stop = --stop-datetime=ceil(T) (the binlog stamps events in whole
+//!         seconds: every event stamped before T is applied, none at or after),
+//!         or the position where the GTID's transaction ends, or FILE:POS
+//! ```
+//! The replay is a prefix of the binlog in commit order, so the result is the
+//! database exactly as it was at one moment of the source's history.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use chrono::{DateTime, Utc};
+use lifeboat_vault::{Id, RecoveryPoint, Vault};
+use serde::Serialize;
+
+use crate::binlog::{file_number, scan, types};
+use crate::catalog::{Catalog, Chain};
+use crate::error::{MysqlError, Result};
+use crate::restore::RestoreOptions;
+use crate::server::Dsn;
+use crate::snapshot::SnapshotMeta;
+
+/// What to recover to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A moment (server clock, UTC).
+    Time(DateTime<Utc>),
+    /// Everything archived.
+    Latest,
+    /// Up to and including the transaction with this GTID (`domain-server-seq`).
+    Gtid(String),
+    /// Up to (not including) the event at this position.
+    Position(String, u64),
+}
+
+impl Target {
+    /// Parses RFC 3339, `latest`, `D-S-N` or `FILE:POS`.
+    pub fn parse(s: &str) -> Result<Target> {
+        if s == "latest" {
+            return Ok(Target::Latest);
+        }
+        if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+            return Ok(Target::Time(t.with_timezone(&Utc)));
+        }
+        let parts: Vec<&str> = s.split('-').collect();
+        if parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        {
+            return Ok(Target::Gtid(s.to_string()));
+        }
+        if let Some((f, p)) = s.rsplit_once(':')
+            && file_number(f).is_some()
+            && let Ok(p) = p.parse()
+        {
+            return Ok(Target::Position(f.to_string(), p));
+        }
+        Err(MysqlError::Usage(format!(
+            "--at {s:?}: expected an RFC 3339 time (2026-11-25T10:00:00Z), `latest`, a GTID (0-1-123) or FILE:POS (binlog.000042:1234)"
+        )))
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Time(t) => write!(
+                f,
+                "{}",
+                t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+            ),
+            Target::Latest => write!(f, "latest"),
+            Target::Gtid(g) => write!(f, "GTID {g}"),
+            Target::Position(file, p) => write!(f, "{file}:{p}"),
+        }
+    }
+}
+
+/// The chosen snapshot and binlog.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The snapshot to load.
+    pub snapshot: (Id, RecoveryPoint),
+    /// Its meta.
+    pub meta: SnapshotMeta,
+    /// The archive from its coordinates.
+    pub chain: Chain,
+    /// What to stop at.
+    pub target: Target,
+}
+
+fn gtid_seq(g: &str) -> Option<(u64, u64)> {
+    let mut it = g.split('-');
+    let d = it.next()?.parse().ok()?;
+    let _server: u64 = it.next()?.parse().ok()?;
+    let n = it.next()?.parse().ok()?;
+    Some((d, n))
+}
+
+/// Sequence number of `domain` in a GTID position list (`0-1-5,1-2-9`).
+fn seq_in(list: &str, domain: u64) -> Option<u64> {
+    list.split(',')
+        .filter_map(|g| gtid_seq(g.trim()))
+        .find(|(d, _)| *d == domain)
+        .map(|(_, n)| n)
+}
+
+/// Chooses the snapshot and chain for `target`.
+pub fn plan(c: &Catalog, target: &Target) -> Result<Plan> {
+    let not = |reason: String| MysqlError::NotRestorable {
+        resource: c.resource.clone(),
+        at: target.to_string(),
+        reason,
+    };
+    let windows = || {
+        let w = c.windows();
+        if w.is_empty() {
+            "the vault holds no snapshot of it".to_string()
+        } else {
+            let v: Vec<String> = w
+                .iter()
+                .map(|w| format!("{} .. {}", w.from.to_rfc3339(), w.to.to_rfc3339()))
+                .collect();
+            format!("restorable windows: {}", v.join("; "))
+        }
+    };
+    for (id, p, m) in c.snapshots.iter().rev() {
+        let Some(co) = &m.binlog else { continue };
+        let (reach, chain) = c.reach_of(m);
+        let chain = chain.unwrap_or_default();
+        if chain.files.is_empty() {
+            continue;
+        }
+        let ok = match target {
+            Target::Time(t) => m.consistent_at <= *t && reach >= *t,
+            Target::Latest => true,
+            Target::Gtid(g) => {
+                let (d, n) = gtid_seq(g).ok_or_else(|| not("malformed GTID".into()))?;
+                let before = co.gtid.as_deref().and_then(|l| seq_in(l, d)).unwrap_or(0) <= n;
+                let reached = chain
+                    .last_gtid
+                    .as_deref()
+                    .and_then(gtid_seq)
+                    .is_some_and(|(_, m)| m >= n);
+                before && reached
+            }
+            Target::Position(f, pos) => {
+                let after = (file_number(f), *pos) >= (file_number(&co.file), co.pos);
+                let within = chain.files.iter().any(|(cf, end)| cf == f && pos <= end);
+                after && within
+            }
+        };
+        if ok {
+            return Ok(Plan {
+                snapshot: (*id, p.clone()),
+                meta: m.clone(),
+                chain,
+                target: target.clone(),
+            });
+        }
+    }
+    Err(not(windows()))
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplayReport {
+    /// Binlog files replayed (in part).
+    pub files: Vec<String>,
+    /// Position replay started at.
+    pub from: String,
+    /// Where it stopped.
+    pub to: String,
+    /// Wall time.
+    pub duration_s: f64,
+}
+
+/// Replays the plan's binlog into the server at `dsn` (after the snapshot was loaded).
+pub fn replay(
+    vault: &Vault,
+    c: &Catalog,
+    plan: &Plan,
+    dsn: &Dsn,
+    opts: &RestoreOptions,
+    work: &Path,
+) -> Result<ReplayReport> {
+    let started = std::time::Instant::now();
+    let co = plan
+        .meta
+        .binlog
+        .clone()
+        .expect("planned snapshots have coordinates");
+    let index = vault.load_index()?;
+    let dir = tempfile::Builder::new()
+        .prefix("lifeboat-pitr-")
+        .tempdir_in(work)
+        .map_err(|e| MysqlError::io("create a temporary directory in", work, e))?;
+    // Only the files up to the target's.
+    let mut chain = plan.chain.clone();
+    let mut stop: Vec<String> = Vec::new();
+    let to;
+    match &plan.target {
+        Target::Time(t) => {
+            let secs = t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0);
+            let ceil = DateTime::from_timestamp(secs, 0).expect("valid time");
+            stop.push(format!(
+                "--stop-datetime={}",
+                ceil.format("%Y-%m-%d %H:%M:%S")
+            ));
+            to = format!("first event stamped at or after {}", ceil.to_rfc3339());
+        }
+        Target::Latest => {
+            let (f, e) = chain.files.last().cloned().unwrap_or_default();
+            to = format!("{f}:{e} (end of the archive)");
+        }
+        Target::Position(f, p) => {
+            let keep = chain
+                .files
+                .iter()
+                .position(|(cf, _)| cf == f)
+                .expect("planned");
+            chain.files.truncate(keep + 1);
+            stop.push(format!("--stop-position={p}"));
+            to = format!("{f}:{p}");
+        }
+        Target::Gtid(g) => {
+            // Find where the GTID's transaction ends: the next GTID event, or the file's end.
+            let files = c.materialize(vault, &index, &chain, dir.path())?;
+            let mut found = None;
+            'files: for (i, path) in files.iter().enumerate() {
+                let bytes = std::fs::read(path).map_err(|e| MysqlError::io("read", path, e))?;
+                let (events, _) = scan(&bytes, 0).map_err(|e| MysqlError::Tool {
+                    program: "binlog".into(),
+                    reason: format!("{}: {e}", path.display()),
+                })?;
+                let mut seen = false;
+                for e in &events {
+                    let is_gtid = matches!(e.kind, types::MARIADB_GTID | types::MYSQL_GTID);
+                    if seen && is_gtid {
+                        found = Some((i, e.offset));
+                        break 'files;
+                    }
+                    if e.gtid.as_deref() == Some(g.as_str()) {
+                        seen = true;
+                    }
+                }
+                if seen {
+                    found = Some((i, bytes.len() as u64));
+                    break;
+                }
+            }
+            let (i, pos) = found.ok_or_else(|| MysqlError::NotRestorable {
+                resource: c.resource.clone(),
+                at: plan.target.to_string(),
+                reason: "that GTID is not in the archived binlog after the snapshot".into(),
+            })?;
+            chain.files.truncate(i + 1);
+            stop.push(format!("--stop-position={pos}"));
+            to = format!("{}:{pos} (end of GTID {g})", chain.files[i].0);
+        }
+    }
+    let files = c.materialize(vault, &index, &chain, dir.path())?;
+    let mut dbs: Vec<Option<String>> = match &opts.databases {
+        Some(list) => list.iter().cloned().map(Some).collect(),
+        None => vec![None],
+    };
+    if dbs.is_empty() {
+        dbs.push(None);
+    }
+    for db in dbs {
+        let mut cmd = Command::new("mariadb-binlog");
+        cmd.arg("--no-defaults")
+            .arg(format!("--start-position={}", co.pos))
+            .args(&stop)
+            .env("TZ", "UTC");
+        if !opts.write_binlog {
+            cmd.arg("--disable-log-bin");
+        }
+        if let Some(d) = &db {
+            cmd.arg(format!("--database={d}"));
+        }
+        for (from, to) in &opts.renames {
+            cmd.arg(format!("--rewrite-db={from}->{to}"));
+        }
+        cmd.args(&files);
+        pipe_into_server(cmd, dsn, dir.path())?;
+    }
+    Ok(ReplayReport {
+        files: chain.files.iter().map(|(f, _)| f.clone()).collect(),
+        from: format!("{}:{}", co.file, co.pos),
+        to,
+        duration_s: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Runs `producer | mariadb` against the server, failing with both programs'
+/// messages (kept in files under `dir`, so neither can block on a full pipe).
+fn pipe_into_server(mut producer: Command, dsn: &Dsn, dir: &Path) -> Result<()> {
+    let tool = |program: &str, e: std::io::Error| MysqlError::Tool {
+        program: program.to_string(),
+        reason: format!("{e} (install the MariaDB client: apt-get install mariadb-client)"),
+    };
+    let log = |name: &str| -> Result<std::fs::File> {
+        let p = dir.join(name);
+        std::fs::File::create(&p).map_err(|e| MysqlError::io("create", &p, e))
+    };
+    let mut p = producer
+        .stdout(Stdio::piped())
+        .stderr(log("binlog.err")?)
+        .spawn()
+        .map_err(|e| tool("mariadb-binlog", e))?;
+    let mut client = Command::new("mariadb");
+    client
+        .arg("--no-defaults")
+        .arg("--binary-mode")
+        .arg(format!("--host={}", dsn.host))
+        .arg(format!("--port={}", dsn.port))
+        .arg(format!("--user={}", dsn.user));
+    if let Some(s) = &dsn.socket {
+        client.arg(format!("--socket={s}"));
+    }
+    match &dsn.password {
+        Some(pw) => client.env("MYSQL_PWD", pw),
+        None => client.env_remove("MYSQL_PWD"),
+    };
+    let spawned = client
+        .stdin(p.stdout.take().expect("piped"))
+        .stdout(Stdio::null())
+        .stderr(log("client.err")?)
+        .spawn();
+    let mut c = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = p.kill();
+            let _ = p.wait();
+            return Err(tool("mariadb", e));
+        }
+    };
+    let cs = c.wait().map_err(|e| tool("mariadb", e))?;
+    let ps = p.wait().map_err(|e| tool("mariadb-binlog", e))?;
+    let read = |name: &str| {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(dir.join(name)) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s.trim().to_string()
+    };
+    if !cs.success() {
+        return Err(MysqlError::Tool {
+            program: "mariadb (replaying the binlog)".into(),
+            reason: format!(
+                "{} — the snapshot is loaded but the replay stopped: the target is not at the requested point",
+                read("client.err")
+            ),
+        });
+    }
+    if !ps.success() {
+        return Err(MysqlError::Tool {
+            program: "mariadb-binlog".into(),
+            reason: read("binlog.err"),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_targets() {
+        assert_eq!(Target::parse("latest").unwrap(), Target::Latest);
+        assert!(matches!(
+            Target::parse("2026-11-25T10:00:00.5Z").unwrap(),
+            Target::Time(_)
+        ));
+        assert_eq!(
+            Target::parse("0-1-123").unwrap(),
+            Target::Gtid("0-1-123".into())
+        );
+        assert_eq!(
+            Target::parse("binlog.000042:1234").unwrap(),
+            Target::Position("binlog.000042".into(), 1234)
+        );
+        for bad in ["yesterday", "0-1", "binlog:12", "2026-13-01T00:00:00Z"] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(seq_in("0-1-5,1-2-9", 1), Some(9));
+        assert_eq!(seq_in("0-1-5", 3), None);
+    }
+}
