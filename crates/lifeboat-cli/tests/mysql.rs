@@ -218,7 +218,7 @@ fn snapshot_under_load_restores_every_type_and_matches_its_coordinates() {
     // The load table holds exactly what was committed at the snapshot's GTID.
     let expected = expected_state(&ops, |o| o.gtid_seq <= seq);
     let got = state(&dst, "shop.load_rows");
-    assert_eq!(got, expected, "{:?}", state_diff(&expected, &got));
+    assert!(got == expected, "{:?}", state_diff(&expected, &got));
     // Views, routines, triggers, events, sequences, users came along.
     assert_eq!(dst.sql("SELECT COUNT(*) FROM shop.v_v").trim(), "9");
     assert_eq!(dst.sql("SELECT shop.twice(21)").trim(), "42");
@@ -325,7 +325,11 @@ fn point_in_time_restore_holds_exactly_the_rows_committed_before_t() {
     ]);
     let expected = expected_state(&ops, |o| DateTime::<Utc>::from(o.committed) < at);
     let got = state(&dst, "shop.load_rows");
-    assert_eq!(got, expected, "at {at}: {:?}", state_diff(&expected, &got));
+    assert!(
+        got == expected,
+        "at {at}: {:?}",
+        state_diff(&expected, &got)
+    );
 
     // Everything archived.
     c.ok(&[
