@@ -59,6 +59,30 @@ pub fn run(g: &Global, a: ForgetArgs) -> Result<ExitCode> {
         .filter(|(_, p)| a.resource.as_ref().is_none_or(|r| &p.resource == r))
         .collect();
     let mut decisions = apply(&points, &policy, chrono::Utc::now());
+    // A database's archived binlog is kept for as long as a kept snapshot
+    // can be rolled forward with it, whatever the policy says of its points.
+    let kept: std::collections::HashSet<_> = decisions
+        .iter()
+        .filter(|d| d.keep && d.kind == lifeboat_mysql::KIND_SNAPSHOT)
+        .map(|d| d.id)
+        .collect();
+    let needed = lifeboat_mysql::catalog::binlog_points_needed(&points, &|id| kept.contains(id));
+    for d in decisions
+        .iter_mut()
+        .filter(|d| d.kind == lifeboat_mysql::KIND_BINLOG)
+    {
+        d.reasons.clear();
+        if let Some((_, why)) = needed.iter().find(|(id, _)| *id == d.id) {
+            d.reasons.push(why.clone());
+        }
+        let locked = points
+            .iter()
+            .any(|(id, p)| *id == d.id && p.is_locked(chrono::Utc::now(), false));
+        if locked {
+            d.reasons.push("locked".into());
+        }
+        d.keep = !d.reasons.is_empty();
+    }
     let mut refused = Vec::new();
     if !a.dry_run {
         for d in decisions.iter_mut().filter(|d| !d.keep) {

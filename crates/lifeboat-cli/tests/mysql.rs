@@ -388,7 +388,42 @@ fn point_in_time_restore_holds_exactly_the_rows_committed_before_t() {
     );
     let list = c.ok(&["points", "list"]);
     assert!(list.contains("restorable from"), "{list}");
+
+    // Retention keeps the binlog a kept snapshot needs, and only that.
+    src.sql("FLUSH BINARY LOGS; INSERT INTO shop.load_rows VALUES (-1, 1, 'after')");
+    let mut arch = archive(&c, &src, t.path(), "archive2");
+    let newer = c.json(&["backup", "mysql", "--dsn", &dsn(&src)]);
+    src.sql("INSERT INTO shop.load_rows VALUES (-2, 2, 'later')");
+    wait_restorable(&c, SystemTime::now());
+    assert!(arch.stop());
+    let f = c.json(&["forget", "--keep-last", "1"]);
+    let forgotten: Vec<&serde_json::Value> = f["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["keep"] == false)
+        .collect();
+    assert!(forgotten.iter().any(|d| d["id"] == snap["id"]), "{f:#}");
+    assert!(
+        forgotten.iter().any(|d| d["kind"] == "mysql-binlog"),
+        "the binlog before the kept snapshot's file goes: {f:#}"
+    );
+    c.ok(&["prune"]);
     c.ok(&["vault", "check", "--read-data"]);
+    c.ok(&[
+        "restore",
+        "mysql",
+        newer["id"].as_str().unwrap(),
+        "--dsn",
+        &dsn(&dst),
+        "--at",
+        "latest",
+        "--force",
+    ]);
+    assert_eq!(
+        checksum(&src, "shop.load_rows"),
+        checksum(&dst, "shop.load_rows")
+    );
 }
 
 #[test]

@@ -327,3 +327,53 @@ impl Catalog {
         Ok(out)
     }
 }
+
+/// Which archived-binlog points must be kept so that the snapshots kept by a
+/// retention policy can still be rolled forward: every `mysql-binlog` point
+/// of a resource holding any part of the binlog file of that resource's
+/// oldest kept snapshot (a replay needs that file from its first byte) or of
+/// a later file. Returns (point, reason) for those; the other binlog points
+/// are useless (no kept snapshot can use them).
+pub fn binlog_points_needed(
+    points: &[(Id, RecoveryPoint)],
+    kept: &dyn Fn(&Id) -> bool,
+) -> Vec<(Id, String)> {
+    let mut out = Vec::new();
+    let mut resources: Vec<&str> = points
+        .iter()
+        .filter(|(_, p)| p.kind == crate::KIND_BINLOG)
+        .map(|(_, p)| p.resource.as_str())
+        .collect();
+    resources.sort();
+    resources.dedup();
+    for r in resources {
+        // The oldest kept snapshot with coordinates.
+        let oldest = points
+            .iter()
+            .filter(|(id, p)| p.resource == r && p.kind == crate::KIND_SNAPSHOT && kept(id))
+            .filter_map(|(id, p)| {
+                let m = crate::restore::snapshot_meta(id, p).ok()?;
+                m.binlog.map(|c| (m.consistent_at, *id, c))
+            })
+            .min_by_key(|(t, _, _)| *t);
+        let Some((_, sid, co)) = oldest else { continue };
+        let from = file_number(&co.file).unwrap_or(0);
+        for (id, p) in points
+            .iter()
+            .filter(|(_, p)| p.resource == r && p.kind == crate::KIND_BINLOG)
+        {
+            let Ok(m) = binlog_meta(id, p) else {
+                out.push((*id, "unreadable meta: kept".into()));
+                continue;
+            };
+            if m.segments.is_empty()
+                || m.segments
+                    .iter()
+                    .any(|s| file_number(&s.file).unwrap_or(0) >= from)
+            {
+                out.push((*id, format!("binlog for snapshot {}", sid.short())));
+            }
+        }
+    }
+    out
+}

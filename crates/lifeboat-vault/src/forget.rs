@@ -1,6 +1,8 @@
 //! Retention policy: which recovery points to keep.
 //!
-//! Points are grouped by resource. Within a group, newest first: `last` keeps
+//! Points are grouped by resource and kind (a database's snapshots and its
+//! archived binlog are kept by different rules: the binlog points a kept
+//! snapshot needs are the protector's to decide). Within a group, newest first: `last` keeps
 //! the newest N; `hourly` keeps the newest point of each of the N most recent
 //! hours that have a point; likewise daily, weekly (ISO weeks), monthly and
 //! yearly. A point kept by any rule is kept. A point under a retention lock is
@@ -45,6 +47,8 @@ pub struct Decision {
     pub id: Id,
     /// Its resource.
     pub resource: String,
+    /// Its kind.
+    pub kind: String,
     /// Its time.
     pub time: DateTime<Utc>,
     /// Whether it is kept.
@@ -60,9 +64,12 @@ pub fn apply(
     policy: &KeepPolicy,
     now: DateTime<Utc>,
 ) -> Vec<Decision> {
-    let mut groups: BTreeMap<&str, Vec<&(Id, RecoveryPoint)>> = BTreeMap::new();
+    let mut groups: BTreeMap<(&str, &str), Vec<&(Id, RecoveryPoint)>> = BTreeMap::new();
     for p in points {
-        groups.entry(p.1.resource.as_str()).or_default().push(p);
+        groups
+            .entry((p.1.resource.as_str(), p.1.kind.as_str()))
+            .or_default()
+            .push(p);
     }
     let mut out = Vec::new();
     for (_, mut ps) in groups {
@@ -109,6 +116,7 @@ pub fn apply(
             out.push(Decision {
                 id: p.0,
                 resource: p.1.resource.clone(),
+                kind: p.1.kind.clone(),
                 time: p.1.time,
                 keep: !why.is_empty(),
                 reasons: why,
@@ -153,6 +161,35 @@ mod tests {
         assert_eq!(kept.len(), 3);
         assert!(kept.iter().all(|d| d.time.hour() == 17));
         assert_eq!(ds.iter().filter(|d| !d.keep).count(), 7);
+    }
+
+    #[test]
+    fn kinds_of_one_resource_are_kept_separately() {
+        let now = Utc.with_ymd_and_hms(2026, 1, 10, 12, 0, 0).unwrap();
+        let mut points = Vec::new();
+        for (i, kind) in ["mysql", "mysql-binlog", "mysql-binlog", "mysql"]
+            .iter()
+            .enumerate()
+        {
+            let mut p = pt("db", now - chrono::Duration::hours(i as i64));
+            p.1.kind = kind.to_string();
+            points.push(p);
+        }
+        let ds = apply(
+            &points,
+            &KeepPolicy {
+                last: 1,
+                ..Default::default()
+            },
+            now,
+        );
+        let kept: Vec<_> = ds
+            .iter()
+            .filter(|d| d.keep)
+            .map(|d| d.kind.as_str())
+            .collect();
+        assert_eq!(kept.len(), 2, "one of each kind: {kept:?}");
+        assert!(kept.contains(&"mysql") && kept.contains(&"mysql-binlog"));
     }
 
     #[test]
