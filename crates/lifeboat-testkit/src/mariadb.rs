@@ -33,6 +33,7 @@ pub struct MariaDb {
     /// TCP port on 127.0.0.1.
     pub port: u16,
     child: Option<Child>,
+    opts: MariaDbOptions,
 }
 
 /// `mariadbd` from PATH, or Debian's /usr/sbin/mariadbd when sbin is not on PATH.
@@ -84,60 +85,74 @@ impl MariaDb {
             "mariadb-install-db: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let port = free_port();
+        let mut db = MariaDb {
+            dir,
+            port: free_port(),
+            child: None,
+            opts: opts.clone(),
+        };
+        db.spawn();
+        // install-db creates anonymous users that shadow TCP logins of others.
+        db.sql("DELETE FROM mysql.global_priv WHERE User=''; FLUSH PRIVILEGES;");
+        db
+    }
+
+    /// Starts `mariadbd` on this server's data directory and port; waits until it answers.
+    fn spawn(&mut self) {
+        let data = self.dir.path().join("data");
         let mut cmd = Command::new(server_binary());
         cmd.arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
-            .arg(format!("--port={port}"))
+            .arg(format!("--port={}", self.port))
             .arg("--bind-address=127.0.0.1")
-            .arg(format!(
-                "--socket={}",
-                dir.path().join("mysqld.sock").display()
-            ))
+            .arg(format!("--socket={}", self.socket().display()))
             .arg(format!(
                 "--pid-file={}",
-                dir.path().join("mysqld.pid").display()
+                self.dir.path().join("mysqld.pid").display()
             ))
             .arg(format!(
                 "--log-error={}",
-                dir.path().join("err.log").display()
+                self.dir.path().join("err.log").display()
             ))
-            .arg(format!("--server-id={}", opts.server_id))
+            .arg(format!("--server-id={}", self.opts.server_id))
             .arg("--user=root")
             .arg("--innodb-buffer-pool-size=64M")
             .arg("--innodb-log-file-size=48M");
-        if opts.binlog {
-            cmd.arg(format!("--log-bin={}", dir.path().join("binlog").display()))
-                .arg("--binlog-format=ROW");
+        if self.opts.binlog {
+            cmd.arg(format!(
+                "--log-bin={}",
+                self.dir.path().join("binlog").display()
+            ))
+            .arg("--binlog-format=ROW");
         }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mariadbd");
-        let mut db = MariaDb {
-            dir,
-            port,
-            child: Some(child),
-        };
+        self.child = Some(
+            cmd.stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("mariadbd"),
+        );
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if db.try_sql("SELECT 1").is_ok() {
+            if self.try_sql("SELECT 1").is_ok() {
                 break;
             }
-            if let Some(st) = db.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("mariadbd exited ({st}):\n{}", db.error_log());
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("mariadbd exited ({st}):\n{}", self.error_log());
             }
             assert!(
                 Instant::now() < deadline,
                 "mariadbd did not come up:\n{}",
-                db.error_log()
+                self.error_log()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        // install-db creates anonymous users that shadow TCP logins of others.
-        db.sql("DELETE FROM mysql.global_priv WHERE User=''; FLUSH PRIVILEGES;");
-        db
+    }
+
+    /// Starts a stopped (or killed) server again on the same data directory and
+    /// port, as an operator would after an outage; stops it first if running.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
     }
 
     /// The server's unix socket.
