@@ -107,7 +107,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/{*rest}", get(api_not_found).post(api_not_found))
         .route("/", get(frontend))
         .route("/{*path}", get(frontend))
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed on {}", uri.path()),
+    )
 }
 
 async fn api_not_found(uri: Uri) -> ApiError {

