@@ -63,7 +63,7 @@ mariadb-install-db --no-defaults --user=root --auth-root-authentication-method=n
   --datadir="$W/db" >"$W/install-db.log" 2>&1
 DB_PORT=$(free_port)
 "$MARIADBD" --no-defaults --datadir="$W/db" --port="$DB_PORT" --bind-address=127.0.0.1 \
-  --socket="$W/mysqld.sock" --pid-file="$W/mysqld.pid" --log-error="$W/mysqld.err" --user=root \
+  --socket="$W/mysqld.sock" --pid-file="$W/mysqld.pid" --log-error="$W/mysqld.err" --user=root --tmpdir="$W" \
   --log-bin="$W/binlog" --binlog-format=ROW --server-id=1 \
   --innodb-buffer-pool-size=256M --innodb-log-file-size=256M --max-connections=200 &
 DB_PID=$!

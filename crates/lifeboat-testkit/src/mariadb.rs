@@ -70,6 +70,10 @@ impl MariaDb {
             .tempdir()
             .unwrap();
         let data = dir.path().join("data");
+        // Its own temporary directory: servers bootstrapping side by side in
+        // the shared /tmp have been seen to trip over each other's temp tables.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
         let out = Command::new("mariadb-install-db")
             .args([
                 "--no-defaults",
@@ -78,6 +82,7 @@ impl MariaDb {
                 "--skip-test-db",
             ])
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .output()
             .expect("mariadb-install-db (apt-get install mariadb-server)");
         assert!(
@@ -104,6 +109,10 @@ impl MariaDb {
         cmd.arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--port={}", self.port))
+            .arg(format!(
+                "--tmpdir={}",
+                self.dir.path().join("tmp").display()
+            ))
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--socket={}", self.socket().display()))
             .arg(format!(

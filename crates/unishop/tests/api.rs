@@ -23,12 +23,10 @@ fn stock(db: &MariaDb, id: u32) -> u64 {
 
 #[test]
 fn catalogue_checkout_and_order_history() {
-    let db = mariadb();
-    let url = db_url(&db, "shop");
-    seed(&url, 12, 50);
-    let bucket = minimal_bucket();
-    let shop = Served::start(&url, &format!("file://{}", bucket.path().display()));
-    let h = shop.wait_health(200, Duration::from_secs(20));
+    let shop = shop(12, 50);
+    let db = &shop.db;
+    let h = shop.get("/health");
+    assert_eq!(h.status, 200);
     assert_eq!(
         h.json(),
         json!({"status": "ok", "database": "ok", "bucket": "ok"})
@@ -63,8 +61,8 @@ fn catalogue_checkout_and_order_history() {
     let id = placed["order_id"].as_u64().unwrap();
     let total = 3 * price(3) + price(5);
     assert_eq!(placed["total_cents"], total);
-    assert_eq!(stock(&db, 3), 47);
-    assert_eq!(stock(&db, 5), 49);
+    assert_eq!(stock(db, 3), 47);
+    assert_eq!(stock(db, 5), 49);
     assert_eq!(
         db.sql(&format!("SELECT line_no, product_id, quantity, unit_price_cents FROM shop.order_lines WHERE order_id = {id} ORDER BY line_no")),
         format!("1\t3\t3\t{}\n2\t5\t1\t{}\n", price(3), price(5))
@@ -100,12 +98,8 @@ fn catalogue_checkout_and_order_history() {
 
 #[test]
 fn impossible_and_malformed_orders_are_refused_and_write_nothing() {
-    let db = mariadb();
-    let url = db_url(&db, "shop");
-    seed(&url, 3, 5);
-    let bucket = minimal_bucket();
-    let shop = Served::start(&url, &format!("file://{}", bucket.path().display()));
-    shop.wait_health(200, Duration::from_secs(20));
+    let shop = shop(3, 5);
+    let db = &shop.db;
     let snapshot = || {
         db.sql("SELECT (SELECT COUNT(*) FROM shop.orders), (SELECT COUNT(*) FROM shop.order_lines), (SELECT GROUP_CONCAT(stock ORDER BY id) FROM shop.products)")
     };
@@ -228,18 +222,14 @@ fn impossible_and_malformed_orders_are_refused_and_write_nothing() {
         r.json()["error"],
         "not enough stock for product 2 (Sturdy Mug): 0 left, 1 asked"
     );
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM shop.orders"), 1);
-    assert_eq!(stock(&db, 2), 0);
+    assert_eq!(count(db, "SELECT COUNT(*) FROM shop.orders"), 1);
+    assert_eq!(stock(db, 2), 0);
 }
 
 #[test]
 fn concurrent_checkouts_never_oversell() {
-    let db = mariadb();
-    let url = db_url(&db, "shop");
-    seed(&url, 2, 8);
-    let bucket = minimal_bucket();
-    let shop = Served::start(&url, &format!("file://{}", bucket.path().display()));
-    shop.wait_health(200, Duration::from_secs(20));
+    let shop = shop(2, 8);
+    let db = &shop.db;
     // 24 buyers at once (fewer than the shop's 32 connections), each wanting one of product 1 and one of product 2
     // (listed in both orders, so that locks are taken in different request orders).
     let statuses: Vec<u16> = std::thread::scope(|s| {
@@ -261,13 +251,13 @@ fn concurrent_checkouts_never_oversell() {
     let created = statuses.iter().filter(|s| **s == 201).count();
     let conflicts = statuses.iter().filter(|s| **s == 409).count();
     assert_eq!((created, conflicts), (8, 16), "{statuses:?}");
-    assert_eq!(stock(&db, 1), 0);
-    assert_eq!(stock(&db, 2), 0);
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM shop.orders"), 8);
-    assert_eq!(count(&db, "SELECT COUNT(*) FROM shop.order_lines"), 16);
+    assert_eq!(stock(db, 1), 0);
+    assert_eq!(stock(db, 2), 0);
+    assert_eq!(count(db, "SELECT COUNT(*) FROM shop.orders"), 8);
+    assert_eq!(count(db, "SELECT COUNT(*) FROM shop.order_lines"), 16);
     assert_eq!(
         count(
-            &db,
+            db,
             "SELECT COALESCE(SUM(quantity), 0) FROM shop.order_lines"
         ),
         16

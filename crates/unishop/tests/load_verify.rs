@@ -38,12 +38,8 @@ fn verify(url: &str, log: &std::path::Path) -> (i32, Value) {
 
 #[test]
 fn every_acknowledged_order_is_logged_and_verify_finds_the_lost_ones() {
-    let db = mariadb();
-    let url = db_url(&db, "shop");
-    seed(&url, 10, 100_000);
-    let bucket = minimal_bucket();
-    let shop = Served::start(&url, &format!("file://{}", bucket.path().display()));
-    shop.wait_health(200, Duration::from_secs(20));
+    let shop = shop(10, 100_000);
+    let db = &shop.db;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("orders.log");
 
@@ -88,7 +84,7 @@ fn every_acknowledged_order_is_logged_and_verify_finds_the_lost_ones() {
         assert!(started <= created && created <= committed, "{l}");
     }
 
-    let (code, v) = verify(&url, &log);
+    let (code, v) = verify(&shop.db_url, &log);
     assert_eq!(code, 0, "{v}");
     assert_eq!(
         (
@@ -114,7 +110,7 @@ fn every_acknowledged_order_is_logged_and_verify_finds_the_lost_ones() {
     db.sql(&format!(
         "DELETE FROM shop.order_lines WHERE order_id > {cut}; DELETE FROM shop.orders WHERE id > {cut}; ALTER TABLE shop.orders AUTO_INCREMENT = 1;"
     ));
-    let (code, v) = verify(&url, &log);
+    let (code, v) = verify(&shop.db_url, &log);
     assert_eq!(code, 3, "{v}");
     assert_eq!(v["present"], 70);
     assert_eq!(v["missing"], 10);
@@ -134,7 +130,7 @@ fn every_acknowledged_order_is_logged_and_verify_finds_the_lost_ones() {
         );
         assert_eq!(r.status, 201);
     }
-    let (code, v) = verify(&url, &log);
+    let (code, v) = verify(&shop.db_url, &log);
     assert_eq!(code, 3);
     assert_eq!(v["missing"], 10);
     assert_eq!(v["replaced_ids"], serde_json::json!(ids[70..73]));
@@ -144,7 +140,7 @@ fn every_acknowledged_order_is_logged_and_verify_finds_the_lost_ones() {
             "--log",
             log.to_str().unwrap(),
             "--database-url",
-            &url,
+            &shop.db_url,
         ])
         .stdout,
     )
@@ -164,7 +160,7 @@ fn every_acknowledged_order_is_logged_and_verify_finds_the_lost_ones() {
         std::fs::read_to_string(&log).unwrap() + "{\"order_id\": 9",
     )
     .unwrap();
-    let (_, v) = verify(&url, &log);
+    let (_, v) = verify(&shop.db_url, &log);
     assert_eq!(v["unreadable_log_lines"], serde_json::json!([81]));
     assert_eq!(v["orders_in_log"], 80);
 }

@@ -271,3 +271,39 @@ pub fn seed(database_url: &str, n: u32, stock: u32) {
 pub fn frontend_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/frontend"))
 }
+
+/// A shop ready for requests: its own MariaDB with `products` seeded, a
+/// minimal directory bucket, `unishop serve` healthy. Dropped server first.
+pub struct Shop {
+    /// The running server.
+    pub served: Served,
+    /// The bucket directory.
+    pub bucket: tempfile::TempDir,
+    /// The database URL (`…/shop`).
+    pub db_url: String,
+    /// The database server.
+    pub db: MariaDb,
+}
+
+impl std::ops::Deref for Shop {
+    type Target = Served;
+    fn deref(&self) -> &Served {
+        &self.served
+    }
+}
+
+/// Starts a [`Shop`] with `products` sample products of `stock` pieces each.
+pub fn shop(products: u32, stock: u32) -> Shop {
+    let db = mariadb();
+    let db_url = db_url(&db, "shop");
+    seed(&db_url, products, stock);
+    let bucket = minimal_bucket();
+    let served = Served::start(&db_url, &format!("file://{}", bucket.path().display()));
+    served.wait_health(200, Duration::from_secs(20));
+    Shop {
+        served,
+        bucket,
+        db_url,
+        db,
+    }
+}
