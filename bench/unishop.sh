@@ -168,7 +168,8 @@ text = "\n".join(lines)
 print()
 print(text)
 if record:
+    ends = open(results).read()[-2:] if os.path.exists(results) else "\n\n"
     with open(results, "a") as f:
-        f.write("\n" + text + "\n")
+        f.write(("" if ends == "\n\n" else "\n" if ends.endswith("\n") else "\n\n") + text + "\n")
     print(f"\nrecorded in {results}")
 PY
