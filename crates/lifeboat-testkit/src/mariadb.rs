@@ -70,6 +70,10 @@ impl MariaDb {
             .tempdir()
             .unwrap();
         let data = dir.path().join("data");
+        // Its own temporary directory: servers bootstrapping side by side in
+        // the shared /tmp have been seen to trip over each other's temp tables.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
         let out = Command::new("mariadb-install-db")
             .args([
                 "--no-defaults",
@@ -78,6 +82,7 @@ impl MariaDb {
                 "--skip-test-db",
             ])
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .output()
             .expect("mariadb-install-db (apt-get install mariadb-server)");
         assert!(
@@ -99,22 +104,35 @@ impl MariaDb {
 
     /// Starts `mariadbd` on this server's data directory and port; waits until it answers.
     fn spawn(&mut self) {
-        let dir = self.dir.path();
+        let data = self.dir.path().join("data");
         let mut cmd = Command::new(server_binary());
         cmd.arg("--no-defaults")
-            .arg(format!("--datadir={}", dir.join("data").display()))
+            .arg(format!("--datadir={}", data.display()))
             .arg(format!("--port={}", self.port))
+            .arg(format!(
+                "--tmpdir={}",
+                self.dir.path().join("tmp").display()
+            ))
             .arg("--bind-address=127.0.0.1")
-            .arg(format!("--socket={}", dir.join("mysqld.sock").display()))
-            .arg(format!("--pid-file={}", dir.join("mysqld.pid").display()))
-            .arg(format!("--log-error={}", dir.join("err.log").display()))
+            .arg(format!("--socket={}", self.socket().display()))
+            .arg(format!(
+                "--pid-file={}",
+                self.dir.path().join("mysqld.pid").display()
+            ))
+            .arg(format!(
+                "--log-error={}",
+                self.dir.path().join("err.log").display()
+            ))
             .arg(format!("--server-id={}", self.opts.server_id))
             .arg("--user=root")
             .arg("--innodb-buffer-pool-size=64M")
             .arg("--innodb-log-file-size=48M");
         if self.opts.binlog {
-            cmd.arg(format!("--log-bin={}", dir.join("binlog").display()))
-                .arg("--binlog-format=ROW");
+            cmd.arg(format!(
+                "--log-bin={}",
+                self.dir.path().join("binlog").display()
+            ))
+            .arg("--binlog-format=ROW");
         }
         self.child = Some(
             cmd.stdout(Stdio::null())
@@ -139,17 +157,10 @@ impl MariaDb {
         }
     }
 
-    /// Stops the server (as [`MariaDb::stop`]) and starts it again on the same
-    /// data directory and port, as an administrator's restart would.
+    /// Starts a stopped (or killed) server again on the same data directory and
+    /// port, as an operator would after an outage; stops it first if running.
     pub fn restart(&mut self) {
         self.stop();
-        self.spawn();
-    }
-
-    /// Starts a server killed with [`MariaDb::kill`] or stopped with
-    /// [`MariaDb::stop`] again (crash recovery runs as it would after a crash).
-    pub fn start_again(&mut self) {
-        assert!(self.child.is_none(), "the server is running");
         self.spawn();
     }
 

@@ -1,5 +1,5 @@
 //! The throw-away MariaDB helper really starts servers that work, with binlog
-//! on or off, and stops them.
+//! on or off, and stops them; stopped or killed ones restart on their port.
 
 use lifeboat_testkit::mariadb::{MariaDb, MariaDbOptions};
 
@@ -37,4 +37,23 @@ fn two_servers_start_take_writes_and_stop() {
     b.stop();
     assert!(b.try_sql("SELECT 1").is_err(), "stopped");
     assert!(!sock.exists() || b.try_sql("SELECT 1").is_err());
+}
+
+#[test]
+fn a_stopped_or_killed_server_restarts_on_its_port_with_its_data() {
+    let mut db = MariaDb::start_with(&MariaDbOptions {
+        binlog: false,
+        server_id: 3,
+    });
+    let port = db.port;
+    db.sql("CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY); INSERT INTO shop.t VALUES (1),(2),(3);");
+    db.stop();
+    assert!(db.try_sql("SELECT 1").is_err(), "stopped");
+    db.restart();
+    assert_eq!(db.port, port);
+    assert_eq!(db.sql("SELECT @@port").trim(), port.to_string());
+    assert_eq!(db.sql("SELECT COUNT(*) FROM shop.t").trim(), "3");
+    db.kill();
+    db.restart();
+    assert_eq!(db.sql("SELECT COUNT(*) FROM shop.t").trim(), "3");
 }
