@@ -62,7 +62,7 @@ impl Default for ArchiveOptions {
     fn default() -> Self {
         ArchiveOptions {
             resource: None,
-            seal_interval: Duration::from_secs(2),
+            seal_interval: Duration::from_secs(1),
             rollup_interval: Duration::from_secs(300),
             rollup_bytes: 16 << 20,
             inline_max: 1 << 20,

@@ -53,6 +53,10 @@ pub struct SnapshotOptions {
     pub resource: Option<String>,
     /// Tags of the point.
     pub tags: Vec<String>,
+    /// zstd level for the dump (`None`: the vault's default). Level 1
+    /// compresses row data as well as 3 here at a third less CPU, which on a
+    /// database host shared with the server is what a snapshot is short of.
+    pub compression: Option<i32>,
 }
 
 impl Default for SnapshotOptions {
@@ -64,6 +68,7 @@ impl Default for SnapshotOptions {
             chunk_bytes: 64 * 1024 * 1024,
             resource: None,
             tags: Vec::new(),
+            compression: Some(1),
         }
     }
 }
@@ -176,7 +181,10 @@ pub fn snapshot(
     } else {
         Vec::new()
     };
-    let writer = BackupWriter::start(vault, "backup")?;
+    let mut writer = BackupWriter::start(vault, "backup")?;
+    if let Some(level) = opts.compression {
+        writer = writer.with_compression(level);
+    }
     let mut workers = Vec::new();
     for _ in 0..opts.parallel.max(1) {
         workers.push(Session::connect(dsn)?);

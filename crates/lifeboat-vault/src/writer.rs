@@ -66,6 +66,8 @@ pub struct BackupWriter<'v> {
     /// knows them, so it removes them when it fails.
     unindexed: Mutex<Vec<Id>>,
     chunker: Chunker,
+    /// zstd level for new blobs (the vault's default unless changed).
+    compression: i32,
     lock: Option<LockGuard>,
 }
 
@@ -93,8 +95,17 @@ impl<'v> BackupWriter<'v> {
             stats: WriteStats::default(),
             unindexed: Mutex::new(Vec::new()),
             chunker: Chunker::new(vault.config().chunker, vault.key().chunker_seed()),
+            compression: vault.config().compression,
             lock: Some(lock),
         })
+    }
+
+    /// Uses another zstd level than the vault's default for the blobs of this
+    /// session (readers do not depend on the level: zstd frames describe
+    /// themselves). Database dumps use a fast level, for example.
+    pub fn with_compression(mut self, level: i32) -> Self {
+        self.compression = level;
+        self
     }
 
     /// The vault written to.
@@ -129,7 +140,7 @@ impl<'v> BackupWriter<'v> {
             BlobType::Tree => &self.tree_pack,
         };
         let full = SEAL.with_borrow_mut(|s| {
-            let flags = seal_blob_into(key, t, &id, data, self.vault.config().compression, s);
+            let flags = seal_blob_into(key, t, &id, data, self.compression, s);
             self.stats
                 .bytes_new
                 .fetch_add(data.len() as u64, Ordering::Relaxed);

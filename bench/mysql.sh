@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# MySQL/MariaDB protector benchmark, all tools side by side in one run:
+#   snapshot:  lifeboat backup mysql  vs  mariadb-dump > file  vs  mydumper -t 4
+#   restore:   lifeboat restore mysql vs  mariadb < file       vs  myloader -t 4
+#   archive:   commit → sealed-in-the-vault lag (p50/p99) under a sustained write load
+# on a generated database of SIZE_GB (default 2.5) GB of dump text: several
+# tables, one large. Every restore is checked with CHECKSUM TABLE against the
+# source. Servers are throw-away mariadbd instances (same settings for every
+# tool). Usage: bench/mysql.sh [--record]   (--record appends to bench/RESULTS.md)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RECORD=${1:-}
+SIZE_GB=${SIZE_GB:-2.5}
+WORK=${WORK:-$PWD/bench/work/mysql}
+LAG_SECONDS=${LAG_SECONDS:-60}
+export LIFEBOAT_PASSWORD=bench-password LIFEBOAT_VAULT=file://$WORK/vault
+for t in mariadbd:/usr/sbin/mariadbd mariadb-dump mydumper myloader sysbench; do
+  b=${t#*:}; command -v "$b" >/dev/null || [ -x "$b" ] || { echo "missing $b: apt-get install mariadb-server mariadb-client mydumper sysbench" >&2; exit 1; }
+done
+echo "== building lifeboat (release)"
+cargo build --release --locked -q -p lifeboat-cli
+LB=$PWD/target/release/lifeboat
+
+rm -rf "$WORK"; mkdir -p "$WORK"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+start_server() { # NAME → sets PORT_NAME
+  local name=$1 dir=$WORK/$1 port; port=$(free_port)
+  mkdir -p "$dir/tmp"
+  mariadb-install-db --no-defaults --datadir="$dir/data" --user=root --auth-root-authentication-method=normal --skip-test-db >/dev/null 2>&1
+  /usr/sbin/mariadbd --no-defaults --datadir="$dir/data" --port="$port" --bind-address=127.0.0.1 \
+    --socket="$dir/sock" --pid-file="$dir/pid" --log-error="$dir/err.log" --tmpdir="$dir/tmp" --user=root \
+    --server-id=$((RANDOM + 1)) --log-bin="$dir/binlog" --binlog-format=ROW \
+    --innodb-buffer-pool-size=4G --innodb-log-file-size=1G --max-allowed-packet=256M &
+  PIDS+=($!)
+  for _ in $(seq 1 300); do mariadb --no-defaults -S "$dir/sock" -uroot -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
+  mariadb --no-defaults -S "$dir/sock" -uroot -e "DELETE FROM mysql.global_priv WHERE User=''; FLUSH PRIVILEGES"
+  eval "PORT_$name=$port"
+}
+sql() { local name=$1; shift; mariadb --no-defaults -S "$WORK/$name/sock" -uroot "$@"; }
+now() { date +%s.%N; }
+
+start_server src; start_server dst
+echo "== generating about ${SIZE_GB} GB (dump text) in database bench"
+ORDERS=$(python3 -c "print(int($SIZE_GB * 1e9 * 0.72 / 150))")
+sql src <<SQL
+CREATE DATABASE bench;
+USE bench;
+CREATE TABLE customers (id INT PRIMARY KEY, name VARCHAR(80), email VARCHAR(120), country CHAR(2), created DATETIME(6), KEY (country));
+CREATE TABLE products (id INT PRIMARY KEY, sku VARCHAR(20), title VARCHAR(200), price DECIMAL(10,2), stock INT, image BLOB);
+CREATE TABLE orders (id BIGINT PRIMARY KEY, customer_id INT, product_id INT, qty INT, price DECIMAL(10,2),
+  status ENUM('new','paid','shipped','done'), created_at DATETIME(6), note VARCHAR(200), KEY (customer_id));
+CREATE TABLE events (id BIGINT PRIMARY KEY AUTO_INCREMENT, order_id BIGINT, kind VARCHAR(20), payload JSON, at TIMESTAMP(6) NULL);
+CREATE TABLE audit (at DATETIME(6), who VARCHAR(40), what TEXT);
+INSERT INTO customers SELECT seq, CONCAT('Customer ', seq), CONCAT('c', seq, '@example.com'), ELT(1 + seq % 5, 'DE','FR','US','JP','BR'), '2024-01-01' + INTERVAL seq MINUTE FROM seq_1_to_500000;
+INSERT INTO products SELECT seq, CONCAT('SKU-', seq), CONCAT('Product number ', seq, ' ', MD5(seq)), (seq % 9000) / 100 + 1, seq % 500, UNHEX(SHA2(seq, 512)) FROM seq_1_to_100000;
+SQL
+step=2000000; done_rows=0
+while [ "$done_rows" -lt "$ORDERS" ]; do
+  hi=$((done_rows + step)); [ "$hi" -gt "$ORDERS" ] && hi=$ORDERS
+  sql src bench -e "INSERT INTO orders SELECT seq, seq % 500003, seq % 100003, 1 + seq % 5, (seq % 10000) / 100,
+    1 + seq % 4, '2025-01-01' + INTERVAL seq SECOND, CONCAT('order note ', MD5(seq), ' ', SHA1(seq))
+    FROM seq_$((done_rows + 1))_to_$hi"
+  done_rows=$hi
+done
+sql src bench -e "INSERT INTO events (order_id, kind, payload, at) SELECT seq, ELT(1 + seq % 3, 'paid','shipped','done'),
+  JSON_OBJECT('order', seq, 'by', CONCAT('user', seq % 97), 'ok', TRUE), '2025-06-01' + INTERVAL seq SECOND FROM seq_1_to_$((ORDERS / 3));
+  INSERT INTO audit SELECT '2025-01-01' + INTERVAL seq SECOND, CONCAT('user', seq % 13), REPEAT(MD5(seq), 3) FROM seq_1_to_300000;
+  ANALYZE TABLE customers, products, orders, events, audit;"
+DATA_MB=$(sql src -N -e "SELECT ROUND(SUM(data_length + index_length) / 1048576) FROM information_schema.TABLES WHERE table_schema = 'bench'")
+ROWS=$(sql src -N -e "SELECT SUM(table_rows) FROM information_schema.TABLES WHERE table_schema = 'bench'")
+# Warm the buffer pool for every tool alike.
+sql src bench -e "SELECT COUNT(*), SUM(LENGTH(note)) FROM orders; SELECT COUNT(*) FROM events; SELECT COUNT(*) FROM audit" >/dev/null
+checksums() { sql "$1" -N -e "CHECKSUM TABLE bench.customers, bench.products, bench.orders, bench.events, bench.audit" | awk '{print $2}' | tr '\n' ' '; }
+SRC_SUM=$(checksums src)
+
+declare -A T
+timeit() { local k=$1; shift; local s; s=$(now); "$@"; T[$k]=$(python3 -c "print(f'{$(now) - $s:.2f}')"); echo "   $k: ${T[$k]} s"; }
+verify() { local got; got=$(checksums dst); [ "$got" = "$SRC_SUM" ] || { echo "RESTORE MISMATCH ($1): $got vs $SRC_SUM" >&2; exit 1; }; }
+reset_dst() { sql dst -e "DROP DATABASE IF EXISTS bench"; sql dst -e "RESET MASTER"; }
+
+echo "== snapshot ($DATA_MB MiB of data and indexes, $ROWS rows)"
+timeit dump_mariadb bash -c "mariadb-dump --no-defaults -S '$WORK/src/sock' -uroot --single-transaction --quick --databases bench > '$WORK/dump.sql'"
+DUMP_MB=$(( $(stat -c %s "$WORK/dump.sql") / 1048576 ))
+timeit dump_mydumper mydumper -h 127.0.0.1 -P "$PORT_src" -u root -B bench -t 4 -o "$WORK/mydumper"
+"$LB" vault init -q
+timeit dump_lifeboat "$LB" backup mysql --dsn "mysql://root@127.0.0.1:$PORT_src" --databases bench -q
+VAULT_MB=$(( $(du -sb "$WORK/vault" | cut -f1) / 1048576 ))
+sql src bench -e "UPDATE orders SET status = 'done' WHERE id % 100 = 0"   # 1 % of the big table changes
+timeit dump_lifeboat_again "$LB" backup mysql --dsn "mysql://root@127.0.0.1:$PORT_src" --databases bench -q
+SRC_SUM=$(checksums src)   # the restores below use the newest snapshot and a new dump
+timeit dump_mariadb_again bash -c "mariadb-dump --no-defaults -S '$WORK/src/sock' -uroot --single-transaction --quick --databases bench > '$WORK/dump.sql'"
+rm -rf "$WORK/mydumper"; mydumper -h 127.0.0.1 -P "$PORT_src" -u root -B bench -t 4 -o "$WORK/mydumper"
+
+echo "== restore into an empty server (binlog on, as a new primary's would be)"
+reset_dst; timeit load_mariadb bash -c "mariadb --no-defaults -S '$WORK/dst/sock' -uroot < '$WORK/dump.sql'"; verify mariadb
+reset_dst; timeit load_myloader myloader -h 127.0.0.1 -P "$PORT_dst" -u root -d "$WORK/mydumper" -t 4 -o; verify myloader
+reset_dst; timeit load_lifeboat "$LB" restore mysql latest --dsn "mysql://root@127.0.0.1:$PORT_dst" -q; verify lifeboat
+
+echo "== archive lag under a sustained write load (${LAG_SECONDS} s)"
+sql src -e "CREATE DATABASE sbtest; CREATE TABLE bench.probe (id BIGINT AUTO_INCREMENT PRIMARY KEY, at DATETIME(6))"
+sysbench oltp_write_only --mysql-host=127.0.0.1 --mysql-port="$PORT_src" --mysql-user=root --mysql-db=sbtest \
+  --tables=4 --table-size=50000 prepare >/dev/null
+"$LB" archive mysql --dsn "mysql://root@127.0.0.1:$PORT_src" --spool "$WORK/spool" --json > "$WORK/archive.jsonl" 2> "$WORK/archive.err" &
+ARCH=$!; PIDS+=($ARCH)
+sleep 3
+sysbench oltp_write_only --mysql-host=127.0.0.1 --mysql-port="$PORT_src" --mysql-user=root --mysql-db=sbtest \
+  --tables=4 --table-size=50000 --threads=2 --rate=200 --time="$((LAG_SECONDS + 5))" run > "$WORK/sysbench.txt" &
+SB=$!; PIDS+=($SB)
+python3 - "$WORK/src/sock" "$LAG_SECONDS" > "$WORK/probes.txt" <<'PY'
+import subprocess, sys, time
+sock, secs = sys.argv[1], float(sys.argv[2])
+p = subprocess.Popen(["mariadb", "--no-defaults", "-S", sock, "-uroot", "-N", "-B", "--unbuffered"],
+                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+end = time.time() + secs
+while time.time() < end:
+    p.stdin.write("INSERT INTO bench.probe (at) VALUES (NOW(6)); SELECT @@last_gtid, UNIX_TIMESTAMP(NOW(6));\n"); p.stdin.flush()
+    print(p.stdout.readline().strip(), flush=True)
+    time.sleep(0.05)
+p.stdin.close(); p.wait()
+PY
+wait "$SB" || true
+sleep 4; kill -TERM "$ARCH"; wait "$ARCH" || true
+LAG=$(python3 - "$WORK/probes.txt" "$WORK/archive.jsonl" <<'PY'
+import json, sys
+from datetime import datetime
+probes = []
+for line in open(sys.argv[1]):
+    g, t = line.split()
+    probes.append((int(g.split("-")[2]), float(t)))
+seals = []
+for line in open(sys.argv[2]):
+    e = json.loads(line)
+    if e["event"] == "sealed" and e.get("last_gtid"):
+        whole, _, frac = e["sealed_at"].rstrip("Z").partition(".")
+        t = datetime.fromisoformat(whole + "+00:00").timestamp() + float("0." + (frac or "0"))
+        seals.append((int(e["last_gtid"].split("-")[2]), t))
+lags = []
+for seq, committed in probes:
+    s = next((t for g, t in seals if g >= seq), None)
+    if s is not None:
+        lags.append(s - committed)
+lags.sort()
+q = lambda p: lags[min(len(lags) - 1, int(p * len(lags)))]
+print(f"{q(0.5):.2f} {q(0.99):.2f} {max(lags):.2f} {len(lags)} {len(probes)}")
+PY
+)
+read -r LAG50 LAG99 LAGMAX NLAG NPROBE <<<"$LAG"
+TPS=$(awk '/transactions:/ {gsub(/[()]/,"",$3); print $3}' "$WORK/sysbench.txt")
+echo "   lag p50 ${LAG50} s, p99 ${LAG99} s, max ${LAGMAX} s over ${NLAG}/${NPROBE} probes; background ${TPS} tps"
+
+ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+R_DUMP=$(ratio "${T[dump_mariadb]}" "${T[dump_lifeboat]}")
+R_LOAD=$(ratio "${T[load_mariadb]}" "${T[load_lifeboat]}")
+echo
+echo "snapshot: lifeboat ${T[dump_lifeboat]} s vs mariadb-dump ${T[dump_mariadb]} s (${R_DUMP}x, target >= 2x), mydumper ${T[dump_mydumper]} s"
+echo "restore:  lifeboat ${T[load_lifeboat]} s vs mariadb < dump ${T[load_mariadb]} s (${R_LOAD}x, target >= 3x), myloader ${T[load_myloader]} s"
+echo "archive:  lag p99 ${LAG99} s (target <= 5 s)"
+
+if [ "$RECORD" = "--record" ]; then
+  {
+    echo
+    echo "### MySQL benchmark, $(date -u +%F) — $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), MariaDB $(sql src -N -e 'SELECT @@version')"
+    echo
+    echo "Data: database \`bench\`, 5 tables (orders: $(printf "%'d" "$ORDERS") rows), $ROWS rows, $DATA_MB MiB data+indexes, mariadb-dump file $DUMP_MB MiB; vault after the first snapshot $VAULT_MB MiB. Servers: 4 GiB buffer pool (warm), binlog on (ROW). \`bench/mysql.sh --record\`."
+    echo
+    echo "| step | lifeboat | mariadb-dump / mariadb | mydumper / myloader -t 4 | lifeboat vs mariadb |"
+    echo "|---|---|---|---|---|"
+    echo "| snapshot | ${T[dump_lifeboat]} s | ${T[dump_mariadb]} s | ${T[dump_mydumper]} s | ${R_DUMP}x (target ≥ 2x) |"
+    echo "| snapshot after 1 % of orders changed | ${T[dump_lifeboat_again]} s | ${T[dump_mariadb_again]} s | | |"
+    echo "| restore into an empty server | ${T[load_lifeboat]} s | ${T[load_mariadb]} s | ${T[load_myloader]} s | ${R_LOAD}x (target ≥ 3x) |"
+    echo
+    echo "Archive lag (commit → sealed in the vault), ${NLAG} probe commits over ${LAG_SECONDS} s with sysbench oltp_write_only at ${TPS} tps: p50 ${LAG50} s, p99 ${LAG99} s, max ${LAGMAX} s (target p99 ≤ 5 s)."
+  } >> bench/RESULTS.md
+  echo "recorded in bench/RESULTS.md"
+fi
