@@ -454,6 +454,17 @@ fn archive_follows_rotation_and_server_restart_and_resumes_after_its_own_kill() 
     let _ = arch.0.wait();
     std::thread::sleep(Duration::from_millis(1000)); // changes while no archive runs
     let mut arch = archive(&c, &src, t.path(), "a2");
+    wait_event(&t.path().join("a2.jsonl"), "\"event\":\"started\"");
+    let o = c.run(&[
+        "archive",
+        "mysql",
+        "--dsn",
+        &dsn(&src),
+        "--spool",
+        t.path().join("s3").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("another binlog archive"));
     std::thread::sleep(Duration::from_millis(1000));
     let (ops, err) = w.stop();
     assert!(err.is_none(), "{err:?}");

@@ -444,8 +444,21 @@ pub fn archive(
         );
     }
     let server_files = binary_logs(&mut control)?;
+    // One archive per resource: a second would store every event twice.
+    let kind = format!("archive {resource}");
+    if let Some((_, l)) = lifeboat_vault::lock::live_locks(vault.storage())?
+        .into_iter()
+        .find(|(_, l)| l.kind == kind)
+    {
+        return Err(MysqlError::Usage(format!(
+            "another binlog archive of {resource} is running (on {}, pid {}, since {}); stop it first",
+            l.host,
+            l.pid,
+            l.created.to_rfc3339()
+        )));
+    }
     let catalog = Catalog::load(vault, &resource)?;
-    let writer = BackupWriter::start(vault, "archive")?;
+    let writer = BackupWriter::start(vault, &kind)?;
     // Seal points a previous run left are rolled up first.
     if let Some(id) = write_rollup(&writer, &resource, &catalog.seals)? {
         on_event(&ArchiveEvent::RolledUp {
