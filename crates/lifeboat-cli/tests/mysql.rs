@@ -23,6 +23,14 @@ fn dsn(db: &MariaDb) -> String {
     format!("mysql://root@127.0.0.1:{}", db.port)
 }
 
+/// `lifeboat restore mysql latest --dsn <db> ARGS…`, asserting success.
+fn restore(c: &Cli, db: &MariaDb, args: &[&str]) {
+    let dsn = dsn(db);
+    let mut a = vec!["restore", "mysql", "latest", "--dsn", &dsn];
+    a.extend_from_slice(args);
+    c.ok(&a);
+}
+
 fn checksum(db: &MariaDb, table: &str) -> String {
     db.sql(&format!("CHECKSUM TABLE {table}"))
         .split('\t')
@@ -211,7 +219,7 @@ fn snapshot_under_load_restores_every_type_and_matches_its_coordinates() {
         "the load ran on both sides of the snapshot"
     );
 
-    c.ok(&["restore", "mysql", "latest", "--dsn", &dsn(&dst), "--users"]);
+    restore(&c, &dst, &["--users"]);
     for table in STATIC_TABLES {
         assert_eq!(checksum(&src, table), checksum(&dst, table), "{table}");
     }
@@ -242,17 +250,11 @@ fn snapshot_under_load_restores_every_type_and_matches_its_coordinates() {
     let o = c.run(&["restore", "mysql", "latest", "--dsn", &dsn(&dst)]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("is not empty"));
-    c.ok(&[
-        "restore",
-        "mysql",
-        "latest",
-        "--dsn",
-        &dsn(&dst),
-        "--databases",
-        "shop",
-        "--rename",
-        "shop=shop_copy",
-    ]);
+    restore(
+        &c,
+        &dst,
+        &["--databases", "shop", "--rename", "shop=shop_copy"],
+    );
     assert_eq!(checksum(&src, "shop.big"), checksum(&dst, "shop_copy.big"));
     assert_eq!(dst.sql("SELECT COUNT(*) FROM shop_copy.v_v").trim(), "9");
 
@@ -314,15 +316,7 @@ fn point_in_time_restore_holds_exactly_the_rows_committed_before_t() {
         .filter(|o| DateTime::<Utc>::from(o.committed) < at)
         .count();
     assert!(before > 0 && before < ops.len());
-    c.ok(&[
-        "restore",
-        "mysql",
-        "latest",
-        "--dsn",
-        &dsn(&dst),
-        "--at",
-        &at.to_rfc3339(),
-    ]);
+    restore(&c, &dst, &["--at", &at.to_rfc3339()]);
     let expected = expected_state(&ops, |o| DateTime::<Utc>::from(o.committed) < at);
     let got = state(&dst, "shop.load_rows");
     assert!(
@@ -332,16 +326,7 @@ fn point_in_time_restore_holds_exactly_the_rows_committed_before_t() {
     );
 
     // Everything archived.
-    c.ok(&[
-        "restore",
-        "mysql",
-        "latest",
-        "--dsn",
-        &dsn(&dst),
-        "--at",
-        "latest",
-        "--force",
-    ]);
+    restore(&c, &dst, &["--at", "latest", "--force"]);
     assert_eq!(
         checksum(&src, "shop.load_rows"),
         checksum(&dst, "shop.load_rows")
@@ -350,16 +335,7 @@ fn point_in_time_restore_holds_exactly_the_rows_committed_before_t() {
     // Up to one GTID, inclusive.
     let mid = &ops[ops.len() * 3 / 4];
     let gtid = format!("0-1-{}", mid.gtid_seq);
-    c.ok(&[
-        "restore",
-        "mysql",
-        "latest",
-        "--dsn",
-        &dsn(&dst),
-        "--at",
-        &gtid,
-        "--force",
-    ]);
+    restore(&c, &dst, &["--at", &gtid, "--force"]);
     let expected = expected_state(&ops, |o| o.gtid_seq <= mid.gtid_seq);
     let got = state(&dst, "shop.load_rows");
     assert_eq!(
@@ -488,15 +464,7 @@ fn archive_follows_rotation_and_server_restart_and_resumes_after_its_own_kill() 
         files.len() >= 4,
         "rotations and the restart made new files: {files:?}"
     );
-    c.ok(&[
-        "restore",
-        "mysql",
-        "latest",
-        "--dsn",
-        &dsn(&dst),
-        "--at",
-        "latest",
-    ]);
+    restore(&c, &dst, &["--at", "latest"]);
     assert_eq!(
         checksum(&src, "shop.load_rows"),
         checksum(&dst, "shop.load_rows")
@@ -552,15 +520,7 @@ fn archive_says_loudly_when_binlogs_were_purged_before_it_saw_them() {
     let later = SystemTime::now();
     wait_restorable(&c, later);
     assert!(arch.stop());
-    c.ok(&[
-        "restore",
-        "mysql",
-        "latest",
-        "--dsn",
-        &dsn(&dst),
-        "--at",
-        "latest",
-    ]);
+    restore(&c, &dst, &["--at", "latest"]);
     assert_eq!(
         dst.sql("SELECT GROUP_CONCAT(id ORDER BY id) FROM shop.t")
             .trim(),

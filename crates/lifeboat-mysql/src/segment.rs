@@ -139,13 +139,21 @@ fn file_node(name: &str, content: Vec<Id>, size: u64, seg: &Segment) -> Node {
     n
 }
 
-fn new_point(
+/// Stores the tree of segment nodes and writes the point (stamped `time`, or now).
+fn write_point(
+    writer: &BackupWriter<'_>,
     resource: &str,
-    tree: Id,
+    mut nodes: Vec<Node>,
     meta: &BinlogMeta,
+    time: Option<DateTime<Utc>>,
     started: std::time::Instant,
-) -> RecoveryPoint {
+) -> Result<(Id, RecoveryPoint)> {
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    let tree = writer.save_tree(&Tree { nodes })?;
     let mut p = RecoveryPoint::new(resource, crate::KIND_BINLOG, tree);
+    if let Some(t) = time {
+        p.time = t;
+    }
     let bytes: u64 = meta.segments.iter().map(|s| s.end - s.start).sum();
     p.paths = meta.segments.iter().map(|s| s.file.clone()).collect();
     p.paths.dedup();
@@ -157,7 +165,8 @@ fn new_point(
         ..Summary::default()
     };
     p.meta = serde_json::to_value(meta).expect("meta serializes");
-    p
+    let id = writer.write_point(&p)?;
+    Ok((id, p))
 }
 
 /// Writes a seal point holding `pending` (inline when the total is at most
@@ -186,8 +195,6 @@ pub fn write_seal(
         }
         segments.push(seg);
     }
-    nodes.sort_by(|a, b| a.name.cmp(&b.name));
-    let tree = writer.save_tree(&Tree { nodes })?;
     let meta = BinlogMeta {
         format: 1,
         server_id,
@@ -195,9 +202,7 @@ pub fn write_seal(
         through,
         rollup: false,
     };
-    let point = new_point(resource, tree, &meta, started);
-    let id = writer.write_point(&point)?;
-    Ok((id, point))
+    write_point(writer, resource, nodes, &meta, None, started)
 }
 
 /// The meta of a `mysql-binlog` point.
@@ -298,8 +303,6 @@ pub fn write_rollup(
         nodes.push(file_node(&name, ids, s.end - s.start, &s));
         segments.push(s);
     }
-    nodes.sort_by(|a, b| a.name.cmp(&b.name));
-    let tree = writer.save_tree(&Tree { nodes })?;
     let meta = BinlogMeta {
         format: 1,
         server_id,
@@ -307,13 +310,8 @@ pub fn write_rollup(
         through,
         rollup: true,
     };
-    let mut point = new_point(resource, tree, &meta, started);
-    point.time = seals
-        .iter()
-        .map(|(_, p)| p.time)
-        .max()
-        .unwrap_or(point.time);
-    let id = writer.write_point(&point)?;
+    let time = seals.iter().map(|(_, p)| p.time).max();
+    let (id, _) = write_point(writer, resource, nodes, &meta, time, started)?;
     for (sid, _) in seals {
         vault.remove_point(sid, false)?;
     }
