@@ -14,7 +14,12 @@ pub const LOAD_FORMAT: &str =
 
 /// Appends one row to `out`.
 pub fn encode_row(row: &[Option<Vec<u8>>], out: &mut Vec<u8>) {
-    for (i, v) in row.iter().enumerate() {
+    encode_fields(row.iter().map(|v| v.as_deref()), out);
+}
+
+/// Appends one row, given as its fields (`None` = NULL), to `out`.
+pub fn encode_fields<'a>(fields: impl Iterator<Item = Option<&'a [u8]>>, out: &mut Vec<u8>) {
+    for (i, v) in fields.enumerate() {
         if i > 0 {
             out.push(b'\t');
         }
@@ -26,21 +31,26 @@ pub fn encode_row(row: &[Option<Vec<u8>>], out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
+/// For each byte, the letter of its escape (`\\x`), or 0 when it stands as is.
+const ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b'\\' as usize] = b'\\';
+    t[b'\t' as usize] = b't';
+    t[b'\n' as usize] = b'n';
+    t[b'\r' as usize] = b'r';
+    t[0] = b'0';
+    t
+};
+
 fn escape_into(b: &[u8], out: &mut Vec<u8>) {
+    out.reserve(b.len());
     let mut start = 0;
-    for (i, &c) in b.iter().enumerate() {
-        let esc = match c {
-            b'\\' => b'\\',
-            b'\t' => b't',
-            b'\n' => b'n',
-            b'\r' => b'r',
-            0 => b'0',
-            _ => continue,
-        };
-        out.extend_from_slice(&b[start..i]);
+    while let Some(i) = b[start..].iter().position(|&c| ESCAPE[c as usize] != 0) {
+        let at = start + i;
+        out.extend_from_slice(&b[start..at]);
         out.push(b'\\');
-        out.push(esc);
-        start = i + 1;
+        out.push(ESCAPE[b[at] as usize]);
+        start = at + 1;
     }
     out.extend_from_slice(&b[start..]);
 }

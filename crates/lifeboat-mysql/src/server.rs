@@ -418,6 +418,17 @@ impl Session {
     }
 }
 
+/// A text-protocol value as bytes (`None` = NULL). The text protocol only
+/// ever yields bytes or NULL (typed values come from the binary protocol,
+/// which dumps do not use).
+pub(crate) fn field(v: &Option<mysql_async::Value>) -> Option<&[u8]> {
+    match v {
+        None | Some(mysql_async::Value::NULL) => None,
+        Some(mysql_async::Value::Bytes(b)) => Some(b),
+        Some(other) => unreachable!("a text-protocol result holds {other:?}"),
+    }
+}
+
 pub(crate) fn raw_row(row: Row) -> Vec<Option<Vec<u8>>> {
     row.unwrap_raw()
         .into_iter()

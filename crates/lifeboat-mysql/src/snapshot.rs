@@ -34,9 +34,9 @@ use lifeboat_vault::{BackupWriter, Id, RecoveryPoint, Summary, Vault};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{MysqlError, Result};
-use crate::rows::encode_row;
+use crate::rows::encode_fields;
 use crate::schema::{self, DatabaseInfo, TableInfo, UserInfo};
-use crate::server::{Dsn, Flavor, ServerInfo, Session, ident, raw_row, text};
+use crate::server::{Dsn, Flavor, ServerInfo, Session, field, ident, text};
 
 /// What to snapshot, and how.
 #[derive(Debug, Clone)]
@@ -722,7 +722,8 @@ impl Read for RowReader<'_> {
                 while buf.len() < READ_BATCH {
                     match result.next().await? {
                         Some(row) => {
-                            encode_row(&raw_row(row), buf);
+                            let values = row.unwrap_raw();
+                            encode_fields(values.iter().map(field), buf);
                             *rows += 1;
                         }
                         None => return Ok(true),
