@@ -12,6 +12,7 @@ use std::process::{Command, Output};
 pub use tempfile::{TempDir, tempdir};
 
 pub mod mariadb;
+pub mod proxy;
 pub mod s3;
 
 /// Deterministic pseudo-random bytes (xorshift64*), fast enough for hundreds of MB.

@@ -84,15 +84,35 @@ impl S3Server {
 
     /// A raw HTTP request without body; returns the whole response.
     pub fn request(&self, method: &str, path: &str) -> std::io::Result<String> {
+        self.request_with(method, path, &[], b"")
+    }
+
+    /// A raw, unsigned HTTP request with headers and a body (moto does not
+    /// check signatures): an outside view of the store for tests. Returns the
+    /// whole response (status line, headers, body; bodies read lossily).
+    pub fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<String> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            self.port
-        )?;
-        let mut out = String::new();
-        s.read_to_string(&mut out)?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n",
+            self.port,
+            body.len()
+        );
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes())?;
+        s.write_all(body)?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw)?;
+        let out = String::from_utf8_lossy(&raw).into_owned();
         if out.is_empty() {
             return Err(std::io::Error::other("empty response"));
         }
