@@ -14,3 +14,4 @@ pub mod store;
 
 pub use error::{BucketError, Result};
 pub use store::{Bucket, ObjectInfo, ObjectMeta};
+pub mod replicate;

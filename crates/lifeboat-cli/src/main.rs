@@ -19,6 +19,7 @@ mod cmd_forget;
 mod cmd_key;
 mod cmd_points;
 mod cmd_prune;
+mod cmd_replicate;
 mod cmd_restore;
 mod cmd_vault;
 mod common;
@@ -54,6 +55,8 @@ enum Command {
     Forget(cmd_forget::ForgetArgs),
     /// Delete data no recovery point needs.
     Prune(cmd_prune::PruneArgs),
+    /// Replicate a bucket to another bucket continuously (or: `replicate status`).
+    Replicate(cmd_replicate::ReplicateArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
         Command::Points(c) => cmd_points::run(&cli.global, c),
         Command::Forget(a) => cmd_forget::run(&cli.global, a),
         Command::Prune(a) => cmd_prune::run(&cli.global, a),
+        Command::Replicate(a) => cmd_replicate::run(&cli.global, a),
     };
     match r {
         Ok(code) => code,
