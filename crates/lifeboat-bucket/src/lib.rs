@@ -10,6 +10,8 @@
 //!   to a source bucket as objects appear, change and disappear.
 
 pub mod error;
+pub mod restore;
+pub mod snapshot;
 pub mod store;
 
 pub use error::{BucketError, Result};

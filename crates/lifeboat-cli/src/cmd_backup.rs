@@ -37,9 +37,15 @@ pub enum BackupCmd {
         #[arg(long)]
         force: bool,
     },
+    /// Back up a bucket (a directory or an S3 bucket), or the keys under a prefix.
+    Bucket(crate::cmd_bucket::BackupBucketArgs),
 }
 
 pub fn run(g: &Global, cmd: BackupCmd) -> Result<ExitCode> {
+    let cmd = match cmd {
+        BackupCmd::Bucket(a) => return crate::cmd_bucket::backup(g, a),
+        other => other,
+    };
     let BackupCmd::Files {
         paths,
         tags,
@@ -48,7 +54,10 @@ pub fn run(g: &Global, cmd: BackupCmd) -> Result<ExitCode> {
         one_file_system,
         resource,
         force,
-    } = cmd;
+    } = cmd
+    else {
+        unreachable!("other kinds return above")
+    };
     let v = g.open()?;
     let opts = BackupOptions {
         paths,

@@ -30,16 +30,25 @@ pub enum RestoreCmd {
         #[arg(long)]
         resource: Option<String>,
     },
+    /// Restore a bucket point into a bucket (a directory or an S3 bucket).
+    Bucket(crate::cmd_bucket::RestoreBucketArgs),
 }
 
 pub fn run(g: &Global, cmd: RestoreCmd) -> Result<ExitCode> {
+    let cmd = match cmd {
+        RestoreCmd::Bucket(a) => return crate::cmd_bucket::restore(g, a),
+        other => other,
+    };
     let RestoreCmd::Files {
         point,
         to,
         path,
         verify,
         resource,
-    } = cmd;
+    } = cmd
+    else {
+        unreachable!("other kinds return above")
+    };
     let v = g.open()?;
     let (id, _) = v.find_point(&point, resource.as_deref())?;
     let to = std::path::absolute(&to)?;

@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod cmd_backup;
+mod cmd_bucket;
 mod cmd_forget;
 mod cmd_key;
 mod cmd_points;
