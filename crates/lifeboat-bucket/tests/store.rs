@@ -289,3 +289,68 @@ fn s3_bucket_passes_the_suite() {
         .unwrap_err();
     assert!(matches!(e, BucketError::NoBucket { .. }), "{e}");
 }
+
+/// Passes an object's chunks through, running `hook` after the first one.
+struct Hooked<F: FnMut() + Send> {
+    inner: lifeboat_bucket::store::ObjectReader,
+    hook: Option<F>,
+}
+
+impl<F: FnMut() + Send> Source for Hooked<F> {
+    async fn next_chunk(&mut self) -> lifeboat_bucket::Result<Option<Bytes>> {
+        let c = self.inner.next_chunk().await?;
+        if let Some(mut h) = self.hook.take() {
+            h();
+        }
+        Ok(c)
+    }
+    async fn finish(&mut self) -> lifeboat_bucket::Result<()> {
+        self.inner.finish().await
+    }
+    fn size_hint(&self) -> Option<u64> {
+        self.inner.size_hint()
+    }
+}
+
+#[test]
+fn a_directory_object_changed_while_read_is_refused_at_the_end() {
+    let t = tempdir().unwrap();
+    let b = Bucket::open_address(&format!("file://{}/b", t.path().display()), true).unwrap();
+    let d = Bucket::open_address(&format!("file://{}/d", t.path().display()), true).unwrap();
+    let path = t.path().join("b/obj");
+    std::fs::write(&path, pseudo_random(5, 3 * 1024 * 1024)).unwrap();
+    rt().block_on(async {
+        // Written in place (same inode) after the read began: the copy is refused.
+        let p = path.clone();
+        let mut r = Hooked {
+            inner: b.open_read("obj", None).await.unwrap(),
+            hook: Some(move || {
+                use std::os::unix::fs::FileExt;
+                let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+                f.write_all_at(b"XX", 10).unwrap();
+            }),
+        };
+        match d.put("obj", &ObjectMeta::default(), &mut r).await {
+            Err(BucketError::Changed { .. }) => {}
+            other => panic!("expected Changed, got {other:?}"),
+        }
+        assert!(
+            d.stat("obj").await.unwrap().is_none(),
+            "nothing was written"
+        );
+        // Replaced by rename after the read began: the old version is complete and kept.
+        let (p, dir) = (path.clone(), t.path().join("b"));
+        let mut r = Hooked {
+            inner: b.open_read("obj", None).await.unwrap(),
+            hook: Some(move || {
+                std::fs::write(dir.join("new"), b"new version").unwrap();
+                std::fs::rename(dir.join("new"), &p).unwrap();
+            }),
+        };
+        d.put("obj", &ObjectMeta::default(), &mut r).await.unwrap();
+        let got = std::fs::read(t.path().join("d/obj")).unwrap();
+        let mut old = pseudo_random(5, 3 * 1024 * 1024);
+        old[10..12].copy_from_slice(b"XX");
+        assert!(got == old, "the complete old version");
+    });
+}

@@ -542,7 +542,11 @@ impl DirBody {
             key: self.key.clone(),
             source: e,
         })?;
-        if stamp(&md) != self.before || self.read != self.before.0 {
+        let now = stamp(&md);
+        // Replaced by a rename (its last link gone): what was read is still
+        // one complete version, as long as no write touched it.
+        let replaced = md.nlink() == 0 && (now.0, now.1) == (self.before.0, self.before.1);
+        if (now != self.before && !replaced) || self.read != self.before.0 {
             return Err(BucketError::Changed {
                 bucket: self.address.clone(),
                 key: self.key.clone(),
