@@ -37,10 +37,13 @@ def gen(src):
     """N_OBJECTS objects in 100 directories: small ones of 1–40 KiB, and
     N_LARGE large ones of 4–12 MiB: about 2 GB in all (full run)."""
     rng = random.Random(7)
-    marker = os.path.join(src, f".complete-{N_OBJECTS}")
+    marker = src.rstrip("/") + f".complete-{N_OBJECTS}"
     if os.path.exists(marker):
         return
     shutil.rmtree(src, ignore_errors=True)
+    for old in os.listdir(os.path.dirname(src)):
+        if old.startswith("src.complete"):
+            os.remove(os.path.join(os.path.dirname(src), old))
     for i in range(N_OBJECTS):
         d = os.path.join(src, f"d{i % 100:02}")
         os.makedirs(d, exist_ok=True)
@@ -54,9 +57,8 @@ def du(src):
     n = b = 0
     for dp, _, fs in os.walk(src):
         for f in fs:
-            if not f.startswith(".complete"):
-                n += 1
-                b += os.path.getsize(os.path.join(dp, f))
+            n += 1
+            b += os.path.getsize(os.path.join(dp, f))
     return n, b
 
 
@@ -95,28 +97,18 @@ def rclone_env(endpoint):
 
 
 def lifeboat_backfill(frm, to, state, env=None):
-    """Starts a replicator with --existing; returns (seconds until the backlog is empty, peak RSS MiB)."""
+    """`lifeboat replicate --existing --once`: copies everything, exits when nothing waits.
+    Returns (seconds, peak RSS MiB, objects copied)."""
     shutil.rmtree(state, ignore_errors=True)
     t0 = time.monotonic()
-    p = subprocess.Popen([BIN, "replicate", "--from", frm, "--to", to, "--existing", "--state", state,
-                          "--concurrency", str(CONCURRENCY), "-q"], env=env)
-    rss = 0
-    while True:
-        time.sleep(0.05)
-        try:
-            with open(f"/proc/{p.pid}/status") as f:
-                rss = max(rss, int(next(l for l in f if l.startswith("VmHWM:")).split()[1]))
-        except (OSError, StopIteration):
-            pass
-        s = status(state)
-        if s.get("phase") == "replicating" and s.get("backlog_objects") == 0 and s.get("in_flight") == 0:
-            break
-        if p.poll() is not None:
-            sys.exit(f"replicator exited with {p.returncode}")
+    r = subprocess.run(["/usr/bin/time", "-f", "%M", BIN, "replicate", "--from", frm, "--to", to, "--existing", "--once",
+                        "--state", state, "--concurrency", str(CONCURRENCY), "--json", "-q"],
+                       env=env, capture_output=True, text=True)
     took = time.monotonic() - t0
-    p.send_signal(signal.SIGTERM)
-    p.wait()
-    return took, rss / 1024, s["copied_objects"]
+    if r.returncode != 0:
+        sys.exit(f"lifeboat replicate failed: {r.stderr[-2000:]}")
+    rss = int(r.stderr.strip().splitlines()[-1]) / 1024
+    return took, rss, json.loads(r.stdout)["copied"]
 
 
 def timed(cmd, env=None):
@@ -129,7 +121,7 @@ def timed(cmd, env=None):
 
 
 def check(a, b, env=None):
-    r = subprocess.run(["rclone", "check", a, b, "--exclude", ".lifeboat-tmp/**", "--exclude", ".complete*"],
+    r = subprocess.run(["rclone", "check", a, b, "--exclude", ".lifeboat-tmp/**"],
                        env=env, capture_output=True, text=True)
     return r.returncode == 0
 
@@ -174,8 +166,7 @@ def main():
     lok = check(src, f"{WORK}/dst-lifeboat")
     settle_fs()
     log("== backfill dir → dir: rclone sync")
-    rt, rrss = timed(["rclone", "sync", src, f"{WORK}/dst-rclone", "--exclude", ".complete*",
-                      "--transfers", str(CONCURRENCY), "--checkers", str(CONCURRENCY)])
+    rt, rrss = timed(["rclone", "sync", src, f"{WORK}/dst-rclone", "--transfers", str(CONCURRENCY), "--checkers", str(CONCURRENCY)])
     rok = check(src, f"{WORK}/dst-rclone")
     rows.append(("backfill dir → dir", lt, rt, size, lrss, rrss, lok and rok))
     for d in ("dst-lifeboat", "dst-rclone"):
@@ -199,7 +190,7 @@ def main():
         for b in ("src", "dst-lifeboat", "dst-rclone", "live-src", "live-dst"):
             subprocess.run(["rclone", "mkdir", f"SRC:{b}"], env=env, check=True)
         log("== loading the source bucket (rclone copy)")
-        subprocess.run(["rclone", "copy", src, "SRC:src", "--exclude", ".complete*", "--transfers", "16"], env=env, check=True)
+        subprocess.run(["rclone", "copy", src, "SRC:src", "--transfers", "16"], env=env, check=True)
         url = lambda b: f"s3://{b}?endpoint={endpoint}&region=us-east-1"
         log("== backfill S3 → S3: lifeboat")
         lt, lrss, copied = lifeboat_backfill(url("src"), url("dst-lifeboat"), f"{WORK}/state-s3", env)

@@ -294,6 +294,14 @@ pub fn snapshot(
                     (dirs_of.iter().map(|d| escape(d)).collect(), escape(leaf))
                 })
                 .collect();
+            let flush = Flush {
+                batch: &batch,
+                names: &names,
+                rt,
+                bucket,
+                writer: &writer,
+                c,
+            };
             let mut staged: Vec<Option<Node>> = vec![None; batch.len()];
             let mut placed: Vec<usize> = Vec::new();
             let mut to_read: Vec<usize> = Vec::new();
@@ -307,18 +315,13 @@ pub fn snapshot(
                     .count();
                 if stack.len() - 1 != common || dirs_of.len() != common {
                     // The directory changes: what was staged belongs to the current one.
-                    let mut f = Flush {
-                        stack: &mut stack,
-                        batch: &batch,
-                        names: &names,
-                        staged: &mut staged,
-                        rt,
-                        bucket,
-                        writer: &writer,
-                        c,
-                        warnings: &mut warnings,
-                    };
-                    f.run(&mut placed, &mut to_read)?;
+                    flush.run(
+                        &mut stack,
+                        &mut staged,
+                        &mut warnings,
+                        &mut placed,
+                        &mut to_read,
+                    )?;
                     while stack.len() - 1 > common {
                         close(&mut stack, &mut dirs)?;
                     }
@@ -356,18 +359,13 @@ pub fn snapshot(
                 }
                 placed.push(i);
             }
-            let mut f = Flush {
-                stack: &mut stack,
-                batch: &batch,
-                names: &names,
-                staged: &mut staged,
-                rt,
-                bucket,
-                writer: &writer,
-                c,
-                warnings: &mut warnings,
-            };
-            f.run(&mut placed, &mut to_read)?;
+            flush.run(
+                &mut stack,
+                &mut staged,
+                &mut warnings,
+                &mut placed,
+                &mut to_read,
+            )?;
         }
         lister.join().expect("lister thread");
         Ok(())
@@ -401,23 +399,27 @@ pub fn snapshot(
     })
 }
 
-/// The objects of the current directory waiting to be added to it.
+/// What reading and placing the objects of one listing batch needs.
 struct Flush<'a, 'w> {
-    stack: &'a mut Vec<Level>,
     batch: &'a [ObjectInfo],
     names: &'a [(Vec<String>, String)],
-    staged: &'a mut [Option<Node>],
     rt: &'a tokio::runtime::Runtime,
     bucket: &'a Bucket,
     writer: &'a BackupWriter<'w>,
     c: &'a Counters,
-    warnings: &'a mut Vec<String>,
 }
 
 impl Flush<'_, '_> {
     /// Reads the objects that need reading (in parallel) and appends every
     /// placed object to the current top level, in listing order.
-    fn run(&mut self, placed: &mut Vec<usize>, to_read: &mut Vec<usize>) -> Result<()> {
+    fn run(
+        &self,
+        stack: &mut [Level],
+        staged: &mut [Option<Node>],
+        warnings: &mut Vec<String>,
+        placed: &mut Vec<usize>,
+        to_read: &mut Vec<usize>,
+    ) -> Result<()> {
         if placed.is_empty() {
             return Ok(());
         }
@@ -451,18 +453,17 @@ impl Flush<'_, '_> {
             match r {
                 Ok(mut n) => {
                     n.name = self.names[i].1.clone();
-                    self.staged[i] = Some(n);
+                    staged[i] = Some(n);
                 }
                 Err(e) if e.is_retryable() || e.is_not_found() => {
-                    self.warnings
-                        .push(format!("{}: {e}; not in this point", batch[i].key));
+                    warnings.push(format!("{}: {e}; not in this point", batch[i].key));
                 }
                 Err(e) => return Err(e),
             }
         }
-        let top = self.stack.last_mut().expect("a level");
+        let top = stack.last_mut().expect("a level");
         for i in placed.drain(..) {
-            if let Some(n) = self.staged[i].take() {
+            if let Some(n) = staged[i].take() {
                 top.nodes.push(n);
             }
         }

@@ -49,6 +49,9 @@ struct RuleArgs {
     /// Seconds between full listings of the source (the safety net behind the change feed).
     #[arg(long, default_value_t = 60)]
     rescan_every: u64,
+    /// Copy (and delete) what differs, then exit instead of following changes.
+    #[arg(long)]
+    once: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -96,15 +99,21 @@ pub fn run(g: &Global, a: ReplicateArgs) -> Result<ExitCode> {
     opts.concurrency = r.concurrency;
     opts.metrics_listen = r.metrics_listen;
     opts.rescan_every = std::time::Duration::from_secs(r.rescan_every.max(1));
+    opts.once = r.once;
     if !g.quiet {
         eprintln!(
-            "replicating {from} → {to}{} (state {}); stop with Ctrl-C or SIGTERM",
+            "replicating {from} → {to}{} (state {}){}",
             if r.prefix.is_empty() {
                 String::new()
             } else {
                 format!(", keys {:?}…", r.prefix)
             },
-            opts.state_dir.display()
+            opts.state_dir.display(),
+            if r.once {
+                "; once"
+            } else {
+                "; stop with Ctrl-C or SIGTERM"
+            }
         );
     }
     let _span =

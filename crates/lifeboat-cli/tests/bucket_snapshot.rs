@@ -2,11 +2,13 @@
 //! buckets and a real S3-protocol server (moto); checked with `rclone check`
 //! and with raw reads of listings, metadata and tags.
 
+mod support;
+
 use std::path::Path;
-use std::process::Command;
 
 use lifeboat_testkit::s3::{CREDENTIALS, S3Server};
 use lifeboat_testkit::{Cli, pseudo_random, tempdir};
+use support::{raw_put, rclone_check};
 
 fn cli(vault: &Path) -> Cli {
     let mut c = Cli::new(env!("CARGO_BIN_EXE_lifeboat"), vault);
@@ -30,23 +32,11 @@ fn get_x(p: &Path, name: &str) -> Option<String> {
 }
 
 fn rclone_same(a: &str, b: &str, s3: Option<&S3Server>, filter: &str) -> bool {
-    let mut c = Command::new("rclone");
-    c.args(["check", a, b, "--filter", filter])
-        .env_remove("AWS_CA_BUNDLE");
-    if let Some(s) = s3 {
-        for r in ["SRC", "DST"] {
-            c.env(format!("RCLONE_CONFIG_{r}_TYPE"), "s3")
-                .env(format!("RCLONE_CONFIG_{r}_PROVIDER"), "Other")
-                .env(format!("RCLONE_CONFIG_{r}_ENDPOINT"), s.endpoint())
-                .env(format!("RCLONE_CONFIG_{r}_ACCESS_KEY_ID"), "test")
-                .env(format!("RCLONE_CONFIG_{r}_SECRET_ACCESS_KEY"), "test");
-        }
+    let (ok, out) = rclone_check(a, b, s3, &["--filter", filter]);
+    if !ok {
+        eprintln!("{out}");
     }
-    let o = c.output().expect("rclone");
-    if !o.status.success() {
-        eprintln!("{}", String::from_utf8_lossy(&o.stderr));
-    }
-    o.status.success()
+    ok
 }
 
 #[test]
@@ -139,11 +129,6 @@ fn directory_bucket_snapshots_are_incremental_and_restore_with_metadata() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not a bucket"));
-}
-
-fn raw_put(s3: &S3Server, path: &str, headers: &[(&str, &str)], body: &[u8]) {
-    let r = s3.request_with("PUT", path, headers, body).unwrap();
-    assert!(r.starts_with("HTTP/1.1 200"), "PUT {path}: {r}");
 }
 
 /// (key, size, etag) of every object, from a raw listing.

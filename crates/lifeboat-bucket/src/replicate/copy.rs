@@ -60,6 +60,9 @@ pub fn dst_token(d: &ObjectInfo) -> String {
 
 /// Handles one key (see the module docs). `parked` is the fingerprint of a
 /// version that failed permanently before: it is not tried again.
+///
+/// `hint` is the version a listing just showed: when the state does not
+/// have it, the copy starts with a read pinned to it (no separate stat).
 pub async fn handle(
     src: &Bucket,
     dst: &Bucket,
@@ -67,10 +70,45 @@ pub async fn handle(
     entry: Option<Entry>,
     policy: DeletePolicy,
     parked: Option<u64>,
+    hint: Option<String>,
 ) -> (Option<u64>, Result<Action>) {
     let mut seen = None;
+    if let Some(v) = hint {
+        let fp = fingerprint(&v);
+        if entry.is_none_or(|e| e.src != fp) && parked != Some(fp) {
+            seen = Some(fp);
+            match src.open_read(key, Some(&v)).await {
+                Ok(reader) => {
+                    let r = copy_open(dst, key, fp, reader).await;
+                    if !matches!(r, Err(BucketError::Changed { .. })) {
+                        return (seen, r);
+                    }
+                }
+                Err(BucketError::Changed { .. } | BucketError::NotFound { .. }) => {}
+                Err(e) => return (seen, Err(e)),
+            }
+        }
+    }
     let r = handle_inner(src, dst, key, entry, policy, parked, &mut seen).await;
     (seen, r)
+}
+
+/// Streams an open source object into the destination.
+async fn copy_open(
+    dst: &Bucket,
+    key: &str,
+    fp: u64,
+    mut reader: crate::store::ObjectReader,
+) -> Result<Action> {
+    let meta = reader.meta.clone();
+    let (bytes, modified_ns) = (reader.info.size, reader.info.modified_ns);
+    let d = dst.put(key, &meta, &mut reader).await?;
+    Ok(Action::Copied {
+        src: fp,
+        dst: fingerprint(&dst_token(&d)),
+        bytes,
+        modified_ns,
+    })
 }
 
 async fn handle_inner(
@@ -111,7 +149,7 @@ async fn handle_inner(
                 return Ok(Action::Nothing);
             }
         }
-        let mut reader = match src.open_read(key, Some(&info.version)).await {
+        let reader = match src.open_read(key, Some(&info.version)).await {
             Ok(r) => r,
             Err(e @ (BucketError::Changed { .. } | BucketError::NotFound { .. })) => {
                 last = Some(e);
@@ -119,16 +157,8 @@ async fn handle_inner(
             }
             Err(e) => return Err(e),
         };
-        let meta = reader.meta.clone();
-        match dst.put(key, &meta, &mut reader).await {
-            Ok(d) => {
-                return Ok(Action::Copied {
-                    src: fp,
-                    dst: fingerprint(&dst_token(&d)),
-                    bytes: info.size,
-                    modified_ns: info.modified_ns,
-                });
-            }
+        match copy_open(dst, key, fp, reader).await {
+            Ok(a) => return Ok(a),
             Err(e @ BucketError::Changed { .. }) => {
                 tracing::debug!("{key}: changed while copied; reading it again");
                 last = Some(e);

@@ -34,9 +34,13 @@ struct Pending {
     not_before: Instant,
     seq: u64,
     size: u64,
+    /// The version a listing showed (S3 sources: saves a HEAD).
+    hint: Option<String>,
 }
 
 type TaskResult = (String, Option<u64>, Result<Action>);
+/// A listed object: key, version fingerprint, size, version token.
+type Listed = (String, u64, u64, String);
 
 struct Engine {
     src: Bucket,
@@ -166,7 +170,7 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<Repor
         }
     };
     e.reconcile().await?;
-    let (list_tx, mut list_rx) = mpsc::channel::<Result<Vec<(String, u64, u64)>>>(1);
+    let (list_tx, mut list_rx) = mpsc::channel::<Result<Vec<Listed>>>(1);
     let mut listing = false;
     let mut poll = e.opts.poll_min;
     let is_s3 = e.src.dir_root().is_none();
@@ -176,6 +180,9 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<Repor
     let mut last_publish = Instant::now();
     loop {
         e.dispatch();
+        if e.opts.once && e.queue.is_empty() && e.tasks.is_empty() {
+            break;
+        }
         tokio::select! {
             _ = stop.changed() => break,
             Some(ev) = feed_rx.recv() => match ev {
@@ -215,7 +222,7 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<Repor
                     let (src, prefix, tx) = (e.src.clone(), e.opts.prefix.clone(), list_tx.clone());
                     tokio::spawn(async move {
                         let mut v = Vec::new();
-                        let r = src.list(&prefix, &mut |o| v.push((o.key, fingerprint(&o.version), o.size))).await;
+                        let r = src.list(&prefix, &mut |o| v.push((o.key, fingerprint(&o.version), o.size, o.version))).await;
                         let _ = tx.send(r.map(|_| v)).await;
                     });
                 }
@@ -262,6 +269,10 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<Repor
 
 impl Engine {
     fn enqueue(&mut self, key: String, size: u64, debounce: Duration) {
+        self.enqueue_hinted(key, size, debounce, None);
+    }
+
+    fn enqueue_hinted(&mut self, key: String, size: u64, debounce: Duration, hint: Option<String>) {
         let now = Instant::now();
         if let Some(dirty) = self.in_flight.get_mut(&key) {
             *dirty = true;
@@ -274,8 +285,10 @@ impl Engine {
             not_before: now,
             seq,
             size,
+            hint: None,
         });
         p.size = p.size.max(size);
+        p.hint = hint;
         // Debounce a burst of events, but never past a second after the first.
         p.not_before = (now + debounce)
             .min(p.first_seen + Duration::from_secs(1))
@@ -310,8 +323,9 @@ impl Engine {
             let entry = self.state.map.get(&key).copied();
             let parked = self.parked.get(&key).copied();
             let policy = self.opts.delete_markers;
+            let hint = self.queue.get_mut(&key).and_then(|p| p.hint.take());
             self.tasks.spawn(async move {
-                let (seen, r) = handle(&src, &dst, &key, entry, policy, parked).await;
+                let (seen, r) = handle(&src, &dst, &key, entry, policy, parked, hint).await;
                 (key, seen, r)
             });
         }
@@ -413,13 +427,13 @@ impl Engine {
         let mut listed = Vec::new();
         self.src
             .list(&self.opts.prefix, &mut |o| {
-                listed.push((o.key, fingerprint(&o.version), o.size))
+                listed.push((o.key, fingerprint(&o.version), o.size, o.version))
             })
             .await?;
         let fresh = !self.state.resumed;
         let mut seen = HashSet::with_capacity(listed.len());
         let mut todo = Vec::new();
-        for (key, fp, size) in listed {
+        for (key, fp, size, version) in listed {
             match self.state.map.get(&key) {
                 None if fresh && !self.opts.existing => {
                     self.state.set(
@@ -431,10 +445,10 @@ impl Engine {
                         }),
                     );
                 }
-                None => todo.push((key.clone(), size)),
-                Some(e) if e.src != fp => todo.push((key.clone(), size)),
+                None => todo.push((key.clone(), size, Some(version))),
+                Some(e) if e.src != fp => todo.push((key.clone(), size, Some(version))),
                 Some(e) if e.copied && dst_fp.get(&key) != Some(&e.dst) => {
-                    todo.push((key.clone(), size))
+                    todo.push((key.clone(), size, None))
                 }
                 Some(_) => {}
             }
@@ -448,31 +462,31 @@ impl Engine {
             .cloned()
             .collect();
         drop(seen);
-        todo.extend(gone.into_iter().map(|k| (k, 0)));
+        todo.extend(gone.into_iter().map(|k| (k, 0, None)));
         tracing::info!(
             "{} objects to replicate or delete after the first listing",
             todo.len()
         );
-        self.backfill_left = Some(todo.iter().map(|(k, _)| k.clone()).collect());
-        for (k, size) in todo {
-            self.enqueue(k, size, Duration::ZERO);
+        self.backfill_left = Some(todo.iter().map(|(k, _, _)| k.clone()).collect());
+        for (k, size, hint) in todo {
+            self.enqueue_hinted(k, size, Duration::ZERO, hint);
         }
         self.state.checkpoint()?;
         Ok(())
     }
 
     /// A later listing: queue what differs from the state. Returns whether anything did.
-    fn apply_listing(&mut self, list: Vec<(String, u64, u64)>) -> bool {
+    fn apply_listing(&mut self, list: Vec<Listed>) -> bool {
         let mut seen = HashSet::with_capacity(list.len());
         let mut changed = false;
-        for (key, fp, size) in list {
+        for (key, fp, size, version) in list {
             let differs = match self.state.map.get(&key) {
                 None => true,
                 Some(e) => e.src != fp,
             };
             if differs && self.parked.get(&key) != Some(&fp) && !self.queue.contains_key(&key) {
                 changed = true;
-                self.enqueue(key.clone(), size, Duration::ZERO);
+                self.enqueue_hinted(key.clone(), size, Duration::ZERO, Some(version));
             }
             seen.insert(key);
         }

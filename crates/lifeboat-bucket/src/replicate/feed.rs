@@ -62,6 +62,29 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
     }
 }
 
+/// The watch on a new directory is added after its creation event: a file
+/// put there in between sends no event. Walk it again once the watch surely
+/// exists (the keys are only compared with the state: duplicates are cheap).
+fn rewalk_later(root: &Path, dir: &Path, prefix: &str, tx: &mpsc::UnboundedSender<FeedEvent>) {
+    let (root, dir, prefix, tx) = (
+        root.to_path_buf(),
+        dir.to_path_buf(),
+        prefix.to_string(),
+        tx.clone(),
+    );
+    std::thread::spawn(move || {
+        for delay in [100, 1000] {
+            std::thread::sleep(std::time::Duration::from_millis(delay));
+            let mut keys = Vec::new();
+            walk(&root, &dir, &mut keys);
+            keys.retain(|k| k.starts_with(&prefix));
+            if !keys.is_empty() && tx.send(FeedEvent::Keys(keys)).is_err() {
+                return;
+            }
+        }
+    });
+}
+
 impl DirFeed {
     /// Watches `root` (recursively) and sends events for keys starting with `prefix`.
     pub fn start(
@@ -106,6 +129,7 @@ impl DirFeed {
                                     | EventKind::Modify(notify::event::ModifyKind::Name(_))
                             ) {
                                 walk(&r, p, &mut keys);
+                                rewalk_later(&r, p, &prefix, &tx);
                             }
                         }
                         _ => keys.extend(key_of(&r, p)),

@@ -57,6 +57,8 @@ pub struct Options {
     pub poll_min: Duration,
     /// Longest interval of the S3 listing loop.
     pub poll_max: Duration,
+    /// Stop as soon as nothing waits (a one-shot sync) instead of following changes.
+    pub once: bool,
 }
 
 impl Options {
@@ -75,6 +77,7 @@ impl Options {
             rescan_every: Duration::from_secs(60),
             poll_min: Duration::from_secs(1),
             poll_max: Duration::from_secs(15),
+            once: false,
         }
     }
 }

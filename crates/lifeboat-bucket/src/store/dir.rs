@@ -390,11 +390,38 @@ impl DirBucket {
         .await
         .map_err(|e| self.io("create temporary file for", key, e))?;
         let f = Arc::new(f);
-        let r = self.fill(key, meta, src, &f, &path, &tmp).await;
+        let r = match src.local_file() {
+            Some(from) => {
+                self.fill_from_file(key, meta, src, from, &f, &path, &tmp)
+                    .await
+            }
+            None => self.fill(key, meta, src, &f, &path, &tmp).await,
+        };
         if r.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
         r
+    }
+
+    /// The source is a local file: copy in the kernel, one blocking call.
+    #[allow(clippy::too_many_arguments)]
+    async fn fill_from_file<S: Source>(
+        &self,
+        key: &str,
+        meta: &ObjectMeta,
+        src: &mut S,
+        from: Arc<File>,
+        f: &Arc<File>,
+        path: &Path,
+        tmp: &Path,
+    ) -> Result<ObjectInfo> {
+        let size = src.size_hint().unwrap_or(0);
+        let to = f.clone();
+        let copied = blocking(move || copy_file(&from, &to, size))
+            .await
+            .map_err(|e| self.io("copy", key, e))?;
+        src.advance(copied);
+        self.commit(key, meta, src, f, path, tmp).await
     }
 
     async fn fill<S: Source>(
@@ -412,6 +439,19 @@ impl DirBucket {
                 .await
                 .map_err(|e| self.io("write", key, e))?;
         }
+        self.commit(key, meta, src, f, path, tmp).await
+    }
+
+    /// Checks the source, then attributes, directories, rename, stat.
+    async fn commit<S: Source>(
+        &self,
+        key: &str,
+        meta: &ObjectMeta,
+        src: &mut S,
+        f: &Arc<File>,
+        path: &Path,
+        tmp: &Path,
+    ) -> Result<ObjectInfo> {
         src.finish().await?;
         let (f, meta, path, tmp) = (
             f.clone(),
@@ -474,6 +514,28 @@ impl DirBucket {
     }
 }
 
+/// Copies `size` bytes of `from` (from its start) to the end of `to`: in the
+/// kernel where it can, else through a buffer. Returns the bytes copied
+/// (fewer when `from` shrank).
+fn copy_file(from: &File, to: &File, size: u64) -> std::io::Result<u64> {
+    let mut off = 0u64;
+    while off < size {
+        let want = ((size - off) as usize).min(1 << 30);
+        match rustix::fs::copy_file_range(from, Some(&mut off), to, None, want) {
+            Ok(0) => return Ok(off),
+            Ok(_) => {}
+            Err(_) if off == 0 => {
+                // Another filesystem, or no copy_file_range: a plain copy.
+                let mut r = std::io::Read::take(from, size);
+                let mut w = to;
+                return std::io::copy(&mut r, &mut w);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(off)
+}
+
 fn clean_tmp(dir: &Path) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
@@ -506,9 +568,14 @@ impl DirBody {
         if self.read > self.before.0 {
             return Ok(None); // it grew: finish() says so
         }
+        let left = self.before.0 - self.read;
+        if left == 0 {
+            return Ok(None); // a file that grew is caught by finish()
+        }
         let f = self.file.clone();
+        let want = (left as usize).min(READ_CHUNK);
         let buf = blocking(move || -> std::io::Result<Vec<u8>> {
-            let mut buf = vec![0u8; READ_CHUNK];
+            let mut buf = vec![0u8; want];
             let mut n = 0;
             while n < buf.len() {
                 match (&*f).read(&mut buf[n..]) {
@@ -533,6 +600,15 @@ impl DirBody {
         }
         self.read += buf.len() as u64;
         Ok(Some(Bytes::from(buf)))
+    }
+
+    /// The file, when nothing was read from it yet.
+    pub(crate) fn untouched_file(&self) -> Option<Arc<File>> {
+        (self.read == 0).then(|| self.file.clone())
+    }
+
+    pub(crate) fn advance(&mut self, n: u64) {
+        self.read += n;
     }
 
     pub(crate) async fn finish(&mut self) -> Result<()> {

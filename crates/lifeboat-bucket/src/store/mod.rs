@@ -65,6 +65,14 @@ pub trait Source: Send {
     fn finish(&mut self) -> impl Future<Output = Result<()>> + Send;
     /// Total size, when known in advance.
     fn size_hint(&self) -> Option<u64>;
+    /// A local file holding exactly the bytes this source would deliver, when
+    /// nothing was delivered yet: a directory bucket then copies it in the
+    /// kernel (`copy_file_range`) and reports the bytes with [`Source::advance`].
+    fn local_file(&self) -> Option<Arc<std::fs::File>> {
+        None
+    }
+    /// Counts `n` bytes as delivered by other means than [`Source::next_chunk`].
+    fn advance(&mut self, _n: u64) {}
 }
 
 /// Bytes in memory as a [`Source`] (tests, small objects).
@@ -120,6 +128,17 @@ impl Source for ObjectReader {
     }
     fn size_hint(&self) -> Option<u64> {
         Some(self.info.size)
+    }
+    fn local_file(&self) -> Option<Arc<std::fs::File>> {
+        match &self.body {
+            Body::Dir(b) => b.untouched_file(),
+            Body::S3(_) => None,
+        }
+    }
+    fn advance(&mut self, n: u64) {
+        if let Body::Dir(b) = &mut self.body {
+            b.advance(n);
+        }
     }
 }
 
