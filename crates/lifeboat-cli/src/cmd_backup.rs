@@ -1,4 +1,4 @@
-//! `lifeboat backup files`.
+//! `lifeboat backup files` (and the dispatch to the other protectors' backups).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +39,8 @@ pub enum BackupCmd {
     },
     /// Back up a MySQL/MariaDB server: a consistent snapshot at recorded binlog coordinates.
     Mysql(crate::cmd_mysql::BackupArgs),
+    /// Back up a bucket (a directory or an S3 bucket), or the keys under a prefix.
+    Bucket(crate::cmd_bucket::BackupBucketArgs),
 }
 
 pub fn run(g: &Global, cmd: BackupCmd) -> Result<ExitCode> {
@@ -61,6 +63,7 @@ pub fn run(g: &Global, cmd: BackupCmd) -> Result<ExitCode> {
             force,
         ),
         BackupCmd::Mysql(a) => return crate::cmd_mysql::backup(g, a),
+        BackupCmd::Bucket(a) => return crate::cmd_bucket::backup(g, a),
     };
     let v = g.open()?;
     let opts = BackupOptions {

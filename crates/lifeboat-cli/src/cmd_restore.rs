@@ -1,4 +1,4 @@
-//! `lifeboat restore files`.
+//! `lifeboat restore files` (and the dispatch to the other protectors' restores).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +32,8 @@ pub enum RestoreCmd {
     },
     /// Restore a MySQL/MariaDB snapshot into a server, optionally to a point in time.
     Mysql(crate::cmd_mysql::RestoreArgs),
+    /// Restore a bucket point into a bucket (a directory or an S3 bucket).
+    Bucket(crate::cmd_bucket::RestoreBucketArgs),
 }
 
 pub fn run(g: &Global, cmd: RestoreCmd) -> Result<ExitCode> {
@@ -44,6 +46,7 @@ pub fn run(g: &Global, cmd: RestoreCmd) -> Result<ExitCode> {
             resource,
         } => (point, to, path, verify, resource),
         RestoreCmd::Mysql(a) => return crate::cmd_mysql::restore(g, a),
+        RestoreCmd::Bucket(a) => return crate::cmd_bucket::restore(g, a),
     };
     let v = g.open()?;
     let (id, _) = v.find_point(&point, resource.as_deref())?;

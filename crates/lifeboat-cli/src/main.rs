@@ -15,11 +15,13 @@ use clap::{Parser, Subcommand};
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod cmd_backup;
+mod cmd_bucket;
 mod cmd_forget;
 mod cmd_key;
 mod cmd_mysql;
 mod cmd_points;
 mod cmd_prune;
+mod cmd_replicate;
 mod cmd_restore;
 mod cmd_vault;
 mod common;
@@ -58,6 +60,8 @@ enum Command {
     Forget(cmd_forget::ForgetArgs),
     /// Delete data no recovery point needs.
     Prune(cmd_prune::PruneArgs),
+    /// Replicate a bucket to another bucket continuously (or: `replicate status`).
+    Replicate(cmd_replicate::ReplicateArgs),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
         Command::Points(c) => cmd_points::run(&cli.global, c),
         Command::Forget(a) => cmd_forget::run(&cli.global, a),
         Command::Prune(a) => cmd_prune::run(&cli.global, a),
+        Command::Replicate(a) => cmd_replicate::run(&cli.global, a),
     };
     match r {
         Ok(code) => code,

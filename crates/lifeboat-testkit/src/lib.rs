@@ -13,6 +13,7 @@ pub use tempfile::{TempDir, tempdir};
 
 pub mod load;
 pub mod mariadb;
+pub mod proxy;
 pub mod s3;
 
 /// Deterministic pseudo-random bytes (xorshift64*), fast enough for hundreds of MB.

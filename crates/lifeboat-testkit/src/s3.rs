@@ -84,19 +84,53 @@ impl S3Server {
 
     /// A raw HTTP request without body; returns the whole response.
     pub fn request(&self, method: &str, path: &str) -> std::io::Result<String> {
+        self.request_with(method, path, &[], b"")
+    }
+
+    /// A raw HTTP request with headers and a body: an outside view of the
+    /// store for tests. It carries an `Authorization` header naming the test
+    /// key with a dummy signature: moto does not check signatures, but
+    /// refuses some reads to anonymous requests. Returns the whole response
+    /// (status line, headers, body; bodies read lossily).
+    pub fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<String> {
+        let raw = self.request_bytes(method, path, headers, body)?;
+        Ok(String::from_utf8_lossy(&raw).into_owned())
+    }
+
+    /// Like [`S3Server::request_with`], returning the raw response bytes.
+    pub fn request_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<Vec<u8>> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            self.port
-        )?;
-        let mut out = String::new();
-        s.read_to_string(&mut out)?;
-        if out.is_empty() {
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n\
+             Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00\r\n",
+            self.port,
+            body.len()
+        );
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes())?;
+        s.write_all(body)?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw)?;
+        if raw.is_empty() {
             return Err(std::io::Error::other("empty response"));
         }
-        Ok(out)
+        Ok(raw)
     }
 }
 
@@ -105,4 +139,20 @@ impl Drop for S3Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A plain HTTP GET on 127.0.0.1:`port`; returns the body.
+pub fn http_get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or(out)
 }

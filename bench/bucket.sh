@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Bucket benchmark: Lifeboat replication vs `rclone sync`, side by side, in one
+# run, on the same data: backfill of ≥ 20 000 objects / ≥ 2 GB (directory
+# buckets, and S3 buckets on a moto server), then steady-state replication lag
+# while a writer puts 50 objects/s for a minute.
+#
+#   bench/bucket.sh            # full run
+#   bench/bucket.sh --quick    # smoke run: 2 000 objects / 200 MB, 10 s of writes
+#   bench/bucket.sh --no-s3    # directory buckets only
+#   bench/bucket.sh --record   # also append the table to bench/RESULTS.md
+#
+# Environment: BENCH_DIR (default bench/work/bucket), LIFEBOAT_BIN (default: build release).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+command -v rclone >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rclone >/dev/null; }
+if [ ! -x .venv-test/bin/moto_server ]; then
+  python3 -m venv .venv-test && .venv-test/bin/pip install -q 'moto[server]'
+fi
+if [ -z "${LIFEBOAT_BIN:-}" ]; then
+  cargo build --release --locked -q -p lifeboat-cli
+  LIFEBOAT_BIN=$ROOT/target/release/lifeboat
+fi
+export LIFEBOAT_BIN BENCH_DIR=${BENCH_DIR:-$ROOT/bench/work/bucket} MOTO=$ROOT/.venv-test/bin/moto_server
+exec python3 "$ROOT/bench/bucket.py" "$@"

@@ -1,0 +1,575 @@
+//! The replication loop (see the module docs of `replicate`).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use super::Options;
+use super::copy::{Action, DeletePolicy, dst_token, handle};
+use super::feed::{DirFeed, FeedEvent};
+use super::state::{Entry, State, fingerprint};
+use super::status::{LagWindow, RuleStatus, prometheus, write_status};
+use crate::error::{BucketError, Result};
+use crate::store::Bucket;
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Objects copied.
+    pub copied: u64,
+    /// Objects deleted at the destination.
+    pub deleted: u64,
+    /// Failed attempts.
+    pub failures: u64,
+    /// Objects still waiting when the run stopped.
+    pub backlog: u64,
+}
+
+struct Pending {
+    first_seen: Instant,
+    not_before: Instant,
+    seq: u64,
+    size: u64,
+    /// The version a listing showed (S3 sources: saves a HEAD).
+    hint: Option<String>,
+}
+
+type TaskResult = (String, Option<u64>, Result<Action>);
+/// A listed object: key, version fingerprint, size, version token.
+type Listed = (String, u64, u64, String);
+
+struct Engine {
+    src: Bucket,
+    dst: Bucket,
+    opts: Options,
+    state: State,
+    queue: HashMap<String, Pending>,
+    heap: BinaryHeap<Reverse<(Instant, u64, String)>>,
+    seq: u64,
+    in_flight: HashMap<String, bool>,
+    tasks: JoinSet<TaskResult>,
+    parked: HashMap<String, u64>,
+    lag: LagWindow,
+    status: RuleStatus,
+    pause_until: Instant,
+    consecutive_failures: u32,
+    backfill_left: Option<HashSet<String>>,
+    metrics: Arc<Mutex<String>>,
+}
+
+fn now_ns() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+}
+
+fn rfc3339_now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File> {
+    let p = dir.join("lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .map_err(|e| BucketError::State {
+            path: p.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|_| {
+        BucketError::State {
+            path: p.display().to_string(),
+            reason:
+                "another replicator runs this rule (its state directory is locked); stop it first"
+                    .into(),
+        }
+    })?;
+    Ok(f)
+}
+
+/// Runs a rule until `stop` turns true.
+pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<Report> {
+    if opts.from == opts.to {
+        return Err(BucketError::BadAddress {
+            address: opts.to.clone(),
+            reason: "source and destination are the same bucket".into(),
+        });
+    }
+    let src = Bucket::open_address(&opts.from, false)?;
+    let dst = Bucket::open_address(&opts.to, true)?;
+    std::fs::create_dir_all(&opts.state_dir).map_err(|e| BucketError::State {
+        path: opts.state_dir.display().to_string(),
+        reason: format!("cannot create it: {e}"),
+    })?;
+    let _lock = lock_dir(&opts.state_dir)?;
+    let header = format!(
+        "lifeboat-replication-state 1 from={} to={} prefix={:?}",
+        opts.from, opts.to, opts.prefix
+    );
+    let state = State::load(&opts.state_dir, &header)?;
+    let metrics = Arc::new(Mutex::new(String::new()));
+    if let Some(addr) = &opts.metrics_listen {
+        serve_metrics(addr, metrics.clone()).await?;
+    }
+    let status = RuleStatus {
+        rule: opts
+            .state_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        from: opts.from.clone(),
+        to: opts.to.clone(),
+        prefix: opts.prefix.clone(),
+        delete_markers: match opts.delete_markers {
+            DeletePolicy::Replicate => "replicate",
+            DeletePolicy::Ignore => "ignore",
+        }
+        .into(),
+        phase: "starting".into(),
+        pid: std::process::id(),
+        started: rfc3339_now(),
+        ..RuleStatus::default()
+    };
+    let mut e = Engine {
+        src,
+        dst,
+        opts,
+        state,
+        queue: HashMap::new(),
+        heap: BinaryHeap::new(),
+        seq: 0,
+        in_flight: HashMap::new(),
+        tasks: JoinSet::new(),
+        parked: HashMap::new(),
+        lag: LagWindow::default(),
+        status,
+        pause_until: Instant::now(),
+        consecutive_failures: 0,
+        backfill_left: None,
+        metrics,
+    };
+    e.publish()?;
+    // The feed starts before the first listing, so no change falls between.
+    let (feed_tx, mut feed_rx) = mpsc::unbounded_channel();
+    let _feed = match e.src.dir_root() {
+        Some(root) => Some(
+            DirFeed::start(root, &e.opts.prefix, feed_tx).map_err(|err| BucketError::Io {
+                bucket: e.src.address().to_string(),
+                op: "watch",
+                key: String::new(),
+                source: std::io::Error::other(err.to_string()),
+            })?,
+        ),
+        None => {
+            drop(feed_tx);
+            None
+        }
+    };
+    e.reconcile().await?;
+    let (list_tx, mut list_rx) = mpsc::channel::<Result<Vec<Listed>>>(1);
+    let mut listing = false;
+    let mut poll = e.opts.poll_min;
+    let is_s3 = e.src.dir_root().is_none();
+    let mut next_list = Instant::now() + if is_s3 { poll } else { e.opts.rescan_every };
+    let mut list_started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let mut last_publish = Instant::now();
+    loop {
+        e.dispatch();
+        if e.opts.once && e.queue.is_empty() && e.tasks.is_empty() {
+            break;
+        }
+        tokio::select! {
+            _ = stop.changed() => break,
+            Some(ev) = feed_rx.recv() => match ev {
+                FeedEvent::Keys(keys) => {
+                    for k in keys {
+                        e.enqueue(k, 0, Duration::from_millis(50));
+                    }
+                }
+                FeedEvent::Rescan => next_list = Instant::now(),
+            },
+            Some(res) = e.tasks.join_next(), if !e.tasks.is_empty() => {
+                let (key, seen, r) = res.expect("copy task panicked");
+                e.finish(key, seen, r);
+            }
+            Some(res) = list_rx.recv() => {
+                listing = false;
+                let took = list_started.elapsed();
+                let changed = match res {
+                    Ok(list) => e.apply_listing(list),
+                    Err(err) => {
+                        e.note_error(&err);
+                        true
+                    }
+                };
+                let base = if is_s3 {
+                    poll = if changed { e.opts.poll_min } else { (poll * 2).min(e.opts.poll_max) };
+                    poll.max(took * 2)
+                } else {
+                    e.opts.rescan_every
+                };
+                next_list = Instant::now() + base;
+            }
+            _ = tick.tick() => {
+                if !listing && Instant::now() >= next_list {
+                    listing = true;
+                    list_started = Instant::now();
+                    let (src, prefix, tx) = (e.src.clone(), e.opts.prefix.clone(), list_tx.clone());
+                    tokio::spawn(async move {
+                        let mut v = Vec::new();
+                        let r = src.list(&prefix, &mut |o| v.push((o.key, fingerprint(&o.version), o.size, o.version))).await;
+                        let _ = tx.send(r.map(|_| v)).await;
+                    });
+                }
+                if last_publish.elapsed() >= Duration::from_secs(1) {
+                    last_publish = Instant::now();
+                    if let Err(err) = e.state.checkpoint() {
+                        e.note_error(&err);
+                    }
+                    if let Err(err) = e.publish() {
+                        tracing::warn!("{err}");
+                    }
+                }
+            }
+        }
+    }
+    // Stop: let the copies in flight finish, then make everything durable.
+    let deadline = tokio::time::sleep(Duration::from_secs(30));
+    tokio::pin!(deadline);
+    while !e.tasks.is_empty() {
+        tokio::select! {
+            Some(res) = e.tasks.join_next() => {
+                if let Ok((key, seen, r)) = res {
+                    e.finish(key, seen, r);
+                }
+            }
+            _ = &mut deadline => {
+                tracing::warn!("{} copies did not finish in 30 s; they are redone at the next start", e.tasks.len());
+                e.tasks.abort_all();
+                break;
+            }
+        }
+    }
+    e.dst.sync().await?;
+    e.state.checkpoint()?;
+    e.status.phase = "stopped".into();
+    e.publish()?;
+    Ok(Report {
+        copied: e.status.copied_objects,
+        deleted: e.status.deleted_objects,
+        failures: e.status.failures,
+        backlog: e.queue.len() as u64,
+    })
+}
+
+impl Engine {
+    fn enqueue(&mut self, key: String, size: u64, debounce: Duration) {
+        self.enqueue_hinted(key, size, debounce, None);
+    }
+
+    fn enqueue_hinted(&mut self, key: String, size: u64, debounce: Duration, hint: Option<String>) {
+        let now = Instant::now();
+        if let Some(dirty) = self.in_flight.get_mut(&key) {
+            *dirty = true;
+            return;
+        }
+        self.seq += 1;
+        let seq = self.seq;
+        let p = self.queue.entry(key.clone()).or_insert(Pending {
+            first_seen: now,
+            not_before: now,
+            seq,
+            size,
+            hint: None,
+        });
+        p.size = p.size.max(size);
+        p.hint = hint;
+        // Debounce a burst of events, but never past a second after the first.
+        p.not_before = (now + debounce)
+            .min(p.first_seen + Duration::from_secs(1))
+            .max(p.not_before);
+        p.seq = seq;
+        self.heap.push(Reverse((p.not_before, seq, key)));
+    }
+
+    fn dispatch(&mut self) {
+        let now = Instant::now();
+        if now < self.pause_until {
+            return;
+        }
+        while self.tasks.len() < self.opts.concurrency.max(1) {
+            let Some(Reverse((at, seq, _))) = self.heap.peek() else {
+                break;
+            };
+            if *at > now {
+                break;
+            }
+            let _ = seq;
+            let Reverse((_, seq, key)) = self.heap.pop().expect("peeked");
+            match self.queue.get(&key) {
+                Some(p) if p.seq == seq => {}
+                _ => continue, // superseded entry
+            }
+            if self.in_flight.contains_key(&key) {
+                continue;
+            }
+            self.in_flight.insert(key.clone(), false);
+            let (src, dst) = (self.src.clone(), self.dst.clone());
+            let entry = self.state.map.get(&key).copied();
+            let parked = self.parked.get(&key).copied();
+            let policy = self.opts.delete_markers;
+            let hint = self.queue.get_mut(&key).and_then(|p| p.hint.take());
+            self.tasks.spawn(async move {
+                let (seen, r) = handle(&src, &dst, &key, entry, policy, parked, hint).await;
+                (key, seen, r)
+            });
+        }
+    }
+
+    fn finish(&mut self, key: String, seen: Option<u64>, r: Result<Action>) {
+        let dirty = self.in_flight.remove(&key).unwrap_or(false);
+        let mut retry_at = None;
+        match r {
+            Ok(action) => {
+                self.consecutive_failures = 0;
+                if !matches!(action, Action::StillParked) {
+                    self.parked.remove(&key);
+                }
+                match action {
+                    Action::Copied {
+                        src,
+                        dst,
+                        bytes,
+                        modified_ns,
+                    } => {
+                        self.state.set(
+                            &key,
+                            Some(Entry {
+                                src,
+                                dst,
+                                copied: true,
+                            }),
+                        );
+                        self.status.copied_objects += 1;
+                        self.status.copied_bytes += bytes;
+                        if modified_ns >= self.state.created_ns {
+                            self.lag.add((now_ns() - modified_ns) as f64 / 1e9);
+                        }
+                    }
+                    Action::Deleted => {
+                        self.state.set(&key, None);
+                        self.status.deleted_objects += 1;
+                    }
+                    Action::Forget => self.state.set(&key, None),
+                    Action::Nothing | Action::StillParked => {}
+                }
+            }
+            Err(err) => {
+                self.note_error(&err);
+                if err.is_retryable() {
+                    self.consecutive_failures += 1;
+                    let backoff = Duration::from_millis(100u64 << self.consecutive_failures.min(6))
+                        .min(Duration::from_secs(5));
+                    self.pause_until = Instant::now() + backoff;
+                    retry_at = Some(self.pause_until);
+                } else {
+                    tracing::warn!("{err} (parked until the object changes)");
+                    if let Some(fp) = seen {
+                        self.parked.insert(key.clone(), fp);
+                    }
+                }
+            }
+        }
+        match retry_at {
+            Some(at) => {
+                // Keep its place (and its age, for the backlog) in the queue.
+                if let Some(p) = self.queue.get_mut(&key) {
+                    p.not_before = at;
+                    self.seq += 1;
+                    p.seq = self.seq;
+                    self.heap.push(Reverse((at, self.seq, key.clone())));
+                }
+            }
+            None => {
+                self.queue.remove(&key);
+                if let Some(b) = &mut self.backfill_left {
+                    b.remove(&key);
+                }
+                if dirty {
+                    self.enqueue(key, 0, Duration::ZERO);
+                }
+            }
+        }
+    }
+
+    fn note_error(&mut self, err: &BucketError) {
+        tracing::debug!("{err}");
+        self.status.failures += 1;
+        self.status.last_error = Some(err.to_string());
+        self.status.last_error_time = Some(rfc3339_now());
+    }
+
+    /// First listing of a run: what changed while no replicator ran.
+    async fn reconcile(&mut self) -> Result<()> {
+        let mut dst_fp: HashMap<String, u64> = HashMap::new();
+        if self.state.resumed {
+            self.dst
+                .list(&self.opts.prefix, &mut |o| {
+                    dst_fp.insert(o.key.clone(), fingerprint(&dst_token(&o)));
+                })
+                .await?;
+        }
+        let mut listed = Vec::new();
+        self.src
+            .list(&self.opts.prefix, &mut |o| {
+                listed.push((o.key, fingerprint(&o.version), o.size, o.version))
+            })
+            .await?;
+        let fresh = !self.state.resumed;
+        let mut seen = HashSet::with_capacity(listed.len());
+        let mut todo = Vec::new();
+        for (key, fp, size, version) in listed {
+            match self.state.map.get(&key) {
+                None if fresh && !self.opts.existing => {
+                    self.state.set(
+                        &key,
+                        Some(Entry {
+                            src: fp,
+                            dst: 0,
+                            copied: false,
+                        }),
+                    );
+                }
+                None => todo.push((key.clone(), size, Some(version))),
+                Some(e) if e.src != fp => todo.push((key.clone(), size, Some(version))),
+                Some(e) if e.copied && dst_fp.get(&key) != Some(&e.dst) => {
+                    todo.push((key.clone(), size, None))
+                }
+                Some(_) => {}
+            }
+            seen.insert(key);
+        }
+        let gone: Vec<String> = self
+            .state
+            .map
+            .keys()
+            .filter(|k| !seen.contains(*k))
+            .cloned()
+            .collect();
+        drop(seen);
+        todo.extend(gone.into_iter().map(|k| (k, 0, None)));
+        tracing::info!(
+            "{} objects to replicate or delete after the first listing",
+            todo.len()
+        );
+        self.backfill_left = Some(todo.iter().map(|(k, _, _)| k.clone()).collect());
+        for (k, size, hint) in todo {
+            self.enqueue_hinted(k, size, Duration::ZERO, hint);
+        }
+        self.state.checkpoint()?;
+        Ok(())
+    }
+
+    /// A later listing: queue what differs from the state. Returns whether anything did.
+    fn apply_listing(&mut self, list: Vec<Listed>) -> bool {
+        let mut seen = HashSet::with_capacity(list.len());
+        let mut changed = false;
+        for (key, fp, size, version) in list {
+            let differs = match self.state.map.get(&key) {
+                None => true,
+                Some(e) => e.src != fp,
+            };
+            if differs && self.parked.get(&key) != Some(&fp) && !self.queue.contains_key(&key) {
+                changed = true;
+                self.enqueue_hinted(key.clone(), size, Duration::ZERO, Some(version));
+            }
+            seen.insert(key);
+        }
+        let gone: Vec<String> = self
+            .state
+            .map
+            .keys()
+            .filter(|k| !seen.contains(*k) && !self.queue.contains_key(*k))
+            .cloned()
+            .collect();
+        for k in gone {
+            changed = true;
+            self.enqueue(k, 0, Duration::ZERO);
+        }
+        changed
+    }
+
+    fn publish(&mut self) -> Result<()> {
+        let now = Instant::now();
+        let s = &mut self.status;
+        s.updated = rfc3339_now();
+        s.backlog_objects = self.queue.len() as u64;
+        s.backlog_bytes = self.queue.values().map(|p| p.size).sum();
+        s.oldest_pending_s = self
+            .queue
+            .values()
+            .map(|p| (now - p.first_seen).as_secs_f64())
+            .fold(0.0, f64::max);
+        s.in_flight = self.tasks.len() as u64;
+        s.failed_objects = self.parked.len() as u64;
+        s.objects_tracked = self.state.map.len() as u64;
+        (s.lag_p50_s, s.lag_p99_s, s.lag_max_s, s.lag_samples) = self.lag.quantiles();
+        if s.phase != "stopped" {
+            s.phase = match &self.backfill_left {
+                None => "starting",
+                Some(b) if !b.is_empty() => "backfilling",
+                Some(_) => "replicating",
+            }
+            .into();
+        }
+        let mut running = s.clone();
+        running.running = s.phase != "stopped";
+        *self.metrics.lock().expect("metrics lock") = prometheus(&[running]);
+        write_status(&self.opts.state_dir, s)
+    }
+}
+
+/// Serves the rule's Prometheus text on `addr` (any path).
+async fn serve_metrics(addr: &str, text: Arc<Mutex<String>>) -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| BucketError::BadAddress {
+            address: addr.to_string(),
+            reason: format!("cannot listen for metrics: {e}"),
+        })?;
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let text = text.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut got = 0;
+                while got < buf.len() {
+                    match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf[got..]))
+                        .await
+                    {
+                        Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                        Ok(Ok(n)) => got += n,
+                    }
+                    if buf[..got].windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                let body = text.lock().expect("metrics lock").clone();
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(body.as_bytes()).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    Ok(())
+}
