@@ -521,6 +521,18 @@ fn archive_says_loudly_when_binlogs_were_purged_before_it_saw_them() {
     wait_restorable(&c, later);
     assert!(arch.stop());
     restore(&c, &dst, &["--at", "latest"]);
+    // A reset binary log is refused: its new files would carry old names.
+    src.sql("RESET MASTER");
+    let o = c.run(&[
+        "archive",
+        "mysql",
+        "--dsn",
+        &dsn(&src),
+        "--spool",
+        t.path().join("s").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("RESET MASTER"));
     assert_eq!(
         dst.sql("SELECT GROUP_CONCAT(id ORDER BY id) FROM shop.t")
             .trim(),

@@ -156,6 +156,18 @@ fn master_status(s: &mut Session) -> Result<Option<(String, u64)>> {
     }))
 }
 
+/// Fails when the server's binlog numbering went backwards (RESET MASTER):
+/// its new files would carry the names of archived ones with other contents.
+fn check_not_reset(resource: &str, server: &[String], archived: &str) -> Result<()> {
+    let newest = server.iter().filter_map(|f| file_number(f)).max();
+    match (newest, file_number(archived)) {
+        (Some(n), Some(a)) if n < a => Err(MysqlError::Usage(format!(
+            "the binary log of {resource} was reset (RESET MASTER): the server's newest file is number {n}, the archive already holds {archived}. Archive it as a new resource (--resource NAME, then `lifeboat backup mysql --resource NAME`), so the new files are not mistaken for the old"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Where to start: (file, offset, gap).
 fn start_position(c: &Catalog, server: &[String]) -> (String, u64, Option<String>) {
     let oldest = server.first().cloned().unwrap_or_default();
@@ -466,6 +478,9 @@ pub fn archive(
             replaced: catalog.seals.len(),
         });
     }
+    if let Some(h) = catalog.head() {
+        check_not_reset(&resource, &server_files, &h.file)?;
+    }
     let (file, offset, gap) = start_position(&catalog, &server_files);
     if let Some(g) = &gap {
         tracing::error!("GAP in the binlog archive of {resource}: {g}");
@@ -598,6 +613,7 @@ pub fn archive(
                 continue;
             };
             control = Some(c);
+            check_not_reset(&resource, &files, &st.file)?;
             if !files.contains(&st.file) {
                 let (file, _, _) = start_position(&Catalog::default(), &files);
                 let detail = format!(
@@ -622,5 +638,59 @@ pub fn archive(
             });
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_reset_binlog_is_refused() {
+        let server = files(&["binlog.000001", "binlog.000002"]);
+        assert!(check_not_reset("r", &server, "binlog.000002").is_ok());
+        assert!(check_not_reset("r", &server, "binlog.000001").is_ok());
+        let e = check_not_reset("r", &server, "binlog.000042").unwrap_err();
+        assert!(e.to_string().contains("RESET MASTER"), "{e}");
+    }
+
+    #[test]
+    fn starts_at_the_head_or_marks_a_gap() {
+        let empty = Catalog::default();
+        let server = files(&["binlog.000003", "binlog.000004"]);
+        assert_eq!(
+            start_position(&empty, &server),
+            ("binlog.000003".to_string(), 0, None)
+        );
+        let seg = |file: &str, end| crate::catalog::Archived {
+            seg: Segment {
+                file: file.into(),
+                start: 0,
+                end,
+                first_time: None,
+                last_time: None,
+                last_gtid: None,
+                gap_before: None,
+                inline: None,
+                node: None,
+            },
+            point: Id::default(),
+            tree: Id::default(),
+        };
+        let mut c = Catalog::default();
+        c.segments.push(seg("binlog.000004", 900));
+        assert_eq!(
+            start_position(&c, &server),
+            ("binlog.000004".to_string(), 900, None)
+        );
+        let mut c = Catalog::default();
+        c.segments.push(seg("binlog.000002", 500));
+        let (f, pos, gap) = start_position(&c, &server);
+        assert_eq!((f.as_str(), pos), ("binlog.000003", 0));
+        assert!(gap.unwrap().contains("binlog.000002"));
     }
 }
