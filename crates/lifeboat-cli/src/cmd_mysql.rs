@@ -31,8 +31,8 @@ pub struct BackupArgs {
     /// Also back up users and their grants.
     #[arg(long)]
     users: bool,
-    /// Connections dumping in parallel.
-    #[arg(long, default_value_t = 4)]
+    /// Connections dumping in parallel (default: one per core, 2 to 8).
+    #[arg(long, default_value_t = lifeboat_mysql::default_parallel())]
     parallel: usize,
     /// Cut tables bigger than this (MiB) into key ranges dumped in parallel.
     #[arg(long, default_value_t = 64)]
@@ -70,8 +70,8 @@ pub struct RestoreArgs {
     /// Replace target databases that are not empty.
     #[arg(long)]
     force: bool,
-    /// Sessions loading in parallel.
-    #[arg(long, default_value_t = 4)]
+    /// Sessions loading in parallel (default: one per core, 2 to 8).
+    #[arg(long, default_value_t = lifeboat_mysql::default_parallel())]
     parallel: usize,
     /// Also restore users and grants.
     #[arg(long)]

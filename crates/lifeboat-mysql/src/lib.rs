@@ -43,3 +43,13 @@ pub use snapshot::{Counters, SnapshotOptions, SnapshotResult, snapshot};
 pub const KIND_SNAPSHOT: &str = "mysql";
 /// Kind of the points holding archived binlog.
 pub const KIND_BINLOG: &str = "mysql-binlog";
+
+/// Sessions dumping or loading in parallel by default: one per core, 2 to 8.
+/// More sessions than cores only contend, since the server shares the cores
+/// on the usual single host (measured in `bench/mysql.sh`).
+pub fn default_parallel() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(2, 8)
+}

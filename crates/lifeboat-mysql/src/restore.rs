@@ -50,7 +50,7 @@ impl Default for RestoreOptions {
             databases: None,
             renames: Vec::new(),
             force: false,
-            parallel: 4,
+            parallel: crate::default_parallel(),
             users: false,
             write_binlog: false,
         }

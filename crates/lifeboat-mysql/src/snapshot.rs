@@ -64,7 +64,7 @@ impl Default for SnapshotOptions {
         SnapshotOptions {
             databases: None,
             users: false,
-            parallel: 4,
+            parallel: crate::default_parallel(),
             chunk_bytes: 64 * 1024 * 1024,
             resource: None,
             tags: Vec::new(),
