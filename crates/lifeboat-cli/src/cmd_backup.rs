@@ -129,9 +129,5 @@ pub fn run(g: &Global, cmd: BackupCmd) -> Result<ExitCode> {
         );
         println!("{}", res.id);
     }
-    Ok(if res.warnings.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(3)
-    })
+    Ok(crate::common::finished(&res.warnings))
 }

@@ -103,11 +103,7 @@ pub fn backup(g: &Global, a: BackupBucketArgs) -> Result<ExitCode> {
         );
         println!("{}", res.id);
     }
-    Ok(if res.warnings.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(3)
-    })
+    Ok(crate::common::finished(&res.warnings))
 }
 
 pub fn restore(g: &Global, a: RestoreBucketArgs) -> Result<ExitCode> {

@@ -265,11 +265,7 @@ pub fn backup(g: &Global, a: BackupArgs) -> Result<ExitCode> {
         }
         println!("{}", res.id);
     }
-    Ok(if res.warnings.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(3)
-    })
+    Ok(crate::common::finished(&res.warnings))
 }
 
 /// Runs `restore mysql`.
@@ -351,9 +347,5 @@ pub fn restore(g: &Global, a: RestoreArgs) -> Result<ExitCode> {
             }
         }
     }
-    Ok(if rep.warnings.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(3)
-    })
+    Ok(crate::common::finished(&rep.warnings))
 }

@@ -31,6 +31,17 @@ fn restore(c: &Cli, db: &MariaDb, args: &[&str]) {
     c.ok(&a);
 }
 
+/// Runs lifeboat, asserts it fails (exit 1) with `needle` in its stderr.
+fn fails(c: &Cli, args: &[&str], needle: &str) {
+    let o = c.run(args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+    assert!(
+        err.contains(needle),
+        "{args:?}: expected {needle:?} in: {err}"
+    );
+}
+
 fn checksum(db: &MariaDb, table: &str) -> String {
     db.sql(&format!("CHECKSUM TABLE {table}"))
         .split('\t')
@@ -431,16 +442,16 @@ fn archive_follows_rotation_and_server_restart_and_resumes_after_its_own_kill() 
     std::thread::sleep(Duration::from_millis(1000)); // changes while no archive runs
     let mut arch = archive(&c, &src, t.path(), "a2");
     wait_event(&t.path().join("a2.jsonl"), "\"event\":\"started\"");
-    let o = c.run(&[
+    let spool = t.path().join("s3");
+    let second = [
         "archive",
         "mysql",
         "--dsn",
         &dsn(&src),
         "--spool",
-        t.path().join("s3").to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("another binlog archive"));
+        spool.to_str().unwrap(),
+    ];
+    fails(&c, &second, "another binlog archive");
     std::thread::sleep(Duration::from_millis(1000));
     let (ops, err) = w.stop();
     assert!(err.is_none(), "{err:?}");
@@ -523,16 +534,16 @@ fn archive_says_loudly_when_binlogs_were_purged_before_it_saw_them() {
     restore(&c, &dst, &["--at", "latest"]);
     // A reset binary log is refused: its new files would carry old names.
     src.sql("RESET MASTER");
-    let o = c.run(&[
+    let spool = t.path().join("s");
+    let again = [
         "archive",
         "mysql",
         "--dsn",
         &dsn(&src),
         "--spool",
-        t.path().join("s").to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("RESET MASTER"));
+        spool.to_str().unwrap(),
+    ];
+    fails(&c, &again, "RESET MASTER");
     assert_eq!(
         dst.sql("SELECT GROUP_CONCAT(id ORDER BY id) FROM shop.t")
             .trim(),
@@ -545,17 +556,9 @@ fn bad_input_is_refused_clearly_and_leaves_no_point() {
     let (t, c) = vault();
     let src = MariaDb::start();
     src.sql("CREATE DATABASE shop; CREATE TABLE shop.big (id INT PRIMARY KEY, v VARCHAR(40)); INSERT INTO shop.big SELECT seq, MD5(seq) FROM shop.seq_1_to_1000");
-    let fails = |args: &[&str], needle: &str| {
-        let o = c.run(args);
-        let err = String::from_utf8_lossy(&o.stderr).to_string();
-        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
-        assert!(
-            err.contains(needle),
-            "{args:?}: expected {needle:?} in: {err}"
-        );
-    };
     let wrong_pw = format!("mysql://root:wrong@127.0.0.1:{}", src.port);
     fails(
+        &c,
         &["backup", "mysql", "--dsn", &wrong_pw],
         "refused the login",
     );
@@ -563,9 +566,14 @@ fn bad_input_is_refused_clearly_and_leaves_no_point() {
         "mysql://root@127.0.0.1:{}",
         lifeboat_testkit::mariadb::free_port()
     );
-    fails(&["backup", "mysql", "--dsn", &nobody], "cannot connect");
-    fails(&["backup", "mysql", "--dsn", "postgres://x@y"], "bad DSN");
+    fails(&c, &["backup", "mysql", "--dsn", &nobody], "cannot connect");
     fails(
+        &c,
+        &["backup", "mysql", "--dsn", "postgres://x@y"],
+        "bad DSN",
+    );
+    fails(
+        &c,
         &[
             "backup",
             "mysql",
@@ -599,6 +607,7 @@ fn bad_input_is_refused_clearly_and_leaves_no_point() {
     );
     // Archiving needs REPLICATION SLAVE, and says so.
     fails(
+        &c,
         &[
             "archive",
             "mysql",
@@ -611,7 +620,7 @@ fn bad_input_is_refused_clearly_and_leaves_no_point() {
     );
     src.sql("CREATE USER 'blind'@'%' IDENTIFIED BY 'pw'; GRANT SELECT ON *.* TO 'blind'@'%'");
     let blind = format!("mysql://blind:pw@127.0.0.1:{}", src.port);
-    fails(&["archive", "mysql", "--dsn", &blind], "BINLOG MONITOR");
+    fails(&c, &["archive", "mysql", "--dsn", &blind], "BINLOG MONITOR");
 
     // Binlog off: snapshots work, the archive refuses and says how to enable it.
     let nobin = MariaDb::start_with(&MariaDbOptions {
@@ -621,7 +630,11 @@ fn bad_input_is_refused_clearly_and_leaves_no_point() {
     nobin.sql("CREATE DATABASE d; CREATE TABLE d.t (i INT); INSERT INTO d.t VALUES (1)");
     let j = c.json(&["backup", "mysql", "--dsn", &dsn(&nobin)]);
     assert!(j["binlog"].is_null());
-    fails(&["archive", "mysql", "--dsn", &dsn(&nobin)], "--log-bin");
+    fails(
+        &c,
+        &["archive", "mysql", "--dsn", &dsn(&nobin)],
+        "--log-bin",
+    );
 
     // The server dies in the middle of a snapshot: no point, a clean vault.
     let points_before = c.json(&["points", "list"]).as_array().unwrap().len();
