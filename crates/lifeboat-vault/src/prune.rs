@@ -396,18 +396,5 @@ fn clean_tmp(vault: &Vault) {
     let crate::storage::Location::Dir(root) = vault.storage().loc() else {
         return; // object stores have no staging area
     };
-    let Ok(rd) = std::fs::read_dir(root.join("tmp")) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let old = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age.as_secs() > 3600);
-        if old {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
+    crate::storage::remove_old_files(&root.join("tmp"), std::time::Duration::from_secs(3600));
 }

@@ -105,6 +105,26 @@ impl std::fmt::Display for Location {
     }
 }
 
+/// Removes the regular files directly in `dir` last modified more than
+/// `older_than` ago: the leftovers of atomic writes a killed process never
+/// renamed into place (a staging directory; nothing else may live there).
+pub fn remove_old_files(dir: &std::path::Path, older_than: std::time::Duration) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > older_than);
+        if old {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// One object found by [`Storage::list`].
 #[derive(Debug, Clone)]
 pub struct Listed {

@@ -199,7 +199,10 @@ impl DirBucket {
                 key: String::new(),
                 source: e,
             })?;
-            clean_tmp(&root.join(TMP_DIR));
+            lifeboat_vault::storage::remove_old_files(
+                &root.join(TMP_DIR),
+                std::time::Duration::from_secs(3600),
+            );
         } else if !root.is_dir() {
             return Err(BucketError::NoBucket {
                 bucket: address.to_string(),
@@ -534,23 +537,6 @@ fn copy_file(from: &File, to: &File, size: u64) -> std::io::Result<u64> {
         }
     }
     Ok(off)
-}
-
-fn clean_tmp(dir: &Path) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let old = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|a| a.as_secs() > 3600);
-        if old {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
 }
 
 /// The bytes of an open directory-bucket object.
