@@ -7,6 +7,7 @@
 # tables, one large. Every restore is checked with CHECKSUM TABLE against the
 # source. Servers are throw-away mariadbd instances (same settings for every
 # tool). Usage: bench/mysql.sh [--record]   (--record appends to bench/RESULTS.md)
+# Environment: SIZE_GB (2.5), LAG_SECONDS (60), WORK (bench/work/mysql), KEEP_WORK=1 keeps the data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RECORD=${1:-}
@@ -23,7 +24,12 @@ LB=$PWD/target/release/lifeboat
 
 rm -rf "$WORK"; mkdir -p "$WORK"
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+# Servers stop on exit; the data (gigabytes) goes too unless KEEP_WORK=1; logs stay.
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [ "${KEEP_WORK:-}" = 1 ] || rm -rf "$WORK"/{src,dst,vault,spool,mydumper,dump.sql,dump.sql.zst}
+}
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
