@@ -679,3 +679,42 @@ fn bad_input_is_refused_clearly_and_leaves_no_point() {
     );
     c.ok(&["vault", "check", "--read-data"]);
 }
+
+#[test]
+fn snapshot_archive_and_point_in_time_restore_through_an_s3_vault() {
+    let t = tempdir().unwrap();
+    let s3 = lifeboat_testkit::s3::S3Server::start();
+    s3.create_bucket("dr-vault");
+    let mut c = Cli::at(
+        env!("CARGO_BIN_EXE_lifeboat"),
+        &s3.url("dr-vault", "lifeboat/db"),
+    );
+    c.env = lifeboat_testkit::s3::CREDENTIALS
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    c.ok(&["vault", "init"]);
+    let src = MariaDb::start();
+    let dst = MariaDb::start();
+    src.sql("CREATE DATABASE shop");
+    let w = LoadWriter::start(src.port, "shop.load_rows", Duration::from_millis(10), 0);
+    std::thread::sleep(Duration::from_millis(500));
+    c.ok(&["backup", "mysql", "--dsn", &dsn(&src)]);
+    let mut arch = archive(&c, &src, t.path(), "archive");
+    std::thread::sleep(Duration::from_millis(2500));
+    let (ops, err) = w.stop();
+    assert!(err.is_none(), "{err:?}");
+    wait_restorable(&c, ops.last().unwrap().committed);
+    assert!(arch.stop());
+    restore(&c, &dst, &["--at", "latest"]);
+    assert_eq!(
+        checksum(&src, "shop.load_rows"),
+        checksum(&dst, "shop.load_rows")
+    );
+    c.ok(&["vault", "check", "--read-data"]);
+    // The archive's points really are objects in the bucket.
+    let listing = s3
+        .request("GET", "/dr-vault?list-type=2&prefix=lifeboat/db/points/")
+        .unwrap();
+    assert!(listing.contains("<Key>lifeboat/db/points/"), "{listing}");
+}
