@@ -316,11 +316,6 @@ impl Session {
         &self.account
     }
 
-    /// Maps an error of this session.
-    pub fn err(&self, what: &str, e: mysql_async::Error) -> MysqlError {
-        sql_error(&self.server, &self.account, what, e)
-    }
-
     /// Runs statements, discarding results.
     pub fn exec(&mut self, what: &str, sql: &str) -> Result<()> {
         let Session { rt, conn, .. } = self;
@@ -356,30 +351,6 @@ impl Session {
             .next()
             .and_then(|r| r.into_iter().next().flatten())
             .map(|b| String::from_utf8_lossy(&b).into_owned()))
-    }
-
-    /// Streams the rows of a query to `f`, one at a time, in order.
-    pub fn for_each_row(
-        &mut self,
-        what: &str,
-        sql: &str,
-        mut f: impl FnMut(Vec<Option<Vec<u8>>>),
-    ) -> Result<()> {
-        let Session { rt, conn, .. } = self;
-        let c = conn.as_mut().expect("connection present");
-        rt.block_on(async {
-            let mut res = c.query_iter(sql).await?;
-            while let Some(row) = res.next().await? {
-                f(raw_row(row));
-            }
-            Ok::<(), mysql_async::Error>(())
-        })
-        .map_err(|e| sql_error(&self.server, &self.account, what, e))
-    }
-
-    /// A handle to run async work on this session's runtime.
-    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        self.rt.block_on(f)
     }
 
     /// The connection, for async work run with [`Session::block_on`].
