@@ -33,7 +33,7 @@ pub struct BackupBucketArgs {
 
 #[derive(Args, Debug)]
 pub struct RestoreBucketArgs {
-    /// Point: full id, unique id prefix, or `latest`.
+    /// Point: full id, unique id prefix, or `latest` (the newest bucket point).
     point: String,
     /// The bucket to restore into (a directory is created when missing).
     #[arg(long)]
@@ -108,7 +108,7 @@ pub fn backup(g: &Global, a: BackupBucketArgs) -> Result<ExitCode> {
 
 pub fn restore(g: &Global, a: RestoreBucketArgs) -> Result<ExitCode> {
     let v = g.open()?;
-    let (id, _) = v.find_point(&a.point, a.resource.as_deref())?;
+    let (id, _) = crate::pick::select(&v, &a.point, crate::pick::BUCKET, a.resource.as_deref())?;
     let bucket = Bucket::open_address(&a.to_bucket, true)?;
     let written = Arc::new(AtomicU64::new(0));
     let w = written.clone();

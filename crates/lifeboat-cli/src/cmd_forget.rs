@@ -2,10 +2,10 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
-use lifeboat_vault::forget::{KeepPolicy, apply};
+use anyhow::Result;
+use lifeboat_vault::forget::{KeepPolicy, forget};
 
-use crate::common::{Global, print_json};
+use crate::common::{Global, print_json, usage};
 
 #[derive(clap::Args, Debug)]
 pub struct ForgetArgs {
@@ -48,9 +48,9 @@ pub fn run(g: &Global, a: ForgetArgs) -> Result<ExitCode> {
         yearly: a.keep_yearly,
     };
     if policy.is_empty() {
-        bail!(
-            "no --keep-* option given: that would forget every point; give at least one, e.g. --keep-last 7"
-        );
+        return Err(usage(
+            "no --keep-* option given: that would forget every point; give at least one, e.g. --keep-last 7",
+        ));
     }
     let v = g.open()?;
     let (points, _) = v.list_points()?;
@@ -58,45 +58,15 @@ pub fn run(g: &Global, a: ForgetArgs) -> Result<ExitCode> {
         .into_iter()
         .filter(|(_, p)| a.resource.as_ref().is_none_or(|r| &p.resource == r))
         .collect();
-    let mut decisions = apply(&points, &policy, chrono::Utc::now());
     // A database's archived binlog is kept for as long as a kept snapshot
-    // can be rolled forward with it, whatever the policy says of its points.
-    let kept: std::collections::HashSet<_> = decisions
-        .iter()
-        .filter(|d| d.keep && d.kind == lifeboat_mysql::KIND_SNAPSHOT)
-        .map(|d| d.id)
-        .collect();
-    let needed = lifeboat_mysql::catalog::binlog_points_needed(&points, &|id| kept.contains(id));
-    for d in decisions
-        .iter_mut()
-        .filter(|d| d.kind == lifeboat_mysql::KIND_BINLOG)
-    {
-        d.reasons.clear();
-        if let Some((_, why)) = needed.iter().find(|(id, _)| *id == d.id) {
-            d.reasons.push(why.clone());
-        }
-        let locked = points
-            .iter()
-            .any(|(id, p)| *id == d.id && p.is_locked(chrono::Utc::now(), false));
-        if locked {
-            d.reasons.push("locked".into());
-        }
-        d.keep = !d.reasons.is_empty();
-    }
-    let mut refused = Vec::new();
-    if !a.dry_run {
-        for d in decisions.iter_mut().filter(|d| !d.keep) {
-            if let Err(e) = v.remove_point(&d.id, a.override_lock) {
-                d.keep = true;
-                d.reasons.push(format!("not deleted: {e}"));
-                refused.push(e.to_string());
-            }
-        }
-    }
+    // can be rolled forward with it: the mysql protector's rule.
+    let rules = lifeboat_mysql::forget_rules();
+    let outcome = forget(&v, &points, &policy, &rules, a.dry_run, a.override_lock);
+    let decisions = &outcome.decisions;
     if g.json {
         print_json(&serde_json::json!({"dry_run": a.dry_run, "decisions": decisions}))?;
     } else if !g.quiet {
-        for d in &decisions {
+        for d in decisions {
             println!(
                 "{} {} {} {}  {}",
                 if d.keep {
@@ -126,8 +96,15 @@ pub fn run(g: &Global, a: ForgetArgs) -> Result<ExitCode> {
             );
         }
     }
-    for r in &refused {
-        eprintln!("warning: {r}");
+    for (id, why) in &outcome.not_deleted {
+        eprintln!("warning: point {} was not forgotten: {why}", id.short());
+    }
+    if !outcome.not_deleted.is_empty() {
+        eprintln!(
+            "error: {} point(s) could not be forgotten; the others were",
+            outcome.not_deleted.len()
+        );
+        return Ok(ExitCode::from(3));
     }
     Ok(ExitCode::SUCCESS)
 }

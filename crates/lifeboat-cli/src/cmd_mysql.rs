@@ -293,7 +293,11 @@ pub fn restore(g: &Global, a: RestoreArgs) -> Result<ExitCode> {
     };
     let (id, point) = match &plan {
         Some(p) => p.snapshot.clone(),
-        None => lifeboat_mysql::catalog::find_snapshot(&v, &a.point, a.resource.as_deref())?,
+        None => {
+            let snapshot = &[lifeboat_mysql::KIND_SNAPSHOT];
+            let (id, _) = crate::pick::select(&v, &a.point, snapshot, a.resource.as_deref())?;
+            lifeboat_mysql::catalog::find_snapshot(&v, &id.to_hex(), None)?
+        }
     };
     let opts = RestoreOptions {
         databases: a.databases,

@@ -21,18 +21,32 @@ pub enum PointsCmd {
     },
     /// Show one point in full.
     Show {
-        /// Point: full id, unique prefix, or `latest`.
+        /// Point: full id, unique prefix, or `latest` (the newest point of
+        /// --kind and --resource when given, else of any kind).
         point: String,
+        /// Only a point of this kind (files, bucket, mysql, mysql-binlog).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only a point of this resource.
+        #[arg(long)]
+        resource: Option<String>,
     },
     /// List the files and directories in a point.
     Ls {
-        /// Point: full id, unique prefix, or `latest`.
+        /// Point: full id, unique prefix, or `latest` (the newest point with
+        /// a tree of files: files, bucket or mysql; see --kind).
         point: String,
         /// Directory (or file) inside the point, as backed up; default: the root.
         path: Option<std::path::PathBuf>,
         /// List everything below, not just one level.
         #[arg(long, short)]
         recursive: bool,
+        /// Only a point of this kind.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only a point of this resource.
+        #[arg(long)]
+        resource: Option<String>,
     },
     /// Forget (delete) the given points; run `lifeboat prune` to free their space.
     Forget {
@@ -169,16 +183,27 @@ pub fn run(g: &Global, cmd: PointsCmd) -> Result<ExitCode> {
                 }
             }
         }
-        PointsCmd::Show { point } => {
-            let (id, p) = v.find_point(&point, None)?;
+        PointsCmd::Show {
+            point,
+            kind,
+            resource,
+        } => {
+            let kinds: Vec<&str> = kind.as_deref().into_iter().collect();
+            let (id, p) = crate::pick::select(&v, &point, &kinds, resource.as_deref())?;
             print_json(&point_json(&id, &p))?;
         }
         PointsCmd::Ls {
             point,
             path,
             recursive,
+            kind,
+            resource,
         } => {
-            let (id, _) = v.find_point(&point, None)?;
+            let kinds: Vec<&str> = match &kind {
+                Some(k) => vec![k.as_str()],
+                None => crate::pick::WITH_TREE.to_vec(),
+            };
+            let (id, _) = crate::pick::select(&v, &point, &kinds, resource.as_deref())?;
             let entries = lifeboat_files::list::list(&v, &id, path.as_deref(), recursive)?;
             if g.json {
                 print_json(&entries)?;

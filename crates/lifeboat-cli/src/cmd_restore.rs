@@ -15,7 +15,7 @@ use crate::common::{Global, Progress, bytes, print_json};
 pub enum RestoreCmd {
     /// Restore files; the point's absolute paths are recreated below --to.
     Files {
-        /// Point: full id, unique id prefix, or `latest`.
+        /// Point: full id, unique id prefix, or `latest` (the newest files point).
         point: String,
         /// Target directory.
         #[arg(long)]
@@ -26,7 +26,7 @@ pub enum RestoreCmd {
         /// Re-read what was written and check it against the point.
         #[arg(long)]
         verify: bool,
-        /// With `latest`: the newest point of this resource.
+        /// Only a point of this resource (with `latest`: its newest files point).
         #[arg(long)]
         resource: Option<String>,
     },
@@ -49,7 +49,7 @@ pub fn run(g: &Global, cmd: RestoreCmd) -> Result<ExitCode> {
         RestoreCmd::Bucket(a) => return crate::cmd_bucket::restore(g, a),
     };
     let v = g.open()?;
-    let (id, _) = v.find_point(&point, resource.as_deref())?;
+    let (id, _) = crate::pick::select(&v, &point, crate::pick::FILES, resource.as_deref())?;
     let to = std::path::absolute(&to)?;
     let counters = Arc::new(Counters::default());
     let c = counters.clone();

@@ -11,6 +11,9 @@ use lifeboat_vault::{Vault, check, lock};
 
 use crate::common::{Global, Progress, print_json};
 
+/// Below this length `vault init` warns about the password.
+const MIN_PASSWORD_CHARS: usize = 12;
+
 #[derive(Subcommand, Debug)]
 pub enum VaultCmd {
     /// Create a new vault protected by a password.
@@ -38,6 +41,12 @@ pub fn run(g: &Global, cmd: VaultCmd) -> Result<ExitCode> {
         VaultCmd::Init { compression } => {
             let loc = g.location()?;
             let pw = g.password(true)?;
+            let chars = String::from_utf8_lossy(&pw).chars().count();
+            if chars < MIN_PASSWORD_CHARS {
+                eprintln!(
+                    "warning: the password has only {chars} character(s): whoever gets a copy of the vault's key files can guess a short password offline; use {MIN_PASSWORD_CHARS} or more (add a better one with `lifeboat key add`, then remove this one)"
+                );
+            }
             let opts = InitOptions {
                 compression,
                 ..InitOptions::default()

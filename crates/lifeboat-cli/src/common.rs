@@ -51,10 +51,10 @@ pub fn init_tracing(g: &Global) {
 impl Global {
     /// The vault location, or a clear error.
     pub fn location(&self) -> Result<Location> {
-        let v = self.vault.as_deref().context(
-            "no vault given: pass --vault /abs/path (or file:///abs/path), or set LIFEBOAT_VAULT",
-        )?;
-        Ok(Location::parse(v)?)
+        let v = self.vault.as_deref().ok_or_else(|| {
+            usage("no vault given: pass --vault /abs/path (or file:///abs/path), or set LIFEBOAT_VAULT")
+        })?;
+        Location::parse(v).map_err(|e| usage(e.to_string()))
     }
 
     /// The password from env, file or terminal prompt.
@@ -96,11 +96,13 @@ pub fn read_password(
         }
         return Ok(line.as_bytes().to_vec());
     }
-    if let Ok(p) = std::env::var(env) {
-        if p.is_empty() {
-            bail!("{env} is set but empty");
-        }
-        return Ok(p.into_bytes());
+    match std::env::var(env) {
+        Ok(p) if p.is_empty() => bail!("{env} is set but empty"),
+        Ok(p) => return Ok(p.into_bytes()),
+        Err(std::env::VarError::NotUnicode(_)) => bail!(
+            "{env} is set but is not valid UTF-8 (a password is text: set it in a UTF-8 locale, or put it in a file for --password-file)"
+        ),
+        Err(std::env::VarError::NotPresent) => {}
     }
     if !std::io::stdin().is_terminal() {
         bail!("no {what}: set {env}, pass --password-file, or run on a terminal to be asked");
@@ -116,6 +118,51 @@ pub fn read_password(
         bail!("empty password");
     }
     Ok(p.into_bytes())
+}
+
+/// A mistake in how a command was called: exit code 2.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// A usage error (exit code 2) saying `msg`.
+pub fn usage(msg: impl Into<String>) -> anyhow::Error {
+    Usage(msg.into()).into()
+}
+
+/// The exit code of a failed command: 2 for a usage error, else 1.
+pub fn failure_code(e: &anyhow::Error) -> ExitCode {
+    if e.downcast_ref::<Usage>().is_some() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Makes a closed stdout or stderr (`lifeboat points show ID | head`) end the
+/// process quietly with exit code 0 instead of a panic with a backtrace:
+/// the reader has all it wanted.
+pub fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let p = info.payload();
+        let msg = p
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| p.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to std") && msg.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info)
+    }));
 }
 
 /// Prints a value as pretty JSON.

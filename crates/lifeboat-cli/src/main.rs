@@ -25,6 +25,7 @@ mod cmd_replicate;
 mod cmd_restore;
 mod cmd_vault;
 mod common;
+mod pick;
 
 /// Lifeboat: deduplicated, encrypted backups and disaster recovery.
 #[derive(Parser, Debug)]
@@ -65,6 +66,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    common::quiet_on_closed_pipe();
     let cli = Cli::parse();
     common::init_tracing(&cli.global);
     let r = match cli.command {
@@ -82,7 +84,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            common::failure_code(&e)
         }
     }
 }

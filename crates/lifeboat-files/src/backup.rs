@@ -83,7 +83,9 @@ impl Ctx<'_> {
     }
 
     fn warn(&self, w: String) {
-        tracing::warn!("{w}");
+        // Returned to the caller, who shows it: logged only with -v, so
+        // it is not printed twice.
+        tracing::info!("{w}");
         self.warnings.lock().expect("lock").push(w);
     }
 

@@ -1,7 +1,7 @@
 //! Listing what a recovery point holds, without restoring it.
 
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use lifeboat_vault::tree::NodeKind;
 use lifeboat_vault::{Id, Vault};
@@ -32,6 +32,11 @@ pub struct Entry {
 pub fn list(vault: &Vault, point: &Id, path: Option<&Path>, recursive: bool) -> Result<Vec<Entry>> {
     let index = vault.load_index()?;
     let p = vault.read_point(point)?;
+    // `/` (or `.`, or nothing) is the root itself.
+    let path = path.filter(|p| {
+        p.components()
+            .any(|c| !matches!(c, Component::RootDir | Component::CurDir))
+    });
     let (tree, base) = match path {
         None => (p.tree, PathBuf::from("/")),
         Some(path) => {

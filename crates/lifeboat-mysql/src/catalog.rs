@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use lifeboat_vault::{Id, Index, RecoveryPoint, Vault, VaultError};
+use lifeboat_vault::{Id, Index, RecoveryPoint, Vault};
 use serde::Serialize;
 
 use crate::binlog::file_number;
@@ -21,28 +21,15 @@ use crate::segment::{Segment, Through, binlog_meta, decode_inline};
 use crate::snapshot::SnapshotMeta;
 
 /// Finds a snapshot point: `latest` (newest `mysql` point, of `resource` when
-/// given), a full id or a unique prefix.
+/// given), a full id or a unique prefix (of a `mysql` point: another kind is
+/// refused with [`lifeboat_vault::VaultError::WrongKind`]).
 pub fn find_snapshot(
     vault: &Vault,
     spec: &str,
     resource: Option<&str>,
 ) -> Result<(Id, RecoveryPoint)> {
-    if spec == "latest" {
-        let (points, _) = vault.list_points()?;
-        return points
-            .into_iter()
-            .rev()
-            .find(|(_, p)| {
-                p.kind == crate::KIND_SNAPSHOT && resource.is_none_or(|r| p.resource == r)
-            })
-            .ok_or_else(|| {
-                MysqlError::Vault(VaultError::NoSuchPoint(match resource {
-                    Some(r) => format!("latest mysql snapshot of {r}"),
-                    None => "latest mysql snapshot".into(),
-                }))
-            });
-    }
-    let (id, p) = vault.find_point(spec, resource)?;
+    let filter = lifeboat_vault::PointFilter::kinds(&[crate::KIND_SNAPSHOT]).resource(resource);
+    let (id, p) = vault.select_point(spec, &filter)?;
     crate::restore::snapshot_meta(&id, &p)?;
     Ok((id, p))
 }

@@ -25,6 +25,7 @@ pub mod catalog;
 pub mod error;
 pub mod pitr;
 pub mod restore;
+pub mod retention;
 pub mod rows;
 pub mod schema;
 pub mod segment;
@@ -36,6 +37,7 @@ pub use catalog::Catalog;
 pub use error::{MysqlError, Result};
 pub use pitr::Target;
 pub use restore::{RestoreOptions, RestoreReport, restore};
+pub use retention::forget_rules;
 pub use server::Dsn;
 pub use snapshot::{Counters, SnapshotOptions, SnapshotResult, snapshot};
 

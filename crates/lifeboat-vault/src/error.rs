@@ -15,7 +15,7 @@ pub type Result<T, E = VaultError> = std::result::Result<T, E>;
 pub enum VaultError {
     /// No key file of the vault opens with the given password.
     #[error(
-        "wrong password: no key of the vault at {location} opens with it (try another password, or `lifeboat key list`)"
+        "wrong password: no key of the vault at {location} opens with it (check the password given by LIFEBOAT_PASSWORD, --password-file or the prompt)"
     )]
     WrongPassword {
         /// Where the vault is.
@@ -23,11 +23,13 @@ pub enum VaultError {
     },
     /// The location holds no vault.
     #[error(
-        "no vault at {location}: its `config` object is missing (create one with `lifeboat vault init --vault {location}`)"
+        "no vault at {location}: {reason} (check the --vault path or LIFEBOAT_VAULT; `lifeboat vault init` is only for making a new vault)"
     )]
     NoVault {
         /// Where a vault was expected.
         location: String,
+        /// What is there instead.
+        reason: String,
     },
     /// `init` on a location that already holds a vault.
     #[error("a vault already exists at {location}; refusing to overwrite it")]
@@ -77,6 +79,20 @@ pub enum VaultError {
     /// A recovery point could not be found.
     #[error("no recovery point matches {0:?} (see `lifeboat points list`)")]
     NoSuchPoint(String),
+    /// A point named by id is of a kind the command does not handle.
+    #[error(
+        "recovery point {point} is a {kind:?} point (resource {resource:?}), not a {wanted} point"
+    )]
+    WrongKind {
+        /// Short id of the point.
+        point: String,
+        /// Its kind.
+        kind: String,
+        /// Its resource.
+        resource: String,
+        /// The kinds the command handles.
+        wanted: String,
+    },
     /// A recovery point id prefix is ambiguous.
     #[error("recovery point prefix {0:?} is ambiguous; give more characters")]
     AmbiguousPoint(String),

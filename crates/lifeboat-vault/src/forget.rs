@@ -1,8 +1,13 @@
 //! Retention policy: which recovery points to keep.
 //!
-//! Points are grouped by resource and kind (a database's snapshots and its
-//! archived binlog are kept by different rules: the binlog points a kept
-//! snapshot needs are the protector's to decide). Within a group, newest first: `last` keeps
+//! Points are grouped by resource and kind. Some kinds are not kept by the
+//! policy at all but by what other kept points need: a database's archived
+//! binlog is kept exactly as long as a kept snapshot can be rolled forward
+//! with it. The protector that writes such a kind says so with a
+//! [`DependentKind`] rule, and [`apply`] takes the rules: the engine knows no
+//! protector, and every caller (the CLI, a daemon) gets the same decisions
+//! by passing the rules of the protectors it links (e.g.
+//! `lifeboat_mysql::forget_rules()`). Within a group, newest first: `last` keeps
 //! the newest N; `hourly` keeps the newest point of each of the N most recent
 //! hours that have a point; likewise daily, weekly (ISO weeks), monthly and
 //! yearly. A point kept by any rule is kept. A point under a retention lock is
@@ -57,9 +62,101 @@ pub struct Decision {
     pub reasons: Vec<String>,
 }
 
-/// Applies `policy` to `points`; returns one decision per point, newest first
-/// within each resource.
+/// A protector's rule for a kind of points that are kept by what other kept
+/// points need, not by the keep policy (e.g. archived binlog: kept while a
+/// kept snapshot needs it for point-in-time restore).
+pub trait DependentKind: Sync {
+    /// The kind this rule decides (e.g. `mysql-binlog`).
+    fn kind(&self) -> &str;
+    /// Of `points` (every point considered, of every kind), the ids of this
+    /// kind's points still needed, each with why, given which points of the
+    /// other kinds are kept.
+    fn needed(
+        &self,
+        points: &[(Id, RecoveryPoint)],
+        kept: &dyn Fn(&Id) -> bool,
+    ) -> Vec<(Id, String)>;
+}
+
+/// Applies `policy` to `points`, and `rules` to the kinds they decide;
+/// returns one decision per point, newest first within each resource and
+/// kind. A point under an unexpired retention lock is always kept.
 pub fn apply(
+    points: &[(Id, RecoveryPoint)],
+    policy: &KeepPolicy,
+    now: DateTime<Utc>,
+    rules: &[&dyn DependentKind],
+) -> Vec<Decision> {
+    let mut out = apply_policy(points, policy, now);
+    for rule in rules {
+        let kept: std::collections::HashSet<Id> = out
+            .iter()
+            .filter(|d| d.keep && !rules.iter().any(|r| r.kind() == d.kind))
+            .map(|d| d.id)
+            .collect();
+        let needed = rule.needed(points, &|id| kept.contains(id));
+        for d in out.iter_mut().filter(|d| d.kind == rule.kind()) {
+            d.reasons.clear();
+            d.reasons.extend(
+                needed
+                    .iter()
+                    .filter(|(id, _)| *id == d.id)
+                    .map(|(_, why)| why.clone()),
+            );
+            if let Some(r) = points
+                .iter()
+                .find(|(id, _)| *id == d.id)
+                .and_then(|(_, p)| p.retention.as_ref())
+                .filter(|r| r.retain_until > now)
+            {
+                d.reasons
+                    .push(format!("locked until {}", r.retain_until.to_rfc3339()));
+            }
+            d.keep = !d.reasons.is_empty();
+        }
+    }
+    out
+}
+
+/// What [`forget`] did.
+#[derive(Debug, Serialize)]
+pub struct Outcome {
+    /// One decision per point; a point that could not be deleted is kept,
+    /// with the reason.
+    pub decisions: Vec<Decision>,
+    /// Points that were to be forgotten but could not be deleted, and why.
+    pub not_deleted: Vec<(Id, String)>,
+}
+
+/// Decides with [`apply`] and deletes the points not kept (unless
+/// `dry_run`). A point that cannot be deleted (a retention lock, a storage
+/// failure) is reported in [`Outcome::not_deleted`]; the others still go.
+pub fn forget(
+    vault: &crate::Vault,
+    points: &[(Id, RecoveryPoint)],
+    policy: &KeepPolicy,
+    rules: &[&dyn DependentKind],
+    dry_run: bool,
+    override_lock: bool,
+) -> Outcome {
+    let mut decisions = apply(points, policy, Utc::now(), rules);
+    let mut not_deleted = Vec::new();
+    if !dry_run {
+        for d in decisions.iter_mut().filter(|d| !d.keep) {
+            if let Err(e) = vault.remove_point(&d.id, override_lock) {
+                d.keep = true;
+                d.reasons.push(format!("not deleted: {e}"));
+                not_deleted.push((d.id, e.to_string()));
+            }
+        }
+    }
+    Outcome {
+        decisions,
+        not_deleted,
+    }
+}
+
+fn apply_policy(
     points: &[(Id, RecoveryPoint)],
     policy: &KeepPolicy,
     now: DateTime<Utc>,
@@ -155,7 +252,7 @@ mod tests {
             daily: 3,
             ..Default::default()
         };
-        let ds = apply(&points, &policy, base);
+        let ds = apply(&points, &policy, base, &[]);
         let kept: Vec<_> = ds.iter().filter(|d| d.keep).collect();
         // last 1 and daily 1 are the same point; daily 2 and 3 are the newest of the two days before.
         assert_eq!(kept.len(), 3);
@@ -182,6 +279,7 @@ mod tests {
                 ..Default::default()
             },
             now,
+            &[],
         );
         let kept: Vec<_> = ds
             .iter()
@@ -209,6 +307,7 @@ mod tests {
                 ..Default::default()
             },
             now,
+            &[],
         );
         let keep = |id: Id| ds.iter().find(|d| d.id == id).unwrap().keep;
         assert!(keep(a.0), "locked");

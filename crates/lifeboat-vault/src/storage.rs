@@ -10,11 +10,12 @@
 //! `tmp/`, syncs it and renames it into place, so an object is either absent or
 //! complete, whatever moment the process dies at.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use opendal::{ErrorKind, Operator};
 
 use crate::error::{Result, VaultError};
+use crate::timeouts::{Effective, S3Timeouts};
 
 /// Where a vault (or any object-store prefix) lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +32,9 @@ pub enum Location {
         endpoint: Option<String>,
         /// Region (default `us-east-1`).
         region: String,
+        /// Network timeouts set in the URL (others come from the environment
+        /// or defaults, see [`crate::timeouts`]).
+        timeouts: S3Timeouts,
     },
 }
 
@@ -58,13 +62,15 @@ impl Location {
             }
             let mut endpoint = None;
             let mut region = "us-east-1".to_string();
+            let mut timeouts = S3Timeouts::default();
             for kv in query.split('&').filter(|s| !s.is_empty()) {
                 match kv.split_once('=') {
                     Some(("endpoint", v)) => endpoint = Some(v.to_string()),
                     Some(("region", v)) => region = v.to_string(),
+                    Some((k, v)) if timeouts.set(k, v).map_err(|e| bad(&e))? => {}
                     _ => {
                         return Err(bad(&format!(
-                            "unknown query parameter {kv:?} (known: endpoint, region)"
+                            "unknown query parameter {kv:?} (known: endpoint, region, connect_timeout, timeout, total_timeout)"
                         )));
                     }
                 }
@@ -74,6 +80,7 @@ impl Location {
                 prefix: prefix.trim_matches('/').to_string(),
                 endpoint,
                 region,
+                timeouts,
             });
         }
         Err(bad(
@@ -91,15 +98,17 @@ impl std::fmt::Display for Location {
                 prefix,
                 endpoint,
                 region,
+                timeouts,
             } => {
                 write!(f, "s3://{bucket}")?;
                 if !prefix.is_empty() {
                     write!(f, "/{prefix}")?;
                 }
                 match endpoint {
-                    Some(e) => write!(f, "?endpoint={e}&region={region}"),
-                    None => write!(f, "?region={region}"),
+                    Some(e) => write!(f, "?endpoint={e}&region={region}")?,
+                    None => write!(f, "?region={region}")?,
                 }
+                write!(f, "{}", timeouts.query())
             }
         }
     }
@@ -141,6 +150,11 @@ pub struct Storage {
     rt: Arc<tokio::runtime::Runtime>,
     location: String,
     loc: Location,
+    /// Directory vaults: the writing operator, made on the first write (it
+    /// needs `tmp/`; reading commands create nothing).
+    writer: Arc<OnceLock<Operator>>,
+    /// S3 vaults: the timeouts in effect.
+    net: Option<Effective>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -152,6 +166,15 @@ impl std::fmt::Debug for Storage {
 }
 
 fn map_err(op: &'static str, path: &str, e: opendal::Error) -> VaultError {
+    map_err_net(op, path, e, None)
+}
+
+fn map_err_net(
+    op: &'static str,
+    path: &str,
+    e: opendal::Error,
+    net: Option<(&Location, &Effective)>,
+) -> VaultError {
     if e.kind() == ErrorKind::NotFound {
         return VaultError::Missing {
             object: path.to_string(),
@@ -162,8 +185,30 @@ fn map_err(op: &'static str, path: &str, e: opendal::Error) -> VaultError {
     if let Some(cut) = text.find("\nBacktrace:") {
         text.truncate(cut); // OpenDAL appends one when RUST_BACKTRACE is set
     }
-    if text.contains("error sending request") || text.contains("tcp connect error") {
-        text.push_str(" (the object store cannot be reached: check the endpoint, the network and that the server runs)");
+    // The cause (connection refused, timed out…) is in the source chain.
+    let mut src = std::error::Error::source(&e);
+    let mut causes = String::new();
+    while let Some(s) = src {
+        let c = s.to_string();
+        if !text.contains(&c) && !causes.contains(&c) {
+            causes.push_str(&format!(": {c}"));
+        }
+        src = s.source();
+    }
+    text.push_str(&causes);
+    if text.contains("error sending request")
+        || text.contains("tcp connect error")
+        || text.contains("send http request")
+        || text.contains("timed out")
+    {
+        match net {
+            Some((Location::S3 { endpoint, .. }, eff)) => text.push_str(&format!(
+                " (the object store at {} cannot be reached or does not answer: check the endpoint, the network and that the server runs; {})",
+                endpoint.as_deref().unwrap_or("AWS S3"),
+                eff.describe()
+            )),
+            _ => text.push_str(" (the object store cannot be reached: check the endpoint, the network and that the server runs)"),
+        }
     }
     let no_space = text.contains("No space left") || text.contains("os error 28");
     VaultError::Storage {
@@ -179,8 +224,37 @@ fn map_err(op: &'static str, path: &str, e: opendal::Error) -> VaultError {
     }
 }
 
+fn fs_operator(root: &std::path::Path, tmp: Option<&std::path::Path>) -> Result<Operator> {
+    let mut builder = opendal::services::Fs::default().root(&root.to_string_lossy());
+    if let Some(tmp) = tmp {
+        builder = builder.atomic_write_dir(&tmp.to_string_lossy());
+    }
+    // No retry layer on a local directory: its failures (a full
+    // disk, permissions) do not go away by trying again.
+    Operator::new(builder).map_err(|e| map_err("open", &root.to_string_lossy(), e))
+}
+
+fn s3_client(eff: &Effective) -> Result<opendal::HttpTransporter> {
+    let client = reqwest::Client::builder()
+        .connect_timeout(eff.connect)
+        .read_timeout(eff.answer)
+        .build()
+        .map_err(|e| VaultError::Storage {
+            op: "open",
+            path: String::new(),
+            message: format!("cannot set up an HTTP client: {e}"),
+            retryable: false,
+            no_space: false,
+        })?;
+    Ok(opendal::HttpTransporter::new(
+        opendal_http_transport_reqwest::ReqwestTransport::new(client),
+    ))
+}
+
 impl Storage {
-    /// Opens storage at `location`. A directory location is created if `create` is set.
+    /// Opens storage at `location`. A directory location is created if
+    /// `create` is set (mode 0700); otherwise nothing is created or written
+    /// until the first write (see [`crate::private`]).
     pub fn open(location: &Location, create: bool) -> Result<Storage> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -188,33 +262,30 @@ impl Storage {
             .enable_all()
             .build()
             .map_err(|e| VaultError::io("start I/O runtime", "", e))?;
+        let mut net = None;
         let op = match location {
             Location::Dir(root) => {
                 if create {
-                    std::fs::create_dir_all(root)
+                    crate::private::create_dir_all(root)
                         .map_err(|e| VaultError::io("create directory", root, e))?;
-                } else if !root.is_dir() {
-                    return Err(VaultError::NoVault {
-                        location: location.to_string(),
-                    });
+                } else {
+                    crate::private::expect_dir(root, location)?;
                 }
-                let tmp = root.join("tmp");
-                std::fs::create_dir_all(&tmp)
-                    .map_err(|e| VaultError::io("create directory", &tmp, e))?;
-                let builder = opendal::services::Fs::default()
-                    .root(&root.to_string_lossy())
-                    .atomic_write_dir(&tmp.to_string_lossy());
-                // No retry layer on a local directory: its failures (a full
-                // disk, permissions) do not go away by trying again.
-                Operator::new(builder).map_err(|e| map_err("open", &root.to_string_lossy(), e))?
+                fs_operator(root, None)?
             }
             Location::S3 {
                 bucket,
                 prefix,
                 endpoint,
                 region,
+                timeouts,
             } => {
-                opendal::install_default(); // the HTTP transport (idempotent)
+                let eff = timeouts
+                    .effective()
+                    .map_err(|reason| VaultError::BadLocation {
+                        location: location.to_string(),
+                        reason,
+                    })?;
                 // Credentials come from the environment (AWS_ACCESS_KEY_ID,
                 // AWS_SECRET_ACCESS_KEY, AWS_PROFILE…); the EC2 metadata
                 // service is never asked.
@@ -226,21 +297,81 @@ impl Storage {
                 if let Some(e) = endpoint {
                     b = b.endpoint(e);
                 }
+                let ctx = opendal::OperationContext::new().with_http_transport(s3_client(&eff)?);
+                net = Some(eff);
                 Operator::new(b)
                     .map_err(|e| map_err("open", bucket, e))?
+                    .with_context(ctx)
                     .layer(
                         opendal::layers::RetryLayer::new()
-                            .with_max_times(4)
+                            .with_max_times(crate::timeouts::ATTEMPTS - 1)
+                            .with_min_delay(std::time::Duration::from_secs(1))
+                            .with_max_delay(std::time::Duration::from_secs(4))
                             .with_jitter(),
                     )
             }
         };
+        let writer = Arc::new(OnceLock::new());
+        if !matches!(location, Location::Dir(_)) {
+            let _ = writer.set(op.clone());
+        }
         Ok(Storage {
             op,
             rt: Arc::new(rt),
             location: location.to_string(),
             loc: location.clone(),
+            writer,
+            net,
         })
+    }
+
+    /// Runs one storage operation, bounded by the total timeout on S3.
+    fn run<T>(
+        &self,
+        op: &'static str,
+        path: &str,
+        f: impl std::future::Future<Output = opendal::Result<T>>,
+    ) -> Result<T> {
+        let net = self.net.as_ref().map(|e| (&self.loc, e));
+        match &self.net {
+            None => self
+                .rt
+                .block_on(f)
+                .map_err(|e| map_err_net(op, path, e, net)),
+            Some(eff) => match self
+                .rt
+                .block_on(async { tokio::time::timeout(eff.total, f).await })
+            {
+                Ok(r) => r.map_err(|e| map_err_net(op, path, e, net)),
+                Err(_) => Err(VaultError::Storage {
+                    op,
+                    path: path.to_string(),
+                    message: format!(
+                        "no complete answer from {} within the total timeout ({})",
+                        self.location,
+                        eff.describe()
+                    ),
+                    retryable: true,
+                    no_space: false,
+                }),
+            },
+        }
+    }
+
+    /// The operator that writes: on a directory, made (with `tmp/`) on the first write.
+    fn write_op(&self) -> Result<Operator> {
+        if let Some(op) = self.writer.get() {
+            return Ok(op.clone());
+        }
+        let Location::Dir(root) = &self.loc else {
+            unreachable!("S3 storage sets its writer at open")
+        };
+        let tmp = root.join("tmp");
+        crate::private::create_dir_all(&tmp)
+            .map_err(|e| VaultError::io("create directory", &tmp, e))?;
+        let op = fs_operator(root, Some(&tmp))?;
+        let _ = self.writer.set(op);
+        Ok(self.writer.get().expect("just set").clone())
     }
 
     /// The location this storage was opened at, for messages.
@@ -255,18 +386,15 @@ impl Storage {
 
     /// Reads a whole object.
     pub fn read(&self, path: &str) -> Result<Vec<u8>> {
-        self.rt
-            .block_on(self.op.read(path))
+        self.run("read", path, self.op.read(path))
             .map(|b| b.to_vec())
-            .map_err(|e| map_err("read", path, e))
     }
 
     /// Reads `len` bytes at `offset` of an object.
     pub fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let buf = self
-            .rt
-            .block_on(async { self.op.read_with(path).range(offset..offset + len).await })
-            .map_err(|e| map_err("read", path, e))?;
+        let buf = self.run("read", path, async {
+            self.op.read_with(path).range(offset..offset + len).await
+        })?;
         if buf.len() as u64 != len {
             return Err(VaultError::corrupt(
                 path,
@@ -281,40 +409,48 @@ impl Storage {
 
     /// Writes a whole object, replacing any object of the same name atomically.
     /// A failed write is aborted, so no partial or temporary file is left.
+    /// On a directory, new directories are 0700 and the object 0600.
     pub fn write(&self, path: &str, data: Vec<u8>) -> Result<()> {
-        self.rt
-            .block_on(async {
-                let mut w = self.op.writer(path).await?;
-                let r = match w.write(data).await {
-                    Ok(()) => w.close().await.map(|_| ()),
-                    Err(e) => Err(e),
-                };
-                if r.is_err() {
-                    let _ = w.abort().await;
-                }
-                r
-            })
-            .map_err(|e| map_err("write", path, e))
+        let op = self.write_op()?;
+        if let Location::Dir(root) = &self.loc {
+            crate::private::create_parents(root, path)
+                .map_err(|e| VaultError::io("create directory", root.join(path), e))?;
+        }
+        self.run("write", path, async {
+            let mut w = op.writer(path).await?;
+            let r = match w.write(data).await {
+                Ok(()) => w.close().await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            if r.is_err() {
+                let _ = w.abort().await;
+            }
+            r
+        })?;
+        if let Location::Dir(root) = &self.loc {
+            crate::private::restrict_file(&root.join(path))
+                .map_err(|e| VaultError::io("set permissions of", root.join(path), e))?;
+        }
+        Ok(())
     }
 
     /// Size of an object, or `None` when it does not exist.
     pub fn stat(&self, path: &str) -> Result<Option<u64>> {
-        match self.rt.block_on(self.op.stat(path)) {
+        match self.run("stat", path, self.op.stat(path)) {
             Ok(m) => Ok(Some(m.content_length())),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(map_err("stat", path, e)),
+            Err(VaultError::Missing { .. }) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
     /// Lists every object below `dir` (recursively), e.g. `packs/`.
     pub fn list(&self, dir: &str) -> Result<Vec<Listed>> {
-        let entries = match self
-            .rt
-            .block_on(async { self.op.list_with(dir).recursive(true).await })
-        {
+        let entries = match self.run("list", dir, async {
+            self.op.list_with(dir).recursive(true).await
+        }) {
             Ok(v) => v,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(map_err("list", dir, e)),
+            Err(VaultError::Missing { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
         };
         let mut out = Vec::new();
         for e in entries {
@@ -337,10 +473,10 @@ impl Storage {
 
     /// Removes an object; removing a missing object is not an error.
     pub fn remove(&self, path: &str) -> Result<()> {
-        match self.rt.block_on(self.op.delete(path)) {
+        match self.run("remove", path, self.op.delete(path)) {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(map_err("remove", path, e)),
+            Err(VaultError::Missing { .. }) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 }

@@ -115,6 +115,7 @@ fn read_config(storage: &Storage) -> Result<Config> {
         Err(VaultError::Missing { .. }) => {
             return Err(VaultError::NoVault {
                 location: storage.location().to_string(),
+                reason: "it has no `config` object".into(),
             });
         }
         Err(e) => return Err(e),
@@ -136,12 +137,22 @@ fn read_config(storage: &Storage) -> Result<Config> {
 
 impl Vault {
     /// Creates a new vault at `location`, protected by `password`.
+    ///
+    /// A directory must be new or empty (it is made private: mode 0700); an
+    /// S3 prefix must hold no vault.
     pub fn init(location: &Location, password: &[u8], opts: &InitOptions) -> Result<Vault> {
+        if let Location::Dir(root) = location {
+            crate::private::check_new_vault_dir(root, location)?;
+        }
         let storage = Storage::open(location, true)?;
         if storage.stat("config")?.is_some() || !storage.list("keys/")?.is_empty() {
             return Err(VaultError::AlreadyExists {
                 location: location.to_string(),
             });
+        }
+        if let Location::Dir(root) = location {
+            crate::private::restrict_dir(root)
+                .map_err(|e| VaultError::io("set permissions of", root, e))?;
         }
         let key = MasterKey::generate();
         let kf = KeyFile::wrap(&key, password, opts.kdf, "")?;

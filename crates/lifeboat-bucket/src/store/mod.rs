@@ -189,6 +189,7 @@ impl Bucket {
                 prefix,
                 endpoint,
                 region,
+                ..
             } => Backend::S3(s3::S3Bucket::open(
                 bucket,
                 prefix,
