@@ -178,6 +178,7 @@ pub fn run(g: &Global, cmd: PointsCmd) -> Result<ExitCode> {
             path,
             recursive,
         } => {
+            let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "list")?;
             let (id, _) = v.find_point(&point, None)?;
             let entries = lifeboat_files::list::list(&v, &id, path.as_deref(), recursive)?;
             if g.json {
