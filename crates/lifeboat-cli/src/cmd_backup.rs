@@ -87,7 +87,15 @@ pub fn run(g: &Global, cmd: BackupCmd) -> Result<ExitCode> {
         )
     });
     let _span = tracing::info_span!("job", kind = "backup", protector = "files").entered();
-    let res = lifeboat_files::backup(&v, &opts, &counters)?;
+    let stop = crate::common::stop_backup_on_signals()?;
+    let res = match lifeboat_files::backup(&v, &opts, &counters) {
+        Ok(r) => r,
+        Err(_) if stop.load(Ordering::Relaxed) => {
+            drop(bar);
+            return Ok(crate::common::backup_interrupted());
+        }
+        Err(e) => return Err(e.into()),
+    };
     drop(bar);
     for n in &res.notes {
         if !g.quiet {

@@ -108,6 +108,9 @@ pub fn backup(g: &Global, a: BackupBucketArgs) -> Result<ExitCode> {
 
 pub fn restore(g: &Global, a: RestoreBucketArgs) -> Result<ExitCode> {
     let v = g.open()?;
+    // A reader's shared lock, before anything loads the index: a prune
+    // running meanwhile defers deleting what this restore may read.
+    let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "restore")?;
     let (id, _) = crate::pick::select(&v, &a.point, crate::pick::BUCKET, a.resource.as_deref())?;
     let bucket = Bucket::open_address(&a.to_bucket, true)?;
     let written = Arc::new(AtomicU64::new(0));

@@ -272,6 +272,9 @@ pub fn backup(g: &Global, a: BackupArgs) -> Result<ExitCode> {
 pub fn restore(g: &Global, a: RestoreArgs) -> Result<ExitCode> {
     let dsn = Dsn::parse(&a.server.dsn)?;
     let v = g.open()?;
+    // A reader's shared lock, before anything loads the index: a prune
+    // running meanwhile defers deleting what this restore may read.
+    let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "restore")?;
     let target = a.at.as_deref().map(Target::parse).transpose()?;
     let (catalog, plan) = match &target {
         Some(t) => {

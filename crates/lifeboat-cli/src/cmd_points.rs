@@ -203,6 +203,7 @@ pub fn run(g: &Global, cmd: PointsCmd) -> Result<ExitCode> {
                 Some(k) => vec![k.as_str()],
                 None => crate::pick::WITH_TREE.to_vec(),
             };
+            let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "list")?;
             let (id, _) = crate::pick::select(&v, &point, &kinds, resource.as_deref())?;
             let entries = lifeboat_files::list::list(&v, &id, path.as_deref(), recursive)?;
             if g.json {

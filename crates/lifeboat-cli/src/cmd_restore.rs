@@ -49,6 +49,9 @@ pub fn run(g: &Global, cmd: RestoreCmd) -> Result<ExitCode> {
         RestoreCmd::Bucket(a) => return crate::cmd_bucket::restore(g, a),
     };
     let v = g.open()?;
+    // A reader's shared lock, before anything loads the index: a prune
+    // running meanwhile defers deleting what this restore may read.
+    let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "restore")?;
     let (id, _) = crate::pick::select(&v, &point, crate::pick::FILES, resource.as_deref())?;
     let to = std::path::absolute(&to)?;
     let counters = Arc::new(Counters::default());

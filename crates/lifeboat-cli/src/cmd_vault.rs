@@ -62,6 +62,7 @@ pub fn run(g: &Global, cmd: VaultCmd) -> Result<ExitCode> {
         }
         VaultCmd::Check { read_data } => {
             let v = g.open()?;
+            let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "check")?;
             let done = Arc::new(AtomicU64::new(0));
             let d = done.clone();
             let bar = Progress::start(g.progress() && read_data, move || {

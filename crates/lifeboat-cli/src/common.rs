@@ -262,6 +262,26 @@ pub fn stop_flag() -> Result<Arc<AtomicBool>> {
     Ok(flag)
 }
 
+/// Makes SIGINT and SIGTERM stop a backup cleanly: the engine stops taking
+/// new data, stores and indexes the packs in flight and releases its lock
+/// (a second signal ends the process at once). Returns the flag.
+pub fn stop_backup_on_signals() -> Result<Arc<AtomicBool>> {
+    let flag = lifeboat_vault::writer::stop_flag();
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone())?;
+        signal_hook::flag::register(sig, flag.clone())?;
+    }
+    Ok(flag)
+}
+
+/// The end of a backup stopped by a signal: says what was kept, exit 130.
+pub fn backup_interrupted() -> ExitCode {
+    eprintln!(
+        "interrupted: no recovery point was written; the data stored so far is indexed and the next backup reuses it; the vault lock was released"
+    );
+    ExitCode::from(130)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -483,6 +483,78 @@ fn archive_follows_rotation_and_server_restart_and_resumes_after_its_own_kill() 
     c.ok(&["vault", "check", "--read-data"]);
 }
 
+/// B.13: two archives of one resource started together: exactly one runs.
+/// The pause hook holds an archive that found no other running, where the
+/// old check-then-lock let a second one through.
+#[test]
+fn two_archives_started_together_one_runs_and_the_other_backs_off() {
+    let (t, c) = vault();
+    let src = MariaDb::start();
+    src.sql("CREATE DATABASE shop");
+    let start = |name: &str| {
+        let pause = t.path().join(format!("pause-{name}"));
+        std::fs::create_dir_all(&pause).unwrap();
+        let out = std::fs::File::create(t.path().join(format!("{name}.jsonl"))).unwrap();
+        let err = std::fs::File::create(t.path().join(format!("{name}.err"))).unwrap();
+        let child = c
+            .command(&[
+                "archive",
+                "mysql",
+                "--dsn",
+                &dsn(&src),
+                "--spool",
+                t.path().join(format!("spool-{name}")).to_str().unwrap(),
+                "--json",
+            ])
+            .env(
+                "LIFEBOAT_TEST_PAUSE",
+                format!("archive-checked:{}", pause.display()),
+            )
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        (Bg(child), pause)
+    };
+    let (mut a, pa) = start("a");
+    let (mut b, pb) = start("b");
+    // Each is held once it found no other archive running; once one is held,
+    // the other has two seconds to get there too (as the old check-then-lock
+    // let it); then both go on.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !pa.join("archive-checked.reached").exists()
+        && !pb.join("archive-checked.reached").exists()
+    {
+        assert!(Instant::now() < deadline, "neither archive started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    for p in [&pa, &pb] {
+        std::fs::write(p.join("archive-checked.go"), b"").unwrap();
+    }
+    // One of them backs off (exit 1, naming the other); the other runs on.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (loser, winner) = loop {
+        if let Some(s) = a.0.try_wait().unwrap() {
+            break ((s, "a"), &mut b);
+        }
+        if let Some(s) = b.0.try_wait().unwrap() {
+            break ((s, "b"), &mut a);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "both archives of one resource run at once"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(loser.0.code(), Some(1), "{loser:?}");
+    let err = std::fs::read_to_string(t.path().join(format!("{}.err", loser.1))).unwrap();
+    assert!(err.contains("another binlog archive"), "{err}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(winner.0.try_wait().unwrap().is_none(), "the winner runs on");
+    assert!(winner.stop(), "the winner stops cleanly");
+}
+
 #[test]
 fn archive_says_loudly_when_binlogs_were_purged_before_it_saw_them() {
     let (t, c) = vault();

@@ -456,21 +456,24 @@ pub fn archive(
         );
     }
     let server_files = binary_logs(&mut control)?;
-    // One archive per resource: a second would store every event twice.
+    // One archive per resource: a second would store every event twice. The
+    // claim makes "none runs, so this one starts" atomic among contenders.
     let kind = format!("archive {resource}");
-    if let Some((_, l)) = lifeboat_vault::lock::live_locks(vault.storage())?
-        .into_iter()
-        .find(|(_, l)| l.kind == kind)
-    {
-        return Err(MysqlError::Usage(format!(
-            "another binlog archive of {resource} is running (on {}, pid {}, since {}); stop it first",
-            l.host,
-            l.pid,
-            l.created.to_rfc3339()
-        )));
-    }
+    let claim = match lifeboat_vault::lock::claim_sole(vault.storage(), &kind)? {
+        Ok(c) => c,
+        Err((_, l)) => {
+            return Err(MysqlError::Usage(format!(
+                "another binlog archive of {resource} is running (on {}, pid {}, since {}); stop it first",
+                l.host,
+                l.pid,
+                l.created.to_rfc3339()
+            )));
+        }
+    };
+    lifeboat_vault::testhook::pause("archive-checked");
     let catalog = Catalog::load(vault, &resource)?;
     let writer = BackupWriter::start(vault, &kind)?;
+    claim.release()?;
     // Seal points a previous run left are rolled up first.
     if let Some(id) = write_rollup(&writer, &resource, &catalog.seals)? {
         on_event(&ArchiveEvent::RolledUp {

@@ -102,6 +102,11 @@ pub enum VaultError {
     /// The operation is refused because of a lock or retention.
     #[error("{0}")]
     Refused(String),
+    /// The session was asked to stop (SIGINT/SIGTERM, see `writer::stop_flag`).
+    #[error(
+        "interrupted: the data stored so far is kept and indexed, and the next backup reuses it"
+    )]
+    Interrupted,
     /// The storage below the vault failed.
     #[error("storage {op} {path:?} failed: {message}")]
     Storage {

@@ -23,6 +23,9 @@ use crate::storage::Storage;
 
 const AAD: &[u8] = b"lifeboat:index";
 
+/// How often [`Index::load`] lists again when files vanish under it.
+const LOAD_ATTEMPTS: usize = 8;
+
 /// Prune's mark on a pack that no recovery point needs any more.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObsoleteMark {
@@ -208,8 +211,40 @@ pub struct Index {
 impl Index {
     /// Loads every index file of the vault. Damaged index files are skipped and
     /// kept in [`Index::damaged`]; the blobs they listed are then unknown.
+    ///
+    /// The view is consistent: every file of one listing is read. When a
+    /// listed file vanishes while it is read (a prune replaced it), the load
+    /// starts again from a fresh listing, so a reader never combines part of
+    /// the old index files with part of the new ones (format spec, §11).
     pub fn load(storage: &Storage, key: &MasterKey) -> Result<Index> {
+        let mut vanished = String::new();
+        for _ in 0..LOAD_ATTEMPTS {
+            match Self::load_listing(storage, key)? {
+                Ok(idx) => return Ok(idx),
+                Err(object) => {
+                    tracing::debug!("index file {object} vanished while loading; listing again");
+                    vanished = object;
+                }
+            }
+        }
+        Err(VaultError::Storage {
+            op: "load index",
+            path: vanished,
+            message: format!(
+                "the index changed {LOAD_ATTEMPTS} times while it was read (prunes running back to back?); run the command again"
+            ),
+            retryable: true,
+            no_space: false,
+        })
+    }
+
+    /// One attempt: `Ok(Err(path))` when a listed file vanished meanwhile.
+    fn load_listing(
+        storage: &Storage,
+        key: &MasterKey,
+    ) -> Result<std::result::Result<Index, String>> {
         let listed = storage.list("index/")?;
+        crate::testhook::pause("index-listed");
         let loaded: Vec<(Id, Result<IndexFile>)> = listed
             .par_iter()
             .filter_map(|l| {
@@ -231,7 +266,7 @@ impl Index {
                     files.push(name);
                     ok.push(f);
                 }
-                Err(VaultError::Missing { .. }) => {} // removed by a concurrent prune
+                Err(VaultError::Missing { object, .. }) => return Ok(Err(object)),
                 Err(e) if e.is_damage() => damaged.push(e),
                 Err(e) => return Err(e),
             }
@@ -254,7 +289,8 @@ impl Index {
         if !idx.damaged.is_empty() {
             idx.recover_from_pack_headers(storage, key)?;
         }
-        Ok(idx)
+        crate::testhook::pause("index-loaded");
+        Ok(Ok(idx))
     }
 
     /// With a damaged index file, the blobs it listed are found again by

@@ -16,15 +16,20 @@
 //!      marked, blockers still live        → keep waiting
 //!      unmarked, unused                   → mark
 //!      unmarked, mostly unused            → repack needed blobs, mark
-//! 5  write repacked packs; 6 write one new index (marks without blockers)
-//! 7  L1 = live backup locks
+//! 5  write repacked packs; 6 write the first new index N1: every pack with its
+//!    mark, the packs to delete in this run included
+//! 7  L1 = live shared locks (backups and readers)
 //!      L1 empty → re-list points, walk new ones; delete new marks they do not need
-//!      else     → write an index file recording blockers = L1 on the new marks
-//! 8  delete the index files read in 3; 9 delete packs; unindexed packs only
-//!    when L1 was empty and a fresh index listing does not know them
+//!      else     → blockers = L1 on the new marks
+//!    write the last new index N2 = N1 without the packs to delete
+//! 8  delete the index files read in 3, then N1; 9 delete packs; unindexed
+//!    packs only when L1 was empty and a fresh index listing does not know them
 //! ```
 //! A crash at any step leaves a readable vault: new objects are written before
-//! old ones are deleted, and marks are only ever a reason to wait.
+//! old ones are deleted, and marks are only ever a reason to wait. N1 is
+//! removed after the old index files, so every index listing that still holds
+//! an old file holds N1 too, whose marks make the doomed packs obsolete: a
+//! reader sees all-old or all-new (format spec, §11).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -251,13 +256,19 @@ pub fn prune(vault: &Vault, opts: &PruneOptions) -> Result<PruneReport> {
         new_index.packs.extend(repack(vault, &index, &to_repack)?);
     }
 
-    // 6. the new index
+    // 6. the first new index: every pack still indexed with its mark, the
+    // packs deleted below included (so that any reader whose listing holds
+    // this file sees them obsolete, whichever old files it also holds)
     let mut new_marks = Vec::new();
     let now = chrono::Utc::now().timestamp();
+    let mut delete: Vec<Id> = Vec::new();
     for (pack, v) in &verdicts {
         let entries = index.packs()[pack].clone();
         match v {
-            Verdict::Delete => continue,
+            Verdict::Delete => {
+                delete.push(*pack);
+                new_index.marks.push(index.marks()[pack].clone());
+            }
             Verdict::Keep | Verdict::Unmark => {}
             Verdict::Deferred(m) => new_index.marks.push(m.clone()),
             Verdict::Mark | Verdict::Repack(_) => {
@@ -272,17 +283,13 @@ pub fn prune(vault: &Vault, opts: &PruneOptions) -> Result<PruneReport> {
         new_index.packs.push((*pack, entries));
     }
     new_index.packs.sort_by_key(|(p, _)| *p);
-    let (name, stored) = new_index.seal(vault.key());
-    storage.write(&index_path(&name), stored)?;
+    let (first_name, stored) = new_index.seal(vault.key());
+    storage.write(&index_path(&first_name), stored)?;
 
     // 7. who might still reference the newly marked packs
     let l1 = shared_lock_ids(vault, &lock.id())?;
-    let mut delete: Vec<Id> = verdicts
-        .iter()
-        .filter(|(_, v)| matches!(v, Verdict::Delete))
-        .map(|(p, _)| *p)
-        .collect();
     let mut delete_garbage = Vec::new();
+    let mut last_index = new_index.clone();
     if l1.is_empty() {
         let (now_points, _) = vault.list_points()?;
         let fresh: Vec<Id> = now_points
@@ -304,37 +311,37 @@ pub fn prune(vault: &Vault, opts: &PruneOptions) -> Result<PruneReport> {
         }
         let known: HashSet<Id> = fresh_index.packs().keys().copied().collect();
         delete_garbage = garbage.into_iter().filter(|g| !known.contains(g)).collect();
-        // Write the index again without the packs about to go, so no index
-        // names a deleted pack; the first new index is then replaced too.
-        let gone: HashSet<Id> = delete.iter().copied().collect();
-        if new_marks.iter().any(|p| gone.contains(p)) {
-            new_index.packs.retain(|(p, _)| !gone.contains(p));
-            new_index.marks.retain(|m| !gone.contains(&m.pack));
-            let (final_name, final_stored) = new_index.seal(vault.key());
-            storage.write(&index_path(&final_name), final_stored)?;
-            storage.remove(&index_path(&name))?;
+    } else {
+        for m in &mut last_index.marks {
+            if m.blockers.is_none() {
+                m.blockers = Some(l1.clone());
+            }
         }
-    } else if !new_marks.is_empty() {
-        let blockers = IndexFile {
-            packs: Vec::new(),
-            marks: new_marks
-                .iter()
-                .map(|p| ObsoleteMark {
-                    pack: *p,
-                    marked_at: now,
-                    blockers: Some(l1.clone()),
-                })
-                .collect(),
-        };
-        let (bname, bstored) = blockers.seal(vault.key());
-        storage.write(&index_path(&bname), bstored)?;
         rep.deferred += new_marks.len();
     }
+    // The last index: without the packs about to go, so that no index file
+    // names a deleted pack once the first one is removed.
+    let gone: HashSet<Id> = delete.iter().copied().collect();
+    last_index.packs.retain(|(p, _)| !gone.contains(p));
+    last_index.marks.retain(|m| !gone.contains(&m.pack));
+    let last_name = if last_index != new_index {
+        let (name, stored) = last_index.seal(vault.key());
+        storage.write(&index_path(&name), stored)?;
+        Some(name)
+    } else {
+        None
+    };
 
-    // 8. old index files
+    // 8. the old index files, then the first new one: until every old file
+    // is gone, the marks of the first new one are visible to every listing
+    crate::testhook::pause("prune-index-written");
     for f in index.files() {
         storage.remove(&index_path(f))?;
         rep.index_files_replaced += 1;
+    }
+    crate::testhook::pause("prune-old-index-removed");
+    if last_name.is_some_and(|n| n != first_name) {
+        storage.remove(&index_path(&first_name))?;
     }
     // 9. packs
     for p in delete.iter().chain(&delete_garbage) {

@@ -407,9 +407,30 @@ impl Storage {
         Ok(buf.to_vec())
     }
 
+    /// On a directory, makes the entries of the directories holding `path`
+    /// durable (its directory and that one's parent, e.g. `packs/ab/` and
+    /// `packs/`): after a write or remove returns, a power loss cannot undo it,
+    /// so the write order of the format spec (§11) holds on disk too.
+    fn sync_dirs(&self, path: &str) -> Result<()> {
+        let Location::Dir(root) = &self.loc else {
+            return Ok(()); // an object store's acknowledgement is durable
+        };
+        let mut dir = root.join(path);
+        for _ in 0..2 {
+            if !dir.pop() || !dir.starts_with(root) {
+                break;
+            }
+            std::fs::File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| VaultError::io("sync directory", &dir, e))?;
+        }
+        Ok(())
+    }
+
     /// Writes a whole object, replacing any object of the same name atomically.
     /// A failed write is aborted, so no partial or temporary file is left.
-    /// On a directory, new directories are 0700 and the object 0600.
+    /// On a directory, new directories are 0700 and the object 0600, and the
+    /// write is durable (file and directory synced) when it returns.
     pub fn write(&self, path: &str, data: Vec<u8>) -> Result<()> {
         let op = self.write_op()?;
         if let Location::Dir(root) = &self.loc {
@@ -431,7 +452,7 @@ impl Storage {
             crate::private::restrict_file(&root.join(path))
                 .map_err(|e| VaultError::io("set permissions of", root.join(path), e))?;
         }
-        Ok(())
+        self.sync_dirs(path)
     }
 
     /// Size of an object, or `None` when it does not exist.
@@ -471,10 +492,11 @@ impl Storage {
         Ok(out)
     }
 
-    /// Removes an object; removing a missing object is not an error.
+    /// Removes an object; removing a missing object is not an error. On a
+    /// directory the removal is durable when it returns.
     pub fn remove(&self, path: &str) -> Result<()> {
         match self.run("remove", path, self.op.delete(path)) {
-            Ok(()) => Ok(()),
+            Ok(()) => self.sync_dirs(path),
             Err(VaultError::Missing { .. }) => Ok(()),
             Err(e) => Err(e),
         }

@@ -14,8 +14,8 @@
 
 use std::collections::HashSet;
 use std::io::Read;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::{Result, VaultError};
 use crate::id::Id;
@@ -36,6 +36,20 @@ thread_local! {
 
 /// Packs written between two intermediate index files.
 const INDEX_EVERY: usize = 32;
+
+/// The process-wide request to stop writing: once set (by a signal handler),
+/// [`BackupWriter::save_blob`] fails with [`VaultError::Interrupted`], and a
+/// session dropped without its point stores and indexes the packs in flight
+/// instead of removing them, so the next backup reuses them.
+pub fn stop_flag() -> Arc<AtomicBool> {
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| Arc::new(AtomicBool::new(false)))
+        .clone()
+}
+
+fn stopping() -> bool {
+    stop_flag().load(Ordering::Relaxed)
+}
 
 /// Byte counters of a session.
 #[derive(Debug, Default)]
@@ -78,10 +92,13 @@ impl std::fmt::Debug for BackupWriter<'_> {
 }
 
 impl<'v> BackupWriter<'v> {
-    /// Starts a session: takes a shared lock, then loads the index.
+    /// Starts a session: takes a shared lock, then loads the index, and
+    /// indexes the packs of killed writers when no other writer is live
+    /// (see `resume`).
     pub fn start(vault: &'v Vault, kind: &str) -> Result<BackupWriter<'v>> {
         let lock = LockGuard::acquire(vault.storage(), kind, false)?;
-        let index = vault.load_index()?;
+        let mut index = vault.load_index()?;
+        crate::resume::adopt_unindexed(vault, &mut index, &lock.id())?;
         Ok(BackupWriter {
             vault,
             index,
@@ -130,6 +147,9 @@ impl<'v> BackupWriter<'v> {
 
     /// Stores a blob unless the vault has it; returns its id.
     pub fn save_blob(&self, t: BlobType, data: &[u8]) -> Result<Id> {
+        if stopping() {
+            return Err(VaultError::Interrupted);
+        }
         let key = self.vault.key();
         let id = key.blob_id(data);
         if self.index.has_live(&id) || !self.seen.lock().expect("lock").insert(id) {
@@ -273,6 +293,7 @@ impl<'v> BackupWriter<'v> {
     /// Finishes the session: flushes, writes the point, releases the lock.
     pub fn commit(mut self, point: &RecoveryPoint) -> Result<Id> {
         self.flush()?;
+        crate::testhook::pause("before-point");
         self.lock
             .as_ref()
             .expect("lock held until commit")
@@ -289,10 +310,26 @@ impl<'v> BackupWriter<'v> {
 impl Drop for BackupWriter<'_> {
     /// A session that ends without its point (an error, not a kill) removes the
     /// packs no index file names yet: nobody else can know their blobs, and on
-    /// a full disk this gives the space back at once.
+    /// a full disk this gives the space back at once. A session that was asked
+    /// to stop stores and indexes what it holds instead, for the next backup.
     fn drop(&mut self) {
         if self.lock.is_none() {
             return; // committed
+        }
+        if stopping() {
+            match self.flush() {
+                Ok(()) => {
+                    tracing::warn!(
+                        "interrupted: {} of new data ({} blobs) stored and indexed; the next backup reuses it",
+                        human(self.stats.bytes_new.load(Ordering::Relaxed)),
+                        self.stats.blobs_new.load(Ordering::Relaxed)
+                    );
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!("interrupted, and the data in flight could not be stored: {e}")
+                }
+            }
         }
         for p in self.unindexed.lock().expect("lock").drain(..) {
             if let Err(e) = self.vault.storage().remove(&pack_path(&p)) {
@@ -300,4 +337,8 @@ impl Drop for BackupWriter<'_> {
             }
         }
     }
+}
+
+fn human(n: u64) -> String {
+    format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0))
 }
