@@ -4,10 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::Subcommand;
-use lifeboat_files::{Counters, RestoreOptions};
+use lifeboat_files::{Counters, Overwrite, RestoreOptions};
 
 use crate::common::{Global, Progress, bytes, print_json};
 
@@ -29,6 +30,8 @@ pub enum RestoreCmd {
         /// Only a point of this resource (with `latest`: its newest files point).
         #[arg(long)]
         resource: Option<String>,
+        #[command(flatten)]
+        policy: PolicyArgs,
     },
     /// Restore a MySQL/MariaDB snapshot into a server, optionally to a point in time.
     Mysql(crate::cmd_mysql::RestoreArgs),
@@ -36,15 +39,60 @@ pub enum RestoreCmd {
     Bucket(crate::cmd_bucket::RestoreBucketArgs),
 }
 
+/// What a files restore does with what is already in its target.
+#[derive(clap::Args, Debug)]
+pub struct PolicyArgs {
+    /// What to do with what exists in a non-empty target (which is refused
+    /// without this): `if-changed` replaces what differs in size, time, type or
+    /// link target (and resumes a killed restore), `always` replaces everything,
+    /// `never` only adds what is missing.
+    #[arg(long, value_enum)]
+    overwrite: Option<OverwriteArg>,
+    /// Show what would be created, replaced and deleted; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Also remove what the point does not have, in the restored directories
+    /// at or below the point's backed-up paths.
+    #[arg(long)]
+    delete: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum OverwriteArg {
+    Always,
+    IfChanged,
+    Never,
+}
+
+/// The progress line: written of total, percentage and time left.
+fn progress_line(written: u64, total: u64, elapsed: Duration) -> String {
+    if total == 0 {
+        return format!("{} written", bytes(written));
+    }
+    let pct = (written as f64 / total as f64 * 100.0).min(100.0);
+    let secs = elapsed.as_secs_f64();
+    let eta = if written > 0 && secs > 0.5 {
+        let left = (total.saturating_sub(written)) as f64 / (written as f64 / secs);
+        format!(
+            ", ETA {}",
+            indicatif::HumanDuration(Duration::from_secs_f64(left.min(1e7)))
+        )
+    } else {
+        String::new()
+    };
+    format!("{} of {} ({pct:.0}%){eta}", bytes(written), bytes(total))
+}
+
 pub fn run(g: &Global, cmd: RestoreCmd) -> Result<ExitCode> {
-    let (point, to, path, verify, resource) = match cmd {
+    let (point, to, path, verify, resource, policy) = match cmd {
         RestoreCmd::Files {
             point,
             to,
             path,
             verify,
             resource,
-        } => (point, to, path, verify, resource),
+            policy,
+        } => (point, to, path, verify, resource, policy),
         RestoreCmd::Mysql(a) => return crate::cmd_mysql::restore(g, a),
         RestoreCmd::Bucket(a) => return crate::cmd_bucket::restore(g, a),
     };
@@ -56,8 +104,13 @@ pub fn run(g: &Global, cmd: RestoreCmd) -> Result<ExitCode> {
     let to = std::path::absolute(&to)?;
     let counters = Arc::new(Counters::default());
     let c = counters.clone();
-    let bar = Progress::start(g.progress(), move || {
-        format!("{} written", bytes(c.bytes_written.load(Ordering::Relaxed)))
+    let begun = std::time::Instant::now();
+    let bar = Progress::start(g.progress() && !policy.dry_run, move || {
+        progress_line(
+            c.bytes_written.load(Ordering::Relaxed),
+            c.size.load(Ordering::Relaxed),
+            begun.elapsed(),
+        )
     });
     let _span = tracing::info_span!("job", kind = "restore", protector = "files").entered();
     let started = std::time::Instant::now();
@@ -68,6 +121,13 @@ pub fn run(g: &Global, cmd: RestoreCmd) -> Result<ExitCode> {
             to: to.clone(),
             path,
             verify,
+            overwrite: policy.overwrite.map(|o| match o {
+                OverwriteArg::Always => Overwrite::Always,
+                OverwriteArg::IfChanged => Overwrite::IfChanged,
+                OverwriteArg::Never => Overwrite::Never,
+            }),
+            dry_run: policy.dry_run,
+            delete: policy.delete,
         },
         &counters,
     )?;
@@ -79,6 +139,9 @@ pub fn run(g: &Global, cmd: RestoreCmd) -> Result<ExitCode> {
         j["duration_s"] = secs.into();
         print_json(&j)?;
     } else {
+        for a in &rep.actions {
+            println!("{} {}", a.action, a.path);
+        }
         for w in &rep.warnings {
             eprintln!("warning: {w}");
         }
@@ -89,28 +152,86 @@ pub fn run(g: &Global, cmd: RestoreCmd) -> Result<ExitCode> {
             eprintln!("verify failed: {f}");
         }
         if !g.quiet {
-            eprintln!(
-                "restored point {} to {}: {} files, {} dirs, {} in {:.1}s{}",
-                id.short(),
-                to.display(),
-                rep.files,
-                rep.dirs,
-                bytes(rep.bytes),
-                secs,
-                if verify {
-                    format!("; verified {} files", rep.verified)
-                } else {
-                    String::new()
-                }
-            );
+            eprintln!("{}", summary(&rep, &id, &to, secs, verify, policy.dry_run));
         }
+    }
+    for e in rep.errors.iter().take(20) {
+        eprintln!("error: {e}");
+    }
+    if rep.errors.len() > 20 {
+        eprintln!("error: … and {} more", rep.errors.len() - 20);
+    }
+    if !rep.errors.is_empty() {
+        eprintln!(
+            "error: {} local error(s) writing the target (the files named were not restored; what was there is kept); fix the cause and restore again with --overwrite if-changed",
+            rep.errors.len()
+        );
+        return Ok(ExitCode::from(1));
     }
     if !rep.damaged.is_empty() || !rep.verify_failed.is_empty() {
         eprintln!(
-            "error: {} file(s) could not be restored intact; everything else was restored (run `lifeboat vault check --read-data`)",
+            "error: {} entr(ies) could not be restored intact; everything else was restored (run `lifeboat vault check --read-data`)",
             rep.damaged.len() + rep.verify_failed.len()
         );
         return Ok(ExitCode::from(3));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn summary(
+    rep: &lifeboat_files::RestoreReport,
+    id: &lifeboat_vault::Id,
+    to: &std::path::Path,
+    secs: f64,
+    verify: bool,
+    dry_run: bool,
+) -> String {
+    let mut parts = vec![format!("{} files", rep.files)];
+    for (n, what) in [
+        (rep.hardlinks, "hard links"),
+        (rep.symlinks, "symlinks"),
+        (rep.specials, "fifos/devices"),
+        (rep.unchanged, "unchanged"),
+        (rep.deleted, "deleted"),
+    ] {
+        if n > 0 {
+            parts.push(format!("{n} {what}"));
+        }
+    }
+    parts.push(format!("{} dirs", rep.dirs));
+    if dry_run {
+        return format!(
+            "dry run of point {} to {}: {} actions, {} to write; nothing was written",
+            id.short(),
+            to.display(),
+            rep.actions.len(),
+            bytes(rep.total_bytes)
+        );
+    }
+    format!(
+        "restored point {} to {}: {}, {} in {:.1}s{}",
+        id.short(),
+        to.display(),
+        parts.join(", "),
+        bytes(rep.bytes),
+        secs,
+        if verify {
+            format!("; verified {} files", rep.verified)
+        } else {
+            String::new()
+        }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_shows_total_percentage_and_eta_when_the_size_is_known() {
+        assert_eq!(progress_line(5, 0, Duration::from_secs(1)), "5 B written");
+        let l = progress_line(50 << 20, 100 << 20, Duration::from_secs(10));
+        assert!(l.starts_with("50.00 MiB of 100.00 MiB (50%), ETA"), "{l}");
+        assert!(l.contains("10 seconds"), "{l}");
+    }
 }

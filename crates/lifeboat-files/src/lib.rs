@@ -18,7 +18,7 @@ pub mod meta;
 pub mod restore;
 
 pub use backup::{BackupOptions, BackupResult, backup};
-pub use restore::{RestoreOptions, RestoreReport, restore};
+pub use restore::{Action, Overwrite, RestoreOptions, RestoreReport, restore};
 
 /// Live counters of a running backup or restore, for progress display.
 #[derive(Debug, Default)]
@@ -27,7 +27,7 @@ pub struct Counters {
     pub files: AtomicU64,
     /// Directories seen.
     pub dirs: AtomicU64,
-    /// Logical bytes of the files seen.
+    /// Logical bytes of the files seen (backup), or to write (restore: set once planned).
     pub size: AtomicU64,
     /// Bytes read from files.
     pub bytes_read: AtomicU64,
@@ -60,6 +60,12 @@ pub enum FilesError {
         /// What is wrong.
         reason: String,
     },
+    /// A restore's target holds something and no overwrite policy was given.
+    #[error(
+        "{} is not empty: choose what happens to what is there with --overwrite if-changed (replace what differs; resumes a killed restore), --overwrite always or --overwrite never (add only what is missing); --dry-run shows what would be written",
+        .0.display()
+    )]
+    TargetNotEmpty(PathBuf),
     /// The call was wrong.
     #[error("{0}")]
     Usage(String),

@@ -1,13 +1,15 @@
 //! File metadata: read it into a [`Node`], put it back on a restored path.
 
+use std::ffi::CStr;
 use std::fs::Metadata;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use base64::Engine;
 use lifeboat_vault::tree::{Node, NodeKind, Xattr};
-use rustix::fs::{AtFlags, CWD, Mode, Timespec, Timestamps, XattrFlags};
+use rustix::fs::{AtFlags, CWD, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags};
 
 fn b64() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::STANDARD
@@ -115,58 +117,138 @@ fn ts(ns_total: i64) -> Timespec {
     }
 }
 
-/// Puts a node's owner, mode, xattrs and times on `path` (owner only when
-/// running as root). Returns the problems met, as text.
-pub fn apply(path: &Path, n: &Node, is_root: bool) -> Vec<String> {
-    let mut problems = Vec::new();
-    if is_root && let Err(e) = std::os::unix::fs::lchown(path, Some(n.uid), Some(n.gid)) {
-        problems.push(format!("chown {}: {e}", path.display()));
-    }
-    if n.kind != NodeKind::Symlink {
-        let perm = std::fs::Permissions::from_mode(n.mode & 0o7777);
-        if let Err(e) = std::fs::set_permissions(path, perm) {
-            problems.push(format!("chmod {}: {e}", path.display()));
-        }
-    }
-    for x in &n.xattrs {
-        let Ok(v) = b64().decode(&x.value) else {
-            continue;
-        };
-        let Ok(cname) = std::ffi::CString::new(x.name.as_bytes()) else {
-            continue;
-        };
-        if let Err(e) = rustix::fs::lsetxattr(path, cname.as_c_str(), &v, XattrFlags::empty()) {
-            problems.push(format!("xattr {} on {}: {e}", x.name, path.display()));
-        }
-    }
-    let times = Timestamps {
+fn times(n: &Node) -> Timestamps {
+    Timestamps {
         last_access: ts(if n.atime_ns != 0 {
             n.atime_ns
         } else {
             n.mtime_ns
         }),
         last_modification: ts(n.mtime_ns),
-    };
-    if let Err(e) = rustix::fs::utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW) {
-        problems.push(format!("set times of {}: {e}", path.display()));
+    }
+}
+
+fn xattr_values(n: &Node) -> impl Iterator<Item = (&str, std::ffi::CString, Vec<u8>)> {
+    n.xattrs.iter().filter_map(|x| {
+        let v = b64().decode(&x.value).ok()?;
+        let c = std::ffi::CString::new(x.name.as_bytes()).ok()?;
+        Some((x.name.as_str(), c, v))
+    })
+}
+
+/// Puts a node's owner (only when running as root), mode, xattrs and times on
+/// an open file or directory: through the handle of what was created, never
+/// through a path. `what` names it in the problems returned.
+pub fn apply_fd(
+    fd: BorrowedFd<'_>,
+    n: &Node,
+    is_root: bool,
+    what: &dyn Fn() -> String,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if is_root
+        && let Err(e) =
+            rustix::fs::fchown(fd, Some(Uid::from_raw(n.uid)), Some(Gid::from_raw(n.gid)))
+    {
+        problems.push(format!("chown {}: {e}", what()));
+    }
+    if let Err(e) = rustix::fs::fchmod(fd, Mode::from_raw_mode(n.mode & 0o7777)) {
+        problems.push(format!("chmod {}: {e}", what()));
+    }
+    for (name, c, v) in xattr_values(n) {
+        if let Err(e) = rustix::fs::fsetxattr(fd, c.as_c_str(), &v, XattrFlags::empty()) {
+            problems.push(format!("xattr {name} on {}: {e}", what()));
+        }
+    }
+    if let Err(e) = rustix::fs::futimens(fd, &times(n)) {
+        problems.push(format!("set times of {}: {e}", what()));
     }
     problems
 }
 
-/// Creates a special file (fifo, device) for a node.
-pub fn make_special(path: &Path, n: &Node) -> std::io::Result<()> {
+/// Puts a node's metadata on `name` in directory `dir` without following a
+/// symlink there: for symlinks, fifos and devices, which cannot be opened for
+/// writing. The mode of a fifo or device is set through an `O_PATH` handle of
+/// what is there (checked to be of the node's type).
+pub fn apply_at(
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    n: &Node,
+    is_root: bool,
+    what: &dyn Fn() -> String,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let no_follow = AtFlags::SYMLINK_NOFOLLOW;
+    if is_root
+        && let Err(e) = rustix::fs::chownat(
+            dir,
+            name,
+            Some(Uid::from_raw(n.uid)),
+            Some(Gid::from_raw(n.gid)),
+            no_follow,
+        )
+    {
+        problems.push(format!("chown {}: {e}", what()));
+    }
+    if n.kind != NodeKind::Symlink {
+        let r = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .and_then(|h| {
+            let st = rustix::fs::fstat(&h)?;
+            if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink {
+                return Err(rustix::io::Errno::LOOP);
+            }
+            let proc = format!("/proc/self/fd/{}", h.as_raw_fd());
+            match rustix::fs::chmodat(
+                CWD,
+                proc.as_str(),
+                Mode::from_raw_mode(n.mode & 0o7777),
+                AtFlags::empty(),
+            ) {
+                Err(rustix::io::Errno::NOENT) => {
+                    // No /proc: the name was just checked not to be a symlink.
+                    rustix::fs::chmodat(
+                        dir,
+                        name,
+                        Mode::from_raw_mode(n.mode & 0o7777),
+                        AtFlags::empty(),
+                    )
+                }
+                r => r,
+            }
+        });
+        if let Err(e) = r {
+            problems.push(format!("chmod {}: {e}", what()));
+        }
+    }
+    if !n.xattrs.is_empty() {
+        let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+        p.extend_from_slice(name.to_bytes());
+        let p = std::ffi::OsStr::from_bytes(&p);
+        for (xname, c, v) in xattr_values(n) {
+            if let Err(e) = rustix::fs::lsetxattr(p, c.as_c_str(), &v, XattrFlags::empty()) {
+                problems.push(format!("xattr {xname} on {}: {e}", what()));
+            }
+        }
+    }
+    if let Err(e) = rustix::fs::utimensat(dir, name, &times(n), no_follow) {
+        problems.push(format!("set times of {}: {e}", what()));
+    }
+    problems
+}
+
+/// Creates a special file (fifo, device) for a node as `name` in `dir`.
+pub fn make_special_at(dir: BorrowedFd<'_>, name: &CStr, n: &Node) -> std::io::Result<()> {
     let ft = match n.kind {
         NodeKind::Fifo => rustix::fs::FileType::Fifo,
         NodeKind::Chardev => rustix::fs::FileType::CharacterDevice,
         NodeKind::Blockdev => rustix::fs::FileType::BlockDevice,
         _ => return Ok(()),
     };
-    rustix::fs::mknodat(
-        CWD,
-        path,
-        ft,
-        Mode::from_raw_mode(n.mode & 0o7777),
-        n.rdev as _,
-    )
-    .map_err(std::io::Error::from)
+    rustix::fs::mknodat(dir, name, ft, Mode::from_raw_mode(0o600), n.rdev as _)
+        .map_err(std::io::Error::from)
 }

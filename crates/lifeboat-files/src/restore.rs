@@ -1,31 +1,68 @@
 //! Restoring a recovery point (or a sub-path of it) into a directory.
 //!
 //! ```text
-//! walk the point's trees from the selected sub-path → plan (path, node) in tree order
-//! create directories, symlinks, fifos/devices; create each file at its size (holes stay holes)
-//! fetch_blobs: every content blob read once, pack by pack, written at its offsets
-//! hard links: later names of an inode are linked to the first
-//! metadata: files, then directories deepest first (their mtimes last)
-//! verify (optional): re-read every file, re-hash each chunk against its blob id
-//! damaged blobs: the files they belong to are removed and named; all else is restored
+//! plan: walk the point's trees (one level at a time, trees read in parallel)
+//!       → entries (parent, checked name, node); bad names, doubled names,
+//!       unreadable trees and levels past MAX_DEPTH are named, not restored
+//! target: absent or empty, or --overwrite always|if-changed|never (else refused)
+//! directories, in plan order, each relative to its parent's handle:
+//!       absent → mkdirat 0700; a directory → kept (stale temp names removed);
+//!       a symlink or file where the point has a directory → replaced, never followed
+//! decide per entry (parallel): create, replace, keep (never; if-changed and equal)
+//! contents: fetch_blobs (every blob read once, pack by pack, in parallel) →
+//!       write into a temporary name (O_EXCL|O_NOFOLLOW) at its offsets; after
+//!       its last blob: [--verify re-read] → chown, chmod, xattrs, times through
+//!       the file's handle → rename over the final name
+//! empty files, fifos, devices: the same, created under a temporary name
+//! hard links: linkat the first name of the inode to a temporary name → rename
+//! symlinks: last of all, so nothing is written through one
+//! --delete: names on disk the point does not have, in directories at or below
+//!       a backed-up path, removed (never following a link)
+//! directories' metadata through their handles, deepest first
 //! ```
+//! A damaged blob or tree, or a local error (disk full, permission), costs
+//! only what depends on it: the file on disk stays as it was, the temporary
+//! name is removed, and it is named (damaged: exit 3; local error: exit 1).
+//! A killed restore leaves each file complete under its name or absent (plus
+//! temporary names, `.lifeboat-restore.*`, which the next restore removes).
 
-use std::collections::HashMap;
-use std::fs::File;
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
-use lifeboat_vault::fetch::fetch_blobs;
 use lifeboat_vault::tree::{Node, NodeKind};
 use lifeboat_vault::{Id, Index, Vault};
 use rayon::prelude::*;
+use rustix::fs::FileType;
 use serde::Serialize;
 
-use crate::meta;
-use crate::{Counters, FilesError, Result};
+use crate::{Counters, FilesError, Result, meta};
+
+mod fsops;
+mod plan;
+mod write;
+
+use fsops::{Dirs, cname};
+use plan::{Plan, TARGET};
+use write::{DONE, FAILED, KEPT, PENDING, Run};
+
+/// What to do with what is already in a non-empty target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Overwrite {
+    /// Replace every entry of the point that exists.
+    Always,
+    /// Replace an entry unless it is equal to the point's: a file of the same
+    /// size and modification time, a symlink with the same target, a fifo or
+    /// device of the same type (resumes a killed restore cheaply).
+    IfChanged,
+    /// Keep what exists; add only what is missing.
+    Never,
+}
 
 /// Where and what to restore.
 #[derive(Debug, Clone, Default)]
@@ -34,57 +71,64 @@ pub struct RestoreOptions {
     pub to: PathBuf,
     /// Restore only this path of the point (absolute, as backed up).
     pub path: Option<PathBuf>,
-    /// Re-read and re-hash what was written.
+    /// Re-read and re-hash each file before it is renamed into place.
     pub verify: bool,
+    /// Policy for existing content; `None` refuses a non-empty target.
+    pub overwrite: Option<Overwrite>,
+    /// Decide and report, write nothing.
+    pub dry_run: bool,
+    /// Remove what the point does not have, in directories at or below a
+    /// backed-up path of the point (and below `path`).
+    pub delete: bool,
+}
+
+/// One thing a restore does (listed by a dry run).
+#[derive(Debug, Clone, Serialize)]
+pub struct Action {
+    /// create, replace or delete.
+    pub action: &'static str,
+    /// The path below the target.
+    pub path: String,
+    /// What the point has there (for delete: what is on disk is removed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<NodeKind>,
 }
 
 /// What a restore did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RestoreReport {
-    /// Files (non-directories) restored.
+    /// Regular files written (a hard-linked file counts once).
     pub files: u64,
+    /// Further names of hard-linked files.
+    pub hardlinks: u64,
+    /// Symlinks.
+    pub symlinks: u64,
+    /// Fifos and devices.
+    pub specials: u64,
     /// Directories restored.
     pub dirs: u64,
+    /// Entries on disk kept as they were (`--overwrite never`, or equal with `if-changed`).
+    pub unchanged: u64,
+    /// Names removed by `--delete`.
+    pub deleted: u64,
     /// Content bytes written.
     pub bytes: u64,
-    /// Files that could not be restored because their data is damaged or missing.
+    /// Content bytes the restore had to write.
+    pub total_bytes: u64,
+    /// What could not be restored because the point's data or trees are
+    /// damaged or missing, or its names are invalid (exit 3).
     pub damaged: Vec<String>,
+    /// Local errors (disk full, permission, …), each naming the path (exit 1).
+    pub errors: Vec<String>,
     /// Other problems (metadata that could not be set, …).
     pub warnings: Vec<String>,
-    /// Files verified after writing (with `verify`).
+    /// Files verified before being renamed into place (with `verify`).
     pub verified: u64,
-    /// Files whose verification failed.
+    /// Files whose verification failed (the old file, if any, is kept).
     pub verify_failed: Vec<String>,
-}
-
-struct Item {
-    path: PathBuf,
-    node: Node,
-    depth: usize,
-}
-
-fn walk(
-    vault: &Vault,
-    index: &Index,
-    tree: &Id,
-    dir: &Path,
-    depth: usize,
-    out: &mut Vec<Item>,
-) -> Result<()> {
-    let t = vault.read_tree(index, tree)?;
-    for n in t.nodes {
-        let path = dir.join(std::ffi::OsStr::from_bytes(&n.name_bytes()));
-        let sub = n.subtree;
-        out.push(Item {
-            path: path.clone(),
-            node: n,
-            depth,
-        });
-        if let Some(s) = sub {
-            walk(vault, index, &s, &path, depth + 1, out)?;
-        }
-    }
-    Ok(())
+    /// With `dry_run`: what would be done.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<Action>,
 }
 
 /// Finds the node at absolute `path` below the root tree.
@@ -114,8 +158,208 @@ pub(crate) fn find(vault: &Vault, index: &Index, root: &Id, path: &Path) -> Resu
     Ok(node)
 }
 
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
+/// What to do with one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    Create,
+    Replace,
+    Keep,
+}
+
+fn target_is_empty(to: &Path) -> Result<bool> {
+    match std::fs::read_dir(to) {
+        Ok(mut rd) => Ok(rd.next().is_none()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(FilesError::io("read the target", to, e)),
+    }
+}
+
+/// Whether what is on disk equals the point's entry (for `if-changed`).
+fn equal(st: &rustix::fs::Stat, n: &Node, dir: std::os::fd::BorrowedFd<'_>, name: &[u8]) -> bool {
+    let ft = fsops::file_type(st);
+    match n.kind {
+        NodeKind::File => {
+            ft == FileType::RegularFile
+                && st.st_size as u64 == n.size
+                && st
+                    .st_mtime
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(st.st_mtime_nsec as i64)
+                    == n.mtime_ns
+        }
+        NodeKind::Symlink => {
+            ft == FileType::Symlink
+                && cname(name)
+                    .ok()
+                    .and_then(|c| rustix::fs::readlinkat(dir, &c, Vec::new()).ok())
+                    .map(|t| Some(t.into_bytes()) == n.target_bytes())
+                    .unwrap_or(false)
+        }
+        NodeKind::Fifo => ft == FileType::Fifo,
+        NodeKind::Chardev => ft == FileType::CharacterDevice && st.st_rdev == n.rdev,
+        NodeKind::Blockdev => ft == FileType::BlockDevice && st.st_rdev == n.rdev,
+        NodeKind::Dir | NodeKind::Socket => false,
+    }
+}
+
+/// The directories of the plan, parents first, each relative to its
+/// parent's handle. Returns per entry whether this restore made it (`fresh`).
+struct Structure {
+    fresh: Vec<bool>,
+    state: Vec<u8>,
+    errors: Vec<String>,
+    warnings: Vec<String>,
+    actions: Vec<Action>,
+}
+
+fn make_dirs(
+    plan: &Plan,
+    dirs: &mut Dirs,
+    to: &Path,
+    empty: bool,
+    policy: Overwrite,
+    dry_run: bool,
+) -> Structure {
+    let n = plan.entries.len();
+    let mut s = Structure {
+        fresh: vec![false; n],
+        state: vec![PENDING; n],
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        actions: Vec::new(),
+    };
+    for i in 0..n as u32 {
+        let e = &plan.entries[i as usize];
+        if e.node.kind != NodeKind::Dir {
+            continue;
+        }
+        if e.parent != TARGET && s.state[e.parent as usize] != DONE {
+            s.state[i as usize] = FAILED; // named with its parent
+            continue;
+        }
+        let parent_fresh = if e.parent == TARGET {
+            empty
+        } else {
+            s.fresh[e.parent as usize]
+        };
+        let path = || plan.path(to, i).display().to_string();
+        let r = (|| -> std::io::Result<Option<OwnedFd>> {
+            let name = cname(&e.name)?;
+            let h = match dirs.get(plan, e.parent) {
+                Ok(h) => Some(h),
+                Err(_) if dry_run && parent_fresh => None,
+                Err(err) => return Err(err),
+            };
+            let mut existing = false;
+            if parent_fresh {
+                if dry_run {
+                    s.fresh[i as usize] = true;
+                    s.actions.push(action("create", path(), e.node.kind));
+                    return Ok(None);
+                }
+            } else {
+                let h = h.as_ref().expect("a parent that exists has a handle");
+                match fsops::stat_at(h.as_fd(), &name)? {
+                    None if dry_run => {
+                        s.fresh[i as usize] = true;
+                        s.actions.push(action("create", path(), e.node.kind));
+                        return Ok(None);
+                    }
+                    None => {}
+                    Some(st) if fsops::file_type(&st) == FileType::Directory => existing = true,
+                    Some(_) if policy == Overwrite::Never => {
+                        s.warnings.push(format!(
+                            "{} is not a directory on disk; left as it is (--overwrite never), nothing below it restored",
+                            path()
+                        ));
+                        return Ok(None);
+                    }
+                    Some(_) if dry_run => {
+                        s.fresh[i as usize] = true;
+                        s.actions.push(action("replace", path(), e.node.kind));
+                        return Ok(None);
+                    }
+                    // A symlink (or file) where the point has a directory is
+                    // replaced, never followed.
+                    Some(_) => fsops::unlink_at(h.as_fd(), &name)?,
+                }
+            }
+            let h = h.expect("not a dry run");
+            if !existing {
+                fsops::mkdir_at(h.as_fd(), &name)?;
+                s.fresh[i as usize] = true;
+            }
+            let fd = fsops::open_dir(h.as_fd(), &name)?;
+            if existing
+                && !dry_run
+                && let Err(err) = fsops::remove_stale_temps(fd.as_fd())
+            {
+                s.warnings.push(format!(
+                    "cannot remove old temporary files in {}: {err}",
+                    path()
+                ));
+            }
+            Ok(Some(fd))
+        })();
+        match r {
+            Ok(fd) => {
+                let kept = fd.is_none() && !s.fresh[i as usize];
+                s.state[i as usize] = if kept { KEPT } else { DONE };
+                if let Some(fd) = fd {
+                    dirs.keep(i, fd);
+                }
+            }
+            Err(err) => {
+                s.state[i as usize] = FAILED;
+                s.errors.push(format!("create directory {}: {err}", path()));
+            }
+        }
+    }
+    s
+}
+
+fn action(what: &'static str, path: String, kind: NodeKind) -> Action {
+    Action {
+        action: what,
+        path,
+        kind: Some(kind),
+    }
+}
+
+/// Decides what to do with non-directory entry `i`.
+fn decide(
+    plan: &Plan,
+    dirs: &Dirs,
+    s: &Structure,
+    empty: bool,
+    policy: Overwrite,
+    i: u32,
+) -> std::io::Result<Decision> {
+    let e = &plan.entries[i as usize];
+    let parent_fresh = if e.parent == TARGET {
+        empty
+    } else {
+        s.fresh[e.parent as usize]
+    };
+    if parent_fresh {
+        return Ok(Decision::Create);
+    }
+    let h = dirs.get(plan, e.parent)?;
+    let name = cname(&e.name)?;
+    let Some(st) = fsops::stat_at(h.as_fd(), &name)? else {
+        return Ok(Decision::Create);
+    };
+    if fsops::file_type(&st) == FileType::Directory {
+        return Err(std::io::Error::other(
+            "a directory is there on disk; not replaced (move it away, then restore again)",
+        ));
+    }
+    Ok(match policy {
+        Overwrite::Never => Decision::Keep,
+        Overwrite::Always => Decision::Replace,
+        Overwrite::IfChanged if equal(&st, &e.node, h.as_fd(), &e.name) => Decision::Keep,
+        Overwrite::IfChanged => Decision::Replace,
+    })
 }
 
 /// Restores point `point_id` according to `opts`.
@@ -127,298 +371,332 @@ pub fn restore(
 ) -> Result<RestoreReport> {
     let index = vault.load_index()?;
     let point = vault.read_point(point_id)?;
-    // Into a directory that did not exist, nothing needs replacing.
-    let fresh = !opts.to.exists();
-    let mut items = Vec::new();
-    match &opts.path {
-        None => walk(vault, &index, &point.tree, &opts.to, 0, &mut items)?,
-        Some(p) => {
-            let p = std::path::absolute(Path::new("/").join(p)).unwrap_or_else(|_| p.clone());
-            let node = find(vault, &index, &point.tree, &p)?
-                .ok_or_else(|| FilesError::NotInPoint(p.clone()))?;
-            let rel: PathBuf = p
-                .components()
-                .filter(|c| matches!(c, Component::Normal(_)))
-                .collect();
-            let target = opts.to.join(&rel);
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| FilesError::io("create directory", parent, e))?;
-            }
-            let sub = node.subtree;
-            items.push(Item {
-                path: target.clone(),
-                node,
-                depth: 0,
-            });
-            if let Some(s) = sub {
-                walk(vault, &index, &s, &target, 1, &mut items)?;
-            }
+    let select = opts
+        .path
+        .as_ref()
+        .map(|p| std::path::absolute(Path::new("/").join(p)).unwrap_or_else(|_| p.clone()));
+    let roots: Vec<PathBuf> = point.paths.iter().map(PathBuf::from).collect();
+    let plan = plan::plan(vault, &index, &point.tree, select.as_deref(), &roots)?;
+    let to = opts.to.as_path();
+    let empty = target_is_empty(to)?;
+    let policy = match (empty, opts.overwrite) {
+        (_, Some(p)) => p,
+        (true, None) => Overwrite::Always,
+        (false, None) => return Err(FilesError::TargetNotEmpty(to.to_path_buf())),
+    };
+    let target: Option<OwnedFd> = if opts.dry_run && !to.exists() {
+        None
+    } else {
+        if !opts.dry_run {
+            std::fs::create_dir_all(to).map_err(|e| FilesError::io("create directory", to, e))?;
         }
+        Some(
+            std::fs::File::open(to)
+                .map_err(|e| FilesError::io("open the target", to, e))?
+                .into(),
+        )
+    };
+    let mut dirs = Dirs::new(target, plan.entries.len());
+    if let Some(t) = &dirs.target
+        && !empty
+        && !opts.dry_run
+        && let Err(e) = fsops::remove_stale_temps(t.as_fd())
+    {
+        return Err(FilesError::io("remove old temporary files in", to, e));
     }
-    std::fs::create_dir_all(&opts.to)
-        .map_err(|e| FilesError::io("create directory", &opts.to, e))?;
-    let root = is_root();
     let mut rep = RestoreReport::default();
-    let warnings = Mutex::new(Vec::new());
-
-    // 1. structure
-    let mut first_of_inode: HashMap<(u64, u64), usize> = HashMap::new();
-    let mut links: Vec<(usize, usize)> = Vec::new();
-    for (i, it) in items.iter().enumerate() {
-        let n = &it.node;
-        let r = match n.kind {
-            NodeKind::Dir => {
-                rep.dirs += 1;
-                std::fs::create_dir_all(&it.path)
-            }
-            NodeKind::File => {
-                rep.files += 1;
-                if n.links > 1 && n.inode != 0 {
-                    if let Some(&first) = first_of_inode.get(&(n.dev, n.inode)) {
-                        links.push((first, i));
-                        continue;
-                    }
-                    first_of_inode.insert((n.dev, n.inode), i);
-                }
-                if !fresh {
-                    let _ = std::fs::remove_file(&it.path);
-                }
-                if n.content.is_empty() {
-                    File::create(&it.path).and_then(|f| f.set_len(n.size))
-                } else {
-                    Ok(()) // created by its first blob
-                }
-            }
-            NodeKind::Symlink => {
-                rep.files += 1;
-                let _ = std::fs::remove_file(&it.path);
-                let t = n.target_bytes().unwrap_or_default();
-                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&t), &it.path)
-            }
-            NodeKind::Fifo | NodeKind::Chardev | NodeKind::Blockdev => {
-                rep.files += 1;
-                let _ = std::fs::remove_file(&it.path);
-                meta::make_special(&it.path, n)
-            }
-            NodeKind::Socket => continue,
-        };
-        if let Err(e) = r {
-            warnings
-                .lock()
-                .expect("lock")
-                .push(format!("cannot create {}: {e}", it.path.display()));
-        }
-    }
-
-    // 2. content
-    let mut wanted: Vec<(Id, (usize, u64))> = Vec::new();
-    for (i, it) in items.iter().enumerate() {
-        if it.node.kind != NodeKind::File || links.iter().any(|(_, l)| *l == i) {
-            continue;
-        }
-        let mut off = 0u64;
-        for b in &it.node.content {
-            wanted.push((*b, (i, off)));
-            off += index.get(b).map(|l| l.entry.raw_length as u64).unwrap_or(0);
-        }
-    }
-    let damaged: Mutex<HashMap<usize, String>> = Mutex::new(HashMap::new());
-    fetch_blobs(vault, &index, wanted, |&(i, off), r| {
-        let it = &items[i];
-        let res = r.map_err(|e| e.to_string()).and_then(|data| {
-            write_logical(
-                &it.path,
-                it.node.size,
-                it.node.extents.as_deref(),
-                off,
-                data,
-            )
-            .map_err(|e| e.to_string())
-        });
-        match res {
-            Ok(n) => {
-                counters.bytes_written.fetch_add(n, Ordering::Relaxed);
-            }
-            Err(e) => {
-                damaged.lock().expect("lock").entry(i).or_insert(e);
-            }
-        }
-    });
-    let damaged = damaged.into_inner().expect("lock");
-    for (i, why) in &damaged {
-        let p = &items[*i].path;
-        let _ = std::fs::remove_file(p);
+    for (parent, name, why) in &plan.problems {
+        let p = plan.problem_path(to, *parent, name);
         rep.damaged.push(format!("{}: {why}", p.display()));
     }
-    rep.damaged.sort();
-    rep.bytes = counters.bytes_written.load(Ordering::Relaxed);
 
-    // 3. hard links
-    for (first, other) in &links {
-        if damaged.contains_key(first) {
-            rep.damaged.push(format!(
-                "{}: hard link to a damaged file",
-                items[*other].path.display()
-            ));
+    // 1. directories
+    let mut s = make_dirs(&plan, &mut dirs, to, empty, policy, opts.dry_run);
+    let dirs = dirs;
+    let n = plan.entries.len() as u32;
+    let run = Run {
+        plan: &plan,
+        dirs: &dirs,
+        to,
+        run: rand_u32(),
+        is_root: rustix::process::geteuid().is_root(),
+        verify: opts.verify,
+        counters,
+        state: s.state.iter().map(|&x| AtomicU8::new(x)).collect(),
+        damaged: Mutex::new(Vec::new()),
+        errors: Mutex::new(std::mem::take(&mut s.errors)),
+        warnings: Mutex::new(std::mem::take(&mut s.warnings)),
+        verify_failed: Mutex::new(Vec::new()),
+        abort: AtomicBool::new(false),
+        not_written: AtomicU64::new(0),
+    };
+
+    // 2. decide
+    let decisions: Vec<Option<Decision>> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let e = &plan.entries[i as usize];
+            if e.node.kind == NodeKind::Dir {
+                return None;
+            }
+            if e.parent != TARGET && s.state[e.parent as usize] != DONE {
+                run.state[i as usize].store(FAILED, Ordering::Release);
+                return None;
+            }
+            match decide(&plan, &dirs, &s, empty, policy, i) {
+                Ok(d) => Some(d),
+                Err(err) => {
+                    run.local(i, "replace", err);
+                    None
+                }
+            }
+        })
+        .collect();
+    let (mut files, mut small, mut links, mut symlinks) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (i, d) in decisions.iter().enumerate() {
+        let i = i as u32;
+        let e = &plan.entries[i as usize];
+        match d {
+            None => {}
+            Some(Decision::Keep) => {
+                run.state[i as usize].store(KEPT, Ordering::Release);
+                rep.unchanged += 1;
+            }
+            Some(d) => {
+                if opts.dry_run {
+                    let what = if *d == Decision::Create {
+                        "create"
+                    } else {
+                        "replace"
+                    };
+                    s.actions.push(action(what, run.path(i), e.node.kind));
+                }
+                match e.node.kind {
+                    NodeKind::File if e.link_to.is_some() => links.push(i),
+                    NodeKind::File if e.node.content.is_empty() => small.push(i),
+                    NodeKind::File => {
+                        rep.total_bytes += e.node.size;
+                        files.push(i)
+                    }
+                    NodeKind::Symlink => symlinks.push(i),
+                    _ => small.push(i),
+                }
+            }
+        }
+    }
+    counters.size.store(rep.total_bytes, Ordering::Relaxed);
+    if opts.dry_run {
+        let mut acts = std::mem::take(&mut s.actions);
+        if opts.delete {
+            delete(
+                &run,
+                &s,
+                &point.paths,
+                select.is_none(),
+                empty,
+                true,
+                &mut rep,
+            );
+        }
+        acts.append(&mut rep.actions);
+        rep.actions = acts;
+        return Ok(finish(run, rep));
+    }
+
+    // 3. empty files, fifos, devices
+    small.par_iter().for_each(|&i| {
+        let n = &plan.entries[i as usize].node;
+        run.create(i, |dir, tmp| match n.kind {
+            NodeKind::File => {
+                let f = fsops::create_file(dir, tmp, false)?;
+                f.set_len(n.size)?;
+                Ok(Some(f))
+            }
+            _ => meta::make_special_at(dir, tmp, n).map(|_| None),
+        })
+    });
+    // 4. contents
+    write::contents(&run, vault, &index, &files);
+    // 5. hard links
+    links.par_iter().for_each(|&i| {
+        let first = plan.entries[i as usize].link_to.expect("a link");
+        match run.state(first) {
+            DONE | KEPT => {}
+            write::DAMAGED => return run.damaged(i, "hard link to a damaged file"),
+            _ => {
+                return run.local(
+                    i,
+                    "link",
+                    std::io::Error::other(format!(
+                        "its first name {} was not written",
+                        run.path(first)
+                    )),
+                );
+            }
+        }
+        let fe = &plan.entries[first as usize];
+        run.create(i, |dir, tmp| {
+            let fh = dirs.get(&plan, fe.parent)?;
+            rustix::fs::linkat(
+                fh.as_fd(),
+                cname(&fe.name)?.as_c_str(),
+                dir,
+                tmp,
+                rustix::fs::AtFlags::empty(),
+            )?;
+            Ok(None)
+        })
+    });
+    // 6. symlinks, last: nothing is written through them
+    symlinks.par_iter().for_each(|&i| {
+        let n = &plan.entries[i as usize].node;
+        run.create(i, |dir, tmp| {
+            let t = n.target_bytes().unwrap_or_default();
+            rustix::fs::symlinkat(OsStr::from_bytes(&t), dir, tmp)?;
+            Ok(None)
+        })
+    });
+    // 7. --delete
+    if opts.delete {
+        delete(
+            &run,
+            &s,
+            &point.paths,
+            select.is_none(),
+            empty,
+            false,
+            &mut rep,
+        );
+    }
+    // 8. directories' metadata, deepest first (the plan is breadth first)
+    for i in (0..n).rev() {
+        let e = &plan.entries[i as usize];
+        if e.node.kind != NodeKind::Dir || !e.meta || run.state(i) != DONE {
             continue;
         }
-        let _ = std::fs::remove_file(&items[*other].path);
-        if let Err(e) = std::fs::hard_link(&items[*first].path, &items[*other].path) {
-            warnings.lock().expect("lock").push(format!(
-                "cannot link {} to {}: {e}",
-                items[*other].path.display(),
-                items[*first].path.display()
-            ));
-        }
+        let w = match dirs.get(&plan, i) {
+            Ok(h) => meta::apply_fd(h.as_fd(), &e.node, run.is_root, &|| run.path(i)),
+            Err(err) => vec![format!("set metadata of {}: {err}", run.path(i))],
+        };
+        run.warnings.lock().expect("lock").extend(w);
     }
-
-    // 4. metadata: non-directories in parallel, then directories deepest first
-    items
-        .par_iter()
-        .enumerate()
-        .filter(|(i, it)| {
-            it.node.kind != NodeKind::Dir
-                && it.node.kind != NodeKind::Socket
-                && !damaged.contains_key(i)
-        })
-        .for_each(|(_, it)| {
-            let p = meta::apply(&it.path, &it.node, root);
-            if !p.is_empty() {
-                warnings.lock().expect("lock").extend(p);
-            }
-            counters.files.fetch_add(1, Ordering::Relaxed);
-        });
-    let mut dirs: Vec<&Item> = items
-        .iter()
-        .filter(|it| it.node.kind == NodeKind::Dir)
-        .collect();
-    dirs.sort_by_key(|it| std::cmp::Reverse(it.depth));
-    for it in dirs {
-        warnings
-            .lock()
-            .expect("lock")
-            .extend(meta::apply(&it.path, &it.node, root));
-    }
-    rep.warnings = warnings.into_inner().expect("lock");
-
-    // 5. verify
-    if opts.verify {
-        let failed: Vec<String> = items
-            .par_iter()
-            .enumerate()
-            .filter(|(i, it)| it.node.kind == NodeKind::File && !damaged.contains_key(i))
-            .filter_map(|(_, it)| verify_file(vault, &index, &it.path, &it.node).err())
-            .collect();
-        rep.verified = items
-            .iter()
-            .enumerate()
-            .filter(|(i, it)| it.node.kind == NodeKind::File && !damaged.contains_key(i))
-            .count() as u64
-            - failed.len() as u64;
-        rep.verify_failed = failed;
-    }
-    Ok(rep)
+    Ok(finish(run, rep))
 }
 
-/// Writes `data` at logical offset `off` of the content stream of a file,
-/// mapping it onto the data extents of a sparse file.
-fn write_logical(
-    path: &Path,
-    size: u64,
-    extents: Option<&[(u64, u64)]>,
-    off: u64,
-    data: &[u8],
-) -> std::io::Result<u64> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false) // several blobs of one file arrive in any order
-        .mode(0o600)
-        .open(path)?;
-    if extents.is_some() {
-        f.set_len(size)?; // the holes, including a trailing one
+/// `--delete`: removes (or, in a dry run, lists) what is on disk and not in
+/// the point, in restored directories at or below a backed-up path.
+fn delete(
+    run: &Run,
+    s: &Structure,
+    roots: &[String],
+    whole: bool,
+    empty: bool,
+    dry_run: bool,
+    rep: &mut RestoreReport,
+) {
+    let plan = run.plan;
+    let mut names: HashMap<u32, HashSet<&[u8]>> = HashMap::new();
+    for e in &plan.entries {
+        names.entry(e.parent).or_default().insert(&e.name);
     }
-    match extents {
-        None => f.write_all_at(data, off)?,
-        Some(ext) => {
-            let mut logical = 0u64;
-            let mut rest = data;
-            let mut pos = off;
-            for (eo, el) in ext {
-                if rest.is_empty() {
-                    break;
-                }
-                if pos >= logical + el {
-                    logical += el;
+    for (parent, name, _) in &plan.problems {
+        names.entry(*parent).or_default().insert(name);
+    }
+    let mut dirs: Vec<u32> = plan
+        .entries
+        .iter()
+        .enumerate()
+        .filter(|(i, e)| {
+            e.node.kind == NodeKind::Dir
+                && e.deletable
+                && !s.fresh[*i]
+                && run.state(*i as u32) == DONE
+        })
+        .map(|(i, _)| i as u32)
+        .collect();
+    if whole && !empty && roots.iter().any(|r| r == "/") {
+        dirs.insert(0, TARGET);
+    }
+    let none = HashSet::new();
+    for d in dirs {
+        let keep = names.get(&d).unwrap_or(&none);
+        let r = run.dirs.get(plan, d).and_then(|h| {
+            for name in fsops::list(h.as_fd())? {
+                if keep.contains(name.as_slice()) || fsops::is_temp(&name) {
                     continue;
                 }
-                let within = pos - logical;
-                let n = ((el - within) as usize).min(rest.len());
-                f.write_all_at(&rest[..n], eo + within)?;
-                rest = &rest[n..];
-                pos += n as u64;
-                logical += el;
-            }
-        }
-    }
-    Ok(data.len() as u64)
-}
-
-/// Re-reads a restored file and checks size and every chunk against its blob id.
-fn verify_file(
-    vault: &Vault,
-    index: &Index,
-    path: &Path,
-    node: &Node,
-) -> std::result::Result<(), String> {
-    let fail = |m: String| format!("{}: {m}", path.display());
-    let md = std::fs::symlink_metadata(path).map_err(|e| fail(e.to_string()))?;
-    if md.len() != node.size {
-        return Err(fail(format!("size {} instead of {}", md.len(), node.size)));
-    }
-    let f = File::open(path).map_err(|e| fail(e.to_string()))?;
-    let mut logical_pos = 0u64;
-    let read_logical = |pos: u64, len: usize| -> std::io::Result<Vec<u8>> {
-        let mut buf = vec![0u8; len];
-        match &node.extents {
-            None => f.read_exact_at(&mut buf, pos)?,
-            Some(ext) => {
-                let mut logical = 0u64;
-                let mut filled = 0usize;
-                let mut p = pos;
-                for (eo, el) in ext {
-                    if filled == len {
-                        break;
-                    }
-                    if p >= logical + el {
-                        logical += el;
-                        continue;
-                    }
-                    let within = p - logical;
-                    let n = ((el - within) as usize).min(len - filled);
-                    f.read_exact_at(&mut buf[filled..filled + n], eo + within)?;
-                    filled += n;
-                    p += n as u64;
-                    logical += el;
+                let p = plan.problem_path(run.to, d, &name).display().to_string();
+                if dry_run {
+                    rep.actions.push(Action {
+                        action: "delete",
+                        path: p,
+                        kind: None,
+                    });
+                    continue;
+                }
+                match fsops::remove_tree(h.as_fd(), &cname(&name)?, 0) {
+                    Ok(()) => rep.deleted += 1,
+                    Err(e) => run
+                        .errors
+                        .lock()
+                        .expect("lock")
+                        .push(format!("delete {p}: {e}")),
                 }
             }
+            Ok(())
+        });
+        if let Err(e) = r {
+            let p = plan.problem_path(run.to, d, b"").display().to_string();
+            run.errors
+                .lock()
+                .expect("lock")
+                .push(format!("list {p} for --delete: {e}"));
         }
-        Ok(buf)
-    };
-    for b in &node.content {
-        let len = index
-            .get(b)
-            .map(|l| l.entry.raw_length as usize)
-            .ok_or_else(|| fail(format!("blob {b} unknown")))?;
-        let data = read_logical(logical_pos, len).map_err(|e| fail(e.to_string()))?;
-        if vault.key().blob_id(&data) != *b {
-            return Err(fail(format!(
-                "bytes at {logical_pos} differ from the point"
-            )));
-        }
-        logical_pos += len as u64;
     }
-    Ok(())
+}
+
+/// Counts what was done and fills the report.
+fn finish(run: Run, mut rep: RestoreReport) -> RestoreReport {
+    for (i, e) in run.plan.entries.iter().enumerate() {
+        if run.state[i].load(Ordering::Acquire) != DONE {
+            continue;
+        }
+        match e.node.kind {
+            NodeKind::Dir => rep.dirs += 1,
+            NodeKind::File if e.link_to.is_some() => rep.hardlinks += 1,
+            NodeKind::File => {
+                rep.files += 1;
+                if run.verify && !e.node.content.is_empty() {
+                    rep.verified += 1;
+                }
+            }
+            NodeKind::Symlink => rep.symlinks += 1,
+            _ => rep.specials += 1,
+        }
+    }
+    rep.bytes = run.counters.bytes_written.load(Ordering::Relaxed);
+    rep.damaged.extend(run.damaged.into_inner().expect("lock"));
+    rep.damaged.sort();
+    rep.errors = run.errors.into_inner().expect("lock");
+    rep.errors.sort();
+    let more = run.not_written.load(Ordering::Relaxed);
+    if more > 0 {
+        rep.errors.push(format!(
+            "{more} more files were not written after the first local error"
+        ));
+    }
+    rep.warnings = run.warnings.into_inner().expect("lock");
+    rep.verify_failed = run.verify_failed.into_inner().expect("lock");
+    rep
+}
+
+/// A random-enough run id for temporary names.
+fn rand_u32() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64 ^ d.as_secs())
+        .unwrap_or(0);
+    let x = t ^ ((std::process::id() as u64) << 32);
+    (x ^ (x >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15) as u32
 }
