@@ -8,11 +8,16 @@
 //! | setting | URL parameter | environment | default |
 //! |---|---|---|---|
 //! | TCP (and TLS) connect | `connect_timeout` | `LIFEBOAT_S3_CONNECT_TIMEOUT` | 5 s |
-//! | no byte of an answer (first byte, or a stalled body) | `timeout` | `LIFEBOAT_S3_TIMEOUT` | 30 s |
+//! | no answer yet (request sent and headers received), or a stalled body | `timeout` | `LIFEBOAT_S3_TIMEOUT` | 120 s |
 //! | one storage operation, retries included | `total_timeout` | `LIFEBOAT_S3_TOTAL_TIMEOUT` | 10 min |
 //!
 //! Durations are `500ms`, `5s`, `2m`, `1h`, or plain seconds. A failed
 //! request is tried [`ATTEMPTS`] times in all (1 s, 2 s, 4 s apart).
+//!
+//! The answer timeout runs from the start of a request until its answer's
+//! headers arrive (reqwest's read timeout), so it includes sending the body:
+//! it must exceed the time a 16 MiB pack takes to upload (120 s allows about
+//! 1.1 Mbit/s).
 
 use std::time::Duration;
 
@@ -67,7 +72,7 @@ impl S3Timeouts {
         };
         Ok(Effective {
             connect: pick(self.connect, "LIFEBOAT_S3_CONNECT_TIMEOUT", 5)?,
-            answer: pick(self.answer, "LIFEBOAT_S3_TIMEOUT", 30)?,
+            answer: pick(self.answer, "LIFEBOAT_S3_TIMEOUT", 120)?,
             total: pick(self.total, "LIFEBOAT_S3_TOTAL_TIMEOUT", 600)?,
         })
     }
@@ -89,7 +94,7 @@ impl S3Timeouts {
 }
 
 impl Effective {
-    /// "tried 4 times; connect timeout 5s, answer timeout 30s, total 10m", for messages.
+    /// "tried up to 4 times; connect timeout 5s, answer timeout 120s, total 600s", for messages.
     pub fn describe(&self) -> String {
         format!(
             "tried up to {ATTEMPTS} times; connect timeout {}, answer timeout {}, total {} (set them with ?connect_timeout=, ?timeout=, ?total_timeout= in the vault URL, or LIFEBOAT_S3_CONNECT_TIMEOUT, LIFEBOAT_S3_TIMEOUT, LIFEBOAT_S3_TOTAL_TIMEOUT)",
