@@ -96,6 +96,23 @@ fn a_backup_loading_the_index_while_prune_replaces_it_loses_nothing() {
     }
 }
 
+/// Writes a fresh backup lock of this (live) test process, as an older
+/// version would (no identity fields).
+fn write_lock(vault: &Path, fill: &str) -> PathBuf {
+    let now = chrono::Utc::now().to_rfc3339();
+    let lock = vault.join("locks").join(fill.repeat(32));
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    std::fs::write(
+        &lock,
+        serde_json::json!({"kind": "backup", "exclusive": false, "host": host.trim(),
+            "pid": std::process::id(), "created": now, "refreshed": now})
+        .to_string(),
+    )
+    .unwrap();
+    lock
+}
+
 /// B.10: a lock written after `remove_stale` read the locks is not deleted.
 #[test]
 fn removing_stale_locks_keeps_a_lock_written_meanwhile() {
@@ -108,17 +125,7 @@ fn removing_stale_locks_keeps_a_lock_written_meanwhile() {
         &t.path().join("p"),
         "stale-judged",
     );
-    let now = chrono::Utc::now().to_rfc3339();
-    let lock = vault.join("locks").join("ab".repeat(32));
-    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-    std::fs::write(
-        &lock,
-        serde_json::json!({"kind": "backup", "exclusive": false, "host": host.trim(),
-            "pid": std::process::id(), "created": now, "refreshed": now})
-        .to_string(),
-    )
-    .unwrap();
+    let lock = write_lock(&vault, "ab");
     let rep = assert_ok(&prune.finish(), "prune");
     assert_eq!(rep["stale_locks_removed"], 0, "{rep}");
     assert!(lock.exists(), "a fresh lock of a live process was deleted");
@@ -255,4 +262,42 @@ fn a_backup_whose_lock_was_removed_writes_no_point() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("was removed"), "{err}");
     assert_eq!(c.json(&["points", "list"]).as_array().unwrap().len(), 0);
+}
+
+/// B.8: index files that vanish while a backup reads them (a prune replaced
+/// them) make it list again, not silently use a partial index.
+#[test]
+fn a_backup_whose_index_files_vanish_while_it_loads_lists_again() {
+    let t = tempdir().unwrap();
+    let src = t.path().join("src");
+    make_sample_tree(&src, 43);
+    std::fs::write(src.join("big.bin"), pseudo_random(9, 8 << 20)).unwrap();
+    let vault = t.path().join("vault");
+    let c = cli(&vault);
+    c.ok(&["vault", "init"]);
+    c.json(&["backup", "files", src.to_str().unwrap()]);
+    // The next backup (--force: it reads every file) is held between listing
+    // index/ and reading the files; a prune replaces every index file.
+    let backup = Paused::start(
+        c.command(&[
+            "backup",
+            "files",
+            src.to_str().unwrap(),
+            "--force",
+            "--json",
+        ]),
+        &t.path().join("p"),
+        "index-listed",
+    );
+    c.json(&["prune"]);
+    // Another writer's lock, so that the backup does not pick up the packs
+    // it would miss by indexing them from their headers (resume.rs).
+    write_lock(&vault, "cd");
+    let j = assert_ok(&backup.finish(), "backup");
+    let new = j["bytes_new"].as_u64().unwrap();
+    assert!(
+        new < 1 << 20,
+        "the backup stored {new} bytes again: it used a partial index"
+    );
+    c.ok(&["vault", "check", "--read-data"]);
 }
