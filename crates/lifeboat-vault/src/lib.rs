@@ -31,6 +31,7 @@ pub mod lock;
 pub mod pack;
 pub mod point;
 pub mod prune;
+pub mod repair;
 pub mod storage;
 pub mod tree;
 pub mod vault;
