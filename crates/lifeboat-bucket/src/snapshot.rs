@@ -5,7 +5,8 @@
 //! find the parent point (newest of the same resource)
 //! list the bucket (a thread streams the listing; keys of one "directory" come together)
 //! per batch of listed objects, in order:
-//!     version token, size equal to the parent's node → reuse its node (no read)
+//!     version token, size equal to the parent's node, and all its blobs live
+//!         in the vault → reuse its node (no read)
 //!     else read the object (bytes, content type, metadata, tags), in parallel
 //!          → chunk → vault
 //! keys split on '/' form the tree; one tree blob per "directory", written
@@ -348,8 +349,12 @@ pub fn snapshot(
                     .filter(|n| n.kind == NodeKind::File)
                     .or_else(|| top.parent.get(&format!("{leaf}%")));
                 match prev {
+                    // Reused only when every blob is live in the vault (not
+                    // in a pack prune marked or deleted): spec §8.
                     Some(p)
-                        if p.attrs.get("version") == Some(&info.version) && p.size == info.size =>
+                        if p.attrs.get("version") == Some(&info.version)
+                            && p.size == info.size
+                            && p.content.iter().all(|b| writer.has_blob(b)) =>
                     {
                         let mut n = p.clone();
                         n.name = leaf.clone();

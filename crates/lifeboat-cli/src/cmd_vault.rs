@@ -1,4 +1,4 @@
-//! `lifeboat vault init|check|unlock`.
+//! `lifeboat vault init|check|repair-index|unlock`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::Result;
 use clap::Subcommand;
 use lifeboat_vault::vault::InitOptions;
-use lifeboat_vault::{Vault, check, lock};
+use lifeboat_vault::{Vault, check, lock, repair};
 
 use crate::common::{Global, Progress, print_json};
 
@@ -28,6 +28,10 @@ pub enum VaultCmd {
         #[arg(long)]
         read_data: bool,
     },
+    /// Rebuild the index from the packs present: index packs no index file lists
+    /// (a missing index file), replace damaged index files, drop entries of
+    /// packs that are gone. Runs beside backups; not beside a prune.
+    RepairIndex,
     /// Remove stale locks (left by processes that died).
     Unlock {
         /// Remove every lock, even live ones (only when you know no lifeboat process uses the vault).
@@ -104,6 +108,34 @@ pub fn run(g: &Global, cmd: VaultCmd) -> Result<ExitCode> {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
+            })
+        }
+        VaultCmd::RepairIndex => {
+            let v = g.open()?;
+            let rep = repair::repair_index(&v)?;
+            if g.json {
+                print_json(&rep)?;
+            } else {
+                for p in &rep.packs_unreadable {
+                    eprintln!("warning: pack stays unindexed, its header is unreadable: {p}");
+                }
+                if !g.quiet {
+                    println!(
+                        "new index {}: {} packs, {} blobs ({} packs read from their headers, {} damaged index files replaced, {} entries of missing packs dropped, {} index files removed)",
+                        &rep.new_index[..8],
+                        rep.packs - rep.packs_unreadable.len(),
+                        rep.blobs,
+                        rep.packs_from_headers,
+                        rep.index_files_damaged,
+                        rep.packs_missing,
+                        rep.index_files_removed
+                    );
+                }
+            }
+            Ok(if rep.packs_unreadable.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
             })
         }
         VaultCmd::Unlock { all } => {

@@ -361,7 +361,7 @@ fn save_entry(
                 node.content = p.content.clone();
                 node.extents = p.extents.clone();
             } else {
-                match read_file(ctx, path, &md, &mut node) {
+                match read_file(ctx, path, &mut node) {
                     Ok(()) => {}
                     // The file could not be read: skip it, go on.
                     Err(FilesError::Io { source, .. }) => {
@@ -455,43 +455,92 @@ impl Read for ExtentReader<'_> {
     }
 }
 
-fn read_file(ctx: &Ctx, path: &Path, md: &std::fs::Metadata, node: &mut Node) -> Result<()> {
+/// How many times a file that changed while it was read is read again
+/// before it is stored as read, with a warning.
+pub const REREADS: usize = 3;
+
+/// What tells a file's content changed: size, mtime and ctime (ns).
+fn stamp(md: &std::fs::Metadata) -> (u64, i64, i64) {
+    (
+        md.size(),
+        md.mtime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(md.mtime_nsec()),
+        md.ctime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(md.ctime_nsec()),
+    )
+}
+
+/// Reads a file into the vault. The open file is stat'ed (fstat) before and
+/// after each read; when size, mtime or ctime moved, the copy may mix old and
+/// new blocks, so it is read again, up to [`REREADS`] times. A file that
+/// never holds still is stored as read, with a warning (the point is then
+/// incomplete: exit 3), and with the times seen before its last read, so that
+/// the next backup reads it again.
+fn read_file(ctx: &Ctx, path: &Path, node: &mut Node) -> Result<()> {
+    use std::io::{Seek, SeekFrom};
     let f = open_noatime(path).map_err(|e| FilesError::io("open", path, e))?;
     let on_chunk = |n: u64| {
         ctx.counters.bytes_read.fetch_add(n, Ordering::Relaxed);
     };
-    let sparse = md.blocks() * 512 < md.size() && md.size() > 0;
-    let (content, read) = if sparse {
-        let extents =
-            data_extents(&f, md.size()).map_err(|e| FilesError::io("find holes in", path, e))?;
-        let r = ExtentReader {
-            f: &f,
-            extents: &extents,
-            i: 0,
-            done_in_extent: 0,
+    let mut attempt = 0;
+    loop {
+        let before = f.metadata().map_err(|e| FilesError::io("stat", path, e))?;
+        let size = before.size();
+        let sparse = before.blocks() * 512 < size && size > 0;
+        node.extents = None;
+        let (content, read) = if sparse {
+            let extents =
+                data_extents(&f, size).map_err(|e| FilesError::io("find holes in", path, e))?;
+            let r = ExtentReader {
+                f: &f,
+                extents: &extents,
+                i: 0,
+                done_in_extent: 0,
+            };
+            let out = ctx.writer.save_stream(r, on_chunk)?;
+            node.extents = Some(extents);
+            out
+        } else {
+            (&f).seek(SeekFrom::Start(0))
+                .map_err(|e| FilesError::io("seek", path, e))?;
+            ctx.writer.save_stream(&f, on_chunk)?
         };
-        let out = ctx.writer.save_stream(r, on_chunk)?;
-        node.extents = Some(extents);
-        out
-    } else {
-        ctx.writer.save_stream(&f, on_chunk)?
-    };
-    let expected = node
-        .extents
-        .as_ref()
-        .map(|e| e.iter().map(|x| x.1).sum())
-        .unwrap_or(node.size);
-    if read != expected {
+        let after = f.metadata().map_err(|e| FilesError::io("stat", path, e))?;
+        let (sz, mtime_ns, ctime_ns) = stamp(&before);
+        node.size = sz;
+        node.mtime_ns = mtime_ns;
+        node.ctime_ns = ctime_ns;
+        let expected = node
+            .extents
+            .as_ref()
+            .map(|e| e.iter().map(|x| x.1).sum())
+            .unwrap_or(node.size);
+        let still = stamp(&before) == stamp(&after) && read == expected;
+        if still {
+            node.content = content;
+            return Ok(());
+        }
+        attempt += 1;
+        if attempt <= REREADS {
+            tracing::info!(
+                "{} changed while it was read; reading it again ({attempt}/{REREADS})",
+                path.display()
+            );
+            continue;
+        }
         ctx.warn(format!(
-            "{} changed while it was read ({} bytes expected, {} read); the point holds what was read",
+            "{} changed while it was read ({} reads; {} bytes expected, {} read); the point holds the last read, which may mix old and new content",
             path.display(),
+            attempt,
             expected,
             read
         ));
         if node.extents.is_none() {
             node.size = read;
         }
+        node.content = content;
+        return Ok(());
     }
-    node.content = content;
-    Ok(())
 }

@@ -69,7 +69,7 @@ pub fn scan(buf: &[u8], base: u64) -> Result<(Vec<EventInfo>, usize), String> {
         if (size as usize) < HEADER {
             return Err(format!(
                 "event at offset {} claims {size} bytes, less than a header: the file is damaged",
-                base + at as u64
+                base.saturating_add(at as u64)
             ));
         }
         if buf.len() - at < size as usize {
@@ -100,7 +100,7 @@ pub fn scan(buf: &[u8], base: u64) -> Result<(Vec<EventInfo>, usize), String> {
             _ => None,
         };
         events.push(EventInfo {
-            offset: base + at as u64,
+            offset: base.saturating_add(at as u64),
             size,
             timestamp: u32le(0),
             kind,

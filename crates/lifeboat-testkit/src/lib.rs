@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 
 pub use tempfile::{TempDir, tempdir};
 
+pub mod fuzz;
 pub mod load;
 pub mod mariadb;
 pub mod proxy;

@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::crypto::SEAL_OVERHEAD;
+use crate::crypto::{KeyFile, SEAL_OVERHEAD};
 use crate::error::Result;
 use crate::id::Id;
 use crate::index::Index;
@@ -47,6 +47,8 @@ pub struct CheckReport {
     pub blobs: usize,
     /// Packs whose bytes were read.
     pub packs_read: usize,
+    /// Key files checked.
+    pub keys: usize,
 }
 
 impl CheckReport {
@@ -79,6 +81,7 @@ pub fn check(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<CheckReport> {
     let mut rep = CheckReport::default();
+    check_keys(vault, &mut rep)?;
     let index = vault.load_index()?;
     for e in index.damaged() {
         rep.err(object_of(e), e.to_string());
@@ -114,7 +117,7 @@ pub fn check(
             rep.warnings.push(Problem {
                 object: pack_path(pack),
                 message:
-                    "pack is in no index (left by an interrupted run; `lifeboat prune` removes it)"
+                    "pack is in no index file (left by an interrupted run, which `lifeboat prune` removes; or an index file is missing, which `lifeboat vault repair-index` mends)"
                         .into(),
             });
         }
@@ -158,6 +161,31 @@ pub fn check(
     Ok(rep)
 }
 
+/// Key files: each is named by the BLAKE3 of its bytes, parses, and has
+/// costs and encodings lifeboat accepts (the password is not needed).
+fn check_keys(vault: &Vault, rep: &mut CheckReport) -> Result<()> {
+    for k in vault.storage().list("keys/")? {
+        rep.keys += 1;
+        let bytes = match vault.storage().read(&k.path) {
+            Ok(b) => b,
+            Err(crate::error::VaultError::Missing { .. }) => continue, // removed meanwhile
+            Err(e) => return Err(e),
+        };
+        if !crate::vault::key_name_matches(&k.path, &bytes) {
+            rep.err(
+                &k.path,
+                "damaged key file: its content does not match its name (bytes changed on storage); its password may no longer open the vault — put the file back from a copy of the vault, or add a new key (`lifeboat key add`) and remove this one",
+            );
+        }
+        if let Err(e) =
+            KeyFile::from_bytes(&bytes, &k.path).and_then(|kf| kf.validate(&k.path).map(|_| ()))
+        {
+            rep.err(&k.path, format!("damaged key file: {e}"));
+        }
+    }
+    Ok(())
+}
+
 fn object_of(e: &crate::error::VaultError) -> String {
     match e {
         crate::error::VaultError::Corrupt { object, .. }
@@ -184,6 +212,15 @@ fn walk(
             .expect("lock")
             .push(Problem { object, message });
     };
+    if let Some(loc) = index.get(tree).filter(|l| index.is_recovered(&l.pack)) {
+        report(
+            pack_path(&loc.pack),
+            format!(
+                "pack is in no index file but holds tree {} ({owner}): an index file is missing or damaged; run `lifeboat vault repair-index`",
+                tree.short()
+            ),
+        );
+    }
     let t = match vault.read_tree(index, tree) {
         Ok(t) => t,
         Err(e) => {
@@ -202,6 +239,14 @@ fn walk(
                     pack_path(&loc.pack),
                     format!(
                         "pack is missing; it holds blob {} of file {:?} ({owner})",
+                        b.short(),
+                        n.name
+                    ),
+                ),
+                Some(loc) if index.is_recovered(&loc.pack) => report(
+                    pack_path(&loc.pack),
+                    format!(
+                        "pack is in no index file but holds blob {} of file {:?} ({owner}): an index file is missing or damaged; restore still finds the blob, prune refuses to run: run `lifeboat vault repair-index`",
                         b.short(),
                         n.name
                     ),

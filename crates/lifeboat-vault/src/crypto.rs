@@ -171,7 +171,41 @@ impl KdfParams {
         }
     }
 
+    /// Checks the costs against the bounds lifeboat accepts ([`KDF_LIMITS`]);
+    /// the error says which cost is out of range. A key file is plaintext:
+    /// absurd costs are refused before any memory is allocated.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let l = KDF_LIMITS;
+        if !(l.m_cost.0..=l.m_cost.1).contains(&self.m_cost) {
+            return Err(format!(
+                "Argon2 memory cost m_cost {} KiB is out of the range {}..={} KiB lifeboat accepts",
+                self.m_cost, l.m_cost.0, l.m_cost.1
+            ));
+        }
+        if !(l.t_cost.0..=l.t_cost.1).contains(&self.t_cost) {
+            return Err(format!(
+                "Argon2 time cost t_cost {} is out of the range {}..={} lifeboat accepts",
+                self.t_cost, l.t_cost.0, l.t_cost.1
+            ));
+        }
+        if !(l.p_cost.0..=l.p_cost.1).contains(&self.p_cost) {
+            return Err(format!(
+                "Argon2 parallelism p_cost {} is out of the range {}..={} lifeboat accepts",
+                self.p_cost, l.p_cost.0, l.p_cost.1
+            ));
+        }
+        if self.m_cost < 8 * self.p_cost {
+            return Err(format!(
+                "Argon2 memory cost m_cost {} KiB is below 8 × p_cost ({})",
+                self.m_cost, self.p_cost
+            ));
+        }
+        Ok(())
+    }
+
     fn derive(&self, password: &[u8], salt: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
+        self.validate()
+            .map_err(|r| VaultError::corrupt("key file", r))?;
         let params = argon2::Params::new(self.m_cost, self.t_cost, self.p_cost, Some(32))
             .map_err(|e| VaultError::corrupt("key file", format!("bad Argon2 parameters: {e}")))?;
         let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
@@ -180,6 +214,25 @@ impl KdfParams {
             .map_err(|e| VaultError::corrupt("key file", format!("Argon2 failed: {e}")))?;
         Ok(out)
     }
+}
+
+/// Bounds on the Argon2id costs of a key file (inclusive ranges): memory
+/// 8 KiB to 2 GiB, 1 to 100 iterations, 1 to 64 lanes (`docs/vault-format.md` §5).
+pub const KDF_LIMITS: KdfLimits = KdfLimits {
+    m_cost: (8, 2 * 1024 * 1024),
+    t_cost: (1, 100),
+    p_cost: (1, 64),
+};
+
+/// Inclusive ranges of the Argon2id costs lifeboat accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct KdfLimits {
+    /// Memory in KiB.
+    pub m_cost: (u32, u32),
+    /// Iterations.
+    pub t_cost: (u32, u32),
+    /// Lanes.
+    pub p_cost: (u32, u32),
 }
 
 /// A key file: the master key wrapped by one password.
@@ -221,6 +274,9 @@ impl KeyFile {
         label: &str,
     ) -> Result<KeyFile> {
         use base64::Engine;
+        params
+            .validate()
+            .map_err(|r| VaultError::Refused(format!("cannot make a key file: {r}")))?;
         let mut salt = [0u8; 32];
         fill_random(&mut salt);
         let kek = params.derive(password, &salt)?;
@@ -239,21 +295,59 @@ impl KeyFile {
         })
     }
 
-    /// Unwraps the master key; `None` when the password does not fit.
-    pub fn unwrap(&self, password: &[u8], what: &str) -> Result<Option<MasterKey>> {
+    /// Parses a stored key file (JSON); `what` names it for the error.
+    pub fn from_bytes(b: &[u8], what: &str) -> Result<KeyFile> {
+        serde_json::from_slice(b).map_err(|e| VaultError::corrupt(what, format!("bad JSON: {e}")))
+    }
+
+    /// Checks everything that can be checked without the password: version,
+    /// KDF and its cost bounds, salt and wrapped key encodings and lengths.
+    /// Returns the decoded salt and wrapped key.
+    pub fn validate(&self, what: &str) -> Result<(Vec<u8>, Vec<u8>)> {
         use base64::Engine;
+        if self.version != 1 {
+            return Err(VaultError::corrupt(
+                what,
+                format!("unknown key file version {}", self.version),
+            ));
+        }
         if self.kdf != "argon2id" {
             return Err(VaultError::corrupt(
                 what,
                 format!("unknown KDF {:?}", self.kdf),
             ));
         }
+        self.params
+            .validate()
+            .map_err(|r| VaultError::corrupt(what, format!("{r}; the key file was not tried")))?;
         let salt = b64()
             .decode(&self.salt)
             .map_err(|_| VaultError::corrupt(what, "salt is not base64"))?;
+        if salt.len() < 16 || salt.len() > 64 {
+            return Err(VaultError::corrupt(
+                what,
+                format!("salt has {} bytes (16 to 64 expected)", salt.len()),
+            ));
+        }
         let wrapped = b64()
             .decode(&self.wrapped)
             .map_err(|_| VaultError::corrupt(what, "wrapped key is not base64"))?;
+        if wrapped.len() != 64 + SEAL_OVERHEAD {
+            return Err(VaultError::corrupt(
+                what,
+                format!(
+                    "wrapped key has {} bytes ({} expected)",
+                    wrapped.len(),
+                    64 + SEAL_OVERHEAD
+                ),
+            ));
+        }
+        Ok((salt, wrapped))
+    }
+
+    /// Unwraps the master key; `None` when the password does not fit.
+    pub fn unwrap(&self, password: &[u8], what: &str) -> Result<Option<MasterKey>> {
+        let (salt, wrapped) = self.validate(what)?;
         let kek = self.params.derive(password, &salt)?;
         let cipher = XChaCha20Poly1305::new_from_slice(&kek[..]).expect("32-byte key");
         match open_with(&cipher, KEY_AAD, &wrapped, what) {

@@ -21,6 +21,19 @@ pub enum VaultError {
         /// Where the vault is.
         location: String,
     },
+    /// No intact key file opens with the password, and some key files are
+    /// damaged: the password may belong to one of those.
+    #[error(
+        "no intact key of the vault at {location} opens with this password, and {count} key file(s) are damaged ({damaged}); if the password belongs to a damaged key, put that key file back from a copy of the vault or open the vault with another password (`lifeboat vault check` names every damaged key file)"
+    )]
+    DamagedKey {
+        /// Where the vault is.
+        location: String,
+        /// How many key files are damaged.
+        count: usize,
+        /// The first damaged key file and what is wrong with it.
+        damaged: String,
+    },
     /// The location holds no vault.
     #[error(
         "no vault at {location}: {reason} (check the --vault path or LIFEBOAT_VAULT; `lifeboat vault init` is only for making a new vault)"

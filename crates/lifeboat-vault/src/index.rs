@@ -78,6 +78,14 @@ impl Reader<'_> {
 impl IndexFile {
     /// Encodes, compresses and seals; returns (name, stored bytes).
     pub fn seal(&self, key: &MasterKey) -> (Id, Vec<u8>) {
+        let b = self.encode();
+        let z = zstd::bulk::compress(&b, 3).expect("zstd compresses in memory");
+        let stored = key.seal(AAD, &z);
+        (Id::of_stored(&stored), stored)
+    }
+
+    /// The plaintext encoding (before compression and sealing).
+    pub fn encode(&self) -> Vec<u8> {
         let mut b = Vec::new();
         b.extend_from_slice(b"LBIX");
         b.push(1);
@@ -112,9 +120,7 @@ impl IndexFile {
                 }
             }
         }
-        let z = zstd::bulk::compress(&b, 3).expect("zstd compresses in memory");
-        let stored = key.seal(AAD, &z);
-        (Id::of_stored(&stored), stored)
+        b
     }
 
     /// Verifies, opens and decodes a stored index file.
@@ -129,14 +135,19 @@ impl IndexFile {
         let z = key.open(AAD, stored, &what)?;
         let b = zstd::stream::decode_all(&z[..])
             .map_err(|e| VaultError::corrupt(&what, format!("zstd: {e}")))?;
-        let mut r = Reader { b: &b, what: &what };
+        IndexFile::decode(&b, &what)
+    }
+
+    /// Decodes an index file's plaintext (after opening and decompressing).
+    pub fn decode(b: &[u8], what: &str) -> Result<IndexFile> {
+        let mut r = Reader { b, what };
         if r.take(4)? != b"LBIX" {
-            return Err(VaultError::corrupt(&what, "bad magic"));
+            return Err(VaultError::corrupt(what, "bad magic"));
         }
         let v = r.u8()?;
         if v != 1 {
             return Err(VaultError::corrupt(
-                &what,
+                what,
                 format!("unknown index version {v}"),
             ));
         }
@@ -149,7 +160,7 @@ impl IndexFile {
             for _ in 0..ne {
                 let t = r.u8()?;
                 let blob_type = BlobType::from_code(t)
-                    .ok_or_else(|| VaultError::corrupt(&what, format!("unknown blob type {t}")))?;
+                    .ok_or_else(|| VaultError::corrupt(what, format!("unknown blob type {t}")))?;
                 let flags = r.u8()?;
                 let id = r.id()?;
                 entries.push(PackEntry {
@@ -170,6 +181,12 @@ impl IndexFile {
             let marked_at = r.i64()?;
             let has = r.u8()?;
             let nb = r.u32()? as usize;
+            if has > 1 || (has == 0 && nb > 0) {
+                return Err(VaultError::corrupt(
+                    what,
+                    "bad blockers of an obsolete mark",
+                ));
+            }
             let mut list = Vec::with_capacity(nb.min(1 << 10));
             for _ in 0..nb {
                 list.push(r.id()?);
@@ -181,7 +198,7 @@ impl IndexFile {
             });
         }
         if !r.b.is_empty() {
-            return Err(VaultError::corrupt(&what, "trailing bytes"));
+            return Err(VaultError::corrupt(what, "trailing bytes"));
         }
         Ok(IndexFile { packs, marks })
     }
@@ -206,6 +223,8 @@ pub struct Index {
     marks: HashMap<Id, ObsoleteMark>,
     files: Vec<Id>,
     damaged: Vec<VaultError>,
+    /// Packs no readable index file lists, known by their own headers.
+    recovered: HashMap<Id, Vec<PackEntry>>,
 }
 
 impl Index {
@@ -286,16 +305,17 @@ impl Index {
                 idx.add_pack(pack, entries);
             }
         }
-        if !idx.damaged.is_empty() {
-            idx.recover_from_pack_headers(storage, key)?;
-        }
+        idx.recover_from_pack_headers(storage, key)?;
         crate::testhook::pause("index-loaded");
         Ok(Ok(idx))
     }
 
-    /// With a damaged index file, the blobs it listed are found again by
-    /// reading the headers of the packs no readable index file lists, so that
-    /// reads (restore, copy) lose nothing. Writing is still refused by prune.
+    /// Packs no readable index file lists — a running or interrupted
+    /// backup's, or those of a missing or damaged index file — are read by
+    /// their headers, so that reads (restore, check, copy) lose nothing. Their
+    /// blobs are never used for deduplication ([`Index::has_live`]), they are
+    /// not in [`Index::packs`], and prune refuses to run while a point needs
+    /// one of them (`lifeboat vault repair-index` writes them into an index).
     fn recover_from_pack_headers(&mut self, storage: &Storage, key: &MasterKey) -> Result<()> {
         let orphans: Vec<(Id, u64)> = crate::pack::list_packs(storage)?
             .0
@@ -309,12 +329,13 @@ impl Index {
         for (id, r) in found {
             match r {
                 Ok(entries) => {
-                    tracing::warn!(
+                    tracing::debug!(
                         "pack {} is in no readable index; using its header",
                         id.short()
                     );
-                    self.add_pack(id, entries);
+                    self.add_recovered(id, entries);
                 }
+                Err(VaultError::Missing { .. }) => {} // removed meanwhile (prune)
                 Err(e) => tracing::warn!(
                     "pack {} is in no readable index and its header is unreadable: {e}",
                     id.short()
@@ -322,6 +343,28 @@ impl Index {
             }
         }
         Ok(())
+    }
+
+    fn add_recovered(&mut self, pack: Id, entries: Vec<PackEntry>) {
+        let obsolete = self.marks.contains_key(&pack);
+        for e in &entries {
+            self.blobs.entry(e.id).or_insert(BlobLocation {
+                pack,
+                entry: *e,
+                obsolete,
+            });
+        }
+        self.recovered.insert(pack, entries);
+    }
+
+    /// Whether a pack is known only by its header (no index file lists it).
+    pub fn is_recovered(&self, pack: &Id) -> bool {
+        self.recovered.contains_key(pack)
+    }
+
+    /// Packs known only by their headers, with their entries.
+    pub fn recovered(&self) -> &HashMap<Id, Vec<PackEntry>> {
+        &self.recovered
     }
 
     fn add_mark(&mut self, m: ObsoleteMark) {
@@ -344,6 +387,7 @@ impl Index {
     /// Adds a pack's entries (a pack just written, or one read from a file).
     pub fn add_pack(&mut self, pack: Id, entries: Vec<PackEntry>) {
         let obsolete = self.marks.contains_key(&pack);
+        self.recovered.remove(&pack);
         for e in &entries {
             let loc = BlobLocation {
                 pack,
@@ -351,7 +395,8 @@ impl Index {
                 obsolete,
             };
             match self.blobs.get(&e.id) {
-                Some(old) if !old.obsolete || obsolete => {}
+                Some(old)
+                    if (!old.obsolete || obsolete) && !self.recovered.contains_key(&old.pack) => {}
                 _ => {
                     self.blobs.insert(e.id, loc);
                 }
@@ -367,7 +412,9 @@ impl Index {
 
     /// Whether a blob is stored in a pack that is not obsolete (usable for dedup).
     pub fn has_live(&self, id: &Id) -> bool {
-        self.blobs.get(id).is_some_and(|l| !l.obsolete)
+        self.blobs
+            .get(id)
+            .is_some_and(|l| !l.obsolete && !self.recovered.contains_key(&l.pack))
     }
 
     /// All indexed packs with their entries.

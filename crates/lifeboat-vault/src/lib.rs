@@ -32,6 +32,7 @@ pub mod pack;
 pub mod point;
 pub mod private;
 pub mod prune;
+pub mod repair;
 mod resume;
 pub mod select;
 pub mod storage;

@@ -220,7 +220,8 @@ pub fn read_header(
     open_header(key, &sealed, &path)
 }
 
-fn decode_header(h: &[u8], what: &str) -> Result<Vec<PackEntry>> {
+/// Decodes a pack header's plaintext (after the sealed box is opened).
+pub fn decode_header(h: &[u8], what: &str) -> Result<Vec<PackEntry>> {
     let bad = |r: &str| VaultError::corrupt(what, format!("pack header: {r}"));
     if h.len() < 9 || &h[..4] != b"LBPK" {
         return Err(bad("bad magic"));

@@ -141,11 +141,16 @@ impl RecoveryPoint {
             ));
         }
         let json = key.open(AAD, stored, &what)?;
-        let p: RecoveryPoint = serde_json::from_slice(&json)
-            .map_err(|e| VaultError::corrupt(&what, format!("bad JSON: {e}")))?;
+        RecoveryPoint::decode(&json, &what)
+    }
+
+    /// Decodes a point's plaintext JSON; `what` names it for the error.
+    pub fn decode(json: &[u8], what: &str) -> Result<RecoveryPoint> {
+        let p: RecoveryPoint = serde_json::from_slice(json)
+            .map_err(|e| VaultError::corrupt(what, format!("bad JSON: {e}")))?;
         if p.version != 1 {
             return Err(VaultError::corrupt(
-                &what,
+                what,
                 format!("unknown point version {}", p.version),
             ));
         }

@@ -169,7 +169,7 @@ pub fn prune(vault: &Vault, opts: &PruneOptions) -> Result<PruneReport> {
     let index = vault.load_index()?;
     if let Some(e) = index.damaged().first() {
         return Err(VaultError::Refused(format!(
-            "prune stopped without deleting anything: an index file is damaged ({e}); run `lifeboat vault check`"
+            "prune stopped without deleting anything: an index file is damaged ({e}); run `lifeboat vault repair-index` to rebuild the index from the packs, then prune again"
         )));
     }
     let (points, bad) = vault.list_points()?;
@@ -182,6 +182,16 @@ pub fn prune(vault: &Vault, opts: &PruneOptions) -> Result<PruneReport> {
     let seen_points: HashSet<Id> = points.iter().map(|(i, _)| *i).collect();
     let roots: Vec<Id> = points.iter().map(|(_, p)| p.tree).collect();
     let referenced = referenced_blobs(vault, &index, &roots)?;
+    if let Some(p) = index.recovered().keys().find(|p| {
+        index.recovered()[*p]
+            .iter()
+            .any(|e| referenced.contains(&e.id) && index.get(&e.id).is_some_and(|l| l.pack == **p))
+    }) {
+        return Err(VaultError::Refused(format!(
+            "prune stopped without deleting anything: pack {} holds blobs recovery points need but no index file lists it (an index file is missing); run `lifeboat vault repair-index`, then prune again",
+            p.short()
+        )));
+    }
 
     // 4. classify
     let mut verdicts: HashMap<Id, Verdict> = HashMap::new();

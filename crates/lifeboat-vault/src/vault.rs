@@ -56,6 +56,64 @@ pub struct Config {
     pub pack_size: u32,
 }
 
+/// Allowed ranges of the config's numbers (`docs/vault-format.md` §4): the
+/// chunker's are FastCDC's own limits.
+pub mod limits {
+    /// `chunker.min`.
+    pub const CHUNK_MIN: (u32, u32) = (64, 1_048_576);
+    /// `chunker.avg`.
+    pub const CHUNK_AVG: (u32, u32) = (256, 4_194_304);
+    /// `chunker.max`.
+    pub const CHUNK_MAX: (u32, u32) = (1024, 16_777_216);
+    /// `compression` (zstd level; 0 stores uncompressed).
+    pub const COMPRESSION: (i32, i32) = (0, 22);
+    /// `pack_size` (pack offsets are 32-bit).
+    pub const PACK_SIZE: (u32, u32) = (64 * 1024, 1024 * 1024 * 1024);
+}
+
+impl Config {
+    /// Checks every field against its allowed range; the error names the
+    /// field, its value and the range. A config is plaintext anyone with
+    /// write access can change, so nothing is used before this passed.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        fn within<T: PartialOrd + std::fmt::Display>(
+            field: &str,
+            v: T,
+            (lo, hi): (T, T),
+        ) -> std::result::Result<(), String> {
+            if v < lo || v > hi {
+                return Err(format!(
+                    "config field {field} is {v}; it must be between {lo} and {hi}"
+                ));
+            }
+            Ok(())
+        }
+        if self.format != "lifeboat-vault" {
+            return Err(format!(
+                "config field format is {:?}; it must be \"lifeboat-vault\"",
+                self.format
+            ));
+        }
+        within("version", self.version, (1, FORMAT_VERSION))?;
+        if self.id.len() != 64 || !self.id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("config field id must be 64 hex digits".into());
+        }
+        let c = self.chunker;
+        within("chunker.min", c.min, limits::CHUNK_MIN)?;
+        within("chunker.avg", c.avg, limits::CHUNK_AVG)?;
+        within("chunker.max", c.max, limits::CHUNK_MAX)?;
+        if !(c.min <= c.avg && c.avg <= c.max) {
+            return Err(format!(
+                "config fields chunker.min {} ≤ chunker.avg {} ≤ chunker.max {} do not hold",
+                c.min, c.avg, c.max
+            ));
+        }
+        within("compression", self.compression, limits::COMPRESSION)?;
+        within("pack_size", self.pack_size, limits::PACK_SIZE)?;
+        Ok(())
+    }
+}
+
 /// Options for `init`.
 #[derive(Debug, Clone)]
 pub struct InitOptions {
@@ -109,6 +167,13 @@ pub struct Vault {
     key_id: String,
 }
 
+/// Whether a key file's bytes match its name (`keys/<BLAKE3 of the bytes>`).
+pub fn key_name_matches(path: &str, bytes: &[u8]) -> bool {
+    path.strip_prefix("keys/")
+        .and_then(Id::parse)
+        .is_some_and(|id| id == Id::of_stored(bytes))
+}
+
 fn read_config(storage: &Storage) -> Result<Config> {
     let raw = match storage.read("config") {
         Ok(r) => r,
@@ -132,6 +197,12 @@ fn read_config(storage: &Storage) -> Result<Config> {
             supported: FORMAT_VERSION,
         });
     }
+    config.validate().map_err(|r| {
+        VaultError::corrupt(
+            "config",
+            format!("{r} (the config was changed or damaged; restore it from a copy of the vault)"),
+        )
+    })?;
     Ok(config)
 }
 
@@ -155,20 +226,25 @@ impl Vault {
                 .map_err(|e| VaultError::io("set permissions of", root, e))?;
         }
         let key = MasterKey::generate();
+        let mut probe = Config {
+            format: "lifeboat-vault".into(),
+            version: FORMAT_VERSION,
+            id: Id::random().to_hex(),
+            created: String::new(),
+            chunker: opts.chunker,
+            compression: opts.compression,
+            pack_size: opts.pack_size,
+        };
+        probe
+            .validate()
+            .map_err(|r| VaultError::Refused(format!("cannot create the vault: {r}")))?;
         let kf = KeyFile::wrap(&key, password, opts.kdf, "")?;
         let kb = serde_json::to_vec_pretty(&kf).expect("json");
         let key_id = Id::of_stored(&kb).to_hex();
         // Key first, config last: a vault exists once its config exists.
         storage.write(&format!("keys/{key_id}"), kb)?;
-        let config = Config {
-            format: "lifeboat-vault".into(),
-            version: FORMAT_VERSION,
-            id: Id::random().to_hex(),
-            created: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            chunker: opts.chunker,
-            compression: opts.compression,
-            pack_size: opts.pack_size,
-        };
+        probe.created = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let config = probe;
         storage.write("config", serde_json::to_vec_pretty(&config).expect("json"))?;
         Ok(Vault {
             storage,
@@ -186,22 +262,32 @@ impl Vault {
         if keys.is_empty() {
             return Err(VaultError::corrupt("keys/", "the vault has no key files"));
         }
-        let mut damaged = None;
+        let mut damaged: Vec<VaultError> = Vec::new();
         for k in keys {
             let what = k.path.clone();
-            let kf: KeyFile = match storage.read(&k.path).and_then(|b| {
-                serde_json::from_slice(&b)
-                    .map_err(|e| VaultError::corrupt(&what, format!("bad JSON: {e}")))
-            }) {
+            let bytes = match storage.read(&k.path) {
+                Ok(b) => b,
+                Err(VaultError::Missing { .. }) => continue, // removed meanwhile
+                Err(e) => return Err(e),
+            };
+            // A key file is named by the BLAKE3 of its bytes: a changed one is
+            // damaged, not a wrong password. It is still tried (a changed
+            // label does not stop it from opening).
+            let name_ok = key_name_matches(&what, &bytes);
+            let kf = match KeyFile::from_bytes(&bytes, &what) {
                 Ok(kf) => kf,
-                Err(e) if e.is_damage() => {
-                    damaged = Some(e);
+                Err(e) => {
+                    damaged.push(e);
                     continue;
                 }
-                Err(e) => return Err(e),
             };
             match kf.unwrap(password, &what) {
                 Ok(Some(key)) => {
+                    if !name_ok {
+                        tracing::warn!(
+                            "key file {what} is damaged (its content does not match its name) but opens with this password; add a new key with `lifeboat key add` and remove this one"
+                        );
+                    }
                     return Ok(Vault {
                         storage,
                         key,
@@ -209,12 +295,20 @@ impl Vault {
                         key_id: what.trim_start_matches("keys/").to_string(),
                     });
                 }
-                Ok(None) => {}
-                Err(e) => damaged = Some(e),
+                Ok(None) if name_ok => {}
+                Ok(None) => damaged.push(VaultError::corrupt(
+                    &what,
+                    "content does not match its name (bytes changed on storage)",
+                )),
+                Err(e) => damaged.push(e),
             }
         }
-        if let Some(e) = damaged {
-            tracing::warn!("a key file is damaged: {e}");
+        if let Some(first) = damaged.first() {
+            return Err(VaultError::DamagedKey {
+                location: location.to_string(),
+                count: damaged.len(),
+                damaged: first.to_string(),
+            });
         }
         Err(VaultError::WrongPassword {
             location: location.to_string(),
@@ -257,8 +351,21 @@ impl Vault {
         let mut out = Vec::new();
         for k in self.storage.list("keys/")? {
             let id = k.path.trim_start_matches("keys/").to_string();
-            let kf: KeyFile = serde_json::from_slice(&self.storage.read(&k.path)?)
-                .map_err(|e| VaultError::corrupt(&k.path, format!("bad JSON: {e}")))?;
+            let bytes = self.storage.read(&k.path)?;
+            let kf = match KeyFile::from_bytes(&bytes, &k.path) {
+                Ok(kf) if key_name_matches(&k.path, &bytes) => kf,
+                Ok(_) | Err(_) => {
+                    out.push(KeyInfo {
+                        current: id == self.key_id,
+                        id,
+                        created: String::new(),
+                        host: String::new(),
+                        user: String::new(),
+                        label: "(damaged key file: see `lifeboat vault check`)".into(),
+                    });
+                    continue;
+                }
+            };
             out.push(KeyInfo {
                 current: id == self.key_id,
                 id,

@@ -17,8 +17,16 @@
 //! Writes go to a temporary file under `.lifeboat-tmp/` at the root (same
 //! filesystem), get their attributes there, and are renamed into place, so a
 //! reader sees the old object or the complete new one with its metadata.
-//! `.lifeboat-tmp/` is never listed; leftovers older than an hour are removed
-//! when the bucket is opened for writing.
+//! `.lifeboat-tmp/` is never listed, and it is removed as soon as it is empty
+//! (a restored or replicated bucket is then identical to its source);
+//! leftovers older than an hour are removed when the bucket is opened for
+//! writing.
+//!
+//! Keys never lead outside the root: `.`/`..`/empty components are refused,
+//! and directories are opened and made one component at a time relative to
+//! the one above (`openat`/`mkdirat` with `O_NOFOLLOW`), so a symbolic link
+//! planted inside the bucket is never followed: a write below one is refused
+//! (naming it), a delete below one deletes nothing, a read finds no object.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -26,9 +34,14 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
+use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::io::Errno;
+
+use super::beneath::{
+    DIR_FLAGS, Staged, Walk, open_below, open_parent, open_root, remove_tmp_dir_if_empty,
+};
 
 use super::{ObjectInfo, ObjectMeta, Source, decode_tags, encode_tags};
 use crate::error::{BucketError, Result};
@@ -39,8 +52,6 @@ const XA_TYPE: &str = "user.lifeboat.content-type";
 const XA_TAGS: &str = "user.lifeboat.tags";
 const XA_META: &str = "user.lifeboat.meta.";
 const READ_CHUNK: usize = 1024 * 1024;
-
-static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// A directory bucket.
 #[derive(Debug)]
@@ -203,6 +214,7 @@ impl DirBucket {
                 &root.join(TMP_DIR),
                 std::time::Duration::from_secs(3600),
             );
+            remove_tmp_dir_if_empty(root);
         } else if !root.is_dir() {
             return Err(BucketError::NoBucket {
                 bucket: address.to_string(),
@@ -309,8 +321,8 @@ impl DirBucket {
 
     /// Facts of one object.
     pub async fn stat(&self, key: &str) -> Result<Option<ObjectInfo>> {
-        let path = self.path_of(key)?;
-        match std::fs::symlink_metadata(&path) {
+        self.path_of(key)?;
+        match open_below(&self.root, key, OFlags::PATH).and_then(|f| f.metadata()) {
             Ok(md) if md.is_file() => Ok(Some(info_of(key.to_string(), &md))),
             Ok(_) => Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -325,13 +337,10 @@ impl DirBucket {
         key: &str,
         expect: Option<&str>,
     ) -> Result<(ObjectInfo, ObjectMeta, DirBody)> {
-        let path = self.path_of(key)?;
+        self.path_of(key)?;
+        let (root, k) = (self.root.clone(), key.to_string());
         let (f, md) = blocking(move || -> std::io::Result<(File, std::fs::Metadata)> {
-            use std::os::unix::fs::OpenOptionsExt;
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-                .open(&path)?;
+            let f = open_below(&root, &k, OFlags::RDONLY)?;
             let md = f.metadata()?;
             Ok((f, md))
         })
@@ -378,36 +387,26 @@ impl DirBucket {
         meta: &ObjectMeta,
         src: &mut S,
     ) -> Result<ObjectInfo> {
-        let path = self.path_of(key)?;
-        let tmp_dir = self.root.join(TMP_DIR);
-        let tmp = tmp_dir.join(format!(
-            "{}.{}",
-            std::process::id(),
-            TMP_SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let t = tmp.clone();
-        let f = blocking(move || {
-            std::fs::create_dir_all(&tmp_dir)?;
-            File::create_new(&t)
-        })
-        .await
-        .map_err(|e| self.io("create temporary file for", key, e))?;
+        if let Some(reason) = key_problem(key) {
+            return Err(self.bad_key(key, reason.to_string()));
+        }
+        let root = self.root.clone();
+        let (stage, f) = blocking(move || Staged::create(&root))
+            .await
+            .map_err(|e| self.io("create temporary file for", key, e))?;
+        let stage = Arc::new(stage);
         let f = Arc::new(f);
         let r = match src.local_file() {
-            Some(from) => {
-                self.fill_from_file(key, meta, src, from, &f, &path, &tmp)
-                    .await
-            }
-            None => self.fill(key, meta, src, &f, &path, &tmp).await,
+            Some(from) => self.fill_from_file(key, meta, src, from, &f, &stage).await,
+            None => self.fill(key, meta, src, &f, &stage).await,
         };
         if r.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+            stage.discard();
         }
         r
     }
 
     /// The source is a local file: copy in the kernel, one blocking call.
-    #[allow(clippy::too_many_arguments)]
     async fn fill_from_file<S: Source>(
         &self,
         key: &str,
@@ -415,8 +414,7 @@ impl DirBucket {
         src: &mut S,
         from: Arc<File>,
         f: &Arc<File>,
-        path: &Path,
-        tmp: &Path,
+        stage: &Arc<Staged>,
     ) -> Result<ObjectInfo> {
         let size = src.size_hint().unwrap_or(0);
         let to = f.clone();
@@ -424,7 +422,7 @@ impl DirBucket {
             .await
             .map_err(|e| self.io("copy", key, e))?;
         src.advance(copied);
-        self.commit(key, meta, src, f, path, tmp).await
+        self.commit(key, meta, src, f, stage).await
     }
 
     async fn fill<S: Source>(
@@ -433,8 +431,7 @@ impl DirBucket {
         meta: &ObjectMeta,
         src: &mut S,
         f: &Arc<File>,
-        path: &Path,
-        tmp: &Path,
+        stage: &Arc<Staged>,
     ) -> Result<ObjectInfo> {
         while let Some(chunk) = src.next_chunk().await? {
             let f = f.clone();
@@ -442,65 +439,84 @@ impl DirBucket {
                 .await
                 .map_err(|e| self.io("write", key, e))?;
         }
-        self.commit(key, meta, src, f, path, tmp).await
+        self.commit(key, meta, src, f, stage).await
     }
 
-    /// Checks the source, then attributes, directories, rename, stat.
+    /// Checks the source, then attributes, directories (made below the root
+    /// one at a time, never through a symlink), rename, stat.
     async fn commit<S: Source>(
         &self,
         key: &str,
         meta: &ObjectMeta,
         src: &mut S,
         f: &Arc<File>,
-        path: &Path,
-        tmp: &Path,
+        stage: &Arc<Staged>,
     ) -> Result<ObjectInfo> {
         src.finish().await?;
-        let (f, meta, path, tmp) = (
-            f.clone(),
-            meta.clone(),
-            path.to_path_buf(),
-            tmp.to_path_buf(),
-        );
+        let (f, meta, stage, root) = (f.clone(), meta.clone(), stage.clone(), self.root.clone());
         let k = key.to_string();
-        let md = blocking(move || -> std::result::Result<std::fs::Metadata, (&'static str, std::io::Error)> {
-            write_meta(&f, &meta).map_err(|e| ("keep metadata of", e))?;
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| ("create the directories of", e))?;
-            }
-            std::fs::rename(&tmp, &path).map_err(|e| ("rename into place", e))?;
-            std::fs::symlink_metadata(&path).map_err(|e| ("stat", e))
+        let md = blocking(move || -> std::result::Result<std::fs::Metadata, (&'static str, Walk)> {
+            write_meta(&f, &meta).map_err(|e| ("keep metadata of", Walk::Io(e)))?;
+            let (dir, leaf) = open_parent(&root, &k, true)
+                .map_err(|e| ("create the directories of", e))?
+                .ok_or((
+                    "create the directories of",
+                    Walk::Io(std::io::Error::from(std::io::ErrorKind::NotFound)),
+                ))?;
+            rustix::fs::renameat(&stage.dir, stage.name.as_str(), &dir, leaf.as_str())
+                .map_err(|e| ("rename into place", Walk::Io(e.into())))?;
+            stage.done();
+            f.metadata().map_err(|e| ("stat", Walk::Io(e)))
         })
         .await
-        .map_err(|(op, e)| {
-            if matches!(e.raw_os_error(), Some(20) | Some(21) | Some(17) | Some(39)) {
-                BucketError::BadKey {
-                    bucket: self.address.clone(),
-                    key: k.clone(),
-                    reason: format!("{op}: {e} (an object and a \"directory\" of the same name cannot both exist in a directory bucket)"),
-                }
-            } else {
-                self.io(op, &k, e)
+        .map_err(|(op, e)| match e {
+            Walk::Symlink(at) => self.bad_key(key, format!(
+                "{op}: {at} is a symbolic link inside the bucket; lifeboat never writes through one (remove it, or make it a real directory)"
+            )),
+            Walk::Io(e) if matches!(e.raw_os_error(), Some(20) | Some(21) | Some(17) | Some(39)) => {
+                self.bad_key(key, format!("{op}: {e} (an object and a \"directory\" of the same name cannot both exist in a directory bucket)"))
             }
+            Walk::Io(e) => self.io(op, key, e),
         })?;
         Ok(info_of(key.to_string(), &md))
     }
 
-    /// Deletes an object and the directories it leaves empty.
-    pub async fn delete(&self, key: &str) -> Result<()> {
-        let path = self.path_of(key)?;
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(20) => return Ok(()),
-            Err(e) => return Err(self.io("delete", key, e)),
+    fn bad_key(&self, key: &str, reason: String) -> BucketError {
+        BucketError::BadKey {
+            bucket: self.address.clone(),
+            key: key.to_string(),
+            reason,
         }
-        let mut dir = path.parent();
-        while let Some(d) = dir {
-            if d == self.root || std::fs::remove_dir(d).is_err() {
+    }
+
+    /// Deletes an object and the directories it leaves empty. A key below a
+    /// symbolic link names no object: nothing is deleted through the link.
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        if let Some(reason) = key_problem(key) {
+            return Err(self.bad_key(key, reason.to_string()));
+        }
+        let comps: Vec<&str> = key.split('/').collect();
+        let root = open_root(&self.root).map_err(|e| self.io("open", key, e.into()))?;
+        // The directory chain from the root down to the object's directory.
+        let mut chain = vec![root];
+        for d in &comps[..comps.len() - 1] {
+            match rustix::fs::openat(chain.last().expect("root"), *d, DIR_FLAGS, Mode::empty()) {
+                Ok(fd) => chain.push(fd),
+                Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Ok(()),
+                Err(e) => return Err(self.io("delete", key, e.into())),
+            }
+        }
+        let leaf = comps[comps.len() - 1];
+        match rustix::fs::unlinkat(chain.last().expect("root"), leaf, AtFlags::empty()) {
+            Ok(()) => {}
+            Err(Errno::NOENT | Errno::NOTDIR) => return Ok(()),
+            Err(e) => return Err(self.io("delete", key, e.into())),
+        }
+        // Remove the directories left empty, deepest first.
+        for i in (1..chain.len()).rev() {
+            if rustix::fs::unlinkat(&chain[i - 1], comps[i - 1], AtFlags::REMOVEDIR).is_err() {
                 break;
             }
-            dir = d.parent();
         }
         Ok(())
     }

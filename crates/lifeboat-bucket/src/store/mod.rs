@@ -24,6 +24,7 @@ use lifeboat_vault::Location;
 
 use crate::error::{BucketError, Result};
 
+mod beneath;
 pub mod dir;
 pub mod s3;
 
