@@ -309,7 +309,7 @@ fn clear_errors_for_missing_vault_path_and_point() {
         .env("LIFEBOAT_PASSWORD", "x")
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2), "a usage error");
     assert!(String::from_utf8_lossy(&o.stderr).contains("LIFEBOAT_VAULT"));
     // No vault there.
     let o = c.run(&["points", "list"]);
