@@ -23,12 +23,9 @@ use rayon::prelude::*;
 use crate::error::{Result, VaultError};
 use crate::id::Id;
 use crate::index::{Index, IndexFile, index_path};
-use crate::lock::live_locks;
+use crate::lock::{READER_KINDS, live_locks};
 use crate::pack::{PackEntry, list_packs, read_header};
 use crate::vault::Vault;
-
-/// Lock kinds that only read (they own no packs).
-const READERS: &[&str] = &["restore", "check", "list"];
 
 /// Indexes the packs of dead writers into `index`; returns how many.
 pub(crate) fn adopt_unindexed(vault: &Vault, index: &mut Index, own: &Id) -> Result<usize> {
@@ -46,7 +43,7 @@ pub(crate) fn adopt_unindexed(vault: &Vault, index: &mut Index, own: &Id) -> Res
     if unknown.is_empty()
         || others
             .iter()
-            .any(|(_, l)| l.exclusive || !READERS.contains(&l.kind.as_str()))
+            .any(|(_, l)| l.exclusive || !READER_KINDS.contains(&l.kind.as_str()))
     {
         return Ok(0);
     }
