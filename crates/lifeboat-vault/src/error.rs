@@ -175,6 +175,28 @@ impl VaultError {
         }
     }
 
+    /// Whether the failure means this process may not write to the vault's
+    /// storage (permission denied, a read-only file system or copy).
+    pub fn is_not_writable(&self) -> bool {
+        const DENIED: [i32; 3] = [1, 13, 30]; // EPERM, EACCES, EROFS
+        match self {
+            VaultError::Io { source, .. } => {
+                source.raw_os_error().is_some_and(|e| DENIED.contains(&e))
+            }
+            // OpenDAL keeps only the OS error's text.
+            VaultError::Storage { message, .. } => [
+                "ermission denied",
+                "Read-only file system",
+                "os error 1)",
+                "os error 13",
+                "os error 30",
+            ]
+            .iter()
+            .any(|m| message.contains(m)),
+            _ => false,
+        }
+    }
+
     /// Whether the failure means data in the vault is damaged or missing.
     pub fn is_damage(&self) -> bool {
         matches!(

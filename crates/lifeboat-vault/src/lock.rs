@@ -252,18 +252,9 @@ pub fn remove_stale(storage: &Storage) -> Result<usize> {
 pub fn reader_lock(storage: &Storage, kind: &str) -> Result<Option<LockGuard>> {
     match LockGuard::acquire(storage, kind, false) {
         Ok(g) => Ok(Some(g)),
-        Err(VaultError::Storage { message, .. })
-            if [
-                "ermission denied",
-                "Read-only file system",
-                "os error 13",
-                "os error 30",
-            ]
-            .iter()
-            .any(|m| message.contains(m)) =>
-        {
+        Err(e) if e.is_not_writable() => {
             tracing::warn!(
-                "cannot write a reader lock into the vault ({message}); reading without one: a prune running meanwhile may remove packs this {kind} needs"
+                "cannot write a reader lock into the vault ({e}); reading without one: a prune running meanwhile may remove packs this {kind} needs"
             );
             Ok(None)
         }
