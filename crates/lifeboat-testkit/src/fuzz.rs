@@ -308,7 +308,7 @@ mod tests {
                 }
             },
         );
-        assert!(s.execs > 1000);
+        assert!(s.execs > 10, "{s:?}");
         assert!(s.crash_count > 0, "the dictionary token is found");
     }
 }

@@ -182,11 +182,28 @@ pub fn prune(vault: &Vault, opts: &PruneOptions) -> Result<PruneReport> {
     let seen_points: HashSet<Id> = points.iter().map(|(i, _)| *i).collect();
     let roots: Vec<Id> = points.iter().map(|(_, p)| p.tree).collect();
     let referenced = referenced_blobs(vault, &index, &roots)?;
-    if let Some(p) = index.recovered().keys().find(|p| {
-        index.recovered()[*p]
-            .iter()
-            .any(|e| referenced.contains(&e.id) && index.get(&e.id).is_some_and(|l| l.pack == **p))
-    }) {
+    let needs_unindexed: Vec<Id> = index
+        .recovered()
+        .iter()
+        .filter(|(p, entries)| {
+            entries.iter().any(|e| {
+                referenced.contains(&e.id) && index.get(&e.id).is_some_and(|l| l.pack == **p)
+            })
+        })
+        .map(|(p, _)| *p)
+        .collect();
+    // A backup that committed (index file, then point) between the index
+    // load and the point listing explains such packs: look again.
+    let still_unindexed = if needs_unindexed.is_empty() {
+        Vec::new()
+    } else {
+        let again = vault.load_index()?;
+        needs_unindexed
+            .into_iter()
+            .filter(|p| !again.packs().contains_key(p))
+            .collect()
+    };
+    if let Some(p) = still_unindexed.first() {
         return Err(VaultError::Refused(format!(
             "prune stopped without deleting anything: pack {} holds blobs recovery points need but no index file lists it (an index file is missing); run `lifeboat vault repair-index`, then prune again",
             p.short()

@@ -102,6 +102,16 @@ impl Config {
         within("chunker.min", c.min, limits::CHUNK_MIN)?;
         within("chunker.avg", c.avg, limits::CHUNK_AVG)?;
         within("chunker.max", c.max, limits::CHUNK_MAX)?;
+        for (field, v) in [
+            ("chunker.min", c.min),
+            ("chunker.avg", c.avg),
+            ("chunker.max", c.max),
+        ] {
+            // FastCDC scans byte pairs: odd sizes shift its boundaries.
+            if !v.is_multiple_of(2) {
+                return Err(format!("config field {field} is {v}; it must be even"));
+            }
+        }
         if !(c.min <= c.avg && c.avg <= c.max) {
             return Err(format!(
                 "config fields chunker.min {} ≤ chunker.avg {} ≤ chunker.max {} do not hold",

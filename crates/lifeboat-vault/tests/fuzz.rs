@@ -303,6 +303,10 @@ fn configs_out_of_range_name_the_field() {
     let mut c = good.clone();
     c.chunker.min = c.chunker.max;
     assert!(c.validate().unwrap_err().contains("chunker.min"));
+    // Found by fuzz_config: odd chunk sizes tripped FastCDC's assertions.
+    let mut c = good.clone();
+    c.chunker.min = 1001;
+    assert!(c.validate().unwrap_err().contains("chunker.min"));
     let mut c = good.clone();
     c.pack_size = 0;
     assert!(c.validate().unwrap_err().contains("pack_size"));
