@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Files benchmark: Lifeboat vs restic vs borg, side by side, in one run, on the
 # same data: first backup, no-change incremental, incremental after changing
-# 5 % of the files, full restore; wall time, peak RSS, repository size.
+# 5 % of the files, full restore; wall time, peak RSS, repository size. One
+# table per data set: the Rust toolchain (many small files) and the generated
+# mixed set (large files), each with its own fresh repositories.
 #
-#   bench/files.sh            # full run: Rust toolchain copy + ≥ 2 GB generated mixed data
+#   bench/files.sh            # full run: Rust toolchain copy, then ≥ 2 GB generated mixed data
 #   bench/files.sh --quick    # smoke run: 200 MB generated data, no toolchain
 #   bench/files.sh --record   # also append the table to bench/RESULTS.md
 #
@@ -44,9 +46,6 @@ fi
 
 mkdir -p "$BENCH_DIR"
 DATA=$BENCH_DIR/data
-OUT=$BENCH_DIR/results
-rm -rf "$OUT" "$BENCH_DIR"/repo-* "$BENCH_DIR"/restore-*
-mkdir -p "$OUT"
 
 # --- data ----------------------------------------------------------------------
 marker="$DATA/.complete-$GEN_GB-$QUICK"
@@ -60,12 +59,7 @@ if [ ! -f "$marker" ]; then
   touch "$marker"
 fi
 # A pristine state to reset to, so every run starts from the same data.
-python3 "$ROOT/bench/gen_data.py" --reset "$DATA"
-SIZE=$(du -sb --exclude='.complete-*' "$DATA" | cut -f1)
-FILES=$(find "$DATA" -type f | wc -l)
-echo "== data: $FILES files, $((SIZE / 1048576)) MiB in $DATA"
-cat "$DATA"/toolchain/lib/*.so >/dev/null 2>&1 || true   # warm the page cache for every tool alike
-find "$DATA" -type f -print0 | xargs -0 cat >/dev/null
+python3 "$ROOT/bench/gen_data.py" --reset "$DATA/generated"   # puts back any set (the originals live in $DATA/.originals)
 
 export LIFEBOAT_PASSWORD=bench RESTIC_PASSWORD=bench BORG_PASSPHRASE=bench
 export LIFEBOAT_VAULT=$BENCH_DIR/repo-lifeboat RESTIC_REPOSITORY=$BENCH_DIR/repo-restic
@@ -83,9 +77,9 @@ run() {
 backup() {
   local step=$1 tool=$2
   case $tool in
-    lifeboat) run "$step" lifeboat "$LIFEBOAT_BIN" backup files "$DATA" --quiet ;;
-    restic) run "$step" restic restic backup -q "$DATA" ;;
-    borg) run "$step" borg borg create --compression zstd,3 "::$step" "$DATA" ;;
+    lifeboat) run "$step" lifeboat "$LIFEBOAT_BIN" backup files "$SET" --quiet ;;
+    restic) run "$step" restic restic backup -q "$SET" ;;
+    borg) run "$step" borg borg create --compression zstd,3 "::$step" "$SET" ;;
   esac
 }
 
@@ -103,24 +97,39 @@ restore() {
   rm -rf "$to"
 }
 
-echo "== init"
-for t in $TOOLS; do
-  case $t in
-    lifeboat) "$LIFEBOAT_BIN" vault init --quiet ;;
-    restic) restic init -q ;;
-    borg) borg init --encryption=repokey-blake2 ;;
-  esac
-done
-echo "== first backup";                   for t in $TOOLS; do backup first "$t"; done
-echo "== no-change incremental";          for t in $TOOLS; do backup nochange "$t"; done
-echo "== change 5 % of the files";        python3 "$ROOT/bench/gen_data.py" --mutate "$DATA" 0.05
-echo "== incremental after the change";   for t in $TOOLS; do backup incremental "$t"; done
-echo "== full restore of the latest";     for t in $TOOLS; do restore "$t"; done
-for t in $TOOLS; do du -sb "$BENCH_DIR/repo-$t" | cut -f1 > "$OUT/size.$t"; done
+# bench_set NAME DIR: the whole sequence on one data set, fresh repositories.
+bench_set() {
+  NAME=$1 SET=$2
+  OUT=$BENCH_DIR/results/$NAME
+  rm -rf "$OUT" "$BENCH_DIR"/repo-* "$BENCH_DIR"/restore-*
+  mkdir -p "$OUT"
+  SIZE=$(du -sb "$SET" | cut -f1)
+  FILES=$(find "$SET" -type f | wc -l)
+  ENTRIES=$(find "$SET" | wc -l)
+  echo "== data set $NAME: $FILES files ($ENTRIES entries), $((SIZE / 1048576)) MiB in $SET"
+  find "$SET" -type f -print0 | xargs -0 cat >/dev/null   # warm the page cache for every tool alike
+  echo "== init"
+  for t in $TOOLS; do
+    case $t in
+      lifeboat) "$LIFEBOAT_BIN" vault init --quiet ;;
+      restic) restic init -q ;;
+      borg) borg init --encryption=repokey-blake2 ;;
+    esac
+  done
+  echo "== first backup";                   for t in $TOOLS; do backup first "$t"; done
+  echo "== no-change incremental";          for t in $TOOLS; do backup nochange "$t"; done
+  echo "== change 5 % of the files";        python3 "$ROOT/bench/gen_data.py" --mutate "$SET" 0.05
+  echo "== incremental after the change";   for t in $TOOLS; do backup incremental "$t"; done
+  echo "== full restore of the latest";     for t in $TOOLS; do restore "$t"; done
+  for t in $TOOLS; do du -sb "$BENCH_DIR/repo-$t" | cut -f1 > "$OUT/size.$t"; done
+  python3 "$ROOT/bench/gen_data.py" --reset "$SET"
+  table "$NAME" "$ENTRIES"
+}
 
-python3 - "$OUT" "$SIZE" "$FILES" "$TOOLS" "$RECORD" "$ROOT/bench/RESULTS.md" "$QUICK" <<'PY'
+table() {
+python3 - "$OUT" "$SIZE" "$FILES" "$TOOLS" "$RECORD" "$ROOT/bench/RESULTS.md" "$1" "$2" <<'PY'
 import os, subprocess, sys, datetime, platform
-out, size, files, tools, record, results, quick = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4].split(), sys.argv[5] == "1", sys.argv[6], sys.argv[7] == "1"
+out, size, files, tools, record, results, name, entries = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4].split(), sys.argv[5] == "1", sys.argv[6], sys.argv[7], int(sys.argv[8])
 def get(step, tool):
     s, m = open(f"{out}/{step}.{tool}").read().split()
     return float(s), int(m) / 1024
@@ -130,10 +139,11 @@ def ver(cmd):
 mib = size / 1048576
 lines = []
 p = lines.append
-p(f"### Files benchmark, {datetime.date.today()} — {os.cpu_count()} cores, "
+p(f"### Files benchmark ({name}), {datetime.date.today()} — {os.cpu_count()} cores, "
   f"{round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, {platform.platform()}")
 p("")
-p(f"Data: {files} files, {mib:.0f} MiB ({'quick: generated only' if quick else 'Rust toolchain copy + generated mixed set'}); page cache warm for all tools.  ")
+desc = {"toolchain": "a copy of the Rust toolchain (`rustc --print sysroot`): many small files", "generated": "the generated mixed set: large, medium and small files"}.get(name, name)
+p(f"Data set **{name}**: {files} files ({entries} entries), {mib:.0f} MiB — {desc}; page cache warm for all tools.  ")
 p(f"Versions: {ver([os.environ.get('LIFEBOAT_BIN', 'target/release/lifeboat'), '--version'])}; {ver(['restic', 'version'])}; {ver(['borg', '--version'])}")
 p("")
 hdr = "| step | " + " | ".join(f"{t} s (MiB/s)" for t in tools) + " | " + " | ".join(f"{t} RSS MiB" for t in tools) + " |"
@@ -172,3 +182,7 @@ if record:
         f.write(text + "\n\n")
     print(f"\nrecorded in {results}")
 PY
+}
+
+if [ "$QUICK" = 0 ]; then bench_set toolchain "$DATA/toolchain"; fi
+bench_set generated "$DATA/generated"

@@ -63,19 +63,24 @@ pub(crate) fn mkdir_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
     Ok(rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o700))?)
 }
 
-/// Creates a new file `name` in `dir` (never an existing one, never through a link).
+/// Creates a new file `name` in `dir` (never an existing one, never through a
+/// link). A leftover of the same temporary name is removed and the create
+/// tried once more.
 pub(crate) fn create_file(dir: BorrowedFd<'_>, name: &CStr, read_too: bool) -> io::Result<File> {
     let rw = if read_too {
         OFlags::RDWR
     } else {
         OFlags::WRONLY
     };
-    let fd = rustix::fs::openat(
-        dir,
-        name,
-        rw | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o600),
-    )?;
+    let flags = rw | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mode = Mode::from_raw_mode(0o600);
+    let fd = match rustix::fs::openat(dir, name, flags, mode) {
+        Err(Errno::EXIST) => {
+            unlink_at(dir, name)?;
+            rustix::fs::openat(dir, name, flags, mode)?
+        }
+        r => r?,
+    };
     Ok(File::from(fd))
 }
 

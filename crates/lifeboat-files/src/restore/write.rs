@@ -132,7 +132,7 @@ impl Run<'_> {
     pub fn create(
         &self,
         i: u32,
-        make: impl FnOnce(BorrowedFd<'_>, &std::ffi::CStr) -> io::Result<Option<File>>,
+        make: impl Fn(BorrowedFd<'_>, &std::ffi::CStr) -> io::Result<Option<File>>,
     ) {
         if !self.go_on(i) {
             return;
@@ -143,8 +143,12 @@ impl Run<'_> {
             Err(err) => return self.local(i, "open the directory of", err),
         };
         let tmp = temp_name(self.run, i);
-        let _ = fsops::unlink_at(dir.as_fd(), &tmp);
-        match make(dir.as_fd(), &tmp) {
+        let mut made = make(dir.as_fd(), &tmp);
+        if matches!(&made, Err(e) if e.kind() == io::ErrorKind::AlreadyExists) {
+            // A leftover of the same temporary name: remove it, try once more.
+            made = fsops::unlink_at(dir.as_fd(), &tmp).and_then(|_| make(dir.as_fd(), &tmp));
+        }
+        match made {
             Ok(f) => {
                 if e.link_to.is_none() {
                     let what = || self.path(i);
@@ -184,7 +188,6 @@ pub(crate) fn contents(run: &Run, vault: &Vault, index: &Index, files: &[u32]) {
             let e = &run.plan.entries[i as usize];
             let r = run.dirs.get(run.plan, e.parent).and_then(|d| {
                 let tmp = temp_name(run.run, i);
-                let _ = fsops::unlink_at(d.as_fd(), &tmp);
                 let f = fsops::create_file(d.as_fd(), &tmp, false)?;
                 f.set_len(e.node.size)
             });
@@ -267,7 +270,6 @@ fn write_blob(run: &Run, i: u32, off: u64, data: &[u8]) -> io::Result<File> {
     let dir = run.dirs.get(run.plan, e.parent)?;
     let tmp = temp_name(run.run, i);
     if single(&e.node) {
-        let _ = fsops::unlink_at(dir.as_fd(), &tmp);
         let f = fsops::create_file(dir.as_fd(), &tmp, run.verify)?;
         f.write_all_at(data, 0)?;
         return Ok(f);
