@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use lifeboat_vault::fetch::fetch_blobs;
-use lifeboat_vault::tree::Node;
+use lifeboat_vault::tree::{Node, NodeKind};
 use lifeboat_vault::{Id, Index, Vault};
 use rayon::prelude::*;
 
@@ -160,12 +160,26 @@ impl Run<'_> {
                 }
                 self.place(dir.as_fd(), i);
             }
+            Err(err) if !self.is_root && is_device(&e.node) && err.raw_os_error() == Some(1) => {
+                // Like an owner, a device node is what only root may restore:
+                // said, not an error of the target.
+                if self.settle(i, FAILED) {
+                    self.warn(vec![format!(
+                        "{}: device node not created (only root may create device nodes; restore as root to get it)",
+                        self.path(i)
+                    )]);
+                }
+            }
             Err(err) => {
                 let _ = fsops::unlink_at(dir.as_fd(), &tmp);
                 self.local(i, "create", err)
             }
         }
     }
+}
+
+fn is_device(n: &Node) -> bool {
+    matches!(n.kind, NodeKind::Chardev | NodeKind::Blockdev)
 }
 
 fn logical_len(index: &Index, b: &Id) -> u64 {
