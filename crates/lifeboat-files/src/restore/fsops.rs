@@ -265,7 +265,6 @@ mod tests {
         let root: OwnedFd = File::open(&to).unwrap().into();
         let link = cname(b"link").unwrap();
         assert!(open_dir(root.as_fd(), &link).is_err());
-        assert!(create_file(root.as_fd(), &link, false).is_err());
         assert!(open_file(root.as_fd(), &link, false).is_err());
         assert!(mkdir_at(root.as_fd(), &link).is_err());
         let st = stat_at(root.as_fd(), &link).unwrap().unwrap();
@@ -277,6 +276,14 @@ mod tests {
             "removing a link removes only the link"
         );
         assert!(!to.join("link").exists());
+        // Creating a file where a link stands replaces the link, never
+        // writes through it.
+        std::os::unix::fs::symlink(victim.join("keep"), to.join("link")).unwrap();
+        let mut f = create_file(root.as_fd(), &link, false).unwrap();
+        std::io::Write::write_all(&mut f, b"new").unwrap();
+        assert_eq!(std::fs::read(victim.join("keep")).unwrap(), b"x");
+        let m = std::fs::symlink_metadata(to.join("link")).unwrap();
+        assert!(m.file_type().is_file());
     }
 
     #[test]
