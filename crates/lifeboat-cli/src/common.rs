@@ -229,26 +229,10 @@ pub fn bytes(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()
 }
 
-/// Parses a duration: `500ms`, `2s`, `5m`, `1h`, or plain seconds.
+/// Parses a duration: `500ms`, `2s`, `5m`, `1h`, or plain seconds (the
+/// vault's own parser, so flags and vault URL parameters read alike).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map(|i| s.split_at(i))
-        .unwrap_or((s, "s"));
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 2s, 5m, 1h)"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
-    };
-    if !(secs > 0.0 && secs.is_finite()) {
-        return Err(format!("{s:?} must be positive"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    lifeboat_vault::timeouts::parse_duration(s)
 }
 
 /// A flag set by SIGINT or SIGTERM (a second signal ends the process at once),
