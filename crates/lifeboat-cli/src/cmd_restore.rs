@@ -69,18 +69,7 @@ fn progress_line(written: u64, total: u64, elapsed: Duration) -> String {
     if total == 0 {
         return format!("{} written", bytes(written));
     }
-    let pct = (written as f64 / total as f64 * 100.0).min(100.0);
-    let secs = elapsed.as_secs_f64();
-    let eta = if written > 0 && secs > 0.5 {
-        let left = (total.saturating_sub(written)) as f64 / (written as f64 / secs);
-        format!(
-            ", ETA {}",
-            indicatif::HumanDuration(Duration::from_secs_f64(left.min(1e7)))
-        )
-    } else {
-        String::new()
-    };
-    format!("{} of {} ({pct:.0}%){eta}", bytes(written), bytes(total))
+    crate::common::fraction_line(written, total, elapsed, bytes)
 }
 
 pub fn run(g: &Global, cmd: RestoreCmd) -> Result<ExitCode> {

@@ -171,6 +171,23 @@ pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     Ok(())
 }
 
+/// "`done` of `total` (P%), ETA T", each amount shown by `show`; the time left
+/// is estimated from the rate so far (once half a second has passed).
+pub fn fraction_line(done: u64, total: u64, elapsed: Duration, show: fn(u64) -> String) -> String {
+    let pct = (done as f64 / total.max(1) as f64 * 100.0).min(100.0);
+    let secs = elapsed.as_secs_f64();
+    let eta = if done > 0 && secs > 0.5 {
+        let left = (total.saturating_sub(done)) as f64 / (done as f64 / secs);
+        format!(
+            ", ETA {}",
+            indicatif::HumanDuration(Duration::from_secs_f64(left.min(1e7)))
+        )
+    } else {
+        String::new()
+    };
+    format!("{} of {} ({pct:.0}%){eta}", show(done), show(total))
+}
+
 /// A progress spinner fed by a closure until dropped.
 pub struct Progress {
     stop: Arc<AtomicBool>,

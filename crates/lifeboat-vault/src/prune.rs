@@ -33,6 +33,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -151,8 +152,49 @@ enum Verdict {
     Repack(Vec<PackEntry>),
 }
 
+/// Where a running prune is, for a progress display: the step, and of the
+/// steps whose size is known (repacking: bytes; deleting: packs) how much of
+/// it is done.
+#[derive(Debug, Default)]
+pub struct PruneProgress {
+    step: Mutex<&'static str>,
+    done: AtomicU64,
+    total: AtomicU64,
+}
+
+impl PruneProgress {
+    fn begin(&self, step: &'static str, total: u64) {
+        *self.step.lock().expect("lock") = step;
+        self.done.store(0, Ordering::Relaxed);
+        self.total.store(total, Ordering::Relaxed);
+    }
+
+    fn add(&self, n: u64) {
+        self.done.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The current step, how much of it is done and its total (0: unknown).
+    pub fn get(&self) -> (&'static str, u64, u64) {
+        (
+            *self.step.lock().expect("lock"),
+            self.done.load(Ordering::Relaxed),
+            self.total.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// Prunes the vault.
 pub fn prune(vault: &Vault, opts: &PruneOptions) -> Result<PruneReport> {
+    prune_with_progress(vault, opts, &PruneProgress::default())
+}
+
+/// Prunes the vault, telling `progress` where it is.
+pub fn prune_with_progress(
+    vault: &Vault,
+    opts: &PruneOptions,
+    progress: &PruneProgress,
+) -> Result<PruneReport> {
+    progress.begin("reading the index and the points", 0);
     let storage = vault.storage();
     let lock = LockGuard::acquire(storage, "prune", true)?;
     let mut rep = PruneReport {
@@ -280,7 +322,11 @@ pub fn prune(vault: &Vault, opts: &PruneOptions) -> Result<PruneReport> {
         .flatten()
         .collect();
     if !to_repack.is_empty() {
-        new_index.packs.extend(repack(vault, &index, &to_repack)?);
+        let bytes: u64 = to_repack.iter().map(|(_, e)| e.length as u64).sum();
+        progress.begin("repacking", bytes);
+        new_index
+            .packs
+            .extend(repack(vault, &index, &to_repack, progress)?);
     }
 
     // 6. the first new index: every pack still indexed with its mark, the
@@ -371,11 +417,16 @@ pub fn prune(vault: &Vault, opts: &PruneOptions) -> Result<PruneReport> {
         storage.remove(&index_path(&first_name))?;
     }
     // 9. packs
+    progress.begin(
+        "deleting packs",
+        (delete.len() + delete_garbage.len()) as u64,
+    );
     for p in delete.iter().chain(&delete_garbage) {
         if let Some(size) = listed.get(p) {
             storage.remove(&pack_path(p))?;
             rep.bytes_freed += size;
         }
+        progress.add(1);
     }
     rep.deleted_packs = delete.iter().filter(|p| listed.contains_key(*p)).count();
     rep.deleted_garbage = delete_garbage.len();
@@ -388,12 +439,16 @@ fn repack(
     vault: &Vault,
     index: &Index,
     blobs: &[(Id, PackEntry)],
+    progress: &PruneProgress,
 ) -> Result<Vec<(Id, Vec<PackEntry>)>> {
     let wanted: Vec<(Id, PackEntry)> = blobs.iter().map(|(_, e)| (e.id, *e)).collect();
     let got: Mutex<Vec<(PackEntry, Vec<u8>)>> = Mutex::new(Vec::new());
     let failed: Mutex<Option<VaultError>> = Mutex::new(None);
     crate::fetch::fetch_blobs(vault, index, wanted, |e, r| match r {
-        Ok(data) => got.lock().expect("lock").push((*e, data.to_vec())),
+        Ok(data) => {
+            progress.add(e.length as u64);
+            got.lock().expect("lock").push((*e, data.to_vec()))
+        }
         Err(err) => {
             failed.lock().expect("lock").get_or_insert(err);
         }

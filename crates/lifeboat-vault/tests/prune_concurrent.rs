@@ -142,3 +142,21 @@ fn repack_keeps_needed_blobs_of_mostly_unused_packs() {
     assert!(check(&v, true, &|_| {}).unwrap().is_ok());
     let _ = p2;
 }
+
+#[test]
+fn prune_progress_counts_the_packs_it_deletes() {
+    let t = tempfile::tempdir().unwrap();
+    let v = vault(t.path());
+    let w = BackupWriter::start(&v, "backup").unwrap();
+    let x = lifeboat_testkit::pseudo_random(2, 100_000);
+    let p = point_with(&w, &[&x]);
+    let id = w.commit(&p).unwrap();
+    v.remove_point(&id, false).unwrap();
+    // No backup runs: prune marks and deletes in one run.
+    let progress = lifeboat_vault::prune::PruneProgress::default();
+    let rep = lifeboat_vault::prune::prune_with_progress(&v, &PruneOptions::default(), &progress)
+        .unwrap();
+    let deleted = (rep.deleted_packs + rep.deleted_garbage) as u64;
+    assert!(deleted >= 1, "{rep:?}");
+    assert_eq!(progress.get(), ("deleting packs", deleted, deleted));
+}
