@@ -368,20 +368,7 @@ impl Index {
     }
 
     fn add_mark(&mut self, m: ObsoleteMark) {
-        match self.marks.get_mut(&m.pack) {
-            Some(old) => {
-                if let Some(b) = m.blockers {
-                    let mut all = old.blockers.take().unwrap_or_default();
-                    all.extend(b);
-                    all.sort();
-                    all.dedup();
-                    old.blockers = Some(all);
-                }
-            }
-            None => {
-                self.marks.insert(m.pack, m);
-            }
-        }
+        merge_mark(&mut self.marks, m);
     }
 
     /// Adds a pack's entries (a pack just written, or one read from a file).
@@ -451,6 +438,25 @@ impl Index {
 /// Storage path of an index file.
 pub fn index_path(id: &Id) -> String {
     format!("index/{id}")
+}
+
+/// Adds mark `m` to `marks`: a pack marked in several index files keeps its
+/// first mark, with the blockers of all of them.
+pub(crate) fn merge_mark(marks: &mut HashMap<Id, ObsoleteMark>, m: ObsoleteMark) {
+    match marks.get_mut(&m.pack) {
+        Some(old) => {
+            if let Some(b) = m.blockers {
+                let mut all = old.blockers.take().unwrap_or_default();
+                all.extend(b);
+                all.sort();
+                all.dedup();
+                old.blockers = Some(all);
+            }
+        }
+        None => {
+            marks.insert(m.pack, m);
+        }
+    }
 }
 
 #[cfg(test)]

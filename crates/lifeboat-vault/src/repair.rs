@@ -25,7 +25,7 @@ use serde::Serialize;
 use crate::check::expected_pack_size;
 use crate::error::{Result, VaultError};
 use crate::id::Id;
-use crate::index::{IndexFile, ObsoleteMark, index_path};
+use crate::index::{IndexFile, ObsoleteMark, index_path, merge_mark};
 use crate::lock::LockGuard;
 use crate::pack::{PackEntry, list_packs, read_header};
 use crate::vault::Vault;
@@ -150,21 +150,4 @@ pub fn repair_index(vault: &Vault) -> Result<RepairReport> {
     }
     lock.release()?;
     Ok(rep)
-}
-
-fn merge_mark(marks: &mut HashMap<Id, ObsoleteMark>, m: ObsoleteMark) {
-    match marks.get_mut(&m.pack) {
-        Some(old) => {
-            if let Some(b) = m.blockers {
-                let mut all = old.blockers.take().unwrap_or_default();
-                all.extend(b);
-                all.sort();
-                all.dedup();
-                old.blockers = Some(all);
-            }
-        }
-        None => {
-            marks.insert(m.pack, m);
-        }
-    }
 }
