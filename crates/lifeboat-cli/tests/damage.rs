@@ -253,3 +253,46 @@ fn a_file_rewritten_in_place_during_its_backup_is_flagged_not_stored_silently() 
         "the quiet file's second backup is exact"
     );
 }
+
+#[test]
+fn a_file_that_grows_during_its_backup_is_flagged_and_read_whole_once_it_stops() {
+    // A read stops at the size listed; the status after it must catch the growth.
+    let t = tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let log = src.join("app.log");
+    std::fs::write(&log, lifeboat_testkit::pseudo_random(9, 64 << 20)).unwrap();
+    let c = cli(&t.path().join("vault"));
+    c.ok(&["vault", "init"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let l = log.clone();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(&l).unwrap();
+        let mut i = 0u64;
+        while !s.load(Ordering::Relaxed) {
+            f.write_all(&[(i % 251) as u8; 512]).unwrap();
+            i += 1;
+            if i.is_multiple_of(16) {
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+        }
+    });
+    let o = c.run(&["backup", "files", src.to_str().unwrap()]);
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(
+        text(&o).contains("changed while it was read"),
+        "{}",
+        text(&o)
+    );
+    c.ok(&["backup", "files", src.to_str().unwrap()]);
+    let to = t.path().join("r");
+    c.ok(&["restore", "files", "latest", "--to", to.to_str().unwrap()]);
+    assert!(
+        std::fs::read(restored(&to, &log)).unwrap() == std::fs::read(&log).unwrap(),
+        "the quiet file's second backup holds all of it"
+    );
+}

@@ -361,7 +361,7 @@ fn save_entry(
                 node.content = p.content.clone();
                 node.extents = p.extents.clone();
             } else {
-                match read_file(ctx, path, &mut node) {
+                match read_file(ctx, path, &md, &mut node) {
                     Ok(()) => {}
                     // The file could not be read: skip it, go on.
                     Err(FilesError::Io { source, .. }) => {
@@ -389,14 +389,24 @@ fn save_entry(
     Ok(Some(node))
 }
 
+/// Opens a file to read it without touching its atime where allowed, and
+/// never through a symlink: a file that became a link since it was listed
+/// fails (ELOOP) instead of storing the link target's content under its name.
 fn open_noatime(path: &Path) -> std::io::Result<File> {
+    let nofollow = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
     let r = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(rustix::fs::OFlags::NOATIME.bits() as i32)
+        .custom_flags(rustix::fs::OFlags::NOATIME.bits() as i32 | nofollow)
         .open(path);
     match r {
         Ok(f) => Ok(f),
-        Err(_) => File::open(path),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) => {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(nofollow)
+                .open(path)
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -459,9 +469,11 @@ impl Read for ExtentReader<'_> {
 /// before it is stored as read, with a warning.
 pub const REREADS: usize = 3;
 
-/// What tells a file's content changed: size, mtime and ctime (ns).
-fn stamp(md: &std::fs::Metadata) -> (u64, i64, i64) {
+/// What tells a file's content changed: identity, size, mtime and ctime (ns).
+fn stamp(md: &std::fs::Metadata) -> (u64, u64, u64, i64, i64) {
     (
+        md.dev(),
+        md.ino(),
         md.size(),
         md.mtime()
             .saturating_mul(1_000_000_000)
@@ -472,13 +484,18 @@ fn stamp(md: &std::fs::Metadata) -> (u64, i64, i64) {
     )
 }
 
-/// Reads a file into the vault. The open file is stat'ed (fstat) before and
-/// after each read; when size, mtime or ctime moved, the copy may mix old and
-/// new blocks, so it is read again, up to [`REREADS`] times. A file that
-/// never holds still is stored as read, with a warning (the point is then
-/// incomplete: exit 3), and with the times seen before its last read, so that
-/// the next backup reads it again.
-fn read_file(ctx: &Ctx, path: &Path, node: &mut Node) -> Result<()> {
+/// Reads a file into the vault. The file's status before a read (for the
+/// first read, the one taken while listing its directory; for a read again,
+/// the open file's) is compared with the open file's status after it
+/// (fstat); when its identity, size, mtime or ctime moved, the copy may mix
+/// old and new blocks, so it is read again, up to [`REREADS`] times. A file
+/// that never holds still is stored as read, with a warning (the point is
+/// then incomplete: exit 3), and with the times seen before its last read,
+/// so that the next backup reads it again.
+///
+/// A read stops at the size seen before it (a file that grew meanwhile is
+/// caught by the status after it), which saves the read that finds the end.
+fn read_file(ctx: &Ctx, path: &Path, listed: &std::fs::Metadata, node: &mut Node) -> Result<()> {
     use std::io::{Seek, SeekFrom};
     let f = open_noatime(path).map_err(|e| FilesError::io("open", path, e))?;
     let on_chunk = |n: u64| {
@@ -486,7 +503,11 @@ fn read_file(ctx: &Ctx, path: &Path, node: &mut Node) -> Result<()> {
     };
     let mut attempt = 0;
     loop {
-        let before = f.metadata().map_err(|e| FilesError::io("stat", path, e))?;
+        let before = if attempt == 0 {
+            listed.clone()
+        } else {
+            f.metadata().map_err(|e| FilesError::io("stat", path, e))?
+        };
         let size = before.size();
         let sparse = before.blocks() * 512 < size && size > 0;
         node.extents = None;
@@ -503,12 +524,14 @@ fn read_file(ctx: &Ctx, path: &Path, node: &mut Node) -> Result<()> {
             node.extents = Some(extents);
             out
         } else {
-            (&f).seek(SeekFrom::Start(0))
-                .map_err(|e| FilesError::io("seek", path, e))?;
-            ctx.writer.save_stream(&f, on_chunk)?
+            if attempt > 0 {
+                (&f).seek(SeekFrom::Start(0))
+                    .map_err(|e| FilesError::io("seek", path, e))?;
+            }
+            ctx.writer.save_stream((&f).take(size), on_chunk)?
         };
         let after = f.metadata().map_err(|e| FilesError::io("stat", path, e))?;
-        let (sz, mtime_ns, ctime_ns) = stamp(&before);
+        let (_, _, sz, mtime_ns, ctime_ns) = stamp(&before);
         node.size = sz;
         node.mtime_ns = mtime_ns;
         node.ctime_ns = ctime_ns;
