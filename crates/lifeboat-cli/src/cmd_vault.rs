@@ -18,8 +18,9 @@ const MIN_PASSWORD_CHARS: usize = 12;
 pub enum VaultCmd {
     /// Create a new vault protected by a password.
     Init {
-        /// zstd level for new data (0 stores uncompressed; 1-19).
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(0..=19))]
+        /// zstd level for new data (0 stores uncompressed; 1-19). The default, 2,
+        /// stores within 3 % of level 3 for a fifth less CPU (bench/RESULTS.md).
+        #[arg(long, default_value_t = lifeboat_vault::InitOptions::DEFAULT_COMPRESSION, value_parser = clap::value_parser!(i32).range(0..=19))]
         compression: i32,
     },
     /// Prove the vault's structure; with --read-data, every byte. Exit 0 only when sound.
