@@ -85,7 +85,7 @@ fn directory_bucket_snapshots_are_incremental_and_restore_with_metadata() {
         src.to_str().unwrap(),
         to.to_str().unwrap(),
         None,
-        "- .lifeboat-tmp/**"
+        "+ **" // everything: a restore leaves no staging directory behind
     ));
     assert_eq!(
         get_x(&to.join("index.html"), "user.lifeboat.content-type").as_deref(),
