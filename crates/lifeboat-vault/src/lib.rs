@@ -39,6 +39,7 @@ pub mod storage;
 pub mod testhook;
 pub mod timeouts;
 pub mod tree;
+mod upload;
 pub mod vault;
 pub mod writer;
 

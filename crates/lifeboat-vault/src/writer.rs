@@ -10,7 +10,8 @@
 //! ```
 //! `save_blob` is called from many threads at once; hashing, compression and
 //! encryption run on the caller's thread, only the append to the open pack is
-//! serialized.
+//! serialized. Full packs are stored by background threads (`upload`), and
+//! listed in the pending index once stored.
 
 use std::collections::HashSet;
 use std::io::Read;
@@ -80,6 +81,8 @@ pub struct BackupWriter<'v> {
     /// knows them, so it removes them when it fails.
     unindexed: Mutex<Vec<Id>>,
     chunker: Chunker,
+    /// Stores full packs in the background.
+    uploader: crate::upload::Uploader,
     /// zstd level for new blobs (the vault's default unless changed).
     compression: i32,
     lock: Option<LockGuard>,
@@ -112,6 +115,7 @@ impl<'v> BackupWriter<'v> {
             stats: WriteStats::default(),
             unindexed: Mutex::new(Vec::new()),
             chunker: Chunker::new(vault.config().chunker, vault.key().chunker_seed()),
+            uploader: crate::upload::Uploader::start(vault.storage()),
             compression: vault.config().compression,
             lock: Some(lock),
         })
@@ -216,11 +220,19 @@ impl<'v> BackupWriter<'v> {
         Ok((ids, total))
     }
 
+    /// Queues a full pack for storing, and lists the packs stored meanwhile.
     fn write_pack(&self, p: PackWriter) -> Result<()> {
         let (id, bytes, entries) = p.finish(self.vault.key());
         self.unindexed.lock().expect("lock").push(id);
-        self.vault.storage().write(&pack_path(&id), bytes)?;
-        self.record_pack(id, entries)
+        self.uploader.send(id, bytes, entries)?;
+        self.uploader
+            .collect(false, |id, entries| self.record_pack(id, entries))
+    }
+
+    /// Waits until every queued pack is stored, and lists them.
+    fn wait_for_packs(&self) -> Result<()> {
+        self.uploader
+            .collect(true, |id, entries| self.record_pack(id, entries))
     }
 
     fn record_pack(&self, id: Id, entries: Vec<PackEntry>) -> Result<()> {
@@ -264,6 +276,7 @@ impl<'v> BackupWriter<'v> {
                 self.write_pack(p)?;
             }
         }
+        self.wait_for_packs()?;
         let f = std::mem::take(&mut self.pending.lock().expect("lock").index);
         self.write_index(&f)
     }
@@ -331,6 +344,8 @@ impl Drop for BackupWriter<'_> {
                 }
             }
         }
+        // No pack of this session may still be in the writing.
+        self.uploader.close();
         for p in self.unindexed.lock().expect("lock").drain(..) {
             if let Err(e) = self.vault.storage().remove(&pack_path(&p)) {
                 tracing::warn!("could not remove unfinished pack {}: {e}", p.short());
