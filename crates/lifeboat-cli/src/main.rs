@@ -23,6 +23,7 @@ mod cmd_points;
 mod cmd_prune;
 mod cmd_replicate;
 mod cmd_restore;
+mod cmd_validate;
 mod cmd_vault;
 mod common;
 mod pick;
@@ -63,6 +64,8 @@ enum Command {
     Prune(cmd_prune::PruneArgs),
     /// Replicate a bucket to another bucket continuously (or: `replicate status`).
     Replicate(cmd_replicate::ReplicateArgs),
+    /// Check lifeboat.toml: every error at once, with line, key and a fix. Exit 0 valid, 1 not.
+    Validate(cmd_validate::ValidateArgs),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
         Command::Forget(a) => cmd_forget::run(&cli.global, a),
         Command::Prune(a) => cmd_prune::run(&cli.global, a),
         Command::Replicate(a) => cmd_replicate::run(&cli.global, a),
+        Command::Validate(a) => cmd_validate::run(&cli.global, a),
     };
     match r {
         Ok(code) => code,
