@@ -14,9 +14,11 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+mod cmd_apply;
 mod cmd_backup;
 mod cmd_bucket;
 mod cmd_forget;
+mod cmd_jobs;
 mod cmd_key;
 mod cmd_mysql;
 mod cmd_points;
@@ -66,6 +68,16 @@ enum Command {
     Replicate(cmd_replicate::ReplicateArgs),
     /// Check lifeboat.toml: every error at once, with line, key and a fix. Exit 0 valid, 1 not.
     Validate(cmd_validate::ValidateArgs),
+    /// Show what `apply` would create, change or remove (+ ~ -).
+    Plan(cmd_apply::PlanArgs),
+    /// Make the vaults and the state match lifeboat.toml (never deletes a recovery point).
+    Apply(cmd_apply::ApplyArgs),
+    /// The applied configuration kept in vaults: `config restore`.
+    #[command(subcommand)]
+    Config(cmd_apply::ConfigCmd),
+    /// Job history, and running a plan now.
+    #[command(subcommand)]
+    Jobs(cmd_jobs::JobsCmd),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +95,10 @@ fn main() -> ExitCode {
         Command::Prune(a) => cmd_prune::run(&cli.global, a),
         Command::Replicate(a) => cmd_replicate::run(&cli.global, a),
         Command::Validate(a) => cmd_validate::run(&cli.global, a),
+        Command::Plan(a) => cmd_apply::plan(&cli.global, a),
+        Command::Apply(a) => cmd_apply::apply(&cli.global, a),
+        Command::Config(c) => cmd_apply::config(&cli.global, c),
+        Command::Jobs(c) => cmd_jobs::run(&cli.global, c),
     };
     match r {
         Ok(code) => code,

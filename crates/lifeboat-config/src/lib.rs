@@ -27,6 +27,8 @@ mod check;
 pub mod diag;
 pub mod duration;
 mod load;
+mod load_plan;
+mod load_resource;
 pub mod model;
 mod read;
 pub mod schedule;

@@ -85,6 +85,7 @@ pub struct Resource {
     /// The site it is in.
     pub site: Option<String>,
     /// What it is, with its own keys.
+    #[serde(flatten)]
     pub kind: ResourceKind,
 }
 
