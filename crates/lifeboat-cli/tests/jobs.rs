@@ -1,0 +1,156 @@
+//! Job history through the real binary: a job is recorded when it succeeds,
+//! when it fails, and when its process is killed (SIGKILL mid-backup, held
+//! at a named point with `LIFEBOAT_TEST_PAUSE`): the next start marks it
+//! `interrupted`. Deleting the store loses history, never a point.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use lifeboat_testkit::{Cli, make_sample_tree, tempdir};
+
+fn bin() -> String {
+    std::env::var("LIFEBOAT_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_lifeboat").into())
+}
+
+fn setup(w: &Path) -> (Cli, Cli) {
+    make_sample_tree(&w.join("data"), 11);
+    let d = w.display();
+    std::fs::write(
+        w.join("lifeboat.toml"),
+        format!(
+            "[vault.main]\nlocation = \"{d}/main\"\n[resource.data]\npaths = [\"{d}/data\"]\n\
+             [resource.gone]\npaths = [\"{d}/does-not-exist\"]\n\
+             [plan.nightly]\nresources = [\"data\", \"gone\"]\nschedule = \"0 3 * * *\"\ntimezone = \"Europe/Berlin\"\n"
+        ),
+    )
+    .unwrap();
+    let mut c = Cli::new(bin(), &w.join("main"));
+    c.env.push((
+        "LIFEBOAT_STATE".into(),
+        w.join("state").display().to_string(),
+    ));
+    c.env.push((
+        "LIFEBOAT_CONFIG".into(),
+        w.join("lifeboat.toml").display().to_string(),
+    ));
+    c.ok(&["apply", "--auto-approve"]);
+    let vault = Cli::new(bin(), &w.join("main"));
+    (c, vault)
+}
+
+fn wait_for(p: &Path) {
+    let t = Instant::now();
+    while !p.exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "{} never appeared",
+            p.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn failed_and_succeeded_jobs_are_recorded() {
+    let d = tempdir().unwrap();
+    let (c, vault) = setup(d.path());
+    let o = c.run(&["jobs", "run", "--plan", "nightly", "--json"]);
+    assert_eq!(o.status.code(), Some(1), "one resource failed");
+    let run: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(run[0]["resource"], "data");
+    assert_eq!(run[0]["status"], "succeeded");
+    assert_eq!(run[1]["resource"], "gone");
+    assert_eq!(run[1]["status"], "failed");
+    assert!(
+        run[1]["error"].as_str().unwrap().contains("does-not-exist"),
+        "{run}"
+    );
+
+    let failed = c.json(&["jobs", "list", "--status", "failed"]);
+    assert_eq!(failed.as_array().unwrap().len(), 1);
+    let job = c.json(&["jobs", "show", &failed[0]["id"].to_string()]);
+    assert_eq!(job["resource"], "gone");
+    assert_eq!(job["plan"], "nightly");
+    assert_eq!(job["trigger"], "manual");
+    assert_eq!(job["vault"], "main");
+    assert!(job["ended"].is_string());
+    let ok = c.json(&["jobs", "list", "--resource", "data"]);
+    assert_eq!(ok[0]["status"], "succeeded");
+    assert!(ok[0]["bytes"].as_u64().unwrap() > 0);
+    let point = ok[0]["point"].as_str().unwrap();
+    assert_eq!(vault.json(&["points", "show", point])["resource"], "data");
+
+    // Only one resource of the plan; an unknown one is refused.
+    let only = c.json(&["jobs", "run", "--plan", "nightly", "--resource", "data"]);
+    assert_eq!(only.as_array().unwrap().len(), 1);
+    assert_ne!(
+        c.run(&["jobs", "run", "--plan", "nightly", "--resource", "nope"])
+            .status
+            .code(),
+        Some(0)
+    );
+
+    // The store is history only: deleting it loses no point.
+    std::fs::remove_dir_all(d.path().join("state")).unwrap();
+    assert_eq!(c.json(&["jobs", "list"]).as_array().unwrap().len(), 0);
+    assert_eq!(vault.json(&["points", "list"]).as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn a_killed_job_is_marked_interrupted_on_the_next_start() {
+    let d = tempdir().unwrap();
+    let (c, vault) = setup(d.path());
+    let hold = d.path().join("hold");
+    std::fs::create_dir(&hold).unwrap();
+    let mut child = c
+        .command(&["jobs", "run", "--plan", "nightly", "--resource", "data"])
+        .env(
+            "LIFEBOAT_TEST_PAUSE",
+            format!("before-point:{}", hold.display()),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Held after its packs are stored, before the point: mid-job.
+    wait_for(&hold.join("before-point.reached"));
+    let running = c.json(&["jobs", "list", "--status", "running"]);
+    assert_eq!(
+        running.as_array().unwrap().len(),
+        1,
+        "a live job stays running: {running}"
+    );
+    assert_eq!(running[0]["pid"], child.id());
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    child.wait().unwrap();
+
+    let jobs = c.json(&["jobs", "list"]);
+    assert_eq!(jobs.as_array().unwrap().len(), 1);
+    assert_eq!(jobs[0]["status"], "interrupted", "{jobs}");
+    assert!(
+        jobs[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("ended before the job did")
+    );
+    assert!(jobs[0]["point"].is_null());
+    assert_eq!(vault.json(&["points", "list"]).as_array().unwrap().len(), 0);
+
+    // The next run succeeds and the vault is sound.
+    std::fs::write(hold.join("before-point.go"), b"").unwrap();
+    let again = c.json(&["jobs", "run", "--plan", "nightly", "--resource", "data"]);
+    assert_eq!(again[0]["status"], "succeeded");
+    vault.ok(&["vault", "check", "--read-data"]);
+    let all = c.json(&["jobs", "list"]);
+    let statuses: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["succeeded", "interrupted"]);
+}
