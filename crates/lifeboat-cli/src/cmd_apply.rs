@@ -31,9 +31,13 @@ pub struct PlanArgs {
     pub file: ConfigFile,
     #[command(flatten)]
     pub state: StateArg,
-    /// Exit 0 when there is nothing to change, 2 when there is, 1 on error.
+    /// Exit 0 when there is nothing to change, 2 when there is (or drift, with --drift), 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Also report what is out of step with the file in the vaults (a resource
+    /// with no point within its schedule, a lock weaker than declared); needs the vaults' passwords.
+    #[arg(long)]
+    pub drift: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -72,7 +76,7 @@ fn compute(
 }
 
 pub fn plan(g: &Global, a: PlanArgs) -> Result<ExitCode> {
-    let (_, _, ch) = match compute(g, &a.file, &a.state) {
+    let (cfg, _, ch) = match compute(g, &a.file, &a.state) {
         Ok(Ok(x)) => x,
         Ok(Err(code)) => return Ok(code),
         // --detailed-exitcode keeps 2 for "changes": every error is 1.
@@ -82,21 +86,53 @@ pub fn plan(g: &Global, a: PlanArgs) -> Result<ExitCode> {
         }
         Err(e) => return Err(e),
     };
+    // Drift: vaults not yet initialised are changes already; the rest is read from the vaults that exist.
+    let drift: Vec<lifeboat_control::report::ResourceReport> = if a.drift {
+        let mut c = cfg.clone();
+        c.vaults.retain(|n, _| !ch.vaults_to_init.contains(n));
+        c.plans.retain(|_, p| c.vaults.contains_key(&p.vault));
+        lifeboat_control::report::report(&c, chrono::Utc::now())
+    } else {
+        Vec::new()
+    };
+    let drifted = drift
+        .iter()
+        .any(|r| r.controls.iter().any(|c| !c.ok && c.name != "in-plan"));
     if g.json {
         let (add, change, remove) = ch.counts();
+        let items: Vec<serde_json::Value> = drift
+            .iter()
+            .flat_map(|r| {
+                r.controls
+                    .iter()
+                    .filter(|c| !c.ok && c.name != "in-plan")
+                    .map(|c| serde_json::json!({"resource": r.resource, "control": c.name, "detail": c.detail}))
+            })
+            .collect();
         print_json(&serde_json::json!({
-            "changes": ch.changes, "add": add, "change": change, "remove": remove,
+            "changes": ch.changes, "add": add, "change": change, "remove": remove, "drift": items,
         }))?;
-    } else if ch.is_empty() {
-        println!(
-            "No changes: the applied configuration matches {}.",
-            a.file.config.display()
-        );
     } else {
-        println!("lifeboat apply would:");
-        print_changes(&ch);
+        if ch.is_empty() {
+            println!(
+                "No changes: the applied configuration matches {}.",
+                a.file.config.display()
+            );
+        } else {
+            println!("lifeboat apply would:");
+            print_changes(&ch);
+        }
+        if a.drift {
+            println!();
+            if drifted {
+                println!("Drift (out of step with the file; `apply` does not fix these, jobs do):");
+                crate::cmd_report::print_failed(&drift, true);
+            } else {
+                println!("No drift: every planned resource has a point within its schedule.");
+            }
+        }
     }
-    Ok(if a.detailed_exitcode && !ch.is_empty() {
+    Ok(if a.detailed_exitcode && (!ch.is_empty() || drifted) {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS

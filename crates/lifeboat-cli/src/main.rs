@@ -24,6 +24,7 @@ mod cmd_mysql;
 mod cmd_points;
 mod cmd_prune;
 mod cmd_replicate;
+mod cmd_report;
 mod cmd_restore;
 mod cmd_validate;
 mod cmd_vault;
@@ -78,6 +79,8 @@ enum Command {
     /// Job history, and running a plan now.
     #[command(subcommand)]
     Jobs(cmd_jobs::JobsCmd),
+    /// Per resource: in a plan, newest point within its schedule, copies, locks, archive lag. Exit 0 compliant, 3 not.
+    Report(cmd_report::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
         Command::Apply(a) => cmd_apply::apply(&cli.global, a),
         Command::Config(c) => cmd_apply::config(&cli.global, c),
         Command::Jobs(c) => cmd_jobs::run(&cli.global, c),
+        Command::Report(a) => cmd_report::run(&cli.global, a),
     };
     match r {
         Ok(code) => code,

@@ -154,3 +154,91 @@ fn a_killed_job_is_marked_interrupted_on_the_next_start() {
         .collect();
     assert_eq!(statuses, ["succeeded", "interrupted"]);
 }
+
+#[test]
+fn report_and_drift_follow_the_vaults() {
+    let d = tempdir().unwrap();
+    let w = d.path();
+    let (c, _vault) = setup(w);
+    // No point yet: not compliant (exit 3), and `plan --drift` says why.
+    let o = c.run(&["report", "--json"]);
+    assert_eq!(o.status.code(), Some(3));
+    let rep: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rep["compliant"], false);
+    let data = rep["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resource"] == "data")
+        .unwrap();
+    let rpo = data["controls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "rpo:nightly")
+        .unwrap();
+    assert_eq!(rpo["ok"], false);
+    assert_eq!(rpo["detail"], "no point in vault `main`");
+    let o = c.run(&["plan", "--drift", "--detailed-exitcode"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "drift counts as a difference: {out}"
+    );
+    assert!(out.contains("No changes"), "{out}");
+    assert!(
+        out.contains("! resource data rpo:nightly: no point in vault `main`"),
+        "{out}"
+    );
+
+    // After a run, `data` meets its schedule; `gone` (whose backup fails) does not.
+    let _ = c.run(&["jobs", "run", "--plan", "nightly"]);
+    let o = c.run(&["report", "--json"]);
+    assert_eq!(o.status.code(), Some(3));
+    let rep: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let by = |n: &str| {
+        rep["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == n)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by("data")["compliant"], true, "{rep}");
+    assert_eq!(by("gone")["compliant"], false);
+
+    // A file where every resource has its point: compliant, exit 0; a resource in no plan is flagged.
+    let f = w.join("only-data.toml");
+    let text = std::fs::read_to_string(w.join("lifeboat.toml"))
+        .unwrap()
+        .replace("[\"data\", \"gone\"]", "[\"data\"]");
+    std::fs::write(&f, &text).unwrap();
+    let o = c.run(&["report", "-c", f.to_str().unwrap(), "--json"]);
+    let rep: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let gone = rep["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resource"] == "gone")
+        .unwrap();
+    assert_eq!(gone["controls"][0]["name"], "in-plan");
+    assert_eq!(gone["controls"][0]["ok"], false);
+    assert_eq!(o.status.code(), Some(3));
+    let text = text.replace(
+        &format!(
+            "[resource.gone]\npaths = [\"{}/does-not-exist\"]\n",
+            w.display()
+        ),
+        "",
+    );
+    std::fs::write(&f, &text).unwrap();
+    let o = c.run(&["report", "-c", f.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
