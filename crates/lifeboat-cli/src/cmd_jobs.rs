@@ -18,7 +18,7 @@ pub enum JobsCmd {
         /// Only this resource.
         #[arg(long)]
         resource: Option<String>,
-        /// Only this status (running, succeeded, incomplete, failed, interrupted).
+        /// Only this status (running, succeeded, incomplete, failed, interrupted, cancelled).
         #[arg(long)]
         status: Option<String>,
         /// Only this plan.
@@ -30,6 +30,13 @@ pub enum JobsCmd {
     },
     /// Show one job in full.
     Show {
+        #[command(flatten)]
+        state: StateArg,
+        /// The job's number.
+        id: i64,
+    },
+    /// Cancel a running job: its process stops the backup cleanly (no point, data kept for the next run).
+    Cancel {
         #[command(flatten)]
         state: StateArg,
         /// The job's number.
@@ -159,6 +166,35 @@ pub fn run(g: &Global, c: JobsCmd) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        JobsCmd::Cancel { state, id } => {
+            let store = open(&state)?;
+            let Some(j) = store.get(id)? else {
+                return Err(crate::common::usage(format!(
+                    "there is no job {id} (see `lifeboat jobs list`)"
+                )));
+            };
+            if j.status != status::RUNNING
+                || !lifeboat_control::store::job_process_alive(&store, &j)?
+            {
+                return Err(crate::common::usage(format!(
+                    "job {id} is not running (it is {})",
+                    j.status
+                )));
+            }
+            let pid = rustix::process::Pid::from_raw(j.pid as i32)
+                .ok_or_else(|| anyhow::anyhow!("job {id} has no valid process id"))?;
+            rustix::process::kill_process(pid, rustix::process::Signal::TERM)
+                .map_err(|e| anyhow::anyhow!("cannot signal process {} of job {id}: {e}", j.pid))?;
+            if g.json {
+                print_json(&serde_json::json!({"id": id, "pid": j.pid, "requested": true}))?;
+            } else if !g.quiet {
+                println!(
+                    "asked job {id} (process {}) to stop; `lifeboat jobs show {id}` tells when it has",
+                    j.pid
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         JobsCmd::Run {
             file,
             state,
@@ -170,6 +206,8 @@ pub fn run(g: &Global, c: JobsCmd) -> Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             let store = open(&state)?;
+            // SIGINT/SIGTERM (`jobs cancel`) stop the backup cleanly; the job is recorded `cancelled`.
+            crate::common::stop_backup_on_signals()?;
             let quiet = g.quiet || g.json;
             let out = lifeboat_control::run::run_plan(
                 &cfg,
@@ -200,7 +238,9 @@ pub fn run(g: &Global, c: JobsCmd) -> Result<ExitCode> {
                 }
             }
             let any = |s: &str| out.iter().any(|o| o.status == s);
-            Ok(if any(status::FAILED) {
+            Ok(if any(status::CANCELLED) {
+                ExitCode::from(130)
+            } else if any(status::FAILED) {
                 ExitCode::from(1)
             } else if any(status::INCOMPLETE) {
                 ExitCode::from(3)

@@ -242,3 +242,41 @@ fn report_and_drift_follow_the_vaults() {
         String::from_utf8_lossy(&o.stdout)
     );
 }
+
+#[test]
+fn jobs_cancel_stops_a_running_backup_cleanly() {
+    let d = tempdir().unwrap();
+    let (c, vault) = setup(d.path());
+    let hold = d.path().join("hold");
+    std::fs::create_dir(&hold).unwrap();
+    let mut child = c
+        .command(&["jobs", "run", "--plan", "nightly"])
+        .env(
+            "LIFEBOAT_TEST_PAUSE",
+            format!("index-loaded:{}", hold.display()),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Held as the first backup starts (index loaded, nothing stored yet).
+    wait_for(&hold.join("index-loaded.reached"));
+    let running = c.json(&["jobs", "list", "--status", "running"]);
+    let id = running[0]["id"].to_string();
+    c.ok(&["jobs", "cancel", &id]);
+    std::fs::write(hold.join("index-loaded.go"), b"").unwrap();
+    let st = child.wait().unwrap();
+    assert_eq!(st.code(), Some(130));
+    let jobs = c.json(&["jobs", "list"]);
+    assert_eq!(
+        jobs.as_array().unwrap().len(),
+        1,
+        "the plan's other resource was not started: {jobs}"
+    );
+    assert_eq!(jobs[0]["status"], "cancelled", "{jobs}");
+    assert!(jobs[0]["ended"].is_string());
+    assert_eq!(vault.json(&["points", "list"]).as_array().unwrap().len(), 0);
+    vault.ok(&["vault", "check"]);
+    // Cancelling it again is refused: it is not running.
+    assert_eq!(c.run(&["jobs", "cancel", &id]).status.code(), Some(2));
+}

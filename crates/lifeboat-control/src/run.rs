@@ -41,6 +41,9 @@ pub fn run_plan(
     store: &dyn JobStore,
     on_start: &dyn Fn(&str),
 ) -> Result<Vec<Outcome>> {
+    // SIGINT/SIGTERM (`jobs cancel`) set the engine's stop flag: the backup
+    // in progress stops taking data, keeps what it stored, writes no point.
+    let stop = lifeboat_vault::writer::stop_flag();
     let p = cfg.plans.get(plan).ok_or_else(|| {
         ControlError::Refused(format!(
             "there is no plan `{plan}` in the file (plans: {})",
@@ -60,6 +63,9 @@ pub fn run_plan(
     let vault = crate::secret::open_vault(cfg, &p.vault);
     let mut out = Vec::new();
     for name in names {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            break; // cancelled: the rest of the plan is not started
+        }
         on_start(name);
         let id = store.start(&NewJob {
             kind: "backup".into(),
@@ -91,6 +97,13 @@ pub fn run_plan(
                     log: log.join("\n"),
                 }
             }
+            Err(e) if stop.load(std::sync::atomic::Ordering::Relaxed) => JobEnd {
+                status: status::CANCELLED.into(),
+                error: Some(format!(
+                    "cancelled: no recovery point was written; the data stored so far is indexed and the next backup reuses it ({e})"
+                )),
+                ..JobEnd::default()
+            },
             Err(e) => JobEnd {
                 status: status::FAILED.into(),
                 error: Some(e),

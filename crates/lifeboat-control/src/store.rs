@@ -32,8 +32,17 @@ pub mod status {
     pub const FAILED: &str = "failed";
     /// Its process died while it ran.
     pub const INTERRUPTED: &str = "interrupted";
+    /// Stopped on request (`jobs cancel`, SIGINT/SIGTERM) before it made a point.
+    pub const CANCELLED: &str = "cancelled";
     /// All of them.
-    pub const ALL: &[&str] = &[RUNNING, SUCCEEDED, INCOMPLETE, FAILED, INTERRUPTED];
+    pub const ALL: &[&str] = &[
+        RUNNING,
+        SUCCEEDED,
+        INCOMPLETE,
+        FAILED,
+        INTERRUPTED,
+        CANCELLED,
+    ];
 }
 
 /// A job about to start.
@@ -196,6 +205,18 @@ impl SqliteStore {
             source,
         }
     }
+}
+
+/// Whether the process that runs `job` is still that process (pid and start time).
+pub fn job_process_alive(store: &SqliteStore, job: &Job) -> Result<bool> {
+    let start: Option<String> = store
+        .conn
+        .query_row("SELECT pid_start FROM jobs WHERE id = ?1", [job.id], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(|e| store.err(e))?;
+    Ok(start.is_some_and(|s| process_start(job.pid).is_some_and(|now| now == s)))
 }
 
 /// A process's start time (field 22 of /proc/PID/stat), to tell a reused pid.
