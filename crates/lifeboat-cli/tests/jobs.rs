@@ -280,3 +280,102 @@ fn jobs_cancel_stops_a_running_backup_cleanly() {
     // Cancelling it again is refused: it is not running.
     assert_eq!(c.run(&["jobs", "cancel", &id]).status.code(), Some(2));
 }
+
+#[test]
+fn hooks_run_around_each_job() {
+    let d = tempdir().unwrap();
+    let w = d.path();
+    make_sample_tree(&w.join("data"), 3);
+    let log = w.join("hooks.log");
+    let l = log.display();
+    let text = |before: &str| {
+        format!(
+            "[vault.main]\nlocation = \"{d}/main\"\n[resource.data]\npaths = [\"{d}/data\"]\n\
+             [plan.p]\nresources = [\"data\"]\n\
+             hooks = {{ before = [{before}], after = [\"echo after $LIFEBOAT_JOB_STATUS >> {l}\", {{ command = \"exit 4\", essential = false }}], \
+             on_failure = [\"echo failed $LIFEBOAT_RESOURCE >> {l}\"] }}\n",
+            d = w.display()
+        )
+    };
+    std::fs::write(
+        w.join("lifeboat.toml"),
+        text(&format!(
+            "\"echo before $LIFEBOAT_PLAN $LIFEBOAT_RESOURCE >> {l}\""
+        )),
+    )
+    .unwrap();
+    let mut c = Cli::new(bin(), &w.join("main"));
+    c.env.push((
+        "LIFEBOAT_STATE".into(),
+        w.join("state").display().to_string(),
+    ));
+    c.env.push((
+        "LIFEBOAT_CONFIG".into(),
+        w.join("lifeboat.toml").display().to_string(),
+    ));
+    c.ok(&["apply", "--auto-approve"]);
+
+    // Hooks run in order; an optional one that fails makes the job incomplete (exit 3).
+    let o = c.run(&["jobs", "run", "--plan", "p", "--json"]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "before p data\nafter succeeded\n"
+    );
+    let job = c.json(&["jobs", "show", "1"]);
+    assert_eq!(job["status"], "incomplete");
+    assert!(job["point"].is_string());
+    assert!(
+        job["log"]
+            .as_str()
+            .unwrap()
+            .contains("warning: after hook `exit 4` exited with failure"),
+        "{job}"
+    );
+
+    // An essential `before` hook that fails: no backup, on_failure runs.
+    std::fs::write(&log, "").unwrap();
+    std::fs::write(w.join("lifeboat.toml"), text("\"exit 1\"")).unwrap();
+    let o = c.run(&["jobs", "run", "--plan", "p", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let job = c.json(&["jobs", "show", "2"]);
+    assert_eq!(job["status"], "failed");
+    assert_eq!(
+        job["error"],
+        "before hook `exit 1` exited with failure: the backup was not started"
+    );
+    assert!(job["point"].is_null());
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "failed data\n");
+
+    // A hook past its timeout is killed and fails the job.
+    std::fs::write(
+        w.join("lifeboat.toml"),
+        text("{ command = \"sleep 30\", timeout = \"1s\" }"),
+    )
+    .unwrap();
+    let t = Instant::now();
+    let o = c.run(&["jobs", "run", "--plan", "p"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "killed at its timeout, not waited for"
+    );
+    let job = c.json(&["jobs", "show", "3"]);
+    assert_eq!(
+        job["error"],
+        "before hook `sleep 30` timed out after 1s and was killed: the backup was not started"
+    );
+    assert_eq!(
+        Cli::new(bin(), &w.join("main"))
+            .json(&["points", "list"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}

@@ -20,6 +20,7 @@
 
 pub mod apply;
 pub mod changes;
+pub mod hooks;
 pub mod report;
 pub mod run;
 pub mod secret;

@@ -74,9 +74,37 @@ pub fn run_plan(
             trigger: trigger.to_string(),
             vault: Some(p.vault.clone()),
         })?;
-        let res = match &vault {
-            Ok(v) => backup_one(cfg, v, name, plan),
-            Err(e) => Err(format!("cannot open vault `{}`: {e}", p.vault)),
+        let mut env = vec![
+            ("LIFEBOAT_PLAN", plan.to_string()),
+            ("LIFEBOAT_RESOURCE", name.clone()),
+            ("LIFEBOAT_JOB_ID", id.to_string()),
+        ];
+        let (mut hook_log, before_err) = crate::hooks::run(&p.hooks.before, "before", &env);
+        let res = match (&vault, before_err) {
+            (_, Some(e)) => Err(format!("{e}: the backup was not started")),
+            (Ok(v), None) => backup_one(cfg, v, name, plan),
+            (Err(e), None) => Err(format!("cannot open vault `{}`: {e}", p.vault)),
+        };
+        let res = match res {
+            Ok((point_id, point, log)) => {
+                env.push(("LIFEBOAT_JOB_STATUS", status::SUCCEEDED.to_string()));
+                let (after_log, after_err) = crate::hooks::run(&p.hooks.after, "after", &env);
+                hook_log.extend(log);
+                hook_log.extend(after_log);
+                match after_err {
+                    None => Ok((point_id, point, std::mem::take(&mut hook_log))),
+                    Some(e) => Err(format!(
+                        "{e} (recovery point {} was written)",
+                        &point_id[..8]
+                    )),
+                }
+            }
+            Err(e) => {
+                env.push(("LIFEBOAT_JOB_STATUS", status::FAILED.to_string()));
+                let (fail_log, _) = crate::hooks::run(&p.hooks.on_failure, "on_failure", &env);
+                hook_log.extend(fail_log);
+                Err(e)
+            }
         };
         let end = match res {
             Ok((point_id, point, mut log)) => {
