@@ -26,8 +26,9 @@ fn cli(work: &Path) -> Cli {
 
 fn write_config(work: &Path, with_plan: bool) {
     let w = work.display();
+    std::fs::write(work.join("dr.pass"), "the dr vault's password\n").unwrap();
     let mut text = format!(
-        "# two sites' vaults, one files resource\n[vault.main]\nlocation = \"{w}/main\"\n[vault.dr]\nlocation = \"{w}/dr\"\n\
+        "# two sites' vaults, one files resource\n[vault.main]\nlocation = \"{w}/main\"\n[vault.dr]\nlocation = \"{w}/dr\"\npassword_file = \"{w}/dr.pass\"\n\
          [resource.data]\npaths = [\"{w}/data\"]\n"
     );
     if with_plan {
@@ -154,7 +155,8 @@ fn plan_apply_idempotent_keeps_points_and_config_restores_from_a_vault_alone() {
     let applied = std::fs::read_to_string(w.join("lifeboat.toml")).unwrap();
     std::fs::remove_file(w.join("lifeboat.toml")).unwrap();
     std::fs::remove_dir_all(w.join("state")).unwrap();
-    let dr = Cli::new(bin(), &w.join("dr"));
+    let mut dr = Cli::new(bin(), &w.join("dr"));
+    dr.password = "the dr vault's password".into(); // from the password_file the file named
     let to = w.join("restored.toml");
     dr.ok(&["config", "restore", "--to", to.to_str().unwrap()]);
     assert_eq!(std::fs::read_to_string(&to).unwrap(), applied);

@@ -81,6 +81,18 @@ fn unishop_example_reads_as_declared() {
 }
 
 #[test]
+fn instance_tables_are_kept_raw_for_their_protector() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/good/instance.toml");
+    let c = lifeboat_config::load(&p).unwrap();
+    let lifeboat_config::ResourceKind::Instance { spec } = &c.resources["shop-host"].kind else {
+        panic!("not an instance");
+    };
+    assert_eq!(spec["launch"]["command"], "/opt/unishop/unishop serve");
+    assert_eq!(spec["paths"][0], "/opt/unishop");
+    assert!(spec.get("kind").is_none());
+}
+
+#[test]
 fn two_lines_make_a_daily_plan() {
     let c = lifeboat_config::parse(
         "x.toml",
