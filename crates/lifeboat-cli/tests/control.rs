@@ -124,6 +124,28 @@ fn plan_apply_idempotent_keeps_points_and_config_restores_from_a_vault_alone() {
         "no second copy of an unchanged file"
     );
 
+    // The state is private.
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["state", "state/applied.json"] {
+        let mode = std::fs::metadata(w.join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{f} is {mode:o}");
+    }
+    // A comment changes no item, but the stored copy must follow the file.
+    let mut edited = std::fs::read_to_string(w.join("lifeboat.toml")).unwrap();
+    edited.push_str("# reviewed\n");
+    std::fs::write(w.join("lifeboat.toml"), &edited).unwrap();
+    let (rc, out, _) = code(&c, &["plan", "--detailed-exitcode"]);
+    assert_eq!(rc, 2);
+    assert!(out.contains("~ config lifeboat.toml:"), "{out}");
+    c.ok(&["apply", "--auto-approve"]);
+    assert_eq!(
+        std::fs::read_dir(w.join("main/control/config"))
+            .unwrap()
+            .count(),
+        2
+    );
+    assert_eq!(code(&c, &["plan", "--detailed-exitcode"]).0, 0);
+
     // Run the plan now: a point in `main`, a job in the history.
     let run = c.json(&["jobs", "run", "--plan", "hourly"]);
     assert_eq!(run[0]["status"], "succeeded", "{run}");

@@ -87,8 +87,17 @@ impl StateDir {
         self.create()?;
         let p = self.applied_path();
         let tmp = self.root.join("applied.json.tmp");
-        let mut f =
-            std::fs::File::create(&tmp).map_err(|e| ControlError::io("cannot write", &tmp, e))?;
+        let _ = std::fs::remove_file(&tmp); // a crashed apply's leftover: created anew, private
+        let mut f = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(|e| ControlError::io("cannot write", &tmp, e))?
+        };
         f.write_all(&serde_json::to_vec_pretty(a).expect("json"))
             .and_then(|_| f.sync_all())
             .map_err(|e| ControlError::io("cannot write", &tmp, e))?;

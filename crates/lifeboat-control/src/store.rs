@@ -172,6 +172,11 @@ impl SqliteStore {
             source,
         };
         let mut conn = Connection::open(path).map_err(err)?;
+        // Private like the state directory: the history names hosts, paths and errors.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
