@@ -132,6 +132,27 @@ copy = [{{ vault = "dr", retention = {{ keep_daily = 30 }} }}]
         assert_eq!(ctl("copy:hourly:dr")["detail"], "no copy in vault `dr`");
     }
 
+    let db_report = rep["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resource"] == "shop-db")
+        .unwrap();
+    let window = db_report["controls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "restorable-window")
+        .unwrap();
+    assert_eq!(window["ok"], true, "{window}");
+    assert!(
+        window["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 window(s); the newest from "),
+        "{window}"
+    );
+
     // A wrong database password is a failed job, with the server's error.
     let o = c
         .command(&[

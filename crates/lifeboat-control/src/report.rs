@@ -6,7 +6,8 @@
 //! window); `copy:PLAN:VAULT` (a copy of the resource in each copy target,
 //! as recent); `lock:VAULT` (a vault that declares a lock: the newest point
 //! carries one at least as strong; earliest unlock shown); `archive` (a
-//! database's binlog archive: the newest archived segment's age).
+//! database's binlog archive: the newest archived segment's age);
+//! `restorable-window` (a database: the windows a restore can reach).
 
 use std::collections::BTreeMap;
 
@@ -205,6 +206,11 @@ pub fn report(cfg: &Config, now: DateTime<Utc>) -> Vec<ResourceReport> {
             };
             controls.push(c);
         }
+        if let ResourceKind::Mysql { .. } = &r.kind
+            && let Some(pn) = plans.first()
+        {
+            controls.push(restorable_window(cfg, &cfg.plans[pn].vault, name));
+        }
         controls.dedup_by(|a, b| a.name == b.name && a.detail == b.detail);
         let compliant = controls.iter().all(|c| c.ok);
         out.push(ResourceReport {
@@ -217,6 +223,45 @@ pub fn report(cfg: &Config, now: DateTime<Utc>) -> Vec<ResourceReport> {
         });
     }
     out
+}
+
+/// A database's restorable windows in its plan's vault (snapshots joined by
+/// contiguous archived binlog): met when there is at least one.
+fn restorable_window(cfg: &Config, vault: &str, resource: &str) -> Control {
+    let name = "restorable-window".to_string();
+    let windows = crate::secret::open_vault(cfg, vault)
+        .map_err(|e| e.to_string())
+        .and_then(|v| {
+            let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "report")
+                .map_err(|e| e.to_string())?;
+            lifeboat_mysql::Catalog::load(&v, resource).map_err(|e| e.to_string())
+        })
+        .map(|c| c.windows());
+    match windows {
+        Err(e) => Control {
+            name,
+            ok: false,
+            detail: format!("cannot read vault `{vault}`: {e}"),
+        },
+        Ok(w) if w.is_empty() => Control {
+            name,
+            ok: false,
+            detail: format!("nothing restorable in vault `{vault}`"),
+        },
+        Ok(w) => {
+            let last = w.last().expect("non-empty");
+            Control {
+                name,
+                ok: true,
+                detail: format!(
+                    "{} window(s); the newest from {} to {}",
+                    w.len(),
+                    last.from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    last.to.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+            }
+        }
+    }
 }
 
 /// A vault that declares a lock: is the newest point locked at least as strongly?
