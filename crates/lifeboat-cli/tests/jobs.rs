@@ -379,3 +379,46 @@ fn hooks_run_around_each_job() {
         1
     );
 }
+
+#[test]
+fn concurrent_runs_share_the_store() {
+    let d = tempdir().unwrap();
+    let (c, vault) = setup(d.path());
+    let spawn = || {
+        c.command(&[
+            "jobs",
+            "run",
+            "--plan",
+            "nightly",
+            "--resource",
+            "data",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+    };
+    let children: Vec<_> = (0..4).map(|_| spawn()).collect();
+    for ch in children {
+        let o = ch.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let jobs = c.json(&["jobs", "list"]);
+    let ids: Vec<i64> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [4, 3, 2, 1]);
+    assert!(
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["status"] == "succeeded"),
+        "{jobs}"
+    );
+    assert_eq!(vault.json(&["points", "list"]).as_array().unwrap().len(), 4);
+    vault.ok(&["vault", "check"]);
+}

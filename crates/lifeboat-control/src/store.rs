@@ -183,7 +183,12 @@ impl SqliteStore {
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
-        let version: i64 = conn
+        // Migrate under a write lock (BEGIN IMMEDIATE), reading the version
+        // inside it: processes that open a new store at once migrate it once.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let version: i64 = tx
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(err)?;
         if version as usize > MIGRATIONS.len() {
@@ -193,12 +198,11 @@ impl SqliteStore {
             )));
         }
         for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = conn.transaction().map_err(err)?;
             tx.execute_batch(m).map_err(err)?;
             tx.pragma_update(None, "user_version", (i + 1) as i64)
                 .map_err(err)?;
-            tx.commit().map_err(err)?;
         }
+        tx.commit().map_err(err)?;
         let s = SqliteStore { conn, path: p };
         s.mark_interrupted()?;
         Ok(s)
