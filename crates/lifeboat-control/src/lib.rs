@@ -16,7 +16,10 @@
 //! - [`store`]: the job history behind the [`store::JobStore`] trait (SQLite
 //!   now; a shared server database can implement the same trait).
 //! - [`run`]: runs a plan's backups now through the protectors' library
-//!   calls, each recorded as a job (also when it fails).
+//!   calls, each recorded as a job (also when it fails), with the plan's
+//!   [`hooks`] around each.
+//! - [`report`]: compliance controls per resource, read from the vaults
+//!   (`lifeboat report`, `plan --drift`).
 
 pub mod apply;
 pub mod changes;
