@@ -258,7 +258,7 @@ pub(crate) fn load_replication(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>
         &["from", "to", "delete", "prefix", "description"],
     );
     let from = sink.string(t, "from").map(|s| s.0);
-    let to = sink.string(t, "to").map(|s| s.0);
+    let to = sink.bucket_location(t, "to");
     let delete = match sink.string(t, "delete") {
         None => DeletePolicy::Replicate,
         Some((s, _)) if s == "replicate" => DeletePolicy::Replicate,

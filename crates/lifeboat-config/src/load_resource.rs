@@ -126,7 +126,7 @@ pub(crate) fn load_resource(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d
                 "a bucket resource",
                 &["kind", "site", "location", "description"],
             );
-            let location = sink.string(t, "location").map(|l| l.0).unwrap_or_else(|| {
+            let location = sink.bucket_location(t, "location").unwrap_or_else(|| {
                 if t.get("location").is_none() {
                     sink.missing(
                         t,

@@ -168,6 +168,24 @@ impl Sink<'_> {
         }
     }
 
+    /// A bucket location (`/path`, `file:///path`, `s3://bucket/prefix?...`).
+    pub(crate) fn bucket_location(&mut self, t: Table<'_, '_>, key: &str) -> Option<String> {
+        let (l, span) = self.string(t, key)?;
+        if let Err(e) = lifeboat_vault::Location::parse(&l) {
+            let reason = match e {
+                lifeboat_vault::VaultError::BadLocation { reason, .. } => reason,
+                other => other.to_string(),
+            };
+            self.error(
+                &span,
+                &t.key(key),
+                format!("`{l}` is not a bucket location: {reason}"),
+                Some("write `file:///path/to/bucket` or `s3://bucket/prefix?endpoint=...&region=...`".into()),
+            );
+        }
+        Some(l)
+    }
+
     /// A boolean.
     pub(crate) fn boolean(&mut self, t: Table<'_, '_>, key: &str) -> Option<bool> {
         let v = t.get(key)?;
