@@ -14,15 +14,19 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+mod cmd_apply;
 mod cmd_backup;
 mod cmd_bucket;
 mod cmd_forget;
+mod cmd_jobs;
 mod cmd_key;
 mod cmd_mysql;
 mod cmd_points;
 mod cmd_prune;
 mod cmd_replicate;
+mod cmd_report;
 mod cmd_restore;
+mod cmd_validate;
 mod cmd_vault;
 mod common;
 mod pick;
@@ -63,6 +67,20 @@ enum Command {
     Prune(cmd_prune::PruneArgs),
     /// Replicate a bucket to another bucket continuously (or: `replicate status`).
     Replicate(cmd_replicate::ReplicateArgs),
+    /// Check lifeboat.toml: every error at once, with line, key and a fix. Exit 0 valid, 1 not.
+    Validate(cmd_validate::ValidateArgs),
+    /// Show what `apply` would create, change or remove (+ ~ -).
+    Plan(cmd_apply::PlanArgs),
+    /// Make the vaults and the state match lifeboat.toml (never deletes a recovery point).
+    Apply(cmd_apply::ApplyArgs),
+    /// The applied configuration kept in vaults: `config restore`.
+    #[command(subcommand)]
+    Config(cmd_apply::ConfigCmd),
+    /// Job history, and running a plan now.
+    #[command(subcommand)]
+    Jobs(cmd_jobs::JobsCmd),
+    /// Per resource: in a plan, newest point within its schedule, copies, locks, archive lag. Exit 0 compliant, 3 not.
+    Report(cmd_report::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +97,12 @@ fn main() -> ExitCode {
         Command::Forget(a) => cmd_forget::run(&cli.global, a),
         Command::Prune(a) => cmd_prune::run(&cli.global, a),
         Command::Replicate(a) => cmd_replicate::run(&cli.global, a),
+        Command::Validate(a) => cmd_validate::run(&cli.global, a),
+        Command::Plan(a) => cmd_apply::plan(&cli.global, a),
+        Command::Apply(a) => cmd_apply::apply(&cli.global, a),
+        Command::Config(c) => cmd_apply::config(&cli.global, c),
+        Command::Jobs(c) => cmd_jobs::run(&cli.global, c),
+        Command::Report(a) => cmd_report::run(&cli.global, a),
     };
     match r {
         Ok(code) => code,

@@ -1,0 +1,252 @@
+//! `lifeboat jobs list|show|run`: the job history, and running a plan now.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use lifeboat_control::store::{JobFilter, JobStore, SqliteStore, status};
+
+use crate::cmd_apply::StateArg;
+use crate::cmd_validate::{ConfigFile, load};
+use crate::common::{Global, print_json};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum JobsCmd {
+    /// List jobs, newest first.
+    List {
+        #[command(flatten)]
+        state: StateArg,
+        /// Only this resource.
+        #[arg(long)]
+        resource: Option<String>,
+        /// Only this status (running, succeeded, incomplete, failed, interrupted, cancelled).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this plan.
+        #[arg(long)]
+        plan: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Show one job in full.
+    Show {
+        #[command(flatten)]
+        state: StateArg,
+        /// The job's number.
+        id: i64,
+    },
+    /// Cancel a running job: its process stops the backup cleanly (no point, data kept for the next run).
+    Cancel {
+        #[command(flatten)]
+        state: StateArg,
+        /// The job's number.
+        id: i64,
+    },
+    /// Run a plan's backups now (each recorded as a job). Exit 0 all succeeded, 3 some incomplete, 1 some failed.
+    Run {
+        #[command(flatten)]
+        file: ConfigFile,
+        #[command(flatten)]
+        state: StateArg,
+        /// The plan.
+        #[arg(long)]
+        plan: String,
+        /// Only this resource of the plan.
+        #[arg(long)]
+        resource: Option<String>,
+    },
+}
+
+fn open(state: &StateArg) -> Result<SqliteStore> {
+    let dir = state.dir();
+    dir.create()?;
+    Ok(SqliteStore::open(&dir.jobs_db())?)
+}
+
+fn time(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+pub fn run(g: &Global, c: JobsCmd) -> Result<ExitCode> {
+    match c {
+        JobsCmd::List {
+            state,
+            resource,
+            status: st,
+            plan,
+            limit,
+        } => {
+            if let Some(s) = &st
+                && !status::ALL.contains(&s.as_str())
+            {
+                return Err(crate::common::usage(format!(
+                    "unknown status `{s}`: use one of {}",
+                    status::ALL.join(", ")
+                )));
+            }
+            let store = open(&state)?;
+            let jobs = store.list(&JobFilter {
+                resource,
+                status: st,
+                plan,
+                limit: Some(limit),
+            })?;
+            if g.json {
+                print_json(&jobs)?;
+            } else {
+                println!(
+                    "{:>5}  {:<8} {:<16} {:<12} {:<11} {:<19}  {:>10}  point",
+                    "id", "kind", "resource", "plan", "status", "started", "duration"
+                );
+                for j in &jobs {
+                    let dur = j
+                        .ended
+                        .map(|e| {
+                            format!("{:.1}s", (e - j.started).num_milliseconds() as f64 / 1000.0)
+                        })
+                        .unwrap_or_else(|| "-".into());
+                    println!(
+                        "{:>5}  {:<8} {:<16} {:<12} {:<11} {:<19}  {:>10}  {}",
+                        j.id,
+                        j.kind,
+                        j.resource.as_deref().unwrap_or("-"),
+                        j.plan.as_deref().unwrap_or("-"),
+                        j.status,
+                        time(&j.started),
+                        dur,
+                        j.point
+                            .as_deref()
+                            .map(|p| &p[..p.len().min(8)])
+                            .unwrap_or("-")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobsCmd::Show { state, id } => {
+            let store = open(&state)?;
+            let Some(j) = store.get(id)? else {
+                return Err(crate::common::usage(format!(
+                    "there is no job {id} (see `lifeboat jobs list`)"
+                )));
+            };
+            if g.json {
+                print_json(&j)?;
+            } else {
+                println!(
+                    "job {}: {} of {} ({})",
+                    j.id,
+                    j.kind,
+                    j.resource.as_deref().unwrap_or("-"),
+                    j.status
+                );
+                println!("  plan:    {}", j.plan.as_deref().unwrap_or("-"));
+                println!("  vault:   {}", j.vault.as_deref().unwrap_or("-"));
+                println!("  trigger: {}", j.trigger);
+                println!("  started: {}", j.started.to_rfc3339());
+                println!(
+                    "  ended:   {}",
+                    j.ended
+                        .map(|e| e.to_rfc3339())
+                        .unwrap_or_else(|| "-".into())
+                );
+                if let Some(b) = j.bytes {
+                    println!("  read:    {}", crate::common::bytes(b));
+                }
+                println!("  point:   {}", j.point.as_deref().unwrap_or("-"));
+                if let Some(e) = &j.error {
+                    println!("  error:   {e}");
+                }
+                if !j.log.is_empty() {
+                    println!("  log:");
+                    for l in j.log.lines() {
+                        println!("    {l}");
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobsCmd::Cancel { state, id } => {
+            let store = open(&state)?;
+            let Some(j) = store.get(id)? else {
+                return Err(crate::common::usage(format!(
+                    "there is no job {id} (see `lifeboat jobs list`)"
+                )));
+            };
+            if j.status != status::RUNNING
+                || !lifeboat_control::store::job_process_alive(&store, &j)?
+            {
+                return Err(crate::common::usage(format!(
+                    "job {id} is not running (it is {})",
+                    j.status
+                )));
+            }
+            let pid = rustix::process::Pid::from_raw(j.pid as i32)
+                .ok_or_else(|| anyhow::anyhow!("job {id} has no valid process id"))?;
+            rustix::process::kill_process(pid, rustix::process::Signal::TERM)
+                .map_err(|e| anyhow::anyhow!("cannot signal process {} of job {id}: {e}", j.pid))?;
+            if g.json {
+                print_json(&serde_json::json!({"id": id, "pid": j.pid, "requested": true}))?;
+            } else if !g.quiet {
+                println!(
+                    "asked job {id} (process {}) to stop; `lifeboat jobs show {id}` tells when it has",
+                    j.pid
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        JobsCmd::Run {
+            file,
+            state,
+            plan,
+            resource,
+        } => {
+            let cfg = match load(g, &file)? {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            let store = open(&state)?;
+            // SIGINT/SIGTERM (`jobs cancel`) stop the backup cleanly; the job is recorded `cancelled`.
+            crate::common::stop_backup_on_signals()?;
+            let quiet = g.quiet || g.json;
+            let out = lifeboat_control::run::run_plan(
+                &cfg,
+                &plan,
+                resource.as_deref(),
+                "manual",
+                &store,
+                &|r| {
+                    if !quiet {
+                        eprintln!("backing up `{r}`…");
+                    }
+                },
+            )?;
+            if g.json {
+                print_json(&out)?;
+            } else {
+                for o in &out {
+                    match &o.error {
+                        Some(e) => println!("job {}: {} {}: {e}", o.job, o.resource, o.status),
+                        None => println!(
+                            "job {}: {} {} → point {}",
+                            o.job,
+                            o.resource,
+                            o.status,
+                            o.point.as_deref().unwrap_or("-")
+                        ),
+                    }
+                }
+            }
+            let any = |s: &str| out.iter().any(|o| o.status == s);
+            Ok(if any(status::CANCELLED) {
+                ExitCode::from(130)
+            } else if any(status::FAILED) {
+                ExitCode::from(1)
+            } else if any(status::INCOMPLETE) {
+                ExitCode::from(3)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}

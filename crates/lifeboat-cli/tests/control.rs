@@ -1,0 +1,191 @@
+//! The control plane through the real binary: `validate`, `plan`, `apply`,
+//! `config restore`, `jobs run/list/show`, against real directory vaults.
+
+use std::path::Path;
+
+use lifeboat_testkit::{Cli, make_sample_tree, tempdir};
+
+fn bin() -> String {
+    std::env::var("LIFEBOAT_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_lifeboat").into())
+}
+
+/// A runner with the state directory and config file set; the vault flag
+/// points nowhere (the file names the vaults).
+fn cli(work: &Path) -> Cli {
+    let mut c = Cli::new(bin(), &work.join("unused-vault"));
+    c.env.push((
+        "LIFEBOAT_STATE".into(),
+        work.join("state").display().to_string(),
+    ));
+    c.env.push((
+        "LIFEBOAT_CONFIG".into(),
+        work.join("lifeboat.toml").display().to_string(),
+    ));
+    c
+}
+
+fn write_config(work: &Path, with_plan: bool) {
+    let w = work.display();
+    std::fs::write(work.join("dr.pass"), "the dr vault's password\n").unwrap();
+    let mut text = format!(
+        "# two sites' vaults, one files resource\n[vault.main]\nlocation = \"{w}/main\"\n[vault.dr]\nlocation = \"{w}/dr\"\npassword_file = \"{w}/dr.pass\"\n\
+         [resource.data]\npaths = [\"{w}/data\"]\n"
+    );
+    if with_plan {
+        text.push_str("[plan.hourly]\nresources = [\"data\"]\nschedule = \"0 * * * *\"\nvault = \"main\"\ncopy = [{ vault = \"dr\" }]\n");
+    }
+    std::fs::write(work.join("lifeboat.toml"), text).unwrap();
+}
+
+fn code(c: &Cli, args: &[&str]) -> (i32, String, String) {
+    let o = c.run(args);
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn validate_reports_every_error_with_exit_1() {
+    let d = tempdir().unwrap();
+    let f = d.path().join("bad.toml");
+    std::fs::write(
+        &f,
+        "[vault.main]\nlocaton = \"/srv\"\n[plan.x]\nshedule = \"0 * * * *\"\n",
+    )
+    .unwrap();
+    let c = cli(d.path());
+    let (rc, out, _) = code(&c, &["validate", "-c", f.to_str().unwrap(), "--json"]);
+    assert_eq!(rc, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let errors = v["errors"].as_array().unwrap();
+    let keys: Vec<&str> = errors.iter().map(|e| e["key"].as_str().unwrap()).collect();
+    assert!(keys.contains(&"vault.main.locaton"), "{keys:?}");
+    assert!(keys.contains(&"plan.x.shedule"), "{keys:?}");
+    let typo = errors
+        .iter()
+        .find(|e| e["key"] == "plan.x.shedule")
+        .unwrap();
+    assert_eq!(typo["line"], 4);
+    assert_eq!(typo["column"], 1);
+    assert_eq!(
+        typo["message"],
+        "unknown key `shedule` — did you mean `schedule`?"
+    );
+    let (rc, _, err) = code(&c, &["validate", "-c", f.to_str().unwrap()]);
+    assert_eq!(rc, 1);
+    assert!(
+        err.contains("bad.toml:4:1: plan.x.shedule: unknown key `shedule`"),
+        "{err}"
+    );
+    write_config(d.path(), true);
+    assert_eq!(code(&c, &["validate"]).0, 0);
+}
+
+#[test]
+fn plan_apply_idempotent_keeps_points_and_config_restores_from_a_vault_alone() {
+    let d = tempdir().unwrap();
+    let w = d.path();
+    make_sample_tree(&w.join("data"), 7);
+    write_config(w, true);
+    let c = cli(w);
+
+    // Plan: two vaults to initialise, a resource and a plan to register.
+    let (rc, out, err) = code(&c, &["plan", "--detailed-exitcode"]);
+    assert_eq!(rc, 2, "{out}{err}");
+    assert!(
+        out.contains("+ vault main: initialise the vault at"),
+        "{out}"
+    );
+    assert!(out.contains("+ plan hourly:"), "{out}");
+    assert!(
+        out.contains("Plan: 4 to add, 0 to change, 0 to remove."),
+        "{out}"
+    );
+    // apply asks first; without a terminal and without --auto-approve it refuses.
+    let (rc, _, err) = code(&c, &["apply"]);
+    assert_eq!(rc, 2, "{err}");
+    assert!(!w.join("main").exists(), "nothing was changed");
+    let rep = c.json(&["apply", "--auto-approve"]);
+    assert_eq!(rep["initialised"], serde_json::json!(["dr", "main"]));
+    assert_eq!(rep["stored_in"], serde_json::json!(["dr", "main"]));
+    // Idempotent: nothing left to do, and a second apply changes nothing.
+    let (rc, out, _) = code(&c, &["plan", "--detailed-exitcode"]);
+    assert_eq!(rc, 0, "{out}");
+    assert!(out.contains("No changes"), "{out}");
+    let again = c.json(&["apply", "--auto-approve"]);
+    assert_eq!(again["changes"], serde_json::json!([]));
+    assert_eq!(
+        std::fs::read_dir(w.join("main/control/config"))
+            .unwrap()
+            .count(),
+        1,
+        "no second copy of an unchanged file"
+    );
+
+    // The state is private.
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["state", "state/applied.json"] {
+        let mode = std::fs::metadata(w.join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{f} is {mode:o}");
+    }
+    // A comment changes no item, but the stored copy must follow the file.
+    let mut edited = std::fs::read_to_string(w.join("lifeboat.toml")).unwrap();
+    edited.push_str("# reviewed\n");
+    std::fs::write(w.join("lifeboat.toml"), &edited).unwrap();
+    let (rc, out, _) = code(&c, &["plan", "--detailed-exitcode"]);
+    assert_eq!(rc, 2);
+    assert!(out.contains("~ config lifeboat.toml:"), "{out}");
+    c.ok(&["apply", "--auto-approve"]);
+    assert_eq!(
+        std::fs::read_dir(w.join("main/control/config"))
+            .unwrap()
+            .count(),
+        2
+    );
+    assert_eq!(code(&c, &["plan", "--detailed-exitcode"]).0, 0);
+
+    // Run the plan now: a point in `main`, a job in the history.
+    let run = c.json(&["jobs", "run", "--plan", "hourly"]);
+    assert_eq!(run[0]["status"], "succeeded", "{run}");
+    let point = run[0]["point"].as_str().unwrap().to_string();
+    let main = Cli::new(bin(), &w.join("main"));
+    let points = main.json(&["points", "list"]);
+    assert_eq!(points.as_array().unwrap().len(), 1);
+    assert_eq!(points[0]["resource"], "data");
+
+    // Removing the plan retires it; its point stays.
+    write_config(w, false);
+    let (rc, out, _) = code(&c, &["plan", "--detailed-exitcode"]);
+    assert_eq!(rc, 2);
+    assert!(
+        out.contains("- plan hourly: retire the plan (its recovery points stay in their vaults)"),
+        "{out}"
+    );
+    c.ok(&["apply", "--auto-approve"]);
+    let points = main.json(&["points", "list"]);
+    assert_eq!(
+        points.as_array().unwrap().len(),
+        1,
+        "removing a plan deleted no point"
+    );
+    assert!(points[0]["id"].as_str().unwrap().starts_with(&point[..8]) || points[0]["id"] == point);
+    main.ok(&["vault", "check"]);
+
+    // Lose the file and the state: the configuration comes back from a vault alone.
+    let applied = std::fs::read_to_string(w.join("lifeboat.toml")).unwrap();
+    std::fs::remove_file(w.join("lifeboat.toml")).unwrap();
+    std::fs::remove_dir_all(w.join("state")).unwrap();
+    let mut dr = Cli::new(bin(), &w.join("dr"));
+    dr.password = "the dr vault's password".into(); // from the password_file the file named
+    let to = w.join("restored.toml");
+    dr.ok(&["config", "restore", "--to", to.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&to).unwrap(), applied);
+    let (rc, _, err) = code(&dr, &["config", "restore", "--to", to.to_str().unwrap()]);
+    assert_eq!(rc, 1, "an existing file is not overwritten: {err}");
+    // A wrong password gets nothing.
+    let mut wrong = dr.clone();
+    wrong.password = "wrong".into();
+    assert_ne!(code(&wrong, &["config", "restore"]).0, 0);
+}

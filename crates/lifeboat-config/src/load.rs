@@ -1,0 +1,349 @@
+//! Raw spanned TOML → typed sections. Each `[kind.NAME]` section has a loader
+//! in [`SECTIONS`] (resources in `load_resource.rs`, plans and replication
+//! rules in `load_plan.rs`); stacks and drills (the recovery issue) add theirs there.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::PathBuf;
+
+use toml::de::{DeTable, DeValue};
+
+use crate::diag::Sink;
+use crate::model::*;
+use crate::read::{Table, type_name};
+
+/// What a loader sees of one section: each `NAME = table` with spans.
+type Loader = fn(&mut Sink<'_>, &str, Table<'_, '_>, &mut Draft);
+
+/// A config being built, with the spans cross-reference checks point at.
+#[derive(Default)]
+pub(crate) struct Draft {
+    pub(crate) sites: BTreeMap<String, Site>,
+    pub(crate) vaults: BTreeMap<String, VaultSpec>,
+    pub(crate) resources: BTreeMap<String, Resource>,
+    pub(crate) plans: BTreeMap<String, Plan>,
+    pub(crate) replications: BTreeMap<String, Replication>,
+    /// Spans of values by dotted key (`plan.hourly.vault`), for later errors.
+    pub(crate) spans: BTreeMap<String, Range<usize>>,
+}
+
+impl Draft {
+    pub(crate) fn span(&self, key: &str) -> Range<usize> {
+        // The key itself, else the nearest enclosing table.
+        let mut k = key;
+        loop {
+            if let Some(s) = self.spans.get(k) {
+                return s.clone();
+            }
+            match k.rfind('.') {
+                Some(i) => k = &k[..i],
+                None => return 0..0,
+            }
+        }
+    }
+}
+
+/// The sections of the file: table name, what it is called in messages, loader.
+pub(crate) const SECTIONS: &[(&str, &str, Loader)] = &[
+    ("site", "a site", load_site),
+    ("vault", "a vault", load_vault),
+    (
+        "resource",
+        "a resource",
+        crate::load_resource::load_resource,
+    ),
+    ("plan", "a plan", crate::load_plan::load_plan),
+    (
+        "replication",
+        "a replication rule",
+        crate::load_plan::load_replication,
+    ),
+];
+
+/// Sections announced but not yet read by this version.
+const LATER: &[&str] = &["stack", "drill"];
+
+pub(crate) fn load_document(sink: &mut Sink<'_>, doc: &DeTable<'_>, draft: &mut Draft) {
+    let names: Vec<&str> = SECTIONS.iter().map(|s| s.0).collect();
+    for (k, v) in doc.iter() {
+        let section = k.get_ref().as_ref();
+        let Some((_, what, loader)) = SECTIONS.iter().find(|s| s.0 == section) else {
+            if LATER.contains(&section) {
+                sink.error(
+                    &k.span(),
+                    section,
+                    format!("`[{section}.…]` tables are not read by this version of lifeboat"),
+                    Some("remove them, or upgrade lifeboat".into()),
+                );
+            } else if let Some(m) = crate::read::did_you_mean(section, &names) {
+                sink.error(
+                    &k.span(),
+                    section,
+                    format!("unknown key `{section}` — did you mean `{m}`?"),
+                    Some(format!("rename it to `{m}`")),
+                );
+            } else {
+                sink.error(
+                    &k.span(),
+                    section,
+                    format!("unknown table `{section}`"),
+                    Some(format!("the file's tables are: {}", names.join(", "))),
+                );
+            }
+            continue;
+        };
+        let DeValue::Table(entries) = v.get_ref() else {
+            sink.error(
+                &v.span(),
+                section,
+                format!(
+                    "expected tables `[{section}.NAME]`, found {}",
+                    type_name(v.get_ref())
+                ),
+                Some(format!(
+                    "write it as `[{section}.NAME]` followed by its keys"
+                )),
+            );
+            continue;
+        };
+        for (name, body) in entries.iter() {
+            let name = name.get_ref().as_ref();
+            let path = format!("{section}.{name}");
+            if !valid_name(name) {
+                sink.error(
+                    &body.span(),
+                    &path,
+                    format!("`{name}` is not a valid name for {what}"),
+                    Some("use letters, digits, `-` and `_`, starting with a letter".into()),
+                );
+                continue;
+            }
+            let DeValue::Table(t) = body.get_ref() else {
+                sink.error(
+                    &body.span(),
+                    &path,
+                    format!("{what} is a table, found {}", type_name(body.get_ref())),
+                    Some(format!("write it as `[{path}]` followed by its keys")),
+                );
+                continue;
+            };
+            let span = body.span();
+            draft.spans.insert(path.clone(), span.clone());
+            for (k, v) in t.iter() {
+                draft
+                    .spans
+                    .insert(format!("{path}.{}", k.get_ref()), v.span());
+            }
+            let table = Table {
+                t,
+                path: &path,
+                span: &span,
+            };
+            loader(sink, name, table, draft);
+        }
+    }
+}
+
+fn valid_name(n: &str) -> bool {
+    n.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn load_site(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d: &mut Draft) {
+    sink.unknown_keys(t, "a site", &["root", "endpoint", "description"]);
+    let root = sink.string(t, "root").map(|(s, span)| {
+        if !s.starts_with('/') {
+            sink.error(
+                &span,
+                &t.key("root"),
+                format!("`{s}` is not an absolute path"),
+                Some("write the root from `/`".into()),
+            );
+        }
+        PathBuf::from(s)
+    });
+    let endpoint = sink.string(t, "endpoint").map(|s| s.0);
+    sink.string(t, "description");
+    d.sites.insert(name.to_string(), Site { root, endpoint });
+}
+
+/// `password_env` / `password_file` of a table (at most one).
+pub(crate) fn secret(sink: &mut Sink<'_>, t: Table<'_, '_>) -> Option<Secret> {
+    let env = sink.string(t, "password_env");
+    let file = sink.string(t, "password_file");
+    match (env, file) {
+        (Some(_), Some((_, span))) => {
+            sink.error(
+                &span,
+                &t.key("password_file"),
+                "both `password_env` and `password_file` are set",
+                Some("keep one of them".into()),
+            );
+            None
+        }
+        (Some((e, span)), None) => {
+            if e.is_empty() || e.contains(['=', ' ']) {
+                sink.error(
+                    &span,
+                    &t.key("password_env"),
+                    format!("`{e}` is not an environment variable name"),
+                    Some("name the variable, e.g. `LIFEBOAT_PASSWORD`".into()),
+                );
+            }
+            Some(Secret::Env(e))
+        }
+        (None, Some((f, span))) => {
+            if !f.starts_with('/') {
+                sink.error(
+                    &span,
+                    &t.key("password_file"),
+                    format!("`{f}` is not an absolute path"),
+                    Some("write the file's path from `/`".into()),
+                );
+            }
+            Some(Secret::File(f.into()))
+        }
+        (None, None) => None,
+    }
+}
+
+/// `lock = "governance"` or `lock = { mode, min_retention, max_retention, changeable_for }`.
+pub(crate) fn lock(sink: &mut Sink<'_>, t: Table<'_, '_>) -> Option<LockSpec> {
+    let v = t.get("lock")?;
+    let key = t.key("lock");
+    let mode_of = |sink: &mut Sink<'_>, s: &str, span: &Range<usize>, key: &str| match s {
+        "governance" => Some(LockMode::Governance),
+        "compliance" => Some(LockMode::Compliance),
+        _ => {
+            sink.error(
+                span,
+                key,
+                format!("unknown lock mode `{s}`"),
+                Some("write `governance` or `compliance`".into()),
+            );
+            None
+        }
+    };
+    match v.get_ref() {
+        DeValue::String(s) => mode_of(sink, s, &v.span(), &key).map(|mode| LockSpec {
+            mode,
+            min_retention: None,
+            max_retention: None,
+            changeable_for: None,
+        }),
+        DeValue::Table(lt) => {
+            let span = v.span();
+            let lt = Table {
+                t: lt,
+                path: &key,
+                span: &span,
+            };
+            sink.unknown_keys(
+                lt,
+                "a lock",
+                &["mode", "min_retention", "max_retention", "changeable_for"],
+            );
+            let mode = match sink.string(lt, "mode") {
+                Some((s, span)) => mode_of(sink, &s, &span, &lt.key("mode"))?,
+                None => {
+                    sink.missing(lt, "mode", "the lock", "add `mode = \"governance\"` (deletable with an override) or `mode = \"compliance\"` (by no one)");
+                    return None;
+                }
+            };
+            let min = sink.duration(lt, "min_retention");
+            let max = sink.duration(lt, "max_retention");
+            if let (Some(a), Some(b)) = (min, max)
+                && a > b
+            {
+                sink.error(
+                    &lt.get("max_retention").expect("read").span(),
+                    &lt.key("max_retention"),
+                    format!("max_retention ({b}) is shorter than min_retention ({a})"),
+                    Some("raise max_retention or lower min_retention".into()),
+                );
+            }
+            Some(LockSpec {
+                mode,
+                min_retention: min,
+                max_retention: max,
+                changeable_for: sink.duration(lt, "changeable_for"),
+            })
+        }
+        _ => {
+            sink.wrong_type(t, "lock", v, "a lock mode or a lock table");
+            None
+        }
+    }
+}
+
+fn load_vault(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d: &mut Draft) {
+    sink.unknown_keys(
+        t,
+        "a vault",
+        &[
+            "site",
+            "location",
+            "password_env",
+            "password_file",
+            "lock",
+            "description",
+        ],
+    );
+    sink.string(t, "description");
+    let site = sink.string(t, "site").map(|s| s.0);
+    let location = match sink.string(t, "location") {
+        Some((l, span)) => {
+            if let Err(e) = lifeboat_vault::Location::parse(&l) {
+                sink.error(&span, &t.key("location"), e.to_string(), Some("write `file:///abs/path`, `/abs/path` or `s3://bucket/prefix?endpoint=...&region=...`".into()));
+            }
+            l
+        }
+        None => {
+            if t.get("location").is_none() {
+                sink.missing(
+                    t,
+                    "location",
+                    &format!("vault `{name}`"),
+                    "add `location = \"file:///var/lib/lifeboat/vault\"` (or an s3:// URL)",
+                );
+            }
+            String::new()
+        }
+    };
+    let password = secret(sink, t).unwrap_or_else(|| Secret::Env("LIFEBOAT_PASSWORD".into()));
+    let lock = lock(sink, t);
+    d.vaults.insert(
+        name.to_string(),
+        VaultSpec {
+            site,
+            location,
+            password,
+            lock,
+        },
+    );
+}
+
+/// A raw value as JSON (for tables kept raw).
+pub(crate) fn to_json(v: &DeValue<'_>) -> serde_json::Value {
+    match v {
+        DeValue::String(s) => serde_json::Value::String(s.to_string()),
+        DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
+            .map(Into::into)
+            .unwrap_or(serde_json::Value::Null),
+        DeValue::Float(f) => f
+            .as_str()
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(serde_json::Value::Number)
+            .unwrap_or(serde_json::Value::Null),
+        DeValue::Boolean(b) => (*b).into(),
+        DeValue::Datetime(d) => d.to_string().into(),
+        DeValue::Array(a) => a.iter().map(|x| to_json(x.get_ref())).collect(),
+        DeValue::Table(t) => t
+            .iter()
+            .map(|(k, v)| (k.get_ref().to_string(), to_json(v.get_ref())))
+            .collect(),
+    }
+}

@@ -1,0 +1,221 @@
+//! `[resource.NAME]`: the kinds and their keys (the kind follows from the
+//! keys when `kind` is left out; `instance` is kept raw for its protector).
+
+use std::ops::Range;
+
+use toml::de::DeValue;
+
+use crate::diag::Sink;
+use crate::load::{Draft, secret, to_json};
+use crate::model::*;
+use crate::read::Table;
+const KINDS: &[&str] = &["files", "mysql", "bucket", "instance"];
+
+pub(crate) fn load_resource(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d: &mut Draft) {
+    let site = sink.string(t, "site").map(|s| s.0);
+    let kind = match sink.string(t, "kind") {
+        Some((k, span)) => {
+            if !KINDS.contains(&k.as_str()) {
+                let hint = crate::read::did_you_mean(&k, KINDS)
+                    .map(|m| format!(" — did you mean `{m}`?"))
+                    .unwrap_or_default();
+                sink.error(
+                    &span,
+                    &t.key("kind"),
+                    format!("unknown resource kind `{k}`{hint}"),
+                    Some(format!("write one of: {}", KINDS.join(", "))),
+                );
+                return;
+            }
+            k
+        }
+        None if t.get("kind").is_some() => return,
+        // Defaults that make a short file useful: the kind follows from the keys.
+        None if t.get("paths").is_some() => "files".into(),
+        None if t.get("dsn").is_some() => "mysql".into(),
+        None if t.get("location").is_some() => "bucket".into(),
+        None => {
+            sink.missing(t, "kind", &format!("resource `{name}`"), "add `kind = \"files\"` (with `paths`), `\"mysql\"` (with `dsn`), `\"bucket\"` (with `location`) or `\"instance\"`");
+            return;
+        }
+    };
+    let kind = match kind.as_str() {
+        "files" => {
+            sink.unknown_keys(
+                t,
+                "a files resource",
+                &[
+                    "kind",
+                    "site",
+                    "paths",
+                    "exclude",
+                    "one_file_system",
+                    "description",
+                ],
+            );
+            let paths = sink.strings(t, "paths").unwrap_or_default();
+            if paths.is_empty() && t.get("paths").is_none() {
+                sink.missing(
+                    t,
+                    "paths",
+                    &format!("files resource `{name}`"),
+                    "add `paths = [\"/abs/path\", ...]`",
+                );
+            }
+            for (p, span) in &paths {
+                if !p.starts_with('/') {
+                    sink.error(
+                        span,
+                        &t.key("paths"),
+                        format!("`{p}` is not an absolute path"),
+                        Some("write each path from `/`".into()),
+                    );
+                }
+            }
+            ResourceKind::Files {
+                paths: paths.into_iter().map(|p| p.0.into()).collect(),
+                excludes: sink
+                    .strings(t, "exclude")
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|p| p.0)
+                    .collect(),
+                one_file_system: sink.boolean(t, "one_file_system").unwrap_or(false),
+            }
+        }
+        "mysql" => {
+            sink.unknown_keys(
+                t,
+                "a mysql resource",
+                &[
+                    "kind",
+                    "site",
+                    "dsn",
+                    "password_env",
+                    "password_file",
+                    "archive",
+                    "description",
+                ],
+            );
+            let dsn = match sink.string(t, "dsn") {
+                Some((dsn, span)) => {
+                    check_dsn(sink, &dsn, &span, &t.key("dsn"));
+                    dsn
+                }
+                None => {
+                    if t.get("dsn").is_none() {
+                        sink.missing(
+                            t,
+                            "dsn",
+                            &format!("mysql resource `{name}`"),
+                            "add `dsn = \"mysql://user@host:3306\"`",
+                        );
+                    }
+                    String::new()
+                }
+            };
+            ResourceKind::Mysql {
+                dsn,
+                password: secret(sink, t),
+                archive: archive(sink, t),
+            }
+        }
+        "bucket" => {
+            sink.unknown_keys(
+                t,
+                "a bucket resource",
+                &["kind", "site", "location", "description"],
+            );
+            let location = sink.bucket_location(t, "location").unwrap_or_else(|| {
+                if t.get("location").is_none() {
+                    sink.missing(
+                        t,
+                        "location",
+                        &format!("bucket resource `{name}`"),
+                        "add `location = \"file:///path/to/bucket\"` (or an s3:// URL)",
+                    );
+                }
+                String::new()
+            });
+            ResourceKind::Bucket { location }
+        }
+        _ => {
+            // Kept raw: the instance protector validates its InstanceSpec.
+            let mut spec = serde_json::Map::new();
+            for (k, v) in t.t.iter() {
+                let k = k.get_ref().as_ref();
+                if k != "kind" && k != "site" {
+                    spec.insert(k.to_string(), to_json(v.get_ref()));
+                }
+            }
+            ResourceKind::Instance {
+                spec: serde_json::Value::Object(spec),
+            }
+        }
+    };
+    d.resources
+        .insert(name.to_string(), Resource { site, kind });
+}
+
+fn check_dsn(sink: &mut Sink<'_>, dsn: &str, span: &Range<usize>, key: &str) {
+    let Some(rest) = dsn
+        .strip_prefix("mysql://")
+        .or_else(|| dsn.strip_prefix("mariadb://"))
+    else {
+        sink.error(
+            span,
+            key,
+            format!("`{dsn}` is not a mysql:// DSN"),
+            Some("write `mysql://user@host:3306`".into()),
+        );
+        return;
+    };
+    let auth = rest.split(['/', '?']).next().unwrap_or("");
+    if let Some((user, _)) = auth.rsplit_once('@')
+        && user.contains(':')
+    {
+        sink.error(
+            span,
+            key,
+            "the DSN holds a password",
+            Some(
+                "remove `:password` from the DSN and set `password_env` or `password_file`".into(),
+            ),
+        );
+    }
+}
+
+/// `archive = true` or `archive = { vault, copy_to }`.
+fn archive(sink: &mut Sink<'_>, t: Table<'_, '_>) -> Option<Archive> {
+    let v = t.get("archive")?;
+    match v.get_ref() {
+        DeValue::Boolean(true) => Some(Archive {
+            vault: None,
+            copy_to: Vec::new(),
+        }),
+        DeValue::Boolean(false) => None,
+        DeValue::Table(at) => {
+            let key = t.key("archive");
+            let span = v.span();
+            let at = Table {
+                t: at,
+                path: &key,
+                span: &span,
+            };
+            sink.unknown_keys(at, "an archive", &["vault", "copy_to"]);
+            Some(Archive {
+                vault: sink.string(at, "vault").map(|s| s.0),
+                copy_to: sink
+                    .strings(at, "copy_to")
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|s| s.0)
+                    .collect(),
+            })
+        }
+        _ => {
+            sink.wrong_type(t, "archive", v, "true, false or `{ vault = \"NAME\" }`");
+            None
+        }
+    }
+}

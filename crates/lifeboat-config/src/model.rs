@@ -1,0 +1,317 @@
+//! The validated model of `lifeboat.toml`: nothing downstream sees an
+//! unvalidated value (ripgrep's two stages: raw with spans → this).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::duration::Dur;
+use crate::schedule::Schedule;
+
+/// A whole validated file.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// Named places: their roots and object stores.
+    pub sites: BTreeMap<String, Site>,
+    /// Stores of recovery points.
+    pub vaults: BTreeMap<String, VaultSpec>,
+    /// Protected things.
+    pub resources: BTreeMap<String, Resource>,
+    /// Which resources, when, into which vault, kept how long, copied where.
+    pub plans: BTreeMap<String, Plan>,
+    /// Continuous copies of buckets.
+    pub replications: BTreeMap<String, Replication>,
+}
+
+/// `[site.NAME]`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Site {
+    /// Where the site's servers, buckets and hosts live on this machine (embedded default).
+    pub root: Option<PathBuf>,
+    /// An S3 endpoint the site's buckets and vaults are on.
+    pub endpoint: Option<String>,
+}
+
+/// Where a secret comes from (never the file itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Secret {
+    /// An environment variable of that name.
+    Env(String),
+    /// The first line of that file.
+    File(PathBuf),
+}
+
+/// The mode of a vault lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockMode {
+    /// Deletable only with an explicit override.
+    Governance,
+    /// Not deletable by anyone until it expires.
+    Compliance,
+}
+
+/// `lock = { mode, min_retention, max_retention, changeable_for }` (or `lock = "governance"`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LockSpec {
+    /// Governance or compliance.
+    pub mode: LockMode,
+    /// No point may be kept (locked) for less.
+    pub min_retention: Option<Dur>,
+    /// No point may be locked for longer.
+    pub max_retention: Option<Dur>,
+    /// How long after it is set the lock configuration may still change.
+    pub changeable_for: Option<Dur>,
+}
+
+/// `[vault.NAME]`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VaultSpec {
+    /// The site it is in.
+    pub site: Option<String>,
+    /// `file:///path`, `/path` or `s3://bucket/prefix?...`.
+    pub location: String,
+    /// The password's source (default: env `LIFEBOAT_PASSWORD`).
+    pub password: Secret,
+    /// Lock defaults of the vault.
+    pub lock: Option<LockSpec>,
+}
+
+/// `[resource.NAME]`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Resource {
+    /// The site it is in.
+    pub site: Option<String>,
+    /// What it is, with its own keys.
+    #[serde(flatten)]
+    pub kind: ResourceKind,
+}
+
+/// The kinds of resource and their keys.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ResourceKind {
+    /// Directory trees.
+    Files {
+        /// Absolute paths.
+        paths: Vec<PathBuf>,
+        /// gitignore-style patterns.
+        excludes: Vec<String>,
+        /// Stay on each path's file system.
+        one_file_system: bool,
+    },
+    /// A MySQL/MariaDB server.
+    Mysql {
+        /// `mysql://user@host:port` (no password in it).
+        dsn: String,
+        /// The database password's source.
+        password: Option<Secret>,
+        /// The continuous binlog archive, when on.
+        archive: Option<Archive>,
+    },
+    /// A bucket (a directory or an S3 bucket).
+    Bucket {
+        /// `file:///path` or `s3://bucket/prefix?...`.
+        location: String,
+    },
+    /// An instance (files + launch spec); its keys are checked by the instance protector.
+    Instance {
+        /// The table as written, less `kind` and `site`.
+        spec: serde_json::Value,
+    },
+}
+
+impl ResourceKind {
+    /// `files`, `mysql`, `bucket` or `instance`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ResourceKind::Files { .. } => "files",
+            ResourceKind::Mysql { .. } => "mysql",
+            ResourceKind::Bucket { .. } => "bucket",
+            ResourceKind::Instance { .. } => "instance",
+        }
+    }
+}
+
+/// A database's continuous binlog archive.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Archive {
+    /// The vault it seals into; `None`: the vault of the plan that holds the resource.
+    pub vault: Option<String>,
+    /// Vaults the archive is copied into.
+    pub copy_to: Vec<String>,
+}
+
+/// `retention = { keep_last, keep_hourly, ..., keep_within }`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RetentionSpec {
+    /// Newest N points.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_last: Option<u32>,
+    /// Newest point of each of the last N hours.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_hourly: Option<u32>,
+    /// ... days.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_daily: Option<u32>,
+    /// ... weeks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_weekly: Option<u32>,
+    /// ... months.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_monthly: Option<u32>,
+    /// ... years.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_yearly: Option<u32>,
+    /// Every point younger than this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_within: Option<Dur>,
+}
+
+impl RetentionSpec {
+    /// The default of a plan that names none: 7 daily, 4 weekly, 6 monthly.
+    pub fn default_plan() -> RetentionSpec {
+        RetentionSpec {
+            keep_daily: Some(7),
+            keep_weekly: Some(4),
+            keep_monthly: Some(6),
+            ..RetentionSpec::default()
+        }
+    }
+
+    /// How long the oldest kept point lives at least: the longest of the rules.
+    pub fn span(&self) -> Dur {
+        let n = |v: Option<u32>, unit: u64| v.map(|v| v as u64 * unit).unwrap_or(0);
+        Dur([
+            n(self.keep_hourly, 3600),
+            n(self.keep_daily, 86_400),
+            n(self.keep_weekly, 604_800),
+            n(self.keep_monthly, 30 * 86_400),
+            n(self.keep_yearly, 365 * 86_400),
+            self.keep_within.map(|d| d.0).unwrap_or(0),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0))
+    }
+}
+
+/// One copy action of a plan: after each successful backup, copy the point.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CopyAction {
+    /// The vault it copies into (another site's, usually).
+    pub vault: String,
+    /// How long copies are kept there (default: the plan's).
+    pub retention: Option<RetentionSpec>,
+    /// The lock copies carry.
+    pub lock: Option<LockSpec>,
+}
+
+/// A command run around a plan's jobs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hook {
+    /// Run by `sh -c`.
+    pub command: String,
+    /// Killed after this long (default 5m).
+    pub timeout: Dur,
+    /// A failure of an essential hook fails the job (default true).
+    pub essential: bool,
+}
+
+/// `hooks = { before = [...], after = [...], on_failure = [...] }`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Hooks {
+    /// Before each job.
+    pub before: Vec<Hook>,
+    /// After each successful job.
+    pub after: Vec<Hook>,
+    /// After a failed job.
+    pub on_failure: Vec<Hook>,
+}
+
+/// `notify = { webhook = URL, healthcheck = URL }`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Notify {
+    /// POSTed a JSON body after each job.
+    pub webhook: Option<String>,
+    /// Pinged at start (`/start`), success and failure (`/fail`), healthchecks.io style.
+    pub healthcheck: Option<String>,
+}
+
+/// `[plan.NAME]`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    /// Resource names, in order.
+    pub resources: Vec<String>,
+    /// When it runs.
+    pub schedule: Schedule,
+    /// How long after its time a run may still start (a missed run is caught up within it).
+    pub window: Option<Dur>,
+    /// The vault its points go into.
+    pub vault: String,
+    /// How long its points are kept.
+    pub retention: RetentionSpec,
+    /// Copies to other vaults after each successful backup.
+    pub copy: Vec<CopyAction>,
+    /// Commands around its jobs.
+    pub hooks: Hooks,
+    /// Who is told.
+    pub notify: Notify,
+}
+
+/// What a replication rule does with deletions at the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeletePolicy {
+    /// Delete at the destination too.
+    Replicate,
+    /// Keep the destination's copy.
+    Keep,
+}
+
+/// `[replication.NAME]`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Replication {
+    /// A bucket resource.
+    pub from: String,
+    /// The destination bucket's location.
+    pub to: String,
+    /// Deletions.
+    pub delete: DeletePolicy,
+    /// Only keys under this prefix.
+    pub prefix: Option<String>,
+}
+
+impl Config {
+    /// The vaults a configuration writes into (plans, copies, archives), sorted.
+    pub fn used_vaults(&self) -> Vec<String> {
+        let mut v: Vec<String> = Vec::new();
+        for p in self.plans.values() {
+            v.push(p.vault.clone());
+            v.extend(p.copy.iter().map(|c| c.vault.clone()));
+        }
+        for r in self.resources.values() {
+            if let ResourceKind::Mysql {
+                archive: Some(a), ..
+            } = &r.kind
+            {
+                v.extend(a.vault.clone());
+                v.extend(a.copy_to.iter().cloned());
+            }
+        }
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// The plans that hold `resource`.
+    pub fn plans_of(&self, resource: &str) -> Vec<&str> {
+        self.plans
+            .iter()
+            .filter(|(_, p)| p.resources.iter().any(|r| r == resource))
+            .map(|(n, _)| n.as_str())
+            .collect()
+    }
+}

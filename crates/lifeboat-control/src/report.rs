@@ -1,0 +1,295 @@
+//! Compliance (`lifeboat report`) and drift (`lifeboat plan --drift`),
+//! computed from the file and the vaults (the truth), not from the history.
+//!
+//! Per resource, controls: `in-plan`; `rpo:PLAN` (the newest point's age
+//! against the plan's schedule: the longest gap between runs plus the start
+//! window); `copy:PLAN:VAULT` (a copy of the resource in each copy target,
+//! as recent); `lock:VAULT` (a vault that declares a lock: the newest point
+//! carries one at least as strong; earliest unlock shown); `archive` (a
+//! database's binlog archive: the newest archived segment's age);
+//! `restorable-window` (a database: the windows a restore can reach).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use lifeboat_config::{Config, LockMode, ResourceKind};
+use lifeboat_vault::RecoveryPoint;
+use serde::Serialize;
+
+/// The archive may lag this much before the control fails.
+pub const ARCHIVE_LAG_LIMIT_S: i64 = 60;
+
+/// One control of one resource.
+#[derive(Debug, Clone, Serialize)]
+pub struct Control {
+    /// `in-plan`, `rpo:PLAN`, `copy:PLAN:VAULT`, `lock:VAULT`, `archive`.
+    pub name: String,
+    /// Met.
+    pub ok: bool,
+    /// The measurement, or why it failed.
+    pub detail: String,
+}
+
+/// One resource's controls.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourceReport {
+    /// The resource.
+    pub resource: String,
+    /// Its kind.
+    pub kind: String,
+    /// The plans that hold it.
+    pub plans: Vec<String>,
+    /// Its newest point's age in seconds (any plan vault), if any.
+    pub newest_age_s: Option<i64>,
+    /// Every control.
+    pub controls: Vec<Control>,
+    /// All controls met.
+    pub compliant: bool,
+}
+
+/// Points of every vault the report needs, read once (under a reader lock).
+struct Points {
+    by_vault: BTreeMap<String, std::result::Result<Vec<RecoveryPoint>, String>>,
+}
+
+impl Points {
+    fn of(
+        &mut self,
+        cfg: &Config,
+        vault: &str,
+    ) -> std::result::Result<&Vec<RecoveryPoint>, String> {
+        self.by_vault
+            .entry(vault.to_string())
+            .or_insert_with(|| {
+                let v = crate::secret::open_vault(cfg, vault).map_err(|e| e.to_string())?;
+                let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "report")
+                    .map_err(|e| e.to_string())?;
+                let (points, _) = v.list_points().map_err(|e| e.to_string())?;
+                Ok(points.into_iter().map(|(_, p)| p).collect())
+            })
+            .as_ref()
+            .map_err(|e| format!("cannot read vault `{vault}`: {e}"))
+    }
+}
+
+fn newest<'a>(
+    points: &'a [RecoveryPoint],
+    resource: &str,
+    binlog: bool,
+) -> Option<&'a RecoveryPoint> {
+    points
+        .iter()
+        .filter(|p| p.resource == resource && (p.kind == "mysql-binlog") == binlog)
+        .max_by_key(|p| p.time)
+}
+
+fn age(d: Duration) -> String {
+    lifeboat_config::Dur(d.num_seconds().max(1) as u64).to_string()
+}
+
+/// Every resource's controls, at `now`.
+pub fn report(cfg: &Config, now: DateTime<Utc>) -> Vec<ResourceReport> {
+    let mut pts = Points {
+        by_vault: BTreeMap::new(),
+    };
+    let mut out = Vec::new();
+    for (name, r) in &cfg.resources {
+        let plans: Vec<String> = cfg.plans_of(name).into_iter().map(String::from).collect();
+        let mut controls = vec![Control {
+            name: "in-plan".into(),
+            ok: !plans.is_empty(),
+            detail: if plans.is_empty() {
+                "in no plan: nothing backs it up".into()
+            } else {
+                plans.join(", ")
+            },
+        }];
+        let mut newest_age = None;
+        for pn in &plans {
+            let p = &cfg.plans[pn];
+            let every = p.schedule.max_interval(now).unwrap_or(Duration::days(1));
+            let allowed = every
+                + p.window
+                    .map(|w| Duration::seconds(w.0 as i64))
+                    .unwrap_or(every);
+            let check_vault = |pts: &mut Points,
+                               vault: &str,
+                               cname: String,
+                               what: &str,
+                               controls: &mut Vec<Control>|
+             -> Option<i64> {
+                match pts.of(cfg, vault) {
+                    Err(e) => {
+                        controls.push(Control {
+                            name: cname,
+                            ok: false,
+                            detail: e,
+                        });
+                        None
+                    }
+                    Ok(list) => match newest(list, name, false) {
+                        None => {
+                            controls.push(Control {
+                                name: cname,
+                                ok: false,
+                                detail: format!("no {what} in vault `{vault}`"),
+                            });
+                            None
+                        }
+                        Some(np) => {
+                            let a = now - np.time;
+                            controls.push(Control {
+                                name: cname,
+                                ok: a <= allowed,
+                                detail: format!(
+                                    "newest {what} is {} old (the schedule allows {})",
+                                    age(a),
+                                    age(allowed)
+                                ),
+                            });
+                            lock_control(cfg, vault, np, now, controls);
+                            Some(a.num_seconds())
+                        }
+                    },
+                }
+            };
+            if let Some(a) = check_vault(
+                &mut pts,
+                &p.vault,
+                format!("rpo:{pn}"),
+                "point",
+                &mut controls,
+            ) {
+                newest_age = Some(newest_age.map_or(a, |b: i64| b.min(a)));
+            }
+            for c in &p.copy {
+                check_vault(
+                    &mut pts,
+                    &c.vault,
+                    format!("copy:{pn}:{}", c.vault),
+                    "copy",
+                    &mut controls,
+                );
+            }
+        }
+        if let ResourceKind::Mysql {
+            archive: Some(a), ..
+        } = &r.kind
+            && let Some(vault) = &a.vault
+        {
+            let c = match pts.of(cfg, vault) {
+                Err(e) => Control {
+                    name: "archive".into(),
+                    ok: false,
+                    detail: e,
+                },
+                Ok(list) => match newest(list, name, true) {
+                    None => Control {
+                        name: "archive".into(),
+                        ok: false,
+                        detail: format!(
+                            "no archived binlog in vault `{vault}`: is `lifeboat archive mysql` running?"
+                        ),
+                    },
+                    Some(np) => {
+                        let lag = now - np.time;
+                        Control {
+                            name: "archive".into(),
+                            ok: lag.num_seconds() <= ARCHIVE_LAG_LIMIT_S,
+                            detail: format!(
+                                "archive lag {} (limit {ARCHIVE_LAG_LIMIT_S}s)",
+                                age(lag)
+                            ),
+                        }
+                    }
+                },
+            };
+            controls.push(c);
+        }
+        if let ResourceKind::Mysql { .. } = &r.kind
+            && let Some(pn) = plans.first()
+        {
+            controls.push(restorable_window(cfg, &cfg.plans[pn].vault, name));
+        }
+        controls.dedup_by(|a, b| a.name == b.name && a.detail == b.detail);
+        let compliant = controls.iter().all(|c| c.ok);
+        out.push(ResourceReport {
+            resource: name.clone(),
+            kind: r.kind.name().into(),
+            plans,
+            newest_age_s: newest_age,
+            controls,
+            compliant,
+        });
+    }
+    out
+}
+
+/// A database's restorable windows in its plan's vault (snapshots joined by
+/// contiguous archived binlog): met when there is at least one.
+fn restorable_window(cfg: &Config, vault: &str, resource: &str) -> Control {
+    let name = "restorable-window".to_string();
+    let windows = crate::secret::open_vault(cfg, vault)
+        .map_err(|e| e.to_string())
+        .and_then(|v| {
+            let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "report")
+                .map_err(|e| e.to_string())?;
+            lifeboat_mysql::Catalog::load(&v, resource).map_err(|e| e.to_string())
+        })
+        .map(|c| c.windows());
+    match windows {
+        Err(e) => Control {
+            name,
+            ok: false,
+            detail: format!("cannot read vault `{vault}`: {e}"),
+        },
+        Ok(w) if w.is_empty() => Control {
+            name,
+            ok: false,
+            detail: format!("nothing restorable in vault `{vault}`"),
+        },
+        Ok(w) => {
+            let last = w.last().expect("non-empty");
+            Control {
+                name,
+                ok: true,
+                detail: format!(
+                    "{} window(s); the newest from {} to {}",
+                    w.len(),
+                    last.from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    last.to.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+            }
+        }
+    }
+}
+
+/// A vault that declares a lock: is the newest point locked at least as strongly?
+fn lock_control(
+    cfg: &Config,
+    vault: &str,
+    p: &RecoveryPoint,
+    now: DateTime<Utc>,
+    controls: &mut Vec<Control>,
+) {
+    let Some(want) = cfg.vaults.get(vault).and_then(|v| v.lock.as_ref()) else {
+        return;
+    };
+    let name = format!("lock:{vault}");
+    let c = match &p.retention {
+        None => Control { name, ok: false, detail: format!("vault `{vault}` declares a {:?} lock but its newest point of this resource carries none", want.mode).to_lowercase() },
+        Some(r) => {
+            let strong = !matches!(
+                (want.mode, r.mode),
+                (LockMode::Compliance, lifeboat_vault::LockMode::Governance)
+            );
+            let min_ok = want.min_retention.is_none_or(|m| r.retain_until >= p.time + Duration::seconds(m.0 as i64));
+            Control {
+                name,
+                ok: strong && min_ok && r.retain_until > now,
+                detail: format!("{:?} lock until {}{}", r.mode, r.retain_until.to_rfc3339(), if strong && min_ok { "" } else { " (weaker than declared)" }),
+            }
+        }
+    };
+    controls.push(c);
+}

@@ -1,0 +1,202 @@
+//! Running a plan's backups now, each one recorded as a job.
+//!
+//! Each resource of the plan is backed up into the plan's vault through its
+//! protector's library call (files, mysql, bucket), under the resource's
+//! name from the file, tagged `plan:NAME`. A job is written `running` before
+//! the protector starts and finished after, as `succeeded`, `incomplete`
+//! (warnings) or `failed` (with the error); a process killed meanwhile leaves
+//! it `running` until the next opener of the store marks it `interrupted`.
+
+use lifeboat_config::{Config, ResourceKind};
+use lifeboat_vault::{RecoveryPoint, Vault};
+use serde::Serialize;
+
+use crate::store::{JobEnd, JobStore, NewJob, status};
+use crate::{ControlError, Result};
+
+/// What one job of a run ended as.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// The job's id in the store.
+    pub job: i64,
+    /// The resource.
+    pub resource: String,
+    /// Its status.
+    pub status: String,
+    /// The point made.
+    pub point: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// A note on what a run could not do yet.
+pub const COPY_GAP: &str = "the plan's copy actions were not run: this build has no copy engine yet (`lifeboat copy` lands with the cross-site copy work)";
+
+/// Runs plan `plan`'s backups now (only `resource` when given), recording a job for each.
+pub fn run_plan(
+    cfg: &Config,
+    plan: &str,
+    resource: Option<&str>,
+    trigger: &str,
+    store: &dyn JobStore,
+    on_start: &dyn Fn(&str),
+) -> Result<Vec<Outcome>> {
+    // SIGINT/SIGTERM (`jobs cancel`) set the engine's stop flag: the backup
+    // in progress stops taking data, keeps what it stored, writes no point.
+    let stop = lifeboat_vault::writer::stop_flag();
+    let p = cfg.plans.get(plan).ok_or_else(|| {
+        ControlError::Refused(format!(
+            "there is no plan `{plan}` in the file (plans: {})",
+            cfg.plans.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    let names: Vec<&String> = match resource {
+        Some(r) if !p.resources.iter().any(|x| x == r) => {
+            return Err(ControlError::Refused(format!(
+                "plan `{plan}` does not hold resource `{r}` (it holds: {})",
+                p.resources.join(", ")
+            )));
+        }
+        Some(r) => p.resources.iter().filter(|x| *x == r).collect(),
+        None => p.resources.iter().collect(),
+    };
+    let vault = crate::secret::open_vault(cfg, &p.vault);
+    let mut out = Vec::new();
+    for name in names {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            break; // cancelled: the rest of the plan is not started
+        }
+        on_start(name);
+        let id = store.start(&NewJob {
+            kind: "backup".into(),
+            resource: Some(name.clone()),
+            plan: Some(plan.to_string()),
+            trigger: trigger.to_string(),
+            vault: Some(p.vault.clone()),
+        })?;
+        let mut env = vec![
+            ("LIFEBOAT_PLAN", plan.to_string()),
+            ("LIFEBOAT_RESOURCE", name.clone()),
+            ("LIFEBOAT_JOB_ID", id.to_string()),
+        ];
+        let (mut hook_log, before_err) = crate::hooks::run(&p.hooks.before, "before", &env);
+        let res = match (&vault, before_err) {
+            (_, Some(e)) => Err(format!("{e}: the backup was not started")),
+            (Ok(v), None) => backup_one(cfg, v, name, plan),
+            (Err(e), None) => Err(format!("cannot open vault `{}`: {e}", p.vault)),
+        };
+        let res = match res {
+            Ok((point_id, point, log)) => {
+                env.push(("LIFEBOAT_JOB_STATUS", status::SUCCEEDED.to_string()));
+                let (after_log, after_err) = crate::hooks::run(&p.hooks.after, "after", &env);
+                hook_log.extend(log);
+                hook_log.extend(after_log);
+                match after_err {
+                    None => Ok((point_id, point, std::mem::take(&mut hook_log))),
+                    Some(e) => Err(format!(
+                        "{e} (recovery point {} was written)",
+                        &point_id[..8]
+                    )),
+                }
+            }
+            Err(e) => {
+                env.push(("LIFEBOAT_JOB_STATUS", status::FAILED.to_string()));
+                let (fail_log, _) = crate::hooks::run(&p.hooks.on_failure, "on_failure", &env);
+                hook_log.extend(fail_log);
+                Err(e)
+            }
+        };
+        let end = match res {
+            Ok((point_id, point, mut log)) => {
+                if !p.copy.is_empty() {
+                    log.push(COPY_GAP.to_string());
+                }
+                let warned = log.iter().any(|l| l.starts_with("warning:"));
+                JobEnd {
+                    status: if warned {
+                        status::INCOMPLETE
+                    } else {
+                        status::SUCCEEDED
+                    }
+                    .into(),
+                    bytes: Some(point.summary.bytes_read),
+                    point: Some(point_id),
+                    error: None,
+                    log: log.join("\n"),
+                }
+            }
+            Err(e) if stop.load(std::sync::atomic::Ordering::Relaxed) => JobEnd {
+                status: status::CANCELLED.into(),
+                error: Some(format!(
+                    "cancelled: no recovery point was written; the data stored so far is indexed and the next backup reuses it ({e})"
+                )),
+                ..JobEnd::default()
+            },
+            Err(e) => JobEnd {
+                status: status::FAILED.into(),
+                error: Some(e),
+                ..JobEnd::default()
+            },
+        };
+        store.finish(id, &end)?;
+        out.push(Outcome {
+            job: id,
+            resource: name.clone(),
+            status: end.status,
+            point: end.point,
+            error: end.error,
+        });
+    }
+    Ok(out)
+}
+
+type Made = (String, RecoveryPoint, Vec<String>);
+
+fn backup_one(
+    cfg: &Config,
+    v: &Vault,
+    name: &str,
+    plan: &str,
+) -> std::result::Result<Made, String> {
+    let r = &cfg.resources[name];
+    let tags = vec![format!("plan:{plan}")];
+    let log = |w: &[String], n: &[String]| -> Vec<String> {
+        n.iter()
+            .map(|x| format!("note: {x}"))
+            .chain(w.iter().map(|x| format!("warning: {x}")))
+            .collect()
+    };
+    match &r.kind {
+        ResourceKind::Files { paths, excludes, one_file_system } => {
+            let opts = lifeboat_files::BackupOptions {
+                paths: paths.clone(),
+                excludes: excludes.clone(),
+                exclude_files: Vec::new(),
+                one_file_system: *one_file_system,
+                resource: Some(name.to_string()),
+                tags,
+                kind: None,
+                force_full: false,
+            };
+            let res = lifeboat_files::backup(v, &opts, &lifeboat_files::Counters::default()).map_err(|e| e.to_string())?;
+            Ok((res.id.to_hex(), res.point, log(&res.warnings, &res.notes)))
+        }
+        ResourceKind::Mysql { dsn, password, .. } => {
+            let mut dsn = lifeboat_mysql::Dsn::parse(dsn).map_err(|e| e.to_string())?;
+            if let Some(s) = password {
+                let pw = crate::secret::read(s, &format!("resource `{name}`")).map_err(|e| e.to_string())?;
+                dsn.password = Some(String::from_utf8(pw).map_err(|_| format!("resource `{name}`: the database password is not UTF-8"))?);
+            }
+            let opts = lifeboat_mysql::SnapshotOptions { resource: Some(name.to_string()), tags, ..Default::default() };
+            let res = lifeboat_mysql::snapshot(v, &dsn, &opts, &lifeboat_mysql::Counters::default()).map_err(|e| e.to_string())?;
+            Ok((res.id.to_hex(), res.point, log(&res.warnings, &[])))
+        }
+        ResourceKind::Bucket { location } => {
+            let b = lifeboat_bucket::Bucket::open_address(location, false).map_err(|e| e.to_string())?;
+            let opts = lifeboat_bucket::snapshot::SnapshotOptions { prefix: String::new(), resource: Some(name.to_string()), tags, force_full: false };
+            let res = lifeboat_bucket::snapshot::snapshot(v, &b, &opts, &lifeboat_bucket::snapshot::Counters::default()).map_err(|e| e.to_string())?;
+            Ok((res.id.to_hex(), res.point, log(&res.warnings, &[])))
+        }
+        ResourceKind::Instance { .. } => Err("instance resources are backed up by the instance protector, which this build does not have yet".into()),
+    }
+}

@@ -1,0 +1,410 @@
+//! The job history: every job with kind, resource, plan, trigger, start,
+//! end, status, bytes, point id, error and a log excerpt.
+//!
+//! Behind [`JobStore`] so that a shared server database can replace the
+//! embedded SQLite file ([`SqliteStore`]) when one daemon per site is not
+//! enough: implement the trait over that database's client, with the same
+//! schema and migrations. The store is history only: deleting it loses no
+//! recovery point.
+//!
+//! A job is written `running` when it starts (with the process id and that
+//! process's start time) and finished when it ends; a job left `running` by a
+//! process that no longer exists (killed) is marked `interrupted` by
+//! [`JobStore::mark_interrupted`], which every opener calls first.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::{ControlError, Result};
+
+/// Status of a job.
+pub mod status {
+    /// Started, not finished.
+    pub const RUNNING: &str = "running";
+    /// Finished well.
+    pub const SUCCEEDED: &str = "succeeded";
+    /// Finished with warnings (some entries not backed up).
+    pub const INCOMPLETE: &str = "incomplete";
+    /// Failed.
+    pub const FAILED: &str = "failed";
+    /// Its process died while it ran.
+    pub const INTERRUPTED: &str = "interrupted";
+    /// Stopped on request (`jobs cancel`, SIGINT/SIGTERM) before it made a point.
+    pub const CANCELLED: &str = "cancelled";
+    /// All of them.
+    pub const ALL: &[&str] = &[
+        RUNNING,
+        SUCCEEDED,
+        INCOMPLETE,
+        FAILED,
+        INTERRUPTED,
+        CANCELLED,
+    ];
+}
+
+/// A job about to start.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// `backup`, `copy`, `restore`, `replicate`, `prune`, `verify`, `drill`.
+    pub kind: String,
+    /// The resource's name.
+    pub resource: Option<String>,
+    /// The plan it belongs to.
+    pub plan: Option<String>,
+    /// `schedule`, `catch-up`, `manual`, `api`.
+    pub trigger: String,
+    /// The vault it writes to.
+    pub vault: Option<String>,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, Default)]
+pub struct JobEnd {
+    /// One of [`status`].
+    pub status: String,
+    /// Bytes read from the resource.
+    pub bytes: Option<u64>,
+    /// The recovery point made.
+    pub point: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// The last lines of its log (warnings, notes), at most 4 KiB.
+    pub log: String,
+}
+
+/// A recorded job.
+#[derive(Debug, Clone, Serialize)]
+pub struct Job {
+    /// Its number.
+    pub id: i64,
+    /// See [`NewJob::kind`].
+    pub kind: String,
+    /// The resource.
+    pub resource: Option<String>,
+    /// The plan.
+    pub plan: Option<String>,
+    /// What started it.
+    pub trigger: String,
+    /// The vault.
+    pub vault: Option<String>,
+    /// One of [`status`].
+    pub status: String,
+    /// Start.
+    pub started: DateTime<Utc>,
+    /// End.
+    pub ended: Option<DateTime<Utc>>,
+    /// Bytes read.
+    pub bytes: Option<u64>,
+    /// The point made.
+    pub point: Option<String>,
+    /// The error.
+    pub error: Option<String>,
+    /// Log excerpt.
+    pub log: String,
+    /// The process that ran it.
+    pub pid: u32,
+}
+
+/// Which jobs to list.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    /// Only this resource.
+    pub resource: Option<String>,
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only this plan.
+    pub plan: Option<String>,
+    /// At most this many, newest first.
+    pub limit: Option<usize>,
+}
+
+/// The job history (SQLite now; a server database later).
+pub trait JobStore {
+    /// Records a job as running; returns its id.
+    fn start(&self, job: &NewJob) -> Result<i64>;
+    /// Records how it ended.
+    fn finish(&self, id: i64, end: &JobEnd) -> Result<()>;
+    /// One job.
+    fn get(&self, id: i64) -> Result<Option<Job>>;
+    /// Jobs, newest first.
+    fn list(&self, filter: &JobFilter) -> Result<Vec<Job>>;
+    /// Marks `running` jobs whose process is gone as `interrupted`; returns how many.
+    fn mark_interrupted(&self) -> Result<usize>;
+}
+
+/// Schema migrations, applied in order; `PRAGMA user_version` is how many ran.
+const MIGRATIONS: &[&str] = &["CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        resource TEXT,
+        plan TEXT,
+        trigger TEXT NOT NULL,
+        vault TEXT,
+        status TEXT NOT NULL,
+        started TEXT NOT NULL,
+        ended TEXT,
+        bytes INTEGER,
+        point TEXT,
+        error TEXT,
+        log TEXT NOT NULL DEFAULT '',
+        pid INTEGER NOT NULL,
+        pid_start TEXT NOT NULL
+    );
+    CREATE INDEX jobs_resource ON jobs(resource, started);
+    CREATE INDEX jobs_status ON jobs(status);"];
+
+/// The embedded store: one SQLite file in the state directory.
+pub struct SqliteStore {
+    conn: Connection,
+    path: String,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating) the store at `path`, then marks jobs of
+    /// dead processes `interrupted`.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        let p = path.display().to_string();
+        let err = |source| ControlError::Store {
+            path: p.clone(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(err)?;
+        // Private like the state directory: the history names hosts, paths and errors.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        // Migrate under a write lock (BEGIN IMMEDIATE), reading the version
+        // inside it: processes that open a new store at once migrate it once.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let version: i64 = tx
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(err)?;
+        if version as usize > MIGRATIONS.len() {
+            return Err(ControlError::Refused(format!(
+                "job store {p} has schema version {version}, newer than this lifeboat knows ({}); upgrade lifeboat",
+                MIGRATIONS.len()
+            )));
+        }
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(m).map_err(err)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        let s = SqliteStore { conn, path: p };
+        s.mark_interrupted()?;
+        Ok(s)
+    }
+
+    fn err(&self, source: rusqlite::Error) -> ControlError {
+        ControlError::Store {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+/// Whether the process that runs `job` is still that process (pid and start time).
+pub fn job_process_alive(store: &SqliteStore, job: &Job) -> Result<bool> {
+    let start: Option<String> = store
+        .conn
+        .query_row("SELECT pid_start FROM jobs WHERE id = ?1", [job.id], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(|e| store.err(e))?;
+    Ok(start.is_some_and(|s| process_start(job.pid).is_some_and(|now| now == s)))
+}
+
+/// A process's start time (field 22 of /proc/PID/stat), to tell a reused pid.
+fn process_start(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split(' ').nth(19).map(str::to_string)
+}
+
+fn row_to_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
+    let time = |s: String| {
+        DateTime::parse_from_rfc3339(&s)
+            .map(|d| d.with_timezone(&Utc))
+            .ok()
+    };
+    Ok(Job {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        resource: r.get(2)?,
+        plan: r.get(3)?,
+        trigger: r.get(4)?,
+        vault: r.get(5)?,
+        status: r.get(6)?,
+        started: time(r.get(7)?).unwrap_or_default(),
+        ended: r.get::<_, Option<String>>(8)?.and_then(time),
+        bytes: r.get::<_, Option<i64>>(9)?.map(|b| b as u64),
+        point: r.get(10)?,
+        error: r.get(11)?,
+        log: r.get(12)?,
+        pid: r.get(13)?,
+    })
+}
+
+const COLUMNS: &str = "id, kind, resource, plan, trigger, vault, status, started, ended, bytes, point, error, log, pid";
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl JobStore for SqliteStore {
+    fn start(&self, j: &NewJob) -> Result<i64> {
+        let pid = std::process::id();
+        self.conn
+            .execute(
+                "INSERT INTO jobs (kind, resource, plan, trigger, vault, status, started, pid, pid_start)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![j.kind, j.resource, j.plan, j.trigger, j.vault, status::RUNNING, now(), pid, process_start(pid).unwrap_or_default()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn finish(&self, id: i64, end: &JobEnd) -> Result<()> {
+        let mut log = end.log.clone();
+        if log.len() > 4096 {
+            let cut = log.len() - 4096;
+            let cut = (cut..log.len())
+                .find(|i| log.is_char_boundary(*i))
+                .unwrap_or(log.len());
+            log = log[cut..].to_string();
+        }
+        self.conn
+            .execute(
+                "UPDATE jobs SET status = ?2, ended = ?3, bytes = ?4, point = ?5, error = ?6, log = ?7 WHERE id = ?1",
+                params![id, end.status, now(), end.bytes.map(|b| b as i64), end.point, end.error, log],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn get(&self, id: i64) -> Result<Option<Job>> {
+        self.conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"),
+                [id],
+                row_to_job,
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    fn list(&self, f: &JobFilter) -> Result<Vec<Job>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM jobs
+                 WHERE (?1 IS NULL OR resource = ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR plan = ?3)
+                 ORDER BY id DESC LIMIT ?4"
+            ))
+            .map_err(|e| self.err(e))?;
+        let limit = f.limit.map(|l| l as i64).unwrap_or(-1);
+        let rows = stmt
+            .query_map(params![f.resource, f.status, f.plan, limit], row_to_job)
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    fn mark_interrupted(&self) -> Result<usize> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, pid, pid_start FROM jobs WHERE status = ?1")
+            .map_err(|e| self.err(e))?;
+        let running: Vec<(i64, u32, String)> = stmt
+            .query_map([status::RUNNING], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(|e| self.err(e))?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))?;
+        let mut n = 0;
+        for (id, pid, start) in running {
+            if process_start(pid).is_some_and(|s| s == start) {
+                continue; // still running
+            }
+            n += self
+                .conn
+                .execute(
+                    "UPDATE jobs SET status = ?2, ended = ?3, error = ?4 WHERE id = ?1 AND status = 'running'",
+                    params![id, status::INTERRUPTED, now(), format!("the process running it (pid {pid}) ended before the job did (killed or crashed); no recovery point was written by it")],
+                )
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_and_lists_and_marks_dead_processes() {
+        let d = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&d.path().join("jobs.sqlite")).unwrap();
+        let new = NewJob {
+            kind: "backup".into(),
+            resource: Some("etc".into()),
+            plan: Some("daily".into()),
+            trigger: "manual".into(),
+            vault: Some("main".into()),
+        };
+        let a = s.start(&new).unwrap();
+        let b = s
+            .start(&NewJob {
+                resource: Some("db".into()),
+                ..new.clone()
+            })
+            .unwrap();
+        s.finish(
+            a,
+            &JobEnd {
+                status: status::SUCCEEDED.into(),
+                bytes: Some(5),
+                point: Some("ab".into()),
+                ..JobEnd::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(s.get(a).unwrap().unwrap().status, "succeeded");
+        assert_eq!(
+            s.list(&JobFilter {
+                resource: Some("db".into()),
+                ..Default::default()
+            })
+            .unwrap()
+            .len(),
+            1
+        );
+        assert_eq!(s.mark_interrupted().unwrap(), 0, "this process is alive");
+        // A job of a dead process (pid 0 with no start time never matches a live one).
+        s.conn
+            .execute(
+                "UPDATE jobs SET pid = 999999999, pid_start = 'x' WHERE id = ?1",
+                [b],
+            )
+            .unwrap();
+        drop(s);
+        let s = SqliteStore::open(&d.path().join("jobs.sqlite")).unwrap();
+        assert_eq!(s.get(b).unwrap().unwrap().status, "interrupted");
+        let listed = s.list(&JobFilter::default()).unwrap();
+        assert_eq!(listed.iter().map(|j| j.id).collect::<Vec<_>>(), [b, a]);
+    }
+}
