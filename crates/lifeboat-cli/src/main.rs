@@ -17,6 +17,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 mod cmd_backup;
 mod cmd_bucket;
 mod cmd_forget;
+mod cmd_instance;
 mod cmd_key;
 mod cmd_mysql;
 mod cmd_points;
@@ -63,6 +64,9 @@ enum Command {
     Prune(cmd_prune::PruneArgs),
     /// Replicate a bucket to another bucket continuously (or: `replicate status`).
     Replicate(cmd_replicate::ReplicateArgs),
+    /// Manage a restored instance (stop what `restore instance --start` started).
+    #[command(subcommand)]
+    Instance(cmd_instance::InstanceCmd),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
         Command::Forget(a) => cmd_forget::run(&cli.global, a),
         Command::Prune(a) => cmd_prune::run(&cli.global, a),
         Command::Replicate(a) => cmd_replicate::run(&cli.global, a),
+        Command::Instance(c) => cmd_instance::run(&cli.global, c),
     };
     match r {
         Ok(code) => code,
