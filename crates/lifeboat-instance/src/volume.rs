@@ -230,6 +230,7 @@ pub fn save_volume(
             },
         )
         .collect();
+    lifeboat_vault::testhook::pause("volume-read");
     let after = f.metadata().map_err(vol_err(path, "stat it"))?;
     info.changed_while_read = format == "raw" && stamp(&md) != stamp(&after);
     info.bytes_read = work.iter().flat_map(|w| w.2.iter().map(|p| p.1)).sum();
