@@ -127,7 +127,7 @@ health = "http://127.0.0.1:${{PORT}}/health"
     let read1 = j1["bytes_read"].as_u64().unwrap();
     let new1 = j1["bytes_new"].as_u64().unwrap();
     assert!(read1 <= alloc1 + 4096, "read {read1} of {alloc1} allocated");
-    // New bytes count whole blocks (a 256 KiB block with 4 KiB of metadata
+    // New bytes count whole blocks (a 64 KiB block with 4 KiB of metadata
     // in it is one blob), so they may exceed what the image allocates a bit.
     assert!(
         new1 >= 27 * MIB && new1 < alloc1 + 8 * MIB,
@@ -191,7 +191,7 @@ health = "http://127.0.0.1:${{PORT}}/health"
     let rimg = to.join(img.strip_prefix("/").unwrap());
     sh("cmp", &[s(&img), s(&rimg)]);
     let ralloc = allocated(&rimg);
-    // Holes are kept at block granularity (256 KiB): a block with some data
+    // Holes are kept at block granularity (64 KiB): a block with some data
     // is written whole.
     assert!(
         ralloc <= alloc2 + 8 * MIB && ralloc < GIB / 16,

@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::{InstanceError, Result};
 
 /// Block size of volumes.
-pub const BLOCK_SIZE: u64 = 256 * 1024;
+pub const BLOCK_SIZE: u64 = 64 * 1024;
 
 /// What was backed up of one volume (also recorded in the point's `meta`).
 #[derive(Debug, Clone, Serialize)]
