@@ -535,6 +535,23 @@ impl Read for ExtentReader<'_> {
     }
 }
 
+/// Files at least this large are hashed, compressed and sealed on all cores.
+pub const PARALLEL_FROM: u64 = 64 << 20;
+
+/// Stores a file's stream: large files on all cores, others on this thread.
+fn save(
+    ctx: &Ctx,
+    r: impl Read,
+    size: u64,
+    on_chunk: impl FnMut(u64),
+) -> lifeboat_vault::Result<(Vec<Id>, u64)> {
+    if size >= PARALLEL_FROM {
+        ctx.writer.save_stream_parallel(r, on_chunk)
+    } else {
+        ctx.writer.save_stream(r, on_chunk)
+    }
+}
+
 /// How many times a file that changed while it was read is read again
 /// before it is stored as read, with a warning.
 pub const REREADS: usize = 3;
@@ -590,7 +607,7 @@ fn read_file(ctx: &Ctx, path: &Path, listed: &std::fs::Metadata, node: &mut Node
                 i: 0,
                 done_in_extent: 0,
             };
-            let out = ctx.writer.save_stream(r, on_chunk)?;
+            let out = save(ctx, r, size, on_chunk)?;
             node.extents = Some(extents);
             out
         } else {
@@ -598,7 +615,7 @@ fn read_file(ctx: &Ctx, path: &Path, listed: &std::fs::Metadata, node: &mut Node
                 (&f).seek(SeekFrom::Start(0))
                     .map_err(|e| FilesError::io("seek", path, e))?;
             }
-            ctx.writer.save_stream((&f).take(size), on_chunk)?
+            save(ctx, (&f).take(size), size, on_chunk)?
         };
         let after = f.metadata().map_err(|e| FilesError::io("stat", path, e))?;
         let (_, _, sz, mtime_ns, ctime_ns) = stamp(&before);
