@@ -258,3 +258,55 @@ health = "http://127.0.0.1:${{PORT}}/health"
     );
     assert_eq!(std::fs::read(&dumped).unwrap(), std::fs::read(&b).unwrap());
 }
+
+#[test]
+fn a_qcow2_volume_round_trips_and_passes_qemu_img_check_and_compare() {
+    use std::os::unix::fs::FileExt;
+    let t = tempdir().unwrap();
+    let raw = t.path().join("src.raw");
+    let f = std::fs::File::create(&raw).unwrap();
+    f.set_len(256 * MIB).unwrap();
+    for (i, off) in [0, 3 * MIB + 512, 200 * MIB].into_iter().enumerate() {
+        f.write_all_at(&pseudo_random(10 + i as u64, 2 * MIB as usize), off)
+            .unwrap();
+    }
+    drop(f);
+    let q = t.path().join("vm/disk.qcow2");
+    std::fs::create_dir_all(q.parent().unwrap()).unwrap();
+    sh(
+        "qemu-img",
+        &["convert", "-f", "raw", "-O", "qcow2", s(&raw), s(&q)],
+    );
+    let spec = write_spec(
+        t.path(),
+        &format!("name = \"vm\"\nvolumes = [{:?}]\n", s(&q)),
+    );
+    let c = cli(&t.path().join("vault"));
+    c.ok(&["vault", "init"]);
+    let j = c.json(&["backup", "instance", "--spec", s(&spec)]);
+    assert_eq!(j["volumes"][0]["format"], "qcow2", "{j}");
+    assert_eq!(j["volumes"][0]["size"], 256 * MIB);
+    let new = j["bytes_new"].as_u64().unwrap();
+    assert!(
+        (6 * MIB..7 * MIB).contains(&new),
+        "only the data is stored: {new}"
+    );
+    let j = c.json(&["backup", "instance", "--spec", s(&spec)]);
+    assert_eq!(
+        j["bytes_read"], 0,
+        "unchanged qcow2 not converted again: {j}"
+    );
+    let to = t.path().join("restored");
+    c.ok(&["restore", "instance", "latest", "--to", s(&to)]);
+    let rq = to.join(q.strip_prefix("/").unwrap());
+    sh("qemu-img", &["check", s(&rq)]);
+    sh("qemu-img", &["compare", s(&q), s(&rq)]);
+    sh(
+        "qemu-img",
+        &["compare", "-f", "raw", "-F", "qcow2", s(&raw), s(&rq)],
+    );
+    let info = sh("qemu-img", &["info", "--output", "json", s(&rq)]);
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["format"], "qcow2");
+    assert_eq!(info["virtual-size"], 256 * MIB);
+}

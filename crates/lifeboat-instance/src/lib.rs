@@ -24,6 +24,7 @@ use std::path::PathBuf;
 
 pub mod backup;
 pub mod launch;
+pub mod qcow2;
 pub mod restore;
 pub mod spec;
 pub mod supervise;

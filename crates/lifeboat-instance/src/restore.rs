@@ -5,6 +5,7 @@
 //!     (before anything is written: a missing --env value costs nothing)
 //! lifeboat-files restore of the point's tree into DIR (handles, O_NOFOLLOW,
 //!     temporary names; volumes come back as sparse raw files: holes kept)
+//! qcow2 volumes converted back (qemu-img convert -O qcow2)
 //! DIR/launch.json (0600)
 //! ```
 
@@ -98,10 +99,18 @@ pub fn restore(
         },
         counters,
     )?;
-    let launch_json = match &launch {
-        Some(l) if files.errors.is_empty() && files.damaged.is_empty() => {
-            Some(launch::write(&to, l)?)
+    let intact = files.errors.is_empty() && files.damaged.is_empty();
+    if intact {
+        for v in &meta.volumes {
+            if v["format"] == "qcow2"
+                && let Some(p) = v["path"].as_str()
+            {
+                crate::qcow2::restore_as_qcow2(&to.join(p.trim_start_matches('/')))?;
+            }
         }
+    }
+    let launch_json = match &launch {
+        Some(l) if intact => Some(launch::write(&to, l)?),
         _ => None,
     };
     Ok(RestoreReport {

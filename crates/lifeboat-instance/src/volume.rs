@@ -141,6 +141,8 @@ pub fn save_volume(
         let end = rustix::fs::seek(&f, rustix::fs::SeekFrom::End(0))
             .map_err(|e| vol_err(path, "find its size")(e.into()))?;
         ("blockdev", end)
+    } else if ft.is_file() && crate::qcow2::is_qcow2(&f) {
+        ("qcow2", md.size())
     } else if ft.is_file() {
         ("raw", md.size())
     } else {
@@ -165,6 +167,10 @@ pub fn save_volume(
     node.attrs.insert("volume".into(), format.into());
     node.attrs
         .insert("block_size".into(), BLOCK_SIZE.to_string());
+    if format == "qcow2" {
+        // `size` is the virtual disk's; the file's own size tells a change.
+        node.attrs.insert("file_size".into(), md.size().to_string());
+    }
     let mut info = VolumeInfo {
         path: path.display().to_string(),
         format,
@@ -176,9 +182,9 @@ pub fn save_volume(
     };
     // A regular file whose size, times and inode are the parent's holds the
     // parent's blocks: nothing is read (a device's times say nothing).
-    if format == "raw"
+    if format != "blockdev"
         && let Some(p) = prev.filter(|p| {
-            p.size == node.size
+            (p.size == node.size || format == "qcow2")
                 && p.mtime_ns == node.mtime_ns
                 && p.ctime_ns == node.ctime_ns
                 && p.inode == node.inode
@@ -188,10 +194,28 @@ pub fn save_volume(
     {
         node.content = p.content.clone();
         node.extents = p.extents.clone();
+        node.size = p.size;
+        info.size = p.size;
         info.data_bytes = node.extents.iter().flatten().map(|e| e.1).sum();
         return Ok((node, info));
     }
-    let extents = if format == "raw" {
+    // A qcow2 image is read as the raw image it holds.
+    let mut _raw_dir = None;
+    let (f, size) = if format == "qcow2" {
+        let (dir, raw) = crate::qcow2::to_raw(path)?;
+        let rf = File::open(&raw).map_err(vol_err(path, "open its raw copy"))?;
+        let size = rf
+            .metadata()
+            .map_err(vol_err(path, "stat its raw copy"))?
+            .size();
+        _raw_dir = Some(dir);
+        node.size = size;
+        info.size = size;
+        (rf, size)
+    } else {
+        (f, size)
+    };
+    let extents = if format != "blockdev" {
         data_extents(&f, size).map_err(vol_err(path, "find its holes"))?
     } else if size > 0 {
         vec![(0, size)]
@@ -231,8 +255,13 @@ pub fn save_volume(
         )
         .collect();
     lifeboat_vault::testhook::pause("volume-read");
-    let after = f.metadata().map_err(vol_err(path, "stat it"))?;
-    info.changed_while_read = format == "raw" && stamp(&md) != stamp(&after);
+    let after = if format == "qcow2" {
+        std::fs::metadata(path)
+    } else {
+        f.metadata()
+    }
+    .map_err(vol_err(path, "stat it"))?;
+    info.changed_while_read = format != "blockdev" && stamp(&md) != stamp(&after);
     info.bytes_read = work.iter().flat_map(|w| w.2.iter().map(|p| p.1)).sum();
     let mut runs: Vec<(u64, u64)> = Vec::new();
     let mut content = Vec::new();
