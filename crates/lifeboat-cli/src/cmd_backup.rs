@@ -41,6 +41,8 @@ pub enum BackupCmd {
     Mysql(crate::cmd_mysql::BackupArgs),
     /// Back up a bucket (a directory or an S3 bucket), or the keys under a prefix.
     Bucket(crate::cmd_bucket::BackupBucketArgs),
+    /// Back up an instance: its files, disk images and launch spec, from a TOML spec.
+    Instance(crate::cmd_instance::BackupInstanceArgs),
 }
 
 pub fn run(g: &Global, cmd: BackupCmd) -> Result<ExitCode> {
@@ -64,6 +66,7 @@ pub fn run(g: &Global, cmd: BackupCmd) -> Result<ExitCode> {
         ),
         BackupCmd::Mysql(a) => return crate::cmd_mysql::backup(g, a),
         BackupCmd::Bucket(a) => return crate::cmd_bucket::backup(g, a),
+        BackupCmd::Instance(a) => return crate::cmd_instance::backup(g, a),
     };
     let v = g.open()?;
     let opts = BackupOptions {

@@ -75,6 +75,7 @@ fn point_json(id: &lifeboat_vault::Id, p: &RecoveryPoint) -> serde_json::Value {
         "retention": p.retention,
         "copied_from": p.copied_from,
         "meta": p.meta,
+        "consistency": crate::cmd_instance::consistency(p),
     })
 }
 
@@ -145,7 +146,7 @@ pub fn run(g: &Global, cmd: PointsCmd) -> Result<ExitCode> {
                         p.kind,
                         bytes(p.summary.size),
                         p.resource,
-                        p.tags.join(",")
+                        crate::cmd_instance::tags_column(p)
                     );
                 }
                 for (r, (n, size, newest)) in &seals {

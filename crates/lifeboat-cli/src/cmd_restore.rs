@@ -37,6 +37,8 @@ pub enum RestoreCmd {
     Mysql(crate::cmd_mysql::RestoreArgs),
     /// Restore a bucket point into a bucket (a directory or an S3 bucket).
     Bucket(crate::cmd_bucket::RestoreBucketArgs),
+    /// Restore an instance into a directory, with its launch spec resolved for this site.
+    Instance(crate::cmd_instance::RestoreInstanceArgs),
 }
 
 /// What a files restore does with what is already in its target.
@@ -84,6 +86,7 @@ pub fn run(g: &Global, cmd: RestoreCmd) -> Result<ExitCode> {
         } => (point, to, path, verify, resource, policy),
         RestoreCmd::Mysql(a) => return crate::cmd_mysql::restore(g, a),
         RestoreCmd::Bucket(a) => return crate::cmd_bucket::restore(g, a),
+        RestoreCmd::Instance(a) => return crate::cmd_instance::restore(g, a),
     };
     let v = g.open()?;
     // A reader's shared lock, before anything loads the index: a prune

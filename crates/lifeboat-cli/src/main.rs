@@ -19,6 +19,7 @@ mod cmd_backup;
 mod cmd_bucket;
 mod cmd_forget;
 mod cmd_jobs;
+mod cmd_instance;
 mod cmd_key;
 mod cmd_mysql;
 mod cmd_points;
@@ -81,6 +82,9 @@ enum Command {
     Jobs(cmd_jobs::JobsCmd),
     /// Per resource: in a plan, newest point within its schedule, copies, locks, archive lag. Exit 0 compliant, 3 not.
     Report(cmd_report::ReportArgs),
+    /// Manage a restored instance (stop what `restore instance --start` started).
+    #[command(subcommand)]
+    Instance(cmd_instance::InstanceCmd),
 }
 
 fn main() -> ExitCode {
@@ -103,6 +107,7 @@ fn main() -> ExitCode {
         Command::Config(c) => cmd_apply::config(&cli.global, c),
         Command::Jobs(c) => cmd_jobs::run(&cli.global, c),
         Command::Report(a) => cmd_report::run(&cli.global, a),
+        Command::Instance(c) => cmd_instance::run(&cli.global, c),
     };
     match r {
         Ok(code) => code,

@@ -8,7 +8,9 @@ use lifeboat_vault::{Id, PointFilter, RecoveryPoint, Vault, VaultError};
 /// Kinds `restore files` and `points ls` handle.
 pub const FILES: &[&str] = &["files"];
 /// Kinds whose tree `points ls` can list (a binlog seal point has none worth listing).
-pub const WITH_TREE: &[&str] = &["files", "bucket", lifeboat_mysql::KIND_SNAPSHOT];
+pub const WITH_TREE: &[&str] = &["files", "bucket", "instance", lifeboat_mysql::KIND_SNAPSHOT];
+/// Kinds `restore instance` handles.
+pub const INSTANCE: &[&str] = &["instance"];
 /// Kinds `restore bucket` handles.
 pub const BUCKET: &[&str] = &["bucket"];
 
@@ -17,6 +19,7 @@ pub fn command_for(kind: &str, id: &str, resource: &str) -> String {
     match kind {
         "files" => format!("restore it with `lifeboat restore files {id} --to DIR`"),
         "bucket" => format!("restore it with `lifeboat restore bucket {id} --to-bucket URL`"),
+        "instance" => format!("restore it with `lifeboat restore instance {id} --to DIR`"),
         lifeboat_mysql::KIND_SNAPSHOT => {
             format!("restore it with `lifeboat restore mysql {id} --dsn DSN`")
         }

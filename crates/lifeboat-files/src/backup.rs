@@ -148,22 +148,11 @@ pub fn backup(vault: &Vault, opts: &BackupOptions, counters: &Counters) -> Resul
             "give at least one path to back up".into(),
         ));
     }
-    let mut paths = Vec::new();
-    for p in &opts.paths {
-        let abs = std::path::absolute(p).map_err(|e| FilesError::io("resolve", p, e))?;
-        if std::fs::symlink_metadata(&abs).is_err() {
-            return Err(FilesError::NoSuchPath(abs));
-        }
-        paths.push(normalize(&abs));
-    }
-    paths.sort();
-    paths.dedup();
+    let paths = resolve_paths(&opts.paths)?;
     let resource = opts
         .resource
         .clone()
         .unwrap_or_else(|| default_resource(&paths));
-    let excludes = build_excludes(opts)?;
-
     let writer = BackupWriter::start(vault, "backup")?;
     let parent = if opts.force_full {
         None
@@ -174,10 +163,89 @@ pub fn backup(vault: &Vault, opts: &BackupOptions, counters: &Counters) -> Resul
             .rev()
             .find(|(_, p)| p.resource == resource)
     };
+    let built = build_tree(
+        &writer,
+        opts,
+        &paths,
+        parent.as_ref().map(|(_, p)| p.tree),
+        Vec::new(),
+        counters,
+    )?;
+    let root = built.root;
+
+    let stats = writer.stats();
+    let mut point = RecoveryPoint::new(&resource, opts.kind.as_deref().unwrap_or("files"), root);
+    point.time = time;
+    point.tags = opts.tags.clone();
+    point.paths = paths.iter().map(|p| p.display().to_string()).collect();
+    point.parent = parent.as_ref().map(|(id, _)| *id);
+    point.summary = Summary {
+        files: counters.files.load(Ordering::Relaxed),
+        dirs: counters.dirs.load(Ordering::Relaxed),
+        size: counters.size.load(Ordering::Relaxed),
+        bytes_read: counters.bytes_read.load(Ordering::Relaxed),
+        bytes_new: stats.bytes_new.load(Ordering::Relaxed),
+        bytes_stored: stats.bytes_stored.load(Ordering::Relaxed),
+        blobs_new: stats.blobs_new.load(Ordering::Relaxed),
+        duration_s: 0.0,
+    };
+    point.summary.duration_s = started.elapsed().as_secs_f64();
+    let (warnings, notes) = (built.warnings, built.notes);
+    let id = writer.commit(&point)?;
+    Ok(BackupResult {
+        id,
+        point,
+        warnings,
+        notes,
+    })
+}
+
+/// The root tree of a files-style point, built inside another protector's
+/// backup session (the instance protector puts paths and volumes in one point).
+#[derive(Debug)]
+pub struct BuiltTree {
+    /// Root tree blob: the absolute paths mirrored from `/`.
+    pub root: Id,
+    /// Entries that could not be backed up, with why.
+    pub warnings: Vec<String>,
+    /// Entries left out by design (sockets).
+    pub notes: Vec<String>,
+}
+
+/// Resolves and checks paths to back up: absolute, normalized, existing,
+/// sorted, without duplicates.
+pub fn resolve_paths(given: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut paths = Vec::new();
+    for p in given {
+        let abs = std::path::absolute(p).map_err(|e| FilesError::io("resolve", p, e))?;
+        if std::fs::symlink_metadata(&abs).is_err() {
+            return Err(FilesError::NoSuchPath(abs));
+        }
+        paths.push(normalize(&abs));
+    }
+    paths.sort();
+    paths.dedup();
+    Ok(paths)
+}
+
+/// Backs up `paths` (absolute, from [`resolve_paths`]) with `writer`, with the
+/// excludes and `one_file_system` of `opts` (its other fields are not used),
+/// and returns the root tree, without writing a point. `parent_root` is the root
+/// tree of the parent point (unchanged files are not read again). `extra`
+/// are nodes built by the caller, placed at their absolute paths (which must
+/// not lie inside one of `paths`); their parent directories are mirrored.
+pub fn build_tree(
+    writer: &BackupWriter,
+    opts: &BackupOptions,
+    paths: &[PathBuf],
+    parent_root: Option<Id>,
+    extra: Vec<(PathBuf, Node)>,
+    counters: &Counters,
+) -> Result<BuiltTree> {
     let ctx = Ctx {
-        writer: &writer,
-        vault,
-        excludes,
+        writer,
+        vault: writer.vault(),
+        excludes: build_excludes(opts)?,
         one_fs: opts.one_file_system,
         counters,
         warnings: Mutex::new(Vec::new()),
@@ -188,10 +256,11 @@ pub fn backup(vault: &Vault, opts: &BackupOptions, counters: &Counters) -> Resul
     #[derive(Default)]
     struct Sel {
         whole: bool,
+        built: Option<Node>,
         children: BTreeMap<OsString, Sel>,
     }
     let mut sel = Sel::default();
-    for p in &paths {
+    for p in paths {
         let mut cur = &mut sel;
         for c in p.components().skip(1) {
             cur = cur
@@ -201,10 +270,38 @@ pub fn backup(vault: &Vault, opts: &BackupOptions, counters: &Counters) -> Resul
         }
         cur.whole = true;
     }
+    for (p, node) in extra {
+        let mut cur = &mut sel;
+        for c in p.components().skip(1) {
+            if cur.whole {
+                return Err(FilesError::Usage(format!(
+                    "{} lies inside a backed-up path; give it only once",
+                    p.display()
+                )));
+            }
+            cur = cur
+                .children
+                .entry(c.as_os_str().to_os_string())
+                .or_default();
+        }
+        if cur.whole || !cur.children.is_empty() || cur.built.is_some() {
+            return Err(FilesError::Usage(format!(
+                "{} is given twice, or contains a backed-up path",
+                p.display()
+            )));
+        }
+        cur.built = Some(node);
+    }
     fn virtual_dir(ctx: &Ctx, dir: &Path, sel: &Sel, parent: Option<Id>) -> Result<Id> {
         let prev = ctx.parent_tree(parent);
         let mut nodes = Vec::new();
         for (name, s) in &sel.children {
+            if let Some(n) = &s.built {
+                let mut n = n.clone();
+                n.set_name_bytes(name.as_bytes());
+                nodes.push(n);
+                continue;
+            }
             let path = dir.join(name);
             let md =
                 std::fs::symlink_metadata(&path).map_err(|e| FilesError::io("stat", &path, e))?;
@@ -227,38 +324,11 @@ pub fn backup(vault: &Vault, opts: &BackupOptions, counters: &Counters) -> Resul
         }
         Ok(ctx.writer.save_tree(&Tree { nodes })?)
     }
-    let root = virtual_dir(
-        &ctx,
-        Path::new("/"),
-        &sel,
-        parent.as_ref().map(|(_, p)| p.tree),
-    )?;
-
-    let stats = writer.stats();
-    let mut point = RecoveryPoint::new(&resource, opts.kind.as_deref().unwrap_or("files"), root);
-    point.time = time;
-    point.tags = opts.tags.clone();
-    point.paths = paths.iter().map(|p| p.display().to_string()).collect();
-    point.parent = parent.as_ref().map(|(id, _)| *id);
-    point.summary = Summary {
-        files: counters.files.load(Ordering::Relaxed),
-        dirs: counters.dirs.load(Ordering::Relaxed),
-        size: counters.size.load(Ordering::Relaxed),
-        bytes_read: counters.bytes_read.load(Ordering::Relaxed),
-        bytes_new: stats.bytes_new.load(Ordering::Relaxed),
-        bytes_stored: stats.bytes_stored.load(Ordering::Relaxed),
-        blobs_new: stats.blobs_new.load(Ordering::Relaxed),
-        duration_s: 0.0,
-    };
-    point.summary.duration_s = started.elapsed().as_secs_f64();
-    let warnings = ctx.warnings.into_inner().expect("lock");
-    let notes = ctx.notes.into_inner().expect("lock");
-    let id = writer.commit(&point)?;
-    Ok(BackupResult {
-        id,
-        point,
-        warnings,
-        notes,
+    let root = virtual_dir(&ctx, Path::new("/"), &sel, parent_root)?;
+    Ok(BuiltTree {
+        root,
+        warnings: ctx.warnings.into_inner().expect("lock"),
+        notes: ctx.notes.into_inner().expect("lock"),
     })
 }
 
@@ -465,6 +535,23 @@ impl Read for ExtentReader<'_> {
     }
 }
 
+/// Files at least this large are hashed, compressed and sealed on all cores.
+pub const PARALLEL_FROM: u64 = 64 << 20;
+
+/// Stores a file's stream: large files on all cores, others on this thread.
+fn save(
+    ctx: &Ctx,
+    r: impl Read,
+    size: u64,
+    on_chunk: impl FnMut(u64),
+) -> lifeboat_vault::Result<(Vec<Id>, u64)> {
+    if size >= PARALLEL_FROM {
+        ctx.writer.save_stream_parallel(r, on_chunk)
+    } else {
+        ctx.writer.save_stream(r, on_chunk)
+    }
+}
+
 /// How many times a file that changed while it was read is read again
 /// before it is stored as read, with a warning.
 pub const REREADS: usize = 3;
@@ -520,7 +607,7 @@ fn read_file(ctx: &Ctx, path: &Path, listed: &std::fs::Metadata, node: &mut Node
                 i: 0,
                 done_in_extent: 0,
             };
-            let out = ctx.writer.save_stream(r, on_chunk)?;
+            let out = save(ctx, r, size, on_chunk)?;
             node.extents = Some(extents);
             out
         } else {
@@ -528,7 +615,7 @@ fn read_file(ctx: &Ctx, path: &Path, listed: &std::fs::Metadata, node: &mut Node
                 (&f).seek(SeekFrom::Start(0))
                     .map_err(|e| FilesError::io("seek", path, e))?;
             }
-            ctx.writer.save_stream((&f).take(size), on_chunk)?
+            save(ctx, (&f).take(size), size, on_chunk)?
         };
         let after = f.metadata().map_err(|e| FilesError::io("stat", path, e))?;
         let (_, _, sz, mtime_ns, ctime_ns) = stamp(&before);

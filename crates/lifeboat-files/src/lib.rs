@@ -17,7 +17,7 @@ pub mod list;
 pub mod meta;
 pub mod restore;
 
-pub use backup::{BackupOptions, BackupResult, backup};
+pub use backup::{BackupOptions, BackupResult, BuiltTree, backup, build_tree, resolve_paths};
 pub use restore::{Action, Overwrite, RestoreOptions, RestoreReport, restore};
 
 /// Live counters of a running backup or restore, for progress display.

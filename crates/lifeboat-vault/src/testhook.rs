@@ -15,6 +15,7 @@
 //! | `prune-old-index-removed` | prune, after removing the old index files, before its first new one |
 //! | `archive-checked` | a binlog archive, once it found no other archive of its resource running (after its claim) |
 //! | `before-point` | `BackupWriter`, after its packs and index are stored, before the point |
+//! | `volume-read` | instance backup, after a volume's blocks were read, before its status is taken again |
 
 use std::time::{Duration, Instant};
 

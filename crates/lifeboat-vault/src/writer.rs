@@ -35,6 +35,10 @@ thread_local! {
     static CHUNK_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Bytes of one stream cut before its chunks are stored in parallel
+/// ([`BackupWriter::save_stream_parallel`]).
+pub const PARALLEL_BATCH: usize = 32 << 20;
+
 /// Packs written between two intermediate index files.
 const INDEX_EVERY: usize = 32;
 
@@ -221,6 +225,51 @@ impl<'v> BackupWriter<'v> {
     }
 
     /// Queues a full pack for storing, and lists the packs stored meanwhile.
+    /// [`BackupWriter::save_stream`] for one large stream on all cores: the
+    /// stream is cut (sequentially: content-defined cuts depend on what came
+    /// before) into batches of about [`PARALLEL_BATCH`] bytes, and the chunks
+    /// of each batch are hashed, compressed and sealed in parallel (rayon).
+    /// The blobs and ids are exactly those of `save_stream`. Uses its own
+    /// chunk buffer, not the per-thread one: a rayon thread waiting for the
+    /// batch may run another file's `save_stream` meanwhile.
+    pub fn save_stream_parallel(
+        &self,
+        reader: impl Read,
+        mut on_chunk: impl FnMut(u64),
+    ) -> Result<(Vec<Id>, u64)> {
+        use rayon::prelude::*;
+        let mut ids = Vec::new();
+        let mut batch: Vec<u8> = Vec::with_capacity(PARALLEL_BATCH + self.chunker.max());
+        let mut cuts: Vec<(usize, usize)> = Vec::new();
+        let store = |batch: &mut Vec<u8>, cuts: &mut Vec<(usize, usize)>, ids: &mut Vec<Id>| {
+            let stored: Vec<Result<Id>> = cuts
+                .par_iter()
+                .map(|&(a, b)| self.save_blob(BlobType::Data, &batch[a..b]))
+                .collect();
+            batch.clear();
+            cuts.clear();
+            for id in stored {
+                ids.push(id?);
+            }
+            Ok::<(), VaultError>(())
+        };
+        let mut buf = Vec::new();
+        let total = self
+            .chunker
+            .for_each_chunk::<VaultError>(reader, &mut buf, |chunk| {
+                on_chunk(chunk.len() as u64);
+                let a = batch.len();
+                batch.extend_from_slice(chunk);
+                cuts.push((a, batch.len()));
+                if batch.len() >= PARALLEL_BATCH {
+                    store(&mut batch, &mut cuts, &mut ids)?;
+                }
+                Ok(())
+            })?;
+        store(&mut batch, &mut cuts, &mut ids)?;
+        Ok((ids, total))
+    }
+
     fn write_pack(&self, p: PackWriter) -> Result<()> {
         let (id, bytes, entries) = p.finish(self.vault.key());
         self.unindexed.lock().expect("lock").push(id);

@@ -1,0 +1,316 @@
+//! `lifeboat backup instance`, `lifeboat restore instance`, `lifeboat instance stop`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use lifeboat_files::{Counters, Overwrite};
+use lifeboat_instance::{InstanceSpec, RestoreOptions};
+use lifeboat_vault::RecoveryPoint;
+
+use crate::common::{Global, Progress, bytes, print_json, usage};
+
+#[derive(Args, Debug)]
+pub struct BackupInstanceArgs {
+    /// The instance spec (TOML: name, paths, volumes, [launch], [hooks]).
+    #[arg(long)]
+    spec: PathBuf,
+    /// Tag the point (repeatable).
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreInstanceArgs {
+    /// Point: full id, unique id prefix, or `latest` (the newest instance point).
+    point: String,
+    /// Target directory: a backed-up /opt/app becomes DIR/opt/app.
+    #[arg(long)]
+    to: PathBuf,
+    /// Value of a launch spec placeholder `${KEY}` (repeatable), e.g.
+    /// DATABASE_URL=mysql://… for this site's database.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Start the application afterwards and wait until its health URL answers 200.
+    #[arg(long)]
+    start: bool,
+    /// Only a point of this resource (with `latest`: its newest instance point).
+    #[arg(long)]
+    resource: Option<String>,
+    /// Replace what differs in a non-empty target (refused without it).
+    #[arg(long)]
+    overwrite: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum InstanceCmd {
+    /// Stop the application that `restore instance --start` started in DIR.
+    Stop {
+        /// The restore's target directory.
+        dir: PathBuf,
+    },
+}
+
+/// The consistency of an instance point (`crash`, `application`), else null.
+pub fn consistency(p: &RecoveryPoint) -> serde_json::Value {
+    if p.kind == lifeboat_instance::KIND {
+        p.meta["consistency"].clone()
+    } else {
+        serde_json::Value::Null
+    }
+}
+
+/// The last column of `points list`: tags, and an instance's consistency.
+pub fn tags_column(p: &RecoveryPoint) -> String {
+    let mut t = p.tags.join(",");
+    if let Some(c) = consistency(p).as_str() {
+        if !t.is_empty() {
+            t.push(' ');
+        }
+        t.push_str(&format!("({c}-consistent)"));
+    }
+    t
+}
+
+pub fn backup(g: &Global, a: BackupInstanceArgs) -> Result<ExitCode> {
+    let spec = InstanceSpec::load(&a.spec).map_err(|e| usage(e.to_string()))?;
+    let v = g.open()?;
+    let counters = Arc::new(Counters::default());
+    let c = counters.clone();
+    let bar = Progress::start(g.progress(), move || {
+        format!(
+            "{} files, {} read",
+            c.files.load(Ordering::Relaxed),
+            bytes(c.bytes_read.load(Ordering::Relaxed))
+        )
+    });
+    let _span = tracing::info_span!("job", kind = "backup", protector = "instance").entered();
+    let stop = crate::common::stop_backup_on_signals()?;
+    let res = match lifeboat_instance::backup(&v, &spec, &a.tags, &counters) {
+        Ok(r) => r,
+        Err(_) if stop.load(Ordering::Relaxed) => {
+            drop(bar);
+            return Ok(crate::common::backup_interrupted());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    drop(bar);
+    for n in &res.notes {
+        if !g.quiet {
+            eprintln!("note: {n}");
+        }
+    }
+    for w in &res.warnings {
+        eprintln!("warning: {w}");
+    }
+    let s = &res.point.summary;
+    if g.json {
+        print_json(&serde_json::json!({
+            "id": res.id.to_hex(),
+            "resource": res.point.resource,
+            "kind": res.point.kind,
+            "parent": res.point.parent.map(|p| p.to_hex()),
+            "consistency": res.consistency,
+            "files": s.files,
+            "dirs": s.dirs,
+            "size": s.size,
+            "bytes_read": s.bytes_read,
+            "bytes_new": s.bytes_new,
+            "bytes_stored": s.bytes_stored,
+            "blobs_new": s.blobs_new,
+            "duration_s": s.duration_s,
+            "volumes": res.volumes,
+            "warnings": res.warnings,
+            "notes": res.notes,
+        }))?;
+    } else if g.quiet {
+        println!("{}", res.id);
+    } else {
+        eprintln!(
+            "instance {}: {} files, {} volume(s), {} in total; read {}, new {}, stored {} in {:.1}s; {}-consistent",
+            res.point.resource,
+            s.files,
+            res.volumes.len(),
+            bytes(s.size),
+            bytes(s.bytes_read),
+            bytes(s.bytes_new),
+            bytes(s.bytes_stored),
+            s.duration_s,
+            res.consistency
+        );
+        println!("{}", res.id);
+    }
+    // A crash-consistent point is a complete point: the warning says why it
+    // is not application-consistent; the exit code stays 0 for it alone.
+    let incomplete: Vec<String> = res
+        .warnings
+        .iter()
+        .filter(|w| !w.contains("crash-consistent"))
+        .cloned()
+        .collect();
+    Ok(crate::common::finished(&incomplete))
+}
+
+fn parse_env(list: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for kv in list {
+        let Some((k, v)) = kv.split_once('=') else {
+            return Err(usage(format!(
+                "--env {kv:?}: write KEY=VALUE, e.g. --env DATABASE_URL=mysql://user@host/db"
+            )));
+        };
+        if !lifeboat_instance::spec::is_name(k) {
+            return Err(usage(format!("--env {kv:?}: {k:?} is not a valid name")));
+        }
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+pub fn restore(g: &Global, a: RestoreInstanceArgs) -> Result<ExitCode> {
+    let env = parse_env(&a.env)?;
+    let v = g.open()?;
+    let reader = lifeboat_vault::lock::reader_lock(v.storage(), "restore")?;
+    let (id, point) =
+        crate::pick::select(&v, &a.point, crate::pick::INSTANCE, a.resource.as_deref())?;
+    let counters = Arc::new(Counters::default());
+    let c = counters.clone();
+    let begun = std::time::Instant::now();
+    let bar = Progress::start(g.progress(), move || {
+        crate::common::fraction_line(
+            c.bytes_written.load(Ordering::Relaxed),
+            c.size.load(Ordering::Relaxed),
+            begun.elapsed(),
+            bytes,
+        )
+    });
+    let _span = tracing::info_span!("job", kind = "restore", protector = "instance").entered();
+    let rep = lifeboat_instance::restore(
+        &v,
+        &id,
+        &point,
+        &RestoreOptions {
+            to: a.to.clone(),
+            env,
+            overwrite: a.overwrite.then_some(Overwrite::IfChanged),
+        },
+        &counters,
+    )
+    .map_err(|e| match e {
+        lifeboat_instance::InstanceError::MissingValues(_) => usage(e.to_string()),
+        e => e.into(),
+    })?;
+    drop(bar);
+    drop(reader);
+    let restore_s = begun.elapsed().as_secs_f64();
+    let f = &rep.files;
+    for w in &f.warnings {
+        eprintln!("warning: {w}");
+    }
+    for d in &f.damaged {
+        eprintln!("damaged, not restored: {d}");
+    }
+    for e in f.errors.iter().take(20) {
+        eprintln!("error: {e}");
+    }
+    let code = if !f.errors.is_empty() {
+        eprintln!(
+            "error: local errors writing {}; nothing was started",
+            a.to.display()
+        );
+        ExitCode::from(1)
+    } else if !f.damaged.is_empty() {
+        eprintln!(
+            "error: parts of the point are damaged; nothing was started (run `lifeboat vault check --read-data`)"
+        );
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    };
+    let mut started = None;
+    if a.start && code == ExitCode::SUCCESS {
+        if rep.launch.is_none() {
+            return Err(usage(
+                "the point has no [launch] spec: there is nothing to start",
+            ));
+        }
+        let to = std::path::absolute(&a.to)?;
+        let s = lifeboat_instance::supervise::start(&to)
+            .with_context(|| format!("starting the instance restored in {}", to.display()))?;
+        started = Some(s);
+    }
+    if g.json {
+        print_json(&serde_json::json!({
+            "point": id.to_hex(),
+            "resource": point.resource,
+            "consistency": rep.consistency,
+            "files": f.files,
+            "dirs": f.dirs,
+            "bytes": f.bytes,
+            "restore_s": restore_s,
+            "launch": rep.launch,
+            "launch_json": rep.launch_json,
+            "started": started.is_some(),
+            "pid": started.as_ref().map(|s| s.pid),
+            "started_in_s": started.as_ref().map(|s| s.started_in_s),
+            "health": started.as_ref().and_then(|s| s.health.clone()),
+            "warnings": f.warnings,
+            "damaged": f.damaged,
+            "errors": f.errors,
+        }))?;
+    } else if !g.quiet {
+        eprintln!(
+            "restored instance {} ({}-consistent) to {}: {} files, {} in {:.1}s",
+            point.resource,
+            rep.consistency,
+            a.to.display(),
+            f.files,
+            bytes(f.bytes),
+            restore_s
+        );
+        if let Some(p) = &rep.launch_json {
+            eprintln!("launch spec: {}", p.display());
+        }
+        if let Some(s) = &started {
+            eprintln!(
+                "started (pid {}), healthy after {:.1}s; output in {}; stop it with `lifeboat instance stop {}`",
+                s.pid,
+                s.started_in_s,
+                s.log.display(),
+                a.to.display()
+            );
+        }
+    }
+    Ok(code)
+}
+
+pub fn run(g: &Global, cmd: InstanceCmd) -> Result<ExitCode> {
+    match cmd {
+        InstanceCmd::Stop { dir } => {
+            let dir = std::path::absolute(&dir)?;
+            let s = lifeboat_instance::supervise::stop(&dir)?;
+            if g.json {
+                print_json(&s)?;
+            } else if !g.quiet {
+                if s.was_running {
+                    eprintln!(
+                        "stopped pid {}{}",
+                        s.pid,
+                        if s.killed {
+                            " (killed: it ignored SIGTERM for 10 s)"
+                        } else {
+                            ""
+                        }
+                    );
+                } else {
+                    eprintln!("pid {} had already ended", s.pid);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

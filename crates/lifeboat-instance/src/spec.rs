@@ -1,0 +1,349 @@
+//! The instance spec: what `lifeboat backup instance --spec FILE` reads, and
+//! the table the control plane's `[resource.NAME]` of kind `instance` holds.
+//!
+//! ```toml
+//! name = "shop-host"
+//! paths = ["/opt/unishop"]
+//! volumes = ["/var/lib/images/shop.img"]
+//! [launch]
+//! command = ["/opt/unishop/unishop", "serve"]
+//! cwd = "/opt/unishop"
+//! env = { UNISHOP_DATABASE_URL = "${DATABASE_URL}", UNISHOP_LISTEN = "127.0.0.1:${PORT}" }
+//! health = "http://127.0.0.1:${PORT}/health"
+//! health_timeout = "30s"
+//! [hooks]
+//! before = ["/opt/unishop/quiesce"]
+//! after = ["/opt/unishop/resume"]
+//! ```
+//! Unknown keys are refused (a misspelt `volume =` must not silently back up
+//! nothing); every error names the file, the key and what is allowed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{InstanceError, Result};
+
+/// One instance: its files, volumes, launch spec and consistency hooks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceSpec {
+    /// `instance` when given (the control plane's resource tables carry it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Resource name; default `instance:<host>:<paths and volumes>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Files and directories, backed up as the files protector does.
+    #[serde(default)]
+    pub paths: Vec<PathBuf>,
+    /// gitignore-style patterns left out of `paths`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excludes: Vec<String>,
+    /// Stay on the filesystem of each path.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub one_file_system: bool,
+    /// Disk images (raw or qcow2 files) and block devices.
+    #[serde(default)]
+    pub volumes: Vec<PathBuf>,
+    /// How to start the application again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch: Option<LaunchSpec>,
+    /// Commands run around the backup for application consistency.
+    #[serde(default)]
+    pub hooks: Hooks,
+}
+
+/// How the application is started at a restore's target.
+///
+/// Every string may hold `${NAME}` placeholders, filled at restore from
+/// `--env NAME=VALUE` (the target site's database DSN, bucket URL, port…).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchSpec {
+    /// Program and arguments.
+    pub command: Vec<String>,
+    /// Working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// Environment added to the inherited one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// The port the application listens on (informative; may be a placeholder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// URL that answers 200 once the application is up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+    /// How long a start may take to become healthy (`30s`, `2m`, `500ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_timeout: Option<String>,
+    /// Database resources the application needs, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub databases: Vec<String>,
+    /// Bucket resources the application needs, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buckets: Vec<String>,
+}
+
+/// Consistency hooks: shell commands (`sh -c`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    /// Run in order before anything is read (quiesce, `fsfreeze -f`); with
+    /// them the point is application-consistent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub before: Vec<String>,
+    /// Run after reading, also when the backup failed (resume, `fsfreeze -u`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+}
+
+/// Default health timeout.
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl InstanceSpec {
+    /// Reads and checks a spec file.
+    pub fn load(path: &Path) -> Result<InstanceSpec> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| InstanceError::io("read the instance spec", path, e))?;
+        InstanceSpec::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and checks a spec; `from` names its source in errors.
+    pub fn parse(text: &str, from: &str) -> Result<InstanceSpec> {
+        let spec: InstanceSpec = toml::from_str(text).map_err(|e| InstanceError::Spec {
+            from: from.to_string(),
+            msg: e.to_string().trim_end().to_string(),
+        })?;
+        spec.validate().map_err(|msg| InstanceError::Spec {
+            from: from.to_string(),
+            msg,
+        })?;
+        Ok(spec)
+    }
+
+    /// Checks what serde cannot: something to back up, a command, names and
+    /// placeholders that make sense, a timeout that parses.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if let Some(k) = &self.kind
+            && k != "instance"
+        {
+            return Err(format!(
+                "kind = {k:?}: an instance spec has kind \"instance\""
+            ));
+        }
+        if self.paths.is_empty() && self.volumes.is_empty() {
+            return Err("nothing to back up: give `paths` and/or `volumes`".into());
+        }
+        for (what, list) in [("paths", &self.paths), ("volumes", &self.volumes)] {
+            for p in list {
+                if !p.is_absolute() {
+                    return Err(format!(
+                        "{what}: {} is not absolute (write the full path)",
+                        p.display()
+                    ));
+                }
+            }
+        }
+        if let Some(l) = &self.launch {
+            if l.command.is_empty() || l.command[0].is_empty() {
+                return Err("launch.command is empty: give the program and its arguments, e.g. [\"/opt/app/app\", \"serve\"]".into());
+            }
+            for k in l.env.keys() {
+                if !is_name(k) {
+                    return Err(format!(
+                        "launch.env: {k:?} is not a valid variable name (letters, digits, _; not starting with a digit)"
+                    ));
+                }
+            }
+            for (at, s) in l.strings() {
+                placeholders(s).map_err(|e| format!("{at}: {e}"))?;
+            }
+            if let Some(t) = &l.health_timeout {
+                parse_duration(t).map_err(|e| format!("launch.health_timeout: {e}"))?;
+            }
+            if let Some(h) = &l.health
+                && !h.starts_with("http://")
+            {
+                return Err(format!(
+                    "launch.health = {h:?}: only http:// URLs can be checked"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The resource name: `name`, or one derived from the paths and volumes.
+    pub fn resource(&self) -> String {
+        if let Some(n) = &self.name {
+            return n.clone();
+        }
+        let all: Vec<String> = self
+            .paths
+            .iter()
+            .chain(&self.volumes)
+            .map(|p| p.display().to_string())
+            .collect();
+        format!("instance:{}:{}", lifeboat_vault::host_name(), all.join(","))
+    }
+
+    /// Whether hooks make the point application-consistent.
+    pub fn has_hooks(&self) -> bool {
+        !self.hooks.before.is_empty()
+    }
+}
+
+impl LaunchSpec {
+    /// Every string of the spec with where it is, for checks and errors.
+    pub fn strings(&self) -> Vec<(String, &String)> {
+        let mut out = Vec::new();
+        for (i, c) in self.command.iter().enumerate() {
+            out.push((format!("launch.command[{i}]"), c));
+        }
+        if let Some(c) = &self.cwd {
+            out.push(("launch.cwd".into(), c));
+        }
+        for (k, v) in &self.env {
+            out.push((format!("launch.env.{k}"), v));
+        }
+        for (at, v) in [
+            ("launch.port", &self.port),
+            ("launch.health", &self.health),
+            ("launch.health_timeout", &self.health_timeout),
+        ] {
+            if let Some(v) = v {
+                out.push((at.into(), v));
+            }
+        }
+        out
+    }
+}
+
+/// Whether `s` is a variable name.
+pub fn is_name(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(ch) if ch == '_' || ch.is_ascii_alphabetic())
+        && c.all(|ch| ch == '_' || ch.is_ascii_alphanumeric())
+}
+
+/// The `${NAME}` placeholders of `s`, in order.
+pub fn placeholders(s: &str) -> std::result::Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        let after = &rest[i + 2..];
+        let Some(end) = after.find('}') else {
+            return Err(format!("{s:?}: `${{` without its closing `}}`"));
+        };
+        let name = &after[..end];
+        if !is_name(name) {
+            return Err(format!(
+                "{s:?}: `${{{name}}}` is not a placeholder name (letters, digits, _)"
+            ));
+        }
+        out.push(name.to_string());
+        rest = &after[end + 1..];
+    }
+    Ok(out)
+}
+
+/// Parses `30s`, `500ms`, `2m`, `1h`, or a number of seconds.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let t = s.trim();
+    let (num, unit) = match t.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => (&t[..i], t[i..].trim()),
+        None => (t, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (write e.g. 30s, 500ms, 2m)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => {
+            return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)"));
+        }
+    };
+    if !(secs.is_finite() && secs > 0.0 && secs < 86_400.0 * 7.0) {
+        return Err(format!(
+            "{s:?} is out of range (more than 0, at most a week)"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+name = "shop-host"
+paths = ["/opt/unishop"]
+volumes = ["/var/lib/images/shop.img"]
+[launch]
+command = ["/opt/unishop/unishop", "serve"]
+cwd = "/opt/unishop"
+env = { UNISHOP_DATABASE_URL = "${DATABASE_URL}", UNISHOP_LISTEN = "127.0.0.1:${PORT}" }
+health = "http://127.0.0.1:${PORT}/health"
+health_timeout = "30s"
+[hooks]
+before = ["/opt/unishop/quiesce"]
+after = ["/opt/unishop/resume"]
+"#;
+
+    #[test]
+    fn the_issue_example_parses() {
+        let s = InstanceSpec::parse(EXAMPLE, "x.toml").unwrap();
+        assert_eq!(s.resource(), "shop-host");
+        assert!(s.has_hooks());
+        let l = s.launch.unwrap();
+        assert_eq!(l.env["UNISHOP_LISTEN"], "127.0.0.1:${PORT}");
+        assert_eq!(
+            parse_duration(l.health_timeout.as_deref().unwrap()).unwrap(),
+            Duration::from_secs(30)
+        );
+    }
+
+    #[test]
+    fn bad_specs_are_refused_with_the_key_named() {
+        let e = InstanceSpec::parse("paths = [\"/a\"]\nvolume = [\"/b\"]\n", "s.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("s.toml") && e.contains("volume"), "{e}");
+        let e = InstanceSpec::parse("name = \"x\"\n", "s.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nothing to back up"), "{e}");
+        let e = InstanceSpec::parse("paths = [\"rel\"]\n", "s.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not absolute"), "{e}");
+        let e = InstanceSpec::parse(
+            "paths = [\"/a\"]\n[launch]\ncommand = [\"/a/x\"]\nhealth = \"http://h:${PORT/\"\n",
+            "s.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("launch.health") && e.contains("closing"), "{e}");
+        let e = InstanceSpec::parse(
+            "paths = [\"/a\"]\n[launch]\ncommand = [\"/a/x\"]\nhealth_timeout = \"3 fortnights\"\n",
+            "s.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unknown unit"), "{e}");
+    }
+
+    #[test]
+    fn placeholders_are_found_in_order() {
+        assert_eq!(placeholders("a ${X} b ${Y_1}").unwrap(), vec!["X", "Y_1"]);
+        assert!(placeholders("${1X}").is_err());
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+    }
+}
