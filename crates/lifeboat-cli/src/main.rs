@@ -23,6 +23,7 @@ mod cmd_points;
 mod cmd_prune;
 mod cmd_replicate;
 mod cmd_restore;
+mod cmd_retention;
 mod cmd_vault;
 mod common;
 mod pick;
