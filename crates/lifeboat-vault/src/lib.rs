@@ -29,6 +29,7 @@ pub mod forget;
 pub mod id;
 pub mod index;
 pub mod lock;
+pub mod objectlock;
 pub mod pack;
 pub mod point;
 pub mod private;

@@ -471,9 +471,11 @@ pub fn extend(
     });
     let (new_id, stored) = p.seal(vault.key());
     if new_id == *id {
+        vault.protect_point(&new_id, &p)?; // again, e.g. after it failed
         return Ok(new_id);
     }
     vault.storage().write(&point_path(&new_id), stored)?;
+    vault.protect_point(&new_id, &p)?;
     // The new object covers the old one: same content, a retention at
     // least as long and as strict (checked above).
     vault.storage().remove(&point_path(id))?;

@@ -18,6 +18,7 @@ use crate::retention::{self, RetentionRequest, VaultLock};
 pub struct Session {
     request: Arc<Mutex<Option<RetentionRequest>>>,
     lock: Arc<Mutex<Option<Option<VaultLock>>>>,
+    object_lock: Arc<Mutex<Option<bool>>>,
 }
 
 impl Vault {
@@ -44,6 +45,39 @@ impl Vault {
         let l = retention::load(self, Utc::now())?.effective;
         *cache = Some(l.clone());
         Ok(l)
+    }
+
+    /// Whether the vault's bucket has S3 Object Lock enabled (asked once).
+    pub(crate) fn object_lock_enabled(&self, ol: &crate::objectlock::ObjectLock) -> Result<bool> {
+        let mut c = self.ret().object_lock.lock().expect("lock");
+        if let Some(b) = *c {
+            return Ok(b);
+        }
+        let b = ol.enabled()?;
+        if !b {
+            tracing::info!(
+                "the bucket of {} has no S3 Object Lock: point retention is enforced by Lifeboat only",
+                self.storage().location()
+            );
+        }
+        *c = Some(b);
+        Ok(b)
+    }
+
+    /// After a point under retention is stored: on an S3 bucket with Object
+    /// Lock, the same retention on its objects (`objectlock::protect`).
+    pub(crate) fn protect_point(&self, id: &Id, point: &RecoveryPoint) -> Result<()> {
+        if point.retention.is_none() {
+            return Ok(());
+        }
+        crate::objectlock::protect(self, id, point).map_err(|e| {
+            VaultError::Refused(format!(
+                "recovery point {} was written, but S3 Object Lock retention could not be set on its objects: {e}; fix the cause and run `lifeboat points lock {} --retain-until DATE` to set it again",
+                id.short(),
+                id.short()
+            ))
+        })?;
+        Ok(())
     }
 
     /// Drops the cached configuration (after `vault configure`).

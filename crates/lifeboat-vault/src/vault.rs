@@ -490,6 +490,7 @@ impl Vault {
         let point = &self.with_retention(point)?;
         let (id, stored) = point.seal(&self.key);
         self.storage.write(&point_path(&id), stored)?;
+        self.protect_point(&id, point)?;
         Ok(id)
     }
 
