@@ -337,3 +337,39 @@ fn stats_report_kinds_sizes_ratios_and_locks() {
         "{text}"
     );
 }
+
+#[test]
+fn prune_does_not_repack_a_locked_points_blobs() {
+    let t = tempdir().unwrap();
+    let c = Cli::new(bin(), &t.path().join("vault"));
+    c.ok(&["vault", "init"]);
+    let src = t.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("big"), lifeboat_testkit::pseudo_random(1, 3 << 20)).unwrap();
+    std::fs::write(
+        src.join("small"),
+        lifeboat_testkit::pseudo_random(2, 200 << 10),
+    )
+    .unwrap();
+    // One pack holds both files' data; the locked point needs only `small`.
+    let first = backup(&c, &src, &[]);
+    std::fs::remove_file(src.join("big")).unwrap();
+    let locked = backup(&c, &src, &["--retain-for", "3d", "--lock", "compliance"]);
+    c.ok(&["points", "forget", &first]);
+    let packs = |c: &Cli| -> Vec<String> {
+        lifeboat_testkit::files_below(&std::path::Path::new(&c.vault).join("packs"))
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect()
+    };
+    let before = packs(&c);
+    let rep = c.json(&["prune"]);
+    assert_eq!(rep["repacked"], 0, "{rep}");
+    let after = packs(&c);
+    assert!(
+        before.iter().filter(|p| after.contains(p)).count() >= 1
+            && after.iter().all(|p| before.contains(p)),
+        "the locked point's pack was rewritten: {before:?} -> {after:?}"
+    );
+    c.assert_restores(&locked, &src, &t.path().join("r"));
+}

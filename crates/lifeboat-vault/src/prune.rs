@@ -224,6 +224,20 @@ pub fn prune_with_progress(
     let seen_points: HashSet<Id> = points.iter().map(|(i, _)| *i).collect();
     let roots: Vec<Id> = points.iter().map(|(_, p)| p.tree).collect();
     let referenced = referenced_blobs(vault, &index, &roots)?;
+    // Blobs of points under a retention lock stay in the packs they are in:
+    // on an S3 bucket with Object Lock those packs carry the lock, a repacked
+    // copy would not.
+    let now = chrono::Utc::now();
+    let locked_roots: Vec<Id> = points
+        .iter()
+        .filter(|(_, p)| p.retention.as_ref().is_some_and(|r| r.retain_until > now))
+        .map(|(_, p)| p.tree)
+        .collect();
+    let pinned = if locked_roots.is_empty() {
+        HashSet::new()
+    } else {
+        referenced_blobs(vault, &index, &locked_roots)?
+    };
     let needs_unindexed: Vec<Id> = index
         .recovered()
         .iter()
@@ -272,6 +286,7 @@ pub fn prune_with_progress(
             },
             None if !listed.contains_key(pack) => Verdict::Keep, // missing: check reports it
             None if used.is_empty() => Verdict::Mark,
+            None if used.iter().any(|e| pinned.contains(&e.id)) => Verdict::Keep,
             None => {
                 let total: u64 = entries.iter().map(|e| e.length as u64).sum();
                 let live: u64 = used.iter().map(|e| e.length as u64).sum();
