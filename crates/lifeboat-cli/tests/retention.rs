@@ -261,6 +261,28 @@ fn vault_lock_configuration_applies_to_every_point_and_freezes_after_cooling_off
     );
     let id = backup(&c, &src, &[]);
     assert_eq!(point(&c, &id)["retention"]["mode"], "compliance");
+    // The configuration objects are part of a sound vault.
+    c.ok(&["vault", "check"]);
+    // Bad flags are usage errors (exit 2), naming the flag.
+    for (args, flag) in [
+        (
+            &["backup", "files", "/nonexistent", "--lock", "forever"][..],
+            "--lock",
+        ),
+        (
+            &["backup", "files", "/nonexistent", "--retain-for", "30"][..],
+            "--retain-for",
+        ),
+        (
+            &["vault", "configure", "--min-retention", "7 days"][..],
+            "--min-retention",
+        ),
+        (&["points", "lock", &id[..]][..], "--retain-until"),
+    ] {
+        let o = c.run(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(flag), "{args:?}: {}", stderr(&o));
+    }
 }
 
 #[test]
