@@ -395,3 +395,61 @@ fn prune_does_not_repack_a_locked_points_blobs() {
     );
     c.assert_restores(&locked, &src, &t.path().join("r"));
 }
+
+fn chattr(flag: &str, paths: &[std::path::PathBuf]) {
+    if paths.is_empty() {
+        return;
+    }
+    let st = std::process::Command::new("chattr")
+        .arg(flag)
+        .args(paths)
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "chattr {flag} (needs root and ext4-like storage)"
+    );
+}
+
+/// Objects the storage refuses to delete (an S3 version under Object Lock on
+/// a store that refuses plain deletes, here immutable files): prune keeps
+/// them, says so (exit 3), leaves a sound vault, and deletes them later.
+#[test]
+fn prune_copes_with_objects_the_storage_will_not_delete_yet() {
+    let t = tempdir().unwrap();
+    let vault = t.path().join("vault");
+    let c = Cli::new(bin(), &vault);
+    c.ok(&["vault", "init"]);
+    let src = t.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), lifeboat_testkit::pseudo_random(1, 1 << 20)).unwrap();
+    let old = backup(&c, &src, &[]);
+    let frozen: Vec<_> = lifeboat_testkit::files_below(&vault.join("packs"))
+        .into_iter()
+        .chain(lifeboat_testkit::files_below(&vault.join("index")))
+        .collect();
+    std::fs::write(src.join("a"), lifeboat_testkit::pseudo_random(2, 1 << 20)).unwrap();
+    let new = backup(&c, &src, &[]);
+    c.ok(&["points", "forget", &old]);
+    chattr("+i", &frozen);
+    let o = c.run(&["prune", "--json"]);
+    let rep: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    let refused = rep["not_deleted"].as_array().map_or(0, |a| a.len());
+    let code = o.status.code();
+    let e = stderr(&o);
+    let check = c.run(&["vault", "check"]);
+    let restored = t.path().join("r");
+    let restore = c.run(&["restore", "files", &new, "--to", restored.to_str().unwrap()]);
+    chattr("-i", &frozen);
+    assert_eq!(code, Some(3), "{e}");
+    assert!(refused >= 2 && e.contains("refused"), "{rep}\n{e}");
+    assert!(check.status.success(), "{}", stderr(&check));
+    assert!(restore.status.success(), "{}", stderr(&restore));
+    // Once the storage allows it, the next prune finishes the job.
+    let rep = c.json(&["prune"]);
+    assert_eq!(rep["not_deleted"].as_array().unwrap().len(), 0, "{rep}");
+    let left: Vec<_> = frozen.iter().filter(|p| p.exists()).collect();
+    assert!(left.is_empty(), "still there: {left:?}");
+    c.ok(&["vault", "check"]);
+    c.assert_restores(&new, &src, &t.path().join("r2"));
+}
