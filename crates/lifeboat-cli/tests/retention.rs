@@ -416,7 +416,9 @@ fn chattr(flag: &str, paths: &[std::path::PathBuf]) {
 /// them, says so (exit 3), leaves a sound vault, and deletes them later.
 #[test]
 fn prune_copes_with_objects_the_storage_will_not_delete_yet() {
-    let t = tempdir().unwrap();
+    // Under target/ rather than $TMPDIR: chattr needs a disk filesystem
+    // (ext4, xfs, btrfs), which a tmpfs /tmp is not.
+    let t = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let vault = t.path().join("vault");
     let c = Cli::new(bin(), &vault);
     c.ok(&["vault", "init"]);
