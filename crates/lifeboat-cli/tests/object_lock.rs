@@ -107,6 +107,28 @@ fn raw_deletes_of_a_locked_points_object_versions_are_refused_by_the_store() {
     c.ok(&["vault", "check"]);
     c.assert_restores(&locked, &src_before(&src), &t.path().join("r"));
 
+    // S3 LastModified is a time the client cannot choose: a point stamped
+    // a year ahead is judged by it and does not push the real ones out.
+    let forged = forge_in_child(&c, &locked);
+    let newest = c.json(&["backup", "files", src.to_str().unwrap()])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = c.json(&["forget", "--keep-last", "1", "--dry-run"]);
+    let notes = out["time_notes"].to_string();
+    assert!(notes.contains(&forged), "{out}");
+    let keep = |id: &str| {
+        out["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == id)
+            .unwrap()["keep"]
+            .as_bool()
+            .unwrap()
+    };
+    assert!(keep(&newest) && !keep(&forged), "{out}");
+
     // A bucket without Object Lock: retention still works (Lifeboat's own).
     s3.create_bucket("plain-vault");
     let p = cli(&s3, "plain-vault");
@@ -124,4 +146,44 @@ fn raw_deletes_of_a_locked_points_object_versions_are_refused_by_the_store() {
 fn src_before(src: &std::path::Path) -> std::path::PathBuf {
     std::fs::remove_file(src.join("new-file")).unwrap();
     src.to_path_buf()
+}
+
+/// Writes, through the library, a copy of `point` stamped a year ahead (an
+/// attacker holding the password). Runs in a child process of this test
+/// binary, which gets the S3 credentials in its environment.
+fn forge_in_child(c: &Cli, point: &str) -> String {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "forge_helper", "--ignored", "--nocapture"])
+        .env("FORGE_VAULT", &c.vault)
+        .env("FORGE_PASSWORD", &c.password)
+        .env("FORGE_POINT", point);
+    for (k, v) in CREDENTIALS {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.lines()
+        .find_map(|l| l.strip_prefix("forged "))
+        .expect("forged id")
+        .to_string()
+}
+
+#[test]
+#[ignore = "run by forge_in_child"]
+fn forge_helper() {
+    let var = |k: &str| std::env::var(k).unwrap();
+    let v = lifeboat_vault::Vault::open(
+        &lifeboat_vault::Location::parse(&var("FORGE_VAULT")).unwrap(),
+        var("FORGE_PASSWORD").as_bytes(),
+    )
+    .unwrap();
+    let (_, mut p) = v.find_point(&var("FORGE_POINT"), None).unwrap();
+    p.time = chrono::Utc::now() + chrono::Duration::days(365);
+    p.retention = None;
+    println!("forged {}", v.write_point(&p).unwrap().to_hex());
 }
