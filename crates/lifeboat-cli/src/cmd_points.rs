@@ -144,8 +144,20 @@ pub fn run(g: &Global, cmd: PointsCmd) -> Result<ExitCode> {
                         e.2 = p;
                         continue;
                     }
+                    let lock = p
+                        .retention
+                        .as_ref()
+                        .filter(|r| r.retain_until > chrono::Utc::now())
+                        .map(|r| {
+                            format!(
+                                " [{} until {}]",
+                                r.mode.as_str(),
+                                r.retain_until.format("%Y-%m-%d %H:%M")
+                            )
+                        })
+                        .unwrap_or_default();
                     println!(
-                        "{:<10} {:<20} {:<12} {:>10}  {:<30} {}",
+                        "{:<10} {:<20} {:<12} {:>10}  {:<30} {}{lock}",
                         id.short(),
                         p.time.format("%Y-%m-%d %H:%M:%S"),
                         p.kind,

@@ -86,6 +86,11 @@ fn locked_points_survive_forget_and_compliance_locks_only_grow() {
     );
     assert_eq!(point(&c, &governance)["retention"]["mode"], "governance");
     assert!(point(&c, &plain)["retention"].is_null());
+    let list = c.ok(&["points", "list"]);
+    assert!(
+        list.contains("[compliance until") && list.contains("[governance until"),
+        "{list}"
+    );
 
     // Bucket backups take the same flags.
     let bucket = t.path().join("bucket");
