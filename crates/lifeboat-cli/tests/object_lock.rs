@@ -107,6 +107,21 @@ fn raw_deletes_of_a_locked_points_object_versions_are_refused_by_the_store() {
     c.ok(&["vault", "check"]);
     c.assert_restores(&locked, &src_before(&src), &t.path().join("r"));
 
+    // Extending the lock rewrites the point; the new object is locked on
+    // the store too.
+    let ext = c.json(&["points", "lock", &locked, "--retain-for", "5d"]);
+    let locked = ext["id"].as_str().unwrap().to_string();
+    let key = format!("v/points/{locked}");
+    let r = s3
+        .request("GET", &format!("/locked-vault/{key}?retention"))
+        .unwrap();
+    assert!(
+        r.contains("COMPLIANCE") && r.contains(&ext["retain_until"].as_str().unwrap()[..10]),
+        "{r}"
+    );
+    let (_, v) = versions(&s3, "locked-vault", &key).pop().unwrap();
+    assert_eq!(delete_version(&s3, "locked-vault", &key, &v), 403);
+
     // S3 LastModified is a time the client cannot choose: a point stamped
     // a year ahead is judged by it and does not push the real ones out.
     let forged = forge_in_child(&c, &locked);
