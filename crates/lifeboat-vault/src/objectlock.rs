@@ -152,6 +152,14 @@ impl ObjectLock {
             200 => Ok(body.contains("<ObjectLockEnabled>Enabled</ObjectLockEnabled>")),
             // No configuration (or a store without the feature).
             404 | 400 | 501 => Ok(false),
+            403 => Err(err(
+                "object-lock",
+                &self.bucket,
+                format!(
+                    "asking whether the bucket has Object Lock was refused (403: {}); give the credentials s3:GetBucketObjectLockConfiguration (and s3:PutObjectRetention)",
+                    body.trim()
+                ),
+            )),
             _ => Err(err(
                 "object-lock",
                 &self.bucket,
