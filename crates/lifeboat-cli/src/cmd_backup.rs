@@ -36,6 +36,8 @@ pub enum BackupCmd {
         /// Read every file, even those unchanged since the parent point.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        retention: crate::cmd_retention::RetentionArgs,
     },
     /// Back up a MySQL/MariaDB server: a consistent snapshot at recorded binlog coordinates.
     Mysql(crate::cmd_mysql::BackupArgs),
@@ -46,29 +48,33 @@ pub enum BackupCmd {
 }
 
 pub fn run(g: &Global, cmd: BackupCmd) -> Result<ExitCode> {
-    let (paths, tags, excludes, exclude_files, one_file_system, resource, force) = match cmd {
-        BackupCmd::Files {
-            paths,
-            tags,
-            excludes,
-            exclude_files,
-            one_file_system,
-            resource,
-            force,
-        } => (
-            paths,
-            tags,
-            excludes,
-            exclude_files,
-            one_file_system,
-            resource,
-            force,
-        ),
-        BackupCmd::Mysql(a) => return crate::cmd_mysql::backup(g, a),
-        BackupCmd::Bucket(a) => return crate::cmd_bucket::backup(g, a),
-        BackupCmd::Instance(a) => return crate::cmd_instance::backup(g, a),
-    };
+    let (paths, tags, excludes, exclude_files, one_file_system, resource, force, retention) =
+        match cmd {
+            BackupCmd::Files {
+                paths,
+                tags,
+                excludes,
+                exclude_files,
+                one_file_system,
+                resource,
+                force,
+                retention,
+            } => (
+                paths,
+                tags,
+                excludes,
+                exclude_files,
+                one_file_system,
+                resource,
+                force,
+                retention,
+            ),
+            BackupCmd::Mysql(a) => return crate::cmd_mysql::backup(g, a),
+            BackupCmd::Bucket(a) => return crate::cmd_bucket::backup(g, a),
+            BackupCmd::Instance(a) => return crate::cmd_instance::backup(g, a),
+        };
     let v = g.open()?;
+    retention.apply(&v)?;
     let opts = BackupOptions {
         paths,
         excludes,

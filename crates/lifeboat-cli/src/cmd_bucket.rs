@@ -29,6 +29,8 @@ pub struct BackupBucketArgs {
     /// Read every object, even those unchanged since the parent point.
     #[arg(long)]
     force: bool,
+    #[command(flatten)]
+    retention: crate::cmd_retention::RetentionArgs,
 }
 
 #[derive(Args, Debug)]
@@ -51,6 +53,7 @@ pub struct RestoreBucketArgs {
 
 pub fn backup(g: &Global, a: BackupBucketArgs) -> Result<ExitCode> {
     let v = g.open()?;
+    a.retention.apply(&v)?;
     let bucket = Bucket::open_address(&a.bucket, false)?;
     let counters = Arc::new(Counters::default());
     let c = counters.clone();

@@ -27,15 +27,19 @@ pub struct ForgetArgs {
     /// Keep the newest point of each of the last N years.
     #[arg(long, default_value_t = 0)]
     keep_yearly: u32,
+    /// Keep every point stored within this long before now (e.g. 30d), by
+    /// the storage's times: a point stamped in the future does not move it.
+    #[arg(long, value_name = "DURATION")]
+    keep_within: Option<String>,
     /// Only consider points of this resource.
     #[arg(long)]
     resource: Option<String>,
     /// Show what would be forgotten; change nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Also forget points under a governance-mode lock.
-    #[arg(long)]
-    override_lock: bool,
+    /// Also forget points under a governance-mode lock (never compliance).
+    #[arg(long, alias = "override-lock")]
+    bypass_governance: bool,
 }
 
 pub fn run(g: &Global, a: ForgetArgs) -> Result<ExitCode> {
@@ -46,6 +50,12 @@ pub fn run(g: &Global, a: ForgetArgs) -> Result<ExitCode> {
         weekly: a.keep_weekly,
         monthly: a.keep_monthly,
         yearly: a.keep_yearly,
+        within_s: match &a.keep_within {
+            Some(s) => lifeboat_vault::retention::parse_duration(s)
+                .map_err(|e| usage(format!("--keep-within: {e}")))?
+                .num_seconds(),
+            None => 0,
+        },
     };
     if policy.is_empty() {
         return Err(usage(
@@ -61,10 +71,17 @@ pub fn run(g: &Global, a: ForgetArgs) -> Result<ExitCode> {
     // A database's archived binlog is kept for as long as a kept snapshot
     // can be rolled forward with it: the mysql protector's rule.
     let rules = lifeboat_mysql::forget_rules();
-    let outcome = forget(&v, &points, &policy, &rules, a.dry_run, a.override_lock);
+    let outcome = forget(&v, &points, &policy, &rules, a.dry_run, a.bypass_governance);
     let decisions = &outcome.decisions;
     if g.json {
-        print_json(&serde_json::json!({"dry_run": a.dry_run, "decisions": decisions}))?;
+        let notes: Vec<_> = outcome
+            .time_notes
+            .iter()
+            .map(|(id, n)| serde_json::json!({"id": id.to_hex(), "note": n}))
+            .collect();
+        print_json(
+            &serde_json::json!({"dry_run": a.dry_run, "decisions": decisions, "time_notes": notes}),
+        )?;
     } else if !g.quiet {
         for d in decisions {
             println!(
@@ -95,6 +112,9 @@ pub fn run(g: &Global, a: ForgetArgs) -> Result<ExitCode> {
                 }
             );
         }
+    }
+    for (id, note) in &outcome.time_notes {
+        eprintln!("warning: point {}: {note}", id.short());
     }
     for (id, why) in &outcome.not_deleted {
         eprintln!("warning: point {} was not forgotten: {why}", id.short());

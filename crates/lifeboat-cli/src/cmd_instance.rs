@@ -22,6 +22,8 @@ pub struct BackupInstanceArgs {
     /// Tag the point (repeatable).
     #[arg(long = "tag")]
     tags: Vec<String>,
+    #[command(flatten)]
+    retention: crate::cmd_retention::RetentionArgs,
 }
 
 #[derive(Args, Debug)]
@@ -79,6 +81,7 @@ pub fn tags_column(p: &RecoveryPoint) -> String {
 pub fn backup(g: &Global, a: BackupInstanceArgs) -> Result<ExitCode> {
     let spec = InstanceSpec::load(&a.spec).map_err(|e| usage(e.to_string()))?;
     let v = g.open()?;
+    a.retention.apply(&v)?;
     let counters = Arc::new(Counters::default());
     let c = counters.clone();
     let bar = Progress::start(g.progress(), move || {

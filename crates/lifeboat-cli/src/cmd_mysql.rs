@@ -47,6 +47,8 @@ pub struct BackupArgs {
     /// less CPU, which the database server needs too).
     #[arg(long, default_value_t = 1)]
     compression: i32,
+    #[command(flatten)]
+    retention: crate::cmd_retention::RetentionArgs,
 }
 
 /// `restore mysql`.
@@ -125,6 +127,9 @@ pub struct ArchiveArgs {
     /// Resource name (default: mysql:HOST:PORT, as `backup mysql`).
     #[arg(long)]
     resource: Option<String>,
+    /// Retention of every seal and rollup point the archive writes.
+    #[command(flatten)]
+    retention: crate::cmd_retention::RetentionArgs,
 }
 
 /// `archive`.
@@ -140,6 +145,7 @@ pub fn archive(g: &Global, cmd: ArchiveCmd) -> Result<ExitCode> {
     let ArchiveCmd::Mysql(a) = cmd;
     let dsn = Dsn::parse(&a.server.dsn)?;
     let v = g.open()?;
+    a.retention.apply(&v)?;
     let mut opts = ArchiveOptions {
         resource: a.resource,
         seal_interval: a.seal_interval,
@@ -203,6 +209,7 @@ pub fn archive(g: &Global, cmd: ArchiveCmd) -> Result<ExitCode> {
 pub fn backup(g: &Global, a: BackupArgs) -> Result<ExitCode> {
     let dsn = Dsn::parse(&a.server.dsn)?;
     let v = g.open()?;
+    a.retention.apply(&v)?;
     let opts = SnapshotOptions {
         databases: a.databases,
         users: a.users,

@@ -53,10 +53,13 @@ pub enum PointsCmd {
         /// Points: full ids or unique prefixes.
         #[arg(required = true)]
         points: Vec<String>,
-        /// Also forget points under a governance-mode lock.
-        #[arg(long)]
-        override_lock: bool,
+        /// Also forget points under a governance-mode lock (never compliance).
+        #[arg(long, alias = "override-lock")]
+        bypass_governance: bool,
     },
+    /// Lock a point until a date, or extend its lock (a compliance lock can
+    /// be extended, never shortened or removed).
+    Lock(crate::cmd_retention::LockArgs),
 }
 
 fn point_json(id: &lifeboat_vault::Id, p: &RecoveryPoint) -> serde_json::Value {
@@ -80,6 +83,9 @@ fn point_json(id: &lifeboat_vault::Id, p: &RecoveryPoint) -> serde_json::Value {
 }
 
 pub fn run(g: &Global, cmd: PointsCmd) -> Result<ExitCode> {
+    if let PointsCmd::Lock(a) = cmd {
+        return crate::cmd_retention::lock_point(g, a);
+    }
     let v = g.open()?;
     match cmd {
         PointsCmd::List { resource, tag } => {
@@ -139,8 +145,20 @@ pub fn run(g: &Global, cmd: PointsCmd) -> Result<ExitCode> {
                         e.2 = p;
                         continue;
                     }
+                    let lock = p
+                        .retention
+                        .as_ref()
+                        .filter(|r| r.retain_until > chrono::Utc::now())
+                        .map(|r| {
+                            format!(
+                                " [{} until {}]",
+                                r.mode.as_str(),
+                                r.retain_until.format("%Y-%m-%d %H:%M")
+                            )
+                        })
+                        .unwrap_or_default();
                     println!(
-                        "{:<10} {:<20} {:<12} {:>10}  {:<30} {}",
+                        "{:<10} {:<20} {:<12} {:>10}  {:<30} {}{lock}",
                         id.short(),
                         p.time.format("%Y-%m-%d %H:%M:%S"),
                         p.kind,
@@ -227,9 +245,10 @@ pub fn run(g: &Global, cmd: PointsCmd) -> Result<ExitCode> {
                 }
             }
         }
+        PointsCmd::Lock(_) => unreachable!("handled above"),
         PointsCmd::Forget {
             points,
-            override_lock,
+            bypass_governance: override_lock,
         } => {
             let mut ids = Vec::new();
             for spec in &points {

@@ -62,6 +62,16 @@ pub fn run(g: &Global, a: PruneArgs) -> Result<ExitCode> {
             bytes(rep.bytes_freed)
         );
     }
+    if !rep.not_deleted.is_empty() {
+        for n in &rep.not_deleted {
+            eprintln!("warning: kept, the storage refused to delete it: {n}");
+        }
+        eprintln!(
+            "error: {} object(s) could not be deleted yet (locked or protected); the vault is sound, and a later prune deletes them once the storage allows",
+            rep.not_deleted.len()
+        );
+        return Ok(ExitCode::from(3));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -33,6 +33,12 @@ pub enum VaultCmd {
     /// (a missing index file), replace damaged index files, drop entries of
     /// packs that are gone. Runs beside backups; not beside a prune.
     RepairIndex,
+    /// Set the vault lock configuration: a minimum and maximum retention and a
+    /// lock mode every new point gets; immutable after its cooling-off period.
+    Configure(crate::cmd_retention::ConfigureArgs),
+    /// Points by kind, sizes, dedup and compression ratios, packs, index,
+    /// locked points and the earliest unlock date.
+    Stats,
     /// Remove stale locks (left by processes that died).
     Unlock {
         /// Remove every lock, even live ones (only when you know no lifeboat process uses the vault).
@@ -43,6 +49,8 @@ pub enum VaultCmd {
 
 pub fn run(g: &Global, cmd: VaultCmd) -> Result<ExitCode> {
     match cmd {
+        VaultCmd::Configure(a) => crate::cmd_retention::configure(g, a),
+        VaultCmd::Stats => crate::cmd_retention::stats(g),
         VaultCmd::Init { compression } => {
             let loc = g.location()?;
             let pw = g.password(true)?;

@@ -180,3 +180,30 @@ fn a_volume_that_cannot_be_opened_fails_the_backup_naming_it() {
         assert_eq!(points(&c), 0);
     }
 }
+
+#[test]
+fn an_instance_point_takes_a_compliance_lock_that_forget_cannot_break() {
+    let t = tempdir().unwrap();
+    let img = t.path().join("img/disk.img");
+    make_image(&img);
+    let spec = spec(t.path(), &[&img], "");
+    let c = cli(&t.path().join("vault"));
+    c.ok(&["vault", "init"]);
+    let b = c.json(&[
+        "backup",
+        "instance",
+        "--spec",
+        s(&spec),
+        "--retain-for",
+        "2d",
+        "--lock",
+        "compliance",
+    ]);
+    let id = b["id"].as_str().expect("point id").to_string();
+    let shown = c.json(&["points", "show", &id]);
+    assert_eq!(shown["retention"]["mode"], "compliance", "{shown}");
+    let o = c.run(&["points", "forget", &id]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("compliance"), "{}", stderr(&o));
+    assert_eq!(points(&c), 1, "the locked instance point is still there");
+}

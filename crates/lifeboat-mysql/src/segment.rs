@@ -312,8 +312,11 @@ pub fn write_rollup(
     };
     let time = seals.iter().map(|(_, p)| p.time).max();
     let (id, _) = write_point(writer, resource, nodes, &meta, time, started)?;
+    // The rollup holds the seals' bytes and (written later) a retention at
+    // least as long as theirs: it replaces them, locked or not.
+    let rollup = vault.read_point(&id)?;
     for (sid, _) in seals {
-        vault.remove_point(sid, false)?;
+        vault.remove_superseded_point(sid, &rollup)?;
     }
     Ok(Some(id))
 }

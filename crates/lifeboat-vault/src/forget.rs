@@ -36,6 +36,11 @@ pub struct KeepPolicy {
     pub monthly: u32,
     /// One per year, N years.
     pub yearly: u32,
+    /// Every point stored within this many seconds before now (0 = off).
+    /// Measured from now, by the vault's trusted times, never from the
+    /// newest point (whose time a client may have forged).
+    #[serde(default)]
+    pub within_s: i64,
 }
 
 impl KeepPolicy {
@@ -87,7 +92,19 @@ pub fn apply(
     now: DateTime<Utc>,
     rules: &[&dyn DependentKind],
 ) -> Vec<Decision> {
-    let mut out = apply_policy(points, policy, now);
+    apply_with(points, policy, now, rules, false)
+}
+
+/// [`apply`]; with `bypass_governance`, a governance lock does not keep a
+/// point (a compliance lock always does).
+pub fn apply_with(
+    points: &[(Id, RecoveryPoint)],
+    policy: &KeepPolicy,
+    now: DateTime<Utc>,
+    rules: &[&dyn DependentKind],
+    bypass_governance: bool,
+) -> Vec<Decision> {
+    let mut out = apply_policy(points, policy, now, bypass_governance);
     for rule in rules {
         let kept: std::collections::HashSet<Id> = out
             .iter()
@@ -108,6 +125,7 @@ pub fn apply(
                 .find(|(id, _)| *id == d.id)
                 .and_then(|(_, p)| p.retention.as_ref())
                 .filter(|r| r.retain_until > now)
+                .filter(|r| !(bypass_governance && r.mode == crate::point::LockMode::Governance))
             {
                 d.reasons
                     .push(format!("locked until {}", r.retain_until.to_rfc3339()));
@@ -126,6 +144,50 @@ pub struct Outcome {
     pub decisions: Vec<Decision>,
     /// Points that were to be forgotten but could not be deleted, and why.
     pub not_deleted: Vec<(Id, String)>,
+    /// Points judged by the storage's time rather than their own (stamped
+    /// later than they were stored), and what was found.
+    pub time_notes: TimeNotes,
+}
+
+/// Points whose time was corrected, each with a note saying why.
+pub type TimeNotes = Vec<(Id, String)>;
+
+/// How far a point's own time may be after the time its object was stored
+/// (clock skew between the client and the storage) before the storage's time
+/// is used instead.
+pub const MAX_SKEW: chrono::Duration = chrono::Duration::minutes(5);
+
+/// Replaces each point's time by one the vault can trust: its own time, but
+/// never later than when the storage says its object was written (`stored`,
+/// from `Vault::point_times`). A client can stamp a point with any time; it
+/// cannot choose an object's S3 `LastModified` (nor, through Lifeboat, a
+/// file's mtime). Returns the points and a note per corrected point.
+pub fn trusted_times(
+    points: &[(Id, RecoveryPoint)],
+    stored: &std::collections::HashMap<Id, DateTime<Utc>>,
+) -> (Vec<(Id, RecoveryPoint)>, TimeNotes) {
+    let mut notes = Vec::new();
+    let out = points
+        .iter()
+        .map(|(id, p)| {
+            let mut p = p.clone();
+            if let Some(t) = stored.get(id)
+                && p.time > *t + MAX_SKEW
+            {
+                notes.push((
+                    *id,
+                    format!(
+                        "stamped {} but stored at {}: judged by the storage's time (a wrong clock or a forged point)",
+                        p.time.to_rfc3339(),
+                        t.to_rfc3339()
+                    ),
+                ));
+                p.time = *t;
+            }
+            (*id, p)
+        })
+        .collect();
+    (out, notes)
 }
 
 /// Decides with [`apply`] and deletes the points not kept (unless
@@ -139,7 +201,18 @@ pub fn forget(
     dry_run: bool,
     override_lock: bool,
 ) -> Outcome {
-    let mut decisions = apply(points, policy, Utc::now(), rules);
+    let stored = match vault.point_times() {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(
+                "cannot read the storage's times of the points ({e}); judging points by their own times"
+            );
+            Default::default()
+        }
+    };
+    let (points, time_notes) = trusted_times(points, &stored);
+    let points = &points[..];
+    let mut decisions = apply_with(points, policy, Utc::now(), rules, override_lock);
     let mut not_deleted = Vec::new();
     if !dry_run {
         for d in decisions.iter_mut().filter(|d| !d.keep) {
@@ -153,6 +226,7 @@ pub fn forget(
     Outcome {
         decisions,
         not_deleted,
+        time_notes,
     }
 }
 
@@ -160,6 +234,7 @@ fn apply_policy(
     points: &[(Id, RecoveryPoint)],
     policy: &KeepPolicy,
     now: DateTime<Utc>,
+    bypass_governance: bool,
 ) -> Vec<Decision> {
     let mut groups: BTreeMap<(&str, &str), Vec<&(Id, RecoveryPoint)>> = BTreeMap::new();
     for p in points {
@@ -169,7 +244,22 @@ fn apply_policy(
             .push(p);
     }
     let mut out = Vec::new();
-    for (_, mut ps) in groups {
+    for (_, ps) in groups {
+        // A point stamped in the future (beyond clock skew) takes no slot
+        // of any rule: counted, it would stay "the newest" and push real
+        // points out. It is kept, and named.
+        let (future, mut ps): (Vec<_>, Vec<_>) =
+            ps.into_iter().partition(|p| p.1.time > now + MAX_SKEW);
+        for p in future {
+            out.push(Decision {
+                id: p.0,
+                resource: p.1.resource.clone(),
+                kind: p.1.kind.clone(),
+                time: p.1.time,
+                keep: true,
+                reasons: vec!["stamped in the future: not counted by the policy".into()],
+            });
+        }
         ps.sort_by(|a, b| b.1.time.cmp(&a.1.time).then(b.0.cmp(&a.0)));
         type Bucket = fn(&DateTime<Utc>) -> i64;
         let rules: [(&str, u32, Bucket); 5] = [
@@ -206,8 +296,27 @@ fn apply_policy(
                 }
             }
         }
+        if policy.within_s > 0 {
+            let since = now - chrono::Duration::seconds(policy.within_s);
+            for (i, p) in ps.iter().enumerate() {
+                if p.1.time >= since {
+                    reasons[i].push(format!(
+                        "within {}",
+                        crate::retention::format_duration(chrono::Duration::seconds(
+                            policy.within_s
+                        ))
+                    ));
+                }
+            }
+        }
         for (p, mut why) in ps.into_iter().zip(reasons) {
-            if let Some(r) = p.1.retention.as_ref().filter(|r| r.retain_until > now) {
+            if let Some(r) = p
+                .1
+                .retention
+                .as_ref()
+                .filter(|r| r.retain_until > now)
+                .filter(|r| !(bypass_governance && r.mode == crate::point::LockMode::Governance))
+            {
                 why.push(format!("locked until {}", r.retain_until.to_rfc3339()));
             }
             out.push(Decision {
@@ -252,7 +361,7 @@ mod tests {
             daily: 3,
             ..Default::default()
         };
-        let ds = apply(&points, &policy, base, &[]);
+        let ds = apply(&points, &policy, base + chrono::Duration::hours(6), &[]);
         let kept: Vec<_> = ds.iter().filter(|d| d.keep).collect();
         // last 1 and daily 1 are the same point; daily 2 and 3 are the newest of the two days before.
         assert_eq!(kept.len(), 3);
@@ -313,5 +422,29 @@ mod tests {
         assert!(keep(a.0), "locked");
         assert!(keep(b.0), "newest of a");
         assert!(keep(c.0), "newest of b");
+    }
+
+    #[test]
+    fn future_points_take_no_slot_and_keep_within_counts_from_now() {
+        let now = Utc.with_ymd_and_hms(2026, 1, 10, 12, 0, 0).unwrap();
+        let real = pt("r", now - chrono::Duration::hours(1));
+        let old = pt("r", now - chrono::Duration::days(40));
+        let future = pt("r", now + chrono::Duration::days(365));
+        let points = [real.clone(), old.clone(), future.clone()];
+        let last1 = KeepPolicy {
+            last: 1,
+            ..Default::default()
+        };
+        let ds = apply(&points, &last1, now, &[]);
+        let keep = |ds: &[Decision], id: Id| ds.iter().find(|d| d.id == id).unwrap().keep;
+        assert!(keep(&ds, real.0), "the newest real point keeps its slot");
+        assert!(keep(&ds, future.0), "kept, but named");
+        assert!(!keep(&ds, old.0));
+        let within = KeepPolicy {
+            within_s: 30 * 86_400,
+            ..Default::default()
+        };
+        let ds = apply(&points, &within, now, &[]);
+        assert!(keep(&ds, real.0) && !keep(&ds, old.0));
     }
 }

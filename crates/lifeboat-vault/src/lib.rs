@@ -15,6 +15,7 @@
 //! fetch_blobs(&vault, &index, wanted, f)   pack-ordered, ranged, parallel reads
 //! check(&vault, read_data)                 structure, and optionally every byte
 //! forget / prune                           retention policy; two-phase safe delete
+//! retention                                point locks, vault lock configuration
 //! ```
 //! The engine knows nothing of what is backed up: protectors build trees and
 //! streams, and call these functions.
@@ -28,13 +29,17 @@ pub mod forget;
 pub mod id;
 pub mod index;
 pub mod lock;
+pub mod objectlock;
 pub mod pack;
 pub mod point;
 pub mod private;
 pub mod prune;
 pub mod repair;
 mod resume;
+pub mod retention;
+mod retention_session;
 pub mod select;
+pub mod stats;
 pub mod storage;
 pub mod testhook;
 pub mod timeouts;

@@ -90,6 +90,31 @@ pub struct PruneReport {
     pub stale_locks_removed: usize,
     /// Whether this was a dry run.
     pub dry_run: bool,
+    /// Objects the storage refused to delete (an object under S3 Object
+    /// Lock, an immutable file), each with the refusal. They stay; the vault
+    /// is as after a prune killed at that step (format spec §11), and a later
+    /// prune deletes them once the storage allows.
+    #[serde(default)]
+    pub not_deleted: Vec<String>,
+}
+
+/// Removes `path`; a refusal that retrying cannot cure (permissions, a
+/// retention) is recorded in `rep` instead of failing the prune.
+fn remove_or_note(storage: &crate::Storage, path: &str, rep: &mut PruneReport) -> Result<bool> {
+    match storage.remove(path) {
+        Ok(()) => Ok(true),
+        Err(VaultError::Storage {
+            retryable: false,
+            no_space: false,
+            message,
+            ..
+        }) => {
+            tracing::warn!("prune: the storage refused to delete {path}: {message}; it is kept");
+            rep.not_deleted.push(format!("{path}: {message}"));
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn shared_lock_ids(vault: &Vault, own: &Id) -> Result<Vec<Id>> {
@@ -224,6 +249,20 @@ pub fn prune_with_progress(
     let seen_points: HashSet<Id> = points.iter().map(|(i, _)| *i).collect();
     let roots: Vec<Id> = points.iter().map(|(_, p)| p.tree).collect();
     let referenced = referenced_blobs(vault, &index, &roots)?;
+    // Blobs of points under a retention lock stay in the packs they are in:
+    // on an S3 bucket with Object Lock those packs carry the lock, a repacked
+    // copy would not.
+    let now = chrono::Utc::now();
+    let locked_roots: Vec<Id> = points
+        .iter()
+        .filter(|(_, p)| p.retention.as_ref().is_some_and(|r| r.retain_until > now))
+        .map(|(_, p)| p.tree)
+        .collect();
+    let pinned = if locked_roots.is_empty() {
+        HashSet::new()
+    } else {
+        referenced_blobs(vault, &index, &locked_roots)?
+    };
     let needs_unindexed: Vec<Id> = index
         .recovered()
         .iter()
@@ -272,6 +311,7 @@ pub fn prune_with_progress(
             },
             None if !listed.contains_key(pack) => Verdict::Keep, // missing: check reports it
             None if used.is_empty() => Verdict::Mark,
+            None if used.iter().any(|e| pinned.contains(&e.id)) => Verdict::Keep,
             None => {
                 let total: u64 = entries.iter().map(|e| e.length as u64).sum();
                 let live: u64 = used.iter().map(|e| e.length as u64).sum();
@@ -408,12 +448,18 @@ pub fn prune_with_progress(
     // 8. the old index files, then the first new one: until every old file
     // is gone, the marks of the first new one are visible to every listing
     crate::testhook::pause("prune-index-written");
+    // An old file the storage refuses to delete stays; then the first new
+    // one must stay too (it marks every pack this run deletes).
+    let mut old_left = false;
     for f in index.files() {
-        storage.remove(&index_path(f))?;
-        rep.index_files_replaced += 1;
+        if remove_or_note(storage, &index_path(f), &mut rep)? {
+            rep.index_files_replaced += 1;
+        } else {
+            old_left = true;
+        }
     }
     crate::testhook::pause("prune-old-index-removed");
-    if last_name.is_some_and(|n| n != first_name) {
+    if !old_left && last_name.is_some_and(|n| n != first_name) {
         storage.remove(&index_path(&first_name))?;
     }
     // 9. packs
@@ -421,15 +467,25 @@ pub fn prune_with_progress(
         "deleting packs",
         (delete.len() + delete_garbage.len()) as u64,
     );
+    let mut refused = HashSet::new();
     for p in delete.iter().chain(&delete_garbage) {
         if let Some(size) = listed.get(p) {
-            storage.remove(&pack_path(p))?;
-            rep.bytes_freed += size;
+            if remove_or_note(storage, &pack_path(p), &mut rep)? {
+                rep.bytes_freed += size;
+            } else {
+                refused.insert(*p);
+            }
         }
         progress.add(1);
     }
-    rep.deleted_packs = delete.iter().filter(|p| listed.contains_key(*p)).count();
-    rep.deleted_garbage = delete_garbage.len();
+    rep.deleted_packs = delete
+        .iter()
+        .filter(|p| listed.contains_key(*p) && !refused.contains(*p))
+        .count();
+    rep.deleted_garbage = delete_garbage
+        .iter()
+        .filter(|p| !refused.contains(*p))
+        .count();
     clean_tmp(vault);
     lock.release()?;
     Ok(rep)

@@ -492,6 +492,40 @@ impl Storage {
         Ok(out)
     }
 
+    /// Lists every object below `dir` with the time the storage last wrote
+    /// it (file mtime, S3 `LastModified`; asked with a stat when the listing
+    /// does not carry it).
+    pub fn list_modified(
+        &self,
+        dir: &str,
+    ) -> Result<Vec<(String, Option<chrono::DateTime<chrono::Utc>>)>> {
+        let entries = match self.run("list", dir, async {
+            self.op.list_with(dir).recursive(true).await
+        }) {
+            Ok(v) => v,
+            Err(VaultError::Missing { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            if e.metadata().is_dir() {
+                continue;
+            }
+            let t = match e.metadata().last_modified() {
+                Some(t) => Some(t),
+                None => match self.run("stat", e.path(), self.op.stat(e.path())) {
+                    Ok(m) => m.last_modified(),
+                    Err(VaultError::Missing { .. }) => continue,
+                    Err(err) => return Err(err),
+                },
+            };
+            let t =
+                t.map(|t| chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::from(t)));
+            out.push((e.path().to_string(), t));
+        }
+        Ok(out)
+    }
+
     /// Removes an object; removing a missing object is not an error. On a
     /// directory the removal is durable when it returns.
     pub fn remove(&self, path: &str) -> Result<()> {

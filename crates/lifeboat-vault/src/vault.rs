@@ -182,6 +182,9 @@ pub struct Vault {
     key: MasterKey,
     config: Config,
     key_id: String,
+    /// Retention state: the session's request and the cached vault lock
+    /// configuration (`retention.rs`).
+    ret: crate::retention_session::Session,
 }
 
 /// Whether a key file's bytes match its name (`keys/<BLAKE3 of the bytes>`).
@@ -268,6 +271,7 @@ impl Vault {
             key,
             config,
             key_id,
+            ret: Default::default(),
         })
     }
 
@@ -310,6 +314,7 @@ impl Vault {
                         key,
                         config,
                         key_id: what.trim_start_matches("keys/").to_string(),
+                        ret: Default::default(),
                     });
                 }
                 Ok(None) if name_ok => {}
@@ -330,6 +335,11 @@ impl Vault {
         Err(VaultError::WrongPassword {
             location: location.to_string(),
         })
+    }
+
+    /// The session's retention state (`retention_session.rs`).
+    pub(crate) fn ret(&self) -> &crate::retention_session::Session {
+        &self.ret
     }
 
     /// The storage below the vault.
@@ -480,10 +490,14 @@ impl Vault {
         }
     }
 
-    /// Writes a point; it becomes visible at once.
+    /// Writes a point; it becomes visible at once. Its retention is
+    /// resolved first: the session's request (`set_retention_request`) and
+    /// the vault lock configuration apply (`retention::resolve`).
     pub fn write_point(&self, point: &RecoveryPoint) -> Result<Id> {
+        let point = &self.with_retention(point)?;
         let (id, stored) = point.seal(&self.key);
         self.storage.write(&point_path(&id), stored)?;
+        self.protect_point(&id, point)?;
         Ok(id)
     }
 
@@ -493,14 +507,14 @@ impl Vault {
         if p.is_locked(Utc::now(), override_governance) {
             let r = p.retention.as_ref().expect("locked has retention");
             return Err(VaultError::Refused(format!(
-                "recovery point {} is locked ({:?}) until {}; it cannot be deleted{}",
+                "recovery point {} is locked ({}) until {}; it cannot be deleted{}",
                 id.short(),
-                r.mode,
+                r.mode.as_str(),
                 r.retain_until.to_rfc3339(),
                 if r.mode == crate::point::LockMode::Governance {
-                    " without --override-lock"
+                    " without --bypass-governance"
                 } else {
-                    ""
+                    " by anyone before then"
                 }
             )));
         }
