@@ -138,8 +138,19 @@ pub fn run(g: &Global, cmd: PointsCmd) -> Result<ExitCode> {
                         e.2 = p;
                         continue;
                     }
+                    let lineage = p
+                        .copied_from
+                        .as_ref()
+                        .map(|l| {
+                            format!(
+                                "  (copy of {} from vault {})",
+                                l.point.short(),
+                                &l.vault[..l.vault.len().min(8)]
+                            )
+                        })
+                        .unwrap_or_default();
                     println!(
-                        "{:<10} {:<20} {:<12} {:>10}  {:<30} {}",
+                        "{:<10} {:<20} {:<12} {:>10}  {:<30} {}{lineage}",
                         id.short(),
                         p.time.format("%Y-%m-%d %H:%M:%S"),
                         p.kind,

@@ -21,12 +21,14 @@
 
 pub mod check;
 pub mod chunker;
+pub mod copy;
 pub mod crypto;
 pub mod error;
 pub mod fetch;
 pub mod forget;
 pub mod id;
 pub mod index;
+pub mod ledger;
 pub mod lock;
 pub mod pack;
 pub mod point;
