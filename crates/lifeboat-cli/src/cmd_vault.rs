@@ -21,6 +21,15 @@ pub enum VaultCmd {
         /// zstd level for new data (0 stores uncompressed; 1-19).
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(0..=19))]
         compression: i32,
+        /// Cut data as the vault at URL does (its chunker sizes and secret
+        /// seed), so that copies from it and this vault's own backups
+        /// deduplicate against each other. Its password: LIFEBOAT_FROM_PASSWORD
+        /// or --from-password-file.
+        #[arg(long, value_name = "URL")]
+        copy_chunker_params_from: Option<String>,
+        /// Password file of the vault named by --copy-chunker-params-from.
+        #[arg(long, env = "LIFEBOAT_FROM_PASSWORD_FILE")]
+        from_password_file: Option<std::path::PathBuf>,
     },
     /// Prove the vault's structure; with --read-data, every byte. Exit 0 only when sound.
     Check {
@@ -42,8 +51,32 @@ pub enum VaultCmd {
 
 pub fn run(g: &Global, cmd: VaultCmd) -> Result<ExitCode> {
     match cmd {
-        VaultCmd::Init { compression } => {
+        VaultCmd::Init {
+            compression,
+            copy_chunker_params_from,
+            from_password_file,
+        } => {
             let loc = g.location()?;
+            let paired = match &copy_chunker_params_from {
+                Some(url) => {
+                    let from = lifeboat_vault::Location::parse(url).map_err(|e| {
+                        crate::common::usage(format!("--copy-chunker-params-from: {e}"))
+                    })?;
+                    let pw = crate::common::read_password(
+                        "LIFEBOAT_FROM_PASSWORD",
+                        from_password_file.as_ref(),
+                        "password of the vault to copy chunker parameters from",
+                        false,
+                    )?;
+                    let other = Vault::open(&from, &pw).map_err(|e| {
+                        anyhow::anyhow!(
+                            "cannot open the vault to copy chunker parameters from: {e}"
+                        )
+                    })?;
+                    Some((other.config().chunker, other.chunker_seed()?))
+                }
+                None => None,
+            };
             let pw = g.password(true)?;
             let chars = String::from_utf8_lossy(&pw).chars().count();
             if chars < MIN_PASSWORD_CHARS {
@@ -51,10 +84,14 @@ pub fn run(g: &Global, cmd: VaultCmd) -> Result<ExitCode> {
                     "warning: the password has only {chars} character(s): whoever gets a copy of the vault's key files can guess a short password offline; use {MIN_PASSWORD_CHARS} or more (add a better one with `lifeboat key add`, then remove this one)"
                 );
             }
-            let opts = InitOptions {
+            let mut opts = InitOptions {
                 compression,
                 ..InitOptions::default()
             };
+            if let Some((chunker, seed)) = paired {
+                opts.chunker = chunker;
+                opts.chunker_seed = Some(seed);
+            }
             let v = Vault::init(&loc, &pw, &opts)?;
             if g.json {
                 print_json(&serde_json::json!({"location": loc.to_string(), "id": v.config().id}))?;

@@ -365,3 +365,119 @@ fn a_copy_killed_at_random_moments_resumes_without_resending() {
     let d = compare_trees(&data, &lifeboat_testkit::restored(&out, &data));
     assert!(d.is_empty(), "{d:?}");
 }
+
+#[test]
+fn chunker_params_copied_from_the_primary_make_copies_and_own_backups_deduplicate() {
+    let t = tempdir().unwrap();
+    let data = t.path().join("data");
+    make_sample_tree(&data, 5);
+    // Files larger than a chunk: there the cut points depend on the seed.
+    for i in 0..3u64 {
+        std::fs::write(
+            data.join(format!("big-{i}")),
+            pseudo_random(100 + i, 8 << 20),
+        )
+        .unwrap();
+    }
+    let size: u64 = lifeboat_testkit::files_below(&data)
+        .iter()
+        .filter_map(|p| std::fs::symlink_metadata(p).ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum();
+    let primary = t.path().join("primary");
+    let src = vault(&primary.display().to_string(), "primary password");
+    src.ok(&["backup", "files", data.to_str().unwrap()]);
+
+    // Paired: the secondary cuts data as the primary does.
+    let mut paired = Cli::new(BIN, &t.path().join("paired"));
+    paired.password = TO_PASSWORD.into();
+    let o = paired
+        .command(&[
+            "vault",
+            "init",
+            "--copy-chunker-params-from",
+            primary.to_str().unwrap(),
+        ])
+        .env("LIFEBOAT_FROM_PASSWORD", &src.password)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cfg: Value =
+        serde_json::from_slice(&std::fs::read(t.path().join("paired/config")).unwrap()).unwrap();
+    assert!(cfg["chunker_seed"].is_string(), "{cfg:#}");
+    // A wrong source password is named as such.
+    let o = paired
+        .command(&[
+            "vault",
+            "init",
+            "--copy-chunker-params-from",
+            primary.to_str().unwrap(),
+        ])
+        .env("LIFEBOAT_VAULT", t.path().join("other").to_str().unwrap())
+        .env("LIFEBOAT_FROM_PASSWORD", "not it")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("wrong password"), "{}", stderr(&o));
+
+    // Unpaired, and with other chunker sizes (plaintext config, set before any data).
+    let plain = vault(&t.path().join("plain").display().to_string(), TO_PASSWORD);
+    let other = vault(
+        &t.path().join("other-sizes").display().to_string(),
+        TO_PASSWORD,
+    );
+    let cfg_path = t.path().join("other-sizes/config");
+    let mut cfg: Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    cfg["chunker"] = serde_json::json!({"min": 65536, "avg": 131072, "max": 524288});
+    std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+
+    for dst in [&paired, &plain, &other] {
+        let r = copy(&src, dst, &["--all"]);
+        assert_eq!(r["points_copied"], 1, "{r:#}");
+    }
+    // The secondary's own backup of the same data, after the copy. The copied
+    // point is its parent (same resource): touched files are read again, and
+    // only then do chunk boundaries matter.
+    let before = t.path().join("as-backed-up");
+    assert!(
+        Command::new("cp")
+            .arg("-a")
+            .arg(&data)
+            .arg(&before)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for f in lifeboat_testkit::files_below(&data) {
+        if f.is_file() {
+            let st = Command::new("touch").arg(&f).status().unwrap();
+            assert!(st.success());
+        }
+    }
+    let own = |c: &Cli| {
+        let r = c.json(&["backup", "files", data.to_str().unwrap()]);
+        r["bytes_new"].as_u64().unwrap()
+    };
+    let paired_new = own(&paired);
+    let plain_new = own(&plain);
+    eprintln!(
+        "own backup after a copy of {size} bytes: paired stored {paired_new} new bytes, unpaired {plain_new}"
+    );
+    assert!(paired_new < size / 50, "paired: {paired_new} of {size} new");
+    assert!(plain_new > size / 2, "unpaired: {plain_new} of {size} new");
+    own(&other);
+    // Copies into a vault with other chunk sizes restore identically.
+    std::fs::remove_dir_all(&primary).unwrap();
+    for dst in [&paired, &other] {
+        let (_, first) = {
+            let l = dst.json(&["points", "list"]);
+            (l.clone(), l[0]["id"].as_str().unwrap().to_string())
+        };
+        let to = t.path().join(format!("r-{}", &first[..8]));
+        dst.ok(&["restore", "files", &first, "--to", to.to_str().unwrap()]);
+        let d = compare_trees(&before, &lifeboat_testkit::restored(&to, &data));
+        assert!(d.is_empty(), "{d:?}");
+        check_clean(dst);
+    }
+}

@@ -36,6 +36,7 @@ pub mod private;
 pub mod prune;
 pub mod repair;
 mod resume;
+pub mod seed;
 pub mod select;
 pub mod storage;
 pub mod testhook;

@@ -111,7 +111,7 @@ impl<'v> BackupWriter<'v> {
             }),
             stats: WriteStats::default(),
             unindexed: Mutex::new(Vec::new()),
-            chunker: Chunker::new(vault.config().chunker, vault.key().chunker_seed()),
+            chunker: Chunker::new(vault.config().chunker, vault.chunker_seed()?),
             compression: vault.config().compression,
             lock: Some(lock),
         })
