@@ -481,3 +481,87 @@ fn chunker_params_copied_from_the_primary_make_copies_and_own_backups_deduplicat
         check_clean(dst);
     }
 }
+
+#[test]
+fn bad_input_fails_clearly_and_leaves_the_target_clean() {
+    let t = tempdir().unwrap();
+    let data = t.path().join("data");
+    make_sample_tree(&data, 9);
+    let src = vault(
+        &t.path().join("primary").display().to_string(),
+        "primary password",
+    );
+    let dst = vault(
+        &t.path().join("secondary").display().to_string(),
+        TO_PASSWORD,
+    );
+    src.ok(&["backup", "files", data.to_str().unwrap()]);
+
+    // Wrong target password: named, exit 1, nothing written.
+    let mut wrong = dst.clone();
+    wrong.password = "not the secondary's".into();
+    let o = copy_cmd(&src, &wrong, &["--all"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot open the to vault") && stderr(&o).contains("wrong password"),
+        "{}",
+        stderr(&o)
+    );
+    // Usage: nothing selected.
+    let o = copy_cmd(&src, &dst, &[]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // An endpoint nobody answers on.
+    let port = lifeboat_testkit::mariadb::free_port();
+    let gone = Cli::at(
+        BIN,
+        &format!(
+            "s3://dr-vault/x?endpoint=http://127.0.0.1:{port}&connect_timeout=1s&total_timeout=3s"
+        ),
+    );
+    let started = Instant::now();
+    let o = copy_cmd(&src, &gone, &["--all"])
+        .envs(CREDENTIALS)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("127.0.0.1"), "{}", stderr(&o));
+    assert!(started.elapsed() < Duration::from_secs(60));
+
+    // A pack of the source vanishes after the copy loaded the source's index.
+    let pause = t.path().join("pause");
+    std::fs::create_dir(&pause).unwrap();
+    let child = copy_cmd(&src, &dst, &["--all", "--json"])
+        .env(
+            "LIFEBOAT_TEST_PAUSE",
+            format!("index-loaded:{}", pause.display()),
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !pause.join("index-loaded.reached").exists() {
+        assert!(Instant::now() < deadline, "the copy never loaded the index");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The largest pack holds data blobs.
+    let victim = lifeboat_testkit::files_below(&t.path().join("primary/packs"))
+        .into_iter()
+        .filter(|p| p.is_file())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    std::fs::remove_file(&victim).unwrap();
+    std::fs::write(pause.join("index-loaded.go"), b"").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("could not read")
+            && stderr(&o).contains("nothing of this point was written"),
+        "{}",
+        stderr(&o)
+    );
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["points_copied"], 0, "{r:#}");
+    assert_eq!(dst.json(&["points", "list"]).as_array().unwrap().len(), 0);
+    check_clean(&dst);
+}
