@@ -48,6 +48,18 @@ pub struct CopyArgs {
     interval: Duration,
 }
 
+/// How long a following copy keeps one writer session in the target.
+const SESSION: Duration = Duration::from_secs(5 * 60);
+
+fn add(a: &mut lifeboat_vault::copy::CopyStats, b: &lifeboat_vault::copy::CopyStats) {
+    a.points_copied += b.points_copied;
+    a.points_present += b.points_present;
+    a.blobs_sent += b.blobs_sent;
+    a.bytes_read += b.bytes_read;
+    a.bytes_sent += b.bytes_sent;
+    a.blobs_skipped += b.blobs_skipped;
+}
+
 fn open(location: &str, password: &[u8], which: &str) -> Result<Vault> {
     let loc = Location::parse(location).map_err(|e| usage(format!("--{which}: {e}")))?;
     Vault::open(&loc, password).with_context(|| format!("cannot open the {which} vault"))
@@ -102,8 +114,11 @@ pub fn run(g: &Global, a: CopyArgs) -> Result<ExitCode> {
     let dst = open(&a.to, &dst_pw, "to")?;
     let stop = crate::common::stop_backup_on_signals()?;
     let mut copier = Copier::start(&src, &dst, CopyOptions::default())?;
-    let counters = copier.counters();
     let started = Instant::now();
+    // A following copy ends its writer session from time to time: while its
+    // lock lives, a prune of the target defers deleting what it marks.
+    let mut session_started = Instant::now();
+    let mut earlier = lifeboat_vault::copy::CopyStats::default();
     let mut results = Vec::new();
     let mut warnings: Vec<String> = Vec::new();
     let mut lag_ms: Vec<f64> = Vec::new();
@@ -114,7 +129,7 @@ pub fn run(g: &Global, a: CopyArgs) -> Result<ExitCode> {
             .filter(|(id, p)| copier.present(id, p).is_none() || !a.follow)
             .collect();
         let total = todo.len();
-        let c = counters.clone();
+        let c = copier.counters();
         let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let d = done.clone();
         let progress = Progress::start(g.progress() && total > 0, move || {
@@ -171,9 +186,16 @@ pub fn run(g: &Global, a: CopyArgs) -> Result<ExitCode> {
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        copier.refresh_source_index()?;
+        if session_started.elapsed() > SESSION {
+            add(&mut earlier, &copier.finish()?);
+            copier = Copier::start(&src, &dst, CopyOptions::default())?;
+            session_started = Instant::now();
+        } else {
+            copier.refresh_source_index()?;
+        }
     }
-    let stats = copier.finish()?;
+    let mut stats = copier.finish()?;
+    add(&mut stats, &earlier);
     let secs = started.elapsed().as_secs_f64();
     if g.json {
         let mut j = serde_json::to_value(&stats)?;
