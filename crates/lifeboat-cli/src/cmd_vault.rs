@@ -41,6 +41,17 @@ pub enum VaultCmd {
     /// (a missing index file), replace damaged index files, drop entries of
     /// packs that are gone. Runs beside backups; not beside a prune.
     RepairIndex,
+    /// Replace this vault's damaged or missing packs' blobs from another
+    /// vault holding copies of the same points (its password:
+    /// LIFEBOAT_FROM_PASSWORD or --from-password-file). Reads every pack.
+    Heal {
+        /// The other vault.
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// Password file of the other vault.
+        #[arg(long, env = "LIFEBOAT_FROM_PASSWORD_FILE")]
+        from_password_file: Option<std::path::PathBuf>,
+    },
     /// Remove stale locks (left by processes that died).
     Unlock {
         /// Remove every lock, even live ones (only when you know no lifeboat process uses the vault).
@@ -100,6 +111,41 @@ pub fn run(g: &Global, cmd: VaultCmd) -> Result<ExitCode> {
                 println!("keep the password safe: without it nothing in the vault can be restored");
             }
             Ok(ExitCode::SUCCESS)
+        }
+        VaultCmd::Heal {
+            from,
+            from_password_file,
+        } => {
+            let v = g.open()?;
+            let loc = lifeboat_vault::Location::parse(&from)
+                .map_err(|e| crate::common::usage(format!("--from: {e}")))?;
+            let pw = crate::common::read_password(
+                "LIFEBOAT_FROM_PASSWORD",
+                from_password_file.as_ref(),
+                "password of the vault to heal from",
+                false,
+            )?;
+            let other = Vault::open(&loc, &pw)
+                .map_err(|e| anyhow::anyhow!("cannot open the vault to heal from: {e}"))?;
+            let bar = Progress::start(g.progress(), || "reading every pack and healing".into());
+            let rep = lifeboat_vault::heal::heal(&v, &other)?;
+            drop(bar);
+            if g.json {
+                print_json(&rep)?;
+            } else if !g.quiet {
+                println!(
+                    "{} bad pack(s), {} blob(s) lost: {} healed from the other vault, {} intact ones stored again, {} bad pack(s) removed",
+                    rep.packs_bad,
+                    rep.blobs_lost,
+                    rep.blobs_healed,
+                    rep.blobs_salvaged,
+                    rep.packs_removed
+                );
+            }
+            for b in &rep.blobs_unhealed {
+                eprintln!("warning: blob {b} is in no point of the other vault; it stays lost");
+            }
+            Ok(crate::common::finished(&rep.blobs_unhealed))
         }
         VaultCmd::Check { read_data } => {
             let v = g.open()?;

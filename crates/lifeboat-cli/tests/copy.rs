@@ -565,3 +565,68 @@ fn bad_input_fails_clearly_and_leaves_the_target_clean() {
     assert_eq!(dst.json(&["points", "list"]).as_array().unwrap().len(), 0);
     check_clean(&dst);
 }
+
+/// Flips a byte in the largest pack and deletes the second largest.
+fn damage(vault: &Path) {
+    let mut packs: Vec<PathBuf> = lifeboat_testkit::files_below(&vault.join("packs"))
+        .into_iter()
+        .filter(|p| p.is_file())
+        .collect();
+    packs.sort_by_key(|p| std::cmp::Reverse(std::fs::metadata(p).unwrap().len()));
+    assert!(packs.len() >= 2, "{packs:?}");
+    let len = std::fs::metadata(&packs[0]).unwrap().len() as i64;
+    lifeboat_testkit::flip_byte(&packs[0], len / 2);
+    std::fs::remove_file(&packs[1]).unwrap();
+}
+
+fn heal(damaged: &Cli, from: &Cli) -> Value {
+    let o = damaged
+        .command(&["vault", "heal", "--from", &from.vault, "--json"])
+        .env("LIFEBOAT_FROM_PASSWORD", &from.password)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "heal: {}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn heal_replaces_flipped_and_deleted_packs_from_the_other_copy() {
+    let t = tempdir().unwrap();
+    let data = t.path().join("data");
+    make_sample_tree(&data, 4);
+    for i in 0..3u64 {
+        std::fs::write(
+            data.join(format!("big-{i}")),
+            pseudo_random(200 + i, 6 << 20),
+        )
+        .unwrap();
+    }
+    let primary = t.path().join("primary");
+    let secondary = t.path().join("secondary");
+    let src = vault(&primary.display().to_string(), "primary password");
+    let dst = vault(&secondary.display().to_string(), TO_PASSWORD);
+    src.ok(&["backup", "files", data.to_str().unwrap()]);
+    copy(&src, &dst, &["--all"]);
+
+    // The secondary is damaged; the primary (with whose ledger it was copied) heals it.
+    damage(&secondary);
+    assert!(!dst.run(&["vault", "check", "--read-data"]).status.success());
+    let r = heal(&dst, &src);
+    eprintln!("heal of the secondary: {r:#}");
+    assert!(r["blobs_lost"].as_u64().unwrap() > 0, "{r:#}");
+    assert_eq!(r["blobs_healed"], r["blobs_lost"], "{r:#}");
+    assert!(r["blobs_unhealed"].as_array().unwrap().is_empty());
+    dst.ok(&["vault", "check", "--read-data"]);
+
+    // The other way: the primary is damaged and healed from its copy (no
+    // ledger there: ids are learned by reading).
+    damage(&primary);
+    assert!(!src.run(&["vault", "check", "--read-data"]).status.success());
+    let r = heal(&src, &dst);
+    eprintln!("heal of the primary: {r:#}");
+    assert_eq!(r["blobs_healed"], r["blobs_lost"], "{r:#}");
+    src.ok(&["vault", "check", "--read-data"]);
+    src.assert_restores("latest", &data, &t.path().join("from-primary"));
+    std::fs::remove_dir_all(&primary).unwrap();
+    dst.assert_restores("latest", &data, &t.path().join("from-secondary"));
+}

@@ -73,6 +73,8 @@ pub struct CopyCounters {
     pub bytes_read: AtomicU64,
     /// Stored bytes of source blobs planned for the current point.
     pub bytes_planned: AtomicU64,
+    /// Heal: lost blobs stored again from the other vault.
+    pub blobs_healed: AtomicU64,
 }
 
 /// Figures of a copy.
@@ -115,6 +117,8 @@ pub struct Copier<'a> {
     trees_done: HashMap<Id, Id>,
     counters: Arc<CopyCounters>,
     opts: CopyOptions,
+    /// Heal mode: the target's lost blobs (only these are stored; no points).
+    lost: Option<HashSet<Id>>,
     _source_lock: Option<LockGuard>,
 }
 
@@ -133,6 +137,16 @@ impl<'a> Copier<'a> {
     /// session on the target, the target's ledger of this source and its
     /// points' lineage.
     pub fn start(source: &'a Vault, target: &'a Vault, opts: CopyOptions) -> Result<Copier<'a>> {
+        Self::start_as(source, target, opts, "copy")
+    }
+
+    /// [`Copier::start`] with another kind of writer lock in the target.
+    pub(crate) fn start_as(
+        source: &'a Vault,
+        target: &'a Vault,
+        opts: CopyOptions,
+        kind: &str,
+    ) -> Result<Copier<'a>> {
         let source_id = vault_id(source);
         if source_id == vault_id(target) {
             return Err(VaultError::Refused(format!(
@@ -142,7 +156,7 @@ impl<'a> Copier<'a> {
         }
         let lock = reader_lock(source.storage(), SOURCE_LOCK_KIND)?;
         let src_index = source.load_index()?;
-        let writer = BackupWriter::start(target, "copy")?;
+        let writer = BackupWriter::start(target, kind)?;
         let ledger = Ledger::load(target.storage(), target.key(), source_id)?;
         let mut c = Copier {
             source,
@@ -155,6 +169,7 @@ impl<'a> Copier<'a> {
             trees_done: HashMap::new(),
             counters: Arc::new(CopyCounters::default()),
             opts,
+            lost: None,
             _source_lock: lock,
         };
         c.refresh_target_points()?;
@@ -184,6 +199,50 @@ impl<'a> Copier<'a> {
     pub fn refresh_source_index(&mut self) -> Result<()> {
         self.src_index = self.source.load_index()?;
         Ok(())
+    }
+
+    /// The target's writer session.
+    pub(crate) fn writer(&self) -> &BackupWriter<'a> {
+        &self.writer
+    }
+
+    /// Heal mode: from now on only blobs of `lost` are stored (again).
+    pub(crate) fn set_lost(&mut self, lost: HashSet<Id>) {
+        self.lost = Some(lost);
+    }
+
+    /// Whether the target already has `t` (a lost blob does not count).
+    fn has(&self, t: &Id) -> bool {
+        match &self.lost {
+            None => self.writer.has_blob(t),
+            Some(l) => !l.contains(t),
+        }
+    }
+
+    /// Stores a blob the target lacks: a lost one again; in heal mode
+    /// nothing else.
+    fn store(&self, bt: BlobType, t: &Id, data: &[u8]) -> Result<()> {
+        match &self.lost {
+            None => {
+                self.writer.save_blob(bt, data)?;
+            }
+            Some(l) if l.contains(t) => {
+                self.writer.save_blob_again(bt, data)?;
+                self.counters.blobs_healed.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Heal mode: stores the target's lost blobs among those of source point
+    /// `id` (its trees rewritten with the target's ids); writes no point.
+    pub(crate) fn heal_point(&mut self, id: &Id, p: &RecoveryPoint) -> Result<()> {
+        let trees = self.read_trees(id, p.tree)?;
+        let map = self.send_data(id, &trees)?;
+        self.rewrite_trees(p.tree, &trees, &map)?;
+        let mut l = self.ledger.lock().expect("lock");
+        l.flush(self.writer.vault().storage(), self.writer.vault().key())
     }
 
     /// Live counters (for a progress display).
@@ -323,7 +382,7 @@ impl<'a> Copier<'a> {
             let l = self.ledger.lock().expect("lock");
             for s in wanted {
                 match l.get(&s) {
-                    Some(t) if self.writer.has_blob(&t) => {
+                    Some(t) if self.has(&t) => {
                         map.insert(s, t);
                         self.counters.blobs_skipped.fetch_add(1, Ordering::Relaxed);
                     }
@@ -364,9 +423,9 @@ impl<'a> Copier<'a> {
                         .fetch_add(l.entry.length as u64, Ordering::Relaxed);
                 }
                 let t = target_key.blob_id(plain);
-                if self.writer.has_blob(&t) {
+                if self.has(&t) {
                     self.counters.blobs_skipped.fetch_add(1, Ordering::Relaxed);
-                } else if let Err(e) = self.writer.save_blob(BlobType::Data, plain) {
+                } else if let Err(e) = self.store(BlobType::Data, &t, plain) {
                     target_failed.lock().expect("lock").get_or_insert(e);
                     return;
                 }
@@ -435,10 +494,10 @@ impl<'a> Copier<'a> {
             }
             let bytes = out.to_bytes();
             let tid = self.writer.vault().key().blob_id(&bytes);
-            if self.writer.has_blob(&tid) {
+            if self.has(&tid) {
                 self.counters.blobs_skipped.fetch_add(1, Ordering::Relaxed);
             } else {
-                self.writer.save_blob(BlobType::Tree, &bytes)?;
+                self.store(BlobType::Tree, &tid, &bytes)?;
             }
             self.trees_done.insert(t, tid);
         }

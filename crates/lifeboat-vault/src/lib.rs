@@ -26,6 +26,7 @@ pub mod crypto;
 pub mod error;
 pub mod fetch;
 pub mod forget;
+pub mod heal;
 pub mod id;
 pub mod index;
 pub mod ledger;
