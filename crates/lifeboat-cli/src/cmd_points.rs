@@ -157,8 +157,19 @@ pub fn run(g: &Global, cmd: PointsCmd) -> Result<ExitCode> {
                             )
                         })
                         .unwrap_or_default();
+                    let lineage = p
+                        .copied_from
+                        .as_ref()
+                        .map(|l| {
+                            format!(
+                                "  (copy of {} from vault {})",
+                                l.point.short(),
+                                &l.vault[..l.vault.len().min(8)]
+                            )
+                        })
+                        .unwrap_or_default();
                     println!(
-                        "{:<10} {:<20} {:<12} {:>10}  {:<30} {}{lock}",
+                        "{:<10} {:<20} {:<12} {:>10}  {:<30} {}{lock}{lineage}",
                         id.short(),
                         p.time.format("%Y-%m-%d %H:%M:%S"),
                         p.kind,

@@ -22,6 +22,15 @@ pub enum VaultCmd {
         /// stores within 3 % of level 3 for a fifth less CPU (bench/RESULTS.md).
         #[arg(long, default_value_t = lifeboat_vault::InitOptions::DEFAULT_COMPRESSION, value_parser = clap::value_parser!(i32).range(0..=19))]
         compression: i32,
+        /// Cut data as the vault at URL does (its chunker sizes and secret
+        /// seed), so that copies from it and this vault's own backups
+        /// deduplicate against each other. Its password: LIFEBOAT_FROM_PASSWORD
+        /// or --from-password-file.
+        #[arg(long, value_name = "URL")]
+        copy_chunker_params_from: Option<String>,
+        /// Password file of the vault named by --copy-chunker-params-from.
+        #[arg(long, env = "LIFEBOAT_FROM_PASSWORD_FILE")]
+        from_password_file: Option<std::path::PathBuf>,
     },
     /// Prove the vault's structure; with --read-data, every byte. Exit 0 only when sound.
     Check {
@@ -39,6 +48,17 @@ pub enum VaultCmd {
     /// Points by kind, sizes, dedup and compression ratios, packs, index,
     /// locked points and the earliest unlock date.
     Stats,
+    /// Replace this vault's damaged or missing packs' blobs from another
+    /// vault holding copies of the same points (its password:
+    /// LIFEBOAT_FROM_PASSWORD or --from-password-file). Reads every pack.
+    Heal {
+        /// The other vault.
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// Password file of the other vault.
+        #[arg(long, env = "LIFEBOAT_FROM_PASSWORD_FILE")]
+        from_password_file: Option<std::path::PathBuf>,
+    },
     /// Remove stale locks (left by processes that died).
     Unlock {
         /// Remove every lock, even live ones (only when you know no lifeboat process uses the vault).
@@ -51,8 +71,32 @@ pub fn run(g: &Global, cmd: VaultCmd) -> Result<ExitCode> {
     match cmd {
         VaultCmd::Configure(a) => crate::cmd_retention::configure(g, a),
         VaultCmd::Stats => crate::cmd_retention::stats(g),
-        VaultCmd::Init { compression } => {
+        VaultCmd::Init {
+            compression,
+            copy_chunker_params_from,
+            from_password_file,
+        } => {
             let loc = g.location()?;
+            let paired = match &copy_chunker_params_from {
+                Some(url) => {
+                    let from = lifeboat_vault::Location::parse(url).map_err(|e| {
+                        crate::common::usage(format!("--copy-chunker-params-from: {e}"))
+                    })?;
+                    let pw = crate::common::read_password(
+                        "LIFEBOAT_FROM_PASSWORD",
+                        from_password_file.as_ref(),
+                        "password of the vault to copy chunker parameters from",
+                        false,
+                    )?;
+                    let other = Vault::open(&from, &pw).map_err(|e| {
+                        anyhow::anyhow!(
+                            "cannot open the vault to copy chunker parameters from: {e}"
+                        )
+                    })?;
+                    Some((other.config().chunker, other.chunker_seed()?))
+                }
+                None => None,
+            };
             let pw = g.password(true)?;
             let chars = String::from_utf8_lossy(&pw).chars().count();
             if chars < MIN_PASSWORD_CHARS {
@@ -60,10 +104,14 @@ pub fn run(g: &Global, cmd: VaultCmd) -> Result<ExitCode> {
                     "warning: the password has only {chars} character(s): whoever gets a copy of the vault's key files can guess a short password offline; use {MIN_PASSWORD_CHARS} or more (add a better one with `lifeboat key add`, then remove this one)"
                 );
             }
-            let opts = InitOptions {
+            let mut opts = InitOptions {
                 compression,
                 ..InitOptions::default()
             };
+            if let Some((chunker, seed)) = paired {
+                opts.chunker = chunker;
+                opts.chunker_seed = Some(seed);
+            }
             let v = Vault::init(&loc, &pw, &opts)?;
             if g.json {
                 print_json(&serde_json::json!({"location": loc.to_string(), "id": v.config().id}))?;
@@ -72,6 +120,41 @@ pub fn run(g: &Global, cmd: VaultCmd) -> Result<ExitCode> {
                 println!("keep the password safe: without it nothing in the vault can be restored");
             }
             Ok(ExitCode::SUCCESS)
+        }
+        VaultCmd::Heal {
+            from,
+            from_password_file,
+        } => {
+            let v = g.open()?;
+            let loc = lifeboat_vault::Location::parse(&from)
+                .map_err(|e| crate::common::usage(format!("--from: {e}")))?;
+            let pw = crate::common::read_password(
+                "LIFEBOAT_FROM_PASSWORD",
+                from_password_file.as_ref(),
+                "password of the vault to heal from",
+                false,
+            )?;
+            let other = Vault::open(&loc, &pw)
+                .map_err(|e| anyhow::anyhow!("cannot open the vault to heal from: {e}"))?;
+            let bar = Progress::start(g.progress(), || "reading every pack and healing".into());
+            let rep = lifeboat_vault::heal::heal(&v, &other)?;
+            drop(bar);
+            if g.json {
+                print_json(&rep)?;
+            } else if !g.quiet {
+                println!(
+                    "{} bad pack(s), {} blob(s) lost: {} healed from the other vault, {} intact ones stored again, {} bad pack(s) removed",
+                    rep.packs_bad,
+                    rep.blobs_lost,
+                    rep.blobs_healed,
+                    rep.blobs_salvaged,
+                    rep.packs_removed
+                );
+            }
+            for b in &rep.blobs_unhealed {
+                eprintln!("warning: blob {b} is in no point of the other vault; it stays lost");
+            }
+            Ok(crate::common::finished(&rep.blobs_unhealed))
         }
         VaultCmd::Check { read_data } => {
             let v = g.open()?;

@@ -17,6 +17,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 mod cmd_apply;
 mod cmd_backup;
 mod cmd_bucket;
+mod cmd_copy;
 mod cmd_forget;
 mod cmd_instance;
 mod cmd_jobs;
@@ -67,6 +68,8 @@ enum Command {
     Forget(cmd_forget::ForgetArgs),
     /// Delete data no recovery point needs.
     Prune(cmd_prune::PruneArgs),
+    /// Copy recovery points into another vault (another site), incrementally.
+    Copy(cmd_copy::CopyArgs),
     /// Replicate a bucket to another bucket continuously (or: `replicate status`).
     Replicate(cmd_replicate::ReplicateArgs),
     /// Check lifeboat.toml: every error at once, with line, key and a fix. Exit 0 valid, 1 not.
@@ -101,6 +104,7 @@ fn main() -> ExitCode {
         Command::Points(c) => cmd_points::run(&cli.global, c),
         Command::Forget(a) => cmd_forget::run(&cli.global, a),
         Command::Prune(a) => cmd_prune::run(&cli.global, a),
+        Command::Copy(a) => cmd_copy::run(&cli.global, a),
         Command::Replicate(a) => cmd_replicate::run(&cli.global, a),
         Command::Validate(a) => cmd_validate::run(&cli.global, a),
         Command::Plan(a) => cmd_apply::plan(&cli.global, a),

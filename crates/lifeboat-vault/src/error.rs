@@ -115,6 +115,20 @@ pub enum VaultError {
     /// The operation is refused because of a lock or retention.
     #[error("{0}")]
     Refused(String),
+    /// Blobs of a point could not be read from the source of a copy.
+    #[error(
+        "could not read {count} blob(s) of recovery point {point} from the source vault at {location} (first: {first}); nothing of this point was written to the target (run `lifeboat vault check --read-data` on the source; `lifeboat vault heal --from` another copy mends it)"
+    )]
+    CopySource {
+        /// Short id of the source point.
+        point: String,
+        /// The source vault.
+        location: String,
+        /// How many blobs failed.
+        count: usize,
+        /// The first failure.
+        first: Box<VaultError>,
+    },
     /// The session was asked to stop (SIGINT/SIGTERM, see `writer::stop_flag`).
     #[error(
         "interrupted: the data stored so far is kept and indexed, and the next backup reuses it"

@@ -22,12 +22,15 @@
 
 pub mod check;
 pub mod chunker;
+pub mod copy;
 pub mod crypto;
 pub mod error;
 pub mod fetch;
 pub mod forget;
+pub mod heal;
 pub mod id;
 pub mod index;
+pub mod ledger;
 pub mod lock;
 pub mod objectlock;
 pub mod pack;
@@ -38,6 +41,7 @@ pub mod repair;
 mod resume;
 pub mod retention;
 mod retention_session;
+pub mod seed;
 pub mod select;
 pub mod stats;
 pub mod storage;

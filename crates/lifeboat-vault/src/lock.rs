@@ -35,7 +35,7 @@ pub const REFRESH: Duration = Duration::from_secs(5 * 60);
 /// After how long without refresh a lock is stale.
 pub const STALE: Duration = Duration::from_secs(30 * 60);
 /// Kinds of the shared locks of readers (see [`reader_lock`]): they own no packs.
-pub const READER_KINDS: &[&str] = &["restore", "check", "list"];
+pub const READER_KINDS: &[&str] = &["restore", "check", "list", "copy-source"];
 
 /// Content of a lock file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

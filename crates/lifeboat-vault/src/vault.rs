@@ -14,7 +14,7 @@ use crate::storage::{Location, Storage};
 use crate::tree::Tree;
 
 /// Format version this build writes (it reads every version up to it).
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Content-defined chunking parameters.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -54,6 +54,10 @@ pub struct Config {
     pub compression: i32,
     /// Target size of a pack in bytes.
     pub pack_size: u32,
+    /// A chunker seed taken from another vault (`vault init
+    /// --copy-chunker-params-from`), sealed with this vault's key (see `seed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunker_seed: Option<String>,
 }
 
 /// Allowed ranges of the config's numbers (`docs/vault-format.md` §4): the
@@ -135,6 +139,9 @@ pub struct InitOptions {
     pub pack_size: u32,
     /// Argon2id costs for the first key.
     pub kdf: KdfParams,
+    /// The chunker seed of another vault, so that this vault cuts data as
+    /// that one does (`None`: derived from this vault's own key).
+    pub chunker_seed: Option<u64>,
 }
 
 impl InitOptions {
@@ -151,6 +158,7 @@ impl Default for InitOptions {
             compression: Self::DEFAULT_COMPRESSION,
             pack_size: 16 * 1024 * 1024,
             kdf: KdfParams::for_new_key(),
+            chunker_seed: None,
         }
     }
 }
@@ -254,6 +262,9 @@ impl Vault {
             chunker: opts.chunker,
             compression: opts.compression,
             pack_size: opts.pack_size,
+            chunker_seed: opts
+                .chunker_seed
+                .map(|seed| crate::seed::seal_seed(&key, seed)),
         };
         probe
             .validate()
@@ -309,13 +320,15 @@ impl Vault {
                             "key file {what} is damaged (its content does not match its name) but opens with this password; add a new key with `lifeboat key add` and remove this one"
                         );
                     }
-                    return Ok(Vault {
+                    let v = Vault {
                         storage,
                         key,
                         config,
                         key_id: what.trim_start_matches("keys/").to_string(),
                         ret: Default::default(),
-                    });
+                    };
+                    v.chunker_seed()?;
+                    return Ok(v);
                 }
                 Ok(None) if name_ok => {}
                 Ok(None) => damaged.push(VaultError::corrupt(

@@ -118,7 +118,7 @@ impl<'v> BackupWriter<'v> {
             }),
             stats: WriteStats::default(),
             unindexed: Mutex::new(Vec::new()),
-            chunker: Chunker::new(vault.config().chunker, vault.key().chunker_seed()),
+            chunker: Chunker::new(vault.config().chunker, vault.chunker_seed()?),
             uploader: crate::upload::Uploader::start(vault.storage()),
             compression: vault.config().compression,
             lock: Some(lock),
@@ -163,6 +163,43 @@ impl<'v> BackupWriter<'v> {
         if self.index.has_live(&id) || !self.seen.lock().expect("lock").insert(id) {
             return Ok(id);
         }
+        self.store_new(t, id, data)
+    }
+
+    /// Stores a blob even when the index lists it (once per session): for
+    /// `vault heal`, whose listed copy is damaged or missing.
+    pub fn save_blob_again(&self, t: BlobType, data: &[u8]) -> Result<Id> {
+        if stopping() {
+            return Err(VaultError::Interrupted);
+        }
+        let id = self.vault.key().blob_id(data);
+        if !self.seen.lock().expect("lock").insert(id) {
+            return Ok(id);
+        }
+        self.store_new(t, id, data)
+    }
+
+    /// Whether this session stored (or deduplicated) the blob.
+    pub fn saw(&self, id: &Id) -> bool {
+        self.seen.lock().expect("lock").contains(id)
+    }
+
+    /// Marks packs obsolete in the next index file this session writes
+    /// (after the packs written so far): readers then prefer other copies
+    /// of their blobs, and prune deletes them by its usual rules.
+    pub fn mark_obsolete(&self, packs: &[Id], now: i64) {
+        let mut pend = self.pending.lock().expect("lock");
+        for p in packs {
+            pend.index.marks.push(crate::index::ObsoleteMark {
+                pack: *p,
+                marked_at: now,
+                blockers: None,
+            });
+        }
+    }
+
+    fn store_new(&self, t: BlobType, id: Id, data: &[u8]) -> Result<Id> {
+        let key = self.vault.key();
         let slot = match t {
             BlobType::Data => &self.data_pack,
             BlobType::Tree => &self.tree_pack,

@@ -262,6 +262,7 @@ fn fuzz_config() {
         chunker: Default::default(),
         compression: 3,
         pack_size: 16 << 20,
+        chunker_seed: None,
     };
     let seed = serde_json::to_vec_pretty(&c).unwrap();
     let data: Vec<u8> = (0..200_000u32)
@@ -295,6 +296,7 @@ fn configs_out_of_range_name_the_field() {
         chunker: Default::default(),
         compression: 3,
         pack_size: 16 << 20,
+        chunker_seed: None,
     };
     assert!(good.validate().is_ok());
     let mut c = good.clone();
