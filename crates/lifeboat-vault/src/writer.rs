@@ -37,7 +37,7 @@ thread_local! {
 
 /// Bytes of one stream cut before its chunks are stored in parallel
 /// ([`BackupWriter::save_stream_parallel`]).
-pub const PARALLEL_BATCH: usize = 32 << 20;
+pub const PARALLEL_BATCH: usize = 8 << 20;
 
 /// Packs written between two intermediate index files.
 const INDEX_EVERY: usize = 32;
