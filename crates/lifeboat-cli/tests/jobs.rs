@@ -422,3 +422,69 @@ fn concurrent_runs_share_the_store() {
     assert_eq!(vault.json(&["points", "list"]).as_array().unwrap().len(), 4);
     vault.ok(&["vault", "check"]);
 }
+
+#[test]
+fn a_plans_copy_action_copies_each_point_locked_and_a_lost_target_makes_the_job_incomplete() {
+    let w = tempdir().unwrap();
+    let w = w.path();
+    make_sample_tree(&w.join("data"), 5);
+    let d = w.display();
+    std::fs::write(
+        w.join("lifeboat.toml"),
+        format!(
+            "[vault.main]\nlocation = \"{d}/main\"\n\
+             [vault.dr]\nlocation = \"{d}/dr\"\npassword_env = \"DR_PASSWORD\"\n\
+             [resource.data]\npaths = [\"{d}/data\"]\n\
+             [plan.hourly]\nresources = [\"data\"]\nschedule = \"0 * * * *\"\nvault = \"main\"\n\
+             copy = [{{ vault = \"dr\", lock = {{ mode = \"compliance\", min_retention = \"2d\" }} }}]\n"
+        ),
+    )
+    .unwrap();
+    let mut c = Cli::new(bin(), &w.join("main"));
+    for (k, v) in [
+        ("LIFEBOAT_STATE", w.join("state").display().to_string()),
+        (
+            "LIFEBOAT_CONFIG",
+            w.join("lifeboat.toml").display().to_string(),
+        ),
+        ("DR_PASSWORD", "the secondary's own password".to_string()),
+    ] {
+        c.env.push((k.into(), v));
+    }
+    c.ok(&["apply", "--auto-approve"]);
+    let run = c.json(&["jobs", "run", "--plan", "hourly"]);
+    assert_eq!(run[0]["status"], "succeeded", "{run}");
+    let job = c.json(&["jobs", "show", &run[0]["job"].to_string()]);
+    assert!(
+        job["log"]
+            .as_str()
+            .unwrap()
+            .contains("copied to vault `dr`"),
+        "{job}"
+    );
+    let mut dr = Cli::new(bin(), &w.join("dr"));
+    dr.password = "the secondary's own password".into();
+    let copies = dr.json(&["points", "list"]);
+    assert_eq!(copies.as_array().unwrap().len(), 1, "{copies}");
+    let copy_id = copies[0]["id"].as_str().unwrap().to_string();
+    let shown = dr.json(&["points", "show", &copy_id]);
+    assert_eq!(shown["retention"]["mode"], "compliance", "{shown}");
+    assert!(!shown["copied_from"].is_null(), "{shown}");
+
+    // The secondary's vault is lost: the backup still lands, the job says the copy failed.
+    std::fs::remove_dir_all(w.join("dr")).unwrap();
+    let o = c.run(&["jobs", "run", "--plan", "hourly", "--json"]);
+    assert_eq!(o.status.code(), Some(3), "incomplete");
+    let run: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(run[0]["status"], "incomplete", "{run}");
+    let job = c.json(&["jobs", "show", &run[0]["job"].to_string()]);
+    assert!(
+        job["log"]
+            .as_str()
+            .unwrap()
+            .contains("copy to vault `dr` failed"),
+        "{job}"
+    );
+    let main = Cli::new(bin(), &w.join("main"));
+    assert_eq!(main.json(&["points", "list"]).as_array().unwrap().len(), 2);
+}
