@@ -480,8 +480,9 @@ fn open_noatime(path: &Path) -> std::io::Result<File> {
     }
 }
 
-/// Data extents of a file that may be sparse.
-fn data_extents(f: &File, size: u64) -> std::io::Result<Vec<(u64, u64)>> {
+/// Data extents of a file that may be sparse (SEEK_DATA/SEEK_HOLE), as
+/// `(offset, length)` below `size`. The instance protector's volumes use it too.
+pub fn data_extents(f: &File, size: u64) -> std::io::Result<Vec<(u64, u64)>> {
     use rustix::fs::SeekFrom;
     let mut out = Vec::new();
     let mut pos = 0u64;

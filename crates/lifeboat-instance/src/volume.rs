@@ -14,6 +14,7 @@
 //! disk in place, so data never shifts and a fixed grid finds every unchanged
 //! block again; `bench/RESULTS.md` has the measurement.
 
+use lifeboat_files::backup::data_extents;
 use std::fs::File;
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
@@ -72,27 +73,6 @@ fn vol_err<'a>(
         op,
         source,
     }
-}
-
-/// Data extents of a file that may be sparse.
-fn data_extents(f: &File, size: u64) -> std::io::Result<Vec<(u64, u64)>> {
-    use rustix::fs::SeekFrom;
-    let mut out = Vec::new();
-    let mut pos = 0u64;
-    while pos < size {
-        let start = match rustix::fs::seek(f, SeekFrom::Data(pos)) {
-            Ok(s) => s,
-            Err(rustix::io::Errno::NXIO) => break,
-            Err(e) => return Err(e.into()),
-        };
-        if start >= size {
-            break;
-        }
-        let end = rustix::fs::seek(f, SeekFrom::Hole(start))?.min(size);
-        out.push((start, end - start));
-        pos = end;
-    }
-    Ok(out)
 }
 
 /// The parts of block `[b, b+len)` that hold data, as (offset, length).
