@@ -102,14 +102,7 @@ pub fn backup(g: &Global, a: BackupInstanceArgs) -> Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     drop(bar);
-    for n in &res.notes {
-        if !g.quiet {
-            eprintln!("note: {n}");
-        }
-    }
-    for w in &res.warnings {
-        eprintln!("warning: {w}");
-    }
+    crate::common::print_notes_and_warnings(g, &res.notes, &res.warnings);
     let s = &res.point.summary;
     if g.json {
         print_json(&serde_json::json!({

@@ -231,6 +231,18 @@ impl Drop for Progress {
     }
 }
 
+/// Prints a job's notes (unless quiet) and warnings on stderr.
+pub fn print_notes_and_warnings(g: &Global, notes: &[String], warnings: &[String]) {
+    if !g.quiet {
+        for n in notes {
+            eprintln!("note: {n}");
+        }
+    }
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+}
+
 /// The exit code of a job that finished: 0, or 3 ("finished but
 /// incomplete") when it has warnings to show.
 pub fn finished(warnings: &[String]) -> ExitCode {
