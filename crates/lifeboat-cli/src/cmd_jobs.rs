@@ -54,6 +54,9 @@ pub enum JobsCmd {
         /// Only this resource of the plan.
         #[arg(long)]
         resource: Option<String>,
+        /// Why the run starts, as recorded in the history (the daemon and the API set it).
+        #[arg(long, default_value = "manual", value_parser = clap::builder::PossibleValuesParser::new(lifeboat_control::launch::trigger::ALL))]
+        trigger: String,
     },
 }
 
@@ -200,6 +203,7 @@ pub fn run(g: &Global, c: JobsCmd) -> Result<ExitCode> {
             state,
             plan,
             resource,
+            trigger,
         } => {
             let cfg = match load(g, &file)? {
                 Ok(c) => c,
@@ -213,7 +217,7 @@ pub fn run(g: &Global, c: JobsCmd) -> Result<ExitCode> {
                 &cfg,
                 &plan,
                 resource.as_deref(),
-                "manual",
+                &trigger,
                 &store,
                 &|r| {
                     if !quiet {

@@ -26,6 +26,9 @@ pub struct Global {
     /// Print less (no progress, no summaries).
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// Set by the daemon for the jobs it starts: die when that process dies.
+    #[arg(long, global = true, hide = true)]
+    pub parent_pid: Option<i32>,
     /// Log more (repeat for debug).
     #[arg(long, short, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

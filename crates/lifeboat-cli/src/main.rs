@@ -94,6 +94,9 @@ enum Command {
 fn main() -> ExitCode {
     common::quiet_on_closed_pipe();
     let cli = Cli::parse();
+    if let Some(parent) = cli.global.parent_pid {
+        lifeboat_control::launch::die_with_parent(parent);
+    }
     common::init_tracing(&cli.global);
     let r = match cli.command {
         Command::Vault(c) => cmd_vault::run(&cli.global, c),

@@ -18,12 +18,15 @@
 //! - [`run`]: runs a plan's backups now through the protectors' library
 //!   calls, each recorded as a job (also when it fails), with the plan's
 //!   [`hooks`] around each.
+//! - [`launch`]: starts runs as child `lifeboat jobs run` processes (the
+//!   daemon's schedules and the API's "run now"), each dying with its parent.
 //! - [`report`]: compliance controls per resource, read from the vaults
 //!   (`lifeboat report`, `plan --drift`).
 
 pub mod apply;
 pub mod changes;
 pub mod hooks;
+pub mod launch;
 pub mod report;
 pub mod run;
 pub mod secret;

@@ -1,0 +1,99 @@
+//! Starting jobs in their own processes.
+//!
+//! The daemon and the REST API never run a backup inside their own process:
+//! each run is a child `lifeboat jobs run --plan P --trigger T` that records
+//! its jobs in the store itself. A crash or a leak in a protector then ends
+//! one run, not the daemon; `jobs cancel` (SIGTERM to the job's process)
+//! works the same for every job; and the daemon stays small while it idles.
+//! A child dies with its parent (it sets `PR_SET_PDEATHSIG` on itself at
+//! start when given the hidden `--parent-pid`, see [`die_with_parent`]), so a daemon killed with SIGKILL leaves
+//! its jobs `running` with a dead process, which the next opener of the
+//! store marks `interrupted`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use crate::{ControlError, Result};
+
+/// Why a run was started (the job store's `trigger`).
+pub mod trigger {
+    /// By hand (`lifeboat jobs run`).
+    pub const MANUAL: &str = "manual";
+    /// By the daemon, at a plan's scheduled time.
+    pub const SCHEDULE: &str = "schedule";
+    /// By the daemon, for a run missed while it was down.
+    pub const CATCH_UP: &str = "catch-up";
+    /// Through the REST API.
+    pub const API: &str = "api";
+    /// Every trigger.
+    pub const ALL: &[&str] = &[MANUAL, SCHEDULE, CATCH_UP, API];
+}
+
+/// Called first by `lifeboat` itself when started by a [`Launcher`]
+/// (`--parent-pid PID`, a flag rather than an environment variable so that
+/// hooks and other grandchildren do not inherit it): asks the kernel to
+/// kill this process when its parent dies, and exits at once if the parent
+/// is already gone (it died between fork and this call).
+pub fn die_with_parent(parent: i32) {
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+    let now = rustix::process::getppid().map(|p| p.as_raw_nonzero().get());
+    if now != Some(parent) {
+        eprintln!("lifeboat: the process that started this job ({parent}) is gone; not starting");
+        std::process::exit(1);
+    }
+}
+
+/// What a child run needs: the `lifeboat` executable, the file and the state directory.
+#[derive(Debug, Clone)]
+pub struct Launcher {
+    /// The `lifeboat` binary (normally `std::env::current_exe()`).
+    pub exe: PathBuf,
+    /// The declarative file.
+    pub config: PathBuf,
+    /// The state directory.
+    pub state: PathBuf,
+}
+
+impl Launcher {
+    /// A launcher for this executable.
+    pub fn new(exe: PathBuf, config: PathBuf, state: PathBuf) -> Launcher {
+        Launcher { exe, config, state }
+    }
+
+    /// The command for one of this binary's subcommands, with the file and
+    /// state directory, that dies with its parent; output discarded (the job
+    /// store holds each job's log).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.exe);
+        c.arg("--parent-pid")
+            .arg(std::process::id().to_string())
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--state")
+            .arg(&self.state)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    }
+
+    /// Starts `lifeboat jobs run --plan PLAN [--resource R] --trigger T` as a child.
+    pub fn plan_run(&self, plan: &str, resource: Option<&str>, trigger: &str) -> Result<Child> {
+        let mut args = vec![
+            "--quiet",
+            "jobs",
+            "run",
+            "--plan",
+            plan,
+            "--trigger",
+            trigger,
+        ];
+        if let Some(r) = resource {
+            args.extend(["--resource", r]);
+        }
+        self.command(&args)
+            .spawn()
+            .map_err(|e| ControlError::io("cannot start a job run with", &self.exe, e))
+    }
+}
