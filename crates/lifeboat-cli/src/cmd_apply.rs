@@ -146,7 +146,9 @@ pub fn apply(g: &Global, a: ApplyArgs) -> Result<ExitCode> {
     };
     if ch.is_empty() {
         if g.json {
-            print_json(&serde_json::json!({"changes": [], "initialised": [], "stored_in": []}))?;
+            print_json(
+                &serde_json::json!({"changes": [], "initialised": [], "stored_in": [], "locks_set": []}),
+            )?;
         } else if !g.quiet {
             println!(
                 "No changes: the applied configuration matches {}.",
@@ -187,6 +189,9 @@ pub fn apply(g: &Global, a: ApplyArgs) -> Result<ExitCode> {
     } else if !g.quiet {
         for v in &rep.initialised {
             println!("initialised vault `{v}`");
+        }
+        for v in &rep.locks_set {
+            println!("set the lock configuration of vault `{v}`");
         }
         if !rep.stored_in.is_empty() {
             println!(

@@ -189,3 +189,116 @@ fn plan_apply_idempotent_keeps_points_and_config_restores_from_a_vault_alone() {
     wrong.password = "wrong".into();
     assert_ne!(code(&wrong, &["config", "restore"]).0, 0);
 }
+
+/// Appends `lock` to vault `dr`'s table of the file `write_config` wrote.
+fn with_dr_lock(work: &Path, lock: Option<&str>) {
+    write_config(work, true);
+    let p = work.join("lifeboat.toml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let text = match lock {
+        Some(l) => text.replace("password_file = ", &format!("lock = {l}\npassword_file = ")),
+        None => text,
+    };
+    std::fs::write(p, text).unwrap();
+}
+
+fn dr_lock(c: &Cli, work: &Path) -> serde_json::Value {
+    let mut dr = c.clone();
+    dr.env.push((
+        "LIFEBOAT_PASSWORD_FILE".into(),
+        work.join("dr.pass").display().to_string(),
+    ));
+    dr.env.push((
+        "LIFEBOAT_VAULT".into(),
+        work.join("dr").display().to_string(),
+    ));
+    dr.json(&["vault", "configure", "--show"])
+}
+
+#[test]
+fn apply_writes_a_declared_vault_lock_never_weakens_it_and_stops_before_anything_on_an_immutable_one()
+ {
+    let d = tempdir().unwrap();
+    let w = d.path();
+    make_sample_tree(&w.join("data"), 3);
+    with_dr_lock(w, Some(r#"{ mode = "compliance", min_retention = "1d" }"#));
+    let c = cli(w);
+
+    // A new vault with a declared lock: initialised, then locked, by one apply.
+    let (_, out, _) = code(&c, &["plan"]);
+    assert!(
+        out.contains("~ vault-lock dr: set the vault lock: compliance, min 1d (changeable for 3d"),
+        "{out}"
+    );
+    let rep = c.json(&["apply", "--auto-approve"]);
+    assert_eq!(rep["locks_set"], serde_json::json!(["dr"]));
+    let l = dr_lock(&c, w);
+    assert_eq!(l["mode"], "compliance", "{l}");
+    assert_eq!(l["min_retention"], "1d", "{l}");
+    assert_eq!(l["immutable"], false, "{l}");
+    let (rc, out, _) = code(&c, &["plan", "--detailed-exitcode"]);
+    assert_eq!(rc, 0, "idempotent: {out}");
+
+    // The file asks for more: apply changes it during the cooling-off.
+    with_dr_lock(w, Some(r#"{ mode = "compliance", min_retention = "2d" }"#));
+    let (_, out, _) = code(&c, &["plan"]);
+    assert!(
+        out.contains(
+            "~ vault-lock dr: change the vault lock from compliance, min 1d to compliance, min 2d"
+        ),
+        "{out}"
+    );
+    c.ok(&["apply", "--auto-approve"]);
+    assert_eq!(dr_lock(&c, w)["min_retention"], "2d");
+
+    // The lock leaves the file: the vault keeps it.
+    with_dr_lock(w, None);
+    let rep = c.json(&["apply", "--auto-approve"]);
+    assert_eq!(rep["locks_set"], serde_json::json!([]));
+    assert_eq!(dr_lock(&c, w)["min_retention"], "2d", "never weakened");
+
+    // Someone made the vault's lock immutable (cooling-off ended) with other
+    // settings: plan and apply stop, naming both, and change nothing.
+    let v = lifeboat_vault::Vault::open(
+        &lifeboat_vault::Location::parse(&w.join("dr").display().to_string()).unwrap(),
+        b"the dr vault's password",
+    )
+    .unwrap();
+    let s = lifeboat_vault::retention::LockSettings {
+        min_retention: Some(chrono::Duration::days(5)),
+        max_retention: None,
+        mode: lifeboat_vault::LockMode::Compliance,
+        changeable_for: chrono::Duration::days(3),
+    };
+    lifeboat_vault::retention::configure(&v, &s, chrono::Utc::now() - chrono::Duration::days(4))
+        .unwrap();
+    with_dr_lock(w, Some(r#"{ mode = "compliance", min_retention = "1d" }"#));
+    let before = std::fs::read_dir(w.join("dr/control/config"))
+        .unwrap()
+        .count();
+    for args in [&["plan"][..], &["apply", "--auto-approve"][..]] {
+        let (rc, out, err) = code(&c, args);
+        assert_eq!(rc, 1, "{args:?}: {out}{err}");
+        assert!(
+            err.contains(
+                "vault `dr`: its lock configuration (compliance, min 5d) is immutable since"
+            ) && err.contains("the file declares compliance, min 1d"),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(w.join("dr/control/config"))
+            .unwrap()
+            .count(),
+        before,
+        "nothing applied"
+    );
+    // A lock with no retention at all is refused with the fix.
+    with_dr_lock(w, Some(r#""compliance""#));
+    let (rc, _, err) = code(&c, &["plan"]);
+    assert_eq!(rc, 1);
+    assert!(
+        err.contains("a vault lock needs `min_retention` and/or `max_retention`"),
+        "{err}"
+    );
+}

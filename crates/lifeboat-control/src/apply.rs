@@ -43,6 +43,8 @@ pub struct ApplyReport {
     pub initialised: Vec<String>,
     /// Vaults the file was stored in.
     pub stored_in: Vec<String>,
+    /// Vaults whose declared lock configuration was written.
+    pub locks_set: Vec<String>,
 }
 
 /// Applies `cfg` (read from `file`, whose text is `text`); `changes` is what
@@ -62,6 +64,7 @@ pub fn apply(
         Vault::init(&loc, &pw, &lifeboat_vault::InitOptions::default())?;
         initialised.push(name.clone());
     }
+    let locks_set = crate::vault_lock::apply(cfg, &changes.locks_to_set, Utc::now())?;
     let mut stored_in = Vec::new();
     if !changes.is_empty() {
         let mut targets = cfg.used_vaults();
@@ -98,6 +101,7 @@ pub fn apply(
         changes,
         initialised,
         stored_in,
+        locks_set,
     })
 }
 

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use lifeboat_config::Config;
 use serde::Serialize;
 
-use crate::Result;
 use crate::state::Applied;
+use crate::{ControlError, Result};
 
 /// One line of a plan.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -57,6 +57,8 @@ pub struct Changes {
     pub changes: Vec<Change>,
     /// Vaults `apply` initialises (names).
     pub vaults_to_init: Vec<String>,
+    /// Vaults whose declared lock `apply` writes (names).
+    pub locks_to_set: Vec<String>,
 }
 
 impl Changes {
@@ -134,6 +136,36 @@ pub fn compute(cfg: &Config, text: &str, applied: &Applied) -> Result<Changes> {
             });
         }
     }
+    // Declared vault locks, compared with what each vault holds (a vault
+    // whose password is not at hand cannot be read: `apply` will need it).
+    let mut locks_to_set = Vec::new();
+    let now = chrono::Utc::now();
+    for (name, v) in &cfg.vaults {
+        let Some(spec) = &v.lock else { continue };
+        let want = crate::vault_lock::settings(name, spec)?;
+        let detail = if vaults_to_init.contains(name) {
+            Some(format!(
+                "set the vault lock: {} (changeable for {}, immutable afterwards)",
+                crate::vault_lock::describe(&want),
+                lifeboat_vault::retention::format_duration(want.changeable_for)
+            ))
+        } else {
+            match crate::secret::open_vault(cfg, name) {
+                Ok(vault) => crate::vault_lock::needed(name, &vault, &want, now)?,
+                Err(ControlError::Secret(_)) => None,
+                Err(e) => return Err(e),
+            }
+        };
+        if let Some(detail) = detail {
+            locks_to_set.push(name.clone());
+            changes.push(Change {
+                op: Op::Change,
+                kind: "vault-lock".into(),
+                name: name.clone(),
+                detail,
+            });
+        }
+    }
     let want = items(cfg);
     let empty = BTreeMap::new();
     for (kind, now) in &want {
@@ -185,6 +217,7 @@ pub fn compute(cfg: &Config, text: &str, applied: &Applied) -> Result<Changes> {
     Ok(Changes {
         changes,
         vaults_to_init,
+        locks_to_set,
     })
 }
 

@@ -13,6 +13,8 @@
 //!   seals the applied file into every vault it uses (`control/config/…`, so
 //!   `config restore` gets it back from a vault alone), records the new state.
 //!   Removing a plan retires its registration; it never deletes a point.
+//! - [`vault_lock`]: the vault lock configurations the file declares,
+//!   compared by `plan` and written by `apply` (never weakened).
 //! - [`store`]: the job history behind the [`store::JobStore`] trait (SQLite
 //!   now; a shared server database can implement the same trait).
 //! - [`run`]: runs a plan's backups now through the protectors' library
@@ -32,6 +34,7 @@ pub mod run;
 pub mod secret;
 pub mod state;
 pub mod store;
+pub mod vault_lock;
 
 /// Errors of the control plane.
 #[derive(Debug, thiserror::Error)]
