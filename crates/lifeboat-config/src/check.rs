@@ -7,7 +7,14 @@ use crate::model::*;
 use crate::schedule::Schedule;
 
 /// "no vault `x`" with a did-you-mean, or the list of what exists.
-fn unknown(sink: &mut Sink<'_>, d: &Draft, key: &str, what: &str, name: &str, known: &[&str]) {
+pub(crate) fn unknown(
+    sink: &mut Sink<'_>,
+    d: &Draft,
+    key: &str,
+    what: &str,
+    name: &str,
+    known: &[&str],
+) {
     let (msg, fix) = match crate::read::did_you_mean(name, known) {
         Some(m) => (
             format!("there is no {what} `{name}` — did you mean `{m}`?"),
@@ -337,6 +344,7 @@ pub(crate) fn cross_check(sink: &mut Sink<'_>, d: &mut Draft) {
             _ => {}
         }
     }
+    crate::check_stack::check_stacks(sink, d);
 }
 
 /// A retention shorter than the lock a vault forces on its points cannot be kept.

@@ -24,11 +24,13 @@
 //! as one more loader in `load::SECTIONS`.
 
 mod check;
+pub mod check_stack;
 pub mod diag;
 pub mod duration;
 mod load;
 mod load_plan;
 mod load_resource;
+mod load_stack;
 pub mod model;
 mod read;
 pub mod schedule;
@@ -93,5 +95,7 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Diagnostics> {
         resources: draft.resources,
         plans: draft.plans,
         replications: draft.replications,
+        stacks: draft.stacks,
+        drills: draft.drills,
     })
 }

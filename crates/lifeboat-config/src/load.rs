@@ -1,6 +1,6 @@
 //! Raw spanned TOML → typed sections. Each `[kind.NAME]` section has a loader
 //! in [`SECTIONS`] (resources in `load_resource.rs`, plans and replication
-//! rules in `load_plan.rs`); stacks and drills (the recovery issue) add theirs there.
+//! rules in `load_plan.rs`, stacks and drills in `load_stack.rs`).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -23,6 +23,8 @@ pub(crate) struct Draft {
     pub(crate) resources: BTreeMap<String, Resource>,
     pub(crate) plans: BTreeMap<String, Plan>,
     pub(crate) replications: BTreeMap<String, Replication>,
+    pub(crate) stacks: BTreeMap<String, Stack>,
+    pub(crate) drills: BTreeMap<String, Drill>,
     /// Spans of values by dotted key (`plan.hourly.vault`), for later errors.
     pub(crate) spans: BTreeMap<String, Range<usize>>,
 }
@@ -58,24 +60,16 @@ pub(crate) const SECTIONS: &[(&str, &str, Loader)] = &[
         "a replication rule",
         crate::load_plan::load_replication,
     ),
+    ("stack", "a stack", crate::load_stack::load_stack),
+    ("drill", "a drill", crate::load_stack::load_drill),
 ];
-
-/// Sections announced but not yet read by this version.
-const LATER: &[&str] = &["stack", "drill"];
 
 pub(crate) fn load_document(sink: &mut Sink<'_>, doc: &DeTable<'_>, draft: &mut Draft) {
     let names: Vec<&str> = SECTIONS.iter().map(|s| s.0).collect();
     for (k, v) in doc.iter() {
         let section = k.get_ref().as_ref();
         let Some((_, what, loader)) = SECTIONS.iter().find(|s| s.0 == section) else {
-            if LATER.contains(&section) {
-                sink.error(
-                    &k.span(),
-                    section,
-                    format!("`[{section}.…]` tables are not read by this version of lifeboat"),
-                    Some("remove them, or upgrade lifeboat".into()),
-                );
-            } else if let Some(m) = crate::read::did_you_mean(section, &names) {
+            if let Some(m) = crate::read::did_you_mean(section, &names) {
                 sink.error(
                     &k.span(),
                     section,

@@ -22,6 +22,10 @@ pub struct Config {
     pub plans: BTreeMap<String, Plan>,
     /// Continuous copies of buckets.
     pub replications: BTreeMap<String, Replication>,
+    /// The resources a site runs, recovered together.
+    pub stacks: BTreeMap<String, Stack>,
+    /// Scheduled recoveries into scratch stacks.
+    pub drills: BTreeMap<String, Drill>,
 }
 
 /// `[site.NAME]`.
@@ -313,5 +317,67 @@ impl Config {
             .filter(|(_, p)| p.resources.iter().any(|r| r == resource))
             .map(|(n, _)| n.as_str())
             .collect()
+    }
+}
+
+/// `[stack.NAME]`: the resources that make up a site's application.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stack {
+    /// Its resources (the order of recovery comes from their dependencies).
+    pub members: Vec<String>,
+    /// Members whose failure does not fail a recovery.
+    pub optional: Vec<String>,
+    /// What a recovery must achieve.
+    pub objectives: Objectives,
+    /// The application's own check after a recovery (run by `sh -c`).
+    pub check: Option<String>,
+}
+
+/// `objectives = { rpo, rto }`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Objectives {
+    /// Most data (time) a recovery may lose.
+    pub rpo: Option<Dur>,
+    /// Longest a recovery may take, start to healthy.
+    pub rto: Option<Dur>,
+}
+
+/// `[drill.NAME]`: a recovery into a scratch stack, verified and torn down.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Drill {
+    /// The stack it recovers.
+    pub stack: String,
+    /// The site it recovers into.
+    pub to: String,
+    /// When it runs (none: only by hand).
+    pub schedule: Option<Schedule>,
+    /// Which points it recovers.
+    pub pick: Pick,
+    /// How long the scratch stack stays up after validation.
+    pub keep_for: Dur,
+}
+
+/// Which recovery point a drill uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pick {
+    /// The newest.
+    Latest,
+    /// A random time within this long before now.
+    RandomWithin(Dur),
+}
+
+impl Pick {
+    /// Parses `latest` or `random-within:DURATION`.
+    pub fn parse(s: &str) -> Result<Pick, String> {
+        if s == "latest" {
+            return Ok(Pick::Latest);
+        }
+        match s.strip_prefix("random-within:") {
+            Some(d) => crate::duration::parse(d)
+                .map(Pick::RandomWithin)
+                .map_err(|e| format!("`{s}`: {e}")),
+            None => Err(format!("unknown pick `{s}`")),
+        }
     }
 }

@@ -92,6 +92,8 @@ pub fn items(cfg: &Config) -> BTreeMap<String, BTreeMap<String, serde_json::Valu
         ("resource".to_string(), each(&cfg.resources)),
         ("plan".to_string(), each(&cfg.plans)),
         ("replication".to_string(), each(&cfg.replications)),
+        ("stack".to_string(), each(&cfg.stacks)),
+        ("drill".to_string(), each(&cfg.drills)),
     ])
 }
 
@@ -199,6 +201,7 @@ pub fn compute(cfg: &Config, text: &str, applied: &Applied) -> Result<Changes> {
                 name: name.clone(),
                 detail: match kind.as_str() {
                     "plan" => "retire the plan (its recovery points stay in their vaults)".into(),
+                    "stack" | "drill" => "retire it (nothing is stopped or deleted)".into(),
                     "vault" => "forget the vault (nothing in it is deleted)".into(),
                     _ => "no longer protected (its recovery points stay in their vaults)".into(),
                 },
@@ -235,6 +238,13 @@ fn describe(kind: &str, v: &serde_json::Value) -> String {
                 .map_or(0, |a| a.len())
         ),
         "replication" => format!("replicate `{}` to {}", s("from"), s("to")),
+        "stack" => format!(
+            "declare a stack of {} member(s)",
+            v.get("members")
+                .and_then(|r| r.as_array())
+                .map_or(0, |a| a.len())
+        ),
+        "drill" => format!("drill stack `{}` into site `{}`", s("stack"), s("to")),
         _ => String::new(),
     }
 }
