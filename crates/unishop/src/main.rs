@@ -116,7 +116,7 @@ enum Command {
         /// The bucket: file:///DIR or s3://BUCKET[/PREFIX]?endpoint=URL&region=R.
         #[arg(long, env = "UNISHOP_BUCKET", value_name = "URL")]
         bucket: String,
-        /// The frontend directory (with node_modules from `npm ci`).
+        /// A frontend directory (with node_modules from `npm ci`) instead of the one embedded in this binary.
         #[arg(long, env = "UNISHOP_FRONTEND", value_name = "DIR")]
         frontend: Option<PathBuf>,
         /// Print JSON.
@@ -249,9 +249,8 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             frontend,
             json,
         } => {
-            let dir = frontend.unwrap_or_else(publish::default_frontend_dir);
             let b = Bucket::open(&bucket)?;
-            let done = publish::publish(&dir, &b).await?;
+            let done = publish::publish(frontend.as_deref(), &b).await?;
             if json {
                 print_json(&serde_json::json!({ "bucket": bucket, "objects": done }));
             } else {
@@ -259,7 +258,11 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 println!(
                     "published {} objects ({bytes} bytes) from {} to {bucket}",
                     done.len(),
-                    dir.display()
+                    frontend
+                        .as_ref()
+                        .map_or("the frontend embedded in this binary".into(), |d| d
+                            .display()
+                            .to_string())
                 );
             }
         }

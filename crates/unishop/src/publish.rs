@@ -37,9 +37,27 @@ pub struct Published {
     pub content_type: String,
 }
 
-/// The frontend directory of the source tree this binary was built from.
-pub fn default_frontend_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("frontend")
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/frontend.rs"));
+}
+
+/// The frontend embedded in this binary (its own files, Bootstrap's when it
+/// was installed at build time, the product images): what
+/// `publish-frontend` uploads when not given a directory.
+pub fn embedded() -> Result<Vec<(String, Vec<u8>)>> {
+    if !embedded::EMBEDDED_BOOTSTRAP {
+        return Err(Error::Other(
+            "this unishop binary was built without Bootstrap (no `npm ci` in crates/unishop/frontend before the build): rebuild after `npm ci --prefix crates/unishop/frontend`, or give the frontend directory with --frontend DIR".into(),
+        ));
+    }
+    let mut out: Vec<(String, Vec<u8>)> = embedded::EMBEDDED
+        .iter()
+        .map(|(k, b)| (k.to_string(), b.to_vec()))
+        .collect();
+    for (kind, color) in KINDS {
+        out.push((image_key(kind), svg_image(kind, color).into_bytes()));
+    }
+    Ok(out)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -94,11 +112,15 @@ pub fn collect(frontend: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     Ok(out)
 }
 
-/// Uploads the frontend in `frontend` to `bucket`; `index.html` last, so that
-/// a shop whose health check looks for it never sees a half-published site.
+/// Uploads the frontend in `frontend` (default: the one embedded in this
+/// binary) to `bucket`; `index.html` last, so that a shop whose health check
+/// looks for it never sees a half-published site.
 #[tracing::instrument(skip(bucket), fields(bucket = %bucket.url()))]
-pub async fn publish(frontend: &Path, bucket: &Bucket) -> Result<Vec<Published>> {
-    let mut files = collect(frontend)?;
+pub async fn publish(frontend: Option<&Path>, bucket: &Bucket) -> Result<Vec<Published>> {
+    let mut files = match frontend {
+        Some(dir) => collect(dir)?,
+        None => embedded()?,
+    };
     files.sort_by_key(|(k, _)| k == "index.html");
     let mut done = Vec::new();
     for (key, data) in files {

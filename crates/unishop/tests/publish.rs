@@ -182,3 +182,40 @@ fn publishes_to_s3_and_the_shop_serves_from_there() {
     // The API does not need the bucket.
     assert_eq!(shop.get("/api/products").status, 200);
 }
+
+/// A recovery host has only the binary: copied alone into an empty
+/// directory (its source tree out of reach), it publishes the frontend it
+/// carries, byte-identical to the source tree's.
+#[test]
+fn the_binary_alone_publishes_the_frontend_embedded_in_it() {
+    let host = tempfile::tempdir().unwrap();
+    let lone = host.path().join("unishop");
+    std::fs::copy(bin(), &lone).unwrap();
+    let embedded = tempfile::tempdir().unwrap();
+    let from_source = tempfile::tempdir().unwrap();
+    let o = Command::new(&lone)
+        .args(["publish-frontend", "--json", "--bucket"])
+        .arg(format!("file://{}", embedded.path().display()))
+        .current_dir(host.path())
+        .env_remove("UNISHOP_FRONTEND")
+        .output()
+        .unwrap();
+    let mut keys: Vec<String> = published(&o).into_iter().map(|(k, _)| k).collect();
+    let mut want: Vec<String> = published(&publish(
+        &format!("file://{}", from_source.path().display()),
+        frontend_dir(),
+    ))
+    .into_iter()
+    .map(|(k, _)| k)
+    .collect();
+    keys.sort();
+    want.sort();
+    assert_eq!(keys, want);
+    for k in &keys {
+        assert_eq!(
+            std::fs::read(embedded.path().join(k)).unwrap(),
+            std::fs::read(from_source.path().join(k)).unwrap(),
+            "{k}"
+        );
+    }
+}
