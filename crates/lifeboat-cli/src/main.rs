@@ -29,6 +29,7 @@ mod cmd_replicate;
 mod cmd_report;
 mod cmd_restore;
 mod cmd_retention;
+mod cmd_stack;
 mod cmd_validate;
 mod cmd_vault;
 mod common;
@@ -89,6 +90,9 @@ enum Command {
     /// Manage a restored instance (stop what `restore instance --start` started).
     #[command(subcommand)]
     Instance(cmd_instance::InstanceCmd),
+    /// Bring a stack up in a site, stop it, check it (`[stack.NAME]` in the file).
+    #[command(subcommand)]
+    Stack(cmd_stack::StackCmd),
 }
 
 fn main() -> ExitCode {
@@ -115,6 +119,7 @@ fn main() -> ExitCode {
         Command::Config(c) => cmd_apply::config(&cli.global, c),
         Command::Jobs(c) => cmd_jobs::run(&cli.global, c),
         Command::Report(a) => cmd_report::run(&cli.global, a),
+        Command::Stack(c) => cmd_stack::run(&cli.global, c),
         Command::Instance(c) => cmd_instance::run(&cli.global, c),
     };
     match r {

@@ -229,6 +229,20 @@ pub fn is_name(s: &str) -> bool {
         && c.all(|ch| ch == '_' || ch.is_ascii_alphanumeric())
 }
 
+/// A placeholder's name: `NAME` (given at restore, `--env NAME=…`) or
+/// `RESOURCE.OUTPUT` (what the instance's stack provides, e.g. `shop-db.dsn`).
+pub fn is_placeholder(s: &str) -> bool {
+    match s.split_once('.') {
+        None => is_name(s),
+        Some((res, out)) => {
+            let mut c = res.chars();
+            matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic())
+                && c.all(|ch| ch == '_' || ch == '-' || ch.is_ascii_alphanumeric())
+                && is_name(out)
+        }
+    }
+}
+
 /// The `${NAME}` placeholders of `s`, in order.
 pub fn placeholders(s: &str) -> std::result::Result<Vec<String>, String> {
     let mut out = Vec::new();
@@ -239,9 +253,9 @@ pub fn placeholders(s: &str) -> std::result::Result<Vec<String>, String> {
             return Err(format!("{s:?}: `${{` without its closing `}}`"));
         };
         let name = &after[..end];
-        if !is_name(name) {
+        if !is_placeholder(name) {
             return Err(format!(
-                "{s:?}: `${{{name}}}` is not a placeholder name (letters, digits, _)"
+                "{s:?}: `${{{name}}}` is not a placeholder name (NAME of letters, digits, _, or RESOURCE.OUTPUT such as shop-db.dsn)"
             ));
         }
         out.push(name.to_string());

@@ -67,7 +67,9 @@ pub struct Stopped {
     pub was_running: bool,
 }
 
-fn start_time(pid: i32) -> Option<u64> {
+/// Field 22 of `/proc/PID/stat` (the start time), `None` when the process
+/// is gone or a zombie: with the pid it tells our process from a reused pid.
+pub fn start_time(pid: i32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &s[s.rfind(')')? + 1..];
     let f: Vec<&str> = rest.split_whitespace().collect();

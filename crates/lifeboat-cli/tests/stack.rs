@@ -1,0 +1,294 @@
+//! `lifeboat stack up|down|status` on the embedded default: the Unishop
+//! stack — a real `mariadbd` provisioned under the site root, a directory
+//! bucket, the real Unishop binary started from its launch spec with the
+//! other members' outputs (`${shop-db.dsn}`, `${shop-assets.location}`) —
+//! brought up, checked, stopped with its data kept, started again, purged.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use lifeboat_testkit::{Cli, tempdir};
+
+/// The `unishop` binary of this workspace (built next to `lifeboat`).
+fn unishop_bin() -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_lifeboat")).with_file_name("unishop");
+    if !p.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = Command::new(cargo)
+            .args(["build", "-p", "unishop", "--bin", "unishop"])
+            .status()
+            .unwrap();
+        assert!(st.success(), "cargo build -p unishop");
+    }
+    p
+}
+
+fn alive(pid: i64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(st) => st[st.rfind(')').unwrap() + 1..].split_whitespace().next() != Some("Z"),
+        Err(_) => false,
+    }
+}
+
+fn health(url: &str) -> Option<u16> {
+    lifeboat_instance::supervise::http_status(url, std::time::Duration::from_secs(2)).ok()
+}
+
+/// Stops whatever the test left running, whatever happened.
+struct Down(Cli, Vec<String>);
+impl Drop for Down {
+    fn drop(&mut self) {
+        let args: Vec<&str> = self.1.iter().map(String::as_str).collect();
+        let _ = self.0.run(&args);
+    }
+}
+
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn sql(socket: &str, q: &str) -> String {
+    let o = Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            &format!("--socket={socket}"),
+            "-uroot",
+            "-N",
+            "-B",
+            "-e",
+            q,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn write_config(w: &Path, app: &Path, with_optional_broken: bool) {
+    let mut text = format!(
+        r#"[site.primary]
+root = "{w}/primary"
+[vault.main]
+location = "{w}/vault"
+[resource.shop-db]
+kind = "mysql"
+dsn = "mysql://root@127.0.0.1:3306"
+[resource.shop-assets]
+kind = "bucket"
+location = "file://{w}/unused-bucket"
+[resource.shop-host]
+kind = "instance"
+paths = ["{app}"]
+[resource.shop-host.launch]
+command = ["sh", "-c", "{app}/unishop publish-frontend && exec {app}/unishop serve"]
+cwd = "{app}"
+env = {{ UNISHOP_DATABASE_URL = "${{shop-db.dsn}}/unishop", UNISHOP_BUCKET = "${{shop-assets.location}}", UNISHOP_LISTEN = "${{listen}}" }}
+health = "http://${{listen}}/health"
+health_timeout = "60s"
+"#,
+        w = w.display(),
+        app = app.display()
+    );
+    let mut members = r#"["shop-host", "shop-db", "shop-assets"]"#.to_string();
+    let mut optional = String::new();
+    if with_optional_broken {
+        text.push_str(
+            "[resource.reports]\nkind = \"instance\"\npaths = [\"/nonexistent\"]\n[resource.reports.launch]\ncommand = [\"false\"]\nhealth = \"http://${listen}/\"\nhealth_timeout = \"3s\"\n",
+        );
+        members = r#"["shop-host", "shop-db", "shop-assets", "reports"]"#.into();
+        optional = "optional = [\"reports\"]\n".into();
+    }
+    text.push_str(&format!(
+        "[stack.unishop]\nmembers = {members}\n{optional}objectives = {{ rpo = \"5s\", rto = \"2m\" }}\n"
+    ));
+    std::fs::write(w.join("lifeboat.toml"), text).unwrap();
+}
+
+#[test]
+fn the_unishop_stack_comes_up_in_its_site_stops_with_its_data_kept_and_is_purged() {
+    let t = tempdir().unwrap();
+    let w = t.path();
+    let app = w.join("opt/unishop");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::copy(unishop_bin(), app.join("unishop")).unwrap();
+    write_config(w, &app, true);
+    let mut c = Cli::new(env!("CARGO_BIN_EXE_lifeboat"), &w.join("vault"));
+    c.env.push((
+        "LIFEBOAT_CONFIG".into(),
+        w.join("lifeboat.toml").display().to_string(),
+    ));
+    let target = ["--stack", "unishop", "--site", "primary"];
+    let cmd = |verb: &[&str]| -> Vec<String> {
+        ["stack"]
+            .iter()
+            .chain(verb)
+            .chain(target.iter())
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let _down = Down(c.clone(), cmd(&["down"]));
+
+    // Up: the database and the bucket first, then the shop with their outputs.
+    let up = c.json(&args(&cmd(&["up"])));
+    let members = up["state"]["members"].as_array().unwrap();
+    let names: Vec<&str> = members.iter().map(|m| m[0].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["shop-db", "shop-assets", "shop-host", "reports"],
+        "{up}"
+    );
+    assert!(
+        members[3][1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("false exited"),
+        "{up}"
+    );
+    let root = w.join("primary");
+    let db = &members[0][1];
+    let socket = db["outputs"]["socket"].as_str().unwrap().to_string();
+    assert_eq!(
+        socket,
+        root.join("mysql/shop-db/mysqld.sock").display().to_string()
+    );
+    let db_pid = db["process"]["pid"].as_i64().unwrap();
+    let host = &members[2][1];
+    let url = host["outputs"]["url"].as_str().unwrap().to_string();
+    let host_pid = host["process"]["pid"].as_i64().unwrap();
+    assert_eq!(health(&format!("{url}/health")), Some(200));
+    // The shop runs against the provisioned server and bucket.
+    assert_eq!(
+        sql(
+            &socket,
+            "SELECT COUNT(*) > 0 FROM information_schema.tables WHERE table_schema = 'unishop'"
+        ),
+        "1\n"
+    );
+    assert!(root.join("buckets/shop-assets/index.html").is_file());
+    let launch: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("hosts/shop-host/launch.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        launch["env"]["UNISHOP_DATABASE_URL"],
+        format!("{}/unishop", db["outputs"]["dsn"].as_str().unwrap())
+    );
+    // The optional member that fails does not fail the stack; status says so.
+    let st = c.run(&args(&cmd(&["status", "--json"])));
+    assert_eq!(st.status.code(), Some(3));
+    let st: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    let reports = st["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "reports")
+        .unwrap();
+    assert_eq!(reports["status"], "down", "{st}");
+    write_config(w, &app, false);
+    let st = c.json(&args(&cmd(&["status"])));
+    assert_eq!(st["up"], true, "{st}");
+
+    // Up again keeps what runs.
+    let again = c.json(&args(&cmd(&["up"])));
+    assert_eq!(
+        again["state"]["members"][0][1]["process"]["pid"].as_i64(),
+        Some(db_pid)
+    );
+    assert_eq!(
+        again["state"]["members"][2][1]["process"]["pid"].as_i64(),
+        Some(host_pid)
+    );
+
+    // The shop dies: status says which member is down (exit 3).
+    sql(
+        &socket,
+        "CREATE TABLE unishop.marker (i INT); INSERT INTO unishop.marker VALUES (42)",
+    );
+    rustix::process::kill_process_group(
+        rustix::process::Pid::from_raw(host_pid as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    while alive(host_pid) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = c.run(&args(&cmd(&["status"])));
+    assert_eq!(o.status.code(), Some(3));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("shop-host") && out.contains("down"), "{out}");
+
+    // Down stops every process and keeps the data; up brings it back on the same port.
+    c.ok(&args(&cmd(&["down"])));
+    assert!(!alive(db_pid));
+    let up2 = c.json(&args(&cmd(&["up"])));
+    assert_eq!(
+        up2["state"]["members"][0][1]["outputs"]["dsn"],
+        db["outputs"]["dsn"]
+    );
+    assert_eq!(sql(&socket, "SELECT i FROM unishop.marker"), "42\n");
+    let url2 = up2["state"]["members"][2][1]["outputs"]["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(health(&format!("{url2}/health")), Some(200));
+    let pids: Vec<i64> = [0, 2]
+        .iter()
+        .map(|i| {
+            up2["state"]["members"][*i][1]["process"]["pid"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+
+    // Purge: nothing runs, nothing is left under the site root.
+    c.ok(&args(&cmd(&["down", "--purge"])));
+    assert!(pids.iter().all(|p| !alive(*p)));
+    let left: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn stack_commands_name_what_is_wrong() {
+    let t = tempdir().unwrap();
+    let w = t.path();
+    std::fs::write(
+        w.join("lifeboat.toml"),
+        format!(
+            "[site.noroot]\nendpoint = \"http://127.0.0.1:9\"\n[site.a]\nroot = \"{}/a\"\n[vault.main]\nlocation = \"{}/v\"\n[resource.etc]\npaths = [\"/etc\"]\n[stack.s]\nmembers = [\"etc\"]\n",
+            w.display(),
+            w.display()
+        ),
+    )
+    .unwrap();
+    let mut c = Cli::new(env!("CARGO_BIN_EXE_lifeboat"), &w.join("v"));
+    c.env.push((
+        "LIFEBOAT_CONFIG".into(),
+        w.join("lifeboat.toml").display().to_string(),
+    ));
+    for (args, want) in [
+        (
+            &["stack", "up", "--stack", "x", "--site", "a"][..],
+            "there is no stack `x` in the file (stacks: s)",
+        ),
+        (
+            &["stack", "up", "--stack", "s", "--site", "b"][..],
+            "there is no site `b` in the file (sites: a, noroot)",
+        ),
+        (
+            &["stack", "up", "--stack", "s", "--site", "noroot"][..],
+            "site `noroot` has no `root`",
+        ),
+    ] {
+        let o = c.run(args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    // Never brought up: status says so (exit 3), down is a no-op.
+    let o = c.run(&["stack", "status", "--stack", "s", "--site", "a"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("not provisioned"));
+    c.ok(&["stack", "down", "--stack", "s", "--site", "a"]);
+}

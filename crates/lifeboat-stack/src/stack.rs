@@ -1,0 +1,437 @@
+//! `stack up`, `stack down`, `stack status`: a stack's members provisioned in
+//! a site of the embedded default, in dependency order.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lifeboat_config::{Config, ResourceKind, Stack};
+use serde::Serialize;
+
+use crate::mariadb::Server;
+use crate::process::{self, Proc};
+use crate::state::{MemberState, StackState};
+use crate::{Result, StackError};
+
+/// What the members provide, by `RESOURCE.OUTPUT` (`shop-db.dsn`), plus
+/// `site.root`: the values of an instance's launch-spec placeholders.
+pub type Outputs = BTreeMap<String, String>;
+
+/// The stack and the root of the site, checked.
+pub fn resolve<'c>(cfg: &'c Config, stack: &str, site: &str) -> Result<(&'c Stack, PathBuf)> {
+    let s = cfg.stacks.get(stack).ok_or_else(|| {
+        StackError::Refused(format!(
+            "there is no stack `{stack}` in the file (stacks: {})",
+            names(cfg.stacks.keys())
+        ))
+    })?;
+    let site_cfg = cfg.sites.get(site).ok_or_else(|| {
+        StackError::Refused(format!(
+            "there is no site `{site}` in the file (sites: {})",
+            names(cfg.sites.keys())
+        ))
+    })?;
+    let root = site_cfg.root.clone().ok_or_else(|| {
+        StackError::Refused(format!(
+            "site `{site}` has no `root`: the embedded default provisions a stack's servers, buckets and hosts under it (add `root = \"/var/lib/lifeboat/{site}\"`)"
+        ))
+    })?;
+    Ok((s, root))
+}
+
+fn names<'a>(it: impl Iterator<Item = &'a String>) -> String {
+    let v: Vec<&str> = it.map(String::as_str).collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+fn rank(kind: &ResourceKind) -> u8 {
+    match kind {
+        ResourceKind::Mysql { .. } => 0,
+        ResourceKind::Bucket { .. } => 1,
+        ResourceKind::Files { .. } => 2,
+        ResourceKind::Instance { .. } => 3,
+    }
+}
+
+/// The members in the order they come up: servers, buckets and files
+/// first, then each instance after the instances its launch spec names.
+pub fn order(cfg: &Config, stack: &Stack) -> Vec<String> {
+    let mut members: Vec<&String> = stack.members.iter().collect();
+    members.sort_by_key(|m| cfg.resources.get(*m).map_or(9, |r| rank(&r.kind)));
+    let mut out: Vec<String> = Vec::new();
+    let deps = |m: &str| -> Vec<String> {
+        match cfg.resources.get(m).map(|r| &r.kind) {
+            Some(ResourceKind::Instance { spec }) => {
+                let text = spec.to_string();
+                lifeboat_config::check_stack::placeholders(&text)
+                    .into_iter()
+                    .map(|(r, _)| r)
+                    .filter(|r| r != m && stack.members.contains(r))
+                    .collect()
+            }
+            _ => Vec::new(),
+        }
+    };
+    // Repeated passes: a member whose dependencies are all out comes next
+    // (the loader refuses nothing cyclic yet; a cycle ends in member order).
+    let mut left: Vec<&String> = members;
+    while !left.is_empty() {
+        let pos = left
+            .iter()
+            .position(|m| deps(m).iter().all(|d| out.contains(d)))
+            .unwrap_or(0);
+        out.push(left.remove(pos).clone());
+    }
+    out
+}
+
+fn member_dir(root: &Path, kind: &ResourceKind, name: &str) -> PathBuf {
+    let sub = match kind {
+        ResourceKind::Mysql { .. } => "mysql",
+        ResourceKind::Bucket { .. } => "buckets",
+        ResourceKind::Files { .. } => "files",
+        ResourceKind::Instance { .. } => "hosts",
+    };
+    root.join(sub).join(name)
+}
+
+fn mkdir(p: &Path) -> Result<()> {
+    std::fs::create_dir_all(p).map_err(|e| StackError::io("create", p, e))
+}
+
+/// Provisions a database server, bucket or files member (an empty one, or
+/// the one already there), starting its server if it has one.
+pub fn provision(
+    cfg: &Config,
+    root: &Path,
+    name: &str,
+    before: Option<&MemberState>,
+) -> Result<MemberState> {
+    let r = cfg
+        .resources
+        .get(name)
+        .ok_or_else(|| StackError::Refused(format!("there is no resource `{name}`")))?;
+    let dir = member_dir(root, &r.kind, name);
+    mkdir(&dir)?;
+    let mut outputs = BTreeMap::new();
+    let mut proc = None;
+    match &r.kind {
+        ResourceKind::Mysql { .. } => {
+            let server = Server::new(dir.clone());
+            let fresh = server.provision()?;
+            let running = before.and_then(|b| b.process.clone()).filter(Proc::alive);
+            // The port it had (clients of a restarted stack keep their DSN).
+            let port = before
+                .and_then(|b| b.outputs.get("port"))
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            let port = if port == 0 {
+                process::free_port()?
+            } else {
+                port
+            };
+            let p = match running {
+                Some(p) => p,
+                None => server.start(port)?,
+            };
+            if fresh {
+                server.secure()?;
+            }
+            proc = Some(p);
+            outputs.insert("dsn".into(), Server::dsn(port));
+            outputs.insert("host".into(), "127.0.0.1".into());
+            outputs.insert("port".into(), port.to_string());
+            outputs.insert("socket".into(), server.socket().display().to_string());
+        }
+        ResourceKind::Bucket { .. } => {
+            outputs.insert("location".into(), format!("file://{}", dir.display()));
+            outputs.insert("path".into(), dir.display().to_string());
+        }
+        ResourceKind::Files { .. } => {
+            outputs.insert("path".into(), dir.display().to_string());
+        }
+        ResourceKind::Instance { .. } => {
+            return Err(StackError::Refused(format!(
+                "`{name}` is an instance: it is started, not provisioned"
+            )));
+        }
+    }
+    Ok(MemberState {
+        kind: r.kind.name().into(),
+        dir,
+        outputs,
+        process: proc,
+        error: None,
+    })
+}
+
+/// Starts instance member `name` from its launch spec, with `outputs` (the
+/// other members', as `RESOURCE.OUTPUT`) and its own `listen`/`port`
+/// filled in. `roots`/`to`: paths of the spec inside `roots` are moved under
+/// `to` (a restored host); none for an instance run where it was declared.
+pub fn start_instance(
+    cfg: &Config,
+    root: &Path,
+    name: &str,
+    outputs: &Outputs,
+    roots: &[PathBuf],
+    to: Option<&Path>,
+) -> Result<MemberState> {
+    let Some(ResourceKind::Instance { spec }) = cfg.resources.get(name).map(|r| &r.kind) else {
+        return Err(StackError::Refused(format!(
+            "`{name}` is not an instance resource"
+        )));
+    };
+    let spec: lifeboat_instance::InstanceSpec = serde_json::from_value(spec.clone())
+        .map_err(|e| StackError::Refused(format!("resource `{name}`: {e}")))?;
+    let launch = spec.launch.ok_or_else(|| {
+        StackError::Refused(format!(
+            "instance `{name}` has no launch spec: add `launch = {{ command = [...], health = \"http://${{listen}}/health\" }}`"
+        ))
+    })?;
+    let dir = root.join("hosts").join(name);
+    mkdir(&dir)?;
+    // Stop what an earlier `up` left running there.
+    if dir.join(lifeboat_instance::supervise::LAUNCH_PID).exists() {
+        let _ = lifeboat_instance::supervise::stop(&dir);
+    }
+    let port = process::free_port()?;
+    let mut values = outputs.clone();
+    values.insert("listen".into(), format!("127.0.0.1:{port}"));
+    values.insert("port".into(), port.to_string());
+    values.insert("site.root".into(), root.display().to_string());
+    let resolved = lifeboat_instance::launch::resolve(
+        &launch,
+        roots,
+        to.unwrap_or(Path::new("/")),
+        &values,
+        "",
+        name,
+    )?;
+    lifeboat_instance::launch::write(&dir, &resolved)?;
+    let started = lifeboat_instance::supervise::start(&dir)?;
+    let start_time = lifeboat_instance::supervise::start_time(started.pid).ok_or_else(|| {
+        StackError::Process(format!(
+            "instance `{name}` exited right after it became healthy; see {}",
+            started.log.display()
+        ))
+    })?;
+    let mut out = BTreeMap::new();
+    out.insert("listen".into(), format!("127.0.0.1:{port}"));
+    out.insert("url".into(), format!("http://127.0.0.1:{port}"));
+    out.insert("port".into(), port.to_string());
+    Ok(MemberState {
+        kind: "instance".into(),
+        dir,
+        outputs: out,
+        process: Some(Proc {
+            pid: started.pid,
+            start_time,
+        }),
+        error: None,
+    })
+}
+
+/// Every member's outputs as `RESOURCE.OUTPUT` values.
+pub fn outputs_of(state: &StackState) -> Outputs {
+    let mut o = Outputs::new();
+    for (n, m) in &state.members {
+        for (k, v) in &m.outputs {
+            o.insert(format!("{n}.{k}"), v.clone());
+        }
+    }
+    o.insert("site.root".into(), state.root.display().to_string());
+    o
+}
+
+/// Brings `stack` up in `site`: each member provisioned (or kept, when it
+/// runs already) in dependency order, instances started and healthy.
+pub fn up(cfg: &Config, stack: &str, site: &str) -> Result<StackState> {
+    let (s, root) = resolve(cfg, stack, site)?;
+    let before = StackState::read(&root, stack)?;
+    let mut state = StackState {
+        stack: stack.into(),
+        site: site.into(),
+        root: root.clone(),
+        up_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        members: Vec::new(),
+    };
+    for name in order(cfg, s) {
+        let prev = before.as_ref().and_then(|b| b.member(&name));
+        let kind = cfg.resources.get(&name).map(|r| &r.kind);
+        let m = if matches!(kind, Some(ResourceKind::Instance { .. })) {
+            match prev.filter(|p| p.process.as_ref().is_some_and(Proc::alive)) {
+                Some(running) => Ok(running.clone()),
+                None => start_instance(cfg, &root, &name, &outputs_of(&state), &[], None),
+            }
+        } else {
+            provision(cfg, &root, &name, prev)
+        };
+        match m {
+            Ok(m) => {
+                state.members.push((name, m));
+                state.write()?;
+            }
+            Err(e) if s.optional.contains(&name) => {
+                tracing::warn!(member = %name, error = %e, "optional member failed");
+                let kind = cfg.resources.get(&name).map(|r| &r.kind).expect("checked");
+                state.members.push((
+                    name.clone(),
+                    MemberState {
+                        kind: kind.name().into(),
+                        dir: member_dir(&root, kind, &name),
+                        outputs: BTreeMap::new(),
+                        process: None,
+                        error: Some(e.to_string()),
+                    },
+                ));
+                state.write()?;
+            }
+            Err(e) => {
+                state.write()?;
+                return Err(StackError::Process(format!(
+                    "stack `{stack}` in site `{site}`: member `{name}` failed: {e} (the members up so far stay up: `lifeboat stack status` shows them, `stack down` stops them)"
+                )));
+            }
+        }
+    }
+    // Members no longer declared stay in the state (as they were), so that
+    // `down` still stops them and `--purge` still removes them.
+    if let Some(b) = before {
+        for (n, m) in b.members {
+            if state.member(&n).is_none() {
+                state.members.push((n, m));
+            }
+        }
+        state.write()?;
+    }
+    Ok(state)
+}
+
+/// Stops the stack's processes, instances first; with `purge`, also
+/// removes the members' directories and the state (a drill's scratch stack).
+pub fn down(cfg: &Config, stack: &str, site: &str, purge: bool) -> Result<Option<StackState>> {
+    let (s, root) = resolve(cfg, stack, site)?;
+    let Some(mut state) = StackState::read(&root, stack)? else {
+        return Ok(None);
+    };
+    for (_, m) in state.members.iter_mut().rev() {
+        if m.kind == "instance" {
+            if m.dir
+                .join(lifeboat_instance::supervise::LAUNCH_PID)
+                .exists()
+            {
+                lifeboat_instance::supervise::stop(&m.dir)?;
+            }
+        } else if let Some(p) = &m.process {
+            p.stop(Duration::from_secs(30));
+        }
+        m.process = None;
+    }
+    if purge {
+        // Every member's directory, also of those that failed to come up.
+        let mut dirs: Vec<PathBuf> = state.members.iter().map(|(_, m)| m.dir.clone()).collect();
+        for name in &s.members {
+            if let Some(r) = cfg.resources.get(name) {
+                dirs.push(member_dir(&root, &r.kind, name));
+            }
+        }
+        for d in dirs.iter().filter(|d| d.starts_with(&root)) {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        let p = StackState::path(&root, stack);
+        let _ = std::fs::remove_dir_all(p.parent().expect("parent"));
+        // The kinds' directories, when this stack was all they held.
+        for sub in ["mysql", "buckets", "files", "hosts", "stacks"] {
+            let _ = std::fs::remove_dir(root.join(sub));
+        }
+    } else {
+        state.write()?;
+    }
+    Ok(Some(state))
+}
+
+/// One member's health.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberStatus {
+    /// Its name.
+    pub name: String,
+    /// Its kind.
+    pub kind: String,
+    /// `up`, `down` or `missing` (its directory is gone).
+    pub status: String,
+    /// Why, when not up.
+    pub detail: Option<String>,
+    /// What it provides.
+    pub outputs: BTreeMap<String, String>,
+}
+
+/// Checks each member of the stack as provisioned: a server answers on its
+/// socket, an instance's health URL answers 200, a bucket's directory exists.
+pub fn status(cfg: &Config, stack: &str, site: &str) -> Result<Vec<MemberStatus>> {
+    let (s, root) = resolve(cfg, stack, site)?;
+    let state = StackState::read(&root, stack)?;
+    let mut out = Vec::new();
+    for name in order(cfg, s) {
+        let kind = cfg.resources.get(&name).map_or("?", |r| r.kind.name());
+        let Some(m) = state.as_ref().and_then(|st| st.member(&name)) else {
+            out.push(MemberStatus {
+                name,
+                kind: kind.into(),
+                status: "down".into(),
+                detail: Some("not provisioned (`lifeboat stack up`)".into()),
+                outputs: BTreeMap::new(),
+            });
+            continue;
+        };
+        let (status, detail) = if let Some(e) = &m.error {
+            ("down", Some(format!("did not come up: {e}")))
+        } else if !m.dir.exists() {
+            ("missing", Some(format!("{} is gone", m.dir.display())))
+        } else {
+            match m.kind.as_str() {
+                "mysql" => {
+                    let sock = PathBuf::from(m.outputs.get("socket").cloned().unwrap_or_default());
+                    if m.process.as_ref().is_some_and(Proc::alive)
+                        && std::os::unix::net::UnixStream::connect(&sock).is_ok()
+                    {
+                        ("up", None)
+                    } else {
+                        ("down", Some("mariadbd is not running".into()))
+                    }
+                }
+                "instance" => match (&m.process, health_url(&m.dir)) {
+                    (Some(p), Some(url)) if p.alive() => {
+                        match lifeboat_instance::supervise::http_status(
+                            &url,
+                            Duration::from_secs(2),
+                        ) {
+                            Ok(200) => ("up", None),
+                            Ok(c) => ("down", Some(format!("{url} answered {c}"))),
+                            Err(e) => ("down", Some(format!("{url}: {e}"))),
+                        }
+                    }
+                    (Some(p), None) if p.alive() => ("up", None),
+                    _ => ("down", Some("the process is not running".into())),
+                },
+                _ => ("up", None),
+            }
+        };
+        out.push(MemberStatus {
+            name,
+            kind: m.kind.clone(),
+            status: status.into(),
+            detail,
+            outputs: m.outputs.clone(),
+        });
+    }
+    Ok(out)
+}
+
+fn health_url(dir: &Path) -> Option<String> {
+    lifeboat_instance::launch::read(dir).ok()?.health
+}
