@@ -129,3 +129,111 @@ pub fn run(g: &Global, c: StackCmd) -> Result<ExitCode> {
         }
     }
 }
+
+#[derive(clap::Args, Debug)]
+pub struct RecoverArgs {
+    #[command(flatten)]
+    file: ConfigFile,
+    /// The stack (`[stack.NAME]` in the file).
+    #[arg(long)]
+    stack: String,
+    /// The site to recover into (its vaults hold the copies; its root holds the new stack).
+    #[arg(long)]
+    to: String,
+    /// Recover the databases to this moment (RFC 3339) instead of their newest restorable second.
+    #[arg(long, value_name = "TIME|latest", default_value = "latest")]
+    at: String,
+    /// When the primary failed (RFC 3339), for the achieved RPO; default: when the recovery starts.
+    #[arg(long, value_name = "TIME")]
+    failed_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn secs(s: Option<f64>) -> String {
+    s.map_or("-".into(), |v| format!("{v:.1} s"))
+}
+
+pub fn recover(g: &Global, a: RecoverArgs) -> Result<ExitCode> {
+    let cfg = match load(g, &a.file)? {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let at = match a.at.as_str() {
+        "latest" => None,
+        t => Some(
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map_err(|e| {
+                    crate::common::usage(format!(
+                        "--at {t:?}: {e} (write an RFC 3339 time or `latest`)"
+                    ))
+                })?
+                .with_timezone(&chrono::Utc),
+        ),
+    };
+    if !g.quiet && !g.json {
+        eprintln!(
+            "recovering stack `{}` into site `{}` from what it holds…",
+            a.stack, a.to
+        );
+    }
+    let opts = lifeboat_stack::recover::RecoverOptions {
+        at,
+        failed_at: a.failed_at,
+    };
+    let r = lifeboat_stack::recover::recover(&cfg, &a.stack, &a.to, &opts)?;
+    if g.json {
+        print_json(&r)?;
+    } else if !g.quiet {
+        println!("steps:");
+        for s in &r.steps {
+            println!(
+                "  {:>7.2} s  {:>7.2} s  {}{}",
+                s.at_s,
+                s.duration_s,
+                s.member
+                    .as_deref()
+                    .map(|m| format!("{m}: "))
+                    .unwrap_or_default(),
+                s.step
+            );
+        }
+        println!("sources:");
+        for s in &r.sources {
+            println!(
+                "  {:<16} {:<9} {:<13} {}  data from {}",
+                s.member,
+                s.kind,
+                s.from,
+                s.point
+                    .as_deref()
+                    .map(|p| &p[..12.min(p.len())])
+                    .unwrap_or("-"),
+                s.data_time.map_or("-".into(), |t| t
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            );
+            println!("  {:<16} {}", "", s.why);
+        }
+        for w in &r.warnings {
+            eprintln!("warning: {w}");
+        }
+        for (k, v) in &r.outputs {
+            if k.ends_with(".url") || k.ends_with(".dsn") || k.ends_with(".location") {
+                println!("  {k} = {v}");
+            }
+        }
+        println!(
+            "stack `{}` recovered in site `{}`: RPO {} (objective {}), RTO {} (objective {})",
+            r.stack,
+            r.site,
+            secs(r.rpo_s),
+            r.objectives.rpo_s.map_or("-".into(), |v| format!("{v} s")),
+            secs(Some(r.rto_s)),
+            r.objectives.rto_s.map_or("-".into(), |v| format!("{v} s")),
+        );
+    }
+    let missed = r.objectives.rpo_met == Some(false) || r.objectives.rto_met == Some(false);
+    Ok(if missed || !r.warnings.is_empty() {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

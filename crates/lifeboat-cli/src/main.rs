@@ -93,6 +93,8 @@ enum Command {
     /// Bring a stack up in a site, stop it, check it (`[stack.NAME]` in the file).
     #[command(subcommand)]
     Stack(cmd_stack::StackCmd),
+    /// Recover a stack into a site from what the site holds (copies, archive, replica); reports RPO and RTO. Exit 3 when an objective was missed.
+    Recover(cmd_stack::RecoverArgs),
 }
 
 fn main() -> ExitCode {
@@ -120,6 +122,7 @@ fn main() -> ExitCode {
         Command::Jobs(c) => cmd_jobs::run(&cli.global, c),
         Command::Report(a) => cmd_report::run(&cli.global, a),
         Command::Stack(c) => cmd_stack::run(&cli.global, c),
+        Command::Recover(a) => cmd_stack::recover(&cli.global, a),
         Command::Instance(c) => cmd_instance::run(&cli.global, c),
     };
     match r {

@@ -22,6 +22,7 @@
 
 pub mod mariadb;
 pub mod process;
+pub mod recover;
 pub mod stack;
 pub mod state;
 

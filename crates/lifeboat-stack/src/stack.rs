@@ -103,11 +103,27 @@ fn mkdir(p: &Path) -> Result<()> {
     std::fs::create_dir_all(p).map_err(|e| StackError::io("create", p, e))
 }
 
+/// `host` and `port` of a `mysql://user@host:port` DSN.
+fn dsn_host_port(dsn: &str) -> Option<(String, u16)> {
+    let rest = dsn.strip_prefix("mysql://")?;
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let hostport = rest.split('/').next()?;
+    match hostport.rsplit_once(':') {
+        Some((h, p)) => Some((h.to_string(), p.parse().ok()?)),
+        None => Some((hostport.to_string(), 3306)),
+    }
+}
+
 /// Provisions a database server, bucket or files member (an empty one, or
-/// the one already there), starting its server if it has one.
+/// the one already there), starting its server if it has one. In the
+/// resource's own site (`[resource.X] site`), what the file declares is
+/// used: the DSN's port for the server, the bucket's own directory; in any
+/// other site (a recovery, a drill) a free port and a directory under the
+/// site's root.
 pub fn provision(
     cfg: &Config,
     root: &Path,
+    site: &str,
     name: &str,
     before: Option<&MemberState>,
 ) -> Result<MemberState> {
@@ -115,7 +131,14 @@ pub fn provision(
         .resources
         .get(name)
         .ok_or_else(|| StackError::Refused(format!("there is no resource `{name}`")))?;
-    let dir = member_dir(root, &r.kind, name);
+    let own_site = r.site.as_deref() == Some(site);
+    let mut dir = member_dir(root, &r.kind, name);
+    if own_site
+        && let ResourceKind::Bucket { location } = &r.kind
+        && let Some(path) = location.strip_prefix("file://")
+    {
+        dir = PathBuf::from(path);
+    }
     mkdir(&dir)?;
     let mut outputs = BTreeMap::new();
     let mut proc = None;
@@ -124,10 +147,30 @@ pub fn provision(
             let server = Server::new(dir.clone());
             let fresh = server.provision()?;
             let running = before.and_then(|b| b.process.clone()).filter(Proc::alive);
-            // The port it had (clients of a restarted stack keep their DSN).
-            let port = before
-                .and_then(|b| b.outputs.get("port"))
-                .and_then(|p| p.parse().ok())
+            // The port the file declares in the resource's own site; else
+            // the one it had (clients of a restarted stack keep their DSN).
+            let declared = match &r.kind {
+                ResourceKind::Mysql { dsn, .. } if own_site => {
+                    let (host, port) = dsn_host_port(dsn).ok_or_else(|| {
+                        StackError::Refused(format!(
+                            "resource `{name}`: cannot read host and port of {dsn}"
+                        ))
+                    })?;
+                    if !matches!(host.as_str(), "127.0.0.1" | "localhost") {
+                        return Err(StackError::Refused(format!(
+                            "resource `{name}` is a server at {host}: the embedded default provisions servers on 127.0.0.1 only; in site `{site}` it is declared elsewhere"
+                        )));
+                    }
+                    Some(port)
+                }
+                _ => None,
+            };
+            let port = declared
+                .or_else(|| {
+                    before
+                        .and_then(|b| b.outputs.get("port"))
+                        .and_then(|p| p.parse().ok())
+                })
                 .unwrap_or(0);
             let port = if port == 0 {
                 process::free_port()?
@@ -160,11 +203,13 @@ pub fn provision(
             )));
         }
     }
+    let borrowed = !dir.starts_with(root);
     Ok(MemberState {
         kind: r.kind.name().into(),
         dir,
         outputs,
         process: proc,
+        borrowed,
         error: None,
     })
 }
@@ -232,6 +277,7 @@ pub fn start_instance(
             pid: started.pid,
             start_time,
         }),
+        borrowed: false,
         error: None,
     })
 }
@@ -269,7 +315,7 @@ pub fn up(cfg: &Config, stack: &str, site: &str) -> Result<StackState> {
                 None => start_instance(cfg, &root, &name, &outputs_of(&state), &[], None),
             }
         } else {
-            provision(cfg, &root, &name, prev)
+            provision(cfg, &root, site, &name, prev)
         };
         match m {
             Ok(m) => {
@@ -286,6 +332,7 @@ pub fn up(cfg: &Config, stack: &str, site: &str) -> Result<StackState> {
                         dir: member_dir(&root, kind, &name),
                         outputs: BTreeMap::new(),
                         process: None,
+                        borrowed: false,
                         error: Some(e.to_string()),
                     },
                 ));
@@ -334,13 +381,23 @@ pub fn down(cfg: &Config, stack: &str, site: &str, purge: bool) -> Result<Option
     }
     if purge {
         // Every member's directory, also of those that failed to come up.
+        // (Under the site's root only: a bucket declared elsewhere stays.)
         let mut dirs: Vec<PathBuf> = state.members.iter().map(|(_, m)| m.dir.clone()).collect();
         for name in &s.members {
             if let Some(r) = cfg.resources.get(name) {
                 dirs.push(member_dir(&root, &r.kind, name));
             }
         }
-        for d in dirs.iter().filter(|d| d.starts_with(&root)) {
+        let borrowed: Vec<&PathBuf> = state
+            .members
+            .iter()
+            .filter(|(_, m)| m.borrowed)
+            .map(|(_, m)| &m.dir)
+            .collect();
+        for d in dirs
+            .iter()
+            .filter(|d| d.starts_with(&root) && !borrowed.contains(d))
+        {
             let _ = std::fs::remove_dir_all(d);
         }
         let p = StackState::path(&root, stack);

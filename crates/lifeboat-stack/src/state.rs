@@ -23,6 +23,10 @@ pub struct MemberState {
     pub outputs: BTreeMap<String, String>,
     /// Its process, when it runs one.
     pub process: Option<Proc>,
+    /// Not the stack's own: a bucket declared elsewhere or a replica used
+    /// in place; `down --purge` never removes it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub borrowed: bool,
     /// Why an optional member did not come up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -1,0 +1,673 @@
+//! `lifeboat recover`: the stack provisioned in a site from what that site
+//! holds — the points copied into its vaults, the binlog archive copied
+//! there, the replicated bucket — started, health-checked, and reported with
+//! the RPO and RTO achieved.
+//!
+//! Per member the freshest source the site holds is used: a database's
+//! newest restorable second (or `--at`), a bucket's replica when it is newer
+//! than the newest bucket point (else the point), the newest files and
+//! instance points. Databases, buckets and files are restored in parallel;
+//! instances then start with the recovered members' outputs. Every vault
+//! read holds a reader lock for the whole recovery, so no prune removes what
+//! the recovery reads (Velero's runbook sets the storage read-only by hand).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::time::{Instant, SystemTime};
+
+use chrono::{DateTime, Utc};
+use lifeboat_config::{Config, ResourceKind};
+use lifeboat_vault::{Id, PointFilter, RecoveryPoint, Vault};
+use serde::Serialize;
+
+use crate::state::{MemberState, StackState};
+use crate::{Result, StackError};
+
+/// What to recover to.
+#[derive(Debug, Clone, Default)]
+pub struct RecoverOptions {
+    /// A moment (RFC 3339) for the databases; `None`: the newest restorable.
+    pub at: Option<DateTime<Utc>>,
+    /// When the primary failed (for the RPO); `None`: the recovery's start.
+    pub failed_at: Option<DateTime<Utc>>,
+}
+
+/// One step of the recovery, timed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// What was done.
+    pub step: String,
+    /// The member, if the step is one's.
+    pub member: Option<String>,
+    /// Seconds from the recovery's start to the step's start.
+    pub at_s: f64,
+    /// How long it took.
+    pub duration_s: f64,
+}
+
+/// Where a member's data came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Source {
+    /// The member.
+    pub member: String,
+    /// Its kind.
+    pub kind: String,
+    /// `point` (a vault's point), `point+binlog`, `replica` or `none`.
+    pub from: String,
+    /// The vault, when from a point.
+    pub vault: Option<String>,
+    /// The point used.
+    pub point: Option<String>,
+    /// The time its data is from (a database: its last recovered commit).
+    pub data_time: Option<DateTime<Utc>>,
+    /// Why this source.
+    pub why: String,
+}
+
+/// The recovery report.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecoveryReport {
+    /// The stack.
+    pub stack: String,
+    /// The site it was recovered into.
+    pub site: String,
+    /// When the recovery started.
+    pub started_at: DateTime<Utc>,
+    /// When every required member was healthy.
+    pub healthy_at: DateTime<Utc>,
+    /// When the primary failed (given, else the start).
+    pub failed_at: DateTime<Utc>,
+    /// The newest data recovered (the databases' last commit when there is a database).
+    pub newest_data: Option<DateTime<Utc>>,
+    /// Achieved RPO: failure time − newest data recovered.
+    pub rpo_s: Option<f64>,
+    /// Achieved RTO: recovery start → healthy.
+    pub rto_s: f64,
+    /// The stack's objectives, and whether they were met.
+    pub objectives: Objectives,
+    /// Per member, its source.
+    pub sources: Vec<Source>,
+    /// Each step, timed.
+    pub steps: Vec<Step>,
+    /// What the recovered members provide (the shop's URL, the DSN, …).
+    pub outputs: BTreeMap<String, String>,
+    /// Optional members that failed.
+    pub warnings: Vec<String>,
+}
+
+/// Objectives against what was achieved.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Objectives {
+    /// Declared RPO, seconds.
+    pub rpo_s: Option<u64>,
+    /// Declared RTO, seconds.
+    pub rto_s: Option<u64>,
+    /// RPO met (None: nothing declared or nothing measured).
+    pub rpo_met: Option<bool>,
+    /// RTO met.
+    pub rto_met: Option<bool>,
+}
+
+struct Clock(Instant);
+
+impl Clock {
+    fn step(
+        &self,
+        steps: &std::sync::Mutex<Vec<Step>>,
+        step: &str,
+        member: Option<&str>,
+        began: Instant,
+    ) {
+        steps.lock().expect("steps").push(Step {
+            step: step.into(),
+            member: member.map(str::to_string),
+            at_s: began.duration_since(self.0).as_secs_f64(),
+            duration_s: began.elapsed().as_secs_f64(),
+        });
+    }
+}
+
+/// The site's vaults (`[vault.X] site = SITE`), opened.
+fn site_vaults(cfg: &Config, site: &str) -> Result<Vec<(String, Vault)>> {
+    let names: Vec<&String> = cfg
+        .vaults
+        .iter()
+        .filter(|(_, v)| v.site.as_deref() == Some(site))
+        .map(|(n, _)| n)
+        .collect();
+    if names.is_empty() {
+        return Err(StackError::Refused(format!(
+            "site `{site}` has no vault: a recovery restores from the vaults in the site it recovers into (declare `site = \"{site}\"` on the vault the points are copied to)"
+        )));
+    }
+    names
+        .into_iter()
+        .map(|n| {
+            lifeboat_control::secret::open_vault(cfg, n)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| StackError::Refused(format!("vault `{n}` of site `{site}`: {e}")))
+        })
+        .collect()
+}
+
+/// The newest point of `resource` and `kind` over the site's vaults.
+fn newest<'v>(
+    vaults: &'v [(String, Vault)],
+    resource: &str,
+    kind: &str,
+) -> Option<(&'v str, &'v Vault, Id, RecoveryPoint)> {
+    let mut best: Option<(&str, &Vault, Id, RecoveryPoint)> = None;
+    for (n, v) in vaults {
+        let kinds = [kind];
+        if let Ok((id, p)) = v.select_point(
+            "latest",
+            &PointFilter::kinds(&kinds).resource(Some(resource)),
+        ) && best.as_ref().is_none_or(|b| p.time > b.3.time)
+        {
+            best = Some((n.as_str(), v, id, p));
+        }
+    }
+    best
+}
+
+/// Newest modification time of the files under `dir` (a directory bucket).
+fn newest_mtime(dir: &Path) -> Option<DateTime<Utc>> {
+    let mut best: Option<SystemTime> = None;
+    let mut stack = vec![dir.to_path_buf()];
+    let mut files = 0u64;
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).ok()?.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() {
+                files += 1;
+                if let Ok(t) = m.modified()
+                    && best.is_none_or(|b| t > b)
+                {
+                    best = Some(t);
+                }
+            }
+        }
+    }
+    (files > 0).then_some(())?;
+    best.map(DateTime::<Utc>::from)
+}
+
+/// The newest object modification time in a bucket point (its data time;
+/// the point's own time is when it was taken, after that).
+fn point_newest_object(v: &Vault, p: &RecoveryPoint) -> Option<DateTime<Utc>> {
+    let index = v.load_index().ok()?;
+    let mut newest: i64 = 0;
+    lifeboat_bucket::restore::walk(v, &index, &p.tree, "", &mut |_, n| {
+        newest = newest.max(n.mtime_ns);
+        Ok(())
+    })
+    .ok()?;
+    (newest > 0).then(|| DateTime::from_timestamp_nanos(newest))
+}
+
+/// The replica of bucket `member` in `root` (a replication rule's
+/// destination directory under the site's root), if it holds objects.
+fn replica(cfg: &Config, member: &str, root: &Path) -> Option<(String, PathBuf, DateTime<Utc>)> {
+    cfg.replications
+        .values()
+        .filter(|r| r.from == member)
+        .find_map(|r| {
+            let path = PathBuf::from(r.to.strip_prefix("file://").unwrap_or(&r.to));
+            (path.is_absolute() && path.starts_with(root))
+                .then(|| newest_mtime(&path).map(|t| (r.to.clone(), path, t)))
+                .flatten()
+        })
+}
+
+/// Recovers `stack` into `site`.
+pub fn recover(
+    cfg: &Config,
+    stack: &str,
+    site: &str,
+    opts: &RecoverOptions,
+) -> Result<RecoveryReport> {
+    let clock = Clock(Instant::now());
+    let started_at = Utc::now();
+    let (s, root) = crate::stack::resolve(cfg, stack, site)?;
+    if let Some(st) = StackState::read(&root, stack)?
+        && st
+            .members
+            .iter()
+            .any(|(_, m)| m.process.as_ref().is_some_and(|p| p.alive()))
+    {
+        return Err(StackError::Refused(format!(
+            "stack `{stack}` is already up in site `{site}`: a recovery provisions it afresh; stop it first (`lifeboat stack down --stack {stack} --site {site} --purge`, which removes its data there)"
+        )));
+    }
+    let steps = std::sync::Mutex::new(Vec::new());
+    let t = Instant::now();
+    let vaults = site_vaults(cfg, site)?;
+    // Read-only for the recovery's duration: no prune while it reads.
+    let _readers = vaults
+        .iter()
+        .map(|(_, v)| lifeboat_vault::lock::reader_lock(v.storage(), "recover"))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| {
+            StackError::Process(format!("cannot lock the site's vaults for reading: {e}"))
+        })?;
+    clock.step(&steps, "open the site's vaults (reader locks)", None, t);
+
+    let order = crate::stack::order(cfg, s);
+    let kind_of = |n: &str| cfg.resources.get(n).map(|r| &r.kind);
+    let data_members: Vec<&String> = order
+        .iter()
+        .filter(|n| !matches!(kind_of(n), Some(ResourceKind::Instance { .. })))
+        .collect();
+    let results: Vec<(String, Result<(MemberState, Source)>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = data_members
+            .iter()
+            .map(|name| {
+                let (vaults, root, steps, clock) = (&vaults, &root, &steps, &clock);
+                let name = name.to_string();
+                scope.spawn(move || {
+                    let r = recover_data_member(cfg, site, &name, root, vaults, opts, steps, clock);
+                    (name, r)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("member thread"))
+            .collect()
+    });
+    let mut state = StackState {
+        stack: stack.into(),
+        site: site.into(),
+        root: root.clone(),
+        up_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        members: Vec::new(),
+    };
+    let mut sources = Vec::new();
+    let mut warnings = Vec::new();
+    let mut failure = None;
+    for (name, r) in results {
+        match r {
+            Ok((m, src)) => {
+                state.members.push((name, m));
+                sources.push(src);
+            }
+            Err(e) if s.optional.contains(&name) => {
+                warnings.push(format!("optional member `{name}` was not recovered: {e}"))
+            }
+            Err(e) => {
+                failure.get_or_insert(format!("member `{name}`: {e}"));
+            }
+        }
+    }
+    state.write()?;
+    if let Some(f) = failure {
+        return Err(StackError::Process(format!(
+            "recovery of stack `{stack}` into site `{site}` failed: {f} (what was recovered stays: `lifeboat stack status` shows it, `stack down --purge` removes it)"
+        )));
+    }
+    for name in order
+        .iter()
+        .filter(|n| matches!(kind_of(n), Some(ResourceKind::Instance { .. })))
+    {
+        let outputs = crate::stack::outputs_of(&state);
+        match recover_instance(name, &root, &vaults, &outputs, &steps, &clock) {
+            Ok((m, src)) => {
+                state.members.push((name.clone(), m));
+                sources.push(src);
+                state.write()?;
+            }
+            Err(e) if s.optional.contains(name) => {
+                warnings.push(format!("optional member `{name}` was not recovered: {e}"))
+            }
+            Err(e) => {
+                state.write()?;
+                return Err(StackError::Process(format!(
+                    "recovery of stack `{stack}` into site `{site}` failed: member `{name}`: {e}"
+                )));
+            }
+        }
+    }
+    let healthy_at = Utc::now();
+    let rto_s = clock.0.elapsed().as_secs_f64();
+    let failed_at = opts.failed_at.unwrap_or(started_at);
+    // The newest data: the databases' last commit; without a database, the newest member's.
+    let db_times: Vec<DateTime<Utc>> = sources
+        .iter()
+        .filter(|x| x.kind == "mysql")
+        .filter_map(|x| x.data_time)
+        .collect();
+    let newest_data = if db_times.is_empty() {
+        sources.iter().filter_map(|x| x.data_time).max()
+    } else {
+        db_times.into_iter().min()
+    };
+    let rpo_s = newest_data.map(|t| ((failed_at - t).num_milliseconds() as f64 / 1000.0).max(0.0));
+    let objectives = Objectives {
+        rpo_s: s.objectives.rpo.map(|d| d.0),
+        rto_s: s.objectives.rto.map(|d| d.0),
+        rpo_met: s.objectives.rpo.zip(rpo_s).map(|(o, a)| a <= o.0 as f64),
+        rto_met: s.objectives.rto.map(|o| rto_s <= o.0 as f64),
+    };
+    let mut outputs = BTreeMap::new();
+    for (k, v) in crate::stack::outputs_of(&state) {
+        if !k.ends_with(".socket") {
+            outputs.insert(k, v);
+        }
+    }
+    let mut steps = steps.into_inner().expect("steps");
+    steps.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
+    Ok(RecoveryReport {
+        stack: stack.into(),
+        site: site.into(),
+        started_at,
+        healthy_at,
+        failed_at,
+        newest_data,
+        rpo_s,
+        rto_s,
+        objectives,
+        sources,
+        steps,
+        outputs,
+        warnings,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn recover_data_member(
+    cfg: &Config,
+    site: &str,
+    name: &str,
+    root: &Path,
+    vaults: &[(String, Vault)],
+    opts: &RecoverOptions,
+    steps: &std::sync::Mutex<Vec<Step>>,
+    clock: &Clock,
+) -> Result<(MemberState, Source)> {
+    let kind = cfg.resources.get(name).map(|r| &r.kind).expect("a member");
+    match kind {
+        ResourceKind::Mysql { .. } => {
+            // The vault whose archive reaches furthest.
+            let mut best: Option<(
+                &str,
+                &Vault,
+                lifeboat_mysql::Catalog,
+                lifeboat_mysql::pitr::Plan,
+                DateTime<Utc>,
+            )> = None;
+            let target = match opts.at {
+                Some(t) => lifeboat_mysql::Target::Time(t),
+                None => lifeboat_mysql::Target::Latest,
+            };
+            let mut why_not = Vec::new();
+            for (vn, v) in vaults {
+                let c = match lifeboat_mysql::Catalog::load(v, name) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        why_not.push(format!("vault `{vn}`: {e}"));
+                        continue;
+                    }
+                };
+                let reach = c.windows().iter().map(|w| w.to).max();
+                match (lifeboat_mysql::pitr::plan(&c, &target), reach) {
+                    (Ok(p), Some(reach)) => {
+                        let to = opts.at.unwrap_or(reach);
+                        if best.as_ref().is_none_or(|b| to > b.4) {
+                            best = Some((vn, v, c, p, to));
+                        }
+                    }
+                    (Err(e), _) => why_not.push(format!("vault `{vn}`: {e}")),
+                    (Ok(_), None) => why_not.push(format!("vault `{vn}`: no restorable window")),
+                }
+            }
+            let Some((vn, v, catalog, plan, data_time)) = best else {
+                return Err(StackError::Refused(format!(
+                    "no vault of the site can restore database `{name}`: {}",
+                    why_not.join("; ")
+                )));
+            };
+            let t = Instant::now();
+            let m = crate::stack::provision(cfg, root, site, name, None)?;
+            clock.step(steps, "start an empty database server", Some(name), t);
+            let dsn = lifeboat_mysql::Dsn::parse(&m.outputs["dsn"])
+                .map_err(|e| StackError::Process(e.to_string()))?;
+            let t = Instant::now();
+            let ropts = lifeboat_mysql::RestoreOptions::default();
+            let counters = lifeboat_mysql::Counters::default();
+            let (id, point) = plan.snapshot.clone();
+            lifeboat_mysql::restore(v, &id, &point, &dsn, &ropts, &counters).map_err(|e| {
+                StackError::Process(format!("restoring snapshot {}: {e}", id.short()))
+            })?;
+            clock.step(steps, "load the snapshot", Some(name), t);
+            let t = Instant::now();
+            let work = root.join("mysql").join(name).join("tmp");
+            lifeboat_mysql::pitr::replay(v, &catalog, &plan, &dsn, &ropts, &work)
+                .map_err(|e| StackError::Process(format!("replaying the binlog archive: {e}")))?;
+            clock.step(steps, "replay the binlog archive", Some(name), t);
+            Ok((
+                m,
+                Source {
+                    member: name.into(),
+                    kind: "mysql".into(),
+                    from: "point+binlog".into(),
+                    vault: Some(vn.into()),
+                    point: Some(id.to_hex()),
+                    data_time: Some(data_time),
+                    why: match opts.at {
+                        Some(_) => "the snapshot before --at, rolled forward to it".into(),
+                        None => "the newest restorable second of the site's archive".into(),
+                    },
+                },
+            ))
+        }
+        ResourceKind::Bucket { .. } => {
+            let point = newest(vaults, name, "bucket");
+            let rep = replica(cfg, name, root);
+            let t = Instant::now();
+            // Freshness by the newest object in each (a replica's objects are
+            // written as they change; a point holds what was there when taken).
+            let point_data = point
+                .as_ref()
+                .map(|p| point_newest_object(p.1, &p.3).unwrap_or(p.3.time));
+            let use_replica = match (&rep, point_data) {
+                (Some((_, _, rt)), Some(pt)) => *rt >= pt,
+                (Some(_), None) => true,
+                _ => false,
+            };
+            if use_replica {
+                let (loc, path, rt) = rep.expect("checked");
+                let mut outputs = BTreeMap::new();
+                outputs.insert("location".into(), loc.clone());
+                outputs.insert("path".into(), path.display().to_string());
+                clock.step(steps, "use the bucket replica in place", Some(name), t);
+                let why = match &point {
+                    Some(p) => format!(
+                        "the replica (newest object {}) is at least as new as the newest bucket point {} (newest object {})",
+                        rt.to_rfc3339(),
+                        p.2.short(),
+                        point_data.unwrap_or(p.3.time).to_rfc3339()
+                    ),
+                    None => "the replica; the site holds no bucket point".into(),
+                };
+                return Ok((
+                    MemberState {
+                        kind: "bucket".into(),
+                        dir: path,
+                        outputs,
+                        process: None,
+                        borrowed: true,
+                        error: None,
+                    },
+                    Source {
+                        member: name.into(),
+                        kind: "bucket".into(),
+                        from: "replica".into(),
+                        vault: None,
+                        point: None,
+                        data_time: Some(rt),
+                        why,
+                    },
+                ));
+            }
+            let Some((vn, v, id, p)) = point else {
+                return Err(StackError::Refused(format!(
+                    "the site holds neither a replica nor a point of bucket `{name}`"
+                )));
+            };
+            let m = crate::stack::provision(cfg, root, site, name, None)?;
+            let b = lifeboat_bucket::Bucket::open_address(&m.outputs["location"], true)
+                .map_err(|e| StackError::Process(e.to_string()))?;
+            lifeboat_bucket::restore::restore(v, &id, &b, &Default::default(), &AtomicU64::new(0))
+                .map_err(|e| {
+                    StackError::Process(format!("restoring bucket point {}: {e}", id.short()))
+                })?;
+            clock.step(steps, "restore the bucket point", Some(name), t);
+            Ok((
+                m,
+                Source {
+                    member: name.into(),
+                    kind: "bucket".into(),
+                    from: "point".into(),
+                    vault: Some(vn.into()),
+                    point: Some(id.to_hex()),
+                    data_time: point_data.or(Some(p.time)),
+                    why: if rep.is_some() {
+                        "the newest bucket point holds newer objects than the replica".into()
+                    } else {
+                        "the newest bucket point; the site holds no replica".into()
+                    },
+                },
+            ))
+        }
+        ResourceKind::Files { .. } => {
+            let Some((vn, v, id, p)) = newest(vaults, name, "files") else {
+                return Err(StackError::Refused(format!(
+                    "the site holds no point of `{name}`"
+                )));
+            };
+            let t = Instant::now();
+            let m = crate::stack::provision(cfg, root, site, name, None)?;
+            let ropts = lifeboat_files::RestoreOptions {
+                to: m.dir.clone(),
+                ..Default::default()
+            };
+            lifeboat_files::restore(v, &id, &ropts, &lifeboat_files::Counters::default())
+                .map_err(|e| StackError::Process(format!("restoring point {}: {e}", id.short())))?;
+            clock.step(steps, "restore the files point", Some(name), t);
+            Ok((
+                m,
+                Source {
+                    member: name.into(),
+                    kind: "files".into(),
+                    from: "point".into(),
+                    vault: Some(vn.into()),
+                    point: Some(id.to_hex()),
+                    data_time: Some(p.time),
+                    why: "the newest files point of the site".into(),
+                },
+            ))
+        }
+        ResourceKind::Instance { .. } => unreachable!("instances start after the data"),
+    }
+}
+
+fn recover_instance(
+    name: &str,
+    root: &Path,
+    vaults: &[(String, Vault)],
+    outputs: &crate::stack::Outputs,
+    steps: &std::sync::Mutex<Vec<Step>>,
+    clock: &Clock,
+) -> Result<(MemberState, Source)> {
+    let Some((vn, v, id, p)) = newest(vaults, name, lifeboat_instance::KIND) else {
+        return Err(StackError::Refused(format!(
+            "the site holds no instance point of `{name}`"
+        )));
+    };
+    let dir = root.join("hosts").join(name);
+    std::fs::create_dir_all(&dir).map_err(|e| StackError::io("create", &dir, e))?;
+    let port = crate::process::free_port()?;
+    let mut values = outputs.clone();
+    values.insert("listen".into(), format!("127.0.0.1:{port}"));
+    values.insert("port".into(), port.to_string());
+    let t = Instant::now();
+    let ropts = lifeboat_instance::RestoreOptions {
+        to: dir.clone(),
+        env: values,
+        overwrite: Some(lifeboat_files::Overwrite::Always),
+    };
+    let rep = lifeboat_instance::restore(v, &id, &p, &ropts, &lifeboat_files::Counters::default())?;
+    if rep.launch_json.is_none() {
+        let mut why: Vec<String> = rep
+            .files
+            .errors
+            .iter()
+            .take(3)
+            .map(|e| format!("{e:?}"))
+            .collect();
+        why.extend(
+            rep.files
+                .damaged
+                .iter()
+                .take(3)
+                .map(|d| format!("damaged: {d:?}")),
+        );
+        if why.is_empty() {
+            why.push("the point has no launch spec".into());
+        }
+        return Err(StackError::Process(format!(
+            "instance point {} was not restored whole into {}: {}",
+            id.short(),
+            dir.display(),
+            why.join("; ")
+        )));
+    }
+    clock.step(
+        steps,
+        "restore the instance (files, volumes, launch spec)",
+        Some(name),
+        t,
+    );
+    let t = Instant::now();
+    let started = lifeboat_instance::supervise::start(&dir)?;
+    clock.step(
+        steps,
+        "start the instance and wait for health",
+        Some(name),
+        t,
+    );
+    let start_time = lifeboat_instance::supervise::start_time(started.pid).ok_or_else(|| {
+        StackError::Process(format!(
+            "instance `{name}` exited right after it became healthy"
+        ))
+    })?;
+    let mut out = BTreeMap::new();
+    out.insert("listen".into(), format!("127.0.0.1:{port}"));
+    out.insert("url".into(), format!("http://127.0.0.1:{port}"));
+    out.insert("port".into(), port.to_string());
+    Ok((
+        MemberState {
+            kind: "instance".into(),
+            dir,
+            outputs: out,
+            process: Some(crate::process::Proc {
+                pid: started.pid,
+                start_time,
+            }),
+            borrowed: false,
+            error: None,
+        },
+        Source {
+            member: name.into(),
+            kind: "instance".into(),
+            from: "point".into(),
+            vault: Some(vn.into()),
+            point: Some(id.to_hex()),
+            data_time: Some(p.time),
+            why: "the newest instance point of the site".into(),
+        },
+    ))
+}
