@@ -12,6 +12,8 @@ use crate::common::{Global, print_json};
 pub struct ReportArgs {
     #[command(flatten)]
     pub file: ConfigFile,
+    #[command(flatten)]
+    pub state: crate::cmd_apply::StateArg,
 }
 
 /// Prints the failed controls of `reports` (the drift of `plan --drift`), as `! …` lines.
@@ -36,10 +38,41 @@ pub fn run(g: &Global, a: ReportArgs) -> Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let reports = report(&cfg, chrono::Utc::now());
-    let compliant = reports.iter().all(|r| r.compliant);
-    if g.json {
-        print_json(&serde_json::json!({"compliant": compliant, "resources": reports}))?;
+    // Stacks: their last drill (from the job history; none when it is empty).
+    let stacks = if cfg.stacks.is_empty() {
+        Vec::new()
     } else {
+        let dir = a.state.dir();
+        dir.create()?;
+        let store = lifeboat_control::store::SqliteStore::open(&dir.jobs_db())?;
+        lifeboat_stack::drill::verification(&cfg, &store)?
+    };
+    let compliant = reports.iter().all(|r| r.compliant) && stacks.iter().all(|s| s.compliant);
+    if g.json {
+        print_json(
+            &serde_json::json!({"compliant": compliant, "resources": reports, "stacks": stacks}),
+        )?;
+    } else {
+        for s in &stacks {
+            let drill = match (&s.last_drill, &s.summary) {
+                (Some((id, at)), Some(d)) => format!(
+                    "last drill {id} at {}: RPO {}, RTO {}",
+                    at.format("%Y-%m-%d %H:%M"),
+                    d.rpo_s.map_or("-".into(), |v| format!("{v:.1} s")),
+                    d.rto_s.map_or("-".into(), |v| format!("{v:.1} s"))
+                ),
+                _ => "no drill".into(),
+            };
+            println!(
+                "{} stack {}: {}",
+                if s.compliant { "✓" } else { "✗" },
+                s.stack,
+                drill
+            );
+            for f in &s.failed {
+                println!("    FAIL {f}");
+            }
+        }
         for r in &reports {
             println!(
                 "{} {} ({}): {}",

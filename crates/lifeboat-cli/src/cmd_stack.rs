@@ -178,6 +178,7 @@ pub fn recover(g: &Global, a: RecoverArgs) -> Result<ExitCode> {
     let opts = lifeboat_stack::recover::RecoverOptions {
         at,
         failed_at: a.failed_at,
+        scratch: None,
     };
     let r = lifeboat_stack::recover::recover(&cfg, &a.stack, &a.to, &opts)?;
     if g.json {

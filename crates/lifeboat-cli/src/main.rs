@@ -18,6 +18,7 @@ mod cmd_apply;
 mod cmd_backup;
 mod cmd_bucket;
 mod cmd_copy;
+mod cmd_drill;
 mod cmd_forget;
 mod cmd_instance;
 mod cmd_jobs;
@@ -95,6 +96,8 @@ enum Command {
     Stack(cmd_stack::StackCmd),
     /// Recover a stack into a site from what the site holds (copies, archive, replica); reports RPO and RTO. Exit 3 when an objective was missed.
     Recover(cmd_stack::RecoverArgs),
+    /// Recover a stack into a scratch stack, run its check, tear it down, record it. Exit 0 passed, 3 failed.
+    Drill(cmd_drill::DrillArgs),
 }
 
 fn main() -> ExitCode {
@@ -123,6 +126,7 @@ fn main() -> ExitCode {
         Command::Report(a) => cmd_report::run(&cli.global, a),
         Command::Stack(c) => cmd_stack::run(&cli.global, c),
         Command::Recover(a) => cmd_stack::recover(&cli.global, a),
+        Command::Drill(a) => cmd_drill::run(&cli.global, a),
         Command::Instance(c) => cmd_instance::run(&cli.global, c),
     };
     match r {

@@ -5,7 +5,7 @@
 //! measured and printed.
 
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use lifeboat_testkit::load::{LoadWriter, Op, expected_state, parse_state, state_diff};
@@ -75,16 +75,7 @@ fn checksum(db: &MariaDb, table: &str) -> String {
 
 /// A whole second after `after` that no op straddles.
 fn clean_second(ops: &[Op], after: DateTime<Utc>) -> DateTime<Utc> {
-    let secs = |t: SystemTime| DateTime::<Utc>::from(t).timestamp();
-    for s in after.timestamp() + 1..secs(ops.last().unwrap().committed) {
-        let t = DateTime::from_timestamp(s, 0).unwrap();
-        if !ops.iter().any(|o| {
-            DateTime::<Utc>::from(o.started) < t && DateTime::<Utc>::from(o.committed) >= t
-        }) {
-            return t;
-        }
-    }
-    panic!("no clean second after {after}");
+    lifeboat_testkit::load::clean_second(ops, after.into()).into()
 }
 
 #[test]

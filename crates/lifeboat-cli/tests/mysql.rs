@@ -284,22 +284,9 @@ fn snapshot_under_load_restores_every_type_and_matches_its_coordinates() {
     drop(t);
 }
 
-/// A whole second after `after` and before the last op, that no op straddles
-/// (started before it, committed at or after it).
+/// A whole second after `after` that no op straddles.
 fn clean_second(ops: &[Op], after: DateTime<Utc>) -> DateTime<Utc> {
-    let secs = |t: SystemTime| DateTime::<Utc>::from(t).timestamp();
-    let first = after.timestamp() + 1;
-    let last = secs(ops.last().unwrap().committed);
-    for s in first..last {
-        let t = DateTime::from_timestamp(s, 0).unwrap();
-        let straddles = ops.iter().any(|o| {
-            DateTime::<Utc>::from(o.started) < t && DateTime::<Utc>::from(o.committed) >= t
-        });
-        if !straddles {
-            return t;
-        }
-    }
-    panic!("no clean second between {after} and the end of the load");
+    lifeboat_testkit::load::clean_second(ops, after.into()).into()
 }
 
 #[test]

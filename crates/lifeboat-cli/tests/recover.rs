@@ -1,17 +1,16 @@
-//! `lifeboat recover`: the Unishop stack protected at the primary site — a
-//! real `mariadbd` with its binlog archive followed into the secondary's
-//! vault, the frontend bucket replicated there, the shop's host backed up
-//! and copied — is lost (every process killed, the site's directory
-//! deleted) and recovered into the secondary from what the secondary holds:
-//! every acknowledged commit there, the shop healthy, the report's sources,
-//! RPO and RTO right.
+//! `lifeboat recover` and `lifeboat drill`: the Unishop stack protected at the
+//! primary site — a real `mariadbd` with its binlog archive followed into the
+//! secondary's vault, the frontend bucket replicated there, the shop's host
+//! backed up and copied. Lost (every process killed, the site's directory
+//! deleted) and recovered into the secondary from what the secondary holds;
+//! recovered to a time before; drilled while the primary keeps running.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use lifeboat_testkit::load::{LoadWriter, expected_state, parse_state, state_diff};
+use lifeboat_testkit::load::{LoadWriter, Op, expected_state, parse_state, state_diff};
 use lifeboat_testkit::mariadb::free_port;
 use lifeboat_testkit::{Cli, tempdir};
 
@@ -39,18 +38,6 @@ impl Drop for Bg {
     }
 }
 
-/// Stops both sites' stacks whatever happens.
-struct Sites(Cli);
-impl Drop for Sites {
-    fn drop(&mut self) {
-        for site in ["primary", "secondary"] {
-            let _ = self
-                .0
-                .run(&["stack", "down", "--stack", "unishop", "--site", site]);
-        }
-    }
-}
-
 fn sql(socket: &Path, q: &str) -> String {
     let o = Command::new("mariadb")
         .arg("--no-defaults")
@@ -74,18 +61,36 @@ fn restorable_to(c: &Cli) -> Option<DateTime<Utc>> {
         .max()
 }
 
-#[test]
-fn the_unishop_stack_is_recovered_into_the_secondary_with_every_commit_the_secondary_held() {
-    let t = tempdir().unwrap();
-    let w = t.path();
-    let app = w.join("app/opt/unishop");
-    std::fs::create_dir_all(&app).unwrap();
-    std::fs::copy(unishop_bin(), app.join("unishop")).unwrap();
-    std::fs::write(w.join("dr.pass"), "the secondary's own password\n").unwrap();
-    let port = free_port();
-    let (p, s) = (w.join("primary"), w.join("secondary"));
-    let config = format!(
-        r#"[site.primary]
+/// The protected primary: the stack up, the load writing, the archive and
+/// its copy following, the bucket replicated once, a snapshot, a bucket
+/// point and the host copied to the secondary.
+struct Primary {
+    t: tempfile::TempDir,
+    c: Cli,
+    dr: Cli,
+    p: PathBuf,
+    s: PathBuf,
+    writer: Option<LoadWriter>,
+    bg: Vec<Bg>,
+}
+
+impl Drop for Primary {
+    fn drop(&mut self) {
+        self.bg.clear();
+        for site in ["primary", "secondary"] {
+            let _ = self
+                .c
+                .run(&["stack", "down", "--stack", "unishop", "--site", site]);
+        }
+    }
+}
+
+impl Primary {
+    fn config(&self, port: u16, check: &str, rpo: &str) -> String {
+        let (w, p, s) = (self.t.path(), &self.p, &self.s);
+        let app = w.join("app/opt/unishop");
+        format!(
+            r#"[site.primary]
 root = "{p}"
 [site.secondary]
 root = "{s}"
@@ -119,133 +124,191 @@ from = "shop-assets"
 to = "file://{s}/buckets/shop-assets-replica"
 [stack.unishop]
 members = ["shop-db", "shop-assets", "shop-host"]
-objectives = {{ rpo = "30s", rto = "2m" }}
+objectives = {{ rpo = "{rpo}", rto = "2m" }}
+check = "{check}"
 "#,
-        p = p.display(),
-        s = s.display(),
-        w = w.display(),
-        app = app.display(),
-    );
-    std::fs::write(w.join("lifeboat.toml"), config).unwrap();
-    let mut c = Cli::new(BIN, &p.join("vault"));
-    c.env.push((
-        "LIFEBOAT_CONFIG".into(),
-        w.join("lifeboat.toml").display().to_string(),
-    ));
-    c.env.push((
-        "LIFEBOAT_STATE".into(),
-        w.join("state").display().to_string(),
-    ));
-    let mut dr = c.clone();
-    dr.vault = s.join("vault").display().to_string();
-    dr.password = "the secondary's own password".into();
-    let _sites = Sites(c.clone());
+            p = p.display(),
+            s = s.display(),
+            w = w.display(),
+            app = app.display(),
+        )
+    }
 
-    // The primary: vaults, the stack up, a database the load writes into.
-    c.ok(&["apply", "--auto-approve"]);
-    c.ok(&["stack", "up", "--stack", "unishop", "--site", "primary"]);
-    let socket = p.join("mysql/shop-db/mysqld.sock");
-    sql(&socket, "CREATE DATABASE shop");
-    let dsn = format!("mysql://root@127.0.0.1:{port}");
-    let to_dr = |args: &[&str]| {
-        let mut cmd = c.command(args);
-        cmd.env("LIFEBOAT_TO_PASSWORD", &dr.password);
-        cmd
-    };
-    // Protection: the binlog archive, followed into the secondary's vault; the
-    // bucket replicated there; a snapshot and the host, copied.
-    let _archive = Bg(c
-        .command(&[
-            "archive",
-            "mysql",
-            "--dsn",
-            &dsn,
-            "--resource",
-            "shop-db",
-            "--seal-interval",
-            "1s",
-            "--spool",
-        ])
-        .arg(w.join("spool"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(w.join("archive.err")).unwrap())
-        .spawn()
-        .unwrap());
-    let writer = LoadWriter::start(port, "shop.load_rows", Duration::from_millis(5), 0);
-    std::thread::sleep(Duration::from_millis(800));
-    c.ok(&["backup", "mysql", "--dsn", &dsn, "--resource", "shop-db"]);
-    c.ok(&[
-        "backup",
-        "bucket",
-        "--bucket",
-        &format!("file://{}", p.join("buckets/shop-assets").display()),
-        "--resource",
-        "shop-assets",
-    ]);
-    let spec = w.join("shop-host.toml");
-    std::fs::write(&spec, format!("name = \"shop-host\"\npaths = [\"{}\"]\n[launch]\ncommand = [\"sh\", \"-c\", \"{app}/unishop publish-frontend && exec {app}/unishop serve\"]\ncwd = \"{app}\"\nenv = {{ UNISHOP_DATABASE_URL = \"${{shop-db.dsn}}/unishop\", UNISHOP_BUCKET = \"${{shop-assets.location}}\", UNISHOP_LISTEN = \"${{listen}}\" }}\nhealth = \"http://${{listen}}/health\"\nhealth_timeout = \"60s\"\n", app.display(), app = app.display())).unwrap();
-    c.ok(&["backup", "instance", "--spec", spec.to_str().unwrap()]);
-    let o = to_dr(&["copy", "--to", &dr.vault, "--all"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let _follow = Bg(
-        to_dr(&["copy", "--to", &dr.vault, "--follow", "--interval", "200ms"])
+    fn protected() -> Primary {
+        let t = tempdir().unwrap();
+        let w = t.path().to_path_buf();
+        let app = w.join("app/opt/unishop");
+        std::fs::create_dir_all(&app).unwrap();
+        std::fs::copy(unishop_bin(), app.join("unishop")).unwrap();
+        std::fs::write(w.join("dr.pass"), "the secondary's own password\n").unwrap();
+        let port = free_port();
+        let (p, s) = (w.join("primary"), w.join("secondary"));
+        let mut c = Cli::new(BIN, &p.join("vault"));
+        c.env.push((
+            "LIFEBOAT_CONFIG".into(),
+            w.join("lifeboat.toml").display().to_string(),
+        ));
+        c.env.push((
+            "LIFEBOAT_STATE".into(),
+            w.join("state").display().to_string(),
+        ));
+        let mut dr = c.clone();
+        dr.vault = s.join("vault").display().to_string();
+        dr.password = "the secondary's own password".into();
+        let mut me = Primary {
+            t,
+            c,
+            dr,
+            p,
+            s,
+            writer: None,
+            bg: Vec::new(),
+        };
+        // The check a drill runs: the recovered database answers on its own port.
+        let check = "mariadb --no-defaults -h127.0.0.1 -P${shop-db.port} -uroot -N -e 'SELECT COUNT(*) FROM shop.load_rows'";
+        std::fs::write(w.join("lifeboat.toml"), me.config(port, check, "30s")).unwrap();
+        let (c, dr, p, s) = (&me.c, &me.dr, &me.p, &me.s);
+
+        c.ok(&["apply", "--auto-approve"]);
+        c.ok(&["stack", "up", "--stack", "unishop", "--site", "primary"]);
+        sql(&p.join("mysql/shop-db/mysqld.sock"), "CREATE DATABASE shop");
+        let dsn = format!("mysql://root@127.0.0.1:{port}");
+        let to_dr = |args: &[&str]| {
+            let mut cmd = c.command(args);
+            cmd.env("LIFEBOAT_TO_PASSWORD", &dr.password);
+            cmd
+        };
+        me.bg.push(Bg(c
+            .command(&[
+                "archive",
+                "mysql",
+                "--dsn",
+                &dsn,
+                "--resource",
+                "shop-db",
+                "--seal-interval",
+                "1s",
+                "--spool",
+            ])
+            .arg(w.join("spool"))
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(w.join("follow.err")).unwrap())
+            .stderr(std::fs::File::create(w.join("archive.err")).unwrap())
             .spawn()
-            .unwrap(),
-    );
-    let o = c
-        .command(&[
-            "replicate",
-            "--from",
-            &format!("file://{}", p.join("buckets/shop-assets").display()),
+            .unwrap()));
+        me.writer = Some(LoadWriter::start(
+            port,
+            "shop.load_rows",
+            Duration::from_millis(5),
+            0,
+        ));
+        std::thread::sleep(Duration::from_millis(800));
+        c.ok(&["backup", "mysql", "--dsn", &dsn, "--resource", "shop-db"]);
+        let bucket = format!("file://{}", p.join("buckets/shop-assets").display());
+        c.ok(&[
+            "backup",
+            "bucket",
+            "--bucket",
+            &bucket,
+            "--resource",
+            "shop-assets",
+        ]);
+        let spec = w.join("shop-host.toml");
+        let table = me_table(&w.join("lifeboat.toml"));
+        std::fs::write(&spec, table).unwrap();
+        c.ok(&["backup", "instance", "--spec", spec.to_str().unwrap()]);
+        let o = to_dr(&["copy", "--to", &dr.vault, "--all"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        me.bg.push(Bg(to_dr(&[
+            "copy",
             "--to",
-            &format!("file://{}", s.join("buckets/shop-assets-replica").display()),
-            "--existing",
-            "--once",
-            "--state",
+            &dr.vault,
+            "--follow",
+            "--interval",
+            "200ms",
         ])
-        .arg(w.join("replication"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    std::thread::sleep(Duration::from_millis(2500));
-    let (ops, err) = writer.stop();
-    assert!(err.is_none(), "{err:?}");
-    let last: DateTime<Utc> = ops.last().unwrap().committed.into();
-    // Wait until the secondary holds the last commit.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while restorable_to(&dr).is_none_or(|t| t < last) {
-        assert!(
-            Instant::now() < deadline,
-            "the secondary never held the last commit"
-        );
-        std::thread::sleep(Duration::from_millis(200));
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(w.join("follow.err")).unwrap())
+        .spawn()
+        .unwrap()));
+        let replica = format!("file://{}", s.join("buckets/shop-assets-replica").display());
+        let o = c
+            .command(&[
+                "replicate",
+                "--from",
+                &bucket,
+                "--to",
+                &replica,
+                "--existing",
+                "--once",
+                "--state",
+            ])
+            .arg(w.join("replication"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        me
     }
 
-    // Disaster: every process of the primary killed, its directory deleted.
-    let failed_at = Utc::now();
-    drop(_follow);
-    drop(_archive);
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(p.join("stacks/unishop/state.json")).unwrap())
-            .unwrap();
-    for (_, m) in state["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| (m[0].clone(), m[1].clone()))
-    {
-        if let Some(pid) = m["process"]["pid"].as_i64() {
-            let _ = rustix::process::kill_process_group(
-                rustix::process::Pid::from_raw(pid as i32).unwrap(),
-                rustix::process::Signal::KILL,
+    /// Stops the load and waits until the secondary holds its last commit.
+    fn stop_load(&mut self) -> (Vec<Op>, DateTime<Utc>) {
+        let (ops, err) = self.writer.take().unwrap().stop();
+        assert!(err.is_none(), "{err:?}");
+        let last: DateTime<Utc> = ops.last().unwrap().committed.into();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while restorable_to(&self.dr).is_none_or(|t| t < last) {
+            assert!(
+                Instant::now() < deadline,
+                "the secondary never held the last commit"
             );
+            std::thread::sleep(Duration::from_millis(200));
         }
+        (ops, last)
     }
-    std::fs::remove_dir_all(&p).unwrap();
+
+    /// Disaster: every process of the primary killed, its directory deleted.
+    fn destroy(&mut self) -> DateTime<Utc> {
+        let failed_at = Utc::now();
+        self.bg.clear();
+        let state: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(self.p.join("stacks/unishop/state.json")).unwrap(),
+        )
+        .unwrap();
+        for m in state["members"].as_array().unwrap() {
+            if let Some(pid) = m[1]["process"]["pid"].as_i64() {
+                let _ = rustix::process::kill_process_group(
+                    rustix::process::Pid::from_raw(pid as i32).unwrap(),
+                    rustix::process::Signal::KILL,
+                );
+            }
+        }
+        std::fs::remove_dir_all(&self.p).unwrap();
+        failed_at
+    }
+}
+
+/// The instance spec of `shop-host` as its own file, for `backup instance`.
+fn me_table(config: &Path) -> String {
+    let text = std::fs::read_to_string(config).unwrap();
+    let start = text.find("[resource.shop-host]").unwrap();
+    let end = text.find("[replication.assets]").unwrap();
+    text[start..end]
+        .replace(
+            "[resource.shop-host]\nkind = \"instance\"\nsite = \"primary\"\n",
+            "name = \"shop-host\"\n",
+        )
+        .replace("[resource.shop-host.launch]", "[launch]")
+}
+
+#[test]
+fn the_unishop_stack_is_recovered_into_the_secondary_with_every_commit_the_secondary_held() {
+    let mut pr = Primary::protected();
+    let protected_at = std::time::SystemTime::now();
+    std::thread::sleep(Duration::from_millis(2500));
+    let (ops, last) = pr.stop_load();
+    let failed_at = pr.destroy();
+    let (c, s) = (&pr.c, &pr.s);
 
     // Recovery into the secondary, from what it holds alone.
     let r = c.json(&[
@@ -328,4 +391,130 @@ objectives = {{ rpo = "30s", rto = "2m" }}
     ]);
     assert!(s.join("buckets/shop-assets-replica/index.html").is_file());
     assert!(!s.join("mysql/shop-db").exists());
+
+    // Recovery to a moment before the failure: exactly the commits before it,
+    // and the bucket from its point (a replica is as of now).
+    let at: DateTime<Utc> = lifeboat_testkit::load::clean_second(&ops, protected_at).into();
+    let r = c.json(&[
+        "recover",
+        "--stack",
+        "unishop",
+        "--to",
+        "secondary",
+        "--at",
+        &at.to_rfc3339(),
+    ]);
+    assert_eq!(src_of(&r, "shop-assets")["from"], "point", "{r:#}");
+    let expected = expected_state(&ops, |o| DateTime::<Utc>::from(o.committed) < at);
+    let got = parse_state(&sql(
+        &rsock,
+        "SELECT id, val FROM shop.load_rows ORDER BY id",
+    ));
+    assert!(
+        got == expected,
+        "at {at}: {:?}",
+        state_diff(&expected, &got)
+    );
+}
+
+fn src_of(r: &serde_json::Value, m: &str) -> serde_json::Value {
+    r["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["member"] == m)
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn a_drill_recovers_into_a_scratch_stack_while_the_primary_keeps_running_and_is_recorded() {
+    let mut pr = Primary::protected();
+    std::thread::sleep(Duration::from_millis(1500));
+    let (c, p, s) = (pr.c.clone(), pr.p.clone(), pr.s.clone());
+    let before = c.json(&["points", "list"]).as_array().unwrap().len();
+    let primary_state = std::fs::read(p.join("stacks/unishop/state.json")).unwrap();
+
+    // The drill, while the load keeps writing at the primary.
+    let d = c.json(&["drill", "--stack", "unishop", "--to", "secondary"]);
+    assert_eq!(d["passed"], true, "{d:#}");
+    assert_eq!(d["check"]["exit"], 0, "{d:#}");
+    assert_eq!(d["torn_down"], true);
+    let scratch = PathBuf::from(d["scratch"].as_str().unwrap());
+    assert!(
+        scratch.starts_with(s.join("drills")),
+        "{}",
+        scratch.display()
+    );
+    assert!(!scratch.exists(), "the scratch stack is removed");
+    let rec = &d["recovery"];
+    // Never on the primary's endpoints, never the replica.
+    assert_ne!(
+        rec["outputs"]["shop-db.port"],
+        serde_json::json!(
+            c.json(&["stack", "status", "--stack", "unishop", "--site", "primary"])["members"][0]["outputs"]
+                ["port"]
+        )
+    );
+    assert_eq!(src_of(rec, "shop-assets")["from"], "point");
+    assert!(s.join("buckets/shop-assets-replica/index.html").is_file());
+    // The primary kept running, untouched.
+    let (_ops, _) = pr.stop_load();
+    assert_eq!(
+        std::fs::read(p.join("stacks/unishop/state.json")).unwrap(),
+        primary_state
+    );
+    let st = c.json(&["stack", "status", "--stack", "unishop", "--site", "primary"]);
+    assert_eq!(st["up"], true);
+    assert!(c.json(&["points", "list"]).as_array().unwrap().len() >= before);
+    let chk = c.json(&["vault", "check"]);
+    assert_eq!(chk["errors"].as_array().unwrap().len(), 0, "{chk}");
+
+    // Recorded: a job, and the stack's verification in `report`.
+    let job = d["job"].as_i64().unwrap();
+    let j = c.json(&["jobs", "show", &job.to_string()]);
+    assert_eq!(j["kind"], "drill");
+    assert_eq!(j["status"], "succeeded");
+    let rep = c.run(&["report", "--json"]);
+    let rep: serde_json::Value = serde_json::from_slice(&rep.stdout).unwrap();
+    let stack = &rep["stacks"][0];
+    assert_eq!(stack["stack"], "unishop");
+    assert_eq!(stack["compliant"], true, "{stack:#}");
+    assert_eq!(stack["last_drill"][0], job);
+    // The declaration changes: not verified since.
+    let port: u16 = st["members"][0]["outputs"]["port"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let check = "mariadb --no-defaults -h127.0.0.1 -P${shop-db.port} -uroot -N -e 'SELECT COUNT(*) FROM shop.load_rows'";
+    std::fs::write(
+        pr.t.path().join("lifeboat.toml"),
+        pr.config(port, check, "10s"),
+    )
+    .unwrap();
+    let rep = c.run(&["report", "--json"]);
+    assert_eq!(rep.status.code(), Some(3));
+    let rep: serde_json::Value = serde_json::from_slice(&rep.stdout).unwrap();
+    let failed = rep["stacks"][0]["failed"].to_string();
+    assert!(failed.contains("not verified since change"), "{failed}");
+
+    // A failing check fails the drill (exit 3), recorded with why; still torn down.
+    std::fs::write(
+        pr.t.path().join("lifeboat.toml"),
+        pr.config(port, "exit 7", "10s"),
+    )
+    .unwrap();
+    let o = c.run(&["drill", "--stack", "unishop", "--to", "secondary", "--json"]);
+    assert_eq!(o.status.code(), Some(3));
+    let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(d["passed"], false);
+    assert_eq!(d["check"]["exit"], 7);
+    assert_eq!(d["torn_down"], true);
+    let j = c.json(&["jobs", "show", &d["job"].to_string()]);
+    assert_eq!(j["status"], "failed");
+    assert!(
+        j["error"].as_str().unwrap().contains("exited Some(7)"),
+        "{j}"
+    );
 }

@@ -20,6 +20,7 @@
 //! each member. Servers and processes outlive the command that started
 //! them: a stack is up until `down`.
 
+pub mod drill;
 pub mod mariadb;
 pub mod process;
 pub mod recover;

@@ -18,7 +18,7 @@ use std::time::{Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
 use lifeboat_config::{Config, ResourceKind};
-use lifeboat_vault::{Id, PointFilter, RecoveryPoint, Vault};
+use lifeboat_vault::{Id, RecoveryPoint, Vault};
 use serde::Serialize;
 
 use crate::state::{MemberState, StackState};
@@ -31,6 +31,9 @@ pub struct RecoverOptions {
     pub at: Option<DateTime<Utc>>,
     /// When the primary failed (for the RPO); `None`: the recovery's start.
     pub failed_at: Option<DateTime<Utc>>,
+    /// Provision under this directory instead of the site's root, never on
+    /// the endpoints the file declares (a drill's scratch stack).
+    pub scratch: Option<PathBuf>,
 }
 
 /// One step of the recovery, timed.
@@ -151,21 +154,27 @@ fn site_vaults(cfg: &Config, site: &str) -> Result<Vec<(String, Vault)>> {
         .collect()
 }
 
-/// The newest point of `resource` and `kind` over the site's vaults.
+/// The newest point of `resource` and `kind` over the site's vaults (at or
+/// before `at`, when given).
 fn newest<'v>(
     vaults: &'v [(String, Vault)],
     resource: &str,
     kind: &str,
+    at: Option<DateTime<Utc>>,
 ) -> Option<(&'v str, &'v Vault, Id, RecoveryPoint)> {
     let mut best: Option<(&str, &Vault, Id, RecoveryPoint)> = None;
     for (n, v) in vaults {
-        let kinds = [kind];
-        if let Ok((id, p)) = v.select_point(
-            "latest",
-            &PointFilter::kinds(&kinds).resource(Some(resource)),
-        ) && best.as_ref().is_none_or(|b| p.time > b.3.time)
-        {
-            best = Some((n.as_str(), v, id, p));
+        let Ok((points, _)) = v.list_points() else {
+            continue;
+        };
+        for (id, p) in points {
+            if p.kind == kind
+                && p.resource == resource
+                && at.is_none_or(|at| p.time <= at)
+                && best.as_ref().is_none_or(|b| p.time > b.3.time)
+            {
+                best = Some((n.as_str(), v, id, p));
+            }
         }
     }
     best
@@ -231,7 +240,14 @@ pub fn recover(
 ) -> Result<RecoveryReport> {
     let clock = Clock(Instant::now());
     let started_at = Utc::now();
-    let (s, root) = crate::stack::resolve(cfg, stack, site)?;
+    let (s, site_root) = crate::stack::resolve(cfg, stack, site)?;
+    let root = opts.scratch.clone().unwrap_or(site_root);
+    // Declared endpoints only for a real recovery into the resources' own site.
+    let own = if opts.scratch.is_some() {
+        None
+    } else {
+        Some(site)
+    };
     if let Some(st) = StackState::read(&root, stack)?
         && st
             .members
@@ -268,7 +284,7 @@ pub fn recover(
                 let (vaults, root, steps, clock) = (&vaults, &root, &steps, &clock);
                 let name = name.to_string();
                 scope.spawn(move || {
-                    let r = recover_data_member(cfg, site, &name, root, vaults, opts, steps, clock);
+                    let r = recover_data_member(cfg, own, &name, root, vaults, opts, steps, clock);
                     (name, r)
                 })
             })
@@ -313,7 +329,7 @@ pub fn recover(
         .filter(|n| matches!(kind_of(n), Some(ResourceKind::Instance { .. })))
     {
         let outputs = crate::stack::outputs_of(&state);
-        match recover_instance(name, &root, &vaults, &outputs, &steps, &clock) {
+        match recover_instance(name, opts.at, &root, &vaults, &outputs, &steps, &clock) {
             Ok((m, src)) => {
                 state.members.push((name.clone(), m));
                 sources.push(src);
@@ -379,7 +395,7 @@ pub fn recover(
 #[allow(clippy::too_many_arguments)]
 fn recover_data_member(
     cfg: &Config,
-    site: &str,
+    site: Option<&str>,
     name: &str,
     root: &Path,
     vaults: &[(String, Vault)],
@@ -464,8 +480,13 @@ fn recover_data_member(
             ))
         }
         ResourceKind::Bucket { .. } => {
-            let point = newest(vaults, name, "bucket");
-            let rep = replica(cfg, name, root);
+            let point = newest(vaults, name, "bucket", opts.at);
+            // A replica is as of now: not for a recovery to an earlier time;
+            // and a scratch stack (a drill) never writes into production's.
+            let rep = match (opts.at, &opts.scratch) {
+                (None, None) => replica(cfg, name, root),
+                _ => None,
+            };
             let t = Instant::now();
             // Freshness by the newest object in each (a replica's objects are
             // written as they change; a point holds what was there when taken).
@@ -513,9 +534,15 @@ fn recover_data_member(
                 ));
             }
             let Some((vn, v, id, p)) = point else {
-                return Err(StackError::Refused(format!(
-                    "the site holds neither a replica nor a point of bucket `{name}`"
-                )));
+                return Err(StackError::Refused(match opts.at {
+                    Some(at) => format!(
+                        "the site holds no point of bucket `{name}` taken at or before {} (a replica is as of now: not used with --at)",
+                        at.to_rfc3339()
+                    ),
+                    None => {
+                        format!("the site holds neither a replica nor a point of bucket `{name}`")
+                    }
+                }));
             };
             let m = crate::stack::provision(cfg, root, site, name, None)?;
             let b = lifeboat_bucket::Bucket::open_address(&m.outputs["location"], true)
@@ -543,7 +570,7 @@ fn recover_data_member(
             ))
         }
         ResourceKind::Files { .. } => {
-            let Some((vn, v, id, p)) = newest(vaults, name, "files") else {
+            let Some((vn, v, id, p)) = newest(vaults, name, "files", opts.at) else {
                 return Err(StackError::Refused(format!(
                     "the site holds no point of `{name}`"
                 )));
@@ -576,15 +603,18 @@ fn recover_data_member(
 
 fn recover_instance(
     name: &str,
+    at: Option<DateTime<Utc>>,
     root: &Path,
     vaults: &[(String, Vault)],
     outputs: &crate::stack::Outputs,
     steps: &std::sync::Mutex<Vec<Step>>,
     clock: &Clock,
 ) -> Result<(MemberState, Source)> {
-    let Some((vn, v, id, p)) = newest(vaults, name, lifeboat_instance::KIND) else {
+    let Some((vn, v, id, p)) = newest(vaults, name, lifeboat_instance::KIND, at) else {
         return Err(StackError::Refused(format!(
-            "the site holds no instance point of `{name}`"
+            "the site holds no instance point of `{name}`{}",
+            at.map(|t| format!(" taken at or before {}", t.to_rfc3339()))
+                .unwrap_or_default()
         )));
     };
     let dir = root.join("hosts").join(name);

@@ -116,14 +116,14 @@ fn dsn_host_port(dsn: &str) -> Option<(String, u16)> {
 
 /// Provisions a database server, bucket or files member (an empty one, or
 /// the one already there), starting its server if it has one. In the
-/// resource's own site (`[resource.X] site`), what the file declares is
-/// used: the DSN's port for the server, the bucket's own directory; in any
-/// other site (a recovery, a drill) a free port and a directory under the
-/// site's root.
+/// resource's own site (`[resource.X] site`; `site` is `None` for a scratch
+/// stack, which never is), what the file declares is used: the DSN's port
+/// for the server, the bucket's own directory; anywhere else (a recovery, a
+/// drill) a free port and a directory under `root`.
 pub fn provision(
     cfg: &Config,
     root: &Path,
-    site: &str,
+    site: Option<&str>,
     name: &str,
     before: Option<&MemberState>,
 ) -> Result<MemberState> {
@@ -131,7 +131,8 @@ pub fn provision(
         .resources
         .get(name)
         .ok_or_else(|| StackError::Refused(format!("there is no resource `{name}`")))?;
-    let own_site = r.site.as_deref() == Some(site);
+    let own_site = site.is_some() && r.site.as_deref() == site;
+    let site = site.unwrap_or("scratch");
     let mut dir = member_dir(root, &r.kind, name);
     if own_site
         && let ResourceKind::Bucket { location } = &r.kind
@@ -315,7 +316,7 @@ pub fn up(cfg: &Config, stack: &str, site: &str) -> Result<StackState> {
                 None => start_instance(cfg, &root, &name, &outputs_of(&state), &[], None),
             }
         } else {
-            provision(cfg, &root, site, &name, prev)
+            provision(cfg, &root, Some(site), &name, prev)
         };
         match m {
             Ok(m) => {

@@ -192,3 +192,18 @@ pub fn state_diff(expected: &BTreeMap<i64, i64>, actual: &BTreeMap<i64, i64>) ->
     out.truncate(10);
     out
 }
+
+/// A whole second after `after` and before the last op that no op straddles
+/// (started before it, committed at or after it): a time a point-in-time
+/// restore (whose binlog stop is second-granular) reaches exactly.
+pub fn clean_second(ops: &[Op], after: SystemTime) -> SystemTime {
+    let secs = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+    let last = secs(ops.last().expect("ops").committed);
+    for s in secs(after) + 1..last {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        if !ops.iter().any(|o| o.started < t && o.committed >= t) {
+            return t;
+        }
+    }
+    panic!("no clean second after {after:?} before the end of the load");
+}

@@ -1,0 +1,184 @@
+//! `lifeboat drill`: recover a stack into a scratch stack, check it, tear it
+//! down, record the report as a job. Exit 0 passed, 3 failed (recorded).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use lifeboat_config::Pick;
+use lifeboat_control::store::{JobEnd, JobStore, NewJob, SqliteStore, status};
+
+use crate::cmd_apply::StateArg;
+use crate::cmd_validate::{ConfigFile, load};
+use crate::common::{Global, print_json};
+
+#[derive(clap::Args, Debug)]
+pub struct DrillArgs {
+    #[command(flatten)]
+    file: ConfigFile,
+    #[command(flatten)]
+    state: StateArg,
+    /// A drill the file declares (`[drill.NAME]`: its stack, site, pick, keep_for).
+    #[arg(long, conflicts_with_all = ["stack", "to"])]
+    drill: Option<String>,
+    /// The stack to drill.
+    #[arg(long, requires = "to")]
+    stack: Option<String>,
+    /// The site whose vaults it recovers from (the scratch stack lives under its root).
+    #[arg(long)]
+    to: Option<String>,
+    /// `latest` or `random-within:7d` (default: the drill's, else latest).
+    #[arg(long)]
+    pick: Option<String>,
+    /// Keep the scratch stack up this long after the check (e.g. 15m; default: the drill's, else 0).
+    #[arg(long)]
+    keep_for: Option<String>,
+    /// Longest the stack's check may run.
+    #[arg(long, default_value = "10m")]
+    check_timeout: String,
+    /// Why it runs, as recorded in the history (the daemon sets it).
+    #[arg(long, default_value = "manual", value_parser = clap::builder::PossibleValuesParser::new(lifeboat_control::launch::trigger::ALL))]
+    trigger: String,
+}
+
+fn duration(flag: &str, s: &str) -> Result<Duration> {
+    lifeboat_config::duration::parse(s)
+        .map(|d| Duration::from_secs(d.0))
+        .map_err(|e| crate::common::usage(format!("{flag} {s:?}: {e}")))
+}
+
+pub fn run(g: &Global, a: DrillArgs) -> Result<ExitCode> {
+    let cfg = match load(g, &a.file)? {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let (stack, site, mut pick, mut keep_for) = match &a.drill {
+        Some(d) => {
+            let dr = cfg.drills.get(d).ok_or_else(|| {
+                crate::common::usage(format!(
+                    "there is no drill `{d}` in the file (drills: {})",
+                    cfg.drills.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            })?;
+            (
+                dr.stack.clone(),
+                dr.to.clone(),
+                dr.pick,
+                Duration::from_secs(dr.keep_for.0),
+            )
+        }
+        None => match (&a.stack, &a.to) {
+            (Some(s), Some(t)) => (s.clone(), t.clone(), Pick::Latest, Duration::ZERO),
+            _ => {
+                return Err(crate::common::usage(
+                    "name a drill (--drill NAME) or a stack and a site (--stack NAME --to SITE)",
+                ));
+            }
+        },
+    };
+    if let Some(p) = &a.pick {
+        pick = Pick::parse(p).map_err(|e| crate::common::usage(format!("--pick: {e}")))?;
+    }
+    if let Some(k) = &a.keep_for {
+        keep_for = duration("--keep-for", k)?;
+    }
+    let opts = lifeboat_stack::drill::DrillOptions {
+        pick,
+        keep_for,
+        check_timeout: duration("--check-timeout", &a.check_timeout)?,
+    };
+    let dir = a.state.dir();
+    dir.create()?;
+    let store = SqliteStore::open(&dir.jobs_db())?;
+    let job = store.start(&NewJob {
+        kind: "drill".into(),
+        resource: Some(stack.clone()),
+        plan: a.drill.clone(),
+        trigger: a.trigger.clone(),
+        vault: None,
+    })?;
+    if !g.quiet && !g.json {
+        eprintln!(
+            "drill {job}: recovering stack `{stack}` from site `{site}` into a scratch stack…"
+        );
+    }
+    let r = match lifeboat_stack::drill::drill(&cfg, &stack, &site, &opts) {
+        Ok(r) => r,
+        Err(e) => {
+            store.finish(
+                job,
+                &JobEnd {
+                    status: status::FAILED.into(),
+                    error: Some(e.to_string()),
+                    ..Default::default()
+                },
+            )?;
+            return Err(e.into());
+        }
+    };
+    let mut log = r.log();
+    log.truncate(4096);
+    store.finish(
+        job,
+        &JobEnd {
+            status: if r.passed {
+                status::SUCCEEDED
+            } else {
+                status::FAILED
+            }
+            .into(),
+            error: if r.passed {
+                None
+            } else {
+                Some(r.error.clone().unwrap_or_else(|| match &r.check {
+                    Some(c) => format!(
+                        "the stack's check exited {:?}: {}",
+                        c.exit,
+                        c.output.lines().last().unwrap_or("")
+                    ),
+                    None => "the drill failed".into(),
+                }))
+            },
+            log,
+            ..Default::default()
+        },
+    )?;
+    if g.json {
+        let mut j = serde_json::to_value(&r)?;
+        j["job"] = job.into();
+        print_json(&j)?;
+    } else if !g.quiet {
+        print!(
+            "{}",
+            r.log()
+                .lines()
+                .skip(1)
+                .map(|l| format!("  {l}\n"))
+                .collect::<String>()
+        );
+        match &r.recovery {
+            Some(rec) => println!(
+                "drill {job} of stack `{stack}`: {} — RPO {}, RTO {:.1} s{}; scratch stack {}",
+                if r.passed { "passed" } else { "FAILED" },
+                rec.rpo_s.map_or("-".into(), |v| format!("{v:.1} s")),
+                rec.rto_s,
+                r.at.map(|t| format!(", recovered to {}", t.to_rfc3339()))
+                    .unwrap_or_default(),
+                if r.torn_down {
+                    "removed"
+                } else {
+                    "NOT removed"
+                }
+            ),
+            None => println!(
+                "drill {job} of stack `{stack}`: FAILED — {}",
+                r.error.as_deref().unwrap_or("")
+            ),
+        }
+    }
+    Ok(if r.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}

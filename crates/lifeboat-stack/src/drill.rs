@@ -1,0 +1,444 @@
+//! `lifeboat drill`: a recovery into a scratch stack, checked, torn down,
+//! recorded — recovery proven, not hoped for.
+//!
+//! The scratch stack lives under `SITE_ROOT/drills/STACK-TIME/` with its own
+//! ports and directories: it never uses the endpoints the file declares, never
+//! writes into a bucket replica, and only reads the site's vaults (under
+//! reader locks), so the production stack and its retention are untouched.
+//! After the stack is healthy, the stack's `check` runs (its `${…}` filled
+//! with the scratch stack's outputs); then, after `keep_for`, the scratch is
+//! stopped and removed. The report is a job of kind `drill` in the history.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use lifeboat_config::{Config, Pick};
+use serde::Serialize;
+
+use crate::recover::{RecoverOptions, RecoveryReport};
+use crate::state::StackState;
+use crate::{Result, StackError};
+
+/// The stack's own check, run after the scratch stack is healthy.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    /// The command as run.
+    pub command: String,
+    /// Its exit code (`None`: killed at the timeout or not started).
+    pub exit: Option<i32>,
+    /// The end of its output.
+    pub output: String,
+    /// How long it ran.
+    pub duration_s: f64,
+}
+
+/// A drill's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct DrillReport {
+    /// The stack.
+    pub stack: String,
+    /// The site whose vaults it recovered from.
+    pub site: String,
+    /// The scratch stack's directory.
+    pub scratch: PathBuf,
+    /// The time recovered to (`None`: the newest).
+    pub at: Option<DateTime<Utc>>,
+    /// The recovery (steps, sources, RPO, RTO); `None` when it failed.
+    pub recovery: Option<RecoveryReport>,
+    /// Why the recovery failed.
+    pub error: Option<String>,
+    /// The stack's check, when it declares one.
+    pub check: Option<CheckReport>,
+    /// Recovery healthy and check passed.
+    pub passed: bool,
+    /// The scratch stack was stopped and removed.
+    pub torn_down: bool,
+    /// A fingerprint of the stack's declaration (members and their tables):
+    /// a report whose fingerprint differs from the file's is "not verified
+    /// since change".
+    pub declaration: String,
+}
+
+/// How a drill runs.
+#[derive(Debug, Clone)]
+pub struct DrillOptions {
+    /// Which points.
+    pub pick: Pick,
+    /// How long the scratch stack stays up after the check.
+    pub keep_for: Duration,
+    /// Longest the check may run.
+    pub check_timeout: Duration,
+}
+
+/// A fingerprint of what a drill of `stack` proves: the stack's table and
+/// its members' tables as the file declares them.
+pub fn declaration(cfg: &Config, stack: &str) -> String {
+    let mut v = serde_json::json!({ "stack": cfg.stacks.get(stack) });
+    if let Some(s) = cfg.stacks.get(stack) {
+        for m in &s.members {
+            v[m] = serde_json::to_value(cfg.resources.get(m)).unwrap_or_default();
+        }
+    }
+    let text = serde_json::to_vec(&v).expect("json");
+    lifeboat_vault::Id::of_stored(&text).to_hex()[..16].to_string()
+}
+
+fn random_below(n: u64) -> u64 {
+    let mut b = [0u8; 8];
+    lifeboat_vault::crypto::fill_random(&mut b);
+    if n == 0 { 0 } else { u64::from_le_bytes(b) % n }
+}
+
+/// The time a `random-within` pick recovers to: a random second within the
+/// last `within` that the site's databases can be restored to (their
+/// restorable windows); without a database, a random point time.
+fn pick_time(cfg: &Config, stack: &str, site: &str, within: Duration) -> Result<DateTime<Utc>> {
+    let now = Utc::now();
+    let from = now - chrono::Duration::from_std(within).unwrap_or(chrono::Duration::days(7));
+    let s = &cfg.stacks[stack];
+    let vaults: Vec<(String, lifeboat_vault::Vault)> = cfg
+        .vaults
+        .iter()
+        .filter(|(_, v)| v.site.as_deref() == Some(site))
+        .filter_map(|(n, _)| {
+            lifeboat_control::secret::open_vault(cfg, n)
+                .ok()
+                .map(|v| (n.clone(), v))
+        })
+        .collect();
+    let mut spans: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+    for m in &s.members {
+        if !matches!(
+            cfg.resources.get(m).map(|r| &r.kind),
+            Some(lifeboat_config::ResourceKind::Mysql { .. })
+        ) {
+            continue;
+        }
+        for (_, v) in &vaults {
+            if let Ok(c) = lifeboat_mysql::Catalog::load(v, m) {
+                spans.extend(
+                    c.windows()
+                        .iter()
+                        .map(|w| (w.from.max(from), w.to))
+                        .filter(|(a, b)| a <= b),
+                );
+            }
+        }
+    }
+    if spans.is_empty() {
+        for (_, v) in &vaults {
+            if let Ok((points, _)) = v.list_points() {
+                spans.extend(
+                    points
+                        .iter()
+                        .filter(|(_, p)| s.members.contains(&p.resource) && p.time >= from)
+                        .map(|(_, p)| (p.time, p.time)),
+                );
+            }
+        }
+    }
+    if spans.is_empty() {
+        return Err(StackError::Refused(format!(
+            "nothing of stack `{stack}` in site `{site}` is restorable within the last {} s: no drill can pick from it",
+            within.as_secs()
+        )));
+    }
+    let total: i64 = spans
+        .iter()
+        .map(|(a, b)| (*b - *a).num_milliseconds() + 1)
+        .sum();
+    let mut r = random_below(total as u64) as i64;
+    for (a, b) in &spans {
+        let len = (*b - *a).num_milliseconds() + 1;
+        if r < len {
+            return Ok(*a + chrono::Duration::milliseconds(r));
+        }
+        r -= len;
+    }
+    Ok(spans[0].1)
+}
+
+/// Fills `${NAME}` of `text` from `values`; unknown names are left as they are.
+fn fill(text: &str, values: &std::collections::BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        match after.find('}') {
+            Some(end) => {
+                let name = &after[..end];
+                match values.get(name) {
+                    Some(v) => out.push_str(v),
+                    None => out.push_str(&rest[i..i + 3 + end]),
+                }
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str(&rest[i..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn run_check(command: &str, timeout: Duration) -> CheckReport {
+    let started = Instant::now();
+    let out = std::env::temp_dir().join(format!("lifeboat-drill-check-{}.log", std::process::id()));
+    let file = std::fs::File::create(&out);
+    let spawned = file.and_then(|f| {
+        let f2 = f.try_clone()?;
+        Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .stdout(f)
+            .stderr(f2)
+            .spawn()
+    });
+    let exit = match spawned {
+        Err(e) => {
+            let _ = std::fs::remove_file(&out);
+            return CheckReport {
+                command: command.into(),
+                exit: None,
+                output: format!("cannot start `sh -c`: {e}"),
+                duration_s: started.elapsed().as_secs_f64(),
+            };
+        }
+        Ok(mut child) => loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                break st.code();
+            }
+            if started.elapsed() > timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        },
+    };
+    let output = crate::process::tail(&out, 20);
+    let _ = std::fs::remove_file(&out);
+    CheckReport {
+        command: command.into(),
+        exit,
+        output,
+        duration_s: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// Runs a drill of `stack` from the vaults of `site`.
+pub fn drill(cfg: &Config, stack: &str, site: &str, opts: &DrillOptions) -> Result<DrillReport> {
+    let (s, site_root) = crate::stack::resolve(cfg, stack, site)?;
+    let scratch = site_root.join("drills").join(format!(
+        "{stack}-{}",
+        Utc::now().format("%Y%m%dT%H%M%S%3fZ")
+    ));
+    let at = match opts.pick {
+        Pick::Latest => None,
+        Pick::RandomWithin(d) => Some(pick_time(cfg, stack, site, Duration::from_secs(d.0))?),
+    };
+    let ropts = RecoverOptions {
+        at,
+        failed_at: None,
+        scratch: Some(scratch.clone()),
+    };
+    let (recovery, error) = match crate::recover::recover(cfg, stack, site, &ropts) {
+        Ok(r) => (Some(r), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let check = match (&recovery, &s.check) {
+        (Some(r), Some(cmd)) => {
+            let mut values = r.outputs.clone();
+            values.insert("site.root".into(), scratch.display().to_string());
+            if let Some(t) = r.newest_data {
+                values.insert("recovered_at".into(), t.to_rfc3339());
+            }
+            Some(run_check(&fill(cmd, &values), opts.check_timeout))
+        }
+        _ => None,
+    };
+    let passed = recovery.is_some() && check.as_ref().is_none_or(|c| c.exit == Some(0));
+    if recovery.is_some() && !opts.keep_for.is_zero() {
+        std::thread::sleep(opts.keep_for);
+    }
+    let torn_down = teardown(&scratch, stack);
+    Ok(DrillReport {
+        stack: stack.into(),
+        site: site.into(),
+        scratch,
+        at,
+        recovery,
+        error,
+        check,
+        passed,
+        torn_down,
+        declaration: declaration(cfg, stack),
+    })
+}
+
+/// Stops and removes a scratch stack (whatever of it came up).
+fn teardown(scratch: &std::path::Path, stack: &str) -> bool {
+    if let Ok(Some(state)) = StackState::read(scratch, stack) {
+        for (_, m) in state.members.iter().rev() {
+            if m.kind == "instance" {
+                if m.dir
+                    .join(lifeboat_instance::supervise::LAUNCH_PID)
+                    .exists()
+                {
+                    let _ = lifeboat_instance::supervise::stop(&m.dir);
+                }
+            } else if let Some(p) = &m.process {
+                p.stop(Duration::from_secs(30));
+            }
+        }
+    }
+    std::fs::remove_dir_all(scratch).is_ok() && {
+        let _ = std::fs::remove_dir(scratch.parent().expect("drills/"));
+        true
+    }
+}
+
+/// The first line of a drill job's log: what `report` reads back.
+pub const SUMMARY_PREFIX: &str = "drill: ";
+
+/// What a drill job records in its log's first line.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct DrillSummary {
+    /// Recovery healthy and check passed.
+    pub passed: bool,
+    /// Achieved RPO.
+    pub rpo_s: Option<f64>,
+    /// Achieved RTO.
+    pub rto_s: Option<f64>,
+    /// The declaration fingerprint it proved.
+    pub declaration: String,
+    /// The time recovered to, for a random pick.
+    pub at: Option<DateTime<Utc>>,
+}
+
+impl DrillReport {
+    /// The job log: the summary line, then a readable account.
+    pub fn log(&self) -> String {
+        let summary = DrillSummary {
+            passed: self.passed,
+            rpo_s: self.recovery.as_ref().and_then(|r| r.rpo_s),
+            rto_s: self.recovery.as_ref().map(|r| r.rto_s),
+            declaration: self.declaration.clone(),
+            at: self.at,
+        };
+        let mut log = format!(
+            "{SUMMARY_PREFIX}{}\n",
+            serde_json::to_string(&summary).expect("json")
+        );
+        if let Some(r) = &self.recovery {
+            for s in &r.steps {
+                log.push_str(&format!(
+                    "{:>7.2} s {:>7.2} s {}{}\n",
+                    s.at_s,
+                    s.duration_s,
+                    s.member
+                        .as_deref()
+                        .map(|m| format!("{m}: "))
+                        .unwrap_or_default(),
+                    s.step
+                ));
+            }
+        }
+        if let Some(e) = &self.error {
+            log.push_str(&format!("recovery failed: {e}\n"));
+        }
+        if let Some(c) = &self.check {
+            log.push_str(&format!(
+                "check `{}` exited {:?} after {:.1} s\n{}\n",
+                c.command, c.exit, c.duration_s, c.output
+            ));
+        }
+        log
+    }
+}
+
+/// A stack's verification state, from its newest drill job.
+#[derive(Debug, Clone, Serialize)]
+pub struct StackVerification {
+    /// The stack.
+    pub stack: String,
+    /// Whether every control passed.
+    pub compliant: bool,
+    /// The newest drill's job id and time.
+    pub last_drill: Option<(i64, DateTime<Utc>)>,
+    /// Its summary.
+    pub summary: Option<DrillSummary>,
+    /// Failed controls, each with why.
+    pub failed: Vec<String>,
+}
+
+/// Per stack: the newest drill passed, within the objectives, and of the
+/// declaration the file has now (else "not verified since change").
+pub fn verification(
+    cfg: &Config,
+    store: &dyn lifeboat_control::store::JobStore,
+) -> Result<Vec<StackVerification>> {
+    let mut out = Vec::new();
+    for (name, s) in &cfg.stacks {
+        let jobs = store
+            .list(&lifeboat_control::store::JobFilter {
+                resource: Some(name.clone()),
+                limit: Some(200),
+                ..Default::default()
+            })
+            .map_err(|e| StackError::Process(e.to_string()))?;
+        let last = jobs
+            .into_iter()
+            .find(|j| j.kind == "drill" && j.status != lifeboat_control::store::status::RUNNING);
+        let summary: Option<DrillSummary> = last.as_ref().and_then(|j| {
+            j.log
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix(SUMMARY_PREFIX))
+                .and_then(|l| serde_json::from_str(l).ok())
+        });
+        let mut failed = Vec::new();
+        match &summary {
+            None => {
+                failed.push("never drilled (`lifeboat drill --stack NAME --to SITE`)".to_string())
+            }
+            Some(d) => {
+                if !d.passed {
+                    failed.push("the last drill failed (`lifeboat jobs show ID`)".into());
+                }
+                if let (Some(o), Some(a)) = (s.objectives.rpo, d.rpo_s)
+                    && a > o.0 as f64
+                {
+                    failed.push(format!(
+                        "the last drill's RPO {a:.1} s is over the objective {} s",
+                        o.0
+                    ));
+                }
+                if let (Some(o), Some(a)) = (s.objectives.rto, d.rto_s)
+                    && a > o.0 as f64
+                {
+                    failed.push(format!(
+                        "the last drill's RTO {a:.1} s is over the objective {} s",
+                        o.0
+                    ));
+                }
+                if d.declaration != declaration(cfg, name) {
+                    failed.push("not verified since change: the stack's declaration changed after its last drill".into());
+                }
+            }
+        }
+        out.push(StackVerification {
+            stack: name.clone(),
+            compliant: failed.is_empty(),
+            last_drill: last.map(|j| (j.id, j.started)),
+            summary,
+            failed,
+        });
+    }
+    Ok(out)
+}
