@@ -518,3 +518,64 @@ fn a_drill_recovers_into_a_scratch_stack_while_the_primary_keeps_running_and_is_
         "{j}"
     );
 }
+
+#[test]
+fn a_recovery_with_the_copy_behind_and_the_replica_lost_reports_what_it_lost_and_uses_the_bucket_point()
+ {
+    let mut pr = Primary::protected();
+    std::thread::sleep(Duration::from_millis(1500));
+    // The copy to the secondary stops (a cut link); the primary keeps taking orders.
+    let follow = pr.bg.pop().unwrap();
+    drop(follow);
+    let cut = Utc::now();
+    std::thread::sleep(Duration::from_millis(2000));
+    let (ops, err) = pr.writer.take().unwrap().stop();
+    assert!(err.is_none(), "{err:?}");
+    let failed_at = pr.destroy();
+    // The replica is lost with it.
+    std::fs::remove_dir_all(pr.s.join("buckets/shop-assets-replica")).unwrap();
+    let (c, s) = (&pr.c, &pr.s);
+
+    let r = c.json(&[
+        "recover",
+        "--stack",
+        "unishop",
+        "--to",
+        "secondary",
+        "--failed-at",
+        &failed_at.to_rfc3339(),
+    ]);
+    let bucket = src_of(&r, "shop-assets");
+    assert_eq!(bucket["from"], "point", "{r:#}");
+    assert!(
+        bucket["why"].as_str().unwrap().contains("no replica"),
+        "{bucket}"
+    );
+    // The database holds a prefix of the commits: all up to some commit, none after.
+    let got = parse_state(&sql(
+        &s.join("mysql/shop-db/mysqld.sock"),
+        "SELECT id, val FROM shop.load_rows ORDER BY id",
+    ));
+    let kept = (0..=ops.len())
+        .rev()
+        .find(|n| expected_state(&ops[..*n], |_| true) == got)
+        .expect("the recovered rows are the effect of a prefix of the commits");
+    assert!(kept < ops.len(), "commits after the cut were lost");
+    let last_kept: DateTime<Utc> = ops[kept - 1].committed.into();
+    assert!(
+        last_kept <= cut + chrono::Duration::seconds(2),
+        "{last_kept} vs cut {cut}"
+    );
+    // The RPO reported covers what was lost: from the last recovered commit to the failure.
+    let rpo = r["rpo_s"].as_f64().unwrap();
+    let lost_window = (failed_at - last_kept).num_milliseconds() as f64 / 1000.0;
+    assert!(
+        rpo >= lost_window - 1.0 && rpo <= lost_window + 1.0,
+        "rpo {rpo} vs {lost_window}"
+    );
+    assert!(
+        rpo >= 1.5,
+        "the copy was cut 2 s before the failure: rpo {rpo}"
+    );
+    assert_eq!(r["objectives"]["rpo_met"], true, "objective 30 s");
+}
