@@ -144,8 +144,12 @@ pub struct RecoverArgs {
     #[arg(long, value_name = "TIME|latest", default_value = "latest")]
     at: String,
     /// When the primary failed (RFC 3339), for the achieved RPO; default: when the recovery starts.
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", conflicts_with = "planned")]
     failed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Planned switchover (the primary is alive): stop its writes, drain its binlog archive and
+    /// bucket replication into the site, then recover with nothing lost.
+    #[arg(long, conflicts_with = "at")]
+    planned: bool,
 }
 
 fn secs(s: Option<f64>) -> String {
@@ -179,6 +183,7 @@ pub fn recover(g: &Global, a: RecoverArgs) -> Result<ExitCode> {
         at,
         failed_at: a.failed_at,
         scratch: None,
+        planned: a.planned,
     };
     let r = lifeboat_stack::recover::recover(&cfg, &a.stack, &a.to, &opts)?;
     if g.json {

@@ -579,3 +579,113 @@ fn a_recovery_with_the_copy_behind_and_the_replica_lost_reports_what_it_lost_and
     );
     assert_eq!(r["objectives"]["rpo_met"], true, "objective 30 s");
 }
+
+#[test]
+fn a_planned_switchover_stops_the_primarys_writes_drains_and_loses_no_acknowledged_order() {
+    let mut pr = Primary::protected();
+    let _ = pr.writer.take().unwrap().stop();
+    let (c, p, w) = (pr.c.clone(), pr.p.clone(), pr.t.path().to_path_buf());
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.join("stacks/unishop/state.json")).unwrap())
+            .unwrap();
+    let member = |n: &str| {
+        state["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m[0] == n)
+            .unwrap()[1]
+            .clone()
+    };
+    let dsn = member("shop-db")["outputs"]["dsn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = member("shop-host")["outputs"]["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let shop = unishop_bin();
+    let o = Command::new(&shop)
+        .args([
+            "seed",
+            "--products",
+            "20",
+            "--database-url",
+            &format!("{dsn}/unishop"),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Customers keep ordering through the shop while it is switched over.
+    let log = w.join("orders.log");
+    let load = Bg(Command::new(&shop)
+        .args([
+            "load",
+            "--url",
+            &url,
+            "--rate",
+            "40",
+            "--duration",
+            "120s",
+            "--timeout",
+            "2s",
+            "--log",
+        ])
+        .arg(&log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(&log).map_or(0, |t| t.lines().count()) < 40 {
+        assert!(Instant::now() < deadline, "no orders were acknowledged");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let r = c.json(&[
+        "recover",
+        "--planned",
+        "--stack",
+        "unishop",
+        "--to",
+        "secondary",
+    ]);
+    drop(load);
+    let sw = &r["switchover"];
+    assert_eq!(sw["positions"][0][0], "shop-db", "{r:#}");
+    assert!(sw["drain_s"].as_f64().unwrap() < 120.0);
+    assert_eq!(r["rpo_s"].as_f64(), Some(0.0), "{r:#}");
+    // The primary is read-only and its shop stopped: no write can land there any more.
+    assert_eq!(
+        sql(
+            &p.join("mysql/shop-db/mysqld.sock"),
+            "SELECT @@global.read_only"
+        ),
+        "1\n"
+    );
+    assert!(
+        lifeboat_instance::supervise::http_status(&format!("{url}/health"), Duration::from_secs(1))
+            .is_err()
+    );
+    // Every order a customer saw acknowledged is in the recovered shop.
+    let rdsn = r["outputs"]["shop-db.dsn"].as_str().unwrap();
+    let o = Command::new(&shop)
+        .args(["verify", "--json", "--log"])
+        .arg(&log)
+        .args(["--database-url", &format!("{rdsn}/unishop")])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+    assert_eq!(v["missing"], 0, "{v:#}");
+    assert!(v["present"].as_u64().unwrap() >= 40, "{v:#}");
+    let rurl = r["outputs"]["shop-host.url"].as_str().unwrap();
+    assert_eq!(
+        lifeboat_instance::supervise::http_status(
+            &format!("{rurl}/health"),
+            Duration::from_secs(5)
+        ),
+        Ok(200)
+    );
+}

@@ -246,6 +246,7 @@ pub fn drill(cfg: &Config, stack: &str, site: &str, opts: &DrillOptions) -> Resu
         at,
         failed_at: None,
         scratch: Some(scratch.clone()),
+        planned: false,
     };
     let (recovery, error) = match crate::recover::recover(cfg, stack, site, &ropts) {
         Ok(r) => (Some(r), None),

@@ -22,6 +22,7 @@
 
 pub mod drill;
 pub mod mariadb;
+pub mod planned;
 pub mod process;
 pub mod recover;
 pub mod stack;

@@ -34,6 +34,9 @@ pub struct RecoverOptions {
     /// Provision under this directory instead of the site's root, never on
     /// the endpoints the file declares (a drill's scratch stack).
     pub scratch: Option<PathBuf>,
+    /// A planned switchover: stop the primary's writes and drain its archive
+    /// and replication first, then recover with nothing lost.
+    pub planned: bool,
 }
 
 /// One step of the recovery, timed.
@@ -97,6 +100,9 @@ pub struct RecoveryReport {
     pub outputs: BTreeMap<String, String>,
     /// Optional members that failed.
     pub warnings: Vec<String>,
+    /// A planned switchover: how the primary was quiesced and drained.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub switchover: Option<crate::planned::Quiesced>,
 }
 
 /// Objectives against what was achieved.
@@ -259,6 +265,19 @@ pub fn recover(
         )));
     }
     let steps = std::sync::Mutex::new(Vec::new());
+    let switchover = if opts.planned {
+        let t = Instant::now();
+        let q = crate::planned::quiesce(cfg, stack, site, std::time::Duration::from_secs(120))?;
+        clock.step(
+            &steps,
+            "stop the primary's writes, drain its archive and replication",
+            None,
+            t,
+        );
+        Some(q)
+    } else {
+        None
+    };
     let t = Instant::now();
     let vaults = site_vaults(cfg, site)?;
     // Read-only for the recovery's duration: no prune while it reads.
@@ -348,7 +367,18 @@ pub fn recover(
     }
     let healthy_at = Utc::now();
     let rto_s = clock.0.elapsed().as_secs_f64();
-    let failed_at = opts.failed_at.unwrap_or(started_at);
+    let failed_at = switchover
+        .as_ref()
+        .map(|q| q.writes_stopped_at)
+        .or(opts.failed_at)
+        .unwrap_or(started_at);
+    // Drained to the position each database stopped at: complete up to then.
+    if let Some(q) = &switchover {
+        for x in sources.iter_mut().filter(|x| x.kind == "mysql") {
+            x.data_time = Some(q.writes_stopped_at);
+            x.why = "drained to the position the primary stopped at (planned switchover)".into();
+        }
+    }
     // The newest data: the databases' last commit; without a database, the newest member's.
     let db_times: Vec<DateTime<Utc>> = sources
         .iter()
@@ -389,6 +419,7 @@ pub fn recover(
         steps,
         outputs,
         warnings,
+        switchover,
     })
 }
 
