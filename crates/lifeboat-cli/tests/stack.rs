@@ -292,3 +292,43 @@ fn stack_commands_name_what_is_wrong() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("not provisioned"));
     c.ok(&["stack", "down", "--stack", "s", "--site", "a"]);
 }
+
+#[test]
+fn a_server_the_file_declares_that_already_runs_is_used_as_it_is() {
+    let db = lifeboat_testkit::mariadb::MariaDb::start();
+    let t = tempdir().unwrap();
+    let w = t.path();
+    std::fs::write(
+        w.join("lifeboat.toml"),
+        format!(
+            "[site.a]\nroot = \"{w}/a\"\n[vault.main]\nlocation = \"{w}/v\"\n[resource.db]\nkind = \"mysql\"\nsite = \"a\"\ndsn = \"mysql://root@127.0.0.1:{port}\"\n[resource.files]\nkind = \"bucket\"\nsite = \"a\"\nlocation = \"file://{w}/existing-bucket\"\n[stack.s]\nmembers = [\"db\", \"files\"]\n",
+            w = w.display(),
+            port = db.port
+        ),
+    )
+    .unwrap();
+    let mut c = Cli::new(env!("CARGO_BIN_EXE_lifeboat"), &w.join("v"));
+    c.env.push((
+        "LIFEBOAT_CONFIG".into(),
+        w.join("lifeboat.toml").display().to_string(),
+    ));
+    let up = c.json(&["stack", "up", "--stack", "s", "--site", "a"]);
+    let m = &up["state"]["members"];
+    assert_eq!(m[0][1]["outputs"]["dsn"], db.root_dsn(), "{up}");
+    assert_eq!(m[0][1]["process"], serde_json::Value::Null);
+    assert_eq!(m[0][1]["borrowed"], true);
+    assert!(
+        !w.join("a/mysql/db/data").exists(),
+        "nothing provisioned for it"
+    );
+    // The declared bucket directory is the bucket, not one under the root.
+    assert_eq!(
+        m[1][1]["outputs"]["path"],
+        w.join("existing-bucket").display().to_string()
+    );
+    // Down and purge leave both alone.
+    std::fs::write(w.join("existing-bucket/keep"), b"x").unwrap();
+    c.ok(&["stack", "down", "--stack", "s", "--site", "a", "--purge"]);
+    assert_eq!(db.sql("SELECT 1"), "1\n", "the server still runs");
+    assert!(w.join("existing-bucket/keep").exists());
+}

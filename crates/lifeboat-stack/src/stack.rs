@@ -132,7 +132,6 @@ pub fn provision(
         .get(name)
         .ok_or_else(|| StackError::Refused(format!("there is no resource `{name}`")))?;
     let own_site = site.is_some() && r.site.as_deref() == site;
-    let site = site.unwrap_or("scratch");
     let mut dir = member_dir(root, &r.kind, name);
     if own_site
         && let ResourceKind::Bucket { location } = &r.kind
@@ -144,28 +143,46 @@ pub fn provision(
     let mut outputs = BTreeMap::new();
     let mut proc = None;
     match &r.kind {
-        ResourceKind::Mysql { .. } => {
-            let server = Server::new(dir.clone());
-            let fresh = server.provision()?;
+        ResourceKind::Mysql { dsn, .. } => {
             let running = before.and_then(|b| b.process.clone()).filter(Proc::alive);
             // The port the file declares in the resource's own site; else
             // the one it had (clients of a restarted stack keep their DSN).
-            let declared = match &r.kind {
-                ResourceKind::Mysql { dsn, .. } if own_site => {
-                    let (host, port) = dsn_host_port(dsn).ok_or_else(|| {
-                        StackError::Refused(format!(
-                            "resource `{name}`: cannot read host and port of {dsn}"
-                        ))
-                    })?;
-                    if !matches!(host.as_str(), "127.0.0.1" | "localhost") {
-                        return Err(StackError::Refused(format!(
-                            "resource `{name}` is a server at {host}: the embedded default provisions servers on 127.0.0.1 only; in site `{site}` it is declared elsewhere"
+            let declared = if own_site {
+                let (host, port) = dsn_host_port(dsn).ok_or_else(|| {
+                    StackError::Refused(format!(
+                        "resource `{name}`: cannot read host and port of {dsn}"
+                    ))
+                })?;
+                // A server the file declares that is already there and not
+                // ours (another host, or a port something else answers on)
+                // is used as it is: nothing is provisioned for it.
+                let local = matches!(host.as_str(), "127.0.0.1" | "localhost");
+                let answers = || std::net::TcpStream::connect((host.as_str(), port)).is_ok();
+                if !local || (running.is_none() && answers()) {
+                    if !answers() {
+                        return Err(StackError::Process(format!(
+                            "resource `{name}`'s server {host}:{port} does not answer: the embedded default provisions servers on 127.0.0.1 only; start that server, or declare a local one"
                         )));
                     }
-                    Some(port)
+                    let _ = std::fs::remove_dir(&dir);
+                    outputs.insert("dsn".into(), dsn.clone());
+                    outputs.insert("host".into(), host);
+                    outputs.insert("port".into(), port.to_string());
+                    return Ok(MemberState {
+                        kind: r.kind.name().into(),
+                        dir,
+                        outputs,
+                        process: None,
+                        borrowed: true,
+                        error: None,
+                    });
                 }
-                _ => None,
+                Some(port)
+            } else {
+                None
             };
+            let server = Server::new(dir.clone());
+            let fresh = server.provision()?;
             let port = declared
                 .or_else(|| {
                     before
