@@ -150,6 +150,10 @@ pub struct RecoverArgs {
     /// bucket replication into the site, then recover with nothing lost.
     #[arg(long, conflicts_with = "at")]
     planned: bool,
+    /// Do not protect the recovered databases at once (by default each gets a first snapshot
+    /// and its binlog archive, into the vault it was recovered from, as soon as the stack is healthy).
+    #[arg(long)]
+    no_protect: bool,
 }
 
 fn secs(s: Option<f64>) -> String {
@@ -184,6 +188,7 @@ pub fn recover(g: &Global, a: RecoverArgs) -> Result<ExitCode> {
         failed_at: a.failed_at,
         scratch: None,
         planned: a.planned,
+        protect: !a.no_protect,
     };
     let r = lifeboat_stack::recover::recover(&cfg, &a.stack, &a.to, &opts)?;
     if g.json {
@@ -217,6 +222,16 @@ pub fn recover(g: &Global, a: RecoverArgs) -> Result<ExitCode> {
                     .to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
             );
             println!("  {:<16} {}", "", s.why);
+        }
+        for p in &r.protection {
+            println!(
+                "  {} is protected: snapshot {} in vault `{}`, binlog archive running (pid {}, binlog from file {})",
+                p.member,
+                &p.snapshot[..12],
+                p.vault,
+                p.archive_pid,
+                p.binlog_from
+            );
         }
         for w in &r.warnings {
             eprintln!("warning: {w}");

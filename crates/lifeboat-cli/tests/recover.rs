@@ -38,6 +38,13 @@ impl Drop for Bg {
     }
 }
 
+fn alive(pid: i64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(st) => st[st.rfind(')').unwrap() + 1..].split_whitespace().next() != Some("Z"),
+        Err(_) => false,
+    }
+}
+
 fn sql(socket: &Path, q: &str) -> String {
     let o = Command::new("mariadb")
         .arg("--no-defaults")
@@ -72,6 +79,7 @@ struct Primary {
     s: PathBuf,
     writer: Option<LoadWriter>,
     bg: Vec<Bg>,
+    port: u16,
 }
 
 impl Drop for Primary {
@@ -163,6 +171,7 @@ check = "{check}"
             s,
             writer: None,
             bg: Vec::new(),
+            port,
         };
         // The check a drill runs: the recovered database answers on its own port.
         let check = "mariadb --no-defaults -h127.0.0.1 -P${shop-db.port} -uroot -N -e 'SELECT COUNT(*) FROM shop.load_rows'";
@@ -304,9 +313,23 @@ fn me_table(config: &Path) -> String {
 #[test]
 fn the_unishop_stack_is_recovered_into_the_secondary_with_every_commit_the_secondary_held() {
     let mut pr = Primary::protected();
-    let protected_at = std::time::SystemTime::now();
-    std::thread::sleep(Duration::from_millis(2500));
-    let (ops, last) = pr.stop_load();
+    std::thread::sleep(Duration::from_millis(1500));
+    let (mut ops, first_last) = pr.stop_load();
+    // A quiet whole second between two runs of the load: the moment a
+    // recovery `--at` reaches exactly (binlog stops are second-granular).
+    let at = DateTime::from_timestamp(first_last.timestamp() + 1, 0).unwrap();
+    while Utc::now() < at + chrono::Duration::milliseconds(300) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    pr.writer = Some(LoadWriter::start(
+        pr.port,
+        "shop.load_rows",
+        Duration::from_millis(5),
+        1_000_000,
+    ));
+    std::thread::sleep(Duration::from_millis(2000));
+    let (more, last) = pr.stop_load();
+    ops.extend(more);
     let failed_at = pr.destroy();
     let (c, s) = (&pr.c, &pr.s);
 
@@ -372,6 +395,30 @@ fn the_unishop_stack_is_recovered_into_the_secondary_with_every_commit_the_secon
         "secondary",
     ]);
     assert_eq!(st["up"], true, "{st}");
+    // Protected at once: a first snapshot in `dr`, its own archive following
+    // the new server, whose binlog numbering skips past the old one's.
+    let prot = &r["protection"][0];
+    assert_eq!(prot["member"], "shop-db", "{r:#}");
+    assert_eq!(prot["vault"], "dr");
+    let archive_pid = prot["archive_pid"].as_i64().unwrap();
+    assert!(alive(archive_pid));
+    let from = prot["binlog_from"].as_u64().unwrap();
+    assert!(from >= 2);
+    let files = sql(&rsock, "SHOW BINARY LOGS");
+    assert!(files.starts_with(&format!("binlog.{from:06}")), "{files}");
+    sql(
+        &rsock,
+        "INSERT INTO shop.load_rows (id, val) VALUES (99999999, 1)",
+    );
+    let written = Utc::now();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while restorable_to(&pr.dr).is_none_or(|t| t < written) {
+        assert!(
+            Instant::now() < deadline,
+            "the new primary's archive never reached {written}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // A second recovery onto a running stack is refused, naming the fix.
     let o = c.run(&["recover", "--stack", "unishop", "--to", "secondary"]);
     assert_eq!(o.status.code(), Some(1));
@@ -389,12 +436,12 @@ fn the_unishop_stack_is_recovered_into_the_secondary_with_every_commit_the_secon
         "secondary",
         "--purge",
     ]);
+    assert!(!alive(archive_pid), "down stops the archive");
     assert!(s.join("buckets/shop-assets-replica/index.html").is_file());
     assert!(!s.join("mysql/shop-db").exists());
 
     // Recovery to a moment before the failure: exactly the commits before it,
     // and the bucket from its point (a replica is as of now).
-    let at: DateTime<Utc> = lifeboat_testkit::load::clean_second(&ops, protected_at).into();
     let r = c.json(&[
         "recover",
         "--stack",

@@ -247,6 +247,7 @@ pub fn drill(cfg: &Config, stack: &str, site: &str, opts: &DrillOptions) -> Resu
         failed_at: None,
         scratch: Some(scratch.clone()),
         planned: false,
+        protect: false,
     };
     let (recovery, error) = match crate::recover::recover(cfg, stack, site, &ropts) {
         Ok(r) => (Some(r), None),

@@ -24,6 +24,7 @@ pub mod drill;
 pub mod mariadb;
 pub mod planned;
 pub mod process;
+pub mod protect;
 pub mod recover;
 pub mod stack;
 pub mod state;

@@ -37,6 +37,10 @@ pub struct RecoverOptions {
     /// A planned switchover: stop the primary's writes and drain its archive
     /// and replication first, then recover with nothing lost.
     pub planned: bool,
+    /// Once healthy, protect each recovered database at once: a first
+    /// snapshot and its binlog archive (run by this `lifeboat` binary) into
+    /// the vault it was recovered from. Never for a scratch stack.
+    pub protect: bool,
 }
 
 /// One step of the recovery, timed.
@@ -103,6 +107,8 @@ pub struct RecoveryReport {
     /// A planned switchover: how the primary was quiesced and drained.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub switchover: Option<crate::planned::Quiesced>,
+    /// What protects the recovered databases now (their first snapshot, their archive).
+    pub protection: Vec<crate::protect::Protected>,
 }
 
 /// Objectives against what was achieved.
@@ -367,6 +373,39 @@ pub fn recover(
     }
     let healthy_at = Utc::now();
     let rto_s = clock.0.elapsed().as_secs_f64();
+    // Protected at once (after the RTO: the stack already serves).
+    let mut protection = Vec::new();
+    if opts.protect && opts.scratch.is_none() {
+        let exe = std::env::current_exe()
+            .map_err(|e| StackError::Process(format!("cannot find the lifeboat binary: {e}")))?;
+        for (name, m) in state
+            .members
+            .iter_mut()
+            .filter(|(_, m)| m.kind == "mysql" && !m.borrowed)
+        {
+            let Some(vn) = sources
+                .iter()
+                .find(|x| &x.member == name)
+                .and_then(|x| x.vault.clone())
+            else {
+                continue;
+            };
+            let Some((_, v)) = vaults.iter().find(|(n, _)| *n == vn) else {
+                continue;
+            };
+            let t = Instant::now();
+            match crate::protect::protect(cfg, &vn, v, name, m, &exe) {
+                Ok(p) => {
+                    clock.step(&steps, "protect at once: first snapshot, binlog archive started", Some(name), t);
+                    protection.push(p);
+                }
+                Err(e) => warnings.push(format!(
+                    "the recovered `{name}` is NOT protected yet: {e} (take a snapshot and start `lifeboat archive mysql` by hand)"
+                )),
+            }
+        }
+        state.write()?;
+    }
     let failed_at = switchover
         .as_ref()
         .map(|q| q.writes_stopped_at)
@@ -394,7 +433,13 @@ pub fn recover(
     let objectives = Objectives {
         rpo_s: s.objectives.rpo.map(|d| d.0),
         rto_s: s.objectives.rto.map(|d| d.0),
-        rpo_met: s.objectives.rpo.zip(rpo_s).map(|(o, a)| a <= o.0 as f64),
+        // A recovery to a chosen moment (--at) loses by choice: not judged.
+        rpo_met: s
+            .objectives
+            .rpo
+            .zip(rpo_s)
+            .filter(|_| opts.at.is_none())
+            .map(|(o, a)| a <= o.0 as f64),
         rto_met: s.objectives.rto.map(|o| rto_s <= o.0 as f64),
     };
     let mut outputs = BTreeMap::new();
@@ -420,6 +465,7 @@ pub fn recover(
         outputs,
         warnings,
         switchover,
+        protection,
     })
 }
 
@@ -550,6 +596,7 @@ fn recover_data_member(
                         dir: path,
                         outputs,
                         process: None,
+                        archive: None,
                         borrowed: true,
                         error: None,
                     },
@@ -718,6 +765,7 @@ fn recover_instance(
                 pid: started.pid,
                 start_time,
             }),
+            archive: None,
             borrowed: false,
             error: None,
         },

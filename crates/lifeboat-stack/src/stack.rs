@@ -173,6 +173,7 @@ pub fn provision(
                         dir,
                         outputs,
                         process: None,
+                        archive: None,
                         borrowed: true,
                         error: None,
                     });
@@ -227,6 +228,7 @@ pub fn provision(
         dir,
         outputs,
         process: proc,
+        archive: None,
         borrowed,
         error: None,
     })
@@ -295,6 +297,7 @@ pub fn start_instance(
             pid: started.pid,
             start_time,
         }),
+        archive: None,
         borrowed: false,
         error: None,
     })
@@ -350,6 +353,7 @@ pub fn up(cfg: &Config, stack: &str, site: &str) -> Result<StackState> {
                         dir: member_dir(&root, kind, &name),
                         outputs: BTreeMap::new(),
                         process: None,
+                        archive: None,
                         borrowed: false,
                         error: Some(e.to_string()),
                     },
@@ -392,10 +396,14 @@ pub fn down(cfg: &Config, stack: &str, site: &str, purge: bool) -> Result<Option
             {
                 lifeboat_instance::supervise::stop(&m.dir)?;
             }
-        } else if let Some(p) = &m.process {
-            p.stop(Duration::from_secs(30));
+        } else {
+            crate::protect::stop_archive(m);
+            if let Some(p) = &m.process {
+                p.stop(Duration::from_secs(30));
+            }
         }
         m.process = None;
+        m.archive = None;
     }
     if purge {
         // Every member's directory, also of those that failed to come up.

@@ -23,6 +23,9 @@ pub struct MemberState {
     pub outputs: BTreeMap<String, String>,
     /// Its process, when it runs one.
     pub process: Option<Proc>,
+    /// Its binlog archive, when one was started for it (a recovered database).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<Proc>,
     /// Not the stack's own: a bucket declared elsewhere or a replica used
     /// in place; `down --purge` never removes it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

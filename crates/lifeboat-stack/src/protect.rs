@@ -1,0 +1,119 @@
+//! Leaving a recovered site protected at once: for each recovered database,
+//! a first snapshot into the vault it was recovered from and its own binlog
+//! archive, running from the moment the stack is healthy — the RPO clock
+//! restarts with the new primary, not at the next scheduled backup.
+//!
+//! The new server's binlog numbering is first moved past the old primary's
+//! (`RESET MASTER TO head + 2`): its files never share a name with the
+//! archived ones of the same resource, and the number left out is a gap, so
+//! no point-in-time restore from an old snapshot runs on into the new
+//! server's binlog. Restores after the recovery start from the new snapshot.
+
+use std::path::Path;
+
+use lifeboat_config::{Config, Secret};
+use lifeboat_vault::Vault;
+use serde::Serialize;
+
+use crate::mariadb::Server;
+use crate::process::{self, Proc};
+use crate::state::MemberState;
+use crate::{Result, StackError};
+
+/// What protects a recovered database now.
+#[derive(Debug, Clone, Serialize)]
+pub struct Protected {
+    /// The member.
+    pub member: String,
+    /// The vault its points go to.
+    pub vault: String,
+    /// Its first snapshot there.
+    pub snapshot: String,
+    /// The binlog file number the new server starts at.
+    pub binlog_from: u64,
+    /// The archive's process.
+    pub archive_pid: i32,
+}
+
+/// Snapshots the recovered database `member` (running as `m`) into vault
+/// `vault_name` and starts its binlog archive there with `exe` (the
+/// `lifeboat` binary) as a process of its own.
+pub fn protect(
+    cfg: &Config,
+    vault_name: &str,
+    vault: &Vault,
+    member: &str,
+    m: &mut MemberState,
+    exe: &Path,
+) -> Result<Protected> {
+    let server = Server::new(m.dir.clone());
+    let head = lifeboat_mysql::Catalog::load(vault, member)
+        .ok()
+        .and_then(|c| {
+            c.head()
+                .and_then(|h| lifeboat_mysql::binlog::file_number(&h.file))
+        })
+        .unwrap_or(0);
+    let from = head + 2;
+    server.sql(&format!("RESET MASTER TO {from}"))?;
+    let dsn = lifeboat_mysql::Dsn::parse(&m.outputs["dsn"])
+        .map_err(|e| StackError::Process(e.to_string()))?;
+    let opts = lifeboat_mysql::SnapshotOptions {
+        resource: Some(member.to_string()),
+        tags: vec!["recovered".into()],
+        ..Default::default()
+    };
+    let snap = lifeboat_mysql::snapshot(vault, &dsn, &opts, &lifeboat_mysql::Counters::default())
+        .map_err(|e| {
+        StackError::Process(format!(
+            "the first snapshot of the recovered `{member}`: {e}"
+        ))
+    })?;
+    let spec = &cfg.vaults[vault_name];
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args([
+        "-q",
+        "archive",
+        "mysql",
+        "--dsn",
+        &m.outputs["dsn"],
+        "--resource",
+        member,
+        "--seal-interval",
+        "1s",
+        "--spool",
+    ])
+    .arg(m.dir.join("archive-spool"))
+    .env("LIFEBOAT_VAULT", &spec.location)
+    .env_remove("LIFEBOAT_PASSWORD")
+    .env_remove("LIFEBOAT_PASSWORD_FILE");
+    match &spec.password {
+        Secret::File(f) => {
+            cmd.env("LIFEBOAT_PASSWORD_FILE", f);
+        }
+        Secret::Env(var) => {
+            let pw = std::env::var(var).map_err(|_| {
+                StackError::Refused(format!(
+                    "vault `{vault_name}`'s password variable {var} is not set"
+                ))
+            })?;
+            cmd.env("LIFEBOAT_PASSWORD", pw);
+        }
+    }
+    let (proc, _child) = process::spawn(cmd, &m.dir.join("archive.log"))?;
+    m.archive = Some(proc.clone());
+    Ok(Protected {
+        member: member.into(),
+        vault: vault_name.into(),
+        snapshot: snap.id.to_hex(),
+        binlog_from: from,
+        archive_pid: proc.pid,
+    })
+}
+
+/// Stops a member's archive, if it runs one.
+pub fn stop_archive(m: &MemberState) {
+    if let Some(a) = &m.archive {
+        Proc::stop(a, std::time::Duration::from_secs(15));
+    }
+}
