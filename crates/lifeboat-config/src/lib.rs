@@ -29,6 +29,7 @@ pub mod duration;
 mod load;
 mod load_plan;
 mod load_resource;
+mod load_server;
 pub mod model;
 mod read;
 pub mod schedule;
@@ -93,5 +94,6 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Diagnostics> {
         resources: draft.resources,
         plans: draft.plans,
         replications: draft.replications,
+        server: draft.server,
     })
 }
