@@ -96,4 +96,40 @@ impl Launcher {
             .spawn()
             .map_err(|e| ControlError::io("cannot start a job run with", &self.exe, e))
     }
+
+    /// Starts `lifeboat jobs restore …` (a files restore recorded as a job) as a child.
+    pub fn restore(&self, req: &crate::restore::RestoreRequest, trigger: &str) -> Result<Child> {
+        let mut args: Vec<String> = ["--quiet", "jobs", "restore", "--from", &req.vault]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(["--to".into(), req.to.display().to_string()]);
+        if let Some(r) = &req.resource {
+            args.extend(["--resource".into(), r.clone()]);
+        }
+        if let Some(p) = &req.path {
+            args.extend(["--path".into(), p.display().to_string()]);
+        }
+        if let Some(o) = req.overwrite {
+            let o = match o {
+                lifeboat_files::Overwrite::Always => "always",
+                lifeboat_files::Overwrite::IfChanged => "if-changed",
+                lifeboat_files::Overwrite::Never => "never",
+            };
+            args.extend(["--overwrite".into(), o.into()]);
+        }
+        args.extend(["--trigger".into(), trigger.into()]);
+        // The point is a positional argument: an id or `latest`, never a flag.
+        if req.point.starts_with('-') || req.point.is_empty() {
+            return Err(ControlError::Refused(format!(
+                "`{}` is not a point id, prefix or `latest`",
+                req.point
+            )));
+        }
+        args.push(req.point.clone());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.command(&refs)
+            .spawn()
+            .map_err(|e| ControlError::io("cannot start a restore with", &self.exe, e))
+    }
 }

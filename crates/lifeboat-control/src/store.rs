@@ -106,6 +106,9 @@ pub struct Job {
     pub log: String,
     /// The process that ran it.
     pub pid: u32,
+    /// Live progress of a running job (JSON text: see [`crate::progress`]),
+    /// written by the job's process at most once a second.
+    pub progress: Option<String>,
 }
 
 /// Which jobs to list.
@@ -133,10 +136,16 @@ pub trait JobStore {
     fn list(&self, filter: &JobFilter) -> Result<Vec<Job>>;
     /// Marks `running` jobs whose process is gone as `interrupted`; returns how many.
     fn mark_interrupted(&self) -> Result<usize>;
+    /// Records a running job's progress (JSON text).
+    fn set_progress(&self, id: i64, progress: &str) -> Result<()>;
+    /// The jobs process `pid` recorded, oldest first (how a launcher learns
+    /// the ids of the jobs its child started).
+    fn jobs_of_process(&self, pid: u32) -> Result<Vec<Job>>;
 }
 
 /// Schema migrations, applied in order; `PRAGMA user_version` is how many ran.
-const MIGRATIONS: &[&str] = &["CREATE TABLE jobs (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE jobs (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         kind TEXT NOT NULL,
         resource TEXT,
@@ -154,7 +163,11 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE jobs (
         pid_start TEXT NOT NULL
     );
     CREATE INDEX jobs_resource ON jobs(resource, started);
-    CREATE INDEX jobs_status ON jobs(status);"];
+    CREATE INDEX jobs_status ON jobs(status);",
+    // 2: live progress of running jobs (read by the API's event stream).
+    "ALTER TABLE jobs ADD COLUMN progress TEXT;
+    CREATE INDEX jobs_pid ON jobs(pid);",
+];
 
 /// The embedded store: one SQLite file in the state directory.
 pub struct SqliteStore {
@@ -256,10 +269,11 @@ fn row_to_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
         error: r.get(11)?,
         log: r.get(12)?,
         pid: r.get(13)?,
+        progress: r.get(14)?,
     })
 }
 
-const COLUMNS: &str = "id, kind, resource, plan, trigger, vault, status, started, ended, bytes, point, error, log, pid";
+const COLUMNS: &str = "id, kind, resource, plan, trigger, vault, status, started, ended, bytes, point, error, log, pid, progress";
 
 fn now() -> String {
     Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -324,6 +338,28 @@ impl JobStore for SqliteStore {
             .map_err(|e| self.err(e))
     }
 
+    fn set_progress(&self, id: i64, progress: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE jobs SET progress = ?2 WHERE id = ?1",
+                params![id, progress],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn jobs_of_process(&self, pid: u32) -> Result<Vec<Job>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM jobs WHERE pid = ?1 ORDER BY id"
+            ))
+            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([pid], row_to_job).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
     fn mark_interrupted(&self) -> Result<usize> {
         let mut stmt = self
             .conn
@@ -384,6 +420,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.get(a).unwrap().unwrap().status, "succeeded");
+        s.set_progress(b, r#"{"bytes":7}"#).unwrap();
+        assert_eq!(
+            s.get(b).unwrap().unwrap().progress.as_deref(),
+            Some(r#"{"bytes":7}"#)
+        );
+        let mine = s.jobs_of_process(std::process::id()).unwrap();
+        assert_eq!(mine.iter().map(|j| j.id).collect::<Vec<_>>(), [a, b]);
         assert_eq!(
             s.list(&JobFilter {
                 resource: Some("db".into()),
@@ -406,5 +449,30 @@ mod tests {
         assert_eq!(s.get(b).unwrap().unwrap().status, "interrupted");
         let listed = s.list(&JobFilter::default()).unwrap();
         assert_eq!(listed.iter().map(|j| j.id).collect::<Vec<_>>(), [b, a]);
+    }
+
+    #[test]
+    fn a_store_of_the_first_schema_gains_the_progress_column() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("jobs.sqlite");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+            c.execute(
+                "INSERT INTO jobs (kind, trigger, status, started, pid, pid_start)
+                 VALUES ('backup', 'manual', 'succeeded', '2026-01-01T00:00:00Z', 1, 'x')",
+                [],
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let j = s.get(1).unwrap().unwrap();
+        assert_eq!((j.status.as_str(), j.progress), ("succeeded", None));
+        let v: i64 = s
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v as usize, MIGRATIONS.len());
     }
 }
