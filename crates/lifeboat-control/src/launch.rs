@@ -80,6 +80,13 @@ impl Launcher {
 
     /// Starts `lifeboat jobs run --plan PLAN [--resource R] --trigger T` as a child.
     pub fn plan_run(&self, plan: &str, resource: Option<&str>, trigger: &str) -> Result<Child> {
+        self.plan_command(plan, resource, trigger)
+            .spawn()
+            .map_err(|e| ControlError::io("cannot start a job run with", &self.exe, e))
+    }
+
+    /// The command [`Launcher::plan_run`] spawns (for callers that spawn it themselves).
+    pub fn plan_command(&self, plan: &str, resource: Option<&str>, trigger: &str) -> Command {
         let mut args = vec![
             "--quiet",
             "jobs",
@@ -93,12 +100,21 @@ impl Launcher {
             args.extend(["--resource", r]);
         }
         self.command(&args)
-            .spawn()
-            .map_err(|e| ControlError::io("cannot start a job run with", &self.exe, e))
     }
 
     /// Starts `lifeboat jobs restore …` (a files restore recorded as a job) as a child.
     pub fn restore(&self, req: &crate::restore::RestoreRequest, trigger: &str) -> Result<Child> {
+        self.restore_command(req, trigger)?
+            .spawn()
+            .map_err(|e| ControlError::io("cannot start a restore with", &self.exe, e))
+    }
+
+    /// The command [`Launcher::restore`] spawns.
+    pub fn restore_command(
+        &self,
+        req: &crate::restore::RestoreRequest,
+        trigger: &str,
+    ) -> Result<Command> {
         let mut args: Vec<String> = ["--quiet", "jobs", "restore", "--from", &req.vault]
             .iter()
             .map(|s| s.to_string())
@@ -128,8 +144,6 @@ impl Launcher {
         }
         args.push(req.point.clone());
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.command(&refs)
-            .spawn()
-            .map_err(|e| ControlError::io("cannot start a restore with", &self.exe, e))
+        Ok(self.command(&refs))
     }
 }

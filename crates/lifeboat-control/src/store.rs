@@ -124,6 +124,39 @@ pub struct JobFilter {
     pub limit: Option<usize>,
 }
 
+/// Upper bounds (seconds) of the job-duration histogram buckets.
+pub const DURATION_BUCKETS: &[f64] = &[1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 10800.0];
+
+/// Figures of the finished jobs of one resource, kind and status (for metrics).
+#[derive(Debug, Clone, Serialize)]
+pub struct JobGroup {
+    /// The resource (empty for none).
+    pub resource: String,
+    /// The kind.
+    pub kind: String,
+    /// The status.
+    pub status: String,
+    /// How many.
+    pub count: u64,
+    /// Σ bytes.
+    pub bytes: u64,
+    /// Σ durations (seconds).
+    pub duration_sum_s: f64,
+    /// How many took at most each of [`DURATION_BUCKETS`].
+    pub buckets: Vec<u64>,
+}
+
+/// Figures of the whole history (for metrics).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct JobSummary {
+    /// Finished jobs grouped by resource, kind and status.
+    pub groups: Vec<JobGroup>,
+    /// Per resource, the end of its last successful backup.
+    pub last_success: Vec<(String, DateTime<Utc>)>,
+    /// Jobs running now, per kind.
+    pub running: Vec<(String, u64)>,
+}
+
 /// The job history (SQLite now; a server database later).
 pub trait JobStore {
     /// Records a job as running; returns its id.
@@ -141,6 +174,8 @@ pub trait JobStore {
     /// The jobs process `pid` recorded, oldest first (how a launcher learns
     /// the ids of the jobs its child started).
     fn jobs_of_process(&self, pid: u32) -> Result<Vec<Job>>;
+    /// Figures of the whole history, computed by the database.
+    fn summary(&self) -> Result<JobSummary>;
 }
 
 /// Schema migrations, applied in order; `PRAGMA user_version` is how many ran.
@@ -360,6 +395,76 @@ impl JobStore for SqliteStore {
             .map_err(|e| self.err(e))
     }
 
+    fn summary(&self) -> Result<JobSummary> {
+        let e = |e| self.err(e);
+        let buckets: Vec<String> = DURATION_BUCKETS
+            .iter()
+            .map(|b| format!("SUM(d <= {b})"))
+            .collect();
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT COALESCE(resource, ''), kind, status, COUNT(*), COALESCE(SUM(bytes), 0), COALESCE(SUM(d), 0), {}
+                 FROM (SELECT resource, kind, status, bytes,
+                              MAX(0, (julianday(ended) - julianday(started)) * 86400.0) AS d
+                       FROM jobs WHERE ended IS NOT NULL)
+                 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+                buckets.join(", ")
+            ))
+            .map_err(e)?;
+        let groups = stmt
+            .query_map([], |r| {
+                Ok(JobGroup {
+                    resource: r.get(0)?,
+                    kind: r.get(1)?,
+                    status: r.get(2)?,
+                    count: r.get::<_, i64>(3)? as u64,
+                    bytes: r.get::<_, i64>(4)? as u64,
+                    duration_sum_s: r.get(5)?,
+                    buckets: (0..DURATION_BUCKETS.len())
+                        .map(|i| r.get::<_, i64>(6 + i).map(|n| n as u64))
+                        .collect::<rusqlite::Result<_>>()?,
+                })
+            })
+            .map_err(e)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(e)?;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT resource, MAX(ended) FROM jobs
+                 WHERE status = 'succeeded' AND kind = 'backup' AND resource IS NOT NULL
+                 GROUP BY resource ORDER BY resource",
+            )
+            .map_err(e)?;
+        let last_success = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(e)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(e)?
+            .into_iter()
+            .filter_map(|(res, t)| {
+                DateTime::parse_from_rfc3339(&t)
+                    .ok()
+                    .map(|t| (res, t.with_timezone(&Utc)))
+            })
+            .collect();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT kind, COUNT(*) FROM jobs WHERE status = 'running' GROUP BY kind ORDER BY kind")
+            .map_err(e)?;
+        let running = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .map_err(e)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(e)?;
+        Ok(JobSummary {
+            groups,
+            last_success,
+            running,
+        })
+    }
+
     fn mark_interrupted(&self) -> Result<usize> {
         let mut stmt = self
             .conn
@@ -425,6 +530,15 @@ mod tests {
             s.get(b).unwrap().unwrap().progress.as_deref(),
             Some(r#"{"bytes":7}"#)
         );
+        let sum = s.summary().unwrap();
+        assert_eq!(sum.groups.len(), 1, "{sum:?}");
+        assert_eq!((sum.groups[0].count, sum.groups[0].bytes), (1, 5));
+        assert_eq!(
+            sum.groups[0].buckets[0], 1,
+            "a job of a few ms is within 1 s"
+        );
+        assert_eq!(sum.last_success[0].0, "etc");
+        assert_eq!(sum.running, [("backup".to_string(), 1)]);
         let mine = s.jobs_of_process(std::process::id()).unwrap();
         assert_eq!(mine.iter().map(|j| j.id).collect::<Vec<_>>(), [a, b]);
         assert_eq!(
