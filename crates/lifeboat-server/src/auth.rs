@@ -128,3 +128,32 @@ fn unauthorized(m: &str) -> Response {
     );
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_file_is_created_private_and_read_back() {
+        let d = std::env::temp_dir().join(format!("lifeboat-token-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let p = d.join("state/api-token");
+        let t = Token::load_or_create(&p).unwrap();
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(text.trim().len(), 64);
+        assert!(t.matches(text.trim().as_bytes()));
+        assert!(!t.matches(b""));
+        assert!(!t.matches(&text.trim().as_bytes()[..63]));
+        let again = Token::load_or_create(&p).unwrap();
+        assert!(again.matches(text.trim().as_bytes()));
+        // Readable by others: refused, with the fix.
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = Token::load_or_create(&p).err().unwrap().to_string();
+        assert!(e.contains("chmod 600"), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

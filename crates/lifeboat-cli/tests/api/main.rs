@@ -6,199 +6,16 @@
 //! API, `/metrics` carries the named series, TLS works with a self-signed
 //! certificate, and a schema fuzz (schemathesis) finds no 5xx.
 
+mod mysql;
+mod support;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lifeboat_testkit::{Cli, make_sample_tree, tempdir};
-
-fn bin() -> String {
-    std::env::var("LIFEBOAT_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_lifeboat").into())
-}
-
-/// A free port on 127.0.0.1.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A workspace: a sample tree, two vaults (`main`, `dr`), a bucket and its
-/// replica, a plan with a copy action, applied, with one backup made by the CLI.
-struct Site {
-    dir: PathBuf,
-    cli: Cli,
-    port: u16,
-}
-
-fn site(w: &Path, server: &str) -> Site {
-    make_sample_tree(&w.join("data"), 5);
-    std::fs::create_dir_all(w.join("bucket/site")).unwrap();
-    std::fs::write(w.join("bucket/site/index.html"), b"<h1>shop</h1>").unwrap();
-    let port = free_port();
-    let d = w.display();
-    std::fs::write(
-        w.join("lifeboat.toml"),
-        format!(
-            "[vault.main]\nlocation = \"{d}/main\"\n[vault.dr]\nlocation = \"{d}/dr\"\n\
-             [resource.data]\npaths = [\"{d}/data\"]\n\
-             [resource.front]\nkind = \"bucket\"\nlocation = \"file://{d}/bucket\"\n\
-             [plan.nightly]\nresources = [\"data\", \"front\"]\nschedule = \"0 3 * * *\"\nvault = \"main\"\n\
-             copy = [{{ vault = \"dr\" }}]\n\
-             [replication.front-dr]\nfrom = \"front\"\nto = \"file://{d}/replica\"\n\
-             [server]\nlisten = \"127.0.0.1:{port}\"\n{server}"
-        ),
-    )
-    .unwrap();
-    let mut cli = Cli::new(bin(), &w.join("main"));
-    for (k, v) in [
-        ("LIFEBOAT_STATE", w.join("state")),
-        ("LIFEBOAT_CONFIG", w.join("lifeboat.toml")),
-    ] {
-        cli.env.push((k.into(), v.display().to_string()));
-    }
-    cli.ok(&["apply", "--auto-approve"]);
-    cli.ok(&["jobs", "run", "--plan", "nightly"]);
-    Site {
-        dir: w.to_path_buf(),
-        cli,
-        port,
-    }
-}
-
-/// A running `lifeboat serve`, stopped (SIGTERM) on drop.
-struct Server {
-    child: Child,
-    base: String,
-    token: String,
-    curl_tls: Vec<String>,
-    stderr: PathBuf,
-}
-
-impl Site {
-    fn serve(&self, env: &[(&str, String)], tls_ca: Option<&Path>) -> Server {
-        let stderr = self.dir.join(format!("serve-{}.err", free_port()));
-        let mut c = self.cli.command(&["serve"]);
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        let child = c
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let scheme = if tls_ca.is_some() { "https" } else { "http" };
-        let mut s = Server {
-            child,
-            base: format!("{scheme}://127.0.0.1:{}", self.port),
-            token: String::new(),
-            curl_tls: tls_ca
-                .map(|ca| vec!["--cacert".into(), ca.display().to_string()])
-                .unwrap_or_default(),
-            stderr,
-        };
-        let t = Instant::now();
-        while s.get("/healthz", None).0 != 200 {
-            if let Ok(Some(st)) = s.child.try_wait() {
-                panic!("serve exited with {st}: {}", s.stderr_text());
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(30),
-                "serve never answered"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        s.token = std::fs::read_to_string(self.dir.join("state/api-token"))
-            .unwrap()
-            .trim()
-            .to_string();
-        s
-    }
-}
-
-impl Server {
-    fn stderr_text(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// `curl` with the token (or `token`), returning (status, body).
-    fn request(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&str>,
-    ) -> (u16, String) {
-        let mut c = Command::new("curl");
-        c.args(["-s", "-m", "60", "-X", method, "-w", "\n%{http_code}"])
-            .args(&self.curl_tls);
-        if let Some(t) = token {
-            c.args(["-H", &format!("Authorization: Bearer {t}")]);
-        }
-        if let Some(b) = body {
-            c.args(["-H", "Content-Type: application/json", "--data-binary", b]);
-        }
-        let out = c.arg(format!("{}{path}", self.base)).output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        (code.trim().parse().unwrap_or(0), body.to_string())
-    }
-
-    fn get(&self, path: &str, token: Option<&str>) -> (u16, String) {
-        self.request("GET", path, token, None)
-    }
-
-    /// GET with the token; asserts 200; JSON.
-    fn json(&self, path: &str) -> serde_json::Value {
-        let (code, body) = self.get(path, Some(&self.token.clone()));
-        assert_eq!(code, 200, "GET {path}: {body}");
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
-    }
-
-    fn post(&self, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
-        let (code, text) = self.request("POST", path, Some(&self.token.clone()), body);
-        (
-            code,
-            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
-        )
-    }
-
-    /// The whole event stream of a job (returns when the server ends it).
-    fn events(&self, job: i64) -> String {
-        let out = Command::new("curl")
-            .args(["-s", "-N", "-m", "120"])
-            .args(&self.curl_tls)
-            .args(["-H", &format!("Authorization: Bearer {}", self.token)])
-            .arg(format!("{}/api/v1/jobs/{job}/events", self.base))
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).to_string()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = rustix::process::kill_process(
-            rustix::process::Pid::from_child(&self.child),
-            rustix::process::Signal::TERM,
-        );
-        let _ = self.child.wait();
-    }
-}
-
-/// The `end` event's job.
-fn end_of(stream: &str) -> serde_json::Value {
-    let data = stream
-        .split("event: end\n")
-        .nth(1)
-        .and_then(|r| r.lines().next())
-        .and_then(|l| l.strip_prefix("data: "))
-        .unwrap_or_else(|| panic!("no end event in: {stream}"));
-    serde_json::from_str(data).unwrap()
-}
+use lifeboat_testkit::tempdir;
+use support::{end_of, series, site};
 
 #[test]
 fn every_route_but_healthz_needs_the_token() {
@@ -453,11 +270,21 @@ fn a_running_job_shows_progress_and_is_cancelled() {
     };
     assert_eq!(progress["unit"], "files");
     assert!(progress["bytes"].is_u64());
-    // Cancel, then let it go: it stops without a point, the stream ends `cancelled`.
-    let (code, c) = srv.post(&format!("/api/v1/jobs/{job}/cancel"), None);
-    assert_eq!(code, 202, "{c}");
-    std::fs::write(hold.join("index-loaded.go"), b"").unwrap();
-    let end = end_of(&srv.events(job));
+    // Follow it while it runs; cancel, then let it go: it stops without a
+    // point, and the stream (progress first) ends `cancelled`.
+    let stream = std::thread::scope(|sc| {
+        let follower = sc.spawn(|| srv.events(job));
+        std::thread::sleep(Duration::from_millis(300));
+        let (code, c) = srv.post(&format!("/api/v1/jobs/{job}/cancel"), None);
+        assert_eq!(code, 202, "{c}");
+        std::fs::write(hold.join("index-loaded.go"), b"").unwrap();
+        follower.join().unwrap()
+    });
+    let first = stream
+        .find("event: progress")
+        .unwrap_or_else(|| panic!("{stream}"));
+    assert!(first < stream.find("event: end").unwrap());
+    let end = end_of(&stream);
     assert_eq!(end["status"], "cancelled", "{end}");
     assert_eq!(srv.post(&format!("/api/v1/jobs/{job}/cancel"), None).0, 409);
     assert_eq!(srv.post("/api/v1/jobs/424242/cancel", None).0, 404);
@@ -517,20 +344,6 @@ fn a_file_is_restored_through_the_api() {
     assert_eq!(bad(serde_json::json!({"point": "ffff0000"})), 404);
     assert_eq!(bad(serde_json::json!({"vault": "nope"})), 404);
     assert_eq!(bad(serde_json::json!({"overwrite": "sometimes"})), 400);
-}
-
-/// `name{labels} value` lines of a Prometheus text.
-fn series(text: &str) -> Vec<(String, f64)> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(|l| {
-            let (k, v) = l.rsplit_once(' ').unwrap();
-            (
-                k.to_string(),
-                v.parse().unwrap_or_else(|_| panic!("bad value: {l}")),
-            )
-        })
-        .collect()
 }
 
 #[test]
