@@ -423,6 +423,25 @@ fn metrics_carry_jobs_points_copies_and_replication() {
         m.iter()
             .any(|(k, _)| k.starts_with("lifeboat_replication_backlog_objects{"))
     );
+    // Every series the Grafana dashboard queries is exposed.
+    let dash = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/grafana-dashboard.json"),
+    )
+    .unwrap();
+    let mut used: Vec<String> = dash
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("lifeboat_"))
+        .map(|w| w.trim_end_matches("_bucket").to_string())
+        .collect();
+    used.sort();
+    used.dedup();
+    assert!(used.len() >= 10, "{used:?}");
+    for name in used {
+        assert!(
+            text.contains(&format!("# TYPE {name} ")),
+            "the dashboard uses {name}, which /metrics does not have"
+        );
+    }
     let rules = srv.json("/api/v1/replication");
     assert_eq!(rules[0]["running"], true, "{rules}");
     assert_eq!(rules[0]["backlog_objects"], 0);
