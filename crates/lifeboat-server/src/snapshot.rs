@@ -113,7 +113,12 @@ impl Cache {
             return s.clone();
         }
         let now = Utc::now();
-        let report = lifeboat_control::report::report(&cfg, now);
+        let report = lifeboat_control::report::report_with(&cfg, now, &|name: &str| {
+            vaults
+                .open(&cfg, name)
+                .map(|v| (*v).clone())
+                .map_err(|e| e.message)
+        });
         let points = cfg
             .vaults
             .keys()
