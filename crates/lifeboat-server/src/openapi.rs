@@ -70,6 +70,7 @@ pub(crate) fn router(state: AppState) -> axum::Router {
         .routes(routes!(read::report))
         .routes(routes!(read::vaults))
         .routes(routes!(read::replication))
+        .routes(routes!(read::plans))
         .routes(routes!(jobs::jobs))
         .routes(routes!(jobs::job))
         .routes(routes!(jobs::events))

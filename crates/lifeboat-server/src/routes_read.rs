@@ -354,6 +354,31 @@ pub async fn vaults(State(st): State<AppState>) -> Result<Json<Vec<VaultView>>, 
     .await
 }
 
+/// The file's plans, with their next scheduled run (what "run now" can start).
+#[utoipa::path(get, path = "/api/v1/plans", tag = "jobs",
+    responses((status = 200, body = Vec<PlanView>), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn plans(State(st): State<AppState>) -> Json<Vec<PlanView>> {
+    let cfg = st.cfg();
+    let now = Utc::now();
+    Json(
+        cfg.plans
+            .iter()
+            .map(|(name, p)| PlanView {
+                name: name.clone(),
+                resources: p.resources.clone(),
+                schedule: p.schedule.expr.clone(),
+                timezone: p.schedule.tz.to_string(),
+                next_run: p.schedule.next_after(now),
+                window: p.window.map(|w| w.to_string()),
+                vault: p.vault.clone(),
+                copies: p.copy.iter().map(|c| c.vault.clone()).collect(),
+                retention: serde_json::to_value(&p.retention).unwrap_or_default(),
+            })
+            .collect(),
+    )
+}
+
 /// Where replication rules keep their state: `replication/` of the state directory.
 pub(crate) fn replication_statuses(st: &AppState) -> Vec<lifeboat_bucket::replicate::RuleStatus> {
     lifeboat_bucket::replicate::read_statuses(&st.0.state.root.join("replication"))

@@ -395,3 +395,27 @@ pub struct ReplicationView {
     #[schema(value_type = Option<Object>)]
     pub status: Option<serde_json::Value>,
 }
+
+/// A plan of the file.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlanView {
+    /// Its name.
+    pub name: String,
+    /// Its resources, in order.
+    pub resources: Vec<String>,
+    /// Cron expression.
+    pub schedule: String,
+    /// Time zone of the schedule.
+    pub timezone: String,
+    /// The next scheduled run.
+    pub next_run: Option<DateTime<Utc>>,
+    /// How long after its time a run may still start.
+    pub window: Option<String>,
+    /// The vault its points go into.
+    pub vault: String,
+    /// The vaults each point is copied into.
+    pub copies: Vec<String>,
+    /// Its retention (`keep_daily`, …).
+    #[schema(value_type = Object)]
+    pub retention: serde_json::Value,
+}

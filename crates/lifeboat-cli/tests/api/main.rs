@@ -39,7 +39,32 @@ fn every_route_but_healthz_needs_the_token() {
         .unwrap()
         .to_string();
     let paths = doc["paths"].as_object().unwrap();
-    assert!(paths.len() >= 16, "{:?}", paths.keys());
+    assert!(paths.len() >= 17, "{:?}", paths.keys());
+    // Every body has a schema.
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for s in [
+        "RestoreBody",
+        "RunBody",
+        "Started",
+        "JobView",
+        "PointView",
+        "PointList",
+        "Contents",
+        "ResourceView",
+        "ReportView",
+        "VaultView",
+        "ReplicationView",
+        "PlanView",
+        "CancelView",
+        "ErrorBody",
+        "Health",
+    ] {
+        assert!(
+            schemas.contains_key(s),
+            "no schema {s}: {:?}",
+            schemas.keys()
+        );
+    }
     let wrong = "0".repeat(srv.token.len());
     let mut checked = 0;
     for (p, item) in paths {
@@ -182,6 +207,10 @@ fn read_routes_show_what_the_backups_made() {
         400
     );
     assert_eq!(srv.get("/api/v1/jobs/999", Some(&srv.token)).0, 404);
+    let plans = srv.json("/api/v1/plans");
+    assert_eq!(plans[0]["name"], "nightly");
+    assert_eq!(plans[0]["copies"][0], "dr");
+    assert!(plans[0]["next_run"].is_string());
     let rules = srv.json("/api/v1/replication");
     assert_eq!(rules[0]["name"], "front-dr");
     assert_eq!(rules[0]["running"], false);
