@@ -581,6 +581,8 @@ fn a_schema_fuzz_of_the_api_finds_no_server_error() {
             "--no-color",
         ])
         .env("SCHEMATHESIS_HOOKS", "")
+        // Its cache (`.schemathesis/`) goes into the test's directory.
+        .current_dir(d.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -606,4 +608,59 @@ fn a_schema_fuzz_of_the_api_finds_no_server_error() {
         "{}",
         srv.stderr_text()
     );
+}
+
+#[test]
+fn serve_stops_on_sigterm_while_a_client_follows_a_job() {
+    let d = tempdir().unwrap();
+    let s = site(d.path(), "");
+    let hold = s.dir.join("hold");
+    std::fs::create_dir(&hold).unwrap();
+    let mut srv = s.serve(
+        &[(
+            "LIFEBOAT_TEST_PAUSE",
+            format!("index-loaded:{}", hold.display()),
+        )],
+        None,
+    );
+    let (code, started) = srv.post("/api/v1/plans/nightly/run", Some(r#"{"resource":"data"}"#));
+    assert_eq!(code, 202, "{started}");
+    let job = started["jobs"][0].as_i64().unwrap();
+    let t = Instant::now();
+    while !hold.join("index-loaded.reached").exists() {
+        assert!(t.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (base, token, tls) = (srv.base.clone(), srv.token.clone(), srv.curl_tls.clone());
+    let stream = std::thread::scope(|sc| {
+        let follower = sc.spawn(|| support::follow(&base, &token, &tls, job));
+        std::thread::sleep(Duration::from_millis(500));
+        let pid = rustix::process::Pid::from_child(&srv.child);
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        let t = Instant::now();
+        let st = loop {
+            if let Some(st) = srv.child.try_wait().unwrap() {
+                break st;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(15),
+                "serve did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(st.code(), Some(0), "{}", srv.stderr_text());
+        follower.join().unwrap()
+    });
+    assert!(stream.contains("event: shutdown"), "{stream}");
+    // The run died with the server; the next opener of the store says so.
+    let t = Instant::now();
+    loop {
+        let jobs = s.cli.json(&["jobs", "list"]);
+        if jobs[0]["status"] == "interrupted" {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(15), "{jobs}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    s.cli.ok(&["vault", "check"]);
 }

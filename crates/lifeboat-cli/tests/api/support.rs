@@ -172,15 +172,20 @@ impl Server {
 
     /// The whole event stream of a job (returns when the server ends it).
     pub fn events(&self, job: i64) -> String {
-        let out = Command::new("curl")
-            .args(["-s", "-N", "-m", "120"])
-            .args(&self.curl_tls)
-            .args(["-H", &format!("Authorization: Bearer {}", self.token)])
-            .arg(format!("{}/api/v1/jobs/{job}/events", self.base))
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).to_string()
+        follow(&self.base, &self.token, &self.curl_tls, job)
     }
+}
+
+/// The whole event stream of a job (returns when the server ends it).
+pub fn follow(base: &str, token: &str, tls: &[String], job: i64) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "-N", "-m", "120"])
+        .args(tls)
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .arg(format!("{base}/api/v1/jobs/{job}/events"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 impl Drop for Server {
