@@ -1,12 +1,12 @@
 //! Starting child jobs from one long-lived thread.
 //!
 //! A child started by a `Launcher` asks the kernel to kill it when its
-//! parent dies (`PR_SET_PDEATHSIG`), and "parent" there is the *thread* that
-//! forked it. Spawned from a tokio blocking-pool thread, a child would be
-//! killed when that thread idles out (10 s). So every child is forked by
-//! this one thread, which lives as long as the server; a small thread per
-//! child keeps the tail of its stderr and reaps it (a zombie would look
-//! alive to the job store), recording how it exited.
+//! parent dies (`PR_SET_PDEATHSIG`), and prctl(2) counts as "parent" the
+//! *thread* that forked it. tokio ends idle blocking-pool threads, so the
+//! server does not fork from them: every child is forked by this one
+//! thread, which lives as long as the server. A small thread per child
+//! keeps the tail of its stderr and reaps it (a zombie would look alive to
+//! the job store), recording how it exited.
 
 use std::collections::HashMap;
 use std::io::Read;
