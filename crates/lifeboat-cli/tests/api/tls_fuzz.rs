@@ -1,5 +1,5 @@
-//! TLS with a self-signed certificate, and a schema fuzz of the API from
-//! its OpenAPI document (schemathesis): no 5xx.
+//! TLS with a self-signed certificate, `--listen` and `token_file`, and a
+//! schema fuzz of the API from its OpenAPI document (schemathesis): no 5xx.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -137,4 +137,57 @@ fn a_schema_fuzz_of_the_api_finds_no_server_error() {
         "{}",
         srv.stderr_text()
     );
+}
+
+#[test]
+fn listen_flag_and_token_file_are_honoured() {
+    let d = tempdir().unwrap();
+    let tok = d.path().join("secrets/api-token");
+    let s = site(d.path(), &format!("token_file = \"{}\"\n", tok.display()));
+    let port = crate::support::free_port();
+    let err = std::fs::File::create(d.path().join("serve.err")).unwrap();
+    let mut child = s
+        .cli
+        .command(&["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    let curl = |path: &str, token: Option<&str>| -> String {
+        let mut c = Command::new("curl");
+        c.args(["-s", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}"]);
+        if let Some(t) = token {
+            c.args(["-H", &format!("Authorization: Bearer {t}")]);
+        }
+        String::from_utf8_lossy(
+            &c.arg(format!("http://127.0.0.1:{port}{path}"))
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .to_string()
+    };
+    let t = Instant::now();
+    while curl("/healthz", None) != "200" {
+        assert!(child.try_wait().unwrap().is_none(), "serve exited");
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "serve never answered on --listen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&tok).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(!d.path().join("state/api-token").exists());
+    let token = std::fs::read_to_string(&tok).unwrap();
+    assert_eq!(curl("/api/v1/jobs", Some(token.trim())), "200");
+    assert_eq!(curl("/api/v1/jobs", None), "401");
+    let _ = rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::TERM,
+    );
+    assert_eq!(child.wait().unwrap().code(), Some(0));
 }
