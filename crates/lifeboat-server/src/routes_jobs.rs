@@ -16,8 +16,10 @@ use crate::error::{ErrorBody, blocking};
 use crate::views::*;
 use crate::{ApiError, AppState};
 
-/// How long a start waits for the child to record its first job.
-const REGISTER_WAIT: Duration = Duration::from_secs(10);
+/// How long a start waits for the child to record its first job (it opens
+/// the plan's vault first: a key derivation, slow on a loaded machine).
+/// After that the answer is 202 with no job ids yet (`GET /jobs` shows them).
+const REGISTER_WAIT: Duration = Duration::from_secs(30);
 /// How often an event stream reads the store.
 const POLL: Duration = Duration::from_millis(500);
 
