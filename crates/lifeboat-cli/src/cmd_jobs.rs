@@ -42,6 +42,33 @@ pub enum JobsCmd {
         /// The job's number.
         id: i64,
     },
+    /// Restore a files point (or one path of it) into a directory, recorded as a job of kind `restore`.
+    Restore {
+        #[command(flatten)]
+        file: ConfigFile,
+        #[command(flatten)]
+        state: StateArg,
+        /// The vault to restore from (its name in the file).
+        #[arg(long = "from", value_name = "VAULT")]
+        from_vault: String,
+        /// Point: full id, unique prefix, or `latest` (of --resource).
+        point: String,
+        /// Only a point of this resource.
+        #[arg(long)]
+        resource: Option<String>,
+        /// Only this path of the point (as backed up).
+        #[arg(long)]
+        path: Option<std::path::PathBuf>,
+        /// Target directory.
+        #[arg(long)]
+        to: std::path::PathBuf,
+        /// What to do with existing files (default: refuse a non-empty target).
+        #[arg(long, value_parser = ["always", "if-changed", "never"])]
+        overwrite: Option<String>,
+        /// Why it starts, as recorded in the history.
+        #[arg(long, default_value = "manual", value_parser = clap::builder::PossibleValuesParser::new(lifeboat_control::launch::trigger::ALL))]
+        trigger: String,
+    },
     /// Run a plan's backups now (each recorded as a job). Exit 0 all succeeded, 3 some incomplete, 1 some failed.
     Run {
         #[command(flatten)]
@@ -170,33 +197,78 @@ pub fn run(g: &Global, c: JobsCmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         JobsCmd::Cancel { state, id } => {
+            use lifeboat_control::cancel::{Cancel, cancel};
             let store = open(&state)?;
-            let Some(j) = store.get(id)? else {
-                return Err(crate::common::usage(format!(
-                    "there is no job {id} (see `lifeboat jobs list`)"
-                )));
+            let pid = match cancel(&store, id)? {
+                Cancel::Requested { pid } => pid,
+                Cancel::NotFound => {
+                    return Err(crate::common::usage(format!(
+                        "there is no job {id} (see `lifeboat jobs list`)"
+                    )));
+                }
+                Cancel::NotRunning { status } => {
+                    return Err(crate::common::usage(format!(
+                        "job {id} is not running (it is {status})"
+                    )));
+                }
             };
-            if j.status != status::RUNNING
-                || !lifeboat_control::store::job_process_alive(&store, &j)?
-            {
-                return Err(crate::common::usage(format!(
-                    "job {id} is not running (it is {})",
-                    j.status
-                )));
-            }
-            let pid = rustix::process::Pid::from_raw(j.pid as i32)
-                .ok_or_else(|| anyhow::anyhow!("job {id} has no valid process id"))?;
-            rustix::process::kill_process(pid, rustix::process::Signal::TERM)
-                .map_err(|e| anyhow::anyhow!("cannot signal process {} of job {id}: {e}", j.pid))?;
             if g.json {
-                print_json(&serde_json::json!({"id": id, "pid": j.pid, "requested": true}))?;
+                print_json(&serde_json::json!({"id": id, "pid": pid, "requested": true}))?;
             } else if !g.quiet {
                 println!(
-                    "asked job {id} (process {}) to stop; `lifeboat jobs show {id}` tells when it has",
-                    j.pid
+                    "asked job {id} (process {pid}) to stop; `lifeboat jobs show {id}` tells when it has"
                 );
             }
             Ok(ExitCode::SUCCESS)
+        }
+        JobsCmd::Restore {
+            file,
+            state,
+            from_vault,
+            point,
+            resource,
+            path,
+            to,
+            overwrite,
+            trigger,
+        } => {
+            let cfg = match load(g, &file)? {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            let store = open(&state)?;
+            let req = lifeboat_control::restore::RestoreRequest {
+                vault: from_vault,
+                point,
+                resource,
+                path,
+                to: std::path::absolute(&to)?,
+                overwrite: overwrite.as_deref().map(|o| match o {
+                    "always" => lifeboat_files::Overwrite::Always,
+                    "if-changed" => lifeboat_files::Overwrite::IfChanged,
+                    _ => lifeboat_files::Overwrite::Never,
+                }),
+            };
+            let o = lifeboat_control::restore::restore_files(&cfg, &req, &trigger, &store)?;
+            if g.json {
+                print_json(&o)?;
+            } else {
+                println!(
+                    "job {}: restore of {} {}{}",
+                    o.job,
+                    o.resource,
+                    o.status,
+                    o.error
+                        .as_deref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(match o.status.as_str() {
+                status::SUCCEEDED => ExitCode::SUCCESS,
+                status::INCOMPLETE => ExitCode::from(3),
+                _ => ExitCode::from(1),
+            })
         }
         JobsCmd::Run {
             file,

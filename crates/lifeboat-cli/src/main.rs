@@ -31,6 +31,7 @@ mod cmd_report;
 mod cmd_restore;
 mod cmd_retention;
 mod cmd_stack;
+mod cmd_serve;
 mod cmd_validate;
 mod cmd_vault;
 mod common;
@@ -88,6 +89,8 @@ enum Command {
     Jobs(cmd_jobs::JobsCmd),
     /// Per resource: in a plan, newest point within its schedule, copies, locks, archive lag. Exit 0 compliant, 3 not.
     Report(cmd_report::ReportArgs),
+    /// Serve the REST API and /metrics (bearer token, optional TLS; see `[server]`).
+    Serve(cmd_serve::ServeArgs),
     /// Manage a restored instance (stop what `restore instance --start` started).
     #[command(subcommand)]
     Instance(cmd_instance::InstanceCmd),
@@ -128,6 +131,7 @@ fn main() -> ExitCode {
         Command::Recover(a) => cmd_stack::recover(&cli.global, a),
         Command::Drill(a) => cmd_drill::run(&cli.global, a),
         Command::Instance(c) => cmd_instance::run(&cli.global, c),
+        Command::Serve(a) => cmd_serve::run(&cli.global, a),
     };
     match r {
         Ok(code) => code,

@@ -31,6 +31,7 @@ mod load;
 mod load_plan;
 mod load_resource;
 mod load_stack;
+mod load_server;
 pub mod model;
 mod read;
 pub mod schedule;
@@ -97,5 +98,6 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Diagnostics> {
         replications: draft.replications,
         stacks: draft.stacks,
         drills: draft.drills,
+        server: draft.server,
     })
 }

@@ -25,6 +25,7 @@ pub(crate) struct Draft {
     pub(crate) replications: BTreeMap<String, Replication>,
     pub(crate) stacks: BTreeMap<String, Stack>,
     pub(crate) drills: BTreeMap<String, Drill>,
+    pub(crate) server: ServerSpec,
     /// Spans of values by dotted key (`plan.hourly.vault`), for later errors.
     pub(crate) spans: BTreeMap<String, Range<usize>>,
 }
@@ -64,10 +65,40 @@ pub(crate) const SECTIONS: &[(&str, &str, Loader)] = &[
     ("drill", "a drill", crate::load_stack::load_drill),
 ];
 
+/// Tables that appear once, without a name (`[server]`): table name, loader.
+type SingleLoader = fn(&mut Sink<'_>, Table<'_, '_>, &mut Draft);
+
+/// The single tables of the file.
+pub(crate) const SINGLE: &[(&str, SingleLoader)] = &[("server", crate::load_server::load_server)];
+
 pub(crate) fn load_document(sink: &mut Sink<'_>, doc: &DeTable<'_>, draft: &mut Draft) {
-    let names: Vec<&str> = SECTIONS.iter().map(|s| s.0).collect();
+    let names: Vec<&str> = SECTIONS
+        .iter()
+        .map(|s| s.0)
+        .chain(SINGLE.iter().map(|s| s.0))
+        .collect();
     for (k, v) in doc.iter() {
         let section = k.get_ref().as_ref();
+        if let Some((_, loader)) = SINGLE.iter().find(|s| s.0 == section) {
+            let span = v.span();
+            let DeValue::Table(t) = v.get_ref() else {
+                sink.error(
+                    &span,
+                    section,
+                    format!("`{section}` is a table, found {}", type_name(v.get_ref())),
+                    Some(format!("write it as `[{section}]` followed by its keys")),
+                );
+                continue;
+            };
+            draft.spans.insert(section.to_string(), span.clone());
+            let table = Table {
+                t,
+                path: section,
+                span: &span,
+            };
+            loader(sink, table, draft);
+            continue;
+        }
         let Some((_, what, loader)) = SECTIONS.iter().find(|s| s.0 == section) else {
             if let Some(m) = crate::read::did_you_mean(section, &names) {
                 sink.error(

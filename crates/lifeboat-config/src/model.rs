@@ -26,6 +26,37 @@ pub struct Config {
     pub stacks: BTreeMap<String, Stack>,
     /// Scheduled recoveries into scratch stacks.
     pub drills: BTreeMap<String, Drill>,
+    /// `[server]`: where `lifeboat serve` listens for the REST API and `/metrics`.
+    pub server: ServerSpec,
+}
+
+/// `[server]`: the REST API's listen address, TLS and token file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServerSpec {
+    /// `host:port` (default [`ServerSpec::DEFAULT_LISTEN`]).
+    pub listen: std::net::SocketAddr,
+    /// PEM certificate chain; with `tls_key`, the API is served over TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// The bearer token's file (default: `api-token` in the state directory).
+    pub token_file: Option<PathBuf>,
+}
+
+impl ServerSpec {
+    /// Loopback only: exposing the API is a decision the file states.
+    pub const DEFAULT_LISTEN: &str = "127.0.0.1:7460";
+}
+
+impl Default for ServerSpec {
+    fn default() -> Self {
+        ServerSpec {
+            listen: Self::DEFAULT_LISTEN.parse().expect("valid address"),
+            tls_cert: None,
+            tls_key: None,
+            token_file: None,
+        }
+    }
 }
 
 /// `[site.NAME]`.

@@ -132,3 +132,21 @@ fn dump() {
         }
     }
 }
+
+#[test]
+fn server_table_reads_and_defaults_to_loopback() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/good/server.toml");
+    let c = lifeboat_config::load(&p).unwrap();
+    assert_eq!(c.server.listen.to_string(), "0.0.0.0:7460");
+    assert_eq!(
+        c.server.tls_key.as_deref(),
+        Some(Path::new("/etc/lifeboat/api.key"))
+    );
+    let d = lifeboat_config::parse(
+        "x.toml",
+        "vault.main.location = \"/srv/vault\"\nresource.etc.paths = [\"/etc\"]\n",
+    )
+    .unwrap();
+    assert_eq!(d.server, lifeboat_config::ServerSpec::default());
+    assert!(d.server.listen.ip().is_loopback());
+}

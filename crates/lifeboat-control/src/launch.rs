@@ -80,6 +80,13 @@ impl Launcher {
 
     /// Starts `lifeboat jobs run --plan PLAN [--resource R] --trigger T` as a child.
     pub fn plan_run(&self, plan: &str, resource: Option<&str>, trigger: &str) -> Result<Child> {
+        self.plan_command(plan, resource, trigger)
+            .spawn()
+            .map_err(|e| ControlError::io("cannot start a job run with", &self.exe, e))
+    }
+
+    /// The command [`Launcher::plan_run`] spawns (for callers that spawn it themselves).
+    pub fn plan_command(&self, plan: &str, resource: Option<&str>, trigger: &str) -> Command {
         let mut args = vec![
             "--quiet",
             "jobs",
@@ -93,7 +100,50 @@ impl Launcher {
             args.extend(["--resource", r]);
         }
         self.command(&args)
+    }
+
+    /// Starts `lifeboat jobs restore …` (a files restore recorded as a job) as a child.
+    pub fn restore(&self, req: &crate::restore::RestoreRequest, trigger: &str) -> Result<Child> {
+        self.restore_command(req, trigger)?
             .spawn()
-            .map_err(|e| ControlError::io("cannot start a job run with", &self.exe, e))
+            .map_err(|e| ControlError::io("cannot start a restore with", &self.exe, e))
+    }
+
+    /// The command [`Launcher::restore`] spawns.
+    pub fn restore_command(
+        &self,
+        req: &crate::restore::RestoreRequest,
+        trigger: &str,
+    ) -> Result<Command> {
+        let mut args: Vec<String> = ["--quiet", "jobs", "restore", "--from", &req.vault]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(["--to".into(), req.to.display().to_string()]);
+        if let Some(r) = &req.resource {
+            args.extend(["--resource".into(), r.clone()]);
+        }
+        if let Some(p) = &req.path {
+            args.extend(["--path".into(), p.display().to_string()]);
+        }
+        if let Some(o) = req.overwrite {
+            let o = match o {
+                lifeboat_files::Overwrite::Always => "always",
+                lifeboat_files::Overwrite::IfChanged => "if-changed",
+                lifeboat_files::Overwrite::Never => "never",
+            };
+            args.extend(["--overwrite".into(), o.into()]);
+        }
+        args.extend(["--trigger".into(), trigger.into()]);
+        // The point is a positional argument: an id or `latest`, never a flag.
+        if req.point.starts_with('-') || req.point.is_empty() {
+            return Err(ControlError::Refused(format!(
+                "`{}` is not a point id, prefix or `latest`",
+                req.point
+            )));
+        }
+        args.push(req.point.clone());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        Ok(self.command(&refs))
     }
 }

@@ -22,14 +22,23 @@
 //!   [`hooks`] around each.
 //! - [`launch`]: starts runs as child `lifeboat jobs run` processes (the
 //!   daemon's schedules and the API's "run now"), each dying with its parent.
+//! - [`progress`]: a running job's live progress, written to the store once
+//!   a second from its protector's counters.
+//! - [`cancel`]: stopping a running job (SIGTERM to its process), for
+//!   `jobs cancel` and the API alike.
+//! - [`restore`]: a files restore recorded as a job (started by the API as a
+//!   child `lifeboat jobs restore`).
 //! - [`report`]: compliance controls per resource, read from the vaults
 //!   (`lifeboat report`, `plan --drift`).
 
 pub mod apply;
+pub mod cancel;
 pub mod changes;
 pub mod hooks;
 pub mod launch;
+pub mod progress;
 pub mod report;
+pub mod restore;
 pub mod run;
 pub mod secret;
 pub mod state;

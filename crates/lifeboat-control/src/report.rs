@@ -48,20 +48,17 @@ pub struct ResourceReport {
 }
 
 /// Points of every vault the report needs, read once (under a reader lock).
-struct Points {
+struct Points<'o> {
+    open: &'o Opener<'o>,
     by_vault: BTreeMap<String, std::result::Result<Vec<RecoveryPoint>, String>>,
 }
 
-impl Points {
-    fn of(
-        &mut self,
-        cfg: &Config,
-        vault: &str,
-    ) -> std::result::Result<&Vec<RecoveryPoint>, String> {
+impl Points<'_> {
+    fn of(&mut self, vault: &str) -> std::result::Result<&Vec<RecoveryPoint>, String> {
         self.by_vault
             .entry(vault.to_string())
             .or_insert_with(|| {
-                let v = crate::secret::open_vault(cfg, vault).map_err(|e| e.to_string())?;
+                let v = (self.open)(vault)?;
                 let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "report")
                     .map_err(|e| e.to_string())?;
                 let (points, _) = v.list_points().map_err(|e| e.to_string())?;
@@ -87,9 +84,21 @@ fn age(d: Duration) -> String {
     lifeboat_config::Dur(d.num_seconds().max(1) as u64).to_string()
 }
 
+/// How the report opens a vault by name (the REST API passes its opened vaults).
+pub type Opener<'a> = dyn Fn(&str) -> std::result::Result<lifeboat_vault::Vault, String> + 'a;
+
 /// Every resource's controls, at `now`.
 pub fn report(cfg: &Config, now: DateTime<Utc>) -> Vec<ResourceReport> {
+    report_with(cfg, now, &|name: &str| {
+        crate::secret::open_vault(cfg, name).map_err(|e| e.to_string())
+    })
+}
+
+/// [`report`], opening vaults with `open` (a caller that keeps vaults open
+/// saves deriving each vault's key again).
+pub fn report_with(cfg: &Config, now: DateTime<Utc>, open: &Opener<'_>) -> Vec<ResourceReport> {
     let mut pts = Points {
+        open,
         by_vault: BTreeMap::new(),
     };
     let mut out = Vec::new();
@@ -118,7 +127,7 @@ pub fn report(cfg: &Config, now: DateTime<Utc>) -> Vec<ResourceReport> {
                                what: &str,
                                controls: &mut Vec<Control>|
              -> Option<i64> {
-                match pts.of(cfg, vault) {
+                match pts.of(vault) {
                     Err(e) => {
                         controls.push(Control {
                             name: cname,
@@ -177,7 +186,7 @@ pub fn report(cfg: &Config, now: DateTime<Utc>) -> Vec<ResourceReport> {
         } = &r.kind
             && let Some(vault) = &a.vault
         {
-            let c = match pts.of(cfg, vault) {
+            let c = match pts.of(vault) {
                 Err(e) => Control {
                     name: "archive".into(),
                     ok: false,
@@ -209,7 +218,7 @@ pub fn report(cfg: &Config, now: DateTime<Utc>) -> Vec<ResourceReport> {
         if let ResourceKind::Mysql { .. } = &r.kind
             && let Some(pn) = plans.first()
         {
-            controls.push(restorable_window(cfg, &cfg.plans[pn].vault, name));
+            controls.push(restorable_window(open, &cfg.plans[pn].vault, name));
         }
         controls.dedup_by(|a, b| a.name == b.name && a.detail == b.detail);
         let compliant = controls.iter().all(|c| c.ok);
@@ -227,10 +236,9 @@ pub fn report(cfg: &Config, now: DateTime<Utc>) -> Vec<ResourceReport> {
 
 /// A database's restorable windows in its plan's vault (snapshots joined by
 /// contiguous archived binlog): met when there is at least one.
-fn restorable_window(cfg: &Config, vault: &str, resource: &str) -> Control {
+fn restorable_window(open: &Opener<'_>, vault: &str, resource: &str) -> Control {
     let name = "restorable-window".to_string();
-    let windows = crate::secret::open_vault(cfg, vault)
-        .map_err(|e| e.to_string())
+    let windows = open(vault)
         .and_then(|v| {
             let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "report")
                 .map_err(|e| e.to_string())?;

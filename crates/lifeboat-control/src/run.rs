@@ -143,7 +143,13 @@ pub fn run_plan(
         let (mut hook_log, before_err) = crate::hooks::run(&p.hooks.before, "before", &env);
         let res = match (&vault, before_err) {
             (_, Some(e)) => Err(format!("{e}: the backup was not started")),
-            (Ok(v), None) => backup_one(cfg, v, name, plan),
+            (Ok(v), None) => {
+                let counters = crate::progress::JobCounters::default();
+                let work = work_of(&cfg.resources[name.as_str()].kind);
+                crate::progress::with_progress(store, id, &counters, work, || {
+                    backup_one(cfg, v, name, plan, &counters)
+                })
+            }
             (Err(e), None) => Err(format!("cannot open vault `{}`: {e}", p.vault)),
         };
         let res = match res {
@@ -213,11 +219,22 @@ pub fn run_plan(
 
 type Made = (String, RecoveryPoint, Vec<String>);
 
+/// Which counters a resource's backup moves.
+fn work_of(kind: &ResourceKind) -> crate::progress::Work {
+    use crate::progress::Work;
+    match kind {
+        ResourceKind::Mysql { .. } => Work::Mysql,
+        ResourceKind::Bucket { .. } => Work::Bucket,
+        ResourceKind::Files { .. } | ResourceKind::Instance { .. } => Work::FilesBackup,
+    }
+}
+
 fn backup_one(
     cfg: &Config,
     v: &Vault,
     name: &str,
     plan: &str,
+    counters: &crate::progress::JobCounters,
 ) -> std::result::Result<Made, String> {
     let r = &cfg.resources[name];
     let tags = vec![format!("plan:{plan}")];
@@ -239,7 +256,7 @@ fn backup_one(
                 kind: None,
                 force_full: false,
             };
-            let res = lifeboat_files::backup(v, &opts, &lifeboat_files::Counters::default()).map_err(|e| e.to_string())?;
+            let res = lifeboat_files::backup(v, &opts, &counters.files).map_err(|e| e.to_string())?;
             Ok((res.id.to_hex(), res.point, log(&res.warnings, &res.notes)))
         }
         ResourceKind::Mysql { dsn, password, .. } => {
@@ -249,13 +266,13 @@ fn backup_one(
                 dsn.password = Some(String::from_utf8(pw).map_err(|_| format!("resource `{name}`: the database password is not UTF-8"))?);
             }
             let opts = lifeboat_mysql::SnapshotOptions { resource: Some(name.to_string()), tags, ..Default::default() };
-            let res = lifeboat_mysql::snapshot(v, &dsn, &opts, &lifeboat_mysql::Counters::default()).map_err(|e| e.to_string())?;
+            let res = lifeboat_mysql::snapshot(v, &dsn, &opts, &counters.mysql).map_err(|e| e.to_string())?;
             Ok((res.id.to_hex(), res.point, log(&res.warnings, &[])))
         }
         ResourceKind::Bucket { location } => {
             let b = lifeboat_bucket::Bucket::open_address(location, false).map_err(|e| e.to_string())?;
             let opts = lifeboat_bucket::snapshot::SnapshotOptions { prefix: String::new(), resource: Some(name.to_string()), tags, force_full: false };
-            let res = lifeboat_bucket::snapshot::snapshot(v, &b, &opts, &lifeboat_bucket::snapshot::Counters::default()).map_err(|e| e.to_string())?;
+            let res = lifeboat_bucket::snapshot::snapshot(v, &b, &opts, &counters.bucket).map_err(|e| e.to_string())?;
             Ok((res.id.to_hex(), res.point, log(&res.warnings, &[])))
         }
         ResourceKind::Instance { .. } => Err("instance resources are backed up by the instance protector, which this build does not have yet".into()),

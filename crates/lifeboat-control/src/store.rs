@@ -106,6 +106,9 @@ pub struct Job {
     pub log: String,
     /// The process that ran it.
     pub pid: u32,
+    /// Live progress of a running job (JSON text: see [`crate::progress`]),
+    /// written by the job's process at most once a second.
+    pub progress: Option<String>,
 }
 
 /// Which jobs to list.
@@ -121,6 +124,39 @@ pub struct JobFilter {
     pub limit: Option<usize>,
 }
 
+/// Upper bounds (seconds) of the job-duration histogram buckets.
+pub const DURATION_BUCKETS: &[f64] = &[1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 10800.0];
+
+/// Figures of the finished jobs of one resource, kind and status (for metrics).
+#[derive(Debug, Clone, Serialize)]
+pub struct JobGroup {
+    /// The resource (empty for none).
+    pub resource: String,
+    /// The kind.
+    pub kind: String,
+    /// The status.
+    pub status: String,
+    /// How many.
+    pub count: u64,
+    /// Σ bytes.
+    pub bytes: u64,
+    /// Σ durations (seconds).
+    pub duration_sum_s: f64,
+    /// How many took at most each of [`DURATION_BUCKETS`].
+    pub buckets: Vec<u64>,
+}
+
+/// Figures of the whole history (for metrics).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct JobSummary {
+    /// Finished jobs grouped by resource, kind and status.
+    pub groups: Vec<JobGroup>,
+    /// Per resource, the end of its last successful backup.
+    pub last_success: Vec<(String, DateTime<Utc>)>,
+    /// Jobs running now, per kind.
+    pub running: Vec<(String, u64)>,
+}
+
 /// The job history (SQLite now; a server database later).
 pub trait JobStore {
     /// Records a job as running; returns its id.
@@ -133,10 +169,18 @@ pub trait JobStore {
     fn list(&self, filter: &JobFilter) -> Result<Vec<Job>>;
     /// Marks `running` jobs whose process is gone as `interrupted`; returns how many.
     fn mark_interrupted(&self) -> Result<usize>;
+    /// Records a running job's progress (JSON text).
+    fn set_progress(&self, id: i64, progress: &str) -> Result<()>;
+    /// The jobs process `pid` recorded, oldest first (how a launcher learns
+    /// the ids of the jobs its child started).
+    fn jobs_of_process(&self, pid: u32) -> Result<Vec<Job>>;
+    /// Figures of the whole history, computed by the database.
+    fn summary(&self) -> Result<JobSummary>;
 }
 
 /// Schema migrations, applied in order; `PRAGMA user_version` is how many ran.
-const MIGRATIONS: &[&str] = &["CREATE TABLE jobs (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE jobs (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         kind TEXT NOT NULL,
         resource TEXT,
@@ -154,7 +198,11 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE jobs (
         pid_start TEXT NOT NULL
     );
     CREATE INDEX jobs_resource ON jobs(resource, started);
-    CREATE INDEX jobs_status ON jobs(status);"];
+    CREATE INDEX jobs_status ON jobs(status);",
+    // 2: live progress of running jobs (read by the API's event stream).
+    "ALTER TABLE jobs ADD COLUMN progress TEXT;
+    CREATE INDEX jobs_pid ON jobs(pid);",
+];
 
 /// The embedded store: one SQLite file in the state directory.
 pub struct SqliteStore {
@@ -256,10 +304,11 @@ fn row_to_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
         error: r.get(11)?,
         log: r.get(12)?,
         pid: r.get(13)?,
+        progress: r.get(14)?,
     })
 }
 
-const COLUMNS: &str = "id, kind, resource, plan, trigger, vault, status, started, ended, bytes, point, error, log, pid";
+const COLUMNS: &str = "id, kind, resource, plan, trigger, vault, status, started, ended, bytes, point, error, log, pid, progress";
 
 fn now() -> String {
     Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -324,6 +373,98 @@ impl JobStore for SqliteStore {
             .map_err(|e| self.err(e))
     }
 
+    fn set_progress(&self, id: i64, progress: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE jobs SET progress = ?2 WHERE id = ?1",
+                params![id, progress],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn jobs_of_process(&self, pid: u32) -> Result<Vec<Job>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM jobs WHERE pid = ?1 ORDER BY id"
+            ))
+            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([pid], row_to_job).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    fn summary(&self) -> Result<JobSummary> {
+        let e = |e| self.err(e);
+        let buckets: Vec<String> = DURATION_BUCKETS
+            .iter()
+            .map(|b| format!("SUM(d <= {b})"))
+            .collect();
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT COALESCE(resource, ''), kind, status, COUNT(*), COALESCE(SUM(bytes), 0), COALESCE(SUM(d), 0), {}
+                 FROM (SELECT resource, kind, status, bytes,
+                              MAX(0, (julianday(ended) - julianday(started)) * 86400.0) AS d
+                       FROM jobs WHERE ended IS NOT NULL)
+                 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+                buckets.join(", ")
+            ))
+            .map_err(e)?;
+        let groups = stmt
+            .query_map([], |r| {
+                Ok(JobGroup {
+                    resource: r.get(0)?,
+                    kind: r.get(1)?,
+                    status: r.get(2)?,
+                    count: r.get::<_, i64>(3)? as u64,
+                    bytes: r.get::<_, i64>(4)? as u64,
+                    duration_sum_s: r.get(5)?,
+                    buckets: (0..DURATION_BUCKETS.len())
+                        .map(|i| r.get::<_, i64>(6 + i).map(|n| n as u64))
+                        .collect::<rusqlite::Result<_>>()?,
+                })
+            })
+            .map_err(e)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(e)?;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT resource, MAX(ended) FROM jobs
+                 WHERE status = 'succeeded' AND kind = 'backup' AND resource IS NOT NULL
+                 GROUP BY resource ORDER BY resource",
+            )
+            .map_err(e)?;
+        let last_success = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(e)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(e)?
+            .into_iter()
+            .filter_map(|(res, t)| {
+                DateTime::parse_from_rfc3339(&t)
+                    .ok()
+                    .map(|t| (res, t.with_timezone(&Utc)))
+            })
+            .collect();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT kind, COUNT(*) FROM jobs WHERE status = 'running' GROUP BY kind ORDER BY kind")
+            .map_err(e)?;
+        let running = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .map_err(e)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(e)?;
+        Ok(JobSummary {
+            groups,
+            last_success,
+            running,
+        })
+    }
+
     fn mark_interrupted(&self) -> Result<usize> {
         let mut stmt = self
             .conn
@@ -384,6 +525,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.get(a).unwrap().unwrap().status, "succeeded");
+        s.set_progress(b, r#"{"bytes":7}"#).unwrap();
+        assert_eq!(
+            s.get(b).unwrap().unwrap().progress.as_deref(),
+            Some(r#"{"bytes":7}"#)
+        );
+        let sum = s.summary().unwrap();
+        assert_eq!(sum.groups.len(), 1, "{sum:?}");
+        assert_eq!((sum.groups[0].count, sum.groups[0].bytes), (1, 5));
+        assert_eq!(
+            sum.groups[0].buckets[0], 1,
+            "a job of a few ms is within 1 s"
+        );
+        assert_eq!(sum.last_success[0].0, "etc");
+        assert_eq!(sum.running, [("backup".to_string(), 1)]);
+        let mine = s.jobs_of_process(std::process::id()).unwrap();
+        assert_eq!(mine.iter().map(|j| j.id).collect::<Vec<_>>(), [a, b]);
         assert_eq!(
             s.list(&JobFilter {
                 resource: Some("db".into()),
@@ -406,5 +563,30 @@ mod tests {
         assert_eq!(s.get(b).unwrap().unwrap().status, "interrupted");
         let listed = s.list(&JobFilter::default()).unwrap();
         assert_eq!(listed.iter().map(|j| j.id).collect::<Vec<_>>(), [b, a]);
+    }
+
+    #[test]
+    fn a_store_of_the_first_schema_gains_the_progress_column() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("jobs.sqlite");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+            c.execute(
+                "INSERT INTO jobs (kind, trigger, status, started, pid, pid_start)
+                 VALUES ('backup', 'manual', 'succeeded', '2026-01-01T00:00:00Z', 1, 'x')",
+                [],
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let j = s.get(1).unwrap().unwrap();
+        assert_eq!((j.status.as_str(), j.progress), ("succeeded", None));
+        let v: i64 = s
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v as usize, MIGRATIONS.len());
     }
 }

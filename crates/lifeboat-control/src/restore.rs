@@ -1,0 +1,136 @@
+//! A files restore recorded as a job (kind `restore`): what the REST API
+//! starts, as a child `lifeboat jobs restore`, so that the restore runs in
+//! its own process, shows its progress and can be cancelled like a backup.
+//!
+//! The restore goes through `lifeboat_files::restore` (handles, O_NOFOLLOW),
+//! under the vault's reader lock; with no overwrite policy a non-empty
+//! target is refused.
+
+use std::path::PathBuf;
+
+use lifeboat_config::Config;
+use lifeboat_files::Overwrite;
+use lifeboat_vault::PointFilter;
+
+use crate::progress::{JobCounters, Work, with_progress};
+use crate::run::Outcome;
+use crate::store::{JobEnd, JobStore, NewJob, status};
+use crate::{ControlError, Result};
+
+/// What to restore, and where.
+#[derive(Debug, Clone)]
+pub struct RestoreRequest {
+    /// The vault's name in the file.
+    pub vault: String,
+    /// The point: id, unique prefix, or `latest` (with `resource`).
+    pub point: String,
+    /// Only a point of this resource (for `latest`).
+    pub resource: Option<String>,
+    /// Only this path of the point (absolute, as backed up).
+    pub path: Option<PathBuf>,
+    /// The target directory (absolute).
+    pub to: PathBuf,
+    /// Existing content: `None` refuses a non-empty target.
+    pub overwrite: Option<Overwrite>,
+}
+
+/// Restores as a job of kind `restore`; the job records the point's
+/// resource, the vault, bytes written, and what could not be restored.
+pub fn restore_files(
+    cfg: &Config,
+    req: &RestoreRequest,
+    trigger: &str,
+    store: &dyn JobStore,
+) -> Result<Outcome> {
+    if !req.to.is_absolute() {
+        return Err(ControlError::Refused(format!(
+            "the restore target {} is not an absolute path",
+            req.to.display()
+        )));
+    }
+    let vault = crate::secret::open_vault(cfg, &req.vault)?;
+    let reader = lifeboat_vault::lock::reader_lock(vault.storage(), "restore")?;
+    let (id, point) = vault.select_point(
+        &req.point,
+        &PointFilter::kinds(&["files"]).resource(req.resource.as_deref()),
+    )?;
+    let job = store.start(&NewJob {
+        kind: "restore".into(),
+        resource: Some(point.resource.clone()),
+        plan: None,
+        trigger: trigger.to_string(),
+        vault: Some(req.vault.clone()),
+    })?;
+    let counters = JobCounters::default();
+    let opts = lifeboat_files::RestoreOptions {
+        to: req.to.clone(),
+        path: req.path.clone(),
+        verify: false,
+        overwrite: req.overwrite,
+        dry_run: false,
+        delete: false,
+    };
+    let res = with_progress(store, job, &counters, Work::FilesRestore, || {
+        lifeboat_files::restore(&vault, &id, &opts, &counters.files)
+    });
+    drop(reader);
+    let what = format!(
+        "point {} ({}) {}→ {}",
+        id.short(),
+        point.resource,
+        req.path
+            .as_ref()
+            .map(|p| format!("{} ", p.display()))
+            .unwrap_or_default(),
+        req.to.display()
+    );
+    let end = match res {
+        Ok(rep) => {
+            let mut log = vec![format!(
+                "restored {what}: {} files, {} directories, {} bytes",
+                rep.files, rep.dirs, rep.bytes
+            )];
+            log.extend(rep.warnings.iter().map(|w| format!("warning: {w}")));
+            log.extend(
+                rep.damaged
+                    .iter()
+                    .map(|d| format!("damaged, not restored: {d}")),
+            );
+            let error = (!rep.errors.is_empty()).then(|| {
+                format!(
+                    "{} local error(s) writing the target, first: {}",
+                    rep.errors.len(),
+                    rep.errors[0]
+                )
+            });
+            JobEnd {
+                status: if error.is_some() {
+                    status::FAILED
+                } else if rep.damaged.is_empty() && rep.warnings.is_empty() {
+                    status::SUCCEEDED
+                } else {
+                    status::INCOMPLETE
+                }
+                .into(),
+                bytes: Some(rep.bytes),
+                point: Some(id.to_hex()),
+                error,
+                log: log.join("\n"),
+            }
+        }
+        Err(e) => JobEnd {
+            status: status::FAILED.into(),
+            point: Some(id.to_hex()),
+            error: Some(format!("restore of {what} failed: {e}")),
+            ..JobEnd::default()
+        },
+    };
+    store.finish(job, &end)?;
+    Ok(Outcome {
+        job,
+        resource: point.resource,
+        status: end.status,
+        point: end.point,
+        error: end.error,
+    })
+}

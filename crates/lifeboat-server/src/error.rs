@@ -1,0 +1,90 @@
+//! Errors as JSON: `{"error": "what failed, where, and what to do"}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What failed and what to do.
+    pub error: String,
+}
+
+/// An error answered with its status.
+#[derive(Debug)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The message.
+    pub message: String,
+}
+
+impl ApiError {
+    /// 404.
+    pub fn not_found(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, m)
+    }
+    /// 400.
+    pub fn bad_request(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, m)
+    }
+    /// 500: something on the server's side failed (a vault, the store).
+    pub fn internal(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, m)
+    }
+    /// Any status.
+    pub fn new(status: StatusCode, m: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: m.into(),
+        }
+    }
+}
+
+impl From<lifeboat_control::ControlError> for ApiError {
+    fn from(e: lifeboat_control::ControlError) -> Self {
+        use lifeboat_control::ControlError as C;
+        match e {
+            C::Refused(m) => ApiError::bad_request(m),
+            e => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<lifeboat_vault::VaultError> for ApiError {
+    fn from(e: lifeboat_vault::VaultError) -> Self {
+        use lifeboat_vault::VaultError as V;
+        match e {
+            V::NoSuchPoint(_) | V::WrongKind { .. } => ApiError::not_found(e.to_string()),
+            V::AmbiguousPoint(_) => ApiError::bad_request(e.to_string()),
+            e => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::warn!("API error {}: {}", self.status, self.message);
+        }
+        (
+            self.status,
+            Json(ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// Runs `f` on the blocking pool (vault and store reads).
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("a worker of the API failed: {e}")))?
+}

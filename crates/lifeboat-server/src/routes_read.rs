@@ -1,0 +1,432 @@
+//! Read-only routes: resources, points and their contents, vaults, the
+//! compliance report, replication rules.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use chrono::{DateTime, Utc};
+use lifeboat_config::ResourceKind;
+use lifeboat_vault::{Id, RecoveryPoint};
+
+use crate::error::{ErrorBody, blocking};
+use crate::snapshot::{Snapshot, is_seal};
+use crate::views::*;
+use crate::{ApiError, AppState};
+
+/// Liveness: answers without a token.
+#[utoipa::path(get, path = "/healthz", tag = "server",
+    responses((status = 200, description = "The server answers", body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
+}
+
+fn resource_views(s: &Snapshot) -> Vec<ResourceView> {
+    s.report
+        .iter()
+        .map(|r| ResourceView {
+            name: r.resource.clone(),
+            kind: r.kind.clone(),
+            site: s
+                .config
+                .resources
+                .get(&r.resource)
+                .and_then(|x| x.site.clone()),
+            plans: r.plans.clone(),
+            compliant: r.compliant,
+            newest_age_s: r.newest_age_s,
+            newest_point: s
+                .newest(&r.resource)
+                .map(|(v, id, p)| PointView::new(v, id, p)),
+            controls: r
+                .controls
+                .iter()
+                .map(|c| ControlView {
+                    name: c.name.clone(),
+                    ok: c.ok,
+                    detail: c.detail.clone(),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// The file's resources with their newest point and compliance (vaults read at most every 5 s).
+#[utoipa::path(get, path = "/api/v1/resources", tag = "resources",
+    responses((status = 200, body = Vec<ResourceView>), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn resources(State(st): State<AppState>) -> Result<Json<Vec<ResourceView>>, ApiError> {
+    let s = snapshot(&st).await?;
+    Ok(Json(resource_views(&s)))
+}
+
+pub(crate) async fn snapshot(st: &AppState) -> Result<std::sync::Arc<Snapshot>, ApiError> {
+    let st = st.clone();
+    blocking(move || {
+        let cfg = st.cfg();
+        Ok(st.0.snapshot.get(&st.0.vaults, cfg))
+    })
+    .await
+}
+
+/// Compliance of every resource (`lifeboat report`), from the vaults (read at most every 5 s).
+#[utoipa::path(get, path = "/api/v1/report", tag = "resources",
+    responses((status = 200, body = ReportView), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn report(State(st): State<AppState>) -> Result<Json<ReportView>, ApiError> {
+    let s = snapshot(&st).await?;
+    let resources = resource_views(&s);
+    Ok(Json(ReportView {
+        generated: s.taken,
+        compliant: resources.iter().all(|r| r.compliant),
+        resources,
+    }))
+}
+
+/// Query of a resource's points.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PointsQuery {
+    /// Only this vault.
+    pub vault: Option<String>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Also the binlog archive's seal points (many, rolled up every few minutes).
+    pub seals: Option<bool>,
+    /// At most this many, newest first (default 500, at most 10000).
+    #[param(minimum = 0, maximum = 10000)]
+    pub limit: Option<u32>,
+}
+
+/// A resource's points in every vault of the file (copies too), newest first.
+#[utoipa::path(get, path = "/api/v1/resources/{name}/points", tag = "points",
+    params(("name" = String, Path, description = "The resource"), PointsQuery),
+    responses((status = 200, body = PointList), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn resource_points(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<PointsQuery>,
+) -> Result<Json<PointList>, ApiError> {
+    blocking(move || {
+        let cfg = st.cfg();
+        if !cfg.resources.contains_key(&name) {
+            return Err(ApiError::not_found(format!(
+                "there is no resource `{name}` in the file"
+            )));
+        }
+        if let Some(v) = &q.vault
+            && !cfg.vaults.contains_key(v)
+        {
+            return Err(ApiError::not_found(format!(
+                "there is no vault `{v}` in the file"
+            )));
+        }
+        let mut points = Vec::new();
+        let mut unreadable = Vec::new();
+        for vname in cfg.vaults.keys() {
+            if q.vault.as_ref().is_some_and(|v| v != vname) {
+                continue;
+            }
+            match st.0.vaults.points(&cfg, vname) {
+                Err(e) => unreadable.push(VaultProblem {
+                    vault: vname.clone(),
+                    error: e.message,
+                }),
+                Ok(list) => points.extend(
+                    list.iter()
+                        .filter(|(_, p)| p.resource == name)
+                        .filter(|(_, p)| q.kind.as_ref().is_none_or(|k| &p.kind == k))
+                        .filter(|(_, p)| q.seals == Some(true) || !is_seal(p))
+                        .map(|(id, p)| PointView::new(vname, id, p)),
+                ),
+            }
+        }
+        points.sort_by(|a, b| b.time.cmp(&a.time).then(a.vault.cmp(&b.vault)));
+        points.truncate(q.limit.unwrap_or(500).min(10_000) as usize);
+        Ok(Json(PointList { points, unreadable }))
+    })
+    .await
+}
+
+fn find(
+    st: &AppState,
+    vault: &str,
+    point: &str,
+) -> Result<(std::sync::Arc<lifeboat_vault::Vault>, Id, RecoveryPoint), ApiError> {
+    let cfg = st.cfg();
+    let v = st.0.vaults.open(&cfg, vault)?;
+    if point.is_empty() || !point.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(ApiError::not_found(format!(
+            "`{point}` is not a point id (hexadecimal, or a unique prefix of one)"
+        )));
+    }
+    let (id, p) = v.find_point(point, None)?;
+    Ok((v, id, p))
+}
+
+/// One point in full (lineage, lock, consistency, summary).
+#[utoipa::path(get, path = "/api/v1/points/{vault}/{id}", tag = "points",
+    params(("vault" = String, Path, description = "The vault's name in the file"),
+           ("id" = String, Path, description = "The point's id or a unique prefix")),
+    responses((status = 200, body = PointView), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn point(
+    State(st): State<AppState>,
+    Path((vault, id)): Path<(String, String)>,
+) -> Result<Json<PointView>, ApiError> {
+    blocking(move || {
+        let (v, pid, p) = find(&st, &vault, &id)?;
+        let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "api")
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(Json(PointView::new(&vault, &pid, &p)))
+    })
+    .await
+}
+
+fn time_of(ns: i64) -> Option<DateTime<Utc>> {
+    (ns != 0).then(|| DateTime::from_timestamp_nanos(ns))
+}
+
+/// What a point holds: a files or instance point's directory, a database
+/// point's databases or one database's tables, a bucket point's keys.
+#[utoipa::path(get, path = "/api/v1/points/{vault}/{id}/contents", tag = "points",
+    params(("vault" = String, Path, description = "The vault's name in the file"),
+           ("id" = String, Path, description = "The point's id or a unique prefix"), ContentsQuery),
+    responses((status = 200, body = Contents), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn contents(
+    State(st): State<AppState>,
+    Path((vault, id)): Path<(String, String)>,
+    Query(q): Query<ContentsQuery>,
+) -> Result<Json<Contents>, ApiError> {
+    blocking(move || {
+        let (v, pid, p) = find(&st, &vault, &id)?;
+        let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "api")
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let limit = q.limit.unwrap_or(1000).min(10_000) as usize;
+        let not_in = |e: lifeboat_files::FilesError| match e {
+            lifeboat_files::FilesError::NotInPoint(p) => {
+                ApiError::not_found(format!("{} is not in the point", p.display()))
+            }
+            e => ApiError::internal(e.to_string()),
+        };
+        let (listing, mut entries) = match p.kind.as_str() {
+            "files" | "instance" => {
+                let path = q.path.clone().unwrap_or_else(|| "/".into());
+                if path.contains('\0') {
+                    return Err(ApiError::bad_request("the path holds a NUL byte"));
+                }
+                let list = lifeboat_files::list::list(&v, &pid, Some(std::path::Path::new(&path)), false)
+                    .map_err(not_in)?;
+                let entries = list
+                    .into_iter()
+                    .map(|e| EntryView {
+                        name: e.path,
+                        kind: format!("{:?}", e.kind).to_lowercase(),
+                        size: e.size,
+                        mtime: time_of(e.mtime_ns),
+                    })
+                    .collect();
+                (path, entries)
+            }
+            k if k == lifeboat_mysql::KIND_SNAPSHOT => {
+                let (listing, dir, kind) = match q.path.as_deref().filter(|p| !p.is_empty()) {
+                    None => ("databases".to_string(), "/databases".to_string(), "database"),
+                    Some(db) if db.contains(['/', '\0']) => {
+                        return Err(ApiError::bad_request(format!(
+                            "`{db}` is not a database name"
+                        )));
+                    }
+                    Some(db) => (db.to_string(), format!("/databases/{db}/tables"), "table"),
+                };
+                let list = lifeboat_files::list::list(&v, &pid, Some(std::path::Path::new(&dir)), false)
+                    .map_err(not_in)?;
+                let entries = list
+                    .into_iter()
+                    .filter(|e| matches!(e.kind, lifeboat_vault::tree::NodeKind::Dir))
+                    .map(|e| EntryView {
+                        name: e.path.rsplit('/').next().unwrap_or_default().to_string(),
+                        kind: kind.into(),
+                        size: e.size,
+                        mtime: time_of(e.mtime_ns),
+                    })
+                    .collect();
+                (listing, entries)
+            }
+            "bucket" => {
+                let prefix = q.prefix.clone().unwrap_or_default();
+                let index = v.load_index().map_err(ApiError::from)?;
+                let mut entries = Vec::new();
+                let stop = "listing limit reached";
+                let r = lifeboat_bucket::restore::walk(&v, &index, &p.tree, "", &mut |key, node| {
+                    if key.starts_with(&prefix) {
+                        if entries.len() > limit {
+                            return Err(lifeboat_bucket::BucketError::BadPoint(stop.into()));
+                        }
+                        entries.push(EntryView {
+                            name: key,
+                            kind: "object".into(),
+                            size: node.size,
+                            mtime: time_of(node.mtime_ns),
+                        });
+                    }
+                    Ok(())
+                });
+                match r {
+                    Err(lifeboat_bucket::BucketError::BadPoint(m)) if m == stop => {}
+                    Err(e) => return Err(ApiError::internal(e.to_string())),
+                    Ok(()) => {}
+                }
+                (prefix, entries)
+            }
+            k => {
+                return Err(ApiError::bad_request(format!(
+                    "a point of kind `{k}` has no contents to list (files, instance, mysql and bucket points do)"
+                )));
+            }
+        };
+        let truncated = entries.len() > limit;
+        entries.truncate(limit);
+        Ok(Json(Contents {
+            kind: p.kind,
+            listing,
+            entries,
+            truncated,
+        }))
+    })
+    .await
+}
+
+/// The file's vaults with their figures (logical vs stored, dedup and
+/// compression ratios, locked points) and lock configuration.
+#[utoipa::path(get, path = "/api/v1/vaults", tag = "vaults",
+    responses((status = 200, body = Vec<VaultView>), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn vaults(State(st): State<AppState>) -> Result<Json<Vec<VaultView>>, ApiError> {
+    blocking(move || {
+        let cfg = st.cfg();
+        let mut out = Vec::new();
+        for (name, spec) in &cfg.vaults {
+            let read = || -> Result<(serde_json::Value, serde_json::Value), String> {
+                let v = st.0.vaults.open(&cfg, name).map_err(|e| e.message)?;
+                let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "api")
+                    .map_err(|e| e.to_string())?;
+                let index = v.load_index().map_err(|e| e.to_string())?;
+                let s = lifeboat_vault::stats::stats(&v, &index, Utc::now())
+                    .map_err(|e| e.to_string())?;
+                let l =
+                    lifeboat_vault::retention::load(&v, Utc::now()).map_err(|e| e.to_string())?;
+                let lock = match &l.effective {
+                    None => serde_json::json!({"configured": false}),
+                    Some(c) => serde_json::json!({
+                        "configured": true,
+                        "mode": c.mode.as_str(),
+                        "min_retention_s": c.min_retention_s,
+                        "max_retention_s": c.max_retention_s,
+                        "changeable_until": c.changeable_until,
+                        "immutable": l.immutable,
+                    }),
+                };
+                Ok((serde_json::to_value(s).unwrap_or_default(), lock))
+            };
+            let (stats, lock, error) = match read() {
+                Ok((s, l)) => (Some(s), Some(l), None),
+                Err(e) => (None, None, Some(e)),
+            };
+            out.push(VaultView {
+                name: name.clone(),
+                location: spec.location.clone(),
+                site: spec.site.clone(),
+                declared_lock: spec.lock.as_ref().map(|l| DeclaredLock {
+                    mode: format!("{:?}", l.mode).to_lowercase(),
+                    min_retention: l.min_retention.map(|d| d.to_string()),
+                    max_retention: l.max_retention.map(|d| d.to_string()),
+                }),
+                stats,
+                lock,
+                error,
+            });
+        }
+        Ok(Json(out))
+    })
+    .await
+}
+
+/// The file's plans, with their next scheduled run (what "run now" can start).
+#[utoipa::path(get, path = "/api/v1/plans", tag = "jobs",
+    responses((status = 200, body = Vec<PlanView>), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn plans(State(st): State<AppState>) -> Json<Vec<PlanView>> {
+    let cfg = st.cfg();
+    let now = Utc::now();
+    Json(
+        cfg.plans
+            .iter()
+            .map(|(name, p)| PlanView {
+                name: name.clone(),
+                resources: p.resources.clone(),
+                schedule: p.schedule.expr.clone(),
+                timezone: p.schedule.tz.to_string(),
+                next_run: p.schedule.next_after(now),
+                window: p.window.map(|w| w.to_string()),
+                vault: p.vault.clone(),
+                copies: p.copy.iter().map(|c| c.vault.clone()).collect(),
+                retention: serde_json::to_value(&p.retention).unwrap_or_default(),
+            })
+            .collect(),
+    )
+}
+
+/// Where replication rules keep their state: `replication/` of the state directory.
+pub(crate) fn replication_statuses(st: &AppState) -> Vec<lifeboat_bucket::replicate::RuleStatus> {
+    lifeboat_bucket::replicate::read_statuses(&st.0.state.root.join("replication"))
+        .unwrap_or_default()
+}
+
+/// The file's replication rules with their live lag and backlog (from the
+/// status each replicator writes every second).
+#[utoipa::path(get, path = "/api/v1/replication", tag = "replication",
+    responses((status = 200, body = Vec<ReplicationView>), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn replication(
+    State(st): State<AppState>,
+) -> Result<Json<Vec<ReplicationView>>, ApiError> {
+    blocking(move || {
+        let cfg = st.cfg();
+        let statuses = replication_statuses(&st);
+        Ok(Json(
+            cfg.replications
+                .iter()
+                .map(|(name, r)| {
+                    let from = match cfg.resources.get(&r.from).map(|x| &x.kind) {
+                        Some(ResourceKind::Bucket { location }) => location.clone(),
+                        _ => r.from.clone(),
+                    };
+                    let s = statuses.iter().find(|s| {
+                        s.from == from
+                            && s.to == r.to
+                            && s.prefix == r.prefix.clone().unwrap_or_default()
+                    });
+                    ReplicationView {
+                        name: name.clone(),
+                        from: r.from.clone(),
+                        to: r.to.clone(),
+                        prefix: r.prefix.clone(),
+                        delete: format!("{:?}", r.delete).to_lowercase(),
+                        running: s.is_some_and(|s| s.running),
+                        backlog_objects: s.map(|s| s.backlog_objects),
+                        backlog_bytes: s.map(|s| s.backlog_bytes),
+                        oldest_pending_s: s.map(|s| s.oldest_pending_s),
+                        lag_p50_s: s.and_then(|s| s.lag_p50_s),
+                        lag_p99_s: s.and_then(|s| s.lag_p99_s),
+                        last_error: s.and_then(|s| s.last_error.clone()),
+                        status: s.map(|s| serde_json::to_value(s).unwrap_or_default()),
+                    }
+                })
+                .collect(),
+        ))
+    })
+    .await
+}
