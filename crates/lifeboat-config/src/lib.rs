@@ -27,6 +27,7 @@ mod check;
 pub mod diag;
 pub mod duration;
 mod load;
+mod load_daemon;
 mod load_plan;
 mod load_resource;
 pub mod model;
@@ -93,5 +94,6 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Diagnostics> {
         resources: draft.resources,
         plans: draft.plans,
         replications: draft.replications,
+        daemon: draft.daemon,
     })
 }

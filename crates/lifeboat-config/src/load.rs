@@ -23,6 +23,7 @@ pub(crate) struct Draft {
     pub(crate) resources: BTreeMap<String, Resource>,
     pub(crate) plans: BTreeMap<String, Plan>,
     pub(crate) replications: BTreeMap<String, Replication>,
+    pub(crate) daemon: DaemonSpec,
     /// Spans of values by dotted key (`plan.hourly.vault`), for later errors.
     pub(crate) spans: BTreeMap<String, Range<usize>>,
 }
@@ -64,9 +65,13 @@ pub(crate) const SECTIONS: &[(&str, &str, Loader)] = &[
 const LATER: &[&str] = &["stack", "drill"];
 
 pub(crate) fn load_document(sink: &mut Sink<'_>, doc: &DeTable<'_>, draft: &mut Draft) {
-    let names: Vec<&str> = SECTIONS.iter().map(|s| s.0).collect();
+    let names: Vec<&str> = SECTIONS.iter().map(|s| s.0).chain(["daemon"]).collect();
     for (k, v) in doc.iter() {
         let section = k.get_ref().as_ref();
+        if section == "daemon" {
+            crate::load_daemon::load_daemon(sink, v, &mut draft.daemon);
+            continue;
+        }
         let Some((_, what, loader)) = SECTIONS.iter().find(|s| s.0 == section) else {
             if LATER.contains(&section) {
                 sink.error(

@@ -22,6 +22,29 @@ pub struct Config {
     pub plans: BTreeMap<String, Plan>,
     /// Continuous copies of buckets.
     pub replications: BTreeMap<String, Replication>,
+    /// `[daemon]`: settings of `lifeboat serve`.
+    pub daemon: DaemonSpec,
+}
+
+/// `[daemon]`: when `lifeboat serve` applies retention (forget, then prune).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DaemonSpec {
+    /// When retention runs (default daily at 03:30 UTC).
+    pub retention_schedule: Schedule,
+}
+
+impl DaemonSpec {
+    /// The default retention schedule: daily at 03:30.
+    pub const DEFAULT_RETENTION: &'static str = "30 3 * * *";
+}
+
+impl Default for DaemonSpec {
+    fn default() -> DaemonSpec {
+        DaemonSpec {
+            retention_schedule: Schedule::parse(DaemonSpec::DEFAULT_RETENTION, "UTC")
+                .expect("the default schedule parses"),
+        }
+    }
 }
 
 /// `[site.NAME]`.
