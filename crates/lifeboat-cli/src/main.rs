@@ -29,6 +29,7 @@ mod cmd_replicate;
 mod cmd_report;
 mod cmd_restore;
 mod cmd_retention;
+mod cmd_serve;
 mod cmd_validate;
 mod cmd_vault;
 mod common;
@@ -86,6 +87,8 @@ enum Command {
     Jobs(cmd_jobs::JobsCmd),
     /// Per resource: in a plan, newest point within its schedule, copies, locks, archive lag. Exit 0 compliant, 3 not.
     Report(cmd_report::ReportArgs),
+    /// Run the daemon: plan schedules, catch-up, continuous jobs, retention, notifications (SIGHUP reloads, SIGTERM stops).
+    Serve(cmd_serve::ServeArgs),
     /// Manage a restored instance (stop what `restore instance --start` started).
     #[command(subcommand)]
     Instance(cmd_instance::InstanceCmd),
@@ -116,6 +119,7 @@ fn main() -> ExitCode {
         Command::Jobs(c) => cmd_jobs::run(&cli.global, c),
         Command::Report(a) => cmd_report::run(&cli.global, a),
         Command::Instance(c) => cmd_instance::run(&cli.global, c),
+        Command::Serve(a) => cmd_serve::run(&cli.global, a),
     };
     match r {
         Ok(code) => code,
