@@ -111,7 +111,7 @@ impl Runs {
                 let st = child.wait().await;
                 ctx.children.remove(pid);
                 going.lock().unwrap_or_else(|e| e.into_inner()).remove(&plan);
-                let jobs = jobs_of(&ctx, &plan, pid);
+                let jobs = jobs_of(&ctx, &plan, pid, started);
                 let ok = !jobs.is_empty() && jobs.iter().all(|j| j.status == status::SUCCEEDED);
                 let summary: Vec<String> = jobs
                     .iter()
@@ -160,8 +160,9 @@ impl Runs {
     }
 }
 
-/// The jobs the run in process `pid` recorded for `plan`.
-fn jobs_of(ctx: &Ctx, plan: &str, pid: u32) -> Vec<Job> {
+/// The jobs the run in process `pid`, started at `since`, recorded for `plan`
+/// (the time tells a reused pid apart).
+fn jobs_of(ctx: &Ctx, plan: &str, pid: u32, since: DateTime<Utc>) -> Vec<Job> {
     let s = ctx.store.lock().unwrap_or_else(|e| e.into_inner());
     let mut jobs: Vec<Job> = s
         .list(&JobFilter {
@@ -171,7 +172,7 @@ fn jobs_of(ctx: &Ctx, plan: &str, pid: u32) -> Vec<Job> {
         })
         .unwrap_or_default()
         .into_iter()
-        .filter(|j| j.pid == pid)
+        .filter(|j| j.pid == pid && j.started >= since - chrono::Duration::seconds(1))
         .collect();
     jobs.reverse();
     jobs
