@@ -2,7 +2,8 @@
 //! vault and an S3 vault on moto; files, mysql (a real mariadbd with its
 //! binlog archive on) and bucket resources (replicated too) in a plan every
 //! 10 seconds with a copy to the second site and retention. The daemon makes
-//! points, copies them, keeps the archive running; it is killed with SIGKILL
+//! points, copies them, keeps the archive running and follows it into the
+//! second site; it is killed with SIGKILL
 //! while a run is held before its point; after a restart the history shows
 //! the interrupted job, the next run succeeds, and both vaults check clean.
 
@@ -65,7 +66,7 @@ to = "file://{w}/assets-dr"
 [daemon]
 retention_schedule = "*/20 * * * * *"
 "#,
-        sites.toml(w, "archive = true"),
+        sites.toml(w, "archive = { copy_to = [\"dr\"] }"),
         w = w.display()
     );
     std::fs::write(w.join("lifeboat.toml"), &text).unwrap();
@@ -99,6 +100,9 @@ retention_schedule = "*/20 * * * * *"
         .sql("INSERT INTO shop.orders VALUES (3, 30), (4, 40);");
     until("a binlog archive point", || {
         kinds(&main).contains(&"shop-db:mysql-binlog".to_string())
+    });
+    until("the archive copied to the second site", || {
+        kinds(&dr).contains(&"shop-db:mysql-binlog".to_string())
     });
     until("the bucket replicated", || {
         w.join("assets-dr/data/text.log").exists()

@@ -1,5 +1,6 @@
 //! Continuous jobs: the binlog archive of each mysql resource with
-//! `archive`, and each `[replication.NAME]` rule, as supervised children.
+//! `archive` (and its copy into each `copy_to` vault, `copy --follow`), and
+//! each `[replication.NAME]` rule, as supervised children.
 //!
 //! Each start is a job (kind `archive` or `replicate`, status `running`,
 //! recorded by the daemon, so a killed daemon leaves it `interrupted`), and
@@ -37,9 +38,9 @@ pub const HEALTHY: Duration = Duration::from_secs(60);
 /// One continuous job: what to run and with which environment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Continuous {
-    /// `archive` or `replicate`.
+    /// `archive`, `copy` or `replicate`.
     pub kind: &'static str,
-    /// `archive:RESOURCE` or `replicate:RULE`.
+    /// `archive:RESOURCE`, `copy:RESOURCE:VAULT` or `replicate:RULE`.
     pub name: String,
     /// The resource it follows.
     pub resource: Option<String>,
@@ -104,8 +105,39 @@ pub fn declared(cfg: &Config, state: &std::path::Path) -> Vec<Continuous> {
             "LIFEBOAT_PASSWORD",
             Some("LIFEBOAT_PASSWORD_FILE"),
         ));
+        let vault_env = env.clone();
         if let Some(p) = password {
             env.extend(password_env(p, "LIFEBOAT_MYSQL_PASSWORD", None));
+        }
+        // The archive's copies: its binlog points followed into each `copy_to` vault.
+        for to in &a.copy_to {
+            let Some(tspec) = cfg.vaults.get(to) else {
+                continue;
+            };
+            let mut cenv = vault_env.clone();
+            cenv.extend(password_env(
+                &tspec.password,
+                "LIFEBOAT_TO_PASSWORD",
+                Some("LIFEBOAT_TO_PASSWORD_FILE"),
+            ));
+            out.push(Continuous {
+                kind: "copy",
+                name: format!("copy:{name}:{to}"),
+                resource: Some(name.clone()),
+                vault: Some(to.clone()),
+                args: vec![
+                    "--quiet".into(),
+                    "copy".into(),
+                    "--to".into(),
+                    tspec.location.clone(),
+                    "--resource".into(),
+                    name.clone(),
+                    "--kind".into(),
+                    "mysql-binlog".into(),
+                    "--follow".into(),
+                ],
+                env: cenv,
+            });
         }
         out.push(Continuous {
             kind: "archive",
@@ -279,6 +311,9 @@ fn build(ctx: &Ctx, spec: &Continuous) -> Result<tokio::process::Command, String
         if k == "LIFEBOAT_PASSWORD_FILE" {
             c.env_remove("LIFEBOAT_PASSWORD");
         }
+        if k == "LIFEBOAT_TO_PASSWORD_FILE" {
+            c.env_remove("LIFEBOAT_TO_PASSWORD");
+        }
     }
     let mut c = tokio::process::Command::from(c);
     c.kill_on_drop(true);
@@ -443,7 +478,10 @@ password_env = "MAIN_PW"
 [resource.db]
 dsn = "mysql://backup@127.0.0.1:3306"
 password_env = "DB_PW"
-archive = true
+archive = { copy_to = ["dr"] }
+[vault.dr]
+location = "/srv/dr"
+password_file = "/etc/lifeboat/dr.pw"
 [resource.assets]
 kind = "bucket"
 location = "file:///srv/assets"
@@ -458,7 +496,23 @@ delete = "keep"
         )
         .unwrap();
         let d = declared(&c, std::path::Path::new("/state"));
-        assert_eq!(d.len(), 2, "{d:?}");
+        assert_eq!(d.len(), 3, "{d:?}");
+        let copy = d.iter().find(|c| c.name == "copy:db:dr").unwrap();
+        assert!(
+            copy.args
+                .windows(2)
+                .any(|w| w == ["--kind", "mysql-binlog"])
+        );
+        assert!(copy.env.contains(&(
+            "LIFEBOAT_PASSWORD".into(),
+            EnvValue::FromEnv("MAIN_PW".into())
+        )));
+        assert!(copy.env.contains(&(
+            "LIFEBOAT_TO_PASSWORD_FILE".into(),
+            EnvValue::Plain("/etc/lifeboat/dr.pw".into())
+        )));
+        assert!(!copy.env.iter().any(|(k, _)| k == "LIFEBOAT_MYSQL_PASSWORD"));
+        let d: Vec<_> = d.into_iter().filter(|c| c.kind != "copy").collect();
         assert_eq!(d[0].name, "archive:db");
         assert!(d[0].args.iter().all(|a| !a.contains("PW")));
         assert!(d[0].env.contains(&(
