@@ -496,3 +496,43 @@ fn sigterm_stops_scheduling_gives_a_run_its_grace_then_kills_it_and_the_vault_ch
     assert!(v.json(&["points", "list"]).as_array().unwrap().is_empty());
     v.ok(&["vault", "check", "--read-data"]);
 }
+
+#[test]
+fn continuous_and_retention_jobs_are_told_to_the_webhooks_of_their_plans() {
+    let d = tempdir().unwrap();
+    let w = d.path();
+    let (url, rx) = recorder();
+    // The rule's source does not exist: each start of its child fails.
+    let c = setup(
+        w,
+        &format!(
+            "[resource.assets]\nkind = \"bucket\"\nlocation = \"file://{w}/missing\"\n\
+             [plan.p]\nresources = [\"etc\", \"assets\"]\nvault = \"main\"\nschedule = \"0 0 1 1 *\"\nwindow = \"1m\"\n\
+             notify = {{ webhook = \"{url}/hook\" }}\n\
+             [replication.assets-dr]\nfrom = \"assets\"\nto = \"file://{w}/dst\"\n\
+             [daemon]\nretention_schedule = \"*/2 * * * * *\"\n",
+            w = w.display()
+        ),
+    );
+    let mut dm = Daemon::start(&c, &[]);
+    let (mut replicate, mut retention) = (None, None);
+    let deadline = std::time::Instant::now() + T;
+    while replicate.is_none() || retention.is_none() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let (_, path, body) = rx.recv_timeout(left).expect("webhook calls");
+        assert_eq!(path, "/hook");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        match v["job"]["kind"].as_str().unwrap() {
+            "replicate" => replicate = Some(v),
+            "retention" => retention = Some(v),
+            _ => {}
+        }
+    }
+    let r = replicate.unwrap();
+    assert_eq!(r["job"]["status"], "failed", "{r}");
+    assert_eq!(r["job"]["resource"], "assets", "{r}");
+    let t = retention.unwrap();
+    assert_eq!(t["job"]["vault"], "main", "{t}");
+    dm.wait_event(T, "continuous-exited");
+    dm.stop();
+}

@@ -278,7 +278,8 @@ async fn pass(ctx: &Ctx, cfg: &Config, vault: &str, resources: &BTreeMap<String,
         ),
         serde_json::json!({"vault": vault, "status": worst, "job": id, "error": error}),
     );
-    if let Some(id) = id {
+    let Some(id) = id else { return };
+    let job = {
         let s = ctx.store.lock().unwrap_or_else(|e| e.into_inner());
         let _ = s.finish(
             id,
@@ -289,6 +290,21 @@ async fn pass(ctx: &Ctx, cfg: &Config, vault: &str, resources: &BTreeMap<String,
                 ..JobEnd::default()
             },
         );
+        s.get(id).ok().flatten()
+    };
+    // Told to the webhooks of the plans that write into (or copy into) this vault.
+    let mut hooks: Vec<&String> = cfg
+        .plans
+        .values()
+        .filter(|p| p.vault == vault || p.copy.iter().any(|c| c.vault == vault))
+        .filter_map(|p| p.notify.webhook.as_ref())
+        .collect();
+    hooks.sort();
+    hooks.dedup();
+    if let Some(job) = job {
+        for url in hooks {
+            ctx.notifier.webhook(url.clone(), job.clone());
+        }
     }
 }
 

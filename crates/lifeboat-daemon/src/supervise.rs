@@ -50,6 +50,20 @@ pub struct Continuous {
     pub args: Vec<String>,
     /// Environment of the child: (name, where the value comes from).
     pub env: Vec<(String, EnvValue)>,
+    /// Webhooks told of each end (those of the plans that hold the resource).
+    pub webhooks: Vec<String>,
+}
+
+/// The webhooks of the plans that hold `resource`.
+pub fn webhooks_of(cfg: &Config, resource: &str) -> Vec<String> {
+    let mut w: Vec<String> = cfg
+        .plans_of(resource)
+        .into_iter()
+        .filter_map(|p| cfg.plans[p].notify.webhook.clone())
+        .collect();
+    w.sort();
+    w.dedup();
+    w
 }
 
 /// A value for a child's environment, read when the child starts.
@@ -137,6 +151,7 @@ pub fn declared(cfg: &Config, state: &std::path::Path) -> Vec<Continuous> {
                     "--follow".into(),
                 ],
                 env: cenv,
+                webhooks: webhooks_of(cfg, name),
             });
         }
         out.push(Continuous {
@@ -156,6 +171,7 @@ pub fn declared(cfg: &Config, state: &std::path::Path) -> Vec<Continuous> {
                 state.join("spool").join(name).display().to_string(),
             ],
             env,
+            webhooks: webhooks_of(cfg, name),
         });
     }
     for (name, rule) in &cfg.replications {
@@ -191,6 +207,7 @@ pub fn declared(cfg: &Config, state: &std::path::Path) -> Vec<Continuous> {
             vault: None,
             args,
             env: Vec::new(),
+            webhooks: webhooks_of(cfg, &rule.from),
         });
     }
     out
@@ -332,10 +349,17 @@ fn start_job(ctx: &Ctx, spec: &Continuous) -> Option<i64> {
     .ok()
 }
 
-fn end_job(ctx: &Ctx, id: Option<i64>, end: JobEnd) {
-    if let Some(id) = id {
+fn end_job(ctx: &Ctx, id: Option<i64>, end: JobEnd, webhooks: &[String]) {
+    let Some(id) = id else { return };
+    let job = {
         let s = ctx.store.lock().unwrap_or_else(|e| e.into_inner());
         let _ = s.finish(id, &end);
+        s.get(id).ok().flatten()
+    };
+    if let Some(job) = job {
+        for url in webhooks {
+            ctx.notifier.webhook(url.clone(), job.clone());
+        }
     }
 }
 
@@ -434,7 +458,7 @@ async fn supervise(ctx: Ctx, spec: Continuous, mut stop: watch::Receiver<bool>) 
             }
         };
         let error = end.error.clone();
-        end_job(&ctx, job, end);
+        end_job(&ctx, job, end, &spec.webhooks);
         if stopped || *stop.borrow() {
             ctx.log.event(
                 "continuous-stopped",
