@@ -18,7 +18,7 @@ pub enum JobsCmd {
         /// Only this resource.
         #[arg(long)]
         resource: Option<String>,
-        /// Only this status (running, succeeded, incomplete, failed, interrupted, cancelled).
+        /// Only this status (running, succeeded, incomplete, failed, interrupted, cancelled, skipped).
         #[arg(long)]
         status: Option<String>,
         /// Only this plan.

@@ -1,28 +1,39 @@
-//! `lifeboat serve`: the REST API and `/metrics` (lifeboat-server).
+//! `lifeboat serve`: the daemon (lifeboat-daemon: schedules, continuous jobs,
+//! retention) and the REST API with `/metrics` (lifeboat-server), side by side
+//! in one tokio runtime, sharing the configuration.
 //!
 //! Thin: reads the file, resolves the listen address (`--listen` over
-//! `[server] listen`), runs the server on a small tokio runtime until
-//! SIGTERM or SIGINT. The daemon's scheduler starts next to it.
+//! `[server] listen`), handles SIGTERM/SIGINT (stop: no new runs, children get
+//! the grace period, the API closes its streams) and SIGHUP (the daemon
+//! re-reads the file; an invalid one keeps the old running; the API sees the
+//! new one).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use lifeboat_control::state::StateDir;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
 
 use crate::cmd_apply::StateArg;
 use crate::cmd_validate::{ConfigFile, load};
-use crate::common::Global;
+use crate::common::{Global, parse_duration};
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
     #[command(flatten)]
-    file: ConfigFile,
+    pub file: ConfigFile,
     #[command(flatten)]
-    state: StateArg,
+    pub state: StateArg,
+    /// On SIGTERM, how long running jobs get to finish before they are killed.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub grace: Duration,
     /// Listen on this address and port (overrides `[server] listen`, default 127.0.0.1:7460).
     #[arg(long, value_name = "ADDR:PORT")]
-    listen: Option<SocketAddr>,
+    pub listen: Option<SocketAddr>,
 }
 
 pub fn run(g: &Global, a: ServeArgs) -> Result<ExitCode> {
@@ -30,32 +41,59 @@ pub fn run(g: &Global, a: ServeArgs) -> Result<ExitCode> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    let state = a.state.dir();
+    // Children run from the same absolute paths whatever their directory.
+    let config = std::path::absolute(&a.file.config)
+        .with_context(|| format!("cannot resolve {}", a.file.config.display()))?;
+    let state = StateDir {
+        root: std::path::absolute(a.state.dir().root)?,
+    };
     state.create()?;
-    let config_path = std::path::absolute(&a.file.config)?;
     let exe = std::env::current_exe().context("cannot find the lifeboat executable")?;
-    let mut opts =
-        lifeboat_server::ServerOptions::from_config(&cfg, state.root.clone(), config_path, exe);
+    let mut server_opts = lifeboat_server::ServerOptions::from_config(
+        &cfg,
+        state.root.clone(),
+        config.clone(),
+        exe.clone(),
+    );
     if let Some(l) = a.listen {
-        opts.listen = l;
+        server_opts.listen = l;
     }
-    let live: lifeboat_server::LiveConfig = Arc::new(RwLock::new(Arc::new(cfg)));
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])?;
-    std::thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
-            eprintln!("lifeboat: signal {sig}: stopping");
-            let _ = tx.send(true);
-        }
-    });
+    let live: lifeboat_daemon::LiveConfig = Arc::new(RwLock::new(Arc::new(cfg)));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(lifeboat_server::serve(opts, live, rx))?;
+    rt.block_on(async {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (hup_tx, hup_rx) = watch::channel(0u64);
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = term.recv() => { let _ = stop_tx.send(true); }
+                    _ = int.recv() => { let _ = stop_tx.send(true); }
+                    _ = hup.recv() => hup_tx.send_modify(|n| *n += 1),
+                }
+            }
+        });
+        let opts = lifeboat_daemon::DaemonOptions {
+            config_path: config,
+            state,
+            exe,
+            grace: a.grace,
+            live: live.clone(),
+            reload: hup_rx,
+            log: lifeboat_daemon::Log { json: g.json },
+        };
+        let api = lifeboat_server::serve(server_opts, live.clone(), stop_rx.clone());
+        let daemon = lifeboat_daemon::run(opts, stop_rx);
+        let (d, s) = tokio::join!(daemon, api);
+        d?;
+        s?;
+        anyhow::Ok(())
+    })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -89,7 +89,7 @@ enum Command {
     Jobs(cmd_jobs::JobsCmd),
     /// Per resource: in a plan, newest point within its schedule, copies, locks, archive lag. Exit 0 compliant, 3 not.
     Report(cmd_report::ReportArgs),
-    /// Serve the REST API and /metrics (bearer token, optional TLS; see `[server]`).
+    /// Run the daemon (plan schedules, catch-up, continuous jobs, retention, notifications) and the REST API with /metrics (SIGHUP reloads, SIGTERM stops).
     Serve(cmd_serve::ServeArgs),
     /// Manage a restored instance (stop what `restore instance --start` started).
     #[command(subcommand)]

@@ -5,52 +5,19 @@
 //! `jobs run` backs all three up and copies them, `report` finds the copies, and the
 //! file comes back from the S3 vault alone.
 
-use lifeboat_testkit::mariadb::MariaDb;
-use lifeboat_testkit::s3::{CREDENTIALS, S3Server};
-use lifeboat_testkit::{Cli, make_sample_tree, tempdir};
+mod control_fixture;
 
-fn bin() -> String {
-    std::env::var("LIFEBOAT_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_lifeboat").into())
-}
+use control_fixture::{TwoSites, bin};
+use lifeboat_testkit::{Cli, tempdir};
 
 #[test]
 fn two_sites_apply_run_report_and_restore_the_file_from_s3() {
     let d = tempdir().unwrap();
     let w = d.path();
-    let s3 = S3Server::start();
-    s3.create_bucket("dr-vault");
-    let db = MariaDb::start();
-    db.sql("CREATE DATABASE shop; CREATE TABLE shop.orders (id INT PRIMARY KEY, total INT); INSERT INTO shop.orders VALUES (1, 10), (2, 20);");
-    db.sql(
-        "CREATE USER 'backup'@'%' IDENTIFIED BY 'db-secret-1'; GRANT ALL ON *.* TO 'backup'@'%';",
-    );
-    make_sample_tree(&w.join("app"), 5);
-    make_sample_tree(&w.join("bucket"), 6);
-    let dr = s3.url("dr-vault", "lifeboat");
+    let sites = TwoSites::start(w);
+    let dr = sites.dr.clone();
     let text = format!(
-        r#"[site.primary]
-root = "{w}"
-[site.secondary]
-endpoint = "{endpoint}"
-
-[vault.main]
-site = "primary"
-location = "file://{w}/main"
-[vault.dr]
-site = "secondary"
-location = "{dr}"
-password_env = "DR_PASSWORD"
-
-[resource.shop-db]
-site = "primary"
-dsn = "mysql://backup@127.0.0.1:{port}"
-password_env = "SHOP_DB_PASSWORD"
-[resource.shop-files]
-paths = ["{w}/app"]
-[resource.shop-assets]
-kind = "bucket"
-location = "file://{w}/bucket"
-
+        r#"{}
 [plan.hourly]
 resources = ["shop-db", "shop-files", "shop-assets"]
 schedule = "0 * * * *"
@@ -58,28 +25,10 @@ vault = "main"
 retention = {{ keep_hourly = 24, keep_daily = 7 }}
 copy = [{{ vault = "dr", retention = {{ keep_daily = 30 }} }}]
 "#,
-        w = w.display(),
-        endpoint = s3.endpoint(),
-        port = db.port,
+        sites.toml(w, "")
     );
     std::fs::write(w.join("lifeboat.toml"), &text).unwrap();
-    let mut c = Cli::new(bin(), &w.join("unused"));
-    c.env = CREDENTIALS
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    c.env.push((
-        "LIFEBOAT_STATE".into(),
-        w.join("state").display().to_string(),
-    ));
-    c.env.push((
-        "LIFEBOAT_CONFIG".into(),
-        w.join("lifeboat.toml").display().to_string(),
-    ));
-    c.env
-        .push(("DR_PASSWORD".into(), "dr password for tests".into()));
-    c.env
-        .push(("SHOP_DB_PASSWORD".into(), "db-secret-1".into()));
+    let c = sites.cli(w);
 
     c.ok(&["validate"]);
     let rep = c.json(&["apply", "--auto-approve"]);

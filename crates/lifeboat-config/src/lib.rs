@@ -28,6 +28,7 @@ pub mod check_stack;
 pub mod diag;
 pub mod duration;
 mod load;
+mod load_daemon;
 mod load_plan;
 mod load_resource;
 mod load_stack;
@@ -99,5 +100,6 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Diagnostics> {
         stacks: draft.stacks,
         drills: draft.drills,
         server: draft.server,
+        daemon: draft.daemon,
     })
 }

@@ -26,6 +26,7 @@ pub(crate) struct Draft {
     pub(crate) stacks: BTreeMap<String, Stack>,
     pub(crate) drills: BTreeMap<String, Drill>,
     pub(crate) server: ServerSpec,
+    pub(crate) daemon: DaemonSpec,
     /// Spans of values by dotted key (`plan.hourly.vault`), for later errors.
     pub(crate) spans: BTreeMap<String, Range<usize>>,
 }
@@ -76,9 +77,14 @@ pub(crate) fn load_document(sink: &mut Sink<'_>, doc: &DeTable<'_>, draft: &mut 
         .iter()
         .map(|s| s.0)
         .chain(SINGLE.iter().map(|s| s.0))
+        .chain(["daemon"])
         .collect();
     for (k, v) in doc.iter() {
         let section = k.get_ref().as_ref();
+        if section == "daemon" {
+            crate::load_daemon::load_daemon(sink, v, &mut draft.daemon);
+            continue;
+        }
         if let Some((_, loader)) = SINGLE.iter().find(|s| s.0 == section) {
             let span = v.span();
             let DeValue::Table(t) = v.get_ref() else {

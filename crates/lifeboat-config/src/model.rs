@@ -28,6 +28,8 @@ pub struct Config {
     pub drills: BTreeMap<String, Drill>,
     /// `[server]`: where `lifeboat serve` listens for the REST API and `/metrics`.
     pub server: ServerSpec,
+    /// `[daemon]`: settings of `lifeboat serve`.
+    pub daemon: DaemonSpec,
 }
 
 /// `[server]`: the REST API's listen address, TLS and token file.
@@ -55,6 +57,28 @@ impl Default for ServerSpec {
             tls_cert: None,
             tls_key: None,
             token_file: None,
+        }
+    }
+}
+
+
+/// `[daemon]`: when `lifeboat serve` applies retention (forget, then prune).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DaemonSpec {
+    /// When retention runs (default daily at 03:30 UTC).
+    pub retention_schedule: Schedule,
+}
+
+impl DaemonSpec {
+    /// The default retention schedule: daily at 03:30.
+    pub const DEFAULT_RETENTION: &'static str = "30 3 * * *";
+}
+
+impl Default for DaemonSpec {
+    fn default() -> DaemonSpec {
+        DaemonSpec {
+            retention_schedule: Schedule::parse(DaemonSpec::DEFAULT_RETENTION, "UTC")
+                .expect("the default schedule parses"),
         }
     }
 }

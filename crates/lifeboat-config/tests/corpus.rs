@@ -150,3 +150,30 @@ fn server_table_reads_and_defaults_to_loopback() {
     assert_eq!(d.server, lifeboat_config::ServerSpec::default());
     assert!(d.server.listen.ip().is_loopback());
 }
+
+#[test]
+fn the_daemon_table_sets_the_retention_schedule_and_defaults_to_daily() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/good");
+    let c = lifeboat_config::load(&dir.join("daemon.toml")).unwrap();
+    assert_eq!(c.daemon.retention_schedule.expr, "15 4 * * *");
+    assert_eq!(c.daemon.retention_schedule.tz.name(), "Europe/Berlin");
+    let c = lifeboat_config::parse(
+        "x.toml",
+        "vault.main.location = \"/v\"\nresource.etc.paths = [\"/etc\"]\n",
+    )
+    .unwrap();
+    assert_eq!(c.daemon.retention_schedule.expr, "30 3 * * *");
+    // Seconds first (six fields) are accepted: tests use them.
+    let c = lifeboat_config::parse(
+        "x.toml",
+        "vault.main.location = \"/v\"\nresource.etc.paths = [\"/etc\"]\nplan.p.resources = [\"etc\"]\nplan.p.vault = \"main\"\nplan.p.schedule = \"*/5 * * * * *\"\n",
+    )
+    .unwrap();
+    let t = chrono::DateTime::parse_from_rfc3339("2026-01-01T10:20:01Z")
+        .unwrap()
+        .to_utc();
+    assert_eq!(
+        c.plans["p"].schedule.next_after(t).unwrap().to_rfc3339(),
+        "2026-01-01T10:20:05+00:00"
+    );
+}

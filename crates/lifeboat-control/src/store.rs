@@ -34,6 +34,8 @@ pub mod status {
     pub const INTERRUPTED: &str = "interrupted";
     /// Stopped on request (`jobs cancel`, SIGINT/SIGTERM) before it made a point.
     pub const CANCELLED: &str = "cancelled";
+    /// Not started: the previous run of the same plan (or retention) was still going.
+    pub const SKIPPED: &str = "skipped";
     /// All of them.
     pub const ALL: &[&str] = &[
         RUNNING,
@@ -42,6 +44,7 @@ pub mod status {
         FAILED,
         INTERRUPTED,
         CANCELLED,
+        SKIPPED,
     ];
 }
 
