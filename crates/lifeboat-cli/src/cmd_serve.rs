@@ -88,11 +88,19 @@ pub fn run(g: &Global, a: ServeArgs) -> Result<ExitCode> {
             reload: hup_rx,
             log: lifeboat_daemon::Log { json: g.json },
         };
-        let api = lifeboat_server::serve(server_opts, live.clone(), stop_rx.clone());
-        let daemon = lifeboat_daemon::run(opts, stop_rx);
-        let (d, s) = tokio::join!(daemon, api);
-        d?;
-        s?;
+        // Either failing (the API's address taken, say) stops both, with its error.
+        let (api_live, api_stop) = (live.clone(), stop_rx.clone());
+        let api = async move {
+            lifeboat_server::serve(server_opts, api_live, api_stop)
+                .await
+                .map_err(anyhow::Error::from)
+        };
+        let daemon = async move {
+            lifeboat_daemon::run(opts, stop_rx)
+                .await
+                .map_err(anyhow::Error::from)
+        };
+        tokio::try_join!(daemon, api)?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

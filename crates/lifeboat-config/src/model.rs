@@ -61,7 +61,6 @@ impl Default for ServerSpec {
     }
 }
 
-
 /// `[daemon]`: when `lifeboat serve` applies retention (forget, then prune).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DaemonSpec {

@@ -120,7 +120,8 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `lifeboat serve --json ARGS` with `c`'s environment.
     pub fn start(c: &Cli, args: &[&str]) -> Daemon {
-        let mut a = vec!["serve", "--json"];
+        // The REST API on a free port: tests run side by side.
+        let mut a = vec!["serve", "--json", "--listen", "127.0.0.1:0"];
         a.extend(args);
         let mut cmd: Command = c.command(&a);
         cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
