@@ -464,6 +464,32 @@ fn the_unishop_stack_is_recovered_into_the_secondary_with_every_commit_the_secon
     );
 }
 
+/// GET /metrics of a `lifeboat serve` on `port` with its token (waits for it to listen).
+fn get_metrics(port: u16, token_file: &Path) -> String {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let (Ok(mut s), Ok(token)) = (
+            std::net::TcpStream::connect(("127.0.0.1", port)),
+            std::fs::read_to_string(token_file),
+        ) {
+            write!(
+                s,
+                "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+                token.trim()
+            )
+            .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            if out.starts_with("HTTP/1.1 200") {
+                return out;
+            }
+        }
+        assert!(Instant::now() < deadline, "no /metrics on port {port}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn src_of(r: &serde_json::Value, m: &str) -> serde_json::Value {
     r["sources"]
         .as_array()
@@ -528,6 +554,26 @@ fn a_drill_recovers_into_a_scratch_stack_while_the_primary_keeps_running_and_is_
     assert_eq!(stack["stack"], "unishop");
     assert_eq!(stack["compliant"], true, "{stack:#}");
     assert_eq!(stack["last_drill"][0], job);
+    // And in the daemon's /metrics.
+    let port = free_port();
+    let _serve = Bg(c
+        .command(&["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap());
+    let metrics = get_metrics(port, &pr.t.path().join("state/api-token"));
+    assert!(
+        metrics.contains("lifeboat_stack_verified{stack=\"unishop\"} 1"),
+        "{metrics}"
+    );
+    let rto = d["recovery"]["rto_s"].as_f64().unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("lifeboat_stack_last_drill_rto_seconds{stack=\"unishop\"}"))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    let v: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!((v - rto).abs() < 0.001, "{line} vs {rto}");
     // The declaration changes: not verified since.
     let port: u16 = st["members"][0]["outputs"]["port"]
         .as_str()

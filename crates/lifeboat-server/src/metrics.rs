@@ -57,11 +57,15 @@ impl Out {
 pub async fn metrics(State(st): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let snap = crate::routes_read::snapshot(&st).await?;
     let s2 = st.clone();
-    let (summary, replication) = blocking(move || {
+    let (summary, replication, drills) = blocking(move || {
         let store = crate::routes_jobs::open_store(&s2)?;
+        let cfg = s2.cfg();
+        // Stacks' last drills (none when the file declares no stack).
+        let drills = lifeboat_stack::drill::verification(&cfg, &store).unwrap_or_default();
         Ok((
             store.summary()?,
             crate::routes_read::replication_statuses(&s2),
+            drills,
         ))
     })
     .await?;
@@ -116,6 +120,60 @@ pub async fn metrics(State(st): State<AppState>) -> Result<impl IntoResponse, Ap
         o.sample("lifeboat_job_duration_seconds_bucket", &l, g.count as f64);
         o.sample("lifeboat_job_duration_seconds_sum", &base, g.duration_sum_s);
         o.sample("lifeboat_job_duration_seconds_count", &base, g.count as f64);
+    }
+    o.head(
+        "lifeboat_stack_verified",
+        "gauge",
+        "1 when the stack's last drill passed within its objectives and after its last change.",
+    );
+    for d in &drills {
+        o.sample(
+            "lifeboat_stack_verified",
+            &[("stack", &d.stack)],
+            if d.compliant { 1.0 } else { 0.0 },
+        );
+    }
+    o.head(
+        "lifeboat_stack_last_drill_rpo_seconds",
+        "gauge",
+        "RPO achieved by the stack's last drill.",
+    );
+    for d in &drills {
+        if let Some(v) = d.summary.as_ref().and_then(|s| s.rpo_s) {
+            o.sample(
+                "lifeboat_stack_last_drill_rpo_seconds",
+                &[("stack", &d.stack)],
+                v,
+            );
+        }
+    }
+    o.head(
+        "lifeboat_stack_last_drill_rto_seconds",
+        "gauge",
+        "RTO achieved by the stack's last drill.",
+    );
+    for d in &drills {
+        if let Some(v) = d.summary.as_ref().and_then(|s| s.rto_s) {
+            o.sample(
+                "lifeboat_stack_last_drill_rto_seconds",
+                &[("stack", &d.stack)],
+                v,
+            );
+        }
+    }
+    o.head(
+        "lifeboat_stack_last_drill_timestamp_seconds",
+        "gauge",
+        "When the stack's last drill started.",
+    );
+    for d in &drills {
+        if let Some((_, at)) = d.last_drill {
+            o.sample(
+                "lifeboat_stack_last_drill_timestamp_seconds",
+                &[("stack", &d.stack)],
+                at.timestamp() as f64,
+            );
+        }
     }
     o.head(
         "lifeboat_jobs_running",
