@@ -227,6 +227,21 @@ fn a_replication_runs_supervised_restarts_with_back_off_and_follows_reloads() {
         ],
         "{reps:?}"
     );
+    // The running replication job is its child's: cancelling it stops the
+    // child (restarted with back-off), never the daemon.
+    let running = reps
+        .iter()
+        .find(|j| j["kind"] == "replicate" && j["status"] == "running")
+        .unwrap();
+    assert_eq!(
+        running["pid"].as_i64(),
+        Some(pid_of(&started) as i64),
+        "{running}"
+    );
+    c.ok(&["jobs", "cancel", &running["id"].to_string()]);
+    let ex = dm.wait_event(T, "continuous-exited");
+    assert_eq!(ex["name"], "replicate:assets-dr", "{ex}");
+    started = dm.wait_event(T, "continuous-started");
 
     // An invalid file on SIGHUP: refused with its errors; the old keeps running.
     let good = std::fs::read_to_string(w.join("lifeboat.toml")).unwrap();

@@ -34,10 +34,31 @@ pub fn cancel(store: &SqliteStore, id: i64) -> Result<Cancel> {
     if j.status != status::RUNNING || !job_process_alive(store, &j)? {
         return Ok(Cancel::NotRunning { status: j.status });
     }
+    // Never the daemon itself: a job it runs in its own process (a retention
+    // pass) is not cancelled by signalling it, which would stop every job.
+    if j.pid == std::process::id() || is_daemon(j.pid) {
+        return Err(ControlError::Refused(format!(
+            "job {id} ({}) runs inside `lifeboat serve` (process {}): it cannot be cancelled on its own; it ends by itself, or stop the daemon",
+            j.kind, j.pid
+        )));
+    }
     let pid = rustix::process::Pid::from_raw(j.pid as i32)
         .ok_or_else(|| ControlError::Refused(format!("job {id} has no valid process id")))?;
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).map_err(|e| {
         ControlError::Refused(format!("cannot signal process {} of job {id}: {e}", j.pid))
     })?;
     Ok(Cancel::Requested { pid: j.pid })
+}
+
+/// Whether process `pid` is a `lifeboat serve` (its command line has the
+/// `serve` subcommand).
+fn is_daemon(pid: u32) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let is_lifeboat = args
+        .first()
+        .is_some_and(|a| a.ends_with(b"lifeboat") || a.ends_with(b"lifeboat (deleted)"));
+    is_lifeboat && args.iter().skip(1).any(|a| *a == b"serve")
 }

@@ -174,6 +174,9 @@ pub trait JobStore {
     fn mark_interrupted(&self) -> Result<usize>;
     /// Records a running job's progress (JSON text).
     fn set_progress(&self, id: i64, progress: &str) -> Result<()>;
+    /// Records that process `pid` runs job `id` (a daemon records the jobs
+    /// of its children: `jobs cancel` must signal the child, never the daemon).
+    fn set_process(&self, id: i64, pid: u32) -> Result<()>;
     /// The jobs process `pid` recorded, oldest first (how a launcher learns
     /// the ids of the jobs its child started).
     fn jobs_of_process(&self, pid: u32) -> Result<Vec<Job>>;
@@ -381,6 +384,16 @@ impl JobStore for SqliteStore {
             .execute(
                 "UPDATE jobs SET progress = ?2 WHERE id = ?1",
                 params![id, progress],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn set_process(&self, id: i64, pid: u32) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE jobs SET pid = ?2, pid_start = ?3 WHERE id = ?1",
+                params![id, pid, process_start(pid).unwrap_or_default()],
             )
             .map_err(|e| self.err(e))?;
         Ok(())

@@ -386,6 +386,11 @@ async fn supervise(ctx: Ctx, spec: Continuous, mut stop: watch::Receiver<bool>) 
             Ok(mut child) => {
                 let pid = child.id().unwrap_or(0);
                 ctx.children.add(pid, &name);
+                // The job is the child's: `jobs cancel` signals it, not the daemon.
+                if let Some(id) = job {
+                    let s = ctx.store.lock().unwrap_or_else(|e| e.into_inner());
+                    let _ = s.set_process(id, pid);
+                }
                 ctx.log.event(
                     "continuous-started",
                     format!("{name}: started, process {pid}"),
