@@ -241,7 +241,8 @@ fn a_replication_runs_supervised_restarts_with_back_off_and_follows_reloads() {
     c.ok(&["jobs", "cancel", &running["id"].to_string()]);
     let ex = dm.wait_event(T, "continuous-exited");
     assert_eq!(ex["name"], "replicate:assets-dr", "{ex}");
-    started = dm.wait_event(T, "continuous-started");
+    let again = dm.wait_event(T, "continuous-started");
+    assert_ne!(pid_of(&again), pid_of(&started), "restarted");
 
     // An invalid file on SIGHUP: refused with its errors; the old keeps running.
     let good = std::fs::read_to_string(w.join("lifeboat.toml")).unwrap();
