@@ -185,12 +185,18 @@ fn a_raw_image_restores_onto_a_new_device_identical_without_zeroing() {
     fill_ext4(t.path(), s(&img));
     let c = cli(&t.path().join("vault"));
     c.ok(&["vault", "init"]);
-    c.ok(&[
-        "backup",
-        "instance",
-        "--spec",
-        s(&spec(t.path(), &[s(&img)])),
-    ]);
+    // A launch spec that names the image: after a restore onto a device it
+    // names the device.
+    let spec = t.path().join("vm.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name = \"vm\"\nvolumes = [{img:?}]\n[launch]\ncommand = [\"qemu-system-x86_64\", \"-drive\", \"file={img}\"]\nenv = {{ DISK = {img:?} }}\n",
+            img = s(&img)
+        ),
+    )
+    .unwrap();
+    c.ok(&["backup", "instance", "--spec", s(&spec)]);
     // A new device reads zeros: its holes need no writing.
     let fresh = LoopDevice::new_sparse(&t.path().join("fresh.img"), 48 * MIB);
     let j = c.json(&[
@@ -203,6 +209,12 @@ fn a_raw_image_restores_onto_a_new_device_identical_without_zeroing() {
         &format!("disk.img={}", fresh.as_str()),
     ]);
     assert_eq!(j["devices"][0]["holes_zeroed"], false, "{j}");
+    assert_eq!(
+        j["launch"]["command"][2],
+        format!("file={}", fresh.as_str()),
+        "{j}"
+    );
+    assert_eq!(j["launch"]["env"]["DISK"], fresh.as_str(), "{j}");
     assert!(same(&img, &fresh.path, 48 * MIB));
     sh("e2fsck", &["-fn", fresh.as_str()]);
 }

@@ -157,10 +157,27 @@ pub fn restore(
     let to =
         std::path::absolute(&opts.to).map_err(|e| InstanceError::io("resolve", &opts.to, e))?;
     let roots: Vec<PathBuf> = point.paths.iter().map(PathBuf::from).collect();
+    // Which volume goes onto which device (named before anything is checked).
+    let mut moved: Vec<(PathBuf, PathBuf)> = Vec::new();
+    for (name, dev) in &opts.devices {
+        let path = PathBuf::from(
+            volume_named(&meta, name)?["path"]
+                .as_str()
+                .unwrap_or_default(),
+        );
+        if moved.iter().any(|(p, _)| *p == path) {
+            return Err(InstanceError::Usage(format!(
+                "--volume-to: volume {} is given twice",
+                path.display()
+            )));
+        }
+        moved.push((path, dev.clone()));
+    }
     let launch = match &meta.spec.launch {
         Some(l) => Some(launch::resolve(
             l,
             &roots,
+            &moved,
             &to,
             &opts.env,
             &id.to_hex(),
@@ -173,11 +190,6 @@ pub fn restore(
     for (name, dev) in &opts.devices {
         let v = volume_named(&meta, name)?;
         let path = v["path"].as_str().unwrap_or_default().to_string();
-        if devices.iter().any(|(p, _): &(String, _)| *p == path) {
-            return Err(InstanceError::Usage(format!(
-                "--volume-to: volume {path} is given twice"
-            )));
-        }
         let size = v["size"].as_u64().unwrap_or(0);
         devices.push((path, device::open(dev, size, opts.dry_run)?));
     }
