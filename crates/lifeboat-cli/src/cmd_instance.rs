@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use lifeboat_files::{Counters, Overwrite};
+use lifeboat_files::Counters;
 use lifeboat_instance::{InstanceSpec, RestoreOptions};
 use lifeboat_vault::RecoveryPoint;
 
@@ -43,9 +43,18 @@ pub struct RestoreInstanceArgs {
     /// Only a point of this resource (with `latest`: its newest instance point).
     #[arg(long)]
     resource: Option<String>,
-    /// Replace what differs in a non-empty target (refused without it).
+    /// Write volume NAME (its path as backed up, or its file name) onto the
+    /// block device DEV instead of under --to (repeatable). The device must
+    /// be at least the volume's size, not mounted and not in use.
+    #[arg(long = "volume-to", value_name = "NAME=DEV")]
+    volume_to: Vec<String>,
+    /// With --volume-to: write zeros over the volume's holes and zero blocks
+    /// (without it they keep the device's old content: right for a new or
+    /// discarded device, not for a used one).
     #[arg(long)]
-    overwrite: bool,
+    zero_holes: bool,
+    #[command(flatten)]
+    policy: crate::cmd_restore::PolicyArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -167,8 +176,28 @@ fn parse_env(list: &[String]) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
+fn parse_devices(list: &[String]) -> Result<Vec<(String, PathBuf)>> {
+    list.iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() && !v.is_empty() => Ok((k.to_string(), PathBuf::from(v))),
+            _ => Err(usage(format!(
+                "--volume-to {kv:?}: write NAME=DEVICE, e.g. --volume-to shop.img=/dev/sdb"
+            ))),
+        })
+        .collect()
+}
+
 pub fn restore(g: &Global, a: RestoreInstanceArgs) -> Result<ExitCode> {
     let env = parse_env(&a.env)?;
+    let devices = parse_devices(&a.volume_to)?;
+    if a.zero_holes && devices.is_empty() {
+        return Err(usage(
+            "--zero-holes goes with --volume-to (a volume restored as a file keeps its holes as holes)",
+        ));
+    }
+    if a.start && a.policy.dry_run {
+        return Err(usage("--start and --dry-run exclude each other"));
+    }
     let v = g.open()?;
     let reader = lifeboat_vault::lock::reader_lock(v.storage(), "restore")?;
     let (id, point) =
@@ -176,7 +205,7 @@ pub fn restore(g: &Global, a: RestoreInstanceArgs) -> Result<ExitCode> {
     let counters = Arc::new(Counters::default());
     let c = counters.clone();
     let begun = std::time::Instant::now();
-    let bar = Progress::start(g.progress(), move || {
+    let bar = Progress::start(g.progress() && !a.policy.dry_run, move || {
         crate::common::fraction_line(
             c.bytes_written.load(Ordering::Relaxed),
             c.size.load(Ordering::Relaxed),
@@ -192,12 +221,17 @@ pub fn restore(g: &Global, a: RestoreInstanceArgs) -> Result<ExitCode> {
         &RestoreOptions {
             to: a.to.clone(),
             env,
-            overwrite: a.overwrite.then_some(Overwrite::IfChanged),
+            overwrite: a.policy.overwrite(),
+            devices,
+            zero_holes: a.zero_holes,
+            dry_run: a.policy.dry_run,
+            delete: a.policy.delete,
         },
         &counters,
     )
     .map_err(|e| match e {
-        lifeboat_instance::InstanceError::MissingValues(_) => usage(e.to_string()),
+        lifeboat_instance::InstanceError::MissingValues(_)
+        | lifeboat_instance::InstanceError::Usage(_) => usage(e.to_string()),
         e => e.into(),
     })?;
     drop(bar);
@@ -250,6 +284,11 @@ pub fn restore(g: &Global, a: RestoreInstanceArgs) -> Result<ExitCode> {
             "restore_s": restore_s,
             "launch": rep.launch,
             "launch_json": rep.launch_json,
+            "dry_run": rep.dry_run,
+            "actions": f.actions,
+            "unchanged": f.unchanged,
+            "deleted": f.deleted,
+            "devices": rep.devices,
             "started": started.is_some(),
             "pid": started.as_ref().map(|s| s.pid),
             "started_in_s": started.as_ref().map(|s| s.started_in_s),
@@ -258,7 +297,59 @@ pub fn restore(g: &Global, a: RestoreInstanceArgs) -> Result<ExitCode> {
             "damaged": f.damaged,
             "errors": f.errors,
         }))?;
+    } else if rep.dry_run {
+        for act in &f.actions {
+            println!("{} {}", act.action, act.path);
+        }
+        for d in &rep.devices {
+            println!(
+                "write {} onto {} ({} of data{})",
+                d.volume,
+                d.device.display(),
+                bytes(d.data_bytes),
+                if d.holes_zeroed {
+                    format!(", {} of zeros", bytes(d.hole_bytes))
+                } else {
+                    String::new()
+                }
+            );
+        }
+        if let Some(l) = &rep.launch {
+            println!(
+                "launch spec {}: {}",
+                a.to.join("launch.json").display(),
+                serde_json::to_string(l)?
+            );
+        }
+        if !g.quiet {
+            eprintln!(
+                "dry run of instance {} to {}: {} actions, {} to write, {} device(s); nothing was written",
+                point.resource,
+                a.to.display(),
+                f.actions.len(),
+                bytes(f.total_bytes + rep.devices.iter().map(|d| d.data_bytes).sum::<u64>()),
+                rep.devices.len()
+            );
+        }
     } else if !g.quiet {
+        for d in &rep.devices {
+            eprintln!(
+                "volume {} written onto {}: {} of data{}",
+                d.volume,
+                d.device.display(),
+                bytes(d.data_bytes),
+                if d.holes_zeroed {
+                    format!(", {} of holes zeroed", bytes(d.hole_bytes))
+                } else if d.hole_bytes > 0 {
+                    format!(
+                        "; its {} of holes and zero blocks keep the device's old content (give --zero-holes for a used device)",
+                        bytes(d.hole_bytes)
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
         eprintln!(
             "restored instance {} ({}-consistent) to {}: {} files, {} in {:.1}s",
             point.resource,

@@ -52,11 +52,22 @@ pub struct PolicyArgs {
     overwrite: Option<OverwriteArg>,
     /// Show what would be created, replaced and deleted; write nothing.
     #[arg(long)]
-    dry_run: bool,
+    pub(crate) dry_run: bool,
     /// Also remove what the point does not have, in the restored directories
     /// at or below the point's backed-up paths.
     #[arg(long)]
-    delete: bool,
+    pub(crate) delete: bool,
+}
+
+impl PolicyArgs {
+    /// The files restore's overwrite policy (`None`: a non-empty target is refused).
+    pub(crate) fn overwrite(&self) -> Option<Overwrite> {
+        self.overwrite.map(|o| match o {
+            OverwriteArg::Always => Overwrite::Always,
+            OverwriteArg::IfChanged => Overwrite::IfChanged,
+            OverwriteArg::Never => Overwrite::Never,
+        })
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -113,13 +124,10 @@ pub fn run(g: &Global, cmd: RestoreCmd) -> Result<ExitCode> {
             to: to.clone(),
             path,
             verify,
-            overwrite: policy.overwrite.map(|o| match o {
-                OverwriteArg::Always => Overwrite::Always,
-                OverwriteArg::IfChanged => Overwrite::IfChanged,
-                OverwriteArg::Never => Overwrite::Never,
-            }),
+            overwrite: policy.overwrite(),
             dry_run: policy.dry_run,
             delete: policy.delete,
+            ..Default::default()
         },
         &counters,
     )?;

@@ -85,6 +85,32 @@ pub(crate) fn cross_check(sink: &mut Sink<'_>, d: &mut Draft) {
                 &site_names,
             );
         }
+        if let ResourceKind::Instance { spec } = &r.kind {
+            // The launch spec names the resources it needs: they must exist
+            // and be of the kind named.
+            for (list, want, what) in [
+                ("databases", "mysql", "a database"),
+                ("buckets", "bucket", "a bucket"),
+            ] {
+                let key = format!("resource.{n}.launch.{list}");
+                let names = spec["launch"][list].as_array().cloned().unwrap_or_default();
+                for name in names.iter().filter_map(|v| v.as_str()) {
+                    match d.resources.get(name) {
+                        None => unknown(sink, d, &key, "resource", name, &resource_names),
+                        Some(o) if o.kind.name() != want => sink.error(
+                            &d.span(&key),
+                            &key,
+                            format!(
+                                "resource `{name}` is a {} resource, not {what}",
+                                o.kind.name()
+                            ),
+                            Some(format!("name a resource of kind `{want}` in `{list}`")),
+                        ),
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
         if let ResourceKind::Mysql {
             archive: Some(a), ..
         } = &r.kind

@@ -29,6 +29,7 @@ pub mod diag;
 pub mod duration;
 mod load;
 mod load_daemon;
+mod load_instance;
 mod load_plan;
 mod load_resource;
 mod load_server;

@@ -354,27 +354,3 @@ fn load_vault(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d: &mut Draft) 
         },
     );
 }
-
-/// A raw value as JSON (for tables kept raw).
-pub(crate) fn to_json(v: &DeValue<'_>) -> serde_json::Value {
-    match v {
-        DeValue::String(s) => serde_json::Value::String(s.to_string()),
-        DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
-            .map(Into::into)
-            .unwrap_or(serde_json::Value::Null),
-        DeValue::Float(f) => f
-            .as_str()
-            .parse::<f64>()
-            .ok()
-            .and_then(serde_json::Number::from_f64)
-            .map(serde_json::Value::Number)
-            .unwrap_or(serde_json::Value::Null),
-        DeValue::Boolean(b) => (*b).into(),
-        DeValue::Datetime(d) => d.to_string().into(),
-        DeValue::Array(a) => a.iter().map(|x| to_json(x.get_ref())).collect(),
-        DeValue::Table(t) => t
-            .iter()
-            .map(|(k, v)| (k.get_ref().to_string(), to_json(v.get_ref())))
-            .collect(),
-    }
-}

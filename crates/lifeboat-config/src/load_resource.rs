@@ -1,12 +1,12 @@
 //! `[resource.NAME]`: the kinds and their keys (the kind follows from the
-//! keys when `kind` is left out; `instance` is kept raw for its protector).
+//! keys when `kind` is left out; `instance` is read by `load_instance`).
 
 use std::ops::Range;
 
 use toml::de::DeValue;
 
 use crate::diag::Sink;
-use crate::load::{Draft, secret, to_json};
+use crate::load::{Draft, secret};
 use crate::model::*;
 use crate::read::Table;
 const KINDS: &[&str] = &["files", "mysql", "bucket", "instance"];
@@ -31,6 +31,7 @@ pub(crate) fn load_resource(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d
         }
         None if t.get("kind").is_some() => return,
         // Defaults that make a short file useful: the kind follows from the keys.
+        None if t.get("volumes").is_some() || t.get("launch").is_some() => "instance".into(),
         None if t.get("paths").is_some() => "files".into(),
         None if t.get("dsn").is_some() => "mysql".into(),
         None if t.get("location").is_some() => "bucket".into(),
@@ -139,19 +140,7 @@ pub(crate) fn load_resource(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d
             });
             ResourceKind::Bucket { location }
         }
-        _ => {
-            // Kept raw: the instance protector validates its InstanceSpec.
-            let mut spec = serde_json::Map::new();
-            for (k, v) in t.t.iter() {
-                let k = k.get_ref().as_ref();
-                if k != "kind" && k != "site" {
-                    spec.insert(k.to_string(), to_json(v.get_ref()));
-                }
-            }
-            ResourceKind::Instance {
-                spec: serde_json::Value::Object(spec),
-            }
-        }
+        _ => crate::load_instance::load_instance(sink, name, t),
     };
     d.resources
         .insert(name.to_string(), Resource { site, kind });

@@ -174,9 +174,10 @@ pub enum ResourceKind {
         /// `file:///path` or `s3://bucket/prefix?...`.
         location: String,
     },
-    /// An instance (files + launch spec); its keys are checked by the instance protector.
+    /// An instance (files, volumes, launch spec, hooks), checked by the
+    /// instance protector's rules (`lifeboat_instance::InstanceSpec`).
     Instance {
-        /// The table as written, less `kind` and `site`.
+        /// The `InstanceSpec` as JSON, its `name` the resource's.
         spec: serde_json::Value,
     },
 }

@@ -81,15 +81,21 @@ fn unishop_example_reads_as_declared() {
 }
 
 #[test]
-fn instance_tables_are_kept_raw_for_their_protector() {
+fn instance_tables_are_instance_specs_named_after_their_resource() {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/good/instance.toml");
     let c = lifeboat_config::load(&p).unwrap();
     let lifeboat_config::ResourceKind::Instance { spec } = &c.resources["shop-host"].kind else {
         panic!("not an instance");
     };
-    assert_eq!(spec["launch"]["command"], "/opt/unishop/unishop serve");
-    assert_eq!(spec["paths"][0], "/opt/unishop");
-    assert!(spec.get("kind").is_none());
+    let spec: lifeboat_instance::InstanceSpec = serde_json::from_value(spec.clone()).unwrap();
+    assert_eq!(spec.name.as_deref(), Some("shop-host"));
+    assert_eq!(spec.paths, [Path::new("/opt/unishop")]);
+    assert_eq!(spec.volumes, [Path::new("/var/lib/images/shop.img")]);
+    let l = spec.launch.as_ref().unwrap();
+    assert_eq!(l.command, ["/opt/unishop/unishop", "serve"]);
+    assert_eq!(l.port.as_deref(), Some("8080"));
+    assert_eq!(spec.hooks.after, ["/opt/unishop/resume"]);
+    assert!(spec.validate().is_ok());
 }
 
 #[test]

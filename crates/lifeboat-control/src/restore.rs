@@ -69,6 +69,7 @@ pub fn restore_files(
         overwrite: req.overwrite,
         dry_run: false,
         delete: false,
+        skip: Vec::new(),
     };
     let res = with_progress(store, job, &counters, Work::FilesRestore, || {
         lifeboat_files::restore(&vault, &id, &opts, &counters.files)

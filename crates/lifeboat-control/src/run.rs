@@ -1,7 +1,7 @@
 //! Running a plan's backups now, each one recorded as a job.
 //!
 //! Each resource of the plan is backed up into the plan's vault through its
-//! protector's library call (files, mysql, bucket), under the resource's
+//! protector's library call (files, mysql, bucket, instance), under the resource's
 //! name from the file, tagged `plan:NAME`. A job is written `running` before
 //! the protector starts and finished after, as `succeeded`, `incomplete`
 //! (warnings) or `failed` (with the error); a process killed meanwhile leaves
@@ -245,7 +245,11 @@ fn backup_one(
             .collect()
     };
     match &r.kind {
-        ResourceKind::Files { paths, excludes, one_file_system } => {
+        ResourceKind::Files {
+            paths,
+            excludes,
+            one_file_system,
+        } => {
             let opts = lifeboat_files::BackupOptions {
                 paths: paths.clone(),
                 excludes: excludes.clone(),
@@ -256,25 +260,60 @@ fn backup_one(
                 kind: None,
                 force_full: false,
             };
-            let res = lifeboat_files::backup(v, &opts, &counters.files).map_err(|e| e.to_string())?;
+            let res =
+                lifeboat_files::backup(v, &opts, &counters.files).map_err(|e| e.to_string())?;
             Ok((res.id.to_hex(), res.point, log(&res.warnings, &res.notes)))
         }
         ResourceKind::Mysql { dsn, password, .. } => {
             let mut dsn = lifeboat_mysql::Dsn::parse(dsn).map_err(|e| e.to_string())?;
             if let Some(s) = password {
-                let pw = crate::secret::read(s, &format!("resource `{name}`")).map_err(|e| e.to_string())?;
-                dsn.password = Some(String::from_utf8(pw).map_err(|_| format!("resource `{name}`: the database password is not UTF-8"))?);
+                let pw = crate::secret::read(s, &format!("resource `{name}`"))
+                    .map_err(|e| e.to_string())?;
+                dsn.password = Some(String::from_utf8(pw).map_err(|_| {
+                    format!("resource `{name}`: the database password is not UTF-8")
+                })?);
             }
-            let opts = lifeboat_mysql::SnapshotOptions { resource: Some(name.to_string()), tags, ..Default::default() };
-            let res = lifeboat_mysql::snapshot(v, &dsn, &opts, &counters.mysql).map_err(|e| e.to_string())?;
+            let opts = lifeboat_mysql::SnapshotOptions {
+                resource: Some(name.to_string()),
+                tags,
+                ..Default::default()
+            };
+            let res = lifeboat_mysql::snapshot(v, &dsn, &opts, &counters.mysql)
+                .map_err(|e| e.to_string())?;
             Ok((res.id.to_hex(), res.point, log(&res.warnings, &[])))
         }
         ResourceKind::Bucket { location } => {
-            let b = lifeboat_bucket::Bucket::open_address(location, false).map_err(|e| e.to_string())?;
-            let opts = lifeboat_bucket::snapshot::SnapshotOptions { prefix: String::new(), resource: Some(name.to_string()), tags, force_full: false };
-            let res = lifeboat_bucket::snapshot::snapshot(v, &b, &opts, &counters.bucket).map_err(|e| e.to_string())?;
+            let b = lifeboat_bucket::Bucket::open_address(location, false)
+                .map_err(|e| e.to_string())?;
+            let opts = lifeboat_bucket::snapshot::SnapshotOptions {
+                prefix: String::new(),
+                resource: Some(name.to_string()),
+                tags,
+                force_full: false,
+            };
+            let res = lifeboat_bucket::snapshot::snapshot(v, &b, &opts, &counters.bucket)
+                .map_err(|e| e.to_string())?;
             Ok((res.id.to_hex(), res.point, log(&res.warnings, &[])))
         }
-        ResourceKind::Instance { .. } => Err("instance resources are backed up by the instance protector, which this build does not have yet".into()),
+        ResourceKind::Instance { spec } => {
+            let spec: lifeboat_instance::InstanceSpec = serde_json::from_value(spec.clone())
+                .map_err(|e| {
+                    format!(
+                        "resource `{name}`: not an instance spec: {e} (run `lifeboat validate`)"
+                    )
+                })?;
+            let res =
+                lifeboat_instance::backup(v, &spec, &tags, &lifeboat_files::Counters::default())
+                    .map_err(|e| e.to_string())?;
+            // A crash-consistent point is complete (as `backup instance`
+            // exits 0 for it): its warning is a note of the job.
+            let (notes, warnings): (Vec<String>, Vec<String>) = res
+                .warnings
+                .iter()
+                .cloned()
+                .partition(|w| w.contains("crash-consistent"));
+            let notes: Vec<String> = res.notes.iter().cloned().chain(notes).collect();
+            Ok((res.id.to_hex(), res.point, log(&warnings, &notes)))
+        }
     }
 }

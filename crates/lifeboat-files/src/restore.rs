@@ -80,6 +80,9 @@ pub struct RestoreOptions {
     /// Remove what the point does not have, in directories at or below a
     /// backed-up path of the point (and below `path`).
     pub delete: bool,
+    /// Absolute paths of the point (as backed up) that are not restored
+    /// here (e.g. an instance volume written onto a block device instead).
+    pub skip: Vec<PathBuf>,
 }
 
 /// One thing a restore does (listed by a dry run).
@@ -312,7 +315,14 @@ pub fn restore(
         .as_ref()
         .map(|p| std::path::absolute(Path::new("/").join(p)).unwrap_or_else(|_| p.clone()));
     let roots: Vec<PathBuf> = point.paths.iter().map(PathBuf::from).collect();
-    let plan = plan::plan(vault, &index, &point.tree, select.as_deref(), &roots)?;
+    let plan = plan::plan(
+        vault,
+        &index,
+        &point.tree,
+        select.as_deref(),
+        &roots,
+        &opts.skip,
+    )?;
     let to = opts.to.as_path();
     let empty = target_is_empty(to)?;
     let policy = match (empty, opts.overwrite) {

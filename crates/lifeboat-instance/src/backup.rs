@@ -137,7 +137,7 @@ fn run_hooks(which: &'static str, cmds: &[String]) -> Result<()> {
 }
 
 /// The node at absolute `path` below `root`, if any.
-fn find_node(vault: &Vault, index: &Index, root: &Id, path: &Path) -> Option<Node> {
+pub(crate) fn find_node(vault: &Vault, index: &Index, root: &Id, path: &Path) -> Option<Node> {
     let comps: Vec<_> = path
         .components()
         .filter_map(|c| match c {

@@ -55,18 +55,27 @@ pub struct ResolvedLaunch {
 
 /// Moves `s` under `to` when it is an absolute path inside one of `roots`.
 pub fn reroot(s: &str, roots: &[PathBuf], to: &Path) -> String {
-    let inside = |v: &str| {
+    reroot_moved(s, roots, to, &[])
+}
+
+/// As [`reroot`], but a volume restored onto a device (`moved`: volume
+/// path as backed up → device) becomes that device's path.
+fn reroot_moved(s: &str, roots: &[PathBuf], to: &Path, moved: &[(PathBuf, PathBuf)]) -> String {
+    let place = |v: &str| -> Option<String> {
         let p = Path::new(v);
-        p.is_absolute() && roots.iter().any(|r| p.starts_with(r))
+        if let Some((_, dev)) = moved.iter().find(|(vol, _)| p == vol) {
+            return Some(dev.display().to_string());
+        }
+        (p.is_absolute() && roots.iter().any(|r| p.starts_with(r)))
+            .then(|| to.join(v.trim_start_matches('/')).display().to_string())
     };
-    let under = |v: &str| to.join(v.trim_start_matches('/')).display().to_string();
-    if inside(s) {
-        return under(s);
+    if let Some(x) = place(s) {
+        return x;
     }
     if let Some((k, v)) = s.split_once('=')
-        && inside(v)
+        && let Some(x) = place(v)
     {
-        return format!("{k}={}", under(v));
+        return format!("{k}={x}");
     }
     s.to_string()
 }
@@ -87,10 +96,12 @@ fn fill(s: &str, values: &BTreeMap<String, String>) -> String {
 }
 
 /// Resolves `spec` for target `to`; `roots` are the point's backed-up
-/// paths and volumes, `values` the `--env` values.
+/// paths and volumes, `moved` the volumes restored onto devices (volume →
+/// device), `values` the `--env` values.
 pub fn resolve(
     spec: &LaunchSpec,
     roots: &[PathBuf],
+    moved: &[(PathBuf, PathBuf)],
     to: &Path,
     values: &BTreeMap<String, String>,
     point: &str,
@@ -111,7 +122,7 @@ pub fn resolve(
     if !missing.is_empty() {
         return Err(InstanceError::MissingValues(missing));
     }
-    let r = |s: &str| fill(&reroot(s, roots, to), values);
+    let r = |s: &str| fill(&reroot_moved(s, roots, to, moved), values);
     let timeout = match &spec.health_timeout {
         Some(t) => parse_duration(&fill(t, values))
             .map_err(|e| InstanceError::Usage(format!("launch.health_timeout: {e}")))?,
@@ -200,7 +211,7 @@ mod tests {
             ("PORT".to_string(), "8081".to_string()),
         ]
         .into();
-        let l = resolve(&spec(), &roots, Path::new("/r"), &values, "p", "res").unwrap();
+        let l = resolve(&spec(), &roots, &[], Path::new("/r"), &values, "p", "res").unwrap();
         assert_eq!(
             l.command,
             vec![
@@ -220,7 +231,7 @@ mod tests {
     #[test]
     fn a_missing_value_is_named_with_where_it_is_used() {
         let values: BTreeMap<String, String> = [("PORT".to_string(), "1".to_string())].into();
-        let e = resolve(&spec(), &[], Path::new("/r"), &values, "p", "r")
+        let e = resolve(&spec(), &[], &[], Path::new("/r"), &values, "p", "r")
             .unwrap_err()
             .to_string();
         assert!(e.contains("DATABASE_URL (used in launch.env.DB)"), "{e}");

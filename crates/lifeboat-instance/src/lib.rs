@@ -14,6 +14,8 @@
 //! restore: point → launch spec resolved first (${NAME} from --env, paths
 //!          re-rooted under DIR) → lifeboat-files restore of the tree (volumes
 //!          come back as sparse raw files) → DIR/launch.json
+//! device:  --volume-to NAME=/dev/X: that volume's blocks onto a checked,
+//!          unmounted, exclusively opened block device instead (device.rs)
 //! start:   DIR/launch.json → process in its own group, output to
 //!          DIR/launch.log, pid in DIR/launch.pid → health URL 200
 //! ```
@@ -23,6 +25,7 @@
 use std::path::PathBuf;
 
 pub mod backup;
+pub mod device;
 pub mod launch;
 pub mod qcow2;
 pub mod restore;

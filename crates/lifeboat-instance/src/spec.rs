@@ -101,6 +101,44 @@ pub struct Hooks {
     pub after: Vec<String>,
 }
 
+/// One problem of a spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key within the spec (`launch.health_timeout`, `launch.env.DB`,
+    /// `launch.command[0]`); empty for the spec as a whole.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+    /// What to do about it.
+    pub fix: String,
+}
+
+/// The keys of a spec's tables (for "did you mean" where the spec is read
+/// with spans, as the control plane's `validate` does).
+pub const KEYS: &[&str] = &[
+    "kind",
+    "name",
+    "paths",
+    "excludes",
+    "one_file_system",
+    "volumes",
+    "launch",
+    "hooks",
+];
+/// The keys of `[launch]`.
+pub const LAUNCH_KEYS: &[&str] = &[
+    "command",
+    "cwd",
+    "env",
+    "port",
+    "health",
+    "health_timeout",
+    "databases",
+    "buckets",
+];
+/// The keys of `[hooks]`.
+pub const HOOK_KEYS: &[&str] = &["before", "after"];
+
 /// Default health timeout.
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -126,54 +164,101 @@ impl InstanceSpec {
     }
 
     /// Checks what serde cannot: something to back up, a command, names and
-    /// placeholders that make sense, a timeout that parses.
+    /// placeholders that make sense, a timeout that parses. The first problem.
     pub fn validate(&self) -> std::result::Result<(), String> {
+        match self.problems().into_iter().next() {
+            None => Ok(()),
+            Some(p) if p.key.is_empty() => Err(p.message),
+            Some(p) => Err(format!("{}: {}", p.key, p.message)),
+        }
+    }
+
+    /// Every problem of the spec, each with the dotted key it is about (the
+    /// control plane's `validate` points at that key in `lifeboat.toml`).
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut add = |key: &str, message: String, fix: &str| {
+            out.push(Problem {
+                key: key.to_string(),
+                message,
+                fix: fix.to_string(),
+            })
+        };
         if let Some(k) = &self.kind
             && k != "instance"
         {
-            return Err(format!(
-                "kind = {k:?}: an instance spec has kind \"instance\""
-            ));
+            add(
+                "kind",
+                format!("{k:?}: an instance spec has kind \"instance\""),
+                "write `kind = \"instance\"` or leave it out",
+            );
         }
         if self.paths.is_empty() && self.volumes.is_empty() {
-            return Err("nothing to back up: give `paths` and/or `volumes`".into());
+            add(
+                "",
+                "nothing to back up: give `paths` and/or `volumes`".into(),
+                "add `paths = [\"/opt/app\"]` and/or `volumes = [\"/var/lib/images/app.img\"]`",
+            );
         }
         for (what, list) in [("paths", &self.paths), ("volumes", &self.volumes)] {
             for p in list {
                 if !p.is_absolute() {
-                    return Err(format!(
-                        "{what}: {} is not absolute (write the full path)",
-                        p.display()
-                    ));
+                    add(
+                        what,
+                        format!("{} is not absolute (write the full path)", p.display()),
+                        "write each path from `/`",
+                    );
                 }
             }
         }
         if let Some(l) = &self.launch {
             if l.command.is_empty() || l.command[0].is_empty() {
-                return Err("launch.command is empty: give the program and its arguments, e.g. [\"/opt/app/app\", \"serve\"]".into());
+                add(
+                    "launch.command",
+                    "the command is empty: give the program and its arguments, e.g. [\"/opt/app/app\", \"serve\"]".into(),
+                    "write `command = [\"/path/to/program\", \"arg\", ...]`",
+                );
             }
             for k in l.env.keys() {
                 if !is_name(k) {
-                    return Err(format!(
-                        "launch.env: {k:?} is not a valid variable name (letters, digits, _; not starting with a digit)"
-                    ));
+                    add(
+                        "launch.env",
+                        format!(
+                            "{k:?} is not a valid variable name (letters, digits, _; not starting with a digit)"
+                        ),
+                        "rename the variable",
+                    );
                 }
             }
             for (at, s) in l.strings() {
-                placeholders(s).map_err(|e| format!("{at}: {e}"))?;
+                if let Err(e) = placeholders(s) {
+                    add(
+                        &at,
+                        e,
+                        "write placeholders as `${NAME}` (letters, digits, _)",
+                    );
+                }
             }
-            if let Some(t) = &l.health_timeout {
-                parse_duration(t).map_err(|e| format!("launch.health_timeout: {e}"))?;
+            if let Some(t) = &l.health_timeout
+                && let Err(e) = parse_duration(t)
+            {
+                add(
+                    "launch.health_timeout",
+                    e,
+                    "write e.g. `health_timeout = \"30s\"`",
+                );
             }
             if let Some(h) = &l.health
                 && !h.starts_with("http://")
             {
-                return Err(format!(
-                    "launch.health = {h:?}: only http:// URLs can be checked"
-                ));
+                add(
+                    "launch.health",
+                    format!("{h:?}: only http:// URLs can be checked"),
+                    "write e.g. `health = \"http://127.0.0.1:${PORT}/health\"`",
+                );
             }
         }
-        Ok(())
+        out
     }
 
     /// The resource name: `name`, or one derived from the paths and volumes.
@@ -351,6 +436,47 @@ after = ["/opt/unishop/resume"]
         .unwrap_err()
         .to_string();
         assert!(e.contains("unknown unit"), "{e}");
+    }
+
+    #[test]
+    fn the_key_lists_are_the_spec_fields() {
+        let l = LaunchSpec {
+            command: vec!["x".into()],
+            cwd: Some("/".into()),
+            env: [("A".to_string(), "b".to_string())].into(),
+            port: Some("1".into()),
+            health: Some("http://h/".into()),
+            health_timeout: Some("1s".into()),
+            databases: vec!["d".into()],
+            buckets: vec!["b".into()],
+        };
+        let s = InstanceSpec {
+            kind: Some("instance".into()),
+            name: Some("n".into()),
+            paths: vec!["/a".into()],
+            excludes: vec!["x".into()],
+            one_file_system: true,
+            volumes: vec!["/v".into()],
+            launch: Some(l),
+            hooks: Hooks {
+                before: vec!["b".into()],
+                after: vec!["a".into()],
+            },
+        };
+        let j = serde_json::to_value(&s).unwrap();
+        let keys = |v: &serde_json::Value| {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        };
+        let sorted = |l: &[&str]| {
+            let mut k: Vec<String> = l.iter().map(|s| s.to_string()).collect();
+            k.sort();
+            k
+        };
+        assert_eq!(keys(&j), sorted(KEYS));
+        assert_eq!(keys(&j["launch"]), sorted(LAUNCH_KEYS));
+        assert_eq!(keys(&j["hooks"]), sorted(HOOK_KEYS));
     }
 
     #[test]

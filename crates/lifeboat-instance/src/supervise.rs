@@ -272,6 +272,12 @@ fn read_pid(dir: &Path) -> Result<Option<PidFile>> {
     }
 }
 
+/// The pid of the application started in `dir`, if it still runs.
+pub fn running(dir: &Path) -> Option<i32> {
+    let p = read_pid(dir).ok()??;
+    (start_time(p.pid) == Some(p.start_time)).then_some(p.pid)
+}
+
 /// Stops the application started in `dir`.
 pub fn stop(dir: &Path) -> Result<Stopped> {
     let Some(p) = read_pid(dir)? else {

@@ -706,6 +706,7 @@ fn recover_instance(
         to: dir.clone(),
         env: values,
         overwrite: Some(lifeboat_files::Overwrite::Always),
+        ..Default::default()
     };
     let rep = lifeboat_instance::restore(v, &id, &p, &ropts, &lifeboat_files::Counters::default())?;
     if rep.launch_json.is_none() {

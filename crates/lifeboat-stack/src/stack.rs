@@ -272,6 +272,7 @@ pub fn start_instance(
     let resolved = lifeboat_instance::launch::resolve(
         &launch,
         roots,
+        &[],
         to.unwrap_or(Path::new("/")),
         &values,
         "",

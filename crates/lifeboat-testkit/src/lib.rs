@@ -13,6 +13,7 @@ pub use tempfile::{TempDir, tempdir};
 
 pub mod fuzz;
 pub mod load;
+pub mod loopdev;
 pub mod mariadb;
 pub mod proxy;
 pub mod s3;

@@ -256,12 +256,28 @@ pub fn decode_header(h: &[u8], what: &str) -> Result<Vec<PackEntry>> {
     Ok(out)
 }
 
+/// Decompresses with this thread's zstd context: creating one per blob
+/// cost 8 % of a volume restore's CPU.
+fn decompress(z: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    thread_local! {
+        static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    DCTX.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        d.as_mut().expect("just made").decompress(z, capacity)
+    })
+}
+
 /// Decrypts, decompresses and verifies one blob's sealed bytes.
 pub fn open_blob(key: &MasterKey, e: &PackEntry, sealed: &[u8], what: &str) -> Result<Vec<u8>> {
     let what_blob = || format!("blob {} in {what}", e.id);
     let plain = key.open(&blob_aad(e.blob_type, &e.id), sealed, &what_blob())?;
     let data = if e.flags & FLAG_ZSTD != 0 {
-        zstd::bulk::decompress(&plain, e.raw_length as usize)
+        decompress(&plain, e.raw_length as usize)
             .map_err(|err| VaultError::corrupt(what_blob(), format!("zstd: {err}")))?
     } else {
         plain

@@ -189,13 +189,15 @@ impl Plan {
 }
 
 /// Plans the restore of a whole point (`select` = None) or of one absolute
-/// path of it. `roots` are the point's backed-up paths (where `--delete` may act).
+/// path of it. `roots` are the point's backed-up paths (where `--delete` may act);
+/// the nodes at the absolute paths `skip` are left out.
 pub(crate) fn plan(
     vault: &Vault,
     index: &Index,
     root: &Id,
     select: Option<&Path>,
     roots: &[PathBuf],
+    skip: &[PathBuf],
 ) -> Result<Plan> {
     let mut plan = Plan::default();
     let mut links = HashMap::new();
@@ -265,7 +267,7 @@ pub(crate) fn plan(
             } else {
                 plan.entries[dir as usize].depth + 1
             };
-            let t = match t {
+            let mut t = match t {
                 Ok(t) => t,
                 Err(e) => {
                     plan.problems.push((
@@ -276,6 +278,11 @@ pub(crate) fn plan(
                     continue;
                 }
             };
+            if !skip.is_empty() {
+                t.nodes.retain(|n| {
+                    !skip.contains(&abs.join(std::ffi::OsStr::from_bytes(&n.name_bytes())))
+                });
+            }
             for (i, sub) in plan.add_tree(t, dir, depth, false, &mut links) {
                 let e = &mut plan.entries[i as usize];
                 let p = abs.join(std::ffi::OsStr::from_bytes(&e.name));
