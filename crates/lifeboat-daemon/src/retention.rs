@@ -185,6 +185,14 @@ async fn step(ctx: &Ctx, args: &[String], env: &[(String, EnvValue)]) -> (Option
                     );
                 }
             },
+            EnvValue::FromFile(p) => {
+                match lifeboat_control::secret::read(&lifeboat_config::Secret::File(p.clone()), k) {
+                    Ok(secret) => {
+                        c.env(k, String::from_utf8_lossy(&secret).into_owned());
+                    }
+                    Err(e) => return (None, e.to_string()),
+                }
+            }
         }
         if k == "LIFEBOAT_PASSWORD_FILE" {
             c.env_remove("LIFEBOAT_PASSWORD");

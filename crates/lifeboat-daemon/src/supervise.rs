@@ -73,6 +73,9 @@ pub enum EnvValue {
     Plain(String),
     /// The daemon's own variable of this name (a secret: never logged).
     FromEnv(String),
+    /// The first line of this file, read when the child starts (a secret:
+    /// never logged), for a child that reads the secret only from a variable.
+    FromFile(std::path::PathBuf),
 }
 
 fn password_env(s: &Secret, var: &str, file_var: Option<&str>) -> Vec<(String, EnvValue)> {
@@ -81,11 +84,8 @@ fn password_env(s: &Secret, var: &str, file_var: Option<&str>) -> Vec<(String, E
         (Secret::File(p), Some(fv)) => {
             vec![(fv.into(), EnvValue::Plain(p.display().to_string()))]
         }
-        // No file flag for this secret: the child cannot read one; say so at start.
-        (Secret::File(p), None) => vec![(
-            var.into(),
-            EnvValue::Plain(format!("@file:{}", p.display())),
-        )],
+        // No file flag for this secret: the daemon reads the file for the child.
+        (Secret::File(p), None) => vec![(var.into(), EnvValue::FromFile(p.clone()))],
     }
 }
 
@@ -304,12 +304,13 @@ fn build(ctx: &Ctx, spec: &Continuous) -> Result<tokio::process::Command, String
         .stderr(Stdio::piped());
     for (k, v) in &spec.env {
         match v {
-            EnvValue::Plain(s) if s.starts_with("@file:") => {
-                return Err(format!(
-                    "{k} comes from a password file ({}), which `lifeboat {}` cannot read; use password_env for this resource",
-                    &s[6..],
-                    spec.kind
-                ));
+            EnvValue::FromFile(p) => {
+                let secret = lifeboat_control::secret::read(
+                    &lifeboat_config::Secret::File(p.clone()),
+                    &format!("{k} of {}", spec.name),
+                )
+                .map_err(|e| e.to_string())?;
+                c.env(k, String::from_utf8_lossy(&secret).into_owned());
             }
             EnvValue::Plain(s) => {
                 c.env(k, s);
@@ -495,6 +496,25 @@ async fn supervise(ctx: Ctx, spec: Continuous, mut stop: watch::Receiver<bool>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_database_password_file_is_read_for_the_archive_at_its_start() {
+        let c = lifeboat_config::parse(
+            "x.toml",
+            "[vault.main]\nlocation = \"/srv/v\"\n[resource.db]\ndsn = \"mysql://backup@127.0.0.1:3306\"\npassword_file = \"/etc/lifeboat/db.pw\"\narchive = { vault = \"main\" }\n",
+        )
+        .unwrap();
+        let d = declared(&c, std::path::Path::new("/state"));
+        let a = d.iter().find(|c| c.name == "archive:db").unwrap();
+        assert!(
+            a.env.contains(&(
+                "LIFEBOAT_MYSQL_PASSWORD".to_string(),
+                EnvValue::FromFile("/etc/lifeboat/db.pw".into())
+            )),
+            "{:?}",
+            a.env
+        );
+    }
 
     #[test]
     fn archives_and_replications_are_declared_with_secrets_from_the_environment() {
