@@ -27,6 +27,7 @@ mod check;
 pub mod diag;
 pub mod duration;
 mod load;
+mod load_credentials;
 mod load_plan;
 mod load_resource;
 pub mod model;

@@ -288,6 +288,8 @@ fn load_vault(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d: &mut Draft) 
             "password_file",
             "lock",
             "description",
+            "credentials_env",
+            "credentials_file",
         ],
     );
     sink.string(t, "description");
@@ -313,6 +315,7 @@ fn load_vault(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d: &mut Draft) 
     };
     let password = secret(sink, t).unwrap_or_else(|| Secret::Env("LIFEBOAT_PASSWORD".into()));
     let lock = lock(sink, t);
+    let credentials = crate::load_credentials::credentials(sink, t, &location);
     d.vaults.insert(
         name.to_string(),
         VaultSpec {
@@ -320,6 +323,7 @@ fn load_vault(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d: &mut Draft) 
             location,
             password,
             lock,
+            credentials,
         },
     );
 }

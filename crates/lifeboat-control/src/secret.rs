@@ -37,7 +37,23 @@ pub fn open_vault(cfg: &lifeboat_config::Config, name: &str) -> Result<lifeboat_
         .vaults
         .get(name)
         .ok_or_else(|| ControlError::Refused(format!("there is no vault `{name}` in the file")))?;
-    let loc = lifeboat_vault::Location::parse(&spec.location)?;
+    let loc = location(spec, name)?;
     let pw = read(&spec.password, &format!("vault `{name}`"))?;
     Ok(lifeboat_vault::Vault::open(&loc, &pw)?)
+}
+
+/// The vault's location with its own S3 credentials (`credentials_env` /
+/// `credentials_file`), else the process environment's.
+pub fn location(
+    spec: &lifeboat_config::model::VaultSpec,
+    name: &str,
+) -> Result<lifeboat_vault::Location> {
+    let loc = lifeboat_vault::Location::parse(&spec.location)?;
+    let creds = match &spec.credentials {
+        None => return Ok(loc),
+        Some(Secret::Env(prefix)) => lifeboat_vault::S3Credentials::from_env_prefix(prefix),
+        Some(Secret::File(path)) => lifeboat_vault::S3Credentials::from_file(path, None),
+    }
+    .map_err(|e| ControlError::Secret(format!("vault `{name}`: S3 credentials: {e}")))?;
+    Ok(loc.with_credentials(creds)?)
 }
