@@ -137,7 +137,12 @@ pub fn run(g: &Global, a: CopyArgs) -> Result<ExitCode> {
     )?;
     let src = open(&from, &src_pw, "from", &a)?;
     let dst = open(&a.to, &dst_pw, "to", &a)?;
-    a.retention.apply(&dst)?;
+    a.retention.apply(&dst).with_context(|| {
+        format!(
+            "cannot copy into the target vault {} with this retention",
+            dst.storage().location()
+        )
+    })?;
     let stop = crate::common::stop_backup_on_signals()?;
     let mut copier =
         Copier::start(&src, &dst, CopyOptions::default()).map_err(|e| on_target(e, &dst))?;

@@ -50,6 +50,7 @@ pub mod storage;
 pub mod testhook;
 pub mod timeouts;
 pub mod tree;
+pub mod upgrade;
 mod upload;
 pub mod vault;
 pub mod writer;
