@@ -50,6 +50,9 @@ pub struct CopyArgs {
     /// target vault's lock configuration applies as to its own backups.
     #[command(flatten)]
     retention: crate::cmd_retention::RetentionArgs,
+    /// Per-vault S3 credentials.
+    #[command(flatten)]
+    credentials: crate::s3creds::CopyCredentials,
 }
 
 /// How long a following copy keeps one writer session in the target.
@@ -64,9 +67,27 @@ fn add(a: &mut lifeboat_vault::copy::CopyStats, b: &lifeboat_vault::copy::CopySt
     a.blobs_skipped += b.blobs_skipped;
 }
 
-fn open(location: &str, password: &[u8], which: &str) -> Result<Vault> {
+fn open(location: &str, password: &[u8], which: &str, a: &CopyArgs) -> Result<Vault> {
     let loc = Location::parse(location).map_err(|e| usage(format!("--{which}: {e}")))?;
+    let loc = if which == "from" {
+        a.credentials.from(loc)?
+    } else {
+        a.credentials.to(loc)?
+    };
     Vault::open(&loc, password).with_context(|| format!("cannot open the {which} vault"))
+}
+
+/// A copy's failure; a full disk can only be the target's (the source is
+/// only read), so the message says which vault needs room.
+fn on_target(e: VaultError, dst: &Vault) -> anyhow::Error {
+    if e.is_no_space() {
+        let to = dst.storage().location().to_string();
+        anyhow::Error::new(e).context(format!(
+            "no space left on the disk of the target vault {to}: free space there (or prune that vault) and run the copy again; what arrived is kept and is not sent again"
+        ))
+    } else {
+        e.into()
+    }
 }
 
 /// Points selected by the arguments, oldest first.
@@ -114,11 +135,17 @@ pub fn run(g: &Global, a: CopyArgs) -> Result<ExitCode> {
         "target vault password",
         false,
     )?;
-    let src = open(&from, &src_pw, "from")?;
-    let dst = open(&a.to, &dst_pw, "to")?;
-    a.retention.apply(&dst)?;
+    let src = open(&from, &src_pw, "from", &a)?;
+    let dst = open(&a.to, &dst_pw, "to", &a)?;
+    a.retention.apply(&dst).with_context(|| {
+        format!(
+            "cannot copy into the target vault {} with this retention",
+            dst.storage().location()
+        )
+    })?;
     let stop = crate::common::stop_backup_on_signals()?;
-    let mut copier = Copier::start(&src, &dst, CopyOptions::default())?;
+    let mut copier =
+        Copier::start(&src, &dst, CopyOptions::default()).map_err(|e| on_target(e, &dst))?;
     let started = Instant::now();
     // A following copy ends its writer session from time to time: while its
     // lock lives, a prune of the target defers deleting what it marks.
@@ -179,7 +206,7 @@ pub fn run(g: &Global, a: CopyArgs) -> Result<ExitCode> {
                     drop(progress);
                     return Ok(crate::common::backup_interrupted());
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(on_target(e, &dst)),
             }
             done.fetch_add(1, Ordering::Relaxed);
         }
@@ -199,7 +226,7 @@ pub fn run(g: &Global, a: CopyArgs) -> Result<ExitCode> {
             copier.refresh_source_index()?;
         }
     }
-    let mut stats = copier.finish()?;
+    let mut stats = copier.finish().map_err(|e| on_target(e, &dst))?;
     add(&mut stats, &earlier);
     let secs = started.elapsed().as_secs_f64();
     if g.json {

@@ -36,6 +36,7 @@ mod cmd_validate;
 mod cmd_vault;
 mod common;
 mod pick;
+mod s3creds;
 
 /// Lifeboat: deduplicated, encrypted backups and disaster recovery.
 #[derive(Parser, Debug)]

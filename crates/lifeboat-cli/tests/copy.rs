@@ -554,11 +554,15 @@ fn bad_input_fails_clearly_and_leaves_the_target_clean() {
     std::fs::write(pause.join("index-loaded.go"), b"").unwrap();
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let err = stderr(&o);
+    let pack = victim.file_name().unwrap().to_string_lossy().into_owned();
     assert!(
-        stderr(&o).contains("could not read")
-            && stderr(&o).contains("nothing of this point was written"),
-        "{}",
-        stderr(&o)
+        err.contains("could not read")
+            && err.contains("nothing of this point was written")
+            && err.contains(&pack)
+            && err.contains("lifeboat vault check")
+            && err.contains("lifeboat vault heal --from"),
+        "the error names neither the pack nor what to do: {err}"
     );
     let r: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(r["points_copied"], 0, "{r:#}");

@@ -30,6 +30,7 @@ pub mod duration;
 mod load;
 mod load_daemon;
 mod load_instance;
+mod load_credentials;
 mod load_plan;
 mod load_resource;
 mod load_server;

@@ -319,6 +319,8 @@ fn load_vault(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d: &mut Draft) 
             "password_file",
             "lock",
             "description",
+            "credentials_env",
+            "credentials_file",
         ],
     );
     sink.string(t, "description");
@@ -344,6 +346,7 @@ fn load_vault(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d: &mut Draft) 
     };
     let password = secret(sink, t).unwrap_or_else(|| Secret::Env("LIFEBOAT_PASSWORD".into()));
     let lock = lock(sink, t);
+    let credentials = crate::load_credentials::credentials(sink, t, &location);
     d.vaults.insert(
         name.to_string(),
         VaultSpec {
@@ -351,6 +354,7 @@ fn load_vault(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d: &mut Draft) 
             location,
             password,
             lock,
+            credentials,
         },
     );
 }

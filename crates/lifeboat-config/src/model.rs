@@ -135,6 +135,10 @@ pub struct VaultSpec {
     pub password: Secret,
     /// Lock defaults of the vault.
     pub lock: Option<LockSpec>,
+    /// Its own S3 keys (`credentials_env = "PREFIX"` or `credentials_file`);
+    /// `None`: the process's AWS_* environment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<Secret>,
 }
 
 /// `[resource.NAME]`.

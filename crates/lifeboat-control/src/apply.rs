@@ -9,7 +9,7 @@
 
 use chrono::Utc;
 use lifeboat_config::Config;
-use lifeboat_vault::{Location, Vault};
+use lifeboat_vault::Vault;
 use serde::{Deserialize, Serialize};
 
 use crate::changes::{self, Changes};
@@ -59,7 +59,7 @@ pub fn apply(
     let mut initialised = Vec::new();
     for name in &changes.vaults_to_init {
         let spec = &cfg.vaults[name];
-        let loc = Location::parse(&spec.location)?;
+        let loc = crate::secret::location(spec, name)?;
         let pw = crate::secret::read(&spec.password, &format!("vault `{name}`"))?;
         Vault::init(&loc, &pw, &lifeboat_vault::InitOptions::default())?;
         initialised.push(name.clone());

@@ -99,7 +99,11 @@ pub fn items(cfg: &Config) -> BTreeMap<String, BTreeMap<String, serde_json::Valu
 
 /// Whether a vault exists at `location` (its `config` object is there).
 pub fn vault_exists(location: &str) -> Result<bool> {
-    let loc = lifeboat_vault::Location::parse(location)?;
+    vault_exists_at(lifeboat_vault::Location::parse(location)?)
+}
+
+/// [`vault_exists`] for a parsed location (with its credentials).
+pub fn vault_exists_at(loc: lifeboat_vault::Location) -> Result<bool> {
     if let lifeboat_vault::Location::Dir(d) = &loc
         && !d.join("config").exists()
     {
@@ -120,7 +124,7 @@ pub fn compute(cfg: &Config, text: &str, applied: &Applied) -> Result<Changes> {
     let mut vaults_to_init = Vec::new();
     let used = cfg.used_vaults();
     for (name, v) in &cfg.vaults {
-        if !vault_exists(&v.location)? {
+        if !vault_exists_at(crate::secret::location(v, name)?)? {
             vaults_to_init.push(name.clone());
             changes.push(Change {
                 op: Op::Add,

@@ -37,7 +37,73 @@ pub fn open_vault(cfg: &lifeboat_config::Config, name: &str) -> Result<lifeboat_
         .vaults
         .get(name)
         .ok_or_else(|| ControlError::Refused(format!("there is no vault `{name}` in the file")))?;
-    let loc = lifeboat_vault::Location::parse(&spec.location)?;
+    let loc = location(spec, name)?;
     let pw = read(&spec.password, &format!("vault `{name}`"))?;
     Ok(lifeboat_vault::Vault::open(&loc, &pw)?)
+}
+
+/// The vault's location with its own S3 credentials (`credentials_env` /
+/// `credentials_file`), else the process environment's.
+pub fn location(
+    spec: &lifeboat_config::model::VaultSpec,
+    name: &str,
+) -> Result<lifeboat_vault::Location> {
+    let loc = lifeboat_vault::Location::parse(&spec.location)?;
+    let creds = match &spec.credentials {
+        None => return Ok(loc),
+        Some(Secret::Env(prefix)) => lifeboat_vault::S3Credentials::from_env_prefix(prefix),
+        Some(Secret::File(path)) => lifeboat_vault::S3Credentials::from_file(path, None),
+    }
+    .map_err(|e| ControlError::Secret(format!("vault `{name}`: S3 credentials: {e}")))?;
+    Ok(loc.with_credentials(creds)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use lifeboat_vault::{Location, S3Credentials};
+
+    fn config(extra: &str) -> lifeboat_config::Config {
+        let text = format!(
+            "[vault.dr]\nlocation = \"s3://dr-vault/lifeboat?endpoint=http://127.0.0.1:9\"\n{extra}\n[resource.etc]\npaths = [\"/etc\"]\n"
+        );
+        lifeboat_config::parse("x.toml", &text).expect("valid")
+    }
+
+    #[test]
+    fn a_vaults_credentials_file_signs_its_location_and_a_missing_one_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("dr.credentials");
+        std::fs::write(
+            &f,
+            "[default]\naws_access_key_id = AKIADR\naws_secret_access_key = s3cret\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let cfg = config(&format!("credentials_file = \"{}\"", f.display()));
+        let loc = super::location(&cfg.vaults["dr"], "dr").unwrap();
+        let Location::S3 { credentials, .. } = loc else {
+            panic!("not S3")
+        };
+        assert!(
+            matches!(&credentials, S3Credentials::Keys { access_key_id, .. } if access_key_id == "AKIADR"),
+            "{credentials:?}"
+        );
+        // Without the key: the environment's, as before.
+        let loc = super::location(&config("").vaults["dr"], "dr").unwrap();
+        assert!(matches!(
+            loc,
+            Location::S3 {
+                credentials: S3Credentials::Environment,
+                ..
+            }
+        ));
+        let cfg = config("credentials_file = \"/nonexistent/dr.credentials\"");
+        let e = super::open_vault(&cfg, "dr").unwrap_err().to_string();
+        assert!(
+            e.contains("vault `dr`: S3 credentials") && e.contains("/nonexistent/dr.credentials"),
+            "{e}"
+        );
+    }
 }

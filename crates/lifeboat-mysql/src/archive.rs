@@ -110,6 +110,9 @@ pub enum ArchiveEvent {
         through: Option<DateTime<Utc>>,
         /// When the point was written.
         sealed_at: DateTime<Utc>,
+        /// How long writing it took (ms): the point object and, under
+        /// retention on an S3 bucket with Object Lock, its object retention.
+        write_ms: f64,
     },
     /// Seal points were replaced by one rollup point.
     RolledUp {
@@ -372,6 +375,7 @@ impl State<'_> {
         let pending = std::mem::take(&mut self.pending);
         let bytes: u64 = pending.iter().map(|p| p.bytes.len() as u64).sum();
         let last = pending.last().map(|p| p.seg.clone());
+        let started = Instant::now();
         let (id, point) = write_seal(
             &self.writer,
             &self.resource,
@@ -396,6 +400,7 @@ impl State<'_> {
             last_gtid: last.and_then(|s| s.last_gtid),
             through: self.through.as_ref().map(|t| t.time),
             sealed_at: Utc::now(),
+            write_ms: started.elapsed().as_secs_f64() * 1000.0,
         });
         self.seals.push((id, point));
         Ok(())

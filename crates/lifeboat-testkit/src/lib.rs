@@ -12,6 +12,7 @@ use std::process::{Command, Output};
 pub use tempfile::{TempDir, tempdir};
 
 pub mod fuzz;
+pub mod http_fault;
 pub mod load;
 pub mod loopdev;
 pub mod mariadb;

@@ -34,11 +34,68 @@ pub const CREDENTIALS: [(&str, &str); 3] = [
     ("AWS_DEFAULT_REGION", "us-east-1"),
 ];
 
+/// Run before moto's server when IAM is to be enforced. moto checks an S3
+/// request's signature by signing it again with botocore, which differs from
+/// AWS in two ways that make every request OpenDAL and reqsign sign fail:
+/// - over plain HTTP it always hashes the body, so a request signed with
+///   `x-amz-content-sha256: UNSIGNED-PAYLOAD` (valid on AWS) never matches;
+///   the client's declared `UNSIGNED-PAYLOAD` is kept, as AWS does;
+/// - it takes the query string as sent, while SigV4 (and AWS) URI-encode each
+///   name and value (`prefix=a/b/` is signed as `prefix=a%2Fb%2F`); each is
+///   encoded as the specification says.
+///
+/// Everything else (keys, secrets, policies) is moto's own check.
+const KEEP_UNSIGNED_PAYLOAD: &str = r#"
+import sys
+from urllib.parse import quote, unquote
+from botocore.auth import S3SigV4Auth, SigV4Auth
+def _query(self, parts):
+    pairs = []
+    for pair in filter(None, parts.query.split('&')):
+        k, _, v = pair.partition('=')
+        pairs.append((quote(unquote(k), safe='-_.~'), quote(unquote(v), safe='-_.~')))
+    return '&'.join(f'{k}={v}' for k, v in sorted(pairs))
+SigV4Auth._canonical_query_string_url = _query
+_orig = S3SigV4Auth._modify_request_before_signing
+def _keep_unsigned(self, request):
+    unsigned = request.headers.get('X-Amz-Content-SHA256') == 'UNSIGNED-PAYLOAD'
+    _orig(self, request)
+    if unsigned:
+        del request.headers['X-Amz-Content-SHA256']
+        request.headers['X-Amz-Content-SHA256'] = 'UNSIGNED-PAYLOAD'
+S3SigV4Auth._modify_request_before_signing = _keep_unsigned
+from moto.server import main
+sys.argv[0] = 'moto_server'
+sys.exit(main())
+"#;
+
 impl S3Server {
     /// Starts a server; panics with a hint when moto is not installed.
     pub fn start() -> S3Server {
+        Self::spawn(Command::new(moto_binary()))
+    }
+
+    /// Starts a server that can enforce IAM ([`S3Server::enforce_iam`]):
+    /// moto run by its own Python with [`KEEP_UNSIGNED_PAYLOAD`] applied.
+    pub fn start_with_iam() -> S3Server {
+        let moto = moto_binary();
+        let script = std::fs::read_to_string(&moto)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", moto.display()));
+        let python = script
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("#!"))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("{} is not a Python script", moto.display()))
+            .to_string();
+        let mut c = Command::new(python);
+        c.args(["-c", KEEP_UNSIGNED_PAYLOAD]);
+        Self::spawn(c)
+    }
+
+    fn spawn(mut cmd: Command) -> S3Server {
         let port = crate::mariadb::free_port();
-        let child = Command::new(moto_binary())
+        let child = cmd
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -80,6 +137,68 @@ impl S3Server {
             r.starts_with("HTTP/1.1 200") || r.starts_with("HTTP/1.0 200"),
             "create bucket {name}: {r}"
         );
+    }
+
+    /// Creates an IAM user with an inline policy (a JSON policy document)
+    /// and returns its access key id and secret. Call before
+    /// [`S3Server::enforce_iam`]: moto answers IAM calls unsigned until then.
+    pub fn iam_user(&self, name: &str, policy: &str) -> (String, String) {
+        let iam = |form: &str| {
+            let r = self.iam_request(form).expect("IAM request");
+            assert!(
+                r.starts_with("HTTP/1.1 200") || r.starts_with("HTTP/1.0 200"),
+                "IAM {form}: {r}"
+            );
+            r
+        };
+        iam(&format!(
+            "Action=CreateUser&UserName={name}&Version=2010-05-08"
+        ));
+        iam(&format!(
+            "Action=PutUserPolicy&UserName={name}&PolicyName={name}-policy&PolicyDocument={}&Version=2010-05-08",
+            form_escape(policy)
+        ));
+        let r = iam(&format!(
+            "Action=CreateAccessKey&UserName={name}&Version=2010-05-08"
+        ));
+        let field = |tag: &str| {
+            let open = format!("<{tag}>");
+            let start = r.find(&open).unwrap_or_else(|| panic!("no {tag} in {r}")) + open.len();
+            let end = start + r[start..].find('<').expect("closing tag");
+            r[start..end].to_string()
+        };
+        (field("AccessKeyId"), field("SecretAccessKey"))
+    }
+
+    /// From now on the server checks every request's signature and the
+    /// signer's IAM policies (moto's `reset-auth`): unknown keys, wrong
+    /// secrets and actions no policy allows are refused, as on AWS.
+    pub fn enforce_iam(&self) {
+        let r = self
+            .request_with(
+                "POST",
+                "/moto-api/reset-auth",
+                &[("Content-Type", "text/plain")],
+                b"0",
+            )
+            .expect("reset-auth");
+        assert!(r.contains("\"ok\""), "reset-auth: {r}");
+    }
+
+    fn iam_request(&self, form: &str) -> std::io::Result<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        write!(
+            s,
+            "POST / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\
+             Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=00\r\n\r\n{form}",
+            self.port,
+            form.len()
+        )?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
     }
 
     /// A raw HTTP request without body; returns the whole response.
@@ -139,6 +258,18 @@ impl Drop for S3Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `application/x-www-form-urlencoded` escaping.
+fn form_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// A plain HTTP GET on 127.0.0.1:`port`; returns the body.

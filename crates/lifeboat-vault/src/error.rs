@@ -197,9 +197,11 @@ impl VaultError {
             VaultError::Io { source, .. } => {
                 source.raw_os_error().is_some_and(|e| DENIED.contains(&e))
             }
-            // OpenDAL keeps only the OS error's text.
+            // OpenDAL keeps only the OS error's text; an object store says
+            // AccessDenied (HTTP 403) to credentials that may only read.
             VaultError::Storage { message, .. } => [
                 "ermission denied",
+                "AccessDenied",
                 "Read-only file system",
                 "os error 1)",
                 "os error 13",

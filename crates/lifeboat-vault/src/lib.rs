@@ -23,6 +23,7 @@
 pub mod check;
 pub mod chunker;
 pub mod copy;
+pub mod credentials;
 pub mod crypto;
 pub mod error;
 pub mod fetch;
@@ -41,6 +42,7 @@ pub mod repair;
 mod resume;
 pub mod retention;
 mod retention_session;
+mod s3hint;
 pub mod seed;
 pub mod select;
 pub mod stats;
@@ -48,10 +50,12 @@ pub mod storage;
 pub mod testhook;
 pub mod timeouts;
 pub mod tree;
+pub mod upgrade;
 mod upload;
 pub mod vault;
 pub mod writer;
 
+pub use credentials::S3Credentials;
 pub use error::{Result, VaultError};
 pub use id::Id;
 pub use index::Index;

@@ -18,7 +18,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use reqsign_aws_v4::{Credential, DefaultCredentialProvider, RequestSigner};
+use reqsign_aws_v4::{
+    Credential, DefaultCredentialProvider, RequestSigner, StaticCredentialProvider,
+};
 use reqsign_core::{Context, OsEnv, Signer};
 
 use crate::Vault;
@@ -59,6 +61,7 @@ impl ObjectLock {
             prefix,
             endpoint,
             region,
+            credentials,
             ..
         } = loc
         else {
@@ -76,11 +79,25 @@ impl ObjectLock {
         let ctx = Context::new()
             .with_file_read(reqsign_file_read_tokio::TokioFileRead)
             .with_env(OsEnv);
-        let signer = Signer::new(
-            ctx,
-            DefaultCredentialProvider::builder().no_imds().build(),
-            RequestSigner::new("s3", region),
-        );
+        let signer = match credentials {
+            crate::S3Credentials::Keys {
+                access_key_id,
+                secret_access_key,
+                session_token,
+                ..
+            } => {
+                let mut p = StaticCredentialProvider::new(access_key_id, secret_access_key);
+                if let Some(t) = session_token {
+                    p = p.with_session_token(t);
+                }
+                Signer::new(ctx, p, RequestSigner::new("s3", region))
+            }
+            crate::S3Credentials::Environment => Signer::new(
+                ctx,
+                DefaultCredentialProvider::builder().no_imds().build(),
+                RequestSigner::new("s3", region),
+            ),
+        };
         let endpoint = endpoint
             .as_deref()
             .map(|e| e.trim_end_matches('/').to_string())

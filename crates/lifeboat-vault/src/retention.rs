@@ -300,6 +300,9 @@ pub struct LockSettings {
     pub changeable_for: Duration,
 }
 
+/// The format version that introduced the vault lock configuration.
+pub const LOCK_FORMAT_VERSION: u32 = 4;
+
 /// Writes a new vault lock configuration, replacing the current one. Refused
 /// once the current configuration's cooling-off has ended, and for settings
 /// out of range. The old objects are removed after the new one is stored.
@@ -335,6 +338,12 @@ pub fn configure(vault: &crate::Vault, s: &LockSettings, now: DateTime<Utc>) -> 
         created: now,
         changeable_until: now + s.changeable_for,
     };
+    // Software older than format 4 ignores `vault-lock/`: it must refuse the vault.
+    if let Some(old) = crate::upgrade::raise_version(vault, LOCK_FORMAT_VERSION)? {
+        tracing::warn!(
+            "the vault's format version was raised from {old} to {LOCK_FORMAT_VERSION} (format spec §14): lifeboat releases that read only version {old} now refuse it, so none of them can write points without its lock"
+        );
+    }
     let (id, stored) = lock.seal(vault.key());
     vault.storage().write(&format!("{DIR}{id}"), stored)?;
     for (old, _) in state.objects.iter().filter(|(o, _)| *o != id) {

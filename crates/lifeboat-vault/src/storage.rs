@@ -14,10 +14,14 @@ use std::sync::{Arc, OnceLock};
 
 use opendal::{ErrorKind, Operator};
 
+use crate::credentials::S3Credentials;
 use crate::error::{Result, VaultError};
 use crate::timeouts::{Effective, S3Timeouts};
 
 /// Where a vault (or any object-store prefix) lives.
+// A location is made once per command and cloned rarely: the size of the S3
+// variant (with its credentials) does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     /// A local directory (absolute path).
@@ -35,6 +39,9 @@ pub enum Location {
         /// Network timeouts set in the URL (others come from the environment
         /// or defaults, see [`crate::timeouts`]).
         timeouts: S3Timeouts,
+        /// Whose keys sign the requests (never part of the URL; see
+        /// [`Location::with_credentials`]).
+        credentials: S3Credentials,
     },
 }
 
@@ -81,11 +88,40 @@ impl Location {
                 endpoint,
                 region,
                 timeouts,
+                credentials: S3Credentials::Environment,
             });
         }
         Err(bad(
             "expected an absolute directory path, file:///abs/path, or s3://BUCKET[/PREFIX]?endpoint=URL",
         ))
+    }
+
+    /// This S3 location signed with `credentials` instead of the process
+    /// environment's. A directory has no credentials: giving some is refused
+    /// (a mistake the user should hear of).
+    pub fn with_credentials(self, credentials: S3Credentials) -> Result<Location> {
+        match self {
+            Location::S3 {
+                bucket,
+                prefix,
+                endpoint,
+                region,
+                timeouts,
+                ..
+            } => Ok(Location::S3 {
+                bucket,
+                prefix,
+                endpoint,
+                region,
+                timeouts,
+                credentials,
+            }),
+            Location::Dir(_) if credentials == S3Credentials::Environment => Ok(self),
+            Location::Dir(_) => Err(VaultError::BadLocation {
+                location: self.to_string(),
+                reason: "S3 credentials were given for a directory vault (they apply to s3:// vaults only)".into(),
+            }),
+        }
     }
 }
 
@@ -99,6 +135,7 @@ impl std::fmt::Display for Location {
                 endpoint,
                 region,
                 timeouts,
+                ..
             } => {
                 write!(f, "s3://{bucket}")?;
                 if !prefix.is_empty() {
@@ -210,6 +247,11 @@ fn map_err_net(
             _ => text.push_str(" (the object store cannot be reached: check the endpoint, the network and that the server runs)"),
         }
     }
+    if let Some((loc @ Location::S3 { .. }, _)) = net
+        && let Some(hint) = crate::s3hint::explain(e.kind(), &text, op, loc)
+    {
+        text.push_str(&hint);
+    }
     let no_space = text.contains("No space left") || text.contains("os error 28");
     VaultError::Storage {
         op,
@@ -279,6 +321,7 @@ impl Storage {
                 endpoint,
                 region,
                 timeouts,
+                credentials,
             } => {
                 let eff = timeouts
                     .effective()
@@ -287,8 +330,8 @@ impl Storage {
                         reason,
                     })?;
                 // Credentials come from the environment (AWS_ACCESS_KEY_ID,
-                // AWS_SECRET_ACCESS_KEY, AWS_PROFILE…); the EC2 metadata
-                // service is never asked.
+                // AWS_SECRET_ACCESS_KEY, AWS_PROFILE…) unless the location
+                // carries its own; the EC2 metadata service is never asked.
                 let mut b = opendal::services::S3::default()
                     .bucket(bucket)
                     .root(&format!("/{prefix}"))
@@ -296,6 +339,22 @@ impl Storage {
                     .disable_ec2_metadata();
                 if let Some(e) = endpoint {
                     b = b.endpoint(e);
+                }
+                if let S3Credentials::Keys {
+                    access_key_id,
+                    secret_access_key,
+                    session_token,
+                    ..
+                } = credentials
+                {
+                    // This vault's own keys, and nothing from the environment.
+                    b = b
+                        .access_key_id(access_key_id)
+                        .secret_access_key(secret_access_key)
+                        .disable_config_load();
+                    if let Some(t) = session_token {
+                        b = b.session_token(t);
+                    }
                 }
                 let ctx = opendal::OperationContext::new().with_http_transport(s3_client(&eff)?);
                 net = Some(eff);
