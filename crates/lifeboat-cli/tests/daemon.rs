@@ -552,3 +552,46 @@ fn continuous_and_retention_jobs_are_told_to_the_webhooks_of_their_plans() {
     dm.wait_event(T, "continuous-exited");
     dm.stop();
 }
+
+#[test]
+fn a_scheduled_drill_runs_from_the_daemon_and_is_recorded() {
+    let d = tempdir().unwrap();
+    let w = d.path();
+    make_sample_tree(&w.join("data"), 3);
+    std::fs::write(
+        w.join("lifeboat.toml"),
+        format!(
+            "[site.dr]\nroot = \"{w}/dr\"\n[vault.main]\nsite = \"dr\"\nlocation = \"{w}/vault\"\n\
+             [resource.etc]\npaths = [\"{w}/data\"]\n\
+             [plan.p]\nresources = [\"etc\"]\nvault = \"main\"\nschedule = \"0 0 1 1 *\"\n\
+             [stack.s]\nmembers = [\"etc\"]\ncheck = \"test -f ${{etc.path}}{w}/data/docs/note-0.txt\"\n\
+             [drill.often]\nstack = \"s\"\nto = \"dr\"\nschedule = \"*/3 * * * * *\"\n",
+            w = w.display()
+        ),
+    )
+    .unwrap();
+    let c = control_cli(w);
+    c.ok(&["apply", "--auto-approve"]);
+    c.ok(&["jobs", "run", "--plan", "p"]);
+    let mut dm = Daemon::start(&c, &[]);
+    let started = dm.wait_event(T, "drill-started");
+    assert_eq!(started["drill"], "often");
+    let ended = dm.wait_event(T, "drill-ended");
+    assert_eq!(ended["exit"], 0, "{ended}");
+    let (st, _) = dm.stop();
+    assert!(st.success(), "{st}");
+    let drills: Vec<Value> = jobs(&c, &["--resource", "s"])
+        .into_iter()
+        .filter(|j| j["kind"] == "drill")
+        .collect();
+    assert!(!drills.is_empty());
+    let last = drills.iter().find(|j| j["status"] != "running").unwrap();
+    assert_eq!(last["status"], "succeeded", "{last}");
+    assert_eq!(last["trigger"], "schedule");
+    assert_eq!(last["plan"], "often");
+    // The scratch stacks are gone.
+    assert!(
+        !w.join("dr/drills").exists()
+            || std::fs::read_dir(w.join("dr/drills")).unwrap().count() == 0
+    );
+}

@@ -16,6 +16,8 @@
 //!   healthy minute), each start and exit a job;
 //! - [`retention`]: forget (each plan's and copy action's retention, per
 //!   resource) then prune, per vault, on `[daemon] retention_schedule`;
+//! - [`drills`]: each `[drill.X] schedule`, a child `lifeboat drill`
+//!   (recovery into a scratch stack, checked, torn down, recorded);
 //! - [`notify`]: webhook (JSON per job) and healthchecks.io-style pings;
 //! - [`children`]: every child the daemon started, for shutdown (SIGTERM,
 //!   a grace period, then SIGKILL).
@@ -24,6 +26,7 @@
 //! reads the same one); an invalid file on reload keeps the old one.
 
 pub mod children;
+pub mod drills;
 pub mod log;
 pub mod notify;
 pub mod retention;
@@ -142,6 +145,7 @@ pub async fn run(opts: DaemonOptions, mut shutdown: watch::Receiver<bool>) -> Re
     let mut sched = schedule::Timetable::new(&cfg, Utc::now());
     let mut continuous = supervise::Supervisors::default();
     let mut retention = retention::Retention::default();
+    let mut drills = drills::Drills::default();
     continuous.reconcile(&ctx, &cfg);
     log.event(
         "started",
@@ -189,6 +193,9 @@ pub async fn run(opts: DaemonOptions, mut shutdown: watch::Receiver<bool>) -> Re
         }
         if sched.retention_due(now) {
             retention.start(&ctx, &cfg);
+        }
+        for d in sched.due_drills(now) {
+            drills.start(&ctx, &d);
         }
         let wait = until(sched.next_wake());
         tokio::select! {

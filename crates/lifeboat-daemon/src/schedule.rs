@@ -21,6 +21,7 @@ use crate::Store;
 pub struct Timetable {
     plans: BTreeMap<String, (Schedule, Option<DateTime<Utc>>)>,
     retention: Option<(Schedule, Option<DateTime<Utc>>)>,
+    drills: BTreeMap<String, (Schedule, Option<DateTime<Utc>>)>,
 }
 
 impl Timetable {
@@ -44,6 +45,18 @@ impl Timetable {
             plans.insert(name, (s, next));
         }
         self.plans = plans;
+        let mut drills = BTreeMap::new();
+        for (name, d) in &cfg.drills {
+            let Some(s) = d.schedule.clone() else {
+                continue;
+            };
+            let next = match self.drills.remove(name) {
+                Some((old, next)) if old == s => next,
+                _ => s.next_after(now),
+            };
+            drills.insert(name.clone(), (s, next));
+        }
+        self.drills = drills;
         let rs = cfg.daemon.retention_schedule.clone();
         self.retention = Some(match self.retention.take() {
             Some((old, next)) if old == rs => (old, next),
@@ -58,6 +71,20 @@ impl Timetable {
     pub fn due_plans(&mut self, now: DateTime<Utc>) -> Vec<String> {
         let mut due = Vec::new();
         for (name, (s, next)) in self.plans.iter_mut() {
+            if let Some(t) = *next
+                && t <= now
+            {
+                due.push(name.clone());
+                *next = s.next_after(now.max(t));
+            }
+        }
+        due
+    }
+
+    /// Drills whose time has come (each then moves to its next time).
+    pub fn due_drills(&mut self, now: DateTime<Utc>) -> Vec<String> {
+        let mut due = Vec::new();
+        for (name, (s, next)) in self.drills.iter_mut() {
             if let Some(t) = *next
                 && t <= now
             {
@@ -85,6 +112,7 @@ impl Timetable {
             .values()
             .filter_map(|(_, n)| *n)
             .chain(self.retention.as_ref().and_then(|(_, n)| *n))
+            .chain(self.drills.values().filter_map(|(_, n)| *n))
             .min()
     }
 }
