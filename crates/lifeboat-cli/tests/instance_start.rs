@@ -5,7 +5,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use lifeboat_testkit::mariadb::{MariaDb, MariaDbOptions, free_port};
 use lifeboat_testkit::{Cli, tempdir};
@@ -22,31 +22,11 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// The `unishop` binary of this workspace (built next to `lifeboat`; built
-/// here when a filtered test run did not build it).
 fn unishop_bin() -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_lifeboat")).with_file_name("unishop");
-    if !p.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args(["build", "-p", "unishop", "--bin", "unishop"])
-            .status()
-            .unwrap();
-        assert!(st.success(), "cargo build -p unishop");
-    }
-    p
+    lifeboat_testkit::procs::unishop_bin(env!("CARGO_BIN_EXE_lifeboat"))
 }
 
-/// Whether `pid` is a live process (a zombie is not).
-fn alive(pid: i64) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(st) => {
-            let state = st[st.rfind(')').unwrap() + 1..].split_whitespace().next();
-            state != Some("Z")
-        }
-        Err(_) => false,
-    }
-}
+use lifeboat_testkit::procs::alive;
 
 /// GET a URL; the status code.
 fn status(url: &str) -> Option<u16> {

@@ -17,16 +17,7 @@ use lifeboat_testkit::{Cli, tempdir};
 const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
 
 fn unishop_bin() -> PathBuf {
-    let p = Path::new(BIN).with_file_name("unishop");
-    if !p.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args(["build", "-p", "unishop", "--bin", "unishop"])
-            .status()
-            .unwrap();
-        assert!(st.success(), "cargo build -p unishop");
-    }
-    p
+    lifeboat_testkit::procs::unishop_bin(BIN)
 }
 
 /// A background `lifeboat` process, killed on drop.
@@ -38,12 +29,7 @@ impl Drop for Bg {
     }
 }
 
-fn alive(pid: i64) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(st) => st[st.rfind(')').unwrap() + 1..].split_whitespace().next() != Some("Z"),
-        Err(_) => false,
-    }
-}
+use lifeboat_testkit::procs::alive;
 
 fn sql(socket: &Path, q: &str) -> String {
     let o = Command::new("mariadb")

@@ -9,26 +9,11 @@ use std::process::Command;
 
 use lifeboat_testkit::{Cli, tempdir};
 
-/// The `unishop` binary of this workspace (built next to `lifeboat`).
 fn unishop_bin() -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_lifeboat")).with_file_name("unishop");
-    if !p.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = Command::new(cargo)
-            .args(["build", "-p", "unishop", "--bin", "unishop"])
-            .status()
-            .unwrap();
-        assert!(st.success(), "cargo build -p unishop");
-    }
-    p
+    lifeboat_testkit::procs::unishop_bin(env!("CARGO_BIN_EXE_lifeboat"))
 }
 
-fn alive(pid: i64) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(st) => st[st.rfind(')').unwrap() + 1..].split_whitespace().next() != Some("Z"),
-        Err(_) => false,
-    }
-}
+use lifeboat_testkit::procs::alive;
 
 fn health(url: &str) -> Option<u16> {
     lifeboat_instance::supervise::http_status(url, std::time::Duration::from_secs(2)).ok()

@@ -16,6 +16,7 @@ pub mod http_fault;
 pub mod load;
 pub mod loopdev;
 pub mod mariadb;
+pub mod procs;
 pub mod proxy;
 pub mod s3;
 
