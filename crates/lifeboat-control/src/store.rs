@@ -233,8 +233,24 @@ impl SqliteStore {
         }
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
+        // Switching a new file to WAL needs a lock that SQLite does not wait
+        // for with the busy timeout: a daemon and a `jobs run` opening a new
+        // store at once would see "database is locked". Retry for as long.
+        let started = std::time::Instant::now();
+        loop {
+            let mode: rusqlite::Result<String> =
+                conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0));
+            match mode {
+                Ok(_) => break,
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy
+                        && started.elapsed() < std::time::Duration::from_secs(10) =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
         // Migrate under a write lock (BEGIN IMMEDIATE), reading the version
@@ -511,6 +527,31 @@ impl JobStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A daemon and a `jobs run` started together open a new store at once
+    /// (seen in the demo: `serve` died with "database is locked").
+    #[test]
+    fn many_openers_of_a_new_store_at_once_all_succeed() {
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("jobs.sqlite");
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+            let handles: Vec<_> = (0..6)
+                .map(|_| {
+                    let (path, barrier) = (path.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        SqliteStore::open(&path).map(|_| ())
+                    })
+                })
+                .collect();
+            for h in handles {
+                if let Err(e) = h.join().unwrap() {
+                    panic!("round {round}: {e}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn records_and_lists_and_marks_dead_processes() {
