@@ -285,18 +285,9 @@ pub fn drill(cfg: &Config, stack: &str, site: &str, opts: &DrillOptions) -> Resu
 
 /// Stops and removes a scratch stack (whatever of it came up).
 fn teardown(scratch: &std::path::Path, stack: &str) -> bool {
-    if let Ok(Some(state)) = StackState::read(scratch, stack) {
-        for (_, m) in state.members.iter().rev() {
-            if m.kind == "instance" {
-                if m.dir
-                    .join(lifeboat_instance::supervise::LAUNCH_PID)
-                    .exists()
-                {
-                    let _ = lifeboat_instance::supervise::stop(&m.dir);
-                }
-            } else if let Some(p) = &m.process {
-                p.stop(Duration::from_secs(30));
-            }
+    if let Ok(Some(mut state)) = StackState::read(scratch, stack) {
+        for (_, m) in state.members.iter_mut().rev() {
+            let _ = crate::stack::stop_member(m);
         }
     }
     std::fs::remove_dir_all(scratch).is_ok() && {

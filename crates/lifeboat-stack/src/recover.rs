@@ -753,15 +753,11 @@ fn recover_instance(
             "instance `{name}` exited right after it became healthy"
         ))
     })?;
-    let mut out = BTreeMap::new();
-    out.insert("listen".into(), format!("127.0.0.1:{port}"));
-    out.insert("url".into(), format!("http://127.0.0.1:{port}"));
-    out.insert("port".into(), port.to_string());
     Ok((
         MemberState {
             kind: "instance".into(),
             dir,
-            outputs: out,
+            outputs: crate::stack::instance_outputs(port),
             process: Some(crate::process::Proc {
                 pid: started.pid,
                 start_time,

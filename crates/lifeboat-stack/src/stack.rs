@@ -286,14 +286,10 @@ pub fn start_instance(
             started.log.display()
         ))
     })?;
-    let mut out = BTreeMap::new();
-    out.insert("listen".into(), format!("127.0.0.1:{port}"));
-    out.insert("url".into(), format!("http://127.0.0.1:{port}"));
-    out.insert("port".into(), port.to_string());
     Ok(MemberState {
         kind: "instance".into(),
         dir,
-        outputs: out,
+        outputs: instance_outputs(port),
         process: Some(Proc {
             pid: started.pid,
             start_time,
@@ -382,6 +378,36 @@ pub fn up(cfg: &Config, stack: &str, site: &str) -> Result<StackState> {
     Ok(state)
 }
 
+/// Stops what one member runs: an instance's process group; a server's
+/// archive, then the server.
+pub fn stop_member(m: &mut MemberState) -> Result<()> {
+    if m.kind == "instance" {
+        if m.dir
+            .join(lifeboat_instance::supervise::LAUNCH_PID)
+            .exists()
+        {
+            lifeboat_instance::supervise::stop(&m.dir)?;
+        }
+    } else {
+        crate::protect::stop_archive(m);
+        if let Some(p) = &m.process {
+            p.stop(Duration::from_secs(30));
+        }
+    }
+    m.process = None;
+    m.archive = None;
+    Ok(())
+}
+
+/// What an instance listening on `port` gives the others.
+pub fn instance_outputs(port: u16) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("listen".to_string(), format!("127.0.0.1:{port}")),
+        ("url".to_string(), format!("http://127.0.0.1:{port}")),
+        ("port".to_string(), port.to_string()),
+    ])
+}
+
 /// Stops the stack's processes, instances first; with `purge`, also
 /// removes the members' directories and the state (a drill's scratch stack).
 pub fn down(cfg: &Config, stack: &str, site: &str, purge: bool) -> Result<Option<StackState>> {
@@ -390,21 +416,7 @@ pub fn down(cfg: &Config, stack: &str, site: &str, purge: bool) -> Result<Option
         return Ok(None);
     };
     for (_, m) in state.members.iter_mut().rev() {
-        if m.kind == "instance" {
-            if m.dir
-                .join(lifeboat_instance::supervise::LAUNCH_PID)
-                .exists()
-            {
-                lifeboat_instance::supervise::stop(&m.dir)?;
-            }
-        } else {
-            crate::protect::stop_archive(m);
-            if let Some(p) = &m.process {
-                p.stop(Duration::from_secs(30));
-            }
-        }
-        m.process = None;
-        m.archive = None;
+        stop_member(m)?;
     }
     if purge {
         // Every member's directory, also of those that failed to come up.
