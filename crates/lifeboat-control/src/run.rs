@@ -265,14 +265,7 @@ fn backup_one(
             Ok((res.id.to_hex(), res.point, log(&res.warnings, &res.notes)))
         }
         ResourceKind::Mysql { dsn, password, .. } => {
-            let mut dsn = lifeboat_mysql::Dsn::parse(dsn).map_err(|e| e.to_string())?;
-            if let Some(s) = password {
-                let pw = crate::secret::read(s, &format!("resource `{name}`"))
-                    .map_err(|e| e.to_string())?;
-                dsn.password = Some(String::from_utf8(pw).map_err(|_| {
-                    format!("resource `{name}`: the database password is not UTF-8")
-                })?);
-            }
+            let dsn = crate::secret::mysql_dsn(name, dsn, password)?;
             let opts = lifeboat_mysql::SnapshotOptions {
                 resource: Some(name.to_string()),
                 tags,

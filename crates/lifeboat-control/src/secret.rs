@@ -58,6 +58,24 @@ pub fn location(
     Ok(loc.with_credentials(creds)?)
 }
 
+/// The DSN of mysql resource `name`, with its password from the source the
+/// file names (never from the file itself).
+pub fn mysql_dsn(
+    name: &str,
+    dsn: &str,
+    password: &Option<Secret>,
+) -> std::result::Result<lifeboat_mysql::Dsn, String> {
+    let mut d = lifeboat_mysql::Dsn::parse(dsn).map_err(|e| e.to_string())?;
+    if let Some(s) = password {
+        let pw = read(s, &format!("resource `{name}`")).map_err(|e| e.to_string())?;
+        d.password = Some(
+            String::from_utf8(pw)
+                .map_err(|_| format!("resource `{name}`: the database password is not UTF-8"))?,
+        );
+    }
+    Ok(d)
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;

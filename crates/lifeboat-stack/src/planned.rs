@@ -28,25 +28,6 @@ pub struct Quiesced {
     pub replicated: Vec<(String, u64)>,
 }
 
-fn dsn_of(
-    name: &str,
-    dsn: &str,
-    password: &Option<lifeboat_config::Secret>,
-) -> Result<lifeboat_mysql::Dsn> {
-    let mut d = lifeboat_mysql::Dsn::parse(dsn)
-        .map_err(|e| StackError::Refused(format!("resource `{name}`: {e}")))?;
-    if let Some(s) = password {
-        let pw = lifeboat_control::secret::read(s, &format!("resource `{name}`"))
-            .map_err(|e| StackError::Refused(e.to_string()))?;
-        d.password = Some(String::from_utf8(pw).map_err(|_| {
-            StackError::Refused(format!(
-                "resource `{name}`: the database password is not UTF-8"
-            ))
-        })?);
-    }
-    Ok(d)
-}
-
 /// Stops the writes of `stack` at its primary site (the members' own site)
 /// and waits until `target`'s vaults hold every commit.
 pub fn quiesce(cfg: &Config, stack: &str, target: &str, timeout: Duration) -> Result<Quiesced> {
@@ -85,7 +66,8 @@ pub fn quiesce(cfg: &Config, stack: &str, target: &str, timeout: Duration) -> Re
         else {
             continue;
         };
-        let d = dsn_of(m, dsn, password)?;
+        let d =
+            lifeboat_control::secret::mysql_dsn(m, dsn, password).map_err(StackError::Refused)?;
         let mut sess = lifeboat_mysql::server::Session::connect(&d)
             .map_err(|e| StackError::Process(e.to_string()))?;
         sess.exec("set the primary read-only", "SET GLOBAL read_only = 1")
