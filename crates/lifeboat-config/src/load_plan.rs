@@ -109,6 +109,41 @@ fn hooks(sink: &mut Sink<'_>, t: Table<'_, '_>) -> Hooks {
     }
 }
 
+/// A cron expression `expr` (with its span) in the table's `timezone`
+/// (default UTC); an unknown zone or a bad expression is an error at its key,
+/// `fix` saying how to write the expression.
+pub(crate) fn cron(
+    sink: &mut Sink<'_>,
+    t: Table<'_, '_>,
+    (e, espan): (String, std::ops::Range<usize>),
+    fix: &str,
+) -> Option<Schedule> {
+    let (z, zspan) = sink
+        .string(t, "timezone")
+        .unwrap_or_else(|| ("UTC".into(), 0..0));
+    match Schedule::parse(&e, &z) {
+        Ok(s) => Some(s),
+        Err(crate::schedule::ScheduleError::TimeZone(_)) => {
+            sink.error(
+                &zspan,
+                &t.key("timezone"),
+                format!("unknown time zone `{z}`"),
+                Some("write an IANA name such as `UTC` or `Europe/Berlin`".into()),
+            );
+            None
+        }
+        Err(err) => {
+            sink.error(
+                &espan,
+                &t.key("schedule"),
+                format!("`{e}` is not a cron expression: {err}"),
+                Some(fix.into()),
+            );
+            None
+        }
+    }
+}
+
 pub(crate) fn load_plan(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d: &mut Draft) {
     sink.unknown_keys(
         t,
@@ -133,28 +168,15 @@ pub(crate) fn load_plan(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d: &m
         .into_iter()
         .map(|s| s.0)
         .collect();
-    let tz = sink.string(t, "timezone");
-    let expr = sink.string(t, "schedule");
-    let schedule = {
-        let (e, espan) = expr.clone().unwrap_or_else(|| ("0 2 * * *".into(), 0..0));
-        let (z, zspan) = tz.clone().unwrap_or_else(|| ("UTC".into(), 0..0));
-        match Schedule::parse(&e, &z) {
-            Ok(s) => Some(s),
-            Err(crate::schedule::ScheduleError::TimeZone(_)) => {
-                sink.error(
-                    &zspan,
-                    &t.key("timezone"),
-                    format!("unknown time zone `{z}`"),
-                    Some("write an IANA name such as `UTC` or `Europe/Berlin`".into()),
-                );
-                None
-            }
-            Err(err) => {
-                sink.error(&espan, &t.key("schedule"), format!("`{e}` is not a cron expression: {err}"), Some("write five fields: minute hour day-of-month month day-of-week, e.g. `0 * * * *` (hourly)".into()));
-                None
-            }
-        }
-    };
+    let expr = sink
+        .string(t, "schedule")
+        .unwrap_or_else(|| ("0 2 * * *".into(), 0..0));
+    let schedule = cron(
+        sink,
+        t,
+        expr,
+        "write five fields: minute hour day-of-month month day-of-week, e.g. `0 * * * *` (hourly)",
+    );
     let window = sink.duration(t, "window");
     let vault = sink.string(t, "vault").map(|s| s.0).unwrap_or_default();
     let retention =

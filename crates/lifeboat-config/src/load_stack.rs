@@ -7,7 +7,6 @@ use crate::duration::Dur;
 use crate::load::Draft;
 use crate::model::*;
 use crate::read::Table;
-use crate::schedule::Schedule;
 
 pub(crate) fn load_stack(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d: &mut Draft) {
     sink.unknown_keys(
@@ -96,35 +95,14 @@ pub(crate) fn load_drill(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d: &
         "to",
         "add `to = \"SITE\"` (the site it recovers into, usually the secondary)",
     );
-    let schedule = match sink.string(t, "schedule") {
-        None => None,
-        Some((e, espan)) => {
-            let (z, zspan) = sink
-                .string(t, "timezone")
-                .unwrap_or_else(|| ("UTC".into(), 0..0));
-            match Schedule::parse(&e, &z) {
-                Ok(s) => Some(s),
-                Err(crate::schedule::ScheduleError::TimeZone(_)) => {
-                    sink.error(
-                        &zspan,
-                        &t.key("timezone"),
-                        format!("unknown time zone `{z}`"),
-                        Some("write an IANA name such as `UTC` or `Europe/Berlin`".into()),
-                    );
-                    None
-                }
-                Err(err) => {
-                    sink.error(
-                        &espan,
-                        &t.key("schedule"),
-                        format!("`{e}` is not a cron expression: {err}"),
-                        Some("write five fields, e.g. `0 3 * * 0` (Sundays at 03:00)".into()),
-                    );
-                    None
-                }
-            }
-        }
-    };
+    let schedule = sink.string(t, "schedule").and_then(|expr| {
+        crate::load_plan::cron(
+            sink,
+            t,
+            expr,
+            "write five fields, e.g. `0 3 * * 0` (Sundays at 03:00)",
+        )
+    });
     let pick = match sink.string(t, "pick") {
         None => Pick::Latest,
         Some((p, span)) => match Pick::parse(&p) {
