@@ -11,7 +11,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::ErrorBody;
-use crate::{AppState, auth, metrics, routes_jobs as jobs, routes_read as read};
+use crate::{
+    AppState, auth, console, history, metrics, routes_jobs as jobs, routes_read as read,
+    routes_stacks as stacks,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -27,6 +30,7 @@ use crate::{AppState, auth, metrics, routes_jobs as jobs, routes_read as read};
         (name = "jobs", description = "Job history, runs, restores, cancelling, live events"),
         (name = "vaults", description = "Vaults and their figures"),
         (name = "replication", description = "Bucket replication rules"),
+        (name = "stacks", description = "Stacks, drills and recovery reports"),
         (name = "server", description = "Health, metrics, this document")
     )
 )]
@@ -70,6 +74,10 @@ pub(crate) fn router(state: AppState) -> axum::Router {
         .routes(routes!(read::report))
         .routes(routes!(read::vaults))
         .routes(routes!(read::replication))
+        .routes(routes!(history::history))
+        .routes(routes!(stacks::stacks))
+        .routes(routes!(stacks::drill))
+        .routes(routes!(stacks::reports))
         .routes(routes!(read::plans))
         .routes(routes!(jobs::jobs))
         .routes(routes!(jobs::job))
@@ -95,6 +103,7 @@ pub(crate) fn router(state: AppState) -> axum::Router {
             auth::require_token,
         ))
         .merge(public)
+        .merge(console::router())
         .fallback(not_found)
         .with_state(state)
 }

@@ -1,0 +1,210 @@
+//! The web console in a real browser: a real `lifeboat serve` over real
+//! vaults with a real backup, a failed run and a drill made by the CLI;
+//! Debian's Chromium, headless, driven by playwright-core
+//! (tests/console/console.mjs) signs in (a wrong token is refused), sees
+//! the resource, runs a plan from the page and watches it complete, browses
+//! the new point and restores one file (checked on disk here), finds the
+//! failed job's error, and shows every page at 1280 px and 390 px with no
+//! serious or critical axe-core violation. Screenshots of every page go to
+//! target/artifacts/console/ (and into docs/console/ with
+//! LIFEBOAT_UPDATE_SCREENSHOTS=1).
+//! Needs chromium (apt), node, and `npm ci` in tests/console — scripts/test
+//! does all three.
+
+#[allow(dead_code)]
+#[path = "api/support.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use lifeboat_testkit::{make_sample_tree, tempdir};
+
+fn find(dir: &Path, name: &str) -> Option<PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if let Some(f) = find(&p, name) {
+                return Some(f);
+            }
+        } else if p.file_name().is_some_and(|n| n == name) {
+            return Some(p);
+        }
+    }
+    None
+}
+
+#[test]
+fn a_user_does_the_daily_tasks_in_chromium() {
+    let script_dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console"));
+    for m in ["playwright-core", "axe-core"] {
+        assert!(
+            script_dir.join("node_modules").join(m).is_dir(),
+            "{m} is not installed: run npm ci --prefix {}",
+            script_dir.display()
+        );
+    }
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "{chromium} is missing: apt-get install chromium"
+    );
+    assert!(
+        Command::new("node").arg("--version").output().is_ok(),
+        "node is missing: apt-get install nodejs npm"
+    );
+
+    let t = tempdir().unwrap();
+    let w = t.path();
+    make_sample_tree(&w.join("data"), 5);
+    std::fs::create_dir_all(w.join("bucket/site")).unwrap();
+    std::fs::write(w.join("bucket/site/index.html"), b"<h1>shop</h1>").unwrap();
+    let d = w.display();
+    let s = support::configure(
+        w,
+        &format!(
+            "[site.primary]\nroot = \"{d}/primary\"\n\
+             [vault.main]\nsite = \"primary\"\nlocation = \"{d}/main\"\n[vault.dr]\nlocation = \"{d}/dr\"\n\
+             [resource.data]\nsite = \"primary\"\npaths = [\"{d}/data\"]\n\
+             [resource.front]\nkind = \"bucket\"\nsite = \"primary\"\nlocation = \"file://{d}/bucket\"\n\
+             [resource.gone]\npaths = [\"{d}/gone\"]\n\
+             [plan.nightly]\nresources = [\"data\", \"front\"]\nschedule = \"0 3 * * *\"\nvault = \"main\"\n\
+             copy = [{{ vault = \"dr\" }}]\n\
+             [plan.broken]\nresources = [\"gone\"]\nschedule = \"0 4 * * *\"\nvault = \"main\"\n\
+             [replication.front-dr]\nfrom = \"front\"\nto = \"file://{d}/replica\"\n\
+             [stack.shop]\nmembers = [\"data\", \"front\"]\nobjectives = {{ rpo = \"1d\", rto = \"5m\" }}\n\
+             [drill.shop-weekly]\nstack = \"shop\"\nto = \"primary\"\n"
+        ),
+        "",
+    );
+    // History: a backup, a failed run, a drill.
+    s.cli.ok(&["jobs", "run", "--plan", "nightly"]);
+    let out = s.cli.run(&["jobs", "run", "--plan", "broken"]);
+    assert!(!out.status.success(), "the broken plan must fail");
+    s.cli.ok(&["drill", "--drill", "shop-weekly"]);
+    // What the next backup (started from the page) adds.
+    let new_file = w.join("data/console-new.txt");
+    std::fs::write(&new_file, b"made after the first backup\n").unwrap();
+    let failed = s.cli.json(&["jobs", "list", "--status", "failed"]);
+    let failed_job = failed[0]["id"].as_i64().unwrap();
+
+    let srv = s.serve(&[], None);
+    let artifacts = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../target/artifacts/console"
+    ));
+    let _ = std::fs::remove_dir_all(&artifacts);
+    let restore_to = w.join("restored");
+    let params = w.join("console-params.json");
+    std::fs::write(
+        &params,
+        serde_json::json!({
+            "base": srv.base,
+            "token": srv.token,
+            "shots": artifacts,
+            "restoreTo": restore_to,
+            "newFile": new_file,
+            "failedJob": failed_job,
+            "plan": "nightly",
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = Command::new("node")
+        .arg("console.mjs")
+        .arg(&params)
+        .current_dir(&script_dir)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("node (apt-get install nodejs)");
+    assert!(
+        out.status.success(),
+        "the browser run failed (see {}):\n{}\n{}\nserve's log:\n{}",
+        artifacts.join("failure.png").display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        srv.stderr_text()
+    );
+    let sum: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("{sum:#}");
+
+    // The run started from the page is an API-triggered job that made a point.
+    let run = srv.json(&format!("/api/v1/jobs/{}", sum["run_job"]));
+    assert_eq!(
+        (run["status"].as_str(), run["trigger"].as_str()),
+        (Some("succeeded"), Some("api"))
+    );
+    assert!(
+        sum["run_confirmation"]
+            .as_str()
+            .unwrap()
+            .contains("into vault main")
+    );
+    // The file restored through the page is on disk, byte for byte.
+    let restored = find(&restore_to, "console-new.txt").expect("the restored file");
+    assert_eq!(
+        std::fs::read(&restored).unwrap(),
+        b"made after the first backup\n"
+    );
+    let job = srv.json(&format!("/api/v1/jobs/{}", sum["restore_job"]));
+    assert_eq!(
+        (job["kind"].as_str(), job["status"].as_str()),
+        (Some("restore"), Some("succeeded"))
+    );
+    // The failed job's error, as the page showed it, names the missing path.
+    let err = sum["failed_error"].as_str().unwrap();
+    assert!(err.contains("gone"), "{err}");
+    // The drill's report has its steps on the timeline.
+    assert!(sum["drill_steps"].as_u64().unwrap() >= 2, "{sum}");
+    // Screenshots of every page, both widths.
+    let shots: Vec<String> = sum["shots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    for p in [
+        "login",
+        "dashboard",
+        "job",
+        "point",
+        "jobs",
+        "resource",
+        "vaults",
+        "replication",
+        "drills",
+    ] {
+        assert!(
+            shots.iter().any(|s| s.ends_with(&format!("/{p}.png"))),
+            "{p}"
+        );
+        assert!(
+            shots
+                .iter()
+                .any(|s| s.ends_with(&format!("/phone-{p}.png")))
+                || ![
+                    "dashboard",
+                    "jobs",
+                    "vaults",
+                    "replication",
+                    "drills",
+                    "resource",
+                    "job"
+                ]
+                .contains(&p),
+            "phone-{p}"
+        );
+    }
+    for s in &shots {
+        let png = std::fs::read(s).unwrap();
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 5_000, "{s}");
+    }
+    if std::env::var("LIFEBOAT_UPDATE_SCREENSHOTS").as_deref() == Ok("1") {
+        let docs = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/console"));
+        std::fs::create_dir_all(&docs).unwrap();
+        for s in &shots {
+            let p = Path::new(s);
+            std::fs::copy(p, docs.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+}

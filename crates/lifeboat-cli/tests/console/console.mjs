@@ -1,0 +1,211 @@
+// Drives the Lifeboat web console in Debian's Chromium, headless, as a user
+// would, and checks every page with axe-core (no serious or critical
+// violation) at 1280 px and at 390 px.
+//
+//   node console.mjs PARAMS.json
+//
+// PARAMS: { base, token, shots, restoreTo, newFile, failedJob, plan }.
+// Prints a JSON summary on success. Never downloads a browser: CHROMIUM
+// (default /usr/bin/chromium) is used.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { chromium } from 'playwright-core';
+
+const require = createRequire(import.meta.url);
+const axeSource = fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+const params = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
+const { base, token, shots, restoreTo, newFile, failedJob, plan } = params;
+fs.mkdirSync(shots, { recursive: true });
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lifeboat-console-chromium-'));
+
+const context = await chromium.launchPersistentContext(userDataDir, {
+  executablePath,
+  headless: true,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  viewport: { width: 1280, height: 900 },
+  timeout: 60_000,
+});
+const problems = [];
+const summary = { pages: [], axe: {}, statuses_seen: [], shots: [] };
+let expect401 = false;
+let page;
+
+async function axe(name) {
+  const r = await page.evaluate(async (src) => {
+    if (!window.axe) (0, eval)(src); // eslint-disable-line no-eval
+    const res = await window.axe.run(document, { resultTypes: ['violations'] });
+    return res.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) }));
+  }, axeSource);
+  const bad = r.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  summary.axe[name] = r.map((v) => `${v.impact}:${v.id}`);
+  if (bad.length) problems.push(`axe on ${name}: ${JSON.stringify(bad)}`);
+}
+
+async function shot(name) {
+  const file = path.join(shots, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  summary.shots.push(file);
+}
+
+async function ready(pageName) {
+  await page.locator(`#page > [data-page="${pageName}"][data-ready="true"]`).waitFor();
+  const err = page.locator('#page [data-load-error]');
+  if (await err.count()) problems.push(`${pageName}: ${await err.first().textContent()}`);
+}
+
+async function visit(hash, pageName, name) {
+  await page.evaluate((h) => { location.hash = h; }, hash);
+  await ready(pageName);
+  summary.pages.push(name);
+  await axe(name);
+  await shot(name);
+}
+
+async function waitStatus(want, timeout = 180_000) {
+  const el = page.locator('#job-status');
+  await el.waitFor();
+  const t = Date.now();
+  for (;;) {
+    const s = await el.getAttribute('data-status');
+    if (summary.statuses_seen.at(-1) !== s) summary.statuses_seen.push(s);
+    if (s === want) return;
+    if (s !== 'running') throw new Error(`the job ended ${s}, not ${want}: ${await page.locator('#job-error').textContent()}`);
+    if (Date.now() - t > timeout) throw new Error(`the job is still ${s} after ${timeout} ms`);
+    await page.waitForTimeout(100);
+  }
+}
+
+try {
+  page = context.pages()[0] || await context.newPage();
+  page.setDefaultTimeout(30_000);
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() !== 'error') return;
+    if (expect401 && /401/.test(m.text())) return;
+    problems.push(`console error: ${m.text()}`);
+  });
+  page.on('response', (r) => {
+    if (r.status() === 401 && expect401) return;
+    if (r.status() >= 400) problems.push(`HTTP ${r.status()} for ${r.url()}`);
+  });
+
+  // The login form; the security headers are on the page.
+  const resp = await page.goto(`${base}/`);
+  const hd = resp.headers();
+  for (const [k, v] of [['content-security-policy', "script-src 'self'"], ['x-frame-options', 'DENY'],
+    ['x-content-type-options', 'nosniff'], ['referrer-policy', 'no-referrer']]) {
+    if (!(hd[k] || '').includes(v)) problems.push(`header ${k}: ${hd[k]}`);
+  }
+  await page.locator('#login').waitFor();
+  await axe('login');
+  await shot('login');
+
+  // A wrong token is refused.
+  expect401 = true;
+  await page.getByLabel('API token').fill('0'.repeat(64));
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.locator('#login-error', { hasText: /token was refused/i }).waitFor();
+  if (await page.evaluate(() => sessionStorage.getItem('lifeboat-token'))) problems.push('a refused token was kept');
+  await shot('login-refused');
+  expect401 = false;
+
+  // The right one: the dashboard shows the resource a real backup made.
+  await page.getByLabel('API token').fill(token);
+  await page.keyboard.press('Enter');
+  await ready('dashboard');
+  if (page.url().includes(token)) problems.push('the token is in the URL');
+  if (await page.evaluate((t) => Object.values(localStorage).some((v) => v.includes(t)), token)) problems.push('the token is in localStorage');
+  await page.getByTestId('resource-data').waitFor();
+  summary.pages.push('dashboard');
+  await axe('dashboard');
+  await shot('dashboard');
+
+  // Run the plan from the page, confirm, watch it complete.
+  await page.getByTestId(`run-${plan}`).click();
+  const dialog = page.locator('dialog#confirm');
+  await dialog.waitFor();
+  summary.run_confirmation = (await dialog.textContent()).replace(/\s+/g, ' ').trim();
+  await axe('confirm-run');
+  await shot('confirm-run');
+  await page.locator('#confirm-yes').click();
+  await ready('job');
+  summary.run_job = Number(page.url().split('#/jobs/')[1]);
+  await waitStatus('succeeded');
+  await axe('job');
+  await shot('job');
+
+  // Browse the new point and restore the new file.
+  await page.getByTestId('job-point').click();
+  await ready('point');
+  const base_ = path.basename(newFile);
+  await page.getByTestId(`entry-${base_}`).waitFor();
+  summary.pages.push('point');
+  await axe('point');
+  await shot('point');
+  await page.getByRole('button', { name: `Restore ${newFile}` }).click();
+  if ((await page.locator('#restore-path').inputValue()) !== newFile) problems.push('the restore form did not take the file');
+  await page.locator('#restore-to').fill(restoreTo);
+  await page.locator('#restore-form button[type="submit"]').click();
+  await dialog.waitFor();
+  summary.restore_confirmation = (await dialog.textContent()).replace(/\s+/g, ' ').trim();
+  await shot('confirm-restore');
+  await page.locator('#confirm-yes').click();
+  await ready('job');
+  summary.restore_job = Number(page.url().split('#/jobs/')[1]);
+  await waitStatus('succeeded');
+
+  // A failed job's error, found through the history's filter.
+  await visit('#/jobs?status=failed', 'jobs', 'jobs-failed');
+  await page.getByTestId(`job-${failedJob}`).getByRole('link').click();
+  await ready('job');
+  summary.failed_error = await page.getByTestId('job-error').textContent();
+  await axe('job-failed');
+  await shot('job-failed');
+
+  // Every other page.
+  await visit('#/jobs', 'jobs', 'jobs');
+  await visit('#/resources', 'resources', 'resources');
+  await visit('#/resources/data', 'resource', 'resource');
+  await visit('#/vaults', 'vaults', 'vaults');
+  await visit('#/replication', 'replication', 'replication');
+  await visit('#/drills', 'drills', 'drills');
+  summary.drill_steps = await page.locator('.tl-row').count();
+
+  // A phone: every page again at 390 px, nothing wider than the screen.
+  await page.setViewportSize({ width: 390, height: 844 });
+  for (const [hash, p, name] of [['#/', 'dashboard', 'dashboard'], ['#/resources/data', 'resource', 'resource'],
+    [`#/jobs/${summary.run_job}`, 'job', 'job'], ['#/jobs', 'jobs', 'jobs'], ['#/vaults', 'vaults', 'vaults'],
+    ['#/replication', 'replication', 'replication'], ['#/drills', 'drills', 'drills']]) {
+    await visit(hash, p, `phone-${name}`);
+    const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+    if (wide > 400) problems.push(`phone-${name}: the page is ${wide} px wide`);
+  }
+  // Keyboard: after a load, the skip link is the first stop.
+  await page.reload();
+  await ready('drills');
+  await page.keyboard.press('Tab');
+  if ((await page.evaluate(() => document.activeElement.className)) !== 'skip') problems.push('the skip link is not the first tab stop');
+
+  // A token that stops working (rotated on the server) returns to the login form.
+  expect401 = true;
+  await page.evaluate(() => sessionStorage.setItem('lifeboat-token', 'f'.repeat(64)));
+  await page.evaluate(() => { location.hash = '#/vaults?again'; });
+  await page.locator('#login-error', { hasText: /token was refused/i }).waitFor();
+  await shot('phone-login-refused');
+
+  if (problems.length) throw new Error(problems.join('\n'));
+  console.log(JSON.stringify(summary));
+} catch (e) {
+  if (page) await page.screenshot({ path: path.join(shots, 'failure.png'), fullPage: true }).catch(() => {});
+  console.error(String(e.stack || e));
+  if (problems.length) console.error(problems.join('\n'));
+  console.error(JSON.stringify(summary));
+  process.exitCode = 1;
+} finally {
+  await context.close();
+  fs.rmSync(userDataDir, { recursive: true, force: true });
+}

@@ -1,0 +1,78 @@
+// Dashboard: every stack and resource with its protection status at a glance.
+
+import { get } from './api.js';
+import { h, put, heading, table, yesno, secs, ago, status, num, time } from './ui.js';
+import { runPlan, startDrill } from './actions.js';
+
+function control(r, prefix) {
+  return r.controls.filter((c) => c.name === prefix || c.name.startsWith(`${prefix}:`));
+}
+
+function controlCell(list) {
+  if (!list.length) return h('span.muted', '—');
+  return list.map((c) => h('div', h(`span.badge.${c.ok ? 'ok' : 'bad'}`, c.ok ? 'ok' : 'no'), ' ', c.detail));
+}
+
+function objective(achieved, target) {
+  if (achieved === null || achieved === undefined) return '—';
+  const text = `${secs(achieved)}${target ? ` of ${secs(target)}` : ''}`;
+  if (!target) return text;
+  return h(`span.badge.${achieved <= target ? 'ok' : 'bad'}`, text);
+}
+
+function stackCard(s) {
+  const v = s.verification;
+  return h('article.card', { 'aria-labelledby': `stack-${s.name}` },
+    h('h3', { id: `stack-${s.name}` }, `Stack ${s.name} `, yesno(v.compliant, 'verified', 'not verified')),
+    h('dl',
+      h('dt', 'Members'), h('dd', s.members.map((m, i) => [i ? ', ' : '', h('a', { href: `#/resources/${encodeURIComponent(m.name)}` }, m.name), m.compliant ? '' : ' (not compliant)'])),
+      h('dt', 'RPO exposure'), h('dd', s.rpo_exposure_s === null || s.rpo_exposure_s === undefined ? '—' : objective(s.rpo_exposure_s, s.objectives.rpo_s)),
+      h('dt', 'Last drill'), h('dd', v.last_drill_job ? [h('a', { href: `#/jobs/${v.last_drill_job}` }, `job ${v.last_drill_job}`), ' ', ago(v.last_drill_at), ' ', v.passed ? h('span.badge.ok', 'passed') : h('span.badge.bad', 'failed')] : 'never'),
+      h('dt', 'Drill RPO'), h('dd', objective(v.rpo_s, s.objectives.rpo_s)),
+      h('dt', 'Drill RTO'), h('dd', objective(v.rto_s, s.objectives.rto_s))),
+    v.failed.length ? h('ul.why', v.failed.map((f) => h('li', f))) : null,
+    h('div.row-actions', s.drills.length <= 1
+      ? h('button', { type: 'button', onclick: () => startDrill(s, s.drills[0]) }, `Start drill of ${s.name}`)
+      : s.drills.map((d) => h('button', { type: 'button', onclick: () => startDrill(s, d) }, `Start drill ${d.name}`))));
+}
+
+export async function render(main, _r, { signal }) {
+  const [stacks, resources, replication, plans, running] = await Promise.all([
+    get('/api/v1/stacks'), get('/api/v1/resources'), get('/api/v1/replication'),
+    get('/api/v1/plans'), get('/api/v1/jobs?status=running&limit=20'),
+  ]);
+  if (signal.aborted) return;
+  const bad = resources.filter((r) => !r.compliant).length;
+  put(main, 
+    ...heading('Dashboard'),
+    h('p', { 'data-testid': 'summary' }, resources.length
+      ? (bad ? h('span.badge.bad', `${bad} of ${resources.length} resources not compliant`) : h('span.badge.ok', `all ${resources.length} resources compliant`))
+      : 'The file declares no resource.'),
+    stacks.length ? [h('h2', 'Stacks'), h('div.grid', stacks.map(stackCard))] : null,
+    h('h2', 'Resources'),
+    table('Resources and their protection', ['Resource', 'Kind', 'Status', 'Newest point vs schedule', 'Copies', 'Lock', 'Archive lag'],
+      resources.map((r) => {
+        const why = r.controls.filter((c) => !c.ok);
+        return h('tr', { 'data-testid': `resource-${r.name}` },
+          h('td', h('a', { href: `#/resources/${encodeURIComponent(r.name)}` }, r.name)),
+          h('td', r.kind),
+          h('td', yesno(r.compliant), why.length ? h('ul.why', why.map((c) => h('li', `${c.name}: ${c.detail}`))) : null),
+          h('td', r.newest_point ? [ago(r.newest_point.time), h('br'), controlCell(control(r, 'rpo'))] : h('span.badge.bad', 'no point yet')),
+          h('td', controlCell(control(r, 'copy'))),
+          h('td', controlCell(control(r, 'lock'))),
+          h('td', controlCell(control(r, 'archive'))));
+      }), 'The file declares no resource.'),
+    h('h2', 'Plans'),
+    table('Plans', ['Plan', 'Resources', 'Vault', 'Next run', 'Action'],
+      plans.map((p) => [p.name, p.resources.join(', '), p.copies.length ? `${p.vault} → ${p.copies.join(', ')}` : p.vault, time(p.next_run),
+        h('button', { type: 'button', onclick: () => runPlan(p), 'data-testid': `run-${p.name}` }, `Run ${p.name} now`)])),
+    h('h2', 'Replication'),
+    table('Replication rules', ['Rule', 'From → to', 'Running', ['Lag p99', 'num'], ['Backlog', 'num']],
+      replication.map((x) => [h('a', { href: '#/replication' }, x.name), `${x.from} → ${x.to}`,
+        x.running ? h('span.badge.ok', 'running') : h('span.badge.warn', 'not running'),
+        num(secs(x.lag_p99_s)), num(x.backlog_objects === null ? '—' : `${x.backlog_objects} objects`)]), 'No replication rule.'),
+    h('h2', 'Running jobs'),
+    table('Running jobs', ['Job', 'Kind', 'Resource', 'Status', 'Started'],
+      running.map((j) => [h('a', { href: `#/jobs/${j.id}` }, String(j.id)), j.kind, j.resource || '—', status(j.status), ago(j.started)]), 'No job is running.'),
+  );
+}

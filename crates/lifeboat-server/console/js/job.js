@@ -1,0 +1,60 @@
+// One job: its facts, error and log; while it runs, live progress from its
+// event stream (read with fetch(), since EventSource cannot send the token).
+
+import { get, follow } from './api.js';
+import { h, put, heading, status, time, secs, bytes, short, announce } from './ui.js';
+import { cancelJob } from './actions.js';
+
+export async function render(main, r, { signal }) {
+  const id = Number(r.args[0]);
+  let job = await get(`/api/v1/jobs/${id}`);
+  if (signal.aborted) return;
+  const statusEl = h('span', { id: 'job-status', 'data-status': job.status }, status(job.status));
+  const facts = h('dl');
+  const prog = h('div', { id: 'job-progress' });
+  const errorEl = h('div', { id: 'job-error' });
+  const log = h('pre.log', { id: 'job-log', tabindex: 0, 'aria-label': `Log of job ${id}` });
+  const cancelBtn = h('button.danger', { type: 'button', hidden: job.status !== 'running' }, 'Cancel job…');
+  cancelBtn.addEventListener('click', async () => { if (await cancelJob(job)) cancelBtn.disabled = true; });
+
+  function draw(j) {
+    job = j;
+    statusEl.dataset.status = j.status;
+    statusEl.replaceChildren(status(j.status));
+    cancelBtn.hidden = j.status !== 'running';
+    const point = j.point && j.vault ? h('a', { href: `#/points/${encodeURIComponent(j.vault)}/${j.point}`, 'data-testid': 'job-point' }, short(j.point)) : short(j.point);
+    facts.replaceChildren(
+      h('dt', 'Kind'), h('dd', j.kind), h('dt', 'Resource'), h('dd', j.resource || '—'),
+      h('dt', 'Plan'), h('dd', j.plan || '—'), h('dt', 'Trigger'), h('dd', j.trigger),
+      h('dt', 'Vault'), h('dd', j.vault || '—'), h('dt', 'Started'), h('dd', time(j.started)),
+      h('dt', 'Ended'), h('dd', time(j.ended)), h('dt', 'Duration'), h('dd', secs(j.duration_s)),
+      h('dt', 'Bytes'), h('dd', bytes(j.bytes)), h('dt', 'Point'), h('dd', point), h('dt', 'Process'), h('dd', String(j.pid)));
+    errorEl.replaceChildren(...(j.error ? [h('h2', 'Error'), h('p.error', { 'data-testid': 'job-error' }, j.error)] : []));
+    if (j.status !== 'running') {
+      log.textContent = j.log || '(no log)';
+      prog.replaceChildren();
+    }
+  }
+  function drawProgress(p) {
+    const total = p.bytes_total || p.items_total;
+    const done = p.bytes_total ? p.bytes : p.items;
+ prog.replaceChildren(h('div', h('h2', 'Progress'),
+      total ? h('progress', { max: total, value: done, 'aria-label': 'Progress' }) : null,
+      h('p', `${bytes(p.bytes)}${p.bytes_total ? ` of ${bytes(p.bytes_total)}` : ''}; ${p.items}${p.items_total ? ` of ${p.items_total}` : ''} ${p.unit}`)));
+  }
+
+  put(main, ...heading(`Job ${id}`, [['Jobs', '#/jobs'], [String(id)]]),
+    h('p', 'Status: ', statusEl, ' ', cancelBtn),
+    h('div.card', facts), prog, errorEl, h('h2', 'Log'), log);
+  draw(job);
+  if (job.status === 'running') {
+    log.textContent = 'The log is shown when the job ends.';
+    follow(id, (name, data) => {
+      if (name === 'progress') drawProgress(data);
+      else if (name === 'status') draw(data);
+      else if (name === 'end') { draw(data); announce(`Job ${id} ${data.status}`); }
+    }, signal).catch(async () => {
+      if (!signal.aborted) { try { draw(await get(`/api/v1/jobs/${id}`)); } catch { /* gone */ } }
+    });
+  }
+}
