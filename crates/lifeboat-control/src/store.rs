@@ -57,7 +57,7 @@ pub struct NewJob {
     pub resource: Option<String>,
     /// The plan it belongs to.
     pub plan: Option<String>,
-    /// `schedule`, `catch-up`, `manual`, `api`.
+    /// `schedule`, `catch-up`, `manual`, `api`, `continuous`.
     pub trigger: String,
     /// The vault it writes to.
     pub vault: Option<String>,

@@ -178,7 +178,7 @@ pub struct JobView {
     pub resource: Option<String>,
     /// The plan.
     pub plan: Option<String>,
-    /// schedule, catch-up, manual, api.
+    /// schedule, catch-up, manual, api, continuous.
     pub trigger: String,
     /// The vault.
     pub vault: Option<String>,
