@@ -145,9 +145,10 @@ pub fn apply(g: &Global, a: ApplyArgs) -> Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     if ch.is_empty() {
+        let handed = hand_over(g, &cfg)?;
         if g.json {
             print_json(
-                &serde_json::json!({"changes": [], "initialised": [], "stored_in": [], "locks_set": []}),
+                &serde_json::json!({"changes": [], "initialised": [], "stored_in": [], "locks_set": [], "handed_over": handed}),
             )?;
         } else if !g.quiet {
             println!(
@@ -184,8 +185,11 @@ pub fn apply(g: &Global, a: ApplyArgs) -> Result<ExitCode> {
         &a.state.dir(),
         ch,
     )?;
+    let handed = hand_over(g, &cfg)?;
     if g.json {
-        print_json(&rep)?;
+        let mut j = serde_json::to_value(&rep)?;
+        j["handed_over"] = serde_json::to_value(&handed)?;
+        print_json(&j)?;
     } else if !g.quiet {
         for v in &rep.initialised {
             println!("initialised vault `{v}`");
@@ -203,6 +207,24 @@ pub fn apply(g: &Global, a: ApplyArgs) -> Result<ExitCode> {
         println!("Apply complete: {add} added, {change} changed, {remove} removed.");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Stops recovered databases' interim archives the file now archives itself
+/// (failback: the roles swapped), saying so.
+fn hand_over(
+    g: &Global,
+    cfg: &lifeboat_config::Config,
+) -> Result<Vec<lifeboat_stack::protect::HandedOver>> {
+    let handed = lifeboat_stack::protect::hand_over(cfg)?;
+    if !g.json && !g.quiet {
+        for h in &handed {
+            println!(
+                "handed the binlog archive of `{}` (stack `{}`, site `{}`) to the daemon: the recovery's interim archive (pid {}) is stopped; start or reload `lifeboat serve` to resume it",
+                h.member, h.stack, h.site, h.pid
+            );
+        }
+    }
+    Ok(handed)
 }
 
 #[derive(clap::Subcommand, Debug)]

@@ -116,8 +116,8 @@ pub fn run(g: &Global, a: DrillArgs) -> Result<ExitCode> {
             return Err(e.into());
         }
     };
-    let mut log = r.log();
-    log.truncate(4096);
+    // The store keeps the log's end; the whole report goes beside it.
+    let log = r.log();
     store.finish(
         job,
         &JobEnd {
@@ -140,6 +140,7 @@ pub fn run(g: &Global, a: DrillArgs) -> Result<ExitCode> {
                 }))
             },
             log,
+            report: Some(serde_json::to_string(&r)?),
             ..Default::default()
         },
     )?;

@@ -134,6 +134,8 @@ pub fn run(g: &Global, c: StackCmd) -> Result<ExitCode> {
 pub struct RecoverArgs {
     #[command(flatten)]
     file: ConfigFile,
+    #[command(flatten)]
+    state: crate::cmd_apply::StateArg,
     /// The stack (`[stack.NAME]` in the file).
     #[arg(long)]
     stack: String,
@@ -154,6 +156,86 @@ pub struct RecoverArgs {
     /// and its binlog archive, into the vault it was recovered from, as soon as the stack is healthy).
     #[arg(long)]
     no_protect: bool,
+}
+
+type History = Option<(lifeboat_control::store::SqliteStore, i64)>;
+
+fn record_start(state: &crate::cmd_apply::StateArg, stack: &str, planned: bool) -> History {
+    use lifeboat_control::store::{JobStore, NewJob, SqliteStore};
+    let dir = state.dir();
+    let opened = dir
+        .create()
+        .map_err(|e| e.to_string())
+        .and_then(|_| SqliteStore::open(&dir.jobs_db()).map_err(|e| e.to_string()))
+        .and_then(|s| {
+            s.start(&NewJob {
+                kind: "recover".into(),
+                resource: Some(stack.to_string()),
+                plan: planned.then(|| "planned".to_string()),
+                trigger: "manual".into(),
+                vault: None,
+            })
+            .map(|id| (s, id))
+            .map_err(|e| e.to_string())
+        });
+    match opened {
+        Ok(h) => Some(h),
+        Err(e) => {
+            eprintln!("warning: the recovery is not recorded in the job history: {e}");
+            None
+        }
+    }
+}
+
+fn record_end(
+    h: History,
+    r: std::result::Result<&lifeboat_stack::recover::RecoveryReport, &str>,
+) -> Option<i64> {
+    use lifeboat_control::store::{JobEnd, JobStore, status};
+    let (store, id) = h?;
+    let end = match r {
+        Ok(r) => JobEnd {
+            status: if r.warnings.is_empty() {
+                status::SUCCEEDED
+            } else {
+                status::INCOMPLETE
+            }
+            .into(),
+            error: (!r.warnings.is_empty()).then(|| r.warnings.join("; ")),
+            log: format!(
+                "recovered into site `{}`: RPO {}, RTO {}\n",
+                r.site,
+                secs(r.rpo_s),
+                secs(Some(r.rto_s))
+            ) + &r
+                .steps
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{:>7.2} s {:>7.2} s {}{}\n",
+                        s.at_s,
+                        s.duration_s,
+                        s.member
+                            .as_deref()
+                            .map(|m| format!("{m}: "))
+                            .unwrap_or_default(),
+                        s.step
+                    )
+                })
+                .collect::<String>(),
+            report: serde_json::to_string(r).ok(),
+            ..Default::default()
+        },
+        Err(e) => JobEnd {
+            status: status::FAILED.into(),
+            error: Some(e.to_string()),
+            ..Default::default()
+        },
+    };
+    if let Err(e) = store.finish(id, &end) {
+        eprintln!("warning: the recovery's job {id} could not be finished in the history: {e}");
+    }
+    Some(id)
 }
 
 fn secs(s: Option<f64>) -> String {
@@ -190,9 +272,23 @@ pub fn recover(g: &Global, a: RecoverArgs) -> Result<ExitCode> {
         planned: a.planned,
         protect: !a.no_protect,
     };
-    let r = lifeboat_stack::recover::recover(&cfg, &a.stack, &a.to, &opts)?;
+    // The recovery is recorded in the job history (the console and `jobs`
+    // show its report); a history that cannot be opened never stops it.
+    let history = record_start(&a.state, &a.stack, a.planned);
+    let r = match lifeboat_stack::recover::recover(&cfg, &a.stack, &a.to, &opts) {
+        Ok(r) => r,
+        Err(e) => {
+            record_end(history, Err(&e.to_string()));
+            return Err(e.into());
+        }
+    };
+    let job = record_end(history, Ok(&r));
     if g.json {
-        print_json(&r)?;
+        let mut j = serde_json::to_value(&r)?;
+        if let Some(id) = job {
+            j["job"] = id.into();
+        }
+        print_json(&j)?;
     } else if !g.quiet {
         println!("steps:");
         for s in &r.steps {

@@ -221,9 +221,9 @@ fn a_replication_runs_supervised_restarts_with_back_off_and_follows_reloads() {
     assert_eq!(
         rep,
         [
-            ("running", "schedule"),
-            ("failed", "schedule"),
-            ("failed", "schedule")
+            ("running", "continuous"),
+            ("failed", "continuous"),
+            ("failed", "continuous")
         ],
         "{reps:?}"
     );

@@ -371,6 +371,16 @@ fn the_unishop_stack_is_recovered_into_the_secondary_with_every_commit_the_secon
         .map(|x| x["step"].as_str().unwrap())
         .collect();
     assert!(steps.contains(&"replay the binlog archive"), "{steps:?}");
+    // Recorded in the job history with the whole report (the console's timeline).
+    let j = c.json(&["jobs", "show", &r["job"].to_string()]);
+    assert_eq!(
+        (&j["kind"], &j["status"]),
+        (&"recover".into(), &"succeeded".into()),
+        "{j:#}"
+    );
+    assert_eq!(j["resource"], "unishop");
+    assert_eq!(j["report"]["steps"], r["steps"], "{j:#}");
+    assert_eq!(j["report"]["rpo_s"], r["rpo_s"]);
     // The recovered stack is a stack of the secondary.
     let st = c.json(&[
         "stack",
@@ -534,6 +544,8 @@ fn a_drill_recovers_into_a_scratch_stack_while_the_primary_keeps_running_and_is_
     let j = c.json(&["jobs", "show", &job.to_string()]);
     assert_eq!(j["kind"], "drill");
     assert_eq!(j["status"], "succeeded");
+    assert_eq!(j["report"]["recovery"]["steps"], rec["steps"], "{j:#}");
+    assert_eq!(j["report"]["passed"], true);
     let rep = c.run(&["report", "--json"]);
     let rep: serde_json::Value = serde_json::from_slice(&rep.stdout).unwrap();
     let stack = &rep["stacks"][0];
@@ -548,9 +560,35 @@ fn a_drill_recovers_into_a_scratch_stack_while_the_primary_keeps_running_and_is_
         .stderr(Stdio::null())
         .spawn()
         .unwrap());
+    let reach_before = restorable_to(&pr.dr).unwrap();
+    let asked = Utc::now();
     let metrics = get_metrics(port, &pr.t.path().join("state/api-token"));
+    let answered = Utc::now();
+    let reach_after = restorable_to(&pr.dr).unwrap();
     assert!(
         metrics.contains("lifeboat_stack_verified{stack=\"unishop\"} 1"),
+        "{metrics}"
+    );
+    // The live RPO exposure: how far the secondary's newest restorable second
+    // of the database is behind now (never the primary's own vault).
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "lifeboat_stack_rpo_exposure_seconds{stack=\"unishop\",site=\"secondary\"}",
+            )
+        })
+        .unwrap_or_else(|| panic!("{metrics}"));
+    let exposure: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let secs = |d: chrono::Duration| d.num_milliseconds() as f64 / 1000.0;
+    assert!(
+        exposure >= secs(asked - reach_after) - 0.5
+            && exposure <= secs(answered - reach_before) + 0.5,
+        "{line}: reach {reach_before}..{reach_after}, asked {asked}, answered {answered}"
+    );
+    assert!(!metrics.contains("site=\"primary\""), "{metrics}");
+    assert!(
+        metrics.contains("lifeboat_member_rpo_exposure_seconds{stack=\"unishop\",site=\"secondary\",member=\"shop-host\"}"),
         "{metrics}"
     );
     let rto = d["recovery"]["rto_s"].as_f64().unwrap();

@@ -25,8 +25,11 @@ pub mod trigger {
     pub const CATCH_UP: &str = "catch-up";
     /// Through the REST API.
     pub const API: &str = "api";
+    /// By the daemon, as a continuous job it keeps running (a binlog archive,
+    /// its copy followed, a replication), restarted with back-off.
+    pub const CONTINUOUS: &str = "continuous";
     /// Every trigger.
-    pub const ALL: &[&str] = &[MANUAL, SCHEDULE, CATCH_UP, API];
+    pub const ALL: &[&str] = &[MANUAL, SCHEDULE, CATCH_UP, API, CONTINUOUS];
 }
 
 /// Called first by `lifeboat` itself when started by a [`Launcher`]

@@ -117,6 +117,7 @@ pub fn restore_files(
                 point: Some(id.to_hex()),
                 error,
                 log: log.join("\n"),
+                report: None,
             }
         }
         Err(e) => JobEnd {

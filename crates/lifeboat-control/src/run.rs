@@ -190,6 +190,7 @@ pub fn run_plan(
                     point: Some(point_id),
                     error: None,
                     log: log.join("\n"),
+                    report: None,
                 }
             }
             Err(e) if stop.load(std::sync::atomic::Ordering::Relaxed) => JobEnd {

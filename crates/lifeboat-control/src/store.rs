@@ -57,7 +57,7 @@ pub struct NewJob {
     pub resource: Option<String>,
     /// The plan it belongs to.
     pub plan: Option<String>,
-    /// `schedule`, `catch-up`, `manual`, `api`.
+    /// `schedule`, `catch-up`, `manual`, `api`, `continuous`.
     pub trigger: String,
     /// The vault it writes to.
     pub vault: Option<String>,
@@ -76,6 +76,9 @@ pub struct JobEnd {
     pub error: Option<String>,
     /// The last lines of its log (warnings, notes), at most 4 KiB.
     pub log: String,
+    /// A structured report (JSON text), kept whole: a drill's or a
+    /// recovery's report with its per-step timings.
+    pub report: Option<String>,
 }
 
 /// A recorded job.
@@ -112,6 +115,18 @@ pub struct Job {
     /// Live progress of a running job (JSON text: see [`crate::progress`]),
     /// written by the job's process at most once a second.
     pub progress: Option<String>,
+    /// Its structured report (JSON text), when its kind writes one (drill,
+    /// recover); serialized as the JSON it holds.
+    #[serde(serialize_with = "json_text")]
+    pub report: Option<String>,
+}
+
+fn json_text<S: serde::Serializer>(
+    v: &Option<String>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    let parsed: Option<serde_json::Value> = v.as_deref().and_then(|t| serde_json::from_str(t).ok());
+    parsed.serialize(s)
 }
 
 /// Which jobs to list.
@@ -208,6 +223,8 @@ const MIGRATIONS: &[&str] = &[
     // 2: live progress of running jobs (read by the API's event stream).
     "ALTER TABLE jobs ADD COLUMN progress TEXT;
     CREATE INDEX jobs_pid ON jobs(pid);",
+    // 3: a drill's or recovery's whole report (the log keeps only its end).
+    "ALTER TABLE jobs ADD COLUMN report TEXT;",
 ];
 
 /// The embedded store: one SQLite file in the state directory.
@@ -327,10 +344,11 @@ fn row_to_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
         log: r.get(12)?,
         pid: r.get(13)?,
         progress: r.get(14)?,
+        report: r.get(15)?,
     })
 }
 
-const COLUMNS: &str = "id, kind, resource, plan, trigger, vault, status, started, ended, bytes, point, error, log, pid, progress";
+const COLUMNS: &str = "id, kind, resource, plan, trigger, vault, status, started, ended, bytes, point, error, log, pid, progress, report";
 
 fn now() -> String {
     Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -360,8 +378,8 @@ impl JobStore for SqliteStore {
         }
         self.conn
             .execute(
-                "UPDATE jobs SET status = ?2, ended = ?3, bytes = ?4, point = ?5, error = ?6, log = ?7 WHERE id = ?1",
-                params![id, end.status, now(), end.bytes.map(|b| b as i64), end.point, end.error, log],
+                "UPDATE jobs SET status = ?2, ended = ?3, bytes = ?4, point = ?5, error = ?6, log = ?7, report = ?8 WHERE id = ?1",
+                params![id, end.status, now(), end.bytes.map(|b| b as i64), end.point, end.error, log, end.report],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
@@ -620,6 +638,39 @@ mod tests {
         assert_eq!(s.get(b).unwrap().unwrap().status, "interrupted");
         let listed = s.list(&JobFilter::default()).unwrap();
         assert_eq!(listed.iter().map(|j| j.id).collect::<Vec<_>>(), [b, a]);
+    }
+
+    #[test]
+    fn a_report_is_kept_whole_while_the_log_keeps_its_end() {
+        let d = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&d.path().join("jobs.sqlite")).unwrap();
+        let id = s
+            .start(&NewJob {
+                kind: "drill".into(),
+                resource: Some("shop".into()),
+                plan: None,
+                trigger: "manual".into(),
+                vault: None,
+            })
+            .unwrap();
+        let report = format!("{{\"steps\": \"{}\"}}", "x".repeat(20_000));
+        s.finish(
+            id,
+            &JobEnd {
+                status: status::SUCCEEDED.into(),
+                log: format!("first\n{}last\n", "é".repeat(5_000)),
+                report: Some(report.clone()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let j = s.get(id).unwrap().unwrap();
+        assert_eq!(j.report.as_deref(), Some(report.as_str()));
+        assert!(
+            j.log.len() <= 4096 && j.log.ends_with("last\n"),
+            "{}",
+            j.log.len()
+        );
     }
 
     #[test]

@@ -344,7 +344,7 @@ fn start_job(ctx: &Ctx, spec: &Continuous) -> Option<i64> {
         kind: spec.kind.into(),
         resource: spec.resource.clone(),
         plan: None,
-        trigger: trigger::SCHEDULE.into(),
+        trigger: trigger::CONTINUOUS.into(),
         vault: spec.vault.clone(),
     })
     .ok()

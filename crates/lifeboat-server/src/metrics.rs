@@ -121,6 +121,41 @@ pub async fn metrics(State(st): State<AppState>) -> Result<impl IntoResponse, Ap
         o.sample("lifeboat_job_duration_seconds_sum", &base, g.duration_sum_s);
         o.sample("lifeboat_job_duration_seconds_count", &base, g.count as f64);
     }
+    let exposure: Vec<_> = snap.exposure.iter().map(|e| e.as_of(now)).collect();
+    o.head(
+        "lifeboat_stack_rpo_exposure_seconds",
+        "gauge",
+        "Seconds of the stack's data the site does not hold yet: what a failure now would lose (its databases' when it has any).",
+    );
+    for e in &exposure {
+        if let Some(s) = e.seconds {
+            o.sample(
+                "lifeboat_stack_rpo_exposure_seconds",
+                &[("stack", &e.stack), ("site", &e.site)],
+                s,
+            );
+        }
+    }
+    o.head(
+        "lifeboat_member_rpo_exposure_seconds",
+        "gauge",
+        "Seconds since the newest data of a stack member that the site holds.",
+    );
+    for e in &exposure {
+        for m in &e.members {
+            if let Some(s) = m.seconds {
+                o.sample(
+                    "lifeboat_member_rpo_exposure_seconds",
+                    &[
+                        ("stack", &e.stack),
+                        ("site", &e.site),
+                        ("member", &m.member),
+                    ],
+                    s,
+                );
+            }
+        }
+    }
     o.head(
         "lifeboat_stack_verified",
         "gauge",

@@ -78,6 +78,8 @@ pub struct Snapshot {
     pub report: Vec<ResourceReport>,
     /// Every vault's points (or why not).
     pub points: BTreeMap<String, Result<Vec<(Id, RecoveryPoint)>, String>>,
+    /// Each stack's live RPO exposure in each site that could recover it.
+    pub exposure: Vec<lifeboat_stack::exposure::Exposure>,
 }
 
 impl Snapshot {
@@ -113,12 +115,14 @@ impl Cache {
             return s.clone();
         }
         let now = Utc::now();
-        let report = lifeboat_control::report::report_with(&cfg, now, &|name: &str| {
+        let open = |name: &str| {
             vaults
                 .open(&cfg, name)
                 .map(|v| (*v).clone())
                 .map_err(|e| e.message)
-        });
+        };
+        let report = lifeboat_control::report::report_with(&cfg, now, &open);
+        let exposure = lifeboat_stack::exposure::live_with(&cfg, now, &open);
         let points = cfg
             .vaults
             .keys()
@@ -129,6 +133,7 @@ impl Cache {
             config: cfg,
             report,
             points,
+            exposure,
         });
         *slot = Some((Instant::now(), s.clone()));
         s

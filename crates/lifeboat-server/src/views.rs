@@ -178,7 +178,7 @@ pub struct JobView {
     pub resource: Option<String>,
     /// The plan.
     pub plan: Option<String>,
-    /// schedule, catch-up, manual, api.
+    /// schedule, catch-up, manual, api, continuous.
     pub trigger: String,
     /// The vault.
     pub vault: Option<String>,
@@ -203,6 +203,10 @@ pub struct JobView {
     /// Live progress while it runs: `{unit, items, items_total, bytes, bytes_total, updated}`.
     #[schema(value_type = Option<Object>)]
     pub progress: Option<serde_json::Value>,
+    /// A drill's or recovery's whole report: steps with their timings
+    /// (`at_s`, `duration_s`, `member`, `step`), sources, RPO and RTO.
+    #[schema(value_type = Option<Object>)]
+    pub report: Option<serde_json::Value>,
 }
 
 impl From<lifeboat_control::store::Job> for JobView {
@@ -212,6 +216,10 @@ impl From<lifeboat_control::store::Job> for JobView {
             duration_s: ((end - j.started).num_milliseconds().max(0) as f64) / 1000.0,
             progress: j
                 .progress
+                .as_deref()
+                .and_then(|p| serde_json::from_str(p).ok()),
+            report: j
+                .report
                 .as_deref()
                 .and_then(|p| serde_json::from_str(p).ok()),
             id: j.id,

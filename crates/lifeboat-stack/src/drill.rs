@@ -15,14 +15,14 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use lifeboat_config::{Config, Pick};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::recover::{RecoverOptions, RecoveryReport};
 use crate::state::StackState;
 use crate::{Result, StackError};
 
 /// The stack's own check, run after the scratch stack is healthy.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckReport {
     /// The command as run.
     pub command: String,
@@ -35,7 +35,7 @@ pub struct CheckReport {
 }
 
 /// A drill's report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DrillReport {
     /// The stack.
     pub stack: String,
@@ -300,7 +300,7 @@ fn teardown(scratch: &std::path::Path, stack: &str) -> bool {
 pub const SUMMARY_PREFIX: &str = "drill: ";
 
 /// What a drill job records in its log's first line.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DrillSummary {
     /// Recovery healthy and check passed.
     pub passed: bool,
@@ -314,16 +314,53 @@ pub struct DrillSummary {
     pub at: Option<DateTime<Utc>>,
 }
 
+/// The recovery report a `drill` or `recover` job recorded in the history
+/// (steps with their timings, sources, RPO, RTO); `None` for other jobs, a
+/// drill whose recovery failed, or a job recorded before reports were kept.
+pub fn report_of(job: &lifeboat_control::store::Job) -> Option<RecoveryReport> {
+    let v: serde_json::Value = serde_json::from_str(job.report.as_deref()?).ok()?;
+    match job.kind.as_str() {
+        "drill" => serde_json::from_value(v.get("recovery")?.clone()).ok(),
+        "recover" => serde_json::from_value(v).ok(),
+        _ => None,
+    }
+}
+
+/// A drill job's summary: from its whole report, else (a job recorded
+/// before reports were kept) its log's first line.
+pub fn summary_of(job: &lifeboat_control::store::Job) -> Option<DrillSummary> {
+    if job.kind != "drill" {
+        return None;
+    }
+    if let Some(r) = job
+        .report
+        .as_deref()
+        .and_then(|r| serde_json::from_str::<DrillReport>(r).ok())
+    {
+        return Some(r.summary());
+    }
+    job.log
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix(SUMMARY_PREFIX))
+        .and_then(|l| serde_json::from_str(l).ok())
+}
+
 impl DrillReport {
-    /// The job log: the summary line, then a readable account.
-    pub fn log(&self) -> String {
-        let summary = DrillSummary {
+    /// What `report` and `/metrics` read back.
+    pub fn summary(&self) -> DrillSummary {
+        DrillSummary {
             passed: self.passed,
             rpo_s: self.recovery.as_ref().and_then(|r| r.rpo_s),
             rto_s: self.recovery.as_ref().map(|r| r.rto_s),
             declaration: self.declaration.clone(),
             at: self.at,
-        };
+        }
+    }
+
+    /// The job log: the summary line, then a readable account.
+    pub fn log(&self) -> String {
+        let summary = self.summary();
         let mut log = format!(
             "{SUMMARY_PREFIX}{}\n",
             serde_json::to_string(&summary).expect("json")
@@ -356,7 +393,7 @@ impl DrillReport {
 }
 
 /// A stack's verification state, from its newest drill job.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StackVerification {
     /// The stack.
     pub stack: String,
@@ -388,13 +425,7 @@ pub fn verification(
         let last = jobs
             .into_iter()
             .find(|j| j.kind == "drill" && j.status != lifeboat_control::store::status::RUNNING);
-        let summary: Option<DrillSummary> = last.as_ref().and_then(|j| {
-            j.log
-                .lines()
-                .next()
-                .and_then(|l| l.strip_prefix(SUMMARY_PREFIX))
-                .and_then(|l| serde_json::from_str(l).ok())
-        });
+        let summary = last.as_ref().and_then(summary_of);
         let mut failed = Vec::new();
         match &summary {
             None => {

@@ -21,6 +21,7 @@
 //! them: a stack is up until `down`.
 
 pub mod drill;
+pub mod exposure;
 pub mod mariadb;
 pub mod planned;
 pub mod process;

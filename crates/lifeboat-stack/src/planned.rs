@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use lifeboat_config::{Config, ResourceKind};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::state::StackState;
 use crate::{Result, StackError};
 
 /// What the quiescing did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Quiesced {
     /// When the primary's writes stopped (its instances stopped, databases read-only).
     pub writes_stopped_at: DateTime<Utc>,

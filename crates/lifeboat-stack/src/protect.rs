@@ -13,7 +13,7 @@ use std::path::Path;
 
 use lifeboat_config::{Config, Secret};
 use lifeboat_vault::Vault;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::mariadb::Server;
 use crate::process::{self, Proc};
@@ -21,7 +21,7 @@ use crate::state::MemberState;
 use crate::{Result, StackError};
 
 /// What protects a recovered database now.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Protected {
     /// The member.
     pub member: String,
@@ -116,4 +116,68 @@ pub fn stop_archive(m: &MemberState) {
     if let Some(a) = &m.archive {
         Proc::stop(a, std::time::Duration::from_secs(15));
     }
+}
+
+/// An interim archive handed over to the daemon.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HandedOver {
+    /// The stack.
+    pub stack: String,
+    /// The site it runs in.
+    pub site: String,
+    /// The database.
+    pub member: String,
+    /// The interim archive's process, now stopped.
+    pub pid: i32,
+}
+
+/// Failback's hand-over: a recovered database's interim archive (started by
+/// the recovery) is stopped once the file declares that database's own
+/// archive in the site it was recovered into — the roles swapped, the
+/// daemon archives it from now on (one archive per resource: the daemon's
+/// would be refused while the interim one runs). The binlog stays on the
+/// server meanwhile, and the daemon's archive resumes where this one stopped.
+pub fn hand_over(cfg: &Config) -> Result<Vec<HandedOver>> {
+    let mut out = Vec::new();
+    for (name, stack) in &cfg.stacks {
+        for (site, spec) in &cfg.sites {
+            let Some(root) = &spec.root else { continue };
+            let Some(mut st) = crate::state::StackState::read(root, name)? else {
+                continue;
+            };
+            let mut changed = false;
+            for (member, m) in st.members.iter_mut() {
+                let declared = cfg.resources.get(member).is_some_and(|r| {
+                    r.site.as_deref() == Some(site.as_str())
+                        && stack.members.contains(member)
+                        && matches!(
+                            r.kind,
+                            lifeboat_config::ResourceKind::Mysql {
+                                archive: Some(_),
+                                ..
+                            }
+                        )
+                });
+                let Some(a) = m.archive.clone() else { continue };
+                if !declared {
+                    continue;
+                }
+                if a.alive() {
+                    Proc::stop(&a, std::time::Duration::from_secs(15));
+                    out.push(HandedOver {
+                        stack: name.clone(),
+                        site: site.clone(),
+                        member: member.clone(),
+                        pid: a.pid,
+                    });
+                }
+                m.archive = None;
+                changed = true;
+            }
+            if changed {
+                st.write()?;
+            }
+        }
+    }
+    Ok(out)
 }

@@ -19,7 +19,7 @@ use std::time::{Instant, SystemTime};
 use chrono::{DateTime, Utc};
 use lifeboat_config::{Config, ResourceKind};
 use lifeboat_vault::{Id, RecoveryPoint, Vault};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::state::{MemberState, StackState};
 use crate::{Result, StackError};
@@ -44,7 +44,7 @@ pub struct RecoverOptions {
 }
 
 /// One step of the recovery, timed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Step {
     /// What was done.
     pub step: String,
@@ -57,7 +57,7 @@ pub struct Step {
 }
 
 /// Where a member's data came from.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Source {
     /// The member.
     pub member: String,
@@ -76,7 +76,7 @@ pub struct Source {
 }
 
 /// The recovery report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RecoveryReport {
     /// The stack.
     pub stack: String,
@@ -112,7 +112,7 @@ pub struct RecoveryReport {
 }
 
 /// Objectives against what was achieved.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Objectives {
     /// Declared RPO, seconds.
     pub rpo_s: Option<u64>,

@@ -1,0 +1,344 @@
+//! Failback: a full round trip primary → secondary → primary, each site
+//! protected by the daemon from the file.
+//!
+//! The Unishop stack runs in the primary under `lifeboat serve` (binlog
+//! archive into `main` followed into `dr`, the bucket replicated into the
+//! secondary, the hourly plan copying to `dr`). The primary is lost; the
+//! stack is recovered into the secondary, which takes writes. The file is
+//! rewritten with the sites' roles swapped and applied: the recovery's
+//! interim archive is handed to the daemon, the primary's vault is made
+//! again, the daemon archives the new primary into `dr` and copies it into
+//! `main`. Then a planned switchover brings the stack home with nothing lost:
+//! every commit of all three periods is in the primary's database.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use lifeboat_testkit::load::{LoadWriter, Op, expected_state, parse_state, state_diff};
+use lifeboat_testkit::mariadb::free_port;
+use lifeboat_testkit::procs::alive;
+use lifeboat_testkit::{Cli, tempdir};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
+
+/// A background `lifeboat serve`, killed on drop (its children die with it).
+struct Bg(Child);
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sql(socket: &Path, q: &str) -> String {
+    let o = Command::new("mariadb")
+        .arg("--no-defaults")
+        .arg(format!("--socket={}", socket.display()))
+        .args(["-uroot", "-N", "-B", "-e", q])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The newest time the vault (`c`'s) can restore `shop-db` to.
+fn restorable_to(c: &Cli) -> Option<DateTime<Utc>> {
+    c.json(&["points", "list"])
+        .as_array()?
+        .iter()
+        .filter(|p| p["resource"] == "shop-db")
+        .filter_map(|p| p["resource_windows"].as_array())
+        .flatten()
+        .filter_map(|w| w["to"].as_str()?.parse().ok())
+        .max()
+}
+
+fn wait_until_held(c: &Cli, last: DateTime<Utc>, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while restorable_to(c).is_none_or(|t| t < last) {
+        assert!(
+            Instant::now() < deadline,
+            "{what} never held the commit of {last}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Who is primary, in one site's file.
+struct Roles<'a> {
+    home: &'a str,
+    away: &'a str,
+    dsn: String,
+    bucket: String,
+    replica: String,
+}
+
+struct World {
+    t: tempfile::TempDir,
+    p: PathBuf,
+    s: PathBuf,
+    c: Cli,
+    dr: Cli,
+}
+
+impl World {
+    fn config(&self, r: &Roles) -> String {
+        let (w, p, s) = (self.t.path(), &self.p, &self.s);
+        let app = w.join("app/opt/unishop");
+        let (av, cv) = match r.home {
+            "primary" => ("main", "dr"),
+            _ => ("dr", "main"),
+        };
+        format!(
+            r#"[site.primary]
+root = "{p}"
+[site.secondary]
+root = "{s}"
+[vault.main]
+site = "primary"
+location = "{p}/vault"
+[vault.dr]
+site = "secondary"
+location = "{s}/vault"
+password_file = "{w}/dr.pass"
+[resource.shop-db]
+kind = "mysql"
+site = "{home}"
+dsn = "{dsn}"
+archive = {{ vault = "{av}", copy_to = ["{cv}"] }}
+[resource.shop-assets]
+kind = "bucket"
+site = "{home}"
+location = "{bucket}"
+[resource.shop-host]
+kind = "instance"
+site = "{home}"
+paths = ["{app}"]
+[resource.shop-host.launch]
+command = ["sh", "-c", "{app}/unishop publish-frontend && exec {app}/unishop serve"]
+cwd = "{app}"
+env = {{ UNISHOP_DATABASE_URL = "${{shop-db.dsn}}/unishop", UNISHOP_BUCKET = "${{shop-assets.location}}", UNISHOP_LISTEN = "${{listen}}" }}
+health = "http://${{listen}}/health"
+health_timeout = "60s"
+[plan.hourly]
+resources = ["shop-db", "shop-assets", "shop-host"]
+schedule = "0 0 1 1 *"
+vault = "{av}"
+copy = [{{ vault = "{cv}" }}]
+[replication.assets]
+from = "shop-assets"
+to = "{replica}"
+[stack.unishop]
+members = ["shop-db", "shop-assets", "shop-host"]
+objectives = {{ rpo = "30s", rto = "2m" }}
+"#,
+            p = p.display(),
+            s = s.display(),
+            w = w.display(),
+            app = app.display(),
+            home = r.home,
+            dsn = r.dsn,
+            bucket = r.bucket,
+            replica = r.replica,
+        )
+    }
+
+    fn write(&self, r: &Roles) {
+        assert_ne!(r.home, r.away);
+        std::fs::write(self.t.path().join("lifeboat.toml"), self.config(r)).unwrap();
+    }
+
+    fn serve(&self, name: &str) -> Bg {
+        Bg(self
+            .c
+            .command(&["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.t.path().join(name)).unwrap())
+            .spawn()
+            .unwrap())
+    }
+
+    /// Runs the load against the database on `port` for a while.
+    fn load(&self, port: u16, base: i64) -> (Vec<Op>, DateTime<Utc>) {
+        let w = LoadWriter::start(port, "shop.load_rows", Duration::from_millis(5), base);
+        std::thread::sleep(Duration::from_millis(1500));
+        let (ops, err) = w.stop();
+        assert!(err.is_none(), "{err:?}");
+        let last = ops.last().unwrap().committed.into();
+        (ops, last)
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for site in ["primary", "secondary"] {
+            let _ = self
+                .c
+                .run(&["stack", "down", "--stack", "unishop", "--site", site]);
+        }
+    }
+}
+
+fn port_of(r: &serde_json::Value) -> u16 {
+    r["outputs"]["shop-db.port"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_round_trip_primary_to_secondary_and_back_loses_nothing_the_secondary_held() {
+    let t = tempdir().unwrap();
+    let w = t.path().to_path_buf();
+    let app = w.join("app/opt/unishop");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::copy(
+        lifeboat_testkit::procs::unishop_bin(BIN),
+        app.join("unishop"),
+    )
+    .unwrap();
+    std::fs::write(w.join("dr.pass"), "the secondary's own password\n").unwrap();
+    let (p, s) = (w.join("primary"), w.join("secondary"));
+    let mut c = Cli::new(BIN, &p.join("vault"));
+    c.env.push((
+        "LIFEBOAT_CONFIG".into(),
+        w.join("lifeboat.toml").display().to_string(),
+    ));
+    c.env.push((
+        "LIFEBOAT_STATE".into(),
+        w.join("state").display().to_string(),
+    ));
+    let mut dr = c.clone();
+    dr.vault = s.join("vault").display().to_string();
+    dr.password = "the secondary's own password".into();
+    let world = World { t, p, s, c, dr };
+    let (c, p, s) = (&world.c, &world.p, &world.s);
+
+    // 1. The primary, protected by the daemon.
+    let port = free_port();
+    world.write(&Roles {
+        home: "primary",
+        away: "secondary",
+        dsn: format!("mysql://root@127.0.0.1:{port}"),
+        bucket: format!("file://{}/buckets/shop-assets", p.display()),
+        replica: format!("file://{}/buckets/shop-assets", s.display()),
+    });
+    c.ok(&["apply", "--auto-approve"]);
+    c.ok(&["stack", "up", "--stack", "unishop", "--site", "primary"]);
+    sql(&p.join("mysql/shop-db/mysqld.sock"), "CREATE DATABASE shop");
+    let serve = world.serve("serve-1.log");
+    c.ok(&["jobs", "run", "--plan", "hourly"]);
+    let (mut ops, last) = world.load(port, 0);
+    wait_until_held(&world.dr, last, "the secondary's vault");
+
+    // 2. Disaster: the daemon and every process of the primary killed, its
+    //    directory (its vault too) deleted.
+    drop(serve);
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.join("stacks/unishop/state.json")).unwrap())
+            .unwrap();
+    for m in state["members"].as_array().unwrap() {
+        if let Some(pid) = m[1]["process"]["pid"].as_i64() {
+            let _ = rustix::process::kill_process_group(
+                rustix::process::Pid::from_raw(pid as i32).unwrap(),
+                rustix::process::Signal::KILL,
+            );
+        }
+    }
+    std::fs::remove_dir_all(p).unwrap();
+
+    // 3. Failover into the secondary; it takes writes.
+    let r = c.json(&["recover", "--stack", "unishop", "--to", "secondary"]);
+    let interim = r["protection"][0]["archive_pid"].as_i64().unwrap();
+    assert!(alive(interim), "{r:#}");
+    let port2 = port_of(&r);
+    let (more, last) = world.load(port2, 1_000_000);
+    ops.extend(more);
+
+    // 4. The roles swapped in the file and applied: the interim archive is
+    //    handed to the daemon, the primary's vault is made again.
+    world.write(&Roles {
+        home: "secondary",
+        away: "primary",
+        dsn: r["outputs"]["shop-db.dsn"].as_str().unwrap().to_string(),
+        bucket: r["outputs"]["shop-assets.location"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        replica: format!("file://{}/buckets/shop-assets", p.display()),
+    });
+    let a = c.json(&["apply", "--auto-approve"]);
+    assert_eq!(a["handed_over"][0]["member"], "shop-db", "{a:#}");
+    assert_eq!(a["handed_over"][0]["site"], "secondary");
+    assert_eq!(a["handed_over"][0]["pid"].as_i64(), Some(interim));
+    assert!(!alive(interim), "the interim archive still runs");
+    assert!(
+        a["initialised"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == "main"),
+        "{a:#}"
+    );
+    // The daemon protects the new primary: its archive into `dr` (resuming
+    // where the interim one stopped), followed into `main`; the bucket
+    // replicated back; the plan's points copied to `main`.
+    let _serve = world.serve("serve-2.log");
+    c.ok(&["jobs", "run", "--plan", "hourly"]);
+    wait_until_held(c, last, "the returned primary's vault");
+    let (more, _) = world.load(port2, 2_000_000);
+    ops.extend(more);
+
+    // 5. Home again: a planned switchover loses nothing.
+    let back = c.json(&[
+        "recover",
+        "--stack",
+        "unishop",
+        "--to",
+        "primary",
+        "--planned",
+    ]);
+    assert_eq!(back["site"], "primary");
+    let db = back["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["member"] == "shop-db")
+        .unwrap();
+    assert_eq!(db["vault"], "main", "{db:#}");
+    assert!(back["rpo_s"].as_f64().unwrap() < 0.001, "{back:#}");
+    let got = parse_state(&sql(
+        &p.join("mysql/shop-db/mysqld.sock"),
+        "SELECT id, val FROM shop.load_rows ORDER BY id",
+    ));
+    let expected = expected_state(&ops, |_| true);
+    assert!(got == expected, "{:?}", state_diff(&expected, &got));
+    let url = back["outputs"]["shop-host.url"].as_str().unwrap();
+    assert_eq!(
+        lifeboat_instance::supervise::http_status(&format!("{url}/health"), Duration::from_secs(5)),
+        Ok(200)
+    );
+    assert!(
+        p.join("buckets/shop-assets/index.html").is_file(),
+        "the bucket came home"
+    );
+
+    // 6. The original roles again, applied: the primary's interim archive is
+    //    handed to the daemon in turn.
+    world.write(&Roles {
+        home: "primary",
+        away: "secondary",
+        dsn: back["outputs"]["shop-db.dsn"].as_str().unwrap().to_string(),
+        bucket: back["outputs"]["shop-assets.location"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        replica: format!("file://{}/buckets/shop-assets", s.display()),
+    });
+    let a = c.json(&["apply", "--auto-approve"]);
+    assert_eq!(a["handed_over"][0]["site"], "primary", "{a:#}");
+    let _ = &world.dr;
+}
