@@ -64,7 +64,9 @@ fn a_user_does_the_daily_tasks_in_chromium() {
         w,
         &format!(
             "[site.primary]\nroot = \"{d}/primary\"\n\
-             [vault.main]\nsite = \"primary\"\nlocation = \"{d}/main\"\n[vault.dr]\nlocation = \"{d}/dr\"\n\
+             [site.secondary]\nroot = \"{d}/secondary\"\n\
+             [vault.main]\nsite = \"primary\"\nlocation = \"{d}/main\"\n\
+             [vault.dr]\nsite = \"secondary\"\nlocation = \"{d}/dr\"\n\
              [resource.data]\nsite = \"primary\"\npaths = [\"{d}/data\"]\n\
              [resource.front]\nkind = \"bucket\"\nsite = \"primary\"\nlocation = \"file://{d}/bucket\"\n\
              [resource.gone]\npaths = [\"{d}/gone\"]\n\
@@ -154,8 +156,38 @@ fn a_user_does_the_daily_tasks_in_chromium() {
     // The failed job's error, as the page showed it, names the missing path.
     let err = sum["failed_error"].as_str().unwrap();
     assert!(err.contains("gone"), "{err}");
-    // The drill's report has its steps on the timeline.
+    // The drill's report has its steps on the timeline; the drill started
+    // from the page is an API-triggered drill job with its whole report.
     assert!(sum["drill_steps"].as_u64().unwrap() >= 2, "{sum}");
+    let drill = srv.json(&format!("/api/v1/jobs/{}", sum["drill_job"]));
+    assert_eq!(
+        (
+            drill["kind"].as_str(),
+            drill["trigger"].as_str(),
+            drill["status"].as_str()
+        ),
+        (Some("drill"), Some("api"), Some("succeeded"))
+    );
+    assert!(
+        drill["report"]["recovery"]["steps"]
+            .as_array()
+            .unwrap()
+            .len()
+            >= 2
+    );
+    let reports = srv.json("/api/v1/reports?stack=shop&kind=drill");
+    assert_eq!(reports.as_array().unwrap().len(), 2, "{reports}");
+    assert!(
+        sum["drill_confirmation"]
+            .as_str()
+            .unwrap()
+            .contains("scratch stack")
+    );
+    // The dashboard shows the stack's live RPO exposure in the other site.
+    assert!(
+        sum["exposure"].as_str().unwrap().starts_with("secondary:"),
+        "{sum}"
+    );
     // Screenshots of every page, both widths.
     let shots: Vec<String> = sum["shots"]
         .as_array()

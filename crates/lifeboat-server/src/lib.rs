@@ -21,7 +21,6 @@
 pub mod auth;
 pub mod console;
 mod error;
-mod exposure;
 mod history;
 mod metrics;
 mod openapi;

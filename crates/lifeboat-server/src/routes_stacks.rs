@@ -25,7 +25,7 @@ pub async fn stacks(State(st): State<AppState>) -> Result<Json<Vec<StackView>>, 
         let store = open_store(&st)?;
         let verified = lifeboat_stack::drill::verification(&cfg, &store)
             .map_err(|e| ApiError::internal(e.to_string()))?;
-        let exposure = crate::exposure::of(&cfg, &st);
+        let now = chrono::Utc::now();
         Ok(Json(
             cfg.stacks
                 .iter()
@@ -77,7 +77,35 @@ pub async fn stacks(State(st): State<AppState>) -> Result<Json<Vec<StackView>>, 
                             rto_s: v.and_then(|v| v.summary.as_ref().and_then(|s| s.rto_s)),
                             failed: v.map(|v| v.failed.clone()).unwrap_or_default(),
                         },
-                        rpo_exposure_s: exposure.get(name).copied(),
+                        rpo_exposure_s: snap
+                            .exposure
+                            .iter()
+                            .filter(|e| &e.stack == name)
+                            .filter_map(|e| e.as_of(now).seconds)
+                            .min_by(f64::total_cmp),
+                        exposure: snap
+                            .exposure
+                            .iter()
+                            .filter(|e| &e.stack == name)
+                            .map(|e| {
+                                let e = e.as_of(now);
+                                SiteExposureView {
+                                    site: e.site,
+                                    seconds: e.seconds,
+                                    error: e.error,
+                                    members: e
+                                        .members
+                                        .into_iter()
+                                        .map(|m| MemberExposureView {
+                                            member: m.member,
+                                            kind: m.kind,
+                                            data_time: m.data_time,
+                                            seconds: m.seconds,
+                                        })
+                                        .collect(),
+                                }
+                            })
+                            .collect(),
                     }
                 })
                 .collect(),
@@ -163,40 +191,42 @@ pub async fn drill(
     Ok((StatusCode::ACCEPTED, Json(started)))
 }
 
-/// The line of a drill's or recovery's job log that holds its full report.
-pub const REPORT_PREFIX: &str = "report: ";
-
-/// The report of a `drill` or `recover` job: its `report: {…}` log line;
-/// for an older drill, its summary line and its step lines.
+/// The report of a `drill` or `recover` job: its whole recovery report
+/// (`lifeboat_stack::drill::report_of`); for a drill recorded before reports
+/// were kept, its summary line and its step lines.
 fn recovery_view(j: lifeboat_control::store::Job) -> RecoveryView {
-    let report: Option<serde_json::Value> = j
-        .log
-        .lines()
-        .find_map(|l| l.strip_prefix(REPORT_PREFIX))
-        .and_then(|l| serde_json::from_str(l).ok());
-    let summary: Option<lifeboat_stack::drill::DrillSummary> = j
-        .log
-        .lines()
-        .find_map(|l| l.strip_prefix(lifeboat_stack::drill::SUMMARY_PREFIX))
-        .and_then(|l| serde_json::from_str(l).ok());
-    let r = report.as_ref();
-    let steps = match r.and_then(|r| r.get("steps")).cloned() {
-        Some(s) => serde_json::from_value(s).unwrap_or_default(),
+    use lifeboat_control::store::status;
+    let report = lifeboat_stack::drill::report_of(&j);
+    let summary = lifeboat_stack::drill::summary_of(&j);
+    let steps = match &report {
+        Some(r) => r
+            .steps
+            .iter()
+            .map(|s| StepView {
+                step: s.step.clone(),
+                member: s.member.clone(),
+                at_s: s.at_s,
+                duration_s: s.duration_s,
+            })
+            .collect(),
         None => old_steps(&j.log),
     };
-    let f = |k: &str| r.and_then(|r| r.get(k)).and_then(|v| v.as_f64());
-    let ok = j.status == lifeboat_control::store::status::SUCCEEDED;
     RecoveryView {
         kind: j.kind.clone(),
         stack: j.resource.clone(),
         passed: summary
             .as_ref()
             .map(|s| s.passed)
-            .or_else(|| (j.status != lifeboat_control::store::status::RUNNING).then_some(ok)),
-        rpo_s: f("rpo_s").or(summary.as_ref().and_then(|s| s.rpo_s)),
-        rto_s: f("rto_s").or(summary.as_ref().and_then(|s| s.rto_s)),
+            .or_else(|| (j.status != status::RUNNING).then_some(j.status == status::SUCCEEDED)),
+        rpo_s: report
+            .as_ref()
+            .and_then(|r| r.rpo_s)
+            .or(summary.as_ref().and_then(|s| s.rpo_s)),
+        rto_s: report
+            .as_ref()
+            .map(|r| r.rto_s)
+            .or(summary.as_ref().and_then(|s| s.rto_s)),
         steps,
-        report,
         job: JobView::from(j),
     }
 }

@@ -77,8 +77,37 @@ pub struct StackView {
     pub drills: Vec<DrillDecl>,
     /// Its last drill against the objectives.
     pub verification: VerificationView,
-    /// Live RPO exposure: seconds of committed data not yet in the secondary (absent: not measured).
+    /// Live RPO exposure: the fewest seconds of data a failure now would
+    /// lose, over the sites that could recover the stack (absent: no site can).
     pub rpo_exposure_s: Option<f64>,
+    /// The exposure in each site that could recover the stack.
+    pub exposure: Vec<SiteExposureView>,
+}
+
+/// A stack's live RPO exposure in one site.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SiteExposureView {
+    /// The site that would recover it.
+    pub site: String,
+    /// Seconds of data a failure now would lose (absent: the site cannot recover a member it needs).
+    pub seconds: Option<f64>,
+    /// Why the site's vaults could not be read.
+    pub error: Option<String>,
+    /// Per member: the newest data the site holds.
+    pub members: Vec<MemberExposureView>,
+}
+
+/// One member's exposure in one site.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberExposureView {
+    /// The resource.
+    pub member: String,
+    /// Its kind.
+    pub kind: String,
+    /// The newest data of it the site holds.
+    pub data_time: Option<DateTime<Utc>>,
+    /// Seconds since then (absent: the site holds nothing of it).
+    pub seconds: Option<f64>,
 }
 
 /// Body of `POST /stacks/{name}/drill` (optional).
@@ -132,11 +161,8 @@ pub struct RecoveryView {
     pub rpo_s: Option<f64>,
     /// Achieved RTO.
     pub rto_s: Option<f64>,
-    /// Each step, timed (for the timeline).
+    /// Each step, timed (for the timeline); the whole report is the job's `report`.
     pub steps: Vec<StepView>,
-    /// The full recovery report the job logged (`report: {…}`), when it has one.
-    #[schema(value_type = Option<Object>)]
-    pub report: Option<serde_json::Value>,
 }
 
 /// One sample of a replication rule's lag.

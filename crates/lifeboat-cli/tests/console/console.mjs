@@ -120,6 +120,7 @@ try {
   if (page.url().includes(token)) problems.push('the token is in the URL');
   if (await page.evaluate((t) => Object.values(localStorage).some((v) => v.includes(t)), token)) problems.push('the token is in localStorage');
   await page.getByTestId('resource-data').waitFor();
+  summary.exposure = (await page.getByTestId('exposure-shop').textContent()).trim();
   summary.pages.push('dashboard');
   await axe('dashboard');
   await shot('dashboard');
@@ -174,6 +175,19 @@ try {
   await visit('#/replication', 'replication', 'replication');
   await visit('#/drills', 'drills', 'drills');
   summary.drill_steps = await page.locator('.tl-row').count();
+  // Start a drill from the page, confirm, watch it pass; its report joins the list.
+  const reportsBefore = await page.locator('[data-testid^="report-"]').count();
+  await page.getByRole('button', { name: 'Start drill of shop' }).click();
+  await dialog.waitFor();
+  summary.drill_confirmation = (await dialog.textContent()).replace(/\s+/g, ' ').trim();
+  await shot('confirm-drill');
+  await page.locator('#confirm-yes').click();
+  await ready('job');
+  summary.drill_job = Number(page.url().split('#/jobs/')[1]);
+  await waitStatus('succeeded');
+  await visit('#/drills', 'drills', 'drills');
+  summary.reports = await page.locator('[data-testid^="report-"]').count();
+  if (summary.reports !== reportsBefore + 1) problems.push(`reports: ${reportsBefore} before the drill, ${summary.reports} after`);
 
   // A phone: every page again at 390 px, nothing wider than the screen.
   await page.setViewportSize({ width: 390, height: 844 });

@@ -26,7 +26,9 @@ function stackCard(s) {
     h('h3', { id: `stack-${s.name}` }, `Stack ${s.name} `, yesno(v.compliant, 'verified', 'not verified')),
     h('dl',
       h('dt', 'Members'), h('dd', s.members.map((m, i) => [i ? ', ' : '', h('a', { href: `#/resources/${encodeURIComponent(m.name)}` }, m.name), m.compliant ? '' : ' (not compliant)'])),
-      h('dt', 'RPO exposure'), h('dd', s.rpo_exposure_s === null || s.rpo_exposure_s === undefined ? '—' : objective(s.rpo_exposure_s, s.objectives.rpo_s)),
+      h('dt', 'RPO exposure'), h('dd', { 'data-testid': `exposure-${s.name}` }, s.exposure.length
+        ? s.exposure.map((e, i) => [i ? h('br') : null, `${e.site}: `, e.seconds === null ? h('span.badge.bad', e.error || 'cannot recover') : objective(e.seconds, s.objectives.rpo_s)])
+        : '—'),
       h('dt', 'Last drill'), h('dd', v.last_drill_job ? [h('a', { href: `#/jobs/${v.last_drill_job}` }, `job ${v.last_drill_job}`), ' ', ago(v.last_drill_at), ' ', v.passed ? h('span.badge.ok', 'passed') : h('span.badge.bad', 'failed')] : 'never'),
       h('dt', 'Drill RPO'), h('dd', objective(v.rpo_s, s.objectives.rpo_s)),
       h('dt', 'Drill RTO'), h('dd', objective(v.rto_s, s.objectives.rto_s))),

@@ -21,6 +21,15 @@ function timeline(rep) {
     h('div.tl-axis', { 'aria-hidden': 'true' }, h('span', '0 s'), h('span', secs(end / 2)), h('span', secs(end))));
 }
 
+/** Where each member's data came from (the whole report the job kept). */
+function sources(r) {
+  const rep = r.job.report && (r.kind === 'drill' ? r.job.report.recovery : r.job.report);
+  if (!rep || !rep.sources || !rep.sources.length) return null;
+  return h('details', h('summary', 'Sources'),
+    table(`Sources of job ${r.job.id}`, ['Member', 'From', 'Point', 'Data from', 'Why'],
+      rep.sources.map((x) => [x.member, `${x.from}${x.vault ? ` (${x.vault})` : ''}`, x.point ? x.point.slice(0, 10) : '—', time(x.data_time), x.why])));
+}
+
 function objective(a, target) {
   if (a === null || a === undefined) return '—';
   if (!target) return secs(a);
@@ -51,6 +60,7 @@ export async function render(main) {
           h('dt', 'RPO'), h('dd', objective(r.rpo_s, o.rpo_s)),
           h('dt', 'RTO'), h('dd', objective(r.rto_s, o.rto_s))),
         r.job.error ? h('p.error', r.job.error) : null,
-        timeline(r));
+        timeline(r),
+        sources(r));
     }) : h('p.empty', 'No drill or recovery yet.'));
 }
