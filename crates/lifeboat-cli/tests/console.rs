@@ -91,6 +91,14 @@ fn a_user_does_the_daily_tasks_in_chromium() {
     let failed_job = failed[0]["id"].as_i64().unwrap();
 
     let srv = s.serve(&[], None);
+    // Changes for the replication rule the daemon now follows (its lag chart).
+    for i in 0..20 {
+        std::fs::write(
+            w.join(format!("bucket/site/page-{i}.html")),
+            vec![b'x'; 1000 * i],
+        )
+        .unwrap();
+    }
     let artifacts = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../target/artifacts/console"

@@ -1,8 +1,9 @@
 //! Replication lag over time, for the console's chart: a small ring of
 //! samples per rule kept in the server's memory (not persisted: a restarted
-//! server starts a new history). A sample is taken every [`INTERVAL`] by a
-//! task of `serve`, and on a request when the newest is older than that;
-//! the ring keeps the last [`KEEP`] samples (2 hours). The replicators'
+//! server starts a new history). A task of `serve` takes a sample every
+//! [`INTERVAL`]; a request takes one too when the newest is older than
+//! [`ON_REQUEST`], so a page opened just after a change shows it. The ring
+//! keeps [`KEEP_FOR`] (2 hours, at most [`KEEP`] samples). The replicators'
 //! own status files hold only the current lag; Prometheus (`/metrics`,
 //! `lifeboat_replication_lag_seconds`) is the place for a long history.
 
@@ -20,8 +21,12 @@ use crate::{ApiError, AppState};
 
 /// How often a sample is taken.
 pub const INTERVAL: Duration = Duration::from_secs(10);
-/// How many samples a rule keeps.
-pub const KEEP: usize = 720;
+/// A request takes a sample when the newest is older than this.
+pub const ON_REQUEST: Duration = Duration::from_secs(2);
+/// How long samples are kept.
+pub const KEEP_FOR: chrono::TimeDelta = chrono::TimeDelta::hours(2);
+/// At most this many samples per rule.
+pub const KEEP: usize = 3600;
 
 /// Samples per rule.
 #[derive(Default)]
@@ -52,7 +57,7 @@ impl Ring {
                 backlog_objects: v.backlog_objects,
                 backlog_bytes: v.backlog_bytes,
             });
-            while q.len() > KEEP {
+            while q.len() > KEEP || q.front().is_some_and(|s| now - s.t > KEEP_FOR) {
                 q.pop_front();
             }
         }
@@ -88,13 +93,13 @@ pub(crate) async fn sampler(st: AppState) {
     }
 }
 
-/// Each replication rule's lag and backlog over time (samples kept in the server's memory, every 10 s, the last 2 hours).
+/// Each replication rule's lag and backlog over time (samples kept in the server's memory: every 10 s, and on a request, for the last 2 hours).
 #[utoipa::path(get, path = "/api/v1/replication/history", tag = "replication",
     responses((status = 200, body = Vec<LagHistory>), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn history(State(st): State<AppState>) -> Result<Json<Vec<LagHistory>>, ApiError> {
     blocking(move || {
-        st.0.lag.sample(&st, INTERVAL);
+        st.0.lag.sample(&st, ON_REQUEST);
         Ok(Json(st.0.lag.all()))
     })
     .await

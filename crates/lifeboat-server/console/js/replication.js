@@ -11,12 +11,13 @@ function chart(el, hist) {
   // eslint-disable-next-line no-undef
   return new uPlot({
     width: w, height: 240,
-    series: [{}, { label: 'lag p50 (s)', stroke: '#0b4f8a', width: 2 }, { label: 'lag p99 (s)', stroke: '#a4161a', width: 2 },
-      { label: 'backlog (objects)', stroke: '#0b6b2e', width: 2, scale: 'n' }],
+    series: [{}, { label: 'lag p50 (s)', stroke: '#0b4f8a', width: 2, points: { show: true } },
+      { label: 'lag p99 (s)', stroke: '#a4161a', width: 2, points: { show: true } },
+      { label: 'backlog (objects)', stroke: '#0b6b2e', width: 2, scale: 'n', points: { show: true } }],
     axes: [{}, { label: 'seconds' }, { side: 1, scale: 'n', label: 'objects', grid: { show: false } }],
     scales: {
-      // At least the last 10 minutes, and lags from 0 up, so a new server's few samples read right.
-      x: { time: true, range: (_u, min, max) => [Math.min(min, max - 600), max] },
+      // At least the last 2 minutes, and lags from 0 up, so a new server's few samples read right.
+      x: { time: true, range: () => [Math.min(xs[0], xs.at(-1) - 120), xs.at(-1) + 5] },
       y: { range: (_u, _min, max) => [0, Math.max(1, max || 0)] },
       n: { range: (_u, _min, max) => [0, Math.max(1, max || 0)] },
     },
@@ -36,7 +37,7 @@ export async function render(main, _r, { signal }) {
   for (const hist of history) {
     const box = h('div.chart', { role: 'img', 'aria-label': `Lag of rule ${hist.name} over the last ${hist.samples.length} samples; newest p99 ${secs(hist.samples.at(-1)?.lag_p99_s)}` });
     put(main, h('h2', `Lag of ${hist.name}`),
-      h('p.muted', `${hist.samples.length} samples, every 10 s while the server runs (kept 2 hours in its memory).`), box);
+      h('p.muted', `${hist.samples.length} sample${hist.samples.length === 1 ? '' : 's'}, taken every 10 s and when this page is opened, kept 2 hours in the server's memory.`), box);
     if (typeof uPlot !== 'undefined' && hist.samples.length) chart(box, hist);
   }
 }
