@@ -9,11 +9,12 @@ function timeline(rep) {
   const steps = rep.steps;
   if (!steps.length) return h('p.muted', 'No step timings recorded.');
   const end = Math.max(...steps.map((s) => s.at_s + s.duration_s), 0.001);
-  const members = [...new Set(steps.map((s) => s.member || ''))];
+  // A member keeps its colour from one report to the next.
+  const colour = (m) => [...(m || '')].reduce((a, c) => a + c.charCodeAt(0), 0) % 5;
   return h('figure.timeline', { 'aria-label': `Timeline of job ${rep.job.id}` },
     h('figcaption.visually-hidden', `Steps of job ${rep.job.id}, ${secs(end)} in all`),
     steps.map((s) => {
-      const bar = h(`div.tl-bar.m${members.indexOf(s.member || '') % 5}`, { title: `${s.step}: ${secs(s.duration_s)} from ${secs(s.at_s)}` });
+      const bar = h(`div.tl-bar.m${colour(s.member)}`, { title: `${s.step}: ${secs(s.duration_s)} from ${secs(s.at_s)}` });
       bar.style.left = `${(100 * s.at_s) / end}%`;
       bar.style.width = `${(100 * s.duration_s) / end}%`;
       return h('div.tl-row', h('span', `${s.member ? `${s.member}: ` : ''}${s.step} (${secs(s.duration_s)})`), h('div.tl-track', bar));
