@@ -90,7 +90,17 @@ fn a_user_does_the_daily_tasks_in_chromium() {
     let failed = s.cli.json(&["jobs", "list", "--status", "failed"]);
     let failed_job = failed[0]["id"].as_i64().unwrap();
 
-    let srv = s.serve(&[], None);
+    // The server's children hold at `index-loaded` until the page lets the
+    // first one go (after cancelling it): a run is seen running.
+    let hold = w.join("hold");
+    std::fs::create_dir(&hold).unwrap();
+    let srv = s.serve(
+        &[(
+            "LIFEBOAT_TEST_PAUSE",
+            format!("index-loaded:{}", hold.display()),
+        )],
+        None,
+    );
     // Changes for the replication rule the daemon now follows (its lag chart).
     for i in 0..20 {
         std::fs::write(
@@ -116,6 +126,7 @@ fn a_user_does_the_daily_tasks_in_chromium() {
             "newFile": new_file,
             "failedJob": failed_job,
             "plan": "nightly",
+            "hold": hold,
         })
         .to_string(),
     )
@@ -138,6 +149,21 @@ fn a_user_does_the_daily_tasks_in_chromium() {
     let sum: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     eprintln!("{sum:#}");
 
+    // The first run was seen running with its progress, and cancelled from
+    // the page: no point.
+    let c = srv.json(&format!("/api/v1/jobs/{}", sum["cancelled_job"]));
+    assert_eq!(c["status"], "cancelled", "{c}");
+    assert!(c["point"].is_null());
+    assert!(
+        sum["live_progress"].as_str().unwrap().contains("files"),
+        "{sum}"
+    );
+    assert!(
+        sum["cancel_confirmation"]
+            .as_str()
+            .unwrap()
+            .contains("SIGTERM")
+    );
     // The run started from the page is an API-triggered job that made a point.
     let run = srv.json(&format!("/api/v1/jobs/{}", sum["run_job"]));
     assert_eq!(

@@ -4,7 +4,10 @@
 //
 //   node console.mjs PARAMS.json
 //
-// PARAMS: { base, token, shots, restoreTo, newFile, failedJob, plan }.
+// PARAMS: { base, token, shots, restoreTo, newFile, failedJob, plan, hold }:
+// the server's children pause at `index-loaded` until HOLD/index-loaded.go
+// exists (LIFEBOAT_TEST_PAUSE), so the first run is seen running, with its
+// live progress, and is cancelled from the page.
 // Prints a JSON summary on success. Never downloads a browser: CHROMIUM
 // (default /usr/bin/chromium) is used.
 import fs from 'node:fs';
@@ -16,7 +19,7 @@ import { chromium } from 'playwright-core';
 const require = createRequire(import.meta.url);
 const axeSource = fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 const params = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
-const { base, token, shots, restoreTo, newFile, failedJob, plan } = params;
+const { base, token, shots, restoreTo, newFile, failedJob, plan, hold } = params;
 fs.mkdirSync(shots, { recursive: true });
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lifeboat-console-chromium-'));
@@ -125,9 +128,41 @@ try {
   await axe('dashboard');
   await shot('dashboard');
 
-  // Run the plan from the page, confirm, watch it complete.
+  // Run the plan from the page: Escape on the confirmation starts nothing.
+  const jobsBefore = await page.evaluate(async (t) => (await (await fetch('/api/v1/jobs?limit=1000', { headers: { Authorization: `Bearer ${t}` } })).json()).length, token);
   await page.getByTestId(`run-${plan}`).click();
   const dialog = page.locator('dialog#confirm');
+  await dialog.waitFor();
+  if (!(await page.evaluate(() => document.activeElement.id === 'confirm-no'))) problems.push('the confirmation does not focus Cancel');
+  await page.keyboard.press('Escape');
+  await dialog.waitFor({ state: 'hidden' });
+  await page.waitForTimeout(500);
+  const jobsAfter = await page.evaluate(async (t) => (await (await fetch('/api/v1/jobs?limit=1000', { headers: { Authorization: `Bearer ${t}` } })).json()).length, token);
+  if (jobsAfter !== jobsBefore) problems.push(`a dismissed confirmation started ${jobsAfter - jobsBefore} job(s)`);
+
+  // Confirmed: the run starts, held by the pause; its live progress shows; cancel it from the page.
+  await page.getByTestId(`run-${plan}`).click();
+  await dialog.waitFor();
+  await page.locator('#confirm-yes').click();
+  await ready('job');
+  summary.cancelled_job = Number(page.url().split('#/jobs/')[1]);
+  await page.locator('#job-progress progress, #job-progress p').first().waitFor();
+  summary.live_progress = (await page.locator('#job-progress').textContent()).trim();
+  await shot('job-running');
+  await page.getByRole('button', { name: 'Cancel job…' }).click();
+  await dialog.waitFor();
+  summary.cancel_confirmation = (await dialog.textContent()).replace(/\s+/g, ' ').trim();
+  await shot('confirm-cancel');
+  await page.locator('#confirm-yes').click();
+  await dialog.waitFor({ state: 'hidden' });
+  fs.writeFileSync(path.join(hold, 'index-loaded.go'), '');
+  await waitStatus('cancelled');
+  await axe('job-cancelled');
+
+  // Run it again, confirm, watch it complete.
+  await page.evaluate(() => { location.hash = '#/'; });
+  await ready('dashboard');
+  await page.getByTestId(`run-${plan}`).click();
   await dialog.waitFor();
   summary.run_confirmation = (await dialog.textContent()).replace(/\s+/g, ' ').trim();
   await axe('confirm-run');
@@ -142,6 +177,7 @@ try {
   // Browse the new point and restore the new file.
   await page.getByTestId('job-point').click();
   await ready('point');
+  summary.point_hash = new URL(page.url()).hash;
   const base_ = path.basename(newFile);
   await page.getByTestId(`entry-${base_}`).waitFor();
   summary.pages.push('point');
@@ -171,6 +207,14 @@ try {
   await visit('#/jobs', 'jobs', 'jobs');
   await visit('#/resources', 'resources', 'resources');
   await visit('#/resources/data', 'resource', 'resource');
+  // A bucket point's keys.
+  await page.locator('[data-testid^="point-"] a').first().waitFor();
+  await visit('#/resources/front', 'resource', 'resource-bucket');
+  await page.locator('[data-testid^="point-"] a').first().click();
+  await ready('point');
+  await page.getByTestId('entry-site/index.html').waitFor();
+  await axe('point-bucket');
+  await shot('point-bucket');
   await visit('#/vaults', 'vaults', 'vaults');
   await visit('#/replication', 'replication', 'replication');
   await visit('#/drills', 'drills', 'drills');
@@ -191,7 +235,8 @@ try {
 
   // A phone: every page again at 390 px, nothing wider than the screen.
   await page.setViewportSize({ width: 390, height: 844 });
-  for (const [hash, p, name] of [['#/', 'dashboard', 'dashboard'], ['#/resources/data', 'resource', 'resource'],
+  for (const [hash, p, name] of [['#/', 'dashboard', 'dashboard'], ['#/resources', 'resources', 'resources'],
+    ['#/resources/data', 'resource', 'resource'], [summary.point_hash, 'point', 'point'],
     [`#/jobs/${summary.run_job}`, 'job', 'job'], ['#/jobs', 'jobs', 'jobs'], ['#/vaults', 'vaults', 'vaults'],
     ['#/replication', 'replication', 'replication'], ['#/drills', 'drills', 'drills']]) {
     await visit(hash, p, `phone-${name}`);
