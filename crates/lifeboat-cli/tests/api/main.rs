@@ -7,6 +7,7 @@
 //! certificate, and a schema fuzz (schemathesis) finds no 5xx.
 
 mod mysql;
+mod stacks;
 mod support;
 mod tls_fuzz;
 
@@ -58,6 +59,10 @@ fn every_route_but_healthz_needs_the_token() {
         "CancelView",
         "ErrorBody",
         "Health",
+        "StackView",
+        "DrillBody",
+        "RecoveryView",
+        "LagHistory",
     ] {
         assert!(
             schemas.contains_key(s),
