@@ -147,6 +147,40 @@ fn a_user_does_the_daily_tasks_in_chromium() {
         srv.stderr_text()
     );
     let sum: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Every console response carries the security headers, a module too;
+    // a file the console does not have is a 404, never a file of the disk.
+    for (path, status, kind) in [
+        ("/", 200, "text/html"),
+        ("/console/js/app.js", 200, "text/javascript"),
+        (
+            "/console/vendor/uplot/uPlot.iife.min.js",
+            200,
+            "text/javascript",
+        ),
+        ("/console/../../../../etc/passwd", 404, "text/plain"),
+        ("/console/package.json", 404, "text/plain"),
+    ] {
+        let out = Command::new("curl")
+            .args(["-s", "-D", "-", "-o", "/dev/null", "--path-as-is"])
+            .arg(format!("{}{path}", srv.base))
+            .output()
+            .unwrap();
+        let head = String::from_utf8_lossy(&out.stdout).to_lowercase();
+        assert!(
+            head.starts_with(&format!("http/1.1 {status}")),
+            "{path}: {head}"
+        );
+        for h in [
+            "content-security-policy: default-src 'none'; script-src 'self';",
+            "frame-ancestors 'none'",
+            "x-frame-options: deny",
+            "x-content-type-options: nosniff",
+            "referrer-policy: no-referrer",
+            &format!("content-type: {kind}"),
+        ] {
+            assert!(head.contains(h), "{path}: no {h} in\n{head}");
+        }
+    }
     eprintln!("{sum:#}");
 
     // The first run was seen running with its progress, and cancelled from
@@ -202,13 +236,12 @@ fn a_user_does_the_daily_tasks_in_chromium() {
         ),
         (Some("drill"), Some("api"), Some("succeeded"))
     );
-    assert!(
-        drill["report"]["recovery"]["steps"]
-            .as_array()
-            .unwrap()
-            .len()
-            >= 2
-    );
+    let steps = drill["report"]["recovery"]["steps"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(steps >= 2);
+    assert_eq!(sum["drill_job_steps"].as_u64(), Some(steps as u64), "{sum}");
     let reports = srv.json("/api/v1/reports?stack=shop&kind=drill");
     assert_eq!(reports.as_array().unwrap().len(), 2, "{reports}");
     assert!(

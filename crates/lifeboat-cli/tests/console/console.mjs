@@ -229,6 +229,9 @@ try {
   await ready('job');
   summary.drill_job = Number(page.url().split('#/jobs/')[1]);
   await waitStatus('succeeded');
+  summary.drill_job_steps = await page.locator('#job-report .tl-row').count();
+  await axe('job-drill');
+  await shot('job-drill');
   await visit('#/drills', 'drills', 'drills');
   summary.reports = await page.locator('[data-testid^="report-"]').count();
   if (summary.reports !== reportsBefore + 1) problems.push(`reports: ${reportsBefore} before the drill, ${summary.reports} after`);

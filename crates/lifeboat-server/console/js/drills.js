@@ -5,7 +5,8 @@ import { get } from './api.js';
 import { h, put, heading, table, secs, time, status, yesno } from './ui.js';
 import { startDrill } from './actions.js';
 
-function timeline(rep) {
+/** A timeline of a report's steps ({ steps, job }). */
+export function timeline(rep) {
   const steps = rep.steps;
   if (!steps.length) return h('p.muted', 'No step timings recorded.');
   const end = Math.max(...steps.map((s) => s.at_s + s.duration_s), 0.001);

@@ -4,6 +4,7 @@
 import { get, follow } from './api.js';
 import { h, put, heading, status, time, secs, bytes, short, announce } from './ui.js';
 import { cancelJob } from './actions.js';
+import { timeline } from './drills.js';
 
 export async function render(main, r, { signal }) {
   const id = Number(r.args[0]);
@@ -13,6 +14,7 @@ export async function render(main, r, { signal }) {
   const facts = h('dl');
   const prog = h('div', { id: 'job-progress' });
   const errorEl = h('div', { id: 'job-error' });
+  const report = h('div', { id: 'job-report' });
   const log = h('pre.log', { id: 'job-log', tabindex: 0, 'aria-label': `Log of job ${id}` });
   const cancelBtn = h('button.danger', { type: 'button', hidden: job.status !== 'running' }, 'Cancel job…');
   cancelBtn.addEventListener('click', async () => { if (await cancelJob(job)) cancelBtn.disabled = true; });
@@ -30,6 +32,10 @@ export async function render(main, r, { signal }) {
       h('dt', 'Ended'), h('dd', time(j.ended)), h('dt', 'Duration'), h('dd', secs(j.duration_s)),
       h('dt', 'Bytes'), h('dd', bytes(j.bytes)), h('dt', 'Point'), h('dd', point), h('dt', 'Process'), h('dd', String(j.pid)));
     errorEl.replaceChildren(...(j.error ? [h('h2', 'Error'), h('p.error', { 'data-testid': 'job-error' }, j.error)] : []));
+    // A drill's or recovery's whole report: its steps on a timeline.
+    const rec = j.report && (j.kind === 'drill' ? j.report.recovery : j.report);
+    report.replaceChildren(...(rec && rec.steps ? [h('h2', 'Steps'),
+      h('p', `RPO ${secs(rec.rpo_s)}, RTO ${secs(rec.rto_s)}`), timeline({ steps: rec.steps, job: j })] : []));
     if (j.status !== 'running') {
       log.textContent = j.log || '(no log)';
       prog.replaceChildren();
@@ -45,7 +51,7 @@ export async function render(main, r, { signal }) {
 
   put(main, ...heading(`Job ${id}`, [['Jobs', '#/jobs'], [String(id)]]),
     h('p', 'Status: ', statusEl, ' ', cancelBtn),
-    h('div.card', facts), prog, errorEl, h('h2', 'Log'), log);
+    h('div.card', facts), prog, errorEl, report, h('h2', 'Log'), log);
   draw(job);
   if (job.status === 'running') {
     log.textContent = 'The log is shown when the job ends.';
