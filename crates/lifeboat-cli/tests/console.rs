@@ -1,9 +1,11 @@
 //! The web console in a real browser: a real `lifeboat serve` over real
-//! vaults with a real backup, a failed run and a drill made by the CLI;
+//! vaults with real backups (files, a bucket, a real `mariadbd`), a failed
+//! run and a drill made by the CLI;
 //! Debian's Chromium, headless, driven by playwright-core
 //! (tests/console/console.mjs) signs in (a wrong token is refused), sees
 //! the resource, runs a plan from the page and watches it complete, browses
-//! the new point and restores one file (checked on disk here), finds the
+//! the new point and restores one file (checked on disk here), browses a
+//! database point's tables and a bucket point's keys, finds the
 //! failed job's error, and shows every page at 1280 px and 390 px with no
 //! serious or critical axe-core violation. Screenshots of every page go to
 //! target/artifacts/console/ (and into docs/console/ with
@@ -18,6 +20,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use lifeboat_testkit::mariadb::MariaDb;
 use lifeboat_testkit::{make_sample_tree, tempdir};
 
 fn find(dir: &Path, name: &str) -> Option<PathBuf> {
@@ -56,6 +59,8 @@ fn a_user_does_the_daily_tasks_in_chromium() {
 
     let t = tempdir().unwrap();
     let w = t.path();
+    let db = MariaDb::start();
+    db.sql("CREATE DATABASE shop; CREATE TABLE shop.orders (id INT PRIMARY KEY, total INT); CREATE TABLE shop.items (id INT PRIMARY KEY); INSERT INTO shop.orders VALUES (1, 10);");
     make_sample_tree(&w.join("data"), 5);
     std::fs::create_dir_all(w.join("bucket/site")).unwrap();
     std::fs::write(w.join("bucket/site/index.html"), b"<h1>shop</h1>").unwrap();
@@ -70,17 +75,21 @@ fn a_user_does_the_daily_tasks_in_chromium() {
              [resource.data]\nsite = \"primary\"\npaths = [\"{d}/data\"]\n\
              [resource.front]\nkind = \"bucket\"\nsite = \"primary\"\nlocation = \"file://{d}/bucket\"\n\
              [resource.gone]\npaths = [\"{d}/gone\"]\n\
+             [resource.shop-db]\ndsn = \"mysql://root@127.0.0.1:{port}\"\n\
+             [plan.db]\nresources = [\"shop-db\"]\nschedule = \"0 * * * *\"\nvault = \"main\"\n\
              [plan.nightly]\nresources = [\"data\", \"front\"]\nschedule = \"0 3 * * *\"\nvault = \"main\"\n\
              copy = [{{ vault = \"dr\" }}]\n\
              [plan.broken]\nresources = [\"gone\"]\nschedule = \"0 4 * * *\"\nvault = \"main\"\n\
              [replication.front-dr]\nfrom = \"front\"\nto = \"file://{d}/replica\"\n\
              [stack.shop]\nmembers = [\"data\", \"front\"]\nobjectives = {{ rpo = \"1d\", rto = \"5m\" }}\n\
-             [drill.shop-weekly]\nstack = \"shop\"\nto = \"primary\"\n"
+             [drill.shop-weekly]\nstack = \"shop\"\nto = \"primary\"\n",
+            port = db.port
         ),
         "",
     );
     // History: a backup, a failed run, a drill.
     s.cli.ok(&["jobs", "run", "--plan", "nightly"]);
+    s.cli.ok(&["jobs", "run", "--plan", "db"]);
     let out = s.cli.run(&["jobs", "run", "--plan", "broken"]);
     assert!(!out.status.success(), "the broken plan must fail");
     s.cli.ok(&["drill", "--drill", "shop-weekly"]);

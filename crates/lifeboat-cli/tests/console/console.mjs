@@ -215,6 +215,15 @@ try {
   await page.getByTestId('entry-site/index.html').waitFor();
   await axe('point-bucket');
   await shot('point-bucket');
+  // A database point: its databases, then a database's tables.
+  await visit('#/resources/shop-db', 'resource', 'resource-database');
+  await page.locator('[data-testid^="point-"] a').first().click();
+  await ready('point');
+  await page.getByTestId('entry-shop').getByRole('link').click();
+  await ready('point');
+  for (const t of ['orders', 'items']) await page.getByTestId(`entry-${t}`).waitFor();
+  await axe('point-database');
+  await shot('point-database');
   await visit('#/vaults', 'vaults', 'vaults');
   await visit('#/replication', 'replication', 'replication');
   await visit('#/drills', 'drills', 'drills');
