@@ -69,6 +69,8 @@ pub enum JobsCmd {
         #[arg(long, default_value = "manual", value_parser = clap::builder::PossibleValuesParser::new(lifeboat_control::launch::trigger::ALL))]
         trigger: String,
     },
+    /// Restore one database of a mysql point under a new name into its resource's server, recorded as a job of kind `restore`.
+    RestoreDatabase(crate::cmd_restore_db::RestoreDbArgs),
     /// Run a plan's backups now (each recorded as a job). Exit 0 all succeeded, 3 some incomplete, 1 some failed.
     Run {
         #[command(flatten)]
@@ -270,6 +272,7 @@ pub fn run(g: &Global, c: JobsCmd) -> Result<ExitCode> {
                 _ => ExitCode::from(1),
             })
         }
+        JobsCmd::RestoreDatabase(a) => crate::cmd_restore_db::run(g, a),
         JobsCmd::Run {
             file,
             state,

@@ -29,6 +29,7 @@ mod cmd_prune;
 mod cmd_replicate;
 mod cmd_report;
 mod cmd_restore;
+mod cmd_restore_db;
 mod cmd_retention;
 mod cmd_serve;
 mod cmd_stack;

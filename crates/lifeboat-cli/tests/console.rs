@@ -5,7 +5,8 @@
 //! (tests/console/console.mjs) signs in (a wrong token is refused), sees
 //! the resource, runs a plan from the page and watches it complete, browses
 //! the new point and restores one file (checked on disk here), browses a
-//! database point's tables and a bucket point's keys, finds the
+//! database point's tables and restores the database beside the live one
+//! (checked in the server), browses a bucket point's keys, finds the
 //! failed job's error, and shows every page at 1280 px and 390 px with no
 //! serious or critical axe-core violation. Screenshots of every page go to
 //! target/artifacts/console/ (and into docs/console/ with
@@ -229,6 +230,23 @@ fn a_user_does_the_daily_tasks_in_chromium() {
     assert_eq!(
         (job["kind"].as_str(), job["status"].as_str()),
         (Some("restore"), Some("succeeded"))
+    );
+    // The database restored through the page is beside the live one.
+    assert_eq!(
+        db.sql("SELECT id, total FROM shop_restored.orders"),
+        "1\t10\n"
+    );
+    assert_eq!(db.sql("SELECT COUNT(*) FROM shop.orders").trim(), "1");
+    let job = srv.json(&format!("/api/v1/jobs/{}", sum["db_restore_job"]));
+    assert_eq!(
+        (job["kind"].as_str(), job["resource"].as_str()),
+        (Some("restore"), Some("shop-db"))
+    );
+    assert!(
+        sum["db_restore_confirmation"]
+            .as_str()
+            .unwrap()
+            .contains("as shop_restored on the server of resource shop-db")
     );
     // The failed job's error, as the page showed it, names the missing path.
     let err = sum["failed_error"].as_str().unwrap();

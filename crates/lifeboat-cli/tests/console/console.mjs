@@ -224,6 +224,15 @@ try {
   for (const t of ['orders', 'items']) await page.getByTestId(`entry-${t}`).waitFor();
   await axe('point-database');
   await shot('point-database');
+  // Restore that database beside the live one.
+  if ((await page.getByLabel('Restore as').inputValue()) !== 'shop_restored') problems.push('the database restore form is not filled');
+  await page.locator('#restore-db-form button[type="submit"]').click();
+  await dialog.waitFor();
+  summary.db_restore_confirmation = (await dialog.textContent()).replace(/\s+/g, ' ').trim();
+  await page.locator('#confirm-yes').click();
+  await ready('job');
+  summary.db_restore_job = Number(page.url().split('#/jobs/')[1]);
+  await waitStatus('succeeded');
   await visit('#/vaults', 'vaults', 'vaults');
   await visit('#/replication', 'replication', 'replication');
   await visit('#/drills', 'drills', 'drills');

@@ -45,6 +45,41 @@ function restoreForm(vault, p, path) {
   return form;
 }
 
+function dbRestoreForm(vault, p, database) {
+  const err = h('p.error', { role: 'alert' });
+  const dbIn = h('input', { id: 'restore-database', value: database, required: true, spellcheck: 'false' });
+  const asIn = h('input', { id: 'restore-as', value: database ? `${database}_restored` : '', required: true, spellcheck: 'false' });
+  const replace = h('input', { id: 'restore-replace', type: 'checkbox' });
+  const form = h('form.restore', { id: 'restore-db-form', 'aria-labelledby': 'restore-db-title' },
+    h('h2', { id: 'restore-db-title' }, 'Restore a database'),
+    h('p.muted', `Into the server of resource ${p.resource}, under a new name, beside the live database.`),
+    h('div.field', h('label', { for: 'restore-database' }, 'Database in the point'), dbIn),
+    h('div.field', h('label', { for: 'restore-as' }, 'Restore as'), asIn),
+    h('div.field.check', replace, h('label', { for: 'restore-replace' }, 'Replace it if it exists and is not empty')),
+    h('button', { type: 'submit' }, 'Restore…'), err);
+  dbIn.addEventListener('change', () => { if (!asIn.value) asIn.value = `${dbIn.value}_restored`; });
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    err.textContent = '';
+    const body = { vault, point: p.id, database: dbIn.value.trim(), as: asIn.value.trim(), replace: replace.checked };
+    const ok = await confirm('Restore this database?', [
+      h('p', `This restores database ${body.database} of point ${short(p.id)} (${p.resource}, ${new Date(p.time).toLocaleString()}, vault ${vault}) as ${body.as} on the server of resource ${p.resource}.`),
+      h('p', body.replace
+        ? `An existing ${body.as} is REPLACED.`
+        : `An existing, non-empty ${body.as} is refused; nothing else on the server changes. It runs as a job of kind restore.`),
+    ], 'Restore');
+    if (!ok) return;
+    try {
+      const s = await post('/api/v1/restores/database', body);
+      announce('Restore started');
+      location.hash = s.jobs.length ? `#/jobs/${s.jobs[0]}` : '#/jobs';
+    } catch (e) {
+      err.textContent = `The restore was refused: ${e.message}`;
+    }
+  });
+  return form;
+}
+
 function join(dir, name) {
   if (name.startsWith('/')) return name;
   return `${dir.replace(/\/$/, '')}/${name}`;
@@ -73,13 +108,23 @@ export async function render(main, r) {
     put(main, h('h2', `Contents: ${contents.listing}`),
       up !== null ? h('p', h('a', { href: here(up) }, `Up to ${up}`)) : null,
       p.kind === 'mysql' && path ? h('p', h('a', { href: here('') }, 'All databases')) : null,
-      table(`Contents of ${contents.listing}`, ['Name', 'Kind', ['Size', 'num'], 'Modified', files ? 'Action' : null].filter(Boolean),
+      table(`Contents of ${contents.listing}`, ['Name', 'Kind', ['Size', 'num'], 'Modified', files || (p.kind === 'mysql' && !path) ? 'Action' : null].filter(Boolean),
         contents.entries.map((e) => {
           const full = files ? join(path, e.name) : e.name;
           const shown = files ? full.split('/').pop() || full : e.name;
           const nameCell = (files && e.kind === 'dir') || e.kind === 'database'
             ? h('a', { href: here(full) }, shown) : shown;
           const cells = [h('td', nameCell), h('td', e.kind), num(bytes(e.size)), h('td', time(e.mtime))];
+          if (p.kind === 'mysql' && e.kind === 'database') {
+            cells.push(h('td', h('button.quiet', {
+              type: 'button', 'aria-label': `Restore database ${e.name}`,
+              onclick: () => {
+                document.getElementById('restore-database').value = e.name;
+                document.getElementById('restore-as').value = `${e.name}_restored`;
+                document.getElementById('restore-as').focus();
+              },
+            }, 'Restore…')));
+          }
           if (files) {
             cells.push(h('td', h('button.quiet', {
               type: 'button', 'aria-label': `Restore ${full}`,
@@ -91,5 +136,6 @@ export async function render(main, r) {
       contents.truncated ? h('p.muted', 'Only the first entries are shown.') : null);
   }
   if (p.kind === 'files') put(main, restoreForm(vault, p, path));
-  else put(main, h('p.muted', `A ${p.kind} point is restored with \`lifeboat restore ${p.kind === 'mysql-binlog' ? 'mysql' : p.kind}\`; the console restores files points.`));
+  else if (p.kind === 'mysql') put(main, dbRestoreForm(vault, p, path));
+  else put(main, h('p.muted', `A ${p.kind} point is restored with \`lifeboat restore ${p.kind === 'mysql-binlog' ? 'mysql' : p.kind}\`; the console restores files points and databases.`));
 }
