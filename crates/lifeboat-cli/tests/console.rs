@@ -193,6 +193,28 @@ fn a_user_does_the_daily_tasks_in_chromium() {
     }
     eprintln!("{sum:#}");
 
+    // The page sent exactly the actions that were confirmed (the first
+    // confirmation was dismissed with Escape): two runs, a cancel, two
+    // restores, a drill.
+    let posts: Vec<&str> = sum["posts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    let cancel = format!("/api/v1/jobs/{}/cancel", sum["cancelled_job"]);
+    assert_eq!(
+        posts,
+        [
+            "/api/v1/plans/nightly/run",
+            &cancel,
+            "/api/v1/plans/nightly/run",
+            "/api/v1/restores",
+            "/api/v1/restores/database",
+            "/api/v1/stacks/shop/drill",
+        ],
+        "{sum}"
+    );
     // The first run was seen running with its progress, and cancelled from
     // the page: no point.
     let c = srv.json(&format!("/api/v1/jobs/{}", sum["cancelled_job"]));
