@@ -1,6 +1,6 @@
 //! The web console in a real browser: a real `lifeboat serve` over real
 //! vaults with real backups (files, a bucket, a real `mariadbd`), a failed
-//! run and a drill made by the CLI;
+//! run, a drill and a recovery made by the CLI;
 //! Debian's Chromium, headless, driven by playwright-core
 //! (tests/console/console.mjs) signs in (a wrong token is refused), sees
 //! the resource, runs a plan from the page and watches it complete, browses
@@ -94,6 +94,8 @@ fn a_user_does_the_daily_tasks_in_chromium() {
     let out = s.cli.run(&["jobs", "run", "--plan", "broken"]);
     assert!(!out.status.success(), "the broken plan must fail");
     s.cli.ok(&["drill", "--drill", "shop-weekly"]);
+    s.cli
+        .ok(&["recover", "--stack", "shop", "--to", "secondary"]);
     // What the next backup (started from the page) adds.
     let new_file = w.join("data/console-new.txt");
     std::fs::write(&new_file, b"made after the first backup\n").unwrap();
@@ -276,6 +278,7 @@ fn a_user_does_the_daily_tasks_in_chromium() {
     // The drill's report has its steps on the timeline; the drill started
     // from the page is an API-triggered drill job with its whole report.
     assert!(sum["drill_steps"].as_u64().unwrap() >= 2, "{sum}");
+    assert!(sum["recovery_steps"].as_u64().unwrap() >= 2, "{sum}");
     let drill = srv.json(&format!("/api/v1/jobs/{}", sum["drill_job"]));
     assert_eq!(
         (

@@ -1,7 +1,7 @@
 //! The routes the console added: `/stacks` (members, objectives, drills,
 //! verification, exposure), starting a drill (`POST /stacks/{name}/drill`,
-//! every refusal named), `/reports` (a drill's steps from its whole
-//! report), `/replication/history`.
+//! every refusal named), `/reports` (a drill's and a recovery's steps from
+//! their whole reports), `/replication/history`.
 
 use lifeboat_testkit::{make_sample_tree, tempdir};
 
@@ -111,6 +111,22 @@ fn a_drill_started_through_the_api_is_reported_with_its_steps() {
     let st = &srv.json("/api/v1/stacks")[0];
     assert_eq!(st["verification"]["compliant"], true, "{st}");
     assert_eq!(st["verification"]["last_drill_job"], job);
+    // A recovery into site b (from the copies in `far`) is a report too.
+    s.cli.ok(&["recover", "--stack", "s", "--to", "b"]);
+    let rec = srv.json("/api/v1/reports?kind=recover");
+    let r = &rec[0];
+    assert_eq!(
+        (
+            r["kind"].as_str(),
+            r["stack"].as_str(),
+            r["passed"].as_bool()
+        ),
+        (Some("recover"), Some("s"), Some(true)),
+        "{rec}"
+    );
+    assert!(!r["steps"].as_array().unwrap().is_empty(), "{rec}");
+    assert_eq!(r["job"]["report"]["site"], "b");
+    assert_eq!(srv.json("/api/v1/reports").as_array().unwrap().len(), 2);
     // No replication rule: an empty history.
     assert_eq!(
         srv.json("/api/v1/replication/history"),

@@ -236,7 +236,8 @@ try {
   await visit('#/vaults', 'vaults', 'vaults');
   await visit('#/replication', 'replication', 'replication');
   await visit('#/drills', 'drills', 'drills');
-  summary.drill_steps = await page.locator('.tl-row').count();
+  summary.drill_steps = await page.locator('[data-testid^="report-"]', { hasText: 'Drill of shop' }).locator('.tl-row').count();
+  summary.recovery_steps = await page.locator('[data-testid^="report-"]', { hasText: 'Recovery of shop' }).locator('.tl-row').count();
   // Start a drill from the page, confirm, watch it pass; its report joins the list.
   const reportsBefore = await page.locator('[data-testid^="report-"]').count();
   await page.getByRole('button', { name: 'Start drill of shop' }).click();

@@ -15,7 +15,7 @@ export function timeline(rep) {
   return h('figure.timeline', { 'aria-label': `Timeline of job ${rep.job.id}` },
     h('figcaption.visually-hidden', `Steps of job ${rep.job.id}, ${secs(end)} in all`),
     steps.map((s) => {
-      const bar = h(`div.tl-bar.m${colour(s.member)}`, { title: `${s.step}: ${secs(s.duration_s)} from ${secs(s.at_s)}` });
+      const bar = h(`div.tl-bar.${s.member ? `m${colour(s.member)}` : 'none'}`, { title: `${s.step}: ${secs(s.duration_s)} from ${secs(s.at_s)}` });
       bar.style.left = `${(100 * s.at_s) / end}%`;
       bar.style.width = `${(100 * s.duration_s) / end}%`;
       return h('div.tl-row', h('span', `${s.member ? `${s.member}: ` : ''}${s.step} (${secs(s.duration_s)})`), h('div.tl-track', bar));
@@ -56,7 +56,7 @@ export async function render(main) {
     reports.length ? reports.map((r) => {
       const o = obj[r.stack] || {};
       return h('article.card', { 'data-testid': `report-${r.job.id}` },
-        h('h3', `${r.kind === 'drill' ? 'Drill' : 'Recovery'} of ${r.stack || '—'}, `, h('a', { href: `#/jobs/${r.job.id}` }, `job ${r.job.id}`), ' ', status(r.job.status)),
+        h('h3', `${r.kind === 'drill' ? 'Drill' : 'Recovery'} of ${r.stack || '—'}${r.job.report && r.job.report.site ? ` in site ${r.job.report.site}` : ''}, `, h('a', { href: `#/jobs/${r.job.id}` }, `job ${r.job.id}`), ' ', status(r.job.status)),
         h('dl', h('dt', 'Started'), h('dd', time(r.job.started)),
           h('dt', 'Result'), h('dd', r.passed === null ? '—' : (r.passed ? h('span.badge.ok', 'passed') : h('span.badge.bad', 'failed'))),
           h('dt', 'RPO'), h('dd', objective(r.rpo_s, o.rpo_s)),
