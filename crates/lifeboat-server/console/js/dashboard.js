@@ -8,9 +8,14 @@ function control(r, prefix) {
   return r.controls.filter((c) => c.name === prefix || c.name.startsWith(`${prefix}:`));
 }
 
+/** Controls as badges; a copy control names its vault (`copy:PLAN:VAULT`), a lock its vault. */
 function controlCell(list) {
   if (!list.length) return h('span.muted', '—');
-  return list.map((c) => h('div', h(`span.badge.${c.ok ? 'ok' : 'bad'}`, c.ok ? 'ok' : 'no'), ' ', c.detail));
+  return list.map((c) => {
+    const parts = c.name.split(':');
+    const where = parts[0] === 'copy' ? parts.slice(2).join(':') : (parts[0] === 'lock' ? parts.slice(1).join(':') : '');
+    return h('div', where ? h('strong', `${where}: `) : null, h(`span.badge.${c.ok ? 'ok' : 'bad'}`, c.ok ? 'ok' : 'no'), ' ', c.detail);
+  });
 }
 
 function objective(achieved, target) {
@@ -38,18 +43,18 @@ function stackCard(s) {
       : s.drills.map((d) => h('button', { type: 'button', onclick: () => startDrill(s, d) }, `Start drill ${d.name}`))));
 }
 
-export async function render(main, _r, { signal }) {
+/** Everything below the heading, from the API now. */
+async function content() {
   const [stacks, resources, replication, plans, running] = await Promise.all([
     get('/api/v1/stacks'), get('/api/v1/resources'), get('/api/v1/replication'),
     get('/api/v1/plans'), get('/api/v1/jobs?status=running&limit=20'),
   ]);
-  if (signal.aborted) return;
   const bad = resources.filter((r) => !r.compliant).length;
-  put(main, 
-    ...heading('Dashboard'),
+  return h('div', { id: 'dashboard-body' },
     h('p', { 'data-testid': 'summary' }, resources.length
       ? (bad ? h('span.badge.bad', `${bad} of ${resources.length} resources not compliant`) : h('span.badge.ok', `all ${resources.length} resources compliant`))
-      : 'The file declares no resource.'),
+      : 'The file declares no resource.',
+    ' ', h('span.muted', `as of ${new Date().toLocaleTimeString()}, refreshed every ${REFRESH_S} s`)),
     stacks.length ? [h('h2', 'Stacks'), h('div.grid', stacks.map(stackCard))] : null,
     h('h2', 'Resources'),
     table('Resources and their protection', ['Resource', 'Kind', 'Status', 'Newest point vs schedule', 'Copies', 'Lock', 'Archive lag'],
@@ -77,4 +82,25 @@ export async function render(main, _r, { signal }) {
     table('Running jobs', ['Job', 'Kind', 'Resource', 'Status', 'Started'],
       running.map((j) => [h('a', { href: `#/jobs/${j.id}` }, String(j.id)), j.kind, j.resource || '—', status(j.status), ago(j.started)]), 'No job is running.'),
   );
+}
+
+const REFRESH_S = 30;
+
+export async function render(main, _r, { signal }) {
+  const first = await content();
+  if (signal.aborted) return;
+  put(main, ...heading('Dashboard'), first);
+  // Refresh in place, unless the user is working inside it (focus or a dialog).
+  (async () => {
+    for (;;) {
+      await new Promise((res) => setTimeout(res, REFRESH_S * 1000));
+      if (signal.aborted) return;
+      const old = document.getElementById('dashboard-body');
+      if (!old || old.contains(document.activeElement) || document.getElementById('confirm').open) continue;
+      try {
+        const fresh = await content();
+        if (!signal.aborted) old.replaceWith(fresh);
+      } catch { return; }
+    }
+  })();
 }

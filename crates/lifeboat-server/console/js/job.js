@@ -29,7 +29,7 @@ export async function render(main, r, { signal }) {
       h('dt', 'Kind'), h('dd', j.kind), h('dt', 'Resource'), h('dd', j.resource || '—'),
       h('dt', 'Plan'), h('dd', j.plan || '—'), h('dt', 'Trigger'), h('dd', j.trigger),
       h('dt', 'Vault'), h('dd', j.vault || '—'), h('dt', 'Started'), h('dd', time(j.started)),
-      h('dt', 'Ended'), h('dd', time(j.ended)), h('dt', 'Duration'), h('dd', secs(j.duration_s)),
+      h('dt', 'Ended'), h('dd', time(j.ended)), h('dt', 'Duration'), h('dd', { id: 'job-duration' }, secs(j.duration_s)),
       h('dt', 'Bytes'), h('dd', bytes(j.bytes)), h('dt', 'Point'), h('dd', point), h('dt', 'Process'), h('dd', String(j.pid)));
     errorEl.replaceChildren(...(j.error ? [h('h2', 'Error'), h('p.error', { 'data-testid': 'job-error' }, j.error)] : []));
     // A drill's or recovery's whole report: its steps on a timeline.
@@ -55,6 +55,12 @@ export async function render(main, r, { signal }) {
   draw(job);
   if (job.status === 'running') {
     log.textContent = 'The log is shown when the job ends.';
+    // The duration counts while the job runs.
+    const tick = setInterval(() => {
+      const d = document.getElementById('job-duration');
+      if (signal.aborted || job.status !== 'running' || !d) { clearInterval(tick); return; }
+      d.textContent = secs((Date.now() - new Date(job.started).getTime()) / 1000);
+    }, 1000);
     follow(id, (name, data) => {
       if (name === 'progress') drawProgress(data);
       else if (name === 'status') draw(data);

@@ -4,7 +4,7 @@ import { get } from './api.js';
 import { h, put, heading, table, status, time, secs, bytes, short, num } from './ui.js';
 
 const STATUSES = ['', 'running', 'succeeded', 'failed', 'incomplete', 'interrupted', 'cancelled', 'skipped'];
-const KINDS = ['', 'backup', 'restore', 'copy', 'drill', 'recover', 'archive', 'replicate', 'retention', 'forget', 'prune'];
+const KINDS = ['', 'backup', 'restore', 'copy', 'drill', 'recover', 'archive', 'replicate', 'retention'];
 
 function progressCell(j) {
   const p = j.progress;
