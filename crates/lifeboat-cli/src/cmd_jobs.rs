@@ -89,7 +89,30 @@ pub enum JobsCmd {
     },
 }
 
-fn open(state: &StateArg) -> Result<SqliteStore> {
+/// Prints a restore job's outcome; its exit code (0, 3 incomplete, 1 failed).
+pub(crate) fn restore_outcome(g: &Global, o: &lifeboat_control::run::Outcome) -> Result<ExitCode> {
+    if g.json {
+        print_json(o)?;
+    } else {
+        println!(
+            "job {}: restore of {} {}{}",
+            o.job,
+            o.resource,
+            o.status,
+            o.error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(match o.status.as_str() {
+        status::SUCCEEDED => ExitCode::SUCCESS,
+        status::INCOMPLETE => ExitCode::from(3),
+        _ => ExitCode::from(1),
+    })
+}
+
+pub(crate) fn open(state: &StateArg) -> Result<SqliteStore> {
     let dir = state.dir();
     dir.create()?;
     Ok(SqliteStore::open(&dir.jobs_db())?)
@@ -252,25 +275,7 @@ pub fn run(g: &Global, c: JobsCmd) -> Result<ExitCode> {
                 }),
             };
             let o = lifeboat_control::restore::restore_files(&cfg, &req, &trigger, &store)?;
-            if g.json {
-                print_json(&o)?;
-            } else {
-                println!(
-                    "job {}: restore of {} {}{}",
-                    o.job,
-                    o.resource,
-                    o.status,
-                    o.error
-                        .as_deref()
-                        .map(|e| format!(": {e}"))
-                        .unwrap_or_default()
-                );
-            }
-            Ok(match o.status.as_str() {
-                status::SUCCEEDED => ExitCode::SUCCESS,
-                status::INCOMPLETE => ExitCode::from(3),
-                _ => ExitCode::from(1),
-            })
+            restore_outcome(g, &o)
         }
         JobsCmd::RestoreDatabase(a) => crate::cmd_restore_db::run(g, a),
         JobsCmd::Run {

@@ -5,11 +5,10 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use lifeboat_control::store::{SqliteStore, status};
 
 use crate::cmd_apply::StateArg;
 use crate::cmd_validate::{ConfigFile, load};
-use crate::common::{Global, print_json};
+use crate::common::Global;
 
 #[derive(clap::Args, Debug)]
 pub struct RestoreDbArgs {
@@ -44,9 +43,7 @@ pub fn run(g: &Global, a: RestoreDbArgs) -> Result<ExitCode> {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
-    let dir = a.state.dir();
-    dir.create()?;
-    let store = SqliteStore::open(&dir.jobs_db())?;
+    let store = crate::cmd_jobs::open(&a.state)?;
     let req = lifeboat_control::restore_db::DatabaseRestoreRequest {
         vault: a.from_vault,
         point: a.point,
@@ -60,23 +57,5 @@ pub fn run(g: &Global, a: RestoreDbArgs) -> Result<ExitCode> {
             lifeboat_control::ControlError::Refused(m) => crate::common::usage(m),
             e => e.into(),
         })?;
-    if g.json {
-        print_json(&o)?;
-    } else {
-        println!(
-            "job {}: restore of {} {}{}",
-            o.job,
-            o.resource,
-            o.status,
-            o.error
-                .as_deref()
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default()
-        );
-    }
-    Ok(match o.status.as_str() {
-        status::SUCCEEDED => ExitCode::SUCCESS,
-        status::INCOMPLETE => ExitCode::from(3),
-        _ => ExitCode::from(1),
-    })
+    crate::cmd_jobs::restore_outcome(g, &o)
 }

@@ -132,14 +132,7 @@ pub fn restore_database(
             ..JobEnd::default()
         },
     };
-    store.finish(job, &end)?;
-    Ok(Outcome {
-        job,
-        resource: point.resource,
-        status: end.status,
-        point: end.point,
-        error: end.error,
-    })
+    crate::restore::finish(store, job, end, point.resource)
 }
 
 #[cfg(test)]

@@ -146,26 +146,27 @@ fn a_database_points_tables_and_archive_lag() {
         assert_eq!(c, code, "{body}: {b}");
         assert!(b["error"].as_str().unwrap().contains(says), "{b}");
     }
-    let (c, started) = srv.post(
-        "/api/v1/restores/database",
-        Some(&format!(
-            r#"{{"vault":"main","point":"{id}","database":"shop","as":"shop_copy"}}"#
-        )),
-    );
-    assert_eq!(c, 202, "{started}");
-    let end = crate::support::end_of(&srv.events(started["jobs"][0].as_i64().unwrap()));
+    // `shop` as `shop_copy`, followed to its end.
+    let restore_copy = || {
+        let (c, started) = srv.post(
+            "/api/v1/restores/database",
+            Some(&format!(
+                r#"{{"vault":"main","point":"{id}","database":"shop","as":"shop_copy"}}"#
+            )),
+        );
+        assert_eq!(c, 202, "{started}");
+        crate::support::end_of(&srv.events(started["jobs"][0].as_i64().unwrap()))
+    };
+    let end = restore_copy();
     assert_eq!(end["status"], "succeeded", "{end}");
     assert_eq!(db.sql("SELECT id, total FROM shop_copy.orders"), "1\t10\n");
     // Again: the target is not empty now, so it is refused (the job fails, the copy stays).
-    let (c, again) = srv.post(
-        "/api/v1/restores/database",
-        Some(&format!(
-            r#"{{"vault":"main","point":"{id}","database":"shop","as":"shop_copy"}}"#
-        )),
-    );
-    assert_eq!(c, 202, "{again}");
-    let end = crate::support::end_of(&srv.events(again["jobs"][0].as_i64().unwrap()));
+    let end = restore_copy();
     assert_eq!(end["status"], "failed", "{end}");
+    assert!(
+        end["error"].as_str().unwrap().contains("shop_copy"),
+        "{end}"
+    );
     assert_eq!(db.sql("SELECT COUNT(*) FROM shop_copy.orders").trim(), "1");
 
     let (_, text) = srv.get("/metrics", Some(&srv.token));

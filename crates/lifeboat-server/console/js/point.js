@@ -11,6 +11,22 @@ const OVERWRITE = {
   never: 'keep every existing file',
 };
 
+function describe(vault, p) {
+  return `point ${short(p.id)} (${p.resource}, ${new Date(p.time).toLocaleString()}, vault ${vault})`;
+}
+
+/** Confirms, then starts a restore; opens its job, or says why it was refused. */
+async function startRestore(err, url, body, title, says) {
+  if (!await confirm(title, says, 'Restore')) return;
+  try {
+    const s = await post(url, body);
+    announce('Restore started');
+    location.hash = s.jobs.length ? `#/jobs/${s.jobs[0]}` : '#/jobs';
+  } catch (e) {
+    err.textContent = `The restore was refused: ${e.message}`;
+  }
+}
+
 function restoreForm(vault, p, path) {
   const err = h('p.error', { role: 'alert' });
   const pathIn = h('input', { id: 'restore-path', name: 'path', value: path, required: true, spellcheck: 'false' });
@@ -29,18 +45,10 @@ function restoreForm(vault, p, path) {
     const body = { vault, point: p.id, path: pathIn.value.trim(), to: toIn.value.trim() };
     if (ow.value) body.overwrite = ow.value;
     if (!body.to.startsWith('/')) { err.textContent = 'The target must be an absolute directory.'; toIn.focus(); return; }
-    const ok = await confirm('Restore from this point?', [
-      h('p', `This restores ${body.path} of point ${short(p.id)} (${p.resource}, ${new Date(p.time).toLocaleString()}, vault ${vault}) into ${body.to} on the server.`),
-      h('p', `Existing files: ${OVERWRITE[ow.value]}. The directory is created when missing. It runs as a job of kind restore.`),
-    ], 'Restore');
-    if (!ok) return;
-    try {
-      const s = await post('/api/v1/restores', body);
-      announce('Restore started');
-      location.hash = s.jobs.length ? `#/jobs/${s.jobs[0]}` : '#/jobs';
-    } catch (e) {
-      err.textContent = `The restore was refused: ${e.message}`;
-    }
+    await startRestore(err, '/api/v1/restores', body, 'Restore from this point?', [
+      `This restores ${body.path} of ${describe(vault, p)} into ${body.to} on the server.`,
+      `Existing files: ${OVERWRITE[ow.value]}. The directory is created when missing. It runs as a job of kind restore.`,
+    ]);
   });
   return form;
 }
@@ -62,20 +70,12 @@ function dbRestoreForm(vault, p, database) {
     ev.preventDefault();
     err.textContent = '';
     const body = { vault, point: p.id, database: dbIn.value.trim(), as: asIn.value.trim(), replace: replace.checked };
-    const ok = await confirm('Restore this database?', [
-      h('p', `This restores database ${body.database} of point ${short(p.id)} (${p.resource}, ${new Date(p.time).toLocaleString()}, vault ${vault}) as ${body.as} on the server of resource ${p.resource}.`),
-      h('p', body.replace
+    await startRestore(err, '/api/v1/restores/database', body, 'Restore this database?', [
+      `This restores database ${body.database} of ${describe(vault, p)} as ${body.as} on the server of resource ${p.resource}.`,
+      body.replace
         ? `An existing ${body.as} is REPLACED.`
-        : `An existing, non-empty ${body.as} is refused; nothing else on the server changes. It runs as a job of kind restore.`),
-    ], 'Restore');
-    if (!ok) return;
-    try {
-      const s = await post('/api/v1/restores/database', body);
-      announce('Restore started');
-      location.hash = s.jobs.length ? `#/jobs/${s.jobs[0]}` : '#/jobs';
-    } catch (e) {
-      err.textContent = `The restore was refused: ${e.message}`;
-    }
+        : `An existing, non-empty ${body.as} is refused; nothing else on the server changes. It runs as a job of kind restore.`,
+    ]);
   });
   return form;
 }
