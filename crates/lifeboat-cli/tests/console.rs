@@ -238,6 +238,14 @@ fn a_user_does_the_daily_tasks_in_chromium() {
         (run["status"].as_str(), run["trigger"].as_str()),
         (Some("succeeded"), Some("api"))
     );
+    // The run's other job is listed on its first job's page.
+    assert!(
+        sum["siblings"]
+            .as_str()
+            .unwrap()
+            .contains("backup of front succeeded"),
+        "{sum}"
+    );
     assert!(
         sum["run_confirmation"]
             .as_str()

@@ -257,6 +257,16 @@ try {
   summary.reports = await page.locator('[data-testid^="report-"]').count();
   if (summary.reports !== reportsBefore + 1) problems.push(`reports: ${reportsBefore} before the drill, ${summary.reports} after`);
 
+  // The run's second job (the bucket) is listed on the first one's page,
+  // once the run has recorded it.
+  const api = (u) => page.evaluate(async ([u, t]) => (await fetch(u, { headers: { Authorization: `Bearer ${t}` } })).json(), [u, token]);
+  const run = await api(`/api/v1/jobs/${summary.run_job}`);
+  for (;;) {
+    const jobs = await api(`/api/v1/jobs?plan=${plan}&limit=50`);
+    if (jobs.some((j) => j.pid === run.pid && j.resource === 'front' && j.status !== 'running')) break;
+    await page.waitForTimeout(100);
+  }
+
   // A phone: every page again at 390 px, nothing wider than the screen.
   await page.setViewportSize({ width: 390, height: 844 });
   for (const [hash, p, name] of [['#/', 'dashboard', 'dashboard'], ['#/resources', 'resources', 'resources'],
@@ -264,6 +274,7 @@ try {
     [`#/jobs/${summary.run_job}`, 'job', 'job'], ['#/jobs', 'jobs', 'jobs'], ['#/vaults', 'vaults', 'vaults'],
     ['#/replication', 'replication', 'replication'], ['#/drills', 'drills', 'drills']]) {
     await visit(hash, p, `phone-${name}`);
+    if (name === 'job') summary.siblings = (await page.locator('#job-siblings').textContent()).replace(/\s+/g, ' ').trim();
     const wide = await page.evaluate(() => document.documentElement.scrollWidth);
     if (wide > 400) problems.push(`phone-${name}: the page is ${wide} px wide`);
   }

@@ -81,10 +81,16 @@ async function show() {
   current = ctl;
   const main = document.createElement('div');
   main.dataset.page = r.page;
+  const loading = document.createElement('p');
+  loading.className = 'muted';
+  loading.setAttribute('role', 'status');
+  loading.textContent = 'Loading…';
+  main.append(loading);
   els.page.replaceChildren(main);
   try {
     const mod = await PAGES[r.page]();
     await mod.render(main, r, { signal: ctl.signal, page: r.page });
+    loading.remove();
     if (ctl.signal.aborted) return;
     const h1 = main.querySelector('h1');
     document.title = `${h1 ? h1.textContent : 'Lifeboat'} · Lifeboat console`;
@@ -93,6 +99,7 @@ async function show() {
     main.dataset.ready = 'true';
   } catch (e) {
     if (e instanceof Refused || ctl.signal.aborted) return;
+    loading.remove();
     main.append(errorBox(e));
     main.dataset.ready = 'true';
   }

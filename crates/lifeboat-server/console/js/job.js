@@ -49,10 +49,21 @@ export async function render(main, r, { signal }) {
       h('p', `${bytes(p.bytes)}${p.bytes_total ? ` of ${bytes(p.bytes_total)}` : ''}; ${p.items}${p.items_total ? ` of ${p.items_total}` : ''} ${p.unit}`)));
   }
 
+  // The other jobs of the same process (a plan's run records one per resource).
+  const siblings = h('div', { id: 'job-siblings' });
+  async function drawSiblings() {
+    if (!job.plan) return;
+    const list = (await get(`/api/v1/jobs?plan=${encodeURIComponent(job.plan)}&limit=50`))
+      .filter((x) => x.pid === job.pid && x.id !== job.id && x.trigger === job.trigger)
+      .sort((a, b) => a.id - b.id);
+    siblings.replaceChildren(...(list.length ? [h('h2', 'The other jobs of this run'),
+      h('ul', list.map((x) => h('li', h('a', { href: `#/jobs/${x.id}` }, `job ${x.id}`), ` ${x.kind} of ${x.resource || '—'} `, status(x.status))))] : []));
+  }
   put(main, ...heading(`Job ${id}`, [['Jobs', '#/jobs'], [String(id)]]),
     h('p', 'Status: ', statusEl, ' ', cancelBtn),
-    h('div.card', facts), prog, errorEl, report, h('h2', 'Log'), log);
+    h('div.card', facts), prog, errorEl, report, siblings, h('h2', 'Log'), log);
   draw(job);
+  drawSiblings().catch(() => {});
   if (job.status === 'running') {
     log.textContent = 'The log is shown when the job ends.';
     // The duration counts while the job runs.
@@ -64,7 +75,7 @@ export async function render(main, r, { signal }) {
     follow(id, (name, data) => {
       if (name === 'progress') drawProgress(data);
       else if (name === 'status') draw(data);
-      else if (name === 'end') { draw(data); announce(`Job ${id} ${data.status}`); }
+      else if (name === 'end') { draw(data); announce(`Job ${id} ${data.status}`); drawSiblings().catch(() => {}); }
     }, signal).catch(async () => {
       if (!signal.aborted) { try { draw(await get(`/api/v1/jobs/${id}`)); } catch { /* gone */ } }
     });
