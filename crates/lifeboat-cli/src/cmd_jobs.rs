@@ -70,7 +70,9 @@ pub enum JobsCmd {
         trigger: String,
     },
     /// Restore one database of a mysql point under a new name into its resource's server, recorded as a job of kind `restore`.
-    RestoreDatabase(crate::cmd_restore_db::RestoreDbArgs),
+    RestoreDatabase(crate::cmd_jobs_restore::RestoreDbArgs),
+    /// Restore a bucket point (or its keys under a prefix) into a bucket location, recorded as a job of kind `restore`; a target holding objects is refused without --overwrite.
+    RestoreBucket(crate::cmd_jobs_restore::RestoreBucketArgs),
     /// Run a plan's backups now (each recorded as a job). Exit 0 all succeeded, 3 some incomplete, 1 some failed.
     Run {
         #[command(flatten)]
@@ -277,7 +279,8 @@ pub fn run(g: &Global, c: JobsCmd) -> Result<ExitCode> {
             let o = lifeboat_control::restore::restore_files(&cfg, &req, &trigger, &store)?;
             restore_outcome(g, &o)
         }
-        JobsCmd::RestoreDatabase(a) => crate::cmd_restore_db::run(g, a),
+        JobsCmd::RestoreDatabase(a) => crate::cmd_jobs_restore::database(g, a),
+        JobsCmd::RestoreBucket(a) => crate::cmd_jobs_restore::bucket(g, a),
         JobsCmd::Run {
             file,
             state,

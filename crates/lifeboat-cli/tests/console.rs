@@ -6,7 +6,8 @@
 //! the resource, runs a plan from the page and watches it complete, browses
 //! the new point and restores one file (checked on disk here), browses a
 //! database point's tables and restores the database beside the live one
-//! (checked in the server), browses a bucket point's keys, finds the
+//! (checked in the server), browses a bucket point's keys and restores it
+//! into a new location (the live bucket refused), finds the
 //! failed job's error, and shows every page at 1280 px and 390 px with no
 //! serious or critical axe-core violation. Screenshots of every page go to
 //! target/artifacts/console/ (and into docs/console/ with
@@ -139,6 +140,8 @@ fn a_user_does_the_daily_tasks_in_chromium() {
             "failedJob": failed_job,
             "plan": "nightly",
             "hold": hold,
+            "liveBucket": format!("file://{d}/bucket"),
+            "bucketTo": format!("file://{d}/restored-bucket"),
         })
         .to_string(),
     )
@@ -212,6 +215,8 @@ fn a_user_does_the_daily_tasks_in_chromium() {
             &cancel,
             "/api/v1/plans/nightly/run",
             "/api/v1/restores",
+            "/api/v1/restores/bucket",
+            "/api/v1/restores/bucket",
             "/api/v1/restores/database",
             "/api/v1/stacks/shop/drill",
         ],
@@ -279,6 +284,19 @@ fn a_user_does_the_daily_tasks_in_chromium() {
             .as_str()
             .unwrap()
             .contains("as shop_restored on the server of resource shop-db")
+    );
+    // The bucket restored through the page is in its new location; the
+    // live bucket was refused as a target.
+    assert_eq!(
+        std::fs::read(w.join("restored-bucket/site/index.html")).unwrap(),
+        b"<h1>shop</h1>"
+    );
+    assert!(
+        sum["bucket_refusal"]
+            .as_str()
+            .unwrap()
+            .contains("is the live bucket of resource `front`"),
+        "{sum}"
     );
     // The failed job's error, as the page showed it, names the missing path.
     let err = sum["failed_error"].as_str().unwrap();

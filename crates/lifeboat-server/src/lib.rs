@@ -26,7 +26,7 @@ mod metrics;
 mod openapi;
 mod routes_jobs;
 mod routes_read;
-mod routes_restore_db;
+mod routes_restores;
 mod routes_stacks;
 mod snapshot;
 pub mod spawner;

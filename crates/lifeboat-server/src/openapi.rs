@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 use crate::error::ErrorBody;
 use crate::{
     AppState, auth, console, history, metrics, routes_jobs as jobs, routes_read as read,
-    routes_restore_db as restore_db, routes_stacks as stacks,
+    routes_restores as restores, routes_stacks as stacks,
 };
 
 #[derive(OpenApi)]
@@ -85,7 +85,8 @@ pub(crate) fn router(state: AppState) -> axum::Router {
         .routes(routes!(jobs::run_plan))
         .routes(routes!(jobs::cancel))
         .routes(routes!(jobs::restore))
-        .routes(routes!(restore_db::restore_database))
+        .routes(routes!(restores::restore_database))
+        .routes(routes!(restores::restore_bucket))
         .routes(routes!(metrics::metrics))
         .routes(routes!(openapi_json))
         .split_for_parts();

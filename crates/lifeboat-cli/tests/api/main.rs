@@ -7,6 +7,7 @@
 //! certificate, and a schema fuzz (schemathesis) finds no 5xx.
 
 mod mysql;
+mod restores;
 mod stacks;
 mod support;
 mod tls_fuzz;
@@ -63,6 +64,8 @@ fn every_route_but_healthz_needs_the_token() {
         "DrillBody",
         "RecoveryView",
         "LagHistory",
+        "DatabaseRestoreBody",
+        "BucketRestoreBody",
     ] {
         assert!(
             schemas.contains_key(s),

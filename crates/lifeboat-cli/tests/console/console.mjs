@@ -19,7 +19,7 @@ import { chromium } from 'playwright-core';
 const require = createRequire(import.meta.url);
 const axeSource = fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 const params = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
-const { base, token, shots, restoreTo, newFile, failedJob, plan, hold } = params;
+const { base, token, shots, restoreTo, newFile, failedJob, plan, hold, liveBucket, bucketTo } = params;
 fs.mkdirSync(shots, { recursive: true });
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lifeboat-console-chromium-'));
@@ -35,6 +35,7 @@ const context = await chromium.launchPersistentContext(userDataDir, {
 const problems = [];
 const summary = { pages: [], axe: {}, statuses_seen: [], shots: [], posts: [] };
 let expect401 = false;
+let expect400 = false;
 let page;
 
 async function axe(name) {
@@ -91,6 +92,7 @@ try {
   page.on('console', (m) => {
     if (m.type() !== 'error') return;
     if (expect401 && /401/.test(m.text())) return;
+    if (expect400 && /400/.test(m.text())) return;
     problems.push(`console error: ${m.text()}`);
   });
   page.on('request', (r) => {
@@ -98,6 +100,7 @@ try {
   });
   page.on('response', (r) => {
     if (r.status() === 401 && expect401) return;
+    if (r.status() === 400 && expect400) return;
     if (r.status() >= 400) problems.push(`HTTP ${r.status()} for ${r.url()}`);
   });
 
@@ -216,7 +219,23 @@ try {
   await ready('point');
   await page.getByTestId('entry-site/index.html').waitFor();
   await axe('point-bucket');
+  // Into the live bucket: refused, said in the form; into a new location: restored.
+  expect400 = true;
+  await page.getByLabel(/^Into bucket/).fill(liveBucket);
+  await page.locator('#restore-bucket-form button[type="submit"]').click();
+  await dialog.waitFor();
+  await page.locator('#confirm-yes').click();
+  summary.bucket_refusal = (await page.locator('#restore-bucket-form .error', { hasText: 'refused' }).textContent()).trim();
+  expect400 = false;
+  await page.getByLabel(/^Into bucket/).fill(bucketTo);
   await shot('point-bucket');
+  await page.locator('#restore-bucket-form button[type="submit"]').click();
+  await dialog.waitFor();
+  summary.bucket_restore_confirmation = (await dialog.textContent()).replace(/\s+/g, ' ').trim();
+  await page.locator('#confirm-yes').click();
+  await ready('job');
+  summary.bucket_restore_job = Number(page.url().split('#/jobs/')[1]);
+  await waitStatus('succeeded');
   // A database point: its databases, then a database's tables.
   await visit('#/resources/shop-db', 'resource', 'resource-database');
   await page.locator('[data-testid^="point-"] a').first().click();

@@ -80,6 +80,31 @@ function dbRestoreForm(vault, p, database) {
   return form;
 }
 
+function bucketRestoreForm(vault, p, prefix) {
+  const err = h('p.error', { role: 'alert' });
+  const toIn = h('input', { id: 'restore-bucket-to', required: true, placeholder: 'file:///srv/restored-assets', spellcheck: 'false' });
+  const prefixIn = h('input', { id: 'restore-bucket-prefix', value: prefix, spellcheck: 'false' });
+  const overwrite = h('input', { id: 'restore-bucket-overwrite', type: 'checkbox' });
+  const form = h('form.restore', { id: 'restore-bucket-form', 'aria-labelledby': 'restore-bucket-title' },
+    h('h2', { id: 'restore-bucket-title' }, 'Restore into a bucket'),
+    h('div.field', h('label', { for: 'restore-bucket-to' }, 'Into bucket (file:///path or s3://bucket/…)'), toIn),
+    h('div.field', h('label', { for: 'restore-bucket-prefix' }, 'Only keys starting with (empty: all)'), prefixIn),
+    h('div.field.check', overwrite, h('label', { for: 'restore-bucket-overwrite' }, 'Write over a bucket that already holds objects')),
+    h('button', { type: 'submit' }, 'Restore…'), err);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    err.textContent = '';
+    const body = { vault, point: p.id, to: toIn.value.trim(), prefix: prefixIn.value, overwrite: overwrite.checked };
+    await startRestore(err, '/api/v1/restores/bucket', body, 'Restore into this bucket?', [
+      `This restores ${body.prefix ? `the keys under ${body.prefix}` : 'every key'} of ${describe(vault, p)} into ${body.to}.`,
+      body.overwrite
+        ? 'Objects of the same keys in the target are WRITTEN OVER; other keys are left as they are.'
+        : 'A target that already holds objects (the live bucket among them) is refused. It runs as a job of kind restore.',
+    ]);
+  });
+  return form;
+}
+
 function join(dir, name) {
   if (name.startsWith('/')) return name;
   return `${dir.replace(/\/$/, '')}/${name}`;
@@ -137,5 +162,6 @@ export async function render(main, r) {
   }
   if (p.kind === 'files') put(main, restoreForm(vault, p, path));
   else if (p.kind === 'mysql') put(main, dbRestoreForm(vault, p, path));
-  else put(main, h('p.muted', `A ${p.kind} point is restored with \`lifeboat restore ${p.kind === 'mysql-binlog' ? 'mysql' : p.kind}\`; the console restores files points and databases.`));
+  else if (p.kind === 'bucket') put(main, bucketRestoreForm(vault, p, path));
+  else put(main, h('p.muted', `A ${p.kind} point is restored with \`lifeboat restore ${p.kind === 'mysql-binlog' ? 'mysql' : p.kind}\`; the console restores files, database and bucket points.`));
 }
