@@ -130,10 +130,10 @@ export async function render(main, r) {
       h('dt', 'Tags'), h('dd', p.tags.join(', ') || '—'))));
   if (contents) {
     const up = files && path !== '/' ? path.replace(/\/[^/]*\/?$/, '') || '/' : null;
-    put(main, h('h2', `Contents: ${contents.listing}`),
+    put(main, h('h2', `Contents: ${contents.listing || 'every key'}`),
       up !== null ? h('p', h('a', { href: here(up) }, `Up to ${up}`)) : null,
       p.kind === 'mysql' && path ? h('p', h('a', { href: here('') }, 'All databases')) : null,
-      table(`Contents of ${contents.listing}`, ['Name', 'Kind', ['Size', 'num'], 'Modified', files || (p.kind === 'mysql' && !path) ? 'Action' : null].filter(Boolean),
+      table(`Contents of ${contents.listing || 'every key'}`, ['Name', 'Kind', ['Size', 'num'], 'Modified', files || (p.kind === 'mysql' && !path) ? 'Action' : null].filter(Boolean),
         contents.entries.map((e) => {
           const full = files ? join(path, e.name) : e.name;
           const shown = files ? full.split('/').pop() || full : e.name;
