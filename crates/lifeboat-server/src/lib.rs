@@ -4,8 +4,8 @@
 //!   with `utoipa-axum`, so the OpenAPI 3 document at `/openapi.json` is built
 //!   from the same code that serves the routes (a route cannot be missing
 //!   from the document).
-//! - Every route but `/healthz` needs `Authorization: Bearer TOKEN` ([`auth`]):
-//!   the token is created on first start in the state directory (`api-token`,
+//! - Every API route but `/healthz` needs `Authorization: Bearer TOKEN`
+//!   ([`auth`]; the console's static files need none): the token is created on first start in the state directory (`api-token`,
 //!   mode 0600, printed once) and compared in constant time; a token in the
 //!   URL is never accepted.
 //! - Nothing heavy runs in the server process: runs and restores are child

@@ -20,7 +20,7 @@ use crate::{
 #[openapi(
     info(
         title = "Lifeboat",
-        description = "The REST API of `lifeboat serve`: resources, recovery points, jobs, restores, replication, compliance and metrics. Every route but /healthz needs `Authorization: Bearer TOKEN` (the token is in `api-token` of the state directory).",
+        description = "The REST API of `lifeboat serve`: resources, recovery points, jobs, restores, replication, stacks and drills, compliance and metrics. Every route but /healthz needs `Authorization: Bearer TOKEN` (the token is in `api-token` of the state directory).",
         license(name = "Apache-2.0")
     ),
     modifiers(&BearerAuth),
