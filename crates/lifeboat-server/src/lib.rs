@@ -5,9 +5,10 @@
 //!   from the same code that serves the routes (a route cannot be missing
 //!   from the document).
 //! - Every API route but `/healthz` needs `Authorization: Bearer TOKEN`
-//!   ([`auth`]; the console's static files need none): the token is created on first start in the state directory (`api-token`,
-//!   mode 0600, printed once) and compared in constant time; a token in the
-//!   URL is never accepted.
+//!   ([`auth`]; the console's static files need none): the token is created
+//!   on first start in the state directory (`api-token`, mode 0600, printed
+//!   once) and compared in constant time; a token in the URL is never
+//!   accepted.
 //! - Nothing heavy runs in the server process: runs and restores are child
 //!   `lifeboat jobs run|restore` processes ([`spawner`]) that record their
 //!   jobs, progress and logs in the job store; the API reads the store.
