@@ -367,16 +367,8 @@ impl DrillReport {
         );
         if let Some(r) = &self.recovery {
             for s in &r.steps {
-                log.push_str(&format!(
-                    "{:>7.2} s {:>7.2} s {}{}\n",
-                    s.at_s,
-                    s.duration_s,
-                    s.member
-                        .as_deref()
-                        .map(|m| format!("{m}: "))
-                        .unwrap_or_default(),
-                    s.step
-                ));
+                log.push_str(&s.line());
+                log.push('\n');
             }
         }
         if let Some(e) = &self.error {

@@ -56,6 +56,23 @@ pub struct Step {
     pub duration_s: f64,
 }
 
+impl Step {
+    /// `  1.35 s    0.03 s shop-db: load the snapshot`: when it started, how
+    /// long it took, whose and what (a report's and a job log's line).
+    pub fn line(&self) -> String {
+        format!(
+            "{:>7.2} s {:>7.2} s {}{}",
+            self.at_s,
+            self.duration_s,
+            self.member
+                .as_deref()
+                .map(|m| format!("{m}: "))
+                .unwrap_or_default(),
+            self.step
+        )
+    }
+}
+
 /// Where a member's data came from.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Source {
