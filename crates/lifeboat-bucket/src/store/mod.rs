@@ -290,6 +290,15 @@ impl Bucket {
         }
     }
 
+    /// The S3 side of an S3 bucket: bucket-level requests (exists, empty,
+    /// create, remove; `s3/admin.rs`).
+    pub fn s3(&self) -> Option<&s3::S3Bucket> {
+        match &*self.inner {
+            Backend::S3(s) => Some(s),
+            Backend::Dir(_) => None,
+        }
+    }
+
     /// The root directory of a directory bucket.
     pub fn dir_root(&self) -> Option<&std::path::Path> {
         match &*self.inner {

@@ -33,6 +33,7 @@ use tokio::sync::Semaphore;
 
 use super::{ObjectInfo, ObjectMeta, Source};
 
+mod admin;
 mod core;
 pub use self::core::S3Body;
 use self::core::{Core, header, version_token, xml_field};
