@@ -1,7 +1,8 @@
 //! `lifeboat recover` and `lifeboat drill` into a site whose buckets are on
 //! an S3 endpoint (a real moto server, the site's own keys from
-//! `credentials_env`): the replica there is used in place; without it the
-//! newest bucket point is restored into a bucket on the endpoint; a drill
+//! `credentials_env`): the replica there is used in place; a newer point, or
+//! no replica, and the newest bucket point is restored into a bucket on the
+//! endpoint (never into one holding someone's objects); a drill
 //! fills a scratch bucket, removes it afterwards, never touches the replica,
 //! and says so when the scratch bucket cannot be removed.
 
@@ -241,8 +242,65 @@ fn a_recovery_uses_the_replica_on_the_endpoint_in_place_and_without_it_restores_
     ]);
     assert_eq!(objects(s3, "shop-assets-replica"), before);
 
+    // A point whose objects are newer than the replica's: the point is
+    // restored into a bucket on the endpoint; the replica stays as it is.
+    let newer = sites.w().join("newer");
+    let future = std::time::SystemTime::now() + Duration::from_secs(3600);
+    for (k, v) in &sites.files {
+        let p = newer.join(k);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, v).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(future)
+            .unwrap();
+    }
+    c.ok(&[
+        "backup",
+        "bucket",
+        "--bucket",
+        &format!("file://{}", newer.display()),
+        "--resource",
+        "shop-assets",
+    ]);
+    let r = c.json(&["recover", "--stack", "shop", "--to", "dr"]);
+    let src = src_of(&r, "shop-assets");
+    assert_eq!(src["from"], "point", "{r:#}");
+    assert!(
+        src["why"]
+            .as_str()
+            .unwrap()
+            .contains("newer objects than the replica"),
+        "{src}"
+    );
+    sites.assert_holds_the_files("shop-assets");
+    assert_eq!(objects(s3, "shop-assets-replica"), before);
+    c.ok(&[
+        "stack", "down", "--stack", "shop", "--site", "dr", "--purge",
+    ]);
+    assert!(!buckets(s3).contains(&"shop-assets".to_string()));
+
     // The replica is lost: the newest point is restored into a bucket on the endpoint.
     destroy_bucket(s3, "shop-assets-replica");
+    // A bucket of that name holding someone's objects is never written over.
+    s3.create_bucket("shop-assets");
+    let r = s3
+        .request_with("PUT", "/shop-assets/theirs.txt", &[], b"not the shop's")
+        .unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let o = c.run(&["recover", "--stack", "shop", "--to", "dr"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("already holds objects"), "{err}");
+    assert_eq!(
+        objects(s3, "shop-assets").into_keys().collect::<Vec<_>>(),
+        ["theirs.txt"]
+    );
+    // Emptied, it is used.
+    let r = s3.request("DELETE", "/shop-assets/theirs.txt").unwrap();
+    assert!(r.starts_with("HTTP/1.1 204"), "{r}");
     let r = c.json(&["recover", "--stack", "shop", "--to", "dr"]);
     let src = src_of(&r, "shop-assets");
     assert_eq!(src["from"], "point", "{r:#}");
