@@ -419,3 +419,34 @@ fn a_drill_fills_a_scratch_bucket_from_the_replica_removes_it_and_reports_a_fail
         "{j:#}"
     );
 }
+
+#[test]
+fn a_planned_switchover_replicates_once_more_into_the_replica_on_the_endpoint_and_uses_it() {
+    let sites = Sites::protected();
+    let (s3, w) = (sites.s3(), sites.w());
+    // Written at the primary after the replica was made: only the
+    // switchover's last replication pass brings it to the endpoint.
+    let late = w.join("primary/buckets/shop-assets/late.html");
+    std::fs::write(&late, b"<p>the last change</p>").unwrap();
+    assert!(!objects(s3, "shop-assets-replica").contains_key("late.html"));
+    let mut c = sites.c.clone();
+    c.env.extend(
+        CREDENTIALS
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let r = c.json(&["recover", "--planned", "--stack", "shop", "--to", "dr"]);
+    let pass = &r["switchover"]["replicated"][0];
+    assert_eq!(pass[0], "shop-assets", "{r:#}");
+    assert!(pass[1].as_u64().unwrap() >= 1, "{r:#}");
+    let src = src_of(&r, "shop-assets");
+    assert_eq!(src["from"], "replica", "{r:#}");
+    assert_eq!(
+        r["outputs"]["shop-assets.location"],
+        s3.url("shop-assets-replica", "").as_str()
+    );
+    assert_eq!(
+        body(s3, "shop-assets-replica", "late.html"),
+        b"<p>the last change</p>"
+    );
+}

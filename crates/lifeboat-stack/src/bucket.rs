@@ -108,7 +108,7 @@ impl SiteStore {
     }
 
     /// Whether `address` is a bucket on this endpoint.
-    fn holds(&self, address: &str) -> bool {
+    pub fn holds(&self, address: &str) -> bool {
         matches!(
             Bucket::parse(address),
             Ok(Location::S3 { endpoint: Some(e), .. }) if e.trim_end_matches('/') == self.endpoint
