@@ -97,6 +97,11 @@ impl Sites {
     }
 
     fn config(&self, check: &str) {
+        self.config_with(check, "");
+    }
+
+    /// With `extra` tables declaring a resource `etc`, which joins the stack.
+    fn config_with(&self, check: &str, extra: &str) {
         let w = self.w().display();
         std::fs::write(
             self.w().join("lifeboat.toml"),
@@ -118,9 +123,11 @@ location = "file://{w}/primary/buckets/shop-assets"
 from = "shop-assets"
 to = "{replica}"
 [stack.shop]
-members = ["shop-assets"]
+members = ["shop-assets"{extra_members}]
 check = "{check}"
-"#,
+{extra_tables}"#,
+                extra_members = if extra.is_empty() { "" } else { ", \"etc\"" },
+                extra_tables = extra,
                 endpoint = self.s3().endpoint(),
                 replica = self.s3().url("shop-assets-replica", ""),
             ),
@@ -368,6 +375,29 @@ fn a_drill_fills_a_scratch_bucket_from_the_replica_removes_it_and_reports_a_fail
     );
     assert_eq!(objects(sites.s3(), "shop-assets-replica"), replica_before);
     assert!(!w.join("dr/drills").exists());
+
+    // A drill whose recovery fails (a member without a point) leaves no
+    // scratch bucket behind.
+    sites.config_with(
+        "true",
+        "[resource.etc]\nkind = \"files\"\nsite = \"primary\"\npaths = [\"/etc\"]\n",
+    );
+    let o = sites
+        .c
+        .run(&["drill", "--stack", "shop", "--to", "dr", "--json"]);
+    assert_eq!(o.status.code(), Some(3));
+    let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        d["error"].as_str().unwrap().contains("no point of `etc`"),
+        "{d:#}"
+    );
+    assert_eq!(d["torn_down"], true, "{d:#}");
+    assert!(
+        scratch_buckets(sites.s3()).is_empty(),
+        "{:?}",
+        buckets(sites.s3())
+    );
+    assert_eq!(objects(sites.s3(), "shop-assets-replica"), replica_before);
 
     // The endpoint dies while the scratch stack is up: the drill says the
     // scratch bucket was not removed, and which.

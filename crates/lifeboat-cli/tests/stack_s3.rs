@@ -174,7 +174,8 @@ fn bucket_only(w: &Path, endpoint: &str) {
 }
 
 #[test]
-fn stack_up_refuses_a_bucket_with_data_and_an_endpoint_that_is_dead_or_silent() {
+fn s3_members_refuse_data_and_dead_or_silent_endpoints_status_sees_them_and_a_declared_one_is_kept()
+{
     let s3 = S3Server::start();
     let t = tempdir().unwrap();
     let w = t.path();
@@ -213,6 +214,44 @@ fn stack_up_refuses_a_bucket_with_data_and_an_endpoint_that_is_dead_or_silent() 
     );
     let st = c.json(&["stack", "status", "--stack", "s", "--site", "dr"]);
     assert_eq!(st["members"][0]["status"], "up", "{st:#}");
+
+    // The bucket is deleted behind the stack's back: status says it is
+    // missing (exit 3); `stack up` makes it again.
+    let r = s3.request("DELETE", "/shop-assets").unwrap();
+    assert!(r.starts_with("HTTP/1.1 204"), "{r}");
+    let o = c.run(&["stack", "status", "--stack", "s", "--site", "dr", "--json"]);
+    assert_eq!(o.status.code(), Some(3));
+    let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(st["members"][0]["status"], "missing", "{st:#}");
+    c.ok(&up);
+    assert!(buckets(&s3).contains(&"shop-assets".to_string()));
+
+    // In the resource's own site, the bucket it declares is used as it is,
+    // and a purge never removes it.
+    let t3 = tempdir().unwrap();
+    std::fs::write(
+        t3.path().join("lifeboat.toml"),
+        format!(
+            "[site.dr]\nroot = \"{w}/dr\"\nendpoint = \"{e}\"\n[vault.main]\nlocation = \"{w}/vault\"\n[resource.assets]\nkind = \"bucket\"\nsite = \"dr\"\nlocation = \"{l}\"\n[stack.s]\nmembers = [\"assets\"]\n",
+            w = t3.path().display(),
+            e = s3.endpoint(),
+            l = s3.url("declared-assets", "")
+        ),
+    )
+    .unwrap();
+    let c3 = cli(t3.path());
+    let j = c3.json(&up);
+    assert_eq!(
+        j["state"]["members"][0][1]["outputs"]["location"],
+        s3.url("declared-assets", "").as_str()
+    );
+    assert_eq!(j["state"]["members"][0][1]["borrowed"], true);
+    let r = s3
+        .request_with("PUT", "/declared-assets/site.css", &[], b"body{}")
+        .unwrap();
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    c3.ok(&["stack", "down", "--stack", "s", "--site", "dr", "--purge"]);
+    assert_eq!(keys(&s3, "declared-assets"), ["site.css"]);
 
     // The endpoint goes away: status says the member is down and names it (exit 3).
     let endpoint = s3.endpoint();
