@@ -43,7 +43,7 @@ pub struct SiteStore {
     pub endpoint: String,
     /// Its region.
     pub region: String,
-    keys: Option<(String, String)>,
+    credentials: S3Credentials,
     probe: Duration,
 }
 
@@ -56,24 +56,12 @@ impl SiteStore {
         let Some(endpoint) = &s.endpoint else {
             return Ok(None);
         };
-        let keys = match &s.credentials {
-            None => None,
-            Some(c) => {
-                let creds = match c {
-                    Secret::Env(prefix) => S3Credentials::from_env_prefix(prefix),
-                    Secret::File(path) => S3Credentials::from_file(path, None),
-                }
-                .map_err(|e| StackError::Refused(format!("site `{site}`: S3 credentials: {e}")))?;
-                match creds {
-                    S3Credentials::Keys {
-                        access_key_id,
-                        secret_access_key,
-                        ..
-                    } => Some((access_key_id, secret_access_key)),
-                    S3Credentials::Environment => None,
-                }
-            }
-        };
+        let credentials = match &s.credentials {
+            None => Ok(S3Credentials::Environment),
+            Some(Secret::Env(prefix)) => S3Credentials::from_env_prefix(prefix),
+            Some(Secret::File(path)) => S3Credentials::from_file(path, None),
+        }
+        .map_err(|e| StackError::Refused(format!("site `{site}`: S3 credentials: {e}")))?;
         let probe = lifeboat_vault::timeouts::S3Timeouts::default()
             .effective()
             .map_err(StackError::Refused)?
@@ -83,7 +71,7 @@ impl SiteStore {
             site: site.into(),
             endpoint: endpoint.trim_end_matches('/').to_string(),
             region: s.region.clone().unwrap_or_else(|| "us-east-1".into()),
-            keys,
+            credentials,
             probe,
         }))
     }
@@ -98,13 +86,17 @@ impl SiteStore {
 
     /// Opens a bucket address with the site's keys.
     pub fn open(&self, address: &str) -> Result<Bucket> {
-        let loc = Bucket::parse(address).map_err(|e| StackError::Refused(e.to_string()))?;
-        Bucket::open_with_keys(
-            &loc,
-            false,
-            self.keys.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
-        )
-        .map_err(|e| StackError::Refused(e.to_string()))
+        let loc = Bucket::parse(address)
+            .and_then(|l| {
+                l.with_credentials(self.credentials.clone()).map_err(|e| {
+                    lifeboat_bucket::BucketError::BadAddress {
+                        address: address.to_string(),
+                        reason: e.to_string(),
+                    }
+                })
+            })
+            .map_err(|e| StackError::Refused(e.to_string()))?;
+        Bucket::open(&loc, false).map_err(|e| StackError::Refused(e.to_string()))
     }
 
     /// Whether `address` is a bucket on this endpoint.
