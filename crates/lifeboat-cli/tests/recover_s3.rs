@@ -376,6 +376,27 @@ fn a_drill_fills_a_scratch_bucket_from_the_replica_removes_it_and_reports_a_fail
     assert_eq!(objects(sites.s3(), "shop-assets-replica"), replica_before);
     assert!(!w.join("dr/drills").exists());
 
+    // A drill to a random earlier moment restores the point (a replica is
+    // as of now) into its scratch bucket, removed afterwards too.
+    let d = sites.c.json(&[
+        "drill",
+        "--stack",
+        "shop",
+        "--to",
+        "dr",
+        "--pick",
+        "random-within:1d",
+    ]);
+    assert_eq!(d["passed"], true, "{d:#}");
+    let src = src_of(&d["recovery"], "shop-assets");
+    assert_eq!(src["from"], "point", "{d:#}");
+    assert_eq!(d["torn_down"], true, "{d:#}");
+    assert!(
+        scratch_buckets(sites.s3()).is_empty(),
+        "{:?}",
+        buckets(sites.s3())
+    );
+
     // A drill whose recovery fails (a member without a point) leaves no
     // scratch bucket behind.
     sites.config_with(
