@@ -4,10 +4,11 @@
 //! no replica, and the newest bucket point is restored into a bucket on the
 //! endpoint (never into one holding someone's objects); a drill
 //! fills a scratch bucket, removes it afterwards, never touches the replica,
-//! and says so when the scratch bucket cannot be removed.
+//! and says so when the scratch bucket cannot be removed; a recovered
+//! instance gets the bucket's address on the endpoint in its environment.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -97,11 +98,11 @@ impl Sites {
     }
 
     fn config(&self, check: &str) {
-        self.config_with(check, "");
+        self.config_with(check, &[], "");
     }
 
-    /// With `extra` tables declaring a resource `etc`, which joins the stack.
-    fn config_with(&self, check: &str, extra: &str) {
+    /// With more members, declared by `tables`.
+    fn config_with(&self, check: &str, members: &[&str], tables: &str) {
         let w = self.w().display();
         std::fs::write(
             self.w().join("lifeboat.toml"),
@@ -126,8 +127,11 @@ to = "{replica}"
 members = ["shop-assets"{extra_members}]
 check = "{check}"
 {extra_tables}"#,
-                extra_members = if extra.is_empty() { "" } else { ", \"etc\"" },
-                extra_tables = extra,
+                extra_members = members
+                    .iter()
+                    .map(|m| format!(", \"{m}\""))
+                    .collect::<String>(),
+                extra_tables = tables,
                 endpoint = self.s3().endpoint(),
                 replica = self.s3().url("shop-assets-replica", ""),
             ),
@@ -401,6 +405,7 @@ fn a_drill_fills_a_scratch_bucket_from_the_replica_removes_it_and_reports_a_fail
     // scratch bucket behind.
     sites.config_with(
         "true",
+        &["etc"],
         "[resource.etc]\nkind = \"files\"\nsite = \"primary\"\npaths = [\"/etc\"]\n",
     );
     let o = sites
@@ -499,5 +504,73 @@ fn a_planned_switchover_replicates_once_more_into_the_replica_on_the_endpoint_an
     assert_eq!(
         body(s3, "shop-assets-replica", "late.html"),
         b"<p>the last change</p>"
+    );
+}
+
+#[test]
+fn a_recovered_instance_is_started_with_the_bucket_on_the_endpoint_in_its_environment() {
+    let sites = Sites::protected();
+    let (c, s3, w) = (&sites.c, sites.s3(), sites.w());
+    // A small app host: it writes the bucket address it was given, and serves HTTP.
+    let app = w.join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(app.join("README"), b"the app host").unwrap();
+    let launch = format!(
+        r#"[launch]
+command = ["sh", "-c", "printf %s \"$SHOP_BUCKET\" > bucket.seen && exec python3 -m http.server ${{port}} --bind 127.0.0.1"]
+cwd = "{app}"
+env = {{ SHOP_BUCKET = "${{shop-assets.location}}" }}
+health = "http://${{listen}}/"
+health_timeout = "30s"
+"#,
+        app = app.display()
+    );
+    let spec = w.join("shop-host.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name = \"shop-host\"\npaths = [\"{}\"]\n{launch}",
+            app.display()
+        ),
+    )
+    .unwrap();
+    c.ok(&["backup", "instance", "--spec", spec.to_str().unwrap()]);
+    sites.config_with(
+        "true",
+        &["shop-host"],
+        &format!(
+            "[resource.shop-host]\nkind = \"instance\"\nsite = \"primary\"\npaths = [\"{}\"]\n{}",
+            app.display(),
+            launch.replace("[launch]", "[resource.shop-host.launch]")
+        ),
+    );
+    struct Down<'a>(&'a Cli);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.run(&[
+                "stack", "down", "--stack", "shop", "--site", "dr", "--purge",
+            ]);
+        }
+    }
+    let _down = Down(c);
+    std::fs::remove_dir_all(w.join("primary")).unwrap();
+
+    let r = c.json(&["recover", "--stack", "shop", "--to", "dr"]);
+    let replica = s3.url("shop-assets-replica", "");
+    assert_eq!(src_of(&r, "shop-assets")["from"], "replica", "{r:#}");
+    assert_eq!(src_of(&r, "shop-host")["from"], "point", "{r:#}");
+    let host = w.join("dr/hosts/shop-host");
+    let launch: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(host.join("launch.json")).unwrap()).unwrap();
+    assert_eq!(launch["env"]["SHOP_BUCKET"], replica.as_str(), "{launch:#}");
+    let cwd = PathBuf::from(launch["cwd"].as_str().unwrap());
+    assert_eq!(
+        std::fs::read_to_string(cwd.join("bucket.seen")).unwrap(),
+        replica
+    );
+    let url = r["outputs"]["shop-host.url"].as_str().unwrap();
+    assert_eq!(
+        lifeboat_instance::supervise::http_status(&format!("{url}/"), Duration::from_secs(5)),
+        Ok(200)
     );
 }
