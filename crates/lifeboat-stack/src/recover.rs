@@ -141,10 +141,10 @@ pub struct Objectives {
     pub rto_met: Option<bool>,
 }
 
-struct Clock(Instant);
+pub(crate) struct Clock(Instant);
 
 impl Clock {
-    fn step(
+    pub(crate) fn step(
         &self,
         steps: &std::sync::Mutex<Vec<Step>>,
         step: &str,
@@ -185,7 +185,7 @@ fn site_vaults(cfg: &Config, site: &str) -> Result<Vec<(String, Vault)>> {
 
 /// The newest point of `resource` and `kind` over the site's vaults (at or
 /// before `at`, when given).
-fn newest<'v>(
+pub(crate) fn newest<'v>(
     vaults: &'v [(String, Vault)],
     resource: &str,
     kind: &str,
@@ -235,7 +235,7 @@ fn newest_mtime(dir: &Path) -> Option<DateTime<Utc>> {
 
 /// The newest object modification time in a bucket point (its data time;
 /// the point's own time is when it was taken, after that).
-fn point_newest_object(v: &Vault, p: &RecoveryPoint) -> Option<DateTime<Utc>> {
+pub(crate) fn point_newest_object(v: &Vault, p: &RecoveryPoint) -> Option<DateTime<Utc>> {
     let index = v.load_index().ok()?;
     let mut newest: i64 = 0;
     lifeboat_bucket::restore::walk(v, &index, &p.tree, "", &mut |_, n| {
@@ -326,7 +326,16 @@ pub fn recover(
                 let (vaults, root, steps, clock) = (&vaults, &root, &steps, &clock);
                 let name = name.to_string();
                 scope.spawn(move || {
-                    let r = recover_data_member(cfg, own, &name, root, vaults, opts, steps, clock);
+                    let r = recover_data_member(
+                        cfg,
+                        (site, own),
+                        &name,
+                        root,
+                        vaults,
+                        opts,
+                        steps,
+                        clock,
+                    );
                     (name, r)
                 })
             })
@@ -489,7 +498,7 @@ pub fn recover(
 #[allow(clippy::too_many_arguments)]
 fn recover_data_member(
     cfg: &Config,
-    site: Option<&str>,
+    (into, site): (&str, Option<&str>),
     name: &str,
     root: &Path,
     vaults: &[(String, Vault)],
@@ -574,6 +583,14 @@ fn recover_data_member(
             ))
         }
         ResourceKind::Bucket { .. } => {
+            // On the S3 endpoint the site names (crate::bucket).
+            if let Some(store) = crate::bucket::SiteStore::of(cfg, into)?
+                && let Some(r) = crate::bucket::recover_member(
+                    cfg, &store, name, root, vaults, opts, steps, clock,
+                )?
+            {
+                return Ok(r);
+            }
             let point = newest(vaults, name, "bucket", opts.at);
             // A replica is as of now: not for a recovery to an earlier time;
             // and a scratch stack (a drill) never writes into production's.
