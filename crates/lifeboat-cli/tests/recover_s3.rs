@@ -7,6 +7,8 @@
 //! and says so when the scratch bucket cannot be removed; a recovered
 //! instance gets the bucket's address on the endpoint in its environment.
 
+mod stack_fixture;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -14,17 +16,9 @@ use std::time::{Duration, Instant};
 
 use lifeboat_testkit::s3::{CREDENTIALS, S3Server};
 use lifeboat_testkit::{Cli, tempdir};
+use stack_fixture::buckets;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
-
-/// The buckets the server holds (an outside view: `GET /`).
-fn buckets(s3: &S3Server) -> Vec<String> {
-    let r = s3.request("GET", "/").unwrap();
-    r.split("<Name>")
-        .skip(1)
-        .filter_map(|x| x.split_once("</Name>").map(|(n, _)| n.to_string()))
-        .collect()
-}
 
 fn field<'a>(xml: &'a str, tag: &str) -> &'a str {
     let open = format!("<{tag}>");

@@ -4,11 +4,14 @@
 //! with someone's data, an endpoint that refuses connections and one that
 //! never answers are refused in words, in bounded time.
 
+mod stack_fixture;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use lifeboat_testkit::s3::{CREDENTIALS, S3Server};
 use lifeboat_testkit::{Cli, tempdir};
+use stack_fixture::{buckets, shop_host};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
 
@@ -19,15 +22,6 @@ impl Drop for Down {
         let args: Vec<&str> = self.1.iter().map(String::as_str).collect();
         let _ = self.0.run(&args);
     }
-}
-
-/// The buckets the server holds (an outside view: `GET /`).
-fn buckets(s3: &S3Server) -> Vec<String> {
-    let r = s3.request("GET", "/").unwrap();
-    r.split("<Name>")
-        .skip(1)
-        .filter_map(|x| x.split_once("</Name>").map(|(n, _)| n.to_string()))
-        .collect()
 }
 
 /// The keys of a bucket (an outside view).
@@ -85,20 +79,11 @@ dsn = "mysql://root@127.0.0.1:3306"
 [resource.shop-assets]
 kind = "bucket"
 location = "file://{w}/unused-bucket"
-[resource.shop-host]
-kind = "instance"
-paths = ["{app}"]
-[resource.shop-host.launch]
-command = ["sh", "-c", "{app}/unishop publish-frontend && exec {app}/unishop serve"]
-cwd = "{app}"
-env = {{ UNISHOP_DATABASE_URL = "${{shop-db.dsn}}/unishop", UNISHOP_BUCKET = "${{shop-assets.location}}", UNISHOP_LISTEN = "${{listen}}" }}
-health = "http://${{listen}}/health"
-health_timeout = "60s"
-[stack.unishop]
+{host}[stack.unishop]
 members = ["shop-host", "shop-db", "shop-assets"]
 "#,
             w = w.display(),
-            app = app.display(),
+            host = shop_host(&app, None),
             endpoint = s3.endpoint(),
         ),
     )

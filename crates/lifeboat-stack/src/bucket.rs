@@ -23,7 +23,6 @@
 
 use std::future::Future;
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -31,7 +30,7 @@ use lifeboat_bucket::Bucket;
 use lifeboat_config::{Config, ResourceKind, Secret};
 use lifeboat_vault::{Location, S3Credentials, Vault};
 
-use crate::recover::{Clock, RecoverOptions, Source, Step};
+use crate::recover::{BucketSources, Clock, RecoverOptions, Source, Step, restore_bucket_point};
 use crate::state::{MemberState, StackState};
 use crate::{Result, StackError};
 
@@ -396,69 +395,32 @@ pub(crate) fn recover_member(
         return Ok(None);
     }
     let t = Instant::now();
-    let point = crate::recover::newest(vaults, name, "bucket", opts.at);
     // A replica is as of now: not for a recovery to an earlier time.
     let rep = match opts.at {
         None => replica(cfg, store, name)?,
         Some(_) => None,
     };
-    let point_data = point
-        .as_ref()
-        .map(|p| crate::recover::point_newest_object(p.1, &p.3).unwrap_or(p.3.time));
     // S3 keeps an object's modification time to the second: compared so.
-    let use_replica = match (&rep, point_data) {
-        (Some((_, rt)), Some(pt)) => rt.timestamp() >= pt.timestamp(),
-        (Some(_), None) => true,
-        _ => false,
-    };
-    let why_replica = |rt: DateTime<Utc>| match &point {
-        Some(p) => format!(
-            "the replica on {} (newest object {}) is at least as new as the newest bucket point {} (newest object {})",
-            store.endpoint,
-            rt.to_rfc3339(),
-            p.2.short(),
-            point_data.unwrap_or(p.3.time).to_rfc3339()
-        ),
-        None => format!(
-            "the replica on {}; the site holds no bucket point",
-            store.endpoint
-        ),
-    };
-    if use_replica && scratch.is_none() {
-        let (address, rt) = rep.expect("checked");
+    let place = format!(" on {}", store.endpoint);
+    let b = BucketSources::compare(vaults, name, opts.at, rep, true, &place);
+    if b.use_replica && scratch.is_none() {
+        let (address, rt) = b.replica.clone().expect("checked");
         clock.step(steps, "use the bucket replica in place", Some(name), t);
         return Ok(Some((
             member(root, name, address, true),
-            Source {
-                member: name.into(),
-                kind: "bucket".into(),
-                from: "replica".into(),
-                vault: None,
-                point: None,
-                data_time: Some(rt),
-                why: why_replica(rt),
-            },
+            Source::replica(name, rt, b.why_replica()),
         )));
     }
-    if !use_replica && point.is_none() {
-        return Err(StackError::Refused(match opts.at {
-            Some(at) => format!(
-                "the site holds no point of bucket `{name}` taken at or before {} (a replica is as of now: not used with --at)",
-                at.to_rfc3339()
-            ),
-            None => format!(
-                "the site holds neither a replica on {} nor a point of bucket `{name}`",
-                store.endpoint
-            ),
-        }));
+    if !b.use_replica && b.point.is_none() {
+        return Err(b.nothing(name, opts.at));
     }
     let (m, created) = provision(cfg, store, root, name, scratch, None)?.expect("a target");
     clock.step(steps, "provision the bucket on the endpoint", Some(name), t);
     let address = m.outputs["location"].clone();
     let to = store.open(&address)?;
     let t = Instant::now();
-    let filled: Result<Source> = if use_replica {
-        let (from, rt) = rep.clone().expect("checked");
+    let filled: Result<Source> = if b.use_replica {
+        let (from, rt) = b.replica.clone().expect("checked");
         let src = store.open(&from)?;
         copy_all(&src, &to).map(|n| {
             clock.step(
@@ -467,50 +429,28 @@ pub(crate) fn recover_member(
                 Some(name),
                 t,
             );
-            Source {
-                member: name.into(),
-                kind: "bucket".into(),
-                from: "replica".into(),
-                vault: None,
-                point: None,
-                data_time: Some(rt),
-                why: format!(
+            Source::replica(
+                name,
+                rt,
+                format!(
                     "{}; its {n} objects copied into the scratch bucket (the replica is only read)",
-                    why_replica(rt)
+                    b.why_replica()
                 ),
-            }
+            )
         })
     } else {
-        let (vn, v, id, p) = point.as_ref().expect("checked");
-        lifeboat_bucket::restore::restore(v, id, &to, &Default::default(), &AtomicU64::new(0))
-            .map_err(|e| StackError::Process(format!("restoring bucket point {}: {e}", id.short())))
-            .and_then(|r| match r.failed.first() {
-                None => Ok(()),
-                Some(f) => Err(StackError::Process(format!(
-                    "restoring bucket point {}: {} objects failed, e.g. {f}",
-                    id.short(),
-                    r.failed.len()
-                ))),
-            })
-            .map(|()| {
-                clock.step(steps, "restore the bucket point", Some(name), t);
-                Source {
-                    member: name.into(),
-                    kind: "bucket".into(),
-                    from: "point".into(),
-                    vault: Some(vn.to_string()),
-                    point: Some(id.to_hex()),
-                    data_time: point_data.or(Some(p.time)),
-                    why: if rep.is_some() {
-                        "the newest bucket point holds newer objects than the replica".into()
-                    } else {
-                        format!(
-                            "the newest bucket point, restored into the bucket on {}; the site holds no replica there",
-                            store.endpoint
-                        )
-                    },
-                }
-            })
+        let (vn, v, id, p) = b.point.as_ref().expect("checked");
+        restore_bucket_point(v, id, &to).map(|()| {
+            clock.step(steps, "restore the bucket point", Some(name), t);
+            Source::point(
+                name,
+                "bucket",
+                vn,
+                id,
+                b.point_data.or(Some(p.time)),
+                b.why_point(&format!(", restored into the bucket{place}")),
+            )
+        })
     };
     match filled {
         Ok(src) => Ok(Some((m, src))),

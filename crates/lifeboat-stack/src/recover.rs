@@ -92,6 +92,144 @@ pub struct Source {
     pub why: String,
 }
 
+impl Source {
+    /// A member recovered from point `id` of vault `vault`.
+    pub(crate) fn point(
+        member: &str,
+        kind: &str,
+        vault: &str,
+        id: &Id,
+        data_time: Option<DateTime<Utc>>,
+        why: String,
+    ) -> Source {
+        Source {
+            member: member.into(),
+            kind: kind.into(),
+            from: "point".into(),
+            vault: Some(vault.into()),
+            point: Some(id.to_hex()),
+            data_time,
+            why,
+        }
+    }
+
+    /// A bucket member recovered from its replica, whose newest object is of `data_time`.
+    pub(crate) fn replica(member: &str, data_time: DateTime<Utc>, why: String) -> Source {
+        Source {
+            member: member.into(),
+            kind: "bucket".into(),
+            from: "replica".into(),
+            vault: None,
+            point: None,
+            data_time: Some(data_time),
+            why,
+        }
+    }
+}
+
+/// Which source of a bucket member is the fresher: its newest point (and
+/// the time of the newest object in it) and its replica (address, newest
+/// object), where `place` says where the replica is (`""`, ` on ENDPOINT`).
+pub(crate) struct BucketSources<'v> {
+    /// The newest point at or before `--at`.
+    pub point: Option<(&'v str, &'v Vault, Id, RecoveryPoint)>,
+    /// The newest object in that point (else the point's time).
+    pub point_data: Option<DateTime<Utc>>,
+    /// The replica, when there is one and it may be used.
+    pub replica: Option<(String, DateTime<Utc>)>,
+    /// The replica is at least as new as the point.
+    pub use_replica: bool,
+    place: String,
+}
+
+impl<'v> BucketSources<'v> {
+    /// Compares the two; `to_the_second` when the replica keeps times to the
+    /// second (S3).
+    pub(crate) fn compare(
+        vaults: &'v [(String, Vault)],
+        member: &str,
+        at: Option<DateTime<Utc>>,
+        replica: Option<(String, DateTime<Utc>)>,
+        to_the_second: bool,
+        place: &str,
+    ) -> Self {
+        let point = newest(vaults, member, "bucket", at);
+        let point_data = point
+            .as_ref()
+            .map(|p| point_newest_object(p.1, &p.3).unwrap_or(p.3.time));
+        let use_replica = match (&replica, point_data) {
+            (Some((_, rt)), Some(pt)) if to_the_second => rt.timestamp() >= pt.timestamp(),
+            (Some((_, rt)), Some(pt)) => *rt >= pt,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        BucketSources {
+            point,
+            point_data,
+            replica,
+            use_replica,
+            place: place.to_string(),
+        }
+    }
+
+    /// Why the replica is used.
+    pub(crate) fn why_replica(&self) -> String {
+        let rt = self.replica.as_ref().map(|r| r.1).unwrap_or_default();
+        match &self.point {
+            Some(p) => format!(
+                "the replica{} (newest object {}) is at least as new as the newest bucket point {} (newest object {})",
+                self.place,
+                rt.to_rfc3339(),
+                p.2.short(),
+                self.point_data.unwrap_or(p.3.time).to_rfc3339()
+            ),
+            None => format!("the replica{}; the site holds no bucket point", self.place),
+        }
+    }
+
+    /// Why the point is used (`into`: where it is restored, for the words).
+    pub(crate) fn why_point(&self, into: &str) -> String {
+        if self.replica.is_some() {
+            "the newest bucket point holds newer objects than the replica".into()
+        } else {
+            format!(
+                "the newest bucket point{into}; the site holds no replica{}",
+                self.place
+            )
+        }
+    }
+
+    /// The refusal when neither can be used.
+    pub(crate) fn nothing(&self, member: &str, at: Option<DateTime<Utc>>) -> StackError {
+        StackError::Refused(match at {
+            Some(at) => format!(
+                "the site holds no point of bucket `{member}` taken at or before {} (a replica is as of now: not used with --at)",
+                at.to_rfc3339()
+            ),
+            None => format!(
+                "the site holds neither a replica{} nor a point of bucket `{member}`",
+                self.place
+            ),
+        })
+    }
+}
+
+/// Restores bucket point `id` of `v` into `to`: every object must arrive.
+pub(crate) fn restore_bucket_point(v: &Vault, id: &Id, to: &lifeboat_bucket::Bucket) -> Result<()> {
+    let r = lifeboat_bucket::restore::restore(v, id, to, &Default::default(), &AtomicU64::new(0))
+        .map_err(|e| {
+        StackError::Process(format!("restoring bucket point {}: {e}", id.short()))
+    })?;
+    match r.failed.first() {
+        None => Ok(()),
+        Some(f) => Err(StackError::Process(format!(
+            "restoring bucket point {}: {} objects failed, e.g. {f}",
+            id.short(),
+            r.failed.len()
+        ))),
+    }
+}
+
 /// The recovery report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RecoveryReport {
@@ -591,7 +729,6 @@ fn recover_data_member(
             {
                 return Ok(r);
             }
-            let point = newest(vaults, name, "bucket", opts.at);
             // A replica is as of now: not for a recovery to an earlier time;
             // and a scratch stack (a drill) never writes into production's.
             let rep = match (opts.at, &opts.scratch) {
@@ -601,29 +738,21 @@ fn recover_data_member(
             let t = Instant::now();
             // Freshness by the newest object in each (a replica's objects are
             // written as they change; a point holds what was there when taken).
-            let point_data = point
-                .as_ref()
-                .map(|p| point_newest_object(p.1, &p.3).unwrap_or(p.3.time));
-            let use_replica = match (&rep, point_data) {
-                (Some((_, _, rt)), Some(pt)) => *rt >= pt,
-                (Some(_), None) => true,
-                _ => false,
-            };
-            if use_replica {
-                let (loc, path, rt) = rep.expect("checked");
+            let b = BucketSources::compare(
+                vaults,
+                name,
+                opts.at,
+                rep.map(|(loc, _, rt)| (loc, rt)),
+                false,
+                "",
+            );
+            if b.use_replica {
+                let (loc, rt) = b.replica.clone().expect("checked");
+                let path = PathBuf::from(loc.strip_prefix("file://").unwrap_or(&loc));
                 let mut outputs = BTreeMap::new();
-                outputs.insert("location".into(), loc.clone());
+                outputs.insert("location".into(), loc);
                 outputs.insert("path".into(), path.display().to_string());
                 clock.step(steps, "use the bucket replica in place", Some(name), t);
-                let why = match &point {
-                    Some(p) => format!(
-                        "the replica (newest object {}) is at least as new as the newest bucket point {} (newest object {})",
-                        rt.to_rfc3339(),
-                        p.2.short(),
-                        point_data.unwrap_or(p.3.time).to_rfc3339()
-                    ),
-                    None => "the replica; the site holds no bucket point".into(),
-                };
                 return Ok((
                     MemberState {
                         kind: "bucket".into(),
@@ -634,51 +763,27 @@ fn recover_data_member(
                         borrowed: true,
                         error: None,
                     },
-                    Source {
-                        member: name.into(),
-                        kind: "bucket".into(),
-                        from: "replica".into(),
-                        vault: None,
-                        point: None,
-                        data_time: Some(rt),
-                        why,
-                    },
+                    Source::replica(name, rt, b.why_replica()),
                 ));
             }
-            let Some((vn, v, id, p)) = point else {
-                return Err(StackError::Refused(match opts.at {
-                    Some(at) => format!(
-                        "the site holds no point of bucket `{name}` taken at or before {} (a replica is as of now: not used with --at)",
-                        at.to_rfc3339()
-                    ),
-                    None => {
-                        format!("the site holds neither a replica nor a point of bucket `{name}`")
-                    }
-                }));
+            let Some((vn, v, id, p)) = &b.point else {
+                return Err(b.nothing(name, opts.at));
             };
             let m = crate::stack::provision(cfg, root, site, name, None)?;
-            let b = lifeboat_bucket::Bucket::open_address(&m.outputs["location"], true)
+            let to = lifeboat_bucket::Bucket::open_address(&m.outputs["location"], true)
                 .map_err(|e| StackError::Process(e.to_string()))?;
-            lifeboat_bucket::restore::restore(v, &id, &b, &Default::default(), &AtomicU64::new(0))
-                .map_err(|e| {
-                    StackError::Process(format!("restoring bucket point {}: {e}", id.short()))
-                })?;
+            restore_bucket_point(v, id, &to)?;
             clock.step(steps, "restore the bucket point", Some(name), t);
             Ok((
                 m,
-                Source {
-                    member: name.into(),
-                    kind: "bucket".into(),
-                    from: "point".into(),
-                    vault: Some(vn.into()),
-                    point: Some(id.to_hex()),
-                    data_time: point_data.or(Some(p.time)),
-                    why: if rep.is_some() {
-                        "the newest bucket point holds newer objects than the replica".into()
-                    } else {
-                        "the newest bucket point; the site holds no replica".into()
-                    },
-                },
+                Source::point(
+                    name,
+                    "bucket",
+                    vn,
+                    id,
+                    b.point_data.or(Some(p.time)),
+                    b.why_point(""),
+                ),
             ))
         }
         ResourceKind::Files { .. } => {
@@ -698,15 +803,14 @@ fn recover_data_member(
             clock.step(steps, "restore the files point", Some(name), t);
             Ok((
                 m,
-                Source {
-                    member: name.into(),
-                    kind: "files".into(),
-                    from: "point".into(),
-                    vault: Some(vn.into()),
-                    point: Some(id.to_hex()),
-                    data_time: Some(p.time),
-                    why: "the newest files point of the site".into(),
-                },
+                Source::point(
+                    name,
+                    "files",
+                    vn,
+                    &id,
+                    Some(p.time),
+                    "the newest files point of the site".into(),
+                ),
             ))
         }
         ResourceKind::Instance { .. } => unreachable!("instances start after the data"),
@@ -800,14 +904,13 @@ fn recover_instance(
             borrowed: false,
             error: None,
         },
-        Source {
-            member: name.into(),
-            kind: "instance".into(),
-            from: "point".into(),
-            vault: Some(vn.into()),
-            point: Some(id.to_hex()),
-            data_time: Some(p.time),
-            why: "the newest instance point of the site".into(),
-        },
+        Source::point(
+            name,
+            "instance",
+            vn,
+            &id,
+            Some(p.time),
+            "the newest instance point of the site".into(),
+        ),
     ))
 }

@@ -108,6 +108,15 @@ pub fn shop_host_spec(app: &Path) -> String {
     )
 }
 
+/// The buckets an S3 server holds (an outside view: `GET /`).
+pub fn buckets(s3: &lifeboat_testkit::s3::S3Server) -> Vec<String> {
+    let r = s3.request("GET", "/").unwrap();
+    r.split("<Name>")
+        .skip(1)
+        .filter_map(|x| x.split_once("</Name>").map(|(n, _)| n.to_string()))
+        .collect()
+}
+
 /// Runs `q` as root on the server listening on `socket`; its rows as text.
 pub fn sql(socket: &Path, q: &str) -> String {
     let o = Command::new("mariadb")
