@@ -144,6 +144,11 @@ pub fn run(g: &Global, a: DrillArgs) -> Result<ExitCode> {
             ..Default::default()
         },
     )?;
+    if let Some(e) = &r.teardown_error
+        && !g.quiet
+    {
+        eprintln!("warning: the scratch stack was not removed whole: {e}");
+    }
     if g.json {
         let mut j = serde_json::to_value(&r)?;
         j["job"] = job.into();

@@ -207,22 +207,7 @@ fn record_end(
                 r.site,
                 secs(r.rpo_s),
                 secs(Some(r.rto_s))
-            ) + &r
-                .steps
-                .iter()
-                .map(|s| {
-                    format!(
-                        "{:>7.2} s {:>7.2} s {}{}\n",
-                        s.at_s,
-                        s.duration_s,
-                        s.member
-                            .as_deref()
-                            .map(|m| format!("{m}: "))
-                            .unwrap_or_default(),
-                        s.step
-                    )
-                })
-                .collect::<String>(),
+            ) + &r.steps.iter().map(|s| s.line() + "\n").collect::<String>(),
             report: serde_json::to_string(r).ok(),
             ..Default::default()
         },
@@ -292,16 +277,7 @@ pub fn recover(g: &Global, a: RecoverArgs) -> Result<ExitCode> {
     } else if !g.quiet {
         println!("steps:");
         for s in &r.steps {
-            println!(
-                "  {:>7.2} s  {:>7.2} s  {}{}",
-                s.at_s,
-                s.duration_s,
-                s.member
-                    .as_deref()
-                    .map(|m| format!("{m}: "))
-                    .unwrap_or_default(),
-                s.step
-            );
+            println!("  {}", s.line());
         }
         println!("sources:");
         for s in &r.sources {

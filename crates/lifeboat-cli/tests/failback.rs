@@ -11,60 +11,20 @@
 //! `main`. Then a planned switchover brings the stack home with nothing lost:
 //! every commit of all three periods is in the primary's database.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod stack_fixture;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use lifeboat_testkit::load::{LoadWriter, Op, expected_state, parse_state, state_diff};
 use lifeboat_testkit::mariadb::free_port;
 use lifeboat_testkit::procs::alive;
 use lifeboat_testkit::{Cli, tempdir};
+use stack_fixture::{Bg, destroy_site, shop_host, sql, two_site_world, two_sites, wait_until_held};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
-
-/// A background `lifeboat serve`, killed on drop (its children die with it).
-struct Bg(Child);
-impl Drop for Bg {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn sql(socket: &Path, q: &str) -> String {
-    let o = Command::new("mariadb")
-        .arg("--no-defaults")
-        .arg(format!("--socket={}", socket.display()))
-        .args(["-uroot", "-N", "-B", "-e", q])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// The newest time the vault (`c`'s) can restore `shop-db` to.
-fn restorable_to(c: &Cli) -> Option<DateTime<Utc>> {
-    c.json(&["points", "list"])
-        .as_array()?
-        .iter()
-        .filter(|p| p["resource"] == "shop-db")
-        .filter_map(|p| p["resource_windows"].as_array())
-        .flatten()
-        .filter_map(|w| w["to"].as_str()?.parse().ok())
-        .max()
-}
-
-fn wait_until_held(c: &Cli, last: DateTime<Utc>, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while restorable_to(c).is_none_or(|t| t < last) {
-        assert!(
-            Instant::now() < deadline,
-            "{what} never held the commit of {last}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
 
 /// Who is primary, in one site's file.
 struct Roles<'a> {
@@ -86,24 +46,13 @@ struct World {
 impl World {
     fn config(&self, r: &Roles) -> String {
         let (w, p, s) = (self.t.path(), &self.p, &self.s);
-        let app = w.join("app/opt/unishop");
+        let host = shop_host(&w.join("app/opt/unishop"), Some(r.home));
         let (av, cv) = match r.home {
             "primary" => ("main", "dr"),
             _ => ("dr", "main"),
         };
         format!(
-            r#"[site.primary]
-root = "{p}"
-[site.secondary]
-root = "{s}"
-[vault.main]
-site = "primary"
-location = "{p}/vault"
-[vault.dr]
-site = "secondary"
-location = "{s}/vault"
-password_file = "{w}/dr.pass"
-[resource.shop-db]
+            r#"{sites}[resource.shop-db]
 kind = "mysql"
 site = "{home}"
 dsn = "{dsn}"
@@ -112,17 +61,7 @@ archive = {{ vault = "{av}", copy_to = ["{cv}"] }}
 kind = "bucket"
 site = "{home}"
 location = "{bucket}"
-[resource.shop-host]
-kind = "instance"
-site = "{home}"
-paths = ["{app}"]
-[resource.shop-host.launch]
-command = ["sh", "-c", "{app}/unishop publish-frontend && exec {app}/unishop serve"]
-cwd = "{app}"
-env = {{ UNISHOP_DATABASE_URL = "${{shop-db.dsn}}/unishop", UNISHOP_BUCKET = "${{shop-assets.location}}", UNISHOP_LISTEN = "${{listen}}" }}
-health = "http://${{listen}}/health"
-health_timeout = "60s"
-[plan.hourly]
+{host}[plan.hourly]
 resources = ["shop-db", "shop-assets", "shop-host"]
 schedule = "0 0 1 1 *"
 vault = "{av}"
@@ -134,10 +73,7 @@ to = "{replica}"
 members = ["shop-db", "shop-assets", "shop-host"]
 objectives = {{ rpo = "30s", rto = "2m" }}
 "#,
-            p = p.display(),
-            s = s.display(),
-            w = w.display(),
-            app = app.display(),
+            sites = two_sites(w, p, s),
             home = r.home,
             dsn = r.dsn,
             bucket = r.bucket,
@@ -193,27 +129,7 @@ fn port_of(r: &serde_json::Value) -> u16 {
 fn a_round_trip_primary_to_secondary_and_back_loses_nothing_the_secondary_held() {
     let t = tempdir().unwrap();
     let w = t.path().to_path_buf();
-    let app = w.join("app/opt/unishop");
-    std::fs::create_dir_all(&app).unwrap();
-    std::fs::copy(
-        lifeboat_testkit::procs::unishop_bin(BIN),
-        app.join("unishop"),
-    )
-    .unwrap();
-    std::fs::write(w.join("dr.pass"), "the secondary's own password\n").unwrap();
-    let (p, s) = (w.join("primary"), w.join("secondary"));
-    let mut c = Cli::new(BIN, &p.join("vault"));
-    c.env.push((
-        "LIFEBOAT_CONFIG".into(),
-        w.join("lifeboat.toml").display().to_string(),
-    ));
-    c.env.push((
-        "LIFEBOAT_STATE".into(),
-        w.join("state").display().to_string(),
-    ));
-    let mut dr = c.clone();
-    dr.vault = s.join("vault").display().to_string();
-    dr.password = "the secondary's own password".into();
+    let (p, s, c, dr) = two_site_world(&w, BIN);
     let world = World { t, p, s, c, dr };
     let (c, p, s) = (&world.c, &world.p, &world.s);
 
@@ -237,18 +153,7 @@ fn a_round_trip_primary_to_secondary_and_back_loses_nothing_the_secondary_held()
     // 2. Disaster: the daemon and every process of the primary killed, its
     //    directory (its vault too) deleted.
     drop(serve);
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(p.join("stacks/unishop/state.json")).unwrap())
-            .unwrap();
-    for m in state["members"].as_array().unwrap() {
-        if let Some(pid) = m[1]["process"]["pid"].as_i64() {
-            let _ = rustix::process::kill_process_group(
-                rustix::process::Pid::from_raw(pid as i32).unwrap(),
-                rustix::process::Signal::KILL,
-            );
-        }
-    }
-    std::fs::remove_dir_all(p).unwrap();
+    destroy_site(p);
 
     // 3. Failover into the secondary; it takes writes.
     let r = c.json(&["recover", "--stack", "unishop", "--to", "secondary"]);

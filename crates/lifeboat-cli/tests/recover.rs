@@ -5,53 +5,25 @@
 //! deleted) and recovered into the secondary from what the secondary holds;
 //! recovered to a time before; drilled while the primary keeps running.
 
+mod stack_fixture;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use lifeboat_testkit::load::{LoadWriter, Op, expected_state, parse_state, state_diff};
 use lifeboat_testkit::mariadb::free_port;
+use lifeboat_testkit::procs::alive;
 use lifeboat_testkit::{Cli, tempdir};
+use stack_fixture::{
+    Bg, destroy_site, restorable_to, shop_host, shop_host_spec, sql, two_site_world, two_sites,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
 
 fn unishop_bin() -> PathBuf {
     lifeboat_testkit::procs::unishop_bin(BIN)
-}
-
-/// A background `lifeboat` process, killed on drop.
-struct Bg(Child);
-impl Drop for Bg {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-use lifeboat_testkit::procs::alive;
-
-fn sql(socket: &Path, q: &str) -> String {
-    let o = Command::new("mariadb")
-        .arg("--no-defaults")
-        .arg(format!("--socket={}", socket.display()))
-        .args(["-uroot", "-N", "-B", "-e", q])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// The newest time the vault (`c`'s) can restore `shop-db` to.
-fn restorable_to(c: &Cli) -> Option<DateTime<Utc>> {
-    c.json(&["points", "list"])
-        .as_array()?
-        .iter()
-        .filter(|p| p["resource"] == "shop-db")
-        .filter_map(|p| p["resource_windows"].as_array())
-        .flatten()
-        .filter_map(|w| w["to"].as_str()?.parse().ok())
-        .max()
 }
 
 /// The protected primary: the stack up, the load writing, the archive and
@@ -82,20 +54,9 @@ impl Drop for Primary {
 impl Primary {
     fn config(&self, port: u16, check: &str, rpo: &str) -> String {
         let (w, p, s) = (self.t.path(), &self.p, &self.s);
-        let app = w.join("app/opt/unishop");
+        let host = shop_host(&w.join("app/opt/unishop"), Some("primary"));
         format!(
-            r#"[site.primary]
-root = "{p}"
-[site.secondary]
-root = "{s}"
-[vault.main]
-site = "primary"
-location = "{p}/vault"
-[vault.dr]
-site = "secondary"
-location = "{s}/vault"
-password_file = "{w}/dr.pass"
-[resource.shop-db]
+            r#"{sites}[resource.shop-db]
 kind = "mysql"
 site = "primary"
 dsn = "mysql://root@127.0.0.1:{port}"
@@ -103,17 +64,7 @@ dsn = "mysql://root@127.0.0.1:{port}"
 kind = "bucket"
 site = "primary"
 location = "file://{p}/buckets/shop-assets"
-[resource.shop-host]
-kind = "instance"
-site = "primary"
-paths = ["{app}"]
-[resource.shop-host.launch]
-command = ["sh", "-c", "{app}/unishop publish-frontend && exec {app}/unishop serve"]
-cwd = "{app}"
-env = {{ UNISHOP_DATABASE_URL = "${{shop-db.dsn}}/unishop", UNISHOP_BUCKET = "${{shop-assets.location}}", UNISHOP_LISTEN = "${{listen}}" }}
-health = "http://${{listen}}/health"
-health_timeout = "60s"
-[replication.assets]
+{host}[replication.assets]
 from = "shop-assets"
 to = "file://{s}/buckets/shop-assets-replica"
 [stack.unishop]
@@ -121,10 +72,9 @@ members = ["shop-db", "shop-assets", "shop-host"]
 objectives = {{ rpo = "{rpo}", rto = "2m" }}
 check = "{check}"
 "#,
+            sites = two_sites(w, p, s),
             p = p.display(),
             s = s.display(),
-            w = w.display(),
-            app = app.display(),
         )
     }
 
@@ -132,23 +82,8 @@ check = "{check}"
         let t = tempdir().unwrap();
         let w = t.path().to_path_buf();
         let app = w.join("app/opt/unishop");
-        std::fs::create_dir_all(&app).unwrap();
-        std::fs::copy(unishop_bin(), app.join("unishop")).unwrap();
-        std::fs::write(w.join("dr.pass"), "the secondary's own password\n").unwrap();
         let port = free_port();
-        let (p, s) = (w.join("primary"), w.join("secondary"));
-        let mut c = Cli::new(BIN, &p.join("vault"));
-        c.env.push((
-            "LIFEBOAT_CONFIG".into(),
-            w.join("lifeboat.toml").display().to_string(),
-        ));
-        c.env.push((
-            "LIFEBOAT_STATE".into(),
-            w.join("state").display().to_string(),
-        ));
-        let mut dr = c.clone();
-        dr.vault = s.join("vault").display().to_string();
-        dr.password = "the secondary's own password".into();
+        let (p, s, c, dr) = two_site_world(&w, BIN);
         let mut me = Primary {
             t,
             c,
@@ -208,8 +143,7 @@ check = "{check}"
             "shop-assets",
         ]);
         let spec = w.join("shop-host.toml");
-        let table = me_table(&w.join("lifeboat.toml"));
-        std::fs::write(&spec, table).unwrap();
+        std::fs::write(&spec, shop_host_spec(&app)).unwrap();
         c.ok(&["backup", "instance", "--spec", spec.to_str().unwrap()]);
         let o = to_dr(&["copy", "--to", &dr.vault, "--all"])
             .output()
@@ -266,34 +200,9 @@ check = "{check}"
     fn destroy(&mut self) -> DateTime<Utc> {
         let failed_at = Utc::now();
         self.bg.clear();
-        let state: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(self.p.join("stacks/unishop/state.json")).unwrap(),
-        )
-        .unwrap();
-        for m in state["members"].as_array().unwrap() {
-            if let Some(pid) = m[1]["process"]["pid"].as_i64() {
-                let _ = rustix::process::kill_process_group(
-                    rustix::process::Pid::from_raw(pid as i32).unwrap(),
-                    rustix::process::Signal::KILL,
-                );
-            }
-        }
-        std::fs::remove_dir_all(&self.p).unwrap();
+        destroy_site(&self.p);
         failed_at
     }
-}
-
-/// The instance spec of `shop-host` as its own file, for `backup instance`.
-fn me_table(config: &Path) -> String {
-    let text = std::fs::read_to_string(config).unwrap();
-    let start = text.find("[resource.shop-host]").unwrap();
-    let end = text.find("[replication.assets]").unwrap();
-    text[start..end]
-        .replace(
-            "[resource.shop-host]\nkind = \"instance\"\nsite = \"primary\"\n",
-            "name = \"shop-host\"\n",
-        )
-        .replace("[resource.shop-host.launch]", "[launch]")
 }
 
 #[test]

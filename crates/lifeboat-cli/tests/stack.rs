@@ -4,10 +4,12 @@
 //! other members' outputs (`${shop-db.dsn}`, `${shop-assets.location}`) —
 //! brought up, checked, stopped with its data kept, started again, purged.
 
+mod stack_fixture;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use lifeboat_testkit::{Cli, tempdir};
+use stack_fixture::{shop_host, sql};
 
 fn unishop_bin() -> PathBuf {
     lifeboat_testkit::procs::unishop_bin(env!("CARGO_BIN_EXE_lifeboat"))
@@ -32,23 +34,6 @@ fn args(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
-fn sql(socket: &str, q: &str) -> String {
-    let o = Command::new("mariadb")
-        .args([
-            "--no-defaults",
-            &format!("--socket={socket}"),
-            "-uroot",
-            "-N",
-            "-B",
-            "-e",
-            q,
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 fn write_config(w: &Path, app: &Path, with_optional_broken: bool) {
     let mut text = format!(
         r#"[site.primary]
@@ -61,18 +46,9 @@ dsn = "mysql://root@127.0.0.1:3306"
 [resource.shop-assets]
 kind = "bucket"
 location = "file://{w}/unused-bucket"
-[resource.shop-host]
-kind = "instance"
-paths = ["{app}"]
-[resource.shop-host.launch]
-command = ["sh", "-c", "{app}/unishop publish-frontend && exec {app}/unishop serve"]
-cwd = "{app}"
-env = {{ UNISHOP_DATABASE_URL = "${{shop-db.dsn}}/unishop", UNISHOP_BUCKET = "${{shop-assets.location}}", UNISHOP_LISTEN = "${{listen}}" }}
-health = "http://${{listen}}/health"
-health_timeout = "60s"
-"#,
+{host}"#,
         w = w.display(),
-        app = app.display()
+        host = shop_host(app, None)
     );
     let mut members = r#"["shop-host", "shop-db", "shop-assets"]"#.to_string();
     let mut optional = String::new();
@@ -131,7 +107,7 @@ fn the_unishop_stack_comes_up_in_its_site_stops_with_its_data_kept_and_is_purged
     );
     let root = w.join("primary");
     let db = &members[0][1];
-    let socket = db["outputs"]["socket"].as_str().unwrap().to_string();
+    let socket = PathBuf::from(db["outputs"]["socket"].as_str().unwrap());
     assert_eq!(
         socket,
         root.join("mysql/shop-db/mysqld.sock").display().to_string()

@@ -182,7 +182,18 @@ fn valid_name(n: &str) -> bool {
 }
 
 fn load_site(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d: &mut Draft) {
-    sink.unknown_keys(t, "a site", &["root", "endpoint", "description"]);
+    sink.unknown_keys(
+        t,
+        "a site",
+        &[
+            "root",
+            "endpoint",
+            "region",
+            "credentials_env",
+            "credentials_file",
+            "description",
+        ],
+    );
     let root = sink.string(t, "root").map(|(s, span)| {
         if !s.starts_with('/') {
             sink.error(
@@ -194,9 +205,49 @@ fn load_site(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d: &mut Draft) {
         }
         PathBuf::from(s)
     });
-    let endpoint = sink.string(t, "endpoint").map(|s| s.0);
+    let endpoint = sink.string(t, "endpoint").map(|(e, span)| {
+        let rest = e
+            .strip_prefix("http://")
+            .or_else(|| e.strip_prefix("https://"));
+        if rest.is_none_or(|r| r.is_empty() || r.contains(['?', '#', ' '])) {
+            sink.error(
+                &span,
+                &t.key("endpoint"),
+                format!("`{e}` is not an S3 endpoint URL"),
+                Some(
+                    "write `http://host:port` or `https://host` (the store's address, no bucket)"
+                        .into(),
+                ),
+            );
+        }
+        e.trim_end_matches('/').to_string()
+    });
+    let region = sink.string(t, "region").map(|s| s.0);
+    let credentials = crate::load_credentials::credentials(sink, t, "");
+    if endpoint.is_none() {
+        for key in ["region", "credentials_env", "credentials_file"] {
+            if let Some(v) = t.get(key) {
+                sink.error(
+                    &v.span(),
+                    &t.key(key),
+                    format!("`{key}` is set, but site `{name}` names no `endpoint`"),
+                    Some(format!(
+                        "add `endpoint = \"http://host:port\"`, or remove `{key}`"
+                    )),
+                );
+            }
+        }
+    }
     sink.string(t, "description");
-    d.sites.insert(name.to_string(), Site { root, endpoint });
+    d.sites.insert(
+        name.to_string(),
+        Site {
+            root,
+            endpoint,
+            region,
+            credentials,
+        },
+    );
 }
 
 /// `password_env` / `password_file` of a table (at most one).

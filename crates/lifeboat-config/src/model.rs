@@ -87,8 +87,16 @@ impl Default for DaemonSpec {
 pub struct Site {
     /// Where the site's servers, buckets and hosts live on this machine (embedded default).
     pub root: Option<PathBuf>,
-    /// An S3 endpoint the site's buckets and vaults are on.
+    /// An S3 endpoint the site's buckets and vaults are on: a stack's
+    /// buckets are provisioned there (`http(s)://host:port`).
     pub endpoint: Option<String>,
+    /// The endpoint's region (default `us-east-1`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The endpoint's S3 keys (`credentials_env = "PREFIX"` or
+    /// `credentials_file`); `None`: the process's AWS_* environment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<Secret>,
 }
 
 /// Where a secret comes from (never the file itself).

@@ -55,6 +55,10 @@ pub struct DrillReport {
     pub passed: bool,
     /// The scratch stack was stopped and removed.
     pub torn_down: bool,
+    /// What of the scratch stack could not be removed (a scratch bucket on
+    /// the site's endpoint), with why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub teardown_error: Option<String>,
     /// A fingerprint of the stack's declaration (members and their tables):
     /// a report whose fingerprint differs from the file's is "not verified
     /// since change".
@@ -268,7 +272,7 @@ pub fn drill(cfg: &Config, stack: &str, site: &str, opts: &DrillOptions) -> Resu
     if recovery.is_some() && !opts.keep_for.is_zero() {
         std::thread::sleep(opts.keep_for);
     }
-    let torn_down = teardown(&scratch, stack);
+    let (torn_down, teardown_error) = teardown(cfg, site, &scratch, stack);
     Ok(DrillReport {
         stack: stack.into(),
         site: site.into(),
@@ -279,20 +283,34 @@ pub fn drill(cfg: &Config, stack: &str, site: &str, opts: &DrillOptions) -> Resu
         check,
         passed,
         torn_down,
+        teardown_error,
         declaration: declaration(cfg, stack),
     })
 }
 
-/// Stops and removes a scratch stack (whatever of it came up).
-fn teardown(scratch: &std::path::Path, stack: &str) -> bool {
+/// Stops and removes a scratch stack (whatever of it came up), its scratch
+/// buckets on the site's endpoint included; says what could not be removed.
+fn teardown(
+    cfg: &Config,
+    site: &str,
+    scratch: &std::path::Path,
+    stack: &str,
+) -> (bool, Option<String>) {
+    let mut failed = Vec::new();
     if let Ok(Some(mut state)) = StackState::read(scratch, stack) {
         for (_, m) in state.members.iter_mut().rev() {
             let _ = crate::stack::stop_member(m);
         }
+        failed = crate::stack::purge_buckets(cfg, site, &state);
     }
-    std::fs::remove_dir_all(scratch).is_ok() && {
+    if let Err(e) = std::fs::remove_dir_all(scratch) {
+        failed.push(format!("{}: {e}", scratch.display()));
+    } else {
         let _ = std::fs::remove_dir(scratch.parent().expect("drills/"));
-        true
+    }
+    match failed.is_empty() {
+        true => (true, None),
+        false => (false, Some(failed.join("; "))),
     }
 }
 
@@ -367,16 +385,8 @@ impl DrillReport {
         );
         if let Some(r) = &self.recovery {
             for s in &r.steps {
-                log.push_str(&format!(
-                    "{:>7.2} s {:>7.2} s {}{}\n",
-                    s.at_s,
-                    s.duration_s,
-                    s.member
-                        .as_deref()
-                        .map(|m| format!("{m}: "))
-                        .unwrap_or_default(),
-                    s.step
-                ));
+                log.push_str(&s.line());
+                log.push('\n');
             }
         }
         if let Some(e) = &self.error {
@@ -387,6 +397,9 @@ impl DrillReport {
                 "check `{}` exited {:?} after {:.1} s\n{}\n",
                 c.command, c.exit, c.duration_s, c.output
             ));
+        }
+        if let Some(e) = &self.teardown_error {
+            log.push_str(&format!("teardown failed: {e}\n"));
         }
         log
     }

@@ -6,7 +6,8 @@
 //! - a **mysql** member: a `mariadbd` with its own data directory, socket,
 //!   port, binlog and error log under `ROOT/mysql/NAME/` ([`mariadb`]);
 //! - a **bucket** member: the directory `ROOT/buckets/NAME/`, the same
-//!   object-store API as an S3 bucket;
+//!   object-store API as an S3 bucket; in a site that names an S3
+//!   `endpoint`, a bucket there ([`bucket`]);
 //! - a **files** member: the directory `ROOT/files/NAME/`;
 //! - an **instance** member: its launch spec, with what the other members
 //!   provide (`${shop-db.dsn}`, `${shop-assets.location}`, `${listen}`, …)
@@ -20,6 +21,7 @@
 //! each member. Servers and processes outlive the command that started
 //! them: a stack is up until `down`.
 
+pub mod bucket;
 pub mod drill;
 pub mod exposure;
 pub mod mariadb;

@@ -3,7 +3,9 @@
 //! stopped (the application's writes stop), each database is set read-only
 //! and its binlog position read, the recovery waits until the target site's
 //! vaults hold the archive up to that position (the binlog archive and its
-//! copy drained), and each bucket is replicated once more into its replica.
+//! copy drained), and each bucket is replicated once more into its replica
+//! (a directory under the target's root, or a bucket on its S3 endpoint; the
+//! replication engine signs with the process's AWS_* environment).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -124,13 +126,15 @@ pub fn quiesce(cfg: &Config, stack: &str, target: &str, timeout: Duration) -> Re
         }
     }
     let drain_s = started.elapsed().as_secs_f64();
-    // 4. Buckets: one more pass of each replication rule into the target's root.
+    // 4. Buckets: one more pass of each replication rule into the target's
+    // root or onto its S3 endpoint.
     let (_, troot) = crate::stack::resolve(cfg, stack, target)?;
+    let endpoint = crate::bucket::SiteStore::of(cfg, target)?;
     let mut replicated = Vec::new();
     for m in &s.members {
         for rule in cfg.replications.values().filter(|r| &r.from == m) {
             let to = PathBuf::from(rule.to.strip_prefix("file://").unwrap_or(&rule.to));
-            if !to.starts_with(&troot) {
+            if !to.starts_with(&troot) && !endpoint.as_ref().is_some_and(|e| e.holds(&rule.to)) {
                 continue;
             }
             let Some(ResourceKind::Bucket { location }) = cfg.resources.get(m).map(|r| &r.kind)

@@ -56,6 +56,23 @@ pub struct Step {
     pub duration_s: f64,
 }
 
+impl Step {
+    /// `  1.35 s    0.03 s shop-db: load the snapshot`: when it started, how
+    /// long it took, whose and what (a report's and a job log's line).
+    pub fn line(&self) -> String {
+        format!(
+            "{:>7.2} s {:>7.2} s {}{}",
+            self.at_s,
+            self.duration_s,
+            self.member
+                .as_deref()
+                .map(|m| format!("{m}: "))
+                .unwrap_or_default(),
+            self.step
+        )
+    }
+}
+
 /// Where a member's data came from.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Source {
@@ -73,6 +90,144 @@ pub struct Source {
     pub data_time: Option<DateTime<Utc>>,
     /// Why this source.
     pub why: String,
+}
+
+impl Source {
+    /// A member recovered from point `id` of vault `vault`.
+    pub(crate) fn point(
+        member: &str,
+        kind: &str,
+        vault: &str,
+        id: &Id,
+        data_time: Option<DateTime<Utc>>,
+        why: String,
+    ) -> Source {
+        Source {
+            member: member.into(),
+            kind: kind.into(),
+            from: "point".into(),
+            vault: Some(vault.into()),
+            point: Some(id.to_hex()),
+            data_time,
+            why,
+        }
+    }
+
+    /// A bucket member recovered from its replica, whose newest object is of `data_time`.
+    pub(crate) fn replica(member: &str, data_time: DateTime<Utc>, why: String) -> Source {
+        Source {
+            member: member.into(),
+            kind: "bucket".into(),
+            from: "replica".into(),
+            vault: None,
+            point: None,
+            data_time: Some(data_time),
+            why,
+        }
+    }
+}
+
+/// Which source of a bucket member is the fresher: its newest point (and
+/// the time of the newest object in it) and its replica (address, newest
+/// object), where `place` says where the replica is (`""`, ` on ENDPOINT`).
+pub(crate) struct BucketSources<'v> {
+    /// The newest point at or before `--at`.
+    pub point: Option<(&'v str, &'v Vault, Id, RecoveryPoint)>,
+    /// The newest object in that point (else the point's time).
+    pub point_data: Option<DateTime<Utc>>,
+    /// The replica, when there is one and it may be used.
+    pub replica: Option<(String, DateTime<Utc>)>,
+    /// The replica is at least as new as the point.
+    pub use_replica: bool,
+    place: String,
+}
+
+impl<'v> BucketSources<'v> {
+    /// Compares the two; `to_the_second` when the replica keeps times to the
+    /// second (S3).
+    pub(crate) fn compare(
+        vaults: &'v [(String, Vault)],
+        member: &str,
+        at: Option<DateTime<Utc>>,
+        replica: Option<(String, DateTime<Utc>)>,
+        to_the_second: bool,
+        place: &str,
+    ) -> Self {
+        let point = newest(vaults, member, "bucket", at);
+        let point_data = point
+            .as_ref()
+            .map(|p| point_newest_object(p.1, &p.3).unwrap_or(p.3.time));
+        let use_replica = match (&replica, point_data) {
+            (Some((_, rt)), Some(pt)) if to_the_second => rt.timestamp() >= pt.timestamp(),
+            (Some((_, rt)), Some(pt)) => *rt >= pt,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        BucketSources {
+            point,
+            point_data,
+            replica,
+            use_replica,
+            place: place.to_string(),
+        }
+    }
+
+    /// Why the replica is used.
+    pub(crate) fn why_replica(&self) -> String {
+        let rt = self.replica.as_ref().map(|r| r.1).unwrap_or_default();
+        match &self.point {
+            Some(p) => format!(
+                "the replica{} (newest object {}) is at least as new as the newest bucket point {} (newest object {})",
+                self.place,
+                rt.to_rfc3339(),
+                p.2.short(),
+                self.point_data.unwrap_or(p.3.time).to_rfc3339()
+            ),
+            None => format!("the replica{}; the site holds no bucket point", self.place),
+        }
+    }
+
+    /// Why the point is used (`into`: where it is restored, for the words).
+    pub(crate) fn why_point(&self, into: &str) -> String {
+        if self.replica.is_some() {
+            "the newest bucket point holds newer objects than the replica".into()
+        } else {
+            format!(
+                "the newest bucket point{into}; the site holds no replica{}",
+                self.place
+            )
+        }
+    }
+
+    /// The refusal when neither can be used.
+    pub(crate) fn nothing(&self, member: &str, at: Option<DateTime<Utc>>) -> StackError {
+        StackError::Refused(match at {
+            Some(at) => format!(
+                "the site holds no point of bucket `{member}` taken at or before {} (a replica is as of now: not used with --at)",
+                at.to_rfc3339()
+            ),
+            None => format!(
+                "the site holds neither a replica{} nor a point of bucket `{member}`",
+                self.place
+            ),
+        })
+    }
+}
+
+/// Restores bucket point `id` of `v` into `to`: every object must arrive.
+pub(crate) fn restore_bucket_point(v: &Vault, id: &Id, to: &lifeboat_bucket::Bucket) -> Result<()> {
+    let r = lifeboat_bucket::restore::restore(v, id, to, &Default::default(), &AtomicU64::new(0))
+        .map_err(|e| {
+        StackError::Process(format!("restoring bucket point {}: {e}", id.short()))
+    })?;
+    match r.failed.first() {
+        None => Ok(()),
+        Some(f) => Err(StackError::Process(format!(
+            "restoring bucket point {}: {} objects failed, e.g. {f}",
+            id.short(),
+            r.failed.len()
+        ))),
+    }
 }
 
 /// The recovery report.
@@ -124,10 +279,10 @@ pub struct Objectives {
     pub rto_met: Option<bool>,
 }
 
-struct Clock(Instant);
+pub(crate) struct Clock(Instant);
 
 impl Clock {
-    fn step(
+    pub(crate) fn step(
         &self,
         steps: &std::sync::Mutex<Vec<Step>>,
         step: &str,
@@ -168,7 +323,7 @@ fn site_vaults(cfg: &Config, site: &str) -> Result<Vec<(String, Vault)>> {
 
 /// The newest point of `resource` and `kind` over the site's vaults (at or
 /// before `at`, when given).
-fn newest<'v>(
+pub(crate) fn newest<'v>(
     vaults: &'v [(String, Vault)],
     resource: &str,
     kind: &str,
@@ -218,7 +373,7 @@ fn newest_mtime(dir: &Path) -> Option<DateTime<Utc>> {
 
 /// The newest object modification time in a bucket point (its data time;
 /// the point's own time is when it was taken, after that).
-fn point_newest_object(v: &Vault, p: &RecoveryPoint) -> Option<DateTime<Utc>> {
+pub(crate) fn point_newest_object(v: &Vault, p: &RecoveryPoint) -> Option<DateTime<Utc>> {
     let index = v.load_index().ok()?;
     let mut newest: i64 = 0;
     lifeboat_bucket::restore::walk(v, &index, &p.tree, "", &mut |_, n| {
@@ -309,7 +464,16 @@ pub fn recover(
                 let (vaults, root, steps, clock) = (&vaults, &root, &steps, &clock);
                 let name = name.to_string();
                 scope.spawn(move || {
-                    let r = recover_data_member(cfg, own, &name, root, vaults, opts, steps, clock);
+                    let r = recover_data_member(
+                        cfg,
+                        (site, own),
+                        &name,
+                        root,
+                        vaults,
+                        opts,
+                        steps,
+                        clock,
+                    );
                     (name, r)
                 })
             })
@@ -472,7 +636,7 @@ pub fn recover(
 #[allow(clippy::too_many_arguments)]
 fn recover_data_member(
     cfg: &Config,
-    site: Option<&str>,
+    (into, site): (&str, Option<&str>),
     name: &str,
     root: &Path,
     vaults: &[(String, Vault)],
@@ -557,7 +721,14 @@ fn recover_data_member(
             ))
         }
         ResourceKind::Bucket { .. } => {
-            let point = newest(vaults, name, "bucket", opts.at);
+            // On the S3 endpoint the site names (crate::bucket).
+            if let Some(store) = crate::bucket::SiteStore::of(cfg, into)?
+                && let Some(r) = crate::bucket::recover_member(
+                    cfg, &store, name, root, vaults, opts, steps, clock,
+                )?
+            {
+                return Ok(r);
+            }
             // A replica is as of now: not for a recovery to an earlier time;
             // and a scratch stack (a drill) never writes into production's.
             let rep = match (opts.at, &opts.scratch) {
@@ -567,29 +738,21 @@ fn recover_data_member(
             let t = Instant::now();
             // Freshness by the newest object in each (a replica's objects are
             // written as they change; a point holds what was there when taken).
-            let point_data = point
-                .as_ref()
-                .map(|p| point_newest_object(p.1, &p.3).unwrap_or(p.3.time));
-            let use_replica = match (&rep, point_data) {
-                (Some((_, _, rt)), Some(pt)) => *rt >= pt,
-                (Some(_), None) => true,
-                _ => false,
-            };
-            if use_replica {
-                let (loc, path, rt) = rep.expect("checked");
+            let b = BucketSources::compare(
+                vaults,
+                name,
+                opts.at,
+                rep.map(|(loc, _, rt)| (loc, rt)),
+                false,
+                "",
+            );
+            if b.use_replica {
+                let (loc, rt) = b.replica.clone().expect("checked");
+                let path = PathBuf::from(loc.strip_prefix("file://").unwrap_or(&loc));
                 let mut outputs = BTreeMap::new();
-                outputs.insert("location".into(), loc.clone());
+                outputs.insert("location".into(), loc);
                 outputs.insert("path".into(), path.display().to_string());
                 clock.step(steps, "use the bucket replica in place", Some(name), t);
-                let why = match &point {
-                    Some(p) => format!(
-                        "the replica (newest object {}) is at least as new as the newest bucket point {} (newest object {})",
-                        rt.to_rfc3339(),
-                        p.2.short(),
-                        point_data.unwrap_or(p.3.time).to_rfc3339()
-                    ),
-                    None => "the replica; the site holds no bucket point".into(),
-                };
                 return Ok((
                     MemberState {
                         kind: "bucket".into(),
@@ -600,51 +763,27 @@ fn recover_data_member(
                         borrowed: true,
                         error: None,
                     },
-                    Source {
-                        member: name.into(),
-                        kind: "bucket".into(),
-                        from: "replica".into(),
-                        vault: None,
-                        point: None,
-                        data_time: Some(rt),
-                        why,
-                    },
+                    Source::replica(name, rt, b.why_replica()),
                 ));
             }
-            let Some((vn, v, id, p)) = point else {
-                return Err(StackError::Refused(match opts.at {
-                    Some(at) => format!(
-                        "the site holds no point of bucket `{name}` taken at or before {} (a replica is as of now: not used with --at)",
-                        at.to_rfc3339()
-                    ),
-                    None => {
-                        format!("the site holds neither a replica nor a point of bucket `{name}`")
-                    }
-                }));
+            let Some((vn, v, id, p)) = &b.point else {
+                return Err(b.nothing(name, opts.at));
             };
             let m = crate::stack::provision(cfg, root, site, name, None)?;
-            let b = lifeboat_bucket::Bucket::open_address(&m.outputs["location"], true)
+            let to = lifeboat_bucket::Bucket::open_address(&m.outputs["location"], true)
                 .map_err(|e| StackError::Process(e.to_string()))?;
-            lifeboat_bucket::restore::restore(v, &id, &b, &Default::default(), &AtomicU64::new(0))
-                .map_err(|e| {
-                    StackError::Process(format!("restoring bucket point {}: {e}", id.short()))
-                })?;
+            restore_bucket_point(v, id, &to)?;
             clock.step(steps, "restore the bucket point", Some(name), t);
             Ok((
                 m,
-                Source {
-                    member: name.into(),
-                    kind: "bucket".into(),
-                    from: "point".into(),
-                    vault: Some(vn.into()),
-                    point: Some(id.to_hex()),
-                    data_time: point_data.or(Some(p.time)),
-                    why: if rep.is_some() {
-                        "the newest bucket point holds newer objects than the replica".into()
-                    } else {
-                        "the newest bucket point; the site holds no replica".into()
-                    },
-                },
+                Source::point(
+                    name,
+                    "bucket",
+                    vn,
+                    id,
+                    b.point_data.or(Some(p.time)),
+                    b.why_point(""),
+                ),
             ))
         }
         ResourceKind::Files { .. } => {
@@ -664,15 +803,14 @@ fn recover_data_member(
             clock.step(steps, "restore the files point", Some(name), t);
             Ok((
                 m,
-                Source {
-                    member: name.into(),
-                    kind: "files".into(),
-                    from: "point".into(),
-                    vault: Some(vn.into()),
-                    point: Some(id.to_hex()),
-                    data_time: Some(p.time),
-                    why: "the newest files point of the site".into(),
-                },
+                Source::point(
+                    name,
+                    "files",
+                    vn,
+                    &id,
+                    Some(p.time),
+                    "the newest files point of the site".into(),
+                ),
             ))
         }
         ResourceKind::Instance { .. } => unreachable!("instances start after the data"),
@@ -766,14 +904,13 @@ fn recover_instance(
             borrowed: false,
             error: None,
         },
-        Source {
-            member: name.into(),
-            kind: "instance".into(),
-            from: "point".into(),
-            vault: Some(vn.into()),
-            point: Some(id.to_hex()),
-            data_time: Some(p.time),
-            why: "the newest instance point of the site".into(),
-        },
+        Source::point(
+            name,
+            "instance",
+            vn,
+            &id,
+            Some(p.time),
+            "the newest instance point of the site".into(),
+        ),
     ))
 }

@@ -132,6 +132,13 @@ pub fn provision(
         .get(name)
         .ok_or_else(|| StackError::Refused(format!("there is no resource `{name}`")))?;
     let own_site = site.is_some() && r.site.as_deref() == site;
+    // A bucket on the S3 endpoint the site names (crate::bucket).
+    if let (ResourceKind::Bucket { .. }, Some(site)) = (&r.kind, site)
+        && let Some(store) = crate::bucket::SiteStore::of(cfg, site)?
+        && let Some((m, _)) = crate::bucket::provision(cfg, &store, root, name, None, before)?
+    {
+        return Ok(m);
+    }
     let mut dir = member_dir(root, &r.kind, name);
     if own_site
         && let ResourceKind::Bucket { location } = &r.kind
@@ -419,6 +426,16 @@ pub fn down(cfg: &Config, stack: &str, site: &str, purge: bool) -> Result<Option
         stop_member(m)?;
     }
     if purge {
+        // Buckets on the site's endpoint that the stack made: emptied and
+        // deleted (never a borrowed one); a failure keeps the state.
+        let failed = purge_buckets(cfg, site, &state);
+        if !failed.is_empty() {
+            state.write()?;
+            return Err(StackError::Process(format!(
+                "stack `{stack}` in site `{site}` is down, but not purged: {} (its state is kept: `stack down --purge` again once the endpoint answers)",
+                failed.join("; ")
+            )));
+        }
         // Every member's directory, also of those that failed to come up.
         // (Under the site's root only: a bucket declared elsewhere stays.)
         let mut dirs: Vec<PathBuf> = state.members.iter().map(|(_, m)| m.dir.clone()).collect();
@@ -451,6 +468,33 @@ pub fn down(cfg: &Config, stack: &str, site: &str, purge: bool) -> Result<Option
     Ok(Some(state))
 }
 
+/// Empties and deletes the stack's own buckets on the site's endpoint;
+/// returns what could not be removed.
+pub fn purge_buckets(cfg: &Config, site: &str, state: &StackState) -> Vec<String> {
+    let own: Vec<&MemberState> = state
+        .members
+        .iter()
+        .map(|(_, m)| m)
+        .filter(|m| crate::bucket::is_s3(m) && !m.borrowed)
+        .collect();
+    if own.is_empty() {
+        return Vec::new();
+    }
+    let store = match crate::bucket::SiteStore::of(cfg, site) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return vec![format!(
+                "site `{site}` names no S3 endpoint any more, so its buckets cannot be removed"
+            )];
+        }
+        Err(e) => return vec![e.to_string()],
+    };
+    own.into_iter()
+        .filter_map(|m| crate::bucket::remove(&store, &m.outputs["location"]).err())
+        .map(|e| e.to_string())
+        .collect()
+}
+
 /// One member's health.
 #[derive(Debug, Clone, Serialize)]
 pub struct MemberStatus {
@@ -467,7 +511,8 @@ pub struct MemberStatus {
 }
 
 /// Checks each member of the stack as provisioned: a server answers on its
-/// socket, an instance's health URL answers 200, a bucket's directory exists.
+/// socket, an instance's health URL answers 200, a bucket's directory exists
+/// (on an S3 endpoint: the endpoint answers and the bucket exists).
 pub fn status(cfg: &Config, stack: &str, site: &str) -> Result<Vec<MemberStatus>> {
     let (s, root) = resolve(cfg, stack, site)?;
     let state = StackState::read(&root, stack)?;
@@ -486,6 +531,8 @@ pub fn status(cfg: &Config, stack: &str, site: &str) -> Result<Vec<MemberStatus>
         };
         let (status, detail) = if let Some(e) = &m.error {
             ("down", Some(format!("did not come up: {e}")))
+        } else if crate::bucket::is_s3(m) {
+            crate::bucket::status(cfg, site, m)
         } else if !m.dir.exists() {
             ("missing", Some(format!("{} is gone", m.dir.display())))
         } else {

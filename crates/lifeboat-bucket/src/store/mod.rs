@@ -170,9 +170,27 @@ impl Bucket {
     }
 
     /// Opens a bucket. A directory bucket must exist unless `create` is set
-    /// (then it is made); an S3 bucket must exist (it is never created).
+    /// (then it is made); an S3 bucket must exist (it is never created
+    /// here). An S3 location's own keys ([`Location::with_credentials`]) sign
+    /// its requests; else the environment's.
     pub fn open(loc: &Location, create: bool) -> Result<Bucket> {
-        Bucket::open_with_keys(loc, create, None)
+        match loc {
+            Location::S3 {
+                credentials:
+                    lifeboat_vault::S3Credentials::Keys {
+                        access_key_id,
+                        secret_access_key,
+                        session_token,
+                        ..
+                    },
+                ..
+            } => Bucket::open_signed(
+                loc,
+                create,
+                Some((access_key_id, secret_access_key, session_token.as_deref())),
+            ),
+            _ => Bucket::open_signed(loc, create, None),
+        }
     }
 
     /// Like [`Bucket::open`], with explicit S3 keys (access key id, secret)
@@ -181,6 +199,14 @@ impl Bucket {
         loc: &Location,
         create: bool,
         keys: Option<(&str, &str)>,
+    ) -> Result<Bucket> {
+        Bucket::open_signed(loc, create, keys.map(|(a, s)| (a, s, None)))
+    }
+
+    fn open_signed(
+        loc: &Location,
+        create: bool,
+        keys: Option<(&str, &str, Option<&str>)>,
     ) -> Result<Bucket> {
         let address = loc.to_string();
         let inner = match loc {
@@ -287,6 +313,15 @@ impl Bucket {
         match &*self.inner {
             Backend::Dir(d) => d.sync().await,
             Backend::S3(_) => Ok(()),
+        }
+    }
+
+    /// The S3 side of an S3 bucket: bucket-level requests (exists, empty,
+    /// create, remove; `s3/admin.rs`).
+    pub fn s3(&self) -> Option<&s3::S3Bucket> {
+        match &*self.inner {
+            Backend::S3(s) => Some(s),
+            Backend::Dir(_) => None,
         }
     }
 

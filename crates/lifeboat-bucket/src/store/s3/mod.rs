@@ -33,6 +33,7 @@ use tokio::sync::Semaphore;
 
 use super::{ObjectInfo, ObjectMeta, Source};
 
+mod admin;
 mod core;
 pub use self::core::S3Body;
 use self::core::{Core, header, version_token, xml_field};
@@ -116,14 +117,15 @@ struct InitiateResult {
 
 impl S3Bucket {
     /// Prepares a client for `bucket` (nothing is sent yet).
-    /// With `keys` (access key id, secret), those are used; otherwise the environment's.
+    /// With `keys` (access key id, secret, session token), those are used;
+    /// otherwise the environment's.
     pub fn open(
         bucket: &str,
         prefix: &str,
         endpoint: Option<&str>,
         region: &str,
         address: &str,
-        keys: Option<(&str, &str)>,
+        keys: Option<(&str, &str, Option<&str>)>,
     ) -> Result<S3Bucket> {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
@@ -138,11 +140,13 @@ impl S3Bucket {
             .with_file_read(reqsign_file_read_tokio::TokioFileRead)
             .with_env(OsEnv);
         let signer = match keys {
-            Some((id, secret)) => Signer::new(
-                ctx,
-                StaticCredentialProvider::new(id, secret),
-                RequestSigner::new("s3", region),
-            ),
+            Some((id, secret, token)) => {
+                let mut p = StaticCredentialProvider::new(id, secret);
+                if let Some(t) = token {
+                    p = p.with_session_token(t);
+                }
+                Signer::new(ctx, p, RequestSigner::new("s3", region))
+            }
             None => Signer::new(
                 ctx,
                 DefaultCredentialProvider::builder().no_imds().build(),

@@ -1,0 +1,171 @@
+//! What the stack tests (recover, failback, stack) share: the Unishop host's
+//! instance table, SQL on a member's socket, how far a vault can restore the
+//! database, a disaster (a site's processes killed), background processes
+//! killed on drop.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use lifeboat_testkit::Cli;
+
+/// A background `lifeboat` process, killed on drop (the children a daemon
+/// started die with it).
+pub struct Bg(pub Child);
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The launch table of the Unishop host whose files are in `app`: it
+/// publishes its frontend into the stack's bucket and serves the shop on
+/// the database the stack provides.
+fn launch(app: &Path) -> String {
+    let app = app.display();
+    format!(
+        r#"command = ["sh", "-c", "{app}/unishop publish-frontend && exec {app}/unishop serve"]
+cwd = "{app}"
+env = {{ UNISHOP_DATABASE_URL = "${{shop-db.dsn}}/unishop", UNISHOP_BUCKET = "${{shop-assets.location}}", UNISHOP_LISTEN = "${{listen}}" }}
+health = "http://${{listen}}/health"
+health_timeout = "60s"
+"#
+    )
+}
+
+/// The two sites' directories and command lines in the working directory
+/// `w`: `w/primary` and `w/secondary`, the Unishop binary in
+/// `w/app/opt/unishop`, the secondary's password in `w/dr.pass`; a `Cli`
+/// on the primary's vault `main` and one on the secondary's `dr`, both
+/// reading `w/lifeboat.toml` and the state directory `w/state`.
+pub fn two_site_world(w: &Path, bin: &str) -> (PathBuf, PathBuf, Cli, Cli) {
+    let app = w.join("app/opt/unishop");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::copy(
+        lifeboat_testkit::procs::unishop_bin(bin),
+        app.join("unishop"),
+    )
+    .unwrap();
+    std::fs::write(w.join("dr.pass"), "the secondary's own password\n").unwrap();
+    let (p, s) = (w.join("primary"), w.join("secondary"));
+    let mut c = Cli::new(bin, &p.join("vault"));
+    for (k, v) in [
+        ("LIFEBOAT_CONFIG", "lifeboat.toml"),
+        ("LIFEBOAT_STATE", "state"),
+    ] {
+        c.env.push((k.into(), w.join(v).display().to_string()));
+    }
+    let mut dr = c.clone();
+    dr.vault = s.join("vault").display().to_string();
+    dr.password = "the secondary's own password".into();
+    (p, s, c, dr)
+}
+
+/// The two sites of `lifeboat.toml` under `p` and `s`, each with its vault:
+/// `main` in the primary (the environment's password), `dr` in the
+/// secondary (its own password, in `w/dr.pass`).
+pub fn two_sites(w: &Path, p: &Path, s: &Path) -> String {
+    format!(
+        r#"[site.primary]
+root = "{p}"
+[site.secondary]
+root = "{s}"
+[vault.main]
+site = "primary"
+location = "{p}/vault"
+[vault.dr]
+site = "secondary"
+location = "{s}/vault"
+password_file = "{w}/dr.pass"
+"#,
+        p = p.display(),
+        s = s.display(),
+        w = w.display()
+    )
+}
+
+/// `[resource.shop-host]` of `lifeboat.toml` (in `site`, when given).
+pub fn shop_host(app: &Path, site: Option<&str>) -> String {
+    format!(
+        "[resource.shop-host]\nkind = \"instance\"\n{}paths = [\"{}\"]\n[resource.shop-host.launch]\n{}",
+        site.map(|s| format!("site = \"{s}\"\n"))
+            .unwrap_or_default(),
+        app.display(),
+        launch(app)
+    )
+}
+
+/// The same host as an instance spec file of its own (`backup instance --spec`).
+pub fn shop_host_spec(app: &Path) -> String {
+    format!(
+        "name = \"shop-host\"\npaths = [\"{}\"]\n[launch]\n{}",
+        app.display(),
+        launch(app)
+    )
+}
+
+/// The buckets an S3 server holds (an outside view: `GET /`).
+pub fn buckets(s3: &lifeboat_testkit::s3::S3Server) -> Vec<String> {
+    let r = s3.request("GET", "/").unwrap();
+    r.split("<Name>")
+        .skip(1)
+        .filter_map(|x| x.split_once("</Name>").map(|(n, _)| n.to_string()))
+        .collect()
+}
+
+/// Runs `q` as root on the server listening on `socket`; its rows as text.
+pub fn sql(socket: &Path, q: &str) -> String {
+    let o = Command::new("mariadb")
+        .arg("--no-defaults")
+        .arg(format!("--socket={}", socket.display()))
+        .args(["-uroot", "-N", "-B", "-e", q])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The newest time the vault (`c`'s) can restore `shop-db` to.
+pub fn restorable_to(c: &Cli) -> Option<DateTime<Utc>> {
+    c.json(&["points", "list"])
+        .as_array()?
+        .iter()
+        .filter(|p| p["resource"] == "shop-db")
+        .filter_map(|p| p["resource_windows"].as_array())
+        .flatten()
+        .filter_map(|w| w["to"].as_str()?.parse().ok())
+        .max()
+}
+
+/// Waits until the vault (`c`'s) can restore `shop-db` to `last`.
+pub fn wait_until_held(c: &Cli, last: DateTime<Utc>, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while restorable_to(c).is_none_or(|t| t < last) {
+        assert!(
+            Instant::now() < deadline,
+            "{what} never held the commit of {last}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Disaster: every process of stack `unishop` in the site at `root` killed
+/// (each in its own process group), then the site's directory deleted.
+pub fn destroy_site(root: &Path) {
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("stacks/unishop/state.json")).unwrap())
+            .unwrap();
+    for m in state["members"].as_array().unwrap() {
+        if let Some(pid) = m[1]["process"]["pid"].as_i64() {
+            let _ = rustix::process::kill_process_group(
+                rustix::process::Pid::from_raw(pid as i32).unwrap(),
+                rustix::process::Signal::KILL,
+            );
+        }
+    }
+    std::fs::remove_dir_all(root).unwrap();
+}
