@@ -333,6 +333,11 @@ fn a_user_does_the_daily_tasks_in_chromium() {
         sum["exposure"].as_str().unwrap().starts_with("secondary:"),
         "{sum}"
     );
+    let members = sum["member_exposure"].as_str().unwrap();
+    assert!(
+        members.contains("secondary") && members.contains("data") && members.contains("front"),
+        "{members}"
+    );
     // Screenshots of every page, both widths.
     let shots: Vec<String> = sum["shots"]
         .as_array()

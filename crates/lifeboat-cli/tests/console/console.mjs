@@ -132,6 +132,8 @@ try {
   if (await page.evaluate((t) => Object.values(localStorage).some((v) => v.includes(t)), token)) problems.push('the token is in localStorage');
   await page.getByTestId('resource-data').waitFor();
   summary.exposure = (await page.getByTestId('exposure-shop').textContent()).trim();
+  await page.getByText('Exposure per member').click();
+  summary.member_exposure = (await page.getByRole('region', { name: 'RPO exposure of stack shop per site and member' }).textContent()).replace(/\s+/g, ' ').trim();
   summary.pages.push('dashboard');
   await axe('dashboard');
   await shot('dashboard');

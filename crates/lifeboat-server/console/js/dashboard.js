@@ -38,6 +38,10 @@ function stackCard(s) {
       h('dt', 'Drill RPO'), h('dd', objective(v.rpo_s, s.objectives.rpo_s)),
       h('dt', 'Drill RTO'), h('dd', objective(v.rto_s, s.objectives.rto_s))),
     v.failed.length ? h('ul.why', v.failed.map((f) => h('li', f))) : null,
+    s.exposure.length ? h('details', h('summary', 'Exposure per member'),
+      table(`RPO exposure of stack ${s.name} per site and member`, ['Site', 'Member', 'Newest data held', 'Exposure'],
+        s.exposure.flatMap((e) => e.members.map((m) => [e.site, m.member, m.data_time ? time(m.data_time) : 'none',
+          m.seconds === null ? h('span.badge.bad', 'nothing held') : secs(m.seconds)])))) : null,
     h('div.row-actions', s.drills.length <= 1
       ? h('button', { type: 'button', onclick: () => startDrill(s, s.drills[0]) }, `Start drill of ${s.name}`)
       : s.drills.map((d) => h('button', { type: 'button', onclick: () => startDrill(s, d) }, `Start drill ${d.name}`))));
