@@ -94,6 +94,14 @@ impl Source for ChannelSource {
     }
 }
 
+/// How many objects `bucket` holds under `prefix` (a full listing: what a
+/// caller checks before restoring into a bucket it wants empty).
+pub fn count(bucket: &Bucket, prefix: &str) -> Result<u64> {
+    let mut n = 0u64;
+    runtime()?.block_on(bucket.list(prefix, &mut |_| n += 1))?;
+    Ok(n)
+}
+
 /// Restores point `point` into `bucket`.
 pub fn restore(
     vault: &Vault,

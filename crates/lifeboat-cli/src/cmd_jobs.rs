@@ -69,6 +69,10 @@ pub enum JobsCmd {
         #[arg(long, default_value = "manual", value_parser = clap::builder::PossibleValuesParser::new(lifeboat_control::launch::trigger::ALL))]
         trigger: String,
     },
+    /// Restore one database of a mysql point under a new name into its resource's server, recorded as a job of kind `restore`.
+    RestoreDatabase(crate::cmd_jobs_restore::RestoreDbArgs),
+    /// Restore a bucket point (or its keys under a prefix) into a bucket location, recorded as a job of kind `restore`; a target holding objects is refused without --overwrite.
+    RestoreBucket(crate::cmd_jobs_restore::RestoreBucketArgs),
     /// Run a plan's backups now (each recorded as a job). Exit 0 all succeeded, 3 some incomplete, 1 some failed.
     Run {
         #[command(flatten)]
@@ -87,7 +91,30 @@ pub enum JobsCmd {
     },
 }
 
-fn open(state: &StateArg) -> Result<SqliteStore> {
+/// Prints a restore job's outcome; its exit code (0, 3 incomplete, 1 failed).
+pub(crate) fn restore_outcome(g: &Global, o: &lifeboat_control::run::Outcome) -> Result<ExitCode> {
+    if g.json {
+        print_json(o)?;
+    } else {
+        println!(
+            "job {}: restore of {} {}{}",
+            o.job,
+            o.resource,
+            o.status,
+            o.error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(match o.status.as_str() {
+        status::SUCCEEDED => ExitCode::SUCCESS,
+        status::INCOMPLETE => ExitCode::from(3),
+        _ => ExitCode::from(1),
+    })
+}
+
+pub(crate) fn open(state: &StateArg) -> Result<SqliteStore> {
     let dir = state.dir();
     dir.create()?;
     Ok(SqliteStore::open(&dir.jobs_db())?)
@@ -250,26 +277,10 @@ pub fn run(g: &Global, c: JobsCmd) -> Result<ExitCode> {
                 }),
             };
             let o = lifeboat_control::restore::restore_files(&cfg, &req, &trigger, &store)?;
-            if g.json {
-                print_json(&o)?;
-            } else {
-                println!(
-                    "job {}: restore of {} {}{}",
-                    o.job,
-                    o.resource,
-                    o.status,
-                    o.error
-                        .as_deref()
-                        .map(|e| format!(": {e}"))
-                        .unwrap_or_default()
-                );
-            }
-            Ok(match o.status.as_str() {
-                status::SUCCEEDED => ExitCode::SUCCESS,
-                status::INCOMPLETE => ExitCode::from(3),
-                _ => ExitCode::from(1),
-            })
+            restore_outcome(g, &o)
         }
+        JobsCmd::RestoreDatabase(a) => crate::cmd_jobs_restore::database(g, a),
+        JobsCmd::RestoreBucket(a) => crate::cmd_jobs_restore::bucket(g, a),
         JobsCmd::Run {
             file,
             state,

@@ -22,6 +22,7 @@ mod cmd_drill;
 mod cmd_forget;
 mod cmd_instance;
 mod cmd_jobs;
+mod cmd_jobs_restore;
 mod cmd_key;
 mod cmd_mysql;
 mod cmd_points;

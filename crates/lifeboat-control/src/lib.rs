@@ -28,6 +28,9 @@
 //!   `jobs cancel` and the API alike.
 //! - [`restore`]: a files restore recorded as a job (started by the API as a
 //!   child `lifeboat jobs restore`).
+//! - [`restore_db`]: one database of a point restored under a new name into
+//!   its resource's server, recorded as a job (`lifeboat jobs restore-database`);
+//!   [`restore_bucket`]: a bucket point into a bucket location (`jobs restore-bucket`).
 //! - [`report`]: compliance controls per resource, read from the vaults
 //!   (`lifeboat report`, `plan --drift`).
 
@@ -39,6 +42,8 @@ pub mod launch;
 pub mod progress;
 pub mod report;
 pub mod restore;
+pub mod restore_bucket;
+pub mod restore_db;
 pub mod run;
 pub mod secret;
 pub mod state;

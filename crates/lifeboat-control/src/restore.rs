@@ -127,10 +127,20 @@ pub fn restore_files(
             ..JobEnd::default()
         },
     };
+    finish(store, job, end, point.resource)
+}
+
+/// Records a restore job's end; its outcome.
+pub(crate) fn finish(
+    store: &dyn JobStore,
+    job: i64,
+    end: JobEnd,
+    resource: String,
+) -> Result<Outcome> {
     store.finish(job, &end)?;
     Ok(Outcome {
         job,
-        resource: point.resource,
+        resource,
         status: end.status,
         point: end.point,
         error: end.error,

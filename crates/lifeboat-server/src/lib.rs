@@ -4,28 +4,36 @@
 //!   with `utoipa-axum`, so the OpenAPI 3 document at `/openapi.json` is built
 //!   from the same code that serves the routes (a route cannot be missing
 //!   from the document).
-//! - Every route but `/healthz` needs `Authorization: Bearer TOKEN` ([`auth`]):
-//!   the token is created on first start in the state directory (`api-token`,
-//!   mode 0600, printed once) and compared in constant time; a token in the
-//!   URL is never accepted.
+//! - Every API route but `/healthz` needs `Authorization: Bearer TOKEN`
+//!   ([`auth`]; the console's static files need none): the token is created
+//!   on first start in the state directory (`api-token`, mode 0600, printed
+//!   once) and compared in constant time; a token in the URL is never
+//!   accepted.
 //! - Nothing heavy runs in the server process: runs and restores are child
 //!   `lifeboat jobs run|restore` processes ([`spawner`]) that record their
 //!   jobs, progress and logs in the job store; the API reads the store.
 //!   Vault reads run on the blocking pool under the vault's reader lock;
 //!   what `/metrics`, `/resources` and `/report` read of the vaults is cached
 //!   for a few seconds ([`snapshot`]).
+//! - The web console ([`console`]) is served at `/` and `/console/…`: static
+//!   files embedded at build time that call this API with the token.
 //! - TLS is optional ([`tls`]): a certificate and key from `[server]`.
 
 pub mod auth;
+pub mod console;
 mod error;
+mod history;
 mod metrics;
 mod openapi;
 mod routes_jobs;
 mod routes_read;
+mod routes_restores;
+mod routes_stacks;
 mod snapshot;
 pub mod spawner;
 pub mod tls;
 mod views;
+mod views_stacks;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -114,6 +122,7 @@ struct Inner {
     launcher: Launcher,
     vaults: snapshot::Vaults,
     snapshot: snapshot::Cache,
+    lag: history::Ring,
     shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -139,6 +148,7 @@ impl AppState {
             ),
             vaults: snapshot::Vaults::default(),
             snapshot: snapshot::Cache::default(),
+            lag: history::Ring::default(),
             shutdown,
         }))
     }
@@ -178,7 +188,10 @@ pub async fn serve(
         "lifeboat: serving the REST API on {scheme}://{local} (token: {})",
         opts.token_path().display()
     );
-    let app = router(AppState::new(&opts, config, token, shutdown.clone()));
+    let state = AppState::new(&opts, config, token, shutdown.clone());
+    tokio::spawn(history::sampler(state.clone()));
+    eprintln!("lifeboat: the web console is on {scheme}://{local}/");
+    let app = router(state);
     let mut stop = shutdown;
     let until = async move {
         let _ = stop.wait_for(|s| *s).await;

@@ -11,13 +11,16 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::ErrorBody;
-use crate::{AppState, auth, metrics, routes_jobs as jobs, routes_read as read};
+use crate::{
+    AppState, auth, console, history, metrics, routes_jobs as jobs, routes_read as read,
+    routes_restores as restores, routes_stacks as stacks,
+};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Lifeboat",
-        description = "The REST API of `lifeboat serve`: resources, recovery points, jobs, restores, replication, compliance and metrics. Every route but /healthz needs `Authorization: Bearer TOKEN` (the token is in `api-token` of the state directory).",
+        description = "The REST API of `lifeboat serve`: resources, recovery points, jobs, restores, replication, stacks and drills, compliance and metrics. Every route but /healthz needs `Authorization: Bearer TOKEN` (the token is in `api-token` of the state directory).",
         license(name = "Apache-2.0")
     ),
     modifiers(&BearerAuth),
@@ -27,6 +30,7 @@ use crate::{AppState, auth, metrics, routes_jobs as jobs, routes_read as read};
         (name = "jobs", description = "Job history, runs, restores, cancelling, live events"),
         (name = "vaults", description = "Vaults and their figures"),
         (name = "replication", description = "Bucket replication rules"),
+        (name = "stacks", description = "Stacks, drills and recovery reports"),
         (name = "server", description = "Health, metrics, this document")
     )
 )]
@@ -70,6 +74,10 @@ pub(crate) fn router(state: AppState) -> axum::Router {
         .routes(routes!(read::report))
         .routes(routes!(read::vaults))
         .routes(routes!(read::replication))
+        .routes(routes!(history::history))
+        .routes(routes!(stacks::stacks))
+        .routes(routes!(stacks::drill))
+        .routes(routes!(stacks::reports))
         .routes(routes!(read::plans))
         .routes(routes!(jobs::jobs))
         .routes(routes!(jobs::job))
@@ -77,6 +85,8 @@ pub(crate) fn router(state: AppState) -> axum::Router {
         .routes(routes!(jobs::run_plan))
         .routes(routes!(jobs::cancel))
         .routes(routes!(jobs::restore))
+        .routes(routes!(restores::restore_database))
+        .routes(routes!(restores::restore_bucket))
         .routes(routes!(metrics::metrics))
         .routes(routes!(openapi_json))
         .split_for_parts();
@@ -95,6 +105,7 @@ pub(crate) fn router(state: AppState) -> axum::Router {
             auth::require_token,
         ))
         .merge(public)
+        .merge(console::router())
         .fallback(not_found)
         .with_state(state)
 }

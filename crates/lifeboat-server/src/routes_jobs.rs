@@ -82,7 +82,11 @@ pub async fn job(
 }
 
 /// Forks `cmd` and waits until the child has recorded its first job.
-async fn start(st: &AppState, cmd: std::process::Command, what: &str) -> Result<Started, ApiError> {
+pub(crate) async fn start(
+    st: &AppState,
+    cmd: std::process::Command,
+    what: &str,
+) -> Result<Started, ApiError> {
     let pid =
         st.0.spawner
             .spawn(cmd)

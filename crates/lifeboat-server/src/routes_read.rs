@@ -393,40 +393,39 @@ pub(crate) fn replication_statuses(st: &AppState) -> Vec<lifeboat_bucket::replic
 pub async fn replication(
     State(st): State<AppState>,
 ) -> Result<Json<Vec<ReplicationView>>, ApiError> {
-    blocking(move || {
-        let cfg = st.cfg();
-        let statuses = replication_statuses(&st);
-        Ok(Json(
-            cfg.replications
-                .iter()
-                .map(|(name, r)| {
-                    let from = match cfg.resources.get(&r.from).map(|x| &x.kind) {
-                        Some(ResourceKind::Bucket { location }) => location.clone(),
-                        _ => r.from.clone(),
-                    };
-                    let s = statuses.iter().find(|s| {
-                        s.from == from
-                            && s.to == r.to
-                            && s.prefix == r.prefix.clone().unwrap_or_default()
-                    });
-                    ReplicationView {
-                        name: name.clone(),
-                        from: r.from.clone(),
-                        to: r.to.clone(),
-                        prefix: r.prefix.clone(),
-                        delete: format!("{:?}", r.delete).to_lowercase(),
-                        running: s.is_some_and(|s| s.running),
-                        backlog_objects: s.map(|s| s.backlog_objects),
-                        backlog_bytes: s.map(|s| s.backlog_bytes),
-                        oldest_pending_s: s.map(|s| s.oldest_pending_s),
-                        lag_p50_s: s.and_then(|s| s.lag_p50_s),
-                        lag_p99_s: s.and_then(|s| s.lag_p99_s),
-                        last_error: s.and_then(|s| s.last_error.clone()),
-                        status: s.map(|s| serde_json::to_value(s).unwrap_or_default()),
-                    }
-                })
-                .collect(),
-        ))
-    })
-    .await
+    blocking(move || Ok(Json(replication_views(&st)))).await
+}
+
+/// The file's replication rules with the status their replicators wrote
+/// (blocking: reads the status files).
+pub(crate) fn replication_views(st: &AppState) -> Vec<ReplicationView> {
+    let cfg = st.cfg();
+    let statuses = replication_statuses(st);
+    cfg.replications
+        .iter()
+        .map(|(name, r)| {
+            let from = match cfg.resources.get(&r.from).map(|x| &x.kind) {
+                Some(ResourceKind::Bucket { location }) => location.clone(),
+                _ => r.from.clone(),
+            };
+            let s = statuses.iter().find(|s| {
+                s.from == from && s.to == r.to && s.prefix == r.prefix.clone().unwrap_or_default()
+            });
+            ReplicationView {
+                name: name.clone(),
+                from: r.from.clone(),
+                to: r.to.clone(),
+                prefix: r.prefix.clone(),
+                delete: format!("{:?}", r.delete).to_lowercase(),
+                running: s.is_some_and(|s| s.running),
+                backlog_objects: s.map(|s| s.backlog_objects),
+                backlog_bytes: s.map(|s| s.backlog_bytes),
+                oldest_pending_s: s.map(|s| s.oldest_pending_s),
+                lag_p50_s: s.and_then(|s| s.lag_p50_s),
+                lag_p99_s: s.and_then(|s| s.lag_p99_s),
+                last_error: s.and_then(|s| s.last_error.clone()),
+                status: s.map(|s| serde_json::to_value(s).unwrap_or_default()),
+            }
+        })
+        .collect()
 }

@@ -7,6 +7,8 @@
 //! certificate, and a schema fuzz (schemathesis) finds no 5xx.
 
 mod mysql;
+mod restores;
+mod stacks;
 mod support;
 mod tls_fuzz;
 
@@ -58,6 +60,12 @@ fn every_route_but_healthz_needs_the_token() {
         "CancelView",
         "ErrorBody",
         "Health",
+        "StackView",
+        "DrillBody",
+        "RecoveryView",
+        "LagHistory",
+        "DatabaseRestoreBody",
+        "BucketRestoreBody",
     ] {
         assert!(
             schemas.contains_key(s),

@@ -1,6 +1,7 @@
 //! A database resource through the API: a real `mariadbd`, a snapshot made
 //! by a run, the binlog archive running: the point's contents list its
-//! databases and tables, and `/metrics` has the archive lag.
+//! databases and tables, a database is restored beside the live one
+//! (`POST /restores/database`), and `/metrics` has the archive lag.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -123,6 +124,50 @@ fn a_database_points_tables_and_archive_lag() {
             .iter()
             .any(|p| p["kind"] == "mysql-binlog")
     );
+
+    // A database restored beside the live one; every refusal named.
+    for (body, code, says) in [
+        (
+            r#""database":"shop","as":"shop x""#,
+            400,
+            "plain database name",
+        ),
+        (
+            r#""database":"shop","as":"shop""#,
+            400,
+            "replaces the live database",
+        ),
+        (r#""database":"nodb","as":"n2""#, 404, "no database `nodb`"),
+    ] {
+        let (c, b) = srv.post(
+            "/api/v1/restores/database",
+            Some(&format!(r#"{{"vault":"main","point":"{id}",{body}}}"#)),
+        );
+        assert_eq!(c, code, "{body}: {b}");
+        assert!(b["error"].as_str().unwrap().contains(says), "{b}");
+    }
+    // `shop` as `shop_copy`, followed to its end.
+    let restore_copy = || {
+        let (c, started) = srv.post(
+            "/api/v1/restores/database",
+            Some(&format!(
+                r#"{{"vault":"main","point":"{id}","database":"shop","as":"shop_copy"}}"#
+            )),
+        );
+        assert_eq!(c, 202, "{started}");
+        crate::support::end_of(&srv.events(started["jobs"][0].as_i64().unwrap()))
+    };
+    let end = restore_copy();
+    assert_eq!(end["status"], "succeeded", "{end}");
+    assert_eq!(db.sql("SELECT id, total FROM shop_copy.orders"), "1\t10\n");
+    // Again: the target is not empty now, so it is refused (the job fails, the copy stays).
+    let end = restore_copy();
+    assert_eq!(end["status"], "failed", "{end}");
+    assert!(
+        end["error"].as_str().unwrap().contains("shop_copy"),
+        "{end}"
+    );
+    assert_eq!(db.sql("SELECT COUNT(*) FROM shop_copy.orders").trim(), "1");
 
     let (_, text) = srv.get("/metrics", Some(&srv.token));
     let lag = series(&text)

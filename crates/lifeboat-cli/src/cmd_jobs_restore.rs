@@ -1,0 +1,114 @@
+//! `lifeboat jobs restore-database` and `restore-bucket`: restores recorded
+//! as jobs of kind `restore` (what the console's restore forms start): one
+//! database of a mysql point under a new name into the server its resource
+//! declares; a bucket point into a bucket location.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::cmd_apply::StateArg;
+use crate::cmd_validate::{ConfigFile, load};
+use crate::common::Global;
+
+#[derive(clap::Args, Debug)]
+pub struct RestoreDbArgs {
+    #[command(flatten)]
+    file: ConfigFile,
+    #[command(flatten)]
+    state: StateArg,
+    /// The vault to restore from (its name in the file).
+    #[arg(long = "from", value_name = "VAULT")]
+    from_vault: String,
+    /// Point: full id, unique prefix, or `latest` (of --resource).
+    point: String,
+    /// Only a point of this resource.
+    #[arg(long)]
+    resource: Option<String>,
+    /// The database in the point.
+    #[arg(long)]
+    database: String,
+    /// The name it gets on the resource's server.
+    #[arg(long = "as", value_name = "NAME")]
+    target: String,
+    /// Replace the target database when it is not empty.
+    #[arg(long)]
+    replace: bool,
+    /// Why it starts, as recorded in the history.
+    #[arg(long, default_value = "manual", value_parser = clap::builder::PossibleValuesParser::new(lifeboat_control::launch::trigger::ALL))]
+    trigger: String,
+}
+
+pub fn database(g: &Global, a: RestoreDbArgs) -> Result<ExitCode> {
+    let cfg = match load(g, &a.file)? {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let store = crate::cmd_jobs::open(&a.state)?;
+    let req = lifeboat_control::restore_db::DatabaseRestoreRequest {
+        vault: a.from_vault,
+        point: a.point,
+        resource: a.resource,
+        database: a.database,
+        target: a.target,
+        replace: a.replace,
+    };
+    let o = lifeboat_control::restore_db::restore_database(&cfg, &req, &a.trigger, &store)
+        .map_err(refused_is_usage)?;
+    crate::cmd_jobs::restore_outcome(g, &o)
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RestoreBucketArgs {
+    #[command(flatten)]
+    file: ConfigFile,
+    #[command(flatten)]
+    state: StateArg,
+    /// The vault to restore from (its name in the file).
+    #[arg(long = "from", value_name = "VAULT")]
+    from_vault: String,
+    /// Point: full id, unique prefix, or `latest` (of --resource).
+    point: String,
+    /// Only a point of this resource.
+    #[arg(long)]
+    resource: Option<String>,
+    /// Only keys starting with this.
+    #[arg(long, default_value = "")]
+    prefix: String,
+    /// The target bucket: `file:///path` or `s3://bucket/prefix?endpoint=…`.
+    #[arg(long = "to-bucket", value_name = "URL")]
+    to_bucket: String,
+    /// Write over the keys of a target that already holds objects.
+    #[arg(long)]
+    overwrite: bool,
+    /// Why it starts, as recorded in the history.
+    #[arg(long, default_value = "manual", value_parser = clap::builder::PossibleValuesParser::new(lifeboat_control::launch::trigger::ALL))]
+    trigger: String,
+}
+
+pub fn bucket(g: &Global, a: RestoreBucketArgs) -> Result<ExitCode> {
+    let cfg = match load(g, &a.file)? {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let store = crate::cmd_jobs::open(&a.state)?;
+    let req = lifeboat_control::restore_bucket::BucketRestoreRequest {
+        vault: a.from_vault,
+        point: a.point,
+        resource: a.resource,
+        prefix: a.prefix,
+        to: a.to_bucket,
+        overwrite: a.overwrite,
+    };
+    let o = lifeboat_control::restore_bucket::restore_bucket(&cfg, &req, &a.trigger, &store)
+        .map_err(refused_is_usage)?;
+    crate::cmd_jobs::restore_outcome(g, &o)
+}
+
+/// A refusal (bad names, a target in use) is a usage error (exit 2).
+fn refused_is_usage(e: lifeboat_control::ControlError) -> anyhow::Error {
+    match e {
+        lifeboat_control::ControlError::Refused(m) => crate::common::usage(m),
+        e => e.into(),
+    }
+}

@@ -1,0 +1,151 @@
+//! A database restore recorded as a job (kind `restore`): one database of a
+//! `mysql` point restored under a new name into the server its resource
+//! declares (the DSN and password source of `[resource.NAME]`), beside the
+//! live database. What the console's restore form starts, as a child
+//! `lifeboat jobs restore-database`. A non-empty target database is refused
+//! unless `replace` is given.
+
+use lifeboat_config::{Config, ResourceKind};
+use lifeboat_vault::PointFilter;
+
+use crate::progress::{JobCounters, Work, with_progress};
+use crate::run::Outcome;
+use crate::store::{JobEnd, JobStore, NewJob, status};
+use crate::{ControlError, Result};
+
+/// Which database to restore, and under which name.
+#[derive(Debug, Clone)]
+pub struct DatabaseRestoreRequest {
+    /// The vault's name in the file.
+    pub vault: String,
+    /// The point: id, unique prefix, or `latest` (with `resource`).
+    pub point: String,
+    /// Only a point of this resource (for `latest`).
+    pub resource: Option<String>,
+    /// The database in the point.
+    pub database: String,
+    /// The name it gets on the server (may equal `database` only with `replace`).
+    pub target: String,
+    /// Replace a non-empty target database.
+    pub replace: bool,
+}
+
+/// Whether `name` is a plain database name (letters, digits, `_`, `$`, `-`; at most 64).
+pub fn plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '$' | '-'))
+}
+
+/// Restores as a job of kind `restore` on the point's resource.
+pub fn restore_database(
+    cfg: &Config,
+    req: &DatabaseRestoreRequest,
+    trigger: &str,
+    store: &dyn JobStore,
+) -> Result<Outcome> {
+    for (what, n) in [
+        ("database", &req.database),
+        ("target database", &req.target),
+    ] {
+        if !plain_name(n) {
+            return Err(ControlError::Refused(format!(
+                "the {what} name `{n}` is not a plain name (letters, digits, _, $, -; at most 64)"
+            )));
+        }
+    }
+    if req.database == req.target && !req.replace {
+        return Err(ControlError::Refused(format!(
+            "restoring `{}` under its own name replaces the live database: choose another name, or ask to replace it",
+            req.database
+        )));
+    }
+    let vault = crate::secret::open_vault(cfg, &req.vault)?;
+    let reader = lifeboat_vault::lock::reader_lock(vault.storage(), "restore")?;
+    let (id, point) = vault.select_point(
+        &req.point,
+        &PointFilter::kinds(&[lifeboat_mysql::KIND_SNAPSHOT]).resource(req.resource.as_deref()),
+    )?;
+    let dsn = match cfg.resources.get(&point.resource).map(|r| &r.kind) {
+        Some(ResourceKind::Mysql { dsn, password, .. }) => {
+            crate::secret::mysql_dsn(&point.resource, dsn, password)
+                .map_err(ControlError::Refused)?
+        }
+        _ => {
+            return Err(ControlError::Refused(format!(
+                "the point's resource `{}` is not a database resource of the file: restore it with `lifeboat restore mysql --dsn …`",
+                point.resource
+            )));
+        }
+    };
+    let job = store.start(&NewJob {
+        kind: "restore".into(),
+        resource: Some(point.resource.clone()),
+        plan: None,
+        trigger: trigger.to_string(),
+        vault: Some(req.vault.clone()),
+    })?;
+    let counters = JobCounters::default();
+    let opts = lifeboat_mysql::restore::RestoreOptions {
+        databases: Some(vec![req.database.clone()]),
+        renames: vec![(req.database.clone(), req.target.clone())],
+        force: req.replace,
+        ..Default::default()
+    };
+    let res = with_progress(store, job, &counters, Work::Mysql, || {
+        lifeboat_mysql::restore::restore(&vault, &id, &point, &dsn, &opts, &counters.mysql)
+    });
+    drop(reader);
+    let what = format!(
+        "database `{}` of point {} ({}) as `{}`",
+        req.database,
+        id.short(),
+        point.resource,
+        req.target
+    );
+    let end = match res {
+        Ok(rep) => {
+            let mut log = vec![format!(
+                "restored {what}: {} tables, {} rows, {} bytes",
+                rep.tables, rep.rows, rep.bytes
+            )];
+            log.extend(rep.warnings.iter().map(|w| format!("warning: {w}")));
+            JobEnd {
+                status: if rep.warnings.is_empty() {
+                    status::SUCCEEDED
+                } else {
+                    status::INCOMPLETE
+                }
+                .into(),
+                bytes: Some(rep.bytes),
+                point: Some(id.to_hex()),
+                log: log.join("\n"),
+                ..JobEnd::default()
+            }
+        }
+        Err(e) => JobEnd {
+            status: status::FAILED.into(),
+            point: Some(id.to_hex()),
+            error: Some(format!("restore of {what} failed: {e}")),
+            ..JobEnd::default()
+        },
+    };
+    crate::restore::finish(store, job, end, point.resource)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_name;
+
+    #[test]
+    fn only_plain_database_names_pass() {
+        for ok in ["shop", "shop_restored", "a-b", "x$1"] {
+            assert!(plain_name(ok), "{ok}");
+        }
+        for bad in ["", "a b", "a`b", "a;drop", "é", &"x".repeat(65), "../x"] {
+            assert!(!plain_name(bad), "{bad}");
+        }
+    }
+}

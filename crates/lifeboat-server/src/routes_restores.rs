@@ -1,0 +1,236 @@
+//! Restores of databases and buckets, each as a child `lifeboat jobs
+//! restore-database|restore-bucket` (a job of kind `restore`): one
+//! database of a `mysql` point under a new name into the server its
+//! resource declares, beside the live database; a bucket point into a bucket
+//! location that holds nothing yet (or, asked to, over one that does).
+//! (Files restores are `POST /restores`, in `routes_jobs`.)
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use lifeboat_config::ResourceKind;
+use lifeboat_control::restore_db::plain_name;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::error::{ErrorBody, blocking};
+use crate::routes_jobs::start;
+use crate::views::Started;
+use crate::{ApiError, AppState};
+
+/// Body of `POST /restores/database`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseRestoreBody {
+    /// The vault's name in the file.
+    pub vault: String,
+    /// The point: id, unique prefix, or `latest` (with `resource`).
+    pub point: String,
+    /// Only a point of this resource.
+    pub resource: Option<String>,
+    /// The database in the point.
+    pub database: String,
+    /// The name it gets on the resource's server.
+    #[serde(rename = "as")]
+    pub target: String,
+    /// Replace the target database when it is not empty (default: refused).
+    #[serde(default)]
+    pub replace: bool,
+}
+
+/// Restores one database of a mysql point under a new name into the server
+/// its resource declares, as a job of kind `restore` in a child process.
+#[utoipa::path(post, path = "/api/v1/restores/database", tag = "jobs",
+    request_body = DatabaseRestoreBody,
+    responses((status = 202, body = Started), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn restore_database(
+    State(st): State<AppState>,
+    Json(b): Json<DatabaseRestoreBody>,
+) -> Result<(StatusCode, Json<Started>), ApiError> {
+    for (what, n) in [("database", &b.database), ("as", &b.target)] {
+        if !plain_name(n) {
+            return Err(ApiError::bad_request(format!(
+                "`{what}` must be a plain database name (letters, digits, _, $, -; at most 64), not {n:?}"
+            )));
+        }
+    }
+    if b.database == b.target && !b.replace {
+        return Err(ApiError::bad_request(format!(
+            "restoring `{}` under its own name replaces the live database: choose another name in `as`, or set `replace`",
+            b.database
+        )));
+    }
+    if b.point != "latest"
+        && (b.point.is_empty() || !b.point.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        return Err(ApiError::not_found(format!(
+            "`{}` is not a point id, prefix or `latest`",
+            b.point
+        )));
+    }
+    // The point is resolved here (404 at once) and passed on by its full id.
+    let s = st.clone();
+    let (vault, spec, resource, database) = (
+        b.vault.clone(),
+        b.point.clone(),
+        b.resource.clone(),
+        b.database.clone(),
+    );
+    let point = blocking(move || {
+        let cfg = s.cfg();
+        let v = s.0.vaults.open(&cfg, &vault)?;
+        let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "api")
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let (id, p) = v.select_point(
+            &spec,
+            &lifeboat_vault::PointFilter::kinds(&[lifeboat_mysql::KIND_SNAPSHOT])
+                .resource(resource.as_deref()),
+        )?;
+        if !matches!(
+            cfg.resources.get(&p.resource).map(|r| &r.kind),
+            Some(ResourceKind::Mysql { .. })
+        ) {
+            return Err(ApiError::bad_request(format!(
+                "the point's resource `{}` is not a database resource of the file (its server is unknown)",
+                p.resource
+            )));
+        }
+        let dbs = lifeboat_files::list::list(
+            &v,
+            &id,
+            Some(std::path::Path::new("/databases")),
+            false,
+        )
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+        if !dbs
+            .iter()
+            .any(|e| e.path.rsplit('/').next() == Some(database.as_str()))
+        {
+            return Err(ApiError::not_found(format!(
+                "point {} has no database `{database}`",
+                id.short()
+            )));
+        }
+        Ok(id.to_hex())
+    })
+    .await?;
+    let mut args = vec![
+        "--quiet",
+        "jobs",
+        "restore-database",
+        "--from",
+        &b.vault,
+        "--database",
+        &b.database,
+        "--as",
+        &b.target,
+        "--trigger",
+        lifeboat_control::launch::trigger::API,
+    ];
+    if b.replace {
+        args.push("--replace");
+    }
+    args.push(&point);
+    let cmd = st.0.launcher.command(&args);
+    let started = start(&st, cmd, "database restore").await?;
+    Ok((StatusCode::ACCEPTED, Json(started)))
+}
+
+/// Body of `POST /restores/bucket`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BucketRestoreBody {
+    /// The vault's name in the file.
+    pub vault: String,
+    /// The point: id, unique prefix, or `latest` (with `resource`).
+    pub point: String,
+    /// Only a point of this resource.
+    pub resource: Option<String>,
+    /// Only keys starting with this.
+    #[serde(default)]
+    pub prefix: String,
+    /// The target bucket: `file:///path` or `s3://bucket/prefix?endpoint=…` (credentials of the server's process).
+    pub to: String,
+    /// Write over the keys of a target that already holds objects (default: refused; the live bucket too).
+    #[serde(default)]
+    pub overwrite: bool,
+}
+
+/// Restores a bucket point (or its keys under a prefix) into a bucket
+/// location, as a job of kind `restore` in a child process. A target that
+/// holds objects, the live bucket among them, is refused unless `overwrite`.
+#[utoipa::path(post, path = "/api/v1/restores/bucket", tag = "jobs",
+    request_body = BucketRestoreBody,
+    responses((status = 202, body = Started), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn restore_bucket(
+    State(st): State<AppState>,
+    Json(b): Json<BucketRestoreBody>,
+) -> Result<(StatusCode, Json<Started>), ApiError> {
+    if b.to.contains('\0') || b.prefix.contains('\0') {
+        return Err(ApiError::bad_request(
+            "`to` and `prefix` may not hold a NUL byte",
+        ));
+    }
+    lifeboat_bucket::Bucket::parse(&b.to).map_err(|e| {
+        ApiError::bad_request(format!(
+            "`to` is not a bucket address (file:///path or s3://bucket/…): {e}"
+        ))
+    })?;
+    if b.point != "latest"
+        && (b.point.is_empty() || !b.point.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        return Err(ApiError::not_found(format!(
+            "`{}` is not a point id, prefix or `latest`",
+            b.point
+        )));
+    }
+    // The point and the target are checked here (404, 400 at once); the
+    // point is passed on by its full id.
+    let s = st.clone();
+    let (vault, spec, resource, to, overwrite) = (
+        b.vault.clone(),
+        b.point.clone(),
+        b.resource.clone(),
+        b.to.clone(),
+        b.overwrite,
+    );
+    let point = blocking(move || {
+        let cfg = s.cfg();
+        let v = s.0.vaults.open(&cfg, &vault)?;
+        let (id, p) = {
+            let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "api")
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            v.select_point(
+                &spec,
+                &lifeboat_vault::PointFilter::kinds(&["bucket"]).resource(resource.as_deref()),
+            )?
+        };
+        lifeboat_control::restore_bucket::check_target(&cfg, &p.resource, &to, overwrite)?;
+        Ok(id.to_hex())
+    })
+    .await?;
+    let mut args = vec![
+        "--quiet",
+        "jobs",
+        "restore-bucket",
+        "--from",
+        &b.vault,
+        "--to-bucket",
+        &b.to,
+        "--trigger",
+        lifeboat_control::launch::trigger::API,
+    ];
+    let prefix = format!("--prefix={}", b.prefix);
+    if !b.prefix.is_empty() {
+        args.push(&prefix);
+    }
+    if b.overwrite {
+        args.push("--overwrite");
+    }
+    args.push(&point);
+    let cmd = st.0.launcher.command(&args);
+    let started = start(&st, cmd, "bucket restore").await?;
+    Ok((StatusCode::ACCEPTED, Json(started)))
+}
