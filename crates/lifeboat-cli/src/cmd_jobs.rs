@@ -45,17 +45,7 @@ pub enum JobsCmd {
     /// Restore a files point (or one path of it) into a directory, recorded as a job of kind `restore`.
     Restore {
         #[command(flatten)]
-        file: ConfigFile,
-        #[command(flatten)]
-        state: StateArg,
-        /// The vault to restore from (its name in the file).
-        #[arg(long = "from", value_name = "VAULT")]
-        from_vault: String,
-        /// Point: full id, unique prefix, or `latest` (of --resource).
-        point: String,
-        /// Only a point of this resource.
-        #[arg(long)]
-        resource: Option<String>,
+        from: crate::cmd_jobs_restore::RestoreFrom,
         /// Only this path of the point (as backed up).
         #[arg(long)]
         path: Option<std::path::PathBuf>,
@@ -65,9 +55,6 @@ pub enum JobsCmd {
         /// What to do with existing files (default: refuse a non-empty target).
         #[arg(long, value_parser = ["always", "if-changed", "never"])]
         overwrite: Option<String>,
-        /// Why it starts, as recorded in the history.
-        #[arg(long, default_value = "manual", value_parser = clap::builder::PossibleValuesParser::new(lifeboat_control::launch::trigger::ALL))]
-        trigger: String,
     },
     /// Restore one database of a mysql point under a new name into its resource's server, recorded as a job of kind `restore`.
     RestoreDatabase(crate::cmd_jobs_restore::RestoreDbArgs),
@@ -249,25 +236,19 @@ pub fn run(g: &Global, c: JobsCmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         JobsCmd::Restore {
-            file,
-            state,
-            from_vault,
-            point,
-            resource,
+            from,
             path,
             to,
             overwrite,
-            trigger,
         } => {
-            let cfg = match load(g, &file)? {
-                Ok(c) => c,
+            let (cfg, store) = match from.open(g)? {
+                Ok(x) => x,
                 Err(code) => return Ok(code),
             };
-            let store = open(&state)?;
             let req = lifeboat_control::restore::RestoreRequest {
-                vault: from_vault,
-                point,
-                resource,
+                vault: from.from_vault,
+                point: from.point,
+                resource: from.resource,
                 path,
                 to: std::path::absolute(&to)?,
                 overwrite: overwrite.as_deref().map(|o| match o {
@@ -276,7 +257,7 @@ pub fn run(g: &Global, c: JobsCmd) -> Result<ExitCode> {
                     _ => lifeboat_files::Overwrite::Never,
                 }),
             };
-            let o = lifeboat_control::restore::restore_files(&cfg, &req, &trigger, &store)?;
+            let o = lifeboat_control::restore::restore_files(&cfg, &req, &from.trigger, &store)?;
             restore_outcome(g, &o)
         }
         JobsCmd::RestoreDatabase(a) => crate::cmd_jobs_restore::database(g, a),

@@ -11,20 +11,53 @@ use crate::cmd_apply::StateArg;
 use crate::cmd_validate::{ConfigFile, load};
 use crate::common::Global;
 
+/// What every recorded restore names: the file, the state directory, the
+/// vault and point to restore from, and why it starts.
+#[derive(clap::Args, Debug)]
+pub struct RestoreFrom {
+    #[command(flatten)]
+    pub file: ConfigFile,
+    #[command(flatten)]
+    pub state: StateArg,
+    /// The vault to restore from (its name in the file).
+    #[arg(long = "from", value_name = "VAULT")]
+    pub from_vault: String,
+    /// Point: full id, unique prefix, or `latest` (of --resource).
+    pub point: String,
+    /// Only a point of this resource.
+    #[arg(long)]
+    pub resource: Option<String>,
+    /// Why it starts, as recorded in the history.
+    #[arg(long, default_value = "manual", value_parser = clap::builder::PossibleValuesParser::new(lifeboat_control::launch::trigger::ALL))]
+    pub trigger: String,
+}
+
+impl RestoreFrom {
+    /// The file (`Err(code)` when it does not load) and the job store.
+    pub fn open(
+        &self,
+        g: &Global,
+    ) -> Result<
+        std::result::Result<
+            (
+                lifeboat_config::Config,
+                lifeboat_control::store::SqliteStore,
+            ),
+            ExitCode,
+        >,
+    > {
+        let cfg = match load(g, &self.file)? {
+            Ok(c) => c,
+            Err(code) => return Ok(Err(code)),
+        };
+        Ok(Ok((cfg, crate::cmd_jobs::open(&self.state)?)))
+    }
+}
+
 #[derive(clap::Args, Debug)]
 pub struct RestoreDbArgs {
     #[command(flatten)]
-    file: ConfigFile,
-    #[command(flatten)]
-    state: StateArg,
-    /// The vault to restore from (its name in the file).
-    #[arg(long = "from", value_name = "VAULT")]
-    from_vault: String,
-    /// Point: full id, unique prefix, or `latest` (of --resource).
-    point: String,
-    /// Only a point of this resource.
-    #[arg(long)]
-    resource: Option<String>,
+    from: RestoreFrom,
     /// The database in the point.
     #[arg(long)]
     database: String,
@@ -34,26 +67,22 @@ pub struct RestoreDbArgs {
     /// Replace the target database when it is not empty.
     #[arg(long)]
     replace: bool,
-    /// Why it starts, as recorded in the history.
-    #[arg(long, default_value = "manual", value_parser = clap::builder::PossibleValuesParser::new(lifeboat_control::launch::trigger::ALL))]
-    trigger: String,
 }
 
 pub fn database(g: &Global, a: RestoreDbArgs) -> Result<ExitCode> {
-    let cfg = match load(g, &a.file)? {
-        Ok(c) => c,
+    let (cfg, store) = match a.from.open(g)? {
+        Ok(x) => x,
         Err(code) => return Ok(code),
     };
-    let store = crate::cmd_jobs::open(&a.state)?;
     let req = lifeboat_control::restore_db::DatabaseRestoreRequest {
-        vault: a.from_vault,
-        point: a.point,
-        resource: a.resource,
+        vault: a.from.from_vault,
+        point: a.from.point,
+        resource: a.from.resource,
         database: a.database,
         target: a.target,
         replace: a.replace,
     };
-    let o = lifeboat_control::restore_db::restore_database(&cfg, &req, &a.trigger, &store)
+    let o = lifeboat_control::restore_db::restore_database(&cfg, &req, &a.from.trigger, &store)
         .map_err(refused_is_usage)?;
     crate::cmd_jobs::restore_outcome(g, &o)
 }
@@ -61,17 +90,7 @@ pub fn database(g: &Global, a: RestoreDbArgs) -> Result<ExitCode> {
 #[derive(clap::Args, Debug)]
 pub struct RestoreBucketArgs {
     #[command(flatten)]
-    file: ConfigFile,
-    #[command(flatten)]
-    state: StateArg,
-    /// The vault to restore from (its name in the file).
-    #[arg(long = "from", value_name = "VAULT")]
-    from_vault: String,
-    /// Point: full id, unique prefix, or `latest` (of --resource).
-    point: String,
-    /// Only a point of this resource.
-    #[arg(long)]
-    resource: Option<String>,
+    from: RestoreFrom,
     /// Only keys starting with this.
     #[arg(long, default_value = "")]
     prefix: String,
@@ -81,26 +100,22 @@ pub struct RestoreBucketArgs {
     /// Write over the keys of a target that already holds objects.
     #[arg(long)]
     overwrite: bool,
-    /// Why it starts, as recorded in the history.
-    #[arg(long, default_value = "manual", value_parser = clap::builder::PossibleValuesParser::new(lifeboat_control::launch::trigger::ALL))]
-    trigger: String,
 }
 
 pub fn bucket(g: &Global, a: RestoreBucketArgs) -> Result<ExitCode> {
-    let cfg = match load(g, &a.file)? {
-        Ok(c) => c,
+    let (cfg, store) = match a.from.open(g)? {
+        Ok(x) => x,
         Err(code) => return Ok(code),
     };
-    let store = crate::cmd_jobs::open(&a.state)?;
     let req = lifeboat_control::restore_bucket::BucketRestoreRequest {
-        vault: a.from_vault,
-        point: a.point,
-        resource: a.resource,
+        vault: a.from.from_vault,
+        point: a.from.point,
+        resource: a.from.resource,
         prefix: a.prefix,
         to: a.to_bucket,
         overwrite: a.overwrite,
     };
-    let o = lifeboat_control::restore_bucket::restore_bucket(&cfg, &req, &a.trigger, &store)
+    let o = lifeboat_control::restore_bucket::restore_bucket(&cfg, &req, &a.from.trigger, &store)
         .map_err(refused_is_usage)?;
     crate::cmd_jobs::restore_outcome(g, &o)
 }

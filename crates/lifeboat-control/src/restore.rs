@@ -54,13 +54,7 @@ pub fn restore_files(
         &req.point,
         &PointFilter::kinds(&["files"]).resource(req.resource.as_deref()),
     )?;
-    let job = store.start(&NewJob {
-        kind: "restore".into(),
-        resource: Some(point.resource.clone()),
-        plan: None,
-        trigger: trigger.to_string(),
-        vault: Some(req.vault.clone()),
-    })?;
+    let job = start_job(store, &point.resource, &req.vault, trigger)?;
     let counters = JobCounters::default();
     let opts = lifeboat_files::RestoreOptions {
         to: req.to.clone(),
@@ -120,14 +114,58 @@ pub fn restore_files(
                 report: None,
             }
         }
+        Err(e) => ending::<lifeboat_files::FilesError>(Err(e), &id, &what),
+    };
+    finish(store, job, end, point.resource)
+}
+
+/// Starts the job of a restore of `resource` from vault `vault`.
+pub(crate) fn start_job(
+    store: &dyn JobStore,
+    resource: &str,
+    vault: &str,
+    trigger: &str,
+) -> Result<i64> {
+    store.start(&NewJob {
+        kind: "restore".into(),
+        resource: Some(resource.to_string()),
+        plan: None,
+        trigger: trigger.to_string(),
+        vault: Some(vault.to_string()),
+    })
+}
+
+/// How a restore of `what` from point `id` ended: on success its summary
+/// line and the problems it noted (`incomplete` when there are any), with
+/// the bytes written; else the failure.
+pub(crate) fn ending<E: std::fmt::Display>(
+    res: std::result::Result<(String, Vec<String>, u64), E>,
+    id: &lifeboat_vault::Id,
+    what: &str,
+) -> JobEnd {
+    match res {
+        Ok((summary, problems, bytes)) => JobEnd {
+            status: if problems.is_empty() {
+                status::SUCCEEDED
+            } else {
+                status::INCOMPLETE
+            }
+            .into(),
+            bytes: Some(bytes),
+            point: Some(id.to_hex()),
+            log: std::iter::once(format!("restored {what}: {summary}"))
+                .chain(problems)
+                .collect::<Vec<_>>()
+                .join("\n"),
+            ..JobEnd::default()
+        },
         Err(e) => JobEnd {
             status: status::FAILED.into(),
             point: Some(id.to_hex()),
             error: Some(format!("restore of {what} failed: {e}")),
             ..JobEnd::default()
         },
-    };
-    finish(store, job, end, point.resource)
+    }
 }
 
 /// Records a restore job's end; its outcome.

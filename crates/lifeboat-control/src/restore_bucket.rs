@@ -12,7 +12,7 @@ use lifeboat_vault::PointFilter;
 
 use crate::progress::{JobCounters, Work, with_progress};
 use crate::run::Outcome;
-use crate::store::{JobEnd, JobStore, NewJob, status};
+use crate::store::JobStore;
 use crate::{ControlError, Result};
 
 /// Which point, into which bucket.
@@ -82,13 +82,7 @@ pub fn restore_bucket(
     check_target(cfg, &point.resource, &req.to, req.overwrite)?;
     let bucket = Bucket::open_address(&req.to, true)
         .map_err(|e| ControlError::Refused(format!("cannot open the target bucket: {e}")))?;
-    let job = store.start(&NewJob {
-        kind: "restore".into(),
-        resource: Some(point.resource.clone()),
-        plan: None,
-        trigger: trigger.to_string(),
-        vault: Some(req.vault.clone()),
-    })?;
+    let job = crate::restore::start_job(store, &point.resource, &req.vault, trigger)?;
     let counters = JobCounters::default();
     let opts = lifeboat_bucket::restore::RestoreOptions {
         prefix: req.prefix.clone(),
@@ -109,33 +103,20 @@ pub fn restore_bucket(
         },
         req.to
     );
-    let end = match res {
-        Ok(rep) => {
-            let mut log = vec![format!(
-                "restored {what}: {} objects, {} bytes",
-                rep.objects, rep.bytes
-            )];
-            log.extend(rep.failed.iter().map(|f| format!("not restored: {f}")));
-            JobEnd {
-                status: if rep.failed.is_empty() {
-                    status::SUCCEEDED
-                } else {
-                    status::INCOMPLETE
-                }
-                .into(),
-                bytes: Some(rep.bytes),
-                point: Some(id.to_hex()),
-                log: log.join("\n"),
-                ..JobEnd::default()
-            }
-        }
-        Err(e) => JobEnd {
-            status: status::FAILED.into(),
-            point: Some(id.to_hex()),
-            error: Some(format!("restore of {what} failed: {e}")),
-            ..JobEnd::default()
-        },
-    };
+    let end = crate::restore::ending(
+        res.map(|rep| {
+            (
+                format!("{} objects, {} bytes", rep.objects, rep.bytes),
+                rep.failed
+                    .iter()
+                    .map(|f| format!("not restored: {f}"))
+                    .collect(),
+                rep.bytes,
+            )
+        }),
+        &id,
+        &what,
+    );
     crate::restore::finish(store, job, end, point.resource)
 }
 

@@ -10,7 +10,7 @@ use lifeboat_vault::PointFilter;
 
 use crate::progress::{JobCounters, Work, with_progress};
 use crate::run::Outcome;
-use crate::store::{JobEnd, JobStore, NewJob, status};
+use crate::store::JobStore;
 use crate::{ControlError, Result};
 
 /// Which database to restore, and under which name.
@@ -80,13 +80,7 @@ pub fn restore_database(
             )));
         }
     };
-    let job = store.start(&NewJob {
-        kind: "restore".into(),
-        resource: Some(point.resource.clone()),
-        plan: None,
-        trigger: trigger.to_string(),
-        vault: Some(req.vault.clone()),
-    })?;
+    let job = crate::restore::start_job(store, &point.resource, &req.vault, trigger)?;
     let counters = JobCounters::default();
     let opts = lifeboat_mysql::restore::RestoreOptions {
         databases: Some(vec![req.database.clone()]),
@@ -105,33 +99,23 @@ pub fn restore_database(
         point.resource,
         req.target
     );
-    let end = match res {
-        Ok(rep) => {
-            let mut log = vec![format!(
-                "restored {what}: {} tables, {} rows, {} bytes",
-                rep.tables, rep.rows, rep.bytes
-            )];
-            log.extend(rep.warnings.iter().map(|w| format!("warning: {w}")));
-            JobEnd {
-                status: if rep.warnings.is_empty() {
-                    status::SUCCEEDED
-                } else {
-                    status::INCOMPLETE
-                }
-                .into(),
-                bytes: Some(rep.bytes),
-                point: Some(id.to_hex()),
-                log: log.join("\n"),
-                ..JobEnd::default()
-            }
-        }
-        Err(e) => JobEnd {
-            status: status::FAILED.into(),
-            point: Some(id.to_hex()),
-            error: Some(format!("restore of {what} failed: {e}")),
-            ..JobEnd::default()
-        },
-    };
+    let end = crate::restore::ending(
+        res.map(|rep| {
+            (
+                format!(
+                    "{} tables, {} rows, {} bytes",
+                    rep.tables, rep.rows, rep.bytes
+                ),
+                rep.warnings
+                    .iter()
+                    .map(|w| format!("warning: {w}"))
+                    .collect(),
+                rep.bytes,
+            )
+        }),
+        &id,
+        &what,
+    );
     crate::restore::finish(store, job, end, point.resource)
 }
 

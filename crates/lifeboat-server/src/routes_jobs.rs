@@ -228,24 +228,14 @@ pub async fn restore(
         }
     };
     // The point is resolved here (404 at once), and passed on by its full id.
-    let s = st.clone();
-    let (vault, spec, resource) = (b.vault.clone(), b.point.clone(), b.resource.clone());
-    let point = blocking(move || {
-        let cfg = s.cfg();
-        let v = s.0.vaults.open(&cfg, &vault)?;
-        if spec != "latest" && (spec.is_empty() || !spec.chars().all(|c| c.is_ascii_hexdigit())) {
-            return Err(ApiError::not_found(format!(
-                "`{spec}` is not a point id, prefix or `latest`"
-            )));
-        }
-        let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "api")
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        let (id, _) = v.select_point(
-            &spec,
-            &lifeboat_vault::PointFilter::kinds(&["files"]).resource(resource.as_deref()),
-        )?;
-        Ok(id.to_hex())
-    })
+    let point = crate::routes_restores::resolve_point(
+        &st,
+        &b.vault,
+        &b.point,
+        &["files"],
+        b.resource.clone(),
+        |_, _, _, _| Ok(()),
+    )
     .await?;
     let req = lifeboat_control::restore::RestoreRequest {
         vault: b.vault,

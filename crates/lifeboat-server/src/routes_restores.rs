@@ -18,6 +18,46 @@ use crate::routes_jobs::start;
 use crate::views::Started;
 use crate::{ApiError, AppState};
 
+/// Resolves point `spec` (an id, a unique prefix or `latest`) of one of
+/// `kinds` (and of `resource`, when given) in vault `vault`, under a reader
+/// lock, and runs `check` on it there; its full id (404 at once for a point
+/// that is not there, so a child is never started for one).
+pub(crate) async fn resolve_point(
+    st: &AppState,
+    vault: &str,
+    spec: &str,
+    kinds: &'static [&'static str],
+    resource: Option<String>,
+    check: impl FnOnce(
+        &lifeboat_config::Config,
+        &lifeboat_vault::Vault,
+        &lifeboat_vault::Id,
+        &lifeboat_vault::RecoveryPoint,
+    ) -> Result<(), ApiError>
+    + Send
+    + 'static,
+) -> Result<String, ApiError> {
+    if spec != "latest" && (spec.is_empty() || !spec.chars().all(|c| c.is_ascii_hexdigit())) {
+        return Err(ApiError::not_found(format!(
+            "`{spec}` is not a point id, prefix or `latest`"
+        )));
+    }
+    let (s, vault, spec) = (st.clone(), vault.to_string(), spec.to_string());
+    blocking(move || {
+        let cfg = s.cfg();
+        let v = s.0.vaults.open(&cfg, &vault)?;
+        let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "api")
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let (id, p) = v.select_point(
+            &spec,
+            &lifeboat_vault::PointFilter::kinds(kinds).resource(resource.as_deref()),
+        )?;
+        check(&cfg, &v, &id, &p)?;
+        Ok(id.to_hex())
+    })
+    .await
+}
+
 /// Body of `POST /restores/database`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -61,59 +101,38 @@ pub async fn restore_database(
             b.database
         )));
     }
-    if b.point != "latest"
-        && (b.point.is_empty() || !b.point.chars().all(|c| c.is_ascii_hexdigit()))
-    {
-        return Err(ApiError::not_found(format!(
-            "`{}` is not a point id, prefix or `latest`",
-            b.point
-        )));
-    }
-    // The point is resolved here (404 at once) and passed on by its full id.
-    let s = st.clone();
-    let (vault, spec, resource, database) = (
-        b.vault.clone(),
-        b.point.clone(),
+    let database = b.database.clone();
+    let point = resolve_point(
+        &st,
+        &b.vault,
+        &b.point,
+        &[lifeboat_mysql::KIND_SNAPSHOT],
         b.resource.clone(),
-        b.database.clone(),
-    );
-    let point = blocking(move || {
-        let cfg = s.cfg();
-        let v = s.0.vaults.open(&cfg, &vault)?;
-        let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "api")
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        let (id, p) = v.select_point(
-            &spec,
-            &lifeboat_vault::PointFilter::kinds(&[lifeboat_mysql::KIND_SNAPSHOT])
-                .resource(resource.as_deref()),
-        )?;
-        if !matches!(
-            cfg.resources.get(&p.resource).map(|r| &r.kind),
-            Some(ResourceKind::Mysql { .. })
-        ) {
-            return Err(ApiError::bad_request(format!(
-                "the point's resource `{}` is not a database resource of the file (its server is unknown)",
-                p.resource
-            )));
-        }
-        let dbs = lifeboat_files::list::list(
-            &v,
-            &id,
-            Some(std::path::Path::new("/databases")),
-            false,
-        )
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-        if !dbs
-            .iter()
-            .any(|e| e.path.rsplit('/').next() == Some(database.as_str()))
-        {
-            return Err(ApiError::not_found(format!(
-                "point {} has no database `{database}`",
-                id.short()
-            )));
-        }
-        Ok(id.to_hex())
-    })
+        move |cfg, v, id, p| {
+            if !matches!(
+                cfg.resources.get(&p.resource).map(|r| &r.kind),
+                Some(ResourceKind::Mysql { .. })
+            ) {
+                return Err(ApiError::bad_request(format!(
+                    "the point's resource `{}` is not a database resource of the file (its server is unknown)",
+                    p.resource
+                )));
+            }
+            let dbs =
+                lifeboat_files::list::list(v, id, Some(std::path::Path::new("/databases")), false)
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+            if !dbs
+                .iter()
+                .any(|e| e.path.rsplit('/').next() == Some(database.as_str()))
+            {
+                return Err(ApiError::not_found(format!(
+                    "point {} has no database `{database}`",
+                    id.short()
+                )));
+            }
+            Ok(())
+        },
+    )
     .await?;
     let mut args = vec![
         "--quiet",
@@ -178,38 +197,19 @@ pub async fn restore_bucket(
             "`to` is not a bucket address (file:///path or s3://bucket/…): {e}"
         ))
     })?;
-    if b.point != "latest"
-        && (b.point.is_empty() || !b.point.chars().all(|c| c.is_ascii_hexdigit()))
-    {
-        return Err(ApiError::not_found(format!(
-            "`{}` is not a point id, prefix or `latest`",
-            b.point
-        )));
-    }
-    // The point and the target are checked here (404, 400 at once); the
-    // point is passed on by its full id.
-    let s = st.clone();
-    let (vault, spec, resource, to, overwrite) = (
-        b.vault.clone(),
-        b.point.clone(),
+    // The target is checked here too (400 at once).
+    let (to, overwrite) = (b.to.clone(), b.overwrite);
+    let point = resolve_point(
+        &st,
+        &b.vault,
+        &b.point,
+        &["bucket"],
         b.resource.clone(),
-        b.to.clone(),
-        b.overwrite,
-    );
-    let point = blocking(move || {
-        let cfg = s.cfg();
-        let v = s.0.vaults.open(&cfg, &vault)?;
-        let (id, p) = {
-            let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "api")
-                .map_err(|e| ApiError::internal(e.to_string()))?;
-            v.select_point(
-                &spec,
-                &lifeboat_vault::PointFilter::kinds(&["bucket"]).resource(resource.as_deref()),
-            )?
-        };
-        lifeboat_control::restore_bucket::check_target(&cfg, &p.resource, &to, overwrite)?;
-        Ok(id.to_hex())
-    })
+        move |cfg, _, _, p| {
+            lifeboat_control::restore_bucket::check_target(cfg, &p.resource, &to, overwrite)
+                .map_err(ApiError::from)
+        },
+    )
     .await?;
     let mut args = vec![
         "--quiet",
