@@ -122,6 +122,7 @@ struct Inner {
     launcher: Launcher,
     vaults: snapshot::Vaults,
     snapshot: snapshot::Cache,
+    vault_figures: snapshot::VaultFigures,
     lag: history::Ring,
     shutdown: tokio::sync::watch::Receiver<bool>,
 }
@@ -148,6 +149,7 @@ impl AppState {
             ),
             vaults: snapshot::Vaults::default(),
             snapshot: snapshot::Cache::default(),
+            vault_figures: snapshot::VaultFigures::default(),
             lag: history::Ring::default(),
             shutdown,
         }))

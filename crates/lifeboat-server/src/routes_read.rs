@@ -300,7 +300,8 @@ pub async fn contents(
 }
 
 /// The file's vaults with their figures (logical vs stored, dedup and
-/// compression ratios, locked points) and lock configuration.
+/// compression ratios, locked points) and lock configuration; the figures
+/// read a vault's whole index, so they are at most a minute old.
 #[utoipa::path(get, path = "/api/v1/vaults", tag = "vaults",
     responses((status = 200, body = Vec<VaultView>), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -309,7 +310,7 @@ pub async fn vaults(State(st): State<AppState>) -> Result<Json<Vec<VaultView>>, 
         let cfg = st.cfg();
         let mut out = Vec::new();
         for (name, spec) in &cfg.vaults {
-            let read = || -> Result<(serde_json::Value, serde_json::Value), String> {
+            let read = || -> Result<serde_json::Value, String> {
                 let v = st.0.vaults.open(&cfg, name).map_err(|e| e.message)?;
                 let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "api")
                     .map_err(|e| e.to_string())?;
@@ -329,10 +330,14 @@ pub async fn vaults(State(st): State<AppState>) -> Result<Json<Vec<VaultView>>, 
                         "immutable": l.immutable,
                     }),
                 };
-                Ok((serde_json::to_value(s).unwrap_or_default(), lock))
+                Ok(serde_json::json!([
+                    serde_json::to_value(s).unwrap_or_default(),
+                    lock
+                ]))
             };
-            let (stats, lock, error) = match read() {
-                Ok((s, l)) => (Some(s), Some(l), None),
+            // The statistics read the whole index: a minute's cache.
+            let (stats, lock, error) = match st.0.vault_figures.get(name, spec, read) {
+                Ok(v) => (Some(v[0].clone()), Some(v[1].clone()), None),
                 Err(e) => (None, None, Some(e)),
             };
             out.push(VaultView {

@@ -68,6 +68,39 @@ impl Vaults {
     }
 }
 
+/// How long a vault's figures (`/vaults`: its statistics and lock, which
+/// read its whole index) are served before they are read again.
+pub const STATS_TTL: Duration = Duration::from_secs(60);
+
+/// Each vault's figures when last read, by name (read again when older
+/// than [`STATS_TTL`] or when the file changed the vault; failures are not
+/// kept, so a vault that comes back is read at once).
+#[derive(Default)]
+pub struct VaultFigures(Mutex<HashMap<String, (Instant, VaultSpec, serde_json::Value)>>);
+
+impl VaultFigures {
+    /// The figures of vault `name` (declared as `spec`), read by `read` when stale.
+    pub fn get(
+        &self,
+        name: &str,
+        spec: &VaultSpec,
+        read: impl FnOnce() -> Result<serde_json::Value, String>,
+    ) -> Result<serde_json::Value, String> {
+        if let Some((at, s, v)) = self.0.lock().expect("figures").get(name)
+            && at.elapsed() < STATS_TTL
+            && s == spec
+        {
+            return Ok(v.clone());
+        }
+        let v = read()?;
+        self.0
+            .lock()
+            .expect("figures")
+            .insert(name.to_string(), (Instant::now(), spec.clone(), v.clone()));
+        Ok(v)
+    }
+}
+
 /// What the vaults held when last read.
 pub struct Snapshot {
     /// When.

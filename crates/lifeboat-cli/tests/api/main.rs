@@ -229,6 +229,25 @@ fn read_routes_show_what_the_backups_made() {
         std::thread::sleep(std::time::Duration::from_millis(200));
         rules = srv.json("/api/v1/replication");
     }
+    // A vault's figures read its whole index: they are served from a
+    // minute's cache, so a point made since shows in them later.
+    s.cli.ok(&["jobs", "run", "--plan", "nightly"]);
+    assert_eq!(
+        s.cli
+            .json(&["points", "list", "--resource", "data"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let again = srv.json("/api/v1/vaults");
+    let main = again
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "main")
+        .unwrap();
+    assert_eq!(main["stats"]["points"], 2, "{main}");
 }
 
 #[test]
