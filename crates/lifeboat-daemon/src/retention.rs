@@ -162,42 +162,11 @@ fn vault_env(cfg: &Config, vault: &str) -> Vec<(String, EnvValue)> {
 
 /// Runs one child to its end; (exit code, stdout + stderr tail).
 async fn step(ctx: &Ctx, args: &[String], env: &[(String, EnvValue)]) -> (Option<i32>, String) {
-    let mut c = std::process::Command::new(&ctx.launcher.exe);
-    c.arg("--parent-pid")
-        .arg(std::process::id().to_string())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        match v {
-            EnvValue::Plain(s) => {
-                c.env(k, s);
-            }
-            EnvValue::FromEnv(n) => match std::env::var_os(n) {
-                Some(val) => {
-                    c.env(k, val);
-                }
-                None => {
-                    return (
-                        None,
-                        format!("environment variable {n} is not set (the file names it)"),
-                    );
-                }
-            },
-            EnvValue::FromFile(p) => {
-                match lifeboat_control::secret::read(&lifeboat_config::Secret::File(p.clone()), k) {
-                    Ok(secret) => {
-                        c.env(k, String::from_utf8_lossy(&secret).into_owned());
-                    }
-                    Err(e) => return (None, e.to_string()),
-                }
-            }
-        }
-        if k == "LIFEBOAT_PASSWORD_FILE" {
-            c.env_remove("LIFEBOAT_PASSWORD");
-        }
-    }
+    let mut c = match crate::supervise::child_command(ctx, args, env, "retention") {
+        Ok(c) => c,
+        Err(e) => return (None, e),
+    };
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = match tokio::process::Command::from(c).spawn() {
         Ok(ch) => ch,
         Err(e) => {

@@ -57,15 +57,7 @@ impl Runs {
             }
             return;
         }
-        let mut cmd = tokio::process::Command::from(ctx.launcher.command(&[
-            "--quiet",
-            "jobs",
-            "run",
-            "--plan",
-            plan,
-            "--trigger",
-            trigger,
-        ]));
+        let mut cmd = tokio::process::Command::from(ctx.launcher.plan_command(plan, None, trigger));
         cmd.kill_on_drop(false);
         let mut child = match cmd.spawn() {
             Ok(c) => c,

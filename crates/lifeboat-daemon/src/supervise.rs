@@ -294,20 +294,26 @@ impl Supervisors {
     }
 }
 
-fn build(ctx: &Ctx, spec: &Continuous) -> Result<tokio::process::Command, String> {
+/// A child `lifeboat` process with `args` and `env` (secrets read now,
+/// never logged; `what` names the job in an error), dying with the daemon
+/// (`--parent-pid`), its stdin closed; the caller sets stdout and stderr.
+pub(crate) fn child_command(
+    ctx: &Ctx,
+    args: &[String],
+    env: &[(String, EnvValue)],
+    what: &str,
+) -> Result<std::process::Command, String> {
     let mut c = std::process::Command::new(&ctx.launcher.exe);
     c.arg("--parent-pid")
         .arg(std::process::id().to_string())
-        .args(&spec.args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in &spec.env {
+        .args(args)
+        .stdin(Stdio::null());
+    for (k, v) in env {
         match v {
             EnvValue::FromFile(p) => {
                 let secret = lifeboat_control::secret::read(
                     &lifeboat_config::Secret::File(p.clone()),
-                    &format!("{k} of {}", spec.name),
+                    &format!("{k} of {what}"),
                 )
                 .map_err(|e| e.to_string())?;
                 c.env(k, String::from_utf8_lossy(&secret).into_owned());
@@ -333,6 +339,12 @@ fn build(ctx: &Ctx, spec: &Continuous) -> Result<tokio::process::Command, String
             c.env_remove("LIFEBOAT_TO_PASSWORD");
         }
     }
+    Ok(c)
+}
+
+fn build(ctx: &Ctx, spec: &Continuous) -> Result<tokio::process::Command, String> {
+    let mut c = child_command(ctx, &spec.args, &spec.env, &spec.name)?;
+    c.stdout(Stdio::null()).stderr(Stdio::piped());
     let mut c = tokio::process::Command::from(c);
     c.kill_on_drop(true);
     Ok(c)
