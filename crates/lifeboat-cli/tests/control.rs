@@ -12,16 +12,7 @@ fn bin() -> String {
 /// A runner with the state directory and config file set; the vault flag
 /// points nowhere (the file names the vaults).
 fn cli(work: &Path) -> Cli {
-    let mut c = Cli::new(bin(), &work.join("unused-vault"));
-    c.env.push((
-        "LIFEBOAT_STATE".into(),
-        work.join("state").display().to_string(),
-    ));
-    c.env.push((
-        "LIFEBOAT_CONFIG".into(),
-        work.join("lifeboat.toml").display().to_string(),
-    ));
-    c
+    Cli::new(bin(), &work.join("unused-vault")).with_workdir(work)
 }
 
 fn write_config(work: &Path, with_plan: bool) {

@@ -3,41 +3,15 @@
 //! files and a launch spec in one point; incremental backups, byte-identical
 //! sparse restores, placeholders and re-rooting, consistency marking.
 
+mod instance_fixture;
+
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-use lifeboat_testkit::{Cli, pseudo_random, tempdir};
-
-fn cli(vault: &Path) -> Cli {
-    Cli::new(env!("CARGO_BIN_EXE_lifeboat"), vault)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn sh(cmd: &str, args: &[&str]) -> Output {
-    let o = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(
-        o.status.success(),
-        "{cmd} {args:?}: {}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-    );
-    o
-}
+use instance_fixture::{MIB, cli, s, sh, stderr};
+use lifeboat_testkit::{pseudo_random, tempdir};
 
 const GIB: u64 = 1 << 30;
-const MIB: u64 = 1 << 20;
-
 /// A 1 GiB sparse file with an ext4 filesystem on it.
 fn make_ext4(img: &Path) {
     std::fs::create_dir_all(img.parent().unwrap()).unwrap();

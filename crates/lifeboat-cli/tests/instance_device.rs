@@ -4,39 +4,15 @@
 //! small, mounted, held open exclusively or not devices at all, refused
 //! before anything is written.
 
+mod instance_fixture;
+
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
+use instance_fixture::{MIB, cli, s, sh, stderr};
 use lifeboat_testkit::loopdev::LoopDevice;
-use lifeboat_testkit::{Cli, pseudo_random, tempdir};
-
-fn cli(vault: &Path) -> Cli {
-    Cli::new(env!("CARGO_BIN_EXE_lifeboat"), vault)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn sh(cmd: &str, args: &[&str]) -> Output {
-    let o = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(
-        o.status.success(),
-        "{cmd} {args:?}: {}\n{}{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr),
-    );
-    o
-}
+use lifeboat_testkit::{pseudo_random, tempdir};
 
 fn same(a: &Path, b: &Path, len: u64) -> bool {
     Command::new("cmp")
@@ -45,8 +21,6 @@ fn same(a: &Path, b: &Path, len: u64) -> bool {
         .unwrap()
         .success()
 }
-
-const MIB: u64 = 1 << 20;
 
 /// An ext4 filesystem with a few files written and one deleted, on `dev`.
 fn fill_ext4(dir: &Path, dev: &str) {

@@ -2,25 +2,14 @@
 //! read (held there with `LIFEBOAT_TEST_PAUSE`), a device that cannot be
 //! opened, hooks that fail; and consistency marking with hooks.
 
+mod instance_fixture;
+
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 
+use instance_fixture::{MIB, cli, s, stderr};
 use lifeboat_testkit::{Cli, pseudo_random, tempdir};
-
-fn cli(vault: &Path) -> Cli {
-    Cli::new(env!("CARGO_BIN_EXE_lifeboat"), vault)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-const MIB: u64 = 1 << 20;
 
 /// A 64 MiB sparse image with data in a few places.
 fn make_image(p: &Path) {

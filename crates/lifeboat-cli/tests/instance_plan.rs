@@ -4,17 +4,14 @@
 //! plan's tag), and `restore instance latest --resource NAME` restores it.
 //! A failing hook fails the job and names the hook.
 
+mod instance_fixture;
+
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
+use instance_fixture::{MIB, s};
 use lifeboat_testkit::{Cli, make_sample_tree, pseudo_random, tempdir};
-
-const MIB: u64 = 1 << 20;
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn script(p: &Path, body: &str) {
     std::fs::write(p, format!("#!/bin/sh\n{body}\n")).unwrap();
@@ -63,15 +60,7 @@ schedule = "0 * * * *"
     )
     .unwrap();
     let bin = env!("CARGO_BIN_EXE_lifeboat");
-    let mut c = Cli::new(bin, &w.join("main"));
-    c.env.push((
-        "LIFEBOAT_STATE".into(),
-        w.join("state").display().to_string(),
-    ));
-    c.env.push((
-        "LIFEBOAT_CONFIG".into(),
-        w.join("lifeboat.toml").display().to_string(),
-    ));
+    let c = Cli::new(bin, &w.join("main")).with_workdir(w);
     c.ok(&["validate"]);
     c.ok(&["apply", "--auto-approve"]);
     (c, Cli::new(bin, &w.join("main")))

@@ -4,26 +4,15 @@
 //! restore's `--overwrite always|if-changed|never` and `--delete`; a target
 //! whose restored instance still runs is refused.
 
+mod instance_fixture;
+
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
+use instance_fixture::{MIB, cli, s, stderr};
 use lifeboat_testkit::loopdev::LoopDevice;
 use lifeboat_testkit::{Cli, pseudo_random, tempdir};
-
-fn cli(vault: &Path) -> Cli {
-    Cli::new(env!("CARGO_BIN_EXE_lifeboat"), vault)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-const MIB: u64 = 1 << 20;
 
 /// An instance with an app directory, a 16 MiB image and a launch spec; backed up.
 struct Fixture {

@@ -3,29 +3,19 @@
 //! mariadbd) and bucket, started, healthy, stopped; and starts that fail
 //! (health timeout, a command that exits) leave nothing running.
 
+mod instance_fixture;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 use lifeboat_testkit::mariadb::{MariaDb, MariaDbOptions, free_port};
-use lifeboat_testkit::{Cli, tempdir};
-
-fn cli(vault: &Path) -> Cli {
-    Cli::new(env!("CARGO_BIN_EXE_lifeboat"), vault)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use lifeboat_testkit::tempdir;
 
 fn unishop_bin() -> PathBuf {
     lifeboat_testkit::procs::unishop_bin(env!("CARGO_BIN_EXE_lifeboat"))
 }
 
+use instance_fixture::{cli, s, stderr};
 use lifeboat_testkit::procs::alive;
 
 /// GET a URL; the status code.

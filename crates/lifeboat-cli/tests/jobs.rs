@@ -24,15 +24,7 @@ fn setup(w: &Path) -> (Cli, Cli) {
         ),
     )
     .unwrap();
-    let mut c = Cli::new(bin(), &w.join("main"));
-    c.env.push((
-        "LIFEBOAT_STATE".into(),
-        w.join("state").display().to_string(),
-    ));
-    c.env.push((
-        "LIFEBOAT_CONFIG".into(),
-        w.join("lifeboat.toml").display().to_string(),
-    ));
+    let c = Cli::new(bin(), &w.join("main")).with_workdir(w);
     c.ok(&["apply", "--auto-approve"]);
     let vault = Cli::new(bin(), &w.join("main"));
     (c, vault)
@@ -304,15 +296,7 @@ fn hooks_run_around_each_job() {
         )),
     )
     .unwrap();
-    let mut c = Cli::new(bin(), &w.join("main"));
-    c.env.push((
-        "LIFEBOAT_STATE".into(),
-        w.join("state").display().to_string(),
-    ));
-    c.env.push((
-        "LIFEBOAT_CONFIG".into(),
-        w.join("lifeboat.toml").display().to_string(),
-    ));
+    let c = Cli::new(bin(), &w.join("main")).with_workdir(w);
     c.ok(&["apply", "--auto-approve"]);
 
     // Hooks run in order; an optional one that fails makes the job incomplete (exit 3).

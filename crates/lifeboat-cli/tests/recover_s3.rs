@@ -137,15 +137,7 @@ check = "{check}"
         let s3 = S3Server::start();
         let t = tempdir().unwrap();
         let w = t.path().to_path_buf();
-        let mut c = Cli::new(BIN, &w.join("dr-vault"));
-        c.env.push((
-            "LIFEBOAT_CONFIG".into(),
-            w.join("lifeboat.toml").display().to_string(),
-        ));
-        c.env.push((
-            "LIFEBOAT_STATE".into(),
-            w.join("state").display().to_string(),
-        ));
+        let mut c = Cli::new(BIN, &w.join("dr-vault")).with_workdir(&w);
         c.env.push(("DR_S3_ACCESS_KEY_ID".into(), "test".into()));
         c.env
             .push(("DR_S3_SECRET_ACCESS_KEY".into(), "test".into()));

@@ -73,11 +73,7 @@ fn the_unishop_stack_comes_up_in_its_site_stops_with_its_data_kept_and_is_purged
     std::fs::create_dir_all(&app).unwrap();
     std::fs::copy(unishop_bin(), app.join("unishop")).unwrap();
     write_config(w, &app, true);
-    let mut c = Cli::new(env!("CARGO_BIN_EXE_lifeboat"), &w.join("vault"));
-    c.env.push((
-        "LIFEBOAT_CONFIG".into(),
-        w.join("lifeboat.toml").display().to_string(),
-    ));
+    let c = Cli::new(env!("CARGO_BIN_EXE_lifeboat"), &w.join("vault")).with_workdir(w);
     let target = ["--stack", "unishop", "--site", "primary"];
     let cmd = |verb: &[&str]| -> Vec<String> {
         ["stack"]
@@ -223,11 +219,7 @@ fn stack_commands_name_what_is_wrong() {
         ),
     )
     .unwrap();
-    let mut c = Cli::new(env!("CARGO_BIN_EXE_lifeboat"), &w.join("v"));
-    c.env.push((
-        "LIFEBOAT_CONFIG".into(),
-        w.join("lifeboat.toml").display().to_string(),
-    ));
+    let c = Cli::new(env!("CARGO_BIN_EXE_lifeboat"), &w.join("v")).with_workdir(w);
     for (args, want) in [
         (
             &["stack", "up", "--stack", "x", "--site", "a"][..],
@@ -268,11 +260,7 @@ fn a_server_the_file_declares_that_already_runs_is_used_as_it_is() {
         ),
     )
     .unwrap();
-    let mut c = Cli::new(env!("CARGO_BIN_EXE_lifeboat"), &w.join("v"));
-    c.env.push((
-        "LIFEBOAT_CONFIG".into(),
-        w.join("lifeboat.toml").display().to_string(),
-    ));
+    let c = Cli::new(env!("CARGO_BIN_EXE_lifeboat"), &w.join("v")).with_workdir(w);
     let up = c.json(&["stack", "up", "--stack", "s", "--site", "a"]);
     let m = &up["state"]["members"];
     assert_eq!(m[0][1]["outputs"]["dsn"], db.root_dsn(), "{up}");

@@ -36,11 +36,7 @@ fn keys(s3: &S3Server, bucket: &str) -> Vec<String> {
 }
 
 fn cli(w: &Path) -> Cli {
-    let mut c = Cli::new(BIN, &w.join("vault"));
-    c.env.push((
-        "LIFEBOAT_CONFIG".into(),
-        w.join("lifeboat.toml").display().to_string(),
-    ));
+    let mut c = Cli::new(BIN, &w.join("vault")).with_workdir(w);
     c.env.extend(
         CREDENTIALS
             .iter()

@@ -388,6 +388,20 @@ impl Cli {
         }
     }
 
+    /// This runner reading the working directory `w`'s `lifeboat.toml` and
+    /// keeping its state (job history, applied file) in `w/state`.
+    pub fn with_workdir(mut self, w: &Path) -> Cli {
+        self.env.push((
+            "LIFEBOAT_CONFIG".into(),
+            w.join("lifeboat.toml").display().to_string(),
+        ));
+        self.env.push((
+            "LIFEBOAT_STATE".into(),
+            w.join("state").display().to_string(),
+        ));
+        self
+    }
+
     /// A command with the vault and password in its environment.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.bin);

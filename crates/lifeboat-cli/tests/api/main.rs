@@ -192,13 +192,17 @@ fn read_routes_show_what_the_backups_made() {
     assert_eq!(keys["entries"][0]["name"], "site/index.html", "{keys}");
     assert_eq!(keys["entries"][0]["size"], 13);
 
-    let vaults = srv.json("/api/v1/vaults");
-    let main = vaults
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "main")
-        .unwrap();
+    // Vault `main` as `/vaults` shows it.
+    let main_vault = || {
+        srv.json("/api/v1/vaults")
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "main")
+            .cloned()
+            .unwrap()
+    };
+    let main = main_vault();
     assert_eq!(main["stats"]["points"], 2, "{main}");
     assert!(main["stats"]["logical_bytes"].as_u64().unwrap() > 0);
     assert!(main["stats"]["dedup_ratio"].is_number());
@@ -240,13 +244,7 @@ fn read_routes_show_what_the_backups_made() {
             .len(),
         2
     );
-    let again = srv.json("/api/v1/vaults");
-    let main = again
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "main")
-        .unwrap();
+    let main = main_vault();
     assert_eq!(main["stats"]["points"], 2, "{main}");
 }
 

@@ -27,15 +27,7 @@ pub fn control_cli(w: &Path) -> Cli {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    c.env.push((
-        "LIFEBOAT_STATE".into(),
-        w.join("state").display().to_string(),
-    ));
-    c.env.push((
-        "LIFEBOAT_CONFIG".into(),
-        w.join("lifeboat.toml").display().to_string(),
-    ));
-    c
+    c.with_workdir(w)
 }
 
 /// Two sites: S3 (moto) with bucket `dr-vault`, a mariadbd with a `backup`

@@ -52,13 +52,7 @@ pub fn two_site_world(w: &Path, bin: &str) -> (PathBuf, PathBuf, Cli, Cli) {
     .unwrap();
     std::fs::write(w.join("dr.pass"), "the secondary's own password\n").unwrap();
     let (p, s) = (w.join("primary"), w.join("secondary"));
-    let mut c = Cli::new(bin, &p.join("vault"));
-    for (k, v) in [
-        ("LIFEBOAT_CONFIG", "lifeboat.toml"),
-        ("LIFEBOAT_STATE", "state"),
-    ] {
-        c.env.push((k.into(), w.join(v).display().to_string()));
-    }
+    let c = Cli::new(bin, &p.join("vault")).with_workdir(w);
     let mut dr = c.clone();
     dr.vault = s.join("vault").display().to_string();
     dr.password = "the secondary's own password".into();
