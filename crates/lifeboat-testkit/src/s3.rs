@@ -72,7 +72,7 @@ sys.exit(main())
 impl S3Server {
     /// Starts a server; panics with a hint when moto is not installed.
     pub fn start() -> S3Server {
-        Self::spawn(Command::new(moto_binary()))
+        Self::spawn(|| Command::new(moto_binary()))
     }
 
     /// Starts a server that can enforce IAM ([`S3Server::enforce_iam`]):
@@ -88,31 +88,50 @@ impl S3Server {
             .map(str::trim)
             .unwrap_or_else(|| panic!("{} is not a Python script", moto.display()))
             .to_string();
-        let mut c = Command::new(python);
-        c.args(["-c", KEEP_UNSIGNED_PAYLOAD]);
-        Self::spawn(c)
+        Self::spawn(|| {
+            let mut c = Command::new(&python);
+            c.args(["-c", KEEP_UNSIGNED_PAYLOAD]);
+            c
+        })
     }
 
-    fn spawn(mut cmd: Command) -> S3Server {
-        let port = crate::mariadb::free_port();
-        let child = cmd
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start moto_server ({e}): run scripts/test, or pip install 'moto[server]' and set LIFEBOAT_MOTO_SERVER")
-            });
-        let s = S3Server { port, child };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while s.request("GET", "/").is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not come up on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
+    /// Starts `make()`'s server on a free port and waits until it answers.
+    /// A server that exits at once (its port taken by another process
+    /// between the choice and its bind) is started again on another port.
+    fn spawn(make: impl Fn() -> Command) -> S3Server {
+        let mut exits = Vec::new();
+        while exits.len() < 3 {
+            let port = crate::mariadb::free_port();
+            let mut cmd = make();
+            let child = cmd
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("cannot start moto_server ({e}): run scripts/test, or pip install 'moto[server]' and set LIFEBOAT_MOTO_SERVER")
+                });
+            let mut s = S3Server { port, child };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if s.request("GET", "/").is_ok() {
+                    return s;
+                }
+                if let Ok(Some(status)) = s.child.try_wait() {
+                    exits.push(format!("port {port}: {status}"));
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "moto_server did not come up on port {port}"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
-        s
+        panic!(
+            "moto_server exited at start three times: {}",
+            exits.join("; ")
+        )
     }
 
     /// `http://127.0.0.1:PORT`.
