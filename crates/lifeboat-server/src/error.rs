@@ -59,7 +59,9 @@ impl From<lifeboat_vault::VaultError> for ApiError {
         use lifeboat_vault::VaultError as V;
         match e {
             V::NoSuchPoint(_) | V::WrongKind { .. } => ApiError::not_found(e.to_string()),
-            V::AmbiguousPoint(_) => ApiError::bad_request(e.to_string()),
+            // A refusal (a point of another resource than the one asked
+            // for, …) is the request's fault, not the server's.
+            V::AmbiguousPoint(_) | V::Refused(_) => ApiError::bad_request(e.to_string()),
             e => ApiError::internal(e.to_string()),
         }
     }
