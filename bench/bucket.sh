@@ -14,9 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 command -v rclone >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rclone >/dev/null; }
-if [ ! -x .venv-test/bin/moto_server ]; then
-  python3 -m venv .venv-test && .venv-test/bin/pip install -q 'moto[server]'
-fi
+"$ROOT"/scripts/test-tools   # the pinned moto in .venv-test
 if [ -z "${LIFEBOAT_BIN:-}" ]; then
   cargo build --release --locked -q -p lifeboat-cli
   LIFEBOAT_BIN=$ROOT/target/release/lifeboat

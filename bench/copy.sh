@@ -27,6 +27,7 @@ done
 BENCH_DIR=${BENCH_DIR:-$ROOT/bench/work}
 GEN_GB=${BENCH_GEN_GB:-2}
 [ "$QUICK" = 1 ] && GEN_GB=0.2
+[ -n "${LIFEBOAT_MOTO_SERVER:-}" ] || "$ROOT"/scripts/test-tools   # the pinned moto in .venv-test
 MOTO=${LIFEBOAT_MOTO_SERVER:-$ROOT/.venv-test/bin/moto_server}
 for t in restic rclone curl; do command -v $t >/dev/null || { echo "$t is needed" >&2; exit 1; }; done
 [ -x /usr/bin/time ] || { echo "/usr/bin/time is needed (apt-get install time)" >&2; exit 1; }

@@ -19,6 +19,7 @@ ROOT=$PWD
 RECORD=${1:-}
 RUN_SECONDS=${RUN_SECONDS:-30}
 WORK=${WORK:-$ROOT/bench/work/objectlock}
+[ -n "${LIFEBOAT_MOTO_SERVER:-}" ] || "$ROOT"/scripts/test-tools   # the pinned moto in .venv-test
 MOTO=${LIFEBOAT_MOTO_SERVER:-$ROOT/.venv-test/bin/moto_server}
 for t in curl mariadb mariadb-install-db python3; do command -v $t >/dev/null || { echo "$t is needed" >&2; exit 1; }; done
 if [ -z "${LIFEBOAT_BIN:-}" ]; then

@@ -67,14 +67,20 @@ fn add(a: &mut lifeboat_vault::copy::CopyStats, b: &lifeboat_vault::copy::CopySt
     a.blobs_skipped += b.blobs_skipped;
 }
 
-fn open(location: &str, password: &[u8], which: &str, a: &CopyArgs) -> Result<Vault> {
+/// A vault's location with its credentials: every argument of both vaults
+/// (a credentials file readable by others among them) is judged here,
+/// before either vault is reached over the network.
+fn locate(location: &str, which: &str, a: &CopyArgs) -> Result<Location> {
     let loc = Location::parse(location).map_err(|e| usage(format!("--{which}: {e}")))?;
-    let loc = if which == "from" {
-        a.credentials.from(loc)?
+    if which == "from" {
+        a.credentials.from(loc)
     } else {
-        a.credentials.to(loc)?
-    };
-    Vault::open(&loc, password).with_context(|| format!("cannot open the {which} vault"))
+        a.credentials.to(loc)
+    }
+}
+
+fn open(loc: &Location, password: &[u8], which: &str) -> Result<Vault> {
+    Vault::open(loc, password).with_context(|| format!("cannot open the {which} vault"))
 }
 
 /// A copy's failure; a full disk can only be the target's (the source is
@@ -135,8 +141,9 @@ pub fn run(g: &Global, a: CopyArgs) -> Result<ExitCode> {
         "target vault password",
         false,
     )?;
-    let src = open(&from, &src_pw, "from", &a)?;
-    let dst = open(&a.to, &dst_pw, "to", &a)?;
+    let (from, to) = (locate(&from, "from", &a)?, locate(&a.to, "to", &a)?);
+    let src = open(&from, &src_pw, "from")?;
+    let dst = open(&to, &dst_pw, "to")?;
     a.retention.apply(&dst).with_context(|| {
         format!(
             "cannot copy into the target vault {} with this retention",

@@ -182,3 +182,43 @@ fn the_secondary_pulls_with_read_only_keys_and_writes_with_its_own() {
     assert_eq!(r["errors"].as_array().unwrap().len(), 0, "{r:#}");
     dst.assert_restores("latest", &data, &t.path().join("restored"));
 }
+
+/// A credentials file readable by others is refused before any network
+/// call: the source here is an endpoint that would never answer, and the
+/// copy neither waits for it nor connects to it.
+#[test]
+fn a_world_readable_credentials_file_is_refused_before_any_vault_is_reached() {
+    let t = tempdir().unwrap();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let file = t.path().join("dr-credentials");
+    std::fs::write(
+        &file,
+        "[default]\naws_access_key_id = a\naws_secret_access_key = b\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = Command::new(BIN)
+        .args([
+            "copy",
+            "--from",
+            &format!("s3://primary/lifeboat?endpoint=http://127.0.0.1:{port}&region=us-east-1"),
+            "--to",
+            &format!("s3://secondary/lifeboat?endpoint=http://127.0.0.1:{port}&region=us-east-1"),
+            "--to-credentials-file",
+            file.to_str().unwrap(),
+            "--all",
+        ])
+        .env("LIFEBOAT_PASSWORD", "p")
+        .env("LIFEBOAT_TO_PASSWORD", "q")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("chmod 600"), "{}", stderr(&o));
+    silent.set_nonblocking(true).unwrap();
+    assert_eq!(
+        silent.accept().err().map(|e| e.kind()),
+        Some(std::io::ErrorKind::WouldBlock),
+        "the copy connected to a vault before refusing its credentials file"
+    );
+}

@@ -34,9 +34,10 @@ pub const CREDENTIALS: [(&str, &str); 3] = [
     ("AWS_DEFAULT_REGION", "us-east-1"),
 ];
 
-/// Run before moto's server when IAM is to be enforced. moto checks an S3
-/// request's signature by signing it again with botocore, which differs from
-/// AWS in two ways that make every request OpenDAL and reqsign sign fail:
+/// Run before moto's server when IAM is to be enforced, so that it judges
+/// requests as AWS does. moto checks an S3 request's signature by signing it
+/// again with botocore, which differs from AWS in two ways that make every
+/// request OpenDAL and reqsign sign fail:
 /// - over plain HTTP it always hashes the body, so a request signed with
 ///   `x-amz-content-sha256: UNSIGNED-PAYLOAD` (valid on AWS) never matches;
 ///   the client's declared `UNSIGNED-PAYLOAD` is kept, as AWS does;
@@ -44,9 +45,27 @@ pub const CREDENTIALS: [(&str, &str); 3] = [
 ///   name and value (`prefix=a/b/` is signed as `prefix=a%2Fb%2F`); each is
 ///   encoded as the specification says.
 ///
+/// And from moto 5.2.6 on, it checks a policy against the API operation's
+/// name (`s3:ListObjectsV2`, `s3:HeadObject`), which no AWS policy names,
+/// instead of the IAM action AWS requires for it (`s3:ListBucket`,
+/// `s3:GetObject`): a read-only policy as AWS documents it lets nothing be
+/// listed. moto still works out the IAM action of every S3 request (its
+/// `ACTION_MAP`, kept in the request's `Action`); that action is checked.
+///
 /// Everything else (keys, secrets, policies) is moto's own check.
 const KEEP_UNSIGNED_PAYLOAD: &str = r#"
 import sys
+from moto.iam.access_control import S3IAMRequest
+_init = S3IAMRequest.__init__
+def _iam_action(self, *args, **kwargs):
+    data = kwargs.get('data')
+    action = data.get('Action') if isinstance(data, dict) else None
+    if isinstance(action, list):
+        action = action[0]
+    if action:
+        kwargs['action'] = action
+    _init(self, *args, **kwargs)
+S3IAMRequest.__init__ = _iam_action
 from urllib.parse import quote, unquote
 from botocore.auth import S3SigV4Auth, SigV4Auth
 def _query(self, parts):
@@ -109,7 +128,7 @@ impl S3Server {
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap_or_else(|e| {
-                    panic!("cannot start moto_server ({e}): run scripts/test, or pip install 'moto[server]' and set LIFEBOAT_MOTO_SERVER")
+                    panic!("cannot start moto_server ({e}): run scripts/test-tools (the pinned moto in .venv-test), or set LIFEBOAT_MOTO_SERVER")
                 });
             let mut s = S3Server { port, child };
             let deadline = Instant::now() + Duration::from_secs(30);
