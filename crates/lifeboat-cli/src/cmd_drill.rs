@@ -82,12 +82,13 @@ pub fn run(g: &Global, a: DrillArgs) -> Result<ExitCode> {
     if let Some(k) = &a.keep_for {
         keep_for = duration("--keep-for", k)?;
     }
+    let dir = a.state.dir();
     let opts = lifeboat_stack::drill::DrillOptions {
         pick,
         keep_for,
         check_timeout: duration("--check-timeout", &a.check_timeout)?,
+        log_dir: Some(dir.root.join("drills")),
     };
-    let dir = a.state.dir();
     dir.create()?;
     let store = SqliteStore::open(&dir.jobs_db())?;
     let job = store.start(&NewJob {

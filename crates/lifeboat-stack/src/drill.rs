@@ -74,6 +74,9 @@ pub struct DrillOptions {
     pub keep_for: Duration,
     /// Longest the check may run.
     pub check_timeout: Duration,
+    /// Where the check's output is kept while it runs (the state
+    /// directory's `drills/`); `None`: the scratch stack's directory.
+    pub log_dir: Option<PathBuf>,
 }
 
 /// A fingerprint of what a drill of `stack` proves: the stack's table and
@@ -190,26 +193,65 @@ fn fill(text: &str, values: &std::collections::BTreeMap<String, String>) -> Stri
     out
 }
 
-fn run_check(command: &str, timeout: Duration) -> CheckReport {
+/// A private file for the check's output: `DIR/check-<random>.log` in a
+/// directory made 0700 (its own when `dir` is the state directory's
+/// `drills/`), created new (never an existing file or a link) with 0600.
+fn check_log(dir: &std::path::Path) -> std::io::Result<(PathBuf, std::fs::File)> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mut b = [0u8; 8];
+    lifeboat_vault::crypto::fill_random(&mut b);
+    let path = dir.join(format!("check-{:016x}.log", u64::from_le_bytes(b)));
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&path)?;
+    Ok((path, f))
+}
+
+/// Runs the check `command` (`sh -c`) in a process group of its own, its
+/// output into a private file under `log_dir`; at `timeout` the whole group
+/// is killed (a check's children too).
+fn run_check(
+    command: &str,
+    timeout: Duration,
+    log_dir: &std::path::Path,
+    env: &[(String, String)],
+) -> CheckReport {
+    use std::os::unix::process::CommandExt;
     let started = Instant::now();
-    let out = std::env::temp_dir().join(format!("lifeboat-drill-check-{}.log", std::process::id()));
-    let file = std::fs::File::create(&out);
-    let spawned = file.and_then(|f| {
+    let mut out = PathBuf::new();
+    let spawned = check_log(log_dir).and_then(|(p, f)| {
+        out = p;
         let f2 = f.try_clone()?;
         Command::new("sh")
             .arg("-c")
             .arg(command)
+            .process_group(0)
+            .env_remove("MYSQL_PWD")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
             .stdout(f)
             .stderr(f2)
             .spawn()
     });
     let exit = match spawned {
         Err(e) => {
-            let _ = std::fs::remove_file(&out);
+            if !out.as_os_str().is_empty() {
+                let _ = std::fs::remove_file(&out);
+            }
             return CheckReport {
                 command: command.into(),
                 exit: None,
-                output: format!("cannot start `sh -c`: {e}"),
+                output: format!(
+                    "cannot start `sh -c` with its output in {}: {e}",
+                    log_dir.display()
+                ),
                 duration_s: started.elapsed().as_secs_f64(),
             };
         }
@@ -218,6 +260,9 @@ fn run_check(command: &str, timeout: Duration) -> CheckReport {
                 break st.code();
             }
             if started.elapsed() > timeout {
+                if let Some(pg) = rustix::process::Pid::from_raw(child.id() as i32) {
+                    let _ = rustix::process::kill_process_group(pg, rustix::process::Signal::KILL);
+                }
                 let _ = child.kill();
                 let _ = child.wait();
                 break None;
@@ -233,6 +278,34 @@ fn run_check(command: &str, timeout: Duration) -> CheckReport {
         output,
         duration_s: started.elapsed().as_secs_f64(),
     }
+}
+
+/// The root passwords of the scratch stack's databases, for the check's
+/// environment (never its command line): `NAME_PASSWORD` per database
+/// (`shop-db` → `SHOP_DB_PASSWORD`), and `MYSQL_PWD` (which the `mariadb`
+/// client reads) when there is one database.
+fn check_env(scratch: &std::path::Path, stack: &str) -> Vec<(String, String)> {
+    let Ok(Some(st)) = StackState::read(scratch, stack) else {
+        return Vec::new();
+    };
+    let mut env: Vec<(String, String)> = st
+        .members
+        .iter()
+        .filter_map(|(n, m)| {
+            let var = n
+                .chars()
+                .map(|c| match c.to_ascii_uppercase() {
+                    c @ ('A'..='Z' | '0'..='9') => c,
+                    _ => '_',
+                })
+                .collect::<String>();
+            Some((format!("{var}_PASSWORD"), m.password.clone()?.0))
+        })
+        .collect();
+    if env.len() == 1 {
+        env.push(("MYSQL_PWD".into(), env[0].1.clone()));
+    }
+    env
 }
 
 /// Runs a drill of `stack` from the vaults of `site`.
@@ -264,7 +337,17 @@ pub fn drill(cfg: &Config, stack: &str, site: &str, opts: &DrillOptions) -> Resu
             if let Some(t) = r.newest_data {
                 values.insert("recovered_at".into(), t.to_rfc3339());
             }
-            Some(run_check(&fill(cmd, &values), opts.check_timeout))
+            let log_dir = opts
+                .log_dir
+                .clone()
+                .unwrap_or_else(|| scratch.join("check"));
+            let env = check_env(&scratch, stack);
+            Some(run_check(
+                &fill(cmd, &values),
+                opts.check_timeout,
+                &log_dir,
+                &env,
+            ))
         }
         _ => None,
     };
