@@ -131,14 +131,19 @@ pub fn run(g: &Global, a: DrillArgs) -> Result<ExitCode> {
             error: if r.passed {
                 None
             } else {
-                Some(r.error.clone().unwrap_or_else(|| match &r.check {
-                    Some(c) => format!(
-                        "the stack's check exited {:?}: {}",
-                        c.exit,
-                        c.output.lines().last().unwrap_or("")
-                    ),
-                    None => "the drill failed".into(),
-                }))
+                Some(
+                    r.error
+                        .clone()
+                        .or_else(|| r.missed.first().cloned())
+                        .unwrap_or_else(|| match &r.check {
+                            Some(c) => format!(
+                                "the stack's check exited {:?}: {}",
+                                c.exit,
+                                c.output.lines().last().unwrap_or("")
+                            ),
+                            None => "the drill failed".into(),
+                        }),
+                )
             },
             log,
             report: Some(serde_json::to_string(&r)?),

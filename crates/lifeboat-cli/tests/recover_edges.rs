@@ -37,6 +37,11 @@ impl World {
     /// secondary at `ROOT/buckets/assets`, files members `etc` and `docs`
     /// (stateless), and the stack's `check`.
     fn new(check: &str) -> World {
+        World::with(check, "")
+    }
+
+    /// The same, with more lines in `[stack.s]` (`objectives = …`).
+    fn with(check: &str, stack_lines: &str) -> World {
         let t = tempdir().unwrap();
         let w = t.path().to_path_buf();
         for d in ["data/etc", "data/docs", "primary/buckets/assets"] {
@@ -71,7 +76,7 @@ to = "file://{w}/secondary/buckets/assets"
 [stack.s]
 members = ["assets", "etc", "docs"]
 check = '{check}'
-"#,
+{stack_lines}"#,
             w = w.display()
         );
         std::fs::write(w.join("lifeboat.toml"), text).unwrap();
@@ -321,4 +326,34 @@ fn a_drills_check_writes_into_a_private_file_under_the_state_directory_and_dies_
         !lifeboat_testkit::procs::alive(pid),
         "the check's child {pid} outlived the drill"
     );
+}
+
+#[test]
+fn a_drill_that_misses_an_objective_fails_as_the_report_judges_it() {
+    // An RPO objective of 1 s, and the newest `etc` point older than that.
+    let w = World::with("true", "objectives = { rpo = \"1s\", rto = \"10m\" }\n");
+    protected(&w);
+    pause();
+    let o =
+        w.c.run(&["drill", "--stack", "s", "--to", "secondary", "--json"]);
+    let d: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+    assert_eq!(o.status.code(), Some(3), "{d:#}");
+    assert_eq!(d["passed"], false, "{d:#}");
+    assert_eq!(d["check"]["exit"], 0, "the check itself passed: {d:#}");
+    let missed = d["missed"].to_string();
+    assert!(
+        missed.contains("RPO") && missed.contains("objective 1 s"),
+        "{d:#}"
+    );
+    let j = w.c.json(&["jobs", "show", &d["job"].to_string()]);
+    assert_eq!(j["status"], "failed", "{j:#}");
+    assert!(j["error"].as_str().unwrap().contains("RPO"), "{j:#}");
+    // `report` says the same of it.
+    let rep = w.c.run(&["report", "--json"]);
+    assert_eq!(rep.status.code(), Some(3));
+    let rep: serde_json::Value = serde_json::from_slice(&rep.stdout).unwrap();
+    let failed = rep["stacks"][0]["failed"].to_string();
+    assert!(failed.contains("the last drill failed"), "{failed}");
+    assert!(failed.contains("RPO"), "{failed}");
 }

@@ -59,6 +59,10 @@ pub struct DrillReport {
     /// the site's endpoint), with why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub teardown_error: Option<String>,
+    /// The stack's objectives the recovery missed (`RPO 2.1 s is over the
+    /// objective 1 s`): a drill that misses one fails, as `report` judges it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missed: Vec<String>,
     /// A fingerprint of the stack's declaration (members and their tables):
     /// a report whose fingerprint differs from the file's is "not verified
     /// since change".
@@ -351,7 +355,11 @@ pub fn drill(cfg: &Config, stack: &str, site: &str, opts: &DrillOptions) -> Resu
         }
         _ => None,
     };
-    let passed = recovery.is_some() && check.as_ref().is_none_or(|c| c.exit == Some(0));
+    let missed = recovery
+        .as_ref()
+        .map_or_else(Vec::new, |r| over_objectives(s, r.rpo_s, Some(r.rto_s)));
+    let passed =
+        recovery.is_some() && check.as_ref().is_none_or(|c| c.exit == Some(0)) && missed.is_empty();
     if recovery.is_some() && !opts.keep_for.is_zero() {
         std::thread::sleep(opts.keep_for);
     }
@@ -367,8 +375,26 @@ pub fn drill(cfg: &Config, stack: &str, site: &str, opts: &DrillOptions) -> Resu
         passed,
         torn_down,
         teardown_error,
+        missed,
         declaration: declaration(cfg, stack),
     })
+}
+
+/// The objectives of stack `s` that an RPO and RTO miss, in words: what a
+/// drill fails on and what `report` says of the last drill.
+fn over_objectives(s: &lifeboat_config::Stack, rpo: Option<f64>, rto: Option<f64>) -> Vec<String> {
+    let mut out = Vec::new();
+    if let (Some(o), Some(a)) = (s.objectives.rpo, rpo)
+        && a > o.0 as f64
+    {
+        out.push(format!("RPO {a:.1} s is over the objective {} s", o.0));
+    }
+    if let (Some(o), Some(a)) = (s.objectives.rto, rto)
+        && a > o.0 as f64
+    {
+        out.push(format!("RTO {a:.1} s is over the objective {} s", o.0));
+    }
+    out
 }
 
 /// Stops and removes a scratch stack (whatever of it came up), its scratch
@@ -481,6 +507,9 @@ impl DrillReport {
                 c.command, c.exit, c.duration_s, c.output
             ));
         }
+        for m in &self.missed {
+            log.push_str(&format!("objective missed: {m}\n"));
+        }
         if let Some(e) = &self.teardown_error {
             log.push_str(&format!("teardown failed: {e}\n"));
         }
@@ -531,21 +560,8 @@ pub fn verification(
                 if !d.passed {
                     failed.push("the last drill failed (`lifeboat jobs show ID`)".into());
                 }
-                if let (Some(o), Some(a)) = (s.objectives.rpo, d.rpo_s)
-                    && a > o.0 as f64
-                {
-                    failed.push(format!(
-                        "the last drill's RPO {a:.1} s is over the objective {} s",
-                        o.0
-                    ));
-                }
-                if let (Some(o), Some(a)) = (s.objectives.rto, d.rto_s)
-                    && a > o.0 as f64
-                {
-                    failed.push(format!(
-                        "the last drill's RTO {a:.1} s is over the objective {} s",
-                        o.0
-                    ));
+                for m in over_objectives(s, d.rpo_s, d.rto_s) {
+                    failed.push(format!("the last drill's {m}"));
                 }
                 if d.declaration != declaration(cfg, name) {
                     failed.push("not verified since change: the stack's declaration changed after its last drill".into());
