@@ -291,6 +291,11 @@ pub(crate) fn secure_new(
         Some((user, pw)) if user == "root" => pw.clone(),
         _ => generate_password(),
     };
+    if own_site && declared.is_none() {
+        tracing::warn!(
+            "resource `{name}` declares no password: its new server's root got a generated one, kept in the stack's state (ROOT/stacks/STACK/secrets/{name}.password); name that file in the resource's `password_file` so that its plans and binlog archive can log in"
+        );
+    }
     let login = declared.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
     server.secure(&root, login)?;
     Ok(RootPassword(root))
