@@ -82,12 +82,13 @@ pub fn run(g: &Global, a: DrillArgs) -> Result<ExitCode> {
     if let Some(k) = &a.keep_for {
         keep_for = duration("--keep-for", k)?;
     }
+    let dir = a.state.dir();
     let opts = lifeboat_stack::drill::DrillOptions {
         pick,
         keep_for,
         check_timeout: duration("--check-timeout", &a.check_timeout)?,
+        log_dir: Some(dir.root.join("drills")),
     };
-    let dir = a.state.dir();
     dir.create()?;
     let store = SqliteStore::open(&dir.jobs_db())?;
     let job = store.start(&NewJob {
@@ -130,14 +131,19 @@ pub fn run(g: &Global, a: DrillArgs) -> Result<ExitCode> {
             error: if r.passed {
                 None
             } else {
-                Some(r.error.clone().unwrap_or_else(|| match &r.check {
-                    Some(c) => format!(
-                        "the stack's check exited {:?}: {}",
-                        c.exit,
-                        c.output.lines().last().unwrap_or("")
-                    ),
-                    None => "the drill failed".into(),
-                }))
+                Some(
+                    r.error
+                        .clone()
+                        .or_else(|| r.missed.first().cloned())
+                        .unwrap_or_else(|| match &r.check {
+                            Some(c) => format!(
+                                "the stack's check exited {:?}: {}",
+                                c.exit,
+                                c.output.lines().last().unwrap_or("")
+                            ),
+                            None => "the drill failed".into(),
+                        }),
+                )
             },
             log,
             report: Some(serde_json::to_string(&r)?),

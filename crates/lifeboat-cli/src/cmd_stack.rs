@@ -203,10 +203,10 @@ fn record_end(
             .into(),
             error: (!r.warnings.is_empty()).then(|| r.warnings.join("; ")),
             log: format!(
-                "recovered into site `{}`: RPO {}, RTO {}\n",
+                "recovered into site `{}`: RPO {}, {}\n",
                 r.site,
                 secs(r.rpo_s),
-                secs(Some(r.rto_s))
+                times(r)
             ) + &r.steps.iter().map(|s| s.line() + "\n").collect::<String>(),
             report: serde_json::to_string(r).ok(),
             ..Default::default()
@@ -225,6 +225,22 @@ fn record_end(
 
 fn secs(s: Option<f64>) -> String {
     s.map_or("-".into(), |v| format!("{v:.1} s"))
+}
+
+/// The downtime (failure → healthy) when the failure time is known, and
+/// the recovery's own time (`recover`'s start → healthy), labelled.
+fn times(r: &lifeboat_stack::recover::RecoveryReport) -> String {
+    match r.downtime_s {
+        Some(d) => format!(
+            "downtime {} (failure → healthy; the recovery itself {})",
+            secs(Some(d)),
+            secs(Some(r.recovery_s))
+        ),
+        None => format!(
+            "recovery {} (`recover`'s start → healthy; give --failed-at for the downtime)",
+            secs(Some(r.recovery_s))
+        ),
+    }
 }
 
 pub fn recover(g: &Global, a: RecoverArgs) -> Result<ExitCode> {
@@ -282,7 +298,7 @@ pub fn recover(g: &Global, a: RecoverArgs) -> Result<ExitCode> {
         println!("sources:");
         for s in &r.sources {
             println!(
-                "  {:<16} {:<9} {:<13} {}  data from {}",
+                "  {:<16} {:<9} {:<13} {}  data from {}, RPO {}{}",
                 s.member,
                 s.kind,
                 s.from,
@@ -291,7 +307,13 @@ pub fn recover(g: &Global, a: RecoverArgs) -> Result<ExitCode> {
                     .map(|p| &p[..12.min(p.len())])
                     .unwrap_or("-"),
                 s.data_time.map_or("-".into(), |t| t
-                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+                secs(s.rpo_s),
+                if s.stateless {
+                    " (stateless: not in the stack's RPO)"
+                } else {
+                    ""
+                }
             );
             println!("  {:<16} {}", "", s.why);
         }
@@ -314,12 +336,12 @@ pub fn recover(g: &Global, a: RecoverArgs) -> Result<ExitCode> {
             }
         }
         println!(
-            "stack `{}` recovered in site `{}`: RPO {} (objective {}), RTO {} (objective {})",
+            "stack `{}` recovered in site `{}`: RPO {} (objective {}), {} (RTO objective {})",
             r.stack,
             r.site,
             secs(r.rpo_s),
             r.objectives.rpo_s.map_or("-".into(), |v| format!("{v} s")),
-            secs(Some(r.rto_s)),
+            times(&r),
             r.objectives.rto_s.map_or("-".into(), |v| format!("{v} s")),
         );
     }

@@ -22,7 +22,10 @@ use lifeboat_testkit::load::{LoadWriter, Op, expected_state, parse_state, state_
 use lifeboat_testkit::mariadb::free_port;
 use lifeboat_testkit::procs::alive;
 use lifeboat_testkit::{Cli, tempdir};
-use stack_fixture::{Bg, destroy_site, shop_host, sql, two_site_world, two_sites, wait_until_held};
+use stack_fixture::{
+    Bg, DB_PASSWORD, destroy_site, root_url, shop_host, sql, stack_password, two_site_world,
+    two_sites, wait_until_held,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
 
@@ -31,6 +34,8 @@ struct Roles<'a> {
     home: &'a str,
     away: &'a str,
     dsn: String,
+    /// The file with the database's root password (the recovered stack's own).
+    password_file: String,
     bucket: String,
     replica: String,
 }
@@ -56,10 +61,12 @@ impl World {
 kind = "mysql"
 site = "{home}"
 dsn = "{dsn}"
+password_file = "{pf}"
 archive = {{ vault = "{av}", copy_to = ["{cv}"] }}
 [resource.shop-assets]
 kind = "bucket"
 site = "{home}"
+stateless = true
 location = "{bucket}"
 {host}[plan.hourly]
 resources = ["shop-db", "shop-assets", "shop-host"]
@@ -76,6 +83,7 @@ objectives = {{ rpo = "30s", rto = "2m" }}
             sites = two_sites(w, p, s),
             home = r.home,
             dsn = r.dsn,
+            pf = r.password_file,
             bucket = r.bucket,
             replica = r.replica,
         )
@@ -96,9 +104,14 @@ objectives = {{ rpo = "30s", rto = "2m" }}
             .unwrap())
     }
 
-    /// Runs the load against the database on `port` for a while.
-    fn load(&self, port: u16, base: i64) -> (Vec<Op>, DateTime<Utc>) {
-        let w = LoadWriter::start(port, "shop.load_rows", Duration::from_millis(5), base);
+    /// Runs the load against the database on `port` (root with `password`) for a while.
+    fn load(&self, port: u16, password: &str, base: i64) -> (Vec<Op>, DateTime<Utc>) {
+        let w = LoadWriter::start_as(
+            &root_url(port, password),
+            "shop.load_rows",
+            Duration::from_millis(5),
+            base,
+        );
         std::thread::sleep(Duration::from_millis(1500));
         let (ops, err) = w.stop();
         assert!(err.is_none(), "{err:?}");
@@ -115,6 +128,14 @@ impl Drop for World {
                 .run(&["stack", "down", "--stack", "unishop", "--site", site]);
         }
     }
+}
+
+/// Where the stack in the site at `root` keeps its database's root password
+/// (what the file names once that database is the file's own).
+fn secrets(root: &std::path::Path) -> String {
+    root.join("stacks/unishop/secrets/shop-db.password")
+        .display()
+        .to_string()
 }
 
 fn port_of(r: &serde_json::Value) -> u16 {
@@ -139,6 +160,7 @@ fn a_round_trip_primary_to_secondary_and_back_loses_nothing_the_secondary_held()
         home: "primary",
         away: "secondary",
         dsn: format!("mysql://root@127.0.0.1:{port}"),
+        password_file: world.t.path().join("db.pass").display().to_string(),
         bucket: format!("file://{}/buckets/shop-assets", p.display()),
         replica: format!("file://{}/buckets/shop-assets", s.display()),
     });
@@ -147,7 +169,7 @@ fn a_round_trip_primary_to_secondary_and_back_loses_nothing_the_secondary_held()
     sql(&p.join("mysql/shop-db/mysqld.sock"), "CREATE DATABASE shop");
     let serve = world.serve("serve-1.log");
     c.ok(&["jobs", "run", "--plan", "hourly"]);
-    let (mut ops, last) = world.load(port, 0);
+    let (mut ops, last) = world.load(port, DB_PASSWORD, 0);
     wait_until_held(&world.dr, last, "the secondary's vault");
 
     // 2. Disaster: the daemon and every process of the primary killed, its
@@ -160,7 +182,8 @@ fn a_round_trip_primary_to_secondary_and_back_loses_nothing_the_secondary_held()
     let interim = r["protection"][0]["archive_pid"].as_i64().unwrap();
     assert!(alive(interim), "{r:#}");
     let port2 = port_of(&r);
-    let (more, last) = world.load(port2, 1_000_000);
+    let pw2 = stack_password(s, "shop-db");
+    let (more, last) = world.load(port2, &pw2, 1_000_000);
     ops.extend(more);
 
     // 4. The roles swapped in the file and applied: the interim archive is
@@ -169,6 +192,7 @@ fn a_round_trip_primary_to_secondary_and_back_loses_nothing_the_secondary_held()
         home: "secondary",
         away: "primary",
         dsn: r["outputs"]["shop-db.dsn"].as_str().unwrap().to_string(),
+        password_file: secrets(s),
         bucket: r["outputs"]["shop-assets.location"]
             .as_str()
             .unwrap()
@@ -194,7 +218,7 @@ fn a_round_trip_primary_to_secondary_and_back_loses_nothing_the_secondary_held()
     let _serve = world.serve("serve-2.log");
     c.ok(&["jobs", "run", "--plan", "hourly"]);
     wait_until_held(c, last, "the returned primary's vault");
-    let (more, _) = world.load(port2, 2_000_000);
+    let (more, _) = world.load(port2, &pw2, 2_000_000);
     ops.extend(more);
 
     // 5. Home again: a planned switchover loses nothing.
@@ -237,6 +261,7 @@ fn a_round_trip_primary_to_secondary_and_back_loses_nothing_the_secondary_held()
         home: "primary",
         away: "secondary",
         dsn: back["outputs"]["shop-db.dsn"].as_str().unwrap().to_string(),
+        password_file: secrets(p),
         bucket: back["outputs"]["shop-assets.location"]
             .as_str()
             .unwrap()

@@ -17,7 +17,8 @@ use lifeboat_testkit::mariadb::free_port;
 use lifeboat_testkit::procs::alive;
 use lifeboat_testkit::{Cli, tempdir};
 use stack_fixture::{
-    Bg, destroy_site, restorable_to, shop_host, shop_host_spec, sql, two_site_world, two_sites,
+    Bg, DB_PASSWORD, destroy_site, restorable_to, root_url, shop_host, shop_host_spec, sql,
+    stack_password, tcp_root_login, two_site_world, two_sites,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
@@ -60,9 +61,11 @@ impl Primary {
 kind = "mysql"
 site = "primary"
 dsn = "mysql://root@127.0.0.1:{port}"
+password_file = "{w}/db.pass"
 [resource.shop-assets]
 kind = "bucket"
 site = "primary"
+stateless = true
 location = "file://{p}/buckets/shop-assets"
 {host}[replication.assets]
 from = "shop-assets"
@@ -75,6 +78,7 @@ check = "{check}"
             sites = two_sites(w, p, s),
             p = p.display(),
             s = s.display(),
+            w = w.display(),
         )
     }
 
@@ -125,8 +129,8 @@ check = "{check}"
             .stderr(std::fs::File::create(w.join("archive.err")).unwrap())
             .spawn()
             .unwrap()));
-        me.writer = Some(LoadWriter::start(
-            port,
+        me.writer = Some(LoadWriter::start_as(
+            &root_url(port, DB_PASSWORD),
             "shop.load_rows",
             Duration::from_millis(5),
             0,
@@ -216,8 +220,8 @@ fn the_unishop_stack_is_recovered_into_the_secondary_with_every_commit_the_secon
     while Utc::now() < at + chrono::Duration::milliseconds(300) {
         std::thread::sleep(Duration::from_millis(20));
     }
-    pr.writer = Some(LoadWriter::start(
-        pr.port,
+    pr.writer = Some(LoadWriter::start_as(
+        &root_url(pr.port, DB_PASSWORD),
         "shop.load_rows",
         Duration::from_millis(5),
         1_000_000,
@@ -256,6 +260,26 @@ fn the_unishop_stack_is_recovered_into_the_secondary_with_every_commit_the_secon
         lifeboat_instance::supervise::http_status(&format!("{url}/health"), Duration::from_secs(5)),
         Ok(200)
     );
+    // No passwordless root in the recovered server: over TCP neither another
+    // local user nor root without the password gets in; root's password is
+    // the recovered stack's own (0600), in no report.
+    let rport: u16 = r["outputs"]["shop-db.port"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        !tcp_root_login(rport, true, None),
+        "another local user is root"
+    );
+    assert!(
+        !tcp_root_login(rport, false, None),
+        "root without a password"
+    );
+    let rpw = stack_password(s, "shop-db");
+    assert_ne!(rpw, DB_PASSWORD, "a secret of the recovered stack's own");
+    assert!(tcp_root_login(rport, false, Some(&rpw)));
+    assert!(!r.to_string().contains(&rpw), "{r:#}");
     // Every commit the secondary held is there.
     let rsock = s.join("mysql/shop-db/mysqld.sock");
     let expected = expected_state(&ops, |_| true);
@@ -623,10 +647,12 @@ fn a_planned_switchover_stops_the_primarys_writes_drains_and_loses_no_acknowledg
             .unwrap()[1]
             .clone()
     };
-    let dsn = member("shop-db")["outputs"]["dsn"]
+    let port: u16 = member("shop-db")["outputs"]["port"]
         .as_str()
         .unwrap()
-        .to_string();
+        .parse()
+        .unwrap();
+    let dsn = root_url(port, DB_PASSWORD);
     let url = member("shop-host")["outputs"]["url"]
         .as_str()
         .unwrap()
@@ -695,7 +721,12 @@ fn a_planned_switchover_stops_the_primarys_writes_drains_and_loses_no_acknowledg
             .is_err()
     );
     // Every order a customer saw acknowledged is in the recovered shop.
-    let rdsn = r["outputs"]["shop-db.dsn"].as_str().unwrap();
+    let rport: u16 = r["outputs"]["shop-db.port"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let rdsn = root_url(rport, &stack_password(&pr.s, "shop-db"));
     let o = Command::new(&shop)
         .args(["verify", "--json", "--log"])
         .arg(&log)

@@ -281,23 +281,37 @@ fn a_recovery_uses_the_replica_on_the_endpoint_in_place_and_without_it_restores_
 
     // The replica is lost: the newest point is restored into a bucket on the endpoint.
     destroy_bucket(s3, "shop-assets-replica");
-    // A bucket of that name holding someone's objects is never written over.
+    // A bucket of that name holding someone's objects is never written over
+    // nor removed: the point goes into a bucket of its own.
     s3.create_bucket("shop-assets");
     let r = s3
         .request_with("PUT", "/shop-assets/theirs.txt", &[], b"not the shop's")
         .unwrap();
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
-    let o = c.run(&["recover", "--stack", "shop", "--to", "dr"]);
-    assert_eq!(o.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("already holds objects"), "{err}");
+    let r = c.json(&["recover", "--stack", "shop", "--to", "dr"]);
+    let own = own_bucket(&r);
+    assert!(own.starts_with("shop-assets-recovered-"), "{r:#}");
+    assert!(
+        src_of(&r, "shop-assets")["why"]
+            .as_str()
+            .unwrap()
+            .contains("holds objects"),
+        "{r:#}"
+    );
+    sites.assert_holds_the_files(&own);
+    c.ok(&[
+        "stack", "down", "--stack", "shop", "--site", "dr", "--purge",
+    ]);
+    assert!(
+        !buckets(s3).contains(&own),
+        "what the recovery made is purged"
+    );
     assert_eq!(
         objects(s3, "shop-assets").into_keys().collect::<Vec<_>>(),
         ["theirs.txt"]
     );
-    // Emptied, it is used.
-    let r = s3.request("DELETE", "/shop-assets/theirs.txt").unwrap();
-    assert!(r.starts_with("HTTP/1.1 204"), "{r}");
+    // Gone, the bucket named after the resource is made and filled.
+    destroy_bucket(s3, "shop-assets");
     let r = c.json(&["recover", "--stack", "shop", "--to", "dr"]);
     let src = src_of(&r, "shop-assets");
     assert_eq!(src["from"], "point", "{r:#}");
@@ -318,6 +332,87 @@ fn a_recovery_uses_the_replica_on_the_endpoint_in_place_and_without_it_restores_
         "stack", "down", "--stack", "shop", "--site", "dr", "--purge",
     ]);
     assert!(!buckets(s3).contains(&"shop-assets".to_string()));
+}
+
+/// The bucket a recovery restored `shop-assets` into (its name on the endpoint).
+fn own_bucket(r: &serde_json::Value) -> String {
+    let loc = r["outputs"]["shop-assets.location"].as_str().unwrap();
+    loc.strip_prefix("s3://")
+        .and_then(|l| l.split('?').next())
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_recovery_to_an_earlier_time_never_writes_into_the_replica_on_the_endpoint_nor_purges_it() {
+    let sites = Sites::protected();
+    let (c, s3) = (&sites.c, sites.s3());
+    // The replica lives in the bucket named after the resource.
+    let w = sites.w().display().to_string();
+    let text = std::fs::read_to_string(sites.w().join("lifeboat.toml")).unwrap();
+    let text = text.replace(
+        &s3.url("shop-assets-replica", ""),
+        &s3.url("shop-assets", ""),
+    );
+    std::fs::write(sites.w().join("lifeboat.toml"), text).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let at = chrono::Utc::now();
+    std::thread::sleep(Duration::from_millis(1100));
+    // Written after `at`, replicated.
+    let src = sites.w().join("primary/buckets/shop-assets");
+    std::fs::write(src.join("after.txt"), b"written after at").unwrap();
+    s3.create_bucket("shop-assets");
+    let mut rep = c.command(&[
+        "replicate",
+        "--from",
+        &format!("file://{}", src.display()),
+        "--to",
+        &s3.url("shop-assets", ""),
+        "--existing",
+        "--once",
+        "--state",
+    ]);
+    rep.arg(format!("{w}/replication-2"));
+    for (k, v) in CREDENTIALS {
+        rep.env(k, v);
+    }
+    let o = rep.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let before = objects(s3, "shop-assets");
+    assert!(before.contains_key("after.txt"));
+
+    let r = c.json(&[
+        "recover",
+        "--stack",
+        "shop",
+        "--to",
+        "dr",
+        "--at",
+        &at.to_rfc3339(),
+    ]);
+    let own = own_bucket(&r);
+    assert_ne!(own, "shop-assets", "restored into the replica: {r:#}");
+    sites.assert_holds_the_files(&own);
+    let why = src_of(&r, "shop-assets")["why"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(why.contains("replication destination"), "{why}");
+    assert!(why.contains("--at"), "{why}");
+    assert_eq!(
+        objects(s3, "shop-assets"),
+        before,
+        "the replica is untouched"
+    );
+    c.ok(&[
+        "stack", "down", "--stack", "shop", "--site", "dr", "--purge",
+    ]);
+    assert!(!buckets(s3).contains(&own));
+    assert_eq!(
+        objects(s3, "shop-assets"),
+        before,
+        "the replica is not purged"
+    );
 }
 
 fn scratch_buckets(s3: &S3Server) -> Vec<String> {

@@ -6,10 +6,11 @@
 
 mod stack_fixture;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use lifeboat_testkit::{Cli, tempdir};
-use stack_fixture::{shop_host, sql};
+use stack_fixture::{shop_host, sql, tcp_root_login};
 
 fn unishop_bin() -> PathBuf {
     lifeboat_testkit::procs::unishop_bin(env!("CARGO_BIN_EXE_lifeboat"))
@@ -122,13 +123,40 @@ fn the_unishop_stack_comes_up_in_its_site_stops_with_its_data_kept_and_is_purged
         "1\n"
     );
     assert!(root.join("buckets/shop-assets/index.html").is_file());
+    // No passwordless root: over TCP neither another local user nor root
+    // without the password gets in. The password is in the stack's state
+    // (0600), never in what `stack up` prints; the shop has it in its
+    // launch environment only.
+    let port: u16 = db["outputs"]["port"].as_str().unwrap().parse().unwrap();
+    let tcp_root = |as_nobody, pw| tcp_root_login(port, as_nobody, pw);
+    assert!(!tcp_root(true, None), "another local user logs in as root");
+    assert!(
+        !tcp_root(false, None),
+        "root logs in over TCP without a password"
+    );
+    let pw_file = root.join("stacks/unishop/secrets/shop-db.password");
+    let mode = std::fs::metadata(&pw_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{}", pw_file.display());
+    let pw = std::fs::read_to_string(&pw_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(pw.len() >= 32, "a generated secret");
+    assert!(tcp_root(false, Some(&pw)), "root logs in with its password");
+    assert!(!up.to_string().contains(&pw), "{up}");
+    assert!(!db["outputs"]["dsn"].as_str().unwrap().contains(&pw));
+    let launch_file = root.join("hosts/shop-host/launch.json");
     let launch: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(root.join("hosts/shop-host/launch.json")).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(&launch_file).unwrap()).unwrap();
     assert_eq!(
         launch["env"]["UNISHOP_DATABASE_URL"],
-        format!("{}/unishop", db["outputs"]["dsn"].as_str().unwrap())
+        format!("mysql://root:{pw}@127.0.0.1:{port}/unishop")
     );
+    let mode = std::fs::metadata(&launch_file)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "{}", launch_file.display());
     // The optional member that fails does not fail the stack; status says so.
     let st = c.run(&args(&cmd(&["status", "--json"])));
     assert_eq!(st.status.code(), Some(3));

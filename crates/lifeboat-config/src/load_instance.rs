@@ -153,7 +153,7 @@ fn span_of(t: Table<'_, '_>, key: &str) -> Range<usize> {
 
 /// Reads an instance resource's table.
 pub(crate) fn load_instance(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>) -> ResourceKind {
-    let allowed: Vec<&str> = ["site", "description"]
+    let allowed: Vec<&str> = ["site", "stateless", "description"]
         .into_iter()
         .chain(KEYS.iter().copied().filter(|k| *k != "name"))
         .collect();

@@ -13,6 +13,7 @@ const KINDS: &[&str] = &["files", "mysql", "bucket", "instance"];
 
 pub(crate) fn load_resource(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d: &mut Draft) {
     let site = sink.string(t, "site").map(|s| s.0);
+    let stateless = sink.boolean(t, "stateless").unwrap_or(false);
     let kind = match sink.string(t, "kind") {
         Some((k, span)) => {
             if !KINDS.contains(&k.as_str()) {
@@ -48,6 +49,7 @@ pub(crate) fn load_resource(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d
                 &[
                     "kind",
                     "site",
+                    "stateless",
                     "paths",
                     "exclude",
                     "one_file_system",
@@ -91,6 +93,7 @@ pub(crate) fn load_resource(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d
                 &[
                     "kind",
                     "site",
+                    "stateless",
                     "dsn",
                     "password_env",
                     "password_file",
@@ -125,7 +128,7 @@ pub(crate) fn load_resource(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d
             sink.unknown_keys(
                 t,
                 "a bucket resource",
-                &["kind", "site", "location", "description"],
+                &["kind", "site", "stateless", "location", "description"],
             );
             let location = sink.bucket_location(t, "location").unwrap_or_else(|| {
                 if t.get("location").is_none() {
@@ -142,8 +145,14 @@ pub(crate) fn load_resource(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d
         }
         _ => crate::load_instance::load_instance(sink, name, t),
     };
-    d.resources
-        .insert(name.to_string(), Resource { site, kind });
+    d.resources.insert(
+        name.to_string(),
+        Resource {
+            site,
+            stateless,
+            kind,
+        },
+    );
 }
 
 fn check_dsn(sink: &mut Sink<'_>, dsn: &str, span: &Range<usize>, key: &str) {

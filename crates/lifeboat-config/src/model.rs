@@ -154,6 +154,10 @@ pub struct VaultSpec {
 pub struct Resource {
     /// The site it is in.
     pub site: Option<String>,
+    /// Its content changes only by deploy (an app host, a frontend bucket):
+    /// a recovery reports its RPO apart, never in the stack's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stateless: bool,
     /// What it is, with its own keys.
     #[serde(flatten)]
     pub kind: ResourceKind,

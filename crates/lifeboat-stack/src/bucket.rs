@@ -106,6 +106,28 @@ impl SiteStore {
         )
     }
 
+    /// The bucket an address names on this endpoint (`None`: elsewhere).
+    fn bucket_of(&self, address: &str) -> Option<String> {
+        match Bucket::parse(address) {
+            Ok(Location::S3 {
+                bucket,
+                endpoint: Some(e),
+                ..
+            }) if e.trim_end_matches('/') == self.endpoint => Some(bucket),
+            _ => None,
+        }
+    }
+
+    /// The replication rule whose destination is bucket `address` on this
+    /// endpoint, if any: a live replica, never a restore's target.
+    pub(crate) fn replication_into(&self, cfg: &Config, address: &str) -> Option<String> {
+        let b = self.bucket_of(address)?;
+        cfg.replications
+            .values()
+            .find(|r| self.bucket_of(&r.to).as_deref() == Some(b.as_str()))
+            .map(|r| r.to.clone())
+    }
+
     fn unreachable(&self, why: &str) -> StackError {
         StackError::Process(format!(
             "the S3 endpoint {} of site `{}` cannot be used: {why}; check that the object store runs and answers there, that `endpoint` in `[site.{}]` names the right scheme, host and port, and the site's credentials",
@@ -214,10 +236,8 @@ fn member(root: &Path, name: &str, address: String, borrowed: bool) -> MemberSta
         kind: "bucket".into(),
         dir: root.join("buckets").join(name),
         outputs: [("location".to_string(), address)].into(),
-        process: None,
-        archive: None,
         borrowed,
-        error: None,
+        ..Default::default()
     }
 }
 
@@ -263,7 +283,58 @@ pub fn provision(
         store.bounded(&rt, s3.create(&store.region))?;
         true
     };
-    Ok(Some((member(root, name, address, borrowed), created)))
+    let mut m = member(root, name, address, borrowed);
+    // A drill's scratch bucket is Lifeboat's own by its name.
+    m.provisioned =
+        Some(created || scratch.is_some() || before.is_some_and(|b| b.provisioned == Some(true)));
+    Ok(Some((m, created)))
+}
+
+/// A bucket of its own for a recovery's restore, when the usual one is a
+/// replication destination or exists already (holding objects or not: a
+/// recovery restores only into a bucket it makes, so `down --purge` removes
+/// exactly that): `NAME-recovered-TIME`, made now. Returns the member and
+/// why it was needed; `None`: the usual one is free.
+fn provision_own(
+    cfg: &Config,
+    store: &SiteStore,
+    root: &Path,
+    name: &str,
+) -> Result<Option<(MemberState, String)>> {
+    let Some((address, _)) = target(cfg, store, name, None) else {
+        return Ok(None);
+    };
+    let rt = runtime()?;
+    let why = match store.replication_into(cfg, &address) {
+        Some(rule) => format!("{address} is a replication destination ({rule})"),
+        None => {
+            let b = store.open(&address)?;
+            let s3 = b.s3().expect("an s3:// address");
+            if !store.bounded(&rt, s3.exists())? {
+                return Ok(None);
+            }
+            match store.bounded(&rt, s3.is_empty())? {
+                true => format!("{address} was there before (not the recovery's own)"),
+                false => format!("{address} holds objects"),
+            }
+        }
+    };
+    let stamp = Utc::now().format("%Y%m%dt%H%M%S").to_string();
+    let own = store.address(&bucket_name(&format!("{name}-recovered-{stamp}")));
+    let b = store.open(&own)?;
+    let s3 = b.s3().expect("an s3:// address");
+    if store.bounded(&rt, s3.exists())? {
+        return Err(StackError::Refused(format!(
+            "{own} exists already: a recovery restores only into a bucket of its own; run it again in a second"
+        )));
+    }
+    store.bounded(&rt, s3.create(&store.region))?;
+    let mut m = member(root, name, own.clone(), false);
+    m.provisioned = Some(true);
+    Ok(Some((
+        m,
+        format!("restored into {own}, a bucket of its own: {why}"),
+    )))
 }
 
 /// Every object of `bucket`, listed.
@@ -396,13 +467,14 @@ pub(crate) fn recover_member(
     }
     let t = Instant::now();
     // A replica is as of now: not for a recovery to an earlier time.
-    let rep = match opts.at {
-        None => replica(cfg, store, name)?,
-        Some(_) => None,
-    };
+    let found = replica(cfg, store, name)?;
+    let rep = found.clone().filter(|_| opts.at.is_none());
     // S3 keeps an object's modification time to the second: compared so.
     let place = format!(" on {}", store.endpoint);
-    let b = BucketSources::compare(vaults, name, opts.at, rep, true, &place);
+    let mut b = BucketSources::compare(vaults, name, opts.at, rep, true, &place);
+    if opts.at.is_some() {
+        b.unused = found.map(|(loc, rt)| crate::recover::replica_as_of_now(&loc, rt));
+    }
     if b.use_replica && scratch.is_none() {
         let (address, rt) = b.replica.clone().expect("checked");
         clock.step(steps, "use the bucket replica in place", Some(name), t);
@@ -414,7 +486,18 @@ pub(crate) fn recover_member(
     if !b.use_replica && b.point.is_none() {
         return Err(b.nothing(name, opts.at));
     }
-    let (m, created) = provision(cfg, store, root, name, scratch, None)?.expect("a target");
+    // Never into a replica, never over objects: a bucket of its own then.
+    let own = match scratch {
+        None => provision_own(cfg, store, root, name)?,
+        Some(_) => None,
+    };
+    let (m, created, note) = match own {
+        Some((m, why)) => (m, true, Some(why)),
+        None => {
+            let (m, c) = provision(cfg, store, root, name, scratch, None)?.expect("a target");
+            (m, c, None)
+        }
+    };
     clock.step(steps, "provision the bucket on the endpoint", Some(name), t);
     let address = m.outputs["location"].clone();
     let to = store.open(&address)?;
@@ -442,14 +525,11 @@ pub(crate) fn recover_member(
         let (vn, v, id, p) = b.point.as_ref().expect("checked");
         restore_bucket_point(v, id, &to).map(|()| {
             clock.step(steps, "restore the bucket point", Some(name), t);
-            Source::point(
-                name,
-                "bucket",
-                vn,
-                id,
-                b.point_data.or(Some(p.time)),
-                b.why_point(&format!(", restored into the bucket{place}")),
-            )
+            let mut why = b.why_point(&format!(", restored into the bucket{place}"));
+            if let Some(n) = &note {
+                why = format!("{why}; {n}");
+            }
+            Source::point(name, "bucket", vn, id, b.point_data.or(Some(p.time)), why)
         })
     };
     match filled {

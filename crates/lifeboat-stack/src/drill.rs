@@ -59,6 +59,10 @@ pub struct DrillReport {
     /// the site's endpoint), with why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub teardown_error: Option<String>,
+    /// The stack's objectives the recovery missed (`RPO 2.1 s is over the
+    /// objective 1 s`): a drill that misses one fails, as `report` judges it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missed: Vec<String>,
     /// A fingerprint of the stack's declaration (members and their tables):
     /// a report whose fingerprint differs from the file's is "not verified
     /// since change".
@@ -74,6 +78,9 @@ pub struct DrillOptions {
     pub keep_for: Duration,
     /// Longest the check may run.
     pub check_timeout: Duration,
+    /// Where the check's output is kept while it runs (the state
+    /// directory's `drills/`); `None`: the scratch stack's directory.
+    pub log_dir: Option<PathBuf>,
 }
 
 /// A fingerprint of what a drill of `stack` proves: the stack's table and
@@ -190,26 +197,65 @@ fn fill(text: &str, values: &std::collections::BTreeMap<String, String>) -> Stri
     out
 }
 
-fn run_check(command: &str, timeout: Duration) -> CheckReport {
+/// A private file for the check's output: `DIR/check-<random>.log` in a
+/// directory made 0700 (its own when `dir` is the state directory's
+/// `drills/`), created new (never an existing file or a link) with 0600.
+fn check_log(dir: &std::path::Path) -> std::io::Result<(PathBuf, std::fs::File)> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mut b = [0u8; 8];
+    lifeboat_vault::crypto::fill_random(&mut b);
+    let path = dir.join(format!("check-{:016x}.log", u64::from_le_bytes(b)));
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&path)?;
+    Ok((path, f))
+}
+
+/// Runs the check `command` (`sh -c`) in a process group of its own, its
+/// output into a private file under `log_dir`; at `timeout` the whole group
+/// is killed (a check's children too).
+fn run_check(
+    command: &str,
+    timeout: Duration,
+    log_dir: &std::path::Path,
+    env: &[(String, String)],
+) -> CheckReport {
+    use std::os::unix::process::CommandExt;
     let started = Instant::now();
-    let out = std::env::temp_dir().join(format!("lifeboat-drill-check-{}.log", std::process::id()));
-    let file = std::fs::File::create(&out);
-    let spawned = file.and_then(|f| {
+    let mut out = PathBuf::new();
+    let spawned = check_log(log_dir).and_then(|(p, f)| {
+        out = p;
         let f2 = f.try_clone()?;
         Command::new("sh")
             .arg("-c")
             .arg(command)
+            .process_group(0)
+            .env_remove("MYSQL_PWD")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
             .stdout(f)
             .stderr(f2)
             .spawn()
     });
     let exit = match spawned {
         Err(e) => {
-            let _ = std::fs::remove_file(&out);
+            if !out.as_os_str().is_empty() {
+                let _ = std::fs::remove_file(&out);
+            }
             return CheckReport {
                 command: command.into(),
                 exit: None,
-                output: format!("cannot start `sh -c`: {e}"),
+                output: format!(
+                    "cannot start `sh -c` with its output in {}: {e}",
+                    log_dir.display()
+                ),
                 duration_s: started.elapsed().as_secs_f64(),
             };
         }
@@ -218,6 +264,9 @@ fn run_check(command: &str, timeout: Duration) -> CheckReport {
                 break st.code();
             }
             if started.elapsed() > timeout {
+                if let Some(pg) = rustix::process::Pid::from_raw(child.id() as i32) {
+                    let _ = rustix::process::kill_process_group(pg, rustix::process::Signal::KILL);
+                }
                 let _ = child.kill();
                 let _ = child.wait();
                 break None;
@@ -233,6 +282,34 @@ fn run_check(command: &str, timeout: Duration) -> CheckReport {
         output,
         duration_s: started.elapsed().as_secs_f64(),
     }
+}
+
+/// The root passwords of the scratch stack's databases, for the check's
+/// environment (never its command line): `NAME_PASSWORD` per database
+/// (`shop-db` → `SHOP_DB_PASSWORD`), and `MYSQL_PWD` (which the `mariadb`
+/// client reads) when there is one database.
+fn check_env(scratch: &std::path::Path, stack: &str) -> Vec<(String, String)> {
+    let Ok(Some(st)) = StackState::read(scratch, stack) else {
+        return Vec::new();
+    };
+    let mut env: Vec<(String, String)> = st
+        .members
+        .iter()
+        .filter_map(|(n, m)| {
+            let var = n
+                .chars()
+                .map(|c| match c.to_ascii_uppercase() {
+                    c @ ('A'..='Z' | '0'..='9') => c,
+                    _ => '_',
+                })
+                .collect::<String>();
+            Some((format!("{var}_PASSWORD"), m.password.clone()?.0))
+        })
+        .collect();
+    if env.len() == 1 {
+        env.push(("MYSQL_PWD".into(), env[0].1.clone()));
+    }
+    env
 }
 
 /// Runs a drill of `stack` from the vaults of `site`.
@@ -264,11 +341,25 @@ pub fn drill(cfg: &Config, stack: &str, site: &str, opts: &DrillOptions) -> Resu
             if let Some(t) = r.newest_data {
                 values.insert("recovered_at".into(), t.to_rfc3339());
             }
-            Some(run_check(&fill(cmd, &values), opts.check_timeout))
+            let log_dir = opts
+                .log_dir
+                .clone()
+                .unwrap_or_else(|| scratch.join("check"));
+            let env = check_env(&scratch, stack);
+            Some(run_check(
+                &fill(cmd, &values),
+                opts.check_timeout,
+                &log_dir,
+                &env,
+            ))
         }
         _ => None,
     };
-    let passed = recovery.is_some() && check.as_ref().is_none_or(|c| c.exit == Some(0));
+    let missed = recovery
+        .as_ref()
+        .map_or_else(Vec::new, |r| over_objectives(s, r.rpo_s, Some(r.rto_s)));
+    let passed =
+        recovery.is_some() && check.as_ref().is_none_or(|c| c.exit == Some(0)) && missed.is_empty();
     if recovery.is_some() && !opts.keep_for.is_zero() {
         std::thread::sleep(opts.keep_for);
     }
@@ -284,8 +375,26 @@ pub fn drill(cfg: &Config, stack: &str, site: &str, opts: &DrillOptions) -> Resu
         passed,
         torn_down,
         teardown_error,
+        missed,
         declaration: declaration(cfg, stack),
     })
+}
+
+/// The objectives of stack `s` that an RPO and RTO miss, in words: what a
+/// drill fails on and what `report` says of the last drill.
+fn over_objectives(s: &lifeboat_config::Stack, rpo: Option<f64>, rto: Option<f64>) -> Vec<String> {
+    let mut out = Vec::new();
+    if let (Some(o), Some(a)) = (s.objectives.rpo, rpo)
+        && a > o.0 as f64
+    {
+        out.push(format!("RPO {a:.1} s is over the objective {} s", o.0));
+    }
+    if let (Some(o), Some(a)) = (s.objectives.rto, rto)
+        && a > o.0 as f64
+    {
+        out.push(format!("RTO {a:.1} s is over the objective {} s", o.0));
+    }
+    out
 }
 
 /// Stops and removes a scratch stack (whatever of it came up), its scratch
@@ -398,6 +507,9 @@ impl DrillReport {
                 c.command, c.exit, c.duration_s, c.output
             ));
         }
+        for m in &self.missed {
+            log.push_str(&format!("objective missed: {m}\n"));
+        }
         if let Some(e) = &self.teardown_error {
             log.push_str(&format!("teardown failed: {e}\n"));
         }
@@ -448,21 +560,8 @@ pub fn verification(
                 if !d.passed {
                     failed.push("the last drill failed (`lifeboat jobs show ID`)".into());
                 }
-                if let (Some(o), Some(a)) = (s.objectives.rpo, d.rpo_s)
-                    && a > o.0 as f64
-                {
-                    failed.push(format!(
-                        "the last drill's RPO {a:.1} s is over the objective {} s",
-                        o.0
-                    ));
-                }
-                if let (Some(o), Some(a)) = (s.objectives.rto, d.rto_s)
-                    && a > o.0 as f64
-                {
-                    failed.push(format!(
-                        "the last drill's RTO {a:.1} s is over the objective {} s",
-                        o.0
-                    ));
+                for m in over_objectives(s, d.rpo_s, d.rto_s) {
+                    failed.push(format!("the last drill's {m}"));
                 }
                 if d.declaration != declaration(cfg, name) {
                     failed.push("not verified since change: the stack's declaration changed after its last drill".into());

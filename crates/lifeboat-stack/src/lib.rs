@@ -28,6 +28,7 @@ pub mod mariadb;
 pub mod planned;
 pub mod process;
 pub mod protect;
+pub mod purge;
 pub mod recover;
 pub mod stack;
 pub mod state;

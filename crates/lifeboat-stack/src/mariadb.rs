@@ -3,22 +3,56 @@
 //! the invoking user (`--user`, which mariadbd needs when that is root).
 //! Binlog is on from the start, so that the recovered site can be archived
 //! at once.
+//!
+//! No passwordless root: the data directory is made with root reachable only
+//! through the unix socket by the OS user that runs it (`unix_socket`), and
+//! once the server runs, root gets a password (a generated secret, or the
+//! one the file declares for the resource) — kept in the stack's state
+//! (`ROOT/stacks/STACK/secrets/`, 0600), handed to the client in its
+//! environment (`MYSQL_PWD`), never on a command line. SQL goes to the client
+//! on its standard input, so a password in it is never an argument either.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use lifeboat_config::{Config, ResourceKind};
+
 use crate::process::{self, Proc};
+use crate::state::RootPassword;
 use crate::{Result, StackError};
 
 /// How long a server may take to accept connections.
 pub const START_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// A server's directory and what is in it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Server {
     /// `ROOT/mysql/NAME`.
     pub dir: PathBuf,
+    /// Root's password, once it has one (`None`: a server made before
+    /// passwords, or not yet secured: root through the socket as the OS user).
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Server({})", self.dir.display())
+    }
+}
+
+/// A new secret for root: 32 hex digits from the OS's random source
+/// (URL-safe: it goes into the DSN an application is given).
+pub fn generate_password() -> String {
+    let mut b = [0u8; 16];
+    lifeboat_vault::crypto::fill_random(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// `'text'` as an SQL string literal.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
 fn user() -> String {
@@ -47,7 +81,16 @@ fn server_binary() -> PathBuf {
 impl Server {
     /// The server under `dir`.
     pub fn new(dir: PathBuf) -> Server {
-        Server { dir }
+        Server {
+            dir,
+            password: None,
+        }
+    }
+
+    /// The same server, with root's password.
+    pub fn with_password(mut self, password: Option<String>) -> Server {
+        self.password = password;
+        self
     }
 
     /// Its data directory.
@@ -65,9 +108,16 @@ impl Server {
         self.dir.join("error.log")
     }
 
-    /// A DSN for root over TCP on `port`.
+    /// A DSN for root over TCP on `port`, without the password (what is
+    /// shown and recorded).
     pub fn dsn(port: u16) -> String {
         format!("mysql://root@127.0.0.1:{port}")
+    }
+
+    /// The DSN with root's password in it: only for what the server's own
+    /// clients are given (an instance's launch environment), never printed.
+    pub fn dsn_with_password(port: u16, password: &str) -> String {
+        format!("mysql://root:{password}@127.0.0.1:{port}")
     }
 
     /// Creates the data directory with `mariadb-install-db` unless it holds
@@ -87,7 +137,9 @@ impl Server {
         let out = Command::new("mariadb-install-db")
             .args([
                 "--no-defaults",
-                "--auth-root-authentication-method=normal",
+                // root through the socket as the OS user only, until `secure`
+                // gives it a password: never a passwordless root over TCP.
+                "--auth-root-authentication-method=socket",
                 "--skip-test-db",
             ])
             .arg(format!("--user={}", user()))
@@ -155,18 +207,31 @@ impl Server {
         }
     }
 
-    /// Runs SQL as root through the socket (the `mariadb` client).
+    /// Runs SQL through the socket (the `mariadb` client, the SQL on its
+    /// standard input): as root with its password when it has one (in the
+    /// client's environment), else as the OS user (`unix_socket`).
     pub fn sql(&self, sql: &str) -> Result<String> {
-        let out = Command::new("mariadb")
-            .arg("--no-defaults")
+        let mut cmd = Command::new("mariadb");
+        cmd.arg("--no-defaults")
             .arg(format!("--socket={}", self.socket().display()))
-            .args(["-uroot", "-N", "-B", "-e", sql])
-            .output()
-            .map_err(|e| {
-                StackError::Process(format!(
-                    "cannot run the mariadb client ({e}): apt-get install mariadb-client"
-                ))
-            })?;
+            .args(["-N", "-B"])
+            .env_remove("MYSQL_PWD")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        match &self.password {
+            Some(pw) => cmd.arg("-uroot").env("MYSQL_PWD", pw),
+            None => cmd.arg(format!("-u{}", user())),
+        };
+        let cannot = |e: std::io::Error| {
+            StackError::Process(format!(
+                "cannot run the mariadb client ({e}): apt-get install mariadb-client"
+            ))
+        };
+        let mut child = cmd.spawn().map_err(cannot)?;
+        let fed = child.stdin.take().expect("piped").write_all(sql.as_bytes());
+        let out = child.wait_with_output().map_err(cannot)?;
+        fed.map_err(cannot)?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
@@ -178,9 +243,60 @@ impl Server {
         }
     }
 
-    /// After a fresh install: no anonymous users (they shadow TCP logins).
-    pub fn secure(&self) -> Result<()> {
-        self.sql("DELETE FROM mysql.global_priv WHERE User=''; FLUSH PRIVILEGES;")
-            .map(|_| ())
+    /// After a fresh install: root gets `password` (over TCP it is the only
+    /// way in; through the socket the OS user still may), `login` (a user
+    /// other than root the file declares for the resource, with its
+    /// password) is made with every privilege, and no anonymous users are
+    /// left (they shadow TCP logins). Returns the server as root now logs in.
+    pub fn secure(self, password: &str, login: Option<(&str, &str)>) -> Result<Server> {
+        let mut sql = format!(
+            "ALTER USER root@localhost IDENTIFIED VIA mysql_native_password USING PASSWORD({}) OR unix_socket;\n",
+            literal(password)
+        );
+        if let Some((u, upw)) = login.filter(|(u, _)| *u != "root") {
+            let (u, upw) = (literal(u), literal(upw));
+            sql.push_str(&format!(
+                "CREATE USER IF NOT EXISTS {u}@localhost IDENTIFIED BY {upw};\nGRANT ALL PRIVILEGES ON *.* TO {u}@localhost WITH GRANT OPTION;\n"
+            ));
+        }
+        sql.push_str("DELETE FROM mysql.global_priv WHERE User='';\nFLUSH PRIVILEGES;\n");
+        self.sql(&sql)?;
+        Ok(self.with_password(Some(password.to_string())))
     }
+}
+
+/// Gives a new server's root its password: in the resource's own site, the
+/// one the file declares for it (`password_env`/`password_file`) when its
+/// DSN logs in as root (another user the DSN names is made with it, every
+/// privilege); else a generated secret. Kept in the stack's state.
+pub(crate) fn secure_new(
+    cfg: &Config,
+    name: &str,
+    own_site: bool,
+    server: Server,
+) -> Result<RootPassword> {
+    let declared = match cfg.resources.get(name).map(|r| &r.kind) {
+        Some(ResourceKind::Mysql {
+            dsn,
+            password: Some(source),
+            ..
+        }) if own_site => {
+            let d = lifeboat_control::secret::mysql_dsn(name, dsn, &Some(source.clone()))
+                .map_err(StackError::Refused)?;
+            d.password.map(|p| (d.user, p))
+        }
+        _ => None,
+    };
+    let root = match &declared {
+        Some((user, pw)) if user == "root" => pw.clone(),
+        _ => generate_password(),
+    };
+    if own_site && declared.is_none() {
+        tracing::warn!(
+            "resource `{name}` declares no password: its new server's root got a generated one, kept in the stack's state (ROOT/stacks/STACK/secrets/{name}.password); name that file in the resource's `password_file` so that its plans and binlog archive can log in"
+        );
+    }
+    let login = declared.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
+    server.secure(&root, login)?;
+    Ok(RootPassword(root))
 }

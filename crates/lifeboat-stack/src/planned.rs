@@ -68,8 +68,14 @@ pub fn quiesce(cfg: &Config, stack: &str, target: &str, timeout: Duration) -> Re
         else {
             continue;
         };
-        let d =
+        let mut d =
             lifeboat_control::secret::mysql_dsn(m, dsn, password).map_err(StackError::Refused)?;
+        // A server the stack provisioned: root's password from its state.
+        if d.password.is_none() && d.user == "root" {
+            d.password = StackState::read(&proot, stack)?
+                .and_then(|st| st.member(m)?.password.clone())
+                .map(|p| p.0);
+        }
         let mut sess = lifeboat_mysql::server::Session::connect(&d)
             .map_err(|e| StackError::Process(e.to_string()))?;
         sess.exec("set the primary read-only", "SET GLOBAL read_only = 1")

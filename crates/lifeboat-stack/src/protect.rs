@@ -46,7 +46,8 @@ pub fn protect(
     m: &mut MemberState,
     exe: &Path,
 ) -> Result<Protected> {
-    let server = Server::new(m.dir.clone());
+    let password = m.password.as_ref().map(|p| p.0.clone());
+    let server = Server::new(m.dir.clone()).with_password(password.clone());
     let head = lifeboat_mysql::Catalog::load(vault, member)
         .ok()
         .and_then(|c| {
@@ -56,8 +57,9 @@ pub fn protect(
         .unwrap_or(0);
     let from = head + 2;
     server.sql(&format!("RESET MASTER TO {from}"))?;
-    let dsn = lifeboat_mysql::Dsn::parse(&m.outputs["dsn"])
+    let mut dsn = lifeboat_mysql::Dsn::parse(&m.outputs["dsn"])
         .map_err(|e| StackError::Process(e.to_string()))?;
+    dsn.password = password.clone();
     let opts = lifeboat_mysql::SnapshotOptions {
         resource: Some(member.to_string()),
         tags: vec!["recovered".into()],
@@ -86,7 +88,12 @@ pub fn protect(
     .arg(m.dir.join("archive-spool"))
     .env("LIFEBOAT_VAULT", &spec.location)
     .env_remove("LIFEBOAT_PASSWORD")
-    .env_remove("LIFEBOAT_PASSWORD_FILE");
+    .env_remove("LIFEBOAT_PASSWORD_FILE")
+    .env_remove("LIFEBOAT_MYSQL_PASSWORD");
+    // Root's password in the archive's environment, never on its command line.
+    if let Some(pw) = &password {
+        cmd.env("LIFEBOAT_MYSQL_PASSWORD", pw);
+    }
     match &spec.password {
         Secret::File(f) => {
             cmd.env("LIFEBOAT_PASSWORD_FILE", f);

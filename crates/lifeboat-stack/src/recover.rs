@@ -3,6 +3,9 @@
 //! there, the replicated bucket — started, health-checked, and reported with
 //! the RPO and RTO achieved.
 //!
+//! (Over 600 lines: one recovery's steps, kept together until the recovery
+//! is cut into a pipeline of its own steps.)
+//!
 //! Per member the freshest source the site holds is used: a database's
 //! newest restorable second (or `--at`), a bucket's replica when it is newer
 //! than the newest bucket point (else the point), the newest files and
@@ -90,6 +93,13 @@ pub struct Source {
     pub data_time: Option<DateTime<Utc>>,
     /// Why this source.
     pub why: String,
+    /// This member's RPO: the failure time − `data_time` (what of it may be lost).
+    #[serde(default)]
+    pub rpo_s: Option<f64>,
+    /// Declared `stateless` (its content changes only by deploy): its RPO
+    /// is reported, never counted in the stack's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stateless: bool,
 }
 
 impl Source {
@@ -110,6 +120,8 @@ impl Source {
             point: Some(id.to_hex()),
             data_time,
             why,
+            rpo_s: None,
+            stateless: false,
         }
     }
 
@@ -123,6 +135,8 @@ impl Source {
             point: None,
             data_time: Some(data_time),
             why,
+            rpo_s: None,
+            stateless: false,
         }
     }
 }
@@ -139,6 +153,8 @@ pub(crate) struct BucketSources<'v> {
     pub replica: Option<(String, DateTime<Utc>)>,
     /// The replica is at least as new as the point.
     pub use_replica: bool,
+    /// A replica that exists but may not be used, with why (`--at`).
+    pub unused: Option<String>,
     place: String,
 }
 
@@ -168,6 +184,7 @@ impl<'v> BucketSources<'v> {
             point_data,
             replica,
             use_replica,
+            unused: None,
             place: place.to_string(),
         }
     }
@@ -189,8 +206,13 @@ impl<'v> BucketSources<'v> {
 
     /// Why the point is used (`into`: where it is restored, for the words).
     pub(crate) fn why_point(&self, into: &str) -> String {
-        if self.replica.is_some() {
-            "the newest bucket point holds newer objects than the replica".into()
+        if let Some(u) = &self.unused {
+            format!("the newest bucket point{into} at or before --at; {u}")
+        } else if let Some((loc, rt)) = &self.replica {
+            format!(
+                "the newest bucket point{into} holds newer objects than the replica {loc} (newest object {}): the replica is not used",
+                rt.to_rfc3339()
+            )
         } else {
             format!(
                 "the newest bucket point{into}; the site holds no replica{}",
@@ -212,6 +234,14 @@ impl<'v> BucketSources<'v> {
             ),
         })
     }
+}
+
+/// Why a replica that exists is not used for a recovery to an earlier time.
+pub(crate) fn replica_as_of_now(location: &str, newest: DateTime<Utc>) -> String {
+    format!(
+        "the replica {location} (newest object {}) is as of now, not of --at: not used, and left as it is",
+        newest.to_rfc3339()
+    )
 }
 
 /// Restores bucket point `id` of `v` into `to`: every object must arrive.
@@ -243,12 +273,22 @@ pub struct RecoveryReport {
     pub healthy_at: DateTime<Utc>,
     /// When the primary failed (given, else the start).
     pub failed_at: DateTime<Utc>,
-    /// The newest data recovered (the databases' last commit when there is a database).
+    /// The time the stack's data is from: the oldest `data_time` of its
+    /// members that are not stateless (each member's is in `sources`).
     pub newest_data: Option<DateTime<Utc>>,
-    /// Achieved RPO: failure time − newest data recovered.
+    /// Achieved RPO: the worst of the members' RPOs (stateless ones apart).
     pub rpo_s: Option<f64>,
-    /// Achieved RTO: recovery start → healthy.
+    /// Achieved RTO, judged against the objective: the downtime when the
+    /// failure time is known (`--failed-at`, a planned switchover's stop of
+    /// writes), else the recovery's own time.
     pub rto_s: f64,
+    /// Downtime the users saw: the failure (`--failed-at`, or the planned
+    /// switchover's stop of writes) → every required member healthy.
+    #[serde(default)]
+    pub downtime_s: Option<f64>,
+    /// The recovery's own time: `recover`'s start → every required member healthy.
+    #[serde(default)]
+    pub recovery_s: f64,
     /// The stack's objectives, and whether they were met.
     pub objectives: Objectives,
     /// Per member, its source.
@@ -398,6 +438,67 @@ fn replica(cfg: &Config, member: &str, root: &Path) -> Option<(String, PathBuf, 
         })
 }
 
+/// Where a bucket point is restored in a directory: the member's usual
+/// directory (in the resource's own site, the one it declares) when it is
+/// not there yet and no replication writes there; else a directory of its
+/// own made now, `NAME.recovered-TIME` — never into a replica, never into
+/// what it finds there (so `down --purge` removes exactly what it made).
+/// Returns the member and, when it moved, why.
+fn point_target(
+    cfg: &Config,
+    root: &Path,
+    site: Option<&str>,
+    name: &str,
+) -> Result<(MemberState, Option<String>)> {
+    let r = cfg.resources.get(name).expect("a member");
+    let mut dir = root.join("buckets").join(name);
+    if site.is_some()
+        && r.site.as_deref() == site
+        && let ResourceKind::Bucket { location } = &r.kind
+        && let Some(path) = location.strip_prefix("file://")
+    {
+        dir = PathBuf::from(path);
+    }
+    let holds = |d: &Path| std::fs::read_dir(d).is_ok_and(|mut e| e.next().is_some());
+    let taken = match crate::purge::replication_destination(cfg, &dir) {
+        Some(rule) => Some(format!("it is a replication destination ({rule})")),
+        None if holds(&dir) => Some("it holds objects".to_string()),
+        None => dir
+            .exists()
+            .then(|| "it was there before (not the recovery's own)".to_string()),
+    };
+    let mut note = None;
+    if let Some(why) = taken {
+        let own = root.join("buckets").join(format!(
+            "{name}.recovered-{}",
+            Utc::now().format("%Y%m%dT%H%M%S%3fZ")
+        ));
+        note = Some(format!(
+            "restored into {}, a directory of its own: not into {} ({why})",
+            own.display(),
+            dir.display()
+        ));
+        dir = own;
+    }
+    let parent = dir.parent().expect("under the root");
+    std::fs::create_dir_all(parent).map_err(|e| StackError::io("create", parent, e))?;
+    std::fs::create_dir(&dir).map_err(|e| StackError::io("create", &dir, e))?;
+    let mut outputs = BTreeMap::new();
+    outputs.insert("location".into(), format!("file://{}", dir.display()));
+    outputs.insert("path".into(), dir.display().to_string());
+    Ok((
+        MemberState {
+            kind: "bucket".into(),
+            borrowed: !dir.starts_with(root),
+            provisioned: Some(true),
+            dir,
+            outputs,
+            ..Default::default()
+        },
+        note,
+    ))
+}
+
 /// Recovers `stack` into `site`.
 pub fn recover(
     cfg: &Config,
@@ -517,7 +618,7 @@ pub fn recover(
         .iter()
         .filter(|n| matches!(kind_of(n), Some(ResourceKind::Instance { .. })))
     {
-        let outputs = crate::stack::outputs_of(&state);
+        let outputs = crate::stack::launch_values(&state);
         match recover_instance(name, opts.at, &root, &vaults, &outputs, &steps, &clock) {
             Ok((m, src)) => {
                 state.members.push((name.clone(), m));
@@ -536,7 +637,7 @@ pub fn recover(
         }
     }
     let healthy_at = Utc::now();
-    let rto_s = clock.0.elapsed().as_secs_f64();
+    let recovery_s = clock.0.elapsed().as_secs_f64();
     // Protected at once (after the RTO: the stack already serves).
     let mut protection = Vec::new();
     if opts.protect && opts.scratch.is_none() {
@@ -581,19 +682,19 @@ pub fn recover(
             x.data_time = Some(q.writes_stopped_at);
             x.why = "drained to the position the primary stopped at (planned switchover)".into();
         }
+        // A replica replicated once more after the writes stopped: complete then.
+        for x in sources
+            .iter_mut()
+            .filter(|x| x.from == "replica" && q.replicated.iter().any(|(m, _)| *m == x.member))
+        {
+            x.data_time = Some(q.writes_stopped_at);
+        }
     }
-    // The newest data: the databases' last commit; without a database, the newest member's.
-    let db_times: Vec<DateTime<Utc>> = sources
-        .iter()
-        .filter(|x| x.kind == "mysql")
-        .filter_map(|x| x.data_time)
-        .collect();
-    let newest_data = if db_times.is_empty() {
-        sources.iter().filter_map(|x| x.data_time).max()
-    } else {
-        db_times.into_iter().min()
-    };
-    let rpo_s = newest_data.map(|t| ((failed_at - t).num_milliseconds() as f64 / 1000.0).max(0.0));
+    let failed_known = switchover.is_some() || opts.failed_at.is_some();
+    let downtime_s = failed_known
+        .then(|| ((healthy_at - failed_at).num_milliseconds() as f64 / 1000.0).max(0.0));
+    let rto_s = downtime_s.unwrap_or(recovery_s);
+    let (newest_data, rpo_s) = member_rpos(cfg, &mut sources, failed_at);
     let objectives = Objectives {
         rpo_s: s.objectives.rpo.map(|d| d.0),
         rto_s: s.objectives.rto.map(|d| d.0),
@@ -623,6 +724,8 @@ pub fn recover(
         newest_data,
         rpo_s,
         rto_s,
+        downtime_s,
+        recovery_s,
         objectives,
         sources,
         steps,
@@ -631,6 +734,26 @@ pub fn recover(
         switchover,
         protection,
     })
+}
+
+/// Each member's RPO (failure time − the time its data is from); the
+/// stack's: the worst of those not declared stateless, with the time its
+/// data is from (the oldest of theirs).
+fn member_rpos(
+    cfg: &Config,
+    sources: &mut [Source],
+    failed_at: DateTime<Utc>,
+) -> (Option<DateTime<Utc>>, Option<f64>) {
+    for x in sources.iter_mut() {
+        x.stateless = cfg.resources.get(&x.member).is_some_and(|r| r.stateless);
+        x.rpo_s = x
+            .data_time
+            .map(|t| ((failed_at - t).num_milliseconds() as f64 / 1000.0).max(0.0));
+    }
+    let counted = sources.iter().filter(|x| !x.stateless);
+    let oldest = counted.clone().filter_map(|x| x.data_time).min();
+    let worst = counted.filter_map(|x| x.rpo_s).reduce(f64::max);
+    (oldest, worst)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -689,8 +812,9 @@ fn recover_data_member(
             let t = Instant::now();
             let m = crate::stack::provision(cfg, root, site, name, None)?;
             clock.step(steps, "start an empty database server", Some(name), t);
-            let dsn = lifeboat_mysql::Dsn::parse(&m.outputs["dsn"])
+            let mut dsn = lifeboat_mysql::Dsn::parse(&m.outputs["dsn"])
                 .map_err(|e| StackError::Process(e.to_string()))?;
+            dsn.password = m.password.as_ref().map(|p| p.0.clone());
             let t = Instant::now();
             let ropts = lifeboat_mysql::RestoreOptions::default();
             let counters = lifeboat_mysql::Counters::default();
@@ -713,6 +837,8 @@ fn recover_data_member(
                     vault: Some(vn.into()),
                     point: Some(id.to_hex()),
                     data_time: Some(data_time),
+                    rpo_s: None,
+                    stateless: false,
                     why: match opts.at {
                         Some(_) => "the snapshot before --at, rolled forward to it".into(),
                         None => "the newest restorable second of the site's archive".into(),
@@ -731,14 +857,15 @@ fn recover_data_member(
             }
             // A replica is as of now: not for a recovery to an earlier time;
             // and a scratch stack (a drill) never writes into production's.
-            let rep = match (opts.at, &opts.scratch) {
-                (None, None) => replica(cfg, name, root),
-                _ => None,
+            let found = match &opts.scratch {
+                None => replica(cfg, name, root),
+                Some(_) => None,
             };
+            let rep = found.clone().filter(|_| opts.at.is_none());
             let t = Instant::now();
             // Freshness by the newest object in each (a replica's objects are
             // written as they change; a point holds what was there when taken).
-            let b = BucketSources::compare(
+            let mut b = BucketSources::compare(
                 vaults,
                 name,
                 opts.at,
@@ -746,6 +873,9 @@ fn recover_data_member(
                 false,
                 "",
             );
+            if opts.at.is_some() {
+                b.unused = found.map(|(loc, _, rt)| replica_as_of_now(&loc, rt));
+            }
             if b.use_replica {
                 let (loc, rt) = b.replica.clone().expect("checked");
                 let path = PathBuf::from(loc.strip_prefix("file://").unwrap_or(&loc));
@@ -758,10 +888,9 @@ fn recover_data_member(
                         kind: "bucket".into(),
                         dir: path,
                         outputs,
-                        process: None,
-                        archive: None,
                         borrowed: true,
-                        error: None,
+                        provisioned: Some(false),
+                        ..Default::default()
                     },
                     Source::replica(name, rt, b.why_replica()),
                 ));
@@ -769,21 +898,18 @@ fn recover_data_member(
             let Some((vn, v, id, p)) = &b.point else {
                 return Err(b.nothing(name, opts.at));
             };
-            let m = crate::stack::provision(cfg, root, site, name, None)?;
+            let (m, note) = point_target(cfg, root, site, name)?;
             let to = lifeboat_bucket::Bucket::open_address(&m.outputs["location"], true)
                 .map_err(|e| StackError::Process(e.to_string()))?;
             restore_bucket_point(v, id, &to)?;
             clock.step(steps, "restore the bucket point", Some(name), t);
+            let mut why = b.why_point("");
+            if let Some(n) = note {
+                why = format!("{why}; {n}");
+            }
             Ok((
                 m,
-                Source::point(
-                    name,
-                    "bucket",
-                    vn,
-                    id,
-                    b.point_data.or(Some(p.time)),
-                    b.why_point(""),
-                ),
+                Source::point(name, "bucket", vn, id, b.point_data.or(Some(p.time)), why),
             ))
         }
         ResourceKind::Files { .. } => {
@@ -834,6 +960,7 @@ fn recover_instance(
         )));
     };
     let dir = root.join("hosts").join(name);
+    let made = !dir.exists();
     std::fs::create_dir_all(&dir).map_err(|e| StackError::io("create", &dir, e))?;
     let port = crate::process::free_port()?;
     let mut values = outputs.clone();
@@ -900,9 +1027,8 @@ fn recover_instance(
                 pid: started.pid,
                 start_time,
             }),
-            archive: None,
-            borrowed: false,
-            error: None,
+            provisioned: Some(made),
+            ..Default::default()
         },
         Source::point(
             name,

@@ -89,7 +89,7 @@ pub fn order(cfg: &Config, stack: &Stack) -> Vec<String> {
     out
 }
 
-fn member_dir(root: &Path, kind: &ResourceKind, name: &str) -> PathBuf {
+pub(crate) fn member_dir(root: &Path, kind: &ResourceKind, name: &str) -> PathBuf {
     let sub = match kind {
         ResourceKind::Mysql { .. } => "mysql",
         ResourceKind::Bucket { .. } => "buckets",
@@ -146,9 +146,12 @@ pub fn provision(
     {
         dir = PathBuf::from(path);
     }
+    // Made now, or by the stack before: `down --purge` may remove it.
+    let provisioned = !dir.exists() || before.is_some_and(|b| b.provisioned == Some(true));
     mkdir(&dir)?;
     let mut outputs = BTreeMap::new();
     let mut proc = None;
+    let mut password = None;
     match &r.kind {
         ResourceKind::Mysql { dsn, .. } => {
             let running = before.and_then(|b| b.process.clone()).filter(Proc::alive);
@@ -179,10 +182,9 @@ pub fn provision(
                         kind: r.kind.name().into(),
                         dir,
                         outputs,
-                        process: None,
-                        archive: None,
                         borrowed: true,
-                        error: None,
+                        provisioned: Some(false),
+                        ..Default::default()
                     });
                 }
                 Some(port)
@@ -207,9 +209,15 @@ pub fn provision(
                 Some(p) => p,
                 None => server.start(port)?,
             };
-            if fresh {
-                server.secure()?;
-            }
+            password = match fresh {
+                true => Some(crate::mariadb::secure_new(
+                    cfg,
+                    name,
+                    own_site,
+                    server.clone(),
+                )?),
+                false => before.and_then(|b| b.password.clone()),
+            };
             proc = Some(p);
             outputs.insert("dsn".into(), Server::dsn(port));
             outputs.insert("host".into(), "127.0.0.1".into());
@@ -235,9 +243,10 @@ pub fn provision(
         dir,
         outputs,
         process: proc,
-        archive: None,
         borrowed,
-        error: None,
+        provisioned: Some(provisioned),
+        password,
+        ..Default::default()
     })
 }
 
@@ -266,6 +275,8 @@ pub fn start_instance(
         ))
     })?;
     let dir = root.join("hosts").join(name);
+    // Made now, or an instance directory of Lifeboat's (its launch spec is there).
+    let provisioned = !dir.exists() || dir.join(lifeboat_instance::launch::LAUNCH_JSON).exists();
     mkdir(&dir)?;
     // Stop what an earlier `up` left running there.
     if dir.join(lifeboat_instance::supervise::LAUNCH_PID).exists() {
@@ -301,13 +312,13 @@ pub fn start_instance(
             pid: started.pid,
             start_time,
         }),
-        archive: None,
-        borrowed: false,
-        error: None,
+        provisioned: Some(provisioned),
+        ..Default::default()
     })
 }
 
-/// Every member's outputs as `RESOURCE.OUTPUT` values.
+/// Every member's outputs as `RESOURCE.OUTPUT` values (no secret among
+/// them: what a report shows).
 pub fn outputs_of(state: &StackState) -> Outputs {
     let mut o = Outputs::new();
     for (n, m) in &state.members {
@@ -316,6 +327,25 @@ pub fn outputs_of(state: &StackState) -> Outputs {
         }
     }
     o.insert("site.root".into(), state.root.display().to_string());
+    o
+}
+
+/// What an instance's launch spec is filled with: every member's outputs,
+/// and for a database that has a root password, `${NAME.password}` and
+/// `${NAME.dsn}` with the password in it (so the application logs in).
+/// Written only into the instance's `launch.json` (0600) and its
+/// environment; a spec should pass them in `env`, never in `command`.
+pub fn launch_values(state: &StackState) -> Outputs {
+    let mut o = outputs_of(state);
+    for (n, m) in &state.members {
+        let (Some(pw), Some(port)) = (&m.password, m.outputs.get("port")) else {
+            continue;
+        };
+        if let Ok(port) = port.parse() {
+            o.insert(format!("{n}.dsn"), Server::dsn_with_password(port, &pw.0));
+            o.insert(format!("{n}.password"), pw.0.clone());
+        }
+    }
     o
 }
 
@@ -334,10 +364,15 @@ pub fn up(cfg: &Config, stack: &str, site: &str) -> Result<StackState> {
     for name in order(cfg, s) {
         let prev = before.as_ref().and_then(|b| b.member(&name));
         let kind = cfg.resources.get(&name).map(|r| &r.kind);
+        // Was its directory there before (and not the stack's)? Then a
+        // failed member's directory is not the stack's to purge.
+        let existed = kind.map(|k| {
+            member_dir(&root, k, &name).exists() && prev.is_none_or(|p| p.provisioned != Some(true))
+        });
         let m = if matches!(kind, Some(ResourceKind::Instance { .. })) {
             match prev.filter(|p| p.process.as_ref().is_some_and(Proc::alive)) {
                 Some(running) => Ok(running.clone()),
-                None => start_instance(cfg, &root, &name, &outputs_of(&state), &[], None),
+                None => start_instance(cfg, &root, &name, &launch_values(&state), &[], None),
             }
         } else {
             provision(cfg, &root, Some(site), &name, prev)
@@ -350,16 +385,15 @@ pub fn up(cfg: &Config, stack: &str, site: &str) -> Result<StackState> {
             Err(e) if s.optional.contains(&name) => {
                 tracing::warn!(member = %name, error = %e, "optional member failed");
                 let kind = cfg.resources.get(&name).map(|r| &r.kind).expect("checked");
+                let dir = member_dir(&root, kind, &name);
                 state.members.push((
                     name.clone(),
                     MemberState {
                         kind: kind.name().into(),
-                        dir: member_dir(&root, kind, &name),
-                        outputs: BTreeMap::new(),
-                        process: None,
-                        archive: None,
-                        borrowed: false,
+                        provisioned: Some(existed.is_some_and(|e| !e) && dir.exists()),
+                        dir,
                         error: Some(e.to_string()),
+                        ..Default::default()
                     },
                 ));
                 state.write()?;
@@ -436,24 +470,7 @@ pub fn down(cfg: &Config, stack: &str, site: &str, purge: bool) -> Result<Option
                 failed.join("; ")
             )));
         }
-        // Every member's directory, also of those that failed to come up.
-        // (Under the site's root only: a bucket declared elsewhere stays.)
-        let mut dirs: Vec<PathBuf> = state.members.iter().map(|(_, m)| m.dir.clone()).collect();
-        for name in &s.members {
-            if let Some(r) = cfg.resources.get(name) {
-                dirs.push(member_dir(&root, &r.kind, name));
-            }
-        }
-        let borrowed: Vec<&PathBuf> = state
-            .members
-            .iter()
-            .filter(|(_, m)| m.borrowed)
-            .map(|(_, m)| &m.dir)
-            .collect();
-        for d in dirs
-            .iter()
-            .filter(|d| d.starts_with(&root) && !borrowed.contains(d))
-        {
+        for d in crate::purge::purgeable(cfg, s, &root, &state) {
             let _ = std::fs::remove_dir_all(d);
         }
         let p = StackState::path(&root, stack);
@@ -475,7 +492,7 @@ pub fn purge_buckets(cfg: &Config, site: &str, state: &StackState) -> Vec<String
         .members
         .iter()
         .map(|(_, m)| m)
-        .filter(|m| crate::bucket::is_s3(m) && !m.borrowed)
+        .filter(|m| crate::bucket::is_s3(m) && !m.borrowed && m.provisioned != Some(false))
         .collect();
     if own.is_empty() {
         return Vec::new();
@@ -490,6 +507,12 @@ pub fn purge_buckets(cfg: &Config, site: &str, state: &StackState) -> Vec<String
         Err(e) => return vec![e.to_string()],
     };
     own.into_iter()
+        // Never a replication destination, whoever recorded it.
+        .filter(|m| {
+            store
+                .replication_into(cfg, &m.outputs["location"])
+                .is_none()
+        })
         .filter_map(|m| crate::bucket::remove(&store, &m.outputs["location"]).err())
         .map(|e| e.to_string())
         .collect()

@@ -57,6 +57,17 @@ impl LoadWriter {
     /// VARCHAR(64)`) if needed and starts changing it every `pause`, as root
     /// on 127.0.0.1:`port`. Ids it inserts start after `id_base`.
     pub fn start(port: u16, table: &str, pause: Duration, id_base: i64) -> LoadWriter {
+        LoadWriter::start_as(
+            &format!("mysql://root@127.0.0.1:{port}"),
+            table,
+            pause,
+            id_base,
+        )
+    }
+
+    /// The same, logged in as `url` says (`mysql://user:password@host:port`).
+    pub fn start_as(url: &str, table: &str, pause: Duration, id_base: i64) -> LoadWriter {
+        let url = url.to_string();
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let table = table.to_string();
@@ -67,7 +78,6 @@ impl LoadWriter {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let url = format!("mysql://root@127.0.0.1:{port}");
                 let mut c = mysql_async::Conn::from_url(url).await.expect("load writer connects");
                 c.query_drop(format!(
                     "CREATE TABLE IF NOT EXISTS {table} (id BIGINT PRIMARY KEY, val BIGINT NOT NULL, note VARCHAR(64)) CHARACTER SET utf8mb4"

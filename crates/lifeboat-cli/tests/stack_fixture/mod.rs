@@ -1,7 +1,8 @@
 //! What the stack tests (recover, failback, stack) share: the Unishop host's
 //! instance table, SQL on a member's socket, how far a vault can restore the
 //! database, a disaster (a site's processes killed), background processes
-//! killed on drop.
+//! killed on drop, the primary database's root password and a recovered
+//! stack's.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -37,10 +38,47 @@ health_timeout = "60s"
     )
 }
 
+/// The root password the file declares for the primary's database
+/// (`password_file = "W/db.pass"`): `stack up` gives it to the server.
+pub const DB_PASSWORD: &str = "primary-root-0123456789abcdef";
+
+/// `mysql://root:PASSWORD@127.0.0.1:PORT`.
+pub fn root_url(port: u16, password: &str) -> String {
+    format!("mysql://root:{password}@127.0.0.1:{port}")
+}
+
+/// The root password of database `member` of stack `unishop` in the site
+/// at `root` (kept in the stack's state).
+pub fn stack_password(root: &Path, member: &str) -> String {
+    let f = root.join(format!("stacks/unishop/secrets/{member}.password"));
+    std::fs::read_to_string(&f)
+        .unwrap_or_else(|e| panic!("{}: {e}", f.display()))
+        .trim()
+        .to_string()
+}
+
+/// Whether `mariadb -uroot` over TCP to `port` gets in: as user `nobody`
+/// when `as_nobody`, with `password` (in its environment) when given.
+pub fn tcp_root_login(port: u16, as_nobody: bool, password: Option<&str>) -> bool {
+    let mut cmd = Command::new(if as_nobody { "runuser" } else { "mariadb" });
+    if as_nobody {
+        cmd.args(["-u", "nobody", "--", "mariadb"]);
+    }
+    cmd.args(["--no-defaults", "-h127.0.0.1", &format!("-P{port}")])
+        .args(["-uroot", "-N", "-e", "SELECT 1"])
+        .env_remove("MYSQL_PWD");
+    if let Some(pw) = password {
+        cmd.env("MYSQL_PWD", pw);
+    }
+    cmd.output().unwrap().status.success()
+}
+
 /// The two sites' directories and command lines in the working directory
 /// `w`: `w/primary` and `w/secondary`, the Unishop binary in
-/// `w/app/opt/unishop`, the secondary's password in `w/dr.pass`; a `Cli`
-/// on the primary's vault `main` and one on the secondary's `dr`, both
+/// `w/app/opt/unishop`, the secondary's password in `w/dr.pass`, the
+/// primary database's root password in `w/db.pass` (and in both command
+/// lines' `LIFEBOAT_MYSQL_PASSWORD`, for `backup`/`archive mysql --dsn`); a
+/// `Cli` on the primary's vault `main` and one on the secondary's `dr`, both
 /// reading `w/lifeboat.toml` and the state directory `w/state`.
 pub fn two_site_world(w: &Path, bin: &str) -> (PathBuf, PathBuf, Cli, Cli) {
     let app = w.join("app/opt/unishop");
@@ -51,8 +89,11 @@ pub fn two_site_world(w: &Path, bin: &str) -> (PathBuf, PathBuf, Cli, Cli) {
     )
     .unwrap();
     std::fs::write(w.join("dr.pass"), "the secondary's own password\n").unwrap();
+    std::fs::write(w.join("db.pass"), format!("{DB_PASSWORD}\n")).unwrap();
     let (p, s) = (w.join("primary"), w.join("secondary"));
-    let c = Cli::new(bin, &p.join("vault")).with_workdir(w);
+    let mut c = Cli::new(bin, &p.join("vault")).with_workdir(w);
+    c.env
+        .push(("LIFEBOAT_MYSQL_PASSWORD".into(), DB_PASSWORD.into()));
     let mut dr = c.clone();
     dr.vault = s.join("vault").display().to_string();
     dr.password = "the secondary's own password".into();
@@ -82,10 +123,11 @@ password_file = "{w}/dr.pass"
     )
 }
 
-/// `[resource.shop-host]` of `lifeboat.toml` (in `site`, when given).
+/// `[resource.shop-host]` of `lifeboat.toml` (in `site`, when given):
+/// stateless, its files change only by a deploy.
 pub fn shop_host(app: &Path, site: Option<&str>) -> String {
     format!(
-        "[resource.shop-host]\nkind = \"instance\"\n{}paths = [\"{}\"]\n[resource.shop-host.launch]\n{}",
+        "[resource.shop-host]\nkind = \"instance\"\nstateless = true\n{}paths = [\"{}\"]\n[resource.shop-host.launch]\n{}",
         site.map(|s| format!("site = \"{s}\"\n"))
             .unwrap_or_default(),
         app.display(),

@@ -1,0 +1,359 @@
+//! The edges of `lifeboat recover` and `lifeboat drill` on a stack without
+//! a database (a bucket replicated into the secondary at the demo's place,
+//! `ROOT/buckets/NAME`, and two files members): a recovery to an earlier
+//! time never writes into the live replica and `stack down --purge` never
+//! deletes it; the report gives each member's RPO, the stack's is the worst
+//! (a `stateless` member apart), and the downtime next to the recovery's own
+//! time; a drill's check writes its output to a private file under the state
+//! directory and is killed whole at its timeout.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use lifeboat_testkit::{Cli, tempdir};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
+
+struct World {
+    t: tempfile::TempDir,
+    c: Cli,
+}
+
+impl World {
+    fn w(&self) -> &Path {
+        self.t.path()
+    }
+
+    fn primary_bucket(&self) -> PathBuf {
+        self.w().join("primary/buckets/assets")
+    }
+
+    fn replica(&self) -> PathBuf {
+        self.w().join("secondary/buckets/assets")
+    }
+
+    /// The two sites, the secondary's vault, a bucket replicated into the
+    /// secondary at `ROOT/buckets/assets`, files members `etc` and `docs`
+    /// (stateless), and the stack's `check`.
+    fn new(check: &str) -> World {
+        World::with(check, "")
+    }
+
+    /// The same, with more lines in `[stack.s]` (`objectives = …`).
+    fn with(check: &str, stack_lines: &str) -> World {
+        let t = tempdir().unwrap();
+        let w = t.path().to_path_buf();
+        for d in ["data/etc", "data/docs", "primary/buckets/assets"] {
+            std::fs::create_dir_all(w.join(d)).unwrap();
+        }
+        std::fs::write(w.join("data/etc/app.conf"), "port = 1\n").unwrap();
+        std::fs::write(w.join("data/docs/readme.txt"), "read me\n").unwrap();
+        let text = format!(
+            r#"[site.primary]
+root = "{w}/primary"
+[site.secondary]
+root = "{w}/secondary"
+[vault.dr]
+site = "secondary"
+location = "{w}/dr"
+[resource.assets]
+kind = "bucket"
+site = "primary"
+location = "file://{w}/primary/buckets/assets"
+[resource.etc]
+kind = "files"
+site = "primary"
+paths = ["{w}/data/etc"]
+[resource.docs]
+kind = "files"
+site = "primary"
+stateless = true
+paths = ["{w}/data/docs"]
+[replication.assets]
+from = "assets"
+to = "file://{w}/secondary/buckets/assets"
+[stack.s]
+members = ["assets", "etc", "docs"]
+check = '{check}'
+{stack_lines}"#,
+            w = w.display()
+        );
+        std::fs::write(w.join("lifeboat.toml"), text).unwrap();
+        let c = Cli::new(BIN, &w.join("dr")).with_workdir(&w);
+        c.ok(&["apply", "--auto-approve"]);
+        World { t, c }
+    }
+
+    fn backup_files(&self, name: &str) {
+        let path = self.w().join("data").join(name);
+        self.c.ok(&[
+            "backup",
+            "files",
+            path.to_str().unwrap(),
+            "--resource",
+            name,
+        ]);
+    }
+
+    fn backup_bucket(&self) {
+        let b = format!("file://{}", self.primary_bucket().display());
+        self.c
+            .ok(&["backup", "bucket", "--bucket", &b, "--resource", "assets"]);
+    }
+
+    fn replicate(&self) {
+        let from = format!("file://{}", self.primary_bucket().display());
+        let to = format!("file://{}", self.replica().display());
+        let o = self
+            .c
+            .command(&[
+                "replicate",
+                "--from",
+                &from,
+                "--to",
+                &to,
+                "--existing",
+                "--once",
+                "--state",
+            ])
+            .arg(self.w().join("replication"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    fn point_time(&self, resource: &str) -> DateTime<Utc> {
+        let list = self.c.json(&["points", "list"]);
+        list.as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["resource"] == resource)
+            .filter_map(|p| p["time"].as_str()?.parse().ok())
+            .max()
+            .unwrap_or_else(|| panic!("no point of {resource}: {list:#}"))
+    }
+}
+
+fn source<'a>(r: &'a serde_json::Value, m: &str) -> &'a serde_json::Value {
+    r["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["member"] == m)
+        .unwrap_or_else(|| panic!("no source {m}: {r:#}"))
+}
+
+fn pause() {
+    std::thread::sleep(Duration::from_millis(1100));
+}
+
+/// The stack's points: `docs` first (the oldest, stateless), then `etc`,
+/// then the bucket with the old logo; a moment `at` after them; then the
+/// logo changed and an object added, replicated into the secondary.
+fn protected(w: &World) -> DateTime<Utc> {
+    std::fs::write(w.primary_bucket().join("logo.txt"), "old logo").unwrap();
+    w.backup_files("docs");
+    pause();
+    w.backup_files("etc");
+    w.backup_bucket();
+    pause();
+    let at = Utc::now();
+    pause();
+    std::fs::write(w.primary_bucket().join("logo.txt"), "new logo").unwrap();
+    std::fs::write(w.primary_bucket().join("after.txt"), "written after at").unwrap();
+    w.replicate();
+    at
+}
+
+#[test]
+fn a_recovery_to_an_earlier_time_never_writes_into_the_replica_and_purge_never_deletes_it() {
+    let w = World::new("true");
+    let at = protected(&w);
+    let replica = w.replica();
+    assert_eq!(
+        std::fs::read_to_string(replica.join("logo.txt")).unwrap(),
+        "new logo"
+    );
+
+    let r = w.c.json(&[
+        "recover",
+        "--stack",
+        "s",
+        "--to",
+        "secondary",
+        "--at",
+        &at.to_rfc3339(),
+    ]);
+    // The replica is exactly as it was: the new logo, the object written after `at`.
+    assert_eq!(
+        std::fs::read_to_string(replica.join("logo.txt")).unwrap(),
+        "new logo",
+        "{r:#}"
+    );
+    assert!(replica.join("after.txt").is_file(), "{r:#}");
+    // The bucket as of `at` is in a location of its own, holding the point exactly.
+    let loc = r["outputs"]["assets.location"].as_str().unwrap();
+    let dir = PathBuf::from(loc.strip_prefix("file://").unwrap());
+    assert_ne!(dir, replica, "{r:#}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("logo.txt")).unwrap(),
+        "old logo"
+    );
+    assert!(!dir.join("after.txt").exists());
+    // The report names the replica and why it was not used.
+    let src = source(&r, "assets");
+    assert_eq!(src["from"], "point", "{r:#}");
+    let why = src["why"].as_str().unwrap();
+    assert!(why.contains(&replica.display().to_string()), "{why}");
+    assert!(why.contains("--at"), "{why}");
+
+    // Purged: what the recovery made goes, the replica stays whole.
+    w.c.ok(&[
+        "stack",
+        "down",
+        "--stack",
+        "s",
+        "--site",
+        "secondary",
+        "--purge",
+    ]);
+    assert!(!dir.exists(), "the recovered bucket is removed");
+    assert_eq!(
+        std::fs::read_to_string(replica.join("logo.txt")).unwrap(),
+        "new logo"
+    );
+    assert!(replica.join("after.txt").is_file());
+}
+
+#[test]
+fn the_report_gives_each_members_rpo_the_stacks_is_the_worst_and_the_downtime_apart() {
+    let w = World::new("true");
+    protected(&w);
+    let (etc, docs) = (w.point_time("etc"), w.point_time("docs"));
+    pause();
+    let failed_at = Utc::now();
+    let r = w.c.json(&[
+        "recover",
+        "--stack",
+        "s",
+        "--to",
+        "secondary",
+        "--failed-at",
+        &failed_at.to_rfc3339(),
+    ]);
+    let secs = |t: DateTime<Utc>| (failed_at - t).num_milliseconds() as f64 / 1000.0;
+    let near = |a: &serde_json::Value, b: f64| (a.as_f64().unwrap() - b).abs() < 0.01;
+    // Each member's RPO from the time its data is from.
+    assert_eq!(source(&r, "assets")["from"], "replica", "{r:#}");
+    for m in ["assets", "etc", "docs"] {
+        let s = source(&r, m);
+        let t: DateTime<Utc> = s["data_time"].as_str().unwrap().parse().unwrap();
+        assert!(near(&s["rpo_s"], secs(t)), "{m}: {r:#}");
+    }
+    // The stack's: the worst of them — `etc`, older than the replica — with
+    // `docs` (older still, but stateless) reported apart.
+    assert!(near(&r["rpo_s"], secs(etc)), "{r:#}");
+    assert_eq!(source(&r, "docs")["stateless"], true, "{r:#}");
+    assert!(source(&r, "docs")["rpo_s"].as_f64().unwrap() > r["rpo_s"].as_f64().unwrap());
+    assert!(secs(docs) > secs(etc));
+    // Downtime (failure → healthy) and the recovery's own time, both kept.
+    let healthy: DateTime<Utc> = r["healthy_at"].as_str().unwrap().parse().unwrap();
+    let started: DateTime<Utc> = r["started_at"].as_str().unwrap().parse().unwrap();
+    assert!(near(&r["downtime_s"], -secs(healthy)), "{r:#}");
+    let own = (healthy - started).num_milliseconds() as f64 / 1000.0;
+    assert!(
+        (r["recovery_s"].as_f64().unwrap() - own).abs() < 0.05,
+        "{r:#}"
+    );
+    assert!(r["downtime_s"].as_f64().unwrap() > r["recovery_s"].as_f64().unwrap());
+    assert_eq!(
+        r["rto_s"], r["downtime_s"],
+        "the RTO judged is the downtime"
+    );
+}
+
+#[test]
+fn a_drills_check_writes_into_a_private_file_under_the_state_directory_and_dies_whole() {
+    let t = tempdir().unwrap();
+    let sleeper = t.path().join("sleeper.pid");
+    // The check tells where its output goes and its mode, then leaves a
+    // child behind and waits past the timeout.
+    let check = format!(
+        "readlink /proc/$$/fd/1; stat -L -c %a /proc/$$/fd/1; sleep 300 & echo $! > {}; wait",
+        sleeper.display()
+    );
+    let w = World::new(&check);
+    protected(&w);
+    let o = w.c.run(&[
+        "drill",
+        "--stack",
+        "s",
+        "--to",
+        "secondary",
+        "--check-timeout",
+        "3s",
+        "--json",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let out = d["check"]["output"].as_str().unwrap();
+    let mut lines = out.lines();
+    let path = lines.next().unwrap_or_default();
+    assert!(
+        Path::new(path).starts_with(w.w().join("state")),
+        "the check's output went to {path:?}: {d:#}"
+    );
+    assert_eq!(lines.next(), Some("600"), "{d:#}");
+    assert!(!Path::new(path).exists(), "removed after the check");
+    // Killed whole at the timeout: its child too.
+    assert_eq!(d["check"]["exit"], serde_json::Value::Null, "{d:#}");
+    let pid: i64 = std::fs::read_to_string(&sleeper)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while lifeboat_testkit::procs::alive(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !lifeboat_testkit::procs::alive(pid),
+        "the check's child {pid} outlived the drill"
+    );
+}
+
+#[test]
+fn a_drill_that_misses_an_objective_fails_as_the_report_judges_it() {
+    // An RPO objective of 1 s, and the newest `etc` point older than that.
+    let w = World::with("true", "objectives = { rpo = \"1s\", rto = \"10m\" }\n");
+    protected(&w);
+    pause();
+    let o =
+        w.c.run(&["drill", "--stack", "s", "--to", "secondary", "--json"]);
+    let d: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+    assert_eq!(o.status.code(), Some(3), "{d:#}");
+    assert_eq!(d["passed"], false, "{d:#}");
+    assert_eq!(d["check"]["exit"], 0, "the check itself passed: {d:#}");
+    let missed = d["missed"].to_string();
+    assert!(
+        missed.contains("RPO") && missed.contains("objective 1 s"),
+        "{d:#}"
+    );
+    let j = w.c.json(&["jobs", "show", &d["job"].to_string()]);
+    assert_eq!(j["status"], "failed", "{j:#}");
+    assert!(j["error"].as_str().unwrap().contains("RPO"), "{j:#}");
+    // `report` says the same of it.
+    let rep = w.c.run(&["report", "--json"]);
+    assert_eq!(rep.status.code(), Some(3));
+    let rep: serde_json::Value = serde_json::from_slice(&rep.stdout).unwrap();
+    let failed = rep["stacks"][0]["failed"].to_string();
+    assert!(failed.contains("the last drill failed"), "{failed}");
+    assert!(failed.contains("RPO"), "{failed}");
+}
