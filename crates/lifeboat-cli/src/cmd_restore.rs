@@ -148,6 +148,11 @@ pub fn run(g: &Global, cmd: RestoreCmd) -> Result<ExitCode> {
         for d in &rep.damaged {
             eprintln!("damaged, not restored: {d}");
         }
+        for d in &rep.not_deleted {
+            eprintln!(
+                "--delete left {d} alone: the point's tree of it cannot be read, so what is below it is kept"
+            );
+        }
         for f in &rep.verify_failed {
             eprintln!("verify failed: {f}");
         }

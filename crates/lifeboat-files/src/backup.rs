@@ -3,25 +3,27 @@
 //! ```text
 //! resolve paths → find the parent point (newest of the same resource)
 //! mirror the absolute structure from / down to each path
+//!     (a given path inside another, reached through a symlink that the other's
+//!     walk stores as a link, is stored at its real path: select.rs)
 //! save_dir(path, parent subtree), entries in parallel:
+//!     a given path inside  stored whole: no excludes, its own filesystem
 //!     excluded?            skip
 //!     directory            recurse (or an empty tree past a mount point with --one-file-system)
 //!     file, unchanged      size, mtime, ctime, inode match the parent's node → reuse its content
-//!     file, changed        read (data extents only, for sparse files) → chunk → vault
+//!     file, changed        read (data extents only, for sparse files) → chunk → vault;
+//!                          read again when it changed meanwhile (read.rs)
 //!     symlink/fifo/device  record; socket → warning, skipped
 //!     error on one entry   warning, skipped; the backup goes on
 //! tree blob per directory → point
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::ffi::OsString;
-use std::fs::File;
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
@@ -31,6 +33,12 @@ use rayon::prelude::*;
 
 use crate::meta;
 use crate::{Counters, FilesError, Result};
+
+mod read;
+mod select;
+
+pub use read::{PARALLEL_FROM, REREADS, SECOND_LOOK_BUDGET, data_extents, recent_window};
+use select::Sel;
 
 /// What to back up, and how.
 #[derive(Debug, Clone, Default)]
@@ -74,6 +82,12 @@ struct Ctx<'a> {
     counters: &'a Counters,
     warnings: Mutex<Vec<String>>,
     notes: Mutex<Vec<String>>,
+    /// How recent a file's times must be for a second read to compare.
+    recent: std::time::Duration,
+    /// Bytes of second reads left.
+    second_looks: AtomicU64,
+    /// Files read once for want of second reads: how many, the first.
+    unlooked: Mutex<(u64, Option<PathBuf>)>,
 }
 
 impl Ctx<'_> {
@@ -172,12 +186,15 @@ pub fn backup(vault: &Vault, opts: &BackupOptions, counters: &Counters) -> Resul
         counters,
     )?;
     let root = built.root;
-
     let stats = writer.stats();
     let mut point = RecoveryPoint::new(&resource, opts.kind.as_deref().unwrap_or("files"), root);
     point.time = time;
     point.tags = opts.tags.clone();
-    point.paths = paths.iter().map(|p| p.display().to_string()).collect();
+    point.paths = built
+        .paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
     point.parent = parent.as_ref().map(|(id, _)| *id);
     point.summary = Summary {
         files: counters.files.load(Ordering::Relaxed),
@@ -206,6 +223,10 @@ pub fn backup(vault: &Vault, opts: &BackupOptions, counters: &Counters) -> Resul
 pub struct BuiltTree {
     /// Root tree blob: the absolute paths mirrored from `/`.
     pub root: Id,
+    /// The paths stored: the given ones, except that a path reached through
+    /// a symlink that another given path stores as a link is stored at its
+    /// real path (see the notes).
+    pub paths: Vec<PathBuf>,
     /// Entries that could not be backed up, with why.
     pub warnings: Vec<String>,
     /// Entries left out by design (sockets).
@@ -234,6 +255,8 @@ pub fn resolve_paths(given: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// tree of the parent point (unchanged files are not read again). `extra`
 /// are nodes built by the caller, placed at their absolute paths (which must
 /// not lie inside one of `paths`); their parent directories are mirrored.
+/// A path inside another is stored as [`BuiltTree::paths`] says (see
+/// `select.rs`): overlapping paths lose nothing.
 pub fn build_tree(
     writer: &BackupWriter,
     opts: &BackupOptions,
@@ -250,86 +273,93 @@ pub fn build_tree(
         counters,
         warnings: Mutex::new(Vec::new()),
         notes: Mutex::new(Vec::new()),
+        recent: read::recent_window(),
+        second_looks: AtomicU64::new(read::SECOND_LOOK_BUDGET),
+        unlooked: Mutex::new((0, None)),
     };
 
-    // The selection as a tree of path components below /.
-    #[derive(Default)]
-    struct Sel {
-        whole: bool,
-        built: Option<Node>,
-        children: BTreeMap<OsString, Sel>,
+    let (paths, notes) = select::relocate(paths)?;
+    for n in notes {
+        ctx.note(n);
     }
-    let mut sel = Sel::default();
-    for p in paths {
-        let mut cur = &mut sel;
-        for c in p.components().skip(1) {
-            cur = cur
-                .children
-                .entry(c.as_os_str().to_os_string())
-                .or_default();
-        }
-        cur.whole = true;
-    }
-    for (p, node) in extra {
-        let mut cur = &mut sel;
-        for c in p.components().skip(1) {
-            if cur.whole {
-                return Err(FilesError::Usage(format!(
-                    "{} lies inside a backed-up path; give it only once",
-                    p.display()
-                )));
-            }
-            cur = cur
-                .children
-                .entry(c.as_os_str().to_os_string())
-                .or_default();
-        }
-        if cur.whole || !cur.children.is_empty() || cur.built.is_some() {
-            return Err(FilesError::Usage(format!(
-                "{} is given twice, or contains a backed-up path",
-                p.display()
-            )));
-        }
-        cur.built = Some(node);
-    }
-    fn virtual_dir(ctx: &Ctx, dir: &Path, sel: &Sel, parent: Option<Id>) -> Result<Id> {
-        let prev = ctx.parent_tree(parent);
-        let mut nodes = Vec::new();
-        for (name, s) in &sel.children {
-            if let Some(n) = &s.built {
-                let mut n = n.clone();
-                n.set_name_bytes(name.as_bytes());
-                nodes.push(n);
-                continue;
-            }
-            let path = dir.join(name);
-            let md =
-                std::fs::symlink_metadata(&path).map_err(|e| FilesError::io("stat", &path, e))?;
-            let prev_node = prev.get(name.as_bytes());
-            let node = if s.whole {
-                let root_dev = md.dev();
-                save_entry(ctx, &path, name.as_bytes(), md, prev_node, root_dev)?
-            } else {
-                let mut n = meta::node_from(&path, name.as_bytes(), &md);
-                n.subtree = Some(virtual_dir(
-                    ctx,
-                    &path,
-                    s,
-                    prev_node.and_then(|p| p.subtree),
-                )?);
-                ctx.counters.dirs.fetch_add(1, Ordering::Relaxed);
-                Some(n)
-            };
-            nodes.extend(node);
-        }
-        Ok(ctx.writer.save_tree(&Tree { nodes })?)
-    }
+    let sel = Sel::new(&paths, extra)?;
     let root = virtual_dir(&ctx, Path::new("/"), &sel, parent_root)?;
+    if let Some(n) = read::unlooked_note(&ctx) {
+        ctx.note(n);
+    }
     Ok(BuiltTree {
         root,
+        paths,
         warnings: ctx.warnings.into_inner().expect("lock"),
         notes: ctx.notes.into_inner().expect("lock"),
     })
+}
+
+/// The tree of a directory on the way to given paths (or caller's nodes):
+/// only what leads to them, each given path stored whole.
+fn virtual_dir(ctx: &Ctx, dir: &Path, sel: &Sel, parent: Option<Id>) -> Result<Id> {
+    let prev = ctx.parent_tree(parent);
+    let mut nodes = Vec::new();
+    for (name, s) in &sel.children {
+        if let Some(n) = &s.built {
+            let mut n = n.clone();
+            n.set_name_bytes(name.as_bytes());
+            nodes.push(n);
+            continue;
+        }
+        let path = dir.join(name);
+        let md = std::fs::symlink_metadata(&path).map_err(|e| FilesError::io("stat", &path, e))?;
+        let prev_node = prev.get(name.as_bytes());
+        let node = if s.whole {
+            let dev = md.dev();
+            save_entry(ctx, &path, name.as_bytes(), md, prev_node, dev, Some(s))?
+        } else {
+            Some(mirror(ctx, &path, name.as_bytes(), &md, s, prev_node)?)
+        };
+        nodes.extend(node);
+    }
+    Ok(ctx.writer.save_tree(&Tree { nodes })?)
+}
+
+/// A directory (or a link) on the way to given paths: its own metadata and a
+/// tree of only what leads to them.
+fn mirror(
+    ctx: &Ctx,
+    path: &Path,
+    name: &[u8],
+    md: &std::fs::Metadata,
+    sel: &Sel,
+    prev: Option<&Node>,
+) -> Result<Node> {
+    let mut n = meta::node_from(path, name, md);
+    n.subtree = Some(virtual_dir(ctx, path, sel, prev.and_then(|p| p.subtree))?);
+    ctx.counters.dirs.fetch_add(1, Ordering::Relaxed);
+    Ok(n)
+}
+
+/// An entry of a walked directory that is, or leads to, a given path: a given
+/// path is stored whole (whatever the excludes and filesystem of the walk
+/// around it); a directory leading to one is walked as usual when the walk
+/// would enter it, else mirrored (only what leads to the given path).
+fn save_selected(
+    ctx: &Ctx,
+    path: &Path,
+    name: &[u8],
+    md: std::fs::Metadata,
+    prev: Option<&Node>,
+    root_dev: u64,
+    sel: &Sel,
+) -> Result<Option<Node>> {
+    if sel.whole {
+        let dev = md.dev();
+        return save_entry(ctx, path, name, md, prev, dev, Some(sel));
+    }
+    let excluded = ctx.excludes.matched(path, md.is_dir()).is_ignore();
+    let other_fs = ctx.one_fs && md.dev() != root_dev;
+    if md.is_dir() && !excluded && !other_fs {
+        return save_entry(ctx, path, name, md, prev, root_dev, Some(sel));
+    }
+    Ok(Some(mirror(ctx, path, name, &md, sel, prev)?))
 }
 
 fn normalize(p: &Path) -> PathBuf {
@@ -346,7 +376,14 @@ fn normalize(p: &Path) -> PathBuf {
     out
 }
 
-fn save_dir(ctx: &Ctx, dir: &Path, parent: Option<Id>, root_dev: u64) -> Result<Id> {
+/// The tree of a walked directory; `sel`: the given paths below it.
+fn save_dir(
+    ctx: &Ctx,
+    dir: &Path,
+    parent: Option<Id>,
+    root_dev: u64,
+    sel: Option<&Sel>,
+) -> Result<Id> {
     let prev = ctx.parent_tree(parent);
     let mut names: Vec<OsString> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
@@ -378,17 +415,14 @@ fn save_dir(ctx: &Ctx, dir: &Path, parent: Option<Id>, root_dev: u64) -> Result<
                     return Ok(None);
                 }
             };
+            let prev = prev.get(name.as_bytes());
+            if let Some(s) = sel.and_then(|s| s.children.get(name)) {
+                return save_selected(ctx, &path, name.as_bytes(), md, prev, root_dev, s);
+            }
             if ctx.excludes.matched(&path, md.is_dir()).is_ignore() {
                 return Ok(None);
             }
-            save_entry(
-                ctx,
-                &path,
-                name.as_bytes(),
-                md,
-                prev.get(name.as_bytes()),
-                root_dev,
-            )
+            save_entry(ctx, &path, name.as_bytes(), md, prev, root_dev, None)
         })
         .collect();
     let mut out = Vec::with_capacity(nodes.len());
@@ -405,6 +439,7 @@ fn save_entry(
     md: std::fs::Metadata,
     prev: Option<&Node>,
     root_dev: u64,
+    sel: Option<&Sel>,
 ) -> Result<Option<Node>> {
     let mut node = meta::node_from(path, name, &md);
     match node.kind {
@@ -413,7 +448,8 @@ fn save_entry(
             if ctx.one_fs && md.dev() != root_dev {
                 node.subtree = Some(ctx.writer.save_tree(&Tree::default())?);
             } else {
-                node.subtree = Some(save_dir(ctx, path, prev.and_then(|p| p.subtree), root_dev)?);
+                let prev = prev.and_then(|p| p.subtree);
+                node.subtree = Some(save_dir(ctx, path, prev, root_dev, sel)?);
             }
         }
         NodeKind::File => {
@@ -431,7 +467,7 @@ fn save_entry(
                 node.content = p.content.clone();
                 node.extents = p.extents.clone();
             } else {
-                match read_file(ctx, path, &md, &mut node) {
+                match read::read_file(ctx, path, &md, &mut node) {
                     Ok(()) => {}
                     // The file could not be read: skip it, go on.
                     Err(FilesError::Io { source, .. }) => {
@@ -457,201 +493,4 @@ fn save_entry(
         }
     }
     Ok(Some(node))
-}
-
-/// Opens a file to read it without touching its atime where allowed, and
-/// never through a symlink: a file that became a link since it was listed
-/// fails (ELOOP) instead of storing the link target's content under its name.
-fn open_noatime(path: &Path) -> std::io::Result<File> {
-    let nofollow = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
-    let r = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NOATIME.bits() as i32 | nofollow)
-        .open(path);
-    match r {
-        Ok(f) => Ok(f),
-        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) => {
-            std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(nofollow)
-                .open(path)
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// Data extents of a file that may be sparse (SEEK_DATA/SEEK_HOLE), as
-/// `(offset, length)` below `size`. The instance protector's volumes use it too.
-pub fn data_extents(f: &File, size: u64) -> std::io::Result<Vec<(u64, u64)>> {
-    use rustix::fs::SeekFrom;
-    let mut out = Vec::new();
-    let mut pos = 0u64;
-    while pos < size {
-        let start = match rustix::fs::seek(f, SeekFrom::Data(pos)) {
-            Ok(s) => s,
-            Err(rustix::io::Errno::NXIO) => break,
-            Err(e) => return Err(e.into()),
-        };
-        if start >= size {
-            break;
-        }
-        let end = rustix::fs::seek(f, SeekFrom::Hole(start))?.min(size);
-        out.push((start, end - start));
-        pos = end;
-    }
-    Ok(out)
-}
-
-/// Reads the data extents of a file in order, as one stream.
-struct ExtentReader<'a> {
-    f: &'a File,
-    extents: &'a [(u64, u64)],
-    i: usize,
-    done_in_extent: u64,
-}
-
-impl Read for ExtentReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.i < self.extents.len() {
-            let (off, len) = self.extents[self.i];
-            let left = len - self.done_in_extent;
-            if left == 0 {
-                self.i += 1;
-                self.done_in_extent = 0;
-                continue;
-            }
-            let want = (buf.len() as u64).min(left) as usize;
-            let n = self
-                .f
-                .read_at(&mut buf[..want], off + self.done_in_extent)?;
-            if n == 0 {
-                // The file shrank while reading.
-                self.i = self.extents.len();
-                return Ok(0);
-            }
-            self.done_in_extent += n as u64;
-            return Ok(n);
-        }
-        Ok(0)
-    }
-}
-
-/// Files at least this large are hashed, compressed and sealed on all cores.
-pub const PARALLEL_FROM: u64 = 64 << 20;
-
-/// Stores a file's stream: large files on all cores, others on this thread.
-fn save(
-    ctx: &Ctx,
-    r: impl Read,
-    size: u64,
-    on_chunk: impl FnMut(u64),
-) -> lifeboat_vault::Result<(Vec<Id>, u64)> {
-    if size >= PARALLEL_FROM {
-        ctx.writer.save_stream_parallel(r, on_chunk)
-    } else {
-        ctx.writer.save_stream(r, on_chunk)
-    }
-}
-
-/// How many times a file that changed while it was read is read again
-/// before it is stored as read, with a warning.
-pub const REREADS: usize = 3;
-
-/// What tells a file's content changed: identity, size, mtime and ctime (ns).
-fn stamp(md: &std::fs::Metadata) -> (u64, u64, u64, i64, i64) {
-    (
-        md.dev(),
-        md.ino(),
-        md.size(),
-        md.mtime()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(md.mtime_nsec()),
-        md.ctime()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(md.ctime_nsec()),
-    )
-}
-
-/// Reads a file into the vault. The file's status before a read (for the
-/// first read, the one taken while listing its directory; for a read again,
-/// the open file's) is compared with the open file's status after it
-/// (fstat); when its identity, size, mtime or ctime moved, the copy may mix
-/// old and new blocks, so it is read again, up to [`REREADS`] times. A file
-/// that never holds still is stored as read, with a warning (the point is
-/// then incomplete: exit 3), and with the times seen before its last read,
-/// so that the next backup reads it again.
-///
-/// A read stops at the size seen before it (a file that grew meanwhile is
-/// caught by the status after it), which saves the read that finds the end.
-fn read_file(ctx: &Ctx, path: &Path, listed: &std::fs::Metadata, node: &mut Node) -> Result<()> {
-    use std::io::{Seek, SeekFrom};
-    let f = open_noatime(path).map_err(|e| FilesError::io("open", path, e))?;
-    let on_chunk = |n: u64| {
-        ctx.counters.bytes_read.fetch_add(n, Ordering::Relaxed);
-    };
-    let mut attempt = 0;
-    loop {
-        let before = if attempt == 0 {
-            listed.clone()
-        } else {
-            f.metadata().map_err(|e| FilesError::io("stat", path, e))?
-        };
-        let size = before.size();
-        let sparse = before.blocks() * 512 < size && size > 0;
-        node.extents = None;
-        let (content, read) = if sparse {
-            let extents =
-                data_extents(&f, size).map_err(|e| FilesError::io("find holes in", path, e))?;
-            let r = ExtentReader {
-                f: &f,
-                extents: &extents,
-                i: 0,
-                done_in_extent: 0,
-            };
-            let out = save(ctx, r, size, on_chunk)?;
-            node.extents = Some(extents);
-            out
-        } else {
-            if attempt > 0 {
-                (&f).seek(SeekFrom::Start(0))
-                    .map_err(|e| FilesError::io("seek", path, e))?;
-            }
-            save(ctx, (&f).take(size), size, on_chunk)?
-        };
-        let after = f.metadata().map_err(|e| FilesError::io("stat", path, e))?;
-        let (_, _, sz, mtime_ns, ctime_ns) = stamp(&before);
-        node.size = sz;
-        node.mtime_ns = mtime_ns;
-        node.ctime_ns = ctime_ns;
-        let expected = node
-            .extents
-            .as_ref()
-            .map(|e| e.iter().map(|x| x.1).sum())
-            .unwrap_or(node.size);
-        let still = stamp(&before) == stamp(&after) && read == expected;
-        if still {
-            node.content = content;
-            return Ok(());
-        }
-        attempt += 1;
-        if attempt <= REREADS {
-            tracing::info!(
-                "{} changed while it was read; reading it again ({attempt}/{REREADS})",
-                path.display()
-            );
-            continue;
-        }
-        ctx.warn(format!(
-            "{} changed while it was read ({} reads; {} bytes expected, {} read); the point holds the last read, which may mix old and new content",
-            path.display(),
-            attempt,
-            expected,
-            read
-        ));
-        if node.extents.is_none() {
-            node.size = read;
-        }
-        node.content = content;
-        return Ok(());
-    }
 }

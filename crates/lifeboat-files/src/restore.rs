@@ -17,7 +17,8 @@
 //! hard links: linkat the first name of the inode to a temporary name → rename
 //! symlinks: last of all, so nothing is written through one
 //! --delete: names on disk the point does not have, in directories at or below
-//!       a backed-up path, removed (never following a link)
+//!       a backed-up path, removed (never following a link); a directory whose
+//!       tree cannot be read is unknown: nothing below it is removed
 //! directories' metadata through their handles, deepest first
 //! ```
 //! A damaged blob or tree, or a local error (disk full, permission), costs
@@ -114,6 +115,10 @@ pub struct RestoreReport {
     pub unchanged: u64,
     /// Names removed by `--delete`.
     pub deleted: u64,
+    /// Directories `--delete` left alone because the point's tree of them
+    /// cannot be read: what is below them on disk is kept (also in `damaged`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_deleted: Vec<String>,
     /// Content bytes written.
     pub bytes: u64,
     /// Content bytes the restore had to write.

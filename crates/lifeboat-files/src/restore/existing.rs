@@ -78,7 +78,9 @@ pub(super) fn decide(
 }
 
 /// `--delete`: removes (or, in a dry run, lists) what is on disk and not in
-/// the point, in restored directories at or below a backed-up path.
+/// the point, in restored directories at or below a backed-up path. A
+/// directory whose tree cannot be read is unknown, not empty: nothing below it
+/// is removed, and it is named in `rep.not_deleted`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn delete(
     run: &Run,
@@ -97,6 +99,9 @@ pub(super) fn delete(
     for (parent, name, _) in &plan.problems {
         names.entry(*parent).or_default().insert(name);
     }
+    for (parent, name) in &plan.spared {
+        names.entry(*parent).or_default().insert(name);
+    }
     let mut dirs: Vec<u32> = plan
         .entries
         .iter()
@@ -112,6 +117,14 @@ pub(super) fn delete(
     if whole && !empty && roots.iter().any(|r| r == "/") {
         dirs.insert(0, TARGET);
     }
+    dirs.retain(|d| {
+        let unknown = plan.unknown.contains(d);
+        if unknown {
+            let p = plan.problem_path(run.to, *d, b"").display().to_string();
+            rep.not_deleted.push(p);
+        }
+        !unknown
+    });
     let none = HashSet::new();
     for d in dirs {
         let keep = names.get(&d).unwrap_or(&none);

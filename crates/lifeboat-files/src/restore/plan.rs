@@ -46,6 +46,12 @@ pub(crate) struct Plan {
     pub entries: Vec<Entry>,
     /// (parent entry, name or description, why): parts of the point that are not restored.
     pub problems: Vec<(u32, Vec<u8>, String)>,
+    /// Directories (entries, or [`TARGET`]) whose tree cannot be read: what
+    /// is below them on disk is unknown, so `--delete` leaves it alone.
+    pub unknown: Vec<u32>,
+    /// (parent entry, name): entries of the point left out on purpose (the
+    /// caller's `skip`); `--delete` leaves them alone too.
+    pub spared: Vec<(u32, Vec<u8>)>,
 }
 
 /// Why a tree name cannot be used, or `None` when it can: a name must be one
@@ -273,14 +279,22 @@ pub(crate) fn plan(
                     plan.problems.push((
                         dir,
                         Vec::new(),
-                        format!("its tree cannot be read ({e}); nothing below it is restored"),
+                        format!(
+                            "its tree cannot be read ({e}); nothing below it is restored or deleted"
+                        ),
                     ));
+                    plan.unknown.push(dir);
                     continue;
                 }
             };
             if !skip.is_empty() {
                 t.nodes.retain(|n| {
-                    !skip.contains(&abs.join(std::ffi::OsStr::from_bytes(&n.name_bytes())))
+                    let name = n.name_bytes();
+                    let skipped = skip.contains(&abs.join(std::ffi::OsStr::from_bytes(&name)));
+                    if skipped {
+                        plan.spared.push((dir, name));
+                    }
+                    !skipped
                 });
             }
             for (i, sub) in plan.add_tree(t, dir, depth, false, &mut links) {
