@@ -61,8 +61,8 @@ pub struct RestoreArgs {
     server: ServerArgs,
     /// Point in time: RFC 3339 (e.g. 2026-11-25T10:00:00Z), `latest` (everything
     /// archived), a GTID (0-1-123, inclusive) or FILE:POS. Replays the archived binlog.
-    #[arg(long)]
-    at: Option<String>,
+    #[arg(long, value_parser = parse_target)]
+    at: Option<Target>,
     /// Only these databases of the point (comma-separated).
     #[arg(long, value_delimiter = ',')]
     databases: Option<Vec<String>>,
@@ -84,6 +84,11 @@ pub struct RestoreArgs {
     /// With `latest`: the newest snapshot of this resource.
     #[arg(long)]
     resource: Option<String>,
+}
+
+/// A malformed `--at` is a usage error (exit 2) that lists the accepted forms.
+fn parse_target(s: &str) -> Result<Target, String> {
+    Target::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_rename(s: &str) -> Result<(String, String), String> {
@@ -290,8 +295,7 @@ pub fn restore(g: &Global, a: RestoreArgs) -> Result<ExitCode> {
     // A reader's shared lock, before anything loads the index: a prune
     // running meanwhile defers deleting what this restore may read.
     let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "restore")?;
-    let target = a.at.as_deref().map(Target::parse).transpose()?;
-    let (catalog, plan) = match &target {
+    let (catalog, plan) = match &a.at {
         Some(t) => {
             // Any point names the resource; the plan picks the snapshot.
             let resource = match &a.resource {
@@ -329,16 +333,18 @@ pub fn restore(g: &Global, a: RestoreArgs) -> Result<ExitCode> {
     let bar = progress(g, &counters, "loaded");
     let _span =
         tracing::info_span!("job", kind = "restore", protector = "mysql", server = %dsn).entered();
-    let mut rep = lifeboat_mysql::restore(&v, &id, &point, &dsn, &opts, &counters)?;
-    drop(bar);
-    let replay = match (&catalog, &plan) {
-        (Some(c), Some(p)) => {
-            let r = lifeboat_mysql::pitr::replay(&v, c, p, &dsn, &opts, &std::env::temp_dir())?;
-            rep.duration_s += r.duration_s;
-            Some(r)
+    // The replay goes into the loaded shadow databases, before they replace
+    // the targets: a replay that fails leaves the targets as they were.
+    let mut replay = None;
+    let rep = lifeboat_mysql::restore_then(&v, &id, &point, &dsn, &opts, &counters, &mut |sh| {
+        if let (Some(c), Some(p)) = (&catalog, &plan) {
+            let tmp = std::env::temp_dir();
+            let r = lifeboat_mysql::pitr::replay_into(&v, c, p, &dsn, sh, opts.write_binlog, &tmp)?;
+            replay = Some(r);
         }
-        _ => None,
-    };
+        Ok(())
+    })?;
+    drop(bar);
     if g.json {
         let mut j = serde_json::to_value(&rep)?;
         j["point"] = id.to_hex().into();
