@@ -123,7 +123,9 @@ pub struct ArchiveArgs {
     /// Replace the seal points by one rollup point this often.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     rollup_interval: std::time::Duration,
-    /// Local directory for the binlog follower's files (default: $TMPDIR/lifeboat-binlog-spool).
+    /// Directory in which the binlog follower's private spool is made, fresh for
+    /// each run (0700, files 0600; default: $TMPDIR). Refused when it is a symbolic
+    /// link, another user's, or writable by others without the sticky bit.
     #[arg(long)]
     spool: Option<std::path::PathBuf>,
     /// Server id the follower uses as a replica (default: derived from the resource).
@@ -148,6 +150,9 @@ pub enum ArchiveCmd {
 /// Runs `archive mysql`.
 pub fn archive(g: &Global, cmd: ArchiveCmd) -> Result<ExitCode> {
     let ArchiveCmd::Mysql(a) = cmd;
+    // Spooled binlogs are row changes in plain text: whatever this process
+    // and its follower create is for this user only.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let dsn = Dsn::parse(&a.server.dsn)?;
     let v = g.open()?;
     a.retention.apply(&v)?;

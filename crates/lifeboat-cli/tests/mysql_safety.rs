@@ -1,15 +1,17 @@
 //! A replace restore never leaves the live database worse than it found it
 //! (a damaged pack, a failure after the swap), a good one still replaces it
-//! (also to a point in time); a malformed `--at` is a usage error. Real
-//! throw-away `mariadbd` servers, through the `lifeboat` binary.
+//! (also to a point in time); the binlog spool is private, refuses planted
+//! directories and fails loudly when removed; a malformed `--at` is a usage
+//! error. Real throw-away `mariadbd` servers, through the `lifeboat` binary.
 
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
 use lifeboat_testkit::mariadb::MariaDb;
-use lifeboat_testkit::{Cli, TempDir, tempdir};
+use lifeboat_testkit::{Cli, TempDir, files_below, tempdir};
 use lifeboat_vault::{Location, Vault};
 
 fn vault() -> (TempDir, Cli) {
@@ -319,4 +321,132 @@ fn a_malformed_point_in_time_is_a_usage_error() {
     for form in ["RFC 3339", "latest", "GTID", "FILE:POS"] {
         assert!(err.contains(form), "{form} missing: {err}");
     }
+}
+
+/// Whatever `nobody` can read below `dir`: the files' bytes it could open.
+fn readable_by_nobody(dir: &Path) -> String {
+    let o = std::process::Command::new("runuser")
+        .args(["-u", "nobody", "--", "sh", "-c"])
+        .arg("find \"$1\" -type f -exec cat {} + 2>/dev/null; true")
+        .arg("sh")
+        .arg(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Waits until a file below `dir` holds `needle` (as this, root, user sees it).
+fn wait_spooled(dir: &Path, needle: &str, archive: &mut Archive) -> PathBuf {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        for f in files_below(dir) {
+            let b = std::fs::read(&f).unwrap_or_default();
+            if b.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                return f;
+            }
+        }
+        if let Some(st) = archive.child.try_wait().unwrap() {
+            panic!("the archive exited ({st}): {}", archive.stderr());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{needle} never reached the spool"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// B.6: the spooled binlog (row changes in plain text) is neither readable
+/// nor listable by another local user, even below world-readable directories.
+#[test]
+fn the_binlog_spool_is_private() {
+    let (t, c) = vault();
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let spool = t.path().join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let db = MariaDb::start();
+    db.sql("CREATE DATABASE pay; CREATE TABLE pay.cards (n VARCHAR(20))");
+    let mut archive = Archive::start(&c, &db, t.path(), &spool);
+    archive.wait_for("\"started\"");
+    let card = "4111111111111111";
+    db.sql(&format!("INSERT INTO pay.cards VALUES ('{card}')"));
+    let file = wait_spooled(&spool, card, &mut archive);
+    let seen = readable_by_nobody(&spool);
+    assert!(
+        !seen.contains(card),
+        "nobody read the card number from {}",
+        file.display()
+    );
+    for d in walkdirs(&spool) {
+        let mode = std::fs::symlink_metadata(&d).unwrap().mode();
+        assert_eq!(mode & 0o077, 0, "{} is {:o}", d.display(), mode & 0o7777);
+    }
+    archive.end();
+}
+
+/// Every directory and file strictly below `dir`.
+fn walkdirs(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walkdirs(&p));
+        }
+        out.push(p);
+    }
+    out
+}
+
+/// B.6: a spool directory another user made (even 0777), or a symbolic link
+/// in its place, is refused before anything is spooled.
+#[test]
+fn a_planted_spool_directory_is_refused() {
+    let (t, c) = vault();
+    let db = MariaDb::start();
+    let theirs = t.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    let mut a = Archive::start(&c, &db, t.path(), &theirs);
+    assert_eq!(a.end(), Some(1), "{}", a.stderr());
+    assert!(a.stderr().contains("owned by uid 65534"), "{}", a.stderr());
+    assert!(
+        files_below(&theirs).is_empty(),
+        "something was spooled there"
+    );
+
+    let link = t.path().join("link");
+    let victim = t.path().join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let mut a = Archive::start(&c, &db, t.path(), &link);
+    assert_eq!(a.end(), Some(1), "{}", a.stderr());
+    assert!(a.stderr().contains("symbolic link"), "{}", a.stderr());
+    assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 0);
+}
+
+/// B.6: a spool removed under a running archive stops it with an error that
+/// names the spool (what the follower writes elsewhere would be a silent gap).
+#[test]
+fn a_spool_removed_under_a_running_archive_fails_loudly() {
+    let (t, c) = vault();
+    let spool = t.path().join("spool");
+    let db = MariaDb::start();
+    db.sql("CREATE DATABASE d; CREATE TABLE d.t (s VARCHAR(20))");
+    let mut archive = Archive::start(&c, &db, t.path(), &spool);
+    archive.wait_for("\"started\"");
+    db.sql("INSERT INTO d.t VALUES ('first-commit')");
+    wait_spooled(&spool, "first-commit", &mut archive);
+    for e in std::fs::read_dir(&spool).unwrap().flatten() {
+        std::fs::remove_dir_all(e.path()).unwrap();
+    }
+    db.sql("INSERT INTO d.t VALUES ('second-commit')");
+    let code = archive.end();
+    let err = archive.stderr();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("binlog spool") && err.contains("removed"),
+        "{err}"
+    );
 }

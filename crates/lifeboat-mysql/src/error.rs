@@ -164,6 +164,14 @@ pub enum MysqlError {
         /// What failed, and where the old tables are.
         reason: String,
     },
+    /// The binlog spool is not private, or was removed or replaced.
+    #[error("binlog spool {}: {reason}", path.display())]
+    Spool {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong, and what to do.
+        reason: String,
+    },
     /// The run was interrupted (SIGINT/SIGTERM) before it finished.
     #[error("interrupted: no recovery point was written")]
     Interrupted,

@@ -32,6 +32,7 @@ pub mod schema;
 pub mod segment;
 pub mod server;
 pub mod snapshot;
+pub mod spool;
 pub mod swap;
 
 pub use archive::{ArchiveEvent, ArchiveOptions, archive};
