@@ -338,14 +338,13 @@ pub fn restore(g: &Global, a: RestoreArgs) -> Result<ExitCode> {
     let bar = progress(g, &counters, "loaded");
     let _span =
         tracing::info_span!("job", kind = "restore", protector = "mysql", server = %dsn).entered();
-    // The replay goes into the loaded shadow databases, before they replace
-    // the targets: a replay that fails leaves the targets as they were.
+    // The replay runs once the loaded databases are in place, before the old
+    // tables are dropped: a replay that fails puts the targets back as they were.
     let mut replay = None;
-    let rep = lifeboat_mysql::restore_then(&v, &id, &point, &dsn, &opts, &counters, &mut |sh| {
+    let rep = lifeboat_mysql::restore_then(&v, &id, &point, &dsn, &opts, &counters, &mut |_| {
         if let (Some(c), Some(p)) = (&catalog, &plan) {
             let tmp = std::env::temp_dir();
-            let r = lifeboat_mysql::pitr::replay_into(&v, c, p, &dsn, sh, opts.write_binlog, &tmp)?;
-            replay = Some(r);
+            replay = Some(lifeboat_mysql::pitr::replay(&v, c, p, &dsn, &opts, &tmp)?);
         }
         Ok(())
     })?;

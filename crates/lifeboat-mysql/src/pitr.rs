@@ -221,30 +221,6 @@ pub fn replay(
     replay_passes(vault, c, plan, dsn, opts.write_binlog, passes, work)
 }
 
-/// Replays the plan's binlog into the shadow databases of a restore (see
-/// [`crate::restore::restore_then`]): each database's events only, under its
-/// shadow name. Statements logged in STATEMENT format that name a database
-/// explicitly (`INSERT INTO shop.t …`) are not rewritten by `mariadb-binlog`;
-/// with `binlog_format = ROW` (what the archive asks for) every change is.
-pub fn replay_into(
-    vault: &Vault,
-    c: &Catalog,
-    plan: &Plan,
-    dsn: &Dsn,
-    shadows: &[crate::swap::Shadow],
-    write_binlog: bool,
-    work: &Path,
-) -> Result<ReplayReport> {
-    let passes = shadows
-        .iter()
-        .map(|s| Pass {
-            database: Some(s.source.clone()),
-            rewrites: vec![(s.source.clone(), s.shadow.clone())],
-        })
-        .collect();
-    replay_passes(vault, c, plan, dsn, write_binlog, passes, work)
-}
-
 fn replay_passes(
     vault: &Vault,
     c: &Catalog,
@@ -391,6 +367,9 @@ fn pipe_into_server(mut producer: Command, dsn: &Dsn, dir: &Path) -> Result<()> 
         .stdout(Stdio::null())
         .stderr(log("client.err")?)
         .spawn();
+    // Our copy of the pipe's read end goes with the command: a client that
+    // stops early must end the producer (EPIPE), not leave it blocked.
+    drop(client);
     let mut c = match spawned {
         Ok(c) => c,
         Err(e) => {

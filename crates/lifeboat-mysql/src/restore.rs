@@ -9,11 +9,11 @@
 //!     straight from the vault (a reader thread per load fetches the chunk's blobs);
 //!     foreign key and unique checks off, binlog off unless asked; rows counted
 //!     against the snapshot and warnings reported
-//! a caller's step on the loaded shadows (the point-in-time replay)
-//! swap the shadows in (swap.rs: one atomic RENAME TABLE; the target's old
-//!     tables are dropped only after everything succeeded), then views (in
-//!     dependency order), routines, triggers, events — after the data, so
-//!     triggers do not fire on restored rows; users and grants when asked
+//! views (in dependency order), routines, triggers, events — after the data,
+//!     so triggers do not fire on restored rows
+//! swap the shadows in (swap.rs: one atomic RENAME TABLE), then a caller's
+//!     step (the point-in-time replay); the target's old tables are dropped
+//!     only after everything succeeded; users and grants when asked
 //! any failure before the users: every target as it was, the shadows dropped
 //! ```
 
@@ -250,9 +250,9 @@ pub fn restore(
 }
 
 /// Restores a `mysql` point into the server at `dsn`, calling `staged` once
-/// the databases are loaded under their shadow names and before they take
-/// their targets' place (a point-in-time replay goes there). When anything
-/// fails, up to the last step, every target database is left as it was.
+/// the loaded databases took their targets' place and before the targets'
+/// old tables are dropped (a point-in-time replay goes there). When anything
+/// fails, `staged` included, every target database is put back as it was.
 pub fn restore_then(
     vault: &Vault,
     id: &Id,
@@ -374,8 +374,7 @@ fn load_and_publish(
             shadow: d.shadow.clone(),
         })
         .collect();
-    staged(&shadows)?;
-    report.objects += swap::publish(main, &shadows, tag, opts.force)?;
+    report.objects += swap::publish(main, &shadows, tag, opts.force, staged)?;
     Ok(())
 }
 

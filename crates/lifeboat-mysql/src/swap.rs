@@ -3,9 +3,8 @@
 //! ```text
 //! load:     every database of the point goes into a shadow database of its
 //!           own (`<target>_lbnew_<tag>`): tables, rows (counts checked
-//!           against the snapshot), views, routines, triggers, events; then
-//!           the caller's step (a point-in-time replay); nothing of the
-//!           target is touched
+//!           against the snapshot), views, routines, triggers, events;
+//!           nothing of the target is touched
 //! publish:  read what each shadow and each target holds now (the target's:
 //!           kept to put back)
 //!           drop the shadow's views, routines, triggers and events, and,
@@ -14,8 +13,12 @@
 //!           one atomic RENAME TABLE: target.* → `<target>_lbold_<tag>`.*,
 //!           shadow.* → target.*   (all databases of the restore at once)
 //!           the shadow's charset, views, routines, triggers, events
+//!           the caller's step (a point-in-time replay, by the targets' names:
+//!           its DDL may name them)
 //! success:  drop the retired and the (now empty) shadow databases
-//! failure:  drop what was made in the targets, rename back, recreate the
+//! failure:  drop what was made in the targets, move every table they hold
+//!           now (also those a replay made) to the shadows and the retired
+//!           ones back, recreate the
 //!           objects read before, drop the shadows: every target exactly as
 //!           it was. If even that fails, the error names the database that
 //!           holds the old tables, which is then kept.
@@ -114,7 +117,13 @@ struct Done {
 
 /// Publishes the shadows under their targets (see the module's comment). On
 /// failure every target is as it was and the error says so.
-pub(crate) fn publish(s: &mut Session, shadows: &[Shadow], tag: &str, force: bool) -> Result<u64> {
+pub(crate) fn publish(
+    s: &mut Session,
+    shadows: &[Shadow],
+    tag: &str,
+    force: bool,
+    staged: &mut dyn FnMut(&[Shadow]) -> Result<()>,
+) -> Result<u64> {
     let mut incoming = Vec::new();
     for sh in shadows {
         incoming.push(Incoming {
@@ -136,7 +145,8 @@ pub(crate) fn publish(s: &mut Session, shadows: &[Shadow], tag: &str, force: boo
         retired: vec![None; incoming.len()],
         ..Done::default()
     };
-    match steps(s, incoming, &before, tag, force, &mut done) {
+    let r = steps(s, incoming, &before, tag, force, &mut done).and_then(|()| staged(shadows));
+    match r {
         Ok(()) => {
             let retired: Vec<String> = done.retired.iter().flatten().cloned().collect();
             drop_quietly(s, &retired);
@@ -247,17 +257,22 @@ fn roll_back(
     before: &[Option<DatabaseInfo>],
     done: &Done,
 ) -> Result<()> {
+    let mut now = Vec::new();
     for i in incoming {
         let t = &i.shadow.target;
         if exists(s, t)? {
-            let now = read_database(s, t)?;
-            drop_objects(s, t, &now.objects)?;
+            let info = read_database(s, t)?;
+            drop_objects(s, t, &info.objects)?;
+            now.push(info.tables);
+        } else {
+            now.push(Vec::new());
         }
     }
     if done.renamed {
+        // Every table a target holds now came in with the swap or after it.
         let mut renames = Vec::new();
-        for i in incoming {
-            for tb in &i.info.tables {
+        for (i, tables) in incoming.iter().zip(&now) {
+            for tb in tables {
                 renames.push(format!(
                     "{}.{} TO {}.{}",
                     ident(&i.shadow.target),
