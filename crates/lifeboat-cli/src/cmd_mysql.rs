@@ -61,8 +61,8 @@ pub struct RestoreArgs {
     server: ServerArgs,
     /// Point in time: RFC 3339 (e.g. 2026-11-25T10:00:00Z), `latest` (everything
     /// archived), a GTID (0-1-123, inclusive) or FILE:POS. Replays the archived binlog.
-    #[arg(long)]
-    at: Option<String>,
+    #[arg(long, value_parser = parse_target)]
+    at: Option<Target>,
     /// Only these databases of the point (comma-separated).
     #[arg(long, value_delimiter = ',')]
     databases: Option<Vec<String>>,
@@ -84,6 +84,11 @@ pub struct RestoreArgs {
     /// With `latest`: the newest snapshot of this resource.
     #[arg(long)]
     resource: Option<String>,
+}
+
+/// A malformed `--at` is a usage error (exit 2) that lists the accepted forms.
+fn parse_target(s: &str) -> Result<Target, String> {
+    Target::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_rename(s: &str) -> Result<(String, String), String> {
@@ -118,7 +123,9 @@ pub struct ArchiveArgs {
     /// Replace the seal points by one rollup point this often.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     rollup_interval: std::time::Duration,
-    /// Local directory for the binlog follower's files (default: $TMPDIR/lifeboat-binlog-spool).
+    /// Directory in which the binlog follower's private spool is made, fresh for
+    /// each run (0700, files 0600; default: $TMPDIR). Refused when it is a symbolic
+    /// link, another user's, or writable by others without the sticky bit.
     #[arg(long)]
     spool: Option<std::path::PathBuf>,
     /// Server id the follower uses as a replica (default: derived from the resource).
@@ -143,6 +150,9 @@ pub enum ArchiveCmd {
 /// Runs `archive mysql`.
 pub fn archive(g: &Global, cmd: ArchiveCmd) -> Result<ExitCode> {
     let ArchiveCmd::Mysql(a) = cmd;
+    // Spooled binlogs are row changes in plain text: whatever this process
+    // and its follower create is for this user only.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let dsn = Dsn::parse(&a.server.dsn)?;
     let v = g.open()?;
     a.retention.apply(&v)?;
@@ -290,8 +300,7 @@ pub fn restore(g: &Global, a: RestoreArgs) -> Result<ExitCode> {
     // A reader's shared lock, before anything loads the index: a prune
     // running meanwhile defers deleting what this restore may read.
     let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "restore")?;
-    let target = a.at.as_deref().map(Target::parse).transpose()?;
-    let (catalog, plan) = match &target {
+    let (catalog, plan) = match &a.at {
         Some(t) => {
             // Any point names the resource; the plan picks the snapshot.
             let resource = match &a.resource {
@@ -329,16 +338,17 @@ pub fn restore(g: &Global, a: RestoreArgs) -> Result<ExitCode> {
     let bar = progress(g, &counters, "loaded");
     let _span =
         tracing::info_span!("job", kind = "restore", protector = "mysql", server = %dsn).entered();
-    let mut rep = lifeboat_mysql::restore(&v, &id, &point, &dsn, &opts, &counters)?;
-    drop(bar);
-    let replay = match (&catalog, &plan) {
-        (Some(c), Some(p)) => {
-            let r = lifeboat_mysql::pitr::replay(&v, c, p, &dsn, &opts, &std::env::temp_dir())?;
-            rep.duration_s += r.duration_s;
-            Some(r)
+    // The replay runs once the loaded databases are in place, before the old
+    // tables are dropped: a replay that fails puts the targets back as they were.
+    let mut replay = None;
+    let rep = lifeboat_mysql::restore_then(&v, &id, &point, &dsn, &opts, &counters, &mut |_| {
+        if let (Some(c), Some(p)) = (&catalog, &plan) {
+            let tmp = std::env::temp_dir();
+            replay = Some(lifeboat_mysql::pitr::replay(&v, c, p, &dsn, &opts, &tmp)?);
         }
-        _ => None,
-    };
+        Ok(())
+    })?;
+    drop(bar);
     if g.json {
         let mut j = serde_json::to_value(&rep)?;
         j["point"] = id.to_hex().into();

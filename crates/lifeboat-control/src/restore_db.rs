@@ -3,7 +3,9 @@
 //! declares (the DSN and password source of `[resource.NAME]`), beside the
 //! live database. What the console's restore form starts, as a child
 //! `lifeboat jobs restore-database`. A non-empty target database is refused
-//! unless `replace` is given.
+//! unless `replace` is given; a replace loads under a shadow name and swaps
+//! it in only once it is complete, so a failed one leaves the live database
+//! as it was (see `lifeboat_mysql::swap`).
 
 use lifeboat_config::{Config, ResourceKind};
 use lifeboat_vault::PointFilter;

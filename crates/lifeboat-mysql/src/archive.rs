@@ -1,4 +1,6 @@
-//! The continuous binlog archive.
+//! The continuous binlog archive. (Over 600 lines: the archive's state and
+//! its loop are one unit, with their unit tests; the follower and its spool
+//! are in spool.rs.)
 //!
 //! ```text
 //! check: binary logging on, the login may list binlogs (BINLOG MONITOR)
@@ -7,7 +9,9 @@
 //!         else the server's oldest); head file purged on the server → GAP, said
 //!         loudly, recorded before the next segment, archiving goes on
 //! follow: `mariadb-binlog --read-from-remote-server --raw --stop-never` writes
-//!         the server's binlog files, byte-identical, into a spool directory
+//!         the server's binlog files, byte-identical, into a private spool
+//!         directory (spool.rs: fresh, 0700, files 0600; one that is removed or
+//!         replaced under the archive stops it with an error, never a gap)
 //! loop (every 100 ms):
 //!     read what the follower appended; cut at whole events; note times, GTIDs
 //!     every seal interval: write a seal point with what arrived (and, when
@@ -21,7 +25,6 @@
 //! Restarting the archive loses nothing: the vault holds where it stopped.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -34,6 +37,7 @@ use crate::catalog::Catalog;
 use crate::error::{MysqlError, Result};
 use crate::segment::{Pending, Segment, Through, write_rollup, write_seal};
 use crate::server::{Dsn, Session, text};
+use crate::spool::{Follower, Spool};
 
 /// How the archive runs.
 #[derive(Debug, Clone)]
@@ -50,7 +54,8 @@ pub struct ArchiveOptions {
     pub inline_max: usize,
     /// Write a "caught up" mark at least this often when nothing happens.
     pub heartbeat: Duration,
-    /// Local spool directory for the follower's files.
+    /// Where the follower's private spool directory is made (a fresh one
+    /// each run, see spool.rs).
     pub spool: PathBuf,
     /// Server id the follower uses as a replica (default: derived from the resource).
     pub replica_id: Option<u32>,
@@ -67,7 +72,7 @@ impl Default for ArchiveOptions {
             rollup_bytes: 16 << 20,
             inline_max: 1 << 20,
             heartbeat: Duration::from_secs(30),
-            spool: std::env::temp_dir().join("lifeboat-binlog-spool"),
+            spool: std::env::temp_dir(),
             replica_id: None,
             follower: PathBuf::from("mariadb-binlog"),
         }
@@ -194,71 +199,6 @@ fn start_position(c: &Catalog, server: &[String]) -> (String, u64, Option<String
     (oldest, 0, None)
 }
 
-struct Follower {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Follower {
-    fn spawn(
-        dsn: &Dsn,
-        opts: &ArchiveOptions,
-        id: u32,
-        dir: &Path,
-        file: &str,
-    ) -> Result<Follower> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| MysqlError::io("create spool directory", dir, e))?;
-        let err = std::fs::File::create(dir.join("follower.log"))
-            .map_err(|e| MysqlError::io("create", dir.join("follower.log"), e))?;
-        let mut cmd = Command::new(&opts.follower);
-        cmd.arg("--no-defaults")
-            .arg("--read-from-remote-server")
-            .arg(format!("--host={}", dsn.host))
-            .arg(format!("--port={}", dsn.port))
-            .arg(format!("--user={}", dsn.user))
-            .arg("--raw")
-            .arg("--stop-never")
-            .arg(format!("--stop-never-slave-server-id={id}"))
-            .arg(format!("--result-file={}/", dir.display()))
-            .arg(file)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err);
-        if let Some(s) = &dsn.socket {
-            cmd.arg(format!("--socket={s}"));
-        }
-        match &dsn.password {
-            Some(p) => cmd.env("MYSQL_PWD", p),
-            None => cmd.env_remove("MYSQL_PWD"),
-        };
-        let child = cmd.spawn().map_err(|e| MysqlError::Tool {
-            program: opts.follower.display().to_string(),
-            reason: format!("{e} (install the MariaDB client: apt-get install mariadb-client)"),
-        })?;
-        Ok(Follower {
-            child,
-            dir: dir.to_path_buf(),
-        })
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("follower.log")).unwrap_or_default()
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Follower {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// The archive's running state.
 struct State<'v> {
     vault: &'v Vault,
@@ -273,6 +213,8 @@ struct State<'v> {
     buf: Vec<u8>,
     buf_start: u64,
     pending: Vec<Pending>,
+    /// The spooled file read from so far (its disappearance is an error).
+    opened: Option<PathBuf>,
     gap: Option<String>,
     through: Option<Through>,
     /// The last "through" mark written to the vault.
@@ -286,9 +228,16 @@ impl State<'_> {
     fn read(&mut self, dir: &Path) -> Result<u64> {
         use std::io::{Read, Seek, SeekFrom};
         let path = dir.join(&self.file);
-        let Ok(mut f) = std::fs::File::open(&path) else {
-            return Ok(0);
+        let mut f = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            // The follower has not made it yet; once read, it must stay.
+            Err(_) if self.opened.as_ref() != Some(&path) => return Ok(0),
+            Err(_) => return Err(crate::spool::gone(&path)),
         };
+        if self.opened.as_ref() != Some(&path) {
+            crate::spool::make_private(&f, &path)?;
+            self.opened = Some(path.clone());
+        }
         let at = self.buf_start + self.buf.len() as u64;
         f.seek(SeekFrom::Start(at))
             .map_err(|e| MysqlError::io("read", &path, e))?;
@@ -495,8 +444,7 @@ pub fn archive(
         on_event(&ArchiveEvent::Gap { detail: g.clone() });
     }
     let id = opts.replica_id.unwrap_or_else(|| replica_id(&resource));
-    let spool = opts.spool.join(format!("{id}"));
-    let _ = std::fs::remove_dir_all(&spool); // a previous run's leftovers
+    let spool = Spool::create(&opts.spool, id)?;
     let mut st = State {
         vault,
         resource: resource.clone(),
@@ -508,6 +456,7 @@ pub fn archive(
         buf: Vec::new(),
         buf_start: offset,
         pending: Vec::new(),
+        opened: None,
         gap,
         through: None,
         through_written: None,
@@ -517,7 +466,7 @@ pub fn archive(
     let mut run = 0u32;
     let spawn = |st: &State<'_>, run: &mut u32| -> Result<Follower> {
         *run += 1;
-        Follower::spawn(dsn, opts, id, &spool.join(format!("run-{run}")), &st.file)
+        Follower::spawn(dsn, opts, id, &spool, *run, &st.file)
     };
     let mut follower = spawn(&st, &mut run)?;
     on_event(&ArchiveEvent::Started {
@@ -543,6 +492,9 @@ pub fn archive(
         } else {
             None
         };
+        // The spool is still ours (what the follower writes elsewhere is lost).
+        spool.check()?;
+        follower.check()?;
         // Read the current file; move on when the follower has started the next.
         loop {
             st.read(&follower.dir)?;

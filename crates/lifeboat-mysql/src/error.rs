@@ -143,6 +143,35 @@ pub enum MysqlError {
         #[source]
         source: std::io::Error,
     },
+    /// A restore failed before it replaced anything.
+    #[error(
+        "{cause}. Nothing was replaced: {databases} on the server is exactly as before (the restore loaded into a shadow database, which is removed)"
+    )]
+    Untouched {
+        /// The target databases, quoted.
+        databases: String,
+        /// Why the restore failed.
+        cause: Box<MysqlError>,
+    },
+    /// A restore failed after it swapped tables in, and putting the targets
+    /// back failed too.
+    #[error(
+        "{server}: the restore failed and the target databases could not be put back: {reason}. Move the old tables back with RENAME TABLE, then drop the `_lbnew_`/`_lbold_` databases"
+    )]
+    Stranded {
+        /// Redacted DSN.
+        server: String,
+        /// What failed, and where the old tables are.
+        reason: String,
+    },
+    /// The binlog spool is not private, or was removed or replaced.
+    #[error("binlog spool {}: {reason}", path.display())]
+    Spool {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong, and what to do.
+        reason: String,
+    },
     /// The run was interrupted (SIGINT/SIGTERM) before it finished.
     #[error("interrupted: no recovery point was written")]
     Interrupted,
@@ -164,6 +193,7 @@ impl MysqlError {
             MysqlError::Connect { .. } => true,
             MysqlError::Sql { lost, .. } => *lost,
             MysqlError::Vault(v) => v.is_retryable(),
+            MysqlError::Untouched { cause, .. } => cause.is_retryable(),
             _ => false,
         }
     }

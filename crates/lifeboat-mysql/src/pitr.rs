@@ -185,6 +185,14 @@ pub struct ReplayReport {
     pub duration_s: f64,
 }
 
+/// One `mariadb-binlog | mariadb` pass: events of one database (all when
+/// `None`; `mariadb-binlog` filters by the name in the binlog, before its
+/// rewrites), databases renamed.
+struct Pass {
+    database: Option<String>,
+    rewrites: Vec<(String, String)>,
+}
+
 /// Replays the plan's binlog into the server at `dsn` (after the snapshot was loaded).
 pub fn replay(
     vault: &Vault,
@@ -192,6 +200,34 @@ pub fn replay(
     plan: &Plan,
     dsn: &Dsn,
     opts: &RestoreOptions,
+    work: &Path,
+) -> Result<ReplayReport> {
+    let mut passes: Vec<Pass> = match &opts.databases {
+        Some(list) => list
+            .iter()
+            .map(|d| Pass {
+                database: Some(d.clone()),
+                rewrites: opts.renames.clone(),
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    if passes.is_empty() {
+        passes.push(Pass {
+            database: None,
+            rewrites: opts.renames.clone(),
+        });
+    }
+    replay_passes(vault, c, plan, dsn, opts.write_binlog, passes, work)
+}
+
+fn replay_passes(
+    vault: &Vault,
+    c: &Catalog,
+    plan: &Plan,
+    dsn: &Dsn,
+    write_binlog: bool,
+    passes: Vec<Pass>,
     work: &Path,
 ) -> Result<ReplayReport> {
     let started = std::time::Instant::now();
@@ -270,27 +306,20 @@ pub fn replay(
         }
     }
     let files = c.materialize(vault, &index, &chain, dir.path())?;
-    let mut dbs: Vec<Option<String>> = match &opts.databases {
-        Some(list) => list.iter().cloned().map(Some).collect(),
-        None => vec![None],
-    };
-    if dbs.is_empty() {
-        dbs.push(None);
-    }
-    for db in dbs {
+    for pass in passes {
         let mut cmd = Command::new("mariadb-binlog");
         cmd.arg("--no-defaults")
             .arg(format!("--start-position={}", co.pos))
             .args(&stop)
             .env("TZ", "UTC");
-        if !opts.write_binlog {
+        if !write_binlog {
             cmd.arg("--disable-log-bin");
         }
-        if let Some(d) = &db {
-            cmd.arg(format!("--database={d}"));
-        }
-        for (from, to) in &opts.renames {
+        for (from, to) in &pass.rewrites {
             cmd.arg(format!("--rewrite-db={from}->{to}"));
+        }
+        if let Some(d) = &pass.database {
+            cmd.arg(format!("--database={d}"));
         }
         cmd.args(&files);
         pipe_into_server(cmd, dsn, dir.path())?;
@@ -338,6 +367,9 @@ fn pipe_into_server(mut producer: Command, dsn: &Dsn, dir: &Path) -> Result<()> 
         .stdout(Stdio::null())
         .stderr(log("client.err")?)
         .spawn();
+    // Our copy of the pipe's read end goes with the command: a client that
+    // stops early must end the producer (EPIPE), not leave it blocked.
+    drop(client);
     let mut c = match spawned {
         Ok(c) => c,
         Err(e) => {
@@ -359,7 +391,7 @@ fn pipe_into_server(mut producer: Command, dsn: &Dsn, dir: &Path) -> Result<()> 
         return Err(MysqlError::Tool {
             program: "mariadb (replaying the binlog)".into(),
             reason: format!(
-                "{} — the snapshot is loaded but the replay stopped: the target is not at the requested point",
+                "{} — the replay stopped before the requested point",
                 read("client.err")
             ),
         });

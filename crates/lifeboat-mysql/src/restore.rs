@@ -2,30 +2,32 @@
 //!
 //! ```text
 //! read the point's trees: databases → database.json, tables → table.json + data chunks
-//! check every target database is empty (or --force: drop it), before changing anything
-//! create databases and tables (sequences get their next value back)
+//! check every target database is empty (or --force), before changing anything
+//! create a shadow database per database (`<target>_lbnew_<tag>`) and its tables
+//!     (sequences get their next value back)
 //! load all data chunks in parallel: N sessions, each LOAD DATA LOCAL INFILE fed
 //!     straight from the vault (a reader thread per load fetches the chunk's blobs);
 //!     foreign key and unique checks off, binlog off unless asked; rows counted
 //!     against the snapshot and warnings reported
-//! views (in dependency order), routines, triggers, events — after the data, so
-//!     triggers do not fire on restored rows; users and grants when asked
+//! views (in dependency order), routines, triggers, events — after the data,
+//!     so triggers do not fire on restored rows
+//! swap the shadows in (swap.rs: one atomic RENAME TABLE), then a caller's
+//!     step (the point-in-time replay); the target's old tables are dropped
+//!     only after everything succeeded; users and grants when asked
+//! any failure before the users: every target as it was, the shadows dropped
 //! ```
 
-use std::io;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use bytes::Bytes;
 use lifeboat_vault::tree::Node;
 use lifeboat_vault::{Id, Index, RecoveryPoint, Vault, VaultError};
 
 use crate::error::{MysqlError, Result};
-use crate::rows::LOAD_FORMAT;
-use crate::schema::{DatabaseInfo, Object, TableInfo};
+use crate::schema::DatabaseInfo;
 use crate::server::{Dsn, Session, ident, literal};
 use crate::snapshot::{Counters, SnapshotMeta, TableEntry, Users};
+use crate::swap::{self, Shadow};
 
 /// How to restore.
 #[derive(Debug, Clone)]
@@ -80,18 +82,20 @@ pub struct RestoreReport {
 
 /// A table of the point, as read from the vault.
 #[derive(Debug)]
-struct TablePlan {
-    entry: TableEntry,
-    chunks: Vec<Node>,
+pub(crate) struct TablePlan {
+    pub(crate) entry: TableEntry,
+    pub(crate) chunks: Vec<Node>,
 }
 
 /// A database of the point, as read from the vault.
 #[derive(Debug)]
-struct DbPlan {
-    source: String,
-    target: String,
-    header: DatabaseInfo,
-    tables: Vec<TablePlan>,
+pub(crate) struct DbPlan {
+    pub(crate) source: String,
+    pub(crate) target: String,
+    /// Where it is loaded before it replaces the target.
+    pub(crate) shadow: String,
+    pub(crate) header: DatabaseInfo,
+    pub(crate) tables: Vec<TablePlan>,
 }
 
 /// Reads a file node's bytes.
@@ -212,6 +216,7 @@ fn plan(
         out.push(DbPlan {
             source: dn.name.clone(),
             target,
+            shadow: String::new(),
             header,
             tables,
         });
@@ -241,10 +246,26 @@ pub fn restore(
     opts: &RestoreOptions,
     counters: &Counters,
 ) -> Result<RestoreReport> {
+    restore_then(vault, id, point, dsn, opts, counters, &mut |_| Ok(()))
+}
+
+/// Restores a `mysql` point into the server at `dsn`, calling `staged` once
+/// the loaded databases took their targets' place and before the targets'
+/// old tables are dropped (a point-in-time replay goes there). When anything
+/// fails, `staged` included, every target database is put back as it was.
+pub fn restore_then(
+    vault: &Vault,
+    id: &Id,
+    point: &RecoveryPoint,
+    dsn: &Dsn,
+    opts: &RestoreOptions,
+    counters: &Counters,
+    staged: &mut dyn FnMut(&[Shadow]) -> Result<()>,
+) -> Result<RestoreReport> {
     let started = Instant::now();
     snapshot_meta(id, point)?;
     let index = vault.load_index()?;
-    let (dbs, users) = plan(vault, &index, id, point, opts)?;
+    let (mut dbs, users) = plan(vault, &index, id, point, opts)?;
     let mut main = Session::connect(dsn)?;
     let mut report = RestoreReport::default();
     // Refuse before changing anything.
@@ -268,22 +289,61 @@ pub fn restore(
         }
     }
     prepare_session(&mut main, opts, &mut report.warnings)?;
-    for d in &dbs {
-        let t = ident(&d.target);
-        if opts.force {
-            main.exec(
-                "drop the target database",
-                &format!("DROP DATABASE IF EXISTS {t}"),
-            )?;
-        }
-        let mut create = format!("CREATE DATABASE IF NOT EXISTS {t}");
-        if !d.header.charset.is_empty() {
-            create.push_str(&format!(" CHARACTER SET {}", d.header.charset));
-        }
-        if !d.header.collation.is_empty() {
-            create.push_str(&format!(" COLLATE {}", d.header.collation));
-        }
-        main.exec("create a database", &create)?;
+    let tag = swap::tag();
+    for d in &mut dbs {
+        d.shadow = swap::side_name(&d.target, "lbnew", &tag);
+    }
+    let shadows: Vec<String> = dbs.iter().map(|d| d.shadow.clone()).collect();
+    let r = load_and_publish(
+        vault,
+        &index,
+        dsn,
+        &mut main,
+        &dbs,
+        opts,
+        counters,
+        &tag,
+        staged,
+        &mut report,
+    );
+    swap::drop_quietly(&mut main, &shadows);
+    if let Err(e @ MysqlError::Stranded { .. }) = r {
+        return Err(e);
+    }
+    if let Err(e) = r {
+        let targets: Vec<String> = dbs.iter().map(|d| format!("`{}`", d.target)).collect();
+        return Err(MysqlError::Untouched {
+            databases: targets.join(", "),
+            cause: Box::new(e),
+        });
+    }
+    if let Some(users) = users {
+        restore_users(&mut main, users, opts, &mut report)?;
+    }
+    main.close();
+    report.rows = counters.rows.load(Ordering::Relaxed);
+    report.bytes = counters.bytes.load(Ordering::Relaxed);
+    report.duration_s = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Loads every database into its shadow, runs `staged`, then swaps them in.
+#[allow(clippy::too_many_arguments)]
+fn load_and_publish(
+    vault: &Vault,
+    index: &Index,
+    dsn: &Dsn,
+    main: &mut Session,
+    dbs: &[DbPlan],
+    opts: &RestoreOptions,
+    counters: &Counters,
+    tag: &str,
+    staged: &mut dyn FnMut(&[Shadow]) -> Result<()>,
+    report: &mut RestoreReport,
+) -> Result<()> {
+    for d in dbs {
+        swap::create_database(main, &d.shadow, &d.header.charset, &d.header.collation)?;
+        let t = ident(&d.shadow);
         main.exec("use the database", &format!("USE {t}"))?;
         for tp in &d.tables {
             let info = &tp.entry.info;
@@ -301,53 +361,65 @@ pub fn restore(
         }
         report.databases.push((d.source.clone(), d.target.clone()));
     }
-    load_data(vault, &index, dsn, &dbs, opts, counters, &mut report)?;
-    for d in &dbs {
-        main.exec("use the database", &format!("USE {}", ident(&d.target)))?;
-        report.objects += create_objects(&mut main, d)?;
+    crate::load::load_data(vault, index, dsn, dbs, opts, counters, report)?;
+    for d in dbs {
+        main.exec("use the database", &format!("USE {}", ident(&d.shadow)))?;
+        swap::create_objects(main, &d.source, &d.shadow, &d.header.objects)?;
     }
-    if let Some(users) = users {
-        for u in users {
-            let acct = format!("{}@{}", literal(&u.user), literal(&u.host));
-            let exists = main
-                .value(
-                    "look up a user",
-                    &format!(
-                        "SELECT COUNT(*) FROM mysql.user WHERE User = {} AND Host = {}",
-                        literal(&u.user),
-                        literal(&u.host)
-                    ),
-                )?
-                .is_some_and(|v| v != "0");
-            if exists && !opts.force {
-                let same = main.value("read a user", &format!("SHOW CREATE USER {acct}"))?
-                    == Some(u.create.clone())
-                    && main.column("read grants", &format!("SHOW GRANTS FOR {acct}"))? == u.grants;
-                if !same {
-                    report.warnings.push(format!(
-                        "user {acct} exists on the target with other settings or grants: left as it is (--force replaces it)"
-                    ));
-                }
-                continue;
-            }
-            if exists {
-                main.exec("drop a user", &format!("DROP USER {acct}"))?;
-            }
-            main.exec("create a user", &u.create)?;
-            for g in &u.grants {
-                main.exec("grant", g)?;
-            }
-            report.users += 1;
-        }
-    }
-    main.close();
-    report.rows = counters.rows.load(Ordering::Relaxed);
-    report.bytes = counters.bytes.load(Ordering::Relaxed);
-    report.duration_s = started.elapsed().as_secs_f64();
-    Ok(report)
+    let shadows: Vec<Shadow> = dbs
+        .iter()
+        .map(|d| Shadow {
+            source: d.source.clone(),
+            target: d.target.clone(),
+            shadow: d.shadow.clone(),
+        })
+        .collect();
+    report.objects += swap::publish(main, &shadows, tag, opts.force, staged)?;
+    Ok(())
 }
 
-fn prepare_session(
+fn restore_users(
+    main: &mut Session,
+    users: Users,
+    opts: &RestoreOptions,
+    report: &mut RestoreReport,
+) -> Result<()> {
+    for u in users {
+        let acct = format!("{}@{}", literal(&u.user), literal(&u.host));
+        let exists = main
+            .value(
+                "look up a user",
+                &format!(
+                    "SELECT COUNT(*) FROM mysql.user WHERE User = {} AND Host = {}",
+                    literal(&u.user),
+                    literal(&u.host)
+                ),
+            )?
+            .is_some_and(|v| v != "0");
+        if exists && !opts.force {
+            let same = main.value("read a user", &format!("SHOW CREATE USER {acct}"))?
+                == Some(u.create.clone())
+                && main.column("read grants", &format!("SHOW GRANTS FOR {acct}"))? == u.grants;
+            if !same {
+                report.warnings.push(format!(
+                    "user {acct} exists on the target with other settings or grants: left as it is (--force replaces it)"
+                ));
+            }
+            continue;
+        }
+        if exists {
+            main.exec("drop a user", &format!("DROP USER {acct}"))?;
+        }
+        main.exec("create a user", &u.create)?;
+        for g in &u.grants {
+            main.exec("grant", g)?;
+        }
+        report.users += 1;
+    }
+    Ok(())
+}
+
+pub(crate) fn prepare_session(
     s: &mut Session,
     opts: &RestoreOptions,
     warnings: &mut Vec<String>,
@@ -372,253 +444,4 @@ fn prepare_session(
         }
     }
     Ok(())
-}
-
-/// Creates views (retrying those that depend on views not made yet), then
-/// routines, triggers and events, each under the sql_mode it was made with.
-fn create_objects(s: &mut Session, d: &DbPlan) -> Result<u64> {
-    let rename = |sql: &str| -> String {
-        if d.source == d.target {
-            sql.to_string()
-        } else {
-            sql.replace(
-                &format!("{}.", ident(&d.source)),
-                &format!("{}.", ident(&d.target)),
-            )
-        }
-    };
-    let mut n = 0;
-    // Each object is created as it was: under its sql_mode, client character
-    // set (string literals in its body), and time zone (events).
-    let create = |s: &mut Session, o: &Object| -> Result<()> {
-        let mut set = vec![format!("sql_mode = {}", literal(&o.sql_mode))];
-        if !o.charset_client.is_empty() {
-            set.push(format!(
-                "character_set_client = {}",
-                literal(&o.charset_client)
-            ));
-        }
-        if !o.collation_connection.is_empty() {
-            set.push(format!(
-                "collation_connection = {}",
-                literal(&o.collation_connection)
-            ));
-        }
-        if !o.time_zone.is_empty() {
-            set.push(format!("time_zone = {}", literal(&o.time_zone)));
-        }
-        s.exec(
-            "prepare the session",
-            &format!("SET SESSION {}", set.join(", ")),
-        )?;
-        s.exec(
-            &format!("create {} {}", o.kind, ident(&o.name)),
-            &rename(&o.create),
-        )
-    };
-    let mut views: Vec<&Object> = d
-        .header
-        .objects
-        .iter()
-        .filter(|o| o.kind == "view")
-        .collect();
-    while !views.is_empty() {
-        let mut left = Vec::new();
-        let mut last_err = None;
-        for v in &views {
-            match create(s, v) {
-                Ok(()) => n += 1,
-                Err(e) => {
-                    last_err = Some(e);
-                    left.push(*v);
-                }
-            }
-        }
-        if left.len() == views.len() {
-            return Err(last_err.expect("a failure"));
-        }
-        views = left;
-    }
-    for o in d.header.objects.iter().filter(|o| o.kind != "view") {
-        create(s, o)?;
-        n += 1;
-    }
-    s.exec(
-        "reset the session",
-        "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION', time_zone = '+00:00', \
-         character_set_client = binary, collation_connection = binary",
-    )?;
-    Ok(n)
-}
-
-struct LoadJob<'a> {
-    db: &'a str,
-    table: &'a TableInfo,
-    chunk: &'a Node,
-    rows: u64,
-}
-
-fn load_data(
-    vault: &Vault,
-    index: &Index,
-    dsn: &Dsn,
-    dbs: &[DbPlan],
-    opts: &RestoreOptions,
-    counters: &Counters,
-    report: &mut RestoreReport,
-) -> Result<()> {
-    let mut jobs: Vec<LoadJob<'_>> = Vec::new();
-    for d in dbs {
-        for t in &d.tables {
-            for c in &t.chunks {
-                jobs.push(LoadJob {
-                    db: &d.target,
-                    table: &t.entry.info,
-                    chunk: c,
-                    rows: c
-                        .attrs
-                        .get("rows")
-                        .and_then(|r| r.parse().ok())
-                        .unwrap_or(0),
-                });
-            }
-        }
-    }
-    jobs.sort_by_key(|j| std::cmp::Reverse(j.chunk.size));
-    counters
-        .chunks_total
-        .store(jobs.len() as u64, Ordering::Relaxed);
-    let n = opts.parallel.max(1).min(jobs.len().max(1));
-    let mut sessions = Vec::new();
-    let mut warnings = Vec::new();
-    for _ in 0..n {
-        let mut s = Session::connect(dsn)?;
-        prepare_session(&mut s, opts, &mut warnings)?;
-        sessions.push(s);
-    }
-    report.warnings.extend(warnings);
-    let queue = Mutex::new(jobs);
-    let failure: Mutex<Option<MysqlError>> = Mutex::new(None);
-    let load_warnings: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let abort = AtomicBool::new(false);
-    std::thread::scope(|sc| {
-        for mut s in sessions {
-            let (queue, failure, load_warnings, abort) = (&queue, &failure, &load_warnings, &abort);
-            sc.spawn(move || {
-                loop {
-                    // Largest first: pop from the front.
-                    let job = {
-                        let mut q = queue.lock().expect("lock");
-                        if q.is_empty() {
-                            None
-                        } else {
-                            Some(q.remove(0))
-                        }
-                    };
-                    let Some(job) = job else { break };
-                    if abort.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    match load_chunk(&mut s, vault, index, &job, counters) {
-                        Ok(w) => {
-                            counters.chunks_done.fetch_add(1, Ordering::Relaxed);
-                            load_warnings.lock().expect("lock").extend(w);
-                        }
-                        Err(e) => {
-                            abort.store(true, Ordering::Relaxed);
-                            failure.lock().expect("lock").get_or_insert(e);
-                            break;
-                        }
-                    }
-                }
-                s.close();
-            });
-        }
-    });
-    if let Some(e) = failure.into_inner().expect("lock") {
-        return Err(e);
-    }
-    report
-        .warnings
-        .extend(load_warnings.into_inner().expect("lock"));
-    Ok(())
-}
-
-fn load_chunk(
-    s: &mut Session,
-    vault: &Vault,
-    index: &Index,
-    job: &LoadJob<'_>,
-    counters: &Counters,
-) -> Result<Vec<String>> {
-    let full = format!("{}.{}", ident(job.db), ident(&job.table.name));
-    if job.chunk.content.is_empty() {
-        return Ok(Vec::new());
-    }
-    let (cols, set) = job.table.load_list();
-    let sql =
-        format!("LOAD DATA LOCAL INFILE 'lifeboat' INTO TABLE {full} {LOAD_FORMAT} ({cols}){set}");
-    let what = format!("load {full}");
-    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
-    let read_error: Mutex<Option<VaultError>> = Mutex::new(None);
-    let server = s.server.clone();
-    let account = s.account().to_string();
-    let (result, affected, warnings) = std::thread::scope(|sc| {
-        sc.spawn(|| {
-            for id in &job.chunk.content {
-                match vault.read_blob(index, id) {
-                    Ok(b) => {
-                        counters.bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
-                        if tx.blocking_send(Ok(Bytes::from(b))).is_err() {
-                            break; // the load stopped
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(io::Error::other(e.to_string())));
-                        *read_error.lock().expect("lock") = Some(e);
-                        break;
-                    }
-                }
-            }
-            drop(tx);
-        });
-        let (rt, conn) = s.raw();
-        conn.set_infile_handler(async move {
-            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|item| (item, rx))
-            });
-            Ok(Box::pin(stream) as mysql_async::InfileData)
-        });
-        let r = rt.block_on(mysql_async::prelude::Queryable::query_drop(
-            &mut *conn, &sql,
-        ));
-        (r, conn.affected_rows(), conn.get_warnings())
-    });
-    if let Some(e) = read_error.into_inner().expect("lock") {
-        return Err(e.into());
-    }
-    result.map_err(|e| crate::server::sql_error(&server, &account, &what, e))?;
-    counters.rows.fetch_add(affected, Ordering::Relaxed);
-    if affected != job.rows {
-        return Err(MysqlError::Sql {
-            server,
-            what,
-            reason: format!(
-                "loaded {affected} rows where the snapshot holds {} (duplicate keys in the target?)",
-                job.rows
-            ),
-            lost: false,
-        });
-    }
-    let mut out = Vec::new();
-    if warnings > 0 {
-        for r in s.rows("read load warnings", "SHOW WARNINGS LIMIT 5")? {
-            let msg = crate::server::text(r.get(2).cloned().flatten());
-            out.push(format!("{full}: {msg}"));
-        }
-        if warnings > 5 {
-            out.push(format!("{full}: … {} warnings in all", warnings));
-        }
-    }
-    Ok(out)
 }
