@@ -88,6 +88,10 @@ pub fn run(g: &Global, a: DrillArgs) -> Result<ExitCode> {
         keep_for,
         check_timeout: duration("--check-timeout", &a.check_timeout)?,
         log_dir: Some(dir.root.join("drills")),
+        // Each step on its own line as it ends (stdout is line-buffered,
+        // so a pipe or a log sees them as they happen, not at the end).
+        on_step: (!g.quiet && !g.json)
+            .then(|| lifeboat_stack::recover::StepSink::new(|s| println!("  {}", s.line()))),
     };
     dir.create()?;
     let store = SqliteStore::open(&dir.jobs_db())?;
@@ -137,8 +141,8 @@ pub fn run(g: &Global, a: DrillArgs) -> Result<ExitCode> {
                         .or_else(|| r.missed.first().cloned())
                         .unwrap_or_else(|| match &r.check {
                             Some(c) => format!(
-                                "the stack's check exited {:?}: {}",
-                                c.exit,
+                                "the stack's check {}: {}",
+                                c.ended(),
                                 c.output.lines().last().unwrap_or("")
                             ),
                             None => "the drill failed".into(),
@@ -155,19 +159,27 @@ pub fn run(g: &Global, a: DrillArgs) -> Result<ExitCode> {
     {
         eprintln!("warning: the scratch stack was not removed whole: {e}");
     }
+    if let Some(w) = r.launch_spec_warning()
+        && !g.quiet
+    {
+        eprintln!("warning: {w}");
+    }
     if g.json {
         let mut j = serde_json::to_value(&r)?;
         j["job"] = job.into();
         print_json(&j)?;
     } else if !g.quiet {
-        print!(
-            "{}",
-            r.log()
-                .lines()
-                .skip(1)
-                .map(|l| format!("  {l}\n"))
-                .collect::<String>()
-        );
+        // The steps were printed as they ended; what is left is what went wrong
+        // and the check's own output.
+        if let Some(e) = &r.error {
+            println!("  recovery failed: {e}");
+        }
+        if let Some(c) = &r.check {
+            println!("  check `{}` {}:", c.command, c.ended());
+            for l in c.output.lines() {
+                println!("    {l}");
+            }
+        }
         match &r.recovery {
             Some(rec) => println!(
                 "drill {job} of stack `{stack}`: {} — RPO {}, RTO {:.1} s{}; scratch stack {}",

@@ -226,6 +226,7 @@ pub fn restore(g: &Global, a: RestoreInstanceArgs) -> Result<ExitCode> {
             zero_holes: a.zero_holes,
             dry_run: a.policy.dry_run,
             delete: a.policy.delete,
+            launch: None,
         },
         &counters,
     )

@@ -170,9 +170,7 @@ pub fn run(g: &Global, c: JobsCmd) -> Result<ExitCode> {
         JobsCmd::Show { state, id } => {
             let store = open(&state)?;
             let Some(j) = store.get(id)? else {
-                return Err(crate::common::usage(format!(
-                    "there is no job {id} (see `lifeboat jobs list`)"
-                )));
+                return Err(crate::common::usage(no_job(id, &state)));
             };
             if g.json {
                 print_json(&j)?;
@@ -216,9 +214,7 @@ pub fn run(g: &Global, c: JobsCmd) -> Result<ExitCode> {
             let pid = match cancel(&store, id)? {
                 Cancel::Requested { pid } => pid,
                 Cancel::NotFound => {
-                    return Err(crate::common::usage(format!(
-                        "there is no job {id} (see `lifeboat jobs list`)"
-                    )));
+                    return Err(crate::common::usage(no_job(id, &state)));
                 }
                 Cancel::NotRunning { status } => {
                     return Err(crate::common::usage(format!(
@@ -317,4 +313,14 @@ pub fn run(g: &Global, c: JobsCmd) -> Result<ExitCode> {
             })
         }
     }
+}
+
+/// "there is no job N", naming the state directory it was looked for in
+/// (a job recorded with another `--state` is not there).
+fn no_job(id: i64, state: &crate::cmd_apply::StateArg) -> String {
+    let dir = state.dir().root;
+    format!(
+        "there is no job {id} in the job history of state directory {} (`lifeboat jobs list` lists it; a job recorded with another --state or LIFEBOAT_STATE is in that directory)",
+        dir.display()
+    )
 }

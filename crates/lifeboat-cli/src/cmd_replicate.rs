@@ -121,15 +121,21 @@ pub fn run(g: &Global, a: ReplicateArgs) -> Result<ExitCode> {
     let rep = replicate::run_until_signalled(opts)?;
     if g.json {
         print_json(&serde_json::json!({
-            "copied": rep.copied, "deleted": rep.deleted, "failures": rep.failures, "backlog": rep.backlog,
+            "copied": rep.copied, "deleted": rep.deleted, "failures": rep.failures,
+            "parked": rep.parked, "backlog": rep.backlog,
         }))?;
     } else if !g.quiet {
         eprintln!(
-            "stopped: {} copied, {} deleted, {} failed attempts, {} waiting (resumed at the next start)",
-            rep.copied, rep.deleted, rep.failures, rep.backlog
+            "stopped: {} copied, {} deleted, {} failed attempts, {} not copied (parked until they change), {} waiting (resumed at the next start)",
+            rep.copied, rep.deleted, rep.failures, rep.parked, rep.backlog
         );
     }
-    Ok(ExitCode::SUCCESS)
+    // A one-shot run that left objects behind finished incomplete.
+    Ok(if r.once && (rep.parked > 0 || rep.backlog > 0) {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn status(g: &Global, state: Option<PathBuf>, prom: bool) -> Result<ExitCode> {

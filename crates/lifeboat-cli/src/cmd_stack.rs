@@ -70,7 +70,14 @@ pub fn run(g: &Global, c: StackCmd) -> Result<ExitCode> {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
             };
-            let state = lifeboat_stack::down(&cfg, &t.stack, &t.site, purge)?;
+            // A line per member as it goes (stopping servers and removing
+            // data can take a minute; stderr, so `--json` stays parseable).
+            let progress = |l: &str| {
+                if !g.quiet {
+                    eprintln!("  {l}");
+                }
+            };
+            let state = lifeboat_stack::down(&cfg, &t.stack, &t.site, purge, &progress)?;
             if g.json {
                 print_json(
                     &serde_json::json!({"stopped": state.is_some(), "purged": purge && state.is_some()}),
@@ -107,10 +114,11 @@ pub fn run(g: &Global, c: StackCmd) -> Result<ExitCode> {
             } else if !g.quiet {
                 for m in &members {
                     println!(
-                        "  {:<20} {:<9} {:<8} {}",
+                        "  {:<20} {:<9} {:<8} {:<28} {}",
                         m.name,
                         m.kind,
                         m.status,
+                        address(&m.outputs),
                         m.detail.as_deref().unwrap_or("")
                     );
                 }
@@ -128,6 +136,22 @@ pub fn run(g: &Global, c: StackCmd) -> Result<ExitCode> {
             })
         }
     }
+}
+
+/// Where a member answers: a server's `host:port` (and its socket), an
+/// instance's URL, a bucket's location, a directory.
+fn address(o: &std::collections::BTreeMap<String, String>) -> String {
+    if let (Some(h), Some(p)) = (o.get("host"), o.get("port")) {
+        return match o.get("socket") {
+            Some(s) => format!("{h}:{p} (socket {s})"),
+            None => format!("{h}:{p}"),
+        };
+    }
+    ["url", "location", "path"]
+        .iter()
+        .find_map(|k| o.get(*k))
+        .cloned()
+        .unwrap_or_default()
 }
 
 #[derive(clap::Args, Debug)]
@@ -272,6 +296,11 @@ pub fn recover(g: &Global, a: RecoverArgs) -> Result<ExitCode> {
         scratch: None,
         planned: a.planned,
         protect: !a.no_protect,
+        // Each step printed as it ends (also into a pipe), not all at the end.
+        on_step: (!g.quiet && !g.json).then(|| {
+            println!("steps:");
+            lifeboat_stack::recover::StepSink::new(|s| println!("  {}", s.line()))
+        }),
     };
     // The recovery is recorded in the job history (the console and `jobs`
     // show its report); a history that cannot be opened never stops it.
@@ -291,10 +320,6 @@ pub fn recover(g: &Global, a: RecoverArgs) -> Result<ExitCode> {
         }
         print_json(&j)?;
     } else if !g.quiet {
-        println!("steps:");
-        for s in &r.steps {
-            println!("  {}", s.line());
-        }
         println!("sources:");
         for s in &r.sources {
             println!(
@@ -316,6 +341,17 @@ pub fn recover(g: &Global, a: RecoverArgs) -> Result<ExitCode> {
                 }
             );
             println!("  {:<16} {}", "", s.why);
+            if let Some(from) = &s.launch_spec {
+                println!(
+                    "  {:<16} launch spec: from {from}{}",
+                    "",
+                    if s.launch_spec_differs {
+                        " (the point's differs: the file's is used)"
+                    } else {
+                        ""
+                    }
+                );
+            }
         }
         for p in &r.protection {
             println!(

@@ -564,7 +564,10 @@ fn a_drill_recovers_into_a_scratch_stack_while_the_primary_keeps_running_and_is_
     let j = c.json(&["jobs", "show", &d["job"].to_string()]);
     assert_eq!(j["status"], "failed");
     assert!(
-        j["error"].as_str().unwrap().contains("exited Some(7)"),
+        j["error"]
+            .as_str()
+            .unwrap()
+            .contains("exited with status 7"),
         "{j}"
     );
 }

@@ -435,3 +435,46 @@ fn files_put_into_new_directories_are_followed_without_a_rescan() {
     });
     r.stop();
 }
+
+#[test]
+fn a_one_shot_run_that_could_not_copy_an_object_exits_3_and_says_so() {
+    let t = tempdir().unwrap();
+    let (src, dst) = (t.path().join("a"), t.path().join("b"));
+    std::fs::create_dir_all(&dst).unwrap();
+    put_file(&src, "fine", b"f", None, &[]);
+    put_file(&src, "d/x", b"x", None, &[]);
+    // Where `d/x` must go, the destination holds a plain file `d`: that
+    // object can never be written (a permanent failure, parked).
+    std::fs::write(dst.join("d"), b"not a directory").unwrap();
+    let (from, to) = (
+        format!("file://{}", src.display()),
+        format!("file://{}", dst.display()),
+    );
+    let o = Command::new(BIN)
+        .args([
+            "replicate",
+            "--once",
+            "--json",
+            "--existing",
+            "--delete-markers",
+            "ignore",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--state",
+        ])
+        .arg(t.path().join("state"))
+        .output()
+        .unwrap();
+    let rep: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(rep["failures"].as_u64() > Some(0), "{rep}");
+    assert_eq!(std::fs::read(dst.join("fine")).unwrap(), b"f");
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "a one-shot run that left an object behind is incomplete: {rep} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(rep["parked"], 1, "{rep}");
+}

@@ -101,8 +101,8 @@ pub(crate) fn cross_check(sink: &mut Sink<'_>, d: &mut Draft) {
                             &d.span(&key),
                             &key,
                             format!(
-                                "resource `{name}` is a {} resource, not {what}",
-                                o.kind.name()
+                                "resource `{name}` is {} resource, not {what}",
+                                crate::a(o.kind.name())
                             ),
                             Some(format!("name a resource of kind `{want}` in `{list}`")),
                         ),
@@ -349,9 +349,9 @@ pub(crate) fn cross_check(sink: &mut Sink<'_>, d: &mut Draft) {
                     &d.span(&format!("{key}.from")),
                     &format!("{key}.from"),
                     format!(
-                        "resource `{}` is a {} resource; replication copies buckets",
+                        "resource `{}` is {} resource; replication copies buckets",
                         rule.from,
-                        r.kind.name()
+                        crate::a(r.kind.name())
                     ),
                     Some("name a resource of kind `bucket`".into()),
                 );

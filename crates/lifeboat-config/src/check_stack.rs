@@ -34,12 +34,133 @@ pub fn placeholders(s: &str) -> Vec<(String, String)> {
     out
 }
 
-fn strings(v: &serde_json::Value, out: &mut Vec<String>) {
-    match v {
-        serde_json::Value::String(s) => out.push(s.clone()),
-        serde_json::Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
-        serde_json::Value::Object(o) => o.values().for_each(|x| strings(x, out)),
-        _ => {}
+/// What a stack fills besides its members' outputs: the instance's own
+/// address (`${listen}` is `127.0.0.1:PORT`, `${port}` the port) and the
+/// site's root.
+pub const STACK_VALUES: &[&str] = &["listen", "port", "site.root"];
+
+/// The launch spec of an instance resource, with each string's dotted key
+/// below the resource (`launch.env.DB`).
+fn launch_strings(r: &Resource) -> Vec<(String, String)> {
+    let ResourceKind::Instance { spec } = &r.kind else {
+        return Vec::new();
+    };
+    let Some(l) = spec.get("launch").and_then(|l| {
+        serde_json::from_value::<lifeboat_instance::spec::LaunchSpec>(l.clone()).ok()
+    }) else {
+        return Vec::new();
+    };
+    l.strings()
+        .into_iter()
+        .map(|(at, v)| (at, v.clone()))
+        .collect()
+}
+
+/// The instances of stack `s` that `m`'s launch spec names (`${b.url}`).
+fn instance_deps(d: &Draft, s: &Stack, m: &str) -> Vec<String> {
+    let Some(r) = d.resources.get(m) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = launch_strings(r)
+        .iter()
+        .flat_map(|(_, v)| placeholders(v))
+        .map(|(res, _)| res)
+        .filter(|res| {
+            res != m
+                && s.members.contains(res)
+                && matches!(
+                    d.resources.get(res).map(|x| &x.kind),
+                    Some(ResourceKind::Instance { .. })
+                )
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Every `${…}` of member `m`'s launch spec must have a value when the
+/// stack starts it (`stack up`, `recover`, `drill` take no `--env`).
+fn check_launch(sink: &mut Sink<'_>, d: &Draft, n: &str, s: &Stack, m: &str) {
+    let Some(r) = d.resources.get(m) else {
+        return;
+    };
+    for (at, text) in launch_strings(r) {
+        let key = format!("resource.{m}.{at}");
+        let names = lifeboat_instance::spec::placeholders(&text).unwrap_or_default();
+        for name in names {
+            if STACK_VALUES.contains(&name.as_str()) {
+                continue;
+            }
+            let (res, out) = name.split_once('.').unwrap_or((name.as_str(), ""));
+            let (message, fix) = match d.resources.get(res) {
+                _ if res == m => (
+                    format!(
+                        "the launch spec of `{m}` uses its own output `${{{name}}}`, which exists only once `{m}` has started"
+                    ),
+                    "write `${listen}` (its address, 127.0.0.1:PORT) or `${port}` instead, e.g. `http://${listen}/health`".to_string(),
+                ),
+                None => (
+                    format!(
+                        "`${{{name}}}` has no value when stack `{n}` starts `{m}`: a stack fills only `${{listen}}`, `${{port}}`, `${{site.root}}` and its members' outputs (`recover` and `drill` take no --env)"
+                    ),
+                    format!(
+                        "name a member's output instead (e.g. `${{db.dsn}}`), write the value itself, or keep `{m}` out of stack `{n}` and restore it with `lifeboat restore instance --env {res}=VALUE`"
+                    ),
+                ),
+                Some(_) if !s.members.contains(&res.to_string()) => (
+                    format!(
+                        "the launch spec uses `${{{name}}}`, but `{res}` is not a member of stack `{n}`"
+                    ),
+                    format!("add `{res}` to stack `{n}`'s members"),
+                ),
+                Some(x) if !outputs(&x.kind).contains(&out) => {
+                    let known = outputs(&x.kind);
+                    let hint = match crate::read::did_you_mean(out, known) {
+                        Some(m) => format!(" — did you mean `{m}`?"),
+                        None => String::new(),
+                    };
+                    (
+                        format!(
+                            "`${{{name}}}`: {} resource has no output `{out}`{hint}",
+                            crate::a(x.kind.name())
+                        ),
+                        format!("use one of: {}", known.join(", ")),
+                    )
+                }
+                Some(_) => continue,
+            };
+            sink.error(&d.span(&key), &key, message, Some(fix));
+        }
+    }
+}
+
+/// Instances that name each other's outputs (`a` uses `${b.url}`, `b` uses
+/// `${a.url}`) can never start: neither has an address before the other.
+fn check_cycles(sink: &mut Sink<'_>, d: &Draft, n: &str, s: &Stack) {
+    for m in &s.members {
+        // Is `m` reachable from its own dependencies?
+        let mut seen: Vec<String> = Vec::new();
+        let mut todo = instance_deps(d, s, m);
+        while let Some(x) = todo.pop() {
+            if x == *m {
+                let key = format!("resource.{m}.launch");
+                sink.error(
+                    &d.span(&key),
+                    &key,
+                    format!(
+                        "in stack `{n}`, `{m}`'s launch spec needs an instance that needs `{m}` again ({}): none of them can start first",
+                        seen.join(", ")
+                    ),
+                    Some("let one of them use a fixed address or no output of the other".into()),
+                );
+                break;
+            }
+            if !seen.contains(&x) {
+                todo.extend(instance_deps(d, s, &x));
+                seen.push(x);
+            }
+        }
     }
 }
 
@@ -92,47 +213,9 @@ pub(crate) fn check_stacks(sink: &mut Sink<'_>, d: &Draft) {
         }
         // An instance's launch spec may only use what its own stack provides.
         for m in &s.members {
-            let Some(Resource {
-                kind: ResourceKind::Instance { spec },
-                ..
-            }) = d.resources.get(m)
-            else {
-                continue;
-            };
-            let mut texts = Vec::new();
-            strings(spec, &mut texts);
-            for (res, out) in texts.iter().flat_map(|t| placeholders(t)) {
-                let Some(r) = d.resources.get(&res) else {
-                    continue; // not a resource: a value given at restore (`--env`)
-                };
-                let rkey = format!("resource.{m}");
-                if !s.members.contains(&res) {
-                    sink.error(
-                        &d.span(&rkey),
-                        &rkey,
-                        format!(
-                            "the launch spec uses `${{{res}.{out}}}`, but `{res}` is not a member of stack `{n}`"
-                        ),
-                        Some(format!("add `{res}` to stack `{n}`'s members")),
-                    );
-                } else if !outputs(&r.kind).contains(&out.as_str()) {
-                    let known = outputs(&r.kind);
-                    let hint = match crate::read::did_you_mean(&out, known) {
-                        Some(m) => format!(" — did you mean `{m}`?"),
-                        None => String::new(),
-                    };
-                    sink.error(
-                        &d.span(&rkey),
-                        &rkey,
-                        format!(
-                            "`${{{res}.{out}}}`: a {} resource has no output `{out}`{hint}",
-                            r.kind.name()
-                        ),
-                        Some(format!("use one of: {}", known.join(", "))),
-                    );
-                }
-            }
+            check_launch(sink, d, n, s, m);
         }
+        check_cycles(sink, d, n, s);
     }
     for (n, dr) in &d.drills {
         let key = format!("drill.{n}");

@@ -46,6 +46,15 @@ pub use duration::Dur;
 pub use model::*;
 pub use schedule::Schedule;
 
+/// `word` with its indefinite article: `an instance`, `a mysql`.
+pub fn a(word: &str) -> String {
+    let vowel = word
+        .chars()
+        .next()
+        .is_some_and(|c| "aeiouAEIOU".contains(c));
+    format!("{} {word}", if vowel { "an" } else { "a" })
+}
+
 /// Why a file could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {

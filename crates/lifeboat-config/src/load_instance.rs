@@ -151,6 +151,39 @@ fn span_of(t: Table<'_, '_>, key: &str) -> Range<usize> {
     span
 }
 
+/// Records the span of every value below `key` of `t` (`launch.env.DB`,
+/// `launch.command[1]`), so that a cross-reference check points at the
+/// value's own line.
+pub(crate) fn record_spans(
+    t: Table<'_, '_>,
+    key: &str,
+    spans: &mut std::collections::BTreeMap<String, Range<usize>>,
+) {
+    fn walk(
+        v: &crate::read::Val<'_>,
+        at: String,
+        spans: &mut std::collections::BTreeMap<String, Range<usize>>,
+    ) {
+        match v.get_ref() {
+            DeValue::Table(sub) => {
+                for (k, x) in sub.iter() {
+                    walk(x, format!("{at}.{}", k.get_ref()), spans);
+                }
+            }
+            DeValue::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    walk(x, format!("{at}[{i}]"), spans);
+                }
+            }
+            _ => {}
+        }
+        spans.insert(at, v.span());
+    }
+    if let Some(v) = t.get(key) {
+        walk(v, t.key(key), spans);
+    }
+}
+
 /// Reads an instance resource's table.
 pub(crate) fn load_instance(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>) -> ResourceKind {
     let allowed: Vec<&str> = ["site", "stateless", "description"]

@@ -98,6 +98,8 @@ pub(crate) fn load_resource(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d
                     "password_env",
                     "password_file",
                     "archive",
+                    "recover_listen",
+                    "recover_socket",
                     "description",
                 ],
             );
@@ -118,10 +120,13 @@ pub(crate) fn load_resource(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d
                     String::new()
                 }
             };
+            let (recover_listen, recover_socket) = pinned(sink, t);
             ResourceKind::Mysql {
                 dsn,
                 password: secret(sink, t),
                 archive: archive(sink, t),
+                recover_listen,
+                recover_socket,
             }
         }
         "bucket" => {
@@ -143,7 +148,10 @@ pub(crate) fn load_resource(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d
             });
             ResourceKind::Bucket { location }
         }
-        _ => crate::load_instance::load_instance(sink, name, t),
+        _ => {
+            crate::load_instance::record_spans(t, "launch", &mut d.spans);
+            crate::load_instance::load_instance(sink, name, t)
+        }
     };
     d.resources.insert(
         name.to_string(),
@@ -153,6 +161,47 @@ pub(crate) fn load_resource(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d
             kind,
         },
     );
+}
+
+/// `recover_listen` and `recover_socket`: where a database's server listens
+/// when it is provisioned outside its own site.
+fn pinned(sink: &mut Sink<'_>, t: Table<'_, '_>) -> (Option<String>, Option<std::path::PathBuf>) {
+    let listen = sink.string(t, "recover_listen").and_then(|(v, span)| {
+        match crate::model::listen_addr(&v) {
+            Ok(_) => Some(v),
+            Err(e) => {
+                sink.error(
+                    &span,
+                    &t.key("recover_listen"),
+                    e,
+                    Some("write the address the application's configuration names, e.g. `recover_listen = \"127.0.0.1:3306\"`".into()),
+                );
+                None
+            }
+        }
+    });
+    let socket = sink.string(t, "recover_socket").and_then(|(v, span)| {
+        let problem = if !v.starts_with('/') {
+            Some(format!("`{v}` is not an absolute path"))
+        } else if v.len() > 100 {
+            Some(format!("`{v}` is too long for a unix socket (over 100 bytes)"))
+        } else {
+            None
+        };
+        match problem {
+            None => Some(std::path::PathBuf::from(v)),
+            Some(p) => {
+                sink.error(
+                    &span,
+                    &t.key("recover_socket"),
+                    p,
+                    Some("write the socket path the application's configuration names, e.g. `recover_socket = \"/run/mysqld/mysqld.sock\"`".into()),
+                );
+                None
+            }
+        }
+    });
+    (listen, socket)
 }
 
 fn check_dsn(sink: &mut Sink<'_>, dsn: &str, span: &Range<usize>, key: &str) {

@@ -184,6 +184,16 @@ pub enum ResourceKind {
         password: Option<Secret>,
         /// The continuous binlog archive, when on.
         archive: Option<Archive>,
+        /// Where its server listens when provisioned outside its own site
+        /// (a recovery, a drill): `host:port`, e.g. the primary's
+        /// `127.0.0.1:3306`, so an application that names that address
+        /// works unchanged; `None`: a free port.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recover_listen: Option<String>,
+        /// A unix socket path the recovered server also answers on (a link
+        /// to its own socket), e.g. `/run/mysqld/mysqld.sock`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recover_socket: Option<PathBuf>,
     },
     /// A bucket (a directory or an S3 bucket).
     Bucket {
@@ -196,6 +206,27 @@ pub enum ResourceKind {
         /// The `InstanceSpec` as JSON, its `name` the resource's.
         spec: serde_json::Value,
     },
+}
+
+/// `host:port` of a `recover_listen` value: an IP address or `localhost`
+/// (served on 127.0.0.1), and a port from 1 to 65535.
+pub fn listen_addr(s: &str) -> Result<(String, u16), String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{s}` is not `host:port`"))?;
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("`{port}` is not a port (1 to 65535)"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host {
+        "localhost" => Ok(("127.0.0.1".into(), port)),
+        h if h.parse::<std::net::IpAddr>().is_ok() => Ok((h.to_string(), port)),
+        h => Err(format!(
+            "`{h}` is not an IP address: the recovered server binds an address of this host"
+        )),
+    }
 }
 
 impl ResourceKind {

@@ -232,7 +232,7 @@ fn describe(kind: &str, v: &serde_json::Value) -> String {
     let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
     match kind {
         "vault" => format!("register the vault at {}", s("location")),
-        "resource" => format!("protect a {} resource", s("kind")),
+        "resource" => format!("protect {} resource", lifeboat_config::a(&s("kind"))),
         "plan" => format!(
             "{} into `{}`, {} resource(s)",
             s("schedule"),

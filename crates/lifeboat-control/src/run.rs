@@ -267,9 +267,15 @@ fn backup_one(
         }
         ResourceKind::Mysql { dsn, password, .. } => {
             let dsn = crate::secret::mysql_dsn(name, dsn, password)?;
+            // A stack's database: with its users and grants, so that the
+            // application's own account exists after a recovery.
             let opts = lifeboat_mysql::SnapshotOptions {
                 resource: Some(name.to_string()),
                 tags,
+                users: cfg
+                    .stacks
+                    .values()
+                    .any(|s| s.members.iter().any(|m| m == name)),
                 ..Default::default()
             };
             let res = lifeboat_mysql::snapshot(v, &dsn, &opts, &counters.mysql)

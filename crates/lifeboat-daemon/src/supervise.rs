@@ -97,6 +97,7 @@ pub fn declared(cfg: &Config, state: &std::path::Path) -> Vec<Continuous> {
             dsn,
             password,
             archive: Some(a),
+            ..
         } = &r.kind
         else {
             continue;

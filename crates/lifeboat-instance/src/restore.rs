@@ -46,6 +46,9 @@ pub struct RestoreOptions {
     pub dry_run: bool,
     /// Remove what the point does not have at or below its backed-up paths.
     pub delete: bool,
+    /// The launch spec to resolve instead of the point's (the one the
+    /// control plane's file declares now); `None`: the point's.
+    pub launch: Option<crate::spec::LaunchSpec>,
 }
 
 /// What a restore did.
@@ -173,7 +176,7 @@ pub fn restore(
         }
         moved.push((path, dev.clone()));
     }
-    let launch = match &meta.spec.launch {
+    let launch = match opts.launch.as_ref().or(meta.spec.launch.as_ref()) {
         Some(l) => Some(launch::resolve(
             l,
             &roots,

@@ -34,6 +34,17 @@ pub struct CheckReport {
     pub duration_s: f64,
 }
 
+impl CheckReport {
+    /// How it ended, in words: `exited with status 0`, `was stopped at the
+    /// timeout or by a signal (no exit status)`.
+    pub fn ended(&self) -> String {
+        match self.exit {
+            Some(code) => format!("exited with status {code}"),
+            None => "did not exit by itself (stopped at the timeout, killed by a signal, or not started)".into(),
+        }
+    }
+}
+
 /// A drill's report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DrillReport {
@@ -67,6 +78,29 @@ pub struct DrillReport {
     /// a report whose fingerprint differs from the file's is "not verified
     /// since change".
     pub declaration: String,
+    /// Instances whose launch spec in the file differs from the one in the
+    /// point they were recovered from (the file's was used: the points were
+    /// taken before the change; a new plan run copied to the site ends it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub launch_spec_differs: Vec<String>,
+}
+
+impl DrillReport {
+    /// The warning a drill gives when the file's launch specs differ from
+    /// the points'.
+    pub fn launch_spec_warning(&self) -> Option<String> {
+        (!self.launch_spec_differs.is_empty()).then(|| {
+            format!(
+                "the launch spec of {} in lifeboat.toml differs from the one in the point it was recovered from; the drill used the file's (a new point, copied to site `{}`, carries it)",
+                self.launch_spec_differs
+                    .iter()
+                    .map(|m| format!("`{m}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                self.site
+            )
+        })
+    }
 }
 
 /// How a drill runs.
@@ -81,6 +115,8 @@ pub struct DrillOptions {
     /// Where the check's output is kept while it runs (the state
     /// directory's `drills/`); `None`: the scratch stack's directory.
     pub log_dir: Option<PathBuf>,
+    /// Hears each step as it ends: the recovery's, the check, the teardown.
+    pub on_step: Option<crate::recover::StepSink>,
 }
 
 /// A fingerprint of what a drill of `stack` proves: the stack's table and
@@ -329,6 +365,19 @@ pub fn drill(cfg: &Config, stack: &str, site: &str, opts: &DrillOptions) -> Resu
         scratch: Some(scratch.clone()),
         planned: false,
         protect: false,
+        on_step: opts.on_step.clone(),
+    };
+    let began = Instant::now();
+    // The drill's own steps (after the recovery's), heard as they end.
+    let tell = |what: String, t: Instant| {
+        if let Some(sink) = &opts.on_step {
+            (sink.0)(&crate::recover::Step {
+                step: what,
+                member: None,
+                at_s: t.duration_since(began).as_secs_f64(),
+                duration_s: t.elapsed().as_secs_f64(),
+            });
+        }
     };
     let (recovery, error) = match crate::recover::recover(cfg, stack, site, &ropts) {
         Ok(r) => (Some(r), None),
@@ -346,12 +395,10 @@ pub fn drill(cfg: &Config, stack: &str, site: &str, opts: &DrillOptions) -> Resu
                 .clone()
                 .unwrap_or_else(|| scratch.join("check"));
             let env = check_env(&scratch, stack);
-            Some(run_check(
-                &fill(cmd, &values),
-                opts.check_timeout,
-                &log_dir,
-                &env,
-            ))
+            let t = Instant::now();
+            let c = run_check(&fill(cmd, &values), opts.check_timeout, &log_dir, &env);
+            tell(format!("the stack's check {}", c.ended()), t);
+            Some(c)
         }
         _ => None,
     };
@@ -363,13 +410,20 @@ pub fn drill(cfg: &Config, stack: &str, site: &str, opts: &DrillOptions) -> Resu
     if recovery.is_some() && !opts.keep_for.is_zero() {
         std::thread::sleep(opts.keep_for);
     }
+    let t = Instant::now();
     let (torn_down, teardown_error) = teardown(cfg, site, &scratch, stack);
+    tell(
+        match &teardown_error {
+            None => "tear the scratch stack down".into(),
+            Some(e) => format!("tear the scratch stack down: FAILED: {e}"),
+        },
+        t,
+    );
     Ok(DrillReport {
         stack: stack.into(),
         site: site.into(),
         scratch,
         at,
-        recovery,
         error,
         check,
         passed,
@@ -377,6 +431,13 @@ pub fn drill(cfg: &Config, stack: &str, site: &str, opts: &DrillOptions) -> Resu
         teardown_error,
         missed,
         declaration: declaration(cfg, stack),
+        launch_spec_differs: recovery
+            .iter()
+            .flat_map(|r| &r.sources)
+            .filter(|x| x.launch_spec_differs)
+            .map(|x| x.member.clone())
+            .collect(),
+        recovery,
     })
 }
 
@@ -411,6 +472,7 @@ fn teardown(
             let _ = crate::stack::stop_member(m);
         }
         failed = crate::stack::purge_buckets(cfg, site, &state);
+        crate::launch::unlink_sockets(&state);
     }
     if let Err(e) = std::fs::remove_dir_all(scratch) {
         failed.push(format!("{}: {e}", scratch.display()));
@@ -503,8 +565,11 @@ impl DrillReport {
         }
         if let Some(c) = &self.check {
             log.push_str(&format!(
-                "check `{}` exited {:?} after {:.1} s\n{}\n",
-                c.command, c.exit, c.duration_s, c.output
+                "check `{}` {} after {:.1} s\n{}\n",
+                c.command,
+                c.ended(),
+                c.duration_s,
+                c.output
             ));
         }
         for m in &self.missed {
@@ -512,6 +577,9 @@ impl DrillReport {
         }
         if let Some(e) = &self.teardown_error {
             log.push_str(&format!("teardown failed: {e}\n"));
+        }
+        if let Some(w) = self.launch_spec_warning() {
+            log.push_str(&format!("warning: {w}\n"));
         }
         log
     }

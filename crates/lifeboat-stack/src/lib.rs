@@ -24,6 +24,7 @@
 pub mod bucket;
 pub mod drill;
 pub mod exposure;
+pub mod launch;
 pub mod mariadb;
 pub mod planned;
 pub mod process;

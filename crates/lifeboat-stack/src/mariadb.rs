@@ -114,12 +114,6 @@ impl Server {
         format!("mysql://root@127.0.0.1:{port}")
     }
 
-    /// The DSN with root's password in it: only for what the server's own
-    /// clients are given (an instance's launch environment), never printed.
-    pub fn dsn_with_password(port: u16, password: &str) -> String {
-        format!("mysql://root:{password}@127.0.0.1:{port}")
-    }
-
     /// Creates the data directory with `mariadb-install-db` unless it holds
     /// one already; true when it was created.
     pub fn provision(&self) -> Result<bool> {
@@ -162,15 +156,20 @@ impl Server {
         Ok(true)
     }
 
-    /// Starts `mariadbd` on `port` and waits until it accepts connections.
+    /// Starts `mariadbd` on 127.0.0.1:`port` and waits until it accepts connections.
     pub fn start(&self, port: u16) -> Result<Proc> {
+        self.start_on("127.0.0.1", port)
+    }
+
+    /// Starts `mariadbd` on `host`:`port` and waits until it accepts connections.
+    pub fn start_on(&self, host: &str, port: u16) -> Result<Proc> {
         let mut cmd = Command::new(server_binary());
         cmd.arg("--no-defaults")
             .arg(format!("--user={}", user()))
             .arg(format!("--datadir={}", self.data().display()))
             .arg(format!("--tmpdir={}", self.dir.join("tmp").display()))
             .arg(format!("--port={port}"))
-            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--bind-address={host}"))
             .arg(format!("--socket={}", self.socket().display()))
             .arg(format!(
                 "--pid-file={}",

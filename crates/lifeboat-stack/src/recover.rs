@@ -44,6 +44,26 @@ pub struct RecoverOptions {
     /// snapshot and its binlog archive (run by this `lifeboat` binary) into
     /// the vault it was recovered from. Never for a scratch stack.
     pub protect: bool,
+    /// Hears each step as it ends (a command prints it at once, also when
+    /// its output is a pipe, instead of all of them at the end).
+    pub on_step: Option<StepSink>,
+}
+
+/// A listener for steps as they end (called from the members' threads).
+#[derive(Clone)]
+pub struct StepSink(pub std::sync::Arc<dyn Fn(&Step) + Send + Sync>);
+
+impl std::fmt::Debug for StepSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StepSink")
+    }
+}
+
+impl StepSink {
+    /// A sink calling `f`.
+    pub fn new(f: impl Fn(&Step) + Send + Sync + 'static) -> StepSink {
+        StepSink(std::sync::Arc::new(f))
+    }
 }
 
 /// One step of the recovery, timed.
@@ -100,6 +120,14 @@ pub struct Source {
     /// is reported, never counted in the stack's.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stateless: bool,
+    /// An instance: where its launch spec came from, `lifeboat.toml` (the
+    /// file the recovery ran with) or `the point` (the file has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_spec: Option<String>,
+    /// An instance: the file's launch spec differs from the one in the
+    /// point (changed since the point was taken; the file's was used).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub launch_spec_differs: bool,
 }
 
 impl Source {
@@ -122,6 +150,8 @@ impl Source {
             why,
             rpo_s: None,
             stateless: false,
+            launch_spec: None,
+            launch_spec_differs: false,
         }
     }
 
@@ -137,6 +167,8 @@ impl Source {
             why,
             rpo_s: None,
             stateless: false,
+            launch_spec: None,
+            launch_spec_differs: false,
         }
     }
 }
@@ -319,7 +351,7 @@ pub struct Objectives {
     pub rto_met: Option<bool>,
 }
 
-pub(crate) struct Clock(Instant);
+pub(crate) struct Clock(Instant, Option<StepSink>);
 
 impl Clock {
     pub(crate) fn step(
@@ -329,12 +361,16 @@ impl Clock {
         member: Option<&str>,
         began: Instant,
     ) {
-        steps.lock().expect("steps").push(Step {
+        let s = Step {
             step: step.into(),
             member: member.map(str::to_string),
             at_s: began.duration_since(self.0).as_secs_f64(),
             duration_s: began.elapsed().as_secs_f64(),
-        });
+        };
+        if let Some(sink) = &self.1 {
+            (sink.0)(&s);
+        }
+        steps.lock().expect("steps").push(s);
     }
 }
 
@@ -506,7 +542,7 @@ pub fn recover(
     site: &str,
     opts: &RecoverOptions,
 ) -> Result<RecoveryReport> {
-    let clock = Clock(Instant::now());
+    let clock = Clock(Instant::now(), opts.on_step.clone());
     let started_at = Utc::now();
     let (s, site_root) = crate::stack::resolve(cfg, stack, site)?;
     let root = opts.scratch.clone().unwrap_or(site_root);
@@ -619,7 +655,7 @@ pub fn recover(
         .filter(|n| matches!(kind_of(n), Some(ResourceKind::Instance { .. })))
     {
         let outputs = crate::stack::launch_values(&state);
-        match recover_instance(name, opts.at, &root, &vaults, &outputs, &steps, &clock) {
+        match recover_instance(cfg, name, opts.at, &root, &vaults, &outputs, &steps, &clock) {
             Ok((m, src)) => {
                 state.members.push((name.clone(), m));
                 sources.push(src);
@@ -816,7 +852,12 @@ fn recover_data_member(
                 .map_err(|e| StackError::Process(e.to_string()))?;
             dsn.password = m.password.as_ref().map(|p| p.0.clone());
             let t = Instant::now();
-            let ropts = lifeboat_mysql::RestoreOptions::default();
+            // The snapshot's users and grants, when it holds them: the
+            // application's own account works on the recovered server.
+            let ropts = lifeboat_mysql::RestoreOptions {
+                users: plan.meta.users,
+                ..Default::default()
+            };
             let counters = lifeboat_mysql::Counters::default();
             let (id, point) = plan.snapshot.clone();
             lifeboat_mysql::restore(v, &id, &point, &dsn, &ropts, &counters).map_err(|e| {
@@ -843,6 +884,8 @@ fn recover_data_member(
                         Some(_) => "the snapshot before --at, rolled forward to it".into(),
                         None => "the newest restorable second of the site's archive".into(),
                     },
+                    launch_spec: None,
+                    launch_spec_differs: false,
                 },
             ))
         }
@@ -943,7 +986,9 @@ fn recover_data_member(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn recover_instance(
+    cfg: &Config,
     name: &str,
     at: Option<DateTime<Utc>>,
     root: &Path,
@@ -962,7 +1007,8 @@ fn recover_instance(
     let dir = root.join("hosts").join(name);
     let made = !dir.exists();
     std::fs::create_dir_all(&dir).map_err(|e| StackError::io("create", &dir, e))?;
-    let port = crate::process::free_port()?;
+    let launch = crate::launch::LaunchChoice::of(cfg, name, &p)?;
+    let port = crate::launch::instance_port(name, launch.spec.as_ref())?;
     let mut values = outputs.clone();
     values.insert("listen".into(), format!("127.0.0.1:{port}"));
     values.insert("port".into(), port.to_string());
@@ -971,9 +1017,11 @@ fn recover_instance(
         to: dir.clone(),
         env: values,
         overwrite: Some(lifeboat_files::Overwrite::Always),
+        launch: launch.spec.clone(),
         ..Default::default()
     };
-    let rep = lifeboat_instance::restore(v, &id, &p, &ropts, &lifeboat_files::Counters::default())?;
+    let rep = lifeboat_instance::restore(v, &id, &p, &ropts, &lifeboat_files::Counters::default())
+        .map_err(|e| crate::launch::launch_error(name, e))?;
     if rep.launch_json.is_none() {
         let mut why: Vec<String> = rep
             .files
@@ -1030,13 +1078,17 @@ fn recover_instance(
             provisioned: Some(made),
             ..Default::default()
         },
-        Source::point(
-            name,
-            "instance",
-            vn,
-            &id,
-            Some(p.time),
-            "the newest instance point of the site".into(),
-        ),
+        Source {
+            launch_spec: Some(launch.from.into()),
+            launch_spec_differs: launch.differs,
+            ..Source::point(
+                name,
+                "instance",
+                vn,
+                &id,
+                Some(p.time),
+                "the newest instance point of the site".into(),
+            )
+        },
     ))
 }

@@ -191,9 +191,15 @@ pub fn provision(
             } else {
                 None
             };
+            // Outside its own site, where the file pins it (`recover_listen`).
+            let pinned = match own_site {
+                true => None,
+                false => crate::launch::pinned(name, &r.kind)?,
+            };
             let server = Server::new(dir.clone());
             let fresh = server.provision()?;
             let port = declared
+                .or(pinned.as_ref().and_then(|p| p.listen.as_ref()).map(|l| l.1))
                 .or_else(|| {
                     before
                         .and_then(|b| b.outputs.get("port"))
@@ -205,9 +211,18 @@ pub fn provision(
             } else {
                 port
             };
+            let host = pinned
+                .as_ref()
+                .and_then(|p| p.listen.as_ref())
+                .map_or("127.0.0.1".to_string(), |l| l.0.clone());
             let p = match running {
                 Some(p) => p,
-                None => server.start(port)?,
+                None => {
+                    if pinned.as_ref().is_some_and(|p| p.listen.is_some()) {
+                        crate::launch::free_to_bind(name, &host, port, "`recover_listen`")?;
+                    }
+                    server.start_on(&host, port)?
+                }
             };
             password = match fresh {
                 true => Some(crate::mariadb::secure_new(
@@ -219,10 +234,17 @@ pub fn provision(
                 false => before.and_then(|b| b.password.clone()),
             };
             proc = Some(p);
-            outputs.insert("dsn".into(), Server::dsn(port));
-            outputs.insert("host".into(), "127.0.0.1".into());
+            outputs.insert(
+                "dsn".into(),
+                Server::dsn(port).replacen("127.0.0.1", &host, 1),
+            );
+            outputs.insert("host".into(), host);
             outputs.insert("port".into(), port.to_string());
-            outputs.insert("socket".into(), server.socket().display().to_string());
+            let socket = match pinned.and_then(|p| p.socket) {
+                Some(at) => crate::launch::link_socket(name, &server.socket(), &at)?,
+                None => server.socket(),
+            };
+            outputs.insert("socket".into(), socket.display().to_string());
         }
         ResourceKind::Bucket { .. } => {
             outputs.insert("location".into(), format!("file://{}", dir.display()));
@@ -282,7 +304,7 @@ pub fn start_instance(
     if dir.join(lifeboat_instance::supervise::LAUNCH_PID).exists() {
         let _ = lifeboat_instance::supervise::stop(&dir);
     }
-    let port = process::free_port()?;
+    let port = crate::launch::instance_port(name, Some(&launch))?;
     let mut values = outputs.clone();
     values.insert("listen".into(), format!("127.0.0.1:{port}"));
     values.insert("port".into(), port.to_string());
@@ -295,7 +317,8 @@ pub fn start_instance(
         &values,
         "",
         name,
-    )?;
+    )
+    .map_err(|e| crate::launch::launch_error(name, e))?;
     lifeboat_instance::launch::write(&dir, &resolved)?;
     let started = lifeboat_instance::supervise::start(&dir)?;
     let start_time = lifeboat_instance::supervise::start_time(started.pid).ok_or_else(|| {
@@ -338,11 +361,12 @@ pub fn outputs_of(state: &StackState) -> Outputs {
 pub fn launch_values(state: &StackState) -> Outputs {
     let mut o = outputs_of(state);
     for (n, m) in &state.members {
-        let (Some(pw), Some(port)) = (&m.password, m.outputs.get("port")) else {
+        let (Some(pw), Some(dsn)) = (&m.password, m.outputs.get("dsn")) else {
             continue;
         };
-        if let Ok(port) = port.parse() {
-            o.insert(format!("{n}.dsn"), Server::dsn_with_password(port, &pw.0));
+        // The DSN as the member gives it (its pinned address, if any).
+        if let Some(at) = dsn.strip_prefix("mysql://root@") {
+            o.insert(format!("{n}.dsn"), format!("mysql://root:{}@{at}", pw.0));
             o.insert(format!("{n}.password"), pw.0.clone());
         }
     }
@@ -451,13 +475,29 @@ pub fn instance_outputs(port: u16) -> BTreeMap<String, String> {
 
 /// Stops the stack's processes, instances first; with `purge`, also
 /// removes the members' directories and the state (a drill's scratch stack).
-pub fn down(cfg: &Config, stack: &str, site: &str, purge: bool) -> Result<Option<StackState>> {
+/// `progress` hears a line as each member is stopped and each directory removed.
+pub fn down(
+    cfg: &Config,
+    stack: &str,
+    site: &str,
+    purge: bool,
+    progress: &dyn Fn(&str),
+) -> Result<Option<StackState>> {
     let (s, root) = resolve(cfg, stack, site)?;
     let Some(mut state) = StackState::read(&root, stack)? else {
         return Ok(None);
     };
-    for (_, m) in state.members.iter_mut().rev() {
+    for (n, m) in state.members.iter_mut().rev() {
+        let t = std::time::Instant::now();
+        let running = m.process.is_some() || m.archive.is_some();
         stop_member(m)?;
+        if running {
+            progress(&format!(
+                "{n} ({}): stopped in {:.1} s",
+                m.kind,
+                t.elapsed().as_secs_f64()
+            ));
+        }
     }
     if purge {
         // Buckets on the site's endpoint that the stack made: emptied and
@@ -471,8 +511,15 @@ pub fn down(cfg: &Config, stack: &str, site: &str, purge: bool) -> Result<Option
             )));
         }
         for d in crate::purge::purgeable(cfg, s, &root, &state) {
-            let _ = std::fs::remove_dir_all(d);
+            let t = std::time::Instant::now();
+            let _ = std::fs::remove_dir_all(&d);
+            progress(&format!(
+                "removed {} in {:.1} s",
+                d.display(),
+                t.elapsed().as_secs_f64()
+            ));
         }
+        crate::launch::unlink_sockets(&state);
         let p = StackState::path(&root, stack);
         let _ = std::fs::remove_dir_all(p.parent().expect("parent"));
         // The kinds' directories, when this stack was all they held.

@@ -27,6 +27,8 @@ pub struct Report {
     pub failures: u64,
     /// Objects still waiting when the run stopped.
     pub backlog: u64,
+    /// Objects that failed for good (parked until they change): not copied.
+    pub parked: u64,
 }
 
 struct Pending {
@@ -264,6 +266,7 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<Repor
         deleted: e.status.deleted_objects,
         failures: e.status.failures,
         backlog: e.queue.len() as u64,
+        parked: e.parked.len() as u64,
     })
 }
 

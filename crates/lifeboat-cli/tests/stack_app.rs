@@ -1,0 +1,458 @@
+//! An application Lifeboat's team did not write, brought back without
+//! changes: a small wiki (a shell script and Python's `http.server`) whose
+//! own configuration names its database's address, user and password and
+//! its own port. The launch spec a recovery uses is the file's, not the one
+//! frozen in the point; `validate` refuses what a stack could never start;
+//! a drill and `stack down` say what they do as they do it.
+
+mod stack_fixture;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use lifeboat_testkit::mariadb::free_port;
+use lifeboat_testkit::{Cli, tempdir};
+use stack_fixture::sql;
+
+const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
+
+fn script(p: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, body).unwrap();
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn curl(url: &str) -> String {
+    let o = Command::new("curl").args(["-fsS", url]).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{url}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// The wiki without a database: it serves the greeting its environment gives.
+const GREETER: &str = "#!/bin/sh\nmkdir -p www && printf '%s\\n' \"$WIKI_GREETING\" > www/greeting.txt\nexec python3 -m http.server --bind 127.0.0.1 \"$WIKI_PORT\" --directory www\n";
+
+fn greeter_config(w: &Path, app: &Path, greeting: &str) -> String {
+    format!(
+        r#"[site.secondary]
+root = "{w}/secondary"
+[vault.dr]
+site = "secondary"
+location = "{w}/dr-vault"
+[resource.wiki-host]
+kind = "instance"
+paths = ["{app}"]
+[resource.wiki-host.launch]
+command = ["{app}/run.sh"]
+cwd = "{app}"
+env = {{ WIKI_GREETING = "{greeting}", WIKI_PORT = "${{port}}" }}
+health = "http://${{listen}}/greeting.txt"
+[stack.wiki]
+members = ["wiki-host"]
+check = "curl -fsS ${{wiki-host.url}}/greeting.txt | grep -qx {greeting}"
+"#,
+        w = w.display(),
+        app = app.display(),
+    )
+}
+
+#[test]
+fn a_recovery_uses_the_launch_spec_of_the_file_and_a_drill_flags_the_difference() {
+    let t = tempdir().unwrap();
+    let w = t.path();
+    let app = w.join("app/opt/wiki");
+    script(&app.join("run.sh"), GREETER);
+    let c = Cli::new(BIN, &w.join("dr-vault")).with_workdir(w);
+    std::fs::write(w.join("lifeboat.toml"), greeter_config(w, &app, "old")).unwrap();
+    c.ok(&["apply", "--auto-approve"]);
+    // The point holds the launch spec of its day ("old") ...
+    c.ok(&["jobs", "run", "--plan", "default"]);
+    // ... then the file's changes (what `apply` reports as "changes spec").
+    std::fs::write(w.join("lifeboat.toml"), greeter_config(w, &app, "new")).unwrap();
+    let plan = c.ok(&["plan"]);
+    assert!(plan.contains("wiki-host"), "{plan}");
+
+    // A drill uses the file's spec (its check wants "new") and says that
+    // the point's differs; each step is printed as it ends, into a pipe too.
+    let mut child = c
+        .command(&[
+            "drill",
+            "--stack",
+            "wiki",
+            "--to",
+            "secondary",
+            "--keep-for",
+            "8s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let check_line = loop {
+        let l = lines
+            .next()
+            .unwrap_or_else(|| panic!("no check step; stdout: {seen:#?}"))
+            .unwrap();
+        seen.push(l.clone());
+        if l.contains("the stack's check") {
+            break l;
+        }
+    };
+    assert!(check_line.contains("exited with status 0"), "{check_line}");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the check's step reached the pipe while the drill still ran (keeping its scratch stack up)"
+    );
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("wiki-host: restore the instance")),
+        "{seen:#?}"
+    );
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{seen:#?}\n{err}");
+    assert!(
+        err.contains("warning: the launch spec of `wiki-host` in lifeboat.toml differs"),
+        "{err}"
+    );
+    let d = c.json(&["drill", "--stack", "wiki", "--to", "secondary"]);
+    assert_eq!(d["passed"], true, "{d}");
+    assert_eq!(
+        d["launch_spec_differs"],
+        serde_json::json!(["wiki-host"]),
+        "{d}"
+    );
+
+    // A recovery too, and its report says where the spec came from.
+    let r = c.json(&["recover", "--stack", "wiki", "--to", "secondary"]);
+    let src = &r["sources"][0];
+    assert_eq!(src["launch_spec"], "lifeboat.toml", "{r}");
+    assert_eq!(src["launch_spec_differs"], true, "{r}");
+    let url = r["outputs"]["wiki-host.url"].as_str().unwrap();
+    assert_eq!(curl(&format!("{url}/greeting.txt")), "new");
+    let status = c.ok(&["stack", "status", "--stack", "wiki", "--site", "secondary"]);
+    assert!(status.contains(url), "status names the address: {status}");
+
+    // `stack down --purge` says what it does, member by member.
+    let o = c.run(&[
+        "stack",
+        "down",
+        "--stack",
+        "wiki",
+        "--site",
+        "secondary",
+        "--purge",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("wiki-host (instance): stopped in"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "removed {}",
+            w.join("secondary/hosts/wiki-host").display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn validate_refuses_a_launch_spec_a_stack_can_never_fill() {
+    let t = tempdir().unwrap();
+    let w = t.path();
+    std::fs::write(
+        w.join("lifeboat.toml"),
+        r#"[vault.main]
+location = "/srv/vault"
+[resource.wiki-host]
+kind = "instance"
+paths = ["/opt/wiki"]
+[resource.wiki-host.launch]
+command = ["/opt/wiki/run"]
+env = { DB = "${DATABASE_URL}" }
+health = "${wiki-host.url}/health"
+[stack.wiki]
+members = ["wiki-host"]
+"#,
+    )
+    .unwrap();
+    let c = Cli::new(BIN, &w.join("v")).with_workdir(w);
+    let o = c.run(&["validate"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("lifeboat.toml:9:")
+            && err.contains("resource.wiki-host.launch.health")
+            && err.contains("its own output `${wiki-host.url}`")
+            && err.contains("${listen}"),
+        "the self-reference, at its own line, with the fix: {err}"
+    );
+    assert!(
+        err.contains("lifeboat.toml:8:")
+            && err.contains("resource.wiki-host.launch.env.DB")
+            && err.contains("`${DATABASE_URL}` has no value"),
+        "a value no stack gives, at its own line: {err}"
+    );
+    assert!(!err.contains("--env NAME=VALUE"), "{err}");
+}
+
+/// The wiki with a database: host, port, user and password in its own file.
+const WIKI: &str = "#!/bin/sh\n. \"$(dirname \"$0\")/wiki.conf\"\nmkdir -p www\nmariadb --no-defaults -h\"$DB_HOST\" -P\"$DB_PORT\" -u\"$DB_USER\" -p\"$DB_PASSWORD\" -N -B -e 'SELECT title FROM wiki.pages ORDER BY id' > www/pages.tmp || exit 4\nmv www/pages.tmp www/pages.txt\nexec python3 -m http.server --bind 127.0.0.1 \"$WIKI_PORT\" --directory www\n";
+
+#[test]
+fn an_application_that_names_the_primarys_database_address_user_and_password_comes_back_unchanged()
+{
+    let t = tempdir().unwrap();
+    let w = t.path();
+    let (db_port, app_port) = (free_port(), free_port());
+    let app = w.join("app/opt/wiki");
+    script(&app.join("run.sh"), WIKI);
+    std::fs::write(
+        app.join("wiki.conf"),
+        format!(
+            "DB_HOST=127.0.0.1\nDB_PORT={db_port}\nDB_USER=wiki\nDB_PASSWORD=wiki-secret\nWIKI_PORT={app_port}\n"
+        ),
+    )
+    .unwrap();
+    let sock = w.join("run/wiki-db.sock");
+    std::fs::write(
+        w.join("lifeboat.toml"),
+        format!(
+            r#"[site.primary]
+root = "{w}/primary"
+[site.secondary]
+root = "{w}/secondary"
+[vault.dr]
+site = "secondary"
+location = "{w}/dr-vault"
+[resource.wiki-db]
+kind = "mysql"
+site = "primary"
+dsn = "mysql://root@127.0.0.1:{db_port}"
+recover_listen = "127.0.0.1:{db_port}"
+recover_socket = "{sock}"
+[resource.wiki-host]
+kind = "instance"
+paths = ["{app}"]
+[resource.wiki-host.launch]
+command = ["{app}/run.sh"]
+cwd = "{app}"
+port = {app_port}
+health = "http://127.0.0.1:{app_port}/pages.txt"
+[stack.wiki]
+members = ["wiki-db", "wiki-host"]
+[stack.wiki-data]
+members = ["wiki-db"]
+"#,
+            w = w.display(),
+            app = app.display(),
+            sock = sock.display(),
+        ),
+    )
+    .unwrap();
+    let c = Cli::new(BIN, &w.join("dr-vault")).with_workdir(w);
+    c.ok(&["validate"]);
+    c.ok(&["apply", "--auto-approve"]);
+    // The primary's database (its server on the address the wiki names).
+    c.ok(&["stack", "up", "--stack", "wiki-data", "--site", "primary"]);
+    let primary_sock = w.join("primary/mysql/wiki-db/mysqld.sock");
+    sql(
+        &primary_sock,
+        "CREATE DATABASE wiki; CREATE TABLE wiki.pages (id INT PRIMARY KEY, title TEXT); \
+         INSERT INTO wiki.pages VALUES (1, 'Home'), (2, 'Recovery runbook'); \
+         CREATE USER wiki@'%' IDENTIFIED BY 'wiki-secret'; GRANT ALL ON wiki.* TO wiki@'%';",
+    );
+    // Its binlog archive, and the plan's snapshot of a stack's database,
+    // which carries its users and grants.
+    let archive = stack_fixture::Bg(
+        c.command(&[
+            "archive",
+            "mysql",
+            "--dsn",
+            &format!("mysql://root@127.0.0.1:{db_port}"),
+            "--resource",
+            "wiki-db",
+            "--seal-interval",
+            "1s",
+            "--spool",
+        ])
+        .arg(w.join("spool"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    c.ok(&["jobs", "run", "--plan", "default"]);
+    sql(
+        &primary_sock,
+        "INSERT INTO wiki.pages VALUES (3, 'Written after the snapshot')",
+    );
+    wait_until_restorable_to(&c, "wiki-db", chrono::Utc::now());
+    drop(archive);
+
+    // While the primary's server holds the address, a recovery is refused, clearly.
+    let o = c.run(&["recover", "--stack", "wiki", "--to", "secondary"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "must listen on 127.0.0.1:{db_port} (`recover_listen`)"
+        )),
+        "{err}"
+    );
+    c.ok(&[
+        "stack",
+        "down",
+        "--stack",
+        "wiki",
+        "--site",
+        "secondary",
+        "--purge",
+    ]);
+
+    // The primary is gone; the wiki comes back with its own file unchanged.
+    c.ok(&["stack", "down", "--stack", "wiki-data", "--site", "primary"]);
+    let r = c.json(&[
+        "recover",
+        "--stack",
+        "wiki",
+        "--to",
+        "secondary",
+        "--no-protect",
+    ]);
+    assert_eq!(
+        r["outputs"]["wiki-db.port"],
+        db_port.to_string(),
+        "the pinned address: {r}"
+    );
+    assert_eq!(
+        r["outputs"]["wiki-host.url"],
+        format!("http://127.0.0.1:{app_port}"),
+        "the instance's own port: {r}"
+    );
+    assert_eq!(
+        curl(&format!("http://127.0.0.1:{app_port}/pages.txt")),
+        "Home\nRecovery runbook\nWritten after the snapshot"
+    );
+    // The pinned socket answers as the recovered server.
+    assert_eq!(sql(&sock, "SELECT COUNT(*) FROM wiki.pages").trim(), "3");
+    let status = c.ok(&["stack", "status", "--stack", "wiki", "--site", "secondary"]);
+    assert!(
+        status.contains(&format!("127.0.0.1:{db_port} (socket {})", sock.display())),
+        "{status}"
+    );
+    c.ok(&[
+        "stack",
+        "down",
+        "--stack",
+        "wiki",
+        "--site",
+        "secondary",
+        "--purge",
+    ]);
+    assert!(
+        std::fs::symlink_metadata(&sock).is_err(),
+        "the link to the recovered server's socket is removed with it"
+    );
+}
+
+#[test]
+fn a_recovery_whose_point_spec_needs_a_value_no_stack_gives_says_what_to_change() {
+    let t = tempdir().unwrap();
+    let w = t.path();
+    let app = w.join("app/opt/wiki");
+    script(&app.join("run.sh"), GREETER);
+    // The point's launch spec (from a spec file) wants a value given with
+    // `restore instance --env`; the file's resource has no launch spec.
+    std::fs::write(
+        w.join("wiki-host.toml"),
+        format!(
+            "name = \"wiki-host\"\npaths = [\"{app}\"]\n[launch]\ncommand = [\"{app}/run.sh\"]\nenv = {{ DB = \"${{DATABASE_URL}}\" }}\nhealth = \"http://${{listen}}/greeting.txt\"\n",
+            app = app.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        w.join("lifeboat.toml"),
+        format!(
+            "[site.secondary]\nroot = \"{w}/secondary\"\n[vault.dr]\nsite = \"secondary\"\nlocation = \"{w}/dr-vault\"\n[resource.wiki-host]\nkind = \"instance\"\npaths = [\"{app}\"]\n[stack.wiki]\nmembers = [\"wiki-host\"]\n",
+            w = w.display(),
+            app = app.display()
+        ),
+    )
+    .unwrap();
+    let c = Cli::new(BIN, &w.join("dr-vault")).with_workdir(w);
+    c.ok(&["apply", "--auto-approve"]);
+    c.ok(&[
+        "backup",
+        "instance",
+        "--spec",
+        w.join("wiki-host.toml").to_str().unwrap(),
+    ]);
+    let o = c.run(&["recover", "--stack", "wiki", "--to", "secondary"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("DATABASE_URL (used in launch.env.DB)")
+            && err.contains("[resource.wiki-host.launch]"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("--env NAME=VALUE"),
+        "recover has no --env: {err}"
+    );
+}
+
+#[test]
+fn plan_and_jobs_show_speak_plainly() {
+    let t = tempdir().unwrap();
+    let w = t.path();
+    let app = w.join("app/opt/wiki");
+    script(&app.join("run.sh"), GREETER);
+    std::fs::write(w.join("lifeboat.toml"), greeter_config(w, &app, "hi")).unwrap();
+    let c = Cli::new(BIN, &w.join("dr-vault")).with_workdir(w);
+    let plan = c.ok(&["plan"]);
+    assert!(plan.contains("protect an instance resource"), "{plan}");
+    let o = c.run(&["jobs", "show", "4"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains(&format!("state directory {}", w.join("state").display())),
+        "names where it looked: {err}"
+    );
+}
+
+/// Waits until the vault (`c`'s) can restore `resource` to `t` (its
+/// archive holds the commits up to then).
+fn wait_until_restorable_to(c: &Cli, resource: &str, t: chrono::DateTime<chrono::Utc>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let points = c.json(&["points", "list"]);
+        let reached = points.as_array().unwrap().iter().any(|p| {
+            p["resource"] == resource
+                && p["resource_windows"].as_array().is_some_and(|ws| {
+                    ws.iter().any(|w| {
+                        w["to"]
+                            .as_str()
+                            .and_then(|x| x.parse::<chrono::DateTime<chrono::Utc>>().ok())
+                            .is_some_and(|to| to >= t)
+                    })
+                })
+        });
+        if reached {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the archive never held the commits up to {t}: {points}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
