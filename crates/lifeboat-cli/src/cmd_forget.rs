@@ -71,7 +71,7 @@ pub fn run(g: &Global, a: ForgetArgs) -> Result<ExitCode> {
     // A database's archived binlog is kept for as long as a kept snapshot
     // can be rolled forward with it: the mysql protector's rule.
     let rules = lifeboat_mysql::forget_rules();
-    let outcome = forget(&v, &points, &policy, &rules, a.dry_run, a.bypass_governance);
+    let outcome = forget(&v, &points, &policy, &rules, a.dry_run, a.bypass_governance)?;
     let decisions = &outcome.decisions;
     if g.json {
         let notes: Vec<_> = outcome

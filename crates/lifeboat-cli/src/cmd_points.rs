@@ -47,6 +47,8 @@ pub enum PointsCmd {
         /// Only a point of this resource.
         #[arg(long)]
         resource: Option<String>,
+        #[command(flatten)]
+        lock: crate::common::NoLock,
     },
     /// Forget (delete) the given points; run `lifeboat prune` to free their space.
     Forget {
@@ -148,6 +150,8 @@ pub fn run(g: &Global, cmd: PointsCmd) -> Result<ExitCode> {
                     let lock = p
                         .retention
                         .as_ref()
+                        // Shown only, on this machine's clock: `points list`
+                        // writes nothing, so it cannot probe the storage's.
                         .filter(|r| r.retain_until > chrono::Utc::now())
                         .map(|r| {
                             format!(
@@ -228,12 +232,13 @@ pub fn run(g: &Global, cmd: PointsCmd) -> Result<ExitCode> {
             recursive,
             kind,
             resource,
+            lock,
         } => {
             let kinds: Vec<&str> = match &kind {
                 Some(k) => vec![k.as_str()],
                 None => crate::pick::WITH_TREE.to_vec(),
             };
-            let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "list")?;
+            let _reader = lock.reader_lock(&v, "list")?;
             let (id, _) = crate::pick::select(&v, &point, &kinds, resource.as_deref())?;
             let entries = lifeboat_files::list::list(&v, &id, path.as_deref(), recursive)?;
             if g.json {

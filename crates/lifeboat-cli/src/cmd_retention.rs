@@ -109,7 +109,12 @@ fn duration(flag: &str, s: &str) -> Result<chrono::Duration> {
 
 pub fn configure(g: &Global, a: ConfigureArgs) -> Result<ExitCode> {
     let v = g.open()?;
-    let now = Utc::now();
+    // Judged on the storage's clock: a client's clock may be set to anything.
+    let now = if a.show {
+        v.now().unwrap_or_else(|_| Utc::now()) // only shown: a read-only copy too
+    } else {
+        v.now()?
+    };
     if !a.show && !a.remove {
         let s = LockSettings {
             min_retention: a
@@ -169,7 +174,7 @@ pub fn lock_point(g: &Global, a: LockArgs) -> Result<ExitCode> {
     let v = g.open()?;
     let until = match (&a.retain_until, &a.retain_for) {
         (Some(t), _) => *t,
-        (None, Some(d)) => Utc::now() + duration("--retain-for", d)?,
+        (None, Some(d)) => v.now()? + duration("--retain-for", d)?,
         (None, None) => return Err(usage("give --retain-until TIME or --retain-for DURATION")),
     };
     let mode = a
@@ -204,12 +209,13 @@ pub fn lock_point(g: &Global, a: LockArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn stats(g: &Global) -> Result<ExitCode> {
+pub fn stats(g: &Global, lock: crate::common::NoLock) -> Result<ExitCode> {
     let v = g.open()?;
-    let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "list")?;
+    let _reader = lock.reader_lock(&v, "list")?;
+    let now = lock.shown_now(&v)?;
     let index = v.load_index()?;
-    let s = lifeboat_vault::stats::stats(&v, &index, Utc::now())?;
-    let state = retention::load(&v, Utc::now())?;
+    let s = lifeboat_vault::stats::stats(&v, &index, now)?;
+    let state = retention::load(&v, now)?;
     if g.json {
         let mut j = serde_json::to_value(&s)?;
         j["vault_lock"] = lock_json(&state);

@@ -37,6 +37,8 @@ pub enum VaultCmd {
         /// Read and verify every pack, not just the structure.
         #[arg(long)]
         read_data: bool,
+        #[command(flatten)]
+        lock: crate::common::NoLock,
     },
     /// Rebuild the index from the packs present: index packs no index file lists
     /// (a missing index file), replace damaged index files, drop entries of
@@ -47,7 +49,7 @@ pub enum VaultCmd {
     Configure(crate::cmd_retention::ConfigureArgs),
     /// Points by kind, sizes, dedup and compression ratios, packs, index,
     /// locked points and the earliest unlock date.
-    Stats,
+    Stats(crate::common::NoLock),
     /// Replace this vault's damaged or missing packs' blobs from another
     /// vault holding copies of the same points (its password:
     /// LIFEBOAT_FROM_PASSWORD or --from-password-file). Reads every pack.
@@ -70,7 +72,7 @@ pub enum VaultCmd {
 pub fn run(g: &Global, cmd: VaultCmd) -> Result<ExitCode> {
     match cmd {
         VaultCmd::Configure(a) => crate::cmd_retention::configure(g, a),
-        VaultCmd::Stats => crate::cmd_retention::stats(g),
+        VaultCmd::Stats(lock) => crate::cmd_retention::stats(g, lock),
         VaultCmd::Init {
             compression,
             copy_chunker_params_from,
@@ -156,9 +158,9 @@ pub fn run(g: &Global, cmd: VaultCmd) -> Result<ExitCode> {
             }
             Ok(crate::common::finished(&rep.blobs_unhealed))
         }
-        VaultCmd::Check { read_data } => {
+        VaultCmd::Check { read_data, lock } => {
             let v = g.open()?;
-            let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "check")?;
+            let _reader = lock.reader_lock(&v, "check")?;
             let done = Arc::new(AtomicU64::new(0));
             let d = done.clone();
             let bar = Progress::start(g.progress() && read_data, move || {

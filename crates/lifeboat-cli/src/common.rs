@@ -313,3 +313,48 @@ mod tests {
         }
     }
 }
+
+/// `--no-lock` of the read-only commands (`vault check`, `vault stats`,
+/// `points ls`), as restic has it.
+#[derive(clap::Args, Debug, Default, Clone, Copy)]
+pub struct NoLock {
+    /// Take no reader lock and write nothing into the vault (read-only media:
+    /// a read-only mount, another user's files). Then a prune running
+    /// meanwhile may delete packs this command reads.
+    #[arg(long)]
+    pub no_lock: bool,
+}
+
+impl NoLock {
+    /// The reader lock of a read-only command (`kind`: "check", "list"), so
+    /// that a prune running meanwhile defers deleting what it reads; none
+    /// with `--no-lock`. A vault this process may not write to is an error
+    /// naming `--no-lock`.
+    pub fn reader_lock(
+        self,
+        v: &Vault,
+        kind: &str,
+    ) -> Result<Option<lifeboat_vault::lock::LockGuard>> {
+        if self.no_lock {
+            return Ok(None);
+        }
+        match lifeboat_vault::lock::LockGuard::acquire(v.storage(), kind, false) {
+            Ok(g) => Ok(Some(g)),
+            Err(e) if e.is_not_writable() => bail!(
+                "cannot write a reader lock into the vault at {} ({e}); on read-only media (a read-only mount, another user's files, read-only keys) run the command again with --no-lock: it then writes nothing, but a prune running meanwhile may delete packs it reads",
+                v.storage().location()
+            ),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// "Now" for what a read-only command shows (which points are locked):
+    /// the storage's clock, or this machine's with `--no-lock`, where
+    /// nothing may be written to probe the storage's. Nothing is decided by it.
+    pub fn shown_now(self, v: &Vault) -> Result<chrono::DateTime<chrono::Utc>> {
+        if self.no_lock {
+            return Ok(chrono::Utc::now());
+        }
+        Ok(v.now()?)
+    }
+}

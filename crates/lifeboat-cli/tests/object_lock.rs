@@ -6,8 +6,14 @@
 use lifeboat_testkit::s3::{CREDENTIALS, S3Server};
 use lifeboat_testkit::{Cli, make_sample_tree, tempdir};
 
+/// The binary under test (`LIFEBOAT_TEST_BIN` runs the tests against another
+/// build, e.g. the code before a fix).
+fn bin() -> String {
+    std::env::var("LIFEBOAT_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_lifeboat").into())
+}
+
 fn cli(s3: &S3Server, bucket: &str) -> Cli {
-    let mut c = Cli::at(env!("CARGO_BIN_EXE_lifeboat"), &s3.url(bucket, "v"));
+    let mut c = Cli::at(bin(), &s3.url(bucket, "v"));
     c.env = CREDENTIALS
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -201,4 +207,123 @@ fn forge_helper() {
     p.time = chrono::Utc::now() + chrono::Duration::days(365);
     p.retention = None;
     println!("forged {}", v.write_point(&p).unwrap().to_hex());
+}
+
+/// Issue 21, B9: on a bucket with Object Lock an immutable vault lock
+/// configuration is locked on the store too, and a delete marker (a plain
+/// DELETE of its key, which any writer's keys may send) does not hide it:
+/// every version under `vault-lock/` is read.
+#[test]
+fn an_immutable_vault_lock_configuration_survives_a_delete_marker_and_is_locked_on_the_store() {
+    let t = tempdir().unwrap();
+    let src = t.path().join("src");
+    make_sample_tree(&src, 4);
+    let s3 = S3Server::start();
+    let r = s3
+        .request_with(
+            "PUT",
+            "/cfg-vault",
+            &[("x-amz-bucket-object-lock-enabled", "true")],
+            b"",
+        )
+        .unwrap();
+    assert_eq!(status(&r), 200, "{r}");
+    let c = cli(&s3, "cfg-vault");
+    c.ok(&["vault", "init"]);
+    // A configuration written five days ago with a three-day cooling-off
+    // (through the library, as only a forger could date it): immutable.
+    let loc = lifeboat_vault::Location::parse(&c.vault)
+        .unwrap()
+        .with_credentials(lifeboat_vault::S3Credentials::Keys {
+            access_key_id: "test".into(),
+            secret_access_key: "test".into(),
+            session_token: None,
+            source: "the test".into(),
+        })
+        .unwrap();
+    let v = lifeboat_vault::Vault::open(&loc, c.password.as_bytes()).unwrap();
+    let s = lifeboat_vault::retention::LockSettings {
+        min_retention: Some(chrono::Duration::days(7)),
+        max_retention: None,
+        mode: lifeboat_vault::LockMode::Compliance,
+        changeable_for: chrono::Duration::days(3),
+    };
+    let now = chrono::Utc::now();
+    lifeboat_vault::retention::configure(&v, &s, now - chrono::Duration::days(5)).unwrap();
+    drop(v);
+    // A writer reads it: the store now keeps its version in compliance mode.
+    c.ok(&["backup", "files", src.to_str().unwrap()]);
+    let cfg = versions(&s3, "cfg-vault", "v/vault-lock/");
+    assert_eq!(cfg.len(), 1, "{cfg:?}");
+    let (key, version) = &cfg[0];
+    let r = s3
+        .request(
+            "GET",
+            &format!("/cfg-vault/{key}?retention&versionId={version}"),
+        )
+        .unwrap();
+    assert!(r.contains("COMPLIANCE"), "{r}");
+    assert_eq!(
+        delete_version(&s3, "cfg-vault", key, version),
+        403,
+        "a raw delete of the configuration's version was accepted"
+    );
+    // A plain DELETE only adds a delete marker: the configuration still rules.
+    let r = s3.request("DELETE", &format!("/cfg-vault/{key}")).unwrap();
+    assert_eq!(status(&r), 204, "{r}");
+    let shown = c.json(&["vault", "configure", "--show"]);
+    assert_eq!(shown["configured"], true, "{shown:#}");
+    assert_eq!(shown["immutable"], true, "{shown:#}");
+    let id = c.json(&["backup", "files", src.to_str().unwrap()])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let p = c.json(&["points", "show", &id]);
+    assert_eq!(p["retention"]["mode"], "compliance", "{p:#}");
+    // And nobody can replace it by a weaker one, nor remove it, nor forget
+    // the point, whatever their clock says: the store's `Date` decides.
+    let o = c.run(&[
+        "vault",
+        "configure",
+        "--min-retention",
+        "1d",
+        "--lock",
+        "governance",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("immutable"));
+    for (offset, args) in [
+        ("-4d", &["vault", "configure", "--remove"][..]),
+        ("+8d", &["points", "forget", &id[..]][..]),
+    ] {
+        let o = faked(&c, offset, args);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    c.ok(&["points", "show", &id]);
+    assert_eq!(
+        c.json(&["vault", "configure", "--show"])["configured"],
+        true
+    );
+}
+
+/// `c`'s command for `args` under `faketime -f OFFSET` (Debian `faketime`).
+fn faked(c: &Cli, offset: &str, args: &[&str]) -> std::process::Output {
+    let inner = c.command(args);
+    let mut cmd = std::process::Command::new("faketime");
+    cmd.args(["-f", offset])
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd.output()
+        .expect("faketime (Debian package faketime) must be installed")
 }

@@ -282,11 +282,24 @@ fn a_read_only_vault_can_be_listed_checked_and_restored_from() {
     std::fs::create_dir(&out).unwrap();
     chown_nobody(&out);
     let r = cli(&ro);
+    // The read-only commands that hold a reader lock say they cannot write
+    // it and name --no-lock (issue 21, D21) ...
+    for args in [
+        &["vault", "check"][..],
+        &["vault", "stats"],
+        &["points", "ls", "latest"],
+    ] {
+        let o = as_nobody(&r, args);
+        assert_eq!(code(&o), 1, "{args:?} on a read-only vault: {}", stderr(&o));
+        assert!(stderr(&o).contains("--no-lock"), "{args:?}: {}", stderr(&o));
+    }
+    // ... and with it they work, writing nothing.
     for args in [
         &["points", "list"][..],
-        &["vault", "check", "--read-data"],
+        &["vault", "check", "--read-data", "--no-lock"],
+        &["vault", "stats", "--no-lock"],
         &["key", "list"],
-        &["points", "ls", "latest"],
+        &["points", "ls", "latest", "--no-lock"],
         &["restore", "files", "latest", "--to", out.to_str().unwrap()],
     ] {
         let o = as_nobody(&r, args);
@@ -304,6 +317,60 @@ fn a_read_only_vault_can_be_listed_checked_and_restored_from() {
             "{f}"
         );
     }
+}
+
+/// Issue 21, D21: with --no-lock the read-only commands write nothing into a
+/// writable vault either (no reader lock, no `tmp/`, no clock probe); without
+/// it they hold a reader lock while they run and leave no lock behind.
+#[test]
+fn no_lock_reads_write_nothing_into_the_vault() {
+    let t = tempdir().unwrap();
+    let src = t.path().join("src");
+    make_sample_tree(&src, 5);
+    let vault = t.path().join("vault");
+    let c = cli(&vault);
+    c.ok(&["vault", "init"]);
+    c.ok(&[
+        "backup",
+        "files",
+        src.to_str().unwrap(),
+        "--retain-for",
+        "1d",
+    ]);
+    std::fs::remove_dir_all(vault.join("tmp")).unwrap();
+    let snapshot = |dir: &Path| -> Vec<(std::path::PathBuf, i64, i64)> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            let m = std::fs::symlink_metadata(&d).unwrap();
+            out.push((d.clone(), m.mtime(), m.mtime_nsec()));
+            if m.is_dir() {
+                for e in std::fs::read_dir(&d).unwrap() {
+                    stack.push(e.unwrap().path());
+                }
+            }
+        }
+        out.sort();
+        out
+    };
+    let before = snapshot(&vault);
+    for args in [
+        &["vault", "check", "--read-data", "--no-lock"][..],
+        &["vault", "stats", "--no-lock"],
+        &["points", "ls", "latest", "--no-lock"],
+        &["points", "list"],
+    ] {
+        c.ok(args);
+    }
+    assert_eq!(
+        snapshot(&vault),
+        before,
+        "a --no-lock read changed the vault"
+    );
+    // Without it, a reader lock is written and removed again.
+    c.ok(&["vault", "check"]);
+    assert!(vault.join("locks").exists());
+    assert_eq!(std::fs::read_dir(vault.join("locks")).unwrap().count(), 0);
 }
 
 // ----- D.25: exit codes and messages -----

@@ -64,7 +64,7 @@ pub fn apply(
         Vault::init(&loc, &pw, &lifeboat_vault::InitOptions::default())?;
         initialised.push(name.clone());
     }
-    let locks_set = crate::vault_lock::apply(cfg, &changes.locks_to_set, Utc::now())?;
+    let locks_set = crate::vault_lock::apply(cfg, &changes.locks_to_set)?;
     let mut stored_in = Vec::new();
     if !changes.is_empty() {
         let mut targets = cfg.used_vaults();

@@ -145,7 +145,6 @@ pub fn compute(cfg: &Config, text: &str, applied: &Applied) -> Result<Changes> {
     // Declared vault locks, compared with what each vault holds (a vault
     // whose password is not at hand cannot be read: `apply` will need it).
     let mut locks_to_set = Vec::new();
-    let now = chrono::Utc::now();
     for (name, v) in &cfg.vaults {
         let Some(spec) = &v.lock else { continue };
         let want = crate::vault_lock::settings(name, spec)?;
@@ -157,7 +156,7 @@ pub fn compute(cfg: &Config, text: &str, applied: &Applied) -> Result<Changes> {
             ))
         } else {
             match crate::secret::open_vault(cfg, name) {
-                Ok(vault) => crate::vault_lock::needed(name, &vault, &want, now)?,
+                Ok(vault) => crate::vault_lock::needed(name, &vault, &want)?,
                 Err(ControlError::Secret(_)) => None,
                 Err(e) => return Err(e),
             }

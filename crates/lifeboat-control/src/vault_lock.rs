@@ -5,7 +5,7 @@
 //! already immutable and differs from the file stops `plan` and `apply`
 //! before anything is changed.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use lifeboat_config::{Config, LockSpec};
 use lifeboat_vault::retention::{self, LockSettings, MIN_COOLING_OFF, VaultLock};
 use lifeboat_vault::{LockMode, Vault};
@@ -56,13 +56,9 @@ pub fn describe(s: &LockSettings) -> String {
 /// What a declared lock needs on an existing vault: `None` when the vault
 /// already has it, else a line for the plan. An immutable configuration
 /// that differs is an error naming both.
-pub fn needed(
-    vault_name: &str,
-    v: &Vault,
-    want: &LockSettings,
-    now: DateTime<Utc>,
-) -> Result<Option<String>> {
-    let state = retention::load(v, now)?;
+pub fn needed(vault_name: &str, v: &Vault, want: &LockSettings) -> Result<Option<String>> {
+    // Judged on the vault storage's clock, never this machine's.
+    let state = retention::load(v, v.now()?)?;
     if matches(state.effective.as_ref(), want) {
         return Ok(None);
     }
@@ -97,7 +93,7 @@ fn describe_effective(e: &VaultLock) -> String {
 }
 
 /// Writes the declared lock of every vault in `names` whose lock differs.
-pub fn apply(cfg: &Config, names: &[String], now: DateTime<Utc>) -> Result<Vec<String>> {
+pub fn apply(cfg: &Config, names: &[String]) -> Result<Vec<String>> {
     let mut set = Vec::new();
     for name in names {
         let Some(spec) = cfg.vaults.get(name).and_then(|v| v.lock.as_ref()) else {
@@ -105,8 +101,8 @@ pub fn apply(cfg: &Config, names: &[String], now: DateTime<Utc>) -> Result<Vec<S
         };
         let want = settings(name, spec)?;
         let v = crate::secret::open_vault(cfg, name)?;
-        if needed(name, &v, &want, now)?.is_some() {
-            retention::configure(&v, &want, now)?;
+        if needed(name, &v, &want)?.is_some() {
+            retention::configure(&v, &want, v.now()?)?;
             set.push(name.clone());
         }
     }

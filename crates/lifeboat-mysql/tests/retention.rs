@@ -87,7 +87,7 @@ fn forget_keeps_the_binlog_a_kept_snapshot_needs() {
         last: 1,
         ..KeepPolicy::default()
     };
-    let out = forget(&v, &points, &keep1, &rules, false, false);
+    let out = forget(&v, &points, &keep1, &rules, false, false).unwrap();
     assert!(out.not_deleted.is_empty(), "{:?}", out.not_deleted);
     let left: Vec<Id> = v
         .list_points()

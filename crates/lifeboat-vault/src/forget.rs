@@ -193,6 +193,8 @@ pub fn trusted_times(
 /// Decides with [`apply`] and deletes the points not kept (unless
 /// `dry_run`). A point that cannot be deleted (a retention lock, a storage
 /// failure) is reported in [`Outcome::not_deleted`]; the others still go.
+/// "Now" is the storage's (`Vault::now`): when it cannot be had, nothing is
+/// decided.
 pub fn forget(
     vault: &crate::Vault,
     points: &[(Id, RecoveryPoint)],
@@ -200,7 +202,8 @@ pub fn forget(
     rules: &[&dyn DependentKind],
     dry_run: bool,
     override_lock: bool,
-) -> Outcome {
+) -> crate::Result<Outcome> {
+    let now = vault.now()?;
     let stored = match vault.point_times() {
         Ok(t) => t,
         Err(e) => {
@@ -212,7 +215,7 @@ pub fn forget(
     };
     let (points, time_notes) = trusted_times(points, &stored);
     let points = &points[..];
-    let mut decisions = apply_with(points, policy, Utc::now(), rules, override_lock);
+    let mut decisions = apply_with(points, policy, now, rules, override_lock);
     let mut not_deleted = Vec::new();
     if !dry_run {
         for d in decisions.iter_mut().filter(|d| !d.keep) {
@@ -223,11 +226,11 @@ pub fn forget(
             }
         }
     }
-    Outcome {
+    Ok(Outcome {
         decisions,
         not_deleted,
         time_notes,
-    }
+    })
 }
 
 fn apply_policy(

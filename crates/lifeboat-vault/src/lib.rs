@@ -22,6 +22,7 @@
 
 pub mod check;
 pub mod chunker;
+pub mod clock;
 pub mod copy;
 pub mod credentials;
 pub mod crypto;
@@ -42,6 +43,7 @@ pub mod repair;
 mod resume;
 pub mod retention;
 mod retention_session;
+mod retention_store;
 mod s3hint;
 pub mod seed;
 pub mod select;

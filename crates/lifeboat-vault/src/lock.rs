@@ -190,17 +190,20 @@ pub fn lock_path(id: &Id) -> String {
 /// Reads every lock; unreadable ones (damaged) are left out. When a listed
 /// lock vanishes while the locks are read, the listing is made again, so the
 /// result is one moment's set of locks (a holder that replaced a claim by
-/// another lock is seen with one of them).
+/// another lock is seen with one of them). A lock's `refreshed` is the time
+/// the storage last wrote it (file mtime, S3 `LastModified`) where the
+/// storage gives one: its holder's clock is not trusted (format spec §10).
 fn read_locks(storage: &Storage) -> Result<Vec<(Id, LockInfo)>> {
     'again: for _ in 0..8 {
         let mut out = Vec::new();
-        for l in storage.list("locks/")? {
-            let Some(id) = l.path.strip_prefix("locks/").and_then(Id::parse) else {
+        for (path, stored) in storage.list_modified("locks/")? {
+            let Some(id) = path.strip_prefix("locks/").and_then(Id::parse) else {
                 continue;
             };
-            match storage.read(&l.path) {
+            match storage.read(&path) {
                 Ok(b) => {
-                    if let Ok(i) = serde_json::from_slice::<LockInfo>(&b) {
+                    if let Ok(mut i) = serde_json::from_slice::<LockInfo>(&b) {
+                        i.refreshed = stored.unwrap_or(i.refreshed);
                         out.push((id, i));
                     }
                 }
@@ -219,9 +222,10 @@ fn read_locks(storage: &Storage) -> Result<Vec<(Id, LockInfo)>> {
     })
 }
 
-/// Lists locks that are not stale, with their ids.
+/// Lists locks that are not stale, with their ids. Their age is judged on
+/// the storage's clock ([`Storage::now`]), never this machine's.
 pub fn live_locks(storage: &Storage) -> Result<Vec<(Id, LockInfo)>> {
-    let now = Utc::now();
+    let now = storage.now()?;
     Ok(read_locks(storage)?
         .into_iter()
         .filter(|(_, i)| !i.is_stale(now))
@@ -231,7 +235,7 @@ pub fn live_locks(storage: &Storage) -> Result<Vec<(Id, LockInfo)>> {
 /// Removes stale locks; returns how many. Only locks that were read and
 /// judged stale are removed: a lock written meanwhile is never touched.
 pub fn remove_stale(storage: &Storage) -> Result<usize> {
-    let now = Utc::now();
+    let now = storage.now()?;
     let stale: Vec<Id> = read_locks(storage)?
         .into_iter()
         .filter(|(_, i)| i.is_stale(now))

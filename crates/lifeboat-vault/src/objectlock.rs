@@ -43,7 +43,14 @@ pub struct ObjectLock {
     bucket: String,
 }
 
-fn err(op: &'static str, path: &str, message: String) -> VaultError {
+/// A store's answer: status, body, `Date` header.
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) body: Vec<u8>,
+    pub(crate) date: Option<String>,
+}
+
+pub(crate) fn err(op: &'static str, path: &str, message: String) -> VaultError {
     VaultError::Storage {
         op,
         path: path.to_string(),
@@ -124,6 +131,19 @@ impl ObjectLock {
         url: String,
         body: Vec<u8>,
     ) -> Result<(u16, String)> {
+        self.send_raw(op, path, method, url, body)
+            .map(|a| (a.status, String::from_utf8_lossy(&a.body).into_owned()))
+    }
+
+    /// [`Self::send`], answering the body's bytes and the `Date` header.
+    pub(crate) fn send_raw(
+        &self,
+        op: &'static str,
+        path: &str,
+        method: http::Method,
+        url: String,
+        body: Vec<u8>,
+    ) -> Result<Answer> {
         self.rt.block_on(async {
             let mut req = http::Request::builder()
                 .method(method)
@@ -151,9 +171,42 @@ impl ObjectLock {
                 err(op, path, format!("{e} (the object store cannot be reached: check the endpoint and the network)"))
             })?;
             let status = resp.status().as_u16();
-            let text = resp.text().await.unwrap_or_default();
-            Ok((status, text))
+            let date = resp
+                .headers()
+                .get(http::header::DATE)
+                .and_then(|d| d.to_str().ok())
+                .map(str::to_string);
+            let body = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+            Ok(Answer { status, body, date })
         })
+    }
+
+    /// The store's time: the `Date` header of its answer to a `HEAD` of the
+    /// bucket (every answer carries one, a refusal too).
+    pub fn server_time(&self) -> Result<DateTime<Utc>> {
+        let Answer { status, date, .. } = self.send_raw(
+            "clock",
+            &self.bucket,
+            http::Method::HEAD,
+            self.base.clone(),
+            Vec::new(),
+        )?;
+        let date = date.ok_or_else(|| {
+            err(
+                "clock",
+                &self.bucket,
+                format!("the store's answer ({status}) has no Date header: its time is unknown, so no retention or lock decision can be made"),
+            )
+        })?;
+        DateTime::parse_from_rfc2822(&date)
+            .map(|d| d.with_timezone(&Utc))
+            .map_err(|e| {
+                err(
+                    "clock",
+                    &self.bucket,
+                    format!("the store's Date header {date:?} is not an HTTP date: {e}"),
+                )
+            })
     }
 
     /// Whether the bucket has Object Lock enabled.
@@ -188,13 +241,23 @@ impl ObjectLock {
     /// Gives the current version of `path` (vault-relative) a retention of
     /// `mode` until `until`. A version already retained as long is left.
     pub fn retain(&self, path: &str, mode: LockMode, until: DateTime<Utc>) -> Result<()> {
-        let key = format!("{}{path}", self.root);
+        self.retain_version(path, None, mode, until)
+    }
+
+    /// [`Self::retain`] for one version of `path` (`None`: the current one).
+    pub fn retain_version(
+        &self,
+        path: &str,
+        version: Option<&str>,
+        mode: LockMode,
+        until: DateTime<Utc>,
+    ) -> Result<()> {
         let date = until.to_rfc3339_opts(SecondsFormat::Secs, true);
         let body = format!(
             "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Mode>{}</Mode><RetainUntilDate>{date}</RetainUntilDate></Retention>",
             mode.as_str().to_uppercase()
         );
-        let url = format!("{}{key}?retention", self.base);
+        let url = self.url(path, "retention", version);
         let (status, text) = self.send(
             "retain",
             path,
@@ -227,6 +290,121 @@ impl ObjectLock {
             ),
         ))
     }
+}
+
+impl ObjectLock {
+    /// `BASE/ROOT+path?query[&versionId=V]`.
+    fn url(&self, path: &str, query: &str, version: Option<&str>) -> String {
+        let mut u = format!("{}{}{path}?{query}", self.base, self.root);
+        if let Some(v) = version {
+            u.push_str(if query.is_empty() {
+                "versionId="
+            } else {
+                "&versionId="
+            });
+            u.push_str(&query_escape(v));
+        }
+        u
+    }
+
+    /// Every version of the objects under `prefix` (vault-relative), as
+    /// (path, version id), those hidden by a delete marker included (a
+    /// delete marker itself is not a version of content).
+    pub fn versions(&self, prefix: &str) -> Result<Vec<(String, String)>> {
+        let url = format!(
+            "{}?versions&prefix={}",
+            self.base,
+            query_escape(&format!("{}{prefix}", self.root))
+        );
+        let (status, body) = self.send("versions", prefix, http::Method::GET, url, Vec::new())?;
+        if status != 200 {
+            return Err(err(
+                "versions",
+                prefix,
+                format!(
+                    "listing the object versions answered {status}: {} (the credentials need s3:ListBucketVersions)",
+                    body.trim()
+                ),
+            ));
+        }
+        if body.contains("<IsTruncated>true</IsTruncated>") {
+            return Err(err(
+                "versions",
+                prefix,
+                "more than one page of object versions: remove old noncurrent versions (a lifecycle rule) and run again".into(),
+            ));
+        }
+        Ok(body
+            .split("<Version>")
+            .skip(1)
+            .filter_map(|v| {
+                let key = between(v, "<Key>", "</Key>")?;
+                let id = between(v, "<VersionId>", "</VersionId>")?;
+                Some((key.strip_prefix(&self.root)?.to_string(), id.to_string()))
+            })
+            .collect())
+    }
+
+    /// The bytes of one version of `path`.
+    pub fn read_version(&self, path: &str, version: &str) -> Result<Vec<u8>> {
+        let url = self.url(path, "", Some(version));
+        let a = self.send_raw("read", path, http::Method::GET, url, Vec::new())?;
+        match a.status {
+            200 => Ok(a.body),
+            404 => Err(VaultError::Missing {
+                object: format!("{path} (version {version})"),
+                reason: "not found in storage".into(),
+            }),
+            s => Err(err(
+                "read",
+                path,
+                format!(
+                    "reading version {version} answered {s}: {} (the credentials need s3:GetObjectVersion)",
+                    String::from_utf8_lossy(&a.body).trim()
+                ),
+            )),
+        }
+    }
+
+    /// Deletes one version of `path` for good (refused by the store while
+    /// the version is under retention).
+    pub fn delete_version(&self, path: &str, version: &str) -> Result<()> {
+        let url = self.url(path, "", Some(version));
+        let (status, body) = self.send("remove", path, http::Method::DELETE, url, Vec::new())?;
+        match status {
+            200 | 204 | 404 => Ok(()),
+            s => Err(err(
+                "remove",
+                path,
+                format!(
+                    "deleting version {version} answered {s}: {} (the credentials need s3:DeleteObjectVersion; a version under retention cannot be deleted)",
+                    body.trim()
+                ),
+            )),
+        }
+    }
+
+    /// The retention date of one version of `path`, if it has one.
+    pub fn retained_until(&self, path: &str, version: &str) -> Result<Option<DateTime<Utc>>> {
+        let url = self.url(path, "retention", Some(version));
+        let (status, body) = self.send("retain", path, http::Method::GET, url, Vec::new())?;
+        Ok((status == 200)
+            .then(|| between(&body, "<RetainUntilDate>", "</RetainUntilDate>"))
+            .flatten()
+            .and_then(|d| d.parse::<DateTime<Utc>>().ok()))
+    }
+}
+
+/// Percent-encodes a query value (everything but unreserved characters).
+fn query_escape(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn between<'a>(s: &'a str, a: &str, b: &str) -> Option<&'a str> {

@@ -252,7 +252,7 @@ pub fn prune_with_progress(
     // Blobs of points under a retention lock stay in the packs they are in:
     // on an S3 bucket with Object Lock those packs carry the lock, a repacked
     // copy would not.
-    let now = chrono::Utc::now();
+    let now = vault.now()?;
     let locked_roots: Vec<Id> = points
         .iter()
         .filter(|(_, p)| p.retention.as_ref().is_some_and(|r| r.retain_until > now))
@@ -373,7 +373,7 @@ pub fn prune_with_progress(
     // packs deleted below included (so that any reader whose listing holds
     // this file sees them obsolete, whichever old files it also holds)
     let mut new_marks = Vec::new();
-    let now = chrono::Utc::now().timestamp();
+    let now = vault.now()?.timestamp();
     let mut delete: Vec<Id> = Vec::new();
     for (pack, v) in &verdicts {
         let entries = index.packs()[pack].clone();

@@ -14,7 +14,10 @@
 //! writer with the password can always add one); the effective configuration
 //! is chosen so that adding objects can never weaken an immutable one: the
 //! **strictest merge** of all configurations whose cooling-off has ended, or,
-//! while none has, the newest one.
+//! while none has, the newest one. On a bucket with S3 Object Lock every
+//! version of them counts and immutable ones are locked on the store
+//! (`retention_store`). Every "now" passed in is the storage's time
+//! (`Vault::now`, `clock.rs`), never this machine's clock.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -244,24 +247,38 @@ pub struct LockState {
     /// Every object read, by id.
     #[serde(skip)]
     pub objects: Vec<(Id, VaultLock)>,
+    /// Every stored object by id, with its version on a bucket with Object
+    /// Lock (where each version counts, see `retention_store`).
+    #[serde(skip)]
+    pub(crate) versions: Vec<(Id, Option<String>)>,
 }
 
 /// Reads the vault lock configuration. A damaged object is an error (it may
 /// have been the configuration in effect): nothing is written under a lock
 /// configuration the engine cannot read.
+/// `now` is the storage's time (`Vault::now`).
 pub fn load(vault: &crate::Vault, now: DateTime<Utc>) -> Result<LockState> {
-    let mut objects = Vec::new();
-    for l in vault.storage().list(DIR)? {
-        let Some(id) = l.path.strip_prefix(DIR).and_then(Id::parse) else {
-            continue;
-        };
-        let bytes = match vault.storage().read(&l.path) {
-            Ok(b) => b,
-            Err(VaultError::Missing { .. }) => continue, // replaced meanwhile
-            Err(e) => return Err(e),
-        };
-        objects.push((id, VaultLock::open(vault.key(), &id, &bytes)?));
+    load_lazy(vault, &|| Ok(now))
+}
+
+/// [`load`], asking `now` only when there is a configuration to judge.
+pub(crate) fn load_lazy(
+    vault: &crate::Vault,
+    now: &dyn Fn() -> Result<DateTime<Utc>>,
+) -> Result<LockState> {
+    let mut objects: Vec<(Id, VaultLock)> = Vec::new();
+    let mut versions = Vec::new();
+    for s in crate::retention_store::read_all(vault)? {
+        let l = VaultLock::open(vault.key(), &s.id, &s.bytes)?;
+        if !objects.iter().any(|(i, _)| *i == s.id) {
+            objects.push((s.id, l));
+        }
+        versions.push((s.id, s.version));
     }
+    if objects.is_empty() {
+        return Ok(LockState::default());
+    }
+    let now = now()?;
     let immutable: Vec<&VaultLock> = objects
         .iter()
         .map(|(_, l)| l)
@@ -284,6 +301,7 @@ pub fn load(vault: &crate::Vault, now: DateTime<Utc>) -> Result<LockState> {
         effective,
         immutable: is_immutable,
         objects,
+        versions,
     })
 }
 
@@ -306,8 +324,9 @@ pub const LOCK_FORMAT_VERSION: u32 = 4;
 /// Writes a new vault lock configuration, replacing the current one. Refused
 /// once the current configuration's cooling-off has ended, and for settings
 /// out of range. The old objects are removed after the new one is stored.
+/// `now` is the storage's time (`Vault::now`).
 pub fn configure(vault: &crate::Vault, s: &LockSettings, now: DateTime<Utc>) -> Result<VaultLock> {
-    let state = load(vault, now)?;
+    let state = crate::retention_store::load_and_hold(vault, &|| Ok(now))?;
     refuse_if_immutable(&state, "changed")?;
     if s.changeable_for < MIN_COOLING_OFF {
         return Err(VaultError::Refused(format!(
@@ -346,19 +365,20 @@ pub fn configure(vault: &crate::Vault, s: &LockSettings, now: DateTime<Utc>) -> 
     }
     let (id, stored) = lock.seal(vault.key());
     vault.storage().write(&format!("{DIR}{id}"), stored)?;
-    for (old, _) in state.objects.iter().filter(|(o, _)| *o != id) {
-        vault.storage().remove(&format!("{DIR}{old}"))?;
+    for (old, version) in state.versions.iter().filter(|(o, _)| *o != id) {
+        crate::retention_store::remove(vault, old, version.as_deref())?;
     }
     vault.forget_lock_cache();
     Ok(lock)
 }
 
 /// Removes the vault lock configuration during its cooling-off period.
+/// `now` is the storage's time (`Vault::now`).
 pub fn remove(vault: &crate::Vault, now: DateTime<Utc>) -> Result<usize> {
-    let state = load(vault, now)?;
+    let state = crate::retention_store::load_and_hold(vault, &|| Ok(now))?;
     refuse_if_immutable(&state, "removed")?;
-    for (id, _) in &state.objects {
-        vault.storage().remove(&format!("{DIR}{id}"))?;
+    for (id, version) in &state.versions {
+        crate::retention_store::remove(vault, id, version.as_deref())?;
     }
     vault.forget_lock_cache();
     Ok(state.objects.len())
@@ -439,7 +459,7 @@ pub fn extend(
     mode: Option<LockMode>,
     bypass_governance: bool,
 ) -> Result<Id> {
-    let now = Utc::now();
+    let now = vault.now()?;
     let mut p = vault.read_point(id)?;
     let old = p.retention.clone().filter(|r| r.retain_until > now);
     let mode = mode.unwrap_or(old.as_ref().map_or(LockMode::Governance, |r| r.mode));

@@ -22,6 +22,12 @@ pub struct Session {
 }
 
 impl Vault {
+    /// Now, on the storage's clock (`Storage::now`): the time every
+    /// retention and lock decision is made at, never this machine's clock.
+    pub fn now(&self) -> Result<DateTime<Utc>> {
+        self.storage().now()
+    }
+
     /// Asks for this retention on every point this handle (and its clones)
     /// writes from now on; the vault lock configuration applies on top.
     /// Checked at once against the configuration, so that a backup fails
@@ -29,7 +35,7 @@ impl Vault {
     pub fn set_retention_request(&self, request: Option<RetentionRequest>) -> Result<()> {
         if let Some(r) = &request {
             let lock = self.lock_config()?;
-            retention::resolve(None, Some(r), lock.as_ref(), Utc::now())
+            retention::resolve(None, Some(r), lock.as_ref(), self.now()?)
                 .map_err(VaultError::Refused)?;
         }
         *self.ret().request.lock().expect("lock") = request;
@@ -42,7 +48,7 @@ impl Vault {
         if let Some(l) = cache.as_ref() {
             return Ok(l.clone());
         }
-        let l = retention::load(self, Utc::now())?.effective;
+        let l = crate::retention_store::load_and_hold(self, &|| self.now())?.effective;
         *cache = Some(l.clone());
         Ok(l)
     }
@@ -90,11 +96,14 @@ impl Vault {
         let request = *self.ret().request.lock().expect("lock");
         let lock = self.lock_config()?;
         let mut p = point.clone();
+        if request.is_none() && lock.is_none() {
+            return Ok(p); // nothing to resolve: the storage's clock is not asked
+        }
         p.retention = retention::resolve(
             point.retention.as_ref(),
             request.as_ref(),
             lock.as_ref(),
-            Utc::now(),
+            self.now()?,
         )
         .map_err(VaultError::Refused)?;
         Ok(p)
@@ -109,7 +118,7 @@ impl Vault {
             Err(VaultError::Missing { .. }) => return Ok(()),
             Err(e) => return Err(e),
         };
-        if !retention::covers(by, &p, Utc::now()) {
+        if p.retention.is_some() && !retention::covers(by, &p, self.now()?) {
             return self.remove_point(old, false);
         }
         self.storage().remove(&point_path(old))

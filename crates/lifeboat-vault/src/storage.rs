@@ -154,7 +154,13 @@ impl std::fmt::Display for Location {
 /// Removes the regular files directly in `dir` last modified more than
 /// `older_than` ago: the leftovers of atomic writes a killed process never
 /// renamed into place (a staging directory; nothing else may live there).
+/// Ages are judged on the file system's clock (a probe file's mtime), not
+/// this process's: a clock set ahead must not remove another process's
+/// write in progress.
 pub fn remove_old_files(dir: &std::path::Path, older_than: std::time::Duration) {
+    let Ok(now) = crate::clock::probe_in(dir) else {
+        return; // absent, or not writable: nothing could be removed either
+    };
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
@@ -163,7 +169,7 @@ pub fn remove_old_files(dir: &std::path::Path, older_than: std::time::Duration) 
             .metadata()
             .and_then(|m| m.modified())
             .ok()
-            .and_then(|t| t.elapsed().ok())
+            .and_then(|t| now.duration_since(t).ok())
             .is_some_and(|age| age > older_than);
         if old {
             let _ = std::fs::remove_file(e.path());
@@ -192,6 +198,8 @@ pub struct Storage {
     writer: Arc<OnceLock<Operator>>,
     /// S3 vaults: the timeouts in effect.
     net: Option<Effective>,
+    /// The last probe of the storage's clock (`clock.rs`).
+    clock: crate::clock::ClockCache,
 }
 
 impl std::fmt::Debug for Storage {
@@ -381,11 +389,22 @@ impl Storage {
             loc: location.clone(),
             writer,
             net,
+            clock: Default::default(),
         })
     }
 
+    /// The reading operator.
+    pub(crate) fn operator(&self) -> &Operator {
+        &self.op
+    }
+
+    /// The cache of the storage's clock (`clock.rs`).
+    pub(crate) fn clock_cache(&self) -> &crate::clock::ClockCache {
+        &self.clock
+    }
+
     /// Runs one storage operation, bounded by the total timeout on S3.
-    fn run<T>(
+    pub(crate) fn run<T>(
         &self,
         op: &'static str,
         path: &str,
@@ -548,40 +567,6 @@ impl Storage {
             });
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(out)
-    }
-
-    /// Lists every object below `dir` with the time the storage last wrote
-    /// it (file mtime, S3 `LastModified`; asked with a stat when the listing
-    /// does not carry it).
-    pub fn list_modified(
-        &self,
-        dir: &str,
-    ) -> Result<Vec<(String, Option<chrono::DateTime<chrono::Utc>>)>> {
-        let entries = match self.run("list", dir, async {
-            self.op.list_with(dir).recursive(true).await
-        }) {
-            Ok(v) => v,
-            Err(VaultError::Missing { .. }) => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let mut out = Vec::new();
-        for e in entries {
-            if e.metadata().is_dir() {
-                continue;
-            }
-            let t = match e.metadata().last_modified() {
-                Some(t) => Some(t),
-                None => match self.run("stat", e.path(), self.op.stat(e.path())) {
-                    Ok(m) => m.last_modified(),
-                    Err(VaultError::Missing { .. }) => continue,
-                    Err(err) => return Err(err),
-                },
-            };
-            let t =
-                t.map(|t| chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::from(t)));
-            out.push((e.path().to_string(), t));
-        }
         Ok(out)
     }
 

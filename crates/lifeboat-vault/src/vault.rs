@@ -517,8 +517,10 @@ impl Vault {
     /// Deletes a point, unless its retention forbids.
     pub fn remove_point(&self, id: &Id, override_governance: bool) -> Result<()> {
         let p = self.read_point(id)?;
-        if p.is_locked(Utc::now(), override_governance) {
-            let r = p.retention.as_ref().expect("locked has retention");
+        // The storage's clock is asked only about a point that has a lock.
+        if let Some(r) = &p.retention
+            && p.is_locked(self.now()?, override_governance)
+        {
             return Err(VaultError::Refused(format!(
                 "recovery point {} is locked ({}) until {}; it cannot be deleted{}",
                 id.short(),
