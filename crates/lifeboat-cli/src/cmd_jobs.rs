@@ -270,6 +270,20 @@ pub fn run(g: &Global, c: JobsCmd) -> Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             let store = open(&state)?;
+            // One run of a plan at a time, whoever starts it (the daemon,
+            // the API, this command): a second start is a `skipped` job.
+            let _plan_lock = match state.dir().lock_plan(&plan)? {
+                Ok(held) => held,
+                Err(busy) => {
+                    let (id, why) =
+                        lifeboat_control::run::record_busy(&cfg, &plan, &trigger, &store, &busy)?;
+                    if g.json {
+                        print_json(&serde_json::json!({"skipped": id, "error": why}))?;
+                    }
+                    eprintln!("lifeboat: {why}; recorded as skipped job {id}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
             // SIGINT/SIGTERM (`jobs cancel`) stop the backup cleanly; the job is recorded `cancelled`.
             crate::common::stop_backup_on_signals()?;
             let quiet = g.quiet || g.json;

@@ -48,6 +48,8 @@ pub fn run(g: &Global, a: ServeArgs) -> Result<ExitCode> {
         root: std::path::absolute(a.state.dir().root)?,
     };
     state.create()?;
+    // One daemon per state directory: a second would schedule every plan again.
+    let _daemon_lock = state.lock_daemon()?;
     let exe = std::env::current_exe().context("cannot find the lifeboat executable")?;
     let mut server_opts = lifeboat_server::ServerOptions::from_config(
         &cfg,
@@ -58,6 +60,7 @@ pub fn run(g: &Global, a: ServeArgs) -> Result<ExitCode> {
     if let Some(l) = a.listen {
         server_opts.listen = l;
     }
+    server_opts.grace = a.grace;
     let live: lifeboat_daemon::LiveConfig = Arc::new(RwLock::new(Arc::new(cfg)));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -87,7 +87,7 @@ fn a_user_does_the_daily_tasks_in_chromium() {
              [drill.shop-weekly]\nstack = \"shop\"\nto = \"primary\"\n",
             port = db.port
         ),
-        "",
+        &format!("restore_roots = [\"{d}\"]"),
     );
     // History: a backup, a failed run, a drill.
     s.cli.ok(&["jobs", "run", "--plan", "nightly"]);

@@ -6,6 +6,7 @@
 //! tls_cert = "/etc/lifeboat/api.crt" # with tls_key: HTTPS (rustls)
 //! tls_key = "/etc/lifeboat/api.key"
 //! token_file = "/etc/lifeboat/api-token"  # default: api-token in the state directory
+//! restore_roots = ["/srv/restores"]  # where the API may restore; default: STATE/restores and the sites' roots
 //! ```
 
 use std::path::PathBuf;
@@ -33,7 +34,13 @@ pub(crate) fn load_server(sink: &mut Sink<'_>, t: Table<'_, '_>, d: &mut Draft) 
     sink.unknown_keys(
         t,
         "the server",
-        &["listen", "tls_cert", "tls_key", "token_file"],
+        &[
+            "listen",
+            "tls_cert",
+            "tls_key",
+            "token_file",
+            "restore_roots",
+        ],
     );
     let mut spec = ServerSpec::default();
     if let Some((l, span)) = sink.string(t, "listen") {
@@ -53,6 +60,29 @@ pub(crate) fn load_server(sink: &mut Sink<'_>, t: Table<'_, '_>, d: &mut Draft) 
     spec.tls_cert = abs_path(sink, t, "tls_cert");
     spec.tls_key = abs_path(sink, t, "tls_key");
     spec.token_file = abs_path(sink, t, "token_file");
+    if let Some(roots) = sink.strings(t, "restore_roots") {
+        let mut ok = Vec::new();
+        for (r, span) in roots {
+            if !r.starts_with('/') || r.split('/').any(|c| c == "..") {
+                sink.error(
+                    &span,
+                    &t.key("restore_roots"),
+                    format!("`{r}` is not an absolute path without `..`"),
+                    Some("write each directory the API may restore into from `/`, e.g. `restore_roots = [\"/srv/restores\"]`".into()),
+                );
+            } else if r.trim_end_matches('/').is_empty() {
+                sink.error(
+                    &span,
+                    &t.key("restore_roots"),
+                    "`/` as a restore root lets the API write over the whole system".to_string(),
+                    Some("name the directories restores may go to, e.g. `restore_roots = [\"/srv/restores\"]`".into()),
+                );
+            } else {
+                ok.push(PathBuf::from(r));
+            }
+        }
+        spec.restore_roots = Some(ok);
+    }
     match (&spec.tls_cert, &spec.tls_key) {
         (Some(_), None) => sink.missing(
             t,

@@ -43,6 +43,10 @@ pub struct ServerSpec {
     pub tls_key: Option<PathBuf>,
     /// The bearer token's file (default: `api-token` in the state directory).
     pub token_file: Option<PathBuf>,
+    /// Directories the API and console may restore into (files, and bucket
+    /// locations on this host); `None`: `restores/` under the state
+    /// directory and every site's root.
+    pub restore_roots: Option<Vec<PathBuf>>,
 }
 
 impl ServerSpec {
@@ -57,6 +61,7 @@ impl Default for ServerSpec {
             tls_cert: None,
             tls_key: None,
             token_file: None,
+            restore_roots: None,
         }
     }
 }

@@ -39,6 +39,7 @@ pub mod cancel;
 pub mod changes;
 pub mod hooks;
 pub mod launch;
+pub mod locks;
 pub mod progress;
 pub mod report;
 pub mod restore;

@@ -317,3 +317,64 @@ fn backup_one(
         }
     }
 }
+
+/// Records a start of plan `plan` that found the plan's run going on
+/// (`busy`: its lock is held, by the daemon's, the API's or a command
+/// line's run) as a `skipped` job; returns the job's id and why. The
+/// running job is named when the holder has recorded one (it opens the
+/// vault first: waited for a few seconds).
+pub fn record_busy(
+    cfg: &Config,
+    plan: &str,
+    trigger: &str,
+    store: &dyn JobStore,
+    busy: &crate::locks::Busy,
+) -> Result<(i64, String)> {
+    use crate::store::JobFilter;
+    let vault = cfg.plans.get(plan).map(|p| p.vault.clone());
+    let t = std::time::Instant::now();
+    let running = loop {
+        let found = store
+            .list(&JobFilter {
+                plan: Some(plan.to_string()),
+                status: Some(status::RUNNING.into()),
+                limit: Some(50),
+                ..JobFilter::default()
+            })?
+            .into_iter()
+            .find(|j| busy.pid.is_none_or(|p| p == j.pid));
+        if found.is_some() || t.elapsed() > std::time::Duration::from_secs(5) {
+            break found;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let why = match &running {
+        Some(j) => format!(
+            "not started: plan `{plan}` is running already (job {}, process {}, started {}); one run of a plan at a time",
+            j.id,
+            j.pid,
+            j.started.format("%Y-%m-%d %H:%M:%S UTC")
+        ),
+        None => format!(
+            "not started: plan `{plan}` is running already ({} holds {}); one run of a plan at a time",
+            busy.holder(),
+            busy.path.display()
+        ),
+    };
+    let id = store.start(&NewJob {
+        kind: "backup".into(),
+        resource: None,
+        plan: Some(plan.to_string()),
+        trigger: trigger.to_string(),
+        vault,
+    })?;
+    store.finish(
+        id,
+        &JobEnd {
+            status: status::SKIPPED.into(),
+            error: Some(why.clone()),
+            ..JobEnd::default()
+        },
+    )?;
+    Ok((id, why))
+}

@@ -192,9 +192,10 @@ pub trait JobStore {
     /// Records that process `pid` runs job `id` (a daemon records the jobs
     /// of its children: `jobs cancel` must signal the child, never the daemon).
     fn set_process(&self, id: i64, pid: u32) -> Result<()>;
-    /// The jobs process `pid` recorded, oldest first (how a launcher learns
-    /// the ids of the jobs its child started).
-    fn jobs_of_process(&self, pid: u32) -> Result<Vec<Job>>;
+    /// The jobs process `pid`, started at `start` (its [`process_start`]),
+    /// recorded, oldest first (how a launcher learns the ids of the jobs its
+    /// child started; the start time tells a reused pid's old jobs apart).
+    fn jobs_of_process(&self, pid: u32, start: &str) -> Result<Vec<Job>>;
     /// Figures of the whole history, computed by the database.
     fn summary(&self) -> Result<JobSummary>;
 }
@@ -315,8 +316,9 @@ pub fn job_process_alive(store: &SqliteStore, job: &Job) -> Result<bool> {
     Ok(start.is_some_and(|s| process_start(job.pid).is_some_and(|now| now == s)))
 }
 
-/// A process's start time (field 22 of /proc/PID/stat), to tell a reused pid.
-fn process_start(pid: u32) -> Option<String> {
+/// A process's start time (field 22 of /proc/PID/stat), to tell a reused
+/// pid; readable until the process is reaped (a zombie's too).
+pub fn process_start(pid: u32) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = &stat[stat.rfind(')')? + 2..];
     after.split(' ').nth(19).map(str::to_string)
@@ -433,14 +435,16 @@ impl JobStore for SqliteStore {
         Ok(())
     }
 
-    fn jobs_of_process(&self, pid: u32) -> Result<Vec<Job>> {
+    fn jobs_of_process(&self, pid: u32, start: &str) -> Result<Vec<Job>> {
         let mut stmt = self
             .conn
             .prepare(&format!(
-                "SELECT {COLUMNS} FROM jobs WHERE pid = ?1 ORDER BY id"
+                "SELECT {COLUMNS} FROM jobs WHERE pid = ?1 AND pid_start = ?2 ORDER BY id"
             ))
             .map_err(|e| self.err(e))?;
-        let rows = stmt.query_map([pid], row_to_job).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![pid, start], row_to_job)
+            .map_err(|e| self.err(e))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(|e| self.err(e))
     }
@@ -614,8 +618,11 @@ mod tests {
         );
         assert_eq!(sum.last_success[0].0, "etc");
         assert_eq!(sum.running, [("backup".to_string(), 1)]);
-        let mine = s.jobs_of_process(std::process::id()).unwrap();
+        let me = std::process::id();
+        let mine = s.jobs_of_process(me, &process_start(me).unwrap()).unwrap();
         assert_eq!(mine.iter().map(|j| j.id).collect::<Vec<_>>(), [a, b]);
+        // A reused pid (same pid, another start time) has none of them.
+        assert!(s.jobs_of_process(me, "1").unwrap().is_empty());
         assert_eq!(
             s.list(&JobFilter {
                 resource: Some("db".into()),

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use lifeboat_config::Config;
-use lifeboat_control::store::{Job, JobEnd, JobFilter, JobStore, NewJob, status};
+use lifeboat_control::store::{Job, JobEnd, JobStore, NewJob, status};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -75,6 +75,9 @@ impl Runs {
         };
         let pid = child.id().unwrap_or(0);
         let started = Utc::now();
+        // Read before the child can be reaped: its jobs are told by pid and
+        // start time, never by a pid that may be reused.
+        let pid_start = lifeboat_control::store::process_start(pid).unwrap_or_default();
         self.going
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -103,7 +106,7 @@ impl Runs {
                 let st = child.wait().await;
                 ctx.children.remove(pid);
                 going.lock().unwrap_or_else(|e| e.into_inner()).remove(&plan);
-                let jobs = jobs_of(&ctx, &plan, pid, started);
+                let jobs = jobs_of(&ctx, &plan, pid, &pid_start);
                 let ok = !jobs.is_empty() && jobs.iter().all(|j| j.status == status::SUCCEEDED);
                 let summary: Vec<String> = jobs
                     .iter()
@@ -152,22 +155,15 @@ impl Runs {
     }
 }
 
-/// The jobs the run in process `pid`, started at `since`, recorded for `plan`
-/// (the time tells a reused pid apart).
-fn jobs_of(ctx: &Ctx, plan: &str, pid: u32, since: DateTime<Utc>) -> Vec<Job> {
+/// The jobs the run in process `pid` (started at `pid_start`, which tells
+/// a reused pid apart) recorded for `plan`, oldest first.
+fn jobs_of(ctx: &Ctx, plan: &str, pid: u32, pid_start: &str) -> Vec<Job> {
     let s = ctx.store.lock().unwrap_or_else(|e| e.into_inner());
-    let mut jobs: Vec<Job> = s
-        .list(&JobFilter {
-            plan: Some(plan.to_string()),
-            limit: Some(500),
-            ..JobFilter::default()
-        })
+    s.jobs_of_process(pid, pid_start)
         .unwrap_or_default()
         .into_iter()
-        .filter(|j| j.pid == pid && j.started >= since - chrono::Duration::seconds(1))
-        .collect();
-    jobs.reverse();
-    jobs
+        .filter(|j| j.plan.as_deref() == Some(plan))
+        .collect()
 }
 
 fn record_skip(ctx: &Ctx, plan: &str, vault: &str, trigger: &str, why: &str) -> Option<Job> {

@@ -1,12 +1,13 @@
 //! Bearer-token authentication.
 //!
 //! The token is 32 random bytes, hex: created on first start in the state
-//! directory (`api-token`, created with mode 0600 and `O_EXCL`, printed once
-//! to stderr); a token file readable by group or others is refused. Every
+//! directory (`api-token`, created with mode 0600 and `O_EXCL`; shown once
+//! on stderr only when stderr is a terminal, never in a log); a token file
+//! readable by group or others is refused. Every
 //! route but `/healthz` needs `Authorization: Bearer TOKEN`; the comparison
 //! is constant-time (`subtle`); a token in the URL query is never read.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
@@ -34,8 +35,8 @@ impl Token {
         given.ct_eq(&self.0).into()
     }
 
-    /// Reads the token file, or creates it (0600) with a new token and
-    /// prints it once to stderr.
+    /// Reads the token file, or creates it (0600) with a new token, shown
+    /// once when stderr is a terminal (the log names only the file).
     pub fn load_or_create(path: &Path) -> Result<Token, ServerError> {
         let err = |what: &str, e: std::io::Error| {
             ServerError::Token(format!(
@@ -86,14 +87,27 @@ impl Token {
                 f.write_all(format!("{text}\n").as_bytes())
                     .and_then(|_| f.sync_all())
                     .map_err(|e| err("write", e))?;
-                eprintln!(
-                    "lifeboat: created the API token (shown once; it is kept in {}):\n{text}",
-                    path.display()
-                );
+                announce(path, &text, std::io::stderr().is_terminal());
                 Ok(Token::from_text(&text))
             }
             Err(e) => Err(err("read", e)),
         }
+    }
+}
+
+/// Says where a new token is kept; shows the token itself only on a
+/// terminal (stderr of a service goes to its journal, which others read).
+fn announce(path: &Path, token: &str, terminal: bool) {
+    if terminal {
+        eprintln!(
+            "lifeboat: created the API token (shown once, on this terminal only; it is kept in {}):\n{token}",
+            path.display()
+        );
+    } else {
+        eprintln!(
+            "lifeboat: created the API token in {} (mode 0600; not shown: stderr is not a terminal)",
+            path.display()
+        );
     }
 }
 

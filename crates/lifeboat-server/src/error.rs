@@ -11,6 +11,9 @@ use utoipa::ToSchema;
 pub struct ErrorBody {
     /// What failed and what to do.
     pub error: String,
+    /// 409 to a plan's run: the job of the run going on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running_job: Option<i64>,
 }
 
 /// An error answered with its status.
@@ -20,6 +23,8 @@ pub struct ApiError {
     pub status: StatusCode,
     /// The message.
     pub message: String,
+    /// The job a 409 refers to (the run going on).
+    pub running_job: Option<i64>,
 }
 
 impl ApiError {
@@ -40,6 +45,7 @@ impl ApiError {
         ApiError {
             status,
             message: m.into(),
+            running_job: None,
         }
     }
 }
@@ -76,6 +82,7 @@ impl IntoResponse for ApiError {
             self.status,
             Json(ErrorBody {
                 error: self.message,
+                running_job: self.running_job,
             }),
         )
             .into_response()

@@ -6,9 +6,9 @@
 //!   from the document).
 //! - Every API route but `/healthz` needs `Authorization: Bearer TOKEN`
 //!   ([`auth`]; the console's static files need none): the token is created
-//!   on first start in the state directory (`api-token`, mode 0600, printed
-//!   once) and compared in constant time; a token in the URL is never
-//!   accepted.
+//!   on first start in the state directory (`api-token`, mode 0600; shown
+//!   once only when stderr is a terminal, so never in a service's journal)
+//!   and compared in constant time; a token in the URL is never accepted.
 //! - Nothing heavy runs in the server process: runs and restores are child
 //!   `lifeboat jobs run|restore` processes ([`spawner`]) that record their
 //!   jobs, progress and logs in the job store; the API reads the store.
@@ -25,6 +25,7 @@ mod error;
 mod history;
 mod metrics;
 mod openapi;
+pub mod restore_roots;
 mod routes_jobs;
 mod routes_read;
 mod routes_restores;
@@ -86,6 +87,8 @@ pub struct ServerOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// The token file (default: `api-token` in the state directory).
     pub token_file: Option<PathBuf>,
+    /// On shutdown, how long the API's running children get after SIGTERM.
+    pub grace: std::time::Duration,
 }
 
 impl ServerOptions {
@@ -99,6 +102,7 @@ impl ServerOptions {
             exe,
             tls: s.tls_cert.clone().zip(s.tls_key.clone()),
             token_file: s.token_file.clone(),
+            grace: std::time::Duration::from_secs(30),
         }
     }
 
@@ -192,13 +196,26 @@ pub async fn serve(
     );
     let state = AppState::new(&opts, config, token, shutdown.clone());
     tokio::spawn(history::sampler(state.clone()));
+    {
+        // The default restore root, and every vault opened in the background
+        // (a slow or unreachable one never holds up a request).
+        let s = state.clone();
+        drop(tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::DirBuilderExt;
+            let _ = std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(restore_roots::default_root(&s.0.state.root));
+            s.0.vaults.prefetch(&s.cfg());
+        }));
+    }
     eprintln!("lifeboat: the web console is on {scheme}://{local}/");
+    let spawner = state.0.spawner.clone();
     let app = router(state);
     let mut stop = shutdown;
     let until = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
-    match tls {
+    let served = match tls {
         None => axum::serve(listener, app)
             .with_graceful_shutdown(until)
             .await
@@ -207,5 +224,16 @@ pub async fn serve(
             .with_graceful_shutdown(until)
             .await
             .map_err(ServerError::Serve),
+    };
+    // The runs and restores the API started stop as the daemon's do.
+    let n = spawner.running();
+    if n > 0 {
+        tracing::info!("stopping {n} job process(es) the API started");
+        eprintln!(
+            "lifeboat: the API's {n} running job process(es) get SIGTERM and {}s to finish",
+            opts.grace.as_secs()
+        );
     }
+    spawner.stop_all(opts.grace).await;
+    served
 }

@@ -115,6 +115,7 @@ async fn not_found() -> impl IntoResponse {
         axum::http::StatusCode::NOT_FOUND,
         Json(ErrorBody {
             error: "no such route (see /openapi.json)".into(),
+            running_job: None,
         }),
     )
 }

@@ -87,15 +87,21 @@ pub(crate) async fn start(
     cmd: std::process::Command,
     what: &str,
 ) -> Result<Started, ApiError> {
-    let pid =
+    let child =
         st.0.spawner
             .spawn(cmd)
             .await
             .map_err(|e| ApiError::internal(format!("cannot start the {what}: {e}")))?;
+    let pid = child.pid;
     let t = tokio::time::Instant::now();
     loop {
-        let s = st.clone();
-        let jobs = blocking(move || Ok(open_store(&s)?.jobs_of_process(pid)?)).await?;
+        let (s, start) = (st.clone(), child.start.clone());
+        let jobs = blocking(move || Ok(open_store(&s)?.jobs_of_process(pid, &start)?)).await?;
+        if let Some(j) = jobs.first()
+            && j.status == status::SKIPPED
+        {
+            return Err(skipped(st, j).await);
+        }
         if !jobs.is_empty() {
             let ids: Vec<i64> = jobs.iter().map(|j| j.id).collect();
             return Ok(Started {
@@ -126,12 +132,41 @@ pub(crate) async fn start(
     }
 }
 
+/// The 409 for a child that found its plan's run going on and recorded
+/// itself `skipped`: its reason, and the running job's id when there is one.
+async fn skipped(st: &AppState, j: &lifeboat_control::store::Job) -> ApiError {
+    let (s, plan) = (st.clone(), j.plan.clone());
+    let running = blocking(move || {
+        Ok(open_store(&s)?.list(&JobFilter {
+            plan,
+            status: Some(status::RUNNING.into()),
+            limit: Some(1),
+            ..JobFilter::default()
+        })?)
+    })
+    .await
+    .ok()
+    .and_then(|l| l.first().map(|r| r.id));
+    let mut e = ApiError::new(
+        StatusCode::CONFLICT,
+        format!(
+            "{} (recorded as skipped job {})",
+            j.error.as_deref().unwrap_or("the plan's run is going on"),
+            j.id
+        ),
+    );
+    e.running_job = running;
+    e
+}
+
 /// Runs a plan now (all its resources, or one) in a child process; answers
 /// once the child has recorded its first job.
 #[utoipa::path(post, path = "/api/v1/plans/{plan}/run", tag = "jobs",
     params(("plan" = String, Path, description = "The plan's name in the file")),
     request_body(content = Option<RunBody>, description = "Only one resource of the plan"),
-    responses((status = 202, body = Started), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
+    responses((status = 202, body = Started), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, description = "The plan's run is going on (from the daemon, the API or the command line): this start is recorded as a skipped job; `running_job` is the running one's id", body = ErrorBody),
+              (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn run_plan(
     State(st): State<AppState>,
@@ -187,10 +222,14 @@ pub async fn cancel(
 }
 
 /// Restores a files point (or one path of it) into a directory, as a job of
-/// kind `restore` in a child process.
+/// kind `restore` in a child process. The directory, by its real path, must
+/// be below one of `[server] restore_roots` (default: `restores/` in the
+/// state directory and the sites' roots), and never in `/proc`, `/sys` or
+/// `/dev`: else 403.
 #[utoipa::path(post, path = "/api/v1/restores", tag = "jobs",
     request_body = RestoreBody,
-    responses((status = 202, body = Started), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
+    responses((status = 202, body = Started), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, description = "The target is outside `[server] restore_roots`, or in a kernel file system", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn restore(
     State(st): State<AppState>,
@@ -216,6 +255,9 @@ pub async fn restore(
             "`path` must be a non-empty path of the point",
         ));
     }
+    // Judged by its real path, against `[server] restore_roots` (403).
+    let s = st.clone();
+    let to = blocking(move || crate::restore_roots::check(&s.cfg(), &s.0.state.root, &to)).await?;
     let overwrite = match b.overwrite.as_deref() {
         None => None,
         Some("always") => Some(lifeboat_files::Overwrite::Always),
@@ -288,7 +330,16 @@ async fn step(mut f: Follow) -> Option<(Vec<Result<Event, Infallible>>, Follow)>
         Ok(j) => j,
         Err(e) => {
             f.done = true;
-            return Some((vec![Ok(event("error", &ErrorBody { error: e.message }))], f));
+            return Some((
+                vec![Ok(event(
+                    "error",
+                    &ErrorBody {
+                        error: e.message,
+                        running_job: None,
+                    },
+                ))],
+                f,
+            ));
         }
     };
     let mut out = Vec::new();

@@ -178,10 +178,12 @@ pub struct BucketRestoreBody {
 
 /// Restores a bucket point (or its keys under a prefix) into a bucket
 /// location, as a job of kind `restore` in a child process. A target that
-/// holds objects, the live bucket among them, is refused unless `overwrite`.
+/// holds objects, the live bucket among them, is refused unless `overwrite`;
+/// a location on this host outside `[server] restore_roots` is refused (403).
 #[utoipa::path(post, path = "/api/v1/restores/bucket", tag = "jobs",
     request_body = BucketRestoreBody,
-    responses((status = 202, body = Started), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
+    responses((status = 202, body = Started), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, description = "The location is outside `[server] restore_roots`, or in a kernel file system", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn restore_bucket(
     State(st): State<AppState>,
@@ -197,7 +199,17 @@ pub async fn restore_bucket(
             "`to` is not a bucket address (file:///path or s3://bucket/…): {e}"
         ))
     })?;
-    // The target is checked here too (400 at once).
+    // A location on this host: judged by its real path, against
+    // `[server] restore_roots` (403); passed on as resolved.
+    let mut real_to = b.to.clone();
+    if let Some(dir) = crate::restore_roots::bucket_dir(&b.to) {
+        let s = st.clone();
+        let real =
+            blocking(move || crate::restore_roots::check(&s.cfg(), &s.0.state.root, &dir)).await?;
+        real_to = format!("file://{}", real.display());
+    }
+    // The target is checked here too (400 at once), as given (the child
+    // checks it again as resolved: the live bucket is found in either form).
     let (to, overwrite) = (b.to.clone(), b.overwrite);
     let point = resolve_point(
         &st,
@@ -218,7 +230,7 @@ pub async fn restore_bucket(
         "--from",
         &b.vault,
         "--to-bucket",
-        &b.to,
+        &real_to,
         "--trigger",
         lifeboat_control::launch::trigger::API,
     ];

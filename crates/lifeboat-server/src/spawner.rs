@@ -8,10 +8,11 @@
 //! keeps the tail of its stderr and reaps it (a zombie would look alive to
 //! the job store), recording how it exited.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
 
 /// How a child ended.
 #[derive(Debug, Clone)]
@@ -22,13 +23,28 @@ pub struct Exit {
     pub stderr: String,
 }
 
-type Request = (Command, tokio::sync::oneshot::Sender<std::io::Result<u32>>);
+/// A started child: its pid and start time (see
+/// [`lifeboat_control::store::process_start`]), read before it can be reaped,
+/// so that its jobs are told from those of an earlier process with the same pid.
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// Its pid.
+    pub pid: u32,
+    /// Its start time.
+    pub start: String,
+}
+
+type Request = (
+    Command,
+    tokio::sync::oneshot::Sender<std::io::Result<Started>>,
+);
 
 /// The thread that forks child jobs.
 #[derive(Clone)]
 pub struct Spawner {
     tx: mpsc::Sender<Request>,
     exits: Arc<Mutex<HashMap<u32, Exit>>>,
+    running: Arc<Mutex<HashSet<u32>>>,
 }
 
 impl Spawner {
@@ -36,7 +52,8 @@ impl Spawner {
     pub fn start() -> Spawner {
         let (tx, rx) = mpsc::channel::<Request>();
         let exits: Arc<Mutex<HashMap<u32, Exit>>> = Arc::default();
-        let ex = exits.clone();
+        let running: Arc<Mutex<HashSet<u32>>> = Arc::default();
+        let (ex, run) = (exits.clone(), running.clone());
         std::thread::Builder::new()
             .name("lifeboat-spawner".into())
             .spawn(move || {
@@ -48,8 +65,12 @@ impl Spawner {
                         }
                         Ok(mut child) => {
                             let pid = child.id();
-                            let _ = reply.send(Ok(pid));
-                            let ex = ex.clone();
+                            // Not reaped before the reaper below: readable.
+                            let start =
+                                lifeboat_control::store::process_start(pid).unwrap_or_default();
+                            let _ = reply.send(Ok(Started { pid, start }));
+                            run.lock().expect("running").insert(pid);
+                            let (ex, run) = (ex.clone(), run.clone());
                             let _ = std::thread::Builder::new()
                                 .name(format!("lifeboat-reap-{pid}"))
                                 .spawn(move || {
@@ -58,6 +79,7 @@ impl Spawner {
                                         let _ = e.read_to_end(&mut buf);
                                     }
                                     let code = child.wait().ok().and_then(|s| s.code());
+                                    run.lock().expect("running").remove(&pid);
                                     let tail = &buf[buf.len().saturating_sub(4096)..];
                                     ex.lock().expect("exits").insert(
                                         pid,
@@ -74,11 +96,34 @@ impl Spawner {
                 }
             })
             .expect("cannot start the spawner thread");
-        Spawner { tx, exits }
+        Spawner { tx, exits, running }
     }
 
-    /// Forks `cmd`; returns its pid.
-    pub async fn spawn(&self, cmd: Command) -> std::io::Result<u32> {
+    /// How many children are running.
+    pub fn running(&self) -> usize {
+        self.running.lock().expect("running").len()
+    }
+
+    /// SIGTERM to every running child (a run or restore records itself
+    /// `cancelled`); waits up to `grace` for them to end, then SIGKILL.
+    pub async fn stop_all(&self, grace: Duration) {
+        let signal = |sig| {
+            for pid in self.running.lock().expect("running").iter() {
+                if let Some(p) = rustix::process::Pid::from_raw(*pid as i32) {
+                    let _ = rustix::process::kill_process(p, sig);
+                }
+            }
+        };
+        signal(rustix::process::Signal::TERM);
+        let deadline = Instant::now() + grace;
+        while self.running() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        signal(rustix::process::Signal::KILL);
+    }
+
+    /// Forks `cmd`; returns its pid and start time.
+    pub async fn spawn(&self, cmd: Command) -> std::io::Result<Started> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.tx
             .send((cmd, reply))

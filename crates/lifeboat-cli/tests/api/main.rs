@@ -8,6 +8,7 @@
 
 mod mysql;
 mod restores;
+mod safety;
 mod stacks;
 mod support;
 mod tls_fuzz;
@@ -24,7 +25,7 @@ fn every_route_but_healthz_needs_the_token() {
     let d = tempdir().unwrap();
     let s = site(d.path(), "");
     let srv = s.serve(&[], None);
-    // Created on first start, private, printed once.
+    // Created on first start, private; named in the log, never printed there.
     let tok = s.dir.join("state/api-token");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
@@ -32,8 +33,10 @@ fn every_route_but_healthz_needs_the_token() {
         0o600
     );
     assert!(
-        srv.stderr_text().contains(&srv.token),
-        "the token is printed once"
+        !srv.stderr_text().contains(&srv.token)
+            && srv.stderr_text().contains(&tok.display().to_string()),
+        "the log names the token's file, not the token: {}",
+        srv.stderr_text()
     );
     let doc = srv.json("/openapi.json");
     let point = s.cli.json(&["points", "list"])[0]["id"]
@@ -363,7 +366,8 @@ fn a_running_job_shows_progress_and_is_cancelled() {
 #[test]
 fn a_file_is_restored_through_the_api() {
     let d = tempdir().unwrap();
-    let s = site(d.path(), "");
+    let roots = format!("restore_roots = [\"{}\"]", d.path().display());
+    let s = site(d.path(), &roots);
     let srv = s.serve(&[], None);
     let file = lifeboat_testkit::files_below(&s.dir.join("data"))
         .into_iter()
@@ -519,7 +523,9 @@ fn serve_stops_on_sigterm_while_a_client_follows_a_job() {
     let s = site(d.path(), "");
     let hold = s.dir.join("hold");
     std::fs::create_dir(&hold).unwrap();
-    let mut srv = s.serve(
+    // The held run ignores SIGTERM (it waits at the pause): killed after the grace.
+    let mut srv = s.serve_with(
+        &["--grace", "2s"],
         &[(
             "LIFEBOAT_TEST_PAUSE",
             format!("index-loaded:{}", hold.display()),

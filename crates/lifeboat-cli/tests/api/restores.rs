@@ -9,9 +9,9 @@ use crate::support::{end_of, site};
 #[test]
 fn a_bucket_point_is_restored_into_an_empty_location_and_nowhere_else() {
     let d = tempdir().unwrap();
-    let s = site(d.path(), "");
-    let srv = s.serve(&[], None);
     let w = d.path().display().to_string();
+    let s = site(d.path(), &format!("restore_roots = [\"{w}\"]"));
+    let srv = s.serve(&[], None);
     let post = |body: String| srv.post("/api/v1/restores/bucket", Some(&body));
     let point = |resource: &str| {
         s.cli.json(&["points", "list", "--resource", resource])[0]["id"]

@@ -84,8 +84,18 @@ pub struct Server {
 
 impl Site {
     pub fn serve(&self, env: &[(&str, String)], tls_ca: Option<&Path>) -> Server {
+        self.serve_with(&[], env, tls_ca)
+    }
+
+    /// `serve` with more arguments.
+    pub fn serve_with(
+        &self,
+        args: &[&str],
+        env: &[(&str, String)],
+        tls_ca: Option<&Path>,
+    ) -> Server {
         let stderr = self.dir.join(format!("serve-{}.err", free_port()));
-        let mut c = self.cli.command(&["serve"]);
+        let mut c = self.cli.command(&[&["serve"], args].concat());
         for (k, v) in env {
             c.env(k, v);
         }
@@ -124,6 +134,16 @@ impl Site {
 }
 
 impl Server {
+    /// SIGTERM, then its exit (at most 60 s).
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_child(&self.child),
+            rustix::process::Signal::TERM,
+        );
+        wait_bounded(&mut self.child, Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("serve did not stop on SIGTERM: {}", self.stderr_text()))
+    }
+
     pub fn stderr_text(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
@@ -221,4 +241,20 @@ pub fn series(text: &str) -> Vec<(String, f64)> {
             )
         })
         .collect()
+}
+
+/// The child's exit, or `None` (killed) when it runs longer than `limit`.
+pub fn wait_bounded(c: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let t = Instant::now();
+    loop {
+        if let Some(st) = c.try_wait().unwrap() {
+            return Some(st);
+        }
+        if t.elapsed() > limit {
+            let _ = c.kill();
+            let _ = c.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
