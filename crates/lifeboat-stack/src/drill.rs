@@ -8,6 +8,8 @@
 //! After the stack is healthy, the stack's `check` runs (its `${…}` filled
 //! with the scratch stack's outputs); then, after `keep_for`, the scratch is
 //! stopped and removed. The report is a job of kind `drill` in the history.
+//!
+//! (Over 600 lines: a drill's recovery, check, teardown and record, kept together until the recovery pipeline cuts them into steps.)
 
 use std::path::PathBuf;
 use std::process::Command;

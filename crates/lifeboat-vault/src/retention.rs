@@ -18,6 +18,8 @@
 //! version of them counts and immutable ones are locked on the store
 //! (`retention_store`). Every "now" passed in is the storage's time
 //! (`Vault::now`, `clock.rs`), never this machine's clock.
+//!
+//! (Over 600 lines: retention, its lock rules and the store's clock they are judged by are one set of decisions, kept together.)
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,6 @@
 //! Opening a vault: config, keys, recovery points, reading blobs.
+//!
+//! (Over 600 lines: the opened vault's whole public surface in one place; the parts it calls live in their own modules.)
 
 use chrono::Utc;
 use rayon::prelude::*;
