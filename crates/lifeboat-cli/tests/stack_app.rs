@@ -235,6 +235,7 @@ location = "{w}/dr-vault"
 kind = "mysql"
 site = "primary"
 dsn = "mysql://root@127.0.0.1:{db_port}"
+password_file = "{w}/db.pass"
 recover_listen = "127.0.0.1:{db_port}"
 recover_socket = "{sock}"
 [resource.wiki-host]
@@ -256,7 +257,14 @@ members = ["wiki-db"]
         ),
     )
     .unwrap();
-    let c = Cli::new(BIN, &w.join("dr-vault")).with_workdir(w);
+    // Root's password in the primary, declared in the file: `stack up`
+    // gives it to the server, the plan and the archive log in with it.
+    std::fs::write(w.join("db.pass"), "wiki-root-0123456789\n").unwrap();
+    let mut c = Cli::new(BIN, &w.join("dr-vault")).with_workdir(w);
+    c.env.push((
+        "LIFEBOAT_MYSQL_PASSWORD".into(),
+        "wiki-root-0123456789".into(),
+    ));
     c.ok(&["validate"]);
     c.ok(&["apply", "--auto-approve"]);
     // The primary's database (its server on the address the wiki names).
