@@ -148,24 +148,35 @@ pub fn resolve(
 pub fn write(dir: &Path, l: &ResolvedLaunch) -> Result<PathBuf> {
     let path = dir.join(LAUNCH_JSON);
     let tmp = dir.join(format!(".{LAUNCH_JSON}.tmp"));
-    let _ = std::fs::remove_file(&tmp);
+    let mut json = serde_json::to_vec_pretty(l).expect("launch serializes");
+    json.push(b'\n');
+    write_private(&path, &tmp, &json).map_err(|(op, at, e)| InstanceError::io(op, &at, e))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(path)
+}
+
+/// Writes `bytes` to `path` privately: into `tmp` (mode 0600, created new,
+/// never through a link), synced, then renamed over `path`. A failure names
+/// its step (`create`, `write`, `rename into place`) and the path it was at.
+pub fn write_private(
+    path: &Path,
+    tmp: &Path,
+    bytes: &[u8],
+) -> std::result::Result<(), (&'static str, PathBuf, std::io::Error)> {
+    let _ = std::fs::remove_file(tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(&tmp)
-        .map_err(|e| InstanceError::io("create", &tmp, e))?;
-    let mut json = serde_json::to_vec_pretty(l).expect("launch serializes");
-    json.push(b'\n');
-    f.write_all(&json)
+        .open(tmp)
+        .map_err(|e| ("create", tmp.to_path_buf(), e))?;
+    f.write_all(bytes)
         .and_then(|_| f.sync_all())
-        .map_err(|e| InstanceError::io("write", &tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| InstanceError::io("rename into place", &path, e))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(path)
+        .map_err(|e| ("write", tmp.to_path_buf(), e))?;
+    std::fs::rename(tmp, path).map_err(|e| ("rename into place", path.to_path_buf(), e))
 }
 
 /// Reads `DIR/launch.json`.

@@ -176,16 +176,6 @@ fn keep_password(file: &Path, pw: &RootPassword) -> Result<()> {
     let dir = file.parent().expect("secrets/");
     private_dir(dir)?;
     let tmp = dir.join(".password.tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(&tmp)
-        .map_err(|e| StackError::io("create", &tmp, e))?;
-    f.write_all(format!("{}\n", pw.0).as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(|e| StackError::io("write", &tmp, e))?;
-    std::fs::rename(&tmp, file).map_err(|e| StackError::io("rename", file, e))
+    lifeboat_instance::launch::write_private(file, &tmp, format!("{}\n", pw.0).as_bytes())
+        .map_err(|(op, at, e)| StackError::io(op, &at, e))
 }
