@@ -363,6 +363,9 @@ pub fn recover(g: &Global, a: RecoverArgs) -> Result<ExitCode> {
                 p.binlog_from
             );
         }
+        for f in r.switchover.iter().flat_map(|q| &q.fences) {
+            println!("  {}", fence_line(f));
+        }
         for w in &r.warnings {
             eprintln!("warning: {w}");
         }
@@ -387,4 +390,25 @@ pub fn recover(g: &Global, a: RecoverArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// How the old primary's database is fenced after a switchover, in words.
+fn fence_line(f: &lifeboat_stack::planned::Fence) -> String {
+    match &f.writable_by {
+        None => format!(
+            "the old primary's `{}` is fenced: its server is shut down",
+            f.member
+        ),
+        Some(ours) => format!(
+            "the old primary's `{}` is fenced: read-only, {} connection(s) ended, accounts that ignore read-only locked ({}); Lifeboat's own account {ours} still can write: no application may use it (to lift the fence: {})",
+            f.member,
+            f.killed_connections,
+            if f.locked_accounts.is_empty() {
+                "none".to_string()
+            } else {
+                f.locked_accounts.join(", ")
+            },
+            f.undo.as_deref().unwrap_or("")
+        ),
+    }
 }

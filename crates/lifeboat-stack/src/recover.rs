@@ -712,11 +712,30 @@ pub fn recover(
         .map(|q| q.writes_stopped_at)
         .or(opts.failed_at)
         .unwrap_or(started_at);
-    // Drained to the position each database stopped at: complete up to then.
+    // A database recovered to the position it stopped at (under the fence)
+    // lost nothing: complete up to the fence. Measured, not assumed: the
+    // vault it came from holds the archive to that position.
     if let Some(q) = &switchover {
         for x in sources.iter_mut().filter(|x| x.kind == "mysql") {
-            x.data_time = Some(q.writes_stopped_at);
-            x.why = "drained to the position the primary stopped at (planned switchover)".into();
+            let Some((_, file, pos)) = q.positions.iter().find(|p| p.0 == x.member) else {
+                continue;
+            };
+            let want = (lifeboat_mysql::binlog::file_number(file).unwrap_or(0), *pos);
+            let reached = vaults
+                .iter()
+                .find(|(n, _)| Some(n) == x.vault.as_ref())
+                .and_then(|(_, v)| crate::planned::archived_to(v, &x.member));
+            if reached.is_some_and(|r| r >= want) {
+                x.data_time = Some(q.writes_stopped_at);
+                x.why = format!(
+                    "recovered to {file}:{pos}, where the fenced primary stopped (planned switchover)"
+                );
+            } else {
+                warnings.push(format!(
+                    "`{}` was recovered short of {file}:{pos}, where the fenced primary stopped: commits after its newest restorable second are lost",
+                    x.member
+                ));
+            }
         }
         // A replica replicated once more after the writes stopped: complete then.
         for x in sources
