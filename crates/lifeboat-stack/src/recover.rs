@@ -654,7 +654,7 @@ pub fn recover(
         .iter()
         .filter(|n| matches!(kind_of(n), Some(ResourceKind::Instance { .. })))
     {
-        let outputs = crate::stack::launch_values(&state);
+        let outputs = crate::stack::launch_values(cfg, &state)?;
         match recover_instance(cfg, name, opts.at, &root, &vaults, &outputs, &steps, &clock) {
             Ok((m, src)) => {
                 state.members.push((name.clone(), m));
@@ -888,6 +888,13 @@ fn recover_data_member(
             lifeboat_mysql::pitr::replay(v, &catalog, &plan, &dsn, &ropts, &work)
                 .map_err(|e| StackError::Process(format!("replaying the binlog archive: {e}")))?;
             clock.step(steps, "replay the binlog archive", Some(name), t);
+            // The application's own account as the file declares it (the
+            // snapshot's, when it held users, with the file's password).
+            if let Some((app, pw)) = crate::mariadb::app_account(cfg, name)? {
+                crate::mariadb::Server::new(m.dir.clone())
+                    .with_password(m.password.as_ref().map(|p| p.0.clone()))
+                    .ensure_app_account(&app, &pw)?;
+            }
             Ok((
                 m,
                 Source {
