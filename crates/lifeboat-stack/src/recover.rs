@@ -13,6 +13,10 @@
 //! instances then start with the recovered members' outputs. Every vault
 //! read holds a reader lock for the whole recovery, so no prune removes what
 //! the recovery reads (Velero's runbook sets the storage read-only by hand).
+//! A replica used in place is fenced (`.lifeboat-fence`) before the
+//! instances start, so the old primary's replicator stops writing into it;
+//! once healthy, every member is protected at once (`protect`,
+//! `protect_data`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -40,9 +44,10 @@ pub struct RecoverOptions {
     /// A planned switchover: stop the primary's writes and drain its archive
     /// and replication first, then recover with nothing lost.
     pub planned: bool,
-    /// Once healthy, protect each recovered database at once: a first
-    /// snapshot and its binlog archive (run by this `lifeboat` binary) into
-    /// the vault it was recovered from. Never for a scratch stack.
+    /// Once healthy, protect each recovered member at once: a first point
+    /// into the vault it was recovered from (a database: a first snapshot
+    /// and its binlog archive, run by this `lifeboat` binary; the others:
+    /// `protect_data`). Never for a scratch stack.
     pub protect: bool,
     /// Hears each step as it ends (a command prints it at once, also when
     /// its output is a pipe, instead of all of them at the end).
@@ -430,6 +435,10 @@ fn newest_mtime(dir: &Path) -> Option<DateTime<Utc>> {
     let mut files = 0u64;
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).ok()?.flatten() {
+            // The replicator fence is no object of the bucket (`fence.rs`).
+            if d == dir && e.file_name() == lifeboat_bucket::replicate::fence::FENCE_KEY {
+                continue;
+            }
             let Ok(m) = e.metadata() else { continue };
             if m.is_dir() {
                 stack.push(e.path());
@@ -650,6 +659,17 @@ pub fn recover(
             "recovery of stack `{stack}` into site `{site}` failed: {f} (what was recovered stays: `lifeboat stack status` shows it, `stack down --purge` removes it)"
         )));
     }
+    // Before anything starts on a replica used in place: fenced.
+    if opts.scratch.is_none() {
+        fence_replicas(
+            cfg,
+            (stack, site),
+            started_at,
+            &state,
+            &sources,
+            &mut warnings,
+        );
+    }
     for name in order
         .iter()
         .filter(|n| matches!(kind_of(n), Some(ResourceKind::Instance { .. })))
@@ -705,6 +725,16 @@ pub fn recover(
                 )),
             }
         }
+        let (others, failed) = crate::protect_data::protect_others(
+            cfg,
+            site,
+            &state.members,
+            &sources,
+            &vaults,
+            |name, t| clock.step(&steps, "protect at once: first point", Some(name), t),
+        );
+        protection.extend(others);
+        warnings.extend(failed);
         state.write()?;
     }
     let failed_at = switchover
@@ -789,6 +819,38 @@ pub fn recover(
         switchover,
         protection,
     })
+}
+
+/// Fences every replica the recovery uses in place (the old primary's
+/// replicator must not write into it); a fence that cannot be written is a
+/// warning saying to stop that replicator by hand.
+fn fence_replicas(
+    cfg: &Config,
+    (stack, site): (&str, &str),
+    started_at: DateTime<Utc>,
+    state: &StackState,
+    sources: &[Source],
+    warnings: &mut Vec<String>,
+) {
+    let now = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    for x in sources.iter().filter(|x| x.from == "replica") {
+        let Some((_, m)) = state.members.iter().find(|(n, _)| *n == x.member) else {
+            continue;
+        };
+        let f = lifeboat_bucket::replicate::fence::Fence {
+            stack: stack.into(),
+            site: site.into(),
+            member: x.member.clone(),
+            recovery: now(started_at),
+            fenced_at: now(Utc::now()),
+        };
+        if let Err(e) = crate::protect_data::fence_replica(cfg, site, m, &f) {
+            warnings.push(format!(
+                "the replica of `{}` is NOT fenced: {e} (stop the old primary's replicator into it by hand)",
+                x.member
+            ));
+        }
+    }
 }
 
 /// Each member's RPO (failure time − the time its data is from); the
