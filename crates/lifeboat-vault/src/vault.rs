@@ -16,7 +16,7 @@ use crate::storage::{Location, Storage};
 use crate::tree::Tree;
 
 /// Format version this build writes (it reads every version up to it).
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Content-defined chunking parameters.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
