@@ -236,12 +236,6 @@ pub fn provision(
                 false => before.and_then(|b| b.password.clone()),
             };
             proc = Some(p);
-            if let Some((app, pw)) = crate::mariadb::app_account(cfg, name)? {
-                server
-                    .clone()
-                    .with_password(password.as_ref().map(|p| p.0.clone()))
-                    .ensure_app_account(&app, &pw)?;
-            }
             outputs.insert(
                 "dsn".into(),
                 Server::dsn(port).replacen("127.0.0.1", &host, 1),
@@ -428,7 +422,17 @@ pub fn up(cfg: &Config, stack: &str, site: &str) -> Result<StackState> {
                 None => start_instance(cfg, &root, &name, &launch_values(cfg, &state)?, &[], None),
             }
         } else {
-            provision(cfg, &root, Some(site), &name, prev)
+            provision(cfg, &root, Some(site), &name, prev).and_then(|m| {
+                // The application's own account, as the file declares it.
+                if let (false, Some((app, pw))) =
+                    (m.borrowed, crate::mariadb::app_account(cfg, &name)?)
+                {
+                    Server::new(m.dir.clone())
+                        .with_password(m.password.as_ref().map(|p| p.0.clone()))
+                        .ensure_app_account(&app, &pw)?;
+                }
+                Ok(m)
+            })
         };
         match m {
             Ok(m) => {
