@@ -28,6 +28,7 @@ use lifeboat_config::{Config, ResourceKind};
 use serde::{Deserialize, Serialize};
 
 pub use crate::fence::Fence;
+use crate::process::Proc;
 use crate::state::StackState;
 use crate::{Result, StackError};
 
@@ -45,6 +46,10 @@ pub struct Quiesced {
     /// How each database of the old primary is kept from taking writes.
     #[serde(default)]
     pub fences: Vec<Fence>,
+    /// The old primary's binlog archives stopped after the drain (member,
+    /// pid): the new primary's own archive takes the resource over.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub archives_stopped: Vec<(String, u32)>,
 }
 
 /// Stops the writes of `stack` at its primary site (the members' own site)
@@ -122,6 +127,15 @@ pub fn quiesce(cfg: &Config, stack: &str, target: &str, timeout: Duration) -> Re
         .into_iter()
         .map(crate::fence::seal)
         .collect::<Result<Vec<Fence>>>()?;
+    let archives_stopped = stop_old_archives(cfg, &positions);
+    // The old primary's stack is not brought up again by mistake (two
+    // primaries): `stack up` there refuses while this mark is there.
+    let mark = switched_over_mark(&proot, stack);
+    let text = serde_json::json!({"stack": stack, "to": target, "at": writes_stopped_at, "fences": &fences});
+    if let Some(dir) = mark.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| StackError::io("create", dir, e))?;
+    }
+    std::fs::write(&mark, format!("{text:#}\n")).map_err(|e| StackError::io("write", &mark, e))?;
     // 5. Buckets: one more pass of each replication rule into the target's
     // root or onto its S3 endpoint.
     let replicated = replicate_buckets(cfg, stack, target)?;
@@ -131,7 +145,74 @@ pub fn quiesce(cfg: &Config, stack: &str, target: &str, timeout: Duration) -> Re
         drain_s,
         replicated,
         fences,
+        archives_stopped,
     })
+}
+
+/// Whether `p` runs (a zombie, exited but not yet reaped by its parent,
+/// does not).
+fn running(p: &Proc) -> bool {
+    p.alive()
+        && std::fs::read_to_string(format!("/proc/{}/stat", p.pid))
+            .ok()
+            .and_then(|st| {
+                st.rsplit_once(')')
+                    .map(|(_, r)| r.trim_start().starts_with('Z'))
+            })
+            != Some(true)
+}
+
+/// Stops the old primary's binlog archives that run on this machine (found
+/// by their locks in every vault of the file: kind `archive MEMBER`, this
+/// boot and pid namespace, the same process by its start time): drained,
+/// they would hold the resource and keep the new primary's archive from
+/// starting. One on another machine is left; the recovery's protection then
+/// says its archive could not start.
+fn stop_old_archives(cfg: &Config, positions: &[(String, String, u64)]) -> Vec<(String, u32)> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|b| b.trim().to_string())
+        .ok();
+    let ns = std::fs::metadata("/proc/self/ns/pid")
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .ok();
+    let mut stopped = Vec::new();
+    for name in cfg.vaults.keys() {
+        let Ok(v) = lifeboat_control::secret::open_vault(cfg, name) else {
+            continue;
+        };
+        let Ok(locks) = lifeboat_vault::lock::live_locks(v.storage()) else {
+            continue;
+        };
+        for (member, _, _) in positions {
+            let kind = format!("archive {member}");
+            for (_, l) in locks.iter().filter(|(_, l)| l.kind == kind) {
+                let here = l.boot_id.is_some() && l.boot_id == boot && l.pid_ns == ns;
+                let same = l.start_time.is_some()
+                    && lifeboat_instance::supervise::start_time(l.pid as i32) == l.start_time;
+                if !here || !same || stopped.iter().any(|(_, p)| *p == l.pid) {
+                    continue;
+                }
+                let p = Proc {
+                    pid: l.pid as i32,
+                    start_time: l.start_time.unwrap_or_default(),
+                };
+                // The process itself (it may share its group with others):
+                // SIGTERM, then SIGKILL after 15 s.
+                if let Some(pid) = rustix::process::Pid::from_raw(p.pid) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+                    let until = Instant::now() + Duration::from_secs(15);
+                    while running(&p) && Instant::now() < until {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    if running(&p) {
+                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                    }
+                }
+                stopped.push((member.clone(), l.pid));
+            }
+        }
+    }
+    stopped
 }
 
 /// Waits until some vault of `target` holds each database's archive up to
@@ -165,6 +246,12 @@ fn drain(
         }
     }
     Ok(())
+}
+
+/// `ROOT/stacks/STACK/switched-over.json`: the stack in this site was
+/// switched over to another; `stack up` here refuses while it is there.
+pub fn switched_over_mark(root: &Path, stack: &str) -> PathBuf {
+    root.join("stacks").join(stack).join("switched-over.json")
 }
 
 /// How old the newest restorable second of a database's archive in the
