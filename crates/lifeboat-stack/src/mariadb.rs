@@ -248,8 +248,10 @@ impl Server {
     /// password) is made with every privilege, and no anonymous users are
     /// left (they shadow TCP logins). Returns the server as root now logs in.
     pub fn secure(self, password: &str, login: Option<(&str, &str)>) -> Result<Server> {
+        // Passwords never reach the binlog (and so never the archive):
+        // a recovered server gets them again from the stack.
         let mut sql = format!(
-            "ALTER USER root@localhost IDENTIFIED VIA mysql_native_password USING PASSWORD({}) OR unix_socket;\n",
+            "SET SESSION sql_log_bin = 0;\nALTER USER root@localhost IDENTIFIED VIA mysql_native_password USING PASSWORD({}) OR unix_socket;\n",
             literal(password)
         );
         if let Some((u, upw)) = login.filter(|(u, _)| *u != "root") {
@@ -292,6 +294,8 @@ impl Server {
     /// declares): its password, and every privilege on its database and
     /// none beyond — it cannot touch `mysql.*`, and `read_only` binds it.
     /// A restored snapshot's account of that name keeps its other hosts.
+    /// Not written to the binlog: the password never reaches the archive
+    /// (every recovery makes the account again).
     pub fn ensure_app_account(
         &self,
         app: &lifeboat_config::model::AppAccount,
@@ -308,7 +312,8 @@ impl Server {
                 .replace('%', "\\%")
         );
         self.sql(&format!(
-            "CREATE USER IF NOT EXISTS {u}@'%' IDENTIFIED BY {pw};\n\
+            "SET SESSION sql_log_bin = 0;\n\
+             CREATE USER IF NOT EXISTS {u}@'%' IDENTIFIED BY {pw};\n\
              ALTER USER {u}@'%' IDENTIFIED BY {pw};\n\
              GRANT ALL PRIVILEGES ON {db}.* TO {u}@'%';\n"
         ))
