@@ -15,7 +15,10 @@
 //! loop (every 100 ms):
 //!     read what the follower appended; cut at whole events; note times, GTIDs
 //!     every seal interval: write a seal point with what arrived (and, when
-//!         SHOW MASTER STATUS shows nothing newer, a "caught up through" mark)
+//!         SHOW MASTER STATUS shows nothing newer, a "caught up through" mark;
+//!         an idle server gets a point with only that mark on each check, so
+//!         its newest restorable second trails the present by about the seal
+//!         interval, as a busy server's does)
 //!     every rollup interval: one rollup point replaces the seal points; the
 //!         vault session (and its lock) is renewed so prunes are not held up
 //!     the follower exits (server restart, network): read what it wrote,
@@ -52,7 +55,10 @@ pub struct ArchiveOptions {
     pub rollup_bytes: usize,
     /// Seals up to this size travel inside the point.
     pub inline_max: usize,
-    /// Write a "caught up" mark at least this often when nothing happens.
+    /// With nothing new from the server, write a point with only the
+    /// "caught up" mark at most this often (default: every check, the seal
+    /// interval: an idle database's restorable time trails the present by
+    /// about a second; the rollups fold these points like any seal).
     pub heartbeat: Duration,
     /// Where the follower's private spool directory is made (a fresh one
     /// each run, see spool.rs).
@@ -71,7 +77,7 @@ impl Default for ArchiveOptions {
             rollup_interval: Duration::from_secs(300),
             rollup_bytes: 16 << 20,
             inline_max: 1 << 20,
-            heartbeat: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(1),
             spool: std::env::temp_dir(),
             replica_id: None,
             follower: PathBuf::from("mariadb-binlog"),
