@@ -68,6 +68,17 @@ impl Hush {
     }
 }
 
+/// Kills process `0` (SIGKILL) on drop.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.0 as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
 /// GET `path` with a 10 s bound: (status, body, seconds); status 0 when it
 /// timed out.
 fn timed(srv: &Server, path: &str) -> (u16, String, f64) {
@@ -136,6 +147,9 @@ fn a_vault_that_goes_silent_after_it_was_opened_does_not_stall_the_point_routes(
     };
     s.cli.ok(&["jobs", "run", "--plan", "nightly"]);
     let srv = s.serve(&creds, None);
+    // Dropped before `srv`: a server stuck on the silent vault (the old
+    // code) is killed, so a failure ends the test instead of hanging it.
+    let _kill = KillOnDrop(srv.child.id());
     let points = srv.json("/api/v1/resources/data/points");
     let id = points["points"][0]["id"]
         .as_str()
