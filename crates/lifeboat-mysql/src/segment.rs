@@ -321,6 +321,50 @@ pub fn write_rollup(
     Ok(Some(id))
 }
 
+/// Removes the seal points of vault `vault` that a rollup point of the same
+/// resource there holds whole: each of the seal's segments inside one of the
+/// rollup's, its "caught up" mark no later than the rollup's. The archive
+/// folds its own seals; a copy target (`copy --follow`) receives the seals
+/// and later their rollup as copies, and folds them with this. A seal that
+/// may not be removed yet (locked longer than the rollup) is kept. Returns
+/// how many were removed.
+pub fn fold_superseded_seals(vault: &lifeboat_vault::Vault) -> Result<usize> {
+    let (points, _) = vault.list_points()?;
+    let binlog: Vec<(Id, RecoveryPoint, BinlogMeta)> = points
+        .into_iter()
+        .filter(|(_, p)| p.kind == crate::KIND_BINLOG)
+        .filter_map(|(id, p)| binlog_meta(&id, &p).ok().map(|m| (id, p, m)))
+        .collect();
+    let mut removed = 0;
+    for (sid, sp, sm) in binlog.iter().filter(|(_, _, m)| !m.rollup) {
+        let by = binlog
+            .iter()
+            .find(|(_, rp, rm)| rm.rollup && rp.resource == sp.resource && holds(rm, sm));
+        if let Some((_, rp, _)) = by {
+            match vault.remove_superseded_point(sid, rp) {
+                Ok(()) => removed += 1,
+                Err(e) => tracing::warn!("seal {} kept: {e}", sid.short()),
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Whether rollup `r` holds everything seal `s` does.
+fn holds(r: &BinlogMeta, s: &BinlogMeta) -> bool {
+    let through = match (&s.through, &r.through) {
+        (None, _) => true,
+        (Some(a), Some(b)) => a.time <= b.time,
+        (Some(_), None) => false,
+    };
+    through
+        && s.segments.iter().all(|x| {
+            r.segments
+                .iter()
+                .any(|y| y.file == x.file && y.start <= x.start && x.end <= y.end)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,6 +377,51 @@ mod tests {
         assert_eq!(decode_inline(&t, "x").unwrap(), data);
         assert!(decode_inline("!!", "x").is_err());
         assert!(decode_inline(&t[..t.len() / 2], "x").is_err());
+    }
+
+    #[test]
+    fn a_rollup_holds_the_seals_inside_it_and_no_later_ones() {
+        let seg = |f: &str, a, b| Segment {
+            file: f.into(),
+            start: a,
+            end: b,
+            first_time: None,
+            last_time: None,
+            last_gtid: None,
+            gap_before: None,
+            inline: None,
+            node: None,
+        };
+        let at = |s: i64| Through {
+            time: DateTime::from_timestamp(s, 0).unwrap(),
+            file: "b.000001".into(),
+            end: 0,
+        };
+        let meta = |segments, through, rollup| BinlogMeta {
+            format: 1,
+            server_id: 1,
+            segments,
+            through,
+            rollup,
+        };
+        let r = meta(vec![seg("b.000001", 4, 900)], Some(at(100)), true);
+        assert!(holds(
+            &r,
+            &meta(vec![seg("b.000001", 4, 300)], Some(at(90)), false)
+        ));
+        assert!(
+            holds(&r, &meta(vec![], Some(at(100)), false)),
+            "a caught-up mark"
+        );
+        assert!(
+            !holds(&r, &meta(vec![], Some(at(101)), false)),
+            "a later mark"
+        );
+        assert!(!holds(
+            &r,
+            &meta(vec![seg("b.000001", 900, 950)], None, false)
+        ));
+        assert!(!holds(&r, &meta(vec![seg("b.000002", 4, 10)], None, false)));
     }
 
     #[test]
