@@ -1,7 +1,8 @@
 //! An idle database's restorable time (issue 21 C14): its binlog archive
 //! moves the newest restorable second on each of its checks (every second by
 //! default), not on a 30 s heartbeat, so an idle database's drill meets a
-//! 5 s RPO objective and `report` judges the drill as the drill did.
+//! 5 s RPO objective and `report` judges the drill as the drill did; the
+//! live exposure (`/metrics`) leaves stateless members out, as a recovery does.
 
 use std::path::Path;
 use std::process::{Child, Stdio};
@@ -139,4 +140,118 @@ fn an_idle_database_stays_restorable_to_about_now_and_its_drill_meets_a_5s_rpo()
     assert_eq!(stack["compliant"], true, "{stack:#}");
     assert_eq!(stack["summary"]["rpo_s"].as_f64(), Some(rpo), "{stack:#}");
     drop(archive);
+}
+
+/// `/metrics` of a `serve` on `port` (waits for it to answer).
+fn metrics(port: u16, token_file: &Path) -> String {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let (Ok(mut s), Ok(token)) = (
+            std::net::TcpStream::connect(("127.0.0.1", port)),
+            std::fs::read_to_string(token_file),
+        ) {
+            write!(
+                s,
+                "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+                token.trim()
+            )
+            .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            if out.starts_with("HTTP/1.1 200") {
+                return out;
+            }
+        }
+        assert!(Instant::now() < deadline, "no /metrics on port {port}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The value of the series that starts with `name{labels}`.
+fn value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series}: {metrics}"))
+}
+
+/// The live exposure follows the recovery report's rule (issue 21 C14): the
+/// stack's is the worst of its members' except those declared stateless (a
+/// member whose content changes only by deploy is given apart).
+#[test]
+fn the_live_exposure_leaves_stateless_members_out_as_a_recovery_does() {
+    let t = tempdir().unwrap();
+    let w = t.path();
+    for d in ["data/etc", "data/docs"] {
+        std::fs::create_dir_all(w.join(d)).unwrap();
+        std::fs::write(w.join(d).join("f.txt"), d).unwrap();
+    }
+    std::fs::write(
+        w.join("lifeboat.toml"),
+        format!(
+            r#"[site.primary]
+root = "{w}/primary"
+[site.secondary]
+root = "{w}/secondary"
+[vault.dr]
+site = "secondary"
+location = "{w}/dr"
+[resource.etc]
+kind = "files"
+site = "primary"
+paths = ["{w}/data/etc"]
+[resource.docs]
+kind = "files"
+site = "primary"
+stateless = true
+paths = ["{w}/data/docs"]
+[stack.t]
+members = ["etc", "docs"]
+"#,
+            w = w.display()
+        ),
+    )
+    .unwrap();
+    let c = Cli::new(bin(), &w.join("dr")).with_workdir(w);
+    c.ok(&["apply", "--auto-approve"]);
+    let backup = |name: &str| {
+        let path = w.join("data").join(name);
+        c.ok(&[
+            "backup",
+            "files",
+            path.to_str().unwrap(),
+            "--resource",
+            name,
+        ]);
+    };
+    // The stateless member's point is the older by 3 s.
+    backup("docs");
+    std::thread::sleep(Duration::from_secs(3));
+    backup("etc");
+    let port = lifeboat_testkit::mariadb::free_port();
+    let _serve = Bg(c
+        .command(&["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap());
+    let m = metrics(port, &w.join("state/api-token"));
+    let member = |n: &str| {
+        value(
+            &m,
+            &format!(
+                "lifeboat_member_rpo_exposure_seconds{{stack=\"t\",site=\"secondary\",member=\"{n}\"}}"
+            ),
+        )
+    };
+    let stack = value(
+        &m,
+        "lifeboat_stack_rpo_exposure_seconds{stack=\"t\",site=\"secondary\"}",
+    );
+    let (etc, docs) = (member("etc"), member("docs"));
+    assert!(docs > etc, "docs {docs} s, etc {etc} s");
+    // The stack is as exposed as `etc`, not as the stateless `docs`.
+    assert_eq!(stack, etc, "stack {stack} s, etc {etc} s, docs {docs} s");
 }
