@@ -90,6 +90,16 @@ pub enum BucketError {
     /// A recovery point is not a bucket point, or is malformed.
     #[error("{0}")]
     BadPoint(String),
+    /// The destination is fenced: a recovery uses it in place (nothing was written).
+    #[error(
+        "{bucket} is fenced: {fence}; this replicator stops and writes nothing into it (after failback, once the replica is no longer in use, lift the fence with `lifeboat replicate fence --lift {bucket}`)"
+    )]
+    Fenced {
+        /// The destination's address.
+        bucket: String,
+        /// What the fence says.
+        fence: String,
+    },
     /// Replication state could not be read or written.
     #[error("replication state {path}: {reason}")]
     State {

@@ -154,6 +154,21 @@ pub fn run(g: &Global, a: DrillArgs) -> Result<ExitCode> {
             ..Default::default()
         },
     )?;
+    // Kept in the site's vaults too: `report` on a host whose history never
+    // saw this drill (the secondary, after the primary's loss) reads it there.
+    let (_, not_kept) = lifeboat_stack::kept::keep(
+        &cfg,
+        &site,
+        "drill",
+        &stack,
+        Some(job),
+        &serde_json::to_value(&r)?,
+    );
+    if !g.quiet {
+        for w in &not_kept {
+            eprintln!("warning: {w}");
+        }
+    }
     if let Some(e) = &r.teardown_error
         && !g.quiet
     {

@@ -71,11 +71,22 @@ enum StatusCmd {
         #[arg(long, conflicts_with = "json")]
         prometheus: bool,
     },
+    /// Show a bucket's replicator fence (written by a recovery that uses it
+    /// in place), or lift it after failback.
+    Fence {
+        /// The bucket (a replication rule's destination).
+        bucket: String,
+        /// Remove the fence: replicators may write into the bucket again.
+        #[arg(long)]
+        lift: bool,
+    },
 }
 
 pub fn run(g: &Global, a: ReplicateArgs) -> Result<ExitCode> {
-    if let Some(StatusCmd::Status { state, prometheus }) = a.status {
-        return status(g, state, prometheus);
+    match a.status {
+        Some(StatusCmd::Status { state, prometheus }) => return status(g, state, prometheus),
+        Some(StatusCmd::Fence { bucket, lift }) => return fence(g, &bucket, lift),
+        None => {}
     }
     let r = a.rule;
     let (Some(from), Some(to)) = (r.from, r.to) else {
@@ -118,7 +129,15 @@ pub fn run(g: &Global, a: ReplicateArgs) -> Result<ExitCode> {
     }
     let _span =
         tracing::info_span!("job", kind = "replicate", rule = %opts.state_dir.display()).entered();
-    let rep = replicate::run_until_signalled(opts)?;
+    let rep = match replicate::run_until_signalled(opts) {
+        Ok(rep) => rep,
+        // A fenced destination: nothing written, the rule did not run (3).
+        Err(e @ lifeboat_bucket::BucketError::Fenced { .. }) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(3));
+        }
+        Err(e) => return Err(e.into()),
+    };
     if g.json {
         print_json(&serde_json::json!({
             "copied": rep.copied, "deleted": rep.deleted, "failures": rep.failures,
@@ -183,6 +202,31 @@ fn status(g: &Global, state: Option<PathBuf>, prom: bool) -> Result<ExitCode> {
                 .map(|e| format!("\n  last error: {e}"))
                 .unwrap_or_default()
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `replicate fence BUCKET [--lift]`.
+fn fence(g: &Global, bucket: &str, lift: bool) -> Result<ExitCode> {
+    use replicate::fence;
+    let b = lifeboat_bucket::Bucket::open_address(bucket, false)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let found = rt.block_on(fence::read(&b))?;
+    if lift {
+        rt.block_on(fence::lift(&b))?;
+    }
+    if g.json {
+        print_json(
+            &serde_json::json!({"bucket": b.address(), "fence": found, "lifted": lift && found.is_some()}),
+        )?;
+    } else {
+        match (&found, lift) {
+            (None, _) => println!("{} is not fenced", b.address()),
+            (Some(f), false) => println!("{} is fenced: {f}", b.address()),
+            (Some(f), true) => println!("lifted the fence of {} ({f})", b.address()),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -45,7 +45,9 @@ pub fn run(g: &Global, a: ReportArgs) -> Result<ExitCode> {
         let dir = a.state.dir();
         dir.create()?;
         let store = lifeboat_control::store::SqliteStore::open(&dir.jobs_db())?;
-        lifeboat_stack::drill::verification(&cfg, &store)?
+        // The drills kept in the vaults too: a host that never ran one (the
+        // secondary, after the primary's loss) still knows the last.
+        lifeboat_stack::kept::verification(&cfg, &store)?
     };
     let compliant = reports.iter().all(|r| r.compliant) && stacks.iter().all(|s| s.compliant);
     if g.json {
@@ -54,12 +56,25 @@ pub fn run(g: &Global, a: ReportArgs) -> Result<ExitCode> {
         )?;
     } else {
         for s in &stacks {
-            let drill = match (&s.last_drill, &s.summary) {
-                (Some((id, at)), Some(d)) => format!(
-                    "last drill {id} at {}: RPO {}, RTO {}",
-                    at.format("%Y-%m-%d %H:%M"),
+            let figures = |d: &lifeboat_stack::drill::DrillSummary| {
+                format!(
+                    "RPO {}, RTO {}",
                     d.rpo_s.map_or("-".into(), |v| format!("{v:.1} s")),
                     d.rto_s.map_or("-".into(), |v| format!("{v:.1} s"))
+                )
+            };
+            let drill = match (&s.last_drill, &s.kept, &s.summary) {
+                (Some((id, at)), _, Some(d)) => format!(
+                    "last drill {id} at {}: {}",
+                    at.format("%Y-%m-%d %H:%M"),
+                    figures(d)
+                ),
+                (None, Some(k), Some(d)) => format!(
+                    "last drill at {} (kept in vault `{}`, run on {}): {}",
+                    k.at.format("%Y-%m-%d %H:%M"),
+                    k.vault,
+                    k.host,
+                    figures(d)
                 ),
                 _ => "no drill".into(),
             };

@@ -176,8 +176,8 @@ pub struct RecoverArgs {
     /// bucket replication into the site, then recover with nothing lost.
     #[arg(long, conflicts_with = "at")]
     planned: bool,
-    /// Do not protect the recovered databases at once (by default each gets a first snapshot
-    /// and its binlog archive, into the vault it was recovered from, as soon as the stack is healthy).
+    /// Do not protect the recovered members at once (by default, as soon as the stack is healthy,
+    /// each gets a first point in the vault it was recovered from; a database also its binlog archive).
     #[arg(long)]
     no_protect: bool,
 }
@@ -313,6 +313,17 @@ pub fn recover(g: &Global, a: RecoverArgs) -> Result<ExitCode> {
         }
     };
     let job = record_end(history, Ok(&r));
+    // Kept in the vaults of the site it recovered from, beside the data.
+    let mut r = r;
+    let (_, not_kept) = lifeboat_stack::kept::keep(
+        &cfg,
+        &a.to,
+        "recover",
+        &a.stack,
+        job,
+        &serde_json::to_value(&r)?,
+    );
+    r.warnings.extend(not_kept);
     if g.json {
         let mut j = serde_json::to_value(&r)?;
         if let Some(id) = job {
@@ -354,14 +365,24 @@ pub fn recover(g: &Global, a: RecoverArgs) -> Result<ExitCode> {
             }
         }
         for p in &r.protection {
-            println!(
-                "  {} is protected: snapshot {} in vault `{}`, binlog archive running (pid {}, binlog from file {})",
-                p.member,
-                &p.snapshot[..12],
-                p.vault,
-                p.archive_pid,
-                p.binlog_from
-            );
+            match (p.archive_pid, p.binlog_from) {
+                (Some(pid), Some(from)) => println!(
+                    "  {} is protected: snapshot {} in vault `{}`, binlog archive running (pid {pid}, binlog from file {from})",
+                    p.member,
+                    &p.snapshot[..12],
+                    p.vault,
+                ),
+                _ => println!(
+                    "  {} is protected: first {} point {} in vault `{}`",
+                    p.member,
+                    p.kind,
+                    &p.snapshot[..12],
+                    p.vault,
+                ),
+            }
+        }
+        for f in r.switchover.iter().flat_map(|q| &q.fences) {
+            println!("  {}", fence_line(f));
         }
         for w in &r.warnings {
             eprintln!("warning: {w}");
@@ -387,4 +408,25 @@ pub fn recover(g: &Global, a: RecoverArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// How the old primary's database is fenced after a switchover, in words.
+fn fence_line(f: &lifeboat_stack::planned::Fence) -> String {
+    match &f.writable_by {
+        None => format!(
+            "the old primary's `{}` is fenced: its server is shut down",
+            f.member
+        ),
+        Some(ours) => format!(
+            "the old primary's `{}` is fenced: read-only, {} connection(s) ended, accounts that ignore read-only locked ({}); Lifeboat's own account {ours} still can write: no application may use it (to lift the fence: {})",
+            f.member,
+            f.killed_connections,
+            if f.locked_accounts.is_empty() {
+                "none".to_string()
+            } else {
+                f.locked_accounts.join(", ")
+            },
+            f.undo.as_deref().unwrap_or("")
+        ),
+    }
 }

@@ -710,14 +710,37 @@ fn a_planned_switchover_stops_the_primarys_writes_drains_and_loses_no_acknowledg
     let sw = &r["switchover"];
     assert_eq!(sw["positions"][0][0], "shop-db", "{r:#}");
     assert!(sw["drain_s"].as_f64().unwrap() < 120.0);
+    // The fence holds against every account, root (which ignores
+    // read_only) included: the old primary's server the stack provisioned
+    // is shut down, and its shop stopped: no write can land there any more.
+    let write = Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            "-h127.0.0.1",
+            &format!("-P{port}"),
+            "-uroot",
+        ])
+        .env("MYSQL_PWD", DB_PASSWORD)
+        .args(["-e", "CREATE DATABASE after_the_fence"])
+        .output()
+        .unwrap();
+    assert!(
+        !write.status.success(),
+        "root wrote into the old primary after the switchover"
+    );
+    let fence = &sw["fences"][0];
+    assert_eq!(fence["member"], "shop-db", "{r:#}");
+    assert_eq!(fence["how"], "stopped", "{r:#}");
+    // Measured, not assumed: recovered to the position the fenced primary stopped at.
     assert_eq!(r["rpo_s"].as_f64(), Some(0.0), "{r:#}");
-    // The primary is read-only and its shop stopped: no write can land there any more.
-    assert_eq!(
-        sql(
-            &p.join("mysql/shop-db/mysqld.sock"),
-            "SELECT @@global.read_only"
-        ),
-        "1\n"
+    let db = src_of(&r, "shop-db");
+    assert!(
+        db["why"].as_str().unwrap().contains(&format!(
+            "recovered to {}:{}",
+            sw["positions"][0][1].as_str().unwrap(),
+            sw["positions"][0][2]
+        )),
+        "{db:#}"
     );
     assert!(
         lifeboat_instance::supervise::http_status(&format!("{url}/health"), Duration::from_secs(1))

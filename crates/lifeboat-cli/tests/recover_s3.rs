@@ -237,7 +237,12 @@ fn a_recovery_uses_the_replica_on_the_endpoint_in_place_and_without_it_restores_
     c.ok(&[
         "stack", "down", "--stack", "shop", "--site", "dr", "--purge",
     ]);
-    assert_eq!(objects(s3, "shop-assets-replica"), before);
+    // ... and the recovery fenced it against the old primary's replicator
+    // (issue 21 D19): its objects are as they were, the fence beside them.
+    let fenced = objects(s3, "shop-assets-replica");
+    let mut after = fenced.clone();
+    assert!(after.remove(".lifeboat-fence").is_some(), "{after:?}");
+    assert_eq!(after, before);
 
     // A point whose objects are newer than the replica's: the point is
     // restored into a bucket on the endpoint; the replica stays as it is.
@@ -273,7 +278,7 @@ fn a_recovery_uses_the_replica_on_the_endpoint_in_place_and_without_it_restores_
         "{src}"
     );
     sites.assert_holds_the_files("shop-assets");
-    assert_eq!(objects(s3, "shop-assets-replica"), before);
+    assert_eq!(objects(s3, "shop-assets-replica"), fenced);
     c.ok(&[
         "stack", "down", "--stack", "shop", "--site", "dr", "--purge",
     ]);

@@ -464,3 +464,166 @@ fn wait_until_restorable_to(c: &Cli, resource: &str, t: chrono::DateTime<chrono:
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
 }
+
+/// The wiki as a stack hands it its database: it keeps the DSN it was
+/// given (`${wiki-db.dsn}`) and serves it back.
+const DSN_KEEPER: &str = "#!/bin/sh\nmkdir -p www && printf '%s\\n' \"$WIKI_DSN\" > www/dsn.txt\nexec python3 -m http.server --bind 127.0.0.1 \"$WIKI_PORT\" --directory www\n";
+
+/// `mariadb` over TCP with the account a DSN (`mysql://user:pw@host:port`) names.
+fn as_dsn(dsn: &str, q: &str) -> Result<String, String> {
+    let rest = dsn.trim().strip_prefix("mysql://").unwrap();
+    let (cred, at) = rest.rsplit_once('@').unwrap();
+    let (user, pw) = cred.split_once(':').unwrap();
+    let (host, port) = at.split_once(':').unwrap();
+    let o = Command::new("mariadb")
+        .args(["--no-defaults", &format!("-h{host}"), &format!("-P{port}")])
+        .arg(format!("-u{user}"))
+        .args(["-N", "-B", "-e", q])
+        .env("MYSQL_PWD", pw)
+        .output()
+        .unwrap();
+    match o.status.success() {
+        true => Ok(String::from_utf8_lossy(&o.stdout).into_owned()),
+        false => Err(String::from_utf8_lossy(&o.stderr).into_owned()),
+    }
+}
+
+#[test]
+fn a_stack_hands_its_application_its_own_account_not_root_in_the_primary_and_after_recovery() {
+    let t = tempdir().unwrap();
+    let w = t.path();
+    let db_port = free_port();
+    let app = w.join("app/opt/wiki");
+    script(&app.join("run.sh"), DSN_KEEPER);
+    std::fs::write(w.join("db.pass"), "wiki-root-0123456789\n").unwrap();
+    std::fs::write(w.join("app.pass"), "wiki-app-secret\n").unwrap();
+    std::fs::write(
+        w.join("lifeboat.toml"),
+        format!(
+            r#"[site.primary]
+root = "{w}/primary"
+[site.secondary]
+root = "{w}/secondary"
+[vault.dr]
+site = "secondary"
+location = "{w}/dr-vault"
+[resource.wiki-db]
+kind = "mysql"
+site = "primary"
+dsn = "mysql://root@127.0.0.1:{db_port}"
+password_file = "{w}/db.pass"
+app = {{ user = "wiki", database = "wiki", password_file = "{w}/app.pass" }}
+[resource.wiki-host]
+kind = "instance"
+site = "primary"
+paths = ["{app}"]
+[resource.wiki-host.launch]
+command = ["{app}/run.sh"]
+cwd = "{app}"
+env = {{ WIKI_DSN = "${{wiki-db.dsn}}", WIKI_PORT = "${{port}}" }}
+health = "http://${{listen}}/dsn.txt"
+[stack.wiki]
+members = ["wiki-db", "wiki-host"]
+"#,
+            w = w.display(),
+            app = app.display(),
+        ),
+    )
+    .unwrap();
+    let mut c = Cli::new(BIN, &w.join("dr-vault")).with_workdir(w);
+    c.env.push((
+        "LIFEBOAT_MYSQL_PASSWORD".into(),
+        "wiki-root-0123456789".into(),
+    ));
+    c.ok(&["validate"]);
+    c.ok(&["apply", "--auto-approve"]);
+    let up = c.json(&["stack", "up", "--stack", "wiki", "--site", "primary"]);
+
+    // The application got its own account, not root: all it needs on its
+    // database, nothing beyond (no mysql.*, nothing that ignores read_only).
+    let dsn = std::fs::read_to_string(app.join("www/dsn.txt")).unwrap();
+    assert!(
+        dsn.starts_with(&format!("mysql://wiki:wiki-app-secret@127.0.0.1:{db_port}")),
+        "{dsn} ({up})"
+    );
+    as_dsn(
+        &dsn,
+        "CREATE DATABASE IF NOT EXISTS wiki; CREATE TABLE wiki.pages (id INT PRIMARY KEY, title TEXT); \
+         INSERT INTO wiki.pages VALUES (1, 'Home'), (2, 'Recovery runbook')",
+    )
+    .unwrap();
+    let denied = as_dsn(&dsn, "SELECT COUNT(*) FROM mysql.global_priv").unwrap_err();
+    assert!(denied.contains("denied"), "{denied}");
+    let grants = as_dsn(&dsn, "SHOW GRANTS").unwrap();
+    assert!(
+        !grants.contains("ALL PRIVILEGES ON *.*") && !grants.contains("SUPER"),
+        "{grants}"
+    );
+    // Root still has its own password (not handed to the application).
+    assert!(!dsn.contains("wiki-root-0123456789"), "{dsn}");
+
+    // The plan's snapshot carries users and grants, the archive what
+    // follows; the primary is lost; the recovery hands the application the
+    // same account.
+    let archive = stack_fixture::Bg(
+        c.command(&[
+            "archive",
+            "mysql",
+            "--dsn",
+            &format!("mysql://root@127.0.0.1:{db_port}"),
+            "--resource",
+            "wiki-db",
+            "--seal-interval",
+            "1s",
+            "--spool",
+        ])
+        .arg(w.join("spool"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    c.ok(&["jobs", "run", "--plan", "default"]);
+    as_dsn(
+        &dsn,
+        "INSERT INTO wiki.pages VALUES (3, 'After the snapshot')",
+    )
+    .unwrap();
+    wait_until_restorable_to(&c, "wiki-db", chrono::Utc::now());
+    drop(archive);
+    c.ok(&["stack", "down", "--stack", "wiki", "--site", "primary"]);
+    let r = c.json(&[
+        "recover",
+        "--stack",
+        "wiki",
+        "--to",
+        "secondary",
+        "--no-protect",
+    ]);
+    let url = r["outputs"]["wiki-host.url"].as_str().unwrap();
+    let rdsn = curl(&format!("{url}/dsn.txt"));
+    let rport = r["outputs"]["wiki-db.port"].as_str().unwrap();
+    assert!(
+        rdsn.starts_with(&format!("mysql://wiki:wiki-app-secret@127.0.0.1:{rport}")),
+        "{rdsn}"
+    );
+    assert_eq!(
+        as_dsn(&rdsn, "SELECT title FROM wiki.pages ORDER BY id").unwrap(),
+        "Home\nRecovery runbook\nAfter the snapshot\n"
+    );
+    assert!(
+        as_dsn(&rdsn, "SELECT COUNT(*) FROM mysql.global_priv")
+            .unwrap_err()
+            .contains("denied")
+    );
+    c.ok(&[
+        "stack",
+        "down",
+        "--stack",
+        "wiki",
+        "--site",
+        "secondary",
+        "--purge",
+    ]);
+}

@@ -100,6 +100,7 @@ pub(crate) fn load_resource(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d
                     "archive",
                     "recover_listen",
                     "recover_socket",
+                    "app",
                     "description",
                 ],
             );
@@ -127,6 +128,7 @@ pub(crate) fn load_resource(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d
                 archive: archive(sink, t),
                 recover_listen,
                 recover_socket,
+                app: app_account(sink, t),
             }
         }
         "bucket" => {
@@ -233,6 +235,79 @@ fn check_dsn(sink: &mut Sink<'_>, dsn: &str, span: &Range<usize>, key: &str) {
 }
 
 /// `archive = true` or `archive = { vault, copy_to }`.
+/// `app = { user = "shop", database = "shop", password_file = "/…" }`.
+fn app_account(sink: &mut Sink<'_>, t: Table<'_, '_>) -> Option<AppAccount> {
+    let v = t.get("app")?;
+    let DeValue::Table(at) = v.get_ref() else {
+        sink.wrong_type(
+            t,
+            "app",
+            v,
+            "`{ user = \"NAME\", database = \"DB\", password_file = \"/PATH\" }`",
+        );
+        return None;
+    };
+    let key = t.key("app");
+    let span = v.span();
+    let at = Table {
+        t: at,
+        path: &key,
+        span: &span,
+    };
+    sink.unknown_keys(
+        at,
+        "an application account",
+        &["user", "database", "password_env", "password_file"],
+    );
+    let mut name = |k: &str, what: &str| match sink.string(at, k) {
+        Some((n, span)) => {
+            let plain = !n.is_empty()
+                && n.len() <= 64
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !plain || (k == "user" && n == "root") {
+                sink.error(
+                    &span,
+                    &at.key(k),
+                    format!("`{n}` cannot be the application's {what}"),
+                    Some(format!(
+                        "write a {what} of letters, digits, `_` and `-`{}",
+                        if k == "user" { ", not root" } else { "" }
+                    )),
+                );
+            }
+            Some(n)
+        }
+        None => {
+            if at.get(k).is_none() {
+                sink.missing(
+                    at,
+                    k,
+                    "the application account",
+                    &format!("add `{k} = \"…\"`"),
+                );
+            }
+            None
+        }
+    };
+    let user = name("user", "user");
+    let database = name("database", "database");
+    let password = secret(sink, at);
+    if password.is_none() && at.get("password_env").is_none() && at.get("password_file").is_none() {
+        sink.missing(
+            at,
+            "password_file",
+            "the application account",
+            "add `password_file = \"/PATH\"` (its first line) or `password_env = \"VAR\"`: the application's configuration holds the same password",
+        );
+    }
+    Some(AppAccount {
+        user: user?,
+        database: database?,
+        password: password?,
+    })
+}
+
 fn archive(sink: &mut Sink<'_>, t: Table<'_, '_>) -> Option<Archive> {
     let v = t.get("archive")?;
     match v.get_ref() {

@@ -199,6 +199,11 @@ pub enum ResourceKind {
         /// to its own socket), e.g. `/run/mysqld/mysqld.sock`.
         #[serde(skip_serializing_if = "Option::is_none")]
         recover_socket: Option<PathBuf>,
+        /// The application's own account on a server a stack provisions:
+        /// made there, and handed to the application as `${NAME.dsn}`
+        /// instead of root.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        app: Option<AppAccount>,
     },
     /// A bucket (a directory or an S3 bucket).
     Bucket {
@@ -244,6 +249,19 @@ impl ResourceKind {
             ResourceKind::Instance { .. } => "instance",
         }
     }
+}
+
+/// `app = { user, database, password_file | password_env }`: the
+/// application's own account on a database a stack provisions — all
+/// privileges on its database, none beyond (so `read_only` binds it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppAccount {
+    /// The account's user name (the host is `%`).
+    pub user: String,
+    /// The database it owns.
+    pub database: String,
+    /// Its password's source.
+    pub password: Secret,
 }
 
 /// A database's continuous binlog archive.

@@ -600,6 +600,21 @@ pub struct StackVerification {
     pub summary: Option<DrillSummary>,
     /// Failed controls, each with why.
     pub failed: Vec<String>,
+    /// The newest drill is one kept in a vault, not in this host's history
+    /// (`crate::kept`): where, when and by which host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<KeptDrill>,
+}
+
+/// A drill report read from a vault (`crate::kept`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeptDrill {
+    /// The vault it is kept in.
+    pub vault: String,
+    /// When it was kept (the drill's end).
+    pub at: DateTime<Utc>,
+    /// The host that ran it.
+    pub host: String,
 }
 
 /// Per stack: the newest drill passed, within the objectives, and of the
@@ -621,30 +636,40 @@ pub fn verification(
             .into_iter()
             .find(|j| j.kind == "drill" && j.status != lifeboat_control::store::status::RUNNING);
         let summary = last.as_ref().and_then(summary_of);
-        let mut failed = Vec::new();
-        match &summary {
-            None => {
-                failed.push("never drilled (`lifeboat drill --stack NAME --to SITE`)".to_string())
-            }
-            Some(d) => {
-                if !d.passed {
-                    failed.push("the last drill failed (`lifeboat jobs show ID`)".into());
-                }
-                for m in over_objectives(s, d.rpo_s, d.rto_s) {
-                    failed.push(format!("the last drill's {m}"));
-                }
-                if d.declaration != declaration(cfg, name) {
-                    failed.push("not verified since change: the stack's declaration changed after its last drill".into());
-                }
-            }
-        }
+        let failed = judge(cfg, name, s, summary.as_ref());
         out.push(StackVerification {
             stack: name.clone(),
             compliant: failed.is_empty(),
             last_drill: last.map(|j| (j.id, j.started)),
             summary,
             failed,
+            kept: None,
         });
     }
     Ok(out)
+}
+
+/// The controls stack `name` (`s`) fails, judged by its newest drill's summary.
+pub(crate) fn judge(
+    cfg: &Config,
+    name: &str,
+    s: &lifeboat_config::Stack,
+    summary: Option<&DrillSummary>,
+) -> Vec<String> {
+    let mut failed = Vec::new();
+    match summary {
+        None => failed.push("never drilled (`lifeboat drill --stack NAME --to SITE`)".to_string()),
+        Some(d) => {
+            if !d.passed {
+                failed.push("the last drill failed (`lifeboat jobs show ID`)".into());
+            }
+            for m in over_objectives(s, d.rpo_s, d.rto_s) {
+                failed.push(format!("the last drill's {m}"));
+            }
+            if d.declaration != declaration(cfg, name) {
+                failed.push("not verified since change: the stack's declaration changed after its last drill".into());
+            }
+        }
+    }
+    failed
 }

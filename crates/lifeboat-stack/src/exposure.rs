@@ -12,6 +12,10 @@
 //! their own exposure is still given, marked). A member the site holds
 //! nothing of leaves the stack's exposure unknown, unless it is optional
 //! (a recovery goes on without it).
+//!
+//! A site the stack runs in is left out: after a failover the secondary
+//! runs the stack, and its vaults' points are the running site's own data,
+//! not what a failure would lose.
 
 use chrono::{DateTime, Utc};
 use lifeboat_config::Config;
@@ -110,8 +114,31 @@ fn stack_seconds(members: &[MemberExposure], optional: &[String]) -> Option<f64>
     seconds
 }
 
+/// Whether `stack` runs in `site` now (recovered or brought up there: its
+/// stack state in the site's root has a member whose process is alive, or,
+/// a stack of data members only — files, buckets — whose state is there).
+/// The data of a stack that runs in a site is that site's own, not its
+/// exposure.
+pub fn runs_in(cfg: &Config, stack: &str, site: &str) -> bool {
+    let Some(root) = cfg.sites.get(site).and_then(|s| s.root.as_ref()) else {
+        return false;
+    };
+    crate::state::StackState::read(root, stack)
+        .ok()
+        .flatten()
+        .is_some_and(|st| {
+            let runs =
+                |m: &crate::state::MemberState| matches!(m.kind.as_str(), "mysql" | "instance");
+            st.members
+                .iter()
+                .any(|(_, m)| m.process.as_ref().is_some_and(|p| p.alive()))
+                || (!st.members.is_empty() && !st.members.iter().any(|(_, m)| runs(m)))
+        })
+}
+
 /// Every stack's exposure in every site that has a vault and runs none of
-/// the stack's members, at `now`, opening the vaults with the file's secrets.
+/// the stack's members (neither the members' declared site nor one the
+/// stack was recovered into and runs in), at `now`, opening the vaults with the file's secrets.
 pub fn live(cfg: &Config, now: DateTime<Utc>) -> Vec<Exposure> {
     live_with(cfg, now, &|n: &str| {
         lifeboat_control::secret::open_vault(cfg, n).map_err(|e| e.to_string())
@@ -136,6 +163,7 @@ pub fn live_with(
             .values()
             .filter_map(|v| v.site.as_deref())
             .filter(|s| !home.contains(s))
+            .filter(|s| !runs_in(cfg, name, s))
             .collect();
         for site in sites {
             let opened: Result<Vec<_>, String> = cfg

@@ -23,6 +23,20 @@ impl LaunchChoice {
     /// The choice for instance `name`, whose point is `point`.
     pub fn of(cfg: &Config, name: &str, point: &lifeboat_vault::RecoveryPoint) -> Result<Self> {
         let of_point = lifeboat_instance::restore::meta_of(point)?.spec.launch;
+        // A recovered site's first point: its spec is re-rooted to where the
+        // recovery restored it (the file's names the old primary's paths).
+        if point
+            .tags
+            .iter()
+            .any(|t| t == crate::protect_data::RECOVERED_TAG)
+            && of_point.is_some()
+        {
+            return Ok(LaunchChoice {
+                spec: of_point,
+                from: "the point (the first point of a recovered instance)",
+                differs: false,
+            });
+        }
         let of_file = match cfg.resources.get(name).map(|r| &r.kind) {
             Some(ResourceKind::Instance { spec }) => {
                 serde_json::from_value::<lifeboat_instance::InstanceSpec>(spec.clone())

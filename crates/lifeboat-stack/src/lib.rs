@@ -24,11 +24,13 @@
 pub mod bucket;
 pub mod drill;
 pub mod exposure;
+pub mod kept;
 pub mod launch;
 pub mod mariadb;
 pub mod planned;
 pub mod process;
 pub mod protect;
+pub mod protect_data;
 pub mod purge;
 pub mod recover;
 pub mod stack;

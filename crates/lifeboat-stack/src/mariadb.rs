@@ -264,6 +264,51 @@ impl Server {
     }
 }
 
+/// The application's own account the file declares for database `name`
+/// (`app = { user, database, password_file }`), with its password read.
+pub(crate) fn app_account(
+    cfg: &Config,
+    name: &str,
+) -> Result<Option<(lifeboat_config::model::AppAccount, String)>> {
+    let Some(ResourceKind::Mysql { app: Some(app), .. }) = cfg.resources.get(name).map(|r| &r.kind)
+    else {
+        return Ok(None);
+    };
+    let pw = lifeboat_control::secret::read(
+        &app.password,
+        &format!("the application account of `{name}`"),
+    )
+    .map_err(|e| StackError::Refused(e.to_string()))?;
+    let pw = String::from_utf8(pw).map_err(|_| {
+        StackError::Refused(format!(
+            "the application account of `{name}`: its password is not UTF-8 text"
+        ))
+    })?;
+    Ok(Some((app.clone(), pw)))
+}
+
+impl Server {
+    /// Makes the application's own account (or brings it to what the file
+    /// declares): its password, and every privilege on its database and
+    /// none beyond — it cannot touch `mysql.*`, and `read_only` binds it.
+    /// A restored snapshot's account of that name keeps its other hosts.
+    pub fn ensure_app_account(
+        &self,
+        app: &lifeboat_config::model::AppAccount,
+        password: &str,
+    ) -> Result<()> {
+        let (u, pw) = (literal(&app.user), literal(password));
+        let db = format!("`{}`", app.database.replace('`', "``"));
+        self.sql(&format!(
+            "CREATE USER IF NOT EXISTS {u}@'%' IDENTIFIED BY {pw};\n\
+             ALTER USER {u}@'%' IDENTIFIED BY {pw};\n\
+             GRANT ALL PRIVILEGES ON {db}.* TO {u}@'%';\n"
+        ))
+        .map(|_| ())
+        .map_err(|e| StackError::Process(format!("the application account {}@'%': {e}", app.user)))
+    }
+}
+
 /// Gives a new server's root its password: in the resource's own site, the
 /// one the file declares for it (`password_env`/`password_file`) when its
 /// DSN logs in as root (another user the DSN names is made with it, every

@@ -20,19 +20,28 @@ use crate::process::{self, Proc};
 use crate::state::MemberState;
 use crate::{Result, StackError};
 
-/// What protects a recovered database now.
+/// What protects a recovered member now.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Protected {
     /// The member.
     pub member: String,
+    /// Its kind (`mysql`, `bucket`, `files`, `instance`).
+    #[serde(default = "mysql")]
+    pub kind: String,
     /// The vault its points go to.
     pub vault: String,
-    /// Its first snapshot there.
+    /// Its first point there (a database: its first snapshot).
     pub snapshot: String,
-    /// The binlog file number the new server starts at.
-    pub binlog_from: u64,
-    /// The archive's process.
-    pub archive_pid: i32,
+    /// A database: the binlog file number the new server starts at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binlog_from: Option<u64>,
+    /// A database: the archive's process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_pid: Option<i32>,
+}
+
+fn mysql() -> String {
+    "mysql".into()
 }
 
 /// Snapshots the recovered database `member` (running as `m`) into vault
@@ -111,10 +120,11 @@ pub fn protect(
     m.archive = Some(proc.clone());
     Ok(Protected {
         member: member.into(),
+        kind: "mysql".into(),
         vault: vault_name.into(),
         snapshot: snap.id.to_hex(),
-        binlog_from: from,
-        archive_pid: proc.pid,
+        binlog_from: Some(from),
+        archive_pid: Some(proc.pid),
     })
 }
 

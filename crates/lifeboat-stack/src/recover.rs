@@ -13,6 +13,10 @@
 //! instances then start with the recovered members' outputs. Every vault
 //! read holds a reader lock for the whole recovery, so no prune removes what
 //! the recovery reads (Velero's runbook sets the storage read-only by hand).
+//! A replica used in place is fenced (`.lifeboat-fence`) before the
+//! instances start, so the old primary's replicator stops writing into it;
+//! once healthy, every member is protected at once (`protect`,
+//! `protect_data`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -40,9 +44,10 @@ pub struct RecoverOptions {
     /// A planned switchover: stop the primary's writes and drain its archive
     /// and replication first, then recover with nothing lost.
     pub planned: bool,
-    /// Once healthy, protect each recovered database at once: a first
-    /// snapshot and its binlog archive (run by this `lifeboat` binary) into
-    /// the vault it was recovered from. Never for a scratch stack.
+    /// Once healthy, protect each recovered member at once: a first point
+    /// into the vault it was recovered from (a database: a first snapshot
+    /// and its binlog archive, run by this `lifeboat` binary; the others:
+    /// `protect_data`). Never for a scratch stack.
     pub protect: bool,
     /// Hears each step as it ends (a command prints it at once, also when
     /// its output is a pipe, instead of all of them at the end).
@@ -430,6 +435,10 @@ fn newest_mtime(dir: &Path) -> Option<DateTime<Utc>> {
     let mut files = 0u64;
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).ok()?.flatten() {
+            // The replicator fence is no object of the bucket (`fence.rs`).
+            if d == dir && e.file_name() == lifeboat_bucket::replicate::fence::FENCE_KEY {
+                continue;
+            }
             let Ok(m) = e.metadata() else { continue };
             if m.is_dir() {
                 stack.push(e.path());
@@ -650,11 +659,22 @@ pub fn recover(
             "recovery of stack `{stack}` into site `{site}` failed: {f} (what was recovered stays: `lifeboat stack status` shows it, `stack down --purge` removes it)"
         )));
     }
+    // Before anything starts on a replica used in place: fenced.
+    if opts.scratch.is_none() {
+        fence_replicas(
+            cfg,
+            (stack, site),
+            started_at,
+            &state,
+            &sources,
+            &mut warnings,
+        );
+    }
     for name in order
         .iter()
         .filter(|n| matches!(kind_of(n), Some(ResourceKind::Instance { .. })))
     {
-        let outputs = crate::stack::launch_values(&state);
+        let outputs = crate::stack::launch_values(cfg, &state)?;
         match recover_instance(cfg, name, opts.at, &root, &vaults, &outputs, &steps, &clock) {
             Ok((m, src)) => {
                 state.members.push((name.clone(), m));
@@ -705,6 +725,16 @@ pub fn recover(
                 )),
             }
         }
+        let (others, failed) = crate::protect_data::protect_others(
+            cfg,
+            site,
+            &state.members,
+            &sources,
+            &vaults,
+            |name, t| clock.step(&steps, "protect at once: first point", Some(name), t),
+        );
+        protection.extend(others);
+        warnings.extend(failed);
         state.write()?;
     }
     let failed_at = switchover
@@ -712,11 +742,30 @@ pub fn recover(
         .map(|q| q.writes_stopped_at)
         .or(opts.failed_at)
         .unwrap_or(started_at);
-    // Drained to the position each database stopped at: complete up to then.
+    // A database recovered to the position it stopped at (under the fence)
+    // lost nothing: complete up to the fence. Measured, not assumed: the
+    // vault it came from holds the archive to that position.
     if let Some(q) = &switchover {
         for x in sources.iter_mut().filter(|x| x.kind == "mysql") {
-            x.data_time = Some(q.writes_stopped_at);
-            x.why = "drained to the position the primary stopped at (planned switchover)".into();
+            let Some((_, file, pos)) = q.positions.iter().find(|p| p.0 == x.member) else {
+                continue;
+            };
+            let want = (lifeboat_mysql::binlog::file_number(file).unwrap_or(0), *pos);
+            let reached = vaults
+                .iter()
+                .find(|(n, _)| Some(n) == x.vault.as_ref())
+                .and_then(|(_, v)| crate::planned::archived_to(v, &x.member));
+            if reached.is_some_and(|r| r >= want) {
+                x.data_time = Some(q.writes_stopped_at);
+                x.why = format!(
+                    "recovered to {file}:{pos}, where the fenced primary stopped (planned switchover)"
+                );
+            } else {
+                warnings.push(format!(
+                    "`{}` was recovered short of {file}:{pos}, where the fenced primary stopped: commits after its newest restorable second are lost",
+                    x.member
+                ));
+            }
         }
         // A replica replicated once more after the writes stopped: complete then.
         for x in sources
@@ -770,6 +819,38 @@ pub fn recover(
         switchover,
         protection,
     })
+}
+
+/// Fences every replica the recovery uses in place (the old primary's
+/// replicator must not write into it); a fence that cannot be written is a
+/// warning saying to stop that replicator by hand.
+fn fence_replicas(
+    cfg: &Config,
+    (stack, site): (&str, &str),
+    started_at: DateTime<Utc>,
+    state: &StackState,
+    sources: &[Source],
+    warnings: &mut Vec<String>,
+) {
+    let now = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    for x in sources.iter().filter(|x| x.from == "replica") {
+        let Some((_, m)) = state.members.iter().find(|(n, _)| *n == x.member) else {
+            continue;
+        };
+        let f = lifeboat_bucket::replicate::fence::Fence {
+            stack: stack.into(),
+            site: site.into(),
+            member: x.member.clone(),
+            recovery: now(started_at),
+            fenced_at: now(Utc::now()),
+        };
+        if let Err(e) = crate::protect_data::fence_replica(cfg, site, m, &f) {
+            warnings.push(format!(
+                "the replica of `{}` is NOT fenced: {e} (stop the old primary's replicator into it by hand)",
+                x.member
+            ));
+        }
+    }
 }
 
 /// Each member's RPO (failure time − the time its data is from); the
@@ -869,6 +950,13 @@ fn recover_data_member(
             lifeboat_mysql::pitr::replay(v, &catalog, &plan, &dsn, &ropts, &work)
                 .map_err(|e| StackError::Process(format!("replaying the binlog archive: {e}")))?;
             clock.step(steps, "replay the binlog archive", Some(name), t);
+            // The application's own account as the file declares it (the
+            // snapshot's, when it held users, with the file's password).
+            if let Some((app, pw)) = crate::mariadb::app_account(cfg, name)? {
+                crate::mariadb::Server::new(m.dir.clone())
+                    .with_password(m.password.as_ref().map(|p| p.0.clone()))
+                    .ensure_app_account(&app, &pw)?;
+            }
             Ok((
                 m,
                 Source {

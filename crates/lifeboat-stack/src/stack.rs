@@ -236,6 +236,12 @@ pub fn provision(
                 false => before.and_then(|b| b.password.clone()),
             };
             proc = Some(p);
+            if let Some((app, pw)) = crate::mariadb::app_account(cfg, name)? {
+                server
+                    .clone()
+                    .with_password(password.as_ref().map(|p| p.0.clone()))
+                    .ensure_app_account(&app, &pw)?;
+            }
             outputs.insert(
                 "dsn".into(),
                 Server::dsn(port).replacen("127.0.0.1", &host, 1),
@@ -356,23 +362,44 @@ pub fn outputs_of(state: &StackState) -> Outputs {
 }
 
 /// What an instance's launch spec is filled with: every member's outputs,
-/// and for a database that has a root password, `${NAME.password}` and
-/// `${NAME.dsn}` with the password in it (so the application logs in).
-/// Written only into the instance's `launch.json` (0600) and its
-/// environment; a spec should pass them in `env`, never in `command`.
-pub fn launch_values(state: &StackState) -> Outputs {
+/// and for a database that has a root password, `${NAME.root_dsn}` and
+/// `${NAME.root_password}`; `${NAME.dsn}`, `${NAME.user}` and
+/// `${NAME.password}` are the application's own account when the file
+/// declares one (`app = { user, database, password_file }`), else root's
+/// (so the application logs in either way). Written only into the
+/// instance's `launch.json` (0600) and its environment; a spec should pass
+/// them in `env`, never in `command`.
+pub fn launch_values(cfg: &Config, state: &StackState) -> Result<Outputs> {
     let mut o = outputs_of(state);
     for (n, m) in &state.members {
         let (Some(pw), Some(dsn)) = (&m.password, m.outputs.get("dsn")) else {
             continue;
         };
         // The DSN as the member gives it (its pinned address, if any).
-        if let Some(at) = dsn.strip_prefix("mysql://root@") {
-            o.insert(format!("{n}.dsn"), format!("mysql://root:{}@{at}", pw.0));
-            o.insert(format!("{n}.password"), pw.0.clone());
+        let Some(at) = dsn.strip_prefix("mysql://root@") else {
+            continue;
+        };
+        let root_dsn = format!("mysql://root:{}@{at}", pw.0);
+        o.insert(format!("{n}.root_dsn"), root_dsn.clone());
+        o.insert(format!("{n}.root_password"), pw.0.clone());
+        match crate::mariadb::app_account(cfg, n)? {
+            Some((app, apw)) => {
+                o.insert(
+                    format!("{n}.dsn"),
+                    format!("mysql://{}:{apw}@{at}", app.user),
+                );
+                o.insert(format!("{n}.user"), app.user);
+                o.insert(format!("{n}.password"), apw);
+                o.insert(format!("{n}.database"), app.database);
+            }
+            None => {
+                o.insert(format!("{n}.dsn"), root_dsn);
+                o.insert(format!("{n}.user"), "root".into());
+                o.insert(format!("{n}.password"), pw.0.clone());
+            }
         }
     }
-    o
+    Ok(o)
 }
 
 /// Brings `stack` up in `site`: each member provisioned (or kept, when it
@@ -398,7 +425,7 @@ pub fn up(cfg: &Config, stack: &str, site: &str) -> Result<StackState> {
         let m = if matches!(kind, Some(ResourceKind::Instance { .. })) {
             match prev.filter(|p| p.process.as_ref().is_some_and(Proc::alive)) {
                 Some(running) => Ok(running.clone()),
-                None => start_instance(cfg, &root, &name, &launch_values(&state), &[], None),
+                None => start_instance(cfg, &root, &name, &launch_values(cfg, &state)?, &[], None),
             }
         } else {
             provision(cfg, &root, Some(site), &name, prev)

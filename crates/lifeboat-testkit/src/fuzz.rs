@@ -308,7 +308,9 @@ mod tests {
                 }
             },
         );
-        assert!(s.execs > 10, "{s:?}");
+        // Counted, not timed: how many runs fit in 300 ms depends on the
+        // machine's load (each planted panic prints a backtrace).
+        assert!(s.execs >= s.crash_count as u64 && s.execs > 1, "{s:?}");
         assert!(s.crash_count > 0, "the dictionary token is found");
     }
 }

@@ -12,7 +12,7 @@ use super::Options;
 use super::copy::{Action, DeletePolicy, dst_token, handle};
 use super::feed::{DirFeed, FeedEvent};
 use super::state::{Entry, State, fingerprint};
-use super::status::{LagWindow, RuleStatus, prometheus, write_status};
+use super::status::{LagWindow, RuleStatus, prometheus, serve_metrics, write_status};
 use crate::error::{BucketError, Result};
 use crate::store::Bucket;
 
@@ -61,7 +61,12 @@ struct Engine {
     consecutive_failures: u32,
     backfill_left: Option<HashSet<String>>,
     metrics: Arc<Mutex<String>>,
+    /// When the destination's fence was last found absent.
+    fence_checked: Option<Instant>,
 }
+
+/// How long a check that the destination is not fenced holds for writes.
+const FENCE_EVERY: Duration = Duration::from_secs(1);
 
 fn now_ns() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
@@ -153,8 +158,16 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<Repor
         consecutive_failures: 0,
         backfill_left: None,
         metrics,
+        fence_checked: None,
     };
     e.publish()?;
+    // Never a pass over a fenced destination (a recovery uses it in place);
+    // one that cannot be asked now is asked again before the first write.
+    match super::fence::check(&e.dst).await {
+        Ok(()) => e.fence_checked = Some(Instant::now()),
+        Err(err @ BucketError::Fenced { .. }) => return Err(e.fenced(err)),
+        Err(err) => e.note_error(&err),
+    }
     // The feed starts before the first listing, so no change falls between.
     let (feed_tx, mut feed_rx) = mpsc::unbounded_channel();
     let _feed = match e.src.dir_root() {
@@ -180,7 +193,24 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<Repor
     let mut list_started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     let mut last_publish = Instant::now();
+    let mut fenced = None;
     loop {
+        // Before each batch of writes: the destination is still not fenced.
+        if e.writes_due() && e.fence_checked.is_none_or(|t| t.elapsed() >= FENCE_EVERY) {
+            match super::fence::check(&e.dst).await {
+                Ok(()) => e.fence_checked = Some(Instant::now()),
+                Err(err @ BucketError::Fenced { .. }) => {
+                    fenced = Some(err);
+                    break;
+                }
+                // Unknown (the destination does not answer): no write until
+                // it is asked again, a second later.
+                Err(err) => {
+                    e.note_error(&err);
+                    e.pause_until = Instant::now() + FENCE_EVERY;
+                }
+            }
+        }
         e.dispatch();
         if e.opts.once && e.queue.is_empty() && e.tasks.is_empty() {
             break;
@@ -259,6 +289,9 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<Repor
     }
     e.dst.sync().await?;
     e.state.checkpoint()?;
+    if let Some(err) = fenced {
+        return Err(e.fenced(err));
+    }
     e.status.phase = "stopped".into();
     e.publish()?;
     Ok(Report {
@@ -298,6 +331,28 @@ impl Engine {
             .max(p.not_before);
         p.seq = seq;
         self.heap.push(Reverse((p.not_before, seq, key)));
+    }
+
+    /// Whether a copy or delete would start now.
+    fn writes_due(&self) -> bool {
+        let now = Instant::now();
+        now >= self.pause_until
+            && self.tasks.len() < self.opts.concurrency.max(1)
+            && self
+                .heap
+                .peek()
+                .is_some_and(|Reverse((at, _, _))| *at <= now)
+    }
+
+    /// Records the fence that stops this run (status `fenced`) and returns it.
+    fn fenced(&mut self, err: BucketError) -> BucketError {
+        tracing::error!("{err}");
+        self.note_error(&err);
+        self.status.phase = "fenced".into();
+        if let Err(e) = self.state.checkpoint().and_then(|_| self.publish()) {
+            tracing::warn!("{e}");
+        }
+        err
     }
 
     fn dispatch(&mut self) {
@@ -522,7 +577,8 @@ impl Engine {
         s.failed_objects = self.parked.len() as u64;
         s.objects_tracked = self.state.map.len() as u64;
         (s.lag_p50_s, s.lag_p99_s, s.lag_max_s, s.lag_samples) = self.lag.quantiles();
-        if s.phase != "stopped" {
+        let ended = s.phase == "stopped" || s.phase == "fenced";
+        if !ended {
             s.phase = match &self.backfill_left {
                 None => "starting",
                 Some(b) if !b.is_empty() => "backfilling",
@@ -531,48 +587,8 @@ impl Engine {
             .into();
         }
         let mut running = s.clone();
-        running.running = s.phase != "stopped";
+        running.running = !ended;
         *self.metrics.lock().expect("metrics lock") = prometheus(&[running]);
         write_status(&self.opts.state_dir, s)
     }
-}
-
-/// Serves the rule's Prometheus text on `addr` (any path).
-async fn serve_metrics(addr: &str, text: Arc<Mutex<String>>) -> Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let l = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| BucketError::BadAddress {
-            address: addr.to_string(),
-            reason: format!("cannot listen for metrics: {e}"),
-        })?;
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            let text = text.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let mut got = 0;
-                while got < buf.len() {
-                    match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf[got..]))
-                        .await
-                    {
-                        Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
-                        Ok(Ok(n)) => got += n,
-                    }
-                    if buf[..got].windows(4).any(|w| w == b"\r\n\r\n") {
-                        break;
-                    }
-                }
-                let body = text.lock().expect("metrics lock").clone();
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = s.write_all(head.as_bytes()).await;
-                let _ = s.write_all(body.as_bytes()).await;
-                let _ = s.shutdown().await;
-            });
-        }
-    });
-    Ok(())
 }

@@ -22,6 +22,7 @@
 pub mod copy;
 mod engine;
 pub mod feed;
+pub mod fence;
 pub mod state;
 pub mod status;
 

@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -284,6 +285,46 @@ pub fn prometheus(rules: &[RuleStatus]) -> String {
         ));
     }
     out
+}
+
+/// Serves the rule's Prometheus text on `addr` (any path).
+pub(crate) async fn serve_metrics(addr: &str, text: Arc<Mutex<String>>) -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| BucketError::BadAddress {
+            address: addr.to_string(),
+            reason: format!("cannot listen for metrics: {e}"),
+        })?;
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let text = text.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut got = 0;
+                while got < buf.len() {
+                    match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf[got..]))
+                        .await
+                    {
+                        Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                        Ok(Ok(n)) => got += n,
+                    }
+                    if buf[..got].windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                let body = text.lock().expect("metrics lock").clone();
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(body.as_bytes()).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    Ok(())
 }
 
 #[cfg(test)]

@@ -248,13 +248,20 @@ impl Bucket {
     }
 
     /// Lists every object whose key starts with `prefix`, calling `each` for
-    /// each one. Keys of one "directory" (`a/…`) come together; S3 gives
+    /// each one (never the replicator fence, `.lifeboat-fence`: it is no
+    /// part of the content). Keys of one "directory" (`a/…`) come together; S3 gives
     /// byte order.
     pub async fn list(
         &self,
         prefix: &str,
         each: &mut (dyn FnMut(ObjectInfo) + Send),
     ) -> Result<()> {
+        // The replicator fence is never an object of the bucket's content.
+        let each = &mut |o: ObjectInfo| {
+            if o.key != crate::replicate::fence::FENCE_KEY {
+                each(o)
+            }
+        };
         match &*self.inner {
             Backend::Dir(d) => d.list(prefix, each).await,
             Backend::S3(s) => s.list(prefix, each).await,

@@ -133,3 +133,49 @@ fn a_drill_started_through_the_api_is_reported_with_its_steps() {
         serde_json::json!([])
     );
 }
+
+/// Issue 21 D19: after a failover the stack runs in the secondary; the
+/// console and the API do not show that site's own data as "RPO exposure"
+/// (exposure is what a site that could recover the stack lacks, and the
+/// site the stack runs in is not one).
+#[test]
+fn after_a_failover_the_site_the_stack_runs_in_is_no_rpo_exposure() {
+    let d = tempdir().unwrap();
+    let w = d.path();
+    make_sample_tree(&w.join("data"), 5);
+    let p = w.display();
+    let s = configure(
+        w,
+        &format!(
+            "[site.a]\nroot = \"{p}/a\"\n[site.b]\nroot = \"{p}/b\"\n\
+             [vault.main]\nsite = \"a\"\nlocation = \"{p}/main\"\n\
+             [vault.far]\nsite = \"b\"\nlocation = \"{p}/far\"\n\
+             [resource.data]\nsite = \"a\"\npaths = [\"{p}/data\"]\n\
+             [plan.p]\nresources = [\"data\"]\nschedule = \"0 3 * * *\"\nvault = \"main\"\ncopy = [{{ vault = \"far\" }}]\n\
+             [stack.s]\nmembers = [\"data\"]\n"
+        ),
+        "",
+    );
+    s.cli.ok(&["jobs", "run", "--plan", "p"]);
+    // Before the failover, site b could recover the stack: its exposure shows.
+    {
+        let srv = s.serve(&[], None);
+        let st = &srv.json("/api/v1/stacks")[0];
+        assert_eq!(st["exposure"][0]["site"], "b", "{st}");
+    }
+    // The primary is lost; the stack is recovered into b and runs there.
+    s.cli.ok(&["recover", "--stack", "s", "--to", "b"]);
+    let srv = s.serve(&[], None);
+    let st = &srv.json("/api/v1/stacks")[0];
+    let sites: Vec<&str> = st["exposure"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["site"].as_str())
+        .collect();
+    assert!(
+        !sites.contains(&"b"),
+        "the site the stack runs in is shown as RPO exposure: {st:#}"
+    );
+    assert!(st["rpo_exposure_s"].is_null(), "{st:#}");
+}
