@@ -227,6 +227,10 @@ struct State<'v> {
     through_written: Option<DateTime<Utc>>,
     last_point: Instant,
     first_seal: Option<Instant>,
+    /// The last rollup of this session that held no binlog (an idle
+    /// stretch): the next such rollup, caught up at the same position and
+    /// later, replaces it, so an idle server leaves one point, not 12 an hour.
+    idle_rollup: Option<Id>,
 }
 
 impl State<'_> {
@@ -374,11 +378,27 @@ impl State<'_> {
         if self.seals.is_empty() || !(force || due) {
             return Ok(());
         }
+        let idle = self
+            .seals
+            .iter()
+            .all(|(id, p)| crate::segment::binlog_meta(id, p).is_ok_and(|m| m.segments.is_empty()));
         if let Some(id) = write_rollup(&self.writer, &self.resource, &self.seals)? {
             on_event(&ArchiveEvent::RolledUp {
                 point: id.to_hex(),
                 replaced: self.seals.len(),
             });
+            let replaced = if idle {
+                self.idle_rollup.replace(id)
+            } else {
+                self.idle_rollup = None;
+                None
+            };
+            if let Some(old) = replaced {
+                let new = self.vault.read_point(&id)?;
+                if let Err(e) = self.vault.remove_superseded_point(&old, &new) {
+                    tracing::warn!("idle rollup {} kept: {e}", old.short());
+                }
+            }
         }
         self.seals.clear();
         self.seal_bytes = 0;
@@ -468,6 +488,7 @@ pub fn archive(
         through_written: None,
         last_point: Instant::now(),
         first_seal: None,
+        idle_rollup: None,
     };
     let mut run = 0u32;
     let spawn = |st: &State<'_>, run: &mut u32| -> Result<Follower> {

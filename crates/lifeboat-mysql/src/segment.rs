@@ -322,11 +322,12 @@ pub fn write_rollup(
 }
 
 /// Removes the seal points of vault `vault` that a rollup point of the same
-/// resource there holds whole: each of the seal's segments inside one of the
-/// rollup's, its "caught up" mark no later than the rollup's. The archive
-/// folds its own seals; a copy target (`copy --follow`) receives the seals
-/// and later their rollup as copies, and folds them with this. A seal that
-/// may not be removed yet (locked longer than the rollup) is kept. Returns
+/// resource there holds whole (each of the seal's segments inside one of the
+/// rollup's, its "caught up" mark no later than the rollup's), and rollups of
+/// an idle stretch that a later one repeats ([`supersedes`]). The archive
+/// does both in its own vault; a copy target (`copy --follow`) receives the
+/// seals and rollups as copies, and folds them with this. A point that may
+/// not be removed yet (locked longer than its replacement) is kept. Returns
 /// how many were removed.
 pub fn fold_superseded_seals(vault: &lifeboat_vault::Vault) -> Result<usize> {
     let (points, _) = vault.list_points()?;
@@ -336,10 +337,10 @@ pub fn fold_superseded_seals(vault: &lifeboat_vault::Vault) -> Result<usize> {
         .filter_map(|(id, p)| binlog_meta(&id, &p).ok().map(|m| (id, p, m)))
         .collect();
     let mut removed = 0;
-    for (sid, sp, sm) in binlog.iter().filter(|(_, _, m)| !m.rollup) {
+    for (sid, sp, sm) in binlog.iter() {
         let by = binlog
             .iter()
-            .find(|(_, rp, rm)| rm.rollup && rp.resource == sp.resource && holds(rm, sm));
+            .find(|(rid, rp, rm)| rid != sid && rp.resource == sp.resource && supersedes(rm, sm));
         if let Some((_, rp, _)) = by {
             match vault.remove_superseded_point(sid, rp) {
                 Ok(()) => removed += 1,
@@ -348,6 +349,24 @@ pub fn fold_superseded_seals(vault: &lifeboat_vault::Vault) -> Result<usize> {
         }
     }
     Ok(removed)
+}
+
+/// Whether rollup `r` replaces binlog point `s`: `s` a seal that `r` holds
+/// whole, or a rollup of an idle stretch (no binlog, only a "caught up"
+/// mark) that `r`, idle too, repeats at the same position and later (the
+/// archive replaces those in its own vault).
+fn supersedes(r: &BinlogMeta, s: &BinlogMeta) -> bool {
+    if !r.rollup {
+        return false;
+    }
+    if !s.rollup {
+        return holds(r, s);
+    }
+    let idle = r.segments.is_empty() && s.segments.is_empty();
+    match (&r.through, &s.through) {
+        (Some(a), Some(b)) => idle && a.file == b.file && a.end == b.end && a.time > b.time,
+        _ => false,
+    }
 }
 
 /// Whether rollup `r` holds everything seal `s` does.
@@ -422,6 +441,12 @@ mod tests {
             &meta(vec![seg("b.000001", 900, 950)], None, false)
         ));
         assert!(!holds(&r, &meta(vec![seg("b.000002", 4, 10)], None, false)));
+        // An idle rollup is replaced by a later idle one at the same position.
+        let idle = |s| meta(vec![], Some(at(s)), true);
+        assert!(supersedes(&idle(200), &idle(150)));
+        assert!(!supersedes(&idle(150), &idle(200)), "never by an older one");
+        assert!(!supersedes(&r, &idle(50)), "nor by one holding binlog");
+        assert!(!supersedes(&idle(200), &r), "a rollup with binlog stays");
     }
 
     #[test]
