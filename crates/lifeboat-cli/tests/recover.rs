@@ -731,6 +731,23 @@ fn a_planned_switchover_stops_the_primarys_writes_drains_and_loses_no_acknowledg
     let fence = &sw["fences"][0];
     assert_eq!(fence["member"], "shop-db", "{r:#}");
     assert_eq!(fence["how"], "stopped", "{r:#}");
+    // The old primary's archive, drained, was stopped: the new primary's
+    // own archive runs (it could not while the old one held the resource).
+    assert_eq!(sw["archives_stopped"][0][0], "shop-db", "{r:#}");
+    let protected = r["protection"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["member"] == "shop-db")
+        .unwrap_or_else(|| panic!("the new primary is not protected: {r:#}"));
+    let archive = protected["archive_pid"].as_i64().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(alive(archive), "the new primary's archive exited: {r:#}");
+    // The old primary is not started again by mistake: two primaries.
+    let o = c.run(&["stack", "up", "--stack", "unishop", "--site", "primary"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("was switched over to another site"), "{err}");
     // Measured, not assumed: recovered to the position the fenced primary stopped at.
     assert_eq!(r["rpo_s"].as_f64(), Some(0.0), "{r:#}");
     let db = src_of(&r, "shop-db");

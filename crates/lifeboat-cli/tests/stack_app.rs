@@ -203,7 +203,7 @@ members = ["wiki-host"]
 }
 
 /// The wiki with a database: host, port, user and password in its own file.
-const WIKI: &str = "#!/bin/sh\n. \"$(dirname \"$0\")/wiki.conf\"\nmkdir -p www\nmariadb --no-defaults -h\"$DB_HOST\" -P\"$DB_PORT\" -u\"$DB_USER\" -p\"$DB_PASSWORD\" -N -B -e 'SELECT title FROM wiki.pages ORDER BY id' > www/pages.tmp || exit 4\nmv www/pages.tmp www/pages.txt\nexec python3 -m http.server --bind 127.0.0.1 \"$WIKI_PORT\" --directory www\n";
+const WIKI: &str = "#!/bin/sh\n. \"$(dirname \"$0\")/wiki.conf\"\nmkdir -p www\nmariadb --no-defaults -h\"$DB_HOST\" -P\"$DB_PORT\" -u\"$DB_USER\" -p\"$DB_PASSWORD\" -N -B -e 'SELECT title FROM wiki_db.pages ORDER BY id' > www/pages.tmp || exit 4\nmv www/pages.tmp www/pages.txt\nexec python3 -m http.server --bind 127.0.0.1 \"$WIKI_PORT\" --directory www\n";
 
 #[test]
 fn an_application_that_names_the_primarys_database_address_user_and_password_comes_back_unchanged()
@@ -272,8 +272,8 @@ members = ["wiki-db"]
     let primary_sock = w.join("primary/mysql/wiki-db/mysqld.sock");
     sql(
         &primary_sock,
-        "CREATE DATABASE wiki; CREATE TABLE wiki.pages (id INT PRIMARY KEY, title TEXT); \
-         INSERT INTO wiki.pages VALUES (1, 'Home'), (2, 'Recovery runbook'); \
+        "CREATE DATABASE wiki; CREATE TABLE wiki_db.pages (id INT PRIMARY KEY, title TEXT); \
+         INSERT INTO wiki_db.pages VALUES (1, 'Home'), (2, 'Recovery runbook'); \
          CREATE USER wiki@'%' IDENTIFIED BY 'wiki-secret'; GRANT ALL ON wiki.* TO wiki@'%';",
     );
     // Its binlog archive, and the plan's snapshot of a stack's database,
@@ -300,7 +300,7 @@ members = ["wiki-db"]
     c.ok(&["jobs", "run", "--plan", "default"]);
     sql(
         &primary_sock,
-        "INSERT INTO wiki.pages VALUES (3, 'Written after the snapshot')",
+        "INSERT INTO wiki_db.pages VALUES (3, 'Written after the snapshot')",
     );
     wait_until_restorable_to(&c, "wiki-db", chrono::Utc::now());
     drop(archive);
@@ -350,7 +350,7 @@ members = ["wiki-db"]
         "Home\nRecovery runbook\nWritten after the snapshot"
     );
     // The pinned socket answers as the recovered server.
-    assert_eq!(sql(&sock, "SELECT COUNT(*) FROM wiki.pages").trim(), "3");
+    assert_eq!(sql(&sock, "SELECT COUNT(*) FROM wiki_db.pages").trim(), "3");
     let status = c.ok(&["stack", "status", "--stack", "wiki", "--site", "secondary"]);
     assert!(
         status.contains(&format!("127.0.0.1:{db_port} (socket {})", sock.display())),
@@ -469,11 +469,30 @@ fn wait_until_restorable_to(c: &Cli, resource: &str, t: chrono::DateTime<chrono:
 /// given (`${wiki-db.dsn}`) and serves it back.
 const DSN_KEEPER: &str = "#!/bin/sh\nmkdir -p www && printf '%s\\n' \"$WIKI_DSN\" > www/dsn.txt\nexec python3 -m http.server --bind 127.0.0.1 \"$WIKI_PORT\" --directory www\n";
 
+/// `%XX` escapes decoded.
+fn percent_decoded(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
 /// `mariadb` over TCP with the account a DSN (`mysql://user:pw@host:port`) names.
 fn as_dsn(dsn: &str, q: &str) -> Result<String, String> {
+    // A URL: user and password percent-encoded.
     let rest = dsn.trim().strip_prefix("mysql://").unwrap();
     let (cred, at) = rest.rsplit_once('@').unwrap();
     let (user, pw) = cred.split_once(':').unwrap();
+    let (user, pw) = (percent_decoded(user), percent_decoded(pw));
     let (host, port) = at.split_once(':').unwrap();
     let o = Command::new("mariadb")
         .args(["--no-defaults", &format!("-h{host}"), &format!("-P{port}")])
@@ -496,7 +515,8 @@ fn a_stack_hands_its_application_its_own_account_not_root_in_the_primary_and_aft
     let app = w.join("app/opt/wiki");
     script(&app.join("run.sh"), DSN_KEEPER);
     std::fs::write(w.join("db.pass"), "wiki-root-0123456789\n").unwrap();
-    std::fs::write(w.join("app.pass"), "wiki-app-secret\n").unwrap();
+    // A password no URL takes as it is: `:`, `@`, `/`, `%`, `#`, `'`.
+    std::fs::write(w.join("app.pass"), "wiki:p@ss/%41#x'\n").unwrap();
     std::fs::write(
         w.join("lifeboat.toml"),
         format!(
@@ -512,7 +532,7 @@ kind = "mysql"
 site = "primary"
 dsn = "mysql://root@127.0.0.1:{db_port}"
 password_file = "{w}/db.pass"
-app = {{ user = "wiki", database = "wiki", password_file = "{w}/app.pass" }}
+app = {{ user = "wiki", database = "wiki_db", password_file = "{w}/app.pass" }}
 [resource.wiki-host]
 kind = "instance"
 site = "primary"
@@ -543,15 +563,20 @@ members = ["wiki-db", "wiki-host"]
     // database, nothing beyond (no mysql.*, nothing that ignores read_only).
     let dsn = std::fs::read_to_string(app.join("www/dsn.txt")).unwrap();
     assert!(
-        dsn.starts_with(&format!("mysql://wiki:wiki-app-secret@127.0.0.1:{db_port}")),
+        dsn.starts_with(&format!(
+            "mysql://wiki:wiki%3Ap%40ss%2F%2541%23x%27@127.0.0.1:{db_port}"
+        )),
         "{dsn} ({up})"
     );
     as_dsn(
         &dsn,
-        "CREATE DATABASE IF NOT EXISTS wiki; CREATE TABLE wiki.pages (id INT PRIMARY KEY, title TEXT); \
-         INSERT INTO wiki.pages VALUES (1, 'Home'), (2, 'Recovery runbook')",
+        "CREATE DATABASE IF NOT EXISTS wiki_db; CREATE TABLE wiki_db.pages (id INT PRIMARY KEY, title TEXT); \
+         INSERT INTO wiki_db.pages VALUES (1, 'Home'), (2, 'Recovery runbook')",
     )
     .unwrap();
+    // `_` is no wildcard: no other database matching `wiki_db`.
+    let denied = as_dsn(&dsn, "CREATE DATABASE wikiXdb").unwrap_err();
+    assert!(denied.contains("denied"), "{denied}");
     let denied = as_dsn(&dsn, "SELECT COUNT(*) FROM mysql.global_priv").unwrap_err();
     assert!(denied.contains("denied"), "{denied}");
     let grants = as_dsn(&dsn, "SHOW GRANTS").unwrap();
@@ -587,7 +612,7 @@ members = ["wiki-db", "wiki-host"]
     c.ok(&["jobs", "run", "--plan", "default"]);
     as_dsn(
         &dsn,
-        "INSERT INTO wiki.pages VALUES (3, 'After the snapshot')",
+        "INSERT INTO wiki_db.pages VALUES (3, 'After the snapshot')",
     )
     .unwrap();
     wait_until_restorable_to(&c, "wiki-db", chrono::Utc::now());
@@ -605,11 +630,13 @@ members = ["wiki-db", "wiki-host"]
     let rdsn = curl(&format!("{url}/dsn.txt"));
     let rport = r["outputs"]["wiki-db.port"].as_str().unwrap();
     assert!(
-        rdsn.starts_with(&format!("mysql://wiki:wiki-app-secret@127.0.0.1:{rport}")),
+        rdsn.starts_with(&format!(
+            "mysql://wiki:wiki%3Ap%40ss%2F%2541%23x%27@127.0.0.1:{rport}"
+        )),
         "{rdsn}"
     );
     assert_eq!(
-        as_dsn(&rdsn, "SELECT title FROM wiki.pages ORDER BY id").unwrap(),
+        as_dsn(&rdsn, "SELECT title FROM wiki_db.pages ORDER BY id").unwrap(),
         "Home\nRecovery runbook\nAfter the snapshot\n"
     );
     assert!(

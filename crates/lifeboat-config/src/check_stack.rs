@@ -12,7 +12,17 @@ use crate::model::*;
 /// `${NAME.OUTPUT}` in an instance's launch spec.
 pub fn outputs(kind: &ResourceKind) -> &'static [&'static str] {
     match kind {
-        ResourceKind::Mysql { .. } => &["dsn", "host", "port", "socket"],
+        ResourceKind::Mysql { .. } => &[
+            "dsn",
+            "host",
+            "port",
+            "socket",
+            "user",
+            "password",
+            "database",
+            "root_dsn",
+            "root_password",
+        ],
         ResourceKind::Bucket { .. } => &["location", "path"],
         ResourceKind::Files { .. } => &["path"],
         ResourceKind::Instance { .. } => &["listen", "url"],

@@ -265,14 +265,22 @@ fn app_account(sink: &mut Sink<'_>, t: Table<'_, '_>) -> Option<AppAccount> {
                 && n.len() <= 64
                 && n.chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-            if !plain || (k == "user" && n == "root") {
+            // The server's own schemas: all privileges there are root's.
+            let system = k == "database"
+                && ["mysql", "sys", "performance_schema", "information_schema"]
+                    .contains(&n.to_ascii_lowercase().as_str());
+            if !plain || system || (k == "user" && n == "root") {
                 sink.error(
                     &span,
                     &at.key(k),
                     format!("`{n}` cannot be the application's {what}"),
                     Some(format!(
                         "write a {what} of letters, digits, `_` and `-`{}",
-                        if k == "user" { ", not root" } else { "" }
+                        if k == "user" {
+                            ", not root"
+                        } else {
+                            ", not one of the server's own (mysql, sys, performance_schema, information_schema)"
+                        }
                     )),
                 );
             }

@@ -385,7 +385,12 @@ fn restore_users(
     report: &mut RestoreReport,
 ) -> Result<()> {
     for u in users {
-        let acct = format!("{}@{}", literal(&u.user), literal(&u.host));
+        // A role (MariaDB): no host, made with CREATE ROLE.
+        let role = u.create.starts_with("CREATE ROLE");
+        let acct = match role {
+            true => literal(&u.user),
+            false => format!("{}@{}", literal(&u.user), literal(&u.host)),
+        };
         let exists = main
             .value(
                 "look up a user",
@@ -397,8 +402,9 @@ fn restore_users(
             )?
             .is_some_and(|v| v != "0");
         if exists && !opts.force {
-            let same = main.value("read a user", &format!("SHOW CREATE USER {acct}"))?
-                == Some(u.create.clone())
+            let same = (role
+                || main.value("read a user", &format!("SHOW CREATE USER {acct}"))?
+                    == Some(u.create.clone()))
                 && main.column("read grants", &format!("SHOW GRANTS FOR {acct}"))? == u.grants;
             if !same {
                 report.warnings.push(format!(
@@ -408,7 +414,8 @@ fn restore_users(
             continue;
         }
         if exists {
-            main.exec("drop a user", &format!("DROP USER {acct}"))?;
+            let drop = if role { "DROP ROLE" } else { "DROP USER" };
+            main.exec("drop a user", &format!("{drop} {acct}"))?;
         }
         main.exec("create a user", &u.create)?;
         for g in &u.grants {

@@ -396,19 +396,37 @@ fn read_routines(s: &mut Session, db: &str) -> Result<Vec<Object>> {
     Ok(out)
 }
 
-/// Reads every account but the server's own, with its grants.
+/// Reads every account but the server's own, with its grants; MariaDB's
+/// roles first (as `CREATE ROLE`), so that grants of roles to accounts and
+/// default roles restore after them.
 pub fn read_users(s: &mut Session) -> Result<Vec<UserInfo>> {
-    let mut out = Vec::new();
-    for r in s.rows(
+    const OWN: &str = "User <> '' AND User NOT IN ('mariadb.sys', 'mysql.sys', 'mysql.session', 'mysql.infoschema')";
+    let rows = match s.rows(
         "list users",
-        "SELECT User, Host FROM mysql.user WHERE User <> '' AND User NOT IN ('mariadb.sys', 'mysql.sys', 'mysql.session', 'mysql.infoschema') ORDER BY User, Host",
-    )? {
+        &format!("SELECT User, Host, is_role FROM mysql.user WHERE {OWN} ORDER BY is_role DESC, User, Host"),
+    ) {
+        Ok(r) => r,
+        // MySQL: no is_role column.
+        Err(_) => s.rows(
+            "list users",
+            &format!("SELECT User, Host, 'N' FROM mysql.user WHERE {OWN} ORDER BY User, Host"),
+        )?,
+    };
+    let mut out = Vec::new();
+    for r in rows {
         let mut it = r.into_iter().map(text);
         let (user, host) = (it.next().unwrap_or_default(), it.next().unwrap_or_default());
-        let acct = format!("{}@{}", literal(&user), literal(&host));
-        let create = s
-            .value("read a user", &format!("SHOW CREATE USER {acct}"))?
-            .unwrap_or_default();
+        let role = it.next().is_some_and(|v| v == "Y");
+        let (acct, create) = if role {
+            let acct = literal(&user);
+            (acct.clone(), format!("CREATE ROLE {acct}"))
+        } else {
+            let acct = format!("{}@{}", literal(&user), literal(&host));
+            let create = s
+                .value("read a user", &format!("SHOW CREATE USER {acct}"))?
+                .unwrap_or_default();
+            (acct, create)
+        };
         let grants = s.column("read grants", &format!("SHOW GRANTS FOR {acct}"))?;
         out.push(UserInfo {
             user,

@@ -24,6 +24,7 @@
 pub mod bucket;
 pub mod drill;
 pub mod exposure;
+pub mod fence;
 pub mod kept;
 pub mod launch;
 pub mod mariadb;

@@ -298,7 +298,15 @@ impl Server {
         password: &str,
     ) -> Result<()> {
         let (u, pw) = (literal(&app.user), literal(password));
-        let db = format!("`{}`", app.database.replace('`', "``"));
+        // `_` (and `%`) are wildcards in a GRANT's database name: escaped,
+        // the grant covers this database only (`wiki_db`, not `wikiXdb`).
+        let db = format!(
+            "`{}`",
+            app.database
+                .replace('`', "``")
+                .replace('_', "\\_")
+                .replace('%', "\\%")
+        );
         self.sql(&format!(
             "CREATE USER IF NOT EXISTS {u}@'%' IDENTIFIED BY {pw};\n\
              ALTER USER {u}@'%' IDENTIFIED BY {pw};\n\

@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use lifeboat_config::{Config, ResourceKind};
-use lifeboat_mysql::server::{Session, literal, text};
 use serde::{Deserialize, Serialize};
 
+pub use crate::fence::Fence;
 use crate::process::Proc;
 use crate::state::StackState;
 use crate::{Result, StackError};
@@ -46,42 +46,10 @@ pub struct Quiesced {
     /// How each database of the old primary is kept from taking writes.
     #[serde(default)]
     pub fences: Vec<Fence>,
-}
-
-/// How one database of the old primary is fenced after the switchover.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Fence {
-    /// The member.
-    pub member: String,
-    /// `stopped` (a server the stack provisioned: shut down) or `read_only`
-    /// (a server of one's own: read-only, accounts that ignore it locked).
-    pub how: String,
-    /// Accounts locked by the fence (`'user'@'host'`).
+    /// The old primary's binlog archives stopped after the drain (member,
+    /// pid): the new primary's own archive takes the resource over.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub locked_accounts: Vec<String>,
-    /// Client connections the fence ended.
-    pub killed_connections: u64,
-    /// The account that still can write (Lifeboat's own), when one can.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub writable_by: Option<String>,
-    /// The SQL that lifts the fence (a server of one's own).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub undo: Option<String>,
-}
-
-/// A database fenced for the drain: its session holds the read lock.
-struct Held {
-    member: String,
-    session: Session,
-    file: String,
-    pos: u64,
-    /// The stack provisioned this server in the primary site: its process.
-    provisioned: Option<Proc>,
-    killed: u64,
-    /// Accounts the fence locked.
-    locked: Vec<String>,
-    /// Lifeboat's own account (`user@host`).
-    ours: String,
+    pub archives_stopped: Vec<(String, u32)>,
 }
 
 /// Stops the writes of `stack` at its primary site (the members' own site)
@@ -102,6 +70,9 @@ pub fn quiesce(cfg: &Config, stack: &str, target: &str, timeout: Duration) -> Re
             "stack `{stack}` already runs in site `{target}`: a switchover goes to another site"
         )));
     }
+    // Nothing is stopped unless the archive reaches the target: else the
+    // drain could only time out, with the application already down.
+    archive_is_live(cfg, stack, target)?;
     let (_, proot) = crate::stack::resolve(cfg, stack, primary)?;
     let pstate = StackState::read(&proot, stack)?;
     // 1. The application stops: no new writes.
@@ -118,8 +89,17 @@ pub fn quiesce(cfg: &Config, stack: &str, target: &str, timeout: Duration) -> Re
     // 2. Each database fenced; where each stopped.
     let mut held = Vec::new();
     for m in &s.members {
-        if let Some(h) = fence(cfg, m, pstate.as_ref())? {
-            held.push(h);
+        match crate::fence::fence(cfg, m, pstate.as_ref()) {
+            Ok(Some(h)) => held.push(h),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(StackError::Process(format!(
+                    "{e}.{} The primary's application is stopped: `lifeboat stack up --stack {stack} --site {primary}` restarts it once the databases are writable again",
+                    held.iter()
+                        .map(|h| format!(" `{}` is fenced: {}", h.member, h.undo()))
+                        .collect::<String>()
+                )));
+            }
         }
     }
     let writes_stopped_at = Utc::now();
@@ -130,20 +110,32 @@ pub fn quiesce(cfg: &Config, stack: &str, target: &str, timeout: Duration) -> Re
     // 3. The archive drains into the target's vaults (the read lock held).
     let started = Instant::now();
     if let Err(e) = drain(cfg, target, &positions, timeout) {
-        // The read locks end with their sessions; what lasts is said.
+        // The read locks end with their sessions; what lasts is said, in
+        // the order to undo it: the databases writable, then the application.
         let undo: Vec<String> = held
             .iter()
-            .filter(|h| !h.locked.is_empty())
-            .map(|h| format!("on `{}`: {}", h.member, undo(&h.locked)))
+            .map(|h| format!("on `{}`: {}", h.member, h.undo()))
             .collect();
-        return Err(match undo.is_empty() {
-            true => e,
-            false => StackError::Process(format!("{e}; to resume writes {}", undo.join("; "))),
-        });
+        return Err(StackError::Process(format!(
+            "{e}. The primary is fenced and its application stopped; to resume there: {}, then `lifeboat stack up --stack {stack} --site {primary}`",
+            undo.join("; ")
+        )));
     }
     let drain_s = started.elapsed().as_secs_f64();
     // 4. The fence made lasting.
-    let fences = held.into_iter().map(seal).collect::<Result<Vec<Fence>>>()?;
+    let fences = held
+        .into_iter()
+        .map(crate::fence::seal)
+        .collect::<Result<Vec<Fence>>>()?;
+    let archives_stopped = stop_old_archives(cfg, &positions);
+    // The old primary's stack is not brought up again by mistake (two
+    // primaries): `stack up` there refuses while this mark is there.
+    let mark = switched_over_mark(&proot, stack);
+    let text = serde_json::json!({"stack": stack, "to": target, "at": writes_stopped_at, "fences": &fences});
+    if let Some(dir) = mark.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| StackError::io("create", dir, e))?;
+    }
+    std::fs::write(&mark, format!("{text:#}\n")).map_err(|e| StackError::io("write", &mark, e))?;
     // 5. Buckets: one more pass of each replication rule into the target's
     // root or onto its S3 endpoint.
     let replicated = replicate_buckets(cfg, stack, target)?;
@@ -153,125 +145,74 @@ pub fn quiesce(cfg: &Config, stack: &str, target: &str, timeout: Duration) -> Re
         drain_s,
         replicated,
         fences,
+        archives_stopped,
     })
 }
 
-fn process_error(e: lifeboat_mysql::MysqlError) -> StackError {
-    StackError::Process(e.to_string())
+/// Whether `p` runs (a zombie, exited but not yet reaped by its parent,
+/// does not).
+fn running(p: &Proc) -> bool {
+    p.alive()
+        && std::fs::read_to_string(format!("/proc/{}/stat", p.pid))
+            .ok()
+            .and_then(|st| {
+                st.rsplit_once(')')
+                    .map(|(_, r)| r.trim_start().starts_with('Z'))
+            })
+            != Some(true)
 }
 
-/// Fences database member `m` (none: not a database): read-only, every
-/// other client connection but binlog dumps killed, the read lock taken,
-/// the binlog position read.
-fn fence(cfg: &Config, m: &str, pstate: Option<&StackState>) -> Result<Option<Held>> {
-    let Some(ResourceKind::Mysql { dsn, password, .. }) = cfg.resources.get(m).map(|r| &r.kind)
-    else {
-        return Ok(None);
-    };
-    let mut d =
-        lifeboat_control::secret::mysql_dsn(m, dsn, password).map_err(StackError::Refused)?;
-    let member = pstate.and_then(|st| st.member(m));
-    // A server the stack provisioned: root's password from its state, and
-    // its process (when the DSN points at that server).
-    if d.password.is_none() && d.user == "root" {
-        d.password = member.and_then(|x| x.password.clone()).map(|p| p.0);
-    }
-    let provisioned = member
-        .filter(|x| !x.borrowed && x.kind == "mysql")
-        .filter(|x| {
-            x.outputs
-                .get("port")
-                .is_some_and(|p| *p == d.port.to_string())
-        })
-        .and_then(|x| x.process.clone())
-        .filter(|p| p.alive());
-    let mut session = Session::connect(&d).map_err(process_error)?;
-    session
-        .exec("set the primary read-only", "SET GLOBAL read_only = 1")
-        .map_err(process_error)?;
-    // MySQL binds its administrators too with super_read_only; MariaDB has
-    // none: there, a server of one's own has its administrators locked
-    // before their connections are ended (a provisioned one is shut down
-    // after the drain, the read lock holds until then).
-    let super_ro = session
-        .exec(
-            "bind administrators (MySQL)",
-            "SET GLOBAL super_read_only = 1",
-        )
-        .is_ok();
-    let ours = session
-        .value("read Lifeboat's account", "SELECT CURRENT_USER()")
-        .map_err(process_error)?
-        .unwrap_or_default();
-    // The binlog archive's account (a dump running): neither locked nor
-    // its connections ended, so the archive drains.
-    let archivers = session
-        .column(
-            "list the binlog archive's accounts",
-            "SELECT DISTINCT USER FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'",
-        )
-        .map_err(process_error)?;
-    let locked = if provisioned.is_none() && !super_ro {
-        lock_administrators(&mut session, &ours, &archivers)?
-    } else {
-        Vec::new()
-    };
-    let spared: Vec<String> = ["system user", "event_scheduler", "unauthenticated user"]
-        .iter()
-        .map(|u| u.to_string())
-        .chain(archivers)
-        .map(|u| literal(&u))
-        .collect();
-    let others = session
-        .column(
-            "list the other client connections",
-            &format!(
-                "SELECT ID FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() \
-                 AND USER NOT IN ({}) AND COMMAND NOT IN ('Daemon', 'Killed')",
-                spared.join(", ")
-            ),
-        )
-        .map_err(process_error)?;
-    let mut killed = 0;
-    for id in others
-        .iter()
-        .filter(|i| i.chars().all(|c| c.is_ascii_digit()))
-    {
-        // Gone meanwhile: nothing to end.
-        if session
-            .exec("end a client connection", &format!("KILL CONNECTION {id}"))
-            .is_ok()
-        {
-            killed += 1;
+/// Stops the old primary's binlog archives that run on this machine (found
+/// by their locks in every vault of the file: kind `archive MEMBER`, this
+/// boot and pid namespace, the same process by its start time): drained,
+/// they would hold the resource and keep the new primary's archive from
+/// starting. One on another machine is left; the recovery's protection then
+/// says its archive could not start.
+fn stop_old_archives(cfg: &Config, positions: &[(String, String, u64)]) -> Vec<(String, u32)> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|b| b.trim().to_string())
+        .ok();
+    let ns = std::fs::metadata("/proc/self/ns/pid")
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .ok();
+    let mut stopped = Vec::new();
+    for name in cfg.vaults.keys() {
+        let Ok(v) = lifeboat_control::secret::open_vault(cfg, name) else {
+            continue;
+        };
+        let Ok(locks) = lifeboat_vault::lock::live_locks(v.storage()) else {
+            continue;
+        };
+        for (member, _, _) in positions {
+            let kind = format!("archive {member}");
+            for (_, l) in locks.iter().filter(|(_, l)| l.kind == kind) {
+                let here = l.boot_id.is_some() && l.boot_id == boot && l.pid_ns == ns;
+                let same = l.start_time.is_some()
+                    && lifeboat_instance::supervise::start_time(l.pid as i32) == l.start_time;
+                if !here || !same || stopped.iter().any(|(_, p)| *p == l.pid) {
+                    continue;
+                }
+                let p = Proc {
+                    pid: l.pid as i32,
+                    start_time: l.start_time.unwrap_or_default(),
+                };
+                // The process itself (it may share its group with others):
+                // SIGTERM, then SIGKILL after 15 s.
+                if let Some(pid) = rustix::process::Pid::from_raw(p.pid) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+                    let until = Instant::now() + Duration::from_secs(15);
+                    while running(&p) && Instant::now() < until {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    if running(&p) {
+                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                    }
+                }
+                stopped.push((member.clone(), l.pid));
+            }
         }
     }
-    session
-        .exec(
-            "hold the read lock (no account commits any more)",
-            "SET SESSION lock_wait_timeout = 60; FLUSH TABLES WITH READ LOCK",
-        )
-        .map_err(process_error)?;
-    let row = session
-        .rows("read the binlog position", "SHOW MASTER STATUS")
-        .map_err(process_error)?;
-    let (file, pos) = row
-        .first()
-        .and_then(|r| {
-            let f = text(r.first().cloned().flatten());
-            let p = text(r.get(1).cloned().flatten()).parse().ok()?;
-            Some((f, p))
-        })
-        .ok_or_else(|| StackError::Process(format!("database `{m}` has no binary log: it cannot be archived, so a switchover cannot drain it (it is read-only now; `SET GLOBAL read_only = 0` on it resumes writes)")))?;
-    Ok(Some(Held {
-        member: m.to_string(),
-        session,
-        file,
-        pos,
-        provisioned,
-        killed,
-        locked,
-        ours,
-    }))
+    stopped
 }
 
 /// Waits until some vault of `target` holds each database's archive up to
@@ -297,11 +238,68 @@ fn drain(
         {
             if started.elapsed() > timeout {
                 return Err(StackError::Process(format!(
-                    "the binlog archive of `{m}` did not reach {file}:{pos} in site `{target}`'s vaults within {} s: is its archive running, and its copy to the secondary? (the primary is read-only now; `SET GLOBAL read_only = 0` on it resumes writes)",
+                    "the binlog archive of `{m}` did not reach {file}:{pos} in site `{target}`'s vaults within {} s: is its archive running, and its copy to the secondary?",
                     timeout.as_secs()
                 )));
             }
             std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    Ok(())
+}
+
+/// `ROOT/stacks/STACK/switched-over.json`: the stack in this site was
+/// switched over to another; `stack up` here refuses while it is there.
+pub fn switched_over_mark(root: &Path, stack: &str) -> PathBuf {
+    root.join("stacks").join(stack).join("switched-over.json")
+}
+
+/// How old the newest restorable second of a database's archive in the
+/// target's vaults may be for a switchover to start (an idle archive marks
+/// it every check; a busy one with every seal).
+const LIVE_ARCHIVE: Duration = Duration::from_secs(90);
+
+/// Refuses, before anything is stopped, when some database of `stack` has
+/// no archive reaching `target`'s vaults within [`LIVE_ARCHIVE`].
+fn archive_is_live(cfg: &Config, stack: &str, target: &str) -> Result<()> {
+    let vaults: Vec<(String, lifeboat_vault::Vault)> = cfg
+        .vaults
+        .iter()
+        .filter(|(_, v)| v.site.as_deref() == Some(target))
+        .filter_map(|(n, _)| {
+            Some((
+                n.clone(),
+                lifeboat_control::secret::open_vault(cfg, n).ok()?,
+            ))
+        })
+        .collect();
+    let now = Utc::now();
+    for m in &cfg.stacks[stack].members {
+        if !matches!(
+            cfg.resources.get(m).map(|r| &r.kind),
+            Some(ResourceKind::Mysql { .. })
+        ) {
+            continue;
+        }
+        let newest = vaults
+            .iter()
+            .filter_map(|(_, v)| lifeboat_mysql::Catalog::load(v, m).ok())
+            .filter_map(|c| c.windows().iter().map(|w| w.to).max())
+            .max();
+        let fresh = newest.is_some_and(|t| (now - t).to_std().unwrap_or_default() <= LIVE_ARCHIVE);
+        if !fresh {
+            let names: Vec<&str> = vaults.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(StackError::Refused(format!(
+                "database `{m}`'s binlog archive is not reaching site `{target}`'s vaults ({}): {}; start it (`lifeboat serve` runs it, or `lifeboat archive mysql`) and its copy, then switch over — nothing was stopped",
+                names.join(", "),
+                match newest {
+                    Some(t) => format!(
+                        "their newest restorable second is {} s old",
+                        (now - t).num_seconds()
+                    ),
+                    None => "they hold none of it".to_string(),
+                }
+            )));
         }
     }
     Ok(())
@@ -315,100 +313,6 @@ pub(crate) fn archived_to(v: &lifeboat_vault::Vault, member: &str) -> Option<(u6
         lifeboat_mysql::binlog::file_number(&h.file).unwrap_or(0),
         h.end,
     ))
-}
-
-/// Makes a held fence lasting: a provisioned server is shut down; a server
-/// of one's own keeps `read_only` and the accounts that ignore it are locked.
-fn seal(h: Held) -> Result<Fence> {
-    let Held {
-        member,
-        mut session,
-        provisioned,
-        killed,
-        locked,
-        ours,
-        ..
-    } = h;
-    if let Some(p) = provisioned {
-        session.close();
-        p.stop(Duration::from_secs(60));
-        if p.alive() {
-            return Err(StackError::Process(format!(
-                "the old primary's database `{member}` (pid {}) did not stop: stop it before the application is started anywhere",
-                p.pid
-            )));
-        }
-        return Ok(Fence {
-            member,
-            how: "stopped".into(),
-            locked_accounts: Vec::new(),
-            killed_connections: killed,
-            writable_by: None,
-            undo: None,
-        });
-    }
-    session
-        .exec("release the read lock", "UNLOCK TABLES")
-        .map_err(process_error)?;
-    session.close();
-    let undo = undo(&locked);
-    Ok(Fence {
-        member,
-        how: "read_only".into(),
-        locked_accounts: locked,
-        killed_connections: killed,
-        writable_by: Some(ours),
-        undo: Some(undo),
-    })
-}
-
-/// The SQL that lifts a fence of a server of one's own.
-fn undo(locked: &[String]) -> String {
-    let mut undo = String::from("SET GLOBAL read_only = 0;");
-    for a in locked {
-        undo.push_str(&format!(" ALTER USER {a} ACCOUNT UNLOCK;"));
-    }
-    undo
-}
-
-/// Locks every account that ignores `read_only` but `ours` and the binlog
-/// archive's (MariaDB: `SUPER` or `READ ONLY ADMIN`), as `'user'@'host'`.
-fn lock_administrators(
-    session: &mut Session,
-    ours: &str,
-    archivers: &[String],
-) -> Result<Vec<String>> {
-    // Accounts that ignore read_only (MariaDB: SUPER or READ ONLY ADMIN),
-    // as `'user'@'host'`.
-    let admins = session
-        .column(
-            "list the accounts that ignore read_only",
-            "SELECT DISTINCT GRANTEE FROM information_schema.USER_PRIVILEGES \
-             WHERE PRIVILEGE_TYPE IN ('SUPER', 'READ ONLY ADMIN')",
-        )
-        .map_err(process_error)?;
-    let mut locked = Vec::new();
-    for grantee in admins {
-        let Some((user, host)) = grantee
-            .strip_prefix('\'')
-            .and_then(|g| g.strip_suffix('\''))
-            .and_then(|g| g.rsplit_once("'@'"))
-        else {
-            continue;
-        };
-        if format!("{user}@{host}") == ours || archivers.iter().any(|a| a == user) {
-            continue;
-        }
-        let account = format!("{}@{}", literal(user), literal(host));
-        session
-            .exec(
-                "lock an account that ignores read_only",
-                &format!("ALTER USER {account} ACCOUNT LOCK"),
-            )
-            .map_err(process_error)?;
-        locked.push(account);
-    }
-    Ok(locked)
 }
 
 /// One more pass of each of the stack's bucket replication rules into the

@@ -116,7 +116,20 @@ pub fn protect(
             cmd.env("LIFEBOAT_PASSWORD", pw);
         }
     }
-    let (proc, _child) = process::spawn(cmd, &m.dir.join("archive.log"))?;
+    let log = m.dir.join("archive.log");
+    let (proc, mut child) = process::spawn(cmd, &log)?;
+    // An archive that cannot start (another one still holds the resource,
+    // the vault refuses it) exits at once: said now, never found later.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while std::time::Instant::now() < until {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(StackError::Process(format!(
+                "the binlog archive of the recovered `{member}` exited at once ({status}): {} (the new primary's writes are not archived until it runs: stop what holds the archive, then `lifeboat archive mysql --resource {member}`)",
+                process::tail(&log, 3)
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     m.archive = Some(proc.clone());
     Ok(Protected {
         member: member.into(),

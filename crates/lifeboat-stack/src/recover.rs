@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
 use lifeboat_config::{Config, ResourceKind};
@@ -571,6 +571,20 @@ pub fn recover(
             "stack `{stack}` is already up in site `{site}`: a recovery provisions it afresh; stop it first (`lifeboat stack down --stack {stack} --site {site} --purge`, which removes its data there)"
         )));
     }
+    // A stopped stack's database data is still there: a new server would
+    // start on it (with its old root password) — refused before anything
+    // starts, with what to do.
+    if let Some(st) = StackState::read(&root, stack)?
+        && let Some((n, m)) = st
+            .members
+            .iter()
+            .find(|(_, m)| m.kind == "mysql" && !m.borrowed && m.dir.join("data").exists())
+    {
+        return Err(StackError::Refused(format!(
+            "stack `{stack}` was stopped in site `{site}` but its data is still there (database `{n}` in {}): a recovery provisions it afresh; remove it first with `lifeboat stack down --stack {stack} --site {site} --purge` (copy out what you still need), or bring it back as it is with `lifeboat stack up --stack {stack} --site {site}`",
+            m.dir.display()
+        )));
+    }
     let steps = std::sync::Mutex::new(Vec::new());
     let switchover = if opts.planned {
         let t = Instant::now();
@@ -926,37 +940,30 @@ fn recover_data_member(
                     why_not.join("; ")
                 )));
             };
+            // The application's account is read before anything starts: a
+            // password file that is not there fails here, not after the load.
+            let app = crate::mariadb::app_account(cfg, name)?;
             let t = Instant::now();
             let m = crate::stack::provision(cfg, root, site, name, None)?;
             clock.step(steps, "start an empty database server", Some(name), t);
-            let mut dsn = lifeboat_mysql::Dsn::parse(&m.outputs["dsn"])
-                .map_err(|e| StackError::Process(e.to_string()))?;
-            dsn.password = m.password.as_ref().map(|p| p.0.clone());
-            let t = Instant::now();
-            // The snapshot's users and grants, when it holds them: the
-            // application's own account works on the recovered server.
-            let ropts = lifeboat_mysql::RestoreOptions {
-                users: plan.meta.users,
-                ..Default::default()
-            };
-            let counters = lifeboat_mysql::Counters::default();
-            let (id, point) = plan.snapshot.clone();
-            lifeboat_mysql::restore(v, &id, &point, &dsn, &ropts, &counters).map_err(|e| {
-                StackError::Process(format!("restoring snapshot {}: {e}", id.short()))
-            })?;
-            clock.step(steps, "load the snapshot", Some(name), t);
-            let t = Instant::now();
-            let work = root.join("mysql").join(name).join("tmp");
-            lifeboat_mysql::pitr::replay(v, &catalog, &plan, &dsn, &ropts, &work)
-                .map_err(|e| StackError::Process(format!("replaying the binlog archive: {e}")))?;
-            clock.step(steps, "replay the binlog archive", Some(name), t);
-            // The application's own account as the file declares it (the
-            // snapshot's, when it held users, with the file's password).
-            if let Some((app, pw)) = crate::mariadb::app_account(cfg, name)? {
-                crate::mariadb::Server::new(m.dir.clone())
-                    .with_password(m.password.as_ref().map(|p| p.0.clone()))
-                    .ensure_app_account(&app, &pw)?;
+            let loaded = load_database(
+                &m,
+                name,
+                (v, &catalog, &plan),
+                app.as_ref(),
+                root,
+                steps,
+                clock,
+            );
+            if let Err(e) = loaded {
+                // Never left running unrecorded: a half-loaded server is
+                // stopped (its directory stays for `stack down --purge`).
+                if let Some(p) = &m.process {
+                    p.stop(Duration::from_secs(30));
+                }
+                return Err(e);
             }
+            let id = plan.snapshot.0;
             Ok((
                 m,
                 Source {
@@ -1179,4 +1186,47 @@ fn recover_instance(
             )
         },
     ))
+}
+
+/// Loads database member `name` into its new server `m`: the plan's
+/// snapshot (with its users and grants, when it holds them), the binlog
+/// archive replayed to the plan's end, then the application's own account
+/// as the file declares it (after the snapshot's: its other grants stay).
+fn load_database(
+    m: &MemberState,
+    name: &str,
+    (v, catalog, plan): (
+        &Vault,
+        &lifeboat_mysql::Catalog,
+        &lifeboat_mysql::pitr::Plan,
+    ),
+    app: Option<&(lifeboat_config::model::AppAccount, String)>,
+    root: &Path,
+    steps: &std::sync::Mutex<Vec<Step>>,
+    clock: &Clock,
+) -> Result<()> {
+    let mut dsn = lifeboat_mysql::Dsn::parse(&m.outputs["dsn"])
+        .map_err(|e| StackError::Process(e.to_string()))?;
+    dsn.password = m.password.as_ref().map(|p| p.0.clone());
+    let t = Instant::now();
+    let ropts = lifeboat_mysql::RestoreOptions {
+        users: plan.meta.users,
+        ..Default::default()
+    };
+    let counters = lifeboat_mysql::Counters::default();
+    let (id, point) = plan.snapshot.clone();
+    lifeboat_mysql::restore(v, &id, &point, &dsn, &ropts, &counters)
+        .map_err(|e| StackError::Process(format!("restoring snapshot {}: {e}", id.short())))?;
+    clock.step(steps, "load the snapshot", Some(name), t);
+    let t = Instant::now();
+    let work = root.join("mysql").join(name).join("tmp");
+    lifeboat_mysql::pitr::replay(v, catalog, plan, &dsn, &ropts, &work)
+        .map_err(|e| StackError::Process(format!("replaying the binlog archive: {e}")))?;
+    clock.step(steps, "replay the binlog archive", Some(name), t);
+    if let Some((app, pw)) = app {
+        crate::mariadb::Server::new(m.dir.clone())
+            .with_password(m.password.as_ref().map(|p| p.0.clone()))
+            .ensure_app_account(app, pw)?;
+    }
+    Ok(())
 }

@@ -236,12 +236,6 @@ pub fn provision(
                 false => before.and_then(|b| b.password.clone()),
             };
             proc = Some(p);
-            if let Some((app, pw)) = crate::mariadb::app_account(cfg, name)? {
-                server
-                    .clone()
-                    .with_password(password.as_ref().map(|p| p.0.clone()))
-                    .ensure_app_account(&app, &pw)?;
-            }
             outputs.insert(
                 "dsn".into(),
                 Server::dsn(port).replacen("127.0.0.1", &host, 1),
@@ -379,14 +373,14 @@ pub fn launch_values(cfg: &Config, state: &StackState) -> Result<Outputs> {
         let Some(at) = dsn.strip_prefix("mysql://root@") else {
             continue;
         };
-        let root_dsn = format!("mysql://root:{}@{at}", pw.0);
+        let root_dsn = format!("mysql://root:{}@{at}", userinfo(&pw.0));
         o.insert(format!("{n}.root_dsn"), root_dsn.clone());
         o.insert(format!("{n}.root_password"), pw.0.clone());
         match crate::mariadb::app_account(cfg, n)? {
             Some((app, apw)) => {
                 o.insert(
                     format!("{n}.dsn"),
-                    format!("mysql://{}:{apw}@{at}", app.user),
+                    format!("mysql://{}:{}@{at}", userinfo(&app.user), userinfo(&apw)),
                 );
                 o.insert(format!("{n}.user"), app.user);
                 o.insert(format!("{n}.password"), apw);
@@ -402,10 +396,31 @@ pub fn launch_values(cfg: &Config, state: &StackState) -> Result<Outputs> {
     Ok(o)
 }
 
+/// `text` as the user or password part of a URL: every byte but the
+/// unreserved ones (`A-Z a-z 0-9 - . _ ~`) percent-encoded, so that any
+/// password survives a URL parser (Lifeboat's own decodes it again).
+fn userinfo(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// Brings `stack` up in `site`: each member provisioned (or kept, when it
 /// runs already) in dependency order, instances started and healthy.
 pub fn up(cfg: &Config, stack: &str, site: &str) -> Result<StackState> {
     let (s, root) = resolve(cfg, stack, site)?;
+    let mark = crate::planned::switched_over_mark(&root, stack);
+    if mark.exists() {
+        return Err(StackError::Refused(format!(
+            "stack `{stack}` in site `{site}` was switched over to another site ({}): starting it here again would make a second primary, writable, beside the new one; to move it back, `lifeboat stack down --stack {stack} --site {site} --purge` and then `lifeboat recover --planned --stack {stack} --to {site}`; if this site is the primary again by other means, remove that file",
+            mark.display()
+        )));
+    }
     let before = StackState::read(&root, stack)?;
     let mut state = StackState {
         stack: stack.into(),
@@ -428,7 +443,17 @@ pub fn up(cfg: &Config, stack: &str, site: &str) -> Result<StackState> {
                 None => start_instance(cfg, &root, &name, &launch_values(cfg, &state)?, &[], None),
             }
         } else {
-            provision(cfg, &root, Some(site), &name, prev)
+            provision(cfg, &root, Some(site), &name, prev).and_then(|m| {
+                // The application's own account, as the file declares it.
+                if let (false, Some((app, pw))) =
+                    (m.borrowed, crate::mariadb::app_account(cfg, &name)?)
+                {
+                    Server::new(m.dir.clone())
+                        .with_password(m.password.as_ref().map(|p| p.0.clone()))
+                        .ensure_app_account(&app, &pw)?;
+                }
+                Ok(m)
+            })
         };
         match m {
             Ok(m) => {

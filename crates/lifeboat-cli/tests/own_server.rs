@@ -1,0 +1,357 @@
+//! A stack whose database is a server of one's own (not one the stack
+//! provisioned), recovered into the secondary `dr`: a planned switchover's
+//! fence holds against every account the application could use —
+//! `read_only` for ordinary accounts, and an administrator (who ignores
+//! `read_only`) is locked and its open session ended before it can write; a
+//! recovery that fails while loading leaves no server running; a recovery
+//! into a stopped stack whose data is still there is refused before
+//! anything starts.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use lifeboat_testkit::mariadb::MariaDb;
+use lifeboat_testkit::{Cli, tempdir};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
+
+/// `mariadb` over TCP as `user` with `password`, running `sql`.
+fn client(db: &MariaDb, user: &str, password: &str, sql: &str) -> Command {
+    let mut c = Command::new("mariadb");
+    c.args(["--no-defaults", "-h127.0.0.1", &format!("-P{}", db.port)])
+        .arg(format!("-u{user}"))
+        .args(["-N", "-B", "-e", sql])
+        .env("MYSQL_PWD", password);
+    c
+}
+
+fn run(mut c: Command) -> Output {
+    c.output().unwrap()
+}
+
+fn config(w: &Path, db: &MariaDb) {
+    let w_ = w.display();
+    std::fs::write(
+        w.join("lifeboat.toml"),
+        format!(
+            r#"[site.primary]
+root = "{w_}/primary"
+[site.dr]
+root = "{w_}/dr"
+[vault.dr]
+site = "dr"
+location = "{w_}/dr-vault"
+[resource.db]
+kind = "mysql"
+site = "primary"
+dsn = "{dsn}"
+archive = {{ vault = "dr" }}
+[stack.shop]
+members = ["db"]
+check = "true"
+"#,
+            dsn = db.root_dsn()
+        ),
+    )
+    .unwrap();
+}
+
+struct Down<'a>(&'a Cli, Option<std::process::Child>);
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        if let Some(mut a) = self.1.take() {
+            let _ = a.kill();
+            let _ = a.wait();
+        }
+        let _ = self.0.run(&[
+            "stack", "down", "--stack", "shop", "--site", "dr", "--purge",
+        ]);
+    }
+}
+
+#[test]
+fn a_switchover_fences_a_server_of_ones_own_against_its_administrators_and_its_application() {
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY, v TEXT); \
+         INSERT INTO shop.t VALUES (1, 'before'); \
+         CREATE USER 'ops'@'127.0.0.1' IDENTIFIED BY 'ops-pw'; \
+         GRANT ALL PRIVILEGES ON *.* TO 'ops'@'127.0.0.1'; \
+         CREATE USER 'app'@'127.0.0.1' IDENTIFIED BY 'app-pw'; \
+         GRANT ALL PRIVILEGES ON shop.* TO 'app'@'127.0.0.1'; \
+         CREATE ROLE dba; GRANT ALL PRIVILEGES ON *.* TO dba; \
+         CREATE USER 'rb'@'127.0.0.1' IDENTIFIED BY 'rb-pw'; GRANT dba TO 'rb'@'127.0.0.1'; \
+         SET DEFAULT ROLE dba FOR 'rb'@'127.0.0.1'; \
+         CREATE TABLE shop.ev (id INT AUTO_INCREMENT PRIMARY KEY, at DATETIME(6)); \
+         CREATE DEFINER = root@localhost EVENT shop.tick ON SCHEDULE EVERY 1 SECOND \
+           DO INSERT INTO shop.ev (at) VALUES (NOW(6)); \
+         SET GLOBAL event_scheduler = ON;",
+    );
+    let t = tempdir().unwrap();
+    let w = t.path();
+    let c = Cli::new(BIN, &w.join("dr-vault")).with_workdir(w);
+    let archive = protected(w, &c, &db);
+    let _down = Down(&c, Some(archive));
+    let o = run(client(
+        &db,
+        "app",
+        "app-pw",
+        "INSERT INTO shop.t VALUES (2, 'acknowledged')",
+    ));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // An administrator's session is open, about to write after a pause.
+    let mut late = client(
+        &db,
+        "ops",
+        "ops-pw",
+        "SELECT SLEEP(20); INSERT INTO shop.t VALUES (99, 'after the fence')",
+    );
+    let mut late = late
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !db
+        .sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'ops'")
+        .starts_with('1')
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the administrator's session did not open"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let r = c.json(&["recover", "--planned", "--stack", "shop", "--to", "dr"]);
+
+    // The administrator (ALL PRIVILEGES, so read_only does not bind it)
+    // can write no more: its open session was ended, its account locked.
+    let _ = late.wait();
+    let o = run(client(
+        &db,
+        "ops",
+        "ops-pw",
+        "CREATE DATABASE after_the_fence",
+    ));
+    assert!(
+        !o.status.success(),
+        "an administrator wrote into the old primary after the switchover"
+    );
+    assert_eq!(
+        db.sql("SELECT COUNT(*) FROM shop.t WHERE id = 99"),
+        "0\n",
+        "the open administrator session wrote after the fence"
+    );
+    // The application's own account is bound by read_only.
+    let o = run(client(
+        &db,
+        "app",
+        "app-pw",
+        "INSERT INTO shop.t VALUES (3, 'late')",
+    ));
+    assert!(
+        !o.status.success(),
+        "the application wrote into the old primary after the switchover"
+    );
+    // An administrator through a role is locked too.
+    let o = run(client(&db, "rb", "rb-pw", "CREATE DATABASE by_role"));
+    assert!(
+        !o.status.success(),
+        "an administrator by role wrote after the switchover"
+    );
+    // Events (run as root, which ignores read_only) stop.
+    let ticks = db.sql("SELECT COUNT(*) FROM shop.ev");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        db.sql("SELECT COUNT(*) FROM shop.ev"),
+        ticks,
+        "an event wrote after the fence"
+    );
+    let fence = &r["switchover"]["fences"][0];
+    assert_eq!(fence["member"], "db", "{r:#}");
+    assert_eq!(fence["how"], "read_only", "{r:#}");
+    let locked: Vec<&str> = fence["locked_accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        locked.contains(&"'ops'@'127.0.0.1'") && locked.contains(&"'rb'@'127.0.0.1'"),
+        "{r:#}"
+    );
+    assert!(
+        fence["undo"]
+            .as_str()
+            .unwrap()
+            .contains("SET GLOBAL event_scheduler = ON"),
+        "{r:#}"
+    );
+    assert!(fence["killed_connections"].as_u64().unwrap() >= 1, "{r:#}");
+    // Lifeboat's own account still can write: the report says so and how
+    // the fence is lifted.
+    assert_eq!(fence["writable_by"], "root@localhost", "{r:#}");
+    assert!(
+        fence["undo"]
+            .as_str()
+            .unwrap()
+            .contains("ALTER USER 'ops'@'127.0.0.1' ACCOUNT UNLOCK"),
+        "{r:#}"
+    );
+    // Nothing acknowledged is lost: the recovered server holds row 2.
+    let sock = w.join("dr/mysql/db/mysqld.sock");
+    let o = Command::new("mariadb")
+        .arg("--no-defaults")
+        .arg(format!("--socket={}", sock.display()))
+        .args([
+            "-uroot",
+            "-N",
+            "-B",
+            "-e",
+            "SELECT id FROM shop.t ORDER BY id",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "1\n2\n", "{r:#}");
+    // Nothing the fence did was archived and replayed: the new primary's
+    // administrators are not locked.
+    let o = Command::new("mariadb")
+        .arg("--no-defaults")
+        .arg(format!("--socket={}", sock.display()))
+        .args(["-uroot", "-N", "-B", "-e"])
+        .arg("SELECT COUNT(*) FROM mysql.global_priv WHERE JSON_VALUE(Priv, '$.account_locked') IN ('true', '1') AND User IN ('ops', 'rb')")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "0\n", "{r:#}");
+    assert_eq!(r["rpo_s"].as_f64(), Some(0.0), "{r:#}");
+}
+
+/// The file, the `dr` vault, a snapshot of `db` (with users) and its binlog
+/// archive running into `dr`.
+fn protected(w: &Path, c: &Cli, db: &MariaDb) -> std::process::Child {
+    config(w, db);
+    c.ok(&["vault", "init"]);
+    c.ok(&[
+        "backup",
+        "mysql",
+        "--dsn",
+        &db.root_dsn(),
+        "--resource",
+        "db",
+        "--users",
+    ]);
+    c.command(&[
+        "archive",
+        "mysql",
+        "--dsn",
+        &db.root_dsn(),
+        "--resource",
+        "db",
+        "--seal-interval",
+        "1s",
+        "--spool",
+        w.join("spool").to_str().unwrap(),
+    ])
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(w.join("archive.err")).unwrap())
+    .spawn()
+    .unwrap()
+}
+
+/// Waits until the archive in `dr` reaches now (a recovery to the latest
+/// second then has a window to restore).
+fn wait_archived(c: &Cli) {
+    let want = chrono::Utc::now();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = c.json(&["points", "list"]);
+        let reached = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["resource_windows"].as_array())
+            .flatten()
+            .filter_map(|w| {
+                w["to"]
+                    .as_str()?
+                    .parse::<chrono::DateTime<chrono::Utc>>()
+                    .ok()
+            })
+            .any(|t| t >= want);
+        if reached {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the archive did not reach now");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Whether a `mariadbd` whose command line names `dir` runs.
+fn server_runs_in(dir: &Path) -> bool {
+    let needle = dir.display().to_string();
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+            let c = String::from_utf8_lossy(&c);
+            c.contains("mariadbd") && c.contains(&needle)
+        })
+    })
+}
+
+#[test]
+fn a_recovery_that_fails_while_loading_leaves_no_server_running() {
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY, v LONGTEXT); \
+            INSERT INTO shop.t VALUES (1, REPEAT('x', 100000));",
+    );
+    let t = tempdir().unwrap();
+    let w = t.path();
+    let c = Cli::new(BIN, &w.join("dr-vault")).with_workdir(w);
+    let archive = protected(w, &c, &db);
+    let _down = Down(&c, Some(archive));
+    wait_archived(&c);
+    // Every pack damaged: the snapshot cannot be loaded.
+    for f in lifeboat_testkit::files_below(&w.join("dr-vault/packs")) {
+        let len = std::fs::metadata(&f).unwrap().len() as i64;
+        lifeboat_testkit::flip_byte(&f, len / 2);
+    }
+    let o = c.run(&["recover", "--stack", "shop", "--to", "dr", "--no-protect"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("restoring snapshot"), "{err}");
+    assert!(
+        !server_runs_in(&w.join("dr/mysql/db")),
+        "the half-loaded server was left running: {err}"
+    );
+}
+
+#[test]
+fn a_recovery_into_a_stopped_stack_whose_data_is_there_is_refused_before_anything_starts() {
+    let db = MariaDb::start();
+    db.sql("CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY); INSERT INTO shop.t VALUES (1);");
+    let t = tempdir().unwrap();
+    let w = t.path();
+    let c = Cli::new(BIN, &w.join("dr-vault")).with_workdir(w);
+    let archive = protected(w, &c, &db);
+    let _down = Down(&c, Some(archive));
+    wait_archived(&c);
+    c.json(&["recover", "--stack", "shop", "--to", "dr", "--no-protect"]);
+    // Stopped, not removed (what the runbook's last step did before).
+    c.ok(&["stack", "down", "--stack", "shop", "--site", "dr"]);
+    let o = c.run(&["recover", "--stack", "shop", "--to", "dr", "--no-protect"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("was stopped in site `dr` but its data is still there")
+            && err.contains("stack down --stack shop --site dr --purge"),
+        "{err}"
+    );
+    assert!(!server_runs_in(&w.join("dr/mysql/db")), "{err}");
+    // Removed, it recovers.
+    c.ok(&[
+        "stack", "down", "--stack", "shop", "--site", "dr", "--purge",
+    ]);
+    c.json(&["recover", "--stack", "shop", "--to", "dr", "--no-protect"]);
+}
