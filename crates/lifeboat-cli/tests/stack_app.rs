@@ -203,7 +203,7 @@ members = ["wiki-host"]
 }
 
 /// The wiki with a database: host, port, user and password in its own file.
-const WIKI: &str = "#!/bin/sh\n. \"$(dirname \"$0\")/wiki.conf\"\nmkdir -p www\nmariadb --no-defaults -h\"$DB_HOST\" -P\"$DB_PORT\" -u\"$DB_USER\" -p\"$DB_PASSWORD\" -N -B -e 'SELECT title FROM wiki_db.pages ORDER BY id' > www/pages.tmp || exit 4\nmv www/pages.tmp www/pages.txt\nexec python3 -m http.server --bind 127.0.0.1 \"$WIKI_PORT\" --directory www\n";
+const WIKI: &str = "#!/bin/sh\n. \"$(dirname \"$0\")/wiki.conf\"\nmkdir -p www\nmariadb --no-defaults -h\"$DB_HOST\" -P\"$DB_PORT\" -u\"$DB_USER\" -p\"$DB_PASSWORD\" -N -B -e 'SELECT title FROM wiki.pages ORDER BY id' > www/pages.tmp || exit 4\nmv www/pages.tmp www/pages.txt\nexec python3 -m http.server --bind 127.0.0.1 \"$WIKI_PORT\" --directory www\n";
 
 #[test]
 fn an_application_that_names_the_primarys_database_address_user_and_password_comes_back_unchanged()
@@ -272,8 +272,8 @@ members = ["wiki-db"]
     let primary_sock = w.join("primary/mysql/wiki-db/mysqld.sock");
     sql(
         &primary_sock,
-        "CREATE DATABASE wiki; CREATE TABLE wiki_db.pages (id INT PRIMARY KEY, title TEXT); \
-         INSERT INTO wiki_db.pages VALUES (1, 'Home'), (2, 'Recovery runbook'); \
+        "CREATE DATABASE wiki; CREATE TABLE wiki.pages (id INT PRIMARY KEY, title TEXT); \
+         INSERT INTO wiki.pages VALUES (1, 'Home'), (2, 'Recovery runbook'); \
          CREATE USER wiki@'%' IDENTIFIED BY 'wiki-secret'; GRANT ALL ON wiki.* TO wiki@'%';",
     );
     // Its binlog archive, and the plan's snapshot of a stack's database,
@@ -300,7 +300,7 @@ members = ["wiki-db"]
     c.ok(&["jobs", "run", "--plan", "default"]);
     sql(
         &primary_sock,
-        "INSERT INTO wiki_db.pages VALUES (3, 'Written after the snapshot')",
+        "INSERT INTO wiki.pages VALUES (3, 'Written after the snapshot')",
     );
     wait_until_restorable_to(&c, "wiki-db", chrono::Utc::now());
     drop(archive);
@@ -350,7 +350,7 @@ members = ["wiki-db"]
         "Home\nRecovery runbook\nWritten after the snapshot"
     );
     // The pinned socket answers as the recovered server.
-    assert_eq!(sql(&sock, "SELECT COUNT(*) FROM wiki_db.pages").trim(), "3");
+    assert_eq!(sql(&sock, "SELECT COUNT(*) FROM wiki.pages").trim(), "3");
     let status = c.ok(&["stack", "status", "--stack", "wiki", "--site", "secondary"]);
     assert!(
         status.contains(&format!("127.0.0.1:{db_port} (socket {})", sock.display())),
