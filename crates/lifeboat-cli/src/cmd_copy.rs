@@ -179,6 +179,7 @@ pub fn run(g: &Global, a: CopyArgs) -> Result<ExitCode> {
                 bytes(c.bytes_planned.load(Ordering::Relaxed)),
             )
         });
+        let mut rollups = 0;
         for (id, p) in todo {
             match copier.copy_point(&id, &p) {
                 Ok(o) => {
@@ -186,6 +187,9 @@ pub fn run(g: &Global, a: CopyArgs) -> Result<ExitCode> {
                         Outcome::Copied(t) => (t, true),
                         Outcome::Present(t) => (t, false),
                     };
+                    if copied && p.kind == lifeboat_mysql::KIND_BINLOG && p.meta["rollup"] == true {
+                        rollups += 1;
+                    }
                     if copied && a.follow {
                         let lag = (chrono::Utc::now() - p.time).num_milliseconds() as f64;
                         lag_ms.push(lag);
@@ -218,6 +222,14 @@ pub fn run(g: &Global, a: CopyArgs) -> Result<ExitCode> {
             done.fetch_add(1, Ordering::Relaxed);
         }
         drop(progress);
+        // The seals a copied rollup holds are folded in the target too (the
+        // archive does so in its own vault): no copy of every second's seal.
+        if rollups > 0 {
+            match lifeboat_mysql::segment::fold_superseded_seals(&dst) {
+                Ok(n) => tracing::info!("{n} binlog seal copies folded into their rollup"),
+                Err(e) => warnings.push(format!("binlog seals not folded in the target: {e}")),
+            }
+        }
         if !a.follow || stop.load(Ordering::Relaxed) {
             break;
         }

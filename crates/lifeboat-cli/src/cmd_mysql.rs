@@ -117,7 +117,8 @@ pub struct ArchiveArgs {
     #[command(flatten)]
     server: ServerArgs,
     /// Seal what arrived into the vault at least this often (the most a failure
-    /// can lose, plus the follower's own delay of milliseconds).
+    /// can lose, plus the follower's own delay of milliseconds); an idle server
+    /// gets a "caught up" mark this often, so its restorable time keeps up.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     seal_interval: std::time::Duration,
     /// Replace the seal points by one rollup point this often.
@@ -159,6 +160,8 @@ pub fn archive(g: &Global, cmd: ArchiveCmd) -> Result<ExitCode> {
     let mut opts = ArchiveOptions {
         resource: a.resource,
         seal_interval: a.seal_interval,
+        // An idle server's "caught up" mark on each check, as a busy one's.
+        heartbeat: a.seal_interval,
         rollup_interval: a.rollup_interval,
         replica_id: a.replica_id,
         ..ArchiveOptions::default()

@@ -72,6 +72,54 @@ fn an_endpoint_that_accepts_and_never_answers_times_out() {
     drop(l);
 }
 
+/// Issue 21 B12: with the default settings a silent endpoint cost 491-493 s
+/// (4 tries of the 120 s answer timeout). The endpoint never answered
+/// anything, which is not a slow upload: the first-answer bound (30 s by
+/// default) ends the command, naming the endpoint and the setting to raise.
+#[test]
+fn a_silent_endpoint_fails_within_a_minute_with_the_default_settings() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://127.0.0.1:{}", l.local_addr().unwrap().port());
+    let c = s3_cli(&format!("s3://silent-vault?endpoint={endpoint}"));
+    let started = Instant::now();
+    let mut child = c
+        .command(&["points", "list"])
+        .env_remove("LIFEBOAT_S3_TIMEOUT")
+        .env_remove("LIFEBOAT_S3_TOTAL_TIMEOUT")
+        .env_remove("LIFEBOAT_S3_FIRST_ANSWER_TIMEOUT")
+        .env_remove("LIFEBOAT_S3_CONNECT_TIMEOUT")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Waited for up to 90 s, then killed: the old code took 8 minutes.
+    let code = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st.code();
+        }
+        if started.elapsed() > Duration::from_secs(90) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`points list` on a silent endpoint still ran after 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let secs = started.elapsed().as_secs_f64();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        secs < 60.0,
+        "took {secs:.1}s with the default settings: {err}"
+    );
+    assert!(err.contains(&endpoint), "names the endpoint: {err}");
+    assert!(
+        err.contains("first_answer_timeout") && err.contains("LIFEBOAT_S3_FIRST_ANSWER_TIMEOUT"),
+        "names the setting to raise: {err}"
+    );
+    drop(l);
+}
+
 #[test]
 fn a_closed_port_fails_fast() {
     let port = {

@@ -15,7 +15,10 @@
 //! loop (every 100 ms):
 //!     read what the follower appended; cut at whole events; note times, GTIDs
 //!     every seal interval: write a seal point with what arrived (and, when
-//!         SHOW MASTER STATUS shows nothing newer, a "caught up through" mark)
+//!         SHOW MASTER STATUS shows nothing newer, a "caught up through" mark;
+//!         an idle server gets a point with only that mark on each check, so
+//!         its newest restorable second trails the present by about the seal
+//!         interval, as a busy server's does)
 //!     every rollup interval: one rollup point replaces the seal points; the
 //!         vault session (and its lock) is renewed so prunes are not held up
 //!     the follower exits (server restart, network): read what it wrote,
@@ -52,7 +55,10 @@ pub struct ArchiveOptions {
     pub rollup_bytes: usize,
     /// Seals up to this size travel inside the point.
     pub inline_max: usize,
-    /// Write a "caught up" mark at least this often when nothing happens.
+    /// With nothing new from the server, write a point with only the
+    /// "caught up" mark at most this often (default: every check, the seal
+    /// interval: an idle database's restorable time trails the present by
+    /// about a second; the rollups fold these points like any seal).
     pub heartbeat: Duration,
     /// Where the follower's private spool directory is made (a fresh one
     /// each run, see spool.rs).
@@ -71,7 +77,7 @@ impl Default for ArchiveOptions {
             rollup_interval: Duration::from_secs(300),
             rollup_bytes: 16 << 20,
             inline_max: 1 << 20,
-            heartbeat: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(1),
             spool: std::env::temp_dir(),
             replica_id: None,
             follower: PathBuf::from("mariadb-binlog"),
@@ -221,6 +227,10 @@ struct State<'v> {
     through_written: Option<DateTime<Utc>>,
     last_point: Instant,
     first_seal: Option<Instant>,
+    /// The last rollup of this session that held no binlog (an idle
+    /// stretch): the next such rollup, caught up at the same position and
+    /// later, replaces it, so an idle server leaves one point, not 12 an hour.
+    idle_rollup: Option<Id>,
 }
 
 impl State<'_> {
@@ -368,11 +378,27 @@ impl State<'_> {
         if self.seals.is_empty() || !(force || due) {
             return Ok(());
         }
+        let idle = self
+            .seals
+            .iter()
+            .all(|(id, p)| crate::segment::binlog_meta(id, p).is_ok_and(|m| m.segments.is_empty()));
         if let Some(id) = write_rollup(&self.writer, &self.resource, &self.seals)? {
             on_event(&ArchiveEvent::RolledUp {
                 point: id.to_hex(),
                 replaced: self.seals.len(),
             });
+            let replaced = if idle {
+                self.idle_rollup.replace(id)
+            } else {
+                self.idle_rollup = None;
+                None
+            };
+            if let Some(old) = replaced {
+                let new = self.vault.read_point(&id)?;
+                if let Err(e) = self.vault.remove_superseded_point(&old, &new) {
+                    tracing::warn!("idle rollup {} kept: {e}", old.short());
+                }
+            }
         }
         self.seals.clear();
         self.seal_bytes = 0;
@@ -462,6 +488,7 @@ pub fn archive(
         through_written: None,
         last_point: Instant::now(),
         first_seal: None,
+        idle_rollup: None,
     };
     let mut run = 0u32;
     let spawn = |st: &State<'_>, run: &mut u32| -> Result<Follower> {

@@ -321,6 +321,69 @@ pub fn write_rollup(
     Ok(Some(id))
 }
 
+/// Removes the seal points of vault `vault` that a rollup point of the same
+/// resource there holds whole (each of the seal's segments inside one of the
+/// rollup's, its "caught up" mark no later than the rollup's), and rollups of
+/// an idle stretch that a later one repeats ([`supersedes`]). The archive
+/// does both in its own vault; a copy target (`copy --follow`) receives the
+/// seals and rollups as copies, and folds them with this. A point that may
+/// not be removed yet (locked longer than its replacement) is kept. Returns
+/// how many were removed.
+pub fn fold_superseded_seals(vault: &lifeboat_vault::Vault) -> Result<usize> {
+    let (points, _) = vault.list_points()?;
+    let binlog: Vec<(Id, RecoveryPoint, BinlogMeta)> = points
+        .into_iter()
+        .filter(|(_, p)| p.kind == crate::KIND_BINLOG)
+        .filter_map(|(id, p)| binlog_meta(&id, &p).ok().map(|m| (id, p, m)))
+        .collect();
+    let mut removed = 0;
+    for (sid, sp, sm) in binlog.iter() {
+        let by = binlog
+            .iter()
+            .find(|(rid, rp, rm)| rid != sid && rp.resource == sp.resource && supersedes(rm, sm));
+        if let Some((_, rp, _)) = by {
+            match vault.remove_superseded_point(sid, rp) {
+                Ok(()) => removed += 1,
+                Err(e) => tracing::warn!("seal {} kept: {e}", sid.short()),
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Whether rollup `r` replaces binlog point `s`: `s` a seal that `r` holds
+/// whole, or a rollup of an idle stretch (no binlog, only a "caught up"
+/// mark) that `r`, idle too, repeats at the same position and later (the
+/// archive replaces those in its own vault).
+fn supersedes(r: &BinlogMeta, s: &BinlogMeta) -> bool {
+    if !r.rollup {
+        return false;
+    }
+    if !s.rollup {
+        return holds(r, s);
+    }
+    let idle = r.segments.is_empty() && s.segments.is_empty();
+    match (&r.through, &s.through) {
+        (Some(a), Some(b)) => idle && a.file == b.file && a.end == b.end && a.time > b.time,
+        _ => false,
+    }
+}
+
+/// Whether rollup `r` holds everything seal `s` does.
+fn holds(r: &BinlogMeta, s: &BinlogMeta) -> bool {
+    let through = match (&s.through, &r.through) {
+        (None, _) => true,
+        (Some(a), Some(b)) => a.time <= b.time,
+        (Some(_), None) => false,
+    };
+    through
+        && s.segments.iter().all(|x| {
+            r.segments
+                .iter()
+                .any(|y| y.file == x.file && y.start <= x.start && x.end <= y.end)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,6 +396,57 @@ mod tests {
         assert_eq!(decode_inline(&t, "x").unwrap(), data);
         assert!(decode_inline("!!", "x").is_err());
         assert!(decode_inline(&t[..t.len() / 2], "x").is_err());
+    }
+
+    #[test]
+    fn a_rollup_holds_the_seals_inside_it_and_no_later_ones() {
+        let seg = |f: &str, a, b| Segment {
+            file: f.into(),
+            start: a,
+            end: b,
+            first_time: None,
+            last_time: None,
+            last_gtid: None,
+            gap_before: None,
+            inline: None,
+            node: None,
+        };
+        let at = |s: i64| Through {
+            time: DateTime::from_timestamp(s, 0).unwrap(),
+            file: "b.000001".into(),
+            end: 0,
+        };
+        let meta = |segments, through, rollup| BinlogMeta {
+            format: 1,
+            server_id: 1,
+            segments,
+            through,
+            rollup,
+        };
+        let r = meta(vec![seg("b.000001", 4, 900)], Some(at(100)), true);
+        assert!(holds(
+            &r,
+            &meta(vec![seg("b.000001", 4, 300)], Some(at(90)), false)
+        ));
+        assert!(
+            holds(&r, &meta(vec![], Some(at(100)), false)),
+            "a caught-up mark"
+        );
+        assert!(
+            !holds(&r, &meta(vec![], Some(at(101)), false)),
+            "a later mark"
+        );
+        assert!(!holds(
+            &r,
+            &meta(vec![seg("b.000001", 900, 950)], None, false)
+        ));
+        assert!(!holds(&r, &meta(vec![seg("b.000002", 4, 10)], None, false)));
+        // An idle rollup is replaced by a later idle one at the same position.
+        let idle = |s| meta(vec![], Some(at(s)), true);
+        assert!(supersedes(&idle(200), &idle(150)));
+        assert!(!supersedes(&idle(150), &idle(200)), "never by an older one");
+        assert!(!supersedes(&r, &idle(50)), "nor by one holding binlog");
+        assert!(!supersedes(&idle(200), &r), "a rollup with binlog stays");
     }
 
     #[test]

@@ -177,10 +177,16 @@ pub async fn point(
     Path((vault, id)): Path<(String, String)>,
 ) -> Result<Json<PointView>, ApiError> {
     blocking(move || {
-        let (v, pid, p) = find(&st, &vault, &id)?;
-        let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "api")
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        Ok(Json(PointView::new(&vault, &pid, &p)))
+        // Bounded: a vault that went silent after it was opened is answered
+        // as unreachable within about a second (snapshot.rs).
+        let watched = st.0.vaults.open(&st.cfg(), &vault)?;
+        let (vaults, name) = (st.0.vaults.clone(), vault.clone());
+        vaults.bounded(&name, &watched, move || {
+            let (v, pid, p) = find(&st, &vault, &id)?;
+            let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "api")
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            Ok(Json(PointView::new(&vault, &pid, &p)))
+        })
     })
     .await
 }
@@ -202,101 +208,145 @@ pub async fn contents(
     Query(q): Query<ContentsQuery>,
 ) -> Result<Json<Contents>, ApiError> {
     blocking(move || {
-        let (v, pid, p) = find(&st, &vault, &id)?;
-        let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "api")
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        let limit = q.limit.unwrap_or(1000).min(10_000) as usize;
-        let not_in = |e: lifeboat_files::FilesError| match e {
-            lifeboat_files::FilesError::NotInPoint(p) => {
-                ApiError::not_found(format!("{} is not in the point", p.display()))
-            }
-            e => ApiError::internal(e.to_string()),
-        };
-        let (listing, mut entries) = match p.kind.as_str() {
-            "files" | "instance" => {
-                let path = q.path.clone().unwrap_or_else(|| "/".into());
-                if path.contains('\0') {
-                    return Err(ApiError::bad_request("the path holds a NUL byte"));
-                }
-                let list = lifeboat_files::list::list(&v, &pid, Some(std::path::Path::new(&path)), false)
-                    .map_err(not_in)?;
-                let entries = list
-                    .into_iter()
-                    .map(|e| EntryView {
-                        name: e.path,
-                        kind: format!("{:?}", e.kind).to_lowercase(),
-                        size: e.size,
-                        mtime: time_of(e.mtime_ns),
-                    })
-                    .collect();
-                (path, entries)
-            }
-            k if k == lifeboat_mysql::KIND_SNAPSHOT => {
-                let (listing, dir, kind) = match q.path.as_deref().filter(|p| !p.is_empty()) {
-                    None => ("databases".to_string(), "/databases".to_string(), "database"),
-                    Some(db) if db.contains(['/', '\0']) => {
-                        return Err(ApiError::bad_request(format!(
-                            "`{db}` is not a database name"
-                        )));
-                    }
-                    Some(db) => (db.to_string(), format!("/databases/{db}/tables"), "table"),
-                };
-                let list = lifeboat_files::list::list(&v, &pid, Some(std::path::Path::new(&dir)), false)
-                    .map_err(not_in)?;
-                let entries = list
-                    .into_iter()
-                    .filter(|e| matches!(e.kind, lifeboat_vault::tree::NodeKind::Dir))
-                    .map(|e| EntryView {
-                        name: e.path.rsplit('/').next().unwrap_or_default().to_string(),
-                        kind: kind.into(),
-                        size: e.size,
-                        mtime: time_of(e.mtime_ns),
-                    })
-                    .collect();
-                (listing, entries)
-            }
-            "bucket" => {
-                let prefix = q.prefix.clone().unwrap_or_default();
-                let index = v.load_index().map_err(ApiError::from)?;
-                let mut entries = Vec::new();
-                let stop = "listing limit reached";
-                let r = lifeboat_bucket::restore::walk(&v, &index, &p.tree, "", &mut |key, node| {
-                    if key.starts_with(&prefix) {
-                        if entries.len() > limit {
-                            return Err(lifeboat_bucket::BucketError::BadPoint(stop.into()));
-                        }
-                        entries.push(EntryView {
-                            name: key,
-                            kind: "object".into(),
-                            size: node.size,
-                            mtime: time_of(node.mtime_ns),
-                        });
-                    }
-                    Ok(())
-                });
-                match r {
-                    Err(lifeboat_bucket::BucketError::BadPoint(m)) if m == stop => {}
-                    Err(e) => return Err(ApiError::internal(e.to_string())),
-                    Ok(()) => {}
-                }
-                (prefix, entries)
-            }
-            k => {
-                return Err(ApiError::bad_request(format!(
-                    "a point of kind `{k}` has no contents to list (files, instance, mysql and bucket points do)"
-                )));
-            }
-        };
-        let truncated = entries.len() > limit;
-        entries.truncate(limit);
-        Ok(Json(Contents {
-            kind: p.kind,
-            listing,
-            entries,
-            truncated,
-        }))
+        // Bounded: a vault that went silent after it was opened is answered
+        // as unreachable within about a second (snapshot.rs).
+        let watched = st.0.vaults.open(&st.cfg(), &vault)?;
+        let (vaults, name) = (st.0.vaults.clone(), vault.clone());
+        vaults.bounded(&name, &watched, move || contents_of(&st, &vault, &id, &q))
     })
     .await
+}
+
+/// The body of [`contents`], run by `Vaults::bounded`.
+fn contents_of(
+    st: &AppState,
+    vault: &str,
+    id: &str,
+    q: &ContentsQuery,
+) -> Result<Json<Contents>, ApiError> {
+    let (v, pid, p) = find(st, vault, id)?;
+    let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "api")
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let limit = q.limit.unwrap_or(1000).min(10_000) as usize;
+    let not_in = |e: lifeboat_files::FilesError| match e {
+        lifeboat_files::FilesError::NotInPoint(p) => {
+            ApiError::not_found(format!("{} is not in the point", p.display()))
+        }
+        e => ApiError::internal(e.to_string()),
+    };
+    let (listing, mut entries) = match p.kind.as_str() {
+        "files" | "instance" => {
+            let path = q.path.clone().unwrap_or_else(|| "/".into());
+            if path.contains('\0') {
+                return Err(ApiError::bad_request("the path holds a NUL byte"));
+            }
+            let list =
+                lifeboat_files::list::list(&v, &pid, Some(std::path::Path::new(&path)), false)
+                    .map_err(not_in)?;
+            let entries = list
+                .into_iter()
+                .map(|e| EntryView {
+                    name: e.path,
+                    kind: format!("{:?}", e.kind).to_lowercase(),
+                    size: e.size,
+                    mtime: time_of(e.mtime_ns),
+                })
+                .collect();
+            (path, entries)
+        }
+        k if k == lifeboat_mysql::KIND_SNAPSHOT => {
+            let (listing, dir, kind) = match q.path.as_deref().filter(|p| !p.is_empty()) {
+                None => (
+                    "databases".to_string(),
+                    "/databases".to_string(),
+                    "database",
+                ),
+                Some(db) if db.contains(['/', '\0']) => {
+                    return Err(ApiError::bad_request(format!(
+                        "`{db}` is not a database name"
+                    )));
+                }
+                Some(db) => (db.to_string(), format!("/databases/{db}/tables"), "table"),
+            };
+            let list =
+                lifeboat_files::list::list(&v, &pid, Some(std::path::Path::new(&dir)), false)
+                    .map_err(not_in)?;
+            let entries = list
+                .into_iter()
+                .filter(|e| matches!(e.kind, lifeboat_vault::tree::NodeKind::Dir))
+                .map(|e| EntryView {
+                    name: e.path.rsplit('/').next().unwrap_or_default().to_string(),
+                    kind: kind.into(),
+                    size: e.size,
+                    mtime: time_of(e.mtime_ns),
+                })
+                .collect();
+            (listing, entries)
+        }
+        "bucket" => {
+            let prefix = q.prefix.clone().unwrap_or_default();
+            let index = v.load_index().map_err(ApiError::from)?;
+            let mut entries = Vec::new();
+            let stop = "listing limit reached";
+            let r = lifeboat_bucket::restore::walk(&v, &index, &p.tree, "", &mut |key, node| {
+                if key.starts_with(&prefix) {
+                    if entries.len() > limit {
+                        return Err(lifeboat_bucket::BucketError::BadPoint(stop.into()));
+                    }
+                    entries.push(EntryView {
+                        name: key,
+                        kind: "object".into(),
+                        size: node.size,
+                        mtime: time_of(node.mtime_ns),
+                    });
+                }
+                Ok(())
+            });
+            match r {
+                Err(lifeboat_bucket::BucketError::BadPoint(m)) if m == stop => {}
+                Err(e) => return Err(ApiError::internal(e.to_string())),
+                Ok(()) => {}
+            }
+            (prefix, entries)
+        }
+        k => {
+            return Err(ApiError::bad_request(format!(
+                "a point of kind `{k}` has no contents to list (files, instance, mysql and bucket points do)"
+            )));
+        }
+    };
+    let truncated = entries.len() > limit;
+    entries.truncate(limit);
+    Ok(Json(Contents {
+        kind: p.kind,
+        listing,
+        entries,
+        truncated,
+    }))
+}
+
+/// A vault's figures: statistics (its whole index) and lock configuration.
+fn figures(v: &lifeboat_vault::Vault) -> Result<serde_json::Value, String> {
+    let _reader =
+        lifeboat_vault::lock::reader_lock(v.storage(), "api").map_err(|e| e.to_string())?;
+    let index = v.load_index().map_err(|e| e.to_string())?;
+    let s = lifeboat_vault::stats::stats(v, &index, Utc::now()).map_err(|e| e.to_string())?;
+    let l = lifeboat_vault::retention::load(v, Utc::now()).map_err(|e| e.to_string())?;
+    let lock = match &l.effective {
+        None => serde_json::json!({"configured": false}),
+        Some(c) => serde_json::json!({
+            "configured": true,
+            "mode": c.mode.as_str(),
+            "min_retention_s": c.min_retention_s,
+            "max_retention_s": c.max_retention_s,
+            "changeable_until": c.changeable_until,
+            "immutable": l.immutable,
+        }),
+    };
+    Ok(serde_json::json!([
+        serde_json::to_value(s).unwrap_or_default(),
+        lock
+    ]))
 }
 
 /// The file's vaults with their figures (logical vs stored, dedup and
@@ -312,28 +362,10 @@ pub async fn vaults(State(st): State<AppState>) -> Result<Json<Vec<VaultView>>, 
         for (name, spec) in &cfg.vaults {
             let read = || -> Result<serde_json::Value, String> {
                 let v = st.0.vaults.open(&cfg, name).map_err(|e| e.message)?;
-                let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "api")
-                    .map_err(|e| e.to_string())?;
-                let index = v.load_index().map_err(|e| e.to_string())?;
-                let s = lifeboat_vault::stats::stats(&v, &index, Utc::now())
-                    .map_err(|e| e.to_string())?;
-                let l =
-                    lifeboat_vault::retention::load(&v, Utc::now()).map_err(|e| e.to_string())?;
-                let lock = match &l.effective {
-                    None => serde_json::json!({"configured": false}),
-                    Some(c) => serde_json::json!({
-                        "configured": true,
-                        "mode": c.mode.as_str(),
-                        "min_retention_s": c.min_retention_s,
-                        "max_retention_s": c.max_retention_s,
-                        "changeable_until": c.changeable_until,
-                        "immutable": l.immutable,
-                    }),
-                };
-                Ok(serde_json::json!([
-                    serde_json::to_value(s).unwrap_or_default(),
-                    lock
-                ]))
+                let w = v.clone();
+                st.0.vaults
+                    .bounded(name, &v, move || figures(&w).map_err(ApiError::internal))
+                    .map_err(|e| e.message)
             };
             // The statistics read the whole index: a minute's cache.
             let (stats, lock, error) = match st.0.vault_figures.get(name, spec, read) {

@@ -46,14 +46,18 @@ pub(crate) async fn resolve_point(
     blocking(move || {
         let cfg = s.cfg();
         let v = s.0.vaults.open(&cfg, &vault)?;
-        let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "api")
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        let (id, p) = v.select_point(
-            &spec,
-            &lifeboat_vault::PointFilter::kinds(kinds).resource(resource.as_deref()),
-        )?;
-        check(&cfg, &v, &id, &p)?;
-        Ok(id.to_hex())
+        // Bounded: a vault gone silent is answered unreachable (snapshot.rs).
+        let w = v.clone();
+        s.0.vaults.bounded(&vault, &v, move || {
+            let _reader = lifeboat_vault::lock::reader_lock(w.storage(), "api")
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            let (id, p) = w.select_point(
+                &spec,
+                &lifeboat_vault::PointFilter::kinds(kinds).resource(resource.as_deref()),
+            )?;
+            check(&cfg, &w, &id, &p)?;
+            Ok(id.to_hex())
+        })
     })
     .await
 }

@@ -9,7 +9,12 @@
 //! marked unreachable; a failed opening is remembered for [`RETRY_AFTER`].
 //! The snapshot is read on a thread of its own too: a request waits for it
 //! at most [`SNAPSHOT_WAIT`], then gets the last one (or one read from the
-//! vaults already open).
+//! vaults already open). A vault that went silent after it was opened (an
+//! S3 endpoint that stops answering) does not stall a route either: a read
+//! of it runs on a thread of its own ([`Vaults::bounded`]), waited for as
+//! long as its store answers, and answered as unreachable once the store
+//! has left its requests unanswered for [`SILENCE`] (the vault is then
+//! marked unreachable for [`RETRY_AFTER`]; the read ends in the background).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -32,6 +37,9 @@ pub const OPEN_WAIT: Duration = Duration::from_millis(1000);
 pub const RETRY_AFTER: Duration = Duration::from_secs(30);
 /// How long a request waits for a snapshot being read.
 pub const SNAPSHOT_WAIT: Duration = Duration::from_millis(1500);
+/// How long an open vault's store may leave every request unanswered
+/// before a route answers the vault as unreachable.
+pub const SILENCE: Duration = Duration::from_millis(1000);
 
 enum Slot {
     Open(Arc<Vault>),
@@ -150,10 +158,17 @@ impl Vaults {
         }
     }
 
-    /// Vault `name` if it is open now (never waits).
+    /// Vault `name` if it is open now and its store is not waiting for an
+    /// answer (the snapshot's own read of it may be stuck there): never waits.
     fn open_now(&self, cfg: &Config, name: &str) -> Result<Arc<Vault>, String> {
         match (self.lock().get(name), cfg.vaults.get(name)) {
-            (Some((s, Slot::Open(v))), Some(spec)) if s == spec => Ok(v.clone()),
+            (Some((s, Slot::Open(v))), Some(spec)) if s == spec => match v.storage().silent_for() {
+                None => Ok(v.clone()),
+                Some(d) => Err(format!(
+                    "vault `{name}` is unreachable: it has not answered for {:.1}s (still trying, in the background)",
+                    d.as_secs_f64()
+                )),
+            },
             _ => Err(format!(
                 "vault `{name}` is unreachable: it has not answered yet (still trying, in the background)"
             )),
@@ -167,7 +182,71 @@ impl Vaults {
         name: &str,
     ) -> Result<Vec<(Id, RecoveryPoint)>, ApiError> {
         let v = self.open(cfg, name)?;
-        points_of(&v, name)
+        let (w, n) = (v.clone(), name.to_string());
+        self.bounded(name, &v, move || points_of(&w, &n))
+    }
+
+    /// Runs `f`, which reads open vault `name` (`v`), on a thread of its
+    /// own: waited for while the vault's store answers (a slow vault is
+    /// waited for), answered as unreachable once the store has left its
+    /// requests unanswered for [`SILENCE`]; the vault is then marked
+    /// unreachable (tried again after [`RETRY_AFTER`]) and `f` ends in the
+    /// background.
+    pub fn bounded<T: Send + 'static>(
+        &self,
+        name: &str,
+        v: &Arc<Vault>,
+        f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        use std::sync::mpsc::RecvTimeoutError;
+        if let Some(e) = self.silent(name, v) {
+            return Err(e);
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("lifeboat-vault-read".into())
+            .spawn(move || {
+                let _ = tx.send(f());
+            })
+            .map_err(|e| ApiError::internal(format!("cannot start a vault read: {e}")))?;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(r) => return r,
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(ApiError::internal(format!(
+                        "the read of vault `{name}` ended without an answer"
+                    )));
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Some(e) = self.silent(name, v) {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// 503 when open vault `name`'s store has left its requests unanswered
+    /// for [`SILENCE`]; the vault is marked unreachable.
+    fn silent(&self, name: &str, v: &Arc<Vault>) -> Option<ApiError> {
+        let d = v.storage().silent_for().filter(|d| *d >= SILENCE)?;
+        let msg = format!(
+            "vault `{name}` is unreachable: its store has answered nothing for {:.1}s (tried again in {}s)",
+            d.as_secs_f64(),
+            RETRY_AFTER.as_secs()
+        );
+        let mut m = self.lock();
+        if let Some((spec, Slot::Open(o))) = m.get(name)
+            && Arc::ptr_eq(o, v)
+        {
+            let spec = spec.clone();
+            m.insert(
+                name.into(),
+                (spec, Slot::Failed(Instant::now(), msg.clone())),
+            );
+        }
+        drop(m);
+        Some(unavailable(msg))
     }
 }
 

@@ -4,11 +4,14 @@
 //!
 //! Per member, the newest data the site's vaults hold: a database's newest
 //! restorable second (its copied binlog archive; an idle database's archive
-//! moves that mark on its heartbeat, so an idle one shows up to the heartbeat,
-//! 30 s by default), any other member's newest point. The stack's exposure is
-//! that of its database members when it has any (as a recovery report's RPO
-//! is measured from the databases' last commit), else that of all members;
-//! the largest of them.
+//! moves that mark on each of its checks, every second by default, so an
+//! idle one trails the present by about that much, as a busy one does), any
+//! other member's newest point. The stack's exposure follows the recovery
+//! report's RPO rule: the worst of every member, database or not, except
+//! those declared `stateless = true` (their content changes only by deploy;
+//! their own exposure is still given, marked). A member the site holds
+//! nothing of leaves the stack's exposure unknown, unless it is optional
+//! (a recovery goes on without it).
 //!
 //! A site the stack runs in is left out: after a failover the secondary
 //! runs the stack, and its vaults' points are the running site's own data,
@@ -29,6 +32,9 @@ pub struct MemberExposure {
     pub data_time: Option<DateTime<Utc>>,
     /// `now − data_time` (`None`: the site holds nothing of it).
     pub seconds: Option<f64>,
+    /// Declared `stateless`: given, never counted in the stack's exposure.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stateless: bool,
 }
 
 /// A stack's exposure in one site.
@@ -90,6 +96,22 @@ fn newest_data(
         }
     }
     best
+}
+
+/// The stack's exposure from its members': the worst of those not declared
+/// stateless (as a recovery report's RPO, `recover.rs`'s `member_rpos`);
+/// `None` when the site holds nothing of a required one. An optional member
+/// the site holds nothing of is left out, as a recovery goes on without it.
+fn stack_seconds(members: &[MemberExposure], optional: &[String]) -> Option<f64> {
+    let mut seconds = Some(0.0f64);
+    for m in members.iter().filter(|m| !m.stateless) {
+        seconds = match (seconds, m.seconds) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (s, None) if optional.contains(&m.member) => s,
+            _ => None,
+        };
+    }
+    seconds
 }
 
 /// Whether `stack` runs in `site` now (recovered or brought up there: its
@@ -172,7 +194,8 @@ pub fn live_with(
                 .members
                 .iter()
                 .filter_map(|m| {
-                    let kind = cfg.resources.get(m)?.kind.name();
+                    let r = cfg.resources.get(m)?;
+                    let kind = r.kind.name();
                     let data_time = newest_data(&vaults, m, kind);
                     Some(MemberExposure {
                         member: m.clone(),
@@ -180,21 +203,11 @@ pub fn live_with(
                         data_time,
                         seconds: data_time
                             .map(|t| ((now - t).num_milliseconds().max(0) as f64) / 1000.0),
+                        stateless: r.stateless,
                     })
                 })
                 .collect();
-            let has_db = members.iter().any(|m| m.kind == "mysql");
-            let counted = members
-                .iter()
-                .filter(|m| !has_db || m.kind == "mysql")
-                .filter(|m| !stack.optional.contains(&m.member));
-            let mut seconds = Some(0.0f64);
-            for m in counted {
-                seconds = match (seconds, m.seconds) {
-                    (Some(a), Some(b)) => Some(a.max(b)),
-                    _ => None,
-                };
-            }
+            let seconds = stack_seconds(&members, &stack.optional);
             out.push(Exposure {
                 stack: name.clone(),
                 site: site.to_string(),
@@ -206,4 +219,41 @@ pub fn live_with(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(name: &str, kind: &str, seconds: Option<f64>, stateless: bool) -> MemberExposure {
+        MemberExposure {
+            member: name.into(),
+            kind: kind.into(),
+            data_time: None,
+            seconds,
+            stateless,
+        }
+    }
+
+    /// Issue 21 C14: a stack whose app host's newest point is an hour old is
+    /// an hour exposed, however fresh its database; a stateless member is
+    /// given apart.
+    #[test]
+    fn the_stack_is_as_exposed_as_its_worst_member_stateless_ones_apart() {
+        let db = member("db", "mysql", Some(1.2), false);
+        let host = member("host", "instance", Some(3600.0), false);
+        let site = member("site", "files", Some(86_400.0), true);
+        let all = [db.clone(), host.clone(), site.clone()];
+        assert_eq!(stack_seconds(&all, &[]), Some(3600.0));
+        // Without the host: the stateless member's day does not count.
+        assert_eq!(stack_seconds(&[db.clone(), site], &[]), Some(1.2));
+        // A required member the site holds nothing of: unknown.
+        let none = member("assets", "bucket", None, false);
+        assert_eq!(stack_seconds(&[db.clone(), none.clone()], &[]), None);
+        // An optional one: left out.
+        assert_eq!(
+            stack_seconds(&[db, none], &["assets".to_string()]),
+            Some(1.2)
+        );
+    }
 }

@@ -198,6 +198,8 @@ pub struct Storage {
     writer: Arc<OnceLock<Operator>>,
     /// S3 vaults: the timeouts in effect.
     net: Option<Effective>,
+    /// S3 vaults: what the transport saw answered (see [`Storage::silent_for`]).
+    answers: Option<Arc<crate::timeouts::Answers>>,
     /// The last probe of the storage's clock (`clock.rs`).
     clock: crate::clock::ClockCache,
 }
@@ -284,7 +286,7 @@ fn fs_operator(root: &std::path::Path, tmp: Option<&std::path::Path>) -> Result<
     Operator::new(builder).map_err(|e| map_err("open", &root.to_string_lossy(), e))
 }
 
-fn s3_client(eff: &Effective) -> Result<opendal::HttpTransporter> {
+fn s3_client(eff: &Effective) -> Result<reqwest::Client> {
     let client = reqwest::Client::builder()
         .connect_timeout(eff.connect)
         .read_timeout(eff.answer)
@@ -296,9 +298,7 @@ fn s3_client(eff: &Effective) -> Result<opendal::HttpTransporter> {
             retryable: false,
             no_space: false,
         })?;
-    Ok(opendal::HttpTransporter::new(
-        opendal_http_transport_reqwest::ReqwestTransport::new(client),
-    ))
+    Ok(client)
 }
 
 impl Storage {
@@ -313,6 +313,7 @@ impl Storage {
             .build()
             .map_err(|e| VaultError::io("start I/O runtime", "", e))?;
         let mut net = None;
+        let mut answers = None;
         let op = match location {
             Location::Dir(root) => {
                 if create {
@@ -364,7 +365,14 @@ impl Storage {
                         b = b.session_token(t);
                     }
                 }
-                let ctx = opendal::OperationContext::new().with_http_transport(s3_client(&eff)?);
+                let transport = crate::timeouts::FirstAnswer::new(
+                    s3_client(&eff)?,
+                    endpoint.as_deref().unwrap_or("AWS S3"),
+                    &eff,
+                );
+                answers = Some(transport.answers());
+                let ctx = opendal::OperationContext::new()
+                    .with_http_transport(opendal::HttpTransporter::new(transport));
                 net = Some(eff);
                 Operator::new(b)
                     .map_err(|e| map_err("open", bucket, e))?
@@ -389,6 +397,7 @@ impl Storage {
             loc: location.clone(),
             writer,
             net,
+            answers,
             clock: Default::default(),
         })
     }
@@ -450,6 +459,15 @@ impl Storage {
         let op = fs_operator(root, Some(&tmp))?;
         let _ = self.writer.set(op);
         Ok(self.writer.get().expect("just set").clone())
+    }
+
+    /// How long the store has left requests unanswered: requests wait and
+    /// none was answered since the oldest was sent (or the last answer).
+    /// `None` when no request waits, and on a directory. The API answers a
+    /// store silent for a second as unreachable; a store that is only slow
+    /// (many requests, each answered) never looks silent.
+    pub fn silent_for(&self) -> Option<std::time::Duration> {
+        self.answers.as_ref()?.silent_for()
     }
 
     /// The location this storage was opened at, for messages.

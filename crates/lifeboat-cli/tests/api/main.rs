@@ -9,6 +9,7 @@
 mod mysql;
 mod restores;
 mod safety;
+mod silent;
 mod stacks;
 mod support;
 mod tls_fuzz;
