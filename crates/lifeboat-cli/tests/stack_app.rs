@@ -278,26 +278,7 @@ members = ["wiki-db"]
     );
     // Its binlog archive, and the plan's snapshot of a stack's database,
     // which carries its users and grants.
-    let archive = stack_fixture::Bg(
-        c.command(&[
-            "archive",
-            "mysql",
-            "--dsn",
-            &format!("mysql://root@127.0.0.1:{db_port}"),
-            "--resource",
-            "wiki-db",
-            "--seal-interval",
-            "1s",
-            "--spool",
-        ])
-        .arg(w.join("spool"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap(),
-    );
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    c.ok(&["jobs", "run", "--plan", "default"]);
+    let archive = archived_and_snapshotted(&c, w, db_port);
     sql(
         &primary_sock,
         "INSERT INTO wiki.pages VALUES (3, 'Written after the snapshot')",
@@ -469,6 +450,33 @@ fn wait_until_restorable_to(c: &Cli, resource: &str, t: chrono::DateTime<chrono:
 /// given (`${wiki-db.dsn}`) and serves it back.
 const DSN_KEEPER: &str = "#!/bin/sh\nmkdir -p www && printf '%s\\n' \"$WIKI_DSN\" > www/dsn.txt\nexec python3 -m http.server --bind 127.0.0.1 \"$WIKI_PORT\" --directory www\n";
 
+/// `wiki-db`'s binlog archive running (root logs in with the environment's
+/// password) and the default plan run once: the snapshot carries users
+/// and grants, the archive what follows.
+fn archived_and_snapshotted(c: &Cli, w: &Path, db_port: u16) -> stack_fixture::Bg {
+    let archive = stack_fixture::Bg(
+        c.command(&[
+            "archive",
+            "mysql",
+            "--dsn",
+            &format!("mysql://root@127.0.0.1:{db_port}"),
+            "--resource",
+            "wiki-db",
+            "--seal-interval",
+            "1s",
+            "--spool",
+        ])
+        .arg(w.join("spool"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    c.ok(&["jobs", "run", "--plan", "default"]);
+    archive
+}
+
 /// `%XX` escapes decoded.
 fn percent_decoded(s: &str) -> String {
     let b = s.as_bytes();
@@ -590,26 +598,7 @@ members = ["wiki-db", "wiki-host"]
     // The plan's snapshot carries users and grants, the archive what
     // follows; the primary is lost; the recovery hands the application the
     // same account.
-    let archive = stack_fixture::Bg(
-        c.command(&[
-            "archive",
-            "mysql",
-            "--dsn",
-            &format!("mysql://root@127.0.0.1:{db_port}"),
-            "--resource",
-            "wiki-db",
-            "--seal-interval",
-            "1s",
-            "--spool",
-        ])
-        .arg(w.join("spool"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap(),
-    );
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    c.ok(&["jobs", "run", "--plan", "default"]);
+    let archive = archived_and_snapshotted(&c, w, db_port);
     as_dsn(
         &dsn,
         "INSERT INTO wiki_db.pages VALUES (3, 'After the snapshot')",
