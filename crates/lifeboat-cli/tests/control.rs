@@ -17,7 +17,7 @@ fn cli(work: &Path) -> Cli {
 
 fn write_config(work: &Path, with_plan: bool) {
     let w = work.display();
-    std::fs::write(work.join("dr.pass"), "the dr vault's password\n").unwrap();
+    lifeboat_testkit::write_secret(&work.join("dr.pass"), "the dr vault's password\n");
     let mut text = format!(
         "# two sites' vaults, one files resource\n[vault.main]\nlocation = \"{w}/main\"\n[vault.dr]\nlocation = \"{w}/dr\"\npassword_file = \"{w}/dr.pass\"\n\
          [resource.data]\npaths = [\"{w}/data\"]\n"

@@ -450,3 +450,60 @@ fn a_spool_removed_under_a_running_archive_fails_loudly() {
         "{err}"
     );
 }
+
+/// The children of `pid` named `comm`.
+fn children_named(pid: u32, comm: &str) -> Vec<i64> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(n) = e.file_name().to_string_lossy().parse::<i64>() else {
+            continue;
+        };
+        let Ok(st) = std::fs::read_to_string(format!("/proc/{n}/stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (st.find('('), st.rfind(')')) else {
+            continue;
+        };
+        let ppid = st[close + 1..].split_whitespace().nth(1);
+        if &st[open + 1..close] == comm && ppid == Some(&pid.to_string()) {
+            out.push(n);
+        }
+    }
+    out
+}
+
+/// B.6: an archive killed with SIGKILL leaves no `mariadb-binlog` running
+/// on, connected to the server and writing into a spool nobody reads.
+#[test]
+fn an_archive_killed_hard_leaves_no_follower_behind() {
+    let (t, c) = vault();
+    let spool = t.path().join("spool");
+    let db = MariaDb::start();
+    let mut archive = Archive::start(&c, &db, t.path(), &spool);
+    archive.wait_for("\"started\"");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let follower = loop {
+        if let Some(&f) = children_named(archive.child.id(), "mariadb-binlog").first() {
+            break f;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no follower: {}",
+            archive.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    archive.child.kill().unwrap();
+    archive.child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lifeboat_testkit::procs::alive(follower) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let alive = lifeboat_testkit::procs::alive(follower);
+    if alive {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &follower.to_string()])
+            .status();
+    }
+    assert!(!alive, "the follower {follower} outlived its archive");
+}

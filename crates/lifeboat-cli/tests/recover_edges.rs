@@ -357,3 +357,68 @@ fn a_drill_that_misses_an_objective_fails_as_the_report_judges_it() {
     assert!(failed.contains("the last drill failed"), "{failed}");
     assert!(failed.contains("RPO"), "{failed}");
 }
+
+#[test]
+fn a_drill_to_a_random_earlier_moment_is_measured_from_that_moment_and_names_the_replica_it_left() {
+    // An RPO objective of 3 s; every point older than that when the drills run.
+    let w = World::with("true", "objectives = { rpo = \"3s\" }\n");
+    protected(&w);
+    let bucket_point = w.point_time("assets");
+    for _ in 0..4 {
+        pause();
+    }
+    // Latest: the newest points are over 3 s old at the drill's start.
+    let o =
+        w.c.run(&["drill", "--stack", "s", "--to", "secondary", "--json"]);
+    let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(o.status.code(), Some(3), "{d:#}");
+    assert!(d["missed"].to_string().contains("RPO"), "{d:#}");
+    // The report names the replica a drill leaves to production.
+    let why = source(&d["recovery"], "assets")["why"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        why.contains(&w.replica().display().to_string()) && why.contains("drill"),
+        "{why}"
+    );
+    assert!(!why.contains("holds no replica"), "{why}");
+
+    // A random earlier moment: the only one at which every member has a
+    // point is the bucket point's (the last taken); each member's RPO is
+    // counted from that moment, so the drill meets the objective.
+    for _ in 0..3 {
+        let o = w.c.run(&[
+            "drill",
+            "--stack",
+            "s",
+            "--to",
+            "secondary",
+            "--pick",
+            "random-within:1h",
+            "--json",
+        ]);
+        let d: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+        assert_eq!(o.status.code(), Some(0), "{d:#}");
+        let at: DateTime<Utc> = d["at"].as_str().unwrap().parse().unwrap();
+        let close = |a: DateTime<Utc>, b: DateTime<Utc>| (a - b).num_milliseconds().abs() <= 1;
+        assert!(close(at, bucket_point), "{bucket_point} {d:#}");
+        let r = &d["recovery"];
+        let assets = source(r, "assets");
+        assert_eq!(assets["from"], "point", "{d:#}");
+        // A bucket point's data is as of the point's time, not its newest object's.
+        let t: DateTime<Utc> = assets["data_time"].as_str().unwrap().parse().unwrap();
+        assert!(close(t, bucket_point), "{d:#}");
+        assert_eq!(assets["rpo_s"], 0.0, "{d:#}");
+        let etc = source(r, "etc");
+        let t: DateTime<Utc> = etc["data_time"].as_str().unwrap().parse().unwrap();
+        let want = (at - t).num_milliseconds() as f64 / 1000.0;
+        assert!(
+            (etc["rpo_s"].as_f64().unwrap() - want).abs() < 0.01,
+            "{d:#}"
+        );
+        assert!(r["rpo_s"].as_f64().unwrap() < 3.0, "{d:#}");
+        assert_eq!(r["objectives"]["rpo_met"], true, "{d:#}");
+    }
+}

@@ -460,3 +460,37 @@ fn prune_copes_with_objects_the_storage_will_not_delete_yet() {
     c.ok(&["vault", "check"]);
     c.assert_restores(&new, &src, &t.path().join("r2"));
 }
+
+#[test]
+fn latest_is_never_a_point_stamped_in_the_future() {
+    let (t, c, src) = setup();
+    let first = backup(&c, &src, &[]);
+    // A forged point (or a client whose clock is a year ahead) of the same
+    // resource, holding the old tree.
+    let v = open(&c);
+    let (_, p) = v.find_point(&first, None).unwrap();
+    let mut f = p.clone();
+    f.time = Utc::now() + Duration::days(365);
+    let forged = v.write_point(&f).unwrap().to_hex();
+    // A real backup after it, of newer data.
+    std::fs::write(src.join("written-after.txt"), "new data\n").unwrap();
+    let real = backup(&c, &src, &[]);
+    // `latest` is the real one: judged by when the storage got it.
+    let to = t.path().join("out");
+    let o = c.run(&[
+        "restore",
+        "files",
+        "latest",
+        "--to",
+        to.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        lifeboat_testkit::restored(&to, &src)
+            .join("written-after.txt")
+            .is_file(),
+        "latest restored the forged point {forged}, not {real}: {out}"
+    );
+}

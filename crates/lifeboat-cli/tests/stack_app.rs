@@ -259,7 +259,7 @@ members = ["wiki-db"]
     .unwrap();
     // Root's password in the primary, declared in the file: `stack up`
     // gives it to the server, the plan and the archive log in with it.
-    std::fs::write(w.join("db.pass"), "wiki-root-0123456789\n").unwrap();
+    lifeboat_testkit::write_secret(&w.join("db.pass"), "wiki-root-0123456789\n");
     let mut c = Cli::new(BIN, &w.join("dr-vault")).with_workdir(w);
     c.env.push((
         "LIFEBOAT_MYSQL_PASSWORD".into(),
@@ -522,9 +522,9 @@ fn a_stack_hands_its_application_its_own_account_not_root_in_the_primary_and_aft
     let db_port = free_port();
     let app = w.join("app/opt/wiki");
     script(&app.join("run.sh"), DSN_KEEPER);
-    std::fs::write(w.join("db.pass"), "wiki-root-0123456789\n").unwrap();
+    lifeboat_testkit::write_secret(&w.join("db.pass"), "wiki-root-0123456789\n");
     // A password no URL takes as it is: `:`, `@`, `/`, `%`, `#`, `'`.
-    std::fs::write(w.join("app.pass"), "wiki:p@ss/%41#x'\n").unwrap();
+    lifeboat_testkit::write_secret(&w.join("app.pass"), "wiki:p@ss/%41#x'\n");
     std::fs::write(
         w.join("lifeboat.toml"),
         format!(
@@ -565,6 +565,25 @@ members = ["wiki-db", "wiki-host"]
     ));
     c.ok(&["validate"]);
     c.ok(&["apply", "--auto-approve"]);
+    // A password file every local user can read is refused before anything
+    // starts, naming the file and the fix.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let pass = w.join("app.pass");
+        std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let o = c.run(&["stack", "up", "--stack", "wiki", "--site", "primary"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{err}");
+        assert!(
+            err.contains(&pass.display().to_string()) && err.contains("chmod o-rwx"),
+            "{err}"
+        );
+        assert!(
+            !w.join("primary/mysql").exists(),
+            "nothing was provisioned: {err}"
+        );
+        std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let up = c.json(&["stack", "up", "--stack", "wiki", "--site", "primary"]);
 
     // The application got its own account, not root: all it needs on its

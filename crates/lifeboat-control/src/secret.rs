@@ -14,6 +14,20 @@ pub fn read(s: &Secret, what: &str) -> Result<Vec<u8>> {
             ))),
         },
         Secret::File(path) => {
+            // A secret every local user can read is no secret: refused, as
+            // ssh refuses such a key (group-readable stays: a service's
+            // `root:lifeboat 0640` file).
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(m) = std::fs::metadata(path)
+                && m.permissions().mode() & 0o007 != 0
+            {
+                return Err(ControlError::Secret(format!(
+                    "{what}: password file {} can be read by every local user (mode {:o}): `chmod o-rwx {}` (or 600)",
+                    path.display(),
+                    m.permissions().mode() & 0o777,
+                    path.display()
+                )));
+            }
             let text = std::fs::read_to_string(path).map_err(|e| {
                 ControlError::Secret(format!(
                     "{what}: cannot read password file {}: {e}",

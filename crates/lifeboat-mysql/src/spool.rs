@@ -151,6 +151,43 @@ pub(crate) fn make_private(f: &std::fs::File, path: &Path) -> Result<()> {
         .map_err(|e| MysqlError::io("make private", path, e))
 }
 
+/// A command for `program` that the kernel kills when the thread that
+/// started it ends, however it ends (an archive killed by SIGKILL, or by
+/// the OOM killer, never leaves a follower running on, connected to the
+/// server and writing into a spool nobody reads): `setpriv --pdeathsig
+/// KILL`, util-linux's, where it is installed (the workspace has no
+/// `unsafe` for a `pre_exec` of its own). The archive runs its follower
+/// from the thread that calls it, which outlives it.
+fn dies_with_us(program: &Path) -> Command {
+    static SETPRIV: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    let setpriv = SETPRIV.get_or_init(|| {
+        ["/usr/bin/setpriv", "/bin/setpriv", "/usr/sbin/setpriv"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+    });
+    // A follower that is not there is said as before (by the spawn).
+    let found = if program.components().count() > 1 {
+        program.is_file()
+    } else {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
+    };
+    match setpriv.as_ref().filter(|_| found) {
+        Some(sp) => {
+            let mut c = Command::new(sp);
+            c.args(["--pdeathsig", "KILL", "--"]).arg(program);
+            c
+        }
+        None => {
+            tracing::warn!(
+                "setpriv (util-linux) is not installed: a follower outlives an archive that is killed with SIGKILL"
+            );
+            Command::new(program)
+        }
+    }
+}
+
 /// The running `mariadb-binlog` follower and its run directory in the spool.
 pub(crate) struct Follower {
     pub(crate) child: Child,
@@ -171,7 +208,7 @@ impl Follower {
         let (dir, identity) = spool.run_dir(run)?;
         let dir = dir.as_path();
         let err = private_file(&dir.join("follower.log"))?;
-        let mut cmd = Command::new(&opts.follower);
+        let mut cmd = dies_with_us(&opts.follower);
         cmd.arg("--no-defaults")
             .arg("--read-from-remote-server")
             .arg(format!("--host={}", dsn.host))

@@ -529,7 +529,7 @@ pub(crate) fn recover_member(
             if let Some(n) = &note {
                 why = format!("{why}; {n}");
             }
-            Source::point(name, "bucket", vn, id, b.point_data.or(Some(p.time)), why)
+            Source::point(name, "bucket", vn, id, Some(p.time), why)
         })
     };
     match filled {

@@ -142,7 +142,9 @@ fn random_below(n: u64) -> u64 {
 
 /// The time a `random-within` pick recovers to: a random second within the
 /// last `within` that the site's databases can be restored to (their
-/// restorable windows); without a database, a random point time.
+/// restorable windows); without a database, a random point time. Never
+/// before every other member has a point (a member with none at the
+/// moment picked could not be recovered to it).
 fn pick_time(cfg: &Config, stack: &str, site: &str, within: Duration) -> Result<DateTime<Utc>> {
     let now = Utc::now();
     let from = now - chrono::Duration::from_std(within).unwrap_or(chrono::Duration::days(7));
@@ -157,14 +159,34 @@ fn pick_time(cfg: &Config, stack: &str, site: &str, within: Duration) -> Result<
                 .map(|v| (n.clone(), v))
         })
         .collect();
-    let mut spans: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
-    for m in &s.members {
-        if !matches!(
+    let is_database = |m: &String| {
+        matches!(
             cfg.resources.get(m).map(|r| &r.kind),
             Some(lifeboat_config::ResourceKind::Mysql { .. })
-        ) {
-            continue;
-        }
+        )
+    };
+    let points: Vec<lifeboat_vault::RecoveryPoint> = vaults
+        .iter()
+        .filter_map(|(_, v)| v.list_points().ok())
+        .flat_map(|(points, _)| points.into_iter().map(|(_, p)| p))
+        .filter(|p| s.members.contains(&p.resource))
+        .collect();
+    // The first moment at which every other member has a point.
+    let floor = s
+        .members
+        .iter()
+        .filter(|m| !is_database(m))
+        .filter_map(|m| {
+            points
+                .iter()
+                .filter(|p| &p.resource == m)
+                .map(|p| p.time)
+                .min()
+        })
+        .max();
+    let from = floor.map_or(from, |f| f.max(from));
+    let mut spans: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+    for m in s.members.iter().filter(|m| is_database(m)) {
         for (_, v) in &vaults {
             if let Ok(c) = lifeboat_mysql::Catalog::load(v, m) {
                 spans.extend(
@@ -177,16 +199,12 @@ fn pick_time(cfg: &Config, stack: &str, site: &str, within: Duration) -> Result<
         }
     }
     if spans.is_empty() {
-        for (_, v) in &vaults {
-            if let Ok((points, _)) = v.list_points() {
-                spans.extend(
-                    points
-                        .iter()
-                        .filter(|(_, p)| s.members.contains(&p.resource) && p.time >= from)
-                        .map(|(_, p)| (p.time, p.time)),
-                );
-            }
-        }
+        spans.extend(
+            points
+                .iter()
+                .filter(|p| p.time >= from)
+                .map(|p| (p.time, p.time)),
+        );
     }
     if spans.is_empty() {
         return Err(StackError::Refused(format!(

@@ -322,6 +322,25 @@ impl Server {
     }
 }
 
+/// Reads every secret database member `name` will need in `site` (its
+/// application account's password; in its own site, its declared root
+/// password), so that a missing file or one every local user can read
+/// stops a stack before anything of it starts, not half-way.
+pub(crate) fn secrets_readable(cfg: &Config, name: &str, site: &str) -> Result<()> {
+    if let Some(r) = cfg.resources.get(name)
+        && let ResourceKind::Mysql {
+            dsn,
+            password: Some(source),
+            ..
+        } = &r.kind
+        && r.site.as_deref() == Some(site)
+    {
+        lifeboat_control::secret::mysql_dsn(name, dsn, &Some(source.clone()))
+            .map_err(StackError::Refused)?;
+    }
+    app_account(cfg, name).map(|_| ())
+}
+
 /// Gives a new server's root its password: in the resource's own site, the
 /// one the file declares for it (`password_env`/`password_file`) when its
 /// DSN logs in as root (another user the DSN names is made with it, every

@@ -118,7 +118,8 @@ pub struct Source {
     pub data_time: Option<DateTime<Utc>>,
     /// Why this source.
     pub why: String,
-    /// This member's RPO: the failure time − `data_time` (what of it may be lost).
+    /// This member's RPO: the failure time (a recovery to an earlier time:
+    /// the moment asked for) − `data_time` (what of it may be lost).
     #[serde(default)]
     pub rpo_s: Option<f64>,
     /// Declared `stateless` (its content changes only by deploy): its RPO
@@ -190,8 +191,10 @@ pub(crate) struct BucketSources<'v> {
     pub replica: Option<(String, DateTime<Utc>)>,
     /// The replica is at least as new as the point.
     pub use_replica: bool,
-    /// A replica that exists but may not be used, with why (`--at`).
+    /// A replica that exists but may not be used, with why (`--at`, a drill).
     pub unused: Option<String>,
+    /// A recovery to an earlier time (`--at`).
+    at: bool,
     place: String,
 }
 
@@ -222,6 +225,7 @@ impl<'v> BucketSources<'v> {
             replica,
             use_replica,
             unused: None,
+            at: at.is_some(),
             place: place.to_string(),
         }
     }
@@ -244,7 +248,8 @@ impl<'v> BucketSources<'v> {
     /// Why the point is used (`into`: where it is restored, for the words).
     pub(crate) fn why_point(&self, into: &str) -> String {
         if let Some(u) = &self.unused {
-            format!("the newest bucket point{into} at or before --at; {u}")
+            let at = if self.at { " at or before --at" } else { "" };
+            format!("the newest bucket point{into}{at}; {u}")
         } else if let Some((loc, rt)) = &self.replica {
             format!(
                 "the newest bucket point{into} holds newer objects than the replica {loc} (newest object {}): the replica is not used",
@@ -281,6 +286,15 @@ pub(crate) fn replica_as_of_now(location: &str, newest: DateTime<Utc>) -> String
     )
 }
 
+/// Why a drill does not use the site's replica of a directory bucket: it
+/// would use production's replica in place.
+fn replica_kept_from_drill(location: &str, newest: DateTime<Utc>) -> String {
+    format!(
+        "the replica {location} (newest object {}) is production's: a drill never uses it in place, and leaves it as it is",
+        newest.to_rfc3339()
+    )
+}
+
 /// Restores bucket point `id` of `v` into `to`: every object must arrive.
 pub(crate) fn restore_bucket_point(v: &Vault, id: &Id, to: &lifeboat_bucket::Bucket) -> Result<()> {
     let r = lifeboat_bucket::restore::restore(v, id, to, &Default::default(), &AtomicU64::new(0))
@@ -313,7 +327,8 @@ pub struct RecoveryReport {
     /// The time the stack's data is from: the oldest `data_time` of its
     /// members that are not stateless (each member's is in `sources`).
     pub newest_data: Option<DateTime<Utc>>,
-    /// Achieved RPO: the worst of the members' RPOs (stateless ones apart).
+    /// Achieved RPO: the worst of the members' RPOs (stateless ones apart),
+    /// measured from the failure, or from the moment `--at` asked for.
     pub rpo_s: Option<f64>,
     /// Achieved RTO, judged against the objective: the downtime when the
     /// failure time is known (`--failed-at`, a planned switchover's stop of
@@ -412,7 +427,8 @@ pub(crate) fn newest<'v>(
 ) -> Option<(&'v str, &'v Vault, Id, RecoveryPoint)> {
     let mut best: Option<(&str, &Vault, Id, RecoveryPoint)> = None;
     for (n, v) in vaults {
-        let Ok((points, _)) = v.list_points() else {
+        // Judged by the storage's times where a point's own is later.
+        let Ok(points) = v.list_points_trusted() else {
             continue;
         };
         for (id, p) in points {
@@ -793,17 +809,14 @@ pub fn recover(
     let downtime_s = failed_known
         .then(|| ((healthy_at - failed_at).num_milliseconds() as f64 / 1000.0).max(0.0));
     let rto_s = downtime_s.unwrap_or(recovery_s);
-    let (newest_data, rpo_s) = member_rpos(cfg, &mut sources, failed_at);
+    // A recovery to a chosen moment (--at, a drill's random pick) is
+    // measured from that moment: what it lost of the moment asked for, as a
+    // failure then would have lost; else from the failure.
+    let (newest_data, rpo_s) = member_rpos(cfg, &mut sources, opts.at.unwrap_or(failed_at));
     let objectives = Objectives {
         rpo_s: s.objectives.rpo.map(|d| d.0),
         rto_s: s.objectives.rto.map(|d| d.0),
-        // A recovery to a chosen moment (--at) loses by choice: not judged.
-        rpo_met: s
-            .objectives
-            .rpo
-            .zip(rpo_s)
-            .filter(|_| opts.at.is_none())
-            .map(|(o, a)| a <= o.0 as f64),
+        rpo_met: s.objectives.rpo.zip(rpo_s).map(|(o, a)| a <= o.0 as f64),
         rto_met: s.objectives.rto.map(|o| rto_s <= o.0 as f64),
     };
     let mut outputs = BTreeMap::new();
@@ -867,19 +880,20 @@ fn fence_replicas(
     }
 }
 
-/// Each member's RPO (failure time − the time its data is from); the
+/// Each member's RPO (`from`: the failure, or the moment a recovery to an
+/// earlier time asked for − the time its data is from); the
 /// stack's: the worst of those not declared stateless, with the time its
 /// data is from (the oldest of theirs).
 fn member_rpos(
     cfg: &Config,
     sources: &mut [Source],
-    failed_at: DateTime<Utc>,
+    from: DateTime<Utc>,
 ) -> (Option<DateTime<Utc>>, Option<f64>) {
     for x in sources.iter_mut() {
         x.stateless = cfg.resources.get(&x.member).is_some_and(|r| r.stateless);
         x.rpo_s = x
             .data_time
-            .map(|t| ((failed_at - t).num_milliseconds() as f64 / 1000.0).max(0.0));
+            .map(|t| ((from - t).num_milliseconds() as f64 / 1000.0).max(0.0));
     }
     let counted = sources.iter().filter(|x| !x.stateless);
     let oldest = counted.clone().filter_map(|x| x.data_time).min();
@@ -994,12 +1008,12 @@ fn recover_data_member(
                 return Ok(r);
             }
             // A replica is as of now: not for a recovery to an earlier time;
-            // and a scratch stack (a drill) never writes into production's.
-            let found = match &opts.scratch {
-                None => replica(cfg, name, root),
-                Some(_) => None,
-            };
-            let rep = found.clone().filter(|_| opts.at.is_none());
+            // and a scratch stack (a drill) never uses production's in place.
+            let site_root = cfg.sites.get(into).and_then(|s| s.root.clone());
+            let found = replica(cfg, name, site_root.as_deref().unwrap_or(root));
+            let rep = found
+                .clone()
+                .filter(|_| opts.at.is_none() && opts.scratch.is_none());
             let t = Instant::now();
             // Freshness by the newest object in each (a replica's objects are
             // written as they change; a point holds what was there when taken).
@@ -1011,9 +1025,10 @@ fn recover_data_member(
                 false,
                 "",
             );
-            if opts.at.is_some() {
-                b.unused = found.map(|(loc, _, rt)| replica_as_of_now(&loc, rt));
-            }
+            b.unused = found.map(|(loc, _, rt)| match opts.at {
+                Some(_) => replica_as_of_now(&loc, rt),
+                None => replica_kept_from_drill(&loc, rt),
+            });
             if b.use_replica {
                 let (loc, rt) = b.replica.clone().expect("checked");
                 let path = PathBuf::from(loc.strip_prefix("file://").unwrap_or(&loc));
@@ -1045,10 +1060,7 @@ fn recover_data_member(
             if let Some(n) = note {
                 why = format!("{why}; {n}");
             }
-            Ok((
-                m,
-                Source::point(name, "bucket", vn, id, b.point_data.or(Some(p.time)), why),
-            ))
+            Ok((m, Source::point(name, "bucket", vn, id, Some(p.time), why)))
         }
         ResourceKind::Files { .. } => {
             let Some((vn, v, id, p)) = newest(vaults, name, "files", opts.at) else {

@@ -421,6 +421,10 @@ pub fn up(cfg: &Config, stack: &str, site: &str) -> Result<StackState> {
             mark.display()
         )));
     }
+    // Every secret the members need is read first: nothing starts half-way.
+    for name in &s.members {
+        crate::mariadb::secrets_readable(cfg, name, site)?;
+    }
     let before = StackState::read(&root, stack)?;
     let mut state = StackState {
         stack: stack.into(),

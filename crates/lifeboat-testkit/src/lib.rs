@@ -20,6 +20,14 @@ pub mod procs;
 pub mod proxy;
 pub mod s3;
 
+/// Writes a secret file as a user must: readable by its owner only (the
+/// declarative file's password files are refused when others can read them).
+pub fn write_secret(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 /// Deterministic pseudo-random bytes (xorshift64*), fast enough for hundreds of MB.
 pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

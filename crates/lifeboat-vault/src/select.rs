@@ -71,13 +71,37 @@ pub fn newest<'p>(
 }
 
 impl Vault {
+    /// The vault's readable points, oldest first, each judged by the time
+    /// the storage gave its object when its own stamp is later (a wrong
+    /// clock or a forged point, as `forget` judges them): what `latest` and
+    /// a recovery choose by. A point stamped years ahead is never "the
+    /// newest" for ever; at most until the next point is written.
+    pub fn list_points_trusted(&self) -> Result<Vec<(Id, RecoveryPoint)>> {
+        let (points, _) = self.list_points()?;
+        let stored = match self.point_times() {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(
+                    "cannot read the storage's times of the points ({e}); judging points by their own times"
+                );
+                Default::default()
+            }
+        };
+        let (mut points, notes) = crate::forget::trusted_times(&points, &stored);
+        for (id, why) in &notes {
+            tracing::warn!("recovery point {}: {why}", id.short());
+        }
+        points.sort_by_key(|(_, p)| p.time);
+        Ok(points)
+    }
+
     /// Finds a point for a command that handles `filter.kinds`: `latest` is
     /// the newest point of those kinds (and of `filter.resource`); a full id
     /// or unique prefix must name a point of one of those kinds (else
     /// [`VaultError::WrongKind`]) and, when a resource is given, of it.
     pub fn select_point(&self, spec: &str, filter: &PointFilter) -> Result<(Id, RecoveryPoint)> {
         if spec == "latest" {
-            let (points, _) = self.list_points()?;
+            let points = self.list_points_trusted()?;
             return newest(&points, filter)
                 .cloned()
                 .ok_or_else(|| VaultError::NoSuchPoint(filter.describe_latest()));

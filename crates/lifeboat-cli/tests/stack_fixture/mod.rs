@@ -88,8 +88,8 @@ pub fn two_site_world(w: &Path, bin: &str) -> (PathBuf, PathBuf, Cli, Cli) {
         app.join("unishop"),
     )
     .unwrap();
-    std::fs::write(w.join("dr.pass"), "the secondary's own password\n").unwrap();
-    std::fs::write(w.join("db.pass"), format!("{DB_PASSWORD}\n")).unwrap();
+    lifeboat_testkit::write_secret(&w.join("dr.pass"), "the secondary's own password\n");
+    lifeboat_testkit::write_secret(&w.join("db.pass"), &format!("{DB_PASSWORD}\n"));
     let (p, s) = (w.join("primary"), w.join("secondary"));
     let mut c = Cli::new(bin, &p.join("vault")).with_workdir(w);
     c.env
