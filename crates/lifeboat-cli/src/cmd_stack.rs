@@ -255,6 +255,13 @@ fn secs(s: Option<f64>) -> String {
 /// the recovery's own time (`recover`'s start → healthy), labelled.
 fn times(r: &lifeboat_stack::recover::RecoveryReport) -> String {
     match r.downtime_s {
+        // A switchover's downtime starts when it stopped the writes, after
+        // the recovery's own start (its checks ran while the shop served).
+        Some(d) if r.switchover.is_some() => format!(
+            "downtime {} (writes stopped → healthy; the whole switchover {})",
+            secs(Some(d)),
+            secs(Some(r.recovery_s))
+        ),
         Some(d) => format!(
             "downtime {} (failure → healthy; the recovery itself {})",
             secs(Some(d)),

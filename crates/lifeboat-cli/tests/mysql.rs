@@ -195,6 +195,7 @@ CREATE SEQUENCE order_no START WITH 1000;
 SELECT NEXTVAL(order_no), NEXTVAL(order_no);
 CREATE USER 'shopapp'@'%' IDENTIFIED BY 's3cret';
 GRANT SELECT, INSERT ON shop.* TO 'shopapp'@'%';
+GRANT SELECT ON shop.v_v TO PUBLIC;
 "#;
 
 const STATIC_TABLES: [&str; 4] = ["shop.all_types", "shop.nopk", "shop.latin", "shop.big"];
@@ -255,6 +256,14 @@ fn snapshot_under_load_restores_every_type_and_matches_its_coordinates() {
     assert!(
         dst.sql("SHOW GRANTS FOR 'shopapp'@'%'")
             .contains("GRANT SELECT, INSERT ON `shop`.*")
+    );
+    // MariaDB's PUBLIC (a stock install grants it `test.*`) is never made
+    // again (error 1959), its grants are.
+    assert!(
+        dst.sql("SHOW GRANTS FOR PUBLIC")
+            .contains("GRANT SELECT ON `shop`.`v_v` TO PUBLIC"),
+        "{}",
+        dst.sql("SHOW GRANTS FOR PUBLIC")
     );
 
     // A non-empty target is refused; a renamed copy is not.

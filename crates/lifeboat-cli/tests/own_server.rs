@@ -83,6 +83,9 @@ fn a_switchover_fences_a_server_of_ones_own_against_its_administrators_and_its_a
          CREATE ROLE dba; GRANT ALL PRIVILEGES ON *.* TO dba; \
          CREATE USER 'rb'@'127.0.0.1' IDENTIFIED BY 'rb-pw'; GRANT dba TO 'rb'@'127.0.0.1'; \
          SET DEFAULT ROLE dba FOR 'rb'@'127.0.0.1'; \
+         CREATE USER 'roa'@'127.0.0.1' IDENTIFIED BY 'roa-pw'; \
+         GRANT READ_ONLY ADMIN ON *.* TO 'roa'@'127.0.0.1'; \
+         GRANT ALL PRIVILEGES ON shop.* TO 'roa'@'127.0.0.1'; \
          CREATE TABLE shop.ev (id INT AUTO_INCREMENT PRIMARY KEY, at DATETIME(6)); \
          CREATE DEFINER = root@localhost EVENT shop.tick ON SCHEDULE EVERY 1 SECOND \
            DO INSERT INTO shop.ev (at) VALUES (NOW(6)); \
@@ -160,6 +163,17 @@ fn a_switchover_fences_a_server_of_ones_own_against_its_administrators_and_its_a
     assert!(
         !o.status.success(),
         "an administrator by role wrote after the switchover"
+    );
+    // So is one that holds only READ_ONLY ADMIN (MariaDB spells it so).
+    let o = run(client(
+        &db,
+        "roa",
+        "roa-pw",
+        "INSERT INTO shop.t VALUES (4, 'read-only admin')",
+    ));
+    assert!(
+        !o.status.success(),
+        "an account with READ_ONLY ADMIN wrote after the switchover"
     );
     // Events (run as root, which ignores read_only) stop.
     let ticks = db.sql("SELECT COUNT(*) FROM shop.ev");

@@ -384,6 +384,24 @@ fn a_drill_to_a_random_earlier_moment_is_measured_from_that_moment_and_names_the
     );
     assert!(!why.contains("holds no replica"), "{why}");
 
+    // However far back a pick reaches, no overflow (a panic before).
+    let o = w.c.run(&[
+        "drill",
+        "--stack",
+        "s",
+        "--to",
+        "secondary",
+        "--pick",
+        "random-within:99999999999d",
+        "--json",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
     // A random earlier moment: the only one at which every member has a
     // point is the bucket point's (the last taken); each member's RPO is
     // counted from that moment, so the drill meets the objective.
@@ -421,4 +439,60 @@ fn a_drill_to_a_random_earlier_moment_is_measured_from_that_moment_and_names_the
         assert!(r["rpo_s"].as_f64().unwrap() < 3.0, "{d:#}");
         assert_eq!(r["objectives"]["rpo_met"], true, "{d:#}");
     }
+}
+
+#[test]
+fn one_recovery_start_or_stop_of_a_stack_in_a_site_at_a_time() {
+    let w = World::new("true");
+    protected(&w);
+    // Another lifeboat holds the stack's lock (util-linux `flock` stands in
+    // for a recovery still running).
+    let lock = w.w().join("secondary/locks/stack-s.lock");
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    // (`-o`: the lock stays with `flock` itself, not its child `sleep`.)
+    let mut holder = std::process::Command::new("flock")
+        .arg("-o")
+        .arg(&lock)
+        .args(["-c", "echo held; sleep 60"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(holder.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "held\n");
+    }
+    for args in [
+        &["recover", "--stack", "s", "--to", "secondary"][..],
+        &["stack", "up", "--stack", "s", "--site", "secondary"],
+        &[
+            "stack",
+            "down",
+            "--stack",
+            "s",
+            "--site",
+            "secondary",
+            "--purge",
+        ],
+    ] {
+        let o = w.c.run(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?}: {err}");
+        assert!(
+            err.contains("another lifeboat") && err.contains(&lock.display().to_string()),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(
+        !w.w().join("secondary/stacks/s").exists(),
+        "nothing was made"
+    );
+    let _ = holder.kill();
+    let _ = holder.wait();
+    // Once it is gone, the recovery runs.
+    let r = w.c.json(&["recover", "--stack", "s", "--to", "secondary"]);
+    assert_eq!(r["stack"], "s", "{r:#}");
 }

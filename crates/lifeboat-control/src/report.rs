@@ -61,7 +61,7 @@ impl Points<'_> {
                 let v = (self.open)(vault)?;
                 let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "report")
                     .map_err(|e| e.to_string())?;
-                let (points, _) = v.list_points().map_err(|e| e.to_string())?;
+                let points = v.list_points_trusted().map_err(|e| e.to_string())?;
                 Ok(points.into_iter().map(|(_, p)| p).collect())
             })
             .as_ref()

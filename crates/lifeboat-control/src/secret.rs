@@ -17,7 +17,19 @@ pub fn read(s: &Secret, what: &str) -> Result<Vec<u8>> {
             // A secret every local user can read is no secret: refused, as
             // ssh refuses such a key (group-readable stays: a service's
             // `root:lifeboat 0640` file).
-            use std::os::unix::fs::PermissionsExt;
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            // Owned by another user (not root): that user chooses the secret.
+            let me = rustix::process::geteuid().as_raw();
+            if let Ok(m) = std::fs::metadata(path)
+                && m.uid() != me
+                && m.uid() != 0
+            {
+                return Err(ControlError::Secret(format!(
+                    "{what}: password file {} belongs to another user (uid {}), who could choose the secret: make it yours or root's (`chown`)",
+                    path.display(),
+                    m.uid()
+                )));
+            }
             if let Ok(m) = std::fs::metadata(path)
                 && m.permissions().mode() & 0o007 != 0
             {

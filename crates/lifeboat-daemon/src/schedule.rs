@@ -190,7 +190,7 @@ fn newest_points(cfg: &Config, plan: &str) -> Result<Vec<Newest>, String> {
     let v = lifeboat_control::secret::open_vault(cfg, &p.vault).map_err(|e| e.to_string())?;
     let _reader =
         lifeboat_vault::lock::reader_lock(v.storage(), "daemon").map_err(|e| e.to_string())?;
-    let (points, _) = v.list_points().map_err(|e| e.to_string())?;
+    let points = v.list_points_trusted().map_err(|e| e.to_string())?;
     Ok(p.resources
         .iter()
         .map(|r| {

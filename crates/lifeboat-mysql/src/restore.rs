@@ -413,11 +413,16 @@ fn restore_users(
             }
             continue;
         }
-        if exists {
+        // MariaDB's PUBLIC (10.11 on): every server has it, none may make
+        // or drop it (error 1959); only its grants travel.
+        let public = role && u.user.eq_ignore_ascii_case("PUBLIC");
+        if exists && !public {
             let drop = if role { "DROP ROLE" } else { "DROP USER" };
             main.exec("drop a user", &format!("{drop} {acct}"))?;
         }
-        main.exec("create a user", &u.create)?;
+        if !public {
+            main.exec("create a user", &u.create)?;
+        }
         for g in &u.grants {
             main.exec("grant", g)?;
         }

@@ -147,7 +147,11 @@ fn random_below(n: u64) -> u64 {
 /// moment picked could not be recovered to it).
 fn pick_time(cfg: &Config, stack: &str, site: &str, within: Duration) -> Result<DateTime<Utc>> {
     let now = Utc::now();
-    let from = now - chrono::Duration::from_std(within).unwrap_or(chrono::Duration::days(7));
+    // However far back it is asked (a typo of many 9s), never an overflow.
+    let from = chrono::Duration::from_std(within)
+        .ok()
+        .and_then(|d| now.checked_sub_signed(d))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
     let s = &cfg.stacks[stack];
     let vaults: Vec<(String, lifeboat_vault::Vault)> = cfg
         .vaults
@@ -167,8 +171,8 @@ fn pick_time(cfg: &Config, stack: &str, site: &str, within: Duration) -> Result<
     };
     let points: Vec<lifeboat_vault::RecoveryPoint> = vaults
         .iter()
-        .filter_map(|(_, v)| v.list_points().ok())
-        .flat_map(|(points, _)| points.into_iter().map(|(_, p)| p))
+        .filter_map(|(_, v)| v.list_points_trusted().ok())
+        .flat_map(|points| points.into_iter().map(|(_, p)| p))
         .filter(|p| s.members.contains(&p.resource))
         .collect();
     // The first moment at which every other member has a point.

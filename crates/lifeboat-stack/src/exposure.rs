@@ -83,7 +83,7 @@ fn newest_data(
                 .ok()
                 .and_then(|c| c.windows().iter().map(|w| w.to).max())
         } else {
-            v.list_points().ok().and_then(|(points, _)| {
+            v.list_points_trusted().ok().and_then(|points| {
                 points
                     .into_iter()
                     .filter(|(_, p)| p.resource == member && p.kind == kind)

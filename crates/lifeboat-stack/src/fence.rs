@@ -345,7 +345,8 @@ fn administrators(s: &mut Session) -> Result<Vec<(String, String)>> {
             g.contains(" ON *.* ")
                 && (g.contains("ALL PRIVILEGES")
                     || g.contains("SUPER")
-                    || g.contains("READ ONLY ADMIN"))
+                    || g.contains("READ ONLY ADMIN")
+                    || g.contains("READ_ONLY ADMIN"))
         });
         match (admin, role) {
             (false, _) => {}

@@ -78,6 +78,50 @@ pub fn instance_port(
     Ok(fixed)
 }
 
+/// Refuses, before anything of stack `s` starts in `site`, an address the
+/// file pins for a member there that something already listens on: a
+/// database's `recover_listen` outside its own site, an instance's numeric
+/// launch `port` (the point's own spec is judged when it starts).
+pub(crate) fn pinned_addresses_free(
+    cfg: &Config,
+    s: &lifeboat_config::Stack,
+    site: &str,
+) -> Result<()> {
+    for name in &s.members {
+        let Some(r) = cfg.resources.get(name) else {
+            continue;
+        };
+        match &r.kind {
+            ResourceKind::Mysql { .. } if r.site.as_deref() != Some(site) => {
+                if let Some(Pinned {
+                    listen: Some((host, port)),
+                    ..
+                }) = pinned(name, &r.kind)?
+                {
+                    free_to_bind(name, &host, port, "`recover_listen`")?;
+                }
+            }
+            ResourceKind::Instance { spec } => {
+                let port = spec
+                    .get("launch")
+                    .and_then(|l| l.get("port"))
+                    .and_then(|p| {
+                        p.as_str()
+                            .map(str::to_string)
+                            .or(p.as_u64().map(|n| n.to_string()))
+                    })
+                    .and_then(|p| p.trim().parse::<u16>().ok())
+                    .filter(|p| *p > 0);
+                if let Some(port) = port {
+                    free_to_bind(name, "127.0.0.1", port, "its launch spec's `port`")?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Refuses a pinned `host:port` that something already listens on.
 pub(crate) fn free_to_bind(name: &str, host: &str, port: u16, why: &str) -> Result<()> {
     match std::net::TcpListener::bind((host, port)) {

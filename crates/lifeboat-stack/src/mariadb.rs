@@ -291,8 +291,8 @@ pub(crate) fn app_account(
 
 impl Server {
     /// Makes the application's own account (or brings it to what the file
-    /// declares): its password, and every privilege on its database and
-    /// none beyond — it cannot touch `mysql.*`, and `read_only` binds it.
+    /// declares), and its database when there is none: its password, and
+    /// every privilege on its database and none beyond — it cannot touch `mysql.*`, and `read_only` binds it.
     /// A restored snapshot's account of that name keeps its other hosts.
     /// Not written to the binlog: the password never reaches the archive
     /// (every recovery makes the account again).
@@ -311,8 +311,13 @@ impl Server {
                 .replace('_', "\\_")
                 .replace('%', "\\%")
         );
+        // Its database too, when the server has none of that name yet (an
+        // application that connects to it would fail its health check):
+        // in the binlog, as any schema change, so a replay makes it.
+        let name = format!("`{}`", app.database.replace('`', "``"));
         self.sql(&format!(
-            "SET SESSION sql_log_bin = 0;\n\
+            "CREATE DATABASE IF NOT EXISTS {name};\n\
+             SET SESSION sql_log_bin = 0;\n\
              CREATE USER IF NOT EXISTS {u}@'%' IDENTIFIED BY {pw};\n\
              ALTER USER {u}@'%' IDENTIFIED BY {pw};\n\
              GRANT ALL PRIVILEGES ON {db}.* TO {u}@'%';\n"

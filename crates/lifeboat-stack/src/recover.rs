@@ -571,6 +571,12 @@ pub fn recover(
     let started_at = Utc::now();
     let (s, site_root) = crate::stack::resolve(cfg, stack, site)?;
     let root = opts.scratch.clone().unwrap_or(site_root);
+    let _lock = crate::stack::lock(&root, stack, site)?;
+    // A pinned address that is taken is refused before anything is restored
+    // (a switchover frees the primary's on its way: judged when it starts).
+    if !opts.planned {
+        crate::launch::pinned_addresses_free(cfg, s, site)?;
+    }
     // Declared endpoints only for a real recovery into the resources' own site.
     let own = if opts.scratch.is_some() {
         None

@@ -19,6 +19,24 @@ use crate::{Result, StackError};
 /// `site.root`: the values of an instance's launch-spec placeholders.
 pub type Outputs = BTreeMap<String, String>;
 
+/// The lock one operation on stack `stack` in a site (`root`) holds for as
+/// long as it runs: `recover`, `stack up` and `stack down` never run two at
+/// once on one stack and site (two recoveries installed one data directory
+/// twice and left a server nothing tracked). Outside `ROOT/stacks/STACK/`,
+/// which `--purge` removes. Released by the kernel when the process ends.
+pub(crate) fn lock(root: &Path, stack: &str, site: &str) -> Result<lifeboat_control::locks::Held> {
+    let path = root.join("locks").join(format!("stack-{stack}.lock"));
+    match lifeboat_control::locks::try_lock(&path) {
+        Ok(Ok(held)) => Ok(held),
+        Ok(Err(busy)) => Err(StackError::Refused(format!(
+            "another lifeboat ({}) is recovering, starting or stopping stack `{stack}` in site `{site}` (it holds {}): wait for it to end, or stop it, then run this again",
+            busy.holder(),
+            busy.path.display()
+        ))),
+        Err(e) => Err(StackError::Process(e.to_string())),
+    }
+}
+
 /// The stack and the root of the site, checked.
 pub fn resolve<'c>(cfg: &'c Config, stack: &str, site: &str) -> Result<(&'c Stack, PathBuf)> {
     let s = cfg.stacks.get(stack).ok_or_else(|| {
@@ -421,6 +439,7 @@ pub fn up(cfg: &Config, stack: &str, site: &str) -> Result<StackState> {
             mark.display()
         )));
     }
+    let _lock = lock(&root, stack, site)?;
     // Every secret the members need is read first: nothing starts half-way.
     for name in &s.members {
         crate::mariadb::secrets_readable(cfg, name, site)?;
@@ -542,6 +561,7 @@ pub fn down(
     progress: &dyn Fn(&str),
 ) -> Result<Option<StackState>> {
     let (s, root) = resolve(cfg, stack, site)?;
+    let _lock = lock(&root, stack, site)?;
     let Some(mut state) = StackState::read(&root, stack)? else {
         return Ok(None);
     };
