@@ -369,3 +369,50 @@ fn a_recovery_into_a_stopped_stack_whose_data_is_there_is_refused_before_anythin
     ]);
     c.json(&["recover", "--stack", "shop", "--to", "dr", "--no-protect"]);
 }
+
+#[test]
+fn a_switchover_whose_recovery_fails_leaves_the_primary_resumable_and_unmarked() {
+    let db = MariaDb::start();
+    db.sql("CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY); INSERT INTO shop.t VALUES (1)");
+    let t = tempdir().unwrap();
+    let w = t.path();
+    let c = Cli::new(BIN, &w.join("dr-vault")).with_workdir(w);
+    let archive = protected(w, &c, &db);
+    let _down = Down(&c, Some(archive));
+    wait_archived(&c);
+    // A member the secondary holds no point of: the recovery fails after
+    // the fence and the drain.
+    std::fs::create_dir_all(w.join("etc")).unwrap();
+    let text = std::fs::read_to_string(w.join("lifeboat.toml"))
+        .unwrap()
+        .replace("members = [\"db\"]", "members = [\"db\", \"etc\"]");
+    std::fs::write(
+        w.join("lifeboat.toml"),
+        format!(
+            "{text}[resource.etc]\nkind = \"files\"\nsite = \"primary\"\npaths = [\"{}\"]\n",
+            w.join("etc").display()
+        ),
+    )
+    .unwrap();
+    let o = c.run(&["recover", "--planned", "--stack", "shop", "--to", "dr"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    // The error says how to resume the primary, and its site is not marked
+    // switched over (stack up there stays possible).
+    assert!(
+        err.contains("to resume there") && err.contains("SET GLOBAL read_only = 0"),
+        "{err}"
+    );
+    assert!(
+        !w.join("primary/stacks/shop/switched-over.json").exists(),
+        "{err}"
+    );
+    // The undo it gives makes the primary writable again.
+    let undo = err
+        .split("on `db`: ")
+        .nth(1)
+        .and_then(|u| u.split("; then").next())
+        .unwrap_or_else(|| panic!("no undo for db: {err}"));
+    db.sql(undo);
+    db.sql("INSERT INTO shop.t VALUES (2)");
+}

@@ -128,14 +128,6 @@ pub fn quiesce(cfg: &Config, stack: &str, target: &str, timeout: Duration) -> Re
         .map(crate::fence::seal)
         .collect::<Result<Vec<Fence>>>()?;
     let archives_stopped = stop_old_archives(cfg, &positions);
-    // The old primary's stack is not brought up again by mistake (two
-    // primaries): `stack up` there refuses while this mark is there.
-    let mark = switched_over_mark(&proot, stack);
-    let text = serde_json::json!({"stack": stack, "to": target, "at": writes_stopped_at, "fences": &fences});
-    if let Some(dir) = mark.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| StackError::io("create", dir, e))?;
-    }
-    std::fs::write(&mark, format!("{text:#}\n")).map_err(|e| StackError::io("write", &mark, e))?;
     // 5. Buckets: one more pass of each replication rule into the target's
     // root or onto its S3 endpoint.
     let replicated = replicate_buckets(cfg, stack, target)?;
@@ -147,6 +139,70 @@ pub fn quiesce(cfg: &Config, stack: &str, target: &str, timeout: Duration) -> Re
         fences,
         archives_stopped,
     })
+}
+
+/// The primary site of `stack` (its members' own) and its root.
+fn primary_root(cfg: &Config, stack: &str) -> Option<(String, PathBuf)> {
+    let primary = cfg.stacks[stack]
+        .members
+        .iter()
+        .find_map(|m| cfg.resources.get(m)?.site.clone())?;
+    let (_, root) = crate::stack::resolve(cfg, stack, &primary).ok()?;
+    Some((primary, root))
+}
+
+/// Marks the old primary's site switched over once the recovery into
+/// `target` succeeded: `stack up` there refuses while the mark is there
+/// (two primaries). Never before: a switchover whose recovery failed leaves
+/// the primary to be resumed ([`how_to_resume`]).
+pub(crate) fn mark_switched_over(cfg: &Config, stack: &str, target: &str, q: &Quiesced) -> Result<()> {
+    let Some((_, proot)) = primary_root(cfg, stack) else {
+        return Ok(());
+    };
+    let mark = switched_over_mark(&proot, stack);
+    let text = serde_json::json!({"stack": stack, "to": target, "at": q.writes_stopped_at, "fences": &q.fences});
+    if let Some(dir) = mark.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| StackError::io("create", dir, e))?;
+    }
+    std::fs::write(&mark, format!("{text:#}\n")).map_err(|e| StackError::io("write", &mark, e))
+}
+
+/// What to do to resume the old primary after a switchover whose recovery
+/// failed: each fence's undo, the stack brought up again, the archives.
+pub(crate) fn how_to_resume(cfg: &Config, stack: &str, q: &Quiesced) -> String {
+    let primary = primary_root(cfg, stack).map_or_else(|| "the primary".into(), |p| p.0);
+    let mut out: Vec<String> = q
+        .fences
+        .iter()
+        .map(|f| match &f.undo {
+            Some(u) => format!("on `{}`: {u}", f.member),
+            None => format!(
+                "`{}`'s server was stopped ({})",
+                f.member,
+                match f.locked_accounts.is_empty() {
+                    true => "stack up starts it again".to_string(),
+                    false => format!(
+                        "once stack up has started it: ALTER USER … ACCOUNT UNLOCK for {}",
+                        f.locked_accounts.join(", ")
+                    ),
+                }
+            ),
+        })
+        .collect();
+    out.push(format!(
+        "then `lifeboat stack up --stack {stack} --site {primary}` (it starts what was stopped)"
+    ));
+    if !q.archives_stopped.is_empty() {
+        out.push(format!(
+            "and restart the binlog archive of {} (`lifeboat serve` does)",
+            q.archives_stopped
+                .iter()
+                .map(|(m, _)| format!("`{m}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    format!("to resume there: {}", out.join("; "))
 }
 
 /// Whether `p` runs (a zombie, exited but not yet reaped by its parent,

@@ -621,6 +621,45 @@ pub fn recover(
     } else {
         None
     };
+    match recover_after(
+        cfg,
+        (stack, site, s),
+        opts,
+        (&root, own, started_at),
+        steps,
+        &clock,
+        switchover.clone(),
+    ) {
+        Ok(r) => {
+            // Only now is the old primary's site marked switched over.
+            if let Some(q) = &switchover {
+                crate::planned::mark_switched_over(cfg, stack, site, q)?;
+            }
+            Ok(r)
+        }
+        Err(e) => match &switchover {
+            None => Err(e),
+            Some(q) => Err(StackError::Process(format!(
+                "{e}. The switchover had stopped the primary: {}",
+                crate::planned::how_to_resume(cfg, stack, q)
+            ))),
+        },
+    }
+}
+
+/// The recovery's work after a switchover's quiescing (if any): the data
+/// members, the instances, protection and the report.
+#[allow(clippy::too_many_arguments)]
+fn recover_after(
+    cfg: &Config,
+    (stack, site, s): (&str, &str, &lifeboat_config::Stack),
+    opts: &RecoverOptions,
+    (root, own, started_at): (&Path, Option<&str>, DateTime<Utc>),
+    steps: std::sync::Mutex<Vec<Step>>,
+    clock: &Clock,
+    switchover: Option<crate::planned::Quiesced>,
+) -> Result<RecoveryReport> {
+    let root = root.to_path_buf();
     let t = Instant::now();
     let vaults = site_vaults(cfg, site)?;
     // Read-only for the recovery's duration: no prune while it reads.
