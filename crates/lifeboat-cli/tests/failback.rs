@@ -254,6 +254,21 @@ fn a_round_trip_primary_to_secondary_and_back_loses_nothing_the_secondary_held()
         p.join("buckets/shop-assets/index.html").is_file(),
         "the bucket came home"
     );
+    // The daemon does not start the old primary's archive again (the
+    // switchover stopped it; its site is marked switched over).
+    let log = world.t.path().join("serve-2.log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("archive:shop-db: not started: its site was switched over")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon restarted the old primary's archive: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // 6. The original roles again, applied: the primary's interim archive is
     //    handed to the daemon in turn.

@@ -1,5 +1,6 @@
 //! Locks in the state directory: one daemon per state directory
-//! (`daemon.lock`), one run per plan (`locks/plan-NAME.lock`).
+//! (`daemon.lock`), one run per plan (`locks/plan-NAME.lock`); and the mark
+//! that keeps a switched-over site from acting as the primary again.
 //!
 //! Each is an exclusive `flock(2)` on a file that holds the holder's pid and
 //! its start time: the kernel releases it when the holder's process ends,
@@ -124,6 +125,14 @@ impl StateDir {
         self.create()?;
         try_lock(&self.plan_lock_path(plan))
     }
+}
+
+/// `ROOT/stacks/STACK/switched-over.json`: stack `stack` in the site whose
+/// root is `root` was switched over to another site. `stack up` there
+/// refuses, and the daemon starts no binlog archive of that site's
+/// databases of the stack, while it is there.
+pub fn switched_over_mark(root: &Path, stack: &str) -> PathBuf {
+    root.join("stacks").join(stack).join("switched-over.json")
 }
 
 #[cfg(test)]

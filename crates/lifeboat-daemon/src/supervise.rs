@@ -13,6 +13,7 @@
 //! `LIFEBOAT_PASSWORD_FILE`, `LIFEBOAT_MYSQL_PASSWORD`), never on its command line.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,6 +36,9 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// A child that ran this long was healthy: the back-off starts again from [`BACKOFF_MIN`].
 pub const HEALTHY: Duration = Duration::from_secs(60);
 
+/// How often a held job looks for its mark again.
+const HOLD_RECHECK: Duration = Duration::from_secs(2);
+
 /// One continuous job: what to run and with which environment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Continuous {
@@ -52,6 +56,11 @@ pub struct Continuous {
     pub env: Vec<(String, EnvValue)>,
     /// Webhooks told of each end (those of the plans that hold the resource).
     pub webhooks: Vec<String>,
+    /// Marks that hold the job while one is there: an archive's site was
+    /// switched over (`ROOT/stacks/STACK/switched-over.json`), so the old
+    /// primary's archive is not started again (its server is fenced, or a
+    /// pinned address now reaches the new primary).
+    pub held_by: Vec<PathBuf>,
 }
 
 /// The webhooks of the plans that hold `resource`.
@@ -89,6 +98,22 @@ fn password_env(s: &Secret, var: &str, file_var: Option<&str>) -> Vec<(String, E
     }
 }
 
+/// The marks a switchover away from site `site` leaves for the stacks
+/// resource `name` is a member of.
+fn switchover_marks(cfg: &Config, name: &str, site: Option<&str>) -> Vec<PathBuf> {
+    let Some(root) = site
+        .and_then(|s| cfg.sites.get(s))
+        .and_then(|s| s.root.as_ref())
+    else {
+        return Vec::new();
+    };
+    cfg.stacks
+        .iter()
+        .filter(|(_, s)| s.members.iter().any(|m| m == name))
+        .map(|(stack, _)| lifeboat_control::locks::switched_over_mark(root, stack))
+        .collect()
+}
+
 /// The continuous jobs `cfg` declares.
 pub fn declared(cfg: &Config, state: &std::path::Path) -> Vec<Continuous> {
     let mut out = Vec::new();
@@ -111,6 +136,7 @@ pub fn declared(cfg: &Config, state: &std::path::Path) -> Vec<Continuous> {
         let Some(spec) = cfg.vaults.get(&vault) else {
             continue;
         };
+
         let mut env = vec![(
             "LIFEBOAT_VAULT".to_string(),
             EnvValue::Plain(spec.location.clone()),
@@ -153,6 +179,7 @@ pub fn declared(cfg: &Config, state: &std::path::Path) -> Vec<Continuous> {
                 ],
                 env: cenv,
                 webhooks: webhooks_of(cfg, name),
+                held_by: Vec::new(),
             });
         }
         out.push(Continuous {
@@ -173,6 +200,7 @@ pub fn declared(cfg: &Config, state: &std::path::Path) -> Vec<Continuous> {
             ],
             env,
             webhooks: webhooks_of(cfg, name),
+            held_by: switchover_marks(cfg, name, r.site.as_deref()),
         });
     }
     for (name, rule) in &cfg.replications {
@@ -209,6 +237,7 @@ pub fn declared(cfg: &Config, state: &std::path::Path) -> Vec<Continuous> {
             args,
             env: Vec::new(),
             webhooks: webhooks_of(cfg, &rule.from),
+            held_by: Vec::new(),
         });
     }
     out
@@ -380,10 +409,31 @@ fn end_job(ctx: &Ctx, id: Option<i64>, end: JobEnd, webhooks: &[String]) {
 async fn supervise(ctx: Ctx, spec: Continuous, mut stop: watch::Receiver<bool>) {
     let mut delay = BACKOFF_MIN;
     let name = spec.name.clone();
+    let mut held = false;
     loop {
         if *stop.borrow() {
             return;
         }
+        // Held while its site is switched over (said once, rechecked).
+        if let Some(mark) = spec.held_by.iter().find(|m| m.exists()) {
+            if !held {
+                ctx.log.event(
+                    "continuous-held",
+                    format!(
+                        "{name}: not started: its site was switched over ({}); it starts again once that mark is gone (stack down --purge there, or a recovery into that site)",
+                        mark.display()
+                    ),
+                    serde_json::json!({"name": name, "mark": mark}),
+                );
+                held = true;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(HOLD_RECHECK) => {}
+                _ = stop.changed() => return,
+            }
+            continue;
+        }
+        held = false;
         let started = Instant::now();
         let job = start_job(&ctx, &spec);
         let (end, stopped) = match build(&ctx, &spec)
@@ -509,6 +559,26 @@ async fn supervise(ctx: Ctx, spec: Continuous, mut stop: watch::Receiver<bool>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_archive_is_held_by_the_mark_of_a_switchover_away_from_its_site() {
+        let t = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[site.primary]\nroot = \"{}\"\n[vault.main]\nlocation = \"/srv/v\"\n[resource.db]\nsite = \"primary\"\ndsn = \"mysql://backup@127.0.0.1:3306\"\narchive = {{ vault = \"main\" }}\n[stack.shop]\nmembers = [\"db\"]\n",
+            t.path().display()
+        );
+        let c = lifeboat_config::parse("x.toml", &text).unwrap();
+        let names = |c: &Config| -> Vec<String> {
+            declared(c, std::path::Path::new("/state"))
+                .into_iter()
+                .map(|x| x.name)
+                .collect()
+        };
+        assert_eq!(names(&c), ["archive:db"]);
+        let d = declared(&c, std::path::Path::new("/state"));
+        let mark = lifeboat_control::locks::switched_over_mark(t.path(), "shop");
+        assert_eq!(d[0].held_by, [mark]);
+    }
 
     #[test]
     fn a_database_password_file_is_read_for_the_archive_at_its_start() {

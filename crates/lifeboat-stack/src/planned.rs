@@ -155,7 +155,12 @@ fn primary_root(cfg: &Config, stack: &str) -> Option<(String, PathBuf)> {
 /// `target` succeeded: `stack up` there refuses while the mark is there
 /// (two primaries). Never before: a switchover whose recovery failed leaves
 /// the primary to be resumed ([`how_to_resume`]).
-pub(crate) fn mark_switched_over(cfg: &Config, stack: &str, target: &str, q: &Quiesced) -> Result<()> {
+pub(crate) fn mark_switched_over(
+    cfg: &Config,
+    stack: &str,
+    target: &str,
+    q: &Quiesced,
+) -> Result<()> {
     let Some((_, proot)) = primary_root(cfg, stack) else {
         return Ok(());
     };
@@ -304,11 +309,7 @@ fn drain(
     Ok(())
 }
 
-/// `ROOT/stacks/STACK/switched-over.json`: the stack in this site was
-/// switched over to another; `stack up` here refuses while it is there.
-pub fn switched_over_mark(root: &Path, stack: &str) -> PathBuf {
-    root.join("stacks").join(stack).join("switched-over.json")
-}
+pub use lifeboat_control::locks::switched_over_mark;
 
 /// How old the newest restorable second of a database's archive in the
 /// target's vaults may be for a switchover to start (an idle archive marks

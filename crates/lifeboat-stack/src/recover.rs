@@ -631,9 +631,19 @@ pub fn recover(
         switchover.clone(),
     ) {
         Ok(r) => {
-            // Only now is the old primary's site marked switched over.
+            // Only now is the old primary's site marked switched over; and
+            // this site, the stack's primary now, is not (a mark of an
+            // earlier switchover away from it would keep its archive down).
             if let Some(q) = &switchover {
                 crate::planned::mark_switched_over(cfg, stack, site, q)?;
+            }
+            if opts.scratch.is_none() {
+                let mark = crate::planned::switched_over_mark(&root, stack);
+                if let Err(e) = std::fs::remove_file(&mark)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    return Err(StackError::io("remove", &mark, e));
+                }
             }
             Ok(r)
         }
@@ -682,7 +692,7 @@ fn recover_after(
         let handles: Vec<_> = data_members
             .iter()
             .map(|name| {
-                let (vaults, root, steps, clock) = (&vaults, &root, &steps, &clock);
+                let (vaults, root, steps, clock) = (&vaults, &root, &steps, clock);
                 let name = name.to_string();
                 scope.spawn(move || {
                     let r = recover_data_member(
@@ -750,7 +760,7 @@ fn recover_after(
         .filter(|n| matches!(kind_of(n), Some(ResourceKind::Instance { .. })))
     {
         let outputs = crate::stack::launch_values(cfg, &state)?;
-        match recover_instance(cfg, name, opts.at, &root, &vaults, &outputs, &steps, &clock) {
+        match recover_instance(cfg, name, opts.at, &root, &vaults, &outputs, &steps, clock) {
             Ok((m, src)) => {
                 state.members.push((name.clone(), m));
                 sources.push(src);
