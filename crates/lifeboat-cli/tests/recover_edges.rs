@@ -359,7 +359,7 @@ fn a_drill_that_misses_an_objective_fails_as_the_report_judges_it() {
 }
 
 #[test]
-fn a_drill_to_a_random_earlier_moment_is_measured_from_that_moment_and_names_the_replica_it_left() {
+fn a_drill_reads_the_replica_and_a_random_earlier_moment_is_measured_from_that_moment() {
     // An RPO objective of 3 s; every point older than that when the drills run.
     let w = World::with("true", "objectives = { rpo = \"3s\" }\n");
     protected(&w);
@@ -373,16 +373,21 @@ fn a_drill_to_a_random_earlier_moment_is_measured_from_that_moment_and_names_the
     let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(o.status.code(), Some(3), "{d:#}");
     assert!(d["missed"].to_string().contains("RPO"), "{d:#}");
-    // The report names the replica a drill leaves to production.
-    let why = source(&d["recovery"], "assets")["why"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    // The drill read the fresher replica into a bucket of its own, and says
+    // so; production's replica is as it was.
+    let assets = source(&d["recovery"], "assets");
+    assert_eq!(assets["from"], "replica", "{d:#}");
+    let why = assets["why"].as_str().unwrap().to_string();
     assert!(
-        why.contains(&w.replica().display().to_string()) && why.contains("drill"),
+        why.contains(&w.replica().display().to_string()) && why.contains("drill's bucket"),
         "{why}"
     );
     assert!(!why.contains("holds no replica"), "{why}");
+    assert_eq!(
+        std::fs::read_to_string(w.replica().join("logo.txt")).unwrap(),
+        "new logo"
+    );
+    assert!(w.replica().join("after.txt").is_file());
 
     // However far back a pick reaches, no overflow (a panic before).
     let o = w.c.run(&[

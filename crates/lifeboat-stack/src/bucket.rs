@@ -154,7 +154,9 @@ impl SiteStore {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
+    // Multi-threaded: a directory bucket's store blocks in place.
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| StackError::Process(format!("cannot start the I/O runtime: {e}")))
@@ -381,7 +383,7 @@ pub fn remove(store: &SiteStore, address: &str) -> Result<()> {
 
 /// Copies every object of `from` into `to` (bytes, content type, metadata,
 /// tags), 16 at a time; `from` is only read.
-fn copy_all(from: &Bucket, to: &Bucket) -> Result<u64> {
+pub(crate) fn copy_all(from: &Bucket, to: &Bucket) -> Result<u64> {
     let fail = |e: &dyn std::fmt::Display| {
         StackError::Process(format!(
             "copying {} into {}: {e}",

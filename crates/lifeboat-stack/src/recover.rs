@@ -232,16 +232,19 @@ impl<'v> BucketSources<'v> {
 
     /// Why the replica is used.
     pub(crate) fn why_replica(&self) -> String {
-        let rt = self.replica.as_ref().map(|r| r.1).unwrap_or_default();
+        let (loc, rt) = self.replica.clone().unwrap_or_default();
         match &self.point {
             Some(p) => format!(
-                "the replica{} (newest object {}) is at least as new as the newest bucket point {} (newest object {})",
+                "the replica {loc}{} (newest object {}) is at least as new as the newest bucket point {} (newest object {})",
                 self.place,
                 rt.to_rfc3339(),
                 p.2.short(),
                 self.point_data.unwrap_or(p.3.time).to_rfc3339()
             ),
-            None => format!("the replica{}; the site holds no bucket point", self.place),
+            None => format!(
+                "the replica {loc}{}; the site holds no bucket point",
+                self.place
+            ),
         }
     }
 
@@ -282,15 +285,6 @@ impl<'v> BucketSources<'v> {
 pub(crate) fn replica_as_of_now(location: &str, newest: DateTime<Utc>) -> String {
     format!(
         "the replica {location} (newest object {}) is as of now, not of --at: not used, and left as it is",
-        newest.to_rfc3339()
-    )
-}
-
-/// Why a drill does not use the site's replica of a directory bucket: it
-/// would use production's replica in place.
-fn replica_kept_from_drill(location: &str, newest: DateTime<Utc>) -> String {
-    format!(
-        "the replica {location} (newest object {}) is production's: a drill never uses it in place, and leaves it as it is",
         newest.to_rfc3339()
     )
 }
@@ -1066,9 +1060,7 @@ fn recover_data_member(
             // and a scratch stack (a drill) never uses production's in place.
             let site_root = cfg.sites.get(into).and_then(|s| s.root.clone());
             let found = replica(cfg, name, site_root.as_deref().unwrap_or(root));
-            let rep = found
-                .clone()
-                .filter(|_| opts.at.is_none() && opts.scratch.is_none());
+            let rep = found.clone().filter(|_| opts.at.is_none());
             let t = Instant::now();
             // Freshness by the newest object in each (a replica's objects are
             // written as they change; a point holds what was there when taken).
@@ -1080,10 +1072,31 @@ fn recover_data_member(
                 false,
                 "",
             );
-            b.unused = found.map(|(loc, _, rt)| match opts.at {
-                Some(_) => replica_as_of_now(&loc, rt),
-                None => replica_kept_from_drill(&loc, rt),
-            });
+            if opts.at.is_some() {
+                b.unused = found.map(|(loc, _, rt)| replica_as_of_now(&loc, rt));
+            }
+            // A drill reads the replica into a bucket of its own, never
+            // serves production's in place (as on an S3 endpoint).
+            if b.use_replica && opts.scratch.is_some() {
+                let (loc, rt) = b.replica.clone().expect("checked");
+                let (m, _) = point_target(cfg, root, site, name)?;
+                let open = |a: &str| {
+                    lifeboat_bucket::Bucket::open_address(a, true)
+                        .map_err(|e| StackError::Process(e.to_string()))
+                };
+                let n = crate::bucket::copy_all(&open(&loc)?, &open(&m.outputs["location"])?)?;
+                clock.step(
+                    steps,
+                    "copy the bucket replica into the drill's bucket",
+                    Some(name),
+                    t,
+                );
+                let why = format!(
+                    "{}; its {n} objects copied into the drill's bucket (the replica is only read)",
+                    b.why_replica()
+                );
+                return Ok((m, Source::replica(name, rt, why)));
+            }
             if b.use_replica {
                 let (loc, rt) = b.replica.clone().expect("checked");
                 let path = PathBuf::from(loc.strip_prefix("file://").unwrap_or(&loc));
