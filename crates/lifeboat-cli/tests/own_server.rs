@@ -416,3 +416,54 @@ fn a_switchover_whose_recovery_fails_leaves_the_primary_resumable_and_unmarked()
     db.sql(undo);
     db.sql("INSERT INTO shop.t VALUES (2)");
 }
+
+#[test]
+fn a_switchover_without_a_snapshot_in_the_target_says_a_snapshot_is_missing() {
+    let db = MariaDb::start();
+    db.sql("CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY)");
+    let t = tempdir().unwrap();
+    let w = t.path();
+    let c = Cli::new(BIN, &w.join("dr-vault")).with_workdir(w);
+    config(w, &db);
+    c.ok(&["vault", "init"]);
+    // The archive runs into `dr`; no snapshot was ever taken.
+    let archive = c
+        .command(&[
+            "archive",
+            "mysql",
+            "--dsn",
+            &db.root_dsn(),
+            "--resource",
+            "db",
+            "--seal-interval",
+            "1s",
+            "--spool",
+            w.join("spool").to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _down = Down(&c, Some(archive));
+    db.sql("INSERT INTO shop.t VALUES (1)");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !c
+        .json(&["points", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["kind"] == "mysql-binlog")
+    {
+        assert!(Instant::now() < deadline, "nothing archived");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let o = c.run(&["recover", "--planned", "--stack", "shop", "--to", "dr"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("no snapshot") && err.contains("nothing was stopped"),
+        "{err}"
+    );
+    // Nothing was stopped: the primary takes writes.
+    db.sql("INSERT INTO shop.t VALUES (2)");
+}

@@ -338,14 +338,34 @@ fn archive_is_live(cfg: &Config, stack: &str, target: &str) -> Result<()> {
         ) {
             continue;
         }
-        let newest = vaults
+        let catalogs: Vec<lifeboat_mysql::Catalog> = vaults
             .iter()
             .filter_map(|(_, v)| lifeboat_mysql::Catalog::load(v, m).ok())
+            .collect();
+        let newest = catalogs
+            .iter()
             .filter_map(|c| c.windows().iter().map(|w| w.to).max())
             .max();
         let fresh = newest.is_some_and(|t| (now - t).to_std().unwrap_or_default() <= LIVE_ARCHIVE);
+        let names: Vec<&str> = vaults.iter().map(|(n, _)| n.as_str()).collect();
+        // The archive is there but nothing to roll it forward from: a
+        // snapshot is what is missing, not the archive.
+        if newest.is_none()
+            && catalogs
+                .iter()
+                .any(|c| c.snapshots.is_empty() && !c.segments.is_empty())
+        {
+            let plans = cfg.plans_of(m);
+            return Err(StackError::Refused(format!(
+                "site `{target}`'s vaults ({}) hold database `{m}`'s binlog archive but no snapshot of it to roll forward from: {}, then switch over — nothing was stopped",
+                names.join(", "),
+                match plans.first() {
+                    Some(p) => format!("take one now (`lifeboat jobs run --plan {p}`; its copy brings it there)"),
+                    None => format!("take one (`lifeboat backup mysql --resource {m} --users` into one of them)"),
+                }
+            )));
+        }
         if !fresh {
-            let names: Vec<&str> = vaults.iter().map(|(n, _)| n.as_str()).collect();
             return Err(StackError::Refused(format!(
                 "database `{m}`'s binlog archive is not reaching site `{target}`'s vaults ({}): {}; start it (`lifeboat serve` runs it, or `lifeboat archive mysql`) and its copy, then switch over — nothing was stopped",
                 names.join(", "),
