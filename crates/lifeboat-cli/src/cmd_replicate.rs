@@ -64,7 +64,8 @@ enum Deletes {
 enum StatusCmd {
     /// Show the status of the replication rules (backlog, lag, failures).
     Status {
-        /// Root of the replication state (as given to `replicate --state`).
+        /// Root of the replication state (as given to `replicate --state`;
+        /// default: `$LIFEBOAT_STATE/replication` when set, the daemon's).
         #[arg(long, env = "LIFEBOAT_REPLICATION_STATE")]
         state: Option<PathBuf>,
         /// Print Prometheus text instead.
@@ -158,7 +159,12 @@ pub fn run(g: &Global, a: ReplicateArgs) -> Result<ExitCode> {
 }
 
 fn status(g: &Global, state: Option<PathBuf>, prom: bool) -> Result<ExitCode> {
-    let root = state.unwrap_or_else(replicate::default_state_root);
+    // The daemon's rules live in its state directory: LIFEBOAT_STATE, when
+    // set, is where `lifeboat serve` keeps them.
+    let root = state.unwrap_or_else(|| match std::env::var_os("LIFEBOAT_STATE") {
+        Some(s) if !s.is_empty() => PathBuf::from(s).join("replication"),
+        _ => replicate::default_state_root(),
+    });
     let rules = replicate::read_statuses(&root)?;
     if prom {
         print!("{}", replicate::prometheus(&rules));
