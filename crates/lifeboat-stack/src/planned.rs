@@ -360,8 +360,12 @@ fn archive_is_live(cfg: &Config, stack: &str, target: &str) -> Result<()> {
                 "site `{target}`'s vaults ({}) hold database `{m}`'s binlog archive but no snapshot of it to roll forward from: {}, then switch over — nothing was stopped",
                 names.join(", "),
                 match plans.first() {
-                    Some(p) => format!("take one now (`lifeboat jobs run --plan {p}`; its copy brings it there)"),
-                    None => format!("take one (`lifeboat backup mysql --resource {m} --users` into one of them)"),
+                    Some(p) => format!(
+                        "take one now (`lifeboat jobs run --plan {p}`; its copy brings it there)"
+                    ),
+                    None => format!(
+                        "take one (`lifeboat backup mysql --resource {m} --users` into one of them)"
+                    ),
                 }
             )));
         }
