@@ -351,6 +351,21 @@ fn password_file_and_keys_add_list_remove() {
     c.ok(&["vault", "init"]);
     let pwfile = t.path().join("pw2");
     std::fs::write(&pwfile, "second password\n").unwrap();
+    // A password file every local user can read is refused (exit 2).
+    let o = c.run(&[
+        "key",
+        "add",
+        "--new-password-file",
+        pwfile.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("chmod o-rwx"));
+    lifeboat_testkit::write_secret(&pwfile, "second password\n");
     let added = c.json(&[
         "key",
         "add",

@@ -403,6 +403,11 @@ fn a_switchover_whose_recovery_fails_leaves_the_primary_resumable_and_unmarked()
         err.contains("to resume there") && err.contains("SET GLOBAL read_only = 0"),
         "{err}"
     );
+    // What the recovery brought up in `dr` goes first: never two writable.
+    assert!(
+        err.contains("first `lifeboat stack down --stack shop --site dr --purge`"),
+        "{err}"
+    );
     assert!(
         !w.join("primary/stacks/shop/switched-over.json").exists(),
         "{err}"

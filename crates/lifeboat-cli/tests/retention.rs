@@ -493,4 +493,23 @@ fn latest_is_never_a_point_stamped_in_the_future() {
             .is_file(),
         "latest restored the forged point {forged}, not {real}: {out}"
     );
+    // Nor in a vault it is copied into (the copy's own storage time is
+    // fresh: the copy keeps the time its source stored it at).
+    let dst = Cli::new(bin(), &t.path().join("copy-vault"));
+    dst.ok(&["vault", "init"]);
+    let o = c
+        .command(&["copy", "--from", &c.vault, "--to", &dst.vault, "--all"])
+        .env("LIFEBOAT_TO_PASSWORD", &dst.password)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let to = t.path().join("out-copy");
+    let o = dst.run(&["restore", "files", "latest", "--to", to.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        lifeboat_testkit::restored(&to, &src)
+            .join("written-after.txt")
+            .is_file(),
+        "latest in the copy is the forged point"
+    );
 }

@@ -122,15 +122,32 @@ pub fn quiesce(cfg: &Config, stack: &str, target: &str, timeout: Duration) -> Re
         )));
     }
     let drain_s = started.elapsed().as_secs_f64();
+    // From here the old primary's site is marked switched over (`stack up`
+    // there refuses, the daemon holds its archive), for the whole recovery:
+    // a failure takes the mark away again and says how to resume.
+    let undos: Vec<String> = held
+        .iter()
+        .map(|h| format!("on `{}`: {}", h.member, h.undo()))
+        .collect();
+    let mark = switched_over_mark(&proot, stack);
+    let resume = |e: StackError| {
+        let _ = std::fs::remove_file(&mark);
+        StackError::Process(format!(
+            "{e}. The primary is fenced and its application stopped; to resume there: {}, then `lifeboat stack up --stack {stack} --site {primary}`",
+            undos.join("; ")
+        ))
+    };
+    write_mark(&mark, stack, target, writes_stopped_at, &[]).map_err(resume)?;
     // 4. The fence made lasting.
     let fences = held
         .into_iter()
         .map(crate::fence::seal)
-        .collect::<Result<Vec<Fence>>>()?;
+        .collect::<Result<Vec<Fence>>>()
+        .map_err(resume)?;
     let archives_stopped = stop_old_archives(cfg, &positions);
     // 5. Buckets: one more pass of each replication rule into the target's
     // root or onto its S3 endpoint.
-    let replicated = replicate_buckets(cfg, stack, target)?;
+    let replicated = replicate_buckets(cfg, stack, target).map_err(resume)?;
     Ok(Quiesced {
         writes_stopped_at,
         positions,
@@ -151,10 +168,24 @@ fn primary_root(cfg: &Config, stack: &str) -> Option<(String, PathBuf)> {
     Some((primary, root))
 }
 
-/// Marks the old primary's site switched over once the recovery into
-/// `target` succeeded: `stack up` there refuses while the mark is there
-/// (two primaries). Never before: a switchover whose recovery failed leaves
-/// the primary to be resumed ([`how_to_resume`]).
+fn write_mark(
+    mark: &Path,
+    stack: &str,
+    target: &str,
+    at: DateTime<Utc>,
+    fences: &[Fence],
+) -> Result<()> {
+    let text = serde_json::json!({"stack": stack, "to": target, "at": at, "fences": fences});
+    if let Some(dir) = mark.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| StackError::io("create", dir, e))?;
+    }
+    std::fs::write(mark, format!("{text:#}\n")).map_err(|e| StackError::io("write", mark, e))
+}
+
+/// The old primary's site stays marked switched over once the recovery
+/// into `target` succeeded (with the fences that hold it): `stack up`
+/// there refuses while the mark is there (two primaries), and the daemon
+/// holds its archive.
 pub(crate) fn mark_switched_over(
     cfg: &Config,
     stack: &str,
@@ -164,17 +195,26 @@ pub(crate) fn mark_switched_over(
     let Some((_, proot)) = primary_root(cfg, stack) else {
         return Ok(());
     };
-    let mark = switched_over_mark(&proot, stack);
-    let text = serde_json::json!({"stack": stack, "to": target, "at": q.writes_stopped_at, "fences": &q.fences});
-    if let Some(dir) = mark.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| StackError::io("create", dir, e))?;
+    write_mark(
+        &switched_over_mark(&proot, stack),
+        stack,
+        target,
+        q.writes_stopped_at,
+        &q.fences,
+    )
+}
+
+/// A switchover whose recovery failed: the old primary's mark goes (it is
+/// to be resumed, [`how_to_resume`]).
+pub(crate) fn unmark_switched_over(cfg: &Config, stack: &str) {
+    if let Some((_, proot)) = primary_root(cfg, stack) {
+        let _ = std::fs::remove_file(switched_over_mark(&proot, stack));
     }
-    std::fs::write(&mark, format!("{text:#}\n")).map_err(|e| StackError::io("write", &mark, e))
 }
 
 /// What to do to resume the old primary after a switchover whose recovery
 /// failed: each fence's undo, the stack brought up again, the archives.
-pub(crate) fn how_to_resume(cfg: &Config, stack: &str, q: &Quiesced) -> String {
+pub(crate) fn how_to_resume(cfg: &Config, stack: &str, target: &str, q: &Quiesced) -> String {
     let primary = primary_root(cfg, stack).map_or_else(|| "the primary".into(), |p| p.0);
     let mut out: Vec<String> = q
         .fences
@@ -194,6 +234,14 @@ pub(crate) fn how_to_resume(cfg: &Config, stack: &str, q: &Quiesced) -> String {
             ),
         })
         .collect();
+    // What the recovery brought up in the target goes first: never two
+    // writable databases.
+    out.insert(
+        0,
+        format!(
+            "first `lifeboat stack down --stack {stack} --site {target} --purge` (what the recovery brought up there; copy out anything written to it since)"
+        ),
+    );
     out.push(format!(
         "then `lifeboat stack up --stack {stack} --site {primary}` (it starts what was stopped)"
     ));

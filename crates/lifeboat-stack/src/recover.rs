@@ -625,9 +625,9 @@ pub fn recover(
         switchover.clone(),
     ) {
         Ok(r) => {
-            // Only now is the old primary's site marked switched over; and
-            // this site, the stack's primary now, is not (a mark of an
-            // earlier switchover away from it would keep its archive down).
+            // The old primary's site stays marked switched over (with its
+            // fences); this site, the stack's primary now, is not (a mark of
+            // an earlier switchover away from it would hold its archive).
             if let Some(q) = &switchover {
                 crate::planned::mark_switched_over(cfg, stack, site, q)?;
             }
@@ -643,10 +643,13 @@ pub fn recover(
         }
         Err(e) => match &switchover {
             None => Err(e),
-            Some(q) => Err(StackError::Process(format!(
-                "{e}. The switchover had stopped the primary: {}",
-                crate::planned::how_to_resume(cfg, stack, q)
-            ))),
+            Some(q) => {
+                crate::planned::unmark_switched_over(cfg, stack);
+                Err(StackError::Process(format!(
+                    "{e}. The switchover had stopped the primary: {}",
+                    crate::planned::how_to_resume(cfg, stack, site, q)
+                )))
+            }
         },
     }
 }
@@ -1080,11 +1083,16 @@ fn recover_data_member(
             if b.use_replica && opts.scratch.is_some() {
                 let (loc, rt) = b.replica.clone().expect("checked");
                 let (m, _) = point_target(cfg, root, site, name)?;
-                let open = |a: &str| {
-                    lifeboat_bucket::Bucket::open_address(a, true)
+                // The replica only read: opened without `create`, which
+                // would tidy its temporary files.
+                let open = |a: &str, create: bool| {
+                    lifeboat_bucket::Bucket::open_address(a, create)
                         .map_err(|e| StackError::Process(e.to_string()))
                 };
-                let n = crate::bucket::copy_all(&open(&loc)?, &open(&m.outputs["location"])?)?;
+                let n = crate::bucket::copy_all(
+                    &open(&loc, false)?,
+                    &open(&m.outputs["location"], true)?,
+                )?;
                 clock.step(
                     steps,
                     "copy the bucket replica into the drill's bucket",

@@ -119,6 +119,11 @@ pub struct Copier<'a> {
     opts: CopyOptions,
     /// Heal mode: the target's lost blobs (only these are stored; no points).
     lost: Option<HashSet<Id>>,
+    /// The source's storage times of its points, read once when a point is
+    /// first copied: a copy is never dated later than its source was
+    /// stored (a forged stamp would otherwise be judged by the copy's own,
+    /// fresh storage time in the target).
+    source_times: Option<HashMap<Id, chrono::DateTime<chrono::Utc>>>,
     _source_lock: Option<LockGuard>,
 }
 
@@ -170,6 +175,7 @@ impl<'a> Copier<'a> {
             counters: Arc::new(CopyCounters::default()),
             opts,
             lost: None,
+            source_times: None,
             _source_lock: lock,
         };
         c.refresh_target_points()?;
@@ -299,6 +305,20 @@ impl<'a> Copier<'a> {
         np.parent = p
             .parent
             .and_then(|pp| self.lineage.get(&(self.source_id, pp)).copied());
+        let times = self
+            .source_times
+            .get_or_insert_with(|| self.source.point_times().unwrap_or_default());
+        if let Some(t) = times.get(id)
+            && np.time > *t + crate::forget::MAX_SKEW
+        {
+            tracing::warn!(
+                "point {} is stamped {} but its source stored it at {}: copied with that time",
+                id.short(),
+                np.time.to_rfc3339(),
+                t.to_rfc3339()
+            );
+            np.time = *t;
+        }
         crate::testhook::pause("copy-before-point");
         let tid = self.writer.write_point(&np)?;
         self.lineage.insert((self.source_id, *id), tid);
