@@ -256,6 +256,11 @@ fn protected(w: &Path, c: &Cli, db: &MariaDb) -> std::process::Child {
         "db",
         "--users",
     ]);
+    archive(w, c, db)
+}
+
+/// `db`'s binlog archive into `dr`, running (its errors in `archive.err`).
+fn archive(w: &Path, c: &Cli, db: &MariaDb) -> std::process::Child {
     c.command(&[
         "archive",
         "mysql",
@@ -432,24 +437,7 @@ fn a_switchover_without_a_snapshot_in_the_target_says_a_snapshot_is_missing() {
     config(w, &db);
     c.ok(&["vault", "init"]);
     // The archive runs into `dr`; no snapshot was ever taken.
-    let archive = c
-        .command(&[
-            "archive",
-            "mysql",
-            "--dsn",
-            &db.root_dsn(),
-            "--resource",
-            "db",
-            "--seal-interval",
-            "1s",
-            "--spool",
-            w.join("spool").to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _down = Down(&c, Some(archive));
+    let _down = Down(&c, Some(archive(w, &c, &db)));
     db.sql("INSERT INTO shop.t VALUES (1)");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !c

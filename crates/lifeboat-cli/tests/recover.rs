@@ -450,7 +450,8 @@ fn a_drill_recovers_into_a_scratch_stack_while_the_primary_keeps_running_and_is_
     );
     assert!(!scratch.exists(), "the scratch stack is removed");
     let rec = &d["recovery"];
-    // Never on the primary's endpoints, never the replica.
+    // Never on the primary's endpoints, never the replica in place: a
+    // fresher replica is read into the drill's own bucket, left as it was.
     assert_ne!(
         rec["outputs"]["shop-db.port"],
         serde_json::json!(
@@ -458,7 +459,12 @@ fn a_drill_recovers_into_a_scratch_stack_while_the_primary_keeps_running_and_is_
                 ["port"]
         )
     );
-    assert_eq!(src_of(rec, "shop-assets")["from"], "point");
+    let assets = src_of(rec, "shop-assets");
+    assert_eq!(assets["from"], "replica", "{assets:#}");
+    assert!(
+        assets["why"].as_str().unwrap().contains("drill's bucket"),
+        "{assets:#}"
+    );
     assert!(s.join("buckets/shop-assets-replica/index.html").is_file());
     // The primary kept running, untouched.
     let (_ops, _) = pr.stop_load();

@@ -561,7 +561,7 @@ pub fn down(
     progress: &dyn Fn(&str),
 ) -> Result<Option<StackState>> {
     let (s, root) = resolve(cfg, stack, site)?;
-    let _lock = lock(&root, stack, site)?;
+    let held = lock(&root, stack, site)?;
     let Some(mut state) = StackState::read(&root, stack)? else {
         return Ok(None);
     };
@@ -600,8 +600,11 @@ pub fn down(
         crate::launch::unlink_sockets(&state);
         let p = StackState::path(&root, stack);
         let _ = std::fs::remove_dir_all(p.parent().expect("parent"));
+        // The stack's lock file too (held here: every taker tries without
+        // waiting, so one that opened it now finds it held and refuses).
+        let _ = std::fs::remove_file(&held.path);
         // The kinds' directories, when this stack was all they held.
-        for sub in ["mysql", "buckets", "files", "hosts", "stacks"] {
+        for sub in ["mysql", "buckets", "files", "hosts", "stacks", "locks"] {
             let _ = std::fs::remove_dir(root.join(sub));
         }
     } else {
