@@ -91,27 +91,9 @@ pub fn read_password(
     confirm: bool,
 ) -> Result<Vec<u8>> {
     if let Some(f) = file {
-        // As for the file's `password_file` keys: no file every local user
-        // can read, none another user (not root) owns.
-        {
-            use std::os::unix::fs::{MetadataExt, PermissionsExt};
-            if let Ok(m) = std::fs::metadata(f) {
-                if m.uid() != rustix::process::geteuid().as_raw() && m.uid() != 0 {
-                    return Err(usage(format!(
-                        "password file {} belongs to another user (uid {}), who could choose the secret: make it yours or root's (`chown`)",
-                        f.display(),
-                        m.uid()
-                    )));
-                }
-                if m.permissions().mode() & 0o007 != 0 {
-                    return Err(usage(format!(
-                        "password file {} can be read by every local user (mode {:o}): `chmod o-rwx {}` (or 600)",
-                        f.display(),
-                        m.permissions().mode() & 0o777,
-                        f.display()
-                    )));
-                }
-            }
+        // As for the file's `password_file` keys.
+        if let Some(why) = lifeboat_control::secret::not_private(f) {
+            return Err(usage(why));
         }
         let text = std::fs::read_to_string(f)
             .with_context(|| format!("cannot read password file {}", f.display()))?;

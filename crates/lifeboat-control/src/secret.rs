@@ -4,6 +4,29 @@ use lifeboat_config::Secret;
 
 use crate::{ControlError, Result};
 
+/// Why the password file `path` is no private secret, if it is not: every
+/// local user can read it (as ssh refuses such a key; readable by a group
+/// stays allowed: a service's `root:lifeboat 0640` file), or another user
+/// (not root) owns it and so chooses the secret.
+pub fn not_private(path: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let m = std::fs::metadata(path).ok()?;
+    let shown = path.display();
+    if m.uid() != rustix::process::geteuid().as_raw() && m.uid() != 0 {
+        return Some(format!(
+            "password file {shown} belongs to another user (uid {}), who could choose the secret: make it yours or root's (`chown`)",
+            m.uid()
+        ));
+    }
+    let mode = m.permissions().mode();
+    (mode & 0o007 != 0).then(|| {
+        format!(
+            "password file {shown} can be read by every local user (mode {:o}): `chmod o-rwx {shown}` (or 600)",
+            mode & 0o777
+        )
+    })
+}
+
 /// The secret's bytes: the variable's value or the file's first line.
 pub fn read(s: &Secret, what: &str) -> Result<Vec<u8>> {
     match s {
@@ -14,31 +37,8 @@ pub fn read(s: &Secret, what: &str) -> Result<Vec<u8>> {
             ))),
         },
         Secret::File(path) => {
-            // A secret every local user can read is no secret: refused, as
-            // ssh refuses such a key (group-readable stays: a service's
-            // `root:lifeboat 0640` file).
-            use std::os::unix::fs::{MetadataExt, PermissionsExt};
-            // Owned by another user (not root): that user chooses the secret.
-            let me = rustix::process::geteuid().as_raw();
-            if let Ok(m) = std::fs::metadata(path)
-                && m.uid() != me
-                && m.uid() != 0
-            {
-                return Err(ControlError::Secret(format!(
-                    "{what}: password file {} belongs to another user (uid {}), who could choose the secret: make it yours or root's (`chown`)",
-                    path.display(),
-                    m.uid()
-                )));
-            }
-            if let Ok(m) = std::fs::metadata(path)
-                && m.permissions().mode() & 0o007 != 0
-            {
-                return Err(ControlError::Secret(format!(
-                    "{what}: password file {} can be read by every local user (mode {:o}): `chmod o-rwx {}` (or 600)",
-                    path.display(),
-                    m.permissions().mode() & 0o777,
-                    path.display()
-                )));
+            if let Some(why) = not_private(path) {
+                return Err(ControlError::Secret(format!("{what}: {why}")));
             }
             let text = std::fs::read_to_string(path).map_err(|e| {
                 ControlError::Secret(format!(
