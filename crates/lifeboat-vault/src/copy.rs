@@ -307,7 +307,7 @@ impl<'a> Copier<'a> {
             .and_then(|pp| self.lineage.get(&(self.source_id, pp)).copied());
         let times = self
             .source_times
-            .get_or_insert_with(|| self.source.point_times().unwrap_or_default());
+            .get_or_insert_with(|| self.source.point_times_or_none());
         if let Some(t) = times.get(id)
             && np.time > *t + crate::forget::MAX_SKEW
         {

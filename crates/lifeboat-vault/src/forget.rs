@@ -204,16 +204,7 @@ pub fn forget(
     override_lock: bool,
 ) -> crate::Result<Outcome> {
     let now = vault.now()?;
-    let stored = match vault.point_times() {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::warn!(
-                "cannot read the storage's times of the points ({e}); judging points by their own times"
-            );
-            Default::default()
-        }
-    };
-    let (points, time_notes) = trusted_times(points, &stored);
+    let (points, time_notes) = trusted_times(points, &vault.point_times_or_none());
     let points = &points[..];
     let mut decisions = apply_with(points, policy, now, rules, override_lock);
     let mut not_deleted = Vec::new();

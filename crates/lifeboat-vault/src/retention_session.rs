@@ -124,6 +124,17 @@ impl Vault {
         self.storage().remove(&point_path(old))
     }
 
+    /// [`Vault::point_times`], or none (with a warning) when the storage
+    /// cannot give them: points are then judged by their own times.
+    pub(crate) fn point_times_or_none(&self) -> HashMap<Id, DateTime<Utc>> {
+        self.point_times().unwrap_or_else(|e| {
+            tracing::warn!(
+                "cannot read the storage's times of the points ({e}); judging points by their own times"
+            );
+            HashMap::new()
+        })
+    }
+
     /// The time the storage says each point object was last written (file
     /// mtime, S3 `LastModified`): a time the writing client cannot choose.
     /// Points whose storage gives no time are absent.

@@ -78,16 +78,8 @@ impl Vault {
     /// newest" for ever; at most until the next point is written.
     pub fn list_points_trusted(&self) -> Result<Vec<(Id, RecoveryPoint)>> {
         let (points, _) = self.list_points()?;
-        let stored = match self.point_times() {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(
-                    "cannot read the storage's times of the points ({e}); judging points by their own times"
-                );
-                Default::default()
-            }
-        };
-        let (mut points, notes) = crate::forget::trusted_times(&points, &stored);
+        let (mut points, notes) =
+            crate::forget::trusted_times(&points, &self.point_times_or_none());
         for (id, why) in &notes {
             tracing::warn!("recovery point {}: {why}", id.short());
         }
