@@ -110,7 +110,43 @@ pub(crate) fn load_data(
     Ok(())
 }
 
+/// How often a chunk whose load the server chose as a deadlock's victim
+/// (or whose lock wait timed out) is loaded again.
+const LOAD_TRIES: u32 = 5;
+
+/// Loads one chunk; again when the server rolled the load back as a
+/// deadlock's victim (error 1213) or on a lock wait timeout (1205): chunks
+/// of one table load side by side and InnoDB may pick one of them. A load
+/// statement runs in its own transaction (autocommit), so a rolled-back one
+/// left nothing behind.
 fn load_chunk(
+    s: &mut Session,
+    vault: &Vault,
+    index: &Index,
+    job: &LoadJob<'_>,
+    counters: &Counters,
+) -> Result<Vec<String>> {
+    let mut tries = 1;
+    loop {
+        match load_chunk_once(s, vault, index, job, counters) {
+            Err(MysqlError::Sql { reason, .. })
+                if tries < LOAD_TRIES
+                    && (reason.ends_with("(error 1213)") || reason.ends_with("(error 1205)")) =>
+            {
+                tracing::info!(
+                    "loading a chunk of {}.{} again ({reason})",
+                    job.db,
+                    job.table.name
+                );
+                std::thread::sleep(std::time::Duration::from_millis(100 * u64::from(tries)));
+                tries += 1;
+            }
+            r => return r,
+        }
+    }
+}
+
+fn load_chunk_once(
     s: &mut Session,
     vault: &Vault,
     index: &Index,
