@@ -37,15 +37,7 @@ impl LaunchChoice {
                 differs: false,
             });
         }
-        let of_file = match cfg.resources.get(name).map(|r| &r.kind) {
-            Some(ResourceKind::Instance { spec }) => {
-                serde_json::from_value::<lifeboat_instance::InstanceSpec>(spec.clone())
-                    .map_err(|e| StackError::Refused(format!("resource `{name}`: {e}")))?
-                    .launch
-            }
-            _ => None,
-        };
-        Ok(match of_file {
+        Ok(match file_launch(cfg, name)? {
             Some(f) => LaunchChoice {
                 differs: of_point.as_ref().is_some_and(|p| *p != f),
                 spec: Some(f),
@@ -60,6 +52,27 @@ impl LaunchChoice {
     }
 }
 
+/// The launch spec `lifeboat.toml` gives instance `name`, if any.
+fn file_launch(cfg: &Config, name: &str) -> Result<Option<lifeboat_instance::spec::LaunchSpec>> {
+    match cfg.resources.get(name).map(|r| &r.kind) {
+        Some(ResourceKind::Instance { spec }) => Ok(serde_json::from_value::<
+            lifeboat_instance::InstanceSpec,
+        >(spec.clone())
+        .map_err(|e| StackError::Refused(format!("resource `{name}`: {e}")))?
+        .launch),
+        _ => Ok(None),
+    }
+}
+
+/// A launch spec's `port` when it is a number (the application's own
+/// configuration names that address): kept, never a free one.
+fn fixed_port(launch: Option<&lifeboat_instance::spec::LaunchSpec>) -> Option<u16> {
+    launch
+        .and_then(|l| l.port.as_deref())
+        .and_then(|p| p.trim().parse::<u16>().ok())
+        .filter(|p| *p > 0)
+}
+
 /// The port an instance listens on: the launch spec's `port` when it is a
 /// number (an application whose own configuration names its address keeps
 /// it; refused when something listens there already), else a free one.
@@ -67,11 +80,7 @@ pub fn instance_port(
     name: &str,
     launch: Option<&lifeboat_instance::spec::LaunchSpec>,
 ) -> Result<u16> {
-    let Some(fixed) = launch
-        .and_then(|l| l.port.as_deref())
-        .and_then(|p| p.trim().parse::<u16>().ok())
-        .filter(|p| *p > 0)
-    else {
+    let Some(fixed) = fixed_port(launch) else {
         return process::free_port();
     };
     free_to_bind(name, "127.0.0.1", fixed, "its launch spec's `port`")?;
@@ -101,18 +110,8 @@ pub(crate) fn pinned_addresses_free(
                     free_to_bind(name, &host, port, "`recover_listen`")?;
                 }
             }
-            ResourceKind::Instance { spec } => {
-                let port = spec
-                    .get("launch")
-                    .and_then(|l| l.get("port"))
-                    .and_then(|p| {
-                        p.as_str()
-                            .map(str::to_string)
-                            .or(p.as_u64().map(|n| n.to_string()))
-                    })
-                    .and_then(|p| p.trim().parse::<u16>().ok())
-                    .filter(|p| *p > 0);
-                if let Some(port) = port {
+            ResourceKind::Instance { .. } => {
+                if let Some(port) = fixed_port(file_launch(cfg, name)?.as_ref()) {
                     free_to_bind(name, "127.0.0.1", port, "its launch spec's `port`")?;
                 }
             }
