@@ -30,7 +30,7 @@ use lifeboat_bucket::Bucket;
 use lifeboat_config::{Config, ResourceKind, Secret};
 use lifeboat_vault::{Location, S3Credentials, Vault};
 
-use crate::recover::{BucketSources, Clock, RecoverOptions, Source, Step, restore_bucket_point};
+use crate::recover::{BucketSources, Recovery, Source, restore_bucket_point};
 use crate::state::{MemberState, StackState};
 use crate::{Result, StackError};
 
@@ -452,17 +452,13 @@ fn replica(
 /// place when it is at least as new as the newest point (a drill copies it
 /// into its scratch bucket instead), else the newest point restored. A
 /// bucket made here and not filled whole is removed again.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn recover_member(
-    cfg: &Config,
+    r: &Recovery,
     store: &SiteStore,
     name: &str,
-    root: &Path,
     vaults: &[(String, Vault)],
-    opts: &RecoverOptions,
-    steps: &std::sync::Mutex<Vec<Step>>,
-    clock: &Clock,
 ) -> Result<Option<(MemberState, Source)>> {
+    let (cfg, root, opts) = (r.cfg, r.root.as_path(), r.opts);
     let scratch = opts.scratch.as_deref();
     if target(cfg, store, name, scratch).is_none() {
         return Ok(None);
@@ -479,7 +475,7 @@ pub(crate) fn recover_member(
     }
     if b.use_replica && scratch.is_none() {
         let (address, rt) = b.replica.clone().expect("checked");
-        clock.step(steps, "use the bucket replica in place", Some(name), t);
+        r.step("use the bucket replica in place", Some(name), t);
         return Ok(Some((
             member(root, name, address, true),
             Source::replica(name, rt, b.why_replica()),
@@ -500,7 +496,7 @@ pub(crate) fn recover_member(
             (m, c, None)
         }
     };
-    clock.step(steps, "provision the bucket on the endpoint", Some(name), t);
+    r.step("provision the bucket on the endpoint", Some(name), t);
     let address = m.outputs["location"].clone();
     let to = store.open(&address)?;
     let t = Instant::now();
@@ -508,8 +504,7 @@ pub(crate) fn recover_member(
         let (from, rt) = b.replica.clone().expect("checked");
         let src = store.open(&from)?;
         copy_all(&src, &to).map(|n| {
-            clock.step(
-                steps,
+            r.step(
                 "copy the bucket replica into the scratch bucket",
                 Some(name),
                 t,
@@ -526,7 +521,7 @@ pub(crate) fn recover_member(
     } else {
         let (vn, v, id, p) = b.point.as_ref().expect("checked");
         restore_bucket_point(v, id, &to).map(|()| {
-            clock.step(steps, "restore the bucket point", Some(name), t);
+            r.step("restore the bucket point", Some(name), t);
             let mut why = b.why_point(&format!(", restored into the bucket{place}"));
             if let Some(n) = &note {
                 why = format!("{why}; {n}");

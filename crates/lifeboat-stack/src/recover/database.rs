@@ -1,0 +1,179 @@
+//! A database member: the vault whose archive reaches furthest chosen, an
+//! empty server provisioned, its snapshot loaded and its binlog archive
+//! replayed to the newest restorable second (or `--at`), then the
+//! application's own account.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use lifeboat_vault::Vault;
+
+use super::sources::SiteVaults;
+use super::{Recovery, Source};
+use crate::state::MemberState;
+use crate::{Result, StackError};
+
+/// Where a database is recovered from: the vault, its catalog of the
+/// database's points, the replay plan, and the time the data will be of.
+pub(crate) struct DatabaseSource<'v> {
+    /// The vault's name.
+    pub vault_name: &'v str,
+    /// The vault.
+    pub vault: &'v Vault,
+    /// The database's points in it.
+    pub catalog: lifeboat_mysql::Catalog,
+    /// The snapshot and the binlog to replay.
+    pub plan: lifeboat_mysql::pitr::Plan,
+    /// The last recovered commit's time: `--at`, else the newest restorable second.
+    pub data_time: DateTime<Utc>,
+}
+
+impl<'v> DatabaseSource<'v> {
+    /// The vault of the site whose archive reaches furthest for database
+    /// `name` (to `at`, when given); refused with each vault's reason when
+    /// none can restore it.
+    pub(crate) fn choose(
+        vaults: &'v [(String, Vault)],
+        name: &str,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<DatabaseSource<'v>> {
+        let target = match at {
+            Some(t) => lifeboat_mysql::Target::Time(t),
+            None => lifeboat_mysql::Target::Latest,
+        };
+        let mut best: Option<DatabaseSource> = None;
+        let mut why_not = Vec::new();
+        for (vn, v) in vaults {
+            let catalog = match lifeboat_mysql::Catalog::load(v, name) {
+                Ok(c) => c,
+                Err(e) => {
+                    why_not.push(format!("vault `{vn}`: {e}"));
+                    continue;
+                }
+            };
+            let reach = catalog.windows().iter().map(|w| w.to).max();
+            match (lifeboat_mysql::pitr::plan(&catalog, &target), reach) {
+                (Ok(plan), Some(reach)) => {
+                    let data_time = at.unwrap_or(reach);
+                    if best.as_ref().is_none_or(|b| data_time > b.data_time) {
+                        best = Some(DatabaseSource {
+                            vault_name: vn,
+                            vault: v,
+                            catalog,
+                            plan,
+                            data_time,
+                        });
+                    }
+                }
+                (Err(e), _) => why_not.push(format!("vault `{vn}`: {e}")),
+                (Ok(_), None) => why_not.push(format!("vault `{vn}`: no restorable window")),
+            }
+        }
+        best.ok_or_else(|| {
+            StackError::Refused(format!(
+                "no vault of the site can restore database `{name}`: {}",
+                why_not.join("; ")
+            ))
+        })
+    }
+}
+
+/// Recovers database member `name`: source chosen, server provisioned,
+/// data loaded. A half-loaded server is stopped, never left running
+/// unrecorded (its directory stays for `stack down --purge`).
+pub(crate) fn recover(
+    r: &Recovery,
+    vaults: &SiteVaults,
+    name: &str,
+) -> Result<(MemberState, Source)> {
+    let src = DatabaseSource::choose(vaults.list(), name, r.opts.at)?;
+    // The application's account is read before anything starts: a
+    // password file that is not there fails here, not after the load.
+    let app = crate::mariadb::app_account(r.cfg, name)?;
+    let t = Instant::now();
+    let m = crate::stack::provision(r.cfg, &r.root, r.own, name, None)?;
+    r.step("start an empty database server", Some(name), t);
+    if let Err(e) = load(r, &m, name, &src, app.as_ref()) {
+        if let Some(p) = &m.process {
+            p.stop(Duration::from_secs(30));
+        }
+        return Err(e);
+    }
+    let why = match r.opts.at {
+        Some(_) => "the snapshot before --at, rolled forward to it",
+        None => "the newest restorable second of the site's archive",
+    };
+    let source = Source {
+        from: "point+binlog".into(),
+        ..Source::point(
+            name,
+            "mysql",
+            src.vault_name,
+            &src.plan.snapshot.0,
+            Some(src.data_time),
+            why.into(),
+        )
+    };
+    Ok((m, source))
+}
+
+/// Loads database member `name` into its new server `m`: the plan's
+/// snapshot (with its users and grants, when it holds them), the binlog
+/// archive replayed to the plan's end, then the application's own account
+/// as the file declares it (after the snapshot's: its other grants stay).
+fn load(
+    r: &Recovery,
+    m: &MemberState,
+    name: &str,
+    src: &DatabaseSource,
+    app: Option<&(lifeboat_config::model::AppAccount, String)>,
+) -> Result<()> {
+    let mut dsn = lifeboat_mysql::Dsn::parse(&m.outputs["dsn"])
+        .map_err(|e| StackError::Process(e.to_string()))?;
+    dsn.password = m.password.as_ref().map(|p| p.0.clone());
+    let t = Instant::now();
+    let ropts = lifeboat_mysql::RestoreOptions {
+        users: src.plan.meta.users,
+        ..Default::default()
+    };
+    let counters = lifeboat_mysql::Counters::default();
+    let (id, point) = src.plan.snapshot.clone();
+    lifeboat_mysql::restore(src.vault, &id, &point, &dsn, &ropts, &counters)
+        .map_err(|e| StackError::Process(format!("restoring snapshot {}: {e}", id.short())))?;
+    r.step("load the snapshot", Some(name), t);
+    let t = Instant::now();
+    let work = r.root.join("mysql").join(name).join("tmp");
+    lifeboat_mysql::pitr::replay(src.vault, &src.catalog, &src.plan, &dsn, &ropts, &work)
+        .map_err(|e| StackError::Process(format!("replaying the binlog archive: {e}")))?;
+    r.step("replay the binlog archive", Some(name), t);
+    if let Some((app, pw)) = app {
+        crate::mariadb::Server::new(m.dir.clone())
+            .with_password(m.password.as_ref().map(|p| p.0.clone()))
+            .ensure_app_account(app, pw)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A site whose vaults hold nothing of the database is refused with
+    /// each vault's reason, named.
+    #[test]
+    fn no_vault_that_can_restore_the_database_is_a_refusal_naming_each_vault() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = crate::recover::tests::vault_in(&dir.path().join("dr-vault"));
+        let vaults = vec![("dr-vault".to_string(), v)];
+        let e = match DatabaseSource::choose(&vaults, "shop-db", None) {
+            Ok(_) => panic!("chosen from an empty vault"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            e.starts_with(
+                "no vault of the site can restore database `shop-db`: vault `dr-vault`: "
+            ),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,164 @@
+//! The data members' steps: each database, bucket and files member's source
+//! chosen, provisioned and restored, all side by side; then the replicas
+//! used in place fenced before anything starts on them.
+
+use std::time::Instant;
+
+use lifeboat_config::ResourceKind;
+
+use super::sources::{SiteVaults, newest};
+use super::{Recovered, Recovery, Source};
+use crate::state::{MemberState, StackState};
+use crate::{Result, StackError};
+
+/// Step: every data member (all but the instances) restored, side by side.
+pub(crate) struct RestoreData;
+
+impl RestoreData {
+    /// Restores every data member of the stack in parallel; the stack's
+    /// state records what came up. A required member's failure fails the
+    /// recovery (what was recovered stays, recorded); an optional one's is a
+    /// warning.
+    pub(crate) fn run(r: &Recovery, vaults: &SiteVaults) -> Result<Recovered> {
+        let order = crate::stack::order(r.cfg, r.declared);
+        let data: Vec<&String> = order.iter().filter(|n| !is_instance(r, n)).collect();
+        let results: Vec<(String, Result<(MemberState, Source)>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = data
+                .iter()
+                .map(|name| {
+                    let name = name.to_string();
+                    scope.spawn(move || {
+                        let got = restore_member(r, vaults, &name);
+                        (name, got)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("member thread"))
+                .collect()
+        });
+        let mut got = Recovered {
+            state: StackState {
+                stack: r.stack.into(),
+                site: r.site.into(),
+                root: r.root.clone(),
+                up_at: r
+                    .started_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                members: Vec::new(),
+            },
+            sources: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let mut failure = None;
+        for (name, result) in results {
+            match result {
+                Ok((m, src)) => {
+                    got.state.members.push((name, m));
+                    got.sources.push(src);
+                }
+                Err(e) if r.declared.optional.contains(&name) => got
+                    .warnings
+                    .push(format!("optional member `{name}` was not recovered: {e}")),
+                Err(e) => {
+                    failure.get_or_insert(format!("member `{name}`: {e}"));
+                }
+            }
+        }
+        got.state.write()?;
+        match failure {
+            None => Ok(got),
+            Some(f) => Err(StackError::Process(format!(
+                "recovery of stack `{}` into site `{}` failed: {f} (what was recovered stays: `lifeboat stack status` shows it, `stack down --purge` removes it)",
+                r.stack, r.site
+            ))),
+        }
+    }
+}
+
+/// Whether member `name` is an instance (started after the data).
+pub(crate) fn is_instance(r: &Recovery, name: &str) -> bool {
+    matches!(
+        r.cfg.resources.get(name).map(|x| &x.kind),
+        Some(ResourceKind::Instance { .. })
+    )
+}
+
+/// One data member recovered, by its kind.
+fn restore_member(r: &Recovery, vaults: &SiteVaults, name: &str) -> Result<(MemberState, Source)> {
+    let kind = r
+        .cfg
+        .resources
+        .get(name)
+        .map(|x| &x.kind)
+        .expect("a member");
+    match kind {
+        ResourceKind::Mysql { .. } => super::database::recover(r, vaults, name),
+        ResourceKind::Bucket { .. } => {
+            // On the S3 endpoint the site names (crate::bucket).
+            if let Some(store) = crate::bucket::SiteStore::of(r.cfg, r.site)?
+                && let Some(got) = crate::bucket::recover_member(r, &store, name, vaults.list())?
+            {
+                return Ok(got);
+            }
+            super::bucket_dir::recover(r, vaults, name)
+        }
+        ResourceKind::Files { .. } => restore_files(r, vaults, name),
+        ResourceKind::Instance { .. } => unreachable!("instances start after the data"),
+    }
+}
+
+/// A files member: its newest point (at or before `--at`) restored into
+/// the directory provisioned for it.
+fn restore_files(r: &Recovery, vaults: &SiteVaults, name: &str) -> Result<(MemberState, Source)> {
+    let Some((vn, v, id, p)) = newest(vaults.list(), name, "files", r.opts.at) else {
+        return Err(StackError::Refused(format!(
+            "the site holds no point of `{name}`"
+        )));
+    };
+    let t = Instant::now();
+    let m = crate::stack::provision(r.cfg, &r.root, r.own, name, None)?;
+    let ropts = lifeboat_files::RestoreOptions {
+        to: m.dir.clone(),
+        ..Default::default()
+    };
+    lifeboat_files::restore(v, &id, &ropts, &lifeboat_files::Counters::default())
+        .map_err(|e| StackError::Process(format!("restoring point {}: {e}", id.short())))?;
+    r.step("restore the files point", Some(name), t);
+    let why = "the newest files point of the site".to_string();
+    Ok((m, Source::point(name, "files", vn, &id, Some(p.time), why)))
+}
+
+/// Step: every replica the recovery uses in place fenced (the old
+/// primary's replicator must not write into it), before anything starts on
+/// it. A fence that cannot be written is a warning saying to stop that
+/// replicator by hand. Never for a scratch stack (it uses no replica in place).
+pub(crate) struct FenceReplicas;
+
+impl FenceReplicas {
+    /// Fences the replicas of `got`'s sources.
+    pub(crate) fn run(r: &Recovery, got: &mut Recovered) {
+        let now = |t: chrono::DateTime<chrono::Utc>| {
+            t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        };
+        for x in got.sources.iter().filter(|x| x.from == "replica") {
+            let Some(m) = got.state.member(&x.member) else {
+                continue;
+            };
+            let f = lifeboat_bucket::replicate::fence::Fence {
+                stack: r.stack.into(),
+                site: r.site.into(),
+                member: x.member.clone(),
+                recovery: now(r.started_at),
+                fenced_at: now(chrono::Utc::now()),
+            };
+            if let Err(e) = crate::protect_data::fence_replica(r.cfg, r.site, m, &f) {
+                got.warnings.push(format!(
+                    "the replica of `{}` is NOT fenced: {e} (stop the old primary's replicator into it by hand)",
+                    x.member
+                ));
+            }
+        }
+    }
+}
