@@ -16,4 +16,5 @@ pub mod store;
 
 pub use error::{BucketError, Result};
 pub use store::{Bucket, ObjectInfo, ObjectMeta};
+pub mod protector;
 pub mod replicate;

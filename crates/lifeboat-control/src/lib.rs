@@ -41,6 +41,7 @@ pub mod hooks;
 pub mod launch;
 pub mod locks;
 pub mod progress;
+pub mod protectors;
 pub mod report;
 pub mod restore;
 pub mod restore_bucket;

@@ -15,6 +15,7 @@ use std::sync::atomic::AtomicU64;
 pub mod backup;
 pub mod list;
 pub mod meta;
+pub mod protector;
 pub mod restore;
 
 pub use backup::{BackupOptions, BackupResult, BuiltTree, backup, build_tree, resolve_paths};

@@ -27,6 +27,7 @@ use std::path::PathBuf;
 pub mod backup;
 pub mod device;
 pub mod launch;
+pub mod protector;
 pub mod qcow2;
 pub mod restore;
 pub mod spec;

@@ -25,6 +25,7 @@ pub mod catalog;
 pub mod error;
 mod load;
 pub mod pitr;
+pub mod protector;
 pub mod restore;
 pub mod retention;
 pub mod rows;

@@ -71,6 +71,7 @@ pub(crate) fn router(state: AppState) -> axum::Router {
         .routes(routes!(read::resource_points))
         .routes(routes!(read::point))
         .routes(routes!(read::contents))
+        .routes(routes!(read::kinds))
         .routes(routes!(read::report))
         .routes(routes!(read::vaults))
         .routes(routes!(read::replication))

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use lifeboat_config::ResourceKind;
 use lifeboat_vault::{Id, RecoveryPoint};
 
@@ -191,10 +191,6 @@ pub async fn point(
     .await
 }
 
-fn time_of(ns: i64) -> Option<DateTime<Utc>> {
-    (ns != 0).then(|| DateTime::from_timestamp_nanos(ns))
-}
-
 /// What a point holds: a files or instance point's directory, a database
 /// point's databases or one database's tables, a bucket point's keys.
 #[utoipa::path(get, path = "/api/v1/points/{vault}/{id}/contents", tag = "points",
@@ -227,102 +223,64 @@ fn contents_of(
     let (v, pid, p) = find(st, vault, id)?;
     let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "api")
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    let limit = q.limit.unwrap_or(1000).min(10_000) as usize;
-    let not_in = |e: lifeboat_files::FilesError| match e {
-        lifeboat_files::FilesError::NotInPoint(p) => {
-            ApiError::not_found(format!("{} is not in the point", p.display()))
-        }
-        e => ApiError::internal(e.to_string()),
+    // Each protector walks its own points (`lifeboat-protector`).
+    let protector = lifeboat_control::protectors::registry()
+        .of_point(&p.kind)
+        .filter(|x| x.describe().browse.is_some())
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "a point of kind `{}` has no contents to list (files, instance, mysql and bucket points do)",
+                p.kind
+            ))
+        })?;
+    let query = lifeboat_protector::Query {
+        path: q.path.clone(),
+        prefix: q.prefix.clone(),
+        limit: q.limit.unwrap_or(1000).min(10_000) as usize,
     };
-    let (listing, mut entries) = match p.kind.as_str() {
-        "files" | "instance" => {
-            let path = q.path.clone().unwrap_or_else(|| "/".into());
-            if path.contains('\0') {
-                return Err(ApiError::bad_request("the path holds a NUL byte"));
-            }
-            let list =
-                lifeboat_files::list::list(&v, &pid, Some(std::path::Path::new(&path)), false)
-                    .map_err(not_in)?;
-            let entries = list
-                .into_iter()
-                .map(|e| EntryView {
-                    name: e.path,
-                    kind: format!("{:?}", e.kind).to_lowercase(),
-                    size: e.size,
-                    mtime: time_of(e.mtime_ns),
-                })
-                .collect();
-            (path, entries)
-        }
-        k if k == lifeboat_mysql::KIND_SNAPSHOT => {
-            let (listing, dir, kind) = match q.path.as_deref().filter(|p| !p.is_empty()) {
-                None => (
-                    "databases".to_string(),
-                    "/databases".to_string(),
-                    "database",
-                ),
-                Some(db) if db.contains(['/', '\0']) => {
-                    return Err(ApiError::bad_request(format!(
-                        "`{db}` is not a database name"
-                    )));
-                }
-                Some(db) => (db.to_string(), format!("/databases/{db}/tables"), "table"),
-            };
-            let list =
-                lifeboat_files::list::list(&v, &pid, Some(std::path::Path::new(&dir)), false)
-                    .map_err(not_in)?;
-            let entries = list
-                .into_iter()
-                .filter(|e| matches!(e.kind, lifeboat_vault::tree::NodeKind::Dir))
-                .map(|e| EntryView {
-                    name: e.path.rsplit('/').next().unwrap_or_default().to_string(),
-                    kind: kind.into(),
-                    size: e.size,
-                    mtime: time_of(e.mtime_ns),
-                })
-                .collect();
-            (listing, entries)
-        }
-        "bucket" => {
-            let prefix = q.prefix.clone().unwrap_or_default();
-            let index = v.load_index().map_err(ApiError::from)?;
-            let mut entries = Vec::new();
-            let stop = "listing limit reached";
-            let r = lifeboat_bucket::restore::walk(&v, &index, &p.tree, "", &mut |key, node| {
-                if key.starts_with(&prefix) {
-                    if entries.len() > limit {
-                        return Err(lifeboat_bucket::BucketError::BadPoint(stop.into()));
-                    }
-                    entries.push(EntryView {
-                        name: key,
-                        kind: "object".into(),
-                        size: node.size,
-                        mtime: time_of(node.mtime_ns),
-                    });
-                }
-                Ok(())
-            });
-            match r {
-                Err(lifeboat_bucket::BucketError::BadPoint(m)) if m == stop => {}
-                Err(e) => return Err(ApiError::internal(e.to_string())),
-                Ok(()) => {}
-            }
-            (prefix, entries)
-        }
-        k => {
-            return Err(ApiError::bad_request(format!(
-                "a point of kind `{k}` has no contents to list (files, instance, mysql and bucket points do)"
-            )));
-        }
-    };
-    let truncated = entries.len() > limit;
-    entries.truncate(limit);
+    let listing = protector
+        .contents(&v, &pid, &p, &query)
+        .map_err(browse_error)?;
     Ok(Json(Contents {
         kind: p.kind,
-        listing,
-        entries,
-        truncated,
+        listing: listing.listing,
+        entries: listing
+            .entries
+            .into_iter()
+            .map(|e| EntryView {
+                name: e.name,
+                kind: e.kind,
+                size: e.size,
+                mtime: e.mtime,
+            })
+            .collect(),
+        truncated: listing.truncated,
     }))
+}
+
+/// A protector's refusal to list, as the API answers it.
+pub(crate) fn browse_error(e: lifeboat_protector::BrowseError) -> ApiError {
+    use lifeboat_protector::BrowseError as B;
+    match e {
+        B::NotInPoint(_) => ApiError::not_found(e.to_string()),
+        B::BadQuery(m) => ApiError::bad_request(m),
+        B::Vault(m) => ApiError::internal(m),
+    }
+}
+
+/// What each kind of resource is and how its points are walked and
+/// restored, from its protector: the console reads it instead of knowing
+/// the kinds itself.
+#[utoipa::path(get, path = "/api/v1/kinds", tag = "points",
+    responses((status = 200, body = [KindView]), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn kinds() -> Json<Vec<KindView>> {
+    Json(
+        lifeboat_control::protectors::registry()
+            .all()
+            .map(|p| KindView::from(p.describe()))
+            .collect(),
+    )
 }
 
 /// A vault's figures: statistics (its whole index) and lock configuration.

@@ -122,13 +122,13 @@ pub async fn restore_database(
                     p.resource
                 )));
             }
-            let dbs =
-                lifeboat_files::list::list(v, id, Some(std::path::Path::new("/databases")), false)
-                    .map_err(|e| ApiError::internal(e.to_string()))?;
-            if !dbs
-                .iter()
-                .any(|e| e.path.rsplit('/').next() == Some(database.as_str()))
-            {
+            // The point's databases, as its protector lists them.
+            let listed = lifeboat_control::protectors::registry()
+                .of_point(&p.kind)
+                .ok_or_else(|| ApiError::bad_request(format!("no protector writes `{}` points", p.kind)))?
+                .contents(v, id, p, &lifeboat_protector::Query { limit: usize::MAX - 1, ..Default::default() })
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            if !listed.entries.iter().any(|e| e.name == database) {
                 return Err(ApiError::not_found(format!(
                     "point {} has no database `{database}`",
                     id.short()

@@ -327,6 +327,50 @@ pub struct EntryView {
     pub mtime: Option<DateTime<Utc>>,
 }
 
+/// A kind of resource, from its protector (`/kinds`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KindView {
+    /// The resource kind (`kind = "…"` in `lifeboat.toml`).
+    pub kind: String,
+    /// The point kinds its protector writes; the first is its main one.
+    pub point_kinds: Vec<String>,
+    /// A title in words.
+    pub title: String,
+    /// How a point's contents are walked: `tree` (`path`: a directory),
+    /// `levels` (`path`: an entry of the first level, none: that level),
+    /// `prefix` (`prefix`: keys starting with it); absent: not listed.
+    pub browse: Option<String>,
+    /// For `levels`: each level's name (`database`, `table`).
+    pub levels: Vec<String>,
+    /// The console's restore form: `files`, `database`, `bucket`, or
+    /// `command-only` (restored with `command`).
+    pub restore: String,
+    /// The command that restores its points.
+    pub command: String,
+}
+
+impl From<lifeboat_protector::Description> for KindView {
+    fn from(d: lifeboat_protector::Description) -> Self {
+        KindView {
+            kind: d.kind.into(),
+            point_kinds: d.point_kinds.iter().map(|k| k.to_string()).collect(),
+            title: d.title.into(),
+            browse: d.browse.map(|b| word(&b)),
+            levels: d.levels.iter().map(|l| l.to_string()).collect(),
+            restore: word(&d.restore),
+            command: d.command.into(),
+        }
+    }
+}
+
+/// The serde word of a protector's enum (`tree`, `command-only`).
+fn word<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 /// `/points/{vault}/{id}/contents`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Contents {

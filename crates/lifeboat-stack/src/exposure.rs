@@ -76,26 +76,13 @@ fn newest_data(
     member: &str,
     kind: &str,
 ) -> Option<DateTime<Utc>> {
-    let mut best: Option<DateTime<Utc>> = None;
-    for (_, v) in vaults {
-        let t = if kind == "mysql" {
-            lifeboat_mysql::Catalog::load(v, member)
-                .ok()
-                .and_then(|c| c.windows().iter().map(|w| w.to).max())
-        } else {
-            v.list_points_trusted().ok().and_then(|points| {
-                points
-                    .into_iter()
-                    .filter(|(_, p)| p.resource == member && p.kind == kind)
-                    .map(|(_, p)| p.time)
-                    .max()
-            })
-        };
-        if let Some(t) = t {
-            best = Some(best.map_or(t, |b| b.max(t)));
-        }
-    }
-    best
+    // How far each vault's restorable data reaches, as the member's
+    // protector judges it (a database's archive reaches past its snapshots).
+    let protector = lifeboat_control::protectors::registry().of_resource(kind)?;
+    vaults
+        .iter()
+        .filter_map(|(_, v)| protector.restorable_until(v, member))
+        .max()
 }
 
 /// The stack's exposure from its members': the worst of those not declared

@@ -46,6 +46,30 @@ fn every_route_but_healthz_needs_the_token() {
         .to_string();
     let paths = doc["paths"].as_object().unwrap();
     assert!(paths.len() >= 17, "{:?}", paths.keys());
+    // Each kind of resource as its protector describes it: what the
+    // console walks and restores by, instead of knowing the kinds.
+    let kinds = srv.json("/api/v1/kinds");
+    let kind = |k: &str| {
+        kinds
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["kind"] == k)
+            .unwrap_or_else(|| panic!("no kind {k} in {kinds}"))
+            .clone()
+    };
+    assert_eq!(kind("files")["browse"], "tree");
+    assert_eq!(kind("files")["restore"], "files");
+    let db = kind("mysql");
+    assert_eq!(
+        db["point_kinds"],
+        serde_json::json!(["mysql", "mysql-binlog"])
+    );
+    assert_eq!(db["browse"], "levels");
+    assert_eq!(db["levels"], serde_json::json!(["database", "table"]));
+    assert_eq!(kind("bucket")["browse"], "prefix");
+    assert_eq!(kind("instance")["restore"], "command-only");
+    assert_eq!(kind("instance")["command"], "lifeboat restore instance");
     // Every body has a schema.
     let schemas = doc["components"]["schemas"].as_object().unwrap();
     for s in [

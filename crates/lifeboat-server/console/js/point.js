@@ -113,11 +113,19 @@ function join(dir, name) {
 export async function render(main, r) {
   const [vault, id] = r.args;
   const p = await get(`/api/v1/points/${encodeURIComponent(vault)}/${encodeURIComponent(id)}`);
-  const files = p.kind === 'files' || p.kind === 'instance';
+  // What the point's protector says of its kind (`/kinds`): how its
+  // contents are walked and how it is restored. Only a protector's main
+  // point kind is walked and restored here.
+  const kinds = await get('/api/v1/kinds');
+  const d = kinds.find((k) => k.point_kinds.includes(p.kind)) || { point_kinds: [], browse: null, restore: 'command-only', command: `lifeboat restore ${p.kind}` };
+  const main_kind = d.point_kinds[0] === p.kind;
+  const browse = main_kind ? d.browse : null;
+  const files = browse === 'tree';
+  const levels = browse === 'levels';
   const path = r.query.get('path') || (files ? (p.paths[0] || '/') : '');
-  const q = files || p.kind === 'mysql' ? (path ? `?path=${encodeURIComponent(path)}` : '') : (path ? `?prefix=${encodeURIComponent(path)}` : '');
-  const listable = ['files', 'instance', 'mysql', 'bucket'].includes(p.kind);
-  const contents = listable ? await get(`/api/v1/points/${encodeURIComponent(vault)}/${p.id}/contents${q}`) : null;
+  const q = files || levels ? (path ? `?path=${encodeURIComponent(path)}` : '') : (path ? `?prefix=${encodeURIComponent(path)}` : '');
+  const contents = browse ? await get(`/api/v1/points/${encodeURIComponent(vault)}/${p.id}/contents${q}`) : null;
+  const restore = main_kind ? d.restore : 'command-only';
   const here = (x) => `#/points/${encodeURIComponent(vault)}/${p.id}?path=${encodeURIComponent(x)}`;
   put(main, ...heading(`Point ${short(p.id)}`, [['Resources', '#/resources'], [p.resource, `#/resources/${encodeURIComponent(p.resource)}`], [short(p.id)]]),
     h('div.card', h('dl',
@@ -132,15 +140,15 @@ export async function render(main, r) {
     const up = files && path !== '/' ? path.replace(/\/[^/]*\/?$/, '') || '/' : null;
     put(main, h('h2', `Contents: ${contents.listing || 'every key'}`),
       up !== null ? h('p', h('a', { href: here(up) }, `Up to ${up}`)) : null,
-      p.kind === 'mysql' && path ? h('p', h('a', { href: here('') }, 'All databases')) : null,
-      table(`Contents of ${contents.listing || 'every key'}`, ['Name', 'Kind', ['Size', 'num'], 'Modified', files || (p.kind === 'mysql' && !path) ? 'Action' : null].filter(Boolean),
+      levels && path ? h('p', h('a', { href: here('') }, `All ${d.levels[0]}s`)) : null,
+      table(`Contents of ${contents.listing || 'every key'}`, ['Name', 'Kind', ['Size', 'num'], 'Modified', (files && restore === 'files') || (levels && !path && restore === 'database') ? 'Action' : null].filter(Boolean),
         contents.entries.map((e) => {
           const full = files ? join(path, e.name) : e.name;
           const shown = files ? full.split('/').pop() || full : e.name;
-          const nameCell = (files && e.kind === 'dir') || e.kind === 'database'
+          const nameCell = (files && e.kind === 'dir') || (levels && !path)
             ? h('a', { href: here(full) }, shown) : shown;
           const cells = [h('td', nameCell), h('td', e.kind), num(bytes(e.size)), h('td', time(e.mtime))];
-          if (p.kind === 'mysql' && e.kind === 'database') {
+          if (levels && !path && restore === 'database') {
             cells.push(h('td', h('button.quiet', {
               type: 'button', 'aria-label': `Restore database ${e.name}`,
               onclick: () => {
@@ -150,7 +158,7 @@ export async function render(main, r) {
               },
             }, 'Restore…')));
           }
-          if (files) {
+          if (files && restore === 'files') {
             cells.push(h('td', h('button.quiet', {
               type: 'button', 'aria-label': `Restore ${full}`,
               onclick: () => { const f = document.getElementById('restore-path'); f.value = full; document.getElementById('restore-to').focus(); },
@@ -160,8 +168,8 @@ export async function render(main, r) {
         }), 'Empty.'),
       contents.truncated ? h('p.muted', 'Only the first entries are shown.') : null);
   }
-  if (p.kind === 'files') put(main, restoreForm(vault, p, path));
-  else if (p.kind === 'mysql') put(main, dbRestoreForm(vault, p, path));
-  else if (p.kind === 'bucket') put(main, bucketRestoreForm(vault, p, path));
-  else put(main, h('p.muted', `A ${p.kind} point is restored with \`lifeboat restore ${p.kind === 'mysql-binlog' ? 'mysql' : p.kind}\`; the console restores files, database and bucket points.`));
+  if (restore === 'files') put(main, restoreForm(vault, p, path));
+  else if (restore === 'database') put(main, dbRestoreForm(vault, p, path));
+  else if (restore === 'bucket') put(main, bucketRestoreForm(vault, p, path));
+  else put(main, h('p.muted', `A ${p.kind} point is restored with \`${d.command}\`; the console restores files, database and bucket points.`));
 }

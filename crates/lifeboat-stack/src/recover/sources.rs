@@ -42,7 +42,7 @@ impl<'v> BucketSources<'v> {
         let point = newest(vaults, member, "bucket", at);
         let point_data = point
             .as_ref()
-            .map(|p| point_newest_object(p.1, &p.3).unwrap_or(p.3.time));
+            .map(|p| lifeboat_bucket::protector::newest_object(p.1, &p.3).unwrap_or(p.3.time));
         let use_replica = match (&replica, point_data) {
             (Some((_, rt)), Some(pt)) if to_the_second => rt.timestamp() >= pt.timestamp(),
             (Some((_, rt)), Some(pt)) => *rt >= pt,
@@ -222,19 +222,6 @@ pub(crate) fn newest<'v>(
         }
     }
     best
-}
-
-/// The newest object modification time in a bucket point (its data time;
-/// the point's own time is when it was taken, after that).
-pub(crate) fn point_newest_object(v: &Vault, p: &RecoveryPoint) -> Option<DateTime<Utc>> {
-    let index = v.load_index().ok()?;
-    let mut newest: i64 = 0;
-    lifeboat_bucket::restore::walk(v, &index, &p.tree, "", &mut |_, n| {
-        newest = newest.max(n.mtime_ns);
-        Ok(())
-    })
-    .ok()?;
-    (newest > 0).then(|| DateTime::from_timestamp_nanos(newest))
 }
 
 #[cfg(test)]

@@ -1,0 +1,78 @@
+//! The bucket protector as the layers above it see it (`lifeboat-protector`).
+
+use chrono::{DateTime, Utc};
+use lifeboat_protector::{
+    Browse, BrowseError, Description, Entry, Listing, Protector, Query, RestoreForm, time_of,
+};
+use lifeboat_vault::{Id, RecoveryPoint, Vault};
+
+use crate::BucketError;
+
+/// S3 and directory buckets.
+pub struct BucketProtector;
+
+/// The bucket protector, for the registry.
+pub static PROTECTOR: BucketProtector = BucketProtector;
+
+/// The newest object modification time in bucket point `p` (the time its
+/// objects are from; the point's own time is when it was taken, after that).
+pub fn newest_object(v: &Vault, p: &RecoveryPoint) -> Option<DateTime<Utc>> {
+    let index = v.load_index().ok()?;
+    let mut newest: i64 = 0;
+    crate::restore::walk(v, &index, &p.tree, "", &mut |_, n| {
+        newest = newest.max(n.mtime_ns);
+        Ok(())
+    })
+    .ok()?;
+    time_of(newest)
+}
+
+impl Protector for BucketProtector {
+    fn describe(&self) -> Description {
+        Description {
+            kind: "bucket",
+            point_kinds: &["bucket"],
+            title: "Buckets (S3 or a directory)",
+            browse: Some(Browse::Prefix),
+            levels: &[],
+            restore: RestoreForm::Bucket,
+            command: "lifeboat restore bucket",
+        }
+    }
+
+    /// The keys of the point that start with `query.prefix`.
+    fn contents(
+        &self,
+        vault: &Vault,
+        _id: &Id,
+        point: &RecoveryPoint,
+        query: &Query,
+    ) -> Result<Listing, BrowseError> {
+        let prefix = query.prefix.clone().unwrap_or_default();
+        let index = vault
+            .load_index()
+            .map_err(|e| BrowseError::Vault(e.to_string()))?;
+        let mut entries = Vec::new();
+        let stop = "listing limit reached";
+        let walked = crate::restore::walk(vault, &index, &point.tree, "", &mut |key, node| {
+            if key.starts_with(&prefix) {
+                if entries.len() > query.limit {
+                    return Err(BucketError::BadPoint(stop.into()));
+                }
+                entries.push(Entry {
+                    name: key,
+                    kind: "object".into(),
+                    size: node.size,
+                    mtime: time_of(node.mtime_ns),
+                });
+            }
+            Ok(())
+        });
+        match walked {
+            Err(BucketError::BadPoint(m)) if m == stop => {}
+            Err(e) => return Err(BrowseError::Vault(e.to_string())),
+            Ok(()) => {}
+        }
+        Ok(Listing::cut(prefix, entries, query.limit))
+    }
+}

@@ -1,0 +1,121 @@
+//! The files protector as the layers above it see it (`lifeboat-protector`).
+
+use std::path::Path;
+
+use lifeboat_protector::{
+    Browse, BrowseError, Description, Entry, Listing, Protector, Query, RestoreForm, time_of,
+};
+use lifeboat_vault::{Id, RecoveryPoint, Vault};
+
+use crate::FilesError;
+
+/// Directory trees.
+pub struct FilesProtector;
+
+/// The files protector, for the registry.
+pub static PROTECTOR: FilesProtector = FilesProtector;
+
+/// One directory of a tree point: `query.path` (default `/`), each entry
+/// named by its absolute path in the point. Shared by every protector
+/// whose points are directory trees (an instance's).
+pub fn tree_contents(vault: &Vault, id: &Id, query: &Query) -> Result<Listing, BrowseError> {
+    let path = query.path.clone().unwrap_or_else(|| "/".into());
+    if path.contains('\0') {
+        return Err(BrowseError::BadQuery("the path holds a NUL byte".into()));
+    }
+    let list =
+        crate::list::list(vault, id, Some(Path::new(&path)), false).map_err(|e| match e {
+            FilesError::NotInPoint(p) => BrowseError::NotInPoint(p.display().to_string()),
+            e => BrowseError::Vault(e.to_string()),
+        })?;
+    let entries = list
+        .into_iter()
+        .map(|e| Entry {
+            name: e.path,
+            kind: format!("{:?}", e.kind).to_lowercase(),
+            size: e.size,
+            mtime: time_of(e.mtime_ns),
+        })
+        .collect();
+    Ok(Listing::cut(path, entries, query.limit))
+}
+
+impl Protector for FilesProtector {
+    fn describe(&self) -> Description {
+        Description {
+            kind: "files",
+            point_kinds: &["files"],
+            title: "Directory trees",
+            browse: Some(Browse::Tree),
+            levels: &[],
+            restore: RestoreForm::Files,
+            command: "lifeboat restore files",
+        }
+    }
+
+    fn contents(
+        &self,
+        vault: &Vault,
+        id: &Id,
+        _point: &RecoveryPoint,
+        query: &Query,
+    ) -> Result<Listing, BrowseError> {
+        tree_contents(vault, id, query)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tree_point_lists_one_directory_and_names_what_it_lacks() {
+        let t = tempfile::tempdir().unwrap();
+        let data = t.path().join("data");
+        std::fs::create_dir_all(data.join("sub")).unwrap();
+        std::fs::write(data.join("a.txt"), b"hello").unwrap();
+        let opts = lifeboat_vault::vault::InitOptions {
+            kdf: lifeboat_vault::crypto::KdfParams::insecure_fast(),
+            ..Default::default()
+        };
+        let v = Vault::init(
+            &lifeboat_vault::Location::Dir(t.path().join("v")),
+            b"pw",
+            &opts,
+        )
+        .unwrap();
+        let backup = crate::BackupOptions {
+            paths: vec![data.clone()],
+            ..Default::default()
+        };
+        let made = crate::backup(&v, &backup, &Default::default()).unwrap();
+        let query = |path: &str| Query {
+            path: Some(path.into()),
+            limit: 10,
+            ..Default::default()
+        };
+        let l = PROTECTOR
+            .contents(
+                &v,
+                &made.id,
+                &made.point,
+                &query(&data.display().to_string()),
+            )
+            .unwrap();
+        let names: Vec<(String, String)> = l
+            .entries
+            .iter()
+            .map(|e| (e.name.clone(), e.kind.clone()))
+            .collect();
+        let at = |n: &str| data.join(n).display().to_string();
+        assert_eq!(
+            names,
+            [(at("a.txt"), "file".into()), (at("sub"), "dir".into())]
+        );
+        assert_eq!(l.entries[0].size, 5);
+        let missing = PROTECTOR.contents(&v, &made.id, &made.point, &query("/nowhere"));
+        assert!(matches!(missing, Err(BrowseError::NotInPoint(p)) if p == "/nowhere"));
+        let nul = PROTECTOR.contents(&v, &made.id, &made.point, &query("/a\0b"));
+        assert!(matches!(nul, Err(BrowseError::BadQuery(_))));
+    }
+}

@@ -1,0 +1,100 @@
+//! The database protector as the layers above it see it (`lifeboat-protector`).
+
+use chrono::{DateTime, Utc};
+use lifeboat_protector::{
+    Browse, BrowseError, Description, Entry, Listing, Protector, Query, RestoreForm, time_of,
+};
+use lifeboat_vault::tree::NodeKind;
+use lifeboat_vault::{Id, RecoveryPoint, Vault};
+
+/// MySQL/MariaDB servers: snapshots and their binlog archive.
+pub struct MysqlProtector;
+
+/// The database protector, for the registry.
+pub static PROTECTOR: MysqlProtector = MysqlProtector;
+
+/// The directories of a snapshot point's tree at `path` (its names).
+fn dirs_at(vault: &Vault, point: &RecoveryPoint, path: &[&str]) -> Result<Vec<Entry>, BrowseError> {
+    let vault_err = |e: lifeboat_vault::VaultError| BrowseError::Vault(e.to_string());
+    let index = vault.load_index().map_err(vault_err)?;
+    let mut tree = vault.read_tree(&index, &point.tree).map_err(vault_err)?;
+    for name in path {
+        // As a tree's listing says it: the whole path asked for.
+        let sub = tree
+            .find(name.as_bytes())
+            .and_then(|n| n.subtree)
+            .ok_or_else(|| BrowseError::NotInPoint(format!("/{}", path.join("/"))))?;
+        tree = vault.read_tree(&index, &sub).map_err(vault_err)?;
+    }
+    Ok(tree
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.kind, NodeKind::Dir))
+        .map(|n| Entry {
+            name: String::from_utf8_lossy(&n.name_bytes()).into_owned(),
+            kind: String::new(),
+            size: n.size,
+            mtime: time_of(n.mtime_ns),
+        })
+        .collect())
+}
+
+/// The databases a snapshot point holds.
+pub fn databases(vault: &Vault, point: &RecoveryPoint) -> Result<Vec<String>, BrowseError> {
+    Ok(dirs_at(vault, point, &["databases"])?
+        .into_iter()
+        .map(|e| e.name)
+        .collect())
+}
+
+impl Protector for MysqlProtector {
+    fn describe(&self) -> Description {
+        Description {
+            kind: "mysql",
+            point_kinds: &[crate::KIND_SNAPSHOT, crate::KIND_BINLOG],
+            title: "MySQL/MariaDB databases",
+            browse: Some(Browse::Levels),
+            levels: &["database", "table"],
+            restore: RestoreForm::Database,
+            command: "lifeboat restore mysql",
+        }
+    }
+
+    /// A snapshot's databases, or one database's tables (`query.path`).
+    fn contents(
+        &self,
+        vault: &Vault,
+        _id: &Id,
+        point: &RecoveryPoint,
+        query: &Query,
+    ) -> Result<Listing, BrowseError> {
+        if point.kind != crate::KIND_SNAPSHOT {
+            return Err(BrowseError::BadQuery(format!(
+                "a point of kind `{}` has no contents to list (files, instance, mysql and bucket points do)",
+                point.kind
+            )));
+        }
+        let (listing, path, kind) = match query.path.as_deref().filter(|p| !p.is_empty()) {
+            None => ("databases".to_string(), vec!["databases"], "database"),
+            Some(db) if db.contains(['/', '\0']) => {
+                return Err(BrowseError::BadQuery(format!(
+                    "`{db}` is not a database name"
+                )));
+            }
+            Some(db) => (db.to_string(), vec!["databases", db, "tables"], "table"),
+        };
+        let mut entries = dirs_at(vault, point, &path)?;
+        for e in &mut entries {
+            e.kind = kind.into();
+        }
+        Ok(Listing::cut(listing, entries, query.limit))
+    }
+
+    /// The newest restorable second of the database's archive and
+    /// snapshots (its restorable windows).
+    fn restorable_until(&self, vault: &Vault, resource: &str) -> Option<DateTime<Utc>> {
+        crate::Catalog::load(vault, resource)
+            .ok()
+            .and_then(|c| c.windows().iter().map(|w| w.to).max())
+    }
+}
