@@ -47,11 +47,12 @@ fn duration(flag: &str, s: &str) -> Result<Duration> {
         .map_err(|e| crate::common::usage(format!("{flag} {s:?}: {e}")))
 }
 
-pub fn run(g: &Global, a: DrillArgs) -> Result<ExitCode> {
-    let cfg = match load(g, &a.file)? {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
-    };
+/// The drill to run: its stack, site, pick and keep-for, from `--drill`
+/// (its declaration) or `--stack`/`--to`, with the flags over them.
+fn chosen(
+    cfg: &lifeboat_config::Config,
+    a: &DrillArgs,
+) -> Result<(String, String, Pick, Duration)> {
     let (stack, site, mut pick, mut keep_for) = match &a.drill {
         Some(d) => {
             let dr = cfg.drills.get(d).ok_or_else(|| {
@@ -82,6 +83,15 @@ pub fn run(g: &Global, a: DrillArgs) -> Result<ExitCode> {
     if let Some(k) = &a.keep_for {
         keep_for = duration("--keep-for", k)?;
     }
+    Ok((stack, site, pick, keep_for))
+}
+
+pub fn run(g: &Global, a: DrillArgs) -> Result<ExitCode> {
+    let cfg = match load(g, &a.file)? {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let (stack, site, pick, keep_for) = chosen(&cfg, &a)?;
     let dir = a.state.dir();
     let opts = lifeboat_stack::drill::DrillOptions {
         pick,
@@ -121,39 +131,7 @@ pub fn run(g: &Global, a: DrillArgs) -> Result<ExitCode> {
             return Err(e.into());
         }
     };
-    // The store keeps the log's end; the whole report goes beside it.
-    let log = r.log();
-    store.finish(
-        job,
-        &JobEnd {
-            status: if r.passed {
-                status::SUCCEEDED
-            } else {
-                status::FAILED
-            }
-            .into(),
-            error: if r.passed {
-                None
-            } else {
-                Some(
-                    r.error
-                        .clone()
-                        .or_else(|| r.missed.first().cloned())
-                        .unwrap_or_else(|| match &r.check {
-                            Some(c) => format!(
-                                "the stack's check {}: {}",
-                                c.ended(),
-                                c.output.lines().last().unwrap_or("")
-                            ),
-                            None => "the drill failed".into(),
-                        }),
-                )
-            },
-            log,
-            report: Some(serde_json::to_string(&r)?),
-            ..Default::default()
-        },
-    )?;
+    record(&store, job, &r)?;
     // Kept in the site's vaults too: `report` on a host whose history never
     // saw this drill (the secondary, after the primary's loss) reads it there.
     let (_, not_kept) = lifeboat_stack::kept::keep(
@@ -165,59 +143,95 @@ pub fn run(g: &Global, a: DrillArgs) -> Result<ExitCode> {
         &serde_json::to_value(&r)?,
     );
     if !g.quiet {
-        for w in &not_kept {
+        let teardown = r
+            .teardown_error
+            .as_ref()
+            .map(|e| format!("the scratch stack was not removed whole: {e}"));
+        for w in not_kept
+            .iter()
+            .cloned()
+            .chain(teardown)
+            .chain(r.launch_spec_warning())
+        {
             eprintln!("warning: {w}");
         }
-    }
-    if let Some(e) = &r.teardown_error
-        && !g.quiet
-    {
-        eprintln!("warning: the scratch stack was not removed whole: {e}");
-    }
-    if let Some(w) = r.launch_spec_warning()
-        && !g.quiet
-    {
-        eprintln!("warning: {w}");
     }
     if g.json {
         let mut j = serde_json::to_value(&r)?;
         j["job"] = job.into();
         print_json(&j)?;
     } else if !g.quiet {
-        // The steps were printed as they ended; what is left is what went wrong
-        // and the check's own output.
-        if let Some(e) = &r.error {
-            println!("  recovery failed: {e}");
-        }
-        if let Some(c) = &r.check {
-            println!("  check `{}` {}:", c.command, c.ended());
-            for l in c.output.lines() {
-                println!("    {l}");
-            }
-        }
-        match &r.recovery {
-            Some(rec) => println!(
-                "drill {job} of stack `{stack}`: {} — RPO {}, RTO {:.1} s{}; scratch stack {}",
-                if r.passed { "passed" } else { "FAILED" },
-                rec.rpo_s.map_or("-".into(), |v| format!("{v:.1} s")),
-                rec.rto_s,
-                r.at.map(|t| format!(", recovered to {}", t.to_rfc3339()))
-                    .unwrap_or_default(),
-                if r.torn_down {
-                    "removed"
-                } else {
-                    "NOT removed"
-                }
-            ),
-            None => println!(
-                "drill {job} of stack `{stack}`: FAILED — {}",
-                r.error.as_deref().unwrap_or("")
-            ),
-        }
+        print_outcome(job, &stack, &r);
     }
     Ok(if r.passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(3)
     })
+}
+
+/// The drill's job ended in the store, with its log and whole report (the
+/// store keeps the log's end; the report goes beside it).
+fn record(store: &SqliteStore, job: i64, r: &lifeboat_stack::drill::DrillReport) -> Result<()> {
+    let failure = (!r.passed).then(|| {
+        r.error
+            .clone()
+            .or_else(|| r.missed.first().cloned())
+            .unwrap_or_else(|| match &r.check {
+                Some(c) => format!(
+                    "the stack's check {}: {}",
+                    c.ended(),
+                    c.output.lines().last().unwrap_or("")
+                ),
+                None => "the drill failed".into(),
+            })
+    });
+    store.finish(
+        job,
+        &JobEnd {
+            status: match r.passed {
+                true => status::SUCCEEDED,
+                false => status::FAILED,
+            }
+            .into(),
+            error: failure,
+            log: r.log(),
+            report: Some(serde_json::to_string(r)?),
+            ..Default::default()
+        },
+    )?;
+    Ok(())
+}
+
+/// What is left to print after the steps (printed as they ended): what
+/// went wrong, the check's own output, and the drill's one-line outcome.
+fn print_outcome(job: i64, stack: &str, r: &lifeboat_stack::drill::DrillReport) {
+    if let Some(e) = &r.error {
+        println!("  recovery failed: {e}");
+    }
+    if let Some(c) = &r.check {
+        println!("  check `{}` {}:", c.command, c.ended());
+        for l in c.output.lines() {
+            println!("    {l}");
+        }
+    }
+    match &r.recovery {
+        Some(rec) => println!(
+            "drill {job} of stack `{stack}`: {} — RPO {}, RTO {:.1} s{}; scratch stack {}",
+            if r.passed { "passed" } else { "FAILED" },
+            rec.rpo_s.map_or("-".into(), |v| format!("{v:.1} s")),
+            rec.rto_s,
+            r.at.map(|t| format!(", recovered to {}", t.to_rfc3339()))
+                .unwrap_or_default(),
+            if r.torn_down {
+                "removed"
+            } else {
+                "NOT removed"
+            }
+        ),
+        None => println!(
+            "drill {job} of stack `{stack}`: FAILED — {}",
+            r.error.as_deref().unwrap_or("")
+        ),
+    }
 }

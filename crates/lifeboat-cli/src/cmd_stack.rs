@@ -37,105 +37,191 @@ pub enum StackCmd {
 }
 
 pub fn run(g: &Global, c: StackCmd) -> Result<ExitCode> {
-    let quiet = g.quiet || g.json;
     match c {
-        StackCmd::Up(t) => {
-            let cfg = match load(g, &t.file)? {
-                Ok(c) => c,
-                Err(code) => return Ok(code),
-            };
-            let started = std::time::Instant::now();
-            let state = lifeboat_stack::up(&cfg, &t.stack, &t.site)?;
-            let secs = started.elapsed().as_secs_f64();
-            if g.json {
-                print_json(&serde_json::json!({"state": state, "duration_s": secs}))?;
-            } else if !quiet {
-                for (n, m) in &state.members {
-                    let what = ["dsn", "url", "location", "path"]
-                        .iter()
-                        .find_map(|k| m.outputs.get(*k))
-                        .cloned()
-                        .unwrap_or_default();
-                    println!("  {n:<20} {:<9} {what}", m.kind);
-                }
-                println!(
-                    "stack `{}` is up in site `{}` ({secs:.1} s)",
-                    t.stack, t.site
-                );
-            }
-            Ok(ExitCode::SUCCESS)
+        StackCmd::Up(t) => up(g, t),
+        StackCmd::Down { target: t, purge } => down(g, t, purge),
+        StackCmd::Status(t) => status(g, t),
+    }
+}
+
+/// `stack up`: each member and what it provides, and the time it took.
+fn up(g: &Global, t: Target) -> Result<ExitCode> {
+    let quiet = g.quiet || g.json;
+    let cfg = match load(g, &t.file)? {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let started = std::time::Instant::now();
+    let state = lifeboat_stack::up(&cfg, &t.stack, &t.site)?;
+    let secs = started.elapsed().as_secs_f64();
+    if g.json {
+        print_json(&serde_json::json!({"state": state, "duration_s": secs}))?;
+    } else if !quiet {
+        for (n, m) in &state.members {
+            let what = ["dsn", "url", "location", "path"]
+                .iter()
+                .find_map(|k| m.outputs.get(*k))
+                .cloned()
+                .unwrap_or_default();
+            println!("  {n:<20} {:<9} {what}", m.kind);
         }
-        StackCmd::Down { target: t, purge } => {
-            let cfg = match load(g, &t.file)? {
-                Ok(c) => c,
-                Err(code) => return Ok(code),
-            };
-            // A line per member as it goes (stopping servers and removing
-            // data can take a minute; stderr, so `--json` stays parseable).
-            let progress = |l: &str| {
-                if !g.quiet {
-                    eprintln!("  {l}");
-                }
-            };
-            let state = lifeboat_stack::down(&cfg, &t.stack, &t.site, purge, &progress)?;
-            if g.json {
-                print_json(
-                    &serde_json::json!({"stopped": state.is_some(), "purged": purge && state.is_some()}),
-                )?;
-            } else if !quiet {
-                match state {
-                    None => println!(
-                        "stack `{}` was never brought up in site `{}`",
-                        t.stack, t.site
-                    ),
-                    Some(_) if purge => println!(
-                        "stack `{}` in site `{}` is down and its directories are removed",
-                        t.stack, t.site
-                    ),
-                    Some(_) => println!(
-                        "stack `{}` in site `{}` is down (data kept; `stack up` starts it again)",
-                        t.stack, t.site
-                    ),
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+        println!(
+            "stack `{}` is up in site `{}` ({secs:.1} s)",
+            t.stack, t.site
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stack down`: a line per member as it goes, then what was done.
+fn down(g: &Global, t: Target, purge: bool) -> Result<ExitCode> {
+    let quiet = g.quiet || g.json;
+    let cfg = match load(g, &t.file)? {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    // A line per member as it goes (stopping servers and removing
+    // data can take a minute; stderr, so `--json` stays parseable).
+    let progress = |l: &str| {
+        if !g.quiet {
+            eprintln!("  {l}");
         }
-        StackCmd::Status(t) => {
-            let cfg = match load(g, &t.file)? {
-                Ok(c) => c,
-                Err(code) => return Ok(code),
-            };
-            let members = lifeboat_stack::stack::status(&cfg, &t.stack, &t.site)?;
-            let all_up = members.iter().all(|m| m.status == "up");
-            if g.json {
-                print_json(
-                    &serde_json::json!({"stack": t.stack, "site": t.site, "up": all_up, "members": members}),
-                )?;
-            } else if !g.quiet {
-                for m in &members {
-                    println!(
-                        "  {:<20} {:<9} {:<8} {:<28} {}",
-                        m.name,
-                        m.kind,
-                        m.status,
-                        address(&m.outputs),
-                        m.detail.as_deref().unwrap_or("")
-                    );
-                }
-                println!(
-                    "stack `{}` in site `{}`: {}",
-                    t.stack,
-                    t.site,
-                    if all_up { "up" } else { "not all up" }
-                );
-            }
-            Ok(if all_up {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(3)
-            })
+    };
+    let state = lifeboat_stack::down(&cfg, &t.stack, &t.site, purge, &progress)?;
+    if g.json {
+        print_json(
+            &serde_json::json!({"stopped": state.is_some(), "purged": purge && state.is_some()}),
+        )?;
+    } else if !quiet {
+        match state {
+            None => println!(
+                "stack `{}` was never brought up in site `{}`",
+                t.stack, t.site
+            ),
+            Some(_) if purge => println!(
+                "stack `{}` in site `{}` is down and its directories are removed",
+                t.stack, t.site
+            ),
+            Some(_) => println!(
+                "stack `{}` in site `{}` is down (data kept; `stack up` starts it again)",
+                t.stack, t.site
+            ),
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `stack status`: each member's status; exit 3 when some are not up.
+fn status(g: &Global, t: Target) -> Result<ExitCode> {
+    let cfg = match load(g, &t.file)? {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let members = lifeboat_stack::stack::status(&cfg, &t.stack, &t.site)?;
+    let all_up = members.iter().all(|m| m.status == "up");
+    if g.json {
+        print_json(
+            &serde_json::json!({"stack": t.stack, "site": t.site, "up": all_up, "members": members}),
+        )?;
+    } else if !g.quiet {
+        for m in &members {
+            println!(
+                "  {:<20} {:<9} {:<8} {:<28} {}",
+                m.name,
+                m.kind,
+                m.status,
+                address(&m.outputs),
+                m.detail.as_deref().unwrap_or("")
+            );
+        }
+        println!(
+            "stack `{}` in site `{}`: {}",
+            t.stack,
+            t.site,
+            if all_up { "up" } else { "not all up" }
+        );
+    }
+    Ok(if all_up {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
+/// A recovery's report in words (its steps were printed as they ended):
+/// each member's source, what protects it now, the fences, warnings, the
+/// stack's addresses, and the RPO and RTO against their objectives.
+fn print_recovery(r: &lifeboat_stack::recover::RecoveryReport) {
+    println!("sources:");
+    for s in &r.sources {
+        println!(
+            "  {:<16} {:<9} {:<13} {}  data from {}, RPO {}{}",
+            s.member,
+            s.kind,
+            s.from,
+            s.point
+                .as_deref()
+                .map(|p| &p[..12.min(p.len())])
+                .unwrap_or("-"),
+            s.data_time.map_or("-".into(), |t| t
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            secs(s.rpo_s),
+            if s.stateless {
+                " (stateless: not in the stack's RPO)"
+            } else {
+                ""
+            }
+        );
+        println!("  {:<16} {}", "", s.why);
+        if let Some(from) = &s.launch_spec {
+            println!(
+                "  {:<16} launch spec: from {from}{}",
+                "",
+                if s.launch_spec_differs {
+                    " (the point's differs: the file's is used)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    for p in &r.protection {
+        match (p.archive_pid, p.binlog_from) {
+            (Some(pid), Some(from)) => println!(
+                "  {} is protected: snapshot {} in vault `{}`, binlog archive running (pid {pid}, binlog from file {from})",
+                p.member,
+                &p.snapshot[..12],
+                p.vault,
+            ),
+            _ => println!(
+                "  {} is protected: first {} point {} in vault `{}`",
+                p.member,
+                p.kind,
+                &p.snapshot[..12],
+                p.vault,
+            ),
+        }
+    }
+    for f in r.switchover.iter().flat_map(|q| &q.fences) {
+        println!("  {}", fence_line(f));
+    }
+    for w in &r.warnings {
+        eprintln!("warning: {w}");
+    }
+    for (k, v) in &r.outputs {
+        if k.ends_with(".url") || k.ends_with(".dsn") || k.ends_with(".location") {
+            println!("  {k} = {v}");
+        }
+    }
+    println!(
+        "stack `{}` recovered in site `{}`: RPO {} (objective {}), {} (RTO objective {})",
+        r.stack,
+        r.site,
+        secs(r.rpo_s),
+        r.objectives.rpo_s.map_or("-".into(), |v| format!("{v} s")),
+        times(r),
+        r.objectives.rto_s.map_or("-".into(), |v| format!("{v} s")),
+    );
 }
 
 /// Where a member answers: a server's `host:port` (and its socket), an
@@ -338,76 +424,7 @@ pub fn recover(g: &Global, a: RecoverArgs) -> Result<ExitCode> {
         }
         print_json(&j)?;
     } else if !g.quiet {
-        println!("sources:");
-        for s in &r.sources {
-            println!(
-                "  {:<16} {:<9} {:<13} {}  data from {}, RPO {}{}",
-                s.member,
-                s.kind,
-                s.from,
-                s.point
-                    .as_deref()
-                    .map(|p| &p[..12.min(p.len())])
-                    .unwrap_or("-"),
-                s.data_time.map_or("-".into(), |t| t
-                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-                secs(s.rpo_s),
-                if s.stateless {
-                    " (stateless: not in the stack's RPO)"
-                } else {
-                    ""
-                }
-            );
-            println!("  {:<16} {}", "", s.why);
-            if let Some(from) = &s.launch_spec {
-                println!(
-                    "  {:<16} launch spec: from {from}{}",
-                    "",
-                    if s.launch_spec_differs {
-                        " (the point's differs: the file's is used)"
-                    } else {
-                        ""
-                    }
-                );
-            }
-        }
-        for p in &r.protection {
-            match (p.archive_pid, p.binlog_from) {
-                (Some(pid), Some(from)) => println!(
-                    "  {} is protected: snapshot {} in vault `{}`, binlog archive running (pid {pid}, binlog from file {from})",
-                    p.member,
-                    &p.snapshot[..12],
-                    p.vault,
-                ),
-                _ => println!(
-                    "  {} is protected: first {} point {} in vault `{}`",
-                    p.member,
-                    p.kind,
-                    &p.snapshot[..12],
-                    p.vault,
-                ),
-            }
-        }
-        for f in r.switchover.iter().flat_map(|q| &q.fences) {
-            println!("  {}", fence_line(f));
-        }
-        for w in &r.warnings {
-            eprintln!("warning: {w}");
-        }
-        for (k, v) in &r.outputs {
-            if k.ends_with(".url") || k.ends_with(".dsn") || k.ends_with(".location") {
-                println!("  {k} = {v}");
-            }
-        }
-        println!(
-            "stack `{}` recovered in site `{}`: RPO {} (objective {}), {} (RTO objective {})",
-            r.stack,
-            r.site,
-            secs(r.rpo_s),
-            r.objectives.rpo_s.map_or("-".into(), |v| format!("{v} s")),
-            times(&r),
-            r.objectives.rto_s.map_or("-".into(), |v| format!("{v} s")),
-        );
+        print_recovery(&r);
     }
     let missed = r.objectives.rpo_met == Some(false) || r.objectives.rto_met == Some(false);
     Ok(if missed || !r.warnings.is_empty() {

@@ -32,6 +32,7 @@ pub mod planned;
 pub mod process;
 pub mod protect;
 pub mod protect_data;
+mod provision_db;
 pub mod purge;
 pub mod recover;
 pub mod stack;

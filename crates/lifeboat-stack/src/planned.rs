@@ -52,24 +52,44 @@ pub struct Quiesced {
     pub archives_stopped: Vec<(String, u32)>,
 }
 
-/// Stops the writes of `stack` at its primary site (the members' own site)
-/// and waits until `target`'s vaults hold every commit.
-pub fn quiesce(cfg: &Config, stack: &str, target: &str, timeout: Duration) -> Result<Quiesced> {
-    let s = &cfg.stacks[stack];
-    let primary = s
+/// The site `stack` runs in now (its members' own site), refused when it
+/// is not declared or is the switchover's `target` already.
+fn primary_site<'c>(cfg: &'c Config, stack: &str, target: &str) -> Result<&'c str> {
+    let primary = cfg.stacks[stack]
         .members
         .iter()
         .find_map(|m| cfg.resources.get(m)?.site.as_deref())
         .ok_or_else(|| {
             StackError::Refused(format!(
-            "a planned switchover needs the primary: give stack `{stack}`'s members their `site`"
-        ))
+                "a planned switchover needs the primary: give stack `{stack}`'s members their `site`"
+            ))
         })?;
     if primary == target {
         return Err(StackError::Refused(format!(
             "stack `{stack}` already runs in site `{target}`: a switchover goes to another site"
         )));
     }
+    Ok(primary)
+}
+
+/// Stops every instance of the primary's stack that runs: no new writes.
+fn stop_instances(st: &StackState) -> Result<()> {
+    for (_, m) in st.members.iter().filter(|(_, m)| m.kind == "instance") {
+        if m.dir
+            .join(lifeboat_instance::supervise::LAUNCH_PID)
+            .exists()
+        {
+            lifeboat_instance::supervise::stop(&m.dir)?;
+        }
+    }
+    Ok(())
+}
+
+/// Stops the writes of `stack` at its primary site (the members' own site)
+/// and waits until `target`'s vaults hold every commit.
+pub fn quiesce(cfg: &Config, stack: &str, target: &str, timeout: Duration) -> Result<Quiesced> {
+    let s = &cfg.stacks[stack];
+    let primary = primary_site(cfg, stack, target)?;
     // Nothing is stopped unless the archive reaches the target: else the
     // drain could only time out, with the application already down.
     archive_is_live(cfg, stack, target)?;
@@ -77,14 +97,7 @@ pub fn quiesce(cfg: &Config, stack: &str, target: &str, timeout: Duration) -> Re
     let pstate = StackState::read(&proot, stack)?;
     // 1. The application stops: no new writes.
     if let Some(st) = &pstate {
-        for (_, m) in st.members.iter().filter(|(_, m)| m.kind == "instance") {
-            if m.dir
-                .join(lifeboat_instance::supervise::LAUNCH_PID)
-                .exists()
-            {
-                lifeboat_instance::supervise::stop(&m.dir)?;
-            }
-        }
+        stop_instances(st)?;
     }
     // 2. Each database fenced; where each stopped.
     let mut held = Vec::new();

@@ -11,7 +11,7 @@ use lifeboat_config::{Config, ResourceKind, Stack};
 use serde::Serialize;
 
 use crate::mariadb::Server;
-use crate::process::{self, Proc};
+use crate::process::Proc;
 use crate::state::{MemberState, StackState};
 use crate::{Result, StackError};
 
@@ -123,17 +123,6 @@ fn mkdir(p: &Path) -> Result<()> {
     std::fs::create_dir_all(p).map_err(|e| StackError::io("create", p, e))
 }
 
-/// `host` and `port` of a `mysql://user@host:port` DSN.
-fn dsn_host_port(dsn: &str) -> Option<(String, u16)> {
-    let rest = dsn.strip_prefix("mysql://")?;
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
-    let hostport = rest.split('/').next()?;
-    match hostport.rsplit_once(':') {
-        Some((h, p)) => Some((h.to_string(), p.parse().ok()?)),
-        None => Some((hostport.to_string(), 3306)),
-    }
-}
-
 /// Provisions a database server, bucket or files member (an empty one, or
 /// the one already there), starting its server if it has one. In the
 /// resource's own site (`[resource.X] site`; `site` is `None` for a scratch
@@ -174,97 +163,21 @@ pub fn provision(
     let mut password = None;
     match &r.kind {
         ResourceKind::Mysql { dsn, .. } => {
-            let running = before.and_then(|b| b.process.clone()).filter(Proc::alive);
-            // The port the file declares in the resource's own site; else
-            // the one it had (clients of a restarted stack keep their DSN).
-            let declared = if own_site {
-                let (host, port) = dsn_host_port(dsn).ok_or_else(|| {
-                    StackError::Refused(format!(
-                        "resource `{name}`: cannot read host and port of {dsn}"
-                    ))
-                })?;
-                // A server the file declares that is already there and not
-                // ours (another host, or a port something else answers on)
-                // is used as it is: nothing is provisioned for it.
-                let local = matches!(host.as_str(), "127.0.0.1" | "localhost");
-                let answers = || std::net::TcpStream::connect((host.as_str(), port)).is_ok();
-                if !local || (running.is_none() && answers()) {
-                    if !answers() {
-                        return Err(StackError::Process(format!(
-                            "resource `{name}`'s server {host}:{port} does not answer: the embedded default provisions servers on 127.0.0.1 only; start that server, or declare a local one"
-                        )));
-                    }
-                    let _ = std::fs::remove_dir(&dir);
-                    outputs.insert("dsn".into(), dsn.clone());
-                    outputs.insert("host".into(), host);
-                    outputs.insert("port".into(), port.to_string());
-                    return Ok(MemberState {
-                        kind: r.kind.name().into(),
-                        dir,
-                        outputs,
-                        borrowed: true,
-                        provisioned: Some(false),
-                        ..Default::default()
-                    });
+            let at = crate::provision_db::Provisioning {
+                cfg,
+                name,
+                dir: &dir,
+                own_site,
+                before,
+            };
+            match crate::provision_db::provision(&at, dsn)? {
+                crate::provision_db::Database::Theirs(m) => return Ok(m),
+                crate::provision_db::Database::Ours(db) => {
+                    proc = Some(db.process);
+                    password = db.password;
+                    outputs = db.outputs;
                 }
-                Some(port)
-            } else {
-                None
-            };
-            // Outside its own site, where the file pins it (`recover_listen`).
-            let pinned = match own_site {
-                true => None,
-                false => crate::launch::pinned(name, &r.kind)?,
-            };
-            let server = Server::new(dir.clone());
-            let fresh = server.provision()?;
-            let port = declared
-                .or(pinned.as_ref().and_then(|p| p.listen.as_ref()).map(|l| l.1))
-                .or_else(|| {
-                    before
-                        .and_then(|b| b.outputs.get("port"))
-                        .and_then(|p| p.parse().ok())
-                })
-                .unwrap_or(0);
-            let port = if port == 0 {
-                process::free_port()?
-            } else {
-                port
-            };
-            let host = pinned
-                .as_ref()
-                .and_then(|p| p.listen.as_ref())
-                .map_or("127.0.0.1".to_string(), |l| l.0.clone());
-            let p = match running {
-                Some(p) => p,
-                None => {
-                    if pinned.as_ref().is_some_and(|p| p.listen.is_some()) {
-                        crate::launch::free_to_bind(name, &host, port, "`recover_listen`")?;
-                    }
-                    server.start_on(&host, port)?
-                }
-            };
-            password = match fresh {
-                true => Some(crate::mariadb::secure_new(
-                    cfg,
-                    name,
-                    own_site,
-                    server.clone(),
-                )?),
-                false => before.and_then(|b| b.password.clone()),
-            };
-            proc = Some(p);
-            outputs.insert(
-                "dsn".into(),
-                Server::dsn(port).replacen("127.0.0.1", &host, 1),
-            );
-            outputs.insert("host".into(), host);
-            outputs.insert("port".into(), port.to_string());
-            let socket = match pinned.and_then(|p| p.socket) {
-                Some(at) => crate::launch::link_socket(name, &server.socket(), &at)?,
-                None => server.socket(),
-            };
-            outputs.insert("socket".into(), socket.display().to_string());
+            }
         }
         ResourceKind::Bucket { .. } => {
             outputs.insert("location".into(), format!("file://{}", dir.display()));
