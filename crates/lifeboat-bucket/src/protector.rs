@@ -1,8 +1,11 @@
 //! The bucket protector as the layers above it see it (`lifeboat-protector`).
 
 use chrono::{DateTime, Utc};
+use std::sync::atomic::Ordering::Relaxed;
+
 use lifeboat_protector::{
-    Browse, BrowseError, Description, Entry, Listing, Protector, Query, RestoreForm, time_of,
+    Backed, BackupError, BackupJob, Browse, BrowseError, Description, Entry, Listing, Protector,
+    Query, Reading, RestoreForm, time_of, watched,
 };
 use lifeboat_vault::{Id, RecoveryPoint, Vault};
 
@@ -27,6 +30,12 @@ pub fn newest_object(v: &Vault, p: &RecoveryPoint) -> Option<DateTime<Utc>> {
     time_of(newest)
 }
 
+/// A bucket resource's settings (`[resource.NAME]` of kind `bucket`).
+#[derive(serde::Deserialize)]
+struct Settings {
+    location: String,
+}
+
 impl Protector for BucketProtector {
     fn describe(&self) -> Description {
         Description {
@@ -41,6 +50,37 @@ impl Protector for BucketProtector {
     }
 
     /// The keys of the point that start with `query.prefix`.
+    fn back_up(&self, job: &BackupJob) -> Result<Backed, BackupError> {
+        let s: Settings = BackupError::settings(job)?;
+        let failed = |e: BucketError| BackupError::Failed(e.to_string());
+        let bucket = crate::Bucket::open_address(&s.location, false).map_err(failed)?;
+        let opts = crate::snapshot::SnapshotOptions {
+            prefix: String::new(),
+            resource: Some(job.resource.to_string()),
+            tags: job.tags.clone(),
+            force_full: false,
+        };
+        let counters = crate::snapshot::Counters::default();
+        let read = || Reading {
+            unit: "objects",
+            items: counters.objects.load(Relaxed),
+            items_total: None,
+            bytes: counters.bytes_read.load(Relaxed),
+            bytes_total: None,
+        };
+        let vault = job.vault;
+        let res = watched(job.watch, &read, || {
+            crate::snapshot::snapshot(vault, &bucket, &opts, &counters)
+        })
+        .map_err(failed)?;
+        Ok(Backed {
+            id: res.id,
+            point: res.point,
+            warnings: res.warnings,
+            notes: Vec::new(),
+        })
+    }
+
     fn contents(
         &self,
         vault: &Vault,

@@ -249,6 +249,14 @@ impl ResourceKind {
             ResourceKind::Instance { .. } => "instance",
         }
     }
+
+    /// The source of the resource's secret, when it has one (a database's password).
+    pub fn secret(&self) -> Option<&Secret> {
+        match self {
+            ResourceKind::Mysql { password, .. } => password.as_ref(),
+            _ => None,
+        }
+    }
 }
 
 /// `app = { user, database, password_file | password_env }`: the

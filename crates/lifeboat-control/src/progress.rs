@@ -117,6 +117,47 @@ pub fn with_progress<T: Send>(
     work: Work,
     f: impl FnOnce() -> T + Send,
 ) -> T {
+    recording(store, job, &|| counters.read(work), f)
+}
+
+/// A protector's work watched for the job store: its readings recorded
+/// as the job's progress (`lifeboat_protector::Watch`).
+pub struct StoreWatch<'a> {
+    /// The store.
+    pub store: &'a dyn JobStore,
+    /// The job.
+    pub job: i64,
+}
+
+impl lifeboat_protector::Watch for StoreWatch<'_> {
+    fn watch(
+        &self,
+        read: &(dyn Fn() -> lifeboat_protector::Reading + Sync),
+        work: &mut (dyn FnMut() + Send),
+    ) {
+        let progress = || {
+            let r = read();
+            Progress {
+                unit: r.unit,
+                items: r.items,
+                items_total: r.items_total,
+                bytes: r.bytes,
+                bytes_total: r.bytes_total,
+                updated: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            }
+        };
+        recording(self.store, self.job, &progress, work)
+    }
+}
+
+/// Runs `f` on a scoped thread while this thread records `read()` as job
+/// `job`'s progress every [`INTERVAL`] when it changed.
+fn recording<T: Send>(
+    store: &dyn JobStore,
+    job: i64,
+    read: &dyn Fn() -> Progress,
+    f: impl FnOnce() -> T + Send,
+) -> T {
     std::thread::scope(|s| {
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let worker = s.spawn(move || {
@@ -126,7 +167,7 @@ pub fn with_progress<T: Send>(
         });
         let mut last = None;
         while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(INTERVAL) {
-            let p = counters.read(work);
+            let p = read();
             let key = (p.items, p.bytes, p.items_total, p.bytes_total);
             if last != Some(key) {
                 last = Some(key);

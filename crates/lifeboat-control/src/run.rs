@@ -12,7 +12,7 @@
 //! each copy is a line of the job's log, and a failed copy makes the job
 //! `incomplete` (the point exists; the copy is missing, and `report` says so).
 
-use lifeboat_config::{Config, ResourceKind};
+use lifeboat_config::Config;
 use lifeboat_vault::{RecoveryPoint, Vault};
 use serde::Serialize;
 
@@ -144,11 +144,8 @@ pub fn run_plan(
         let res = match (&vault, before_err) {
             (_, Some(e)) => Err(format!("{e}: the backup was not started")),
             (Ok(v), None) => {
-                let counters = crate::progress::JobCounters::default();
-                let work = work_of(&cfg.resources[name.as_str()].kind);
-                crate::progress::with_progress(store, id, &counters, work, || {
-                    backup_one(cfg, v, name, plan, &counters)
-                })
+                let watch = crate::progress::StoreWatch { store, job: id };
+                backup_one(cfg, v, name, plan, &watch)
             }
             (Err(e), None) => Err(format!("cannot open vault `{}`: {e}", p.vault)),
         };
@@ -220,102 +217,56 @@ pub fn run_plan(
 
 type Made = (String, RecoveryPoint, Vec<String>);
 
-/// Which counters a resource's backup moves.
-fn work_of(kind: &ResourceKind) -> crate::progress::Work {
-    use crate::progress::Work;
-    match kind {
-        ResourceKind::Mysql { .. } => Work::Mysql,
-        ResourceKind::Bucket { .. } => Work::Bucket,
-        ResourceKind::Files { .. } | ResourceKind::Instance { .. } => Work::FilesBackup,
-    }
-}
-
+/// One resource's backup, through its kind's protector (the registry):
+/// the point's id, the point, and the job's log (notes, then warnings).
 fn backup_one(
     cfg: &Config,
     v: &Vault,
     name: &str,
     plan: &str,
-    counters: &crate::progress::JobCounters,
+    watch: &dyn lifeboat_protector::Watch,
 ) -> std::result::Result<Made, String> {
     let r = &cfg.resources[name];
-    let tags = vec![format!("plan:{plan}")];
-    let log = |w: &[String], n: &[String]| -> Vec<String> {
-        n.iter()
-            .map(|x| format!("note: {x}"))
-            .chain(w.iter().map(|x| format!("warning: {x}")))
-            .collect()
+    let protector = crate::protectors::registry()
+        .of_resource(r.kind.name())
+        .ok_or_else(|| {
+            format!(
+                "no protector backs up resources of kind `{}`",
+                r.kind.name()
+            )
+        })?;
+    let settings = serde_json::to_value(&r.kind).map_err(|e| e.to_string())?;
+    let secret =
+        match r.kind.secret() {
+            None => None,
+            Some(s) => {
+                let what = format!("resource `{name}`");
+                let raw = crate::secret::read(s, &what).map_err(|e| e.to_string())?;
+                Some(String::from_utf8(raw).map_err(|_| {
+                    format!("resource `{name}`: the database password is not UTF-8")
+                })?)
+            }
+        };
+    let job = lifeboat_protector::BackupJob {
+        vault: v,
+        resource: name,
+        settings: &settings,
+        secret: secret.as_deref(),
+        tags: vec![format!("plan:{plan}")],
+        stack_member: cfg
+            .stacks
+            .values()
+            .any(|s| s.members.iter().any(|m| m == name)),
+        watch,
     };
-    match &r.kind {
-        ResourceKind::Files {
-            paths,
-            excludes,
-            one_file_system,
-        } => {
-            let opts = lifeboat_files::BackupOptions {
-                paths: paths.clone(),
-                excludes: excludes.clone(),
-                exclude_files: Vec::new(),
-                one_file_system: *one_file_system,
-                resource: Some(name.to_string()),
-                tags,
-                kind: None,
-                force_full: false,
-            };
-            let res =
-                lifeboat_files::backup(v, &opts, &counters.files).map_err(|e| e.to_string())?;
-            Ok((res.id.to_hex(), res.point, log(&res.warnings, &res.notes)))
-        }
-        ResourceKind::Mysql { dsn, password, .. } => {
-            let dsn = crate::secret::mysql_dsn(name, dsn, password)?;
-            // A stack's database: with its users and grants, so that the
-            // application's own account exists after a recovery.
-            let opts = lifeboat_mysql::SnapshotOptions {
-                resource: Some(name.to_string()),
-                tags,
-                users: cfg
-                    .stacks
-                    .values()
-                    .any(|s| s.members.iter().any(|m| m == name)),
-                ..Default::default()
-            };
-            let res = lifeboat_mysql::snapshot(v, &dsn, &opts, &counters.mysql)
-                .map_err(|e| e.to_string())?;
-            Ok((res.id.to_hex(), res.point, log(&res.warnings, &[])))
-        }
-        ResourceKind::Bucket { location } => {
-            let b = lifeboat_bucket::Bucket::open_address(location, false)
-                .map_err(|e| e.to_string())?;
-            let opts = lifeboat_bucket::snapshot::SnapshotOptions {
-                prefix: String::new(),
-                resource: Some(name.to_string()),
-                tags,
-                force_full: false,
-            };
-            let res = lifeboat_bucket::snapshot::snapshot(v, &b, &opts, &counters.bucket)
-                .map_err(|e| e.to_string())?;
-            Ok((res.id.to_hex(), res.point, log(&res.warnings, &[])))
-        }
-        ResourceKind::Instance { spec } => {
-            let spec: lifeboat_instance::InstanceSpec = serde_json::from_value(spec.clone())
-                .map_err(|e| {
-                    format!(
-                        "resource `{name}`: not an instance spec: {e} (run `lifeboat validate`)"
-                    )
-                })?;
-            let res =
-                lifeboat_instance::backup(v, &spec, &tags, &lifeboat_files::Counters::default())
-                    .map_err(|e| e.to_string())?;
-            // A crash-consistent point is complete (as `backup instance`
-            // exits 0 for it): its warning is a note of the job.
-            let (notes, warnings): (Vec<String>, Vec<String>) = res
-                .warnings
-                .iter()
-                .cloned()
-                .partition(|w| w.contains("crash-consistent"));
-            let notes: Vec<String> = res.notes.iter().cloned().chain(notes).collect();
-            Ok((res.id.to_hex(), res.point, log(&warnings, &notes)))
-        }
-    }
+    let made = protector.back_up(&job).map_err(|e| e.to_string())?;
+    let log = made
+        .notes
+        .iter()
+        .map(|x| format!("note: {x}"))
+        .chain(made.warnings.iter().map(|x| format!("warning: {x}")))
+        .collect();
+    Ok((made.id.to_hex(), made.point, log))
 }
 
 /// Records a start of plan `plan` that found the plan's run going on

@@ -2,8 +2,11 @@
 
 use std::path::Path;
 
+use std::sync::atomic::Ordering::Relaxed;
+
 use lifeboat_protector::{
-    Browse, BrowseError, Description, Entry, Listing, Protector, Query, RestoreForm, time_of,
+    Backed, BackupError, BackupJob, Browse, BrowseError, Description, Entry, Listing, Protector,
+    Query, Reading, RestoreForm, time_of, watched,
 };
 use lifeboat_vault::{Id, RecoveryPoint, Vault};
 
@@ -40,6 +43,27 @@ pub fn tree_contents(vault: &Vault, id: &Id, query: &Query) -> Result<Listing, B
     Ok(Listing::cut(path, entries, query.limit))
 }
 
+/// A files resource's settings (`[resource.NAME]` of kind `files`).
+#[derive(serde::Deserialize)]
+struct Settings {
+    paths: Vec<std::path::PathBuf>,
+    #[serde(default)]
+    excludes: Vec<String>,
+    #[serde(default)]
+    one_file_system: bool,
+}
+
+/// A files backup's progress: files seen, bytes read.
+pub fn files_read(c: &crate::Counters) -> Reading {
+    Reading {
+        unit: "files",
+        items: c.files.load(Relaxed),
+        items_total: None,
+        bytes: c.bytes_read.load(Relaxed),
+        bytes_total: None,
+    }
+}
+
 impl Protector for FilesProtector {
     fn describe(&self) -> Description {
         Description {
@@ -51,6 +75,31 @@ impl Protector for FilesProtector {
             restore: RestoreForm::Files,
             command: "lifeboat restore files",
         }
+    }
+
+    fn back_up(&self, job: &BackupJob) -> Result<Backed, BackupError> {
+        let s: Settings = BackupError::settings(job)?;
+        let opts = crate::BackupOptions {
+            paths: s.paths,
+            excludes: s.excludes,
+            exclude_files: Vec::new(),
+            one_file_system: s.one_file_system,
+            resource: Some(job.resource.to_string()),
+            tags: job.tags.clone(),
+            kind: None,
+            force_full: false,
+        };
+        let counters = crate::Counters::default();
+        let read = || files_read(&counters);
+        let vault = job.vault;
+        let res = watched(job.watch, &read, || crate::backup(vault, &opts, &counters))
+            .map_err(|e| BackupError::Failed(e.to_string()))?;
+        Ok(Backed {
+            id: res.id,
+            point: res.point,
+            warnings: res.warnings,
+            notes: res.notes,
+        })
     }
 
     fn contents(

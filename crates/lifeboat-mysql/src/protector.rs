@@ -1,8 +1,11 @@
 //! The database protector as the layers above it see it (`lifeboat-protector`).
 
 use chrono::{DateTime, Utc};
+use std::sync::atomic::Ordering::Relaxed;
+
 use lifeboat_protector::{
-    Browse, BrowseError, Description, Entry, Listing, Protector, Query, RestoreForm, time_of,
+    Backed, BackupError, BackupJob, Browse, BrowseError, Description, Entry, Listing, Protector,
+    Query, Reading, RestoreForm, time_of, watched,
 };
 use lifeboat_vault::tree::NodeKind;
 use lifeboat_vault::{Id, RecoveryPoint, Vault};
@@ -47,6 +50,13 @@ pub fn databases(vault: &Vault, point: &RecoveryPoint) -> Result<Vec<String>, Br
         .collect())
 }
 
+/// A database resource's settings (`[resource.NAME]` of kind `mysql`; its
+/// password comes as the job's secret).
+#[derive(serde::Deserialize)]
+struct Settings {
+    dsn: String,
+}
+
 impl Protector for MysqlProtector {
     fn describe(&self) -> Description {
         Description {
@@ -61,6 +71,42 @@ impl Protector for MysqlProtector {
     }
 
     /// A snapshot's databases, or one database's tables (`query.path`).
+    /// A consistent snapshot; a stack's database with its users and
+    /// grants, so that the application's own account exists after a recovery.
+    fn back_up(&self, job: &BackupJob) -> Result<Backed, BackupError> {
+        let s: Settings = BackupError::settings(job)?;
+        let mut dsn = crate::Dsn::parse(&s.dsn).map_err(|e| BackupError::Failed(e.to_string()))?;
+        dsn.password = job.secret.map(str::to_string);
+        let opts = crate::SnapshotOptions {
+            resource: Some(job.resource.to_string()),
+            tags: job.tags.clone(),
+            users: job.stack_member,
+            ..Default::default()
+        };
+        let counters = crate::Counters::default();
+        let read = || {
+            let total = counters.chunks_total.load(Relaxed);
+            Reading {
+                unit: "chunks",
+                items: counters.chunks_done.load(Relaxed),
+                items_total: (total > 0).then_some(total),
+                bytes: counters.bytes.load(Relaxed),
+                bytes_total: None,
+            }
+        };
+        let vault = job.vault;
+        let res = watched(job.watch, &read, || {
+            crate::snapshot(vault, &dsn, &opts, &counters)
+        })
+        .map_err(|e| BackupError::Failed(e.to_string()))?;
+        Ok(Backed {
+            id: res.id,
+            point: res.point,
+            warnings: res.warnings,
+            notes: Vec::new(),
+        })
+    }
+
     fn contents(
         &self,
         vault: &Vault,

@@ -20,9 +20,13 @@
 //!   reaches in a vault (its exposure: a database with a binlog archive
 //!   reaches past its newest snapshot).
 //!
-//! Backing up and restoring stay each protector's own library calls, with
-//! options of their own; the registry finds the protector of a resource or
-//! of a point for the layers above.
+//! - [`Protector::back_up`]: a point of a resource as the file declares it
+//!   (its settings, as JSON, read by the protector itself), with its live
+//!   progress read by whoever runs the job ([`Watch`]).
+//!
+//! Restores stay each protector's own library calls: what a restore needs
+//! (a target directory, a server and a database name, a bucket) differs by
+//! kind, and a stack's recovery provisions each kind's target itself.
 
 use chrono::{DateTime, Utc};
 use lifeboat_vault::{Id, RecoveryPoint, Vault};
@@ -143,6 +147,114 @@ pub enum BrowseError {
     Vault(String),
 }
 
+/// A backup to make: what the control plane hands a protector.
+pub struct BackupJob<'a> {
+    /// The vault the point goes into.
+    pub vault: &'a Vault,
+    /// The resource's name.
+    pub resource: &'a str,
+    /// The resource as the file declares it (`[resource.NAME]`'s keys as
+    /// JSON, `kind` among them): each protector reads its own.
+    pub settings: &'a serde_json::Value,
+    /// The resource's secret (a database's password), read by the control
+    /// plane from the source the file names.
+    pub secret: Option<&'a str>,
+    /// The point's tags (`plan:NAME`).
+    pub tags: Vec<String>,
+    /// The resource is a member of a stack: the point keeps what a recovery
+    /// needs to run it (a database's users and grants).
+    pub stack_member: bool,
+    /// Reads the protector's live counters while it works.
+    pub watch: &'a dyn Watch,
+}
+
+/// A point made.
+#[derive(Debug, Clone)]
+pub struct Backed {
+    /// Its id.
+    pub id: Id,
+    /// The point.
+    pub point: RecoveryPoint,
+    /// What the job should warn of (the point is incomplete in some way).
+    pub warnings: Vec<String>,
+    /// What the job notes (the point is complete).
+    pub notes: Vec<String>,
+}
+
+/// Why a backup was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// The resource's settings are not what this protector reads.
+    #[error("resource `{resource}`: {why} (run `lifeboat validate`)")]
+    Settings {
+        /// The resource.
+        resource: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// The backup failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl BackupError {
+    /// The settings of `job`'s resource could not be read as `T`.
+    pub fn settings<T: serde::de::DeserializeOwned>(job: &BackupJob) -> Result<T, BackupError> {
+        serde_json::from_value(job.settings.clone()).map_err(|e| BackupError::Settings {
+            resource: job.resource.to_string(),
+            why: e.to_string(),
+        })
+    }
+}
+
+/// One reading of a protector's live counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Reading {
+    /// What `items` counts: `files`, `chunks`, `objects`.
+    pub unit: &'static str,
+    /// Items done.
+    pub items: u64,
+    /// Items to do, when known.
+    pub items_total: Option<u64>,
+    /// Bytes read (backup) or written (restore).
+    pub bytes: u64,
+    /// Bytes to do, when known.
+    pub bytes_total: Option<u64>,
+}
+
+/// Who runs a protector's work and reads its progress meanwhile (the
+/// control plane records it in the job store once a second).
+pub trait Watch {
+    /// Runs `work`, calling `read` now and then while it runs.
+    fn watch(&self, read: &(dyn Fn() -> Reading + Sync), work: &mut (dyn FnMut() + Send));
+}
+
+/// Nobody watching: the work just runs.
+pub struct Unwatched;
+
+impl Watch for Unwatched {
+    fn watch(&self, _read: &(dyn Fn() -> Reading + Sync), work: &mut (dyn FnMut() + Send)) {
+        work()
+    }
+}
+
+/// Runs `work` under `watch`, with `read` for its progress, and returns
+/// what it returned.
+pub fn watched<T: Send>(
+    watch: &dyn Watch,
+    read: &(dyn Fn() -> Reading + Sync),
+    work: impl FnOnce() -> T + Send,
+) -> T {
+    let mut work = Some(work);
+    let mut out = None;
+    watch.watch(read, &mut || {
+        if let Some(w) = work.take() {
+            out = Some(w());
+        }
+    });
+    out.expect("the watch ran the work")
+}
+
 /// What every protector offers the layers above it.
 pub trait Protector: Send + Sync {
     /// What it is: its kinds, how its points are walked and restored.
@@ -156,6 +268,9 @@ pub trait Protector: Send + Sync {
         point: &RecoveryPoint,
         query: &Query,
     ) -> Result<Listing, BrowseError>;
+
+    /// Backs up `job.resource` into `job.vault`: one point.
+    fn back_up(&self, job: &BackupJob) -> Result<Backed, BackupError>;
 
     /// The time point `point`'s data is from: by default when it was taken.
     fn data_time(&self, _vault: &Vault, point: &RecoveryPoint) -> Option<DateTime<Utc>> {
@@ -249,6 +364,13 @@ mod tests {
         ) -> Result<Listing, BrowseError> {
             Err(BrowseError::BadQuery("nothing to list".into()))
         }
+
+        fn back_up(&self, job: &BackupJob) -> Result<Backed, BackupError> {
+            Err(BackupError::Failed(format!(
+                "cannot back up {}",
+                job.resource
+            )))
+        }
     }
 
     static DB: Fake = Fake("db", &["db", "db-log"]);
@@ -269,6 +391,64 @@ mod tests {
     fn a_point_kind_claimed_twice_is_refused() {
         static OTHER: Fake = Fake("other", &["other", "db-log"]);
         Registry::new(vec![&DB, &OTHER]);
+    }
+
+    #[test]
+    fn watched_work_runs_once_and_gives_its_result_back() {
+        struct Twice;
+        impl Watch for Twice {
+            fn watch(&self, read: &(dyn Fn() -> Reading + Sync), work: &mut (dyn FnMut() + Send)) {
+                assert_eq!(read().unit, "files");
+                work();
+                work();
+            }
+        }
+        let runs = std::sync::atomic::AtomicU64::new(0);
+        let read = || Reading {
+            unit: "files",
+            ..Default::default()
+        };
+        let out = watched(&Twice, &read, || {
+            runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            7
+        });
+        assert_eq!((out, runs.into_inner()), (7, 1));
+        assert_eq!(watched(&Unwatched, &read, || "done"), "done");
+    }
+
+    #[test]
+    fn settings_that_are_not_the_protectors_name_the_resource() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Files {
+            paths: Vec<String>,
+        }
+        let t = tempfile::tempdir().unwrap();
+        let opts = lifeboat_vault::vault::InitOptions {
+            kdf: lifeboat_vault::crypto::KdfParams::insecure_fast(),
+            ..Default::default()
+        };
+        let v = Vault::init(
+            &lifeboat_vault::Location::Dir(t.path().join("v")),
+            b"pw",
+            &opts,
+        )
+        .unwrap();
+        let settings = serde_json::json!({"kind": "files", "paths": "/etc"});
+        let job = BackupJob {
+            vault: &v,
+            resource: "etc",
+            settings: &settings,
+            secret: None,
+            tags: Vec::new(),
+            stack_member: false,
+            watch: &Unwatched,
+        };
+        let e = BackupError::settings::<Files>(&job)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("resource `etc`: invalid type"), "{e}");
+        assert!(e.ends_with("(run `lifeboat validate`)"), "{e}");
     }
 
     #[test]
