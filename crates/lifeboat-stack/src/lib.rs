@@ -37,6 +37,7 @@ pub mod purge;
 pub mod recover;
 pub mod stack;
 pub mod state;
+mod status;
 
 pub use stack::{Outputs, down, status, up};
 pub use state::{MemberState, StackState};
