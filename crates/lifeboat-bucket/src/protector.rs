@@ -73,12 +73,7 @@ impl Protector for BucketProtector {
             crate::snapshot::snapshot(vault, &bucket, &opts, &counters)
         })
         .map_err(failed)?;
-        Ok(Backed {
-            id: res.id,
-            point: res.point,
-            warnings: res.warnings,
-            notes: Vec::new(),
-        })
+        Ok(Backed::with_warnings(res.id, res.point, res.warnings))
     }
 
     fn contents(

@@ -99,12 +99,7 @@ impl Protector for MysqlProtector {
             crate::snapshot(vault, &dsn, &opts, &counters)
         })
         .map_err(|e| BackupError::Failed(e.to_string()))?;
-        Ok(Backed {
-            id: res.id,
-            point: res.point,
-            warnings: res.warnings,
-            notes: Vec::new(),
-        })
+        Ok(Backed::with_warnings(res.id, res.point, res.warnings))
     }
 
     fn contents(

@@ -181,6 +181,18 @@ pub struct Backed {
     pub notes: Vec<String>,
 }
 
+impl Backed {
+    /// A point made, with the warnings of its making and no notes.
+    pub fn with_warnings(id: Id, point: RecoveryPoint, warnings: Vec<String>) -> Backed {
+        Backed {
+            id,
+            point,
+            warnings,
+            notes: Vec::new(),
+        }
+    }
+}
+
 /// Why a backup was not made.
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
