@@ -103,7 +103,10 @@ fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File> {
 
 /// Runs a rule until `stop` turns true.
 pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<Report> {
-    let (mut e, _lock) = Engine::open(opts).await?;
+    let (engine, lock) = Engine::open(opts).await?;
+    // The state directory stays locked until after the engine is dropped.
+    let _lock = lock;
+    let mut e = engine;
     e.publish()?;
     // Never a pass over a fenced destination (a recovery uses it in place);
     // one that cannot be asked now is asked again before the first write.
