@@ -135,6 +135,7 @@ pub fn node_meta(n: &Node) -> ObjectMeta {
     m
 }
 
+/// An open "directory" of the point's tree.
 struct Level {
     name: String,
     nodes: Vec<Node>,
@@ -247,30 +248,7 @@ pub fn snapshot(
             .rev()
             .find(|(_, p)| p.resource == resource && p.kind == "bucket")
     };
-    let read_tree = |id: Option<Id>| -> HashMap<String, Node> {
-        id.and_then(|id| vault.read_tree(writer.index(), &id).ok())
-            .map(|t| t.nodes.into_iter().map(|n| (n.name.clone(), n)).collect())
-            .unwrap_or_default()
-    };
-    let mut stack = vec![Level {
-        name: String::new(),
-        nodes: Vec::new(),
-        parent: read_tree(parent.as_ref().map(|p| p.1.tree)),
-    }];
-    let mut warnings = Vec::new();
-    let mut dirs = 0u64;
-    let close = |stack: &mut Vec<Level>, dirs: &mut u64| -> Result<()> {
-        let l = stack.pop().expect("a level to close");
-        let id = writer.save_tree(&finish_tree(l.nodes))?;
-        *dirs += 1;
-        stack.last_mut().expect("the root stays").nodes.push(Node {
-            name: l.name,
-            kind: NodeKind::Dir,
-            subtree: Some(id),
-            ..Node::default()
-        });
-        Ok(())
-    };
+    let mut walk = TreeWalk::new(vault, &writer, parent.as_ref().map(|p| p.1.tree));
     // The listing streams from another thread, a batch at a time.
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<ObjectInfo>>>(4);
     std::thread::scope(|s| -> Result<()> {
@@ -286,99 +264,12 @@ pub fn snapshot(
             let _ = tx.send(r.map(|_| batch));
         });
         for batch in rx {
-            let batch = batch?;
-            let names: Vec<(Vec<String>, String)> = batch
-                .iter()
-                .map(|info| {
-                    let comps: Vec<&str> = info.key.split('/').collect();
-                    let (leaf, dirs_of) = comps.split_last().expect("split yields one part");
-                    (dirs_of.iter().map(|d| escape(d)).collect(), escape(leaf))
-                })
-                .collect();
-            let flush = Flush {
-                batch: &batch,
-                names: &names,
-                rt,
-                bucket,
-                writer: &writer,
-                c,
-            };
-            let mut staged: Vec<Option<Node>> = vec![None; batch.len()];
-            let mut placed: Vec<usize> = Vec::new();
-            let mut to_read: Vec<usize> = Vec::new();
-            for (i, info) in batch.iter().enumerate() {
-                let (dirs_of, leaf) = &names[i];
-                let common = stack
-                    .iter()
-                    .skip(1)
-                    .zip(dirs_of)
-                    .take_while(|(l, d)| &l.name == *d)
-                    .count();
-                if stack.len() - 1 != common || dirs_of.len() != common {
-                    // The directory changes: what was staged belongs to the current one.
-                    flush.run(
-                        &mut stack,
-                        &mut staged,
-                        &mut warnings,
-                        &mut placed,
-                        &mut to_read,
-                    )?;
-                    while stack.len() - 1 > common {
-                        close(&mut stack, &mut dirs)?;
-                    }
-                    for d in &dirs_of[common..] {
-                        let sub = stack
-                            .last()
-                            .and_then(|l| l.parent.get(d))
-                            .filter(|n| n.kind == NodeKind::Dir)
-                            .and_then(|n| n.subtree);
-                        let parent = read_tree(sub);
-                        stack.push(Level {
-                            name: d.clone(),
-                            nodes: Vec::new(),
-                            parent,
-                        });
-                    }
-                }
-                c.objects.fetch_add(1, Ordering::Relaxed);
-                c.size.fetch_add(info.size, Ordering::Relaxed);
-                let top = stack.last().expect("a level");
-                let prev = top
-                    .parent
-                    .get(leaf)
-                    .filter(|n| n.kind == NodeKind::File)
-                    .or_else(|| top.parent.get(&format!("{leaf}%")));
-                match prev {
-                    // Reused only when every blob is live in the vault (not
-                    // in a pack prune marked or deleted): spec §8.
-                    Some(p)
-                        if p.attrs.get("version") == Some(&info.version)
-                            && p.size == info.size
-                            && p.content.iter().all(|b| writer.has_blob(b)) =>
-                    {
-                        let mut n = p.clone();
-                        n.name = leaf.clone();
-                        staged[i] = Some(n);
-                    }
-                    _ => to_read.push(i),
-                }
-                placed.push(i);
-            }
-            flush.run(
-                &mut stack,
-                &mut staged,
-                &mut warnings,
-                &mut placed,
-                &mut to_read,
-            )?;
+            walk.add_batch(&batch?, rt, bucket, c)?;
         }
         lister.join().expect("lister thread");
         Ok(())
     })?;
-    while stack.len() > 1 {
-        close(&mut stack, &mut dirs)?;
-    }
-    let root = writer.save_tree(&finish_tree(stack.pop().expect("root").nodes))?;
+    let (root, dirs, warnings) = walk.finish()?;
     let stats = writer.stats();
     let mut point = RecoveryPoint::new(&resource, "bucket", root);
     point.time = time;
@@ -402,6 +293,188 @@ pub fn snapshot(
         point,
         warnings,
     })
+}
+
+/// The point's tree as the listing walks the keys: the open "directories"
+/// (the root first), each with the parent point's nodes there.
+struct TreeWalk<'a, 'w> {
+    vault: &'a Vault,
+    writer: &'a BackupWriter<'w>,
+    stack: Vec<Level>,
+    /// Directories written.
+    dirs: u64,
+    /// Objects that could not be read, with why.
+    warnings: Vec<String>,
+}
+
+impl<'a, 'w> TreeWalk<'a, 'w> {
+    /// A walk whose root holds the nodes of the parent point's tree `parent`.
+    fn new(vault: &'a Vault, writer: &'a BackupWriter<'w>, parent: Option<Id>) -> Self {
+        let mut walk = TreeWalk {
+            vault,
+            writer,
+            stack: Vec::new(),
+            dirs: 0,
+            warnings: Vec::new(),
+        };
+        let parent = walk.read_tree(parent);
+        walk.stack.push(Level {
+            name: String::new(),
+            nodes: Vec::new(),
+            parent,
+        });
+        walk
+    }
+
+    /// The nodes of the parent point's tree `id` by name (none when there is
+    /// none, or it cannot be read).
+    fn read_tree(&self, id: Option<Id>) -> HashMap<String, Node> {
+        id.and_then(|id| self.vault.read_tree(self.writer.index(), &id).ok())
+            .map(|t| t.nodes.into_iter().map(|n| (n.name.clone(), n)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Writes the top directory's tree and adds it to the one above.
+    fn close(&mut self) -> Result<()> {
+        let l = self.stack.pop().expect("a level to close");
+        let id = self.writer.save_tree(&finish_tree(l.nodes))?;
+        self.dirs += 1;
+        self.stack
+            .last_mut()
+            .expect("the root stays")
+            .nodes
+            .push(Node {
+                name: l.name,
+                kind: NodeKind::Dir,
+                subtree: Some(id),
+                ..Node::default()
+            });
+        Ok(())
+    }
+
+    /// Closes the open directories below the first `common` ones and opens
+    /// the rest of `dirs_of`.
+    fn move_to(&mut self, dirs_of: &[String], common: usize) -> Result<()> {
+        while self.stack.len() - 1 > common {
+            self.close()?;
+        }
+        for d in &dirs_of[common..] {
+            let sub = self
+                .stack
+                .last()
+                .and_then(|l| l.parent.get(d))
+                .filter(|n| n.kind == NodeKind::Dir)
+                .and_then(|n| n.subtree);
+            let parent = self.read_tree(sub);
+            self.stack.push(Level {
+                name: d.clone(),
+                nodes: Vec::new(),
+                parent,
+            });
+        }
+        Ok(())
+    }
+
+    /// The parent point's node of object `info` (named `leaf`) when it can
+    /// be reused without a read: same version and size, and every blob live
+    /// in the vault (not in a pack prune marked or deleted: spec §8).
+    fn reusable(&self, leaf: &str, info: &ObjectInfo) -> Option<Node> {
+        let top = self.stack.last().expect("a level");
+        let prev = top
+            .parent
+            .get(leaf)
+            .filter(|n| n.kind == NodeKind::File)
+            .or_else(|| top.parent.get(&format!("{leaf}%")));
+        match prev {
+            Some(p)
+                if p.attrs.get("version") == Some(&info.version)
+                    && p.size == info.size
+                    && p.content.iter().all(|b| self.writer.has_blob(b)) =>
+            {
+                let mut n = p.clone();
+                n.name = leaf.to_string();
+                Some(n)
+            }
+            _ => None,
+        }
+    }
+
+    /// Adds one listing batch: each object reused from the parent point or
+    /// read, in listing order, the directories following the keys.
+    fn add_batch(
+        &mut self,
+        batch: &[ObjectInfo],
+        rt: &tokio::runtime::Runtime,
+        bucket: &Bucket,
+        c: &Counters,
+    ) -> Result<()> {
+        let names: Vec<(Vec<String>, String)> = batch
+            .iter()
+            .map(|info| {
+                let comps: Vec<&str> = info.key.split('/').collect();
+                let (leaf, dirs_of) = comps.split_last().expect("split yields one part");
+                (dirs_of.iter().map(|d| escape(d)).collect(), escape(leaf))
+            })
+            .collect();
+        let flush = Flush {
+            batch,
+            names: &names,
+            rt,
+            bucket,
+            writer: self.writer,
+            c,
+        };
+        let mut staged: Vec<Option<Node>> = vec![None; batch.len()];
+        let mut placed: Vec<usize> = Vec::new();
+        let mut to_read: Vec<usize> = Vec::new();
+        for (i, info) in batch.iter().enumerate() {
+            let (dirs_of, leaf) = &names[i];
+            let common = self
+                .stack
+                .iter()
+                .skip(1)
+                .zip(dirs_of)
+                .take_while(|(l, d)| &l.name == *d)
+                .count();
+            if self.stack.len() - 1 != common || dirs_of.len() != common {
+                // The directory changes: what was staged belongs to the current one.
+                flush.run(
+                    &mut self.stack,
+                    &mut staged,
+                    &mut self.warnings,
+                    &mut placed,
+                    &mut to_read,
+                )?;
+                self.move_to(dirs_of, common)?;
+            }
+            c.objects.fetch_add(1, Ordering::Relaxed);
+            c.size.fetch_add(info.size, Ordering::Relaxed);
+            match self.reusable(leaf, info) {
+                Some(n) => staged[i] = Some(n),
+                None => to_read.push(i),
+            }
+            placed.push(i);
+        }
+        flush.run(
+            &mut self.stack,
+            &mut staged,
+            &mut self.warnings,
+            &mut placed,
+            &mut to_read,
+        )
+    }
+
+    /// Closes every open directory and writes the root: its tree's id, the
+    /// directories written and the warnings.
+    fn finish(mut self) -> Result<(Id, u64, Vec<String>)> {
+        while self.stack.len() > 1 {
+            self.close()?;
+        }
+        let root = self
+            .writer
+            .save_tree(&finish_tree(self.stack.pop().expect("root").nodes))?;
+        Ok((root, self.dirs, self.warnings))
+    }
 }
 
 /// What reading and placing the objects of one listing batch needs.

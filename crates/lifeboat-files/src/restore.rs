@@ -27,7 +27,6 @@
 //! A killed restore leaves each file complete under its name or absent (plus
 //! temporary names, `.lifeboat-restore.*`, which the next restore removes).
 
-use std::ffi::OsStr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
@@ -37,19 +36,20 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use lifeboat_vault::tree::{Node, NodeKind};
 use lifeboat_vault::{Id, Index, Vault};
 use rayon::prelude::*;
-use rustix::fs::FileType;
 use serde::Serialize;
 
-use crate::{Counters, FilesError, Result, meta};
+use crate::{Counters, FilesError, Result};
 
+mod directories;
 mod existing;
 mod fsops;
 mod plan;
 mod write;
 
-use fsops::{Dirs, cname};
-use plan::{Plan, TARGET};
-use write::{DONE, FAILED, KEPT, PENDING, Run};
+use directories::{Structure, make_dirs};
+use fsops::Dirs;
+use plan::TARGET;
+use write::{DONE, FAILED, KEPT, Run};
 
 /// What to do with what is already in a non-empty target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -182,127 +182,121 @@ fn target_is_empty(to: &Path) -> Result<bool> {
     }
 }
 
-/// The directories of the plan, parents first, each relative to its
-/// parent's handle. Returns per entry whether this restore made it (`fresh`).
-struct Structure {
-    fresh: Vec<bool>,
-    state: Vec<u8>,
-    errors: Vec<String>,
-    warnings: Vec<String>,
-    actions: Vec<Action>,
-}
-
-fn make_dirs(
-    plan: &Plan,
-    dirs: &mut Dirs,
-    to: &Path,
-    empty: bool,
-    policy: Overwrite,
-    dry_run: bool,
-) -> Structure {
-    let n = plan.entries.len();
-    let mut s = Structure {
-        fresh: vec![false; n],
-        state: vec![PENDING; n],
-        errors: Vec::new(),
-        warnings: Vec::new(),
-        actions: Vec::new(),
+/// Opens the target (made first unless a dry run; none in a dry run into a
+/// directory that does not exist) and removes old temporary names in it.
+fn open_target(to: &Path, empty: bool, dry_run: bool) -> Result<Option<OwnedFd>> {
+    let target: Option<OwnedFd> = if dry_run && !to.exists() {
+        None
+    } else {
+        if !dry_run {
+            std::fs::create_dir_all(to).map_err(|e| FilesError::io("create directory", to, e))?;
+        }
+        Some(
+            std::fs::File::open(to)
+                .map_err(|e| FilesError::io("open the target", to, e))?
+                .into(),
+        )
     };
-    for i in 0..n as u32 {
-        let e = &plan.entries[i as usize];
-        if e.node.kind != NodeKind::Dir {
-            continue;
-        }
-        if e.parent != TARGET && s.state[e.parent as usize] != DONE {
-            s.state[i as usize] = FAILED; // named with its parent
-            continue;
-        }
-        let parent_fresh = if e.parent == TARGET {
-            empty
-        } else {
-            s.fresh[e.parent as usize]
-        };
-        let path = || plan.path(to, i).display().to_string();
-        let r = (|| -> std::io::Result<Option<OwnedFd>> {
-            let name = cname(&e.name)?;
-            let h = match dirs.get(plan, e.parent) {
-                Ok(h) => Some(h),
-                Err(_) if dry_run && parent_fresh => None,
-                Err(err) => return Err(err),
-            };
-            let mut existing = false;
-            if parent_fresh {
-                if dry_run {
-                    s.fresh[i as usize] = true;
-                    s.actions.push(action("create", path(), e.node.kind));
-                    return Ok(None);
-                }
-            } else {
-                let h = h.as_ref().expect("a parent that exists has a handle");
-                match fsops::stat_at(h.as_fd(), &name)? {
-                    None if dry_run => {
-                        s.fresh[i as usize] = true;
-                        s.actions.push(action("create", path(), e.node.kind));
-                        return Ok(None);
-                    }
-                    None => {}
-                    Some(st) if fsops::file_type(&st) == FileType::Directory => existing = true,
-                    Some(_) if policy == Overwrite::Never => {
-                        s.warnings.push(format!(
-                            "{} is not a directory on disk; left as it is (--overwrite never), nothing below it restored",
-                            path()
-                        ));
-                        return Ok(None);
-                    }
-                    Some(_) if dry_run => {
-                        s.fresh[i as usize] = true;
-                        s.actions.push(action("replace", path(), e.node.kind));
-                        return Ok(None);
-                    }
-                    // A symlink (or file) where the point has a directory is
-                    // replaced, never followed.
-                    Some(_) => fsops::unlink_at(h.as_fd(), &name)?,
-                }
-            }
-            let h = h.expect("not a dry run");
-            if !existing {
-                fsops::mkdir_at(h.as_fd(), &name)?;
-                s.fresh[i as usize] = true;
-            }
-            let fd = fsops::open_dir(h.as_fd(), &name)?;
-            if existing
-                && !dry_run
-                && let Err(err) = fsops::remove_stale_temps(fd.as_fd())
-            {
-                s.warnings.push(format!(
-                    "cannot remove old temporary files in {}: {err}",
-                    path()
-                ));
-            }
-            Ok(Some(fd))
-        })();
-        match r {
-            Ok(fd) => {
-                let kept = fd.is_none() && !s.fresh[i as usize];
-                s.state[i as usize] = if kept { KEPT } else { DONE };
-                if let Some(fd) = fd {
-                    dirs.keep(i, fd);
-                }
-            }
-            Err(err) => {
-                s.state[i as usize] = FAILED;
-                s.errors.push(format!("create directory {}: {err}", path()));
-            }
-        }
+    if let Some(t) = &target
+        && !empty
+        && !dry_run
+        && let Err(e) = fsops::remove_stale_temps(t.as_fd())
+    {
+        return Err(FilesError::io("remove old temporary files in", to, e));
     }
-    s
+    Ok(target)
 }
 
+/// One action of a dry run.
 fn action(what: &'static str, path: String, kind: NodeKind) -> Action {
     Action {
         action: what,
         path,
         kind: Some(kind),
+    }
+}
+
+/// The non-directory entries to write, by how they are written.
+#[derive(Default)]
+struct Batches {
+    /// Files with contents.
+    files: Vec<u32>,
+    /// Empty files, fifos, devices.
+    small: Vec<u32>,
+    /// Further names of hard-linked files.
+    links: Vec<u32>,
+    symlinks: Vec<u32>,
+}
+
+/// How this restore treats what is already in the target.
+#[derive(Clone, Copy)]
+struct Target {
+    /// The target was empty (or absent).
+    empty: bool,
+    policy: Overwrite,
+    dry_run: bool,
+}
+
+impl Batches {
+    /// Decides what to do with each non-directory entry (in parallel), keeps
+    /// what stays, lists what a dry run would do and sorts the rest into
+    /// batches.
+    fn decide(run: &Run, s: &mut Structure, t: Target, rep: &mut RestoreReport) -> Batches {
+        let plan = run.plan;
+        let n = plan.entries.len() as u32;
+        let decisions: Vec<Option<Decision>> = (0..n)
+            .into_par_iter()
+            .map(|i| {
+                let e = &plan.entries[i as usize];
+                if e.node.kind == NodeKind::Dir {
+                    return None;
+                }
+                if e.parent != TARGET && s.state[e.parent as usize] != DONE {
+                    run.state[i as usize].store(FAILED, Ordering::Release);
+                    return None;
+                }
+                match existing::decide(plan, run.dirs, s, t.empty, t.policy, i) {
+                    Ok(d) => Some(d),
+                    Err(err) => {
+                        run.local(i, "replace", err);
+                        None
+                    }
+                }
+            })
+            .collect();
+        let mut b = Batches::default();
+        for (i, d) in decisions.iter().enumerate() {
+            let i = i as u32;
+            let e = &plan.entries[i as usize];
+            match d {
+                None => {}
+                Some(Decision::Keep) => {
+                    run.state[i as usize].store(KEPT, Ordering::Release);
+                    rep.unchanged += 1;
+                }
+                Some(d) => {
+                    if t.dry_run {
+                        let what = if *d == Decision::Create {
+                            "create"
+                        } else {
+                            "replace"
+                        };
+                        s.actions.push(action(what, run.path(i), e.node.kind));
+                    }
+                    match e.node.kind {
+                        NodeKind::File if e.link_to.is_some() => b.links.push(i),
+                        NodeKind::File if e.node.content.is_empty() => b.small.push(i),
+                        NodeKind::File => {
+                            rep.total_bytes += e.node.size;
+                            b.files.push(i)
+                        }
+                        NodeKind::Symlink => b.symlinks.push(i),
+                        _ => b.small.push(i),
+                    }
+                }
+            }
+        }
+        b
     }
 }
 
@@ -335,26 +329,7 @@ pub fn restore(
         (true, None) => Overwrite::Always,
         (false, None) => return Err(FilesError::TargetNotEmpty(to.to_path_buf())),
     };
-    let target: Option<OwnedFd> = if opts.dry_run && !to.exists() {
-        None
-    } else {
-        if !opts.dry_run {
-            std::fs::create_dir_all(to).map_err(|e| FilesError::io("create directory", to, e))?;
-        }
-        Some(
-            std::fs::File::open(to)
-                .map_err(|e| FilesError::io("open the target", to, e))?
-                .into(),
-        )
-    };
-    let mut dirs = Dirs::new(target, plan.entries.len());
-    if let Some(t) = &dirs.target
-        && !empty
-        && !opts.dry_run
-        && let Err(e) = fsops::remove_stale_temps(t.as_fd())
-    {
-        return Err(FilesError::io("remove old temporary files in", to, e));
-    }
+    let mut dirs = Dirs::new(open_target(to, empty, opts.dry_run)?, plan.entries.len());
     let mut rep = RestoreReport::default();
     for (parent, name, why) in &plan.problems {
         let p = plan.problem_path(to, *parent, name);
@@ -364,7 +339,6 @@ pub fn restore(
     // 1. directories
     let mut s = make_dirs(&plan, &mut dirs, to, empty, policy, opts.dry_run);
     let dirs = dirs;
-    let n = plan.entries.len() as u32;
     let run = Run {
         plan: &plan,
         dirs: &dirs,
@@ -383,72 +357,18 @@ pub fn restore(
     };
 
     // 2. decide
-    let decisions: Vec<Option<Decision>> = (0..n)
-        .into_par_iter()
-        .map(|i| {
-            let e = &plan.entries[i as usize];
-            if e.node.kind == NodeKind::Dir {
-                return None;
-            }
-            if e.parent != TARGET && s.state[e.parent as usize] != DONE {
-                run.state[i as usize].store(FAILED, Ordering::Release);
-                return None;
-            }
-            match existing::decide(&plan, &dirs, &s, empty, policy, i) {
-                Ok(d) => Some(d),
-                Err(err) => {
-                    run.local(i, "replace", err);
-                    None
-                }
-            }
-        })
-        .collect();
-    let (mut files, mut small, mut links, mut symlinks) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (i, d) in decisions.iter().enumerate() {
-        let i = i as u32;
-        let e = &plan.entries[i as usize];
-        match d {
-            None => {}
-            Some(Decision::Keep) => {
-                run.state[i as usize].store(KEPT, Ordering::Release);
-                rep.unchanged += 1;
-            }
-            Some(d) => {
-                if opts.dry_run {
-                    let what = if *d == Decision::Create {
-                        "create"
-                    } else {
-                        "replace"
-                    };
-                    s.actions.push(action(what, run.path(i), e.node.kind));
-                }
-                match e.node.kind {
-                    NodeKind::File if e.link_to.is_some() => links.push(i),
-                    NodeKind::File if e.node.content.is_empty() => small.push(i),
-                    NodeKind::File => {
-                        rep.total_bytes += e.node.size;
-                        files.push(i)
-                    }
-                    NodeKind::Symlink => symlinks.push(i),
-                    _ => small.push(i),
-                }
-            }
-        }
-    }
+    let t = Target {
+        empty,
+        policy,
+        dry_run: opts.dry_run,
+    };
+    let b = Batches::decide(&run, &mut s, t, &mut rep);
     counters.size.store(rep.total_bytes, Ordering::Relaxed);
+    let whole = select.is_none();
     if opts.dry_run {
         let mut acts = std::mem::take(&mut s.actions);
         if opts.delete {
-            existing::delete(
-                &run,
-                &s,
-                &point.paths,
-                select.is_none(),
-                empty,
-                true,
-                &mut rep,
-            );
+            existing::delete(&run, &s, &point.paths, whole, empty, true, &mut rep);
         }
         acts.append(&mut rep.actions);
         rep.actions = acts;
@@ -456,82 +376,19 @@ pub fn restore(
     }
 
     // 3. empty files, fifos, devices
-    small.par_iter().for_each(|&i| {
-        let n = &plan.entries[i as usize].node;
-        run.create(i, |dir, tmp| match n.kind {
-            NodeKind::File => {
-                let f = fsops::create_file(dir, tmp, false)?;
-                f.set_len(n.size)?;
-                Ok(Some(f))
-            }
-            _ => meta::make_special_at(dir, tmp, n).map(|_| None),
-        })
-    });
+    write::specials(&run, &b.small);
     // 4. contents
-    write::contents(&run, vault, &index, &files);
+    write::contents(&run, vault, &index, &b.files);
     // 5. hard links
-    links.par_iter().for_each(|&i| {
-        let first = plan.entries[i as usize].link_to.expect("a link");
-        match run.state(first) {
-            DONE | KEPT => {}
-            write::DAMAGED => return run.damaged(i, "hard link to a damaged file"),
-            _ => {
-                return run.local(
-                    i,
-                    "link",
-                    std::io::Error::other(format!(
-                        "its first name {} was not written",
-                        run.path(first)
-                    )),
-                );
-            }
-        }
-        let fe = &plan.entries[first as usize];
-        run.create(i, |dir, tmp| {
-            let fh = dirs.get(&plan, fe.parent)?;
-            rustix::fs::linkat(
-                fh.as_fd(),
-                cname(&fe.name)?.as_c_str(),
-                dir,
-                tmp,
-                rustix::fs::AtFlags::empty(),
-            )?;
-            Ok(None)
-        })
-    });
+    write::hard_links(&run, &b.links);
     // 6. symlinks, last: nothing is written through them
-    symlinks.par_iter().for_each(|&i| {
-        let n = &plan.entries[i as usize].node;
-        run.create(i, |dir, tmp| {
-            let t = n.target_bytes().unwrap_or_default();
-            rustix::fs::symlinkat(OsStr::from_bytes(&t), dir, tmp)?;
-            Ok(None)
-        })
-    });
+    write::symlinks(&run, &b.symlinks);
     // 7. --delete
     if opts.delete {
-        existing::delete(
-            &run,
-            &s,
-            &point.paths,
-            select.is_none(),
-            empty,
-            false,
-            &mut rep,
-        );
+        existing::delete(&run, &s, &point.paths, whole, empty, false, &mut rep);
     }
-    // 8. directories' metadata, deepest first (the plan is breadth first)
-    for i in (0..n).rev() {
-        let e = &plan.entries[i as usize];
-        if e.node.kind != NodeKind::Dir || !e.meta || run.state(i) != DONE {
-            continue;
-        }
-        let w = match dirs.get(&plan, i) {
-            Ok(h) => meta::apply_fd(h.as_fd(), &e.node, run.is_root, &|| run.path(i)),
-            Err(err) => vec![format!("set metadata of {}: {err}", run.path(i))],
-        };
-        run.warnings.lock().expect("lock").extend(w);
-    }
+    // 8. directories' metadata, deepest first
+    directories::set_metadata(&run);
     Ok(finish(run, rep))
 }
 

@@ -157,6 +157,83 @@ pub(crate) fn find_node(vault: &Vault, index: &Index, root: &Id, path: &Path) ->
     None
 }
 
+/// The spec's volumes as absolute paths; a volume listed twice is refused.
+fn absolute_volumes(spec: &InstanceSpec) -> Result<Vec<PathBuf>> {
+    let mut volumes: Vec<PathBuf> = Vec::new();
+    for v in &spec.volumes {
+        let abs = std::path::absolute(v).map_err(|e| InstanceError::io("resolve", v, e))?;
+        if volumes.contains(&abs) {
+            return Err(InstanceError::Usage(format!(
+                "volume {} is listed twice",
+                abs.display()
+            )));
+        }
+        volumes.push(abs);
+    }
+    Ok(volumes)
+}
+
+/// Runs `take` between the spec's `before` and `after` hooks (the `after`
+/// hooks run also when a `before` hook fails); a failing `after` hook fails
+/// the backup, saying the application may still be quiesced.
+fn between_hooks(spec: &InstanceSpec, take: impl FnOnce() -> Result<Taken>) -> Result<Taken> {
+    run_hooks("before", &spec.hooks.before).inspect_err(|_| {
+        if let Err(e) = run_hooks("after", &spec.hooks.after) {
+            tracing::warn!("{e}");
+        }
+    })?;
+    let taken = take();
+    let after = run_hooks("after", &spec.hooks.after);
+    let taken = taken?;
+    if let Err(e) = after {
+        return Err(match e {
+            InstanceError::Hook {
+                which,
+                cmd,
+                why,
+                output,
+            } => InstanceError::Hook {
+                which,
+                cmd,
+                why: format!(
+                    "{why}; the application may still be quiesced (resume it by hand); no point was written"
+                ),
+                output,
+            },
+            e => e,
+        });
+    }
+    Ok(taken)
+}
+
+/// How consistent the point is: application-consistent when hooks ran and
+/// no volume changed while it was read, else crash-consistent, with a
+/// warning for each volume that changed.
+fn consistency(
+    spec: &InstanceSpec,
+    infos: &[VolumeInfo],
+    warnings: &mut Vec<String>,
+) -> Consistency {
+    let changed: Vec<&VolumeInfo> = infos.iter().filter(|i| i.changed_while_read).collect();
+    let consistency = if spec.has_hooks() && changed.is_empty() {
+        Consistency::Application
+    } else {
+        Consistency::Crash
+    };
+    for c in &changed {
+        warnings.push(format!(
+            "volume {} changed while it was read{}; the point is crash-consistent (its blocks are from different moments; a [hooks] `before` command that quiesces the application, or fsfreeze, makes it application-consistent)",
+            c.path,
+            if spec.has_hooks() {
+                " although the before hooks ran"
+            } else {
+                ""
+            }
+        ));
+    }
+    consistency
+}
+
 /// Backs up the instance `spec` into `vault` (the point tagged with `tags`). `counters.bytes_read` grows as
 /// files and volumes are read (for progress).
 pub fn backup(
@@ -177,17 +254,7 @@ pub fn backup(
     } else {
         lifeboat_files::resolve_paths(&spec.paths)?
     };
-    let mut volumes: Vec<PathBuf> = Vec::new();
-    for v in &spec.volumes {
-        let abs = std::path::absolute(v).map_err(|e| InstanceError::io("resolve", v, e))?;
-        if volumes.contains(&abs) {
-            return Err(InstanceError::Usage(format!(
-                "volume {} is listed twice",
-                abs.display()
-            )));
-        }
-        volumes.push(abs);
-    }
+    let volumes = absolute_volumes(spec)?;
     let writer = BackupWriter::start(vault, "backup")?;
     let parent = {
         let (points, _) = vault.list_points()?;
@@ -196,49 +263,10 @@ pub fn backup(
             .rev()
             .find(|(_, p)| p.resource == resource && p.kind == KIND)
     };
-    run_hooks("before", &spec.hooks.before).inspect_err(|_| {
-        if let Err(e) = run_hooks("after", &spec.hooks.after) {
-            tracing::warn!("{e}");
-        }
+    let (root, infos, mut warnings, notes) = between_hooks(spec, || {
+        take(&writer, spec, &paths, &volumes, parent.as_ref(), counters)
     })?;
-    let taken = take(&writer, spec, &paths, &volumes, parent.as_ref(), counters);
-    let after = run_hooks("after", &spec.hooks.after);
-    let (root, infos, mut warnings, notes) = taken?;
-    if let Err(e) = after {
-        return Err(match e {
-            InstanceError::Hook {
-                which,
-                cmd,
-                why,
-                output,
-            } => InstanceError::Hook {
-                which,
-                cmd,
-                why: format!(
-                    "{why}; the application may still be quiesced (resume it by hand); no point was written"
-                ),
-                output,
-            },
-            e => e,
-        });
-    }
-    let changed: Vec<&VolumeInfo> = infos.iter().filter(|i| i.changed_while_read).collect();
-    let consistency = if spec.has_hooks() && changed.is_empty() {
-        Consistency::Application
-    } else {
-        Consistency::Crash
-    };
-    for c in &changed {
-        warnings.push(format!(
-            "volume {} changed while it was read{}; the point is crash-consistent (its blocks are from different moments; a [hooks] `before` command that quiesces the application, or fsfreeze, makes it application-consistent)",
-            c.path,
-            if spec.has_hooks() {
-                " although the before hooks ran"
-            } else {
-                ""
-            }
-        ));
-    }
+    let consistency = consistency(spec, &infos, &mut warnings);
     let stats = writer.stats();
     let mut point = RecoveryPoint::new(&resource, KIND, root);
     point.time = time;

@@ -17,14 +17,14 @@
 //! files restore; it writes nothing.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use lifeboat_files::{Counters, Overwrite};
 use lifeboat_vault::{Id, RecoveryPoint, Vault};
 use serde::Serialize;
 
 use crate::backup::{Consistency, InstanceMeta};
-use crate::device::{self, DeviceReport};
+use crate::device::{self, Device, DeviceReport};
 use crate::launch::{self, ResolvedLaunch};
 use crate::{InstanceError, KIND, Result};
 
@@ -148,6 +148,104 @@ fn not_empty(to: &std::path::Path) -> InstanceError {
     ))
 }
 
+/// Which volume of the point goes onto which device (`--volume-to`), named
+/// before anything is checked; a volume given twice is refused.
+fn moved_volumes(meta: &InstanceMeta, opts: &RestoreOptions) -> Result<Vec<(PathBuf, PathBuf)>> {
+    let mut moved: Vec<(PathBuf, PathBuf)> = Vec::new();
+    for (name, dev) in &opts.devices {
+        let path = PathBuf::from(
+            volume_named(meta, name)?["path"]
+                .as_str()
+                .unwrap_or_default(),
+        );
+        if moved.iter().any(|(p, _)| *p == path) {
+            return Err(InstanceError::Usage(format!(
+                "--volume-to: volume {} is given twice",
+                path.display()
+            )));
+        }
+        moved.push((path, dev.clone()));
+    }
+    Ok(moved)
+}
+
+/// The devices volumes go onto, each checked and opened (with the volume's
+/// path in the point) before anything is written.
+fn open_devices(meta: &InstanceMeta, opts: &RestoreOptions) -> Result<Vec<(String, Device)>> {
+    let mut devices = Vec::new();
+    for (name, dev) in &opts.devices {
+        let v = volume_named(meta, name)?;
+        let path = v["path"].as_str().unwrap_or_default().to_string();
+        let size = v["size"].as_u64().unwrap_or(0);
+        devices.push((path, device::open(dev, size, opts.dry_run)?));
+    }
+    Ok(devices)
+}
+
+/// Writes each volume of the point given a device onto it; what is damaged
+/// is added to `files.damaged`.
+fn write_devices(
+    vault: &Vault,
+    point: &RecoveryPoint,
+    devices: &[(String, Device)],
+    opts: &RestoreOptions,
+    counters: &Counters,
+    files: &mut lifeboat_files::RestoreReport,
+) -> Result<Vec<DeviceReport>> {
+    let mut reports = Vec::new();
+    let index = vault.load_index()?;
+    for (path, dev) in devices {
+        let node = crate::backup::find_node(vault, &index, &point.tree, path.as_ref()).ok_or_else(
+            || {
+                InstanceError::Usage(format!(
+                    "volume {path} is not in the point's tree (run `lifeboat vault check`)"
+                ))
+            },
+        )?;
+        let r = device::write(
+            vault,
+            &index,
+            path,
+            &node,
+            dev,
+            opts.zero_holes,
+            &counters.bytes_written,
+        )?;
+        files.damaged.extend(r.damaged.iter().cloned());
+        reports.push(r);
+    }
+    Ok(reports)
+}
+
+/// Restores point `id`'s paths and volume images into `to` (the volumes
+/// written onto devices left out).
+fn restore_files(
+    vault: &Vault,
+    id: &Id,
+    to: &Path,
+    devices: &[(String, Device)],
+    opts: &RestoreOptions,
+    counters: &Counters,
+) -> Result<lifeboat_files::RestoreReport> {
+    lifeboat_files::restore(
+        vault,
+        id,
+        &lifeboat_files::RestoreOptions {
+            to: to.to_path_buf(),
+            overwrite: opts.overwrite,
+            dry_run: opts.dry_run,
+            delete: opts.delete,
+            skip: devices.iter().map(|(p, _)| PathBuf::from(p)).collect(),
+            ..Default::default()
+        },
+        counters,
+    )
+    .map_err(|e| match e {
+        lifeboat_files::FilesError::TargetNotEmpty(p) => not_empty(&p),
+        e => e.into(),
+    })
+}
+
 /// Restores instance point `id` according to `opts`.
 pub fn restore(
     vault: &Vault,
@@ -160,22 +258,7 @@ pub fn restore(
     let to =
         std::path::absolute(&opts.to).map_err(|e| InstanceError::io("resolve", &opts.to, e))?;
     let roots: Vec<PathBuf> = point.paths.iter().map(PathBuf::from).collect();
-    // Which volume goes onto which device (named before anything is checked).
-    let mut moved: Vec<(PathBuf, PathBuf)> = Vec::new();
-    for (name, dev) in &opts.devices {
-        let path = PathBuf::from(
-            volume_named(&meta, name)?["path"]
-                .as_str()
-                .unwrap_or_default(),
-        );
-        if moved.iter().any(|(p, _)| *p == path) {
-            return Err(InstanceError::Usage(format!(
-                "--volume-to: volume {} is given twice",
-                path.display()
-            )));
-        }
-        moved.push((path, dev.clone()));
-    }
+    let moved = moved_volumes(&meta, opts)?;
     let launch = match opts.launch.as_ref().or(meta.spec.launch.as_ref()) {
         Some(l) => Some(launch::resolve(
             l,
@@ -188,14 +271,7 @@ pub fn restore(
         )?),
         None => None,
     };
-    // The devices: every one checked and opened before anything is written.
-    let mut devices = Vec::new();
-    for (name, dev) in &opts.devices {
-        let v = volume_named(&meta, name)?;
-        let path = v["path"].as_str().unwrap_or_default().to_string();
-        let size = v["size"].as_u64().unwrap_or(0);
-        devices.push((path, device::open(dev, size, opts.dry_run)?));
-    }
+    let devices = open_devices(&meta, opts)?;
     if let Some(pid) = crate::supervise::running(&to) {
         return Err(InstanceError::Usage(format!(
             "the instance restored in {} runs (pid {pid}): stop it first with `lifeboat instance stop {}`",
@@ -203,45 +279,10 @@ pub fn restore(
             to.display()
         )));
     }
-    let mut files = lifeboat_files::restore(
-        vault,
-        id,
-        &lifeboat_files::RestoreOptions {
-            to: to.clone(),
-            overwrite: opts.overwrite,
-            dry_run: opts.dry_run,
-            delete: opts.delete,
-            skip: devices.iter().map(|(p, _)| PathBuf::from(p)).collect(),
-            ..Default::default()
-        },
-        counters,
-    )
-    .map_err(|e| match e {
-        lifeboat_files::FilesError::TargetNotEmpty(p) => not_empty(&p),
-        e => e.into(),
-    })?;
+    let mut files = restore_files(vault, id, &to, &devices, opts, counters)?;
     let mut reports = Vec::new();
     if !devices.is_empty() && files.errors.is_empty() {
-        let index = vault.load_index()?;
-        for (path, dev) in &devices {
-            let node = crate::backup::find_node(vault, &index, &point.tree, path.as_ref())
-                .ok_or_else(|| {
-                    InstanceError::Usage(format!(
-                        "volume {path} is not in the point's tree (run `lifeboat vault check`)"
-                    ))
-                })?;
-            let r = device::write(
-                vault,
-                &index,
-                path,
-                &node,
-                dev,
-                opts.zero_holes,
-                &counters.bytes_written,
-            )?;
-            files.damaged.extend(r.damaged.iter().cloned());
-            reports.push(r);
-        }
+        reports = write_devices(vault, point, &devices, opts, counters, &mut files)?;
     }
     let intact = files.errors.is_empty() && files.damaged.is_empty();
     if intact && !opts.dry_run {

@@ -105,40 +105,36 @@ fn stamp(md: &std::fs::Metadata) -> (u64, u64, i64, i64, i64, i64) {
     )
 }
 
-/// Backs up one volume; returns its node (named after the last component
-/// of `path`) and what was done. `prev` is its node in the parent point.
-/// Bytes read are added to `read` as they are read (for progress).
-pub fn save_volume(
-    writer: &BackupWriter,
-    path: &Path,
-    prev: Option<&Node>,
-    read: &AtomicU64,
-) -> Result<(Node, VolumeInfo)> {
-    let f = open(path).map_err(vol_err(path, "open it"))?;
-    let md = f.metadata().map_err(vol_err(path, "stat it"))?;
+/// A volume's format (`blockdev`, `qcow2` or `raw`) and logical size.
+fn kind_and_size(f: &File, md: &std::fs::Metadata, path: &Path) -> Result<(&'static str, u64)> {
     let ft = md.file_type();
-    let (format, size) = if ft.is_block_device() {
-        let end = rustix::fs::seek(&f, rustix::fs::SeekFrom::End(0))
+    if ft.is_block_device() {
+        let end = rustix::fs::seek(f, rustix::fs::SeekFrom::End(0))
             .map_err(|e| vol_err(path, "find its size")(e.into()))?;
-        ("blockdev", end)
-    } else if ft.is_file() && crate::qcow2::is_qcow2(&f) {
-        ("qcow2", md.size())
+        Ok(("blockdev", end))
+    } else if ft.is_file() && crate::qcow2::is_qcow2(f) {
+        Ok(("qcow2", md.size()))
     } else if ft.is_file() {
-        ("raw", md.size())
+        Ok(("raw", md.size()))
     } else {
-        return Err(InstanceError::Volume {
+        Err(InstanceError::Volume {
             path: path.to_path_buf(),
             op: "use it",
             source: std::io::Error::other(
                 "not a regular file or a block device (give an image file or a device)",
             ),
-        });
-    };
+        })
+    }
+}
+
+/// The node of a volume, without its blocks: a `file` named after the last
+/// component of `path` with the volume's format and block size.
+fn volume_node(path: &Path, md: &std::fs::Metadata, format: &'static str, size: u64) -> Node {
     let name = path
         .file_name()
         .map(|n| n.as_encoded_bytes())
         .unwrap_or(b"volume");
-    let mut node = lifeboat_files::meta::node_from(path, name, &md);
+    let mut node = lifeboat_files::meta::node_from(path, name, md);
     node.kind = NodeKind::File;
     node.mode = 0o100000 | (md.mode() & 0o7777);
     node.rdev = 0;
@@ -151,6 +147,74 @@ pub fn save_volume(
         // `size` is the virtual disk's; the file's own size tells a change.
         node.attrs.insert("file_size".into(), md.size().to_string());
     }
+    node
+}
+
+/// The blocks of `[0, size)` that hold data, each as (block number, length,
+/// its data parts).
+type Work = Vec<(u64, u64, Vec<(u64, u64)>)>;
+
+/// Cuts the data `extents` of a volume of `size` bytes on the block grid.
+fn blocks_with_data(extents: &[(u64, u64)], size: u64) -> Work {
+    let nblocks = size.div_ceil(BLOCK_SIZE);
+    let mut work = Vec::new();
+    let mut from = 0;
+    for k in 0..nblocks {
+        let b = k * BLOCK_SIZE;
+        let len = BLOCK_SIZE.min(size - b);
+        let p = pieces(extents, &mut from, b, len);
+        if !p.is_empty() {
+            work.push((k, len, p));
+        }
+    }
+    work
+}
+
+/// Reads the blocks of `work` in parallel (only their data parts) and
+/// stores each that is not all zeros; returns (block number, blob) per block
+/// stored, in order.
+fn store_blocks(
+    writer: &BackupWriter,
+    f: &File,
+    path: &Path,
+    work: &Work,
+    read: &AtomicU64,
+) -> Vec<Result<Option<(u64, Id)>>> {
+    work.par_iter()
+        .map_init(
+            || vec![0u8; BLOCK_SIZE as usize],
+            |buf, (k, len, parts)| {
+                let b = k * BLOCK_SIZE;
+                let block = &mut buf[..*len as usize];
+                block.fill(0);
+                for &(off, l) in parts {
+                    let at = (off - b) as usize;
+                    f.read_exact_at(&mut block[at..at + l as usize], off)
+                        .map_err(vol_err(path, "read it"))?;
+                    read.fetch_add(l, Ordering::Relaxed);
+                }
+                if block.iter().all(|&x| x == 0) {
+                    return Ok(None);
+                }
+                Ok(Some((*k, writer.save_blob(BlobType::Data, block)?)))
+            },
+        )
+        .collect()
+}
+
+/// Backs up one volume; returns its node (named after the last component
+/// of `path`) and what was done. `prev` is its node in the parent point.
+/// Bytes read are added to `read` as they are read (for progress).
+pub fn save_volume(
+    writer: &BackupWriter,
+    path: &Path,
+    prev: Option<&Node>,
+    read: &AtomicU64,
+) -> Result<(Node, VolumeInfo)> {
+    let f = open(path).map_err(vol_err(path, "open it"))?;
+    let md = f.metadata().map_err(vol_err(path, "stat it"))?;
+    let (format, size) = kind_and_size(&f, &md, path)?;
+    let mut node = volume_node(path, &md, format, size);
     let mut info = VolumeInfo {
         path: path.display().to_string(),
         format,
@@ -202,38 +266,8 @@ pub fn save_volume(
     } else {
         Vec::new()
     };
-    let nblocks = size.div_ceil(BLOCK_SIZE);
-    let mut work = Vec::new();
-    let mut from = 0;
-    for k in 0..nblocks {
-        let b = k * BLOCK_SIZE;
-        let len = BLOCK_SIZE.min(size - b);
-        let p = pieces(&extents, &mut from, b, len);
-        if !p.is_empty() {
-            work.push((k, len, p));
-        }
-    }
-    let stored: Vec<Result<Option<(u64, Id)>>> = work
-        .par_iter()
-        .map_init(
-            || vec![0u8; BLOCK_SIZE as usize],
-            |buf, (k, len, parts)| {
-                let b = k * BLOCK_SIZE;
-                let block = &mut buf[..*len as usize];
-                block.fill(0);
-                for &(off, l) in parts {
-                    let at = (off - b) as usize;
-                    f.read_exact_at(&mut block[at..at + l as usize], off)
-                        .map_err(vol_err(path, "read it"))?;
-                    read.fetch_add(l, Ordering::Relaxed);
-                }
-                if block.iter().all(|&x| x == 0) {
-                    return Ok(None);
-                }
-                Ok(Some((*k, writer.save_blob(BlobType::Data, block)?)))
-            },
-        )
-        .collect();
+    let work = blocks_with_data(&extents, size);
+    let stored = store_blocks(writer, &f, path, &work, read);
     lifeboat_vault::testhook::pause("volume-read");
     let after = if format == "qcow2" {
         std::fs::metadata(path)

@@ -1,6 +1,5 @@
-//! The continuous binlog archive. (Over 600 lines: the archive's state and
-//! its loop are one unit, with their unit tests; the follower and its spool
-//! are in spool.rs.)
+//! The continuous binlog archive (its running state in archive/state.rs,
+//! the follower and its spool in spool.rs).
 //!
 //! ```text
 //! check: binary logging on, the login may list binlogs (BINLOG MONITOR)
@@ -27,20 +26,23 @@
 //! ```
 //! Restarting the archive loses nothing: the vault holds where it stopped.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use lifeboat_vault::{BackupWriter, Id, RecoveryPoint, Vault};
+use lifeboat_vault::{BackupWriter, Vault};
 use serde::Serialize;
 
-use crate::binlog::{file_number, scan};
+use crate::binlog::file_number;
 use crate::catalog::Catalog;
 use crate::error::{MysqlError, Result};
-use crate::segment::{Pending, Segment, Through, write_rollup, write_seal};
+use crate::segment::write_rollup;
 use crate::server::{Dsn, Session, text};
 use crate::spool::{Follower, Spool};
+
+mod state;
+use state::State;
 
 /// How the archive runs.
 #[derive(Debug, Clone)]
@@ -205,223 +207,15 @@ fn start_position(c: &Catalog, server: &[String]) -> (String, u64, Option<String
     (oldest, 0, None)
 }
 
-/// The archive's running state.
-struct State<'v> {
+/// Checks the server, claims the resource's archive (one at a time), rolls
+/// up the seal points a previous run left and finds where to start; returns
+/// the control session and the archive's state.
+fn begin<'v>(
     vault: &'v Vault,
-    resource: String,
-    server_id: u64,
-    writer: BackupWriter<'v>,
-    /// Seal points of this session, not rolled up yet.
-    seals: Vec<(Id, RecoveryPoint)>,
-    seal_bytes: usize,
-    /// The file followed, and bytes read but not yet cut into whole events.
-    file: String,
-    buf: Vec<u8>,
-    buf_start: u64,
-    pending: Vec<Pending>,
-    /// The spooled file read from so far (its disappearance is an error).
-    opened: Option<PathBuf>,
-    gap: Option<String>,
-    through: Option<Through>,
-    /// The last "through" mark written to the vault.
-    through_written: Option<DateTime<Utc>>,
-    last_point: Instant,
-    first_seal: Option<Instant>,
-    /// The last rollup of this session that held no binlog (an idle
-    /// stretch): the next such rollup, caught up at the same position and
-    /// later, replaces it, so an idle server leaves one point, not 12 an hour.
-    idle_rollup: Option<Id>,
-}
-
-impl State<'_> {
-    /// Reads what the follower appended to the current file and cuts it into events.
-    fn read(&mut self, dir: &Path) -> Result<u64> {
-        use std::io::{Read, Seek, SeekFrom};
-        let path = dir.join(&self.file);
-        let mut f = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            // The follower has not made it yet; once read, it must stay.
-            Err(_) if self.opened.as_ref() != Some(&path) => return Ok(0),
-            Err(_) => return Err(crate::spool::gone(&path)),
-        };
-        if self.opened.as_ref() != Some(&path) {
-            crate::spool::make_private(&f, &path)?;
-            self.opened = Some(path.clone());
-        }
-        let at = self.buf_start + self.buf.len() as u64;
-        f.seek(SeekFrom::Start(at))
-            .map_err(|e| MysqlError::io("read", &path, e))?;
-        let before = self.buf.len();
-        f.read_to_end(&mut self.buf)
-            .map_err(|e| MysqlError::io("read", &path, e))?;
-        if self.buf.len() == before {
-            return Ok(0);
-        }
-        let (events, used) = scan(&self.buf, self.buf_start).map_err(|e| MysqlError::Tool {
-            program: "binlog".into(),
-            reason: format!("{}: {e}", path.display()),
-        })?;
-        if used == 0 {
-            return Ok(0);
-        }
-        let bytes: Vec<u8> = self.buf.drain(..used).collect();
-        let start = self.buf_start;
-        self.buf_start += used as u64;
-        let time = |ts: u32| DateTime::from_timestamp(ts as i64, 0);
-        let gap = self.gap.take();
-        match self.pending.last_mut() {
-            Some(p) if p.seg.file == self.file && p.seg.end == start => {
-                p.seg.end = self.buf_start;
-                p.bytes.extend_from_slice(&bytes);
-            }
-            _ => self.pending.push(Pending {
-                seg: Segment {
-                    file: self.file.clone(),
-                    start,
-                    end: self.buf_start,
-                    first_time: None,
-                    last_time: None,
-                    last_gtid: None,
-                    gap_before: gap,
-                    inline: None,
-                    node: None,
-                },
-                bytes,
-            }),
-        }
-        let p = self.pending.last_mut().expect("pending");
-        for e in events.iter().filter(|e| e.log_pos != 0 && e.timestamp != 0) {
-            if p.seg.first_time.is_none() {
-                p.seg.first_time = time(e.timestamp);
-            }
-            p.seg.last_time = time(e.timestamp);
-            if e.gtid.is_some() {
-                p.seg.last_gtid = e.gtid.clone();
-            }
-        }
-        Ok(used as u64)
-    }
-
-    /// The next file the follower started, if any.
-    fn next_file(&self, dir: &Path) -> Option<String> {
-        let n = file_number(&self.file)?;
-        let mut best: Option<(u64, String)> = None;
-        for e in std::fs::read_dir(dir).ok()?.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(m) = file_number(&name)
-                && m > n
-                && best.as_ref().is_none_or(|(b, _)| m < *b)
-            {
-                best = Some((m, name));
-            }
-        }
-        best.map(|(_, f)| f)
-    }
-
-    /// Writes a seal point with what arrived; without new bytes, only when the
-    /// "caught up" mark moved and the heartbeat is due (or the archive stops).
-    fn seal(
-        &mut self,
-        stopping: bool,
-        opts: &ArchiveOptions,
-        on_event: &mut dyn FnMut(&ArchiveEvent),
-    ) -> Result<()> {
-        let newer = self.through.as_ref().map(|t| t.time) > self.through_written;
-        let heartbeat = newer && (stopping || self.last_point.elapsed() >= opts.heartbeat);
-        if self.pending.is_empty() && !heartbeat {
-            return Ok(());
-        }
-        let pending = std::mem::take(&mut self.pending);
-        let bytes: u64 = pending.iter().map(|p| p.bytes.len() as u64).sum();
-        let last = pending.last().map(|p| p.seg.clone());
-        let started = Instant::now();
-        let (id, point) = write_seal(
-            &self.writer,
-            &self.resource,
-            self.server_id,
-            pending,
-            self.through.clone(),
-            opts.inline_max,
-        )?;
-        self.last_point = Instant::now();
-        self.through_written = self.through.as_ref().map(|t| t.time);
-        self.first_seal.get_or_insert_with(Instant::now);
-        self.seal_bytes += bytes as usize;
-        on_event(&ArchiveEvent::Sealed {
-            point: id.to_hex(),
-            bytes,
-            file: last
-                .as_ref()
-                .map(|s| s.file.clone())
-                .unwrap_or_else(|| self.file.clone()),
-            end: last.as_ref().map(|s| s.end).unwrap_or(self.buf_start),
-            last_time: last.as_ref().and_then(|s| s.last_time),
-            last_gtid: last.and_then(|s| s.last_gtid),
-            through: self.through.as_ref().map(|t| t.time),
-            sealed_at: Utc::now(),
-            write_ms: started.elapsed().as_secs_f64() * 1000.0,
-        });
-        self.seals.push((id, point));
-        Ok(())
-    }
-
-    fn rollup(
-        &mut self,
-        force: bool,
-        opts: &ArchiveOptions,
-        on_event: &mut dyn FnMut(&ArchiveEvent),
-    ) -> Result<()> {
-        let due = self
-            .first_seal
-            .is_some_and(|t| t.elapsed() >= opts.rollup_interval)
-            || self.seal_bytes >= opts.rollup_bytes;
-        if self.seals.is_empty() || !(force || due) {
-            return Ok(());
-        }
-        let idle = self
-            .seals
-            .iter()
-            .all(|(id, p)| crate::segment::binlog_meta(id, p).is_ok_and(|m| m.segments.is_empty()));
-        if let Some(id) = write_rollup(&self.writer, &self.resource, &self.seals)? {
-            on_event(&ArchiveEvent::RolledUp {
-                point: id.to_hex(),
-                replaced: self.seals.len(),
-            });
-            let replaced = if idle {
-                self.idle_rollup.replace(id)
-            } else {
-                self.idle_rollup = None;
-                None
-            };
-            if let Some(old) = replaced {
-                let new = self.vault.read_point(&id)?;
-                if let Err(e) = self.vault.remove_superseded_point(&old, &new) {
-                    tracing::warn!("idle rollup {} kept: {e}", old.short());
-                }
-            }
-        }
-        self.seals.clear();
-        self.seal_bytes = 0;
-        self.first_seal = None;
-        // A fresh session: a prune may delete what it marked meanwhile.
-        let w = std::mem::replace(
-            &mut self.writer,
-            BackupWriter::start(self.vault, "archive")?,
-        );
-        w.finish()?;
-        Ok(())
-    }
-}
-
-/// Follows the server's binary log into the vault until `stop` is set.
-pub fn archive(
-    vault: &Vault,
     dsn: &Dsn,
-    opts: &ArchiveOptions,
-    stop: &AtomicBool,
+    resource: &str,
     on_event: &mut dyn FnMut(&ArchiveEvent),
-) -> Result<()> {
-    let resource = opts.resource.clone().unwrap_or_else(|| dsn.resource());
+) -> Result<(Session, State<'v>)> {
     let mut control = Session::connect(dsn)?;
     let info = control.info()?;
     if !info.log_bin {
@@ -451,29 +245,27 @@ pub fn archive(
         }
     };
     lifeboat_vault::testhook::pause("archive-checked");
-    let catalog = Catalog::load(vault, &resource)?;
+    let catalog = Catalog::load(vault, resource)?;
     let writer = BackupWriter::start(vault, &kind)?;
     claim.release()?;
     // Seal points a previous run left are rolled up first.
-    if let Some(id) = write_rollup(&writer, &resource, &catalog.seals)? {
+    if let Some(id) = write_rollup(&writer, resource, &catalog.seals)? {
         on_event(&ArchiveEvent::RolledUp {
             point: id.to_hex(),
             replaced: catalog.seals.len(),
         });
     }
     if let Some(h) = catalog.head() {
-        check_not_reset(&resource, &server_files, &h.file)?;
+        check_not_reset(resource, &server_files, &h.file)?;
     }
     let (file, offset, gap) = start_position(&catalog, &server_files);
     if let Some(g) = &gap {
         tracing::error!("GAP in the binlog archive of {resource}: {g}");
         on_event(&ArchiveEvent::Gap { detail: g.clone() });
     }
-    let id = opts.replica_id.unwrap_or_else(|| replica_id(&resource));
-    let spool = Spool::create(&opts.spool, id)?;
-    let mut st = State {
+    let st = State {
         vault,
-        resource: resource.clone(),
+        resource: resource.to_string(),
         server_id: info.server_id,
         writer,
         seals: Vec::new(),
@@ -490,19 +282,156 @@ pub fn archive(
         first_seal: None,
         idle_rollup: None,
     };
-    let mut run = 0u32;
-    let spawn = |st: &State<'_>, run: &mut u32| -> Result<Follower> {
-        *run += 1;
-        Follower::spawn(dsn, opts, id, &spool, *run, &st.file)
+    Ok((control, st))
+}
+
+/// The follower's side of an archive: how it is started (again), and the
+/// back-off between tries.
+struct Following<'a> {
+    dsn: &'a Dsn,
+    opts: &'a ArchiveOptions,
+    stop: &'a AtomicBool,
+    resource: &'a str,
+    /// The server id the follower uses as a replica.
+    replica: u32,
+    spool: Spool,
+    /// Followers started so far.
+    run: u32,
+    backoff: Duration,
+}
+
+impl Following<'_> {
+    /// Starts a follower from the state's current file.
+    fn spawn(&mut self, st: &State<'_>) -> Result<Follower> {
+        self.run += 1;
+        Follower::spawn(
+            self.dsn,
+            self.opts,
+            self.replica,
+            &self.spool,
+            self.run,
+            &st.file,
+        )
+    }
+
+    /// Tells that following began (again).
+    fn started(&self, st: &State<'_>, on_event: &mut dyn FnMut(&ArchiveEvent)) {
+        on_event(&ArchiveEvent::Started {
+            resource: self.resource.to_string(),
+            file: st.file.clone(),
+            pos: st.buf_start,
+        });
+    }
+
+    /// The follower exited: says why, seals what arrived, waits out the
+    /// back-off, connects again and follows from the same file (or, when the
+    /// server purged it meanwhile, from its oldest with a gap). Returns
+    /// whether it follows again (false: stopping, or the server does not
+    /// answer yet; the caller looks again at once).
+    fn restart(
+        &mut self,
+        st: &mut State<'_>,
+        follower: &mut Follower,
+        control: &mut Option<Session>,
+        on_event: &mut dyn FnMut(&ArchiveEvent),
+    ) -> Result<bool> {
+        let (dsn, resource) = (self.dsn, self.resource);
+        let log = follower.log();
+        if log.contains("REPLICATION SLAVE") || log.contains("Access denied") {
+            return Err(MysqlError::Privilege {
+                server: dsn.to_string(),
+                what: "following the binlog".into(),
+                grant: "REPLICATION SLAVE".into(),
+                user: dsn.account(),
+                detail: log.trim().to_string(),
+            });
+        }
+        let error = log
+            .lines()
+            .last()
+            .unwrap_or("the follower exited")
+            .to_string();
+        let backoff = self.backoff;
+        on_event(&ArchiveEvent::Reconnecting {
+            error: error.clone(),
+            retry_in_s: backoff.as_secs_f64(),
+        });
+        tracing::warn!("binlog follower stopped ({error}); following again in {backoff:?}");
+        // Seal what we have while we wait.
+        st.seal(false, self.opts, on_event)?;
+        let deadline = Instant::now() + backoff;
+        while Instant::now() < deadline && !self.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.backoff = (backoff * 2).min(Duration::from_secs(10));
+        if self.stop.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        *control = None;
+        let Ok(mut c) = Session::connect(dsn) else {
+            return Ok(false);
+        };
+        let Ok(files) = binary_logs(&mut c) else {
+            return Ok(false);
+        };
+        *control = Some(c);
+        check_not_reset(resource, &files, &st.file)?;
+        if !files.contains(&st.file) {
+            let (file, _, _) = start_position(&Catalog::default(), &files);
+            let detail = format!(
+                "{} was purged on the server while the archive could not follow it (archived up to byte {}); continuing at {file}",
+                st.file, st.buf_start
+            );
+            tracing::error!("GAP in the binlog archive of {resource}: {detail}");
+            on_event(&ArchiveEvent::Gap {
+                detail: detail.clone(),
+            });
+            st.gap = Some(detail);
+            st.file = file;
+            st.buf_start = 0;
+        }
+        st.buf.clear(); // the new follower writes the file again from its start
+        *follower = self.spawn(st)?;
+        self.backoff = Duration::from_secs(1);
+        self.started(st, on_event);
+        Ok(true)
+    }
+}
+
+/// Where the server's binlog is (file, position), with the time asked; none
+/// without a control session or an answer.
+fn ask_position(control: &mut Option<Session>) -> Option<(DateTime<Utc>, (String, u64))> {
+    let asked = Utc::now();
+    control
+        .as_mut()
+        .and_then(|c| master_status(c).ok().flatten())
+        .map(|s| (asked, s))
+}
+
+/// Follows the server's binary log into the vault until `stop` is set.
+pub fn archive(
+    vault: &Vault,
+    dsn: &Dsn,
+    opts: &ArchiveOptions,
+    stop: &AtomicBool,
+    on_event: &mut dyn FnMut(&ArchiveEvent),
+) -> Result<()> {
+    let resource = opts.resource.clone().unwrap_or_else(|| dsn.resource());
+    let (control, mut st) = begin(vault, dsn, &resource, on_event)?;
+    let replica = opts.replica_id.unwrap_or_else(|| replica_id(&resource));
+    let mut fl = Following {
+        dsn,
+        opts,
+        stop,
+        resource: &resource,
+        replica,
+        spool: Spool::create(&opts.spool, replica)?,
+        run: 0,
+        backoff: Duration::from_secs(1),
     };
-    let mut follower = spawn(&st, &mut run)?;
-    on_event(&ArchiveEvent::Started {
-        resource: resource.clone(),
-        file: st.file.clone(),
-        pos: st.buf_start,
-    });
+    let mut follower = fl.spawn(&st)?;
+    fl.started(&st, on_event);
     let mut last_seal = Instant::now();
-    let mut backoff = Duration::from_secs(1);
     let mut control = Some(control);
     loop {
         let stopping = stop.load(Ordering::Relaxed);
@@ -511,46 +440,17 @@ pub fn archive(
         // at least that much, everything before `asked` is archived.
         let tick = stopping || last_seal.elapsed() >= opts.seal_interval;
         let status = if tick {
-            let asked = Utc::now();
-            control
-                .as_mut()
-                .and_then(|c| master_status(c).ok().flatten())
-                .map(|s| (asked, s))
+            ask_position(&mut control)
         } else {
             None
         };
         // The spool is still ours (what the follower writes elsewhere is lost).
-        spool.check()?;
+        fl.spool.check()?;
         follower.check()?;
         // Read the current file; move on when the follower has started the next.
-        loop {
-            st.read(&follower.dir)?;
-            let Some(next) = st.next_file(&follower.dir) else {
-                break;
-            };
-            st.read(&follower.dir)?;
-            if !st.buf.is_empty() {
-                return Err(MysqlError::Tool {
-                    program: "binlog".into(),
-                    reason: format!(
-                        "{} ends in the middle of an event ({} bytes left) although the server moved on to {next}",
-                        st.file,
-                        st.buf.len()
-                    ),
-                });
-            }
-            st.file = next;
-            st.buf_start = 0;
-        }
-        if let Some((asked, (f, p))) = status {
-            let ours = (file_number(&st.file).unwrap_or(0), st.buf_start);
-            if ours >= (file_number(&f).unwrap_or(0), p) {
-                st.through = Some(Through {
-                    time: asked,
-                    file: st.file.clone(),
-                    end: st.buf_start,
-                });
-            }
+        st.catch_up(&follower.dir)?;
+        if let Some((asked, position)) = status {
+            st.mark_through(asked, position);
         }
         if tick {
             st.seal(stopping, opts, on_event)?;
@@ -561,68 +461,8 @@ pub fn archive(
             st.writer.finish()?;
             return Ok(());
         }
-        if exited {
-            let log = follower.log();
-            if log.contains("REPLICATION SLAVE") || log.contains("Access denied") {
-                return Err(MysqlError::Privilege {
-                    server: dsn.to_string(),
-                    what: "following the binlog".into(),
-                    grant: "REPLICATION SLAVE".into(),
-                    user: dsn.account(),
-                    detail: log.trim().to_string(),
-                });
-            }
-            let error = log
-                .lines()
-                .last()
-                .unwrap_or("the follower exited")
-                .to_string();
-            on_event(&ArchiveEvent::Reconnecting {
-                error: error.clone(),
-                retry_in_s: backoff.as_secs_f64(),
-            });
-            tracing::warn!("binlog follower stopped ({error}); following again in {backoff:?}");
-            // Seal what we have while we wait.
-            st.seal(false, opts, on_event)?;
-            let deadline = Instant::now() + backoff;
-            while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(10));
-            if stop.load(Ordering::Relaxed) {
-                continue;
-            }
-            control = None;
-            let Ok(mut c) = Session::connect(dsn) else {
-                continue;
-            };
-            let Ok(files) = binary_logs(&mut c) else {
-                continue;
-            };
-            control = Some(c);
-            check_not_reset(&resource, &files, &st.file)?;
-            if !files.contains(&st.file) {
-                let (file, _, _) = start_position(&Catalog::default(), &files);
-                let detail = format!(
-                    "{} was purged on the server while the archive could not follow it (archived up to byte {}); continuing at {file}",
-                    st.file, st.buf_start
-                );
-                tracing::error!("GAP in the binlog archive of {resource}: {detail}");
-                on_event(&ArchiveEvent::Gap {
-                    detail: detail.clone(),
-                });
-                st.gap = Some(detail);
-                st.file = file;
-                st.buf_start = 0;
-            }
-            st.buf.clear(); // the new follower writes the file again from its start
-            follower = spawn(&st, &mut run)?;
-            backoff = Duration::from_secs(1);
-            on_event(&ArchiveEvent::Started {
-                resource: resource.clone(),
-                file: st.file.clone(),
-                pos: st.buf_start,
-            });
+        if exited && !fl.restart(&mut st, &mut follower, &mut control, on_event)? {
+            continue;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -631,6 +471,8 @@ pub fn archive(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::segment::Segment;
+    use lifeboat_vault::Id;
 
     fn files(names: &[&str]) -> Vec<String> {
         names.iter().map(|s| s.to_string()).collect()

@@ -221,6 +221,35 @@ pub fn replay(
     replay_passes(vault, c, plan, dsn, opts.write_binlog, passes, work)
 }
 
+/// Where the transaction of GTID `g` ends in the binlog `files`: (file
+/// index, offset of the next GTID event or the file's end); none when `g`
+/// is not there.
+fn gtid_end(files: &[std::path::PathBuf], g: &str) -> Result<Option<(usize, u64)>> {
+    for (i, path) in files.iter().enumerate() {
+        let bytes = std::fs::read(path).map_err(|e| MysqlError::io("read", path, e))?;
+        let (events, _) = scan(&bytes, 0).map_err(|e| MysqlError::Tool {
+            program: "binlog".into(),
+            reason: format!("{}: {e}", path.display()),
+        })?;
+        let mut seen = false;
+        for e in &events {
+            let is_gtid = matches!(e.kind, types::MARIADB_GTID | types::MYSQL_GTID);
+            if seen && is_gtid {
+                return Ok(Some((i, e.offset)));
+            }
+            if e.gtid.as_deref() == Some(g) {
+                seen = true;
+            }
+        }
+        if seen {
+            return Ok(Some((i, bytes.len() as u64)));
+        }
+    }
+    Ok(None)
+}
+
+/// Replays the plan's binlog once per pass, from the snapshot's coordinates
+/// up to the plan's target.
 fn replay_passes(
     vault: &Vault,
     c: &Catalog,
@@ -244,8 +273,7 @@ fn replay_passes(
     // Only the files up to the target's.
     let mut chain = plan.chain.clone();
     let mut stop: Vec<String> = Vec::new();
-    let to;
-    match &plan.target {
+    let to = match &plan.target {
         Target::Time(t) => {
             let secs = t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0);
             let ceil = DateTime::from_timestamp(secs, 0).expect("valid time");
@@ -253,11 +281,11 @@ fn replay_passes(
                 "--stop-datetime={}",
                 ceil.format("%Y-%m-%d %H:%M:%S")
             ));
-            to = format!("first event stamped at or after {}", ceil.to_rfc3339());
+            format!("first event stamped at or after {}", ceil.to_rfc3339())
         }
         Target::Latest => {
             let (f, e) = chain.files.last().cloned().unwrap_or_default();
-            to = format!("{f}:{e} (end of the archive)");
+            format!("{f}:{e} (end of the archive)")
         }
         Target::Position(f, p) => {
             let keep = chain
@@ -267,34 +295,12 @@ fn replay_passes(
                 .expect("planned");
             chain.files.truncate(keep + 1);
             stop.push(format!("--stop-position={p}"));
-            to = format!("{f}:{p}");
+            format!("{f}:{p}")
         }
         Target::Gtid(g) => {
             // Find where the GTID's transaction ends: the next GTID event, or the file's end.
             let files = c.materialize(vault, &index, &chain, dir.path())?;
-            let mut found = None;
-            'files: for (i, path) in files.iter().enumerate() {
-                let bytes = std::fs::read(path).map_err(|e| MysqlError::io("read", path, e))?;
-                let (events, _) = scan(&bytes, 0).map_err(|e| MysqlError::Tool {
-                    program: "binlog".into(),
-                    reason: format!("{}: {e}", path.display()),
-                })?;
-                let mut seen = false;
-                for e in &events {
-                    let is_gtid = matches!(e.kind, types::MARIADB_GTID | types::MYSQL_GTID);
-                    if seen && is_gtid {
-                        found = Some((i, e.offset));
-                        break 'files;
-                    }
-                    if e.gtid.as_deref() == Some(g.as_str()) {
-                        seen = true;
-                    }
-                }
-                if seen {
-                    found = Some((i, bytes.len() as u64));
-                    break;
-                }
-            }
+            let found = gtid_end(&files, g)?;
             let (i, pos) = found.ok_or_else(|| MysqlError::NotRestorable {
                 resource: c.resource.clone(),
                 at: plan.target.to_string(),
@@ -302,9 +308,9 @@ fn replay_passes(
             })?;
             chain.files.truncate(i + 1);
             stop.push(format!("--stop-position={pos}"));
-            to = format!("{}:{pos} (end of GTID {g})", chain.files[i].0);
+            format!("{}:{pos} (end of GTID {g})", chain.files[i].0)
         }
-    }
+    };
     let files = c.materialize(vault, &index, &chain, dir.path())?;
     for pass in passes {
         let mut cmd = Command::new("mariadb-binlog");

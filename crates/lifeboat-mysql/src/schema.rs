@@ -216,14 +216,14 @@ pub fn database_names(s: &mut Session, wanted: Option<&[String]>) -> Result<Vec<
     }
 }
 
-/// Reads the whole definition of one database (not its rows).
-pub fn read_database(s: &mut Session, db: &str) -> Result<DatabaseInfo> {
-    let q = literal(db);
-    let cs = s.rows(
-        "read database charset",
-        &format!("SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {q}"),
-    )?;
-    let cs = cs.into_iter().next().unwrap_or_default();
+/// Columns by table, and the (table, column) pairs of integer type.
+type ColumnsOf = (
+    std::collections::HashMap<String, Vec<Column>>,
+    std::collections::HashSet<(String, String)>,
+);
+
+/// Reads the columns of the tables of database `q` (quoted as a literal).
+fn read_columns(s: &mut Session, q: &str) -> Result<ColumnsOf> {
     let mut cols: std::collections::HashMap<String, Vec<Column>> = Default::default();
     let mut int_cols: std::collections::HashSet<(String, String)> = Default::default();
     for r in s.rows(
@@ -248,6 +248,15 @@ pub fn read_database(s: &mut Session, db: &str) -> Result<DatabaseInfo> {
             column_type: ct,
         });
     }
+    Ok((cols, int_cols))
+}
+
+/// Reads the primary key columns, in order, of the tables of database `q`
+/// (quoted as a literal).
+fn read_primary_keys(
+    s: &mut Session,
+    q: &str,
+) -> Result<std::collections::HashMap<String, Vec<String>>> {
     let mut pks: std::collections::HashMap<String, Vec<String>> = Default::default();
     for r in s.rows(
         "read primary keys",
@@ -257,6 +266,46 @@ pub fn read_database(s: &mut Session, db: &str) -> Result<DatabaseInfo> {
         let t = it.next().unwrap_or_default();
         pks.entry(t).or_default().push(it.next().unwrap_or_default());
     }
+    Ok(pks)
+}
+
+/// Reads sequence `name` (`full`: quoted with its database).
+fn read_sequence(s: &mut Session, full: &str, name: String, engine: String) -> Result<TableInfo> {
+    let r = s.rows("read a sequence", &format!("SHOW CREATE SEQUENCE {full}"))?;
+    let create = text(
+        r.into_iter()
+            .next()
+            .and_then(|r| r.into_iter().nth(1))
+            .flatten(),
+    );
+    let next = s.value(
+        "read a sequence",
+        &format!("SELECT next_not_cached_value FROM {full}"),
+    )?;
+    Ok(TableInfo {
+        name,
+        kind: "sequence".into(),
+        engine,
+        create,
+        columns: Vec::new(),
+        primary_key: Vec::new(),
+        int_key: false,
+        rows_estimate: 0,
+        data_length: 0,
+        sequence_next: next,
+    })
+}
+
+/// Reads the whole definition of one database (not its rows).
+pub fn read_database(s: &mut Session, db: &str) -> Result<DatabaseInfo> {
+    let q = literal(db);
+    let cs = s.rows(
+        "read database charset",
+        &format!("SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {q}"),
+    )?;
+    let cs = cs.into_iter().next().unwrap_or_default();
+    let (mut cols, int_cols) = read_columns(s, &q)?;
+    let mut pks = read_primary_keys(s, &q)?;
     let mut tables = Vec::new();
     let mut views = Vec::new();
     for r in s.rows(
@@ -277,26 +326,7 @@ pub fn read_database(s: &mut Session, db: &str) -> Result<DatabaseInfo> {
                 // View, Create View, character_set_client, collation_connection
                 views.push(show_create(s, "view", db, &name, (None, 1, None, 2))?);
             }
-            "SEQUENCE" => {
-                let r = s.rows("read a sequence", &format!("SHOW CREATE SEQUENCE {full}"))?;
-                let create = text(r.into_iter().next().and_then(|r| r.into_iter().nth(1)).flatten());
-                let next = s.value(
-                    "read a sequence",
-                    &format!("SELECT next_not_cached_value FROM {full}"),
-                )?;
-                tables.push(TableInfo {
-                    name,
-                    kind: "sequence".into(),
-                    engine,
-                    create,
-                    columns: Vec::new(),
-                    primary_key: Vec::new(),
-                    int_key: false,
-                    rows_estimate: 0,
-                    data_length: 0,
-                    sequence_next: next,
-                });
-            }
+            "SEQUENCE" => tables.push(read_sequence(s, &full, name, engine)?),
             _ => {
                 let r = s.rows("read a table definition", &format!("SHOW CREATE TABLE {full}"))?;
                 let create = text(r.into_iter().next().and_then(|r| r.into_iter().nth(1)).flatten());

@@ -213,6 +213,34 @@ pub fn binlog_meta(id: &Id, p: &RecoveryPoint) -> Result<BinlogMeta> {
     })
 }
 
+/// Sorts (segment, content ids) pairs into binlog order and merges the
+/// contiguous ranges of one file; identical ranges (a crash between a rollup
+/// and the removal of its seals) collapse.
+fn merge_contiguous(mut parts: Vec<(Segment, Vec<Id>)>) -> Vec<(Segment, Vec<Id>)> {
+    parts.sort_by_key(|(s, _)| s.key());
+    // Merge contiguous ranges of one file; identical ranges (a crash between
+    // a rollup and the removal of its seals) collapse.
+    let mut merged: Vec<(Segment, Vec<Id>)> = Vec::new();
+    for (s, ids) in parts {
+        if let Some((last, lids)) = merged.last_mut()
+            && last.file == s.file
+        {
+            if s.end <= last.end {
+                continue; // already covered
+            }
+            if s.start == last.end && s.gap_before.is_none() {
+                last.end = s.end;
+                last.last_time = s.last_time.or(last.last_time);
+                last.last_gtid = s.last_gtid.or(last.last_gtid.take());
+                lids.extend(ids);
+                continue;
+            }
+        }
+        merged.push((s, ids));
+    }
+    merged
+}
+
 /// Replaces seal points by one rollup point holding all their bytes as
 /// chunked blobs; then removes the seals. Returns the rollup's id.
 pub fn write_rollup(
@@ -273,27 +301,7 @@ pub fn write_rollup(
             parts.push((s, ids));
         }
     }
-    parts.sort_by_key(|(s, _)| s.key());
-    // Merge contiguous ranges of one file; identical ranges (a crash between
-    // a rollup and the removal of its seals) collapse.
-    let mut merged: Vec<(Segment, Vec<Id>)> = Vec::new();
-    for (s, ids) in parts {
-        if let Some((last, lids)) = merged.last_mut()
-            && last.file == s.file
-        {
-            if s.end <= last.end {
-                continue; // already covered
-            }
-            if s.start == last.end && s.gap_before.is_none() {
-                last.end = s.end;
-                last.last_time = s.last_time.or(last.last_time);
-                last.last_gtid = s.last_gtid.or(last.last_gtid.take());
-                lids.extend(ids);
-                continue;
-            }
-        }
-        merged.push((s, ids));
-    }
+    let merged = merge_contiguous(parts);
     let mut nodes = Vec::new();
     let mut segments = Vec::new();
     for (mut s, ids) in merged {

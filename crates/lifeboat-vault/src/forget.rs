@@ -224,6 +224,65 @@ pub fn forget(
     })
 }
 
+/// Why the policy keeps each of `ps` (one group's points, newest first):
+/// the `last`, bucket (hourly … yearly) and `within` rules that count it;
+/// none for a point the policy lets go.
+fn keep_reasons(
+    ps: &[&(Id, RecoveryPoint)],
+    policy: &KeepPolicy,
+    now: DateTime<Utc>,
+) -> Vec<Vec<String>> {
+    type Bucket = fn(&DateTime<Utc>) -> i64;
+    let rules: [(&str, u32, Bucket); 5] = [
+        ("hourly", policy.hourly, |t| t.timestamp().div_euclid(3600)),
+        ("daily", policy.daily, |t| t.num_days_from_ce() as i64),
+        ("weekly", policy.weekly, |t| {
+            let w = t.iso_week();
+            w.year() as i64 * 100 + w.week() as i64
+        }),
+        ("monthly", policy.monthly, |t| {
+            t.year() as i64 * 100 + t.month() as i64
+        }),
+        ("yearly", policy.yearly, |t| t.year() as i64),
+    ];
+    let mut reasons: Vec<Vec<String>> = vec![Vec::new(); ps.len()];
+    for (i, r) in reasons.iter_mut().enumerate().take(policy.last as usize) {
+        r.push(format!("last {}", i + 1));
+    }
+    for (name, n, bucket) in rules {
+        if n == 0 {
+            continue;
+        }
+        let mut last_bucket = None;
+        let mut count = 0;
+        for (i, p) in ps.iter().enumerate() {
+            let b = bucket(&p.1.time);
+            if last_bucket != Some(b) {
+                last_bucket = Some(b);
+                count += 1;
+                if count > n {
+                    break;
+                }
+                reasons[i].push(format!("{name} {count}"));
+            }
+        }
+    }
+    if policy.within_s > 0 {
+        let since = now - chrono::Duration::seconds(policy.within_s);
+        for (i, p) in ps.iter().enumerate() {
+            if p.1.time >= since {
+                reasons[i].push(format!(
+                    "within {}",
+                    crate::retention::format_duration(chrono::Duration::seconds(policy.within_s))
+                ));
+            }
+        }
+    }
+    reasons
+}
+
+/// Decides, per resource and kind, which points the policy keeps and why
+/// (points stamped in the future and locked points are kept too).
 fn apply_policy(
     points: &[(Id, RecoveryPoint)],
     policy: &KeepPolicy,
@@ -255,54 +314,7 @@ fn apply_policy(
             });
         }
         ps.sort_by(|a, b| b.1.time.cmp(&a.1.time).then(b.0.cmp(&a.0)));
-        type Bucket = fn(&DateTime<Utc>) -> i64;
-        let rules: [(&str, u32, Bucket); 5] = [
-            ("hourly", policy.hourly, |t| t.timestamp().div_euclid(3600)),
-            ("daily", policy.daily, |t| t.num_days_from_ce() as i64),
-            ("weekly", policy.weekly, |t| {
-                let w = t.iso_week();
-                w.year() as i64 * 100 + w.week() as i64
-            }),
-            ("monthly", policy.monthly, |t| {
-                t.year() as i64 * 100 + t.month() as i64
-            }),
-            ("yearly", policy.yearly, |t| t.year() as i64),
-        ];
-        let mut reasons: Vec<Vec<String>> = vec![Vec::new(); ps.len()];
-        for (i, r) in reasons.iter_mut().enumerate().take(policy.last as usize) {
-            r.push(format!("last {}", i + 1));
-        }
-        for (name, n, bucket) in rules {
-            if n == 0 {
-                continue;
-            }
-            let mut last_bucket = None;
-            let mut count = 0;
-            for (i, p) in ps.iter().enumerate() {
-                let b = bucket(&p.1.time);
-                if last_bucket != Some(b) {
-                    last_bucket = Some(b);
-                    count += 1;
-                    if count > n {
-                        break;
-                    }
-                    reasons[i].push(format!("{name} {count}"));
-                }
-            }
-        }
-        if policy.within_s > 0 {
-            let since = now - chrono::Duration::seconds(policy.within_s);
-            for (i, p) in ps.iter().enumerate() {
-                if p.1.time >= since {
-                    reasons[i].push(format!(
-                        "within {}",
-                        crate::retention::format_duration(chrono::Duration::seconds(
-                            policy.within_s
-                        ))
-                    ));
-                }
-            }
-        }
+        let reasons = keep_reasons(&ps, policy, now);
         for (p, mut why) in ps.into_iter().zip(reasons) {
             if let Some(r) = p
                 .1

@@ -40,10 +40,13 @@ use serde::Serialize;
 
 use crate::error::{Result, VaultError};
 use crate::id::Id;
-use crate::index::{Index, IndexFile, ObsoleteMark, index_path};
+use crate::index::{Index, IndexFile, ObsoleteMark};
 use crate::lock::{LockGuard, live_locks, remove_stale};
 use crate::pack::{PackEntry, PackWriter, list_packs, pack_path, seal_blob};
 use crate::vault::Vault;
+
+mod rewrite;
+use rewrite::Rewrite;
 
 /// Options of a prune.
 #[derive(Debug, Clone, Copy)]
@@ -96,25 +99,6 @@ pub struct PruneReport {
     /// prune deletes them once the storage allows.
     #[serde(default)]
     pub not_deleted: Vec<String>,
-}
-
-/// Removes `path`; a refusal that retrying cannot cure (permissions, a
-/// retention) is recorded in `rep` instead of failing the prune.
-fn remove_or_note(storage: &crate::Storage, path: &str, rep: &mut PruneReport) -> Result<bool> {
-    match storage.remove(path) {
-        Ok(()) => Ok(true),
-        Err(VaultError::Storage {
-            retryable: false,
-            no_space: false,
-            message,
-            ..
-        }) => {
-            tracing::warn!("prune: the storage refused to delete {path}: {message}; it is kept");
-            rep.not_deleted.push(format!("{path}: {message}"));
-            Ok(false)
-        }
-        Err(e) => Err(e),
-    }
 }
 
 fn shared_lock_ids(vault: &Vault, own: &Id) -> Result<Vec<Id>> {
@@ -231,38 +215,167 @@ pub fn prune_with_progress(
     }
     let l0: HashSet<Id> = shared_lock_ids(vault, &lock.id())?.into_iter().collect();
 
-    let (listed, _) = list_packs(storage)?;
-    rep.packs = listed.len();
-    let index = vault.load_index()?;
-    if let Some(e) = index.damaged().first() {
-        return Err(VaultError::Refused(format!(
-            "prune stopped without deleting anything: an index file is damaged ({e}); run `lifeboat vault repair-index` to rebuild the index from the packs, then prune again"
-        )));
+    // 2.–3. packs, index, points and the blobs they need
+    let survey = Survey::read(vault, &mut rep)?;
+
+    // 4. classify
+    let verdicts = survey.classify(&l0, opts);
+    count_verdicts(&verdicts, &mut rep);
+    let garbage = survey.garbage();
+    if opts.dry_run {
+        rep.deleted_packs = verdicts
+            .values()
+            .filter(|v| matches!(v, Verdict::Delete))
+            .count();
+        rep.deleted_garbage = garbage.len();
+        lock.release()?;
+        return Ok(rep);
     }
-    let (points, bad) = vault.list_points()?;
-    if let Some(e) = bad.first() {
-        return Err(VaultError::Refused(format!(
-            "prune stopped without deleting anything: a recovery point is damaged ({e}); run `lifeboat vault check`"
-        )));
+
+    // 5. repack
+    let mut new_index = IndexFile::default();
+    new_index
+        .packs
+        .extend(repack_verdicts(vault, &survey.index, &verdicts, progress)?);
+
+    // 6. the first new index
+    let mut rewrite = Rewrite::write_first(vault, &survey.index, &verdicts, new_index)?;
+
+    // 7. who might still reference the newly marked packs
+    let l1 = shared_lock_ids(vault, &lock.id())?;
+    rewrite.settle(vault, &survey, garbage, &l1, &mut rep)?;
+
+    // 8. the old index files, then the first new one
+    rewrite.replace_old_index(vault, &survey.index, &mut rep)?;
+
+    // 9. packs
+    rewrite.delete_packs(vault, &survey.listed, progress, &mut rep)?;
+    clean_tmp(vault);
+    lock.release()?;
+    Ok(rep)
+}
+
+/// What a prune read before deciding anything: the packs on storage, the
+/// index, the points and the blobs they need.
+struct Survey {
+    /// Packs on storage with their sizes.
+    listed: HashMap<Id, u64>,
+    /// The index as loaded in step 3.
+    index: Index,
+    /// The points listed in step 3.
+    seen_points: HashSet<Id>,
+    /// Blobs some point needs.
+    referenced: HashSet<Id>,
+    /// Blobs of points under a retention lock.
+    pinned: HashSet<Id>,
+}
+
+impl Survey {
+    /// Lists the packs, loads the index and the points and walks every tree;
+    /// refuses when anything damaged or missing would make a deletion unsafe.
+    fn read(vault: &Vault, rep: &mut PruneReport) -> Result<Survey> {
+        let (listed, _) = list_packs(vault.storage())?;
+        rep.packs = listed.len();
+        let index = vault.load_index()?;
+        if let Some(e) = index.damaged().first() {
+            return Err(VaultError::Refused(format!(
+                "prune stopped without deleting anything: an index file is damaged ({e}); run `lifeboat vault repair-index` to rebuild the index from the packs, then prune again"
+            )));
+        }
+        let (points, bad) = vault.list_points()?;
+        if let Some(e) = bad.first() {
+            return Err(VaultError::Refused(format!(
+                "prune stopped without deleting anything: a recovery point is damaged ({e}); run `lifeboat vault check`"
+            )));
+        }
+        rep.points = points.len();
+        let seen_points: HashSet<Id> = points.iter().map(|(i, _)| *i).collect();
+        let roots: Vec<Id> = points.iter().map(|(_, p)| p.tree).collect();
+        let referenced = referenced_blobs(vault, &index, &roots)?;
+        let pinned = pinned_blobs(vault, &index, &points)?;
+        refuse_unindexed_needs(vault, &index, &referenced)?;
+        Ok(Survey {
+            listed,
+            index,
+            seen_points,
+            referenced,
+            pinned,
+        })
     }
-    rep.points = points.len();
-    let seen_points: HashSet<Id> = points.iter().map(|(i, _)| *i).collect();
-    let roots: Vec<Id> = points.iter().map(|(_, p)| p.tree).collect();
-    let referenced = referenced_blobs(vault, &index, &roots)?;
-    // Blobs of points under a retention lock stay in the packs they are in:
-    // on an S3 bucket with Object Lock those packs carry the lock, a repacked
-    // copy would not.
+
+    /// Decides what becomes of each indexed pack (step 4).
+    fn classify(&self, l0: &HashSet<Id>, opts: &PruneOptions) -> HashMap<Id, Verdict> {
+        let (index, listed) = (&self.index, &self.listed);
+        let mut verdicts: HashMap<Id, Verdict> = HashMap::new();
+        for (pack, entries) in index.packs() {
+            let used: Vec<PackEntry> = entries
+                .iter()
+                .filter(|e| {
+                    self.referenced.contains(&e.id)
+                        && index.get(&e.id).is_some_and(|l| l.pack == *pack)
+                })
+                .copied()
+                .collect();
+            let v = match index.marks().get(pack) {
+                Some(_) if !listed.contains_key(pack) => Verdict::Delete, // already gone
+                Some(_) if !used.is_empty() => Verdict::Unmark,
+                Some(m) => match &m.blockers {
+                    Some(b) if b.iter().all(|x| !l0.contains(x)) => Verdict::Delete,
+                    Some(_) => Verdict::Deferred(m.clone()),
+                    None => Verdict::Mark,
+                },
+                None if !listed.contains_key(pack) => Verdict::Keep, // missing: check reports it
+                None if used.is_empty() => Verdict::Mark,
+                None if used.iter().any(|e| self.pinned.contains(&e.id)) => Verdict::Keep,
+                None => {
+                    let total: u64 = entries.iter().map(|e| e.length as u64).sum();
+                    let live: u64 = used.iter().map(|e| e.length as u64).sum();
+                    if total > 0 && (total - live) as f64 / total as f64 > opts.repack_unused {
+                        Verdict::Repack(used)
+                    } else {
+                        Verdict::Keep
+                    }
+                }
+            };
+            verdicts.insert(*pack, v);
+        }
+        verdicts
+    }
+
+    /// Packs on storage that no index file lists (from interrupted runs).
+    fn garbage(&self) -> Vec<Id> {
+        self.listed
+            .keys()
+            .filter(|p| !self.index.packs().contains_key(*p))
+            .copied()
+            .collect()
+    }
+}
+
+/// Blobs of points under a retention lock: they stay in the packs they are
+/// in, since on an S3 bucket with Object Lock those packs carry the lock and
+/// a repacked copy would not.
+fn pinned_blobs(
+    vault: &Vault,
+    index: &Index,
+    points: &[(Id, crate::point::RecoveryPoint)],
+) -> Result<HashSet<Id>> {
     let now = vault.now()?;
     let locked_roots: Vec<Id> = points
         .iter()
         .filter(|(_, p)| p.retention.as_ref().is_some_and(|r| r.retain_until > now))
         .map(|(_, p)| p.tree)
         .collect();
-    let pinned = if locked_roots.is_empty() {
-        HashSet::new()
+    if locked_roots.is_empty() {
+        Ok(HashSet::new())
     } else {
-        referenced_blobs(vault, &index, &locked_roots)?
-    };
+        referenced_blobs(vault, index, &locked_roots)
+    }
+}
+
+/// Refuses when a pack that no index file lists holds blobs points need (an
+/// index file is missing).
+fn refuse_unindexed_needs(vault: &Vault, index: &Index, referenced: &HashSet<Id>) -> Result<()> {
     let needs_unindexed: Vec<Id> = index
         .recovered()
         .iter()
@@ -290,40 +403,11 @@ pub fn prune_with_progress(
             p.short()
         )));
     }
+    Ok(())
+}
 
-    // 4. classify
-    let mut verdicts: HashMap<Id, Verdict> = HashMap::new();
-    for (pack, entries) in index.packs() {
-        let used: Vec<PackEntry> = entries
-            .iter()
-            .filter(|e| {
-                referenced.contains(&e.id) && index.get(&e.id).is_some_and(|l| l.pack == *pack)
-            })
-            .copied()
-            .collect();
-        let v = match index.marks().get(pack) {
-            Some(_) if !listed.contains_key(pack) => Verdict::Delete, // already gone
-            Some(_) if !used.is_empty() => Verdict::Unmark,
-            Some(m) => match &m.blockers {
-                Some(b) if b.iter().all(|x| !l0.contains(x)) => Verdict::Delete,
-                Some(_) => Verdict::Deferred(m.clone()),
-                None => Verdict::Mark,
-            },
-            None if !listed.contains_key(pack) => Verdict::Keep, // missing: check reports it
-            None if used.is_empty() => Verdict::Mark,
-            None if used.iter().any(|e| pinned.contains(&e.id)) => Verdict::Keep,
-            None => {
-                let total: u64 = entries.iter().map(|e| e.length as u64).sum();
-                let live: u64 = used.iter().map(|e| e.length as u64).sum();
-                if total > 0 && (total - live) as f64 / total as f64 > opts.repack_unused {
-                    Verdict::Repack(used)
-                } else {
-                    Verdict::Keep
-                }
-            }
-        };
-        verdicts.insert(*pack, v);
-    }
+/// Counts the verdicts into the report.
+fn count_verdicts(verdicts: &HashMap<Id, Verdict>, rep: &mut PruneReport) {
     for v in verdicts.values() {
         match v {
             Verdict::Unmark => rep.unmarked += 1,
@@ -336,23 +420,15 @@ pub fn prune_with_progress(
             Verdict::Delete | Verdict::Keep => {}
         }
     }
-    let garbage: Vec<Id> = listed
-        .keys()
-        .filter(|p| !index.packs().contains_key(*p))
-        .copied()
-        .collect();
-    if opts.dry_run {
-        rep.deleted_packs = verdicts
-            .values()
-            .filter(|v| matches!(v, Verdict::Delete))
-            .count();
-        rep.deleted_garbage = garbage.len();
-        lock.release()?;
-        return Ok(rep);
-    }
+}
 
-    // 5. repack
-    let mut new_index = IndexFile::default();
+/// Copies the needed blobs of the packs to repack into new packs (step 5).
+fn repack_verdicts(
+    vault: &Vault,
+    index: &Index,
+    verdicts: &HashMap<Id, Verdict>,
+    progress: &PruneProgress,
+) -> Result<Vec<(Id, Vec<PackEntry>)>> {
     let to_repack: Vec<(Id, PackEntry)> = verdicts
         .iter()
         .filter_map(|(p, v)| match v {
@@ -361,134 +437,12 @@ pub fn prune_with_progress(
         })
         .flatten()
         .collect();
-    if !to_repack.is_empty() {
-        let bytes: u64 = to_repack.iter().map(|(_, e)| e.length as u64).sum();
-        progress.begin("repacking", bytes);
-        new_index
-            .packs
-            .extend(repack(vault, &index, &to_repack, progress)?);
+    if to_repack.is_empty() {
+        return Ok(Vec::new());
     }
-
-    // 6. the first new index: every pack still indexed with its mark, the
-    // packs deleted below included (so that any reader whose listing holds
-    // this file sees them obsolete, whichever old files it also holds)
-    let mut new_marks = Vec::new();
-    let now = vault.now()?.timestamp();
-    let mut delete: Vec<Id> = Vec::new();
-    for (pack, v) in &verdicts {
-        let entries = index.packs()[pack].clone();
-        match v {
-            Verdict::Delete => {
-                delete.push(*pack);
-                new_index.marks.push(index.marks()[pack].clone());
-            }
-            Verdict::Keep | Verdict::Unmark => {}
-            Verdict::Deferred(m) => new_index.marks.push(m.clone()),
-            Verdict::Mark | Verdict::Repack(_) => {
-                new_marks.push(*pack);
-                new_index.marks.push(ObsoleteMark {
-                    pack: *pack,
-                    marked_at: now,
-                    blockers: None,
-                });
-            }
-        }
-        new_index.packs.push((*pack, entries));
-    }
-    new_index.packs.sort_by_key(|(p, _)| *p);
-    let (first_name, stored) = new_index.seal(vault.key());
-    storage.write(&index_path(&first_name), stored)?;
-
-    // 7. who might still reference the newly marked packs
-    let l1 = shared_lock_ids(vault, &lock.id())?;
-    let mut delete_garbage = Vec::new();
-    let mut last_index = new_index.clone();
-    if l1.is_empty() {
-        let (now_points, _) = vault.list_points()?;
-        let fresh: Vec<Id> = now_points
-            .iter()
-            .filter(|(i, _)| !seen_points.contains(i))
-            .map(|(_, p)| p.tree)
-            .collect();
-        let fresh_index = vault.load_index()?;
-        let needed = if fresh.is_empty() {
-            HashSet::new()
-        } else {
-            referenced_blobs(vault, &fresh_index, &fresh)?
-        };
-        for p in &new_marks {
-            let entries = &index.packs()[p];
-            if entries.iter().all(|e| !needed.contains(&e.id)) {
-                delete.push(*p);
-            }
-        }
-        let known: HashSet<Id> = fresh_index.packs().keys().copied().collect();
-        delete_garbage = garbage.into_iter().filter(|g| !known.contains(g)).collect();
-    } else {
-        for m in &mut last_index.marks {
-            if m.blockers.is_none() {
-                m.blockers = Some(l1.clone());
-            }
-        }
-        rep.deferred += new_marks.len();
-    }
-    // The last index: without the packs about to go, so that no index file
-    // names a deleted pack once the first one is removed.
-    let gone: HashSet<Id> = delete.iter().copied().collect();
-    last_index.packs.retain(|(p, _)| !gone.contains(p));
-    last_index.marks.retain(|m| !gone.contains(&m.pack));
-    let last_name = if last_index != new_index {
-        let (name, stored) = last_index.seal(vault.key());
-        storage.write(&index_path(&name), stored)?;
-        Some(name)
-    } else {
-        None
-    };
-
-    // 8. the old index files, then the first new one: until every old file
-    // is gone, the marks of the first new one are visible to every listing
-    crate::testhook::pause("prune-index-written");
-    // An old file the storage refuses to delete stays; then the first new
-    // one must stay too (it marks every pack this run deletes).
-    let mut old_left = false;
-    for f in index.files() {
-        if remove_or_note(storage, &index_path(f), &mut rep)? {
-            rep.index_files_replaced += 1;
-        } else {
-            old_left = true;
-        }
-    }
-    crate::testhook::pause("prune-old-index-removed");
-    if !old_left && last_name.is_some_and(|n| n != first_name) {
-        storage.remove(&index_path(&first_name))?;
-    }
-    // 9. packs
-    progress.begin(
-        "deleting packs",
-        (delete.len() + delete_garbage.len()) as u64,
-    );
-    let mut refused = HashSet::new();
-    for p in delete.iter().chain(&delete_garbage) {
-        if let Some(size) = listed.get(p) {
-            if remove_or_note(storage, &pack_path(p), &mut rep)? {
-                rep.bytes_freed += size;
-            } else {
-                refused.insert(*p);
-            }
-        }
-        progress.add(1);
-    }
-    rep.deleted_packs = delete
-        .iter()
-        .filter(|p| listed.contains_key(*p) && !refused.contains(*p))
-        .count();
-    rep.deleted_garbage = delete_garbage
-        .iter()
-        .filter(|p| !refused.contains(*p))
-        .count();
-    clean_tmp(vault);
-    lock.release()?;
-    Ok(rep)
+    let bytes: u64 = to_repack.iter().map(|(_, e)| e.length as u64).sum();
+    progress.begin("repacking", bytes);
+    repack(vault, index, &to_repack, progress)
 }
 
 fn repack(

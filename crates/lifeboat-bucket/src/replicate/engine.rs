@@ -5,16 +5,19 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::Options;
 use super::copy::{Action, DeletePolicy, dst_token, handle};
-use super::feed::{DirFeed, FeedEvent};
+use super::feed::FeedEvent;
 use super::state::{Entry, State, fingerprint};
 use super::status::{LagWindow, RuleStatus, prometheus, serve_metrics, write_status};
 use crate::error::{BucketError, Result};
 use crate::store::Bucket;
+
+mod changes;
+use changes::{Listing, start_feed};
 
 /// What a run did.
 #[derive(Debug, Clone, Default)]
@@ -100,66 +103,10 @@ fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File> {
 
 /// Runs a rule until `stop` turns true.
 pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<Report> {
-    if opts.from == opts.to {
-        return Err(BucketError::BadAddress {
-            address: opts.to.clone(),
-            reason: "source and destination are the same bucket".into(),
-        });
-    }
-    let src = Bucket::open_address(&opts.from, false)?;
-    let dst = Bucket::open_address(&opts.to, true)?;
-    std::fs::create_dir_all(&opts.state_dir).map_err(|e| BucketError::State {
-        path: opts.state_dir.display().to_string(),
-        reason: format!("cannot create it: {e}"),
-    })?;
-    let _lock = lock_dir(&opts.state_dir)?;
-    let header = format!(
-        "lifeboat-replication-state 1 from={} to={} prefix={:?}",
-        opts.from, opts.to, opts.prefix
-    );
-    let state = State::load(&opts.state_dir, &header)?;
-    let metrics = Arc::new(Mutex::new(String::new()));
-    if let Some(addr) = &opts.metrics_listen {
-        serve_metrics(addr, metrics.clone()).await?;
-    }
-    let status = RuleStatus {
-        rule: opts
-            .state_dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        from: opts.from.clone(),
-        to: opts.to.clone(),
-        prefix: opts.prefix.clone(),
-        delete_markers: match opts.delete_markers {
-            DeletePolicy::Replicate => "replicate",
-            DeletePolicy::Ignore => "ignore",
-        }
-        .into(),
-        phase: "starting".into(),
-        pid: std::process::id(),
-        started: rfc3339_now(),
-        ..RuleStatus::default()
-    };
-    let mut e = Engine {
-        src,
-        dst,
-        opts,
-        state,
-        queue: HashMap::new(),
-        heap: BinaryHeap::new(),
-        seq: 0,
-        in_flight: HashMap::new(),
-        tasks: JoinSet::new(),
-        parked: HashMap::new(),
-        lag: LagWindow::default(),
-        status,
-        pause_until: Instant::now(),
-        consecutive_failures: 0,
-        backfill_left: None,
-        metrics,
-        fence_checked: None,
-    };
+    let (engine, lock) = Engine::open(opts).await?;
+    // The state directory stays locked until after the engine is dropped.
+    let _lock = lock;
+    let mut e = engine;
     e.publish()?;
     // Never a pass over a fenced destination (a recovery uses it in place);
     // one that cannot be asked now is asked again before the first write.
@@ -169,47 +116,17 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<Repor
         Err(err) => e.note_error(&err),
     }
     // The feed starts before the first listing, so no change falls between.
-    let (feed_tx, mut feed_rx) = mpsc::unbounded_channel();
-    let _feed = match e.src.dir_root() {
-        Some(root) => Some(
-            DirFeed::start(root, &e.opts.prefix, feed_tx).map_err(|err| BucketError::Io {
-                bucket: e.src.address().to_string(),
-                op: "watch",
-                key: String::new(),
-                source: std::io::Error::other(err.to_string()),
-            })?,
-        ),
-        None => {
-            drop(feed_tx);
-            None
-        }
-    };
+    let (_feed, mut feed_rx) = start_feed(&e)?;
     e.reconcile().await?;
-    let (list_tx, mut list_rx) = mpsc::channel::<Result<Vec<Listed>>>(1);
-    let mut listing = false;
-    let mut poll = e.opts.poll_min;
-    let is_s3 = e.src.dir_root().is_none();
-    let mut next_list = Instant::now() + if is_s3 { poll } else { e.opts.rescan_every };
-    let mut list_started = Instant::now();
+    let mut list = Listing::new(&e);
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     let mut last_publish = Instant::now();
     let mut fenced = None;
     loop {
         // Before each batch of writes: the destination is still not fenced.
-        if e.writes_due() && e.fence_checked.is_none_or(|t| t.elapsed() >= FENCE_EVERY) {
-            match super::fence::check(&e.dst).await {
-                Ok(()) => e.fence_checked = Some(Instant::now()),
-                Err(err @ BucketError::Fenced { .. }) => {
-                    fenced = Some(err);
-                    break;
-                }
-                // Unknown (the destination does not answer): no write until
-                // it is asked again, a second later.
-                Err(err) => {
-                    e.note_error(&err);
-                    e.pause_until = Instant::now() + FENCE_EVERY;
-                }
-            }
+        if let Some(err) = e.check_fence().await {
+            fenced = Some(err);
+            break;
         }
         e.dispatch();
         if e.opts.once && e.queue.is_empty() && e.tasks.is_empty() {
@@ -223,41 +140,15 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<Repor
                         e.enqueue(k, 0, Duration::from_millis(50));
                     }
                 }
-                FeedEvent::Rescan => next_list = Instant::now(),
+                FeedEvent::Rescan => list.next = Instant::now(),
             },
             Some(res) = e.tasks.join_next(), if !e.tasks.is_empty() => {
                 let (key, seen, r) = res.expect("copy task panicked");
                 e.finish(key, seen, r);
             }
-            Some(res) = list_rx.recv() => {
-                listing = false;
-                let took = list_started.elapsed();
-                let changed = match res {
-                    Ok(list) => e.apply_listing(list),
-                    Err(err) => {
-                        e.note_error(&err);
-                        true
-                    }
-                };
-                let base = if is_s3 {
-                    poll = if changed { e.opts.poll_min } else { (poll * 2).min(e.opts.poll_max) };
-                    poll.max(took * 2)
-                } else {
-                    e.opts.rescan_every
-                };
-                next_list = Instant::now() + base;
-            }
+            Some(res) = list.rx.recv() => list.done(&mut e, res),
             _ = tick.tick() => {
-                if !listing && Instant::now() >= next_list {
-                    listing = true;
-                    list_started = Instant::now();
-                    let (src, prefix, tx) = (e.src.clone(), e.opts.prefix.clone(), list_tx.clone());
-                    tokio::spawn(async move {
-                        let mut v = Vec::new();
-                        let r = src.list(&prefix, &mut |o| v.push((o.key, fingerprint(&o.version), o.size, o.version))).await;
-                        let _ = tx.send(r.map(|_| v)).await;
-                    });
-                }
+                list.start_if_due(&e);
                 if last_publish.elapsed() >= Duration::from_secs(1) {
                     last_publish = Instant::now();
                     if let Err(err) = e.state.checkpoint() {
@@ -270,23 +161,7 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<Repor
             }
         }
     }
-    // Stop: let the copies in flight finish, then make everything durable.
-    let deadline = tokio::time::sleep(Duration::from_secs(30));
-    tokio::pin!(deadline);
-    while !e.tasks.is_empty() {
-        tokio::select! {
-            Some(res) = e.tasks.join_next() => {
-                if let Ok((key, seen, r)) = res {
-                    e.finish(key, seen, r);
-                }
-            }
-            _ = &mut deadline => {
-                tracing::warn!("{} copies did not finish in 30 s; they are redone at the next start", e.tasks.len());
-                e.tasks.abort_all();
-                break;
-            }
-        }
-    }
+    e.drain().await;
     e.dst.sync().await?;
     e.state.checkpoint()?;
     if let Some(err) = fenced {
@@ -304,6 +179,118 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<Repor
 }
 
 impl Engine {
+    /// Opens a rule's buckets and its state directory (locked: one
+    /// replicator per rule, the lock returned with the engine) and serves its
+    /// metrics when asked.
+    async fn open(opts: Options) -> Result<(Engine, std::fs::File)> {
+        if opts.from == opts.to {
+            return Err(BucketError::BadAddress {
+                address: opts.to.clone(),
+                reason: "source and destination are the same bucket".into(),
+            });
+        }
+        let src = Bucket::open_address(&opts.from, false)?;
+        let dst = Bucket::open_address(&opts.to, true)?;
+        std::fs::create_dir_all(&opts.state_dir).map_err(|e| BucketError::State {
+            path: opts.state_dir.display().to_string(),
+            reason: format!("cannot create it: {e}"),
+        })?;
+        let lock = lock_dir(&opts.state_dir)?;
+        let header = format!(
+            "lifeboat-replication-state 1 from={} to={} prefix={:?}",
+            opts.from, opts.to, opts.prefix
+        );
+        let state = State::load(&opts.state_dir, &header)?;
+        let metrics = Arc::new(Mutex::new(String::new()));
+        if let Some(addr) = &opts.metrics_listen {
+            serve_metrics(addr, metrics.clone()).await?;
+        }
+        let status = RuleStatus {
+            rule: opts
+                .state_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            from: opts.from.clone(),
+            to: opts.to.clone(),
+            prefix: opts.prefix.clone(),
+            delete_markers: match opts.delete_markers {
+                DeletePolicy::Replicate => "replicate",
+                DeletePolicy::Ignore => "ignore",
+            }
+            .into(),
+            phase: "starting".into(),
+            pid: std::process::id(),
+            started: rfc3339_now(),
+            ..RuleStatus::default()
+        };
+        let e = Engine {
+            src,
+            dst,
+            opts,
+            state,
+            queue: HashMap::new(),
+            heap: BinaryHeap::new(),
+            seq: 0,
+            in_flight: HashMap::new(),
+            tasks: JoinSet::new(),
+            parked: HashMap::new(),
+            lag: LagWindow::default(),
+            status,
+            pause_until: Instant::now(),
+            consecutive_failures: 0,
+            backfill_left: None,
+            metrics,
+            fence_checked: None,
+        };
+        Ok((e, lock))
+    }
+
+    /// Before a batch of writes, asks again (at most once a second) whether
+    /// the destination is fenced; returns the fence when it is. One that
+    /// cannot be asked holds the writes for a second.
+    async fn check_fence(&mut self) -> Option<BucketError> {
+        if !self.writes_due()
+            || self
+                .fence_checked
+                .is_some_and(|t| t.elapsed() < FENCE_EVERY)
+        {
+            return None;
+        }
+        match super::fence::check(&self.dst).await {
+            Ok(()) => self.fence_checked = Some(Instant::now()),
+            Err(err @ BucketError::Fenced { .. }) => return Some(err),
+            // Unknown (the destination does not answer): no write until
+            // it is asked again, a second later.
+            Err(err) => {
+                self.note_error(&err);
+                self.pause_until = Instant::now() + FENCE_EVERY;
+            }
+        }
+        None
+    }
+
+    /// On stop: lets the copies in flight finish (30 s at most; the others
+    /// are redone at the next start).
+    async fn drain(&mut self) {
+        let deadline = tokio::time::sleep(Duration::from_secs(30));
+        tokio::pin!(deadline);
+        while !self.tasks.is_empty() {
+            tokio::select! {
+                Some(res) = self.tasks.join_next() => {
+                    if let Ok((key, seen, r)) = res {
+                        self.finish(key, seen, r);
+                    }
+                }
+                _ = &mut deadline => {
+                    tracing::warn!("{} copies did not finish in 30 s; they are redone at the next start", self.tasks.len());
+                    self.tasks.abort_all();
+                    break;
+                }
+            }
+        }
+    }
+
     fn enqueue(&mut self, key: String, size: u64, debounce: Duration) {
         self.enqueue_hinted(key, size, debounce, None);
     }

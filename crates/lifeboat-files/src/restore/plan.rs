@@ -194,75 +194,94 @@ impl Plan {
     }
 }
 
-/// Plans the restore of a whole point (`select` = None) or of one absolute
-/// path of it. `roots` are the point's backed-up paths (where `--delete` may act);
-/// the nodes at the absolute paths `skip` are left out.
-pub(crate) fn plan(
-    vault: &Vault,
-    index: &Index,
-    root: &Id,
-    select: Option<&Path>,
-    roots: &[PathBuf],
-    skip: &[PathBuf],
-) -> Result<Plan> {
-    let mut plan = Plan::default();
-    let mut links = HashMap::new();
-    let inside = |p: &Path| roots.iter().any(|r| p.starts_with(r));
-    // The frontier: (directory entry, its subtree, its absolute path in the point).
-    let mut frontier: Vec<(u32, Id, PathBuf)> = Vec::new();
-    match select {
-        None => frontier.push((TARGET, *root, PathBuf::from("/"))),
-        Some(p) => {
-            let comps: Vec<&[u8]> = p
-                .components()
-                .filter_map(|c| match c {
-                    Component::Normal(n) => Some(n.as_bytes()),
-                    _ => None,
-                })
-                .collect();
-            let mut cur = *root;
-            let mut parent = TARGET;
-            let mut abs = PathBuf::from("/");
-            for (k, c) in comps.iter().enumerate() {
-                let t = vault.read_tree(index, &cur)?;
-                let Some(n) = t.find(c).cloned() else {
-                    return Err(FilesError::NotInPoint(p.to_path_buf()));
-                };
-                abs.push(std::ffi::OsStr::from_bytes(c));
-                let last = k + 1 == comps.len();
-                let sub = n.subtree;
-                if !last && sub.is_none() {
-                    return Err(FilesError::NotInPoint(p.to_path_buf()));
-                }
-                if n.kind == NodeKind::Socket {
-                    return Ok(plan);
-                }
-                parent = plan.push(
-                    Entry {
-                        parent,
-                        name: c.to_vec(),
-                        node: n,
-                        depth: k as u32 + 1,
-                        link_to: None,
-                        meta: last,
-                        deletable: inside(&abs),
-                    },
-                    &mut links,
-                );
-                match sub {
-                    Some(s) if last => frontier.push((parent, s, abs.clone())),
-                    Some(s) => cur = s,
-                    None => {}
-                }
+/// A directory still to read: its entry, its subtree, its absolute path in
+/// the point.
+type Frontier = Vec<(u32, Id, PathBuf)>;
+
+/// What a planning walk reads and where `--delete` may act.
+struct Walk<'a> {
+    vault: &'a Vault,
+    index: &'a Index,
+    /// The point's backed-up paths.
+    roots: &'a [PathBuf],
+    /// Absolute paths left out.
+    skip: &'a [PathBuf],
+}
+
+impl Walk<'_> {
+    /// Whether absolute path `p` is at or below a backed-up path.
+    fn inside(&self, p: &Path) -> bool {
+        self.roots.iter().any(|r| p.starts_with(r))
+    }
+
+    /// Adds an entry for each component of the selected path `p` (only the
+    /// last one's metadata is put back); returns the frontier below it (empty
+    /// when it is no directory, or a socket).
+    fn descend(
+        &self,
+        plan: &mut Plan,
+        root: &Id,
+        p: &Path,
+        links: &mut HashMap<(u64, u64), u32>,
+    ) -> Result<Frontier> {
+        let mut frontier = Vec::new();
+        let comps: Vec<&[u8]> = p
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.as_bytes()),
+                _ => None,
+            })
+            .collect();
+        let mut cur = *root;
+        let mut parent = TARGET;
+        let mut abs = PathBuf::from("/");
+        for (k, c) in comps.iter().enumerate() {
+            let t = self.vault.read_tree(self.index, &cur)?;
+            let Some(n) = t.find(c).cloned() else {
+                return Err(FilesError::NotInPoint(p.to_path_buf()));
+            };
+            abs.push(std::ffi::OsStr::from_bytes(c));
+            let last = k + 1 == comps.len();
+            let sub = n.subtree;
+            if !last && sub.is_none() {
+                return Err(FilesError::NotInPoint(p.to_path_buf()));
+            }
+            if n.kind == NodeKind::Socket {
+                return Ok(Vec::new());
+            }
+            parent = plan.push(
+                Entry {
+                    parent,
+                    name: c.to_vec(),
+                    node: n,
+                    depth: k as u32 + 1,
+                    link_to: None,
+                    meta: last,
+                    deletable: self.inside(&abs),
+                },
+                links,
+            );
+            match sub {
+                Some(s) if last => frontier.push((parent, s, abs.clone())),
+                Some(s) => cur = s,
+                None => {}
             }
         }
+        Ok(frontier)
     }
-    // Breadth first, the trees of one level read in parallel.
-    while !frontier.is_empty() {
+
+    /// Reads the trees of one level in parallel, adds their entries and
+    /// returns the next level.
+    fn next_level(
+        &self,
+        plan: &mut Plan,
+        frontier: Frontier,
+        links: &mut HashMap<(u64, u64), u32>,
+    ) -> Frontier {
         let read: Vec<_> = frontier
             .into_par_iter()
             .map(|(dir, tree, abs)| {
-                let t = vault.read_tree(index, &tree);
+                let t = self.vault.read_tree(self.index, &tree);
                 (dir, abs, t)
             })
             .collect();
@@ -287,24 +306,55 @@ pub(crate) fn plan(
                     continue;
                 }
             };
-            if !skip.is_empty() {
+            if !self.skip.is_empty() {
                 t.nodes.retain(|n| {
                     let name = n.name_bytes();
-                    let skipped = skip.contains(&abs.join(std::ffi::OsStr::from_bytes(&name)));
+                    let skipped = self
+                        .skip
+                        .contains(&abs.join(std::ffi::OsStr::from_bytes(&name)));
                     if skipped {
                         plan.spared.push((dir, name));
                     }
                     !skipped
                 });
             }
-            for (i, sub) in plan.add_tree(t, dir, depth, false, &mut links) {
+            for (i, sub) in plan.add_tree(t, dir, depth, false, links) {
                 let e = &mut plan.entries[i as usize];
                 let p = abs.join(std::ffi::OsStr::from_bytes(&e.name));
-                e.deletable = inside(&p);
+                e.deletable = self.inside(&p);
                 next.push((i, sub, p));
             }
         }
-        frontier = next;
+        next
+    }
+}
+
+/// Plans the restore of a whole point (`select` = None) or of one absolute
+/// path of it. `roots` are the point's backed-up paths (where `--delete` may act);
+/// the nodes at the absolute paths `skip` are left out.
+pub(crate) fn plan(
+    vault: &Vault,
+    index: &Index,
+    root: &Id,
+    select: Option<&Path>,
+    roots: &[PathBuf],
+    skip: &[PathBuf],
+) -> Result<Plan> {
+    let walk = Walk {
+        vault,
+        index,
+        roots,
+        skip,
+    };
+    let mut plan = Plan::default();
+    let mut links = HashMap::new();
+    let mut frontier = match select {
+        None => vec![(TARGET, *root, PathBuf::from("/"))],
+        Some(p) => walk.descend(&mut plan, root, p, &mut links)?,
+    };
+    // Breadth first, the trees of one level read in parallel.
+    while !frontier.is_empty() {
+        frontier = walk.next_level(&mut plan, frontier, &mut links);
     }
     Ok(plan)
 }

@@ -5,9 +5,11 @@
 //! A file is visible under its name only when it is complete and its every
 //! blob verified; a damaged blob or a local error leaves what was there.
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Mutex;
@@ -362,4 +364,67 @@ fn verify_file(vault: &Vault, index: &Index, f: &File, node: &Node) -> Result<()
         pos += len as u64;
     }
     Ok(())
+}
+
+/// Creates the empty files, fifos and devices `small`.
+pub(crate) fn specials(run: &Run, small: &[u32]) {
+    small.par_iter().for_each(|&i| {
+        let n = &run.plan.entries[i as usize].node;
+        run.create(i, |dir, tmp| match n.kind {
+            NodeKind::File => {
+                let f = fsops::create_file(dir, tmp, false)?;
+                f.set_len(n.size)?;
+                Ok(Some(f))
+            }
+            _ => meta::make_special_at(dir, tmp, n).map(|_| None),
+        })
+    });
+}
+
+/// Links the further names `links` of hard-linked files to their first
+/// name, once that is written.
+pub(crate) fn hard_links(run: &Run, links: &[u32]) {
+    let plan = run.plan;
+    links.par_iter().for_each(|&i| {
+        let first = plan.entries[i as usize].link_to.expect("a link");
+        match run.state(first) {
+            DONE | KEPT => {}
+            DAMAGED => return run.damaged(i, "hard link to a damaged file"),
+            _ => {
+                return run.local(
+                    i,
+                    "link",
+                    std::io::Error::other(format!(
+                        "its first name {} was not written",
+                        run.path(first)
+                    )),
+                );
+            }
+        }
+        let fe = &plan.entries[first as usize];
+        run.create(i, |dir, tmp| {
+            let fh = run.dirs.get(plan, fe.parent)?;
+            rustix::fs::linkat(
+                fh.as_fd(),
+                cname(&fe.name)?.as_c_str(),
+                dir,
+                tmp,
+                rustix::fs::AtFlags::empty(),
+            )?;
+            Ok(None)
+        })
+    });
+}
+
+/// Creates the symlinks `symlinks` (last of all: nothing is written through
+/// them).
+pub(crate) fn symlinks(run: &Run, symlinks: &[u32]) {
+    symlinks.par_iter().for_each(|&i| {
+        let n = &run.plan.entries[i as usize].node;
+        run.create(i, |dir, tmp| {
+            let t = n.target_bytes().unwrap_or_default();
+            rustix::fs::symlinkat(OsStr::from_bytes(&t), dir, tmp)?;
+            Ok(None)
+        })
+    });
 }
