@@ -38,6 +38,7 @@ pub mod recover;
 pub mod stack;
 pub mod state;
 mod status;
+mod up;
 
 pub use stack::{Outputs, down, status, up};
 pub use state::{MemberState, StackState};

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use lifeboat_config::{Config, ResourceKind, Stack};
 
-use crate::mariadb::Server;
 use crate::process::Proc;
 use crate::state::{MemberState, StackState};
 use crate::{Result, StackError};
@@ -340,97 +339,7 @@ fn userinfo(text: &str) -> String {
         .collect()
 }
 
-/// Brings `stack` up in `site`: each member provisioned (or kept, when it
-/// runs already) in dependency order, instances started and healthy.
-pub fn up(cfg: &Config, stack: &str, site: &str) -> Result<StackState> {
-    let (s, root) = resolve(cfg, stack, site)?;
-    let mark = crate::planned::switched_over_mark(&root, stack);
-    if mark.exists() {
-        return Err(StackError::Refused(format!(
-            "stack `{stack}` in site `{site}` was switched over to another site ({}): starting it here again would make a second primary, writable, beside the new one; to move it back, `lifeboat stack down --stack {stack} --site {site} --purge` and then `lifeboat recover --planned --stack {stack} --to {site}`; if this site is the primary again by other means, remove that file",
-            mark.display()
-        )));
-    }
-    let _lock = lock(&root, stack, site)?;
-    // Every secret the members need is read first: nothing starts half-way.
-    for name in &s.members {
-        crate::mariadb::secrets_readable(cfg, name, site)?;
-    }
-    let before = StackState::read(&root, stack)?;
-    let mut state = StackState {
-        stack: stack.into(),
-        site: site.into(),
-        root: root.clone(),
-        up_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        members: Vec::new(),
-    };
-    for name in order(cfg, s) {
-        let prev = before.as_ref().and_then(|b| b.member(&name));
-        let kind = cfg.resources.get(&name).map(|r| &r.kind);
-        // Was its directory there before (and not the stack's)? Then a
-        // failed member's directory is not the stack's to purge.
-        let existed = kind.map(|k| {
-            member_dir(&root, k, &name).exists() && prev.is_none_or(|p| p.provisioned != Some(true))
-        });
-        let m = if matches!(kind, Some(ResourceKind::Instance { .. })) {
-            match prev.filter(|p| p.process.as_ref().is_some_and(Proc::alive)) {
-                Some(running) => Ok(running.clone()),
-                None => start_instance(cfg, &root, &name, &launch_values(cfg, &state)?, &[], None),
-            }
-        } else {
-            provision(cfg, &root, Some(site), &name, prev).and_then(|m| {
-                // The application's own account, as the file declares it.
-                if let (false, Some((app, pw))) =
-                    (m.borrowed, crate::mariadb::app_account(cfg, &name)?)
-                {
-                    Server::new(m.dir.clone())
-                        .with_password(m.password.as_ref().map(|p| p.0.clone()))
-                        .ensure_app_account(&app, &pw)?;
-                }
-                Ok(m)
-            })
-        };
-        match m {
-            Ok(m) => {
-                state.members.push((name, m));
-                state.write()?;
-            }
-            Err(e) if s.optional.contains(&name) => {
-                tracing::warn!(member = %name, error = %e, "optional member failed");
-                let kind = cfg.resources.get(&name).map(|r| &r.kind).expect("checked");
-                let dir = member_dir(&root, kind, &name);
-                state.members.push((
-                    name.clone(),
-                    MemberState {
-                        kind: kind.name().into(),
-                        provisioned: Some(existed.is_some_and(|e| !e) && dir.exists()),
-                        dir,
-                        error: Some(e.to_string()),
-                        ..Default::default()
-                    },
-                ));
-                state.write()?;
-            }
-            Err(e) => {
-                state.write()?;
-                return Err(StackError::Process(format!(
-                    "stack `{stack}` in site `{site}`: member `{name}` failed: {e} (the members up so far stay up: `lifeboat stack status` shows them, `stack down` stops them)"
-                )));
-            }
-        }
-    }
-    // Members no longer declared stay in the state (as they were), so that
-    // `down` still stops them and `--purge` still removes them.
-    if let Some(b) = before {
-        for (n, m) in b.members {
-            if state.member(&n).is_none() {
-                state.members.push((n, m));
-            }
-        }
-        state.write()?;
-    }
-    Ok(state)
-}
+pub use crate::up::up;
 
 /// Stops what one member runs: an instance's process group; a server's
 /// archive, then the server.
