@@ -35,6 +35,7 @@ pub mod index;
 pub mod ledger;
 pub mod lock;
 pub mod objectlock;
+pub mod openmetrics;
 pub mod pack;
 pub mod point;
 pub mod private;
