@@ -26,6 +26,7 @@ pub mod clock;
 pub mod copy;
 pub mod credentials;
 pub mod crypto;
+pub mod duration;
 pub mod error;
 pub mod fetch;
 pub mod forget;
