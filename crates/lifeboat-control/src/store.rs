@@ -22,6 +22,9 @@ use serde::Serialize;
 
 use crate::{ControlError, Result};
 
+pub mod watch;
+pub use watch::JobWatch;
+
 /// Status of a job.
 pub mod status {
     /// Started, not finished.
