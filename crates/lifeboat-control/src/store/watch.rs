@@ -19,7 +19,8 @@ use std::time::Duration;
 use rusqlite::params;
 use tokio::sync::broadcast;
 
-use super::{COLUMNS, Job, JobStore, SqliteStore, row_to_job, status};
+use super::sqlite::{COLUMNS, row_to_job};
+use super::{Job, JobStore, SqliteStore, status};
 use crate::Result;
 
 /// How many changes a subscriber may fall behind before it is told it
