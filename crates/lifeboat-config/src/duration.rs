@@ -54,7 +54,7 @@ mod tests {
         assert_eq!(parse("90s").unwrap().to_string(), "1m30s");
         assert_eq!(parse("7y").unwrap(), Dur(7 * 365 * 86_400));
         assert_eq!(parse("1.5h").unwrap(), Dur(5400));
-        for bad in ["", "d", "7x", "0s", "-1d", "500ms"] {
+        for bad in ["", "7", "d", "7x", "0s", "-1d", "500ms"] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

@@ -352,7 +352,7 @@ pub fn placeholders(s: &str) -> std::result::Result<Vec<String>, String> {
 /// Parses a launch timeout (`lifeboat_vault::duration`'s grammar: `30s`,
 /// `500ms`, `2m`, `1h`, a number of seconds), under a week.
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let d = lifeboat_vault::duration::parse(s)?;
+    let d = lifeboat_vault::duration::parse_timeout(s)?;
     if d >= Duration::from_secs(86_400 * 7) {
         return Err(format!(
             "{s:?} is out of range (more than 0, at most a week)"

@@ -4,10 +4,14 @@
 //! A duration is one or more terms, each a number (a fraction allowed) and a
 //! unit — `ms`, `s`, `m` or `min`, `h`, `d`, `w`, `y` (365 days) — added up
 //! (`500ms`, `90s`, `1h30m`, `1.5h`, `7d`, `10y`; spaces may stand between:
-//! `30 s`, `1h 30m`), or a number alone, which is seconds (`30`, `1.5`). It
-//! is more than zero. A place that reads one may bound it further (a
-//! retention at most 1000 years, a health timeout under a week) or want
-//! whole seconds ([`whole_seconds`]).
+//! `30 s`, `1h 30m`). It is more than zero. A timeout ([`parse_timeout`]:
+//! flags such as `--interval`, a vault URL's timeouts, a launch spec's
+//! `health_timeout`) may also be a number alone, which is seconds (`30`,
+//! `1.5`), as it always could; a retention or a duration in the file needs
+//! its unit, so that `30` meant as days is never taken for 30 seconds. A
+//! place that reads one may bound it further (a retention at most 1000
+//! years, a health timeout under a week) or want whole seconds
+//! ([`whole_seconds`]).
 
 use std::time::Duration;
 
@@ -28,7 +32,7 @@ const UNITS: [(&str, u128); 8] = [
 /// Why a text is not a duration, with what to write instead.
 fn not_a_duration(text: &str) -> String {
     format!(
-        "`{text}` is not a duration (write a number and a unit: 500ms, 90s, 15m, 1h, 7d, 2w, 10y, 1h30m; or seconds: 30)"
+        "`{text}` is not a duration (write a number and a unit: 500ms, 90s, 15m, 1h, 7d, 2w, 10y, 1h30m)"
     )
 }
 
@@ -61,8 +65,19 @@ fn nanoseconds(whole: &str, fraction: &str, per: u128) -> Option<u128> {
     whole.checked_mul(per)?.checked_add(part)
 }
 
-/// Parses a duration of this grammar (see the module's comment).
+/// Parses a duration of this grammar, each number with its unit (see the
+/// module's comment).
 pub fn parse(text: &str) -> Result<Duration, String> {
+    parse_with(text, false)
+}
+
+/// Parses a timeout: this grammar, or a number alone, which is seconds.
+pub fn parse_timeout(text: &str) -> Result<Duration, String> {
+    parse_with(text, true)
+}
+
+/// Parses `text`; a number alone is seconds when `bare_seconds`.
+fn parse_with(text: &str, bare_seconds: bool) -> Result<Duration, String> {
     let all = text.trim();
     let mut rest = all;
     if rest.is_empty() {
@@ -79,7 +94,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         let per = match UNITS.iter().find(|(u, _)| *u == unit) {
             Some((_, per)) => *per,
             // A number alone is seconds.
-            None if unit.is_empty() && rest == all && after.is_empty() => NS,
+            None if bare_seconds && unit.is_empty() && rest == all && after.is_empty() => NS,
             None if unit.is_empty() => return Err(not_a_duration(text)),
             None => {
                 return Err(format!(
@@ -131,11 +146,13 @@ mod tests {
         assert_eq!(secs("2w"), 1_209_600.0);
         // Retention: years of 365 days.
         assert_eq!(secs("10y"), 3650.0 * 86_400.0);
-        // Flags and vault URLs: milliseconds, fractions, seconds alone.
+        // Flags and vault URLs: milliseconds, fractions; a timeout in
+        // seconds alone.
         assert_eq!(parse("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse("1.5").unwrap(), Duration::from_millis(1500));
         assert_eq!(parse(".5s").unwrap(), Duration::from_millis(500));
-        assert_eq!(secs("30"), 30.0);
+        assert_eq!(parse_timeout("1.5").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_timeout("30").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_timeout("1m30s").unwrap(), Duration::from_secs(90));
         // A launch spec: `min`, a space before the unit, around the text.
         assert_eq!(secs("2min"), 120.0);
         assert_eq!(secs(" 30 s "), 30.0);
@@ -147,7 +164,10 @@ mod tests {
 
     #[test]
     fn what_is_not_a_duration() {
-        for bad in ["", " ", "x", "d", "-1s", "1.2.3s", "1h30", "30 1h"] {
+        // A number without its unit is a timeout's seconds, nothing else's.
+        for bad in [
+            "", " ", "x", "d", "-1s", "1.2.3s", "1h30", "30 1h", "30", "1.5",
+        ] {
             let e = parse(bad).unwrap_err();
             assert!(e.contains("is not a duration"), "{bad}: {e}");
         }
@@ -156,9 +176,15 @@ mod tests {
             "`3 fortnights`: unknown unit `fortnights` (ms, s, m or min, h, d, w, y)"
         );
         assert!(parse("1e3s").unwrap_err().contains("unknown unit `e`"));
-        for zero in ["0s", "0", "0.0h", "0d0h"] {
+        for zero in ["0s", "0.0h", "0d0h"] {
             assert!(parse(zero).unwrap_err().contains("is zero"), "{zero}");
         }
+        assert!(parse_timeout("0").unwrap_err().contains("is zero"));
+        assert!(
+            parse_timeout("30 1h")
+                .unwrap_err()
+                .contains("is not a duration")
+        );
         assert!(
             parse("99999999999999999999999y")
                 .unwrap_err()

@@ -281,7 +281,7 @@ pub fn show(d: Duration) -> String {
 /// Parses a timeout (`lifeboat_vault::duration`'s grammar: `500ms`, `5s`,
 /// `2m`, `1h`, plain seconds), under 10⁹ seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = crate::duration::parse(s)?;
+    let d = crate::duration::parse_timeout(s)?;
     if d.as_secs_f64() >= 1e9 {
         return Err(format!("{s:?} must be positive"));
     }
