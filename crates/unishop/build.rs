@@ -21,7 +21,15 @@ const BOOTSTRAP: &[(&str, &str)] = &[
 
 fn main() {
     let dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("frontend");
-    println!("cargo:rerun-if-changed={}", dir.display());
+    // Only the embedded files are watched (each below, and the build script
+    // itself), never `frontend/` as a directory: cargo takes a directory's
+    // newest modification time of anything beneath it, `node_modules`
+    // included, so every `npm ci` rebuilt the release binary. The limit: a
+    // new file added to `frontend/` alone is not noticed (a directory's own
+    // entries cannot be watched without its whole tree); a page serves a new
+    // file only once `index.html`, `app.js` or `shop.css` names it, and that
+    // change, to a watched file, embeds it.
+    println!("cargo:rerun-if-changed=build.rs");
     let mut own: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok().map(|e| e.path()))

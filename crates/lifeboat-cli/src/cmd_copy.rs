@@ -121,6 +121,7 @@ fn select(src: &Vault, a: &CopyArgs) -> Result<Vec<(Id, RecoveryPoint)>> {
     Ok(sel)
 }
 
+/// `copy`: points (or all, or following new ones) from one vault into another.
 pub fn run(g: &Global, a: CopyArgs) -> Result<ExitCode> {
     if a.points.is_empty() && !a.all && !a.follow {
         return Err(usage(
@@ -130,6 +131,44 @@ pub fn run(g: &Global, a: CopyArgs) -> Result<ExitCode> {
     if !a.points.is_empty() && (a.all || a.follow) {
         return Err(usage("give either points or --all/--follow, not both"));
     }
+    let (src, dst) = open_both(g, &a)?;
+    let stop = crate::common::stop_backup_on_signals()?;
+    let mut copier =
+        Copier::start(&src, &dst, CopyOptions::default()).map_err(|e| on_target(e, &dst))?;
+    let started = Instant::now();
+    // A following copy ends its writer session from time to time: while its
+    // lock lives, a prune of the target defers deleting what it marks.
+    let mut session_started = Instant::now();
+    let mut earlier = lifeboat_vault::copy::CopyStats::default();
+    let mut done = Copied::default();
+    loop {
+        if let Some(code) = done.pass(g, &a, &mut copier, &src, &dst)? {
+            return Ok(code);
+        }
+        if !a.follow || stop.load(Ordering::Relaxed) {
+            break;
+        }
+        std::thread::sleep(a.interval);
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        if session_started.elapsed() > SESSION {
+            add(&mut earlier, &copier.finish()?);
+            copier = Copier::start(&src, &dst, CopyOptions::default())?;
+            session_started = Instant::now();
+        } else {
+            copier.refresh_source_index()?;
+        }
+    }
+    let mut stats = copier.finish().map_err(|e| on_target(e, &dst))?;
+    add(&mut stats, &earlier);
+    done.print_summary(g, &a, &stats, started.elapsed().as_secs_f64())?;
+    Ok(crate::common::finished(&done.warnings))
+}
+
+/// The source and target vaults, each opened with its own password, the
+/// target's retention applied.
+fn open_both(g: &Global, a: &CopyArgs) -> Result<(Vault, Vault)> {
     let from =
         a.from.clone().or_else(|| g.vault.clone()).ok_or_else(|| {
             usage("no source vault: pass --from URL (or --vault / LIFEBOAT_VAULT)")
@@ -141,7 +180,7 @@ pub fn run(g: &Global, a: CopyArgs) -> Result<ExitCode> {
         "target vault password",
         false,
     )?;
-    let (from, to) = (locate(&from, "from", &a)?, locate(&a.to, "to", &a)?);
+    let (from, to) = (locate(&from, "from", a)?, locate(&a.to, "to", a)?);
     let src = open(&from, &src_pw, "from")?;
     let dst = open(&to, &dst_pw, "to")?;
     a.retention.apply(&dst).with_context(|| {
@@ -150,19 +189,31 @@ pub fn run(g: &Global, a: CopyArgs) -> Result<ExitCode> {
             dst.storage().location()
         )
     })?;
-    let stop = crate::common::stop_backup_on_signals()?;
-    let mut copier =
-        Copier::start(&src, &dst, CopyOptions::default()).map_err(|e| on_target(e, &dst))?;
-    let started = Instant::now();
-    // A following copy ends its writer session from time to time: while its
-    // lock lives, a prune of the target defers deleting what it marks.
-    let mut session_started = Instant::now();
-    let mut earlier = lifeboat_vault::copy::CopyStats::default();
-    let mut results = Vec::new();
-    let mut warnings: Vec<String> = Vec::new();
-    let mut lag_ms: Vec<f64> = Vec::new();
-    loop {
-        let sel = select(&src, &a)?;
+    Ok((src, dst))
+}
+
+/// What a copy did so far: each point's result, warnings, and a follower's
+/// lag per copied point.
+#[derive(Default)]
+struct Copied {
+    results: Vec<serde_json::Value>,
+    warnings: Vec<String>,
+    lag_ms: Vec<f64>,
+}
+
+impl Copied {
+    /// One pass: copies the selected points not yet there (all of them
+    /// unless following), then folds the binlog seals a copied rollup holds.
+    /// `Some(130)` when interrupted.
+    fn pass(
+        &mut self,
+        g: &Global,
+        a: &CopyArgs,
+        copier: &mut Copier,
+        src: &Vault,
+        dst: &Vault,
+    ) -> Result<Option<ExitCode>> {
+        let sel = select(src, a)?;
         let todo: Vec<_> = sel
             .into_iter()
             .filter(|(id, p)| copier.present(id, p).is_none() || !a.follow)
@@ -183,41 +234,19 @@ pub fn run(g: &Global, a: CopyArgs) -> Result<ExitCode> {
         for (id, p) in todo {
             match copier.copy_point(&id, &p) {
                 Ok(o) => {
-                    let (target, copied) = match o {
-                        Outcome::Copied(t) => (t, true),
-                        Outcome::Present(t) => (t, false),
-                    };
-                    if copied && p.kind == lifeboat_mysql::KIND_BINLOG && p.meta["rollup"] == true {
+                    if self.record(g, a, &id, &p, o) {
                         rollups += 1;
                     }
-                    if copied && a.follow {
-                        let lag = (chrono::Utc::now() - p.time).num_milliseconds() as f64;
-                        lag_ms.push(lag);
-                    }
-                    if !g.json && !g.quiet {
-                        println!(
-                            "{} {} → {}  {} {}",
-                            if copied { "copied " } else { "present" },
-                            id.short(),
-                            target.short(),
-                            p.kind,
-                            p.resource
-                        );
-                    }
-                    results.push(serde_json::json!({
-                        "source": id.to_hex(), "target": target.to_hex(),
-                        "copied": copied, "kind": p.kind, "resource": p.resource,
-                    }));
                 }
                 Err(e @ VaultError::CopySource { .. }) => {
                     eprintln!("warning: {e}");
-                    warnings.push(e.to_string());
+                    self.warnings.push(e.to_string());
                 }
                 Err(VaultError::Interrupted) => {
                     drop(progress);
-                    return Ok(crate::common::backup_interrupted());
+                    return Ok(Some(crate::common::backup_interrupted()));
                 }
-                Err(e) => return Err(on_target(e, &dst)),
+                Err(e) => return Err(on_target(e, dst)),
             }
             done.fetch_add(1, Ordering::Relaxed);
         }
@@ -225,52 +254,77 @@ pub fn run(g: &Global, a: CopyArgs) -> Result<ExitCode> {
         // The seals a copied rollup holds are folded in the target too (the
         // archive does so in its own vault): no copy of every second's seal.
         if rollups > 0 {
-            match lifeboat_mysql::segment::fold_superseded_seals(&dst) {
+            match lifeboat_mysql::segment::fold_superseded_seals(dst) {
                 Ok(n) => tracing::info!("{n} binlog seal copies folded into their rollup"),
-                Err(e) => warnings.push(format!("binlog seals not folded in the target: {e}")),
+                Err(e) => self
+                    .warnings
+                    .push(format!("binlog seals not folded in the target: {e}")),
             }
         }
-        if !a.follow || stop.load(Ordering::Relaxed) {
-            break;
-        }
-        std::thread::sleep(a.interval);
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
-        if session_started.elapsed() > SESSION {
-            add(&mut earlier, &copier.finish()?);
-            copier = Copier::start(&src, &dst, CopyOptions::default())?;
-            session_started = Instant::now();
-        } else {
-            copier.refresh_source_index()?;
-        }
+        Ok(None)
     }
-    let mut stats = copier.finish().map_err(|e| on_target(e, &dst))?;
-    add(&mut stats, &earlier);
-    let secs = started.elapsed().as_secs_f64();
-    if g.json {
-        let mut j = serde_json::to_value(&stats)?;
-        j["points"] = results.into();
-        j["warnings"] = warnings.clone().into();
-        j["duration_s"] = secs.into();
-        if a.follow {
-            j["lag_ms"] = serde_json::json!({
-                "samples": lag_ms.len(),
-                "max": lag_ms.iter().cloned().fold(0.0, f64::max),
-                "mean": lag_ms.iter().sum::<f64>() / (lag_ms.len().max(1) as f64),
-            });
+
+    /// Records (and prints) one point's outcome; whether it was a binlog
+    /// rollup that was copied.
+    fn record(&mut self, g: &Global, a: &CopyArgs, id: &Id, p: &RecoveryPoint, o: Outcome) -> bool {
+        let (target, copied) = match o {
+            Outcome::Copied(t) => (t, true),
+            Outcome::Present(t) => (t, false),
+        };
+        if copied && a.follow {
+            let lag = (chrono::Utc::now() - p.time).num_milliseconds() as f64;
+            self.lag_ms.push(lag);
         }
-        print_json(&j)?;
-    } else if !g.quiet {
-        println!(
-            "{} point(s) copied, {} already present; blobs: {} sent, {} skipped; read {}, sent {} in {secs:.1}s",
-            stats.points_copied,
-            stats.points_present,
-            stats.blobs_sent,
-            stats.blobs_skipped,
-            bytes(stats.bytes_read),
-            bytes(stats.bytes_sent),
-        );
+        if !g.json && !g.quiet {
+            println!(
+                "{} {} → {}  {} {}",
+                if copied { "copied " } else { "present" },
+                id.short(),
+                target.short(),
+                p.kind,
+                p.resource
+            );
+        }
+        self.results.push(serde_json::json!({
+            "source": id.to_hex(), "target": target.to_hex(),
+            "copied": copied, "kind": p.kind, "resource": p.resource,
+        }));
+        copied && p.kind == lifeboat_mysql::KIND_BINLOG && p.meta["rollup"] == true
     }
-    Ok(crate::common::finished(&warnings))
+
+    /// The copy's figures: JSON (points, warnings, lag when following) or a line.
+    fn print_summary(
+        &self,
+        g: &Global,
+        a: &CopyArgs,
+        stats: &lifeboat_vault::copy::CopyStats,
+        secs: f64,
+    ) -> Result<()> {
+        if g.json {
+            let mut j = serde_json::to_value(stats)?;
+            j["points"] = self.results.clone().into();
+            j["warnings"] = self.warnings.clone().into();
+            j["duration_s"] = secs.into();
+            if a.follow {
+                let lag_ms = &self.lag_ms;
+                j["lag_ms"] = serde_json::json!({
+                    "samples": lag_ms.len(),
+                    "max": lag_ms.iter().cloned().fold(0.0, f64::max),
+                    "mean": lag_ms.iter().sum::<f64>() / (lag_ms.len().max(1) as f64),
+                });
+            }
+            print_json(&j)?;
+        } else if !g.quiet {
+            println!(
+                "{} point(s) copied, {} already present; blobs: {} sent, {} skipped; read {}, sent {} in {secs:.1}s",
+                stats.points_copied,
+                stats.points_present,
+                stats.blobs_sent,
+                stats.blobs_skipped,
+                bytes(stats.bytes_read),
+                bytes(stats.bytes_sent),
+            );
+        }
+        Ok(())
+    }
 }

@@ -42,8 +42,7 @@ pub struct DrillArgs {
 }
 
 fn duration(flag: &str, s: &str) -> Result<Duration> {
-    lifeboat_config::duration::parse(s)
-        .map(|d| Duration::from_secs(d.0))
+    lifeboat_vault::duration::parse(s)
         .map_err(|e| crate::common::usage(format!("{flag} {s:?}: {e}")))
 }
 

@@ -187,6 +187,18 @@ fn parse_devices(list: &[String]) -> Result<Vec<(String, PathBuf)>> {
         .collect()
 }
 
+/// A restored instance: the point, what its restore reported, how long it
+/// took, and its start when asked for.
+struct Restored {
+    id: lifeboat_vault::Id,
+    point: RecoveryPoint,
+    rep: lifeboat_instance::RestoreReport,
+    restore_s: f64,
+    started: Option<lifeboat_instance::supervise::Started>,
+}
+
+/// `restore instance`: a point's paths and volumes into a directory (and
+/// devices), then its start when asked.
 pub fn restore(g: &Global, a: RestoreInstanceArgs) -> Result<ExitCode> {
     let env = parse_env(&a.env)?;
     let devices = parse_devices(&a.volume_to)?;
@@ -198,6 +210,41 @@ pub fn restore(g: &Global, a: RestoreInstanceArgs) -> Result<ExitCode> {
     if a.start && a.policy.dry_run {
         return Err(usage("--start and --dry-run exclude each other"));
     }
+    let opts = RestoreOptions {
+        to: a.to.clone(),
+        env,
+        overwrite: a.policy.overwrite(),
+        devices,
+        zero_holes: a.zero_holes,
+        dry_run: a.policy.dry_run,
+        delete: a.policy.delete,
+        launch: None,
+    };
+    let mut r = restore_point(g, &a, &opts)?;
+    let code = files_outcome(&r.rep.files, &a.to);
+    if a.start && code == ExitCode::SUCCESS {
+        if r.rep.launch.is_none() {
+            return Err(usage(
+                "the point has no [launch] spec: there is nothing to start",
+            ));
+        }
+        let to = std::path::absolute(&a.to)?;
+        let s = lifeboat_instance::supervise::start(&to)
+            .with_context(|| format!("starting the instance restored in {}", to.display()))?;
+        r.started = Some(s);
+    }
+    if g.json {
+        print_json(&restored_json(&r))?;
+    } else if r.rep.dry_run {
+        print_dry_run(g, &r, &a.to)?;
+    } else if !g.quiet {
+        print_done(&r, &a.to);
+    }
+    Ok(code)
+}
+
+/// Restores the chosen point with `opts`, a progress bar meanwhile.
+fn restore_point(g: &Global, a: &RestoreInstanceArgs, opts: &RestoreOptions) -> Result<Restored> {
     let v = g.open()?;
     let reader = lifeboat_vault::lock::reader_lock(v.storage(), "restore")?;
     let (id, point) =
@@ -214,31 +261,26 @@ pub fn restore(g: &Global, a: RestoreInstanceArgs) -> Result<ExitCode> {
         )
     });
     let _span = tracing::info_span!("job", kind = "restore", protector = "instance").entered();
-    let rep = lifeboat_instance::restore(
-        &v,
-        &id,
-        &point,
-        &RestoreOptions {
-            to: a.to.clone(),
-            env,
-            overwrite: a.policy.overwrite(),
-            devices,
-            zero_holes: a.zero_holes,
-            dry_run: a.policy.dry_run,
-            delete: a.policy.delete,
-            launch: None,
-        },
-        &counters,
-    )
-    .map_err(|e| match e {
-        lifeboat_instance::InstanceError::MissingValues(_)
-        | lifeboat_instance::InstanceError::Usage(_) => usage(e.to_string()),
-        e => e.into(),
-    })?;
+    let rep =
+        lifeboat_instance::restore(&v, &id, &point, opts, &counters).map_err(|e| match e {
+            lifeboat_instance::InstanceError::MissingValues(_)
+            | lifeboat_instance::InstanceError::Usage(_) => usage(e.to_string()),
+            e => e.into(),
+        })?;
     drop(bar);
     drop(reader);
-    let restore_s = begun.elapsed().as_secs_f64();
-    let f = &rep.files;
+    Ok(Restored {
+        id,
+        point,
+        rep,
+        restore_s: begun.elapsed().as_secs_f64(),
+        started: None,
+    })
+}
+
+/// Says what went wrong writing the files; the exit code (1 local errors,
+/// 3 damaged parts: nothing is started then).
+fn files_outcome(f: &lifeboat_files::RestoreReport, to: &std::path::Path) -> ExitCode {
     for w in &f.warnings {
         eprintln!("warning: {w}");
     }
@@ -248,10 +290,10 @@ pub fn restore(g: &Global, a: RestoreInstanceArgs) -> Result<ExitCode> {
     for e in f.errors.iter().take(20) {
         eprintln!("error: {e}");
     }
-    let code = if !f.errors.is_empty() {
+    if !f.errors.is_empty() {
         eprintln!(
             "error: local errors writing {}; nothing was started",
-            a.to.display()
+            to.display()
         );
         ExitCode::from(1)
     } else if !f.damaged.is_empty() {
@@ -261,119 +303,125 @@ pub fn restore(g: &Global, a: RestoreInstanceArgs) -> Result<ExitCode> {
         ExitCode::from(3)
     } else {
         ExitCode::SUCCESS
-    };
-    let mut started = None;
-    if a.start && code == ExitCode::SUCCESS {
-        if rep.launch.is_none() {
-            return Err(usage(
-                "the point has no [launch] spec: there is nothing to start",
-            ));
-        }
-        let to = std::path::absolute(&a.to)?;
-        let s = lifeboat_instance::supervise::start(&to)
-            .with_context(|| format!("starting the instance restored in {}", to.display()))?;
-        started = Some(s);
     }
-    if g.json {
-        print_json(&serde_json::json!({
-            "point": id.to_hex(),
-            "resource": point.resource,
-            "consistency": rep.consistency,
-            "files": f.files,
-            "dirs": f.dirs,
-            "bytes": f.bytes,
-            "restore_s": restore_s,
-            "launch": rep.launch,
-            "launch_json": rep.launch_json,
-            "dry_run": rep.dry_run,
-            "actions": f.actions,
-            "unchanged": f.unchanged,
-            "deleted": f.deleted,
-            "devices": rep.devices,
-            "started": started.is_some(),
-            "pid": started.as_ref().map(|s| s.pid),
-            "started_in_s": started.as_ref().map(|s| s.started_in_s),
-            "health": started.as_ref().and_then(|s| s.health.clone()),
-            "warnings": f.warnings,
-            "damaged": f.damaged,
-            "errors": f.errors,
-        }))?;
-    } else if rep.dry_run {
-        for act in &f.actions {
-            println!("{} {}", act.action, act.path);
-        }
-        for d in &rep.devices {
-            println!(
-                "write {} onto {} ({} of data{})",
-                d.volume,
-                d.device.display(),
-                bytes(d.data_bytes),
-                if d.holes_zeroed {
-                    format!(", {} of zeros", bytes(d.hole_bytes))
-                } else {
-                    String::new()
-                }
-            );
-        }
-        if let Some(l) = &rep.launch {
-            println!(
-                "launch spec {}: {}",
-                a.to.join("launch.json").display(),
-                serde_json::to_string(l)?
-            );
-        }
-        if !g.quiet {
-            eprintln!(
-                "dry run of instance {} to {}: {} actions, {} to write, {} device(s); nothing was written",
-                point.resource,
-                a.to.display(),
-                f.actions.len(),
-                bytes(f.total_bytes + rep.devices.iter().map(|d| d.data_bytes).sum::<u64>()),
-                rep.devices.len()
-            );
-        }
-    } else if !g.quiet {
-        for d in &rep.devices {
-            eprintln!(
-                "volume {} written onto {}: {} of data{}",
-                d.volume,
-                d.device.display(),
-                bytes(d.data_bytes),
-                if d.holes_zeroed {
-                    format!(", {} of holes zeroed", bytes(d.hole_bytes))
-                } else if d.hole_bytes > 0 {
-                    format!(
-                        "; its {} of holes and zero blocks keep the device's old content (give --zero-holes for a used device)",
-                        bytes(d.hole_bytes)
-                    )
-                } else {
-                    String::new()
-                }
-            );
-        }
-        eprintln!(
-            "restored instance {} ({}-consistent) to {}: {} files, {} in {:.1}s",
-            point.resource,
-            rep.consistency,
-            a.to.display(),
-            f.files,
-            bytes(f.bytes),
-            restore_s
+}
+
+/// The restore as JSON (`--json`).
+fn restored_json(r: &Restored) -> serde_json::Value {
+    let (rep, f, started) = (&r.rep, &r.rep.files, &r.started);
+    serde_json::json!({
+        "point": r.id.to_hex(),
+        "resource": r.point.resource,
+        "consistency": rep.consistency,
+        "files": f.files,
+        "dirs": f.dirs,
+        "bytes": f.bytes,
+        "restore_s": r.restore_s,
+        "launch": rep.launch,
+        "launch_json": rep.launch_json,
+        "dry_run": rep.dry_run,
+        "actions": f.actions,
+        "unchanged": f.unchanged,
+        "deleted": f.deleted,
+        "devices": rep.devices,
+        "started": started.is_some(),
+        "pid": started.as_ref().map(|s| s.pid),
+        "started_in_s": started.as_ref().map(|s| s.started_in_s),
+        "health": started.as_ref().and_then(|s| s.health.clone()),
+        "warnings": f.warnings,
+        "damaged": f.damaged,
+        "errors": f.errors,
+    })
+}
+
+/// A volume's line: what a dry run would write onto its device, or what
+/// was written.
+fn volume_line(d: &lifeboat_instance::device::DeviceReport, dry_run: bool) -> String {
+    let (data, holes) = (bytes(d.data_bytes), bytes(d.hole_bytes));
+    if dry_run {
+        let zeros = if d.holes_zeroed {
+            format!(", {holes} of zeros")
+        } else {
+            String::new()
+        };
+        return format!(
+            "write {} onto {} ({data} of data{zeros})",
+            d.volume,
+            d.device.display()
         );
-        if let Some(p) = &rep.launch_json {
-            eprintln!("launch spec: {}", p.display());
-        }
-        if let Some(s) = &started {
-            eprintln!(
-                "started (pid {}), healthy after {:.1}s; output in {}; stop it with `lifeboat instance stop {}`",
-                s.pid,
-                s.started_in_s,
-                s.log.display(),
-                a.to.display()
-            );
-        }
     }
-    Ok(code)
+    let holes = if d.holes_zeroed {
+        format!(", {holes} of holes zeroed")
+    } else if d.hole_bytes > 0 {
+        format!(
+            "; its {holes} of holes and zero blocks keep the device's old content (give --zero-holes for a used device)"
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "volume {} written onto {}: {data} of data{holes}",
+        d.volume,
+        d.device.display()
+    )
+}
+
+/// A dry run's lines: each action, each volume, the launch spec, a summary.
+fn print_dry_run(g: &Global, r: &Restored, to: &std::path::Path) -> Result<()> {
+    let (rep, f) = (&r.rep, &r.rep.files);
+    for act in &f.actions {
+        println!("{} {}", act.action, act.path);
+    }
+    for d in &rep.devices {
+        println!("{}", volume_line(d, true));
+    }
+    if let Some(l) = &rep.launch {
+        println!(
+            "launch spec {}: {}",
+            to.join("launch.json").display(),
+            serde_json::to_string(l)?
+        );
+    }
+    if !g.quiet {
+        eprintln!(
+            "dry run of instance {} to {}: {} actions, {} to write, {} device(s); nothing was written",
+            r.point.resource,
+            to.display(),
+            f.actions.len(),
+            bytes(f.total_bytes + rep.devices.iter().map(|d| d.data_bytes).sum::<u64>()),
+            rep.devices.len()
+        );
+    }
+    Ok(())
+}
+
+/// A done restore's lines: each volume, the summary, the launch spec, the start.
+fn print_done(r: &Restored, to: &std::path::Path) {
+    let (rep, f) = (&r.rep, &r.rep.files);
+    for d in &rep.devices {
+        eprintln!("{}", volume_line(d, false));
+    }
+    eprintln!(
+        "restored instance {} ({}-consistent) to {}: {} files, {} in {:.1}s",
+        r.point.resource,
+        rep.consistency,
+        to.display(),
+        f.files,
+        bytes(f.bytes),
+        r.restore_s
+    );
+    if let Some(p) = &rep.launch_json {
+        eprintln!("launch spec: {}", p.display());
+    }
+    if let Some(s) = &r.started {
+        eprintln!(
+            "started (pid {}), healthy after {:.1}s; output in {}; stop it with `lifeboat instance stop {}`",
+            s.pid,
+            s.started_in_s,
+            s.log.display(),
+            to.display()
+        );
+    }
 }
 
 pub fn run(g: &Global, cmd: InstanceCmd) -> Result<ExitCode> {

@@ -111,6 +111,7 @@ fn time(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
+/// Runs one `jobs` subcommand.
 pub fn run(g: &Global, c: JobsCmd) -> Result<ExitCode> {
     match c {
         JobsCmd::List {
@@ -119,143 +120,15 @@ pub fn run(g: &Global, c: JobsCmd) -> Result<ExitCode> {
             status: st,
             plan,
             limit,
-        } => {
-            if let Some(s) = &st
-                && !status::ALL.contains(&s.as_str())
-            {
-                return Err(crate::common::usage(format!(
-                    "unknown status `{s}`: use one of {}",
-                    status::ALL.join(", ")
-                )));
-            }
-            let store = open(&state)?;
-            let jobs = store.list(&JobFilter {
-                resource,
-                status: st,
-                plan,
-                limit: Some(limit),
-            })?;
-            if g.json {
-                print_json(&jobs)?;
-            } else {
-                println!(
-                    "{:>5}  {:<8} {:<16} {:<12} {:<11} {:<19}  {:>10}  point",
-                    "id", "kind", "resource", "plan", "status", "started", "duration"
-                );
-                for j in &jobs {
-                    let dur = j
-                        .ended
-                        .map(|e| {
-                            format!("{:.1}s", (e - j.started).num_milliseconds() as f64 / 1000.0)
-                        })
-                        .unwrap_or_else(|| "-".into());
-                    println!(
-                        "{:>5}  {:<8} {:<16} {:<12} {:<11} {:<19}  {:>10}  {}",
-                        j.id,
-                        j.kind,
-                        j.resource.as_deref().unwrap_or("-"),
-                        j.plan.as_deref().unwrap_or("-"),
-                        j.status,
-                        time(&j.started),
-                        dur,
-                        j.point
-                            .as_deref()
-                            .map(|p| &p[..p.len().min(8)])
-                            .unwrap_or("-")
-                    );
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        JobsCmd::Show { state, id } => {
-            let store = open(&state)?;
-            let Some(j) = store.get(id)? else {
-                return Err(crate::common::usage(no_job(id, &state)));
-            };
-            if g.json {
-                print_json(&j)?;
-            } else {
-                println!(
-                    "job {}: {} of {} ({})",
-                    j.id,
-                    j.kind,
-                    j.resource.as_deref().unwrap_or("-"),
-                    j.status
-                );
-                println!("  plan:    {}", j.plan.as_deref().unwrap_or("-"));
-                println!("  vault:   {}", j.vault.as_deref().unwrap_or("-"));
-                println!("  trigger: {}", j.trigger);
-                println!("  started: {}", j.started.to_rfc3339());
-                println!(
-                    "  ended:   {}",
-                    j.ended
-                        .map(|e| e.to_rfc3339())
-                        .unwrap_or_else(|| "-".into())
-                );
-                if let Some(b) = j.bytes {
-                    println!("  read:    {}", crate::common::bytes(b));
-                }
-                println!("  point:   {}", j.point.as_deref().unwrap_or("-"));
-                if let Some(e) = &j.error {
-                    println!("  error:   {e}");
-                }
-                if !j.log.is_empty() {
-                    println!("  log:");
-                    for l in j.log.lines() {
-                        println!("    {l}");
-                    }
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        JobsCmd::Cancel { state, id } => {
-            use lifeboat_control::cancel::{Cancel, cancel};
-            let store = open(&state)?;
-            let pid = match cancel(&store, id)? {
-                Cancel::Requested { pid } => pid,
-                Cancel::NotFound => {
-                    return Err(crate::common::usage(no_job(id, &state)));
-                }
-                Cancel::NotRunning { status } => {
-                    return Err(crate::common::usage(format!(
-                        "job {id} is not running (it is {status})"
-                    )));
-                }
-            };
-            if g.json {
-                print_json(&serde_json::json!({"id": id, "pid": pid, "requested": true}))?;
-            } else if !g.quiet {
-                println!(
-                    "asked job {id} (process {pid}) to stop; `lifeboat jobs show {id}` tells when it has"
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        } => list(g, &state, resource, st, plan, limit),
+        JobsCmd::Show { state, id } => show(g, &state, id),
+        JobsCmd::Cancel { state, id } => cancel_job(g, &state, id),
         JobsCmd::Restore {
             from,
             path,
             to,
             overwrite,
-        } => {
-            let (cfg, store) = match from.open(g)? {
-                Ok(x) => x,
-                Err(code) => return Ok(code),
-            };
-            let req = lifeboat_control::restore::RestoreRequest {
-                vault: from.from_vault,
-                point: from.point,
-                resource: from.resource,
-                path,
-                to: std::path::absolute(&to)?,
-                overwrite: overwrite.as_deref().map(|o| match o {
-                    "always" => lifeboat_files::Overwrite::Always,
-                    "if-changed" => lifeboat_files::Overwrite::IfChanged,
-                    _ => lifeboat_files::Overwrite::Never,
-                }),
-            };
-            let o = lifeboat_control::restore::restore_files(&cfg, &req, &from.trigger, &store)?;
-            restore_outcome(g, &o)
-        }
+        } => restore(g, from, path, &to, overwrite.as_deref()),
         JobsCmd::RestoreDatabase(a) => crate::cmd_jobs_restore::database(g, a),
         JobsCmd::RestoreBucket(a) => crate::cmd_jobs_restore::bucket(g, a),
         JobsCmd::Run {
@@ -264,69 +137,222 @@ pub fn run(g: &Global, c: JobsCmd) -> Result<ExitCode> {
             plan,
             resource,
             trigger,
-        } => {
-            let cfg = match load(g, &file)? {
-                Ok(c) => c,
-                Err(code) => return Ok(code),
-            };
-            let store = open(&state)?;
-            // One run of a plan at a time, whoever starts it (the daemon,
-            // the API, this command): a second start is a `skipped` job.
-            let _plan_lock = match state.dir().lock_plan(&plan)? {
-                Ok(held) => held,
-                Err(busy) => {
-                    let (id, why) =
-                        lifeboat_control::run::record_busy(&cfg, &plan, &trigger, &store, &busy)?;
-                    if g.json {
-                        print_json(&serde_json::json!({"skipped": id, "error": why}))?;
-                    }
-                    eprintln!("lifeboat: {why}; recorded as skipped job {id}");
-                    return Ok(ExitCode::from(1));
-                }
-            };
-            // SIGINT/SIGTERM (`jobs cancel`) stop the backup cleanly; the job is recorded `cancelled`.
-            crate::common::stop_backup_on_signals()?;
-            let quiet = g.quiet || g.json;
-            let out = lifeboat_control::run::run_plan(
-                &cfg,
-                &plan,
-                resource.as_deref(),
-                &trigger,
-                &store,
-                &|r| {
-                    if !quiet {
-                        eprintln!("backing up `{r}`…");
-                    }
-                },
-            )?;
-            if g.json {
-                print_json(&out)?;
-            } else {
-                for o in &out {
-                    match &o.error {
-                        Some(e) => println!("job {}: {} {}: {e}", o.job, o.resource, o.status),
-                        None => println!(
-                            "job {}: {} {} → point {}",
-                            o.job,
-                            o.resource,
-                            o.status,
-                            o.point.as_deref().unwrap_or("-")
-                        ),
-                    }
-                }
-            }
-            let any = |s: &str| out.iter().any(|o| o.status == s);
-            Ok(if any(status::CANCELLED) {
-                ExitCode::from(130)
-            } else if any(status::FAILED) {
-                ExitCode::from(1)
-            } else if any(status::INCOMPLETE) {
-                ExitCode::from(3)
-            } else {
-                ExitCode::SUCCESS
-            })
+        } => run_plan(g, &file, &state, &plan, resource.as_deref(), &trigger),
+    }
+}
+
+/// `jobs list`: the history, newest first, as a table or JSON.
+fn list(
+    g: &Global,
+    state: &StateArg,
+    resource: Option<String>,
+    st: Option<String>,
+    plan: Option<String>,
+    limit: usize,
+) -> Result<ExitCode> {
+    if let Some(s) = &st
+        && !status::ALL.contains(&s.as_str())
+    {
+        return Err(crate::common::usage(format!(
+            "unknown status `{s}`: use one of {}",
+            status::ALL.join(", ")
+        )));
+    }
+    let store = open(state)?;
+    let jobs = store.list(&JobFilter {
+        resource,
+        status: st,
+        plan,
+        limit: Some(limit),
+    })?;
+    if g.json {
+        print_json(&jobs)?;
+    } else {
+        println!(
+            "{:>5}  {:<8} {:<16} {:<12} {:<11} {:<19}  {:>10}  point",
+            "id", "kind", "resource", "plan", "status", "started", "duration"
+        );
+        for j in &jobs {
+            let dur = j
+                .ended
+                .map(|e| format!("{:.1}s", (e - j.started).num_milliseconds() as f64 / 1000.0))
+                .unwrap_or_else(|| "-".into());
+            println!(
+                "{:>5}  {:<8} {:<16} {:<12} {:<11} {:<19}  {:>10}  {}",
+                j.id,
+                j.kind,
+                j.resource.as_deref().unwrap_or("-"),
+                j.plan.as_deref().unwrap_or("-"),
+                j.status,
+                time(&j.started),
+                dur,
+                j.point
+                    .as_deref()
+                    .map(|p| &p[..p.len().min(8)])
+                    .unwrap_or("-")
+            );
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `jobs show`: one job in full.
+fn show(g: &Global, state: &StateArg, id: i64) -> Result<ExitCode> {
+    let store = open(state)?;
+    let Some(j) = store.get(id)? else {
+        return Err(crate::common::usage(no_job(id, state)));
+    };
+    if g.json {
+        print_json(&j)?;
+    } else {
+        println!(
+            "job {}: {} of {} ({})",
+            j.id,
+            j.kind,
+            j.resource.as_deref().unwrap_or("-"),
+            j.status
+        );
+        println!("  plan:    {}", j.plan.as_deref().unwrap_or("-"));
+        println!("  vault:   {}", j.vault.as_deref().unwrap_or("-"));
+        println!("  trigger: {}", j.trigger);
+        println!("  started: {}", j.started.to_rfc3339());
+        println!(
+            "  ended:   {}",
+            j.ended
+                .map(|e| e.to_rfc3339())
+                .unwrap_or_else(|| "-".into())
+        );
+        if let Some(b) = j.bytes {
+            println!("  read:    {}", crate::common::bytes(b));
+        }
+        println!("  point:   {}", j.point.as_deref().unwrap_or("-"));
+        if let Some(e) = &j.error {
+            println!("  error:   {e}");
+        }
+        if !j.log.is_empty() {
+            println!("  log:");
+            for l in j.log.lines() {
+                println!("    {l}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `jobs cancel`: asks a running job's process to stop.
+fn cancel_job(g: &Global, state: &StateArg, id: i64) -> Result<ExitCode> {
+    use lifeboat_control::cancel::{Cancel, cancel};
+    let store = open(state)?;
+    let pid = match cancel(&store, id)? {
+        Cancel::Requested { pid } => pid,
+        Cancel::NotFound => {
+            return Err(crate::common::usage(no_job(id, state)));
+        }
+        Cancel::NotRunning { status } => {
+            return Err(crate::common::usage(format!(
+                "job {id} is not running (it is {status})"
+            )));
+        }
+    };
+    if g.json {
+        print_json(&serde_json::json!({"id": id, "pid": pid, "requested": true}))?;
+    } else if !g.quiet {
+        println!(
+            "asked job {id} (process {pid}) to stop; `lifeboat jobs show {id}` tells when it has"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `jobs restore`: a files point (or one path of it) into a directory, as a job.
+fn restore(
+    g: &Global,
+    from: crate::cmd_jobs_restore::RestoreFrom,
+    path: Option<std::path::PathBuf>,
+    to: &std::path::Path,
+    overwrite: Option<&str>,
+) -> Result<ExitCode> {
+    let (cfg, store) = match from.open(g)? {
+        Ok(x) => x,
+        Err(code) => return Ok(code),
+    };
+    let req = lifeboat_control::restore::RestoreRequest {
+        vault: from.from_vault,
+        point: from.point,
+        resource: from.resource,
+        path,
+        to: std::path::absolute(to)?,
+        overwrite: overwrite.map(|o| match o {
+            "always" => lifeboat_files::Overwrite::Always,
+            "if-changed" => lifeboat_files::Overwrite::IfChanged,
+            _ => lifeboat_files::Overwrite::Never,
+        }),
+    };
+    let o = lifeboat_control::restore::restore_files(&cfg, &req, &from.trigger, &store)?;
+    restore_outcome(g, &o)
+}
+
+/// `jobs run`: a plan's backups now (one run of a plan at a time).
+fn run_plan(
+    g: &Global,
+    file: &ConfigFile,
+    state: &StateArg,
+    plan: &str,
+    resource: Option<&str>,
+    trigger: &str,
+) -> Result<ExitCode> {
+    let cfg = match load(g, file)? {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let store = open(state)?;
+    // One run of a plan at a time, whoever starts it (the daemon,
+    // the API, this command): a second start is a `skipped` job.
+    let _plan_lock = match state.dir().lock_plan(plan)? {
+        Ok(held) => held,
+        Err(busy) => {
+            let (id, why) = lifeboat_control::run::record_busy(&cfg, plan, trigger, &store, &busy)?;
+            if g.json {
+                print_json(&serde_json::json!({"skipped": id, "error": why}))?;
+            }
+            eprintln!("lifeboat: {why}; recorded as skipped job {id}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    // SIGINT/SIGTERM (`jobs cancel`) stop the backup cleanly; the job is recorded `cancelled`.
+    crate::common::stop_backup_on_signals()?;
+    let quiet = g.quiet || g.json;
+    let out = lifeboat_control::run::run_plan(&cfg, plan, resource, trigger, &store, &|r| {
+        if !quiet {
+            eprintln!("backing up `{r}`…");
+        }
+    })?;
+    if g.json {
+        print_json(&out)?;
+    } else {
+        for o in &out {
+            match &o.error {
+                Some(e) => println!("job {}: {} {}: {e}", o.job, o.resource, o.status),
+                None => println!(
+                    "job {}: {} {} → point {}",
+                    o.job,
+                    o.resource,
+                    o.status,
+                    o.point.as_deref().unwrap_or("-")
+                ),
+            }
+        }
+    }
+    let any = |s: &str| out.iter().any(|o| o.status == s);
+    Ok(if any(status::CANCELLED) {
+        ExitCode::from(130)
+    } else if any(status::FAILED) {
+        ExitCode::from(1)
+    } else if any(status::INCOMPLETE) {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// "there is no job N", naming the state directory it was looked for in

@@ -265,8 +265,9 @@ pub fn bytes(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()
 }
 
-/// Parses a duration: `500ms`, `2s`, `5m`, `1h`, or plain seconds (the
-/// vault's own parser, so flags and vault URL parameters read alike).
+/// Parses a duration of the one grammar (`lifeboat_vault::duration`:
+/// `500ms`, `2s`, `5m`, `1h`, `7d`, plain seconds; the vault's timeouts
+/// parser, so flags and vault URL parameters read alike).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     lifeboat_vault::timeouts::parse_duration(s)
 }
@@ -312,7 +313,11 @@ mod tests {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
-        for bad in ["", "x", "2d", "0s", "-1s"] {
+        assert_eq!(
+            parse_duration("2d").unwrap(),
+            Duration::from_secs(2 * 86_400)
+        );
+        for bad in ["", "x", "0s", "-1s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

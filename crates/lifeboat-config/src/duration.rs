@@ -1,4 +1,5 @@
-//! Durations in the file: `90s`, `15m`, `1h`, `7d`, `2w`, `1h30m`.
+//! Durations in the file: `90s`, `15m`, `1h`, `7d`, `2w`, `1h30m`, `10y`
+//! (the one grammar of `lifeboat_vault::duration`), in whole seconds.
 
 use serde::{Serialize, Serializer};
 
@@ -13,58 +14,19 @@ impl Dur {
     }
 }
 
-const UNITS: [(&str, u64); 5] = [
-    ("w", 604_800),
-    ("d", 86_400),
-    ("h", 3600),
-    ("m", 60),
-    ("s", 1),
-];
+/// How [`Dur`] is written back: the largest units first.
+const UNITS: [(&str, u64); 4] = [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)];
 
-/// Parses `1h30m`, `7d`, `90s`, ...; a positive total.
+/// Parses a duration of the one grammar (`lifeboat_vault::duration`: `1h30m`,
+/// `7d`, `90s`, `10y`, …) that is a whole number of seconds.
 pub fn parse(text: &str) -> Result<Dur, String> {
-    let bad = || {
-        format!(
-            "`{text}` is not a duration (write a number and a unit: 90s, 15m, 1h, 7d, 2w, 1h30m)"
-        )
-    };
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    let mut total: u64 = 0;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        if digits == 0 {
-            return Err(bad());
-        }
-        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        let mult = UNITS
-            .iter()
-            .find(|(u, _)| *u == unit)
-            .map(|(_, m)| *m)
-            .ok_or_else(bad)?;
-        total = n
-            .checked_mul(mult)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
-        rest = &rest[unit_len..];
-    }
-    if total == 0 {
-        return Err(format!("`{text}` is zero; a duration must be positive"));
-    }
-    Ok(Dur(total))
+    lifeboat_vault::duration::whole_seconds(text).map(Dur)
 }
 
 impl std::fmt::Display for Dur {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut left = self.0;
-        for (u, m) in UNITS.iter().skip(1) {
+        for (u, m) in UNITS.iter() {
             if left >= *m {
                 write!(f, "{}{u}", left / m)?;
                 left %= m;
@@ -90,7 +52,9 @@ mod tests {
         assert_eq!(parse("7d").unwrap(), Dur(604_800));
         assert_eq!(parse("2w").unwrap().to_string(), "14d");
         assert_eq!(parse("90s").unwrap().to_string(), "1m30s");
-        for bad in ["", "7", "d", "7x", "0s", "-1d", "1.5h"] {
+        assert_eq!(parse("7y").unwrap(), Dur(7 * 365 * 86_400));
+        assert_eq!(parse("1.5h").unwrap(), Dur(5400));
+        for bad in ["", "7", "d", "7x", "0s", "-1d", "500ms"] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

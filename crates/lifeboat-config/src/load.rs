@@ -10,7 +10,7 @@ use toml::de::{DeTable, DeValue};
 
 use crate::diag::Sink;
 use crate::model::*;
-use crate::read::{Table, type_name};
+use crate::read::{SubTable, Table, type_name};
 
 /// What a loader sees of one section: each `NAME = table` with spans.
 type Loader = fn(&mut Sink<'_>, &str, Table<'_, '_>, &mut Draft);
@@ -72,6 +72,7 @@ type SingleLoader = fn(&mut Sink<'_>, Table<'_, '_>, &mut Draft);
 /// The single tables of the file.
 pub(crate) const SINGLE: &[(&str, SingleLoader)] = &[("server", crate::load_server::load_server)];
 
+/// Reads every table of the document into the draft, by its loader.
 pub(crate) fn load_document(sink: &mut Sink<'_>, doc: &DeTable<'_>, draft: &mut Draft) {
     let names: Vec<&str> = SECTIONS
         .iter()
@@ -83,95 +84,113 @@ pub(crate) fn load_document(sink: &mut Sink<'_>, doc: &DeTable<'_>, draft: &mut 
         let section = k.get_ref().as_ref();
         if section == "daemon" {
             crate::load_daemon::load_daemon(sink, v, &mut draft.daemon);
-            continue;
-        }
-        if let Some((_, loader)) = SINGLE.iter().find(|s| s.0 == section) {
-            let span = v.span();
-            let DeValue::Table(t) = v.get_ref() else {
-                sink.error(
-                    &span,
-                    section,
-                    format!("`{section}` is a table, found {}", type_name(v.get_ref())),
-                    Some(format!("write it as `[{section}]` followed by its keys")),
-                );
-                continue;
-            };
-            draft.spans.insert(section.to_string(), span.clone());
-            let table = Table {
-                t,
-                path: section,
-                span: &span,
-            };
-            loader(sink, table, draft);
-            continue;
-        }
-        let Some((_, what, loader)) = SECTIONS.iter().find(|s| s.0 == section) else {
-            if let Some(m) = crate::read::did_you_mean(section, &names) {
-                sink.error(
-                    &k.span(),
-                    section,
-                    format!("unknown key `{section}` — did you mean `{m}`?"),
-                    Some(format!("rename it to `{m}`")),
-                );
-            } else {
-                sink.error(
-                    &k.span(),
-                    section,
-                    format!("unknown table `{section}`"),
-                    Some(format!("the file's tables are: {}", names.join(", "))),
-                );
-            }
-            continue;
-        };
-        let DeValue::Table(entries) = v.get_ref() else {
+        } else if let Some((_, loader)) = SINGLE.iter().find(|s| s.0 == section) {
+            load_single(sink, section, v, *loader, draft);
+        } else if let Some((_, what, loader)) = SECTIONS.iter().find(|s| s.0 == section) {
+            load_section(sink, section, what, v, *loader, draft);
+        } else if let Some(m) = crate::read::did_you_mean(section, &names) {
             sink.error(
-                &v.span(),
+                &k.span(),
                 section,
-                format!(
-                    "expected tables `[{section}.NAME]`, found {}",
-                    type_name(v.get_ref())
-                ),
-                Some(format!(
-                    "write it as `[{section}.NAME]` followed by its keys"
-                )),
+                format!("unknown key `{section}` — did you mean `{m}`?"),
+                Some(format!("rename it to `{m}`")),
+            );
+        } else {
+            sink.error(
+                &k.span(),
+                section,
+                format!("unknown table `{section}`"),
+                Some(format!("the file's tables are: {}", names.join(", "))),
+            );
+        }
+    }
+}
+
+/// A table that appears once (`[server]`), read by its loader.
+fn load_single(
+    sink: &mut Sink<'_>,
+    section: &str,
+    v: &toml::Spanned<DeValue<'_>>,
+    loader: SingleLoader,
+    draft: &mut Draft,
+) {
+    let span = v.span();
+    let DeValue::Table(t) = v.get_ref() else {
+        sink.error(
+            &span,
+            section,
+            format!("`{section}` is a table, found {}", type_name(v.get_ref())),
+            Some(format!("write it as `[{section}]` followed by its keys")),
+        );
+        return;
+    };
+    draft.spans.insert(section.to_string(), span.clone());
+    let table = Table {
+        t,
+        path: section,
+        span: &span,
+    };
+    loader(sink, table, draft);
+}
+
+/// A section of named tables (`[plan.NAME]`), each read by the section's
+/// loader with its keys' spans recorded for the cross-checks.
+fn load_section(
+    sink: &mut Sink<'_>,
+    section: &str,
+    what: &str,
+    v: &toml::Spanned<DeValue<'_>>,
+    loader: Loader,
+    draft: &mut Draft,
+) {
+    let DeValue::Table(entries) = v.get_ref() else {
+        sink.error(
+            &v.span(),
+            section,
+            format!(
+                "expected tables `[{section}.NAME]`, found {}",
+                type_name(v.get_ref())
+            ),
+            Some(format!(
+                "write it as `[{section}.NAME]` followed by its keys"
+            )),
+        );
+        return;
+    };
+    for (name, body) in entries.iter() {
+        let name = name.get_ref().as_ref();
+        let path = format!("{section}.{name}");
+        if !valid_name(name) {
+            sink.error(
+                &body.span(),
+                &path,
+                format!("`{name}` is not a valid name for {what}"),
+                Some("use letters, digits, `-` and `_`, starting with a letter".into()),
+            );
+            continue;
+        }
+        let DeValue::Table(t) = body.get_ref() else {
+            sink.error(
+                &body.span(),
+                &path,
+                format!("{what} is a table, found {}", type_name(body.get_ref())),
+                Some(format!("write it as `[{path}]` followed by its keys")),
             );
             continue;
         };
-        for (name, body) in entries.iter() {
-            let name = name.get_ref().as_ref();
-            let path = format!("{section}.{name}");
-            if !valid_name(name) {
-                sink.error(
-                    &body.span(),
-                    &path,
-                    format!("`{name}` is not a valid name for {what}"),
-                    Some("use letters, digits, `-` and `_`, starting with a letter".into()),
-                );
-                continue;
-            }
-            let DeValue::Table(t) = body.get_ref() else {
-                sink.error(
-                    &body.span(),
-                    &path,
-                    format!("{what} is a table, found {}", type_name(body.get_ref())),
-                    Some(format!("write it as `[{path}]` followed by its keys")),
-                );
-                continue;
-            };
-            let span = body.span();
-            draft.spans.insert(path.clone(), span.clone());
-            for (k, v) in t.iter() {
-                draft
-                    .spans
-                    .insert(format!("{path}.{}", k.get_ref()), v.span());
-            }
-            let table = Table {
-                t,
-                path: &path,
-                span: &span,
-            };
-            loader(sink, name, table, draft);
+        let span = body.span();
+        draft.spans.insert(path.clone(), span.clone());
+        for (k, v) in t.iter() {
+            draft
+                .spans
+                .insert(format!("{path}.{}", k.get_ref()), v.span());
         }
+        let table = Table {
+            t,
+            path: &path,
+            span: &span,
+        };
+        loader(sink, name, table, draft);
     }
 }
 
@@ -315,12 +334,8 @@ pub(crate) fn lock(sink: &mut Sink<'_>, t: Table<'_, '_>) -> Option<LockSpec> {
             changeable_for: None,
         }),
         DeValue::Table(lt) => {
-            let span = v.span();
-            let lt = Table {
-                t: lt,
-                path: &key,
-                span: &span,
-            };
+            let lock = SubTable::new(lt, key.clone(), v.span());
+            let lt = lock.view();
             sink.unknown_keys(
                 lt,
                 "a lock",

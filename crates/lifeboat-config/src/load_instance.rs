@@ -59,13 +59,8 @@ fn port(sink: &mut Sink<'_>, t: Table<'_, '_>) -> Option<String> {
 }
 
 fn launch(sink: &mut Sink<'_>, t: Table<'_, '_>) -> Option<LaunchSpec> {
-    let (lt, span) = sink.table(t, "launch")?;
-    let key = t.key("launch");
-    let l = Table {
-        t: lt,
-        path: &key,
-        span: &span,
-    };
+    let launch = sink.sub_table(t, "launch")?;
+    let l = launch.view();
     sink.unknown_keys(l, "a launch spec", LAUNCH_KEYS);
     if l.get("command").is_none() {
         sink.missing(
@@ -76,14 +71,9 @@ fn launch(sink: &mut Sink<'_>, t: Table<'_, '_>) -> Option<LaunchSpec> {
         );
     }
     let mut env = std::collections::BTreeMap::new();
-    if let Some((et, espan)) = sink.table(l, "env") {
-        let ekey = l.key("env");
-        let e = Table {
-            t: et,
-            path: &ekey,
-            span: &espan,
-        };
-        for (k, _) in et.iter() {
+    if let Some(env_table) = sink.sub_table(l, "env") {
+        let e = env_table.view();
+        for (k, _) in e.t.iter() {
             if let Some((v, _)) = sink.string(e, k.get_ref()) {
                 env.insert(k.get_ref().to_string(), v);
             }
@@ -107,15 +97,10 @@ fn launch(sink: &mut Sink<'_>, t: Table<'_, '_>) -> Option<LaunchSpec> {
 }
 
 fn hooks(sink: &mut Sink<'_>, t: Table<'_, '_>) -> Hooks {
-    let Some((ht, span)) = sink.table(t, "hooks") else {
+    let Some(hooks) = sink.sub_table(t, "hooks") else {
         return Hooks::default();
     };
-    let key = t.key("hooks");
-    let h = Table {
-        t: ht,
-        path: &key,
-        span: &span,
-    };
+    let h = hooks.view();
     sink.unknown_keys(h, "consistency hooks", HOOK_KEYS);
     Hooks {
         before: strings(sink, h, "before"),

@@ -7,16 +7,11 @@ use crate::diag::Sink;
 use crate::duration::Dur;
 use crate::load::{Draft, lock};
 use crate::model::*;
-use crate::read::Table;
+use crate::read::{SubTable, Table};
 use crate::schedule::Schedule;
 fn read_retention(sink: &mut Sink<'_>, t: Table<'_, '_>, key: &str) -> Option<RetentionSpec> {
-    let (rt, span) = sink.table(t, key)?;
-    let path = t.key(key);
-    let rt = Table {
-        t: rt,
-        path: &path,
-        span: &span,
-    };
+    let retention = sink.sub_table(t, key)?;
+    let rt = retention.view();
     const KEYS: &[&str] = &[
         "keep_last",
         "keep_hourly",
@@ -38,8 +33,8 @@ fn read_retention(sink: &mut Sink<'_>, t: Table<'_, '_>, key: &str) -> Option<Re
     };
     if r == RetentionSpec::default() && rt.t.is_empty() {
         sink.error(
-            &span,
-            &path,
+            rt.span,
+            rt.path,
             "the retention keeps nothing: every point would be forgotten",
             Some("add a rule, e.g. `keep_daily = 7`".into()),
         );
@@ -48,15 +43,10 @@ fn read_retention(sink: &mut Sink<'_>, t: Table<'_, '_>, key: &str) -> Option<Re
 }
 
 fn hooks(sink: &mut Sink<'_>, t: Table<'_, '_>) -> Hooks {
-    let Some((ht, span)) = sink.table(t, "hooks") else {
+    let Some(hooks) = sink.sub_table(t, "hooks") else {
         return Hooks::default();
     };
-    let path = t.key("hooks");
-    let ht = Table {
-        t: ht,
-        path: &path,
-        span: &span,
-    };
+    let ht = hooks.view();
     sink.unknown_keys(ht, "hooks", &["before", "after", "on_failure"]);
     let list = |sink: &mut Sink<'_>, key: &str| -> Vec<Hook> {
         let Some(v) = ht.get(key) else {
@@ -76,12 +66,8 @@ fn hooks(sink: &mut Sink<'_>, t: Table<'_, '_>) -> Hooks {
                     essential: true,
                 }),
                 DeValue::Table(h) => {
-                    let span = item.span();
-                    let h = Table {
-                        t: h,
-                        path: &hkey,
-                        span: &span,
-                    };
+                    let hook = SubTable::new(h, hkey.clone(), item.span());
+                    let h = hook.view();
                     sink.unknown_keys(h, "a hook", &["command", "timeout", "essential"]);
                     match sink.string(h, "command") {
                         Some((c, _)) => out.push(Hook {
@@ -144,6 +130,83 @@ pub(crate) fn cron(
     }
 }
 
+/// A plan's `copy` actions (one table or a list), their keys' spans
+/// recorded for the cross-checks.
+fn copies(sink: &mut Sink<'_>, t: Table<'_, '_>, d: &mut Draft) -> Vec<CopyAction> {
+    let mut copy = Vec::new();
+    let Some(v) = t.get("copy") else {
+        return copy;
+    };
+    let items: Vec<_> = match v.get_ref() {
+        DeValue::Array(a) => a.iter().collect(),
+        DeValue::Table(_) => vec![v],
+        _ => {
+            sink.wrong_type(t, "copy", v, "a list of `{ vault = \"NAME\" }`");
+            Vec::new()
+        }
+    };
+    for (i, item) in items.into_iter().enumerate() {
+        let DeValue::Table(ct) = item.get_ref() else {
+            sink.wrong_type(t, "copy", item, "a copy action `{ vault = \"NAME\" }`");
+            continue;
+        };
+        let path = format!("{}.copy[{i}]", t.path);
+        let copy_table = SubTable::new(ct, path.clone(), item.span());
+        let ct = copy_table.view();
+        d.spans.insert(path.clone(), item.span());
+        for (k, v) in ct.t.iter() {
+            d.spans.insert(format!("{path}.{}", k.get_ref()), v.span());
+        }
+        sink.unknown_keys(ct, "a copy action", &["vault", "retention", "lock"]);
+        let Some((cv, _)) = sink.string(ct, "vault") else {
+            if ct.get("vault").is_none() {
+                sink.missing(
+                    ct,
+                    "vault",
+                    "the copy action",
+                    "add `vault = \"NAME\"` (a vault in another site)",
+                );
+            }
+            continue;
+        };
+        copy.push(CopyAction {
+            vault: cv,
+            retention: read_retention(sink, ct, "retention"),
+            lock: lock(sink, ct),
+        });
+    }
+    copy
+}
+
+/// A plan's `notify`: webhook and healthcheck URLs.
+fn notify(sink: &mut Sink<'_>, t: Table<'_, '_>) -> Notify {
+    match sink.sub_table(t, "notify") {
+        Some(notify) => {
+            let nt = notify.view();
+            sink.unknown_keys(nt, "notify", &["webhook", "healthcheck"]);
+            let url = |sink: &mut Sink<'_>, k: &str| {
+                sink.string(nt, k).map(|(u, span)| {
+                    if !(u.starts_with("http://") || u.starts_with("https://")) {
+                        sink.error(
+                            &span,
+                            &nt.key(k),
+                            format!("`{u}` is not an http(s) URL"),
+                            Some("write `https://...`".into()),
+                        );
+                    }
+                    u
+                })
+            };
+            Notify {
+                webhook: url(sink, "webhook"),
+                healthcheck: url(sink, "healthcheck"),
+            }
+        }
+        None => Notify::default(),
+    }
+}
+
+/// Reads `[plan.NAME]` into the draft.
 pub(crate) fn load_plan(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d: &mut Draft) {
     sink.unknown_keys(
         t,
@@ -181,80 +244,8 @@ pub(crate) fn load_plan(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d: &m
     let vault = sink.string(t, "vault").map(|s| s.0).unwrap_or_default();
     let retention =
         read_retention(sink, t, "retention").unwrap_or_else(RetentionSpec::default_plan);
-    let mut copy = Vec::new();
-    if let Some(v) = t.get("copy") {
-        let items: Vec<_> = match v.get_ref() {
-            DeValue::Array(a) => a.iter().collect(),
-            DeValue::Table(_) => vec![v],
-            _ => {
-                sink.wrong_type(t, "copy", v, "a list of `{ vault = \"NAME\" }`");
-                Vec::new()
-            }
-        };
-        for (i, item) in items.into_iter().enumerate() {
-            let DeValue::Table(ct) = item.get_ref() else {
-                sink.wrong_type(t, "copy", item, "a copy action `{ vault = \"NAME\" }`");
-                continue;
-            };
-            let path = format!("{}.copy[{i}]", t.path);
-            let span = item.span();
-            let ct = Table {
-                t: ct,
-                path: &path,
-                span: &span,
-            };
-            d.spans.insert(path.clone(), span.clone());
-            for (k, v) in ct.t.iter() {
-                d.spans.insert(format!("{path}.{}", k.get_ref()), v.span());
-            }
-            sink.unknown_keys(ct, "a copy action", &["vault", "retention", "lock"]);
-            let Some((cv, _)) = sink.string(ct, "vault") else {
-                if ct.get("vault").is_none() {
-                    sink.missing(
-                        ct,
-                        "vault",
-                        "the copy action",
-                        "add `vault = \"NAME\"` (a vault in another site)",
-                    );
-                }
-                continue;
-            };
-            copy.push(CopyAction {
-                vault: cv,
-                retention: read_retention(sink, ct, "retention"),
-                lock: lock(sink, ct),
-            });
-        }
-    }
-    let notify = match sink.table(t, "notify") {
-        Some((nt, span)) => {
-            let path = t.key("notify");
-            let nt = Table {
-                t: nt,
-                path: &path,
-                span: &span,
-            };
-            sink.unknown_keys(nt, "notify", &["webhook", "healthcheck"]);
-            let url = |sink: &mut Sink<'_>, k: &str| {
-                sink.string(nt, k).map(|(u, span)| {
-                    if !(u.starts_with("http://") || u.starts_with("https://")) {
-                        sink.error(
-                            &span,
-                            &nt.key(k),
-                            format!("`{u}` is not an http(s) URL"),
-                            Some("write `https://...`".into()),
-                        );
-                    }
-                    u
-                })
-            };
-            Notify {
-                webhook: url(sink, "webhook"),
-                healthcheck: url(sink, "healthcheck"),
-            }
-        }
-        None => Notify::default(),
-    };
+    let copy = copies(sink, t, d);
+    let notify = notify(sink, t);
     let hooks = hooks(sink, t);
     if let Some(schedule) = schedule {
         d.plans.insert(

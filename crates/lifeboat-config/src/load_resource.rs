@@ -8,148 +8,20 @@ use toml::de::DeValue;
 use crate::diag::Sink;
 use crate::load::{Draft, secret};
 use crate::model::*;
-use crate::read::Table;
+use crate::read::{SubTable, Table};
 const KINDS: &[&str] = &["files", "mysql", "bucket", "instance"];
 
+/// Reads `[resource.NAME]` into the draft.
 pub(crate) fn load_resource(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d: &mut Draft) {
     let site = sink.string(t, "site").map(|s| s.0);
     let stateless = sink.boolean(t, "stateless").unwrap_or(false);
-    let kind = match sink.string(t, "kind") {
-        Some((k, span)) => {
-            if !KINDS.contains(&k.as_str()) {
-                let hint = crate::read::did_you_mean(&k, KINDS)
-                    .map(|m| format!(" — did you mean `{m}`?"))
-                    .unwrap_or_default();
-                sink.error(
-                    &span,
-                    &t.key("kind"),
-                    format!("unknown resource kind `{k}`{hint}"),
-                    Some(format!("write one of: {}", KINDS.join(", "))),
-                );
-                return;
-            }
-            k
-        }
-        None if t.get("kind").is_some() => return,
-        // Defaults that make a short file useful: the kind follows from the keys.
-        None if t.get("volumes").is_some() || t.get("launch").is_some() => "instance".into(),
-        None if t.get("paths").is_some() => "files".into(),
-        None if t.get("dsn").is_some() => "mysql".into(),
-        None if t.get("location").is_some() => "bucket".into(),
-        None => {
-            sink.missing(t, "kind", &format!("resource `{name}`"), "add `kind = \"files\"` (with `paths`), `\"mysql\"` (with `dsn`), `\"bucket\"` (with `location`) or `\"instance\"`");
-            return;
-        }
+    let Some(kind) = resource_kind(sink, name, t) else {
+        return;
     };
     let kind = match kind.as_str() {
-        "files" => {
-            sink.unknown_keys(
-                t,
-                "a files resource",
-                &[
-                    "kind",
-                    "site",
-                    "stateless",
-                    "paths",
-                    "exclude",
-                    "one_file_system",
-                    "description",
-                ],
-            );
-            let paths = sink.strings(t, "paths").unwrap_or_default();
-            if paths.is_empty() && t.get("paths").is_none() {
-                sink.missing(
-                    t,
-                    "paths",
-                    &format!("files resource `{name}`"),
-                    "add `paths = [\"/abs/path\", ...]`",
-                );
-            }
-            for (p, span) in &paths {
-                if !p.starts_with('/') {
-                    sink.error(
-                        span,
-                        &t.key("paths"),
-                        format!("`{p}` is not an absolute path"),
-                        Some("write each path from `/`".into()),
-                    );
-                }
-            }
-            ResourceKind::Files {
-                paths: paths.into_iter().map(|p| p.0.into()).collect(),
-                excludes: sink
-                    .strings(t, "exclude")
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|p| p.0)
-                    .collect(),
-                one_file_system: sink.boolean(t, "one_file_system").unwrap_or(false),
-            }
-        }
-        "mysql" => {
-            sink.unknown_keys(
-                t,
-                "a mysql resource",
-                &[
-                    "kind",
-                    "site",
-                    "stateless",
-                    "dsn",
-                    "password_env",
-                    "password_file",
-                    "archive",
-                    "recover_listen",
-                    "recover_socket",
-                    "app",
-                    "description",
-                ],
-            );
-            let dsn = match sink.string(t, "dsn") {
-                Some((dsn, span)) => {
-                    check_dsn(sink, &dsn, &span, &t.key("dsn"));
-                    dsn
-                }
-                None => {
-                    if t.get("dsn").is_none() {
-                        sink.missing(
-                            t,
-                            "dsn",
-                            &format!("mysql resource `{name}`"),
-                            "add `dsn = \"mysql://user@host:3306\"`",
-                        );
-                    }
-                    String::new()
-                }
-            };
-            let (recover_listen, recover_socket) = pinned(sink, t);
-            ResourceKind::Mysql {
-                dsn,
-                password: secret(sink, t),
-                archive: archive(sink, t),
-                recover_listen,
-                recover_socket,
-                app: app_account(sink, t),
-            }
-        }
-        "bucket" => {
-            sink.unknown_keys(
-                t,
-                "a bucket resource",
-                &["kind", "site", "stateless", "location", "description"],
-            );
-            let location = sink.bucket_location(t, "location").unwrap_or_else(|| {
-                if t.get("location").is_none() {
-                    sink.missing(
-                        t,
-                        "location",
-                        &format!("bucket resource `{name}`"),
-                        "add `location = \"file:///path/to/bucket\"` (or an s3:// URL)",
-                    );
-                }
-                String::new()
-            });
-            ResourceKind::Bucket { location }
-        }
+        "files" => files(sink, name, t),
+        "mysql" => mysql(sink, name, t),
+        "bucket" => bucket(sink, name, t),
         _ => {
             crate::load_instance::record_spans(t, "launch", &mut d.spans);
             crate::load_instance::load_instance(sink, name, t)
@@ -163,6 +35,153 @@ pub(crate) fn load_resource(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d
             kind,
         },
     );
+}
+
+/// The resource's kind: `kind`, else the one its keys show; `None` (with a
+/// diagnostic) when neither says.
+fn resource_kind(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>) -> Option<String> {
+    match sink.string(t, "kind") {
+        Some((k, span)) => {
+            if !KINDS.contains(&k.as_str()) {
+                let hint = crate::read::did_you_mean(&k, KINDS)
+                    .map(|m| format!(" — did you mean `{m}`?"))
+                    .unwrap_or_default();
+                sink.error(
+                    &span,
+                    &t.key("kind"),
+                    format!("unknown resource kind `{k}`{hint}"),
+                    Some(format!("write one of: {}", KINDS.join(", "))),
+                );
+                return None;
+            }
+            Some(k)
+        }
+        None if t.get("kind").is_some() => None,
+        // Defaults that make a short file useful: the kind follows from the keys.
+        None if t.get("volumes").is_some() || t.get("launch").is_some() => Some("instance".into()),
+        None if t.get("paths").is_some() => Some("files".into()),
+        None if t.get("dsn").is_some() => Some("mysql".into()),
+        None if t.get("location").is_some() => Some("bucket".into()),
+        None => {
+            sink.missing(t, "kind", &format!("resource `{name}`"), "add `kind = \"files\"` (with `paths`), `\"mysql\"` (with `dsn`), `\"bucket\"` (with `location`) or `\"instance\"`");
+            None
+        }
+    }
+}
+
+/// A files resource: its paths, excludes and file-system bound.
+fn files(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>) -> ResourceKind {
+    sink.unknown_keys(
+        t,
+        "a files resource",
+        &[
+            "kind",
+            "site",
+            "stateless",
+            "paths",
+            "exclude",
+            "one_file_system",
+            "description",
+        ],
+    );
+    let paths = sink.strings(t, "paths").unwrap_or_default();
+    if paths.is_empty() && t.get("paths").is_none() {
+        sink.missing(
+            t,
+            "paths",
+            &format!("files resource `{name}`"),
+            "add `paths = [\"/abs/path\", ...]`",
+        );
+    }
+    for (p, span) in &paths {
+        if !p.starts_with('/') {
+            sink.error(
+                span,
+                &t.key("paths"),
+                format!("`{p}` is not an absolute path"),
+                Some("write each path from `/`".into()),
+            );
+        }
+    }
+    ResourceKind::Files {
+        paths: paths.into_iter().map(|p| p.0.into()).collect(),
+        excludes: sink
+            .strings(t, "exclude")
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| p.0)
+            .collect(),
+        one_file_system: sink.boolean(t, "one_file_system").unwrap_or(false),
+    }
+}
+
+/// A mysql resource: its DSN, password, archive, pinned addresses and
+/// application account.
+fn mysql(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>) -> ResourceKind {
+    sink.unknown_keys(
+        t,
+        "a mysql resource",
+        &[
+            "kind",
+            "site",
+            "stateless",
+            "dsn",
+            "password_env",
+            "password_file",
+            "archive",
+            "recover_listen",
+            "recover_socket",
+            "app",
+            "description",
+        ],
+    );
+    let dsn = match sink.string(t, "dsn") {
+        Some((dsn, span)) => {
+            check_dsn(sink, &dsn, &span, &t.key("dsn"));
+            dsn
+        }
+        None => {
+            if t.get("dsn").is_none() {
+                sink.missing(
+                    t,
+                    "dsn",
+                    &format!("mysql resource `{name}`"),
+                    "add `dsn = \"mysql://user@host:3306\"`",
+                );
+            }
+            String::new()
+        }
+    };
+    let (recover_listen, recover_socket) = pinned(sink, t);
+    ResourceKind::Mysql {
+        dsn,
+        password: secret(sink, t),
+        archive: archive(sink, t),
+        recover_listen,
+        recover_socket,
+        app: app_account(sink, t),
+    }
+}
+
+/// A bucket resource: its location.
+fn bucket(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>) -> ResourceKind {
+    sink.unknown_keys(
+        t,
+        "a bucket resource",
+        &["kind", "site", "stateless", "location", "description"],
+    );
+    let location = sink.bucket_location(t, "location").unwrap_or_else(|| {
+        if t.get("location").is_none() {
+            sink.missing(
+                t,
+                "location",
+                &format!("bucket resource `{name}`"),
+                "add `location = \"file:///path/to/bucket\"` (or an s3:// URL)",
+            );
+        }
+        String::new()
+    });
+    ResourceKind::Bucket { location }
 }
 
 /// `recover_listen` and `recover_socket`: where a database's server listens
@@ -247,13 +266,8 @@ fn app_account(sink: &mut Sink<'_>, t: Table<'_, '_>) -> Option<AppAccount> {
         );
         return None;
     };
-    let key = t.key("app");
-    let span = v.span();
-    let at = Table {
-        t: at,
-        path: &key,
-        span: &span,
-    };
+    let app = SubTable::of(t, "app", at, v.span());
+    let at = app.view();
     sink.unknown_keys(
         at,
         "an application account",
@@ -325,13 +339,8 @@ fn archive(sink: &mut Sink<'_>, t: Table<'_, '_>) -> Option<Archive> {
         }),
         DeValue::Boolean(false) => None,
         DeValue::Table(at) => {
-            let key = t.key("archive");
-            let span = v.span();
-            let at = Table {
-                t: at,
-                path: &key,
-                span: &span,
-            };
+            let archive = SubTable::of(t, "archive", at, v.span());
+            let at = archive.view();
             sink.unknown_keys(at, "an archive", &["vault", "copy_to"]);
             Some(Archive {
                 vault: sink.string(at, "vault").map(|s| s.0),

@@ -35,14 +35,9 @@ pub(crate) fn load_stack(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d: &
         .into_iter()
         .map(|s| s.0)
         .collect();
-    let objectives = match sink.table(t, "objectives") {
-        Some((ot, span)) => {
-            let path = t.key("objectives");
-            let ot = Table {
-                t: ot,
-                path: &path,
-                span: &span,
-            };
+    let objectives = match sink.sub_table(t, "objectives") {
+        Some(objectives) => {
+            let ot = objectives.view();
             sink.unknown_keys(ot, "objectives", &["rpo", "rto"]);
             Objectives {
                 rpo: sink.duration(ot, "rpo"),

@@ -46,6 +46,40 @@ impl<'a, 'i> Table<'a, 'i> {
     }
 }
 
+/// A table found inside another, holding its own dotted path and span:
+/// [`SubTable::view`] reads it as a [`Table`].
+pub(crate) struct SubTable<'a, 'i> {
+    t: &'a DeTable<'i>,
+    path: String,
+    span: Range<usize>,
+}
+
+impl<'a, 'i> SubTable<'a, 'i> {
+    /// The table `t` at dotted `path`, spanning `span`.
+    pub(crate) fn new(t: &'a DeTable<'i>, path: String, span: Range<usize>) -> SubTable<'a, 'i> {
+        SubTable { t, path, span }
+    }
+
+    /// The table `t`, the value of `key` in `parent`, spanning `span`.
+    pub(crate) fn of(
+        parent: Table<'_, '_>,
+        key: &str,
+        t: &'a DeTable<'i>,
+        span: Range<usize>,
+    ) -> SubTable<'a, 'i> {
+        SubTable::new(t, parent.key(key), span)
+    }
+
+    /// The table to read keys from.
+    pub(crate) fn view(&self) -> Table<'_, 'i> {
+        Table {
+            t: self.t,
+            path: &self.path,
+            span: &self.span,
+        }
+    }
+}
+
 /// The kind of a value, for "expected a string, found an integer".
 pub(crate) fn type_name(v: &DeValue<'_>) -> &'static str {
     match v {
@@ -237,6 +271,16 @@ impl Sink<'_> {
                 None
             }
         }
+    }
+
+    /// A sub-table, with its path and span, ready to read.
+    pub(crate) fn sub_table<'a, 'i>(
+        &mut self,
+        t: Table<'a, 'i>,
+        key: &str,
+    ) -> Option<SubTable<'a, 'i>> {
+        let (sub, span) = self.table(t, key)?;
+        Some(SubTable::of(t, key, sub, span))
     }
 
     /// A sub-table.

@@ -121,6 +121,27 @@ pub fn config_id(text: &str) -> String {
 /// Compares `cfg` (read from `text`) with what was applied and with the vaults.
 pub fn compute(cfg: &Config, text: &str, applied: &Applied) -> Result<Changes> {
     let mut changes = Vec::new();
+    let vaults_to_init = vaults_to_init(cfg, &mut changes)?;
+    let locks_to_set = locks_to_set(cfg, &vaults_to_init, &mut changes)?;
+    item_changes(cfg, applied, &vaults_to_init, &mut changes);
+    if changes.is_empty() && applied.config_id != config_id(text) {
+        changes.push(Change {
+            op: Op::Change,
+            kind: "config".into(),
+            name: "lifeboat.toml".into(),
+            detail: "the file's text changed (comments or layout): store it in the vaults again"
+                .into(),
+        });
+    }
+    Ok(Changes {
+        changes,
+        vaults_to_init,
+        locks_to_set,
+    })
+}
+
+/// The declared vaults that do not exist yet, each an `+ vault` change.
+fn vaults_to_init(cfg: &Config, changes: &mut Vec<Change>) -> Result<Vec<String>> {
     let mut vaults_to_init = Vec::new();
     let used = cfg.used_vaults();
     for (name, v) in &cfg.vaults {
@@ -142,8 +163,17 @@ pub fn compute(cfg: &Config, text: &str, applied: &Applied) -> Result<Changes> {
             });
         }
     }
-    // Declared vault locks, compared with what each vault holds (a vault
-    // whose password is not at hand cannot be read: `apply` will need it).
+    Ok(vaults_to_init)
+}
+
+/// Declared vault locks, compared with what each vault holds (a vault
+/// whose password is not at hand cannot be read: `apply` will need it);
+/// each to set is a `~ vault-lock` change.
+fn locks_to_set(
+    cfg: &Config,
+    vaults_to_init: &[String],
+    changes: &mut Vec<Change>,
+) -> Result<Vec<String>> {
     let mut locks_to_set = Vec::new();
     for (name, v) in &cfg.vaults {
         let Some(spec) = &v.lock else { continue };
@@ -171,6 +201,16 @@ pub fn compute(cfg: &Config, text: &str, applied: &Applied) -> Result<Changes> {
             });
         }
     }
+    Ok(locks_to_set)
+}
+
+/// The file's items against the applied ones: added, changed, removed.
+fn item_changes(
+    cfg: &Config,
+    applied: &Applied,
+    vaults_to_init: &[String],
+    changes: &mut Vec<Change>,
+) {
     let want = items(cfg);
     let empty = BTreeMap::new();
     for (kind, now) in &want {
@@ -211,20 +251,6 @@ pub fn compute(cfg: &Config, text: &str, applied: &Applied) -> Result<Changes> {
             });
         }
     }
-    if changes.is_empty() && applied.config_id != config_id(text) {
-        changes.push(Change {
-            op: Op::Change,
-            kind: "config".into(),
-            name: "lifeboat.toml".into(),
-            detail: "the file's text changed (comments or layout): store it in the vaults again"
-                .into(),
-        });
-    }
-    Ok(Changes {
-        changes,
-        vaults_to_init,
-        locks_to_set,
-    })
 }
 
 fn describe(kind: &str, v: &serde_json::Value) -> String {

@@ -104,81 +104,12 @@ pub fn report_with(cfg: &Config, now: DateTime<Utc>, open: &Opener<'_>) -> Vec<R
     let mut out = Vec::new();
     for (name, r) in &cfg.resources {
         let plans: Vec<String> = cfg.plans_of(name).into_iter().map(String::from).collect();
-        let mut controls = vec![Control {
-            name: "in-plan".into(),
-            ok: !plans.is_empty(),
-            detail: if plans.is_empty() {
-                "in no plan: nothing backs it up".into()
-            } else {
-                plans.join(", ")
-            },
-        }];
+        let mut controls = vec![in_plan(&plans)];
         let mut newest_age = None;
         for pn in &plans {
-            let p = &cfg.plans[pn];
-            let every = p.schedule.max_interval(now).unwrap_or(Duration::days(1));
-            let allowed = every
-                + p.window
-                    .map(|w| Duration::seconds(w.0 as i64))
-                    .unwrap_or(every);
-            let check_vault = |pts: &mut Points,
-                               vault: &str,
-                               cname: String,
-                               what: &str,
-                               controls: &mut Vec<Control>|
-             -> Option<i64> {
-                match pts.of(vault) {
-                    Err(e) => {
-                        controls.push(Control {
-                            name: cname,
-                            ok: false,
-                            detail: e,
-                        });
-                        None
-                    }
-                    Ok(list) => match newest(list, name, false) {
-                        None => {
-                            controls.push(Control {
-                                name: cname,
-                                ok: false,
-                                detail: format!("no {what} in vault `{vault}`"),
-                            });
-                            None
-                        }
-                        Some(np) => {
-                            let a = now - np.time;
-                            controls.push(Control {
-                                name: cname,
-                                ok: a <= allowed,
-                                detail: format!(
-                                    "newest {what} is {} old (the schedule allows {})",
-                                    age(a),
-                                    age(allowed)
-                                ),
-                            });
-                            lock_control(cfg, vault, np, now, controls);
-                            Some(a.num_seconds())
-                        }
-                    },
-                }
-            };
-            if let Some(a) = check_vault(
-                &mut pts,
-                &p.vault,
-                format!("rpo:{pn}"),
-                "point",
-                &mut controls,
-            ) {
+            let check = Freshness::of_plan(cfg, now, name, pn);
+            if let Some(a) = check.plan_and_copies(&mut pts, &mut controls) {
                 newest_age = Some(newest_age.map_or(a, |b: i64| b.min(a)));
-            }
-            for c in &p.copy {
-                check_vault(
-                    &mut pts,
-                    &c.vault,
-                    format!("copy:{pn}:{}", c.vault),
-                    "copy",
-                    &mut controls,
-                );
             }
         }
         if let ResourceKind::Mysql {
@@ -186,34 +117,7 @@ pub fn report_with(cfg: &Config, now: DateTime<Utc>, open: &Opener<'_>) -> Vec<R
         } = &r.kind
             && let Some(vault) = &a.vault
         {
-            let c = match pts.of(vault) {
-                Err(e) => Control {
-                    name: "archive".into(),
-                    ok: false,
-                    detail: e,
-                },
-                Ok(list) => match newest(list, name, true) {
-                    None => Control {
-                        name: "archive".into(),
-                        ok: false,
-                        detail: format!(
-                            "no archived binlog in vault `{vault}`: is `lifeboat archive mysql` running?"
-                        ),
-                    },
-                    Some(np) => {
-                        let lag = now - np.time;
-                        Control {
-                            name: "archive".into(),
-                            ok: lag.num_seconds() <= ARCHIVE_LAG_LIMIT_S,
-                            detail: format!(
-                                "archive lag {} (limit {ARCHIVE_LAG_LIMIT_S}s)",
-                                age(lag)
-                            ),
-                        }
-                    }
-                },
-            };
-            controls.push(c);
+            controls.push(archive_lag(&mut pts, name, vault, now));
         }
         if let ResourceKind::Mysql { .. } = &r.kind
             && let Some(pn) = plans.first()
@@ -232,6 +136,133 @@ pub fn report_with(cfg: &Config, now: DateTime<Utc>, open: &Opener<'_>) -> Vec<R
         });
     }
     out
+}
+
+/// The resource is in some plan.
+fn in_plan(plans: &[String]) -> Control {
+    Control {
+        name: "in-plan".into(),
+        ok: !plans.is_empty(),
+        detail: if plans.is_empty() {
+            "in no plan: nothing backs it up".into()
+        } else {
+            plans.join(", ")
+        },
+    }
+}
+
+/// How fresh a resource's points of one plan must be: its newest point in
+/// each vault the plan writes no older than the schedule allows.
+struct Freshness<'c> {
+    cfg: &'c Config,
+    now: DateTime<Utc>,
+    resource: &'c str,
+    plan: &'c str,
+    /// The time between runs plus the window (or twice the time between runs).
+    allowed: Duration,
+}
+
+impl<'c> Freshness<'c> {
+    /// The freshness plan `pn` asks of `resource` at `now`.
+    fn of_plan(cfg: &'c Config, now: DateTime<Utc>, resource: &'c str, pn: &'c str) -> Self {
+        let p = &cfg.plans[pn];
+        let every = p.schedule.max_interval(now).unwrap_or(Duration::days(1));
+        let allowed = every
+            + p.window
+                .map(|w| Duration::seconds(w.0 as i64))
+                .unwrap_or(every);
+        Freshness {
+            cfg,
+            now,
+            resource,
+            plan: pn,
+            allowed,
+        }
+    }
+
+    /// The plan's vault (`rpo:PLAN`) and each copy's (`copy:PLAN:VAULT`);
+    /// the age in seconds of the newest point in the plan's vault.
+    fn plan_and_copies(&self, pts: &mut Points, controls: &mut Vec<Control>) -> Option<i64> {
+        let p = &self.cfg.plans[self.plan];
+        let pn = self.plan;
+        let age = self.in_vault(pts, &p.vault, format!("rpo:{pn}"), "point", controls);
+        for c in &p.copy {
+            let cname = format!("copy:{pn}:{}", c.vault);
+            self.in_vault(pts, &c.vault, cname, "copy", controls);
+        }
+        age
+    }
+
+    /// The control `cname` of the newest `what` in `vault` (and its lock's);
+    /// that point's age in seconds.
+    fn in_vault(
+        &self,
+        pts: &mut Points,
+        vault: &str,
+        cname: String,
+        what: &str,
+        controls: &mut Vec<Control>,
+    ) -> Option<i64> {
+        let list = match pts.of(vault) {
+            Err(e) => {
+                controls.push(Control {
+                    name: cname,
+                    ok: false,
+                    detail: e,
+                });
+                return None;
+            }
+            Ok(list) => list,
+        };
+        let Some(np) = newest(list, self.resource, false) else {
+            controls.push(Control {
+                name: cname,
+                ok: false,
+                detail: format!("no {what} in vault `{vault}`"),
+            });
+            return None;
+        };
+        let a = self.now - np.time;
+        controls.push(Control {
+            name: cname,
+            ok: a <= self.allowed,
+            detail: format!(
+                "newest {what} is {} old (the schedule allows {})",
+                age(a),
+                age(self.allowed)
+            ),
+        });
+        lock_control(self.cfg, vault, np, self.now, controls);
+        Some(a.num_seconds())
+    }
+}
+
+/// A database's binlog archive is no further behind than the limit.
+fn archive_lag(pts: &mut Points, name: &str, vault: &str, now: DateTime<Utc>) -> Control {
+    match pts.of(vault) {
+        Err(e) => Control {
+            name: "archive".into(),
+            ok: false,
+            detail: e,
+        },
+        Ok(list) => match newest(list, name, true) {
+            None => Control {
+                name: "archive".into(),
+                ok: false,
+                detail: format!(
+                    "no archived binlog in vault `{vault}`: is `lifeboat archive mysql` running?"
+                ),
+            },
+            Some(np) => {
+                let lag = now - np.time;
+                Control {
+                    name: "archive".into(),
+                    ok: lag.num_seconds() <= ARCHIVE_LAG_LIMIT_S,
+                    detail: format!("archive lag {} (limit {ARCHIVE_LAG_LIMIT_S}s)", age(lag)),
+                }
+            }
+        },
+    }
 }
 
 /// A database's restorable windows in its plan's vault (snapshots joined by

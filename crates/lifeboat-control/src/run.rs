@@ -105,6 +105,32 @@ pub fn run_plan(
     // SIGINT/SIGTERM (`jobs cancel`) set the engine's stop flag: the backup
     // in progress stops taking data, keeps what it stored, writes no point.
     let stop = lifeboat_vault::writer::stop_flag();
+    let (p, names) = plan_resources(cfg, plan, resource)?;
+    let run = PlanRun {
+        cfg,
+        plan,
+        p,
+        vault: crate::secret::open_vault(cfg, &p.vault),
+        store,
+        stop,
+    };
+    let mut out = Vec::new();
+    for name in names {
+        if run.cancelled() {
+            break; // cancelled: the rest of the plan is not started
+        }
+        on_start(name);
+        out.push(run.back_up(name, trigger)?);
+    }
+    Ok(out)
+}
+
+/// Plan `plan` and the resources of it to back up (only `resource` when given).
+fn plan_resources<'c>(
+    cfg: &'c Config,
+    plan: &str,
+    resource: Option<&str>,
+) -> Result<(&'c lifeboat_config::Plan, Vec<&'c String>)> {
     let p = cfg.plans.get(plan).ok_or_else(|| {
         ControlError::Refused(format!(
             "there is no plan `{plan}` in the file (plans: {})",
@@ -121,42 +147,76 @@ pub fn run_plan(
         Some(r) => p.resources.iter().filter(|x| *x == r).collect(),
         None => p.resources.iter().collect(),
     };
-    let vault = crate::secret::open_vault(cfg, &p.vault);
-    let mut out = Vec::new();
-    for name in names {
-        if stop.load(std::sync::atomic::Ordering::Relaxed) {
-            break; // cancelled: the rest of the plan is not started
-        }
-        on_start(name);
-        let id = store.start(&NewJob {
+    Ok((p, names))
+}
+
+/// One run of a plan: what each of its resources' jobs needs.
+struct PlanRun<'c> {
+    cfg: &'c Config,
+    plan: &'c str,
+    p: &'c lifeboat_config::Plan,
+    /// The plan's vault, opened once for all its resources.
+    vault: Result<Vault>,
+    store: &'c dyn JobStore,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl PlanRun<'_> {
+    /// Whether the run was cancelled (SIGINT/SIGTERM).
+    fn cancelled(&self) -> bool {
+        self.stop.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Backs up resource `name` as a job of its own, hooks and copies included.
+    fn back_up(&self, name: &str, trigger: &str) -> Result<Outcome> {
+        let id = self.store.start(&NewJob {
             kind: "backup".into(),
-            resource: Some(name.clone()),
-            plan: Some(plan.to_string()),
+            resource: Some(name.to_string()),
+            plan: Some(self.plan.to_string()),
             trigger: trigger.to_string(),
-            vault: Some(p.vault.clone()),
+            vault: Some(self.p.vault.clone()),
         })?;
+        let made = self.with_hooks(name, id);
+        let end = self.end_of(made);
+        self.store.finish(id, &end)?;
+        Ok(Outcome {
+            job: id,
+            resource: name.to_string(),
+            status: end.status,
+            point: end.point,
+            error: end.error,
+        })
+    }
+
+    /// The backup of `name` between the plan's `before` and `after` hooks
+    /// (`on_failure` when it failed), their lines in its log.
+    fn with_hooks(&self, name: &str, id: i64) -> std::result::Result<Made, String> {
+        let (p, plan) = (self.p, self.plan);
         let mut env = vec![
             ("LIFEBOAT_PLAN", plan.to_string()),
-            ("LIFEBOAT_RESOURCE", name.clone()),
+            ("LIFEBOAT_RESOURCE", name.to_string()),
             ("LIFEBOAT_JOB_ID", id.to_string()),
         ];
         let (mut hook_log, before_err) = crate::hooks::run(&p.hooks.before, "before", &env);
-        let res = match (&vault, before_err) {
+        let res = match (&self.vault, before_err) {
             (_, Some(e)) => Err(format!("{e}: the backup was not started")),
             (Ok(v), None) => {
-                let watch = crate::progress::StoreWatch { store, job: id };
-                backup_one(cfg, v, name, plan, &watch)
+                let watch = crate::progress::StoreWatch {
+                    store: self.store,
+                    job: id,
+                };
+                backup_one(self.cfg, v, name, plan, &watch)
             }
             (Err(e), None) => Err(format!("cannot open vault `{}`: {e}", p.vault)),
         };
-        let res = match res {
+        match res {
             Ok((point_id, point, log)) => {
                 env.push(("LIFEBOAT_JOB_STATUS", status::SUCCEEDED.to_string()));
                 let (after_log, after_err) = crate::hooks::run(&p.hooks.after, "after", &env);
                 hook_log.extend(log);
                 hook_log.extend(after_log);
                 match after_err {
-                    None => Ok((point_id, point, std::mem::take(&mut hook_log))),
+                    None => Ok((point_id, point, hook_log)),
                     Some(e) => Err(format!(
                         "{e} (recovery point {} was written)",
                         &point_id[..8]
@@ -169,11 +229,16 @@ pub fn run_plan(
                 hook_log.extend(fail_log);
                 Err(e)
             }
-        };
-        let end = match res {
+        }
+    }
+
+    /// How the job ended: a made point is copied to the plan's copy vaults
+    /// first (a failed copy makes it `incomplete`).
+    fn end_of(&self, made: std::result::Result<Made, String>) -> JobEnd {
+        match made {
             Ok((point_id, point, mut log)) => {
-                if let (false, Ok(v)) = (p.copy.is_empty(), &vault) {
-                    log.extend(run_copies(cfg, v, &p.copy, &point_id, &point));
+                if let (false, Ok(v)) = (self.p.copy.is_empty(), &self.vault) {
+                    log.extend(run_copies(self.cfg, v, &self.p.copy, &point_id, &point));
                 }
                 let warned = log.iter().any(|l| l.starts_with("warning:"));
                 JobEnd {
@@ -190,7 +255,7 @@ pub fn run_plan(
                     report: None,
                 }
             }
-            Err(e) if stop.load(std::sync::atomic::Ordering::Relaxed) => JobEnd {
+            Err(e) if self.cancelled() => JobEnd {
                 status: status::CANCELLED.into(),
                 error: Some(format!(
                     "cancelled: no recovery point was written; the data stored so far is indexed and the next backup reuses it ({e})"
@@ -202,17 +267,8 @@ pub fn run_plan(
                 error: Some(e),
                 ..JobEnd::default()
             },
-        };
-        store.finish(id, &end)?;
-        out.push(Outcome {
-            job: id,
-            resource: name.clone(),
-            status: end.status,
-            point: end.point,
-            error: end.error,
-        });
+        }
     }
-    Ok(out)
 }
 
 type Made = (String, RecoveryPoint, Vec<String>);

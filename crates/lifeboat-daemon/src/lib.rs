@@ -26,6 +26,7 @@
 //! reads the same one); an invalid file on reload keeps the old one.
 
 pub mod children;
+pub mod continuous;
 pub mod drills;
 pub mod log;
 pub mod notify;
@@ -119,85 +120,12 @@ fn until(t: Option<DateTime<Utc>>) -> Duration {
 /// Runs the daemon until `shutdown` turns true; then stops starting runs,
 /// stops its children (SIGTERM, the grace period, SIGKILL) and returns.
 pub async fn run(opts: DaemonOptions, mut shutdown: watch::Receiver<bool>) -> Result<()> {
-    let DaemonOptions {
-        config_path,
-        state,
-        exe,
-        grace,
-        live,
-        mut reload,
-        log,
-    } = opts;
-    state.create()?;
-    // Opening marks the jobs of a daemon (or run) killed earlier `interrupted`.
-    let store = Arc::new(Mutex::new(SqliteStore::open(&state.jobs_db())?));
-    let ctx = Ctx {
-        launcher: Launcher::new(exe, config_path.clone(), state.root.clone()),
-        store,
-        children: children::Children::default(),
-        log,
-        notifier: notify::Notifier::new(log),
-        state,
-        grace,
-    };
-    let mut cfg = current(&live);
-    let mut runs = runs::Runs::default();
-    let mut sched = schedule::Timetable::new(&cfg, Utc::now());
-    let mut continuous = supervise::Supervisors::default();
-    let mut retention = retention::Retention::default();
-    let mut drills = drills::Drills::default();
-    continuous.reconcile(&ctx, &cfg);
-    log.event(
-        "started",
-        format!(
-            "daemon started: {} plan(s), {} continuous job(s); pid {}",
-            cfg.plans.len(),
-            continuous.len(),
-            std::process::id()
-        ),
-        serde_json::json!({"plans": cfg.plans.len(), "continuous": continuous.names(), "pid": std::process::id()}),
-    );
-
-    // Runs missed while the daemon was down, once each, inside their window.
-    let missed = {
-        let (c, s) = (cfg.clone(), ctx.store.clone());
-        tokio::task::spawn_blocking(move || schedule::missed_runs(&c, &s, Utc::now()))
-            .await
-            .unwrap_or_default()
-    };
-    let caught_up: Vec<&String> = missed.iter().map(|(p, _)| p).collect();
-    log.event(
-        "ready",
-        format!(
-            "scheduling; next time: {}",
-            sched
-                .next_wake()
-                .map(|t| t.to_rfc3339())
-                .unwrap_or_else(|| "none".into())
-        ),
-        serde_json::json!({"caught_up": caught_up}),
-    );
-    for (plan, why) in &missed {
-        log.event(
-            "catch-up",
-            format!("plan `{plan}`: {why}; catching up now"),
-            serde_json::json!({"plan": plan, "why": why}),
-        );
-        runs.start(&ctx, &cfg, plan, trigger::CATCH_UP);
-    }
-
+    let mut reload = opts.reload.clone();
+    let mut d = Daemon::start(opts)?;
+    d.catch_up().await;
     loop {
-        let now = Utc::now();
-        for plan in sched.due_plans(now) {
-            runs.start(&ctx, &cfg, &plan, trigger::SCHEDULE);
-        }
-        if sched.retention_due(now) {
-            retention.start(&ctx, &cfg);
-        }
-        for d in sched.due_drills(now) {
-            drills.start(&ctx, &d);
-        }
-        let wait = until(sched.next_wake());
+        d.start_due(Utc::now());
+        let wait = until(d.sched.next_wake());
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             r = shutdown.changed() => {
@@ -206,45 +134,177 @@ pub async fn run(opts: DaemonOptions, mut shutdown: watch::Receiver<bool>) -> Re
                 }
             }
             r = reload.changed() => {
-                if r.is_ok()
-                    && let Some(new) = reload_file(&config_path, &log)
-                {
-                        *live.write().unwrap_or_else(|p| p.into_inner()) = new.clone();
-                        sched.update(&new, Utc::now());
-                        continuous.reconcile(&ctx, &new);
-                        cfg = new;
-                        log.event(
-                            "reloaded",
-                            format!("reloaded {}: {} plan(s), continuous jobs: {}", config_path.display(), cfg.plans.len(), continuous.names().join(", ")),
-                            serde_json::json!({"plans": cfg.plans.keys().collect::<Vec<_>>(), "continuous": continuous.names()}),
-                        );
+                if r.is_ok() {
+                    d.reload();
                 }
             }
         }
     }
-
-    log.event(
-        "stopping",
-        format!(
-            "stopping: no new runs; {} child process(es) get SIGTERM and {}s to finish",
-            ctx.children.len(),
-            grace.as_secs()
-        ),
-        serde_json::json!({"children": ctx.children.len(), "grace_s": grace.as_secs()}),
-    );
-    let sup = continuous.stop_all();
-    ctx.children.stop_all(grace).await;
-    for h in sup {
-        let _ = h.await;
-    }
-    runs.wait_all(grace + Duration::from_secs(15)).await;
-    retention.wait_all(grace + Duration::from_secs(5)).await;
-    log.event(
-        "stopped",
-        "daemon stopped".to_string(),
-        serde_json::json!({}),
-    );
+    d.stop().await;
     Ok(())
+}
+
+/// The daemon's state between wakes: the file in force and what it started.
+struct Daemon {
+    ctx: Ctx,
+    config_path: PathBuf,
+    live: LiveConfig,
+    cfg: Arc<Config>,
+    runs: runs::Runs,
+    sched: schedule::Timetable,
+    continuous: supervise::Supervisors,
+    retention: retention::Retention,
+    drills: drills::Drills,
+}
+
+impl Daemon {
+    /// Opens the job store (marking the jobs of a daemon killed earlier
+    /// `interrupted`), builds the timetable and starts the continuous jobs.
+    fn start(opts: DaemonOptions) -> Result<Daemon> {
+        let DaemonOptions {
+            config_path,
+            state,
+            exe,
+            grace,
+            live,
+            reload: _,
+            log,
+        } = opts;
+        state.create()?;
+        // Opening marks the jobs of a daemon (or run) killed earlier `interrupted`.
+        let store = Arc::new(Mutex::new(SqliteStore::open(&state.jobs_db())?));
+        let ctx = Ctx {
+            launcher: Launcher::new(exe, config_path.clone(), state.root.clone()),
+            store,
+            children: children::Children::default(),
+            log,
+            notifier: notify::Notifier::new(log),
+            state,
+            grace,
+        };
+        let cfg = current(&live);
+        let mut continuous = supervise::Supervisors::default();
+        continuous.reconcile(&ctx, &cfg);
+        log.event(
+            "started",
+            format!(
+                "daemon started: {} plan(s), {} continuous job(s); pid {}",
+                cfg.plans.len(),
+                continuous.len(),
+                std::process::id()
+            ),
+            serde_json::json!({"plans": cfg.plans.len(), "continuous": continuous.names(), "pid": std::process::id()}),
+        );
+        Ok(Daemon {
+            sched: schedule::Timetable::new(&cfg, Utc::now()),
+            ctx,
+            config_path,
+            live,
+            cfg,
+            runs: runs::Runs::default(),
+            continuous,
+            retention: retention::Retention::default(),
+            drills: drills::Drills::default(),
+        })
+    }
+
+    /// Runs missed while the daemon was down, once each, inside their window.
+    async fn catch_up(&mut self) {
+        let log = self.ctx.log;
+        let missed = {
+            let (c, s) = (self.cfg.clone(), self.ctx.store.clone());
+            tokio::task::spawn_blocking(move || schedule::missed_runs(&c, &s, Utc::now()))
+                .await
+                .unwrap_or_default()
+        };
+        let caught_up: Vec<&String> = missed.iter().map(|(p, _)| p).collect();
+        log.event(
+            "ready",
+            format!(
+                "scheduling; next time: {}",
+                self.sched
+                    .next_wake()
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_else(|| "none".into())
+            ),
+            serde_json::json!({"caught_up": caught_up}),
+        );
+        for (plan, why) in &missed {
+            log.event(
+                "catch-up",
+                format!("plan `{plan}`: {why}; catching up now"),
+                serde_json::json!({"plan": plan, "why": why}),
+            );
+            self.runs
+                .start(&self.ctx, &self.cfg, plan, trigger::CATCH_UP);
+        }
+    }
+
+    /// Starts the plans' runs, the retention pass and the drills due at `now`.
+    fn start_due(&mut self, now: DateTime<Utc>) {
+        for plan in self.sched.due_plans(now) {
+            self.runs
+                .start(&self.ctx, &self.cfg, &plan, trigger::SCHEDULE);
+        }
+        if self.sched.retention_due(now) {
+            self.retention.start(&self.ctx, &self.cfg);
+        }
+        for d in self.sched.due_drills(now) {
+            self.drills.start(&self.ctx, &d);
+        }
+    }
+
+    /// Re-reads the file; a valid one is put in force (timetable and
+    /// continuous jobs follow), an invalid one is logged and ignored.
+    fn reload(&mut self) {
+        let log = self.ctx.log;
+        let Some(new) = reload_file(&self.config_path, &log) else {
+            return;
+        };
+        *self.live.write().unwrap_or_else(|p| p.into_inner()) = new.clone();
+        self.sched.update(&new, Utc::now());
+        self.continuous.reconcile(&self.ctx, &new);
+        self.cfg = new;
+        let names = self.continuous.names();
+        log.event(
+            "reloaded",
+            format!(
+                "reloaded {}: {} plan(s), continuous jobs: {}",
+                self.config_path.display(),
+                self.cfg.plans.len(),
+                names.join(", ")
+            ),
+            serde_json::json!({"plans": self.cfg.plans.keys().collect::<Vec<_>>(), "continuous": names}),
+        );
+    }
+
+    /// Stops starting runs and stops every child: SIGTERM, the grace, SIGKILL.
+    async fn stop(mut self) {
+        let (log, grace) = (self.ctx.log, self.ctx.grace);
+        log.event(
+            "stopping",
+            format!(
+                "stopping: no new runs; {} child process(es) get SIGTERM and {}s to finish",
+                self.ctx.children.len(),
+                grace.as_secs()
+            ),
+            serde_json::json!({"children": self.ctx.children.len(), "grace_s": grace.as_secs()}),
+        );
+        let sup = self.continuous.stop_all();
+        self.ctx.children.stop_all(grace).await;
+        for h in sup {
+            let _ = h.await;
+        }
+        self.runs.wait_all(grace + Duration::from_secs(15)).await;
+        self.retention
+            .wait_all(grace + Duration::from_secs(5))
+            .await;
+        log.event(
+            "stopped",
+            "daemon stopped".to_string(),
+            serde_json::json!({}),
+        );
+    }
 }
 
 /// Re-reads and validates the file; `None` (logged, with every error) keeps the old one.

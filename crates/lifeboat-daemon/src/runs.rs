@@ -42,24 +42,12 @@ impl Runs {
             .get(plan)
             .copied();
         if let Some((pid, since)) = busy {
-            let why = format!(
-                "not started: the previous run of plan `{plan}` (process {pid}, started {}) is still going",
-                since.format("%Y-%m-%d %H:%M:%S UTC")
-            );
-            let job = record_skip(ctx, plan, &p.vault, trigger, &why);
-            ctx.log.event(
-                "skipped",
-                format!("plan `{plan}`: {why}"),
-                serde_json::json!({"plan": plan, "trigger": trigger, "job": job.as_ref().map(|j| j.id)}),
-            );
-            if let (Some(url), Some(job)) = (&p.notify.webhook, job) {
-                ctx.notifier.webhook(url.clone(), job);
-            }
+            skip(ctx, p, plan, trigger, pid, since);
             return;
         }
         let mut cmd = tokio::process::Command::from(ctx.launcher.plan_command(plan, None, trigger));
         cmd.kill_on_drop(false);
-        let mut child = match cmd.spawn() {
+        let child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
                 ctx.log.event(
@@ -94,56 +82,16 @@ impl Runs {
                 String::new(),
             );
         }
-        let (ctx, going, plan, notify) = (
-            ctx.clone(),
-            self.going.clone(),
-            plan.to_string(),
-            p.notify.clone(),
-        );
+        let run = RunEnd {
+            ctx: ctx.clone(),
+            going: self.going.clone(),
+            plan: plan.to_string(),
+            notify: p.notify.clone(),
+            pid,
+            pid_start,
+        };
         let span = tracing::info_span!("job", kind = "run", plan = %plan, pid);
-        self.tasks.spawn(
-            async move {
-                let st = child.wait().await;
-                ctx.children.remove(pid);
-                going.lock().unwrap_or_else(|e| e.into_inner()).remove(&plan);
-                let jobs = jobs_of(&ctx, &plan, pid, &pid_start);
-                let ok = !jobs.is_empty() && jobs.iter().all(|j| j.status == status::SUCCEEDED);
-                let summary: Vec<String> = jobs
-                    .iter()
-                    .map(|j| {
-                        format!(
-                            "{} {}{}",
-                            j.resource.as_deref().unwrap_or("-"),
-                            j.status,
-                            j.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default()
-                        )
-                    })
-                    .collect();
-                ctx.log.event(
-                    "run-ended",
-                    format!(
-                        "plan `{plan}`: run ended ({}): {}",
-                        match st.as_ref().ok().and_then(|s| s.code()) {
-                            Some(c) => format!("exit {c}"),
-                            None => "killed".into(),
-                        },
-                        if summary.is_empty() { "no job recorded".into() } else { summary.join("; ") }
-                    ),
-                    serde_json::json!({"plan": plan, "pid": pid, "exit": st.as_ref().ok().and_then(|s| s.code()), "jobs": jobs.iter().map(|j| j.id).collect::<Vec<_>>(), "ok": ok}),
-                );
-                if let Some(url) = &notify.webhook {
-                    for j in &jobs {
-                        ctx.notifier.webhook(url.clone(), j.clone());
-                    }
-                }
-                if let Some(url) = &notify.healthcheck {
-                    let url = url.trim_end_matches('/');
-                    let to = if ok { url.to_string() } else { format!("{url}/fail") };
-                    ctx.notifier.ping(to, summary.join("\n"));
-                }
-            }
-            .instrument(span),
-        );
+        self.tasks.spawn(run.wait(child).instrument(span));
     }
 
     /// Waits (at most `limit`) for the runs' waiters to record their end.
@@ -152,6 +100,105 @@ impl Runs {
             while self.tasks.join_next().await.is_some() {}
         })
         .await;
+    }
+}
+
+/// Records a run of `plan` that is not started because its previous run
+/// (process `pid`, since `since`) is still going, and tells its webhook.
+fn skip(
+    ctx: &Ctx,
+    p: &lifeboat_config::Plan,
+    plan: &str,
+    trigger: &str,
+    pid: u32,
+    since: DateTime<Utc>,
+) {
+    let why = format!(
+        "not started: the previous run of plan `{plan}` (process {pid}, started {}) is still going",
+        since.format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    let job = record_skip(ctx, plan, &p.vault, trigger, &why);
+    ctx.log.event(
+        "skipped",
+        format!("plan `{plan}`: {why}"),
+        serde_json::json!({"plan": plan, "trigger": trigger, "job": job.as_ref().map(|j| j.id)}),
+    );
+    if let (Some(url), Some(job)) = (&p.notify.webhook, job) {
+        ctx.notifier.webhook(url.clone(), job);
+    }
+}
+
+/// A started run of a plan, waited for to record and tell its end.
+struct RunEnd {
+    ctx: Ctx,
+    going: Going,
+    plan: String,
+    notify: lifeboat_config::Notify,
+    pid: u32,
+    /// The process's start time (tells a reused pid apart).
+    pid_start: String,
+}
+
+impl RunEnd {
+    /// Waits for the run's process, then logs its jobs, sends them to the
+    /// plan's webhook and pings its healthcheck (`/fail` unless all succeeded).
+    async fn wait(self, mut child: tokio::process::Child) {
+        let RunEnd {
+            ctx,
+            going,
+            plan,
+            notify,
+            pid,
+            pid_start,
+        } = self;
+        let st = child.wait().await;
+        ctx.children.remove(pid);
+        going
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&plan);
+        let jobs = jobs_of(&ctx, &plan, pid, &pid_start);
+        let ok = !jobs.is_empty() && jobs.iter().all(|j| j.status == status::SUCCEEDED);
+        let summary: Vec<String> = jobs
+            .iter()
+            .map(|j| {
+                format!(
+                    "{} {}{}",
+                    j.resource.as_deref().unwrap_or("-"),
+                    j.status,
+                    j.error
+                        .as_ref()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        ctx.log.event(
+            "run-ended",
+            format!(
+                "plan `{plan}`: run ended ({}): {}",
+                match st.as_ref().ok().and_then(|s| s.code()) {
+                    Some(c) => format!("exit {c}"),
+                    None => "killed".into(),
+                },
+                if summary.is_empty() { "no job recorded".into() } else { summary.join("; ") }
+            ),
+            serde_json::json!({"plan": plan, "pid": pid, "exit": st.as_ref().ok().and_then(|s| s.code()), "jobs": jobs.iter().map(|j| j.id).collect::<Vec<_>>(), "ok": ok}),
+        );
+        if let Some(url) = &notify.webhook {
+            for j in &jobs {
+                ctx.notifier.webhook(url.clone(), j.clone());
+            }
+        }
+        if let Some(url) = &notify.healthcheck {
+            let url = url.trim_end_matches('/');
+            let to = if ok {
+                url.to_string()
+            } else {
+                format!("{url}/fail")
+            };
+            ctx.notifier.ping(to, summary.join("\n"));
+        }
     }
 }
 

@@ -1,6 +1,6 @@
-//! Continuous jobs: the binlog archive of each mysql resource with
-//! `archive` (and its copy into each `copy_to` vault, `copy --follow`), and
-//! each `[replication.NAME]` rule, as supervised children.
+//! Continuous jobs (`continuous`: the binlog archive of each mysql resource
+//! with `archive`, its copies, each `[replication.NAME]` rule), as
+//! supervised children.
 //!
 //! Each start is a job (kind `archive` or `replicate`, status `running`,
 //! recorded by the daemon, so a killed daemon leaves it `interrupted`), and
@@ -8,17 +8,13 @@
 //! stderr, or `succeeded` when the daemon stopped it (reload, shutdown). A
 //! child that exits is started again after a back-off that doubles from
 //! 1 s up to 5 min and goes back to 1 s once a child ran a healthy minute.
-//!
-//! Secrets go to the child in its environment (`LIFEBOAT_PASSWORD` or
-//! `LIFEBOAT_PASSWORD_FILE`, `LIFEBOAT_MYSQL_PASSWORD`), never on its command line.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lifeboat_config::{Config, DeletePolicy, ResourceKind, Secret};
+use lifeboat_config::Config;
 use lifeboat_control::launch::trigger;
 use lifeboat_control::store::{JobEnd, JobStore, NewJob, status};
 use rustix::process::Signal;
@@ -28,6 +24,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::Ctx;
+pub use crate::continuous::{Continuous, EnvValue, declared, webhooks_of};
 
 /// The first back-off.
 pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
@@ -38,210 +35,6 @@ pub const HEALTHY: Duration = Duration::from_secs(60);
 
 /// How often a held job looks for its mark again.
 const HOLD_RECHECK: Duration = Duration::from_secs(2);
-
-/// One continuous job: what to run and with which environment.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Continuous {
-    /// `archive`, `copy` or `replicate`.
-    pub kind: &'static str,
-    /// `archive:RESOURCE`, `copy:RESOURCE:VAULT` or `replicate:RULE`.
-    pub name: String,
-    /// The resource it follows.
-    pub resource: Option<String>,
-    /// The vault it writes to (archives).
-    pub vault: Option<String>,
-    /// Arguments after `lifeboat --parent-pid PID`.
-    pub args: Vec<String>,
-    /// Environment of the child: (name, where the value comes from).
-    pub env: Vec<(String, EnvValue)>,
-    /// Webhooks told of each end (those of the plans that hold the resource).
-    pub webhooks: Vec<String>,
-    /// Marks that hold the job while one is there: an archive's site was
-    /// switched over (`ROOT/stacks/STACK/switched-over.json`), so the old
-    /// primary's archive is not started again (its server is fenced, or a
-    /// pinned address now reaches the new primary).
-    pub held_by: Vec<PathBuf>,
-}
-
-/// The webhooks of the plans that hold `resource`.
-pub fn webhooks_of(cfg: &Config, resource: &str) -> Vec<String> {
-    let mut w: Vec<String> = cfg
-        .plans_of(resource)
-        .into_iter()
-        .filter_map(|p| cfg.plans[p].notify.webhook.clone())
-        .collect();
-    w.sort();
-    w.dedup();
-    w
-}
-
-/// A value for a child's environment, read when the child starts.
-#[derive(Debug, Clone, PartialEq)]
-pub enum EnvValue {
-    /// Literally this.
-    Plain(String),
-    /// The daemon's own variable of this name (a secret: never logged).
-    FromEnv(String),
-    /// The first line of this file, read when the child starts (a secret:
-    /// never logged), for a child that reads the secret only from a variable.
-    FromFile(std::path::PathBuf),
-}
-
-fn password_env(s: &Secret, var: &str, file_var: Option<&str>) -> Vec<(String, EnvValue)> {
-    match (s, file_var) {
-        (Secret::Env(n), _) => vec![(var.into(), EnvValue::FromEnv(n.clone()))],
-        (Secret::File(p), Some(fv)) => {
-            vec![(fv.into(), EnvValue::Plain(p.display().to_string()))]
-        }
-        // No file flag for this secret: the daemon reads the file for the child.
-        (Secret::File(p), None) => vec![(var.into(), EnvValue::FromFile(p.clone()))],
-    }
-}
-
-/// The marks a switchover away from site `site` leaves for the stacks
-/// resource `name` is a member of.
-fn switchover_marks(cfg: &Config, name: &str, site: Option<&str>) -> Vec<PathBuf> {
-    let Some(root) = site
-        .and_then(|s| cfg.sites.get(s))
-        .and_then(|s| s.root.as_ref())
-    else {
-        return Vec::new();
-    };
-    cfg.stacks
-        .iter()
-        .filter(|(_, s)| s.members.iter().any(|m| m == name))
-        .map(|(stack, _)| lifeboat_control::locks::switched_over_mark(root, stack))
-        .collect()
-}
-
-/// The continuous jobs `cfg` declares.
-pub fn declared(cfg: &Config, state: &std::path::Path) -> Vec<Continuous> {
-    let mut out = Vec::new();
-    for (name, r) in &cfg.resources {
-        let ResourceKind::Mysql {
-            dsn,
-            password,
-            archive: Some(a),
-            ..
-        } = &r.kind
-        else {
-            continue;
-        };
-        let vault = a.vault.clone().or_else(|| {
-            cfg.plans_of(name)
-                .first()
-                .map(|p| cfg.plans[*p].vault.clone())
-        });
-        let Some(vault) = vault else { continue };
-        let Some(spec) = cfg.vaults.get(&vault) else {
-            continue;
-        };
-
-        let mut env = vec![(
-            "LIFEBOAT_VAULT".to_string(),
-            EnvValue::Plain(spec.location.clone()),
-        )];
-        env.extend(password_env(
-            &spec.password,
-            "LIFEBOAT_PASSWORD",
-            Some("LIFEBOAT_PASSWORD_FILE"),
-        ));
-        let vault_env = env.clone();
-        if let Some(p) = password {
-            env.extend(password_env(p, "LIFEBOAT_MYSQL_PASSWORD", None));
-        }
-        // The archive's copies: its binlog points followed into each `copy_to` vault.
-        for to in &a.copy_to {
-            let Some(tspec) = cfg.vaults.get(to) else {
-                continue;
-            };
-            let mut cenv = vault_env.clone();
-            cenv.extend(password_env(
-                &tspec.password,
-                "LIFEBOAT_TO_PASSWORD",
-                Some("LIFEBOAT_TO_PASSWORD_FILE"),
-            ));
-            out.push(Continuous {
-                kind: "copy",
-                name: format!("copy:{name}:{to}"),
-                resource: Some(name.clone()),
-                vault: Some(to.clone()),
-                args: vec![
-                    "--quiet".into(),
-                    "copy".into(),
-                    "--to".into(),
-                    tspec.location.clone(),
-                    "--resource".into(),
-                    name.clone(),
-                    "--kind".into(),
-                    "mysql-binlog".into(),
-                    "--follow".into(),
-                ],
-                env: cenv,
-                webhooks: webhooks_of(cfg, name),
-                held_by: Vec::new(),
-            });
-        }
-        out.push(Continuous {
-            kind: "archive",
-            name: format!("archive:{name}"),
-            resource: Some(name.clone()),
-            vault: Some(vault),
-            args: vec![
-                "--quiet".into(),
-                "archive".into(),
-                "mysql".into(),
-                "--dsn".into(),
-                dsn.clone(),
-                "--resource".into(),
-                name.clone(),
-                "--spool".into(),
-                state.join("spool").join(name).display().to_string(),
-            ],
-            env,
-            webhooks: webhooks_of(cfg, name),
-            held_by: switchover_marks(cfg, name, r.site.as_deref()),
-        });
-    }
-    for (name, rule) in &cfg.replications {
-        let Some(ResourceKind::Bucket { location }) =
-            cfg.resources.get(&rule.from).map(|r| &r.kind)
-        else {
-            continue;
-        };
-        let mut args: Vec<String> = vec![
-            "--quiet".into(),
-            "replicate".into(),
-            "--from".into(),
-            location.clone(),
-            "--to".into(),
-            rule.to.clone(),
-            "--existing".into(),
-            "--delete-markers".into(),
-            match rule.delete {
-                DeletePolicy::Replicate => "replicate",
-                DeletePolicy::Keep => "ignore",
-            }
-            .into(),
-            "--state".into(),
-            state.join("replication").display().to_string(),
-        ];
-        if let Some(p) = &rule.prefix {
-            args.extend(["--prefix".into(), p.clone()]);
-        }
-        out.push(Continuous {
-            kind: "replicate",
-            name: format!("replicate:{name}"),
-            resource: Some(rule.from.clone()),
-            vault: None,
-            args,
-            env: Vec::new(),
-            webhooks: webhooks_of(cfg, &rule.from),
-            held_by: Vec::new(),
-        });
-    }
-    out
-}
 
 struct Running {
     spec: Continuous,
@@ -406,6 +199,49 @@ fn end_job(ctx: &Ctx, id: Option<i64>, end: JobEnd, webhooks: &[String]) {
     }
 }
 
+/// Whether a continuous job may start: held while a mark of its site's
+/// switchover is there.
+enum Hold {
+    /// No mark: start it.
+    Free,
+    /// Held: look again after a while.
+    Held,
+    /// The supervisor was told to stop meanwhile.
+    Stopped,
+}
+
+/// Says once that the job is held by a switchover's mark and waits a while
+/// before it is looked at again.
+async fn hold(
+    ctx: &Ctx,
+    spec: &Continuous,
+    stop: &mut watch::Receiver<bool>,
+    held: &mut bool,
+) -> Hold {
+    let Some(mark) = spec.held_by.iter().find(|m| m.exists()) else {
+        *held = false;
+        return Hold::Free;
+    };
+    let name = &spec.name;
+    if !*held {
+        ctx.log.event(
+            "continuous-held",
+            format!(
+                "{name}: not started: its site was switched over ({}); it starts again once that mark is gone (stack down --purge there, or a recovery into that site)",
+                mark.display()
+            ),
+            serde_json::json!({"name": name, "mark": mark}),
+        );
+        *held = true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(HOLD_RECHECK) => Hold::Held,
+        _ = stop.changed() => Hold::Stopped,
+    }
+}
+
+/// Supervises one continuous job: starts its child, records each run as a
+/// job, starts it again after a back-off until told to stop.
 async fn supervise(ctx: Ctx, spec: Continuous, mut stop: watch::Receiver<bool>) {
     let mut delay = BACKOFF_MIN;
     let name = spec.name.clone();
@@ -414,118 +250,25 @@ async fn supervise(ctx: Ctx, spec: Continuous, mut stop: watch::Receiver<bool>) 
         if *stop.borrow() {
             return;
         }
-        // Held while its site is switched over (said once, rechecked).
-        if let Some(mark) = spec.held_by.iter().find(|m| m.exists()) {
-            if !held {
-                ctx.log.event(
-                    "continuous-held",
-                    format!(
-                        "{name}: not started: its site was switched over ({}); it starts again once that mark is gone (stack down --purge there, or a recovery into that site)",
-                        mark.display()
-                    ),
-                    serde_json::json!({"name": name, "mark": mark}),
-                );
-                held = true;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(HOLD_RECHECK) => {}
-                _ = stop.changed() => return,
-            }
-            continue;
+        match hold(&ctx, &spec, &mut stop, &mut held).await {
+            Hold::Free => {}
+            Hold::Held => continue,
+            Hold::Stopped => return,
         }
-        held = false;
         let started = Instant::now();
         let job = start_job(&ctx, &spec);
-        let (end, stopped) = match build(&ctx, &spec)
-            .and_then(|mut c| c.spawn().map_err(|e| e.to_string()))
-        {
-            Err(e) => (
-                JobEnd {
-                    status: status::FAILED.into(),
-                    error: Some(format!("cannot start: {e}")),
-                    ..JobEnd::default()
-                },
-                false,
-            ),
-            Ok(mut child) => {
-                let pid = child.id().unwrap_or(0);
-                ctx.children.add(pid, &name);
-                // The job is the child's: `jobs cancel` signals it, not the daemon.
-                if let Some(id) = job {
-                    let s = ctx.store.lock().unwrap_or_else(|e| e.into_inner());
-                    let _ = s.set_process(id, pid);
-                }
-                ctx.log.event(
-                    "continuous-started",
-                    format!("{name}: started, process {pid}"),
-                    serde_json::json!({"name": name, "pid": pid, "job": job}),
-                );
-                let tail = Arc::new(Mutex::new(VecDeque::<String>::new()));
-                if let Some(err) = child.stderr.take() {
-                    let tail = tail.clone();
-                    tokio::spawn(async move {
-                        let mut lines = tokio::io::BufReader::new(err).lines();
-                        while let Ok(Some(l)) = lines.next_line().await {
-                            let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
-                            if t.len() == 20 {
-                                t.pop_front();
-                            }
-                            t.push_back(l);
-                        }
-                    });
-                }
-                let (st, stopped) = tokio::select! {
-                    st = child.wait() => (st, false),
-                    _ = stop.changed() => {
-                        crate::children::signal(pid, Signal::TERM);
-                        let st = match tokio::time::timeout(ctx.grace, child.wait()).await {
-                            Ok(st) => st,
-                            Err(_) => {
-                                crate::children::signal(pid, Signal::KILL);
-                                child.wait().await
-                            }
-                        };
-                        (st, true)
-                    }
-                };
-                ctx.children.remove(pid);
-                // Let the reader take the last lines.
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                let log = tail
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .iter()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                let how = match st.as_ref().ok().and_then(|s| s.code()) {
-                    Some(c) => format!("exited with status {c}"),
-                    None => "was killed by a signal".into(),
-                };
-                let end = if stopped {
-                    JobEnd {
-                        status: status::SUCCEEDED.into(),
-                        log: format!("stopped by the daemon (reload or shutdown); it {how}\n{log}"),
-                        ..JobEnd::default()
-                    }
-                } else {
+        let (end, stopped) =
+            match build(&ctx, &spec).and_then(|mut c| c.spawn().map_err(|e| e.to_string())) {
+                Err(e) => (
                     JobEnd {
                         status: status::FAILED.into(),
-                        error: Some(format!(
-                            "it {how} after {}s{}",
-                            started.elapsed().as_secs(),
-                            log.lines()
-                                .last()
-                                .map(|l| format!(": {l}"))
-                                .unwrap_or_default()
-                        )),
-                        log,
+                        error: Some(format!("cannot start: {e}")),
                         ..JobEnd::default()
-                    }
-                };
-                (end, stopped)
-            }
-        };
+                    },
+                    false,
+                ),
+                Ok(child) => run_child(&ctx, &name, child, job, &mut stop, started).await,
+            };
         let error = end.error.clone();
         end_job(&ctx, job, end, &spec.webhooks);
         if stopped || *stop.borrow() {
@@ -556,110 +299,102 @@ async fn supervise(ctx: Ctx, spec: Continuous, mut stop: watch::Receiver<bool>) 
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_archive_is_held_by_the_mark_of_a_switchover_away_from_its_site() {
-        let t = tempfile::tempdir().unwrap();
-        let text = format!(
-            "[site.primary]\nroot = \"{}\"\n[vault.main]\nlocation = \"/srv/v\"\n[resource.db]\nsite = \"primary\"\ndsn = \"mysql://backup@127.0.0.1:3306\"\narchive = {{ vault = \"main\" }}\n[stack.shop]\nmembers = [\"db\"]\n",
-            t.path().display()
-        );
-        let c = lifeboat_config::parse("x.toml", &text).unwrap();
-        let names = |c: &Config| -> Vec<String> {
-            declared(c, std::path::Path::new("/state"))
-                .into_iter()
-                .map(|x| x.name)
-                .collect()
-        };
-        assert_eq!(names(&c), ["archive:db"]);
-        let d = declared(&c, std::path::Path::new("/state"));
-        let mark = lifeboat_control::locks::switched_over_mark(t.path(), "shop");
-        assert_eq!(d[0].held_by, [mark]);
+/// Follows a started child until it exits or the supervisor is told to stop
+/// (then SIGTERM, the grace, SIGKILL); how its job ended, and whether the
+/// daemon stopped it.
+async fn run_child(
+    ctx: &Ctx,
+    name: &str,
+    mut child: tokio::process::Child,
+    job: Option<i64>,
+    stop: &mut watch::Receiver<bool>,
+    started: Instant,
+) -> (JobEnd, bool) {
+    let pid = child.id().unwrap_or(0);
+    ctx.children.add(pid, name);
+    // The job is the child's: `jobs cancel` signals it, not the daemon.
+    if let Some(id) = job {
+        let s = ctx.store.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = s.set_process(id, pid);
     }
+    ctx.log.event(
+        "continuous-started",
+        format!("{name}: started, process {pid}"),
+        serde_json::json!({"name": name, "pid": pid, "job": job}),
+    );
+    let tail = stderr_tail(&mut child);
+    let (st, stopped) = tokio::select! {
+        st = child.wait() => (st, false),
+        _ = stop.changed() => {
+            crate::children::signal(pid, Signal::TERM);
+            let st = match tokio::time::timeout(ctx.grace, child.wait()).await {
+                Ok(st) => st,
+                Err(_) => {
+                    crate::children::signal(pid, Signal::KILL);
+                    child.wait().await
+                }
+            };
+            (st, true)
+        }
+    };
+    ctx.children.remove(pid);
+    // Let the reader take the last lines.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let log = tail
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n");
+    let how = match st.as_ref().ok().and_then(|s| s.code()) {
+        Some(c) => format!("exited with status {c}"),
+        None => "was killed by a signal".into(),
+    };
+    (child_end(&how, log, stopped, started), stopped)
+}
 
-    #[test]
-    fn a_database_password_file_is_read_for_the_archive_at_its_start() {
-        let c = lifeboat_config::parse(
-            "x.toml",
-            "[vault.main]\nlocation = \"/srv/v\"\n[resource.db]\ndsn = \"mysql://backup@127.0.0.1:3306\"\npassword_file = \"/etc/lifeboat/db.pw\"\narchive = { vault = \"main\" }\n",
-        )
-        .unwrap();
-        let d = declared(&c, std::path::Path::new("/state"));
-        let a = d.iter().find(|c| c.name == "archive:db").unwrap();
-        assert!(
-            a.env.contains(&(
-                "LIFEBOAT_MYSQL_PASSWORD".to_string(),
-                EnvValue::FromFile("/etc/lifeboat/db.pw".into())
+/// The last 20 lines of the child's stderr, kept as it writes them.
+fn stderr_tail(child: &mut tokio::process::Child) -> Arc<Mutex<VecDeque<String>>> {
+    let tail = Arc::new(Mutex::new(VecDeque::<String>::new()));
+    if let Some(err) = child.stderr.take() {
+        let tail = tail.clone();
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(err).lines();
+            while let Ok(Some(l)) = lines.next_line().await {
+                let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
+                if t.len() == 20 {
+                    t.pop_front();
+                }
+                t.push_back(l);
+            }
+        });
+    }
+    tail
+}
+
+/// How a child's job ended: `succeeded` when the daemon stopped it, else
+/// `failed` with `how` it exited and its last line.
+fn child_end(how: &str, log: String, stopped: bool, started: Instant) -> JobEnd {
+    if stopped {
+        JobEnd {
+            status: status::SUCCEEDED.into(),
+            log: format!("stopped by the daemon (reload or shutdown); it {how}\n{log}"),
+            ..JobEnd::default()
+        }
+    } else {
+        JobEnd {
+            status: status::FAILED.into(),
+            error: Some(format!(
+                "it {how} after {}s{}",
+                started.elapsed().as_secs(),
+                log.lines()
+                    .last()
+                    .map(|l| format!(": {l}"))
+                    .unwrap_or_default()
             )),
-            "{:?}",
-            a.env
-        );
-    }
-
-    #[test]
-    fn archives_and_replications_are_declared_with_secrets_from_the_environment() {
-        let c = lifeboat_config::parse(
-            "x.toml",
-            r#"
-[vault.main]
-location = "/srv/v"
-password_env = "MAIN_PW"
-[resource.db]
-dsn = "mysql://backup@127.0.0.1:3306"
-password_env = "DB_PW"
-archive = { copy_to = ["dr"] }
-[vault.dr]
-location = "/srv/dr"
-password_file = "/etc/lifeboat/dr.pw"
-[resource.assets]
-kind = "bucket"
-location = "file:///srv/assets"
-[plan.p]
-resources = ["db", "assets"]
-vault = "main"
-[replication.assets-dr]
-from = "assets"
-to = "file:///srv/dr-assets"
-delete = "keep"
-"#,
-        )
-        .unwrap();
-        let d = declared(&c, std::path::Path::new("/state"));
-        assert_eq!(d.len(), 3, "{d:?}");
-        let copy = d.iter().find(|c| c.name == "copy:db:dr").unwrap();
-        assert!(
-            copy.args
-                .windows(2)
-                .any(|w| w == ["--kind", "mysql-binlog"])
-        );
-        assert!(copy.env.contains(&(
-            "LIFEBOAT_PASSWORD".into(),
-            EnvValue::FromEnv("MAIN_PW".into())
-        )));
-        assert!(copy.env.contains(&(
-            "LIFEBOAT_TO_PASSWORD_FILE".into(),
-            EnvValue::Plain("/etc/lifeboat/dr.pw".into())
-        )));
-        assert!(!copy.env.iter().any(|(k, _)| k == "LIFEBOAT_MYSQL_PASSWORD"));
-        let d: Vec<_> = d.into_iter().filter(|c| c.kind != "copy").collect();
-        assert_eq!(d[0].name, "archive:db");
-        assert!(d[0].args.iter().all(|a| !a.contains("PW")));
-        assert!(d[0].env.contains(&(
-            "LIFEBOAT_PASSWORD".into(),
-            EnvValue::FromEnv("MAIN_PW".into())
-        )));
-        assert!(d[0].env.contains(&(
-            "LIFEBOAT_MYSQL_PASSWORD".into(),
-            EnvValue::FromEnv("DB_PW".into())
-        )));
-        assert_eq!(d[1].name, "replicate:assets-dr");
-        assert!(
-            d[1].args
-                .windows(2)
-                .any(|w| w == ["--delete-markers", "ignore"])
-        );
+            log,
+            ..JobEnd::default()
+        }
     }
 }

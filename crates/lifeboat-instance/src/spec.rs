@@ -349,31 +349,16 @@ pub fn placeholders(s: &str) -> std::result::Result<Vec<String>, String> {
     Ok(out)
 }
 
-/// Parses `30s`, `500ms`, `2m`, `1h`, or a number of seconds.
+/// Parses a launch timeout (`lifeboat_vault::duration`'s grammar: `30s`,
+/// `500ms`, `2m`, `1h`, a number of seconds), under a week.
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let t = s.trim();
-    let (num, unit) = match t.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(i) => (&t[..i], t[i..].trim()),
-        None => (t, "s"),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (write e.g. 30s, 500ms, 2m)"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => {
-            return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)"));
-        }
-    };
-    if !(secs.is_finite() && secs > 0.0 && secs < 86_400.0 * 7.0) {
+    let d = lifeboat_vault::duration::parse_timeout(s)?;
+    if d >= Duration::from_secs(86_400 * 7) {
         return Err(format!(
             "{s:?} is out of range (more than 0, at most a week)"
         ));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(d)
 }
 
 #[cfg(test)]

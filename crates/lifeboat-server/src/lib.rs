@@ -128,6 +128,9 @@ struct Inner {
     snapshot: snapshot::Cache,
     vault_figures: snapshot::VaultFigures,
     lag: history::Ring,
+    /// The job store's watcher, publishing job changes to event streams
+    /// (started by the first one).
+    job_watch: std::sync::Mutex<Option<lifeboat_control::store::JobWatch>>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -155,6 +158,7 @@ impl AppState {
             snapshot: snapshot::Cache::default(),
             vault_figures: snapshot::VaultFigures::default(),
             lag: history::Ring::default(),
+            job_watch: Default::default(),
             shutdown,
         }))
     }

@@ -1,57 +1,34 @@
-//! `/metrics`: Prometheus text exposition, written by hand.
+//! `/metrics`: the OpenMetrics text of Lifeboat's series, written by
+//! `prometheus-client` (through `lifeboat_vault::openmetrics`).
 //!
 //! Every series is computed at scrape time from the job store (aggregated
 //! by SQLite), the cached snapshot of the vaults (at most 5 s old) and the
 //! replication rules' status files; nothing is counted in the server's
-//! memory, so a restarted server (or a second one) reports the same. A
-//! metrics library (`prometheus-client`) would add a registry of
-//! long-lived counters this model does not need; the exposition format is
-//! small, and its escaping is done below.
-
-use std::fmt::Write;
+//! memory, so a restarted server (or a second one) reports the same.
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use lifeboat_bucket::replicate::RuleStatus;
 use lifeboat_config::ResourceKind;
-use lifeboat_control::store::{DURATION_BUCKETS, JobStore};
+use lifeboat_control::store::{DURATION_BUCKETS, JobGroup, JobStore, JobSummary};
+use lifeboat_stack::drill::StackVerification;
+use lifeboat_stack::exposure::Exposure;
+use lifeboat_vault::openmetrics::{CONTENT_TYPE, Histogram, Scrape, Value};
 
 use crate::error::{ErrorBody, blocking};
+use crate::snapshot::Snapshot;
 use crate::{ApiError, AppState};
 
-/// A label value, escaped (`\`, `"`, newline).
-fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// Seconds from `from` to `to` (0 when `to` is earlier).
+fn seconds_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+    (to - from).num_milliseconds().max(0) as f64 / 1000.0
 }
 
-fn labels(pairs: &[(&str, &str)]) -> String {
-    if pairs.is_empty() {
-        return String::new();
-    }
-    let inner: Vec<String> = pairs
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", esc(v)))
-        .collect();
-    format!("{{{}}}", inner.join(","))
-}
-
-struct Out(String);
-
-impl Out {
-    fn head(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    }
-    fn sample(&mut self, name: &str, l: &[(&str, &str)], v: f64) {
-        let _ = writeln!(self.0, "{name}{} {v}", labels(l));
-    }
-}
-
-/// Metrics in the Prometheus text format.
+/// Metrics in the OpenMetrics text format.
 #[utoipa::path(get, path = "/metrics", tag = "server",
-    responses((status = 200, description = "Prometheus text exposition (version 0.0.4)", content_type = "text/plain", body = String),
+    responses((status = 200, description = "OpenMetrics text exposition (version 1.0.0)", content_type = "application/openmetrics-text", body = String),
               (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn metrics(State(st): State<AppState>) -> Result<impl IntoResponse, ApiError> {
@@ -70,354 +47,268 @@ pub async fn metrics(State(st): State<AppState>) -> Result<impl IntoResponse, Ap
     })
     .await?;
     let now = Utc::now();
-    let mut o = Out(String::new());
+    let mut o = Scrape::new();
+    job_series(&mut o, &summary);
+    let exposure: Vec<_> = snap.exposure.iter().map(|e| e.as_of(now)).collect();
+    stack_series(&mut o, &exposure, &drills);
+    running_series(&mut o, &summary);
+    resource_series(&mut o, &snap, now);
+    copy_lag_series(&mut o, &snap, now);
+    archive_lag_series(&mut o, &snap, now);
+    replication_series(&mut o, &replication);
+    o.gauge(
+        "lifeboat_vault_snapshot_age_seconds",
+        "How old the cached read of the vaults behind these series is.",
+    )
+    .sample(&[], (now - snap.taken).num_milliseconds() as f64 / 1000.0);
+    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], o.text()))
+}
 
-    o.head(
+/// The labels of a group of finished jobs.
+fn group_labels(g: &JobGroup) -> [(&'static str, &str); 3] {
+    [
+        ("resource", &g.resource),
+        ("kind", &g.kind),
+        ("status", &g.status),
+    ]
+}
+
+/// The finished jobs' counts, bytes and durations by resource, kind and status.
+fn job_series(o: &mut Scrape, summary: &JobSummary) {
+    let jobs = o.counter(
         "lifeboat_jobs_total",
-        "counter",
         "Finished jobs by resource, kind and status.",
     );
     for g in &summary.groups {
-        let l = [
-            ("resource", g.resource.as_str()),
-            ("kind", g.kind.as_str()),
-            ("status", g.status.as_str()),
-        ];
-        o.sample("lifeboat_jobs_total", &l, g.count as f64);
+        jobs.sample(&group_labels(g), g.count);
     }
-    o.head(
+    let bytes = o.counter(
         "lifeboat_job_bytes_total",
-        "counter",
         "Bytes read (backup) or written (restore) by finished jobs.",
     );
     for g in &summary.groups {
-        let l = [
-            ("resource", g.resource.as_str()),
-            ("kind", g.kind.as_str()),
-            ("status", g.status.as_str()),
-        ];
-        o.sample("lifeboat_job_bytes_total", &l, g.bytes as f64);
+        bytes.sample(&group_labels(g), g.bytes);
     }
-    o.head(
+    let durations = o.histogram(
         "lifeboat_job_duration_seconds",
-        "histogram",
         "Duration of finished jobs.",
     );
     for g in &summary.groups {
-        let base = [
-            ("resource", g.resource.as_str()),
-            ("kind", g.kind.as_str()),
-            ("status", g.status.as_str()),
-        ];
-        for (b, n) in DURATION_BUCKETS.iter().zip(&g.buckets) {
-            let le = b.to_string();
-            let mut l = base.to_vec();
-            l.push(("le", &le));
-            o.sample("lifeboat_job_duration_seconds_bucket", &l, *n as f64);
-        }
-        let mut l = base.to_vec();
-        l.push(("le", "+Inf"));
-        o.sample("lifeboat_job_duration_seconds_bucket", &l, g.count as f64);
-        o.sample("lifeboat_job_duration_seconds_sum", &base, g.duration_sum_s);
-        o.sample("lifeboat_job_duration_seconds_count", &base, g.count as f64);
+        let h = Histogram::from_cumulative(DURATION_BUCKETS, &g.buckets, g.count, g.duration_sum_s);
+        durations.sample(&group_labels(g), h);
     }
-    let exposure: Vec<_> = snap.exposure.iter().map(|e| e.as_of(now)).collect();
-    o.head(
+}
+
+/// Each stack's live RPO exposure (and its members') and its last drill.
+fn stack_series(o: &mut Scrape, exposure: &[Exposure], drills: &[StackVerification]) {
+    let stacks = o.gauge(
         "lifeboat_stack_rpo_exposure_seconds",
-        "gauge",
         "Seconds of the stack's data the site does not hold yet: what a failure now would lose (its databases' when it has any).",
     );
-    for e in &exposure {
+    for e in exposure {
         if let Some(s) = e.seconds {
-            o.sample(
-                "lifeboat_stack_rpo_exposure_seconds",
-                &[("stack", &e.stack), ("site", &e.site)],
-                s,
-            );
+            stacks.sample(&[("stack", &e.stack), ("site", &e.site)], s);
         }
     }
-    o.head(
+    let members = o.gauge(
         "lifeboat_member_rpo_exposure_seconds",
-        "gauge",
         "Seconds since the newest data of a stack member that the site holds.",
     );
-    for e in &exposure {
+    for e in exposure {
         for m in &e.members {
             if let Some(s) = m.seconds {
-                o.sample(
-                    "lifeboat_member_rpo_exposure_seconds",
-                    &[
-                        ("stack", &e.stack),
-                        ("site", &e.site),
-                        ("member", &m.member),
-                    ],
-                    s,
-                );
+                let l = [
+                    ("stack", &*e.stack),
+                    ("site", &e.site),
+                    ("member", &m.member),
+                ];
+                members.sample(&l, s);
             }
         }
     }
-    o.head(
+    let verified = o.gauge(
         "lifeboat_stack_verified",
-        "gauge",
         "1 when the stack's last drill passed within its objectives and after its last change.",
     );
-    for d in &drills {
-        o.sample(
-            "lifeboat_stack_verified",
-            &[("stack", &d.stack)],
-            if d.compliant { 1.0 } else { 0.0 },
-        );
+    for d in drills {
+        verified.sample(&[("stack", &d.stack)], d.compliant);
     }
-    o.head(
+    let rpo = o.gauge(
         "lifeboat_stack_last_drill_rpo_seconds",
-        "gauge",
         "RPO achieved by the stack's last drill.",
     );
-    for d in &drills {
+    for d in drills {
         if let Some(v) = d.summary.as_ref().and_then(|s| s.rpo_s) {
-            o.sample(
-                "lifeboat_stack_last_drill_rpo_seconds",
-                &[("stack", &d.stack)],
-                v,
-            );
+            rpo.sample(&[("stack", &d.stack)], v);
         }
     }
-    o.head(
+    let rto = o.gauge(
         "lifeboat_stack_last_drill_rto_seconds",
-        "gauge",
         "RTO achieved by the stack's last drill.",
     );
-    for d in &drills {
+    for d in drills {
         if let Some(v) = d.summary.as_ref().and_then(|s| s.rto_s) {
-            o.sample(
-                "lifeboat_stack_last_drill_rto_seconds",
-                &[("stack", &d.stack)],
-                v,
-            );
+            rto.sample(&[("stack", &d.stack)], v);
         }
     }
-    o.head(
+    let when = o.gauge(
         "lifeboat_stack_last_drill_timestamp_seconds",
-        "gauge",
         "When the stack's last drill started.",
     );
-    for d in &drills {
+    for d in drills {
         if let Some((_, at)) = d.last_drill {
-            o.sample(
-                "lifeboat_stack_last_drill_timestamp_seconds",
-                &[("stack", &d.stack)],
-                at.timestamp() as f64,
-            );
+            when.sample(&[("stack", &d.stack)], at.timestamp() as f64);
         }
     }
-    o.head(
-        "lifeboat_jobs_running",
-        "gauge",
-        "Jobs running now, by kind.",
-    );
+}
+
+/// Jobs running now and each resource's last successful backup.
+fn running_series(o: &mut Scrape, summary: &JobSummary) {
+    let running = o.gauge("lifeboat_jobs_running", "Jobs running now, by kind.");
     for (k, n) in &summary.running {
-        o.sample("lifeboat_jobs_running", &[("kind", k)], *n as f64);
+        running.sample(&[("kind", k)], *n);
     }
-    o.head(
+    let last = o.gauge(
         "lifeboat_last_success_timestamp_seconds",
-        "gauge",
         "End of the last successful backup job of each resource (Unix time).",
     );
     for (r, t) in &summary.last_success {
-        o.sample(
-            "lifeboat_last_success_timestamp_seconds",
-            &[("resource", r)],
-            t.timestamp_millis() as f64 / 1000.0,
-        );
+        last.sample(&[("resource", r)], t.timestamp_millis() as f64 / 1000.0);
     }
+}
 
-    o.head(
+/// Each resource's newest point and compliance, and each vault's readability.
+fn resource_series(o: &mut Scrape, snap: &Snapshot, now: DateTime<Utc>) {
+    let age = o.gauge(
         "lifeboat_newest_point_age_seconds",
-        "gauge",
         "Age of each resource's newest recovery point in any vault of the file.",
     );
     for r in snap.config.resources.keys() {
         if let Some((_, _, p)) = snap.newest(r) {
-            o.sample(
-                "lifeboat_newest_point_age_seconds",
-                &[("resource", r)],
-                (now - p.time).num_milliseconds() as f64 / 1000.0,
-            );
+            let seconds = (now - p.time).num_milliseconds() as f64 / 1000.0;
+            age.sample(&[("resource", r)], seconds);
         }
     }
-    o.head(
+    let compliant = o.gauge(
         "lifeboat_resource_compliant",
-        "gauge",
         "1 when every compliance control of the resource is met (lifeboat report).",
     );
     for r in &snap.report {
-        o.sample(
-            "lifeboat_resource_compliant",
-            &[("resource", &r.resource)],
-            if r.compliant { 1.0 } else { 0.0 },
-        );
+        compliant.sample(&[("resource", &r.resource)], r.compliant);
     }
-    o.head(
+    let readable = o.gauge(
         "lifeboat_vault_readable",
-        "gauge",
         "1 when the vault could be opened and listed.",
     );
     for (v, r) in &snap.points {
-        o.sample(
-            "lifeboat_vault_readable",
-            &[("vault", v)],
-            if r.is_ok() { 1.0 } else { 0.0 },
-        );
+        readable.sample(&[("vault", v)], r.is_ok());
     }
+}
 
-    // Copy lag: how far the newest copy in a copy action's vault is behind
-    // the newest point in the plan's vault (0 when the copy is current).
-    o.head(
+/// The newest point of `resource` in `vault`: of its binlog archive when
+/// `binlog`, else of its other kinds.
+fn newest_in(snap: &Snapshot, vault: &str, resource: &str, binlog: bool) -> Option<DateTime<Utc>> {
+    let points = snap.points.get(vault)?.as_ref().ok()?;
+    points
+        .iter()
+        .map(|(_, p)| p)
+        .filter(|p| p.resource == resource && (p.kind == lifeboat_mysql::KIND_BINLOG) == binlog)
+        .map(|p| p.time)
+        .max()
+}
+
+/// Copy lag: how far the newest copy in a copy action's vault is behind the
+/// newest point in the plan's vault (0 when the copy is current).
+fn copy_lag_series(o: &mut Scrape, snap: &Snapshot, now: DateTime<Utc>) {
+    let lag = o.gauge(
         "lifeboat_copy_lag_seconds",
-        "gauge",
         "Per resource and copy target: newest point in the plan's vault minus newest copy in the target.",
     );
-    let newest_in = |vault: &str, res: &str, binlog: bool| {
-        snap.points
-            .get(vault)
-            .and_then(|r| r.as_ref().ok())
-            .and_then(|ps| {
-                ps.iter()
-                    .map(|(_, p)| p)
-                    .filter(|p| {
-                        p.resource == res && (p.kind == lifeboat_mysql::KIND_BINLOG) == binlog
-                    })
-                    .map(|p| p.time)
-                    .max()
-            })
-    };
     for (pn, p) in &snap.config.plans {
         for res in &p.resources {
-            let Some(src) = newest_in(&p.vault, res, false) else {
+            let Some(src) = newest_in(snap, &p.vault, res, false) else {
                 continue;
             };
             for c in &p.copy {
-                let lag = match newest_in(&c.vault, res, false) {
-                    Some(t) => (src - t).num_milliseconds().max(0) as f64 / 1000.0,
-                    None => (now - src).num_milliseconds().max(0) as f64 / 1000.0,
+                let behind = match newest_in(snap, &c.vault, res, false) {
+                    Some(t) => seconds_between(t, src),
+                    None => seconds_between(src, now),
                 };
-                o.sample(
-                    "lifeboat_copy_lag_seconds",
+                lag.sample(
                     &[("resource", res), ("plan", pn), ("vault", &c.vault)],
-                    lag,
+                    behind,
                 );
             }
         }
     }
-    o.head(
+}
+
+/// Per database with a binlog archive: the age of its newest segment.
+fn archive_lag_series(o: &mut Scrape, snap: &Snapshot, now: DateTime<Utc>) {
+    let lag = o.gauge(
         "lifeboat_binlog_archive_lag_seconds",
-        "gauge",
         "Per database with an archive: age of the newest archived binlog segment.",
     );
     for (name, r) in &snap.config.resources {
-        if let ResourceKind::Mysql {
+        let ResourceKind::Mysql {
             archive: Some(a), ..
         } = &r.kind
-        {
-            let vault = a.vault.clone().or_else(|| {
-                snap.config
-                    .plans_of(name)
-                    .first()
-                    .map(|p| snap.config.plans[*p].vault.clone())
-            });
-            if let Some(t) = vault.and_then(|v| newest_in(&v, name, true)) {
-                o.sample(
-                    "lifeboat_binlog_archive_lag_seconds",
-                    &[("resource", name)],
-                    (now - t).num_milliseconds().max(0) as f64 / 1000.0,
-                );
-            }
+        else {
+            continue;
+        };
+        let vault = a.vault.clone().or_else(|| {
+            snap.config
+                .plans_of(name)
+                .first()
+                .map(|p| snap.config.plans[*p].vault.clone())
+        });
+        if let Some(t) = vault.and_then(|v| newest_in(snap, &v, name, true)) {
+            lag.sample(&[("resource", name)], seconds_between(t, now));
         }
     }
-
-    o.head(
-        "lifeboat_replication_lag_seconds",
-        "gauge",
-        "Bucket replication lag (source write to visible at the destination) over 5 minutes.",
-    );
-    for s in &replication {
-        for (q, v) in [("0.5", s.lag_p50_s), ("0.99", s.lag_p99_s)] {
-            if let Some(v) = v {
-                o.sample(
-                    "lifeboat_replication_lag_seconds",
-                    &[
-                        ("rule", &s.rule),
-                        ("from", &s.from),
-                        ("to", &s.to),
-                        ("quantile", q),
-                    ],
-                    v,
-                );
-            }
-        }
-    }
-    o.head(
-        "lifeboat_replication_backlog_objects",
-        "gauge",
-        "Objects waiting to be replicated.",
-    );
-    for s in &replication {
-        o.sample(
-            "lifeboat_replication_backlog_objects",
-            &[("rule", &s.rule), ("from", &s.from), ("to", &s.to)],
-            s.backlog_objects as f64,
-        );
-    }
-    o.head(
-        "lifeboat_replication_backlog_bytes",
-        "gauge",
-        "Bytes waiting to be replicated.",
-    );
-    for s in &replication {
-        o.sample(
-            "lifeboat_replication_backlog_bytes",
-            &[("rule", &s.rule), ("from", &s.from), ("to", &s.to)],
-            s.backlog_bytes as f64,
-        );
-    }
-    o.head(
-        "lifeboat_replication_running",
-        "gauge",
-        "1 when the rule's replicator runs (fresh status, live process).",
-    );
-    for s in &replication {
-        o.sample(
-            "lifeboat_replication_running",
-            &[("rule", &s.rule), ("from", &s.from), ("to", &s.to)],
-            if s.running { 1.0 } else { 0.0 },
-        );
-    }
-    o.head(
-        "lifeboat_vault_snapshot_age_seconds",
-        "gauge",
-        "How old the cached read of the vaults behind these series is.",
-    );
-    o.sample(
-        "lifeboat_vault_snapshot_age_seconds",
-        &[],
-        (now - snap.taken).num_milliseconds() as f64 / 1000.0,
-    );
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        o.0,
-    ))
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(
-            super::labels(&[("r", "a\"b\\c\nd")]),
-            "{r=\"a\\\"b\\\\c\\nd\"}"
-        );
+/// The labels of a bucket replication rule.
+fn rule_labels(s: &RuleStatus) -> [(&'static str, &str); 3] {
+    [("rule", &s.rule), ("from", &s.from), ("to", &s.to)]
+}
+
+/// Each bucket replication rule's lag, backlog and whether it runs.
+fn replication_series(o: &mut Scrape, replication: &[RuleStatus]) {
+    let lag = o.gauge(
+        "lifeboat_replication_lag_seconds",
+        "Bucket replication lag (source write to visible at the destination) over 5 minutes.",
+    );
+    for s in replication {
+        let [rule, from, to] = rule_labels(s);
+        for (q, v) in [("0.5", s.lag_p50_s), ("0.99", s.lag_p99_s)] {
+            if let Some(v) = v {
+                lag.sample(&[rule, from, to, ("quantile", q)], v);
+            }
+        }
+    }
+    type Field = fn(&RuleStatus) -> Value;
+    let gauges: [(&'static str, &'static str, Field); 3] = [
+        (
+            "lifeboat_replication_backlog_objects",
+            "Objects waiting to be replicated.",
+            |s| s.backlog_objects.into(),
+        ),
+        (
+            "lifeboat_replication_backlog_bytes",
+            "Bytes waiting to be replicated.",
+            |s| s.backlog_bytes.into(),
+        ),
+        (
+            "lifeboat_replication_running",
+            "1 when the rule's replicator runs (fresh status, live process).",
+            |s| s.running.into(),
+        ),
+    ];
+    for (name, help, field) in gauges {
+        let g = o.gauge(name, help);
+        for s in replication {
+            g.sample(&rule_labels(s), field(s));
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! events.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -10,7 +11,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::{self, Stream, StreamExt};
-use lifeboat_control::store::{JobFilter, JobStore, SqliteStore, status};
+use lifeboat_control::store::{Job, JobFilter, JobStore, SqliteStore, status};
+use tokio::sync::broadcast;
 
 use crate::error::{ErrorBody, blocking};
 use crate::views::*;
@@ -20,8 +22,9 @@ use crate::{ApiError, AppState};
 /// the plan's vault first: a key derivation, slow on a loaded machine).
 /// After that the answer is 202 with no job ids yet (`GET /jobs` shows them).
 const REGISTER_WAIT: Duration = Duration::from_secs(30);
-/// How often an event stream reads the store.
-const POLL: Duration = Duration::from_millis(500);
+/// How often the store's watcher looks for commits (a cheap `PRAGMA
+/// data_version`), for every event stream at once.
+const WATCH_TICK: Duration = Duration::from_millis(250);
 
 pub(crate) fn open_store(st: &AppState) -> Result<SqliteStore, ApiError> {
     st.0.state.create()?;
@@ -294,9 +297,12 @@ pub async fn restore(
     Ok((StatusCode::ACCEPTED, Json(started)))
 }
 
+/// One subscriber's following of one job: what it has sent so far.
 struct Follow {
     st: AppState,
     id: i64,
+    /// The store's published job changes (subscribed before the first read).
+    changes: broadcast::Receiver<Arc<Job>>,
     first: bool,
     status: Option<String>,
     progress: Option<String>,
@@ -310,34 +316,70 @@ fn event(name: &str, v: &impl serde::Serialize) -> Event {
         .unwrap_or_else(|_| Event::default().event(name))
 }
 
-/// One poll of the store: the events since the last one.
+/// What a follower waits for next.
+enum Next {
+    /// The job as it is now.
+    Job(Box<Result<JobView, ApiError>>),
+    /// The server is stopping.
+    Shutdown,
+}
+
+/// The followed job's next change: published by the store's watcher, or
+/// read from the store when this follower fell behind the channel.
+async fn next_change(f: &mut Follow) -> Next {
+    let mut stop = f.st.0.shutdown.clone();
+    let read_again = loop {
+        let r = tokio::select! {
+            r = f.changes.recv() => r,
+            _ = stop.wait_for(|s| *s) => return Next::Shutdown,
+        };
+        match r {
+            Ok(j) if j.id == f.id => return Next::Job(Box::new(Ok(JobView::from((*j).clone())))),
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(_)) => break Duration::ZERO,
+            // No watcher (it lives as long as the server): read the store.
+            Err(broadcast::error::RecvError::Closed) => break WATCH_TICK,
+        }
+    };
+    tokio::time::sleep(read_again).await;
+    Next::Job(Box::new(get_job(&f.st, f.id).await))
+}
+
+/// The events of one change of the followed job (none when nothing it
+/// shows changed).
 async fn step(mut f: Follow) -> Option<(Vec<Result<Event, Infallible>>, Follow)> {
     if f.done {
         return None;
     }
-    if !f.first {
-        let mut stop = f.st.0.shutdown.clone();
-        tokio::select! {
-            _ = tokio::time::sleep(POLL) => {}
-            _ = stop.wait_for(|s| *s) => {
+    let next = if f.first {
+        f.first = false;
+        Next::Job(Box::new(get_job(&f.st, f.id).await))
+    } else {
+        next_change(&mut f).await
+    };
+    let j = match next {
+        Next::Job(j) => match *j {
+            Ok(j) => j,
+            Err(e) => {
                 f.done = true;
-                return Some((vec![Ok(Event::default().event("shutdown").data("the server is stopping"))], f));
+                return Some((
+                    vec![Ok(event(
+                        "error",
+                        &ErrorBody {
+                            error: e.message,
+                            running_job: None,
+                        },
+                    ))],
+                    f,
+                ));
             }
-        }
-    }
-    f.first = false;
-    let j = match get_job(&f.st, f.id).await {
-        Ok(j) => j,
-        Err(e) => {
+        },
+        Next::Shutdown => {
             f.done = true;
             return Some((
-                vec![Ok(event(
-                    "error",
-                    &ErrorBody {
-                        error: e.message,
-                        running_job: None,
-                    },
-                ))],
+                vec![Ok(Event::default()
+                    .event("shutdown")
+                    .data("the server is stopping"))],
                 f,
             ));
         }
@@ -362,6 +404,16 @@ async fn step(mut f: Follow) -> Option<(Vec<Result<Event, Infallible>>, Follow)>
     Some((out, f))
 }
 
+/// A receiver of the store's job changes, from the server's one watcher
+/// (started by the first follower).
+fn job_changes(st: &AppState) -> Result<broadcast::Receiver<Arc<Job>>, ApiError> {
+    let mut watch = st.0.job_watch.lock().expect("job watch lock");
+    if watch.is_none() {
+        *watch = Some(open_store(st)?.watch(WATCH_TICK)?);
+    }
+    Ok(watch.as_ref().expect("just started").subscribe())
+}
+
 /// Follows a job as server-sent events until it ends: `status` (the job,
 /// on each change), `progress` (bytes and items done, about once a second),
 /// `log` (its log lines, at the end), `end` (the job as it ended).
@@ -374,10 +426,13 @@ pub async fn events(
     State(st): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let st2 = st.clone();
+    let changes = blocking(move || job_changes(&st2)).await?;
     get_job(&st, id).await?;
     let f = Follow {
         st,
         id,
+        changes,
         first: true,
         status: None,
         progress: None,

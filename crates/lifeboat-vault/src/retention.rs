@@ -36,32 +36,14 @@ pub const DIR: &str = "vault-lock/";
 /// AWS Backup Vault Lock requires).
 pub const MIN_COOLING_OFF: Duration = Duration::days(3);
 
-/// Parses a retention duration: a positive whole number with a unit `s`,
-/// `m` (minutes), `h`, `d`, `w` or `y` (365 days), e.g. `30d`, `10y`.
+/// Parses a retention duration (`lifeboat_vault::duration`'s grammar, e.g.
+/// `30d`, `10y`): whole seconds, at most 1000 years.
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: i64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 12h, 30d, 8w, 10y)"))?;
-    let secs_per = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        "y" => 365 * 86_400,
-        _ => {
-            return Err(format!(
-                "{s:?}: unknown or missing unit {unit:?} (s, m, h, d, w, y)"
-            ));
-        }
-    };
-    if n <= 0 || n > 1000 * 365 * 86_400 / secs_per {
+    let secs = crate::duration::whole_seconds(s)?;
+    if secs > 1000 * 365 * 86_400 {
         return Err(format!("{s:?} must be positive and at most 1000 years"));
     }
-    Ok(Duration::seconds(n * secs_per))
+    Ok(Duration::seconds(secs as i64))
 }
 
 /// Prints a duration the way [`parse_duration`] reads it.
@@ -459,6 +441,8 @@ mod tests {
         assert_eq!(parse_duration("30d").unwrap(), Duration::days(30));
         assert_eq!(parse_duration("10y").unwrap(), Duration::days(3650));
         assert!(parse_duration("30").is_err());
+        assert_eq!(parse_duration("1.5d").unwrap(), Duration::hours(36));
+        assert!(parse_duration("500ms").is_err());
         assert!(parse_duration("0d").is_err());
         assert!(parse_duration("-1d").is_err());
         assert!(parse_duration("99999999y").is_err());

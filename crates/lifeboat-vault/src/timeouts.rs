@@ -278,26 +278,14 @@ pub fn show(d: Duration) -> String {
     }
 }
 
-/// Parses `500ms`, `5s`, `2m`, `1h`, or plain seconds (positive).
+/// Parses a timeout (`lifeboat_vault::duration`'s grammar: `500ms`, `5s`,
+/// `2m`, `1h`, plain seconds), under 10⁹ seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map(|i| s.split_at(i))
-        .unwrap_or((s, "s"));
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 5s, 2m)"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
-    };
-    if !(secs > 0.0 && secs.is_finite() && secs < 1e9) {
+    let d = crate::duration::parse_timeout(s)?;
+    if d.as_secs_f64() >= 1e9 {
         return Err(format!("{s:?} must be positive"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(d)
 }
 
 #[cfg(test)]

@@ -138,6 +138,83 @@ fn print_json(v: &impl serde::Serialize) {
     println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
 }
 
+/// `serve`: the shop's API and frontend until a signal.
+async fn serve(
+    listen: SocketAddr,
+    database_url: String,
+    bucket: String,
+    max_connections: usize,
+) -> anyhow::Result<()> {
+    let opts = server::ServeOptions {
+        listen,
+        database_url,
+        bucket_url: bucket,
+        max_connections,
+    };
+    let (listener, state) = server::prepare(&opts).await?;
+    let addr = listener.local_addr()?;
+    println!("unishop listening on http://{addr}");
+    tracing::info!(%addr, database = %state.db.shown_url(), bucket = %state.bucket.url(), "serving");
+    server::serve(listener, state).await?;
+    Ok(())
+}
+
+/// `load`: orders at a rate for a while, each committed one logged; exit 3
+/// when some failed.
+async fn load_orders(opts: &load::LoadOptions, json: bool) -> anyhow::Result<ExitCode> {
+    let r = load::run(opts, server::shutdown_signal()).await?;
+    if json {
+        print_json(&r);
+    } else {
+        println!(
+            "attempted {}, committed {}, failed {} in {:.1} s ({:.1} orders/s); latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; log: {}",
+            r.attempted,
+            r.committed,
+            r.failed,
+            r.seconds,
+            r.committed_per_second,
+            r.latency.p50_ms,
+            r.latency.p99_ms,
+            r.latency.max_ms,
+            r.log
+        );
+        for (kind, n) in &r.failures {
+            println!("  failed: {n} × {kind}");
+        }
+    }
+    if r.failed > 0 {
+        return Ok(ExitCode::from(3));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `publish-frontend`: the frontend (a directory, else the embedded one)
+/// into the bucket.
+async fn publish_frontend(
+    bucket: &str,
+    frontend: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let b = Bucket::open(bucket)?;
+    let done = publish::publish(frontend.as_deref(), &b).await?;
+    if json {
+        print_json(&serde_json::json!({ "bucket": bucket, "objects": done }));
+    } else {
+        let bytes: u64 = done.iter().map(|p| p.bytes).sum();
+        println!(
+            "published {} objects ({bytes} bytes) from {} to {bucket}",
+            done.len(),
+            frontend
+                .as_ref()
+                .map_or("the frontend embedded in this binary".into(), |d| d
+                    .display()
+                    .to_string())
+        );
+    }
+    Ok(())
+}
+
+/// Runs one command.
 async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Serve {
@@ -146,17 +223,7 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             bucket,
             max_connections,
         } => {
-            let opts = server::ServeOptions {
-                listen,
-                database_url: db.database_url,
-                bucket_url: bucket,
-                max_connections,
-            };
-            let (listener, state) = server::prepare(&opts).await?;
-            let addr = listener.local_addr()?;
-            println!("unishop listening on http://{addr}");
-            tracing::info!(%addr, database = %state.db.shown_url(), bucket = %state.bucket.url(), "serving");
-            server::serve(listener, state).await?;
+            serve(listen, db.database_url, bucket, max_connections).await?;
         }
         Command::Migrate { db, json } => {
             let db = Db::new(&db.database_url, 2)?;
@@ -208,29 +275,7 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 timeout,
                 seed,
             };
-            let r = load::run(&opts, server::shutdown_signal()).await?;
-            if json {
-                print_json(&r);
-            } else {
-                println!(
-                    "attempted {}, committed {}, failed {} in {:.1} s ({:.1} orders/s); latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; log: {}",
-                    r.attempted,
-                    r.committed,
-                    r.failed,
-                    r.seconds,
-                    r.committed_per_second,
-                    r.latency.p50_ms,
-                    r.latency.p99_ms,
-                    r.latency.max_ms,
-                    r.log
-                );
-                for (kind, n) in &r.failures {
-                    println!("  failed: {n} × {kind}");
-                }
-            }
-            if r.failed > 0 {
-                return Ok(ExitCode::from(3));
-            }
+            return load_orders(&opts, json).await;
         }
         Command::Verify { log, db, json } => {
             let db = Db::new(&db.database_url, 2)?;
@@ -249,22 +294,7 @@ async fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             frontend,
             json,
         } => {
-            let b = Bucket::open(&bucket)?;
-            let done = publish::publish(frontend.as_deref(), &b).await?;
-            if json {
-                print_json(&serde_json::json!({ "bucket": bucket, "objects": done }));
-            } else {
-                let bytes: u64 = done.iter().map(|p| p.bytes).sum();
-                println!(
-                    "published {} objects ({bytes} bytes) from {} to {bucket}",
-                    done.len(),
-                    frontend
-                        .as_ref()
-                        .map_or("the frontend embedded in this binary".into(), |d| d
-                            .display()
-                            .to_string())
-                );
-            }
+            publish_frontend(&bucket, frontend, json).await?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -186,6 +186,9 @@ pub async fn place_order(db: &Db, req: &OrderRequest) -> Result<Order, OrderErro
     }
 }
 
+/// One checkout in one transaction: the products locked, the stock taken,
+/// the order and its lines written; refused (rolled back) when a product is
+/// unknown or short.
 async fn checkout(
     db: &Db,
     req: &OrderRequest,
@@ -230,21 +233,7 @@ async fn checkout(
     )
     .await
     .map_err(db_err("decrement stock"))?;
-    // Lines keep the request's order; repeated products were added up into the first.
-    let mut lines: Vec<OrderLine> = Vec::new();
-    for it in &req.items {
-        let id = it.product_id as u32;
-        if lines.iter().any(|l| l.product_id == id) {
-            continue;
-        }
-        let (name, price, _) = &found[&id];
-        lines.push(OrderLine {
-            product_id: id,
-            name: name.clone(),
-            quantity: wanted[&id],
-            unit_price_cents: *price,
-        });
-    }
+    let lines = order_lines(req, wanted, &found);
     let total: u64 = lines
         .iter()
         .map(|l| u64::from(l.quantity) * u64::from(l.unit_price_cents))
@@ -259,6 +248,47 @@ async fn checkout(
     let id = tx
         .last_insert_id()
         .ok_or_else(|| OrderError::Db(Error::Other("the order got no id".into())))?;
+    insert_lines(&mut tx, id, &lines).await?;
+    tx.commit().await.map_err(db_err("commit order"))?;
+    Ok(Order {
+        id,
+        created_at: created.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        status: "placed".into(),
+        total_cents: total,
+        lines,
+    })
+}
+
+/// An order's lines: in the request's order, a product repeated in it
+/// added up into its first line (`wanted`), at the price `found` locked.
+fn order_lines(
+    req: &OrderRequest,
+    wanted: &BTreeMap<u32, u32>,
+    found: &BTreeMap<u32, (String, u32, u32)>,
+) -> Vec<OrderLine> {
+    let mut lines: Vec<OrderLine> = Vec::new();
+    for it in &req.items {
+        let id = it.product_id as u32;
+        if lines.iter().any(|l| l.product_id == id) {
+            continue;
+        }
+        let (name, price, _) = &found[&id];
+        lines.push(OrderLine {
+            product_id: id,
+            name: name.clone(),
+            quantity: wanted[&id],
+            unit_price_cents: *price,
+        });
+    }
+    lines
+}
+
+/// Inserts order `id`'s lines in one statement.
+async fn insert_lines(
+    tx: &mut mysql_async::Transaction<'_>,
+    id: u64,
+    lines: &[OrderLine],
+) -> Result<(), OrderError> {
     let marks = vec!["(?,?,?,?,?)"; lines.len()].join(",");
     let mut params: Vec<Value> = Vec::with_capacity(lines.len() * 5);
     for (n, l) in lines.iter().enumerate() {
@@ -278,14 +308,7 @@ async fn checkout(
     )
     .await
     .map_err(db_err("insert order lines"))?;
-    tx.commit().await.map_err(db_err("commit order"))?;
-    Ok(Order {
-        id,
-        created_at: created.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        status: "placed".into(),
-        total_cents: total,
-        lines,
-    })
+    Ok(())
 }
 
 /// The catalogue, by id, from `offset`, at most `limit` products.

@@ -1,12 +1,13 @@
 //! What a running replication rule reports: a status snapshot written to
 //! `status.json` in its state directory every second (read by `lifeboat
-//! replicate status`), and the same as Prometheus text.
+//! replicate status`), and the same as OpenMetrics text.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use lifeboat_vault::openmetrics::{CONTENT_TYPE, Scrape, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BucketError, Result};
@@ -173,118 +174,106 @@ pub fn read_statuses(root: &Path) -> Result<Vec<RuleStatus>> {
     Ok(out)
 }
 
-fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// A number of a rule's status, as a sample's value.
+type Field = fn(&RuleStatus) -> Value;
+
+/// The gauges and counters of a rule's status: sample name, type, help, value.
+const SERIES: [(&str, bool, &str, Field); 9] = [
+    (
+        "lifeboat_replication_up",
+        false,
+        "1 when the replicator of the rule runs.",
+        |r| r.running.into(),
+    ),
+    (
+        "lifeboat_replication_backlog_objects",
+        false,
+        "Objects waiting to be replicated.",
+        |r| r.backlog_objects.into(),
+    ),
+    (
+        "lifeboat_replication_backlog_bytes",
+        false,
+        "Bytes waiting to be replicated.",
+        |r| r.backlog_bytes.into(),
+    ),
+    (
+        "lifeboat_replication_oldest_pending_seconds",
+        false,
+        "Age of the oldest waiting change.",
+        |r| r.oldest_pending_s.into(),
+    ),
+    (
+        "lifeboat_replication_copied_objects_total",
+        true,
+        "Objects copied since the replicator started.",
+        |r| r.copied_objects.into(),
+    ),
+    (
+        "lifeboat_replication_copied_bytes_total",
+        true,
+        "Bytes copied since the replicator started.",
+        |r| r.copied_bytes.into(),
+    ),
+    (
+        "lifeboat_replication_deleted_objects_total",
+        true,
+        "Objects deleted at the destination since the replicator started.",
+        |r| r.deleted_objects.into(),
+    ),
+    (
+        "lifeboat_replication_failures_total",
+        true,
+        "Failed copy attempts since the replicator started.",
+        |r| r.failures.into(),
+    ),
+    (
+        "lifeboat_replication_failed_objects",
+        false,
+        "Objects parked after a permanent failure.",
+        |r| r.failed_objects.into(),
+    ),
+];
+
+/// The labels of a rule.
+fn rule_labels(r: &RuleStatus) -> [(&'static str, &str); 3] {
+    [("rule", &r.rule), ("from", &r.from), ("to", &r.to)]
 }
 
-/// Prometheus text exposition of some rules' status.
+/// OpenMetrics text of some rules' status (the lag's quantiles as a gauge
+/// with a `quantile` label, the window's samples as `…_lag_seconds_count`).
 pub fn prometheus(rules: &[RuleStatus]) -> String {
-    let mut out = String::new();
-    let metric = |out: &mut String,
-                  name: &str,
-                  kind: &str,
-                  help: &str,
-                  f: &dyn Fn(&RuleStatus) -> Option<f64>| {
-        out.push_str(&format!(
-            "# HELP lifeboat_replication_{name} {help}\n# TYPE lifeboat_replication_{name} {kind}\n"
-        ));
+    let mut o = Scrape::new();
+    for (name, counter, help, field) in SERIES {
+        let family = if counter {
+            o.counter(name, help)
+        } else {
+            o.gauge(name, help)
+        };
         for r in rules {
-            if let Some(v) = f(r) {
-                out.push_str(&format!(
-                    "lifeboat_replication_{name}{{rule=\"{}\",from=\"{}\",to=\"{}\"}} {v}\n",
-                    esc(&r.rule),
-                    esc(&r.from),
-                    esc(&r.to)
-                ));
-            }
+            family.sample(&rule_labels(r), field(r));
         }
-    };
-    metric(
-        &mut out,
-        "up",
-        "gauge",
-        "1 when the replicator of the rule runs.",
-        &|r| Some(r.running as u8 as f64),
+    }
+    let lag = o.gauge(
+        "lifeboat_replication_lag_seconds",
+        "Time from a source write to the object being visible at the destination (last 5 minutes).",
     );
-    metric(
-        &mut out,
-        "backlog_objects",
-        "gauge",
-        "Objects waiting to be replicated.",
-        &|r| Some(r.backlog_objects as f64),
-    );
-    metric(
-        &mut out,
-        "backlog_bytes",
-        "gauge",
-        "Bytes waiting to be replicated.",
-        &|r| Some(r.backlog_bytes as f64),
-    );
-    metric(
-        &mut out,
-        "oldest_pending_seconds",
-        "gauge",
-        "Age of the oldest waiting change.",
-        &|r| Some(r.oldest_pending_s),
-    );
-    metric(
-        &mut out,
-        "copied_objects_total",
-        "counter",
-        "Objects copied since the replicator started.",
-        &|r| Some(r.copied_objects as f64),
-    );
-    metric(
-        &mut out,
-        "copied_bytes_total",
-        "counter",
-        "Bytes copied since the replicator started.",
-        &|r| Some(r.copied_bytes as f64),
-    );
-    metric(
-        &mut out,
-        "deleted_objects_total",
-        "counter",
-        "Objects deleted at the destination since the replicator started.",
-        &|r| Some(r.deleted_objects as f64),
-    );
-    metric(
-        &mut out,
-        "failures_total",
-        "counter",
-        "Failed copy attempts since the replicator started.",
-        &|r| Some(r.failures as f64),
-    );
-    metric(
-        &mut out,
-        "failed_objects",
-        "gauge",
-        "Objects parked after a permanent failure.",
-        &|r| Some(r.failed_objects as f64),
-    );
-    out.push_str("# HELP lifeboat_replication_lag_seconds Time from a source write to the object being visible at the destination (last 5 minutes).\n# TYPE lifeboat_replication_lag_seconds summary\n");
     for r in rules {
-        let labels = format!(
-            "rule=\"{}\",from=\"{}\",to=\"{}\"",
-            esc(&r.rule),
-            esc(&r.from),
-            esc(&r.to)
-        );
+        let [rule, from, to] = rule_labels(r);
         for (q, v) in [("0.5", r.lag_p50_s), ("0.99", r.lag_p99_s)] {
             if let Some(v) = v {
-                out.push_str(&format!(
-                    "lifeboat_replication_lag_seconds{{{labels},quantile=\"{q}\"}} {v}\n"
-                ));
+                lag.sample(&[rule, from, to, ("quantile", q)], v);
             }
         }
-        out.push_str(&format!(
-            "lifeboat_replication_lag_seconds_count{{{labels}}} {}\n",
-            r.lag_samples
-        ));
     }
-    out
+    let samples = o.gauge(
+        "lifeboat_replication_lag_seconds_count",
+        "Lag samples in the last 5 minutes.",
+    );
+    for r in rules {
+        samples.sample(&rule_labels(r), r.lag_samples);
+    }
+    o.text()
 }
 
 /// Serves the rule's Prometheus text on `addr` (any path).
@@ -315,7 +304,7 @@ pub(crate) async fn serve_metrics(addr: &str, text: Arc<Mutex<String>>) -> Resul
                 }
                 let body = text.lock().expect("metrics lock").clone();
                 let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    "HTTP/1.1 200 OK\r\nContent-Type: {CONTENT_TYPE}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                     body.len()
                 );
                 let _ = s.write_all(head.as_bytes()).await;
@@ -354,5 +343,11 @@ mod tests {
         let t = prometheus(&[r]);
         assert!(t.contains("lifeboat_replication_backlog_objects{rule=\"r1\",from=\"file:///a\\\"b\",to=\"\"} 7\n"), "{t}");
         assert!(t.contains("quantile=\"0.99\"} 1.5\n"), "{t}");
+        assert!(
+            t.contains("# TYPE lifeboat_replication_copied_objects counter\n"),
+            "{t}"
+        );
+        assert!(t.contains("lifeboat_replication_lag_seconds_count{rule=\"r1\",from=\"file:///a\\\"b\",to=\"\"} 0\n"), "{t}");
+        assert!(t.ends_with("# EOF\n"), "{t}");
     }
 }

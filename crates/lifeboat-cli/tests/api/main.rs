@@ -469,6 +469,7 @@ fn metrics_carry_jobs_points_copies_and_replication() {
     let srv = s.serve(&[], None);
     let (code, text) = srv.get("/metrics", Some(&srv.token));
     assert_eq!(code, 200);
+    assert!(text.ends_with("# EOF\n"), "{text}");
     let m = series(&text);
     let get = |name: &str| -> f64 {
         m.iter()
@@ -488,7 +489,7 @@ fn metrics_carry_jobs_points_copies_and_replication() {
     );
     assert_eq!(
         get(
-            r#"lifeboat_job_duration_seconds_bucket{resource="data",kind="backup",status="succeeded",le="+Inf"}"#
+            r#"lifeboat_job_duration_seconds_bucket{le="+Inf",resource="data",kind="backup",status="succeeded"}"#
         ),
         1.0
     );
@@ -521,7 +522,13 @@ fn metrics_carry_jobs_points_copies_and_replication() {
     let mut used: Vec<String> = dash
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .filter(|w| w.starts_with("lifeboat_"))
-        .map(|w| w.trim_end_matches("_bucket").to_string())
+        // A histogram's family is named without `_bucket`, a counter's
+        // without `_total` (OpenMetrics).
+        .map(|w| {
+            w.trim_end_matches("_bucket")
+                .trim_end_matches("_total")
+                .to_string()
+        })
         .collect();
     used.sort();
     used.dedup();
