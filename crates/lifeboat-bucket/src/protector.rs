@@ -49,6 +49,11 @@ impl Protector for BucketProtector {
         }
     }
 
+    /// A bucket point's data is from its newest object (the point was taken after).
+    fn data_time(&self, vault: &Vault, point: &RecoveryPoint) -> Option<DateTime<Utc>> {
+        newest_object(vault, point).or(Some(point.time))
+    }
+
     /// The keys of the point that start with `query.prefix`.
     fn back_up(&self, job: &BackupJob) -> Result<Backed, BackupError> {
         let s: Settings = BackupError::settings(job)?;

@@ -240,13 +240,16 @@ pub fn listen_addr(s: &str) -> Result<(String, u16), String> {
 }
 
 impl ResourceKind {
+    /// Every kind's name, as `kind = "…"` says it.
+    pub const NAMES: [&'static str; 4] = ["files", "mysql", "bucket", "instance"];
+
     /// `files`, `mysql`, `bucket` or `instance`.
     pub fn name(&self) -> &'static str {
         match self {
-            ResourceKind::Files { .. } => "files",
-            ResourceKind::Mysql { .. } => "mysql",
-            ResourceKind::Bucket { .. } => "bucket",
-            ResourceKind::Instance { .. } => "instance",
+            ResourceKind::Files { .. } => Self::NAMES[0],
+            ResourceKind::Mysql { .. } => Self::NAMES[1],
+            ResourceKind::Bucket { .. } => Self::NAMES[2],
+            ResourceKind::Instance { .. } => Self::NAMES[3],
         }
     }
 

@@ -29,7 +29,7 @@ mod tests {
     #[test]
     fn every_kind_of_the_file_has_its_protector() {
         let r = registry();
-        for kind in ["files", "mysql", "bucket", "instance"] {
+        for kind in lifeboat_config::ResourceKind::NAMES {
             let p = r.of_resource(kind).expect(kind);
             assert_eq!(p.describe().kind, kind);
         }

@@ -76,7 +76,10 @@ impl Protector for MysqlProtector {
     fn back_up(&self, job: &BackupJob) -> Result<Backed, BackupError> {
         let s: Settings = BackupError::settings(job)?;
         let mut dsn = crate::Dsn::parse(&s.dsn).map_err(|e| BackupError::Failed(e.to_string()))?;
-        dsn.password = job.secret.map(str::to_string);
+        // The file's secret, when it names one (a DSN's own password stays).
+        if let Some(secret) = job.secret {
+            dsn.password = Some(secret.to_string());
+        }
         let opts = crate::SnapshotOptions {
             resource: Some(job.resource.to_string()),
             tags: job.tags.clone(),
@@ -131,11 +134,124 @@ impl Protector for MysqlProtector {
         Ok(Listing::cut(listing, entries, query.limit))
     }
 
+    /// A snapshot's data is from its consistent moment (a binlog
+    /// segment's: when it was sealed).
+    fn data_time(&self, _vault: &Vault, point: &RecoveryPoint) -> Option<DateTime<Utc>> {
+        match point.kind.as_str() {
+            crate::KIND_SNAPSHOT => {
+                serde_json::from_value::<crate::snapshot::SnapshotMeta>(point.meta.clone())
+                    .ok()
+                    .map(|m| m.consistent_at)
+                    .or(Some(point.time))
+            }
+            _ => Some(point.time),
+        }
+    }
+
     /// The newest restorable second of the database's archive and
     /// snapshots (its restorable windows).
     fn restorable_until(&self, vault: &Vault, resource: &str) -> Option<DateTime<Utc>> {
         crate::Catalog::load(vault, resource)
             .ok()
             .and_then(|c| c.windows().iter().map(|w| w.to).max())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lifeboat_vault::tree::{Node, Tree};
+
+    fn dir(w: &lifeboat_vault::BackupWriter, name: &str, nodes: Vec<Node>) -> Node {
+        let mut n = Node {
+            kind: NodeKind::Dir,
+            mode: 0o40755,
+            subtree: Some(w.save_tree(&Tree { nodes }).unwrap()),
+            ..Node::default()
+        };
+        n.set_name_bytes(name.as_bytes());
+        n
+    }
+
+    /// A snapshot-shaped point: databases `shop` (tables `orders`, `items`)
+    /// and `tables` (a database named like the level below).
+    fn point(v: &Vault) -> (Id, RecoveryPoint) {
+        let w = lifeboat_vault::BackupWriter::start(v, "mysql").unwrap();
+        let shop = dir(
+            &w,
+            "shop",
+            vec![dir(
+                &w,
+                "tables",
+                vec![dir(&w, "orders", vec![]), dir(&w, "items", vec![])],
+            )],
+        );
+        let tables = dir(
+            &w,
+            "tables",
+            vec![dir(&w, "tables", vec![dir(&w, "t", vec![])])],
+        );
+        let root = w
+            .save_tree(&Tree {
+                nodes: vec![dir(&w, "databases", vec![shop, tables])],
+            })
+            .unwrap();
+        let p = RecoveryPoint::new("shop-db", "mysql", root);
+        let id = w.commit(&p).unwrap();
+        (id, v.read_point(&id).unwrap())
+    }
+
+    /// The databases, a database's tables; a name with `/` or NUL refused;
+    /// `..`, `.` and an unknown database not in the point (never a walk
+    /// outside the database asked for).
+    #[test]
+    fn a_snapshot_lists_its_databases_and_a_databases_tables_and_nothing_else() {
+        let t = tempfile::tempdir().unwrap();
+        let opts = lifeboat_vault::vault::InitOptions {
+            kdf: lifeboat_vault::crypto::KdfParams::insecure_fast(),
+            ..Default::default()
+        };
+        let v = Vault::init(
+            &lifeboat_vault::Location::Dir(t.path().join("v")),
+            b"pw",
+            &opts,
+        )
+        .unwrap();
+        let (id, p) = point(&v);
+        let list = |path: Option<&str>| {
+            let q = Query {
+                path: path.map(str::to_string),
+                limit: 10,
+                ..Default::default()
+            };
+            PROTECTOR.contents(&v, &id, &p, &q)
+        };
+        let names = |l: Listing| -> Vec<(String, String)> {
+            l.entries.into_iter().map(|e| (e.name, e.kind)).collect()
+        };
+        let all = list(None).unwrap();
+        assert_eq!(all.listing, "databases");
+        let db = |n: &str| (n.to_string(), "database".to_string());
+        assert_eq!(names(all), [db("shop"), db("tables")]);
+        let table = |n: &str| (n.to_string(), "table".to_string());
+        assert_eq!(
+            names(list(Some("shop")).unwrap()),
+            [table("orders"), table("items")]
+        );
+        assert_eq!(names(list(Some("tables")).unwrap()), [table("t")]);
+        for bad in ["a/b", "a\0b", "../shop"] {
+            assert!(
+                matches!(list(Some(bad)), Err(BrowseError::BadQuery(_))),
+                "{bad}"
+            );
+        }
+        for absent in ["..", ".", "nobody"] {
+            match list(Some(absent)) {
+                Err(BrowseError::NotInPoint(p)) => {
+                    assert_eq!(p, format!("/databases/{absent}/tables"))
+                }
+                other => panic!("{absent}: {other:?}"),
+            }
+        }
     }
 }
