@@ -192,6 +192,14 @@ fn a_recovery_to_an_earlier_time_never_writes_into_the_replica_and_purge_never_d
         "{r:#}"
     );
     assert!(replica.join("after.txt").is_file(), "{r:#}");
+    // A files member's directory holds its files themselves (the
+    // application is handed that directory), not their old absolute path.
+    let etc = PathBuf::from(r["outputs"]["etc.path"].as_str().unwrap());
+    assert_eq!(
+        std::fs::read_to_string(etc.join("app.conf")).unwrap(),
+        "port = 1\n",
+        "{r:#}"
+    );
     // The bucket as of `at` is in a location of its own, holding the point exactly.
     let loc = r["outputs"]["assets.location"].as_str().unwrap();
     let dir = PathBuf::from(loc.strip_prefix("file://").unwrap());

@@ -282,7 +282,7 @@ fn a_server_the_file_declares_that_already_runs_is_used_as_it_is() {
     std::fs::write(
         w.join("lifeboat.toml"),
         format!(
-            "[site.a]\nroot = \"{w}/a\"\n[vault.main]\nlocation = \"{w}/v\"\n[resource.db]\nkind = \"mysql\"\nsite = \"a\"\ndsn = \"mysql://root@127.0.0.1:{port}\"\n[resource.files]\nkind = \"bucket\"\nsite = \"a\"\nlocation = \"file://{w}/existing-bucket\"\n[stack.s]\nmembers = [\"db\", \"files\"]\n",
+            "[site.a]\nroot = \"{w}/a\"\n[vault.main]\nlocation = \"{w}/v\"\n[resource.db]\nkind = \"mysql\"\nsite = \"a\"\ndsn = \"mysql://root@127.0.0.1:{port}\"\n[resource.files]\nkind = \"bucket\"\nsite = \"a\"\nlocation = \"file://{w}/existing-bucket\"\n[resource.docs]\nkind = \"files\"\nsite = \"a\"\npaths = [\"{w}/srv/docs\"]\n[stack.s]\nmembers = [\"db\", \"files\", \"docs\"]\n",
             w = w.display(),
             port = db.port
         ),
@@ -303,9 +303,19 @@ fn a_server_the_file_declares_that_already_runs_is_used_as_it_is() {
         m[1][1]["outputs"]["path"],
         w.join("existing-bucket").display().to_string()
     );
-    // Down and purge leave both alone.
+    // A files member's declared directory likewise: what its plan backs up.
+    let docs = w.join("srv/docs");
+    assert_eq!(
+        m[2][1]["outputs"]["path"],
+        docs.display().to_string(),
+        "{up}"
+    );
+    assert!(docs.is_dir());
+    // Down and purge leave all three alone.
     std::fs::write(w.join("existing-bucket/keep"), b"x").unwrap();
+    std::fs::write(docs.join("keep"), b"x").unwrap();
     c.ok(&["stack", "down", "--stack", "s", "--site", "a", "--purge"]);
     assert_eq!(db.sql("SELECT 1"), "1\n", "the server still runs");
     assert!(w.join("existing-bucket/keep").exists());
+    assert!(docs.join("keep").exists());
 }

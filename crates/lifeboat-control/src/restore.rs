@@ -64,6 +64,7 @@ pub fn restore_files(
         dry_run: false,
         delete: false,
         skip: Vec::new(),
+        as_target: false,
     };
     let res = with_progress(store, job, &counters, Work::FilesRestore, || {
         lifeboat_files::restore(&vault, &id, &opts, &counters.files)

@@ -168,3 +168,57 @@ mod tests {
         assert!(matches!(nul, Err(BrowseError::BadQuery(_))));
     }
 }
+
+#[cfg(test)]
+mod as_target_tests {
+    use super::*;
+
+    /// A directory of a point restored as the target itself: its files
+    /// directly below the target; a file cannot be the target.
+    #[test]
+    fn a_directory_restored_as_the_target_lands_directly_in_it() {
+        let t = tempfile::tempdir().unwrap();
+        let data = t.path().join("srv/app/data");
+        std::fs::create_dir_all(data.join("sub")).unwrap();
+        std::fs::write(data.join("a.txt"), b"a").unwrap();
+        std::fs::write(data.join("sub/b.txt"), b"b").unwrap();
+        let opts = lifeboat_vault::vault::InitOptions {
+            kdf: lifeboat_vault::crypto::KdfParams::insecure_fast(),
+            ..Default::default()
+        };
+        let v = Vault::init(
+            &lifeboat_vault::Location::Dir(t.path().join("v")),
+            b"pw",
+            &opts,
+        )
+        .unwrap();
+        let backup = crate::BackupOptions {
+            paths: vec![data.clone()],
+            ..Default::default()
+        };
+        let made = crate::backup(&v, &backup, &Default::default()).unwrap();
+        let to = t.path().join("to");
+        let ropts = crate::RestoreOptions {
+            to: to.clone(),
+            path: Some(data.clone()),
+            as_target: true,
+            ..Default::default()
+        };
+        crate::restore(&v, &made.id, &ropts, &Default::default()).unwrap();
+        assert_eq!(std::fs::read(to.join("a.txt")).unwrap(), b"a");
+        assert_eq!(std::fs::read(to.join("sub/b.txt")).unwrap(), b"b");
+        assert!(!to.join("srv").exists());
+        let file = crate::RestoreOptions {
+            to: t.path().join("to2"),
+            path: Some(data.join("a.txt")),
+            as_target: true,
+            ..Default::default()
+        };
+        let e = crate::restore(&v, &made.id, &file, &Default::default()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("only a directory can be restored as the target"),
+            "{e}"
+        );
+    }
+}

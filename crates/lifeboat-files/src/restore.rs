@@ -84,6 +84,10 @@ pub struct RestoreOptions {
     /// Absolute paths of the point (as backed up) that are not restored
     /// here (e.g. an instance volume written onto a block device instead).
     pub skip: Vec<PathBuf>,
+    /// With `path` (a directory): restore it as `to` itself — its contents
+    /// directly below `to`, not under its absolute path (a stack's files
+    /// member, whose application is handed `to`).
+    pub as_target: bool,
 }
 
 /// One thing a restore does (listed by a dry run).
@@ -321,6 +325,7 @@ pub fn restore(
         select.as_deref(),
         &roots,
         &opts.skip,
+        opts.as_target && select.is_some(),
     )?;
     let to = opts.to.as_path();
     let empty = target_is_empty(to)?;

@@ -8,7 +8,9 @@
 //! - a **bucket** member: the directory `ROOT/buckets/NAME/`, the same
 //!   object-store API as an S3 bucket; in a site that names an S3
 //!   `endpoint`, a bucket there ([`bucket`]);
-//! - a **files** member: the directory `ROOT/files/NAME/`;
+//! - a **files** member: in its own site the directory it declares (one
+//!   path), else `ROOT/files/NAME/`; a recovery restores a point of one
+//!   directory as that directory itself;
 //! - an **instance** member: its launch spec, with what the other members
 //!   provide (`${shop-db.dsn}`, `${shop-assets.location}`, `${listen}`, …)
 //!   filled in, started as its own process group and health-checked

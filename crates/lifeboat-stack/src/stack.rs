@@ -147,11 +147,17 @@ pub fn provision(
         return Ok(m);
     }
     let mut dir = member_dir(root, &r.kind, name);
-    if own_site
-        && let ResourceKind::Bucket { location } = &r.kind
-        && let Some(path) = location.strip_prefix("file://")
-    {
-        dir = PathBuf::from(path);
+    // In the resource's own site, the directory the file declares.
+    match &r.kind {
+        ResourceKind::Bucket { location } if own_site => {
+            if let Some(path) = location.strip_prefix("file://") {
+                dir = PathBuf::from(path);
+            }
+        }
+        ResourceKind::Files { paths, .. } if own_site && paths.len() == 1 => {
+            dir = paths[0].clone();
+        }
+        _ => {}
     }
     // Made now, or by the stack before: `down --purge` may remove it.
     let provisioned = !dir.exists() || before.is_some_and(|b| b.provisioned == Some(true));

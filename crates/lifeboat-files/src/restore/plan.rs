@@ -206,6 +206,9 @@ struct Walk<'a> {
     roots: &'a [PathBuf],
     /// Absolute paths left out.
     skip: &'a [PathBuf],
+    /// The selected path is the target itself: its contents directly below
+    /// the target, no entries for the components leading to it.
+    as_target: bool,
 }
 
 impl Walk<'_> {
@@ -248,6 +251,20 @@ impl Walk<'_> {
             }
             if n.kind == NodeKind::Socket {
                 return Ok(Vec::new());
+            }
+            if self.as_target {
+                match (last, sub) {
+                    (true, Some(s)) => frontier.push((TARGET, s, abs.clone())),
+                    (true, None) => {
+                        return Err(FilesError::Usage(format!(
+                            "{} is not a directory in the point: only a directory can be restored as the target itself",
+                            p.display()
+                        )));
+                    }
+                    (false, Some(s)) => cur = s,
+                    (false, None) => {}
+                }
+                continue;
             }
             parent = plan.push(
                 Entry {
@@ -339,12 +356,14 @@ pub(crate) fn plan(
     select: Option<&Path>,
     roots: &[PathBuf],
     skip: &[PathBuf],
+    as_target: bool,
 ) -> Result<Plan> {
     let walk = Walk {
         vault,
         index,
         roots,
         skip,
+        as_target,
     };
     let mut plan = Plan::default();
     let mut links = HashMap::new();

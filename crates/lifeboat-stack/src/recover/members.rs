@@ -119,8 +119,17 @@ fn restore_files(r: &Recovery, vaults: &SiteVaults, name: &str) -> Result<(Membe
     };
     let t = Instant::now();
     let m = crate::stack::provision(r.cfg, &r.root, r.own, name, None)?;
+    // A point of one directory is restored as the member's directory
+    // itself: the application is handed that directory, and finds its
+    // files there (not under their old absolute path).
+    let one = match p.paths.as_slice() {
+        [one] => Some(std::path::PathBuf::from(one)),
+        _ => None,
+    };
     let ropts = lifeboat_files::RestoreOptions {
         to: m.dir.clone(),
+        as_target: one.is_some(),
+        path: one,
         ..Default::default()
     };
     lifeboat_files::restore(v, &id, &ropts, &lifeboat_files::Counters::default())
