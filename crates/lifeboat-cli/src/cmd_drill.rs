@@ -95,7 +95,10 @@ pub fn run(g: &Global, a: DrillArgs) -> Result<ExitCode> {
     let opts = lifeboat_stack::drill::DrillOptions {
         pick,
         keep_for,
-        check_timeout: duration("--check-timeout", &a.check_timeout)?,
+        // A timeout, as `--grace` and the file's timeouts: a bare number is seconds.
+        check_timeout: lifeboat_vault::duration::parse_timeout(&a.check_timeout).map_err(|e| {
+            crate::common::usage(format!("--check-timeout {:?}: {e}", a.check_timeout))
+        })?,
         log_dir: Some(dir.root.join("drills")),
         // Each step on its own line as it ends (stdout is line-buffered,
         // so a pipe or a log sees them as they happen, not at the end).

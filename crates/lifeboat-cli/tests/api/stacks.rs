@@ -41,7 +41,8 @@ fn a_drill_started_through_the_api_is_reported_with_its_steps() {
         st["verification"]["failed"][0]
             .as_str()
             .unwrap()
-            .contains("never drilled")
+            .contains("never drilled (`lifeboat drill --drill d1`)"),
+        "the hint names the stack's declared drill: {st}"
     );
     // Exposure in the other site (b, from the copy in `far`): a few seconds.
     assert_eq!(st["exposure"][0]["site"], "b", "{st}");

@@ -172,6 +172,17 @@ pub fn verification(
     Ok(out)
 }
 
+/// The stack was never drilled, with the command that drills it: its
+/// declared drill's, else one to the site its drills or vaults name.
+fn never_drilled(cfg: &Config, stack: &str) -> String {
+    let declared = cfg.drills.iter().find(|(_, d)| d.stack == stack);
+    let command = match declared {
+        Some((drill, _)) => format!("lifeboat drill --drill {drill}"),
+        None => format!("lifeboat drill --stack {stack} --to SITE"),
+    };
+    format!("never drilled (`{command}`)")
+}
+
 /// The controls stack `name` (`s`) fails, judged by its newest drill's summary.
 pub(crate) fn judge(
     cfg: &Config,
@@ -181,7 +192,7 @@ pub(crate) fn judge(
 ) -> Vec<String> {
     let mut failed = Vec::new();
     match summary {
-        None => failed.push("never drilled (`lifeboat drill --stack NAME --to SITE`)".to_string()),
+        None => failed.push(never_drilled(cfg, name)),
         Some(d) => {
             if !d.passed {
                 failed.push("the last drill failed (`lifeboat jobs show ID`)".into());
