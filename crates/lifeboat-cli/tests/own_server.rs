@@ -9,9 +9,12 @@
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use lifeboat_testkit::archive::{start_archive, wait_restorable};
 use lifeboat_testkit::mariadb::MariaDb;
+use lifeboat_testkit::procs::Bg;
+use lifeboat_testkit::wait::wait_for;
 use lifeboat_testkit::{Cli, tempdir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
@@ -57,13 +60,10 @@ check = "true"
     .unwrap();
 }
 
-struct Down<'a>(&'a Cli, Option<std::process::Child>);
+struct Down<'a>(&'a Cli, Option<Bg>);
 impl Drop for Down<'_> {
     fn drop(&mut self) {
-        if let Some(mut a) = self.1.take() {
-            let _ = a.kill();
-            let _ = a.wait();
-        }
+        drop(self.1.take());
         let _ = self.0.run(&[
             "stack", "down", "--stack", "shop", "--site", "dr", "--purge",
         ]);
@@ -115,17 +115,15 @@ fn a_switchover_fences_a_server_of_ones_own_against_its_administrators_and_its_a
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !db
-        .sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'ops'")
-        .starts_with('1')
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the administrator's session did not open"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        "the administrator's session did not open",
+        || {
+            db.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'ops'")
+                .starts_with('1')
+        },
+    );
 
     let r = c.json(&["recover", "--planned", "--stack", "shop", "--to", "dr"]);
 
@@ -244,7 +242,7 @@ fn a_switchover_fences_a_server_of_ones_own_against_its_administrators_and_its_a
 
 /// The file, the `dr` vault, a snapshot of `db` (with users) and its binlog
 /// archive running into `dr`.
-fn protected(w: &Path, c: &Cli, db: &MariaDb) -> std::process::Child {
+fn protected(w: &Path, c: &Cli, db: &MariaDb) -> Bg {
     config(w, db);
     c.ok(&["vault", "init"]);
     c.ok(&[
@@ -260,51 +258,21 @@ fn protected(w: &Path, c: &Cli, db: &MariaDb) -> std::process::Child {
 }
 
 /// `db`'s binlog archive into `dr`, running (its errors in `archive.err`).
-fn archive(w: &Path, c: &Cli, db: &MariaDb) -> std::process::Child {
-    c.command(&[
-        "archive",
-        "mysql",
-        "--dsn",
+fn archive(w: &Path, c: &Cli, db: &MariaDb) -> Bg {
+    start_archive(
+        c,
         &db.root_dsn(),
-        "--resource",
-        "db",
-        "--seal-interval",
-        "1s",
-        "--spool",
-        w.join("spool").to_str().unwrap(),
-    ])
-    .stdout(Stdio::null())
-    .stderr(std::fs::File::create(w.join("archive.err")).unwrap())
-    .spawn()
-    .unwrap()
+        w,
+        &["--resource", "db", "--seal-interval", "1s"],
+    )
 }
 
 /// Waits until the archive in `dr` reaches now (a recovery to the latest
 /// second then has a window to restore).
 fn wait_archived(c: &Cli) {
-    let want = chrono::Utc::now();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let list = c.json(&["points", "list"]);
-        let reached = list
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|p| p["resource_windows"].as_array())
-            .flatten()
-            .filter_map(|w| {
-                w["to"]
-                    .as_str()?
-                    .parse::<chrono::DateTime<chrono::Utc>>()
-                    .ok()
-            })
-            .any(|t| t >= want);
-        if reached {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the archive did not reach now");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_restorable(c, None, chrono::Utc::now(), Duration::from_secs(60), || {
+        "the archive did not reach now".into()
+    });
 }
 
 /// Whether a `mariadbd` whose command line names `dir` runs.
@@ -439,17 +407,18 @@ fn a_switchover_without_a_snapshot_in_the_target_says_a_snapshot_is_missing() {
     // The archive runs into `dr`; no snapshot was ever taken.
     let _down = Down(&c, Some(archive(w, &c, &db)));
     db.sql("INSERT INTO shop.t VALUES (1)");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !c
-        .json(&["points", "list"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|p| p["kind"] == "mysql-binlog")
-    {
-        assert!(Instant::now() < deadline, "nothing archived");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for(
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        "nothing archived",
+        || {
+            c.json(&["points", "list"])
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["kind"] == "mysql-binlog")
+        },
+    );
     let o = c.run(&["recover", "--planned", "--stack", "shop", "--to", "dr"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{err}");
