@@ -2,6 +2,8 @@
 //! not create, never destroys what it cannot replace, and tells local errors
 //! from damage. Hostile points are forged through the vault library.
 
+mod support;
+
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -11,7 +13,8 @@ use std::time::{Duration, Instant};
 use lifeboat_testkit::args::restore_files;
 use lifeboat_testkit::{Cli, compare_trees, make_sample_tree, pseudo_random, restored, tempdir};
 use lifeboat_vault::tree::{Node, NodeKind, Tree};
-use lifeboat_vault::{BackupWriter, BlobType, Id, Location, RecoveryPoint, Vault};
+use lifeboat_vault::{BackupWriter, BlobType, Location, RecoveryPoint, Vault};
+use support::blobs::damage_blob_of;
 
 fn cli(vault: &Path) -> Cli {
     Cli::new(env!("CARGO_BIN_EXE_lifeboat"), vault)
@@ -259,33 +262,6 @@ fn deep_trees_restore_through_handles_and_the_depth_guard_holds() {
     assert!(stderr(&o).contains("too deep"), "{}", stderr(&o));
 }
 
-/// Finds the pack and offset of the blob of `path`'s content in a point.
-fn blob_of(c: &Cli, path: &Path) -> (PathBuf, u32, u32) {
-    let v = open(c);
-    let index = v.load_index().unwrap();
-    let (_, p) = v.find_point("latest", None).unwrap();
-    let mut tree = p.tree;
-    let comps: Vec<_> = path.components().skip(1).collect();
-    let mut node = None;
-    for (i, comp) in comps.iter().enumerate() {
-        let t = v.read_tree(&index, &tree).unwrap();
-        let n = t.find(comp.as_os_str().as_bytes()).unwrap().clone();
-        if i + 1 < comps.len() {
-            tree = n.subtree.unwrap();
-        }
-        node = Some(n);
-    }
-    let n = node.unwrap();
-    let id: Id = n.subtree.unwrap_or_else(|| n.content[0]);
-    let loc = index.get(&id).unwrap();
-    let pack = PathBuf::from(&c.vault).join(lifeboat_vault::pack::pack_path(&loc.pack));
-    (pack, loc.entry.offset, loc.entry.length)
-}
-
-fn damage(pack: &Path, offset: u32, len: u32) {
-    lifeboat_testkit::flip_byte(pack, (offset + len / 2) as i64);
-}
-
 /// A.4: restoring in place over a tree whose point has a damaged blob keeps
 /// the intact file on disk; it is named and the exit code is 3.
 #[test]
@@ -296,8 +272,7 @@ fn a_damaged_blob_never_removes_the_file_on_disk() {
     let c = backed_up(t.path(), &src);
     let to = t.path().join("to");
     c.ok(&restore_files("latest", &to, &[]));
-    let (pack, off, len) = blob_of(&c, &src.join("docs/note-9.txt"));
-    damage(&pack, off, len);
+    damage_blob_of(&c, &src.join("docs/note-9.txt"));
     let o = c.run(&restore_files("latest", &to, &["--overwrite", "always"]));
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("note-9.txt"), "{}", stderr(&o));
@@ -316,8 +291,7 @@ fn a_damaged_tree_blob_loses_only_its_directory() {
     let src = t.path().join("src");
     make_sample_tree(&src, 6);
     let c = backed_up(t.path(), &src);
-    let (pack, off, len) = blob_of(&c, &src.join("docs/deep"));
-    damage(&pack, off, len);
+    damage_blob_of(&c, &src.join("docs/deep"));
     let to = t.path().join("to");
     let o = c.run(&restore_files("latest", &to, &[]));
     let err = stderr(&o);

@@ -1,10 +1,12 @@
 //! What the replication tests share: a replicator process, its status,
 //! `rclone check`, and writing objects the way a well-behaved writer does;
-//! and, in its modules, what other tests share (`copy`: vaults and
+//! and, in its modules, what other tests share (`blobs`: damage aimed at
+//! one blob; `copy`: vaults and
 //! `lifeboat copy` between them; `recovery`: the world of
 //! the recovery tests without a database; `sites`: the two sites).
 #![allow(dead_code)]
 
+pub mod blobs;
 pub mod copy;
 pub mod recovery;
 pub mod sites;
