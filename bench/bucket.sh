@@ -10,14 +10,9 @@
 #   bench/bucket.sh --record   # also append the table to bench/RESULTS.md
 #
 # Environment: BENCH_DIR (default bench/work/bucket), LIFEBOAT_BIN (default: build release).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$PWD
-command -v rclone >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rclone >/dev/null; }
-"$ROOT"/scripts/test-tools   # the pinned moto in .venv-test
-if [ -z "${LIFEBOAT_BIN:-}" ]; then
-  cargo build --release --locked -q -p lifeboat-cli
-  LIFEBOAT_BIN=$ROOT/target/release/lifeboat
-fi
-export LIFEBOAT_BIN BENCH_DIR=${BENCH_DIR:-$ROOT/bench/work/bucket} MOTO=$ROOT/.venv-test/bin/moto_server
+. "$(dirname "$0")/lib.sh"
+bench_install rclone
+bench_moto_bin
+bench_lifeboat_bin
+export LIFEBOAT_BIN BENCH_DIR=${BENCH_DIR:-$ROOT/bench/work/bucket} MOTO
 exec python3 "$ROOT/bench/bucket.py" "$@"

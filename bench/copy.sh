@@ -13,39 +13,23 @@
 #
 # Environment: BENCH_DIR (default bench/work), LIFEBOAT_BIN (default: build
 # release), LIFEBOAT_MOTO_SERVER (default .venv-test/bin/moto_server).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$PWD
-QUICK=0; RECORD=0
-for a in "$@"; do
-  case "$a" in
-    --quick) QUICK=1 ;;
-    --record) RECORD=1 ;;
-    *) echo "unknown option $a" >&2; exit 2 ;;
-  esac
-done
+. "$(dirname "$0")/lib.sh"
+bench_options "--quick --record" "$@"
 BENCH_DIR=${BENCH_DIR:-$ROOT/bench/work}
 GEN_GB=${BENCH_GEN_GB:-2}
 [ "$QUICK" = 1 ] && GEN_GB=0.2
-[ -n "${LIFEBOAT_MOTO_SERVER:-}" ] || "$ROOT"/scripts/test-tools   # the pinned moto in .venv-test
-MOTO=${LIFEBOAT_MOTO_SERVER:-$ROOT/.venv-test/bin/moto_server}
-for t in restic rclone curl; do command -v $t >/dev/null || { echo "$t is needed" >&2; exit 1; }; done
-[ -x /usr/bin/time ] || { echo "/usr/bin/time is needed (apt-get install time)" >&2; exit 1; }
-if [ -z "${LIFEBOAT_BIN:-}" ]; then
-  cargo build --release --locked -q -p lifeboat-cli
-  LIFEBOAT_BIN=$ROOT/target/release/lifeboat
-fi
+bench_moto_bin
+bench_require "" restic rclone curl
+bench_require "apt-get install time" /usr/bin/time
+bench_lifeboat_bin
 
 W=$BENCH_DIR/copy; rm -rf "$W"; mkdir -p "$W"
 DATA=$W/data
 echo "== generating $GEN_GB GB"
 python3 "$ROOT/bench/gen_data.py" "$DATA" "$GEN_GB"
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$MOTO" -H 127.0.0.1 -p "$PORT" >/dev/null 2>&1 &
-MOTO_PID=$!
-trap 'kill $MOTO_PID 2>/dev/null || true' EXIT
-for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.1; done
+bench_start_moto /dev/null
+PORT=$MOTO_PORT
 curl -s -X PUT "http://127.0.0.1:$PORT/bench" >/dev/null
 export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_DEFAULT_REGION=us-east-1
 S3URL="s3://bench/lifeboat?endpoint=http://127.0.0.1:$PORT&region=us-east-1"

@@ -11,27 +11,17 @@
 #   bench/daemon.sh --quick      # 10 s idle, 3 runs
 #   bench/daemon.sh --record     # also append the table to bench/RESULTS.md
 #
-# Environment: LIFEBOAT_BIN (default target/release/lifeboat, built if missing),
+# Environment: LIFEBOAT_BIN (default: build release),
 # BENCH_DIR (default a temporary directory).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$PWD
-QUICK=0; RECORD=0
-for a in "$@"; do
-  case "$a" in
-    --quick) QUICK=1 ;;
-    --record) RECORD=1 ;;
-    *) echo "unknown option $a" >&2; exit 2 ;;
-  esac
-done
+. "$(dirname "$0")/lib.sh"
+bench_options "--quick --record" "$@"
 IDLE_S=60; RUNS=8
 [ "$QUICK" = 1 ] && { IDLE_S=10; RUNS=3; }
-BIN=${LIFEBOAT_BIN:-$ROOT/target/release/lifeboat}
-[ -x "$BIN" ] || { cargo build --release -q -p lifeboat-cli; BIN=$ROOT/target/release/lifeboat; }
+bench_lifeboat_bin
+BIN=$LIFEBOAT_BIN
 W=${BENCH_DIR:-$(mktemp -d)}
 mkdir -p "$W"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; [ -n "${BENCH_DIR:-}" ] || rm -rf "$W"; }
+cleanup() { bench_stop; [ -n "${BENCH_DIR:-}" ] || rm -rf "$W"; }
 trap cleanup EXIT
 export LIFEBOAT_PASSWORD=bench-password LIFEBOAT_INSECURE_FAST_KDF=1
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)

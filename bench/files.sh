@@ -11,19 +11,8 @@
 #
 # Environment: BENCH_DIR (default bench/work), BENCH_GEN_GB (default 2),
 # BENCH_TOOLS (default "lifeboat restic borg"), LIFEBOAT_BIN (default: build release).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$PWD
-
-QUICK=0
-RECORD=0
-for a in "$@"; do
-  case "$a" in
-    --quick) QUICK=1 ;;
-    --record) RECORD=1 ;;
-    *) echo "unknown option $a" >&2; exit 2 ;;
-  esac
-done
+. "$(dirname "$0")/lib.sh"
+bench_options "--quick --record" "$@"
 
 BENCH_DIR=${BENCH_DIR:-$ROOT/bench/work}
 GEN_GB=${BENCH_GEN_GB:-2}
@@ -31,18 +20,8 @@ TOOLS=${BENCH_TOOLS:-"lifeboat restic borg"}
 [ "$QUICK" = 1 ] && GEN_GB=0.2
 
 # --- what the benchmark needs ------------------------------------------------
-need=()
-command -v restic >/dev/null || need+=(restic)
-command -v borg >/dev/null || need+=(borgbackup)
-[ -x /usr/bin/time ] || need+=(time)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "installing ${need[*]}"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-if [ -z "${LIFEBOAT_BIN:-}" ]; then
-  cargo build --release --locked -q -p lifeboat-cli
-  LIFEBOAT_BIN=$ROOT/target/release/lifeboat
-fi
+bench_install restic borg:borgbackup /usr/bin/time:time
+bench_lifeboat_bin
 
 mkdir -p "$BENCH_DIR"
 DATA=$BENCH_DIR/data

@@ -3,17 +3,12 @@
 # restore of a 4 GiB raw image holding ext4 (bench/instance-images.sh makes
 # it), lifeboat vs restic, and a plain `qemu-img convert` copy for scale.
 # Needs root (loop mount for the images). Prints a markdown table.
-# Usage: bench/instance.sh [WORKDIR]
-set -euo pipefail
-cd "$(dirname "$0")/.."
+# Usage: bench/instance.sh [WORKDIR]   (LIFEBOAT_BIN to pick the binary; default: build release)
+. "$(dirname "$0")/lib.sh"
 W=${1:-/tmp/lifeboat-bench-instance}
-LB=$PWD/target/release/lifeboat
-need=()
-command -v restic >/dev/null || need+=(restic)
-command -v qemu-img >/dev/null || need+=(qemu-utils)
-[ -x /usr/bin/time ] || need+=(time)
-if [ ${#need[@]} -gt 0 ]; then apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null; fi
-[ -x "$LB" ] || cargo build --release -p lifeboat-cli
+bench_install restic qemu-img:qemu-utils /usr/bin/time:time
+bench_lifeboat_bin
+LB=$LIFEBOAT_BIN
 rm -rf "$W/vault" "$W/restic" "$W/live" "$W"/r-*; mkdir -p "$W/live"
 [ -f "$W/img/after.img" ] || bench/instance-images.sh "$W/img" 4 1200 >"$W/images.log"
 img=$W/live/disk.img

@@ -8,42 +8,30 @@
 # source. Servers are throw-away mariadbd instances (same settings for every
 # tool). Usage: bench/mysql.sh [--record]   (--record appends to bench/RESULTS.md)
 # Environment: SIZE_GB (2.5), LAG_SECONDS (60), WORK (bench/work/mysql), KEEP_WORK=1 keeps the data.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-RECORD=${1:-}
+. "$(dirname "$0")/lib.sh"
+bench_options "--record" "$@"
 SIZE_GB=${SIZE_GB:-2.5}
-WORK=${WORK:-$PWD/bench/work/mysql}
+WORK=${WORK:-$ROOT/bench/work/mysql}
 LAG_SECONDS=${LAG_SECONDS:-60}
 export LIFEBOAT_PASSWORD=bench-password LIFEBOAT_VAULT=file://$WORK/vault
-for t in mariadbd:/usr/sbin/mariadbd mariadb-dump mydumper myloader sysbench zstd; do
-  b=${t#*:}; command -v "$b" >/dev/null || [ -x "$b" ] || { echo "missing $b: apt-get install mariadb-server mariadb-client mydumper sysbench" >&2; exit 1; }
-done
+bench_require "apt-get install mariadb-server mariadb-client mydumper sysbench zstd" \
+  /usr/sbin/mariadbd mariadb-dump mydumper myloader sysbench zstd
 echo "== building lifeboat (release)"
-cargo build --release --locked -q -p lifeboat-cli
-LB=$PWD/target/release/lifeboat
+bench_lifeboat_bin
+LB=$LIFEBOAT_BIN
 
 rm -rf "$WORK"; mkdir -p "$WORK"
-PIDS=()
 # Servers stop on exit; the data (gigabytes) goes too unless KEEP_WORK=1; logs stay.
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  bench_stop
   [ "${KEEP_WORK:-}" = 1 ] || rm -rf "$WORK"/{src,dst,vault,spool,mydumper,dump.sql,dump.sql.zst}
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 start_server() { # NAME → sets PORT_NAME
-  local name=$1 dir=$WORK/$1 port; port=$(free_port)
-  mkdir -p "$dir/tmp"
-  mariadb-install-db --no-defaults --datadir="$dir/data" --user=root --auth-root-authentication-method=normal --skip-test-db >/dev/null 2>&1
-  /usr/sbin/mariadbd --no-defaults --datadir="$dir/data" --port="$port" --bind-address=127.0.0.1 \
-    --socket="$dir/sock" --pid-file="$dir/pid" --log-error="$dir/err.log" --tmpdir="$dir/tmp" --user=root \
-    --server-id=$((RANDOM + 1)) --log-bin="$dir/binlog" --binlog-format=ROW \
-    --innodb-buffer-pool-size=4G --innodb-log-file-size=1G --max-allowed-packet=256M &
-  PIDS+=($!)
-  for _ in $(seq 1 300); do mariadb --no-defaults -S "$dir/sock" -uroot -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
-  mariadb --no-defaults -S "$dir/sock" -uroot -e "DELETE FROM mysql.global_priv WHERE User=''; FLUSH PRIVILEGES"
+  local name=$1 port; port=$(free_port)
+  bench_start_mariadb "$WORK/$name" "$port" --server-id=$((RANDOM + 1)) \
+    --innodb-buffer-pool-size=4G --innodb-log-file-size=1G --max-allowed-packet=256M
   eval "PORT_$name=$port"
 }
 sql() { local name=$1; shift; mariadb --no-defaults -S "$WORK/$name/sock" -uroot "$@"; }
@@ -171,7 +159,7 @@ echo "snapshot: lifeboat ${T[dump_lifeboat]} s vs mariadb-dump ${T[dump_mariadb]
 echo "restore:  lifeboat ${T[load_lifeboat]} s vs mariadb < dump ${T[load_mariadb]} s (${R_LOAD}x, target >= 3x), myloader ${T[load_myloader]} s"
 echo "archive:  lag p99 ${LAG99} s (target <= 5 s)"
 
-if [ "$RECORD" = "--record" ]; then
+if [ "$RECORD" = 1 ]; then
   {
     echo
     echo "### MySQL benchmark, $(date -u +%F) — $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), MariaDB $(sql src -N -e 'SELECT @@version')"

@@ -13,49 +13,29 @@
 #
 # Environment: RUN_SECONDS (30), WORK (bench/work/objectlock), LIFEBOAT_BIN
 # (default: build release), LIFEBOAT_MOTO_SERVER (default .venv-test/bin/moto_server).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$PWD
-RECORD=${1:-}
+. "$(dirname "$0")/lib.sh"
+bench_options "--record" "$@"
 RUN_SECONDS=${RUN_SECONDS:-30}
 WORK=${WORK:-$ROOT/bench/work/objectlock}
-[ -n "${LIFEBOAT_MOTO_SERVER:-}" ] || "$ROOT"/scripts/test-tools   # the pinned moto in .venv-test
-MOTO=${LIFEBOAT_MOTO_SERVER:-$ROOT/.venv-test/bin/moto_server}
-for t in curl mariadb mariadb-install-db python3; do command -v $t >/dev/null || { echo "$t is needed" >&2; exit 1; }; done
-if [ -z "${LIFEBOAT_BIN:-}" ]; then
-  cargo build --release --locked -q -p lifeboat-cli
-  LIFEBOAT_BIN=$ROOT/target/release/lifeboat
-fi
+bench_moto_bin
+bench_require "" curl mariadb mariadb-install-db python3
+bench_lifeboat_bin
 LB=$LIFEBOAT_BIN
 export LIFEBOAT_PASSWORD=bench-password AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1
 
 rm -rf "$WORK"; mkdir -p "$WORK"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # moto logs one line per request on stderr.
-MPORT=$(free_port)
-"$MOTO" -H 127.0.0.1 -p "$MPORT" 2> "$WORK/moto.log" >/dev/null &
-PIDS+=($!)
-for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$MPORT/" && break; sleep 0.2; done
+bench_start_moto "$WORK/moto.log"
+MPORT=$MOTO_PORT
 curl -sf -X PUT "http://127.0.0.1:$MPORT/plain" >/dev/null
 curl -sf -X PUT -H 'x-amz-bucket-object-lock-enabled: true' "http://127.0.0.1:$MPORT/locked" >/dev/null
 
 # A throw-away server with the binlog on, and a writer committing every 20 ms.
-DB=$WORK/db; DPORT=$(free_port); mkdir -p "$DB/tmp"
-mariadb-install-db --no-defaults --datadir="$DB/data" --user=root --auth-root-authentication-method=normal --skip-test-db >/dev/null 2>&1
-/usr/sbin/mariadbd --no-defaults --datadir="$DB/data" --port="$DPORT" --bind-address=127.0.0.1 \
-  --socket="$DB/sock" --pid-file="$DB/pid" --log-error="$DB/err.log" --tmpdir="$DB/tmp" --user=root \
-  --server-id=7 --log-bin="$DB/binlog" --binlog-format=ROW &
-PIDS+=($!)
-for _ in $(seq 1 300); do mariadb --no-defaults -S "$DB/sock" -uroot -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
-mariadb --no-defaults -S "$DB/sock" -uroot -e "DELETE FROM mysql.global_priv WHERE User=''; FLUSH PRIVILEGES;
-  CREATE DATABASE shop; CREATE TABLE shop.orders (id BIGINT AUTO_INCREMENT PRIMARY KEY, at DATETIME(6), note VARCHAR(200))"
+DB=$WORK/db; DPORT=$(free_port)
+bench_start_mariadb "$DB" "$DPORT" --server-id=7
+mariadb --no-defaults -S "$DB/sock" -uroot -e \
+  "CREATE DATABASE shop; CREATE TABLE shop.orders (id BIGINT AUTO_INCREMENT PRIMARY KEY, at DATETIME(6), note VARCHAR(200))"
 python3 - "$DB/sock" <<'PY' &
 import subprocess, sys, time
 p = subprocess.Popen(["mariadb", "--no-defaults", "-S", sys.argv[1], "-uroot"], stdin=subprocess.PIPE, text=True)
@@ -117,7 +97,7 @@ read -r _ EXTRA_REQ EXTRA_MS < <(grep '^extra' "$WORK/summary.txt")
 echo
 echo "Object Lock per locked seal: +$EXTRA_REQ requests, +$EXTRA_MS ms mean write time"
 
-if [ "$RECORD" = "--record" ]; then
+if [ "$RECORD" = 1 ]; then
   {
     echo
     echo "### Object Lock cost per locked binlog seal, $(date -u +%F) — $(nproc) cores, moto $("$MOTO" --version 2>/dev/null | awk '{print $NF}') on 127.0.0.1"

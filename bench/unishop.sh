@@ -12,17 +12,8 @@
 # Environment: BENCH_DIR (default bench/work), BENCH_SECONDS (wrk run length,
 # default 15), BENCH_CONNECTIONS (default 32), BENCH_THREADS (default 2),
 # BENCH_PRODUCTS (default 50), BENCH_LOAD_RATE (default 200 orders/s).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-ROOT=$PWD
-
-RECORD=0
-for a in "$@"; do
-  case "$a" in
-    --record) RECORD=1 ;;
-    *) echo "unknown option $a" >&2; exit 2 ;;
-  esac
-done
+. "$(dirname "$0")/lib.sh"
+bench_options "--record" "$@"
 SECONDS_RUN=${BENCH_SECONDS:-15}
 CONNS=${BENCH_CONNECTIONS:-32}
 THREADS=${BENCH_THREADS:-2}
@@ -31,47 +22,20 @@ LOAD_RATE=${BENCH_LOAD_RATE:-200}
 W=${BENCH_DIR:-$ROOT/bench/work}/unishop
 
 # --- what the benchmark needs --------------------------------------------------
-need=()
-command -v wrk >/dev/null || need+=(wrk)
-command -v mariadb-install-db >/dev/null || need+=(mariadb-server)
-command -v mariadb >/dev/null || need+=(mariadb-client)
-command -v npm >/dev/null || need+=(npm)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "installing ${need[*]}"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+bench_install wrk mariadb-install-db:mariadb-server mariadb:mariadb-client npm
 FRONTEND=$ROOT/crates/unishop/frontend
 [ -f "$FRONTEND/node_modules/.package-lock.json" ] || npm ci --prefix "$FRONTEND" --no-audit --no-fund --loglevel=error >/dev/null
 cargo build --release --locked -q -p unishop
 BIN=$ROOT/target/release/unishop
-MARIADBD=$(command -v mariadbd || echo /usr/sbin/mariadbd)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 rm -rf "$W"; mkdir -p "$W/results"
 OUT=$W/results
-DB_PID= SHOP_PID=
-cleanup() {
-  [ -n "$SHOP_PID" ] && kill "$SHOP_PID" 2>/dev/null || true
-  [ -n "$DB_PID" ] && kill "$DB_PID" 2>/dev/null || true
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
 
 # --- database, shop, data -------------------------------------------------------
 echo "== MariaDB (binlog on, innodb_flush_log_at_trx_commit=1)"
-mariadb-install-db --no-defaults --user=root --auth-root-authentication-method=normal --skip-test-db \
-  --datadir="$W/db" >"$W/install-db.log" 2>&1
 DB_PORT=$(free_port)
-"$MARIADBD" --no-defaults --datadir="$W/db" --port="$DB_PORT" --bind-address=127.0.0.1 \
-  --socket="$W/mysqld.sock" --pid-file="$W/mysqld.pid" --log-error="$W/mysqld.err" --user=root --tmpdir="$W" \
-  --log-bin="$W/binlog" --binlog-format=ROW --server-id=1 \
-  --innodb-buffer-pool-size=256M --innodb-log-file-size=256M --max-connections=200 &
-DB_PID=$!
-for _ in $(seq 100); do
-  mariadb --no-defaults --socket="$W/mysqld.sock" -uroot -e 'SELECT 1' >/dev/null 2>&1 && break
-  sleep 0.2
-done
-mariadb --no-defaults --socket="$W/mysqld.sock" -uroot -e "DELETE FROM mysql.global_priv WHERE User=''; FLUSH PRIVILEGES;"
+bench_start_mariadb "$W/db" "$DB_PORT" --server-id=1 \
+  --innodb-buffer-pool-size=256M --innodb-log-file-size=256M --max-connections=200
 export UNISHOP_DATABASE_URL=mysql://root@127.0.0.1:$DB_PORT/unishop
 export UNISHOP_BUCKET=file://$W/bucket
 mkdir -p "$W/bucket"
@@ -80,7 +44,7 @@ mkdir -p "$W/bucket"
 
 echo "== unishop serve"
 UNISHOP_LOG=warn "$BIN" serve --listen 127.0.0.1:0 >"$W/serve.out" 2>"$W/serve.err" &
-SHOP_PID=$!
+PIDS+=($!)
 for _ in $(seq 100); do grep -q listening "$W/serve.out" 2>/dev/null && break; sleep 0.1; done
 URL=$(sed -n 's/^unishop listening on //p' "$W/serve.out")
 curl -sf "$URL/health" >/dev/null || { echo "shop not healthy"; cat "$W/serve.err"; exit 1; }
@@ -94,9 +58,9 @@ bench() { # NAME PATH [SCRIPT [SCRIPT ARGS…]]
   wrk -t"$THREADS" -c"$CONNS" -d"${SECONDS_RUN}s" --latency "${script[@]}" "$URL$path" -- "$@" | tee "$OUT/$name.wrk"
 }
 bench products /api/products
-orders_before=$(mariadb --no-defaults --socket="$W/mysqld.sock" -uroot -N -e 'SELECT COUNT(*) FROM unishop.orders')
+orders_before=$(mariadb --no-defaults -S "$W/db/sock" -uroot -N -e 'SELECT COUNT(*) FROM unishop.orders')
 bench checkout /api/orders "$ROOT/bench/unishop-checkout.lua" "$PRODUCTS"
-orders_after=$(mariadb --no-defaults --socket="$W/mysqld.sock" -uroot -N -e 'SELECT COUNT(*) FROM unishop.orders')
+orders_after=$(mariadb --no-defaults -S "$W/db/sock" -uroot -N -e 'SELECT COUNT(*) FROM unishop.orders')
 echo $((orders_after - orders_before)) > "$OUT/checkout.orders"
 bench health /health
 bench page /

@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # `lifeboat validate` of a generated 1,000-resource file (target: < 200 ms).
-# Usage: bench/validate.sh [N]   (LIFEBOAT_BIN to pick the binary; default the release build)
-set -euo pipefail
-cd "$(dirname "$0")/.."
+# Usage: bench/validate.sh [N]   (LIFEBOAT_BIN to pick the binary; default: build release)
+. "$(dirname "$0")/lib.sh"
 n=${1:-1000}
-bin=${LIFEBOAT_BIN:-target/release/lifeboat}
-[ -x "$bin" ] || cargo build --release -p lifeboat-cli
+bench_lifeboat_bin
+bin=$LIFEBOAT_BIN
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 f=$work/lifeboat.toml

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use lifeboat_testkit::args::backup_files;
 use lifeboat_testkit::s3::{CREDENTIALS, S3Server};
 use lifeboat_testkit::{Cli, make_sample_tree, mutate_tree, tempdir};
 
@@ -12,11 +13,11 @@ fn suite(c: &Cli, work: &Path) {
     c.ok(&["vault", "init"]);
     let o = c.run(&["vault", "init"]);
     assert!(!o.status.success(), "a second init is refused");
-    let first = c.json(&["backup", "files", src.to_str().unwrap(), "--tag", "one"]);
-    let again = c.json(&["backup", "files", src.to_str().unwrap()]);
+    let first = c.json(&backup_files(&src, &["--tag", "one"]));
+    let again = c.json(&backup_files(&src, &[]));
     assert_eq!(again["bytes_read"], 0, "incremental on this backend too");
     mutate_tree(&src, 0.2, 3);
-    c.ok(&["backup", "files", src.to_str().unwrap()]);
+    c.ok(&backup_files(&src, &[]));
     let list = c.json(&["points", "list"]);
     assert_eq!(list.as_array().unwrap().len(), 3);
     assert_eq!(list[0]["tags"], serde_json::json!(["one"]));

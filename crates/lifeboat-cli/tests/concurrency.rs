@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use lifeboat_testkit::args::backup_files;
 use lifeboat_testkit::{Cli, files_below, make_sample_tree, pseudo_random, tempdir};
 
 fn cli(vault: &Path) -> Cli {
@@ -23,7 +24,7 @@ fn two_backups_at_once_both_succeed_and_restore() {
     let c = cli(&t.path().join("vault"));
     c.ok(&["vault", "init"]);
     let spawn = |p: &Path| {
-        c.command(&["backup", "files", p.to_str().unwrap(), "--json"])
+        c.command(&backup_files(p, &["--json"]))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -71,7 +72,7 @@ fn prune_while_a_backup_runs_never_removes_what_it_references() {
     let c = cli(&vault);
     c.ok(&["vault", "init"]);
     // Point 1 holds the sample tree.
-    let first = c.json(&["backup", "files", src.to_str().unwrap()]);
+    let first = c.json(&backup_files(&src, &[]));
     let packs_before = files_below(&vault.join("packs")).len();
 
     // Backup 2 of the same tree plus much new data: it deduplicates against

@@ -22,6 +22,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use lifeboat_testkit::browser::Browser;
 use lifeboat_testkit::mariadb::MariaDb;
 use lifeboat_testkit::{make_sample_tree, tempdir};
 
@@ -41,22 +42,9 @@ fn find(dir: &Path, name: &str) -> Option<PathBuf> {
 
 #[test]
 fn a_user_does_the_daily_tasks_in_chromium() {
-    let script_dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console"));
-    for m in ["playwright-core", "axe-core"] {
-        assert!(
-            script_dir.join("node_modules").join(m).is_dir(),
-            "{m} is not installed: run npm ci --prefix {}",
-            script_dir.display()
-        );
-    }
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        Path::new(&chromium).exists(),
-        "{chromium} is missing: apt-get install chromium"
-    );
-    assert!(
-        Command::new("node").arg("--version").output().is_ok(),
-        "node is missing: apt-get install nodejs npm"
+    let browser = Browser::new(
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console")),
+        &["playwright-core", "axe-core"],
     );
 
     let t = tempdir().unwrap();
@@ -157,22 +145,12 @@ fn a_user_does_the_daily_tasks_in_chromium() {
         .to_string(),
     )
     .unwrap();
-    let out = Command::new("node")
-        .arg("console.mjs")
-        .arg(&params)
-        .current_dir(&script_dir)
-        .env("CHROMIUM", &chromium)
-        .output()
-        .expect("node (apt-get install nodejs)");
-    assert!(
-        out.status.success(),
-        "the browser run failed (see {}):\n{}\n{}\nserve's log:\n{}",
-        artifacts.join("failure.png").display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        srv.stderr_text()
+    let sum = browser.run(
+        "console.mjs",
+        &[&params],
+        &artifacts.join("failure.png"),
+        || format!("serve's log:\n{}", srv.stderr_text()),
     );
-    let sum: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     // Every console response carries the security headers, a module too;
     // a file the console does not have is a 404, never a file of the disk.
     for (path, status, kind) in [

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use lifeboat_testkit::args::{backup_files, restore_files};
 use lifeboat_testkit::{Cli, compare_trees, make_sample_tree, mutate_tree, restored, tempdir};
 
 fn cli(vault: &Path) -> Cli {
@@ -28,15 +29,7 @@ fn backup_list_restore_roundtrip_keeps_every_kind_of_entry() {
     let c = cli(&t.path().join("vault"));
     c.ok(&["vault", "init"]);
 
-    let b = c.json(&[
-        "backup",
-        "files",
-        src.to_str().unwrap(),
-        "--tag",
-        "first",
-        "--tag",
-        "t2",
-    ]);
+    let b = c.json(&backup_files(&src, &["--tag", "first", "--tag", "t2"]));
     assert_eq!(b["warnings"], serde_json::json!([]));
     let id = b["id"].as_str().unwrap();
     assert_eq!(id.len(), 64);
@@ -81,8 +74,8 @@ fn incremental_backup_reads_only_what_changed_and_old_points_stay_intact() {
     copy_tree(&src, &original);
     let c = cli(&t.path().join("vault"));
     c.ok(&["vault", "init"]);
-    let first = c.json(&["backup", "files", src.to_str().unwrap()]);
-    let second = c.json(&["backup", "files", src.to_str().unwrap()]);
+    let first = c.json(&backup_files(&src, &[]));
+    let second = c.json(&backup_files(&src, &[]));
     assert_eq!(
         second["bytes_read"], 0,
         "nothing changed, nothing read: {second}"
@@ -94,7 +87,7 @@ fn incremental_backup_reads_only_what_changed_and_old_points_stay_intact() {
     );
 
     std::fs::write(src.join("docs/note-9.txt"), b"changed content").unwrap();
-    let third = c.json(&["backup", "files", src.to_str().unwrap()]);
+    let third = c.json(&backup_files(&src, &[]));
     assert_eq!(
         third["bytes_read"], 15,
         "only the changed file is read: {third}"
@@ -120,10 +113,10 @@ fn five_percent_change_stores_little() {
     make_sample_tree(&src, 3);
     let c = cli(&t.path().join("vault"));
     c.ok(&["vault", "init"]);
-    let first = c.json(&["backup", "files", src.to_str().unwrap()]);
+    let first = c.json(&backup_files(&src, &[]));
     let changed = mutate_tree(&src, 0.05, 9);
     assert!(changed >= 1);
-    let second = c.json(&["backup", "files", src.to_str().unwrap()]);
+    let second = c.json(&backup_files(&src, &[]));
     assert!(
         second["bytes_new"].as_u64().unwrap() * 4 < first["bytes_new"].as_u64().unwrap(),
         "a small change must store far less than the first backup: {first} vs {second}"
@@ -137,7 +130,7 @@ fn restore_of_a_sub_path_only() {
     make_sample_tree(&src, 4);
     let c = cli(&t.path().join("vault"));
     c.ok(&["vault", "init"]);
-    c.ok(&["backup", "files", src.to_str().unwrap()]);
+    c.ok(&backup_files(&src, &[]));
     let to = t.path().join("r");
     let sub = src.join("docs/deep");
     c.ok(&[
@@ -187,15 +180,7 @@ fn restore_of_a_sub_path_only() {
         "only the sub-path is restored"
     );
 
-    let o = c.run(&[
-        "restore",
-        "files",
-        "latest",
-        "--to",
-        to.to_str().unwrap(),
-        "--path",
-        "/no/such/dir",
-    ]);
+    let o = c.run(&restore_files("latest", &to, &["--path", "/no/such/dir"]));
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("/no/such/dir"));
 }
@@ -211,32 +196,26 @@ fn excludes_from_flags_and_files() {
     std::fs::write(&ex, "# comment\n*.bin\n").unwrap();
     let c = cli(&t.path().join("vault"));
     c.ok(&["vault", "init"]);
-    c.ok(&[
-        "backup",
-        "files",
-        src.to_str().unwrap(),
-        "--exclude",
-        "cache/",
-        "--exclude",
-        "note-1*.txt",
-        "--exclude-file",
-        ex.to_str().unwrap(),
-    ]);
+    c.ok(&backup_files(
+        &src,
+        &[
+            "--exclude",
+            "cache/",
+            "--exclude",
+            "note-1*.txt",
+            "--exclude-file",
+            ex.to_str().unwrap(),
+        ],
+    ));
     let to = t.path().join("r");
-    c.ok(&["restore", "files", "latest", "--to", to.to_str().unwrap()]);
+    c.ok(&restore_files("latest", &to, &[]));
     let r = restored(&to, &src);
     assert!(!r.join("cache").exists());
     assert!(!r.join("data/random.bin").exists());
     assert!(!r.join("docs/note-1.txt").exists() && !r.join("docs/note-12.txt").exists());
     assert!(r.join("docs/note-2.txt").exists() && r.join("data/text.log").exists());
 
-    let o = c.run(&[
-        "backup",
-        "files",
-        src.to_str().unwrap(),
-        "--exclude-file",
-        "/no/such/file",
-    ]);
+    let o = c.run(&backup_files(&src, &["--exclude-file", "/no/such/file"]));
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("/no/such/file"));
 }
@@ -259,24 +238,13 @@ fn one_file_system_does_not_cross_mounts() {
     std::fs::write(src.join("mnt/inside.txt"), b"other fs").unwrap();
     let c = cli(&t.path().join("vault"));
     c.ok(&["vault", "init"]);
-    c.ok(&[
-        "backup",
-        "files",
-        src.to_str().unwrap(),
-        "--one-file-system",
-    ]);
-    c.ok(&[
-        "backup",
-        "files",
-        src.to_str().unwrap(),
-        "--resource",
-        "all",
-    ]);
+    c.ok(&backup_files(&src, &["--one-file-system"]));
+    c.ok(&backup_files(&src, &["--resource", "all"]));
     let _ = Command::new("umount").arg(src.join("mnt")).status();
     let (a, b) = (t.path().join("a"), t.path().join("b"));
     let list = c.json(&["points", "list"]);
     let first = list[0]["id"].as_str().unwrap();
-    c.ok(&["restore", "files", first, "--to", a.to_str().unwrap()]);
+    c.ok(&restore_files(first, &a, &[]));
     c.ok(&[
         "restore",
         "files",
@@ -441,7 +409,7 @@ fn forget_keeps_by_policy_and_prune_frees_space() {
             lifeboat_testkit::pseudo_random(i, 2_000_000),
         )
         .unwrap();
-        let b = c.json(&["backup", "files", src.to_str().unwrap()]);
+        let b = c.json(&backup_files(&src, &[]));
         ids.push(b["id"].as_str().unwrap().to_string());
     }
     let dry = c.json(&["forget", "--keep-last", "2", "--dry-run"]);
@@ -472,7 +440,7 @@ fn forget_keeps_by_policy_and_prune_frees_space() {
     assert_eq!(left, ids[3..].to_vec());
     // Delete a file so its data becomes unreferenced, keep only the newest point.
     std::fs::remove_file(src.join("f0")).unwrap();
-    c.ok(&["backup", "files", src.to_str().unwrap()]);
+    c.ok(&backup_files(&src, &[]));
     c.ok(&["forget", "--keep-last", "1"]);
     let before = dir_size(&vault);
     let rep = c.json(&["prune"]);
@@ -498,11 +466,11 @@ fn sockets_are_left_out_with_a_note_not_a_failure() {
     let _sock = std::os::unix::net::UnixListener::bind(src.join("app.sock")).unwrap();
     let c = cli(&t.path().join("vault"));
     c.ok(&["vault", "init"]);
-    let b = c.json(&["backup", "files", src.to_str().unwrap()]);
+    let b = c.json(&backup_files(&src, &[]));
     assert_eq!(b["warnings"], serde_json::json!([]));
     assert!(b["notes"][0].as_str().unwrap().contains("app.sock"), "{b}");
     let to = t.path().join("r");
-    c.ok(&["restore", "files", "latest", "--to", to.to_str().unwrap()]);
+    c.ok(&restore_files("latest", &to, &[]));
     assert!(restored(&to, &src).join("kept.txt").exists());
     assert!(!restored(&to, &src).join("app.sock").exists());
 }

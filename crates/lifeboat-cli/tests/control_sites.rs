@@ -7,7 +7,7 @@
 
 mod control_fixture;
 
-use control_fixture::{TwoSites, bin};
+use control_fixture::{TwoSites, bin, point_kinds};
 use lifeboat_testkit::{Cli, tempdir};
 
 #[test]
@@ -43,19 +43,7 @@ copy = [{{ vault = "dr", retention = {{ keep_daily = 30 }} }}]
     }
     let mut main = Cli::new(bin(), &w.join("main"));
     main.env = c.env.clone();
-    let kinds: Vec<String> = main
-        .json(&["points", "list"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            format!(
-                "{}:{}",
-                p["resource"].as_str().unwrap(),
-                p["kind"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let kinds = point_kinds(&main);
     assert_eq!(kinds.len(), 3, "{kinds:?}");
     for k in ["shop-db:mysql", "shop-files:files", "shop-assets:bucket"] {
         assert!(kinds.contains(&k.to_string()), "{kinds:?}");

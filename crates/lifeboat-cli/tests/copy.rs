@@ -4,54 +4,25 @@
 //! source (pull), an S3 target (moto), bucket points, and SIGKILL at random
 //! moments with resume.
 
+mod support;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lifeboat_testkit::s3::{CREDENTIALS, S3Server};
 use lifeboat_testkit::{Cli, compare_trees, make_sample_tree, mutate_tree, pseudo_random, tempdir};
 use serde_json::Value;
+use support::copy::{TO_PASSWORD, check_clean, copy_cmd, stderr, two_vaults, vault};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
-const TO_PASSWORD: &str = "another site, another password";
-
-/// A runner for a new vault at `loc` with `password`.
-fn vault(loc: &str, password: &str) -> Cli {
-    let mut c = Cli::at(BIN, loc);
-    c.password = password.into();
-    c.env = CREDENTIALS
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    c.ok(&["vault", "init"]);
-    c
-}
-
-/// `lifeboat copy --from <src> --to <dst> ARGS`: the command.
-fn copy_cmd(src: &Cli, dst: &Cli, args: &[&str]) -> Command {
-    let mut a = vec!["copy", "--from", &src.vault, "--to", &dst.vault];
-    a.extend_from_slice(args);
-    let mut c = src.command(&a);
-    c.env("LIFEBOAT_TO_PASSWORD", &dst.password);
-    c
-}
-
 fn copy(src: &Cli, dst: &Cli, args: &[&str]) -> Value {
     let mut a = args.to_vec();
     a.push("--json");
     let o = copy_cmd(src, dst, &a).output().unwrap();
     assert!(o.status.success(), "copy {args:?}: {}", stderr(&o));
     serde_json::from_slice(&o.stdout).unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn check_clean(c: &Cli) {
-    let r = c.json(&["vault", "check"]);
-    assert_eq!(r["errors"].as_array().unwrap().len(), 0, "{r:#}");
 }
 
 fn pack_bytes(vault: &Path) -> u64 {
@@ -68,14 +39,7 @@ fn files_points_copy_incrementally_and_restore_from_the_target_alone() {
     let t = tempdir().unwrap();
     let data = t.path().join("data");
     make_sample_tree(&data, 7);
-    let src = vault(
-        &t.path().join("primary").display().to_string(),
-        "primary password",
-    );
-    let dst = vault(
-        &t.path().join("secondary").display().to_string(),
-        TO_PASSWORD,
-    );
+    let (src, dst) = two_vaults(t.path());
     let first = src.json(&["backup", "files", data.to_str().unwrap()]);
 
     let c1 = copy(&src, &dst, &["--all"]);
@@ -221,14 +185,7 @@ fn bucket_points_copy_and_restore_identically() {
         rustix::fs::XattrFlags::empty(),
     )
     .unwrap();
-    let src = vault(
-        &t.path().join("primary").display().to_string(),
-        "primary password",
-    );
-    let dst = vault(
-        &t.path().join("secondary").display().to_string(),
-        TO_PASSWORD,
-    );
+    let (src, dst) = two_vaults(t.path());
     let addr = format!("file://{}", bucket.display());
     src.ok(&["backup", "bucket", "--bucket", &addr]);
     let r = copy(&src, &dst, &["--kind", "bucket", "--all"]);
@@ -487,14 +444,7 @@ fn bad_input_fails_clearly_and_leaves_the_target_clean() {
     let t = tempdir().unwrap();
     let data = t.path().join("data");
     make_sample_tree(&data, 9);
-    let src = vault(
-        &t.path().join("primary").display().to_string(),
-        "primary password",
-    );
-    let dst = vault(
-        &t.path().join("secondary").display().to_string(),
-        TO_PASSWORD,
-    );
+    let (src, dst) = two_vaults(t.path());
     src.ok(&["backup", "files", data.to_str().unwrap()]);
 
     // Wrong target password: named, exit 1, nothing written.
@@ -640,14 +590,7 @@ fn copies_take_their_own_compliance_lock_that_the_secondary_cannot_forget() {
     let t = tempdir().unwrap();
     let data = t.path().join("data");
     make_sample_tree(&data, 3);
-    let src = vault(
-        &t.path().join("primary").display().to_string(),
-        "primary password",
-    );
-    let dst = vault(
-        &t.path().join("secondary").display().to_string(),
-        TO_PASSWORD,
-    );
+    let (src, dst) = two_vaults(t.path());
     src.ok(&["backup", "files", data.to_str().unwrap()]);
     let r = copy(
         &src,

@@ -4,6 +4,8 @@
 //! Each fails with a message that says what, where and what to do, leaves
 //! nothing half-visible in the target, and the next copy finishes the job.
 
+mod support;
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -12,42 +14,13 @@ use lifeboat_testkit::http_fault::{Faults, HttpFaultProxy};
 use lifeboat_testkit::s3::{CREDENTIALS, S3Server};
 use lifeboat_testkit::{Cli, make_sample_tree, pseudo_random, tempdir};
 use serde_json::Value;
+use support::copy::{TO_PASSWORD, check_clean, copy_cmd, stderr, vault};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
-const TO_PASSWORD: &str = "another site, another password";
-
-fn vault(loc: &str, password: &str) -> Cli {
-    let mut c = Cli::at(BIN, loc);
-    c.password = password.into();
-    c.env = CREDENTIALS
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    c.ok(&["vault", "init"]);
-    c
-}
-
-fn copy_cmd(src: &Cli, dst: &Cli, args: &[&str]) -> Command {
-    let mut a = vec!["copy", "--from", &src.vault, "--to", &dst.vault, "--json"];
-    a.extend_from_slice(args);
-    let mut c = src.command(&a);
-    c.env("LIFEBOAT_TO_PASSWORD", &dst.password)
-        .envs(CREDENTIALS);
-    c
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 fn copied(o: &Output) -> Value {
     assert!(o.status.success(), "copy: {}", stderr(o));
     serde_json::from_slice(&o.stdout).unwrap()
-}
-
-fn check_clean(c: &Cli) {
-    let r = c.json(&["vault", "check"]);
-    assert_eq!(r["errors"].as_array().unwrap().len(), 0, "{r:#}");
 }
 
 fn point_count(c: &Cli) -> usize {
@@ -89,7 +62,7 @@ fn a_throttling_store_is_retried_and_endless_throttling_fails_naming_the_endpoin
         throttle_first: 2,
         ..Faults::default()
     });
-    let r = copied(&copy_cmd(&src, &dst, &["--all"]).output().unwrap());
+    let r = copied(&copy_cmd(&src, &dst, &["--json", "--all"]).output().unwrap());
     assert_eq!(r["points_copied"], 1, "{r:#}");
     assert_eq!(proxy.throttled(), 2, "the proxy throttled nothing");
     check_clean(&dst);
@@ -103,7 +76,7 @@ fn a_throttling_store_is_retried_and_endless_throttling_fails_naming_the_endpoin
         ..Faults::default()
     });
     let started = Instant::now();
-    let o = copy_cmd(&src, &dst, &["--all"]).output().unwrap();
+    let o = copy_cmd(&src, &dst, &["--json", "--all"]).output().unwrap();
     let err = stderr(&o);
     eprintln!("endless throttling ({:?}): {err}", started.elapsed());
     assert_eq!(o.status.code(), Some(1), "{err}");
@@ -116,7 +89,7 @@ fn a_throttling_store_is_retried_and_endless_throttling_fails_naming_the_endpoin
     check_clean(&dst);
     check_clean(&src);
     assert_eq!(point_count(&dst), 1);
-    let r = copied(&copy_cmd(&src, &dst, &["--all"]).output().unwrap());
+    let r = copied(&copy_cmd(&src, &dst, &["--json", "--all"]).output().unwrap());
     assert_eq!(r["points_copied"], 1, "{r:#}");
     check_clean(&dst);
 }
@@ -135,7 +108,11 @@ fn an_outage_mid_copy_leaves_nothing_half_visible_and_the_next_copy_resumes() {
         count_only: Some("PUT /scratch/v/packs/".into()),
         ..Faults::default()
     });
-    let full = copied(&copy_cmd(&src, &scratch, &["--all"]).output().unwrap());
+    let full = copied(
+        &copy_cmd(&src, &scratch, &["--json", "--all"])
+            .output()
+            .unwrap(),
+    );
     let packs = proxy.forwarded();
     eprintln!("a whole copy: {packs} packs, {full}");
     assert!(packs >= 3, "{packs} packs");
@@ -147,7 +124,7 @@ fn an_outage_mid_copy_leaves_nothing_half_visible_and_the_next_copy_resumes() {
         count_only: Some("PUT /dr-vault/lifeboat/packs/".into()),
         ..Faults::default()
     });
-    let o = copy_cmd(&src, &dst, &["--all"]).output().unwrap();
+    let o = copy_cmd(&src, &dst, &["--json", "--all"]).output().unwrap();
     let err = stderr(&o);
     eprintln!("outage: {err}");
     assert!(!proxy.listening(), "the outage never came");
@@ -160,7 +137,7 @@ fn an_outage_mid_copy_leaves_nothing_half_visible_and_the_next_copy_resumes() {
     proxy.set_faults(Faults::default());
     assert_eq!(point_count(&dst), 0, "a point is visible without its data");
     check_clean(&dst);
-    let r = copied(&copy_cmd(&src, &dst, &["--all"]).output().unwrap());
+    let r = copied(&copy_cmd(&src, &dst, &["--json", "--all"]).output().unwrap());
     assert_eq!(r["points_copied"], 1, "{r:#}");
     eprintln!("resumed copy: {r}");
     // The two packs that arrived are kept and not sent again.
@@ -223,7 +200,7 @@ fn a_full_target_fails_clearly_and_the_copy_resumes_once_there_is_room() {
     let small = Tmpfs::mount(&t.path().join("small"), "20m");
     let target = small.0.join("vault");
     let dst = vault(&target.display().to_string(), TO_PASSWORD);
-    let o = copy_cmd(&src, &dst, &["--all"]).output().unwrap();
+    let o = copy_cmd(&src, &dst, &["--json", "--all"]).output().unwrap();
     let err = stderr(&o);
     eprintln!("full target: {err}");
     assert_eq!(o.status.code(), Some(1), "{err}");
@@ -236,7 +213,7 @@ fn a_full_target_fails_clearly_and_the_copy_resumes_once_there_is_room() {
     check_clean(&dst);
     check_clean(&src);
     small.resize("200m");
-    let r = copied(&copy_cmd(&src, &dst, &["--all"]).output().unwrap());
+    let r = copied(&copy_cmd(&src, &dst, &["--json", "--all"]).output().unwrap());
     assert_eq!(r["points_copied"], 1, "{r:#}");
     check_clean(&dst);
     dst.assert_restores("latest", &data, &t.path().join("restored"));
@@ -248,7 +225,9 @@ fn a_missing_bucket_is_named() {
     let (src, _) = primary(t.path(), 1);
     let s3 = S3Server::start();
     let missing = Cli::at(BIN, &s3.url("no-such-bucket", "lifeboat"));
-    let o = copy_cmd(&src, &missing, &["--all"]).output().unwrap();
+    let o = copy_cmd(&src, &missing, &["--json", "--all"])
+        .output()
+        .unwrap();
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(

@@ -4,74 +4,16 @@
 //! and as target. The follow lag (last commit → restorable in the copy) is
 //! measured and printed.
 
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use lifeboat_testkit::archive::{start_archive, wait_restorable};
 use lifeboat_testkit::load::{LoadWriter, Op, expected_state, parse_state, state_diff};
 use lifeboat_testkit::mariadb::MariaDb;
+use lifeboat_testkit::procs::Bg;
 use lifeboat_testkit::{Cli, tempdir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
-
-fn dsn(db: &MariaDb) -> String {
-    format!("mysql://root@127.0.0.1:{}", db.port)
-}
-
-struct Bg(Child);
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Bg {
-    /// SIGTERM, then waits; returns the exit code.
-    fn stop(&mut self) -> Option<i32> {
-        let pid = rustix::process::Pid::from_raw(self.0.id() as i32).unwrap();
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(s) = self.0.try_wait().unwrap() {
-                return s.code();
-            }
-            assert!(Instant::now() < deadline, "did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-/// The newest time up to which the vault says the resource is restorable.
-fn restorable_to(c: &Cli) -> Option<DateTime<Utc>> {
-    let list = c.json(&["points", "list"]);
-    list.as_array()?
-        .iter()
-        .filter_map(|p| p["resource_windows"].as_array())
-        .flatten()
-        .filter_map(|w| w["to"].as_str())
-        .filter_map(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.with_timezone(&Utc))
-        .max()
-}
-
-fn wait_restorable(c: &Cli, want: DateTime<Utc>) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while restorable_to(c).is_none_or(|t| t < want) {
-        assert!(Instant::now() < deadline, "never restorable up to {want}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn checksum(db: &MariaDb, table: &str) -> String {
-    db.sql(&format!("CHECKSUM TABLE {table}"))
-        .split('\t')
-        .nth(1)
-        .unwrap_or("")
-        .trim()
-        .to_string()
-}
 
 /// A whole second after `after` that no op straddles.
 fn clean_second(ops: &[Op], after: DateTime<Utc>) -> DateTime<Utc> {
@@ -90,25 +32,10 @@ fn a_followed_binlog_archive_restores_to_a_point_in_time_from_the_copy_alone() {
     let target_db = MariaDb::start();
     db.sql("CREATE DATABASE shop");
 
-    let archive = Bg(src
-        .command(&[
-            "archive",
-            "mysql",
-            "--dsn",
-            &dsn(&db),
-            "--seal-interval",
-            "1s",
-            "--spool",
-            t.path().join("spool").to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(t.path().join("archive.err")).unwrap())
-        .spawn()
-        .unwrap());
-    let mut archive = archive;
+    let mut archive = start_archive(&src, &db.root_dsn(), t.path(), &["--seal-interval", "1s"]);
     let writer = LoadWriter::start(db.port, "shop.load_rows", Duration::from_millis(5), 0);
     std::thread::sleep(Duration::from_millis(1000));
-    let snap = src.json(&["backup", "mysql", "--dsn", &dsn(&db)]);
+    let snap = src.json(&["backup", "mysql", "--dsn", &db.root_dsn()]);
     let mut follow = Bg(src
         .command(&[
             "copy",
@@ -129,15 +56,17 @@ fn a_followed_binlog_archive_restores_to_a_point_in_time_from_the_copy_alone() {
     assert!(err.is_none(), "{err:?}");
     let last: DateTime<Utc> = ops.last().unwrap().committed.into();
     // The lag: from the last commit until the copy alone can restore it.
-    wait_restorable(&dst, last);
+    wait_restorable(&dst, None, last, Duration::from_secs(60), || {
+        "the copy".into()
+    });
     let lag = Utc::now() - last;
     eprintln!(
         "follow lag: the secondary could restore the last commit {} ms after it was made",
         lag.num_milliseconds()
     );
     assert!(lag.num_seconds() < 15, "lag {lag}");
-    assert_eq!(archive.stop(), Some(0), "the archive stops cleanly");
-    let code = follow.stop();
+    assert_eq!(archive.stop().code(), Some(0), "the archive stops cleanly");
+    let code = follow.stop().code();
     let out = std::fs::read_to_string(t.path().join("follow.json")).unwrap();
     let errs = std::fs::read_to_string(t.path().join("follow.err")).unwrap();
     assert!(matches!(code, Some(0) | Some(130)), "{code:?}: {errs}");
@@ -165,7 +94,7 @@ fn a_followed_binlog_archive_restores_to_a_point_in_time_from_the_copy_alone() {
     std::fs::remove_dir_all(t.path().join("primary")).unwrap();
     let consistent: DateTime<Utc> = snap["consistent_at"].as_str().unwrap().parse().unwrap();
     let at = clean_second(&ops, consistent);
-    let tdsn = dsn(&target_db);
+    let tdsn = target_db.root_dsn();
     dst.ok(&[
         "restore",
         "mysql",
@@ -186,12 +115,12 @@ fn a_followed_binlog_archive_restores_to_a_point_in_time_from_the_copy_alone() {
         "restore", "mysql", "latest", "--dsn", &tdsn, "--at", "latest", "--force",
     ]);
     assert_eq!(
-        checksum(&db, "shop.load_rows"),
-        checksum(&target_db, "shop.load_rows")
+        db.checksum("shop.load_rows"),
+        target_db.checksum("shop.load_rows")
     );
     // The snapshot alone, too.
     let target2 = MariaDb::start();
-    dst.ok(&["restore", "mysql", "latest", "--dsn", &dsn(&target2)]);
+    dst.ok(&["restore", "mysql", "latest", "--dsn", &target2.root_dsn()]);
     let n: i64 = target2
         .sql("SELECT COUNT(*) FROM shop.load_rows")
         .trim()

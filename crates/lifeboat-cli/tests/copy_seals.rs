@@ -6,40 +6,20 @@
 //! per second, and stays restorable as far as the first. An idle stretch
 //! leaves one rollup, not one per rollup interval, in both.
 
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use lifeboat_testkit::archive::{reach, start_archive};
 use lifeboat_testkit::mariadb::MariaDb;
+use lifeboat_testkit::procs::Bg;
+use lifeboat_testkit::wait::wait_until;
 use lifeboat_testkit::{Cli, tempdir};
 
+/// The binary under test (`LIFEBOAT_TEST_BIN` runs the test against another
+/// build).
 fn bin() -> String {
     std::env::var("LIFEBOAT_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_lifeboat").into())
-}
-
-struct Bg(Child);
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Bg {
-    /// SIGTERM, then waits; returns the exit code.
-    fn stop(&mut self) -> Option<i32> {
-        let pid = rustix::process::Pid::from_raw(self.0.id() as i32).unwrap();
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(s) = self.0.try_wait().unwrap() {
-                return s.code();
-            }
-            assert!(Instant::now() < deadline, "did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
 }
 
 /// The vault's binlog points of `db`, and how far it can restore it.
@@ -55,13 +35,7 @@ fn binlog(c: &Cli) -> (usize, Option<DateTime<Utc>>) {
         .iter()
         .filter(|p| p["kind"] == "mysql-binlog")
         .count();
-    let reach = points
-        .iter()
-        .filter_map(|p| p["resource_windows"].as_array())
-        .flatten()
-        .filter_map(|w| w["to"].as_str()?.parse().ok())
-        .max();
-    (n, reach)
+    (n, reach(&list, Some("db")))
 }
 
 #[test]
@@ -82,21 +56,12 @@ fn a_followed_copy_folds_the_seal_copies_into_their_rollup() {
         "--resource",
         "db",
     ]);
-    let mut archive = Bg(src
-        .command(&[
-            "archive",
-            "mysql",
-            "--dsn",
-            &db.root_dsn(),
-            "--resource",
-            "db",
-        ])
-        .args(["--rollup-interval", "3s", "--spool"])
-        .arg(t.path().join("spool"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(t.path().join("archive.err")).unwrap())
-        .spawn()
-        .unwrap());
+    let mut archive = start_archive(
+        &src,
+        &db.root_dsn(),
+        t.path(),
+        &["--resource", "db", "--rollup-interval", "3s"],
+    );
     let mut follow = Bg(src
         .command(&[
             "copy",
@@ -114,28 +79,25 @@ fn a_followed_copy_folds_the_seal_copies_into_their_rollup() {
     // A write, then idle: a seal every second, a rollup every 3 s.
     db.sql("INSERT INTO shop.t VALUES (1)");
     std::thread::sleep(Duration::from_secs(10));
-    assert_eq!(archive.stop(), Some(0), "the archive stops cleanly");
+    assert_eq!(archive.stop().code(), Some(0), "the archive stops cleanly");
     // Its last rollup reaches the copy; then both vaults hold the same
     // binlog points (rollups only) and restore as far.
     let (want, reach) = binlog(&src);
     // The archive's own vault: the rollup with the write, and one for the
     // idle stretch (each idle rollup replaced the one before it).
     assert!(want <= 2, "{want} binlog points in the archive's vault");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    wait_until(Duration::from_secs(30), Duration::from_millis(300), || {
         let (n, r) = binlog(&dst);
         if n == want && r == reach {
-            break;
+            return Ok(());
         }
-        assert!(
-            Instant::now() < deadline,
+        Err(format!(
             "the copy holds {n} binlog points (restorable to {r:?}), the source {want} (to {reach:?}): {}",
             std::fs::read_to_string(t.path().join("follow.err")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+        ))
+    });
     assert!(reach.is_some());
-    let code = follow.stop();
+    let code = follow.stop().code();
     assert!(matches!(code, Some(0) | Some(130)), "{code:?}");
     dst.ok(&["vault", "check"]);
 }

@@ -11,27 +11,15 @@ mod control_fixture;
 
 use std::time::{Duration, Instant};
 
-use control_fixture::{Daemon, TwoSites, bin, jobs};
+use control_fixture::{Daemon, TwoSites, bin, jobs, point_kinds};
 use lifeboat_testkit::{Cli, tempdir};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(180);
 
-fn points(v: &Cli) -> Vec<Value> {
-    v.json(&["points", "list"]).as_array().unwrap().clone()
-}
-
+/// The vault's `resource:kind`s, each once.
 fn kinds(v: &Cli) -> Vec<String> {
-    let mut k: Vec<String> = points(v)
-        .iter()
-        .map(|p| {
-            format!(
-                "{}:{}",
-                p["resource"].as_str().unwrap(),
-                p["kind"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let mut k = point_kinds(v);
     k.sort();
     k.dedup();
     k

@@ -9,6 +9,7 @@ use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use lifeboat_testkit::args::{backup_files, restore_files};
 use lifeboat_testkit::{
     Cli, compare_trees, files_below, flip_byte, make_sample_tree, restored, tempdir,
 };
@@ -33,12 +34,12 @@ fn setup(seed: u64) -> (lifeboat_testkit::TempDir, PathBuf, PathBuf, Cli) {
     let vault = t.path().join("vault");
     let c = cli(&vault);
     c.ok(&["vault", "init"]);
-    c.ok(&["backup", "files", src.to_str().unwrap()]);
+    c.ok(&backup_files(&src, &[]));
     (t, src, vault, c)
 }
 
 fn restores_all(c: &Cli, src: &Path, to: &Path) {
-    let o = c.run(&["restore", "files", "latest", "--to", to.to_str().unwrap()]);
+    let o = c.run(&restore_files("latest", to, &[]));
     assert!(o.status.success(), "restore failed: {}", text(&o));
     let d = compare_trees(src, &restored(to, src));
     assert!(d.is_empty(), "restore differs: {d:?}");
@@ -49,7 +50,7 @@ fn a_missing_index_file_loses_nothing_and_repair_index_rebuilds_it() {
     let (t, src, vault, c) = setup(31);
     // A second point, so that two index files exist; lose both.
     std::fs::write(src.join("new-file.txt"), b"added later").unwrap();
-    c.ok(&["backup", "files", src.to_str().unwrap()]);
+    c.ok(&backup_files(&src, &[]));
     let idx = files_below(&vault.join("index"));
     assert!(!idx.is_empty());
     for f in &idx {
@@ -196,11 +197,28 @@ fn a_config_out_of_range_is_named_by_field_not_a_panic() {
         let mut v: serde_json::Value = serde_json::from_slice(&orig).unwrap();
         *v.pointer_mut(field).unwrap() = value;
         std::fs::write(&p, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
-        let o = c.run(&["backup", "files", src.to_str().unwrap()]);
+        let o = c.run(&backup_files(&src, &[]));
         assert_eq!(o.status.code(), Some(1), "{field}: {}", text(&o));
         let name = field.trim_start_matches('/').replace('/', ".");
         assert!(text(&o).contains(&name), "{field}: {}", text(&o));
     }
+}
+
+/// `backup files SRC` of `c`'s vault while `writer` runs on a thread of its
+/// own until the flag it is given is set (once the backup has ended); the
+/// backup's output.
+fn backup_while(
+    c: &Cli,
+    src: &Path,
+    writer: impl FnOnce(Arc<AtomicBool>) + Send + 'static,
+) -> Output {
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let writer = std::thread::spawn(move || writer(s));
+    let o = c.run(&backup_files(src, &[]));
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    o
 }
 
 #[test]
@@ -214,14 +232,12 @@ fn a_file_rewritten_in_place_during_its_backup_is_flagged_not_stored_silently() 
     let c = cli(&t.path().join("vault"));
     c.ok(&["vault", "init"]);
     // A writer rewriting 4 KiB blocks in place, without pause, as a database would.
-    let stop = Arc::new(AtomicBool::new(false));
-    let s = stop.clone();
     let b = big.clone();
-    let writer = std::thread::spawn(move || {
+    let o = backup_while(&c, &src, move |stop| {
         use std::os::unix::fs::FileExt;
         let f = std::fs::OpenOptions::new().write(true).open(&b).unwrap();
         let mut i = 0u64;
-        while !s.load(Ordering::Relaxed) {
+        while !stop.load(Ordering::Relaxed) {
             let off = (i.wrapping_mul(2654435761) % (size as u64 / 4096)) * 4096;
             f.write_all_at(&[(i % 251) as u8; 4096], off).unwrap();
             i += 1;
@@ -230,9 +246,6 @@ fn a_file_rewritten_in_place_during_its_backup_is_flagged_not_stored_silently() 
             }
         }
     });
-    let o = c.run(&["backup", "files", src.to_str().unwrap()]);
-    stop.store(true, Ordering::Relaxed);
-    writer.join().unwrap();
     assert_eq!(
         o.status.code(),
         Some(3),
@@ -245,9 +258,9 @@ fn a_file_rewritten_in_place_during_its_backup_is_flagged_not_stored_silently() 
         text(&o)
     );
     // Once the file holds still, the next backup reads it again and restores it exactly.
-    c.ok(&["backup", "files", src.to_str().unwrap()]);
+    c.ok(&backup_files(&src, &[]));
     let to = t.path().join("r");
-    c.ok(&["restore", "files", "latest", "--to", to.to_str().unwrap()]);
+    c.ok(&restore_files("latest", &to, &[]));
     assert!(
         std::fs::read(restored(&to, &big)).unwrap() == std::fs::read(&big).unwrap(),
         "the quiet file's second backup is exact"
@@ -264,14 +277,12 @@ fn a_file_that_grows_during_its_backup_is_flagged_and_read_whole_once_it_stops()
     std::fs::write(&log, lifeboat_testkit::pseudo_random(9, 64 << 20)).unwrap();
     let c = cli(&t.path().join("vault"));
     c.ok(&["vault", "init"]);
-    let stop = Arc::new(AtomicBool::new(false));
-    let s = stop.clone();
     let l = log.clone();
-    let writer = std::thread::spawn(move || {
+    let o = backup_while(&c, &src, move |stop| {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new().append(true).open(&l).unwrap();
         let mut i = 0u64;
-        while !s.load(Ordering::Relaxed) {
+        while !stop.load(Ordering::Relaxed) {
             f.write_all(&[(i % 251) as u8; 512]).unwrap();
             i += 1;
             if i.is_multiple_of(16) {
@@ -279,18 +290,15 @@ fn a_file_that_grows_during_its_backup_is_flagged_and_read_whole_once_it_stops()
             }
         }
     });
-    let o = c.run(&["backup", "files", src.to_str().unwrap()]);
-    stop.store(true, Ordering::Relaxed);
-    writer.join().unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert!(
         text(&o).contains("changed while it was read"),
         "{}",
         text(&o)
     );
-    c.ok(&["backup", "files", src.to_str().unwrap()]);
+    c.ok(&backup_files(&src, &[]));
     let to = t.path().join("r");
-    c.ok(&["restore", "files", "latest", "--to", to.to_str().unwrap()]);
+    c.ok(&restore_files("latest", &to, &[]));
     assert!(
         std::fs::read(restored(&to, &log)).unwrap() == std::fs::read(&log).unwrap(),
         "the quiet file's second backup holds all of it"

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use lifeboat_testkit::args::backup_files;
 use lifeboat_testkit::{Cli, make_sample_tree, tempdir};
 
 #[derive(Debug)]
@@ -46,7 +47,7 @@ fn every_rename_is_synced_before_the_next_object_in_the_order() {
     let c = Cli::new(env!("CARGO_BIN_EXE_lifeboat"), &vault);
     c.ok(&["vault", "init"]);
     let trace = t.path().join("trace");
-    let cmd = c.command(&["backup", "files", src.to_str().unwrap()]);
+    let cmd = c.command(&backup_files(&src, &[]));
     let mut st = Command::new("strace");
     st.args(["-f", "-y", "-qq", "-o"])
         .arg(&trace)

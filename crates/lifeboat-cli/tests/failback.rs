@@ -20,11 +20,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use lifeboat_testkit::load::{LoadWriter, Op, expected_state, parse_state, state_diff};
 use lifeboat_testkit::mariadb::free_port;
-use lifeboat_testkit::procs::alive;
+use lifeboat_testkit::procs::{Bg, alive};
 use lifeboat_testkit::{Cli, tempdir};
 use stack_fixture::{
-    Bg, DB_PASSWORD, destroy_site, root_url, shop_host, sql, stack_password, two_site_world,
-    two_sites, wait_until_held,
+    DB_PASSWORD, destroy_site, root_url, shop_host, sql, stack_password, two_site_world, two_sites,
+    wait_until_held,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use lifeboat_testkit::args::{backup_files, restore_files};
 use lifeboat_testkit::{
     Cli, compare_trees, files_below, flip_byte, make_sample_tree, pseudo_random, restored, tempdir,
 };
@@ -47,7 +48,7 @@ fn setup(seed: u64) -> (lifeboat_testkit::TempDir, PathBuf, PathBuf, Cli) {
     let vault = t.path().join("vault");
     let c = cli(&vault);
     c.ok(&["vault", "init"]);
-    c.ok(&["backup", "files", src.to_str().unwrap()]);
+    c.ok(&backup_files(&src, &[]));
     (t, src, vault, c)
 }
 
@@ -74,7 +75,7 @@ fn wrong_password_is_a_clear_error_and_changes_nothing() {
     }
     assert_eq!(before, fingerprint(&vault), "the vault is untouched");
     let to = t.path().join("r");
-    c.ok(&["restore", "files", "latest", "--to", to.to_str().unwrap()]);
+    c.ok(&restore_files("latest", &to, &[]));
 }
 
 #[test]
@@ -84,12 +85,7 @@ fn a_flipped_byte_in_a_pack_is_named_and_everything_else_restores() {
     let pack = biggest_pack(&vault);
     let len = std::fs::metadata(&pack).unwrap().len() as i64;
     flip_byte(&pack, len / 2);
-    let name = pack
-        .strip_prefix(&vault)
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
+    let name = in_vault(&vault, &pack);
 
     let o = c.run(&["vault", "check", "--read-data"]);
     assert_eq!(o.status.code(), Some(1));
@@ -100,7 +96,7 @@ fn a_flipped_byte_in_a_pack_is_named_and_everything_else_restores() {
     );
 
     let to = t.path().join("r");
-    let o = c.run(&["restore", "files", "latest", "--to", to.to_str().unwrap()]);
+    let o = c.run(&restore_files("latest", &to, &[]));
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("damaged, not restored"), "{err}");
@@ -127,17 +123,12 @@ fn a_missing_pack_is_named_by_check_and_restore() {
     let (t, src, vault, c) = setup(13);
     let pack = biggest_pack(&vault);
     std::fs::remove_file(&pack).unwrap();
-    let name = pack
-        .strip_prefix(&vault)
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
+    let name = in_vault(&vault, &pack);
     let o = c.run(&["vault", "check"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).contains(&name), "{}", stdout(&o));
     let to = t.path().join("r");
-    let o = c.run(&["restore", "files", "latest", "--to", to.to_str().unwrap()]);
+    let o = c.run(&restore_files("latest", &to, &[]));
     assert_eq!(o.status.code(), Some(3));
     let diffs = compare_trees(&src, &restored(&to, &src));
     assert!(!diffs.is_empty());
@@ -170,29 +161,22 @@ fn a_truncated_pack_is_named_by_check() {
     assert!(stdout(&o).contains("truncated"), "{}", stdout(&o));
 }
 
+/// `p`'s path inside the vault at `vault`, as `check` names it.
+fn in_vault(vault: &Path, p: &Path) -> String {
+    p.strip_prefix(vault).unwrap().to_str().unwrap().to_string()
+}
+
 #[test]
 fn a_damaged_index_is_named_and_restore_still_gets_everything() {
     let (t, src, vault, c) = setup(15);
     let idx = files_below(&vault.join("index")).pop().unwrap();
     flip_byte(&idx, 30);
-    let name = idx
-        .strip_prefix(&vault)
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
+    let name = in_vault(&vault, &idx);
     let o = c.run(&["vault", "check"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).contains(&name), "{}", stdout(&o));
     let to = t.path().join("r");
-    c.ok(&[
-        "restore",
-        "files",
-        "latest",
-        "--to",
-        to.to_str().unwrap(),
-        "--verify",
-    ]);
+    c.ok(&restore_files("latest", &to, &["--verify"]));
     let diffs = compare_trees(&src, &restored(&to, &src));
     assert!(
         diffs.is_empty(),
@@ -211,14 +195,9 @@ fn a_damaged_point_is_named_and_other_points_restore() {
     let (t, src, vault, c) = setup(16);
     let first = files_below(&vault.join("points")).pop().unwrap();
     std::fs::write(src.join("new.txt"), b"second point").unwrap();
-    c.ok(&["backup", "files", src.to_str().unwrap()]);
+    c.ok(&backup_files(&src, &[]));
     flip_byte(&first, 50);
-    let name = first
-        .strip_prefix(&vault)
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
+    let name = in_vault(&vault, &first);
     let o = c.run(&["vault", "check"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).contains(&name), "{}", stdout(&o));
@@ -297,7 +276,7 @@ fn backups_killed_at_random_moments_never_damage_the_vault() {
     // How long one backup with 12 MB of new data takes.
     std::fs::write(src.join("new-calib.bin"), pseudo_random(1000, 12 << 20)).unwrap();
     let start = Instant::now();
-    c.ok(&["backup", "files", src.to_str().unwrap()]);
+    c.ok(&backup_files(&src, &[]));
     let full_ms = start.elapsed().as_millis() as u64;
     eprintln!("one backup takes {full_ms} ms");
     let mut rng = Lcg(test_seed("backups_killed_at_random_moments"));
@@ -324,20 +303,13 @@ fn backups_killed_at_random_moments_never_damage_the_vault() {
         }
     }
     // The next backup completes; every point restores intact.
-    c.ok(&["backup", "files", src.to_str().unwrap()]);
+    c.ok(&backup_files(&src, &[]));
     c.ok(&["vault", "check", "--read-data"]);
     let points = c.json(&["points", "list"]);
     for p in points.as_array().unwrap() {
         let id = p["id"].as_str().unwrap();
         let to = t.path().join(format!("r-{}", &id[..8]));
-        c.ok(&[
-            "restore",
-            "files",
-            id,
-            "--to",
-            to.to_str().unwrap(),
-            "--verify",
-        ]);
+        c.ok(&restore_files(id, &to, &["--verify"]));
         let r = restored(&to, &src);
         assert!(compare_trees(&src.join("base"), &r.join("base")).is_empty());
         for f in files_below(&r)
@@ -397,9 +369,9 @@ fn a_full_disk_is_a_clear_error_and_the_vault_stays_consistent() {
     let src = t.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("small.txt"), b"fits").unwrap();
-    c.ok(&["backup", "files", src.to_str().unwrap()]);
+    c.ok(&backup_files(&src, &[]));
     std::fs::write(src.join("big.bin"), pseudo_random(5, 64 << 20)).unwrap();
-    let o = c.run(&["backup", "files", src.to_str().unwrap()]);
+    let o = c.run(&backup_files(&src, &[]));
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     assert!(
@@ -413,14 +385,7 @@ fn a_full_disk_is_a_clear_error_and_the_vault_stays_consistent() {
     );
     c.ok(&["vault", "check"]);
     let to = t.path().join("r");
-    c.ok(&[
-        "restore",
-        "files",
-        "latest",
-        "--to",
-        to.to_str().unwrap(),
-        "--verify",
-    ]);
+    c.ok(&restore_files("latest", &to, &["--verify"]));
     assert_eq!(
         std::fs::read(restored(&to, &src).join("small.txt")).unwrap(),
         b"fits"
@@ -429,7 +394,7 @@ fn a_full_disk_is_a_clear_error_and_the_vault_stays_consistent() {
     c.ok(&["prune"]);
     std::fs::remove_file(src.join("big.bin")).unwrap();
     std::fs::write(src.join("medium.bin"), pseudo_random(6, 4 << 20)).unwrap();
-    c.ok(&["backup", "files", src.to_str().unwrap()]);
+    c.ok(&backup_files(&src, &[]));
     c.ok(&["vault", "check", "--read-data"]);
 }
 
@@ -451,7 +416,7 @@ fn prunes_killed_at_random_moments_never_damage_the_vault() {
             if n >= 3 {
                 let _ = std::fs::remove_file(src.join(format!("f{}", n - 3)));
             }
-            c.ok(&["backup", "files", src.to_str().unwrap(), "--quiet"]);
+            c.ok(&backup_files(&src, &["--quiet"]));
         }
         c.ok(&["forget", "--keep-last", "2", "--quiet"]);
         let start = Instant::now();
@@ -480,16 +445,9 @@ fn prunes_killed_at_random_moments_never_damage_the_vault() {
     for p in c.json(&["points", "list"]).as_array().unwrap() {
         let id = p["id"].as_str().unwrap();
         let to = t.path().join(format!("r-{}", &id[..8]));
-        c.ok(&[
-            "restore",
-            "files",
-            id,
-            "--to",
-            to.to_str().unwrap(),
-            "--verify",
-        ]);
+        c.ok(&restore_files(id, &to, &["--verify"]));
     }
     let to = t.path().join("latest");
-    c.ok(&["restore", "files", "latest", "--to", to.to_str().unwrap()]);
+    c.ok(&restore_files("latest", &to, &[]));
     assert!(compare_trees(&src, &restored(&to, &src)).is_empty());
 }

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use lifeboat_testkit::args::{backup_files, restore_files};
 use lifeboat_testkit::s3::{CREDENTIALS, S3Server};
 use lifeboat_testkit::{Cli, compare_trees, make_sample_tree, pseudo_random, restored, tempdir};
 
@@ -69,7 +70,7 @@ fn s3_backups_killed_at_random_moments_never_damage_the_vault() {
     c.ok(&["vault", "init"]);
     std::fs::write(src.join("calib.bin"), pseudo_random(900, 6 << 20)).unwrap();
     let start = Instant::now();
-    c.ok(&["backup", "files", src.to_str().unwrap(), "--quiet"]);
+    c.ok(&backup_files(&src, &["--quiet"]));
     let full_ms = start.elapsed().as_millis() as u64;
     let mut state = seed();
     let mut killed = 0;
@@ -100,10 +101,10 @@ fn s3_backups_killed_at_random_moments_never_damage_the_vault() {
         }
         c.ok(&["vault", "check"]);
     }
-    c.ok(&["backup", "files", src.to_str().unwrap(), "--quiet"]);
+    c.ok(&backup_files(&src, &["--quiet"]));
     c.ok(&["vault", "check", "--read-data"]);
     let to = t.path().join("r");
-    c.ok(&["restore", "files", "latest", "--to", to.to_str().unwrap()]);
+    c.ok(&restore_files("latest", &to, &[]));
     assert!(compare_trees(&src, &restored(&to, &src)).is_empty());
     c.ok(&["prune"]);
     c.ok(&["vault", "check", "--read-data"]);
@@ -122,7 +123,7 @@ fn s3_prune_while_a_frozen_backup_runs_keeps_what_it_references() {
     let src = t.path().join("src");
     make_sample_tree(&src, 43);
     c.ok(&["vault", "init"]);
-    let first = c.json(&["backup", "files", src.to_str().unwrap()]);
+    let first = c.json(&backup_files(&src, &[]));
     let packs_before = pack_count(&s3, "concurrency");
     for i in 0..3u64 {
         std::fs::write(
@@ -174,7 +175,7 @@ fn s3_two_backups_at_once_both_succeed() {
     make_sample_tree(&b, 45);
     c.ok(&["vault", "init"]);
     let spawn = |p: &Path| {
-        c.command(&["backup", "files", p.to_str().unwrap(), "--json"])
+        c.command(&backup_files(p, &["--json"]))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

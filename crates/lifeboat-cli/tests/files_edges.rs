@@ -3,12 +3,13 @@
 //! and a file changed through a shared mapping while it is read is not stored
 //! torn in silence.
 
-use std::os::unix::ffi::OsStrExt;
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use lifeboat_testkit::{Cli, restored, tempdir};
-use lifeboat_vault::{Id, Location, Vault};
+use support::blobs::damage_blob_of;
 
 fn cli(vault: &Path) -> Cli {
     Cli::new(env!("CARGO_BIN_EXE_lifeboat"), vault)
@@ -20,30 +21,6 @@ fn stderr(o: &Output) -> String {
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// The pack holding the tree blob of directory `dir` (or the content blob of
-/// a file) in the newest point, and the blob's offset and length in it.
-fn blob_of(c: &Cli, path: &Path) -> (PathBuf, u32, u32) {
-    let v = Vault::open(&Location::parse(&c.vault).unwrap(), c.password.as_bytes()).unwrap();
-    let index = v.load_index().unwrap();
-    let (_, p) = v.find_point("latest", None).unwrap();
-    let mut tree = p.tree;
-    let comps: Vec<_> = path.components().skip(1).collect();
-    let mut node = None;
-    for (i, comp) in comps.iter().enumerate() {
-        let t = v.read_tree(&index, &tree).unwrap();
-        let n = t.find(comp.as_os_str().as_bytes()).unwrap().clone();
-        if i + 1 < comps.len() {
-            tree = n.subtree.unwrap();
-        }
-        node = Some(n);
-    }
-    let n = node.unwrap();
-    let id: Id = n.subtree.unwrap_or_else(|| n.content[0]);
-    let loc = index.get(&id).unwrap();
-    let pack = PathBuf::from(&c.vault).join(lifeboat_vault::pack::pack_path(&loc.pack));
-    (pack, loc.entry.offset, loc.entry.length)
 }
 
 /// A.3: with the tree blob of the restored directory itself damaged,
@@ -70,8 +47,7 @@ fn delete_never_removes_what_is_below_an_unreadable_tree() {
     let out_dir = restored(&to, &dir);
     std::fs::write(out_dir.join("unknown.txt"), "not in the point\n").unwrap();
     std::fs::write(restored(&to, &src).join("stray.txt"), "stray\n").unwrap();
-    let (pack, off, len) = blob_of(&c, &dir);
-    lifeboat_testkit::flip_byte(&pack, (off + len / 2) as i64);
+    damage_blob_of(&c, &dir);
 
     let args = [
         "restore",

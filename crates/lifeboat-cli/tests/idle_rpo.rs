@@ -4,13 +4,17 @@
 //! 5 s RPO objective and `report` judges the drill as the drill did; the
 //! live exposure (`/metrics`) leaves stateless members out, as a recovery does.
 
-use std::path::Path;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
-use chrono::{DateTime, Utc};
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::Utc;
+use lifeboat_testkit::archive::{restorable_to, start_archive, wait_restorable};
 use lifeboat_testkit::mariadb::MariaDb;
+use lifeboat_testkit::serve::Serve;
 use lifeboat_testkit::{Cli, tempdir};
+use support::sites::two_sites;
 
 /// The binary under test (`LIFEBOAT_TEST_BIN` runs the test against another
 /// build, e.g. the code before a fix).
@@ -18,40 +22,11 @@ fn bin() -> String {
     std::env::var("LIFEBOAT_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_lifeboat").into())
 }
 
-/// A background `lifeboat`, killed on drop.
-struct Bg(Child);
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The newest time the vault (`c`'s) can restore `db` to.
-fn restorable_to(c: &Cli) -> Option<DateTime<Utc>> {
-    c.json(&["points", "list"])
-        .as_array()?
-        .iter()
-        .filter(|p| p["resource"] == "db")
-        .filter_map(|p| p["resource_windows"].as_array())
-        .flatten()
-        .filter_map(|w| w["to"].as_str()?.parse().ok())
-        .max()
-}
-
 /// Two sites; the database in the primary, archived straight into the
 /// secondary's vault `dr`; stack `s` of it alone, with a 5 s RPO objective.
 fn config(w: &Path, db: &MariaDb) -> String {
     format!(
-        r#"[site.primary]
-root = "{w}/primary"
-[site.secondary]
-root = "{w}/secondary"
-[vault.dr]
-site = "secondary"
-location = "{w}/dr"
-[resource.db]
+        r#"{sites}[resource.db]
 kind = "mysql"
 site = "primary"
 dsn = "{dsn}"
@@ -59,7 +34,7 @@ dsn = "{dsn}"
 members = ["db"]
 objectives = {{ rpo = "5s", rto = "10m" }}
 "#,
-        w = w.display(),
+        sites = two_sites(w, "dr"),
         dsn = db.root_dsn()
     )
 }
@@ -83,37 +58,20 @@ fn an_idle_database_stays_restorable_to_about_now_and_its_drill_meets_a_5s_rpo()
         "db",
     ]);
     // The archive with its default settings.
-    let archive = Bg(c
-        .command(&[
-            "archive",
-            "mysql",
-            "--dsn",
-            &db.root_dsn(),
-            "--resource",
-            "db",
-        ])
-        .arg("--spool")
-        .arg(w.join("spool"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(w.join("archive.err")).unwrap())
-        .spawn()
-        .unwrap());
+    let archive = start_archive(&c, &db.root_dsn(), w, &["--resource", "db"]);
     db.sql("INSERT INTO app.t VALUES (2, 'the last write')");
     let last = Utc::now();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while restorable_to(&c).is_none_or(|t| t < last) {
-        assert!(
-            Instant::now() < deadline,
+    wait_restorable(&c, Some("db"), last, Duration::from_secs(60), || {
+        format!(
             "the archive never held the last write: {}",
             std::fs::read_to_string(w.join("archive.err")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        )
+    });
 
     // Idle for 12 s: the restorable time keeps up with the clock (with a
     // 30 s heartbeat it stood still at the last write, 12 s behind).
     std::thread::sleep(Duration::from_secs(12));
-    let reach = restorable_to(&c).unwrap();
+    let reach = restorable_to(&c, Some("db")).unwrap();
     let behind = (Utc::now() - reach).num_milliseconds() as f64 / 1000.0;
     assert!(
         behind < 6.0,
@@ -142,32 +100,6 @@ fn an_idle_database_stays_restorable_to_about_now_and_its_drill_meets_a_5s_rpo()
     drop(archive);
 }
 
-/// `/metrics` of a `serve` on `port` (waits for it to answer).
-fn metrics(port: u16, token_file: &Path) -> String {
-    use std::io::{Read, Write};
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let (Ok(mut s), Ok(token)) = (
-            std::net::TcpStream::connect(("127.0.0.1", port)),
-            std::fs::read_to_string(token_file),
-        ) {
-            write!(
-                s,
-                "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
-                token.trim()
-            )
-            .unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).unwrap();
-            if out.starts_with("HTTP/1.1 200") {
-                return out;
-            }
-        }
-        assert!(Instant::now() < deadline, "no /metrics on port {port}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// The value of the series that starts with `name{labels}`.
 fn value(metrics: &str, series: &str) -> f64 {
     metrics
@@ -191,14 +123,7 @@ fn the_live_exposure_leaves_stateless_members_out_as_a_recovery_does() {
     std::fs::write(
         w.join("lifeboat.toml"),
         format!(
-            r#"[site.primary]
-root = "{w}/primary"
-[site.secondary]
-root = "{w}/secondary"
-[vault.dr]
-site = "secondary"
-location = "{w}/dr"
-[resource.etc]
+            r#"{sites}[resource.etc]
 kind = "files"
 site = "primary"
 paths = ["{w}/data/etc"]
@@ -210,6 +135,7 @@ paths = ["{w}/data/docs"]
 [stack.t]
 members = ["etc", "docs"]
 "#,
+            sites = two_sites(w, "dr"),
             w = w.display()
         ),
     )
@@ -230,14 +156,7 @@ members = ["etc", "docs"]
     backup("docs");
     std::thread::sleep(Duration::from_secs(3));
     backup("etc");
-    let port = lifeboat_testkit::mariadb::free_port();
-    let _serve = Bg(c
-        .command(&["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap());
-    let m = metrics(port, &w.join("state/api-token"));
+    let m = Serve::start(&c).metrics(&w.join("state/api-token"));
     let member = |n: &str| {
         value(
             &m,

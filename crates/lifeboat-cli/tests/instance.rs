@@ -9,6 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use instance_fixture::{MIB, cli, s, sh, stderr};
+use lifeboat_testkit::args::restore_instance;
 use lifeboat_testkit::{pseudo_random, tempdir};
 
 const GIB: u64 = 1 << 30;
@@ -141,7 +142,7 @@ health = "http://127.0.0.1:${{PORT}}/health"
 
     // Restore: a missing placeholder value is named, nothing is written.
     let to = t.path().join("site-b");
-    let o = c.run(&["restore", "instance", "latest", "--to", s(&to)]);
+    let o = c.run(&restore_instance("latest", &to, &[]));
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let e = stderr(&o);
     assert!(
@@ -150,17 +151,16 @@ health = "http://127.0.0.1:${{PORT}}/health"
     );
     assert!(!to.exists());
 
-    let r = c.json(&[
-        "restore",
-        "instance",
+    let r = c.json(&restore_instance(
         "latest",
-        "--to",
-        s(&to),
-        "--env",
-        "DATABASE_URL=mysql://shop@db-b/shop",
-        "--env",
-        "PORT=8099",
-    ]);
+        &to,
+        &[
+            "--env",
+            "DATABASE_URL=mysql://shop@db-b/shop",
+            "--env",
+            "PORT=8099",
+        ],
+    ));
     assert_eq!(r["consistency"], "crash");
     let rimg = to.join(img.strip_prefix("/").unwrap());
     sh("cmp", &[s(&img), s(&rimg)]);
@@ -209,17 +209,11 @@ health = "http://127.0.0.1:${{PORT}}/health"
     // The first point still restores the first state.
     let first = j1["id"].as_str().unwrap();
     let to1 = t.path().join("site-c");
-    c.ok(&[
-        "restore",
-        "instance",
+    c.ok(&restore_instance(
         first,
-        "--to",
-        s(&to1),
-        "--env",
-        "DATABASE_URL=x",
-        "--env",
-        "PORT=1",
-    ]);
+        &to1,
+        &["--env", "DATABASE_URL=x", "--env", "PORT=1"],
+    ));
     let rimg1 = to1.join(img.strip_prefix("/").unwrap());
     sh("e2fsck", &["-fn", s(&rimg1)]);
     sh(
@@ -271,7 +265,7 @@ fn a_qcow2_volume_round_trips_and_passes_qemu_img_check_and_compare() {
         "unchanged qcow2 not converted again: {j}"
     );
     let to = t.path().join("restored");
-    c.ok(&["restore", "instance", "latest", "--to", s(&to)]);
+    c.ok(&restore_instance("latest", &to, &[]));
     let rq = to.join(q.strip_prefix("/").unwrap());
     sh("qemu-img", &["check", s(&rq)]);
     sh("qemu-img", &["compare", s(&q), s(&rq)]);

@@ -33,6 +33,24 @@ fn spec(dir: &Path, volumes: &[&Path], hooks: &str) -> PathBuf {
     p
 }
 
+/// A host with one image whose spec's hooks log `quiesce` (before, then the
+/// commands `more_before`, each a TOML string after a comma) and `resume`
+/// (after) into `dir/hooks.log`, and an initialised vault: the spec, the
+/// log and the vault's runner.
+fn hooked_host(dir: &Path, more_before: &str) -> (PathBuf, PathBuf, Cli) {
+    let img = dir.join("img/disk.img");
+    make_image(&img);
+    let log = dir.join("hooks.log");
+    let hooks = format!(
+        "[hooks]\nbefore = [\"echo quiesce >> {l}\"{more_before}]\nafter = [\"echo resume >> {l}\"]\n",
+        l = log.display()
+    );
+    let spec = spec(dir, &[&img], &hooks);
+    let c = cli(&dir.join("vault"));
+    c.ok(&["vault", "init"]);
+    (spec, log, c)
+}
+
 fn points(c: &Cli) -> usize {
     c.json(&["points", "list"]).as_array().unwrap().len()
 }
@@ -94,16 +112,7 @@ fn a_volume_that_changes_while_read_without_hooks_is_marked_crash_consistent_wit
 #[test]
 fn hooks_make_a_point_application_consistent_and_run_in_order() {
     let t = tempdir().unwrap();
-    let img = t.path().join("img/disk.img");
-    make_image(&img);
-    let log = t.path().join("hooks.log");
-    let hooks = format!(
-        "[hooks]\nbefore = [\"echo quiesce >> {l}\"]\nafter = [\"echo resume >> {l}\"]\n",
-        l = log.display()
-    );
-    let spec = spec(t.path(), &[&img], &hooks);
-    let c = cli(&t.path().join("vault"));
-    c.ok(&["vault", "init"]);
+    let (spec, log, c) = hooked_host(t.path(), "");
     let j = c.json(&["backup", "instance", "--spec", s(&spec)]);
     assert_eq!(j["consistency"], "application", "{j}");
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "quiesce\nresume\n");
@@ -116,16 +125,7 @@ fn hooks_make_a_point_application_consistent_and_run_in_order() {
 #[test]
 fn a_failing_before_hook_fails_the_backup_and_the_app_is_resumed() {
     let t = tempdir().unwrap();
-    let img = t.path().join("img/disk.img");
-    make_image(&img);
-    let log = t.path().join("hooks.log");
-    let hooks = format!(
-        "[hooks]\nbefore = [\"echo quiesce >> {l}\", \"echo cannot flush the cache >&2; exit 3\"]\nafter = [\"echo resume >> {l}\"]\n",
-        l = log.display()
-    );
-    let spec = spec(t.path(), &[&img], &hooks);
-    let c = cli(&t.path().join("vault"));
-    c.ok(&["vault", "init"]);
+    let (spec, log, c) = hooked_host(t.path(), ", \"echo cannot flush the cache >&2; exit 3\"");
     let o = c.run(&["backup", "instance", "--spec", s(&spec)]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let e = stderr(&o);

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use instance_fixture::{MIB, cli, s, stderr};
+use lifeboat_testkit::args::restore_instance;
 use lifeboat_testkit::loopdev::LoopDevice;
 use lifeboat_testkit::{Cli, pseudo_random, tempdir};
 
@@ -74,8 +75,7 @@ fn a_dry_run_says_what_would_be_written_where_and_writes_nothing() {
     let f = fixture();
     let to = f.root.join("site-b");
     // A missing placeholder value is still an error in a dry run.
-    let o =
-        f.c.run(&["restore", "instance", "latest", "--to", s(&to), "--dry-run"]);
+    let o = f.c.run(&restore_instance("latest", &to, &["--dry-run"]));
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("DATABASE_URL"), "{}", stderr(&o));
 
@@ -138,16 +138,11 @@ fn a_dry_run_says_what_would_be_written_where_and_writes_nothing() {
     );
 
     // The human form lists the same.
-    let out = f.c.ok(&[
-        "restore",
-        "instance",
+    let out = f.c.ok(&restore_instance(
         "latest",
-        "--to",
-        s(&to),
-        "--env",
-        "DATABASE_URL=x",
-        "--dry-run",
-    ]);
+        &to,
+        &["--env", "DATABASE_URL=x", "--dry-run"],
+    ));
     assert!(
         out.contains(&format!("create {}", under(&to, &f.img.clone()).display())),
         "{out}"
@@ -197,17 +192,11 @@ fn a_non_empty_target_is_refused_naming_what_is_there_and_overwrite_follows_the_
     assert_eq!(std::fs::read(&run).unwrap(), b"changed");
 
     // if-changed: what differs is replaced, the rest kept; a local file stays.
-    let j = f.c.json(&[
-        "restore",
-        "instance",
+    let j = f.c.json(&restore_instance(
         "latest",
-        "--to",
-        s(&to),
-        "--env",
-        "DATABASE_URL=x",
-        "--overwrite",
-        "if-changed",
-    ]);
+        &to,
+        &["--env", "DATABASE_URL=x", "--overwrite", "if-changed"],
+    ));
     assert!(
         j["unchanged"].as_u64().unwrap() >= 1,
         "the image is kept: {j}"
@@ -241,15 +230,11 @@ fn a_non_empty_target_is_refused_naming_what_is_there_and_overwrite_follows_the_
 fn a_target_whose_restored_instance_runs_is_refused() {
     let f = fixture();
     let to = f.root.join("site-b");
-    f.c.ok(&[
-        "restore",
-        "instance",
+    f.c.ok(&restore_instance(
         "latest",
-        "--to",
-        s(&to),
-        "--env",
-        "DATABASE_URL=x",
-    ]);
+        &to,
+        &["--env", "DATABASE_URL=x"],
+    ));
     // What `--start` leaves: launch.pid naming a live process and its start time.
     let mut child = Command::new("sleep")
         .arg("1000")
@@ -272,17 +257,11 @@ fn a_target_whose_restored_instance_runs_is_refused() {
             .to_string(),
     )
     .unwrap();
-    let o = f.c.run(&[
-        "restore",
-        "instance",
+    let o = f.c.run(&restore_instance(
         "latest",
-        "--to",
-        s(&to),
-        "--env",
-        "DATABASE_URL=x",
-        "--overwrite",
-        "always",
-    ]);
+        &to,
+        &["--env", "DATABASE_URL=x", "--overwrite", "always"],
+    ));
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
@@ -292,15 +271,9 @@ fn a_target_whose_restored_instance_runs_is_refused() {
         "{e}"
     );
     // Once it has ended, the same restore goes through.
-    f.c.ok(&[
-        "restore",
-        "instance",
+    f.c.ok(&restore_instance(
         "latest",
-        "--to",
-        s(&to),
-        "--env",
-        "DATABASE_URL=x",
-        "--overwrite",
-        "always",
-    ]);
+        &to,
+        &["--env", "DATABASE_URL=x", "--overwrite", "always"],
+    ));
 }

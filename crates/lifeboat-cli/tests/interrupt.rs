@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use lifeboat_testkit::args::backup_files;
 use lifeboat_testkit::{Cli, files_below, pseudo_random, tempdir};
 
 fn cli(vault: &Path) -> Cli {
@@ -80,7 +81,7 @@ fn ctrl_c_saves_what_was_stored_and_the_next_backup_reuses_it() {
     assert_eq!(dry["deleted_garbage"], 0, "{dry}");
     let saved = pack_bytes(&vault);
     assert!(saved >= 20 << 20, "saved {saved}");
-    let j = c.json(&["backup", "files", src.to_str().unwrap()]);
+    let j = c.json(&backup_files(&src, &[]));
     let new = j["bytes_new"].as_u64().unwrap();
     assert!(
         new + saved / 2 <= total,
@@ -111,7 +112,7 @@ fn the_next_backup_reuses_what_a_killed_one_stored_and_cleans_its_staging() {
         .set_modified(two_min_ago)
         .unwrap();
     // The killed run's lock is stale (its process is gone) and ignored.
-    let j = c.json(&["backup", "files", src.to_str().unwrap()]);
+    let j = c.json(&backup_files(&src, &[]));
     let new = j["bytes_new"].as_u64().unwrap();
     assert!(
         new + saved / 2 <= total,

@@ -4,28 +4,24 @@
 //! restarts and its own kill, gaps, and bad input.
 
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
+use lifeboat_testkit::archive;
 use lifeboat_testkit::load::{LoadWriter, Op, expected_state, parse_state, state_diff};
 use lifeboat_testkit::mariadb::{MariaDb, MariaDbOptions};
-use lifeboat_testkit::{Cli, TempDir, tempdir};
+use lifeboat_testkit::procs::Bg;
+use lifeboat_testkit::{Cli, TempDir, fresh_vault, tempdir};
 
+/// A new vault in a temporary directory.
 fn vault() -> (TempDir, Cli) {
-    let t = tempdir().unwrap();
-    let c = Cli::new(env!("CARGO_BIN_EXE_lifeboat"), &t.path().join("vault"));
-    c.ok(&["vault", "init"]);
-    (t, c)
-}
-
-fn dsn(db: &MariaDb) -> String {
-    format!("mysql://root@127.0.0.1:{}", db.port)
+    fresh_vault(env!("CARGO_BIN_EXE_lifeboat"))
 }
 
 /// `lifeboat restore mysql latest --dsn <db> ARGS…`, asserting success.
 fn restore(c: &Cli, db: &MariaDb, args: &[&str]) {
-    let dsn = dsn(db);
+    let dsn = db.root_dsn();
     let mut a = vec!["restore", "mysql", "latest", "--dsn", &dsn];
     a.extend_from_slice(args);
     c.ok(&a);
@@ -42,47 +38,8 @@ fn fails(c: &Cli, args: &[&str], needle: &str) {
     );
 }
 
-fn checksum(db: &MariaDb, table: &str) -> String {
-    db.sql(&format!("CHECKSUM TABLE {table}"))
-        .split('\t')
-        .nth(1)
-        .unwrap_or("")
-        .trim()
-        .to_string()
-}
-
 fn state(db: &MariaDb, table: &str) -> std::collections::BTreeMap<i64, i64> {
     parse_state(&db.sql(&format!("SELECT id, val FROM {table} ORDER BY id")))
-}
-
-/// A background `lifeboat` process, killed when dropped.
-struct Bg(Child);
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Bg {
-    fn signal(&mut self, sig: rustix::process::Signal) {
-        let pid = rustix::process::Pid::from_raw(self.0.id() as i32).unwrap();
-        let _ = rustix::process::kill_process(pid, sig);
-    }
-
-    /// SIGTERM, then waits; returns whether it exited with success.
-    fn stop(&mut self) -> bool {
-        self.signal(rustix::process::Signal::TERM);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(s) = self.0.try_wait().unwrap() {
-                return s.success();
-            }
-            assert!(Instant::now() < deadline, "the archive did not stop");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
 }
 
 fn archive(c: &Cli, db: &MariaDb, dir: &Path, name: &str) -> Bg {
@@ -93,7 +50,7 @@ fn archive(c: &Cli, db: &MariaDb, dir: &Path, name: &str) -> Bg {
             "archive",
             "mysql",
             "--dsn",
-            &dsn(db),
+            &db.root_dsn(),
             "--seal-interval",
             "1s",
             "--spool",
@@ -109,28 +66,7 @@ fn archive(c: &Cli, db: &MariaDb, dir: &Path, name: &str) -> Bg {
 
 /// Waits until the vault says the resource is restorable at least up to `t`.
 fn wait_restorable(c: &Cli, t: SystemTime) {
-    let want: DateTime<Utc> = t.into();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let list = c.json(&["points", "list"]);
-        let reached = list
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|p| p["resource_windows"].as_array())
-            .flatten()
-            .filter_map(|w| w["to"].as_str())
-            .filter_map(|s| DateTime::parse_from_rfc3339(s).ok())
-            .any(|to| to >= want);
-        if reached {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the archive never reached {want}: {list:#}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    archive::wait_restorable(c, None, t, Duration::from_secs(60), || "the archive".into());
 }
 
 /// Waits until the archive's JSON lines contain `needle`.
@@ -212,7 +148,7 @@ fn snapshot_under_load_restores_every_type_and_matches_its_coordinates() {
         "backup",
         "mysql",
         "--dsn",
-        &dsn(&src),
+        &src.root_dsn(),
         "--users",
         "--chunk-mib",
         "8",
@@ -233,7 +169,7 @@ fn snapshot_under_load_restores_every_type_and_matches_its_coordinates() {
 
     restore(&c, &dst, &["--users"]);
     for table in STATIC_TABLES {
-        assert_eq!(checksum(&src, table), checksum(&dst, table), "{table}");
+        assert_eq!(src.checksum(table), dst.checksum(table), "{table}");
     }
     // The load table holds exactly what was committed at the snapshot's GTID.
     let expected = expected_state(&ops, |o| o.gtid_seq <= seq);
@@ -267,7 +203,7 @@ fn snapshot_under_load_restores_every_type_and_matches_its_coordinates() {
     );
 
     // A non-empty target is refused; a renamed copy is not.
-    let o = c.run(&["restore", "mysql", "latest", "--dsn", &dsn(&dst)]);
+    let o = c.run(&["restore", "mysql", "latest", "--dsn", &dst.root_dsn()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("is not empty"));
     restore(
@@ -275,11 +211,18 @@ fn snapshot_under_load_restores_every_type_and_matches_its_coordinates() {
         &dst,
         &["--databases", "shop", "--rename", "shop=shop_copy"],
     );
-    assert_eq!(checksum(&src, "shop.big"), checksum(&dst, "shop_copy.big"));
+    assert_eq!(src.checksum("shop.big"), dst.checksum("shop_copy.big"));
     assert_eq!(dst.sql("SELECT COUNT(*) FROM shop_copy.v_v").trim(), "9");
 
     // Unchanged tables cost almost nothing in the next snapshot.
-    let again = c.json(&["backup", "mysql", "--dsn", &dsn(&src), "--chunk-mib", "8"]);
+    let again = c.json(&[
+        "backup",
+        "mysql",
+        "--dsn",
+        &src.root_dsn(),
+        "--chunk-mib",
+        "8",
+    ]);
     let (size, new) = (
         again["size"].as_u64().unwrap(),
         again["bytes_new"].as_u64().unwrap(),
@@ -307,12 +250,15 @@ fn point_in_time_restore_holds_exactly_the_rows_committed_before_t() {
     let mut arch = archive(&c, &src, t.path(), "archive");
     let writer = LoadWriter::start(src.port, "shop.load_rows", Duration::from_millis(5), 0);
     std::thread::sleep(Duration::from_millis(1500));
-    let snap = c.json(&["backup", "mysql", "--dsn", &dsn(&src)]);
+    let snap = c.json(&["backup", "mysql", "--dsn", &src.root_dsn()]);
     std::thread::sleep(Duration::from_millis(4500));
     let (ops, err) = writer.stop();
     assert!(err.is_none(), "{err:?}");
     wait_restorable(&c, ops.last().unwrap().committed);
-    assert!(arch.stop(), "the archive stops cleanly on SIGTERM");
+    assert!(
+        arch.stop().success(),
+        "the archive stops cleanly on SIGTERM"
+    );
     let events = std::fs::read_to_string(t.path().join("archive.jsonl")).unwrap();
     assert!(events.contains("\"event\":\"rolled-up\""), "{events}");
 
@@ -335,8 +281,8 @@ fn point_in_time_restore_holds_exactly_the_rows_committed_before_t() {
     // Everything archived.
     restore(&c, &dst, &["--at", "latest", "--force"]);
     assert_eq!(
-        checksum(&src, "shop.load_rows"),
-        checksum(&dst, "shop.load_rows")
+        src.checksum("shop.load_rows"),
+        dst.checksum("shop.load_rows")
     );
 
     // Up to one GTID, inclusive.
@@ -358,7 +304,7 @@ fn point_in_time_restore_holds_exactly_the_rows_committed_before_t() {
         "mysql",
         "latest",
         "--dsn",
-        &dsn(&dst),
+        &dst.root_dsn(),
         "--force",
         "--at",
         &(consistent - chrono::Duration::seconds(60)).to_rfc3339(),
@@ -375,10 +321,10 @@ fn point_in_time_restore_holds_exactly_the_rows_committed_before_t() {
     // Retention keeps the binlog a kept snapshot needs, and only that.
     src.sql("FLUSH BINARY LOGS; INSERT INTO shop.load_rows VALUES (-1, 1, 'after')");
     let mut arch = archive(&c, &src, t.path(), "archive2");
-    let newer = c.json(&["backup", "mysql", "--dsn", &dsn(&src)]);
+    let newer = c.json(&["backup", "mysql", "--dsn", &src.root_dsn()]);
     src.sql("INSERT INTO shop.load_rows VALUES (-2, 2, 'later')");
     wait_restorable(&c, SystemTime::now());
-    assert!(arch.stop());
+    assert!(arch.stop().success());
     let f = c.json(&["forget", "--keep-last", "1"]);
     let forgotten: Vec<&serde_json::Value> = f["decisions"]
         .as_array()
@@ -398,14 +344,14 @@ fn point_in_time_restore_holds_exactly_the_rows_committed_before_t() {
         "mysql",
         newer["id"].as_str().unwrap(),
         "--dsn",
-        &dsn(&dst),
+        &dst.root_dsn(),
         "--at",
         "latest",
         "--force",
     ]);
     assert_eq!(
-        checksum(&src, "shop.load_rows"),
-        checksum(&dst, "shop.load_rows")
+        src.checksum("shop.load_rows"),
+        dst.checksum("shop.load_rows")
     );
 }
 
@@ -415,7 +361,7 @@ fn archive_follows_rotation_and_server_restart_and_resumes_after_its_own_kill() 
     let mut src = MariaDb::start();
     let dst = MariaDb::start();
     src.sql("CREATE DATABASE shop");
-    c.ok(&["backup", "mysql", "--dsn", &dsn(&src)]);
+    c.ok(&["backup", "mysql", "--dsn", &src.root_dsn()]);
     let mut arch = archive(&c, &src, t.path(), "a1");
     let w = LoadWriter::start(src.port, "shop.load_rows", Duration::from_millis(5), 0);
     std::thread::sleep(Duration::from_millis(700));
@@ -443,7 +389,7 @@ fn archive_follows_rotation_and_server_restart_and_resumes_after_its_own_kill() 
         "archive",
         "mysql",
         "--dsn",
-        &dsn(&src),
+        &src.root_dsn(),
         "--spool",
         spool.to_str().unwrap(),
     ];
@@ -452,7 +398,7 @@ fn archive_follows_rotation_and_server_restart_and_resumes_after_its_own_kill() 
     let (ops, err) = w.stop();
     assert!(err.is_none(), "{err:?}");
     wait_restorable(&c, ops.last().unwrap().committed);
-    assert!(arch.stop());
+    assert!(arch.stop().success());
     let log = std::fs::read_to_string(t.path().join("a1.jsonl")).unwrap();
     assert!(
         log.contains("reconnecting"),
@@ -473,8 +419,8 @@ fn archive_follows_rotation_and_server_restart_and_resumes_after_its_own_kill() 
     );
     restore(&c, &dst, &["--at", "latest"]);
     assert_eq!(
-        checksum(&src, "shop.load_rows"),
-        checksum(&dst, "shop.load_rows")
+        src.checksum("shop.load_rows"),
+        dst.checksum("shop.load_rows")
     );
     c.ok(&["vault", "check", "--read-data"]);
 }
@@ -497,7 +443,7 @@ fn two_archives_started_together_one_runs_and_the_other_backs_off() {
                 "archive",
                 "mysql",
                 "--dsn",
-                &dsn(&src),
+                &src.root_dsn(),
                 "--spool",
                 t.path().join(format!("spool-{name}")).to_str().unwrap(),
                 "--json",
@@ -548,7 +494,7 @@ fn two_archives_started_together_one_runs_and_the_other_backs_off() {
     assert!(err.contains("another binlog archive"), "{err}");
     std::thread::sleep(Duration::from_millis(500));
     assert!(winner.0.try_wait().unwrap().is_none(), "the winner runs on");
-    assert!(winner.stop(), "the winner stops cleanly");
+    assert!(winner.stop().success(), "the winner stops cleanly");
 }
 
 #[test]
@@ -557,11 +503,11 @@ fn archive_says_loudly_when_binlogs_were_purged_before_it_saw_them() {
     let src = MariaDb::start();
     let dst = MariaDb::start();
     src.sql("CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY)");
-    c.ok(&["backup", "mysql", "--dsn", &dsn(&src)]);
+    c.ok(&["backup", "mysql", "--dsn", &src.root_dsn()]);
     let mut arch = archive(&c, &src, t.path(), "a1");
     src.sql("INSERT INTO shop.t VALUES (1)");
     wait_restorable(&c, SystemTime::now());
-    assert!(arch.stop());
+    assert!(arch.stop().success());
     // While no archive runs, changes are made and their binlogs purged.
     src.sql("INSERT INTO shop.t VALUES (2); FLUSH BINARY LOGS; INSERT INTO shop.t VALUES (3); FLUSH BINARY LOGS");
     let current = src.sql("SHOW MASTER STATUS");
@@ -571,7 +517,7 @@ fn archive_says_loudly_when_binlogs_were_purged_before_it_saw_them() {
     let mut arch = archive(&c, &src, t.path(), "a2");
     wait_event(&t.path().join("a2.jsonl"), "\"through\":\"");
     let now = Utc::now();
-    assert!(arch.stop());
+    assert!(arch.stop().success());
     let err = std::fs::read_to_string(t.path().join("a2.err")).unwrap();
     let events = std::fs::read_to_string(t.path().join("a2.jsonl")).unwrap();
     assert!(events.contains("\"event\":\"gap\""), "{events}");
@@ -582,7 +528,7 @@ fn archive_says_loudly_when_binlogs_were_purged_before_it_saw_them() {
         "mysql",
         "latest",
         "--dsn",
-        &dsn(&dst),
+        &dst.root_dsn(),
         "--at",
         &now.to_rfc3339(),
     ]);
@@ -593,12 +539,12 @@ fn archive_says_loudly_when_binlogs_were_purged_before_it_saw_them() {
         String::from_utf8_lossy(&o.stdout)
     );
     // …until a new snapshot starts a new window.
-    c.ok(&["backup", "mysql", "--dsn", &dsn(&src)]);
+    c.ok(&["backup", "mysql", "--dsn", &src.root_dsn()]);
     let mut arch = archive(&c, &src, t.path(), "a3");
     src.sql("INSERT INTO shop.t VALUES (5)");
     let later = SystemTime::now();
     wait_restorable(&c, later);
-    assert!(arch.stop());
+    assert!(arch.stop().success());
     restore(&c, &dst, &["--at", "latest"]);
     // A reset binary log is refused: its new files would carry old names.
     src.sql("RESET MASTER");
@@ -607,7 +553,7 @@ fn archive_says_loudly_when_binlogs_were_purged_before_it_saw_them() {
         "archive",
         "mysql",
         "--dsn",
-        &dsn(&src),
+        &src.root_dsn(),
         "--spool",
         spool.to_str().unwrap(),
     ];
@@ -646,7 +592,7 @@ fn bad_input_is_refused_clearly_and_leaves_no_point() {
             "backup",
             "mysql",
             "--dsn",
-            &dsn(&src),
+            &src.root_dsn(),
             "--databases",
             "nope",
         ],
@@ -696,11 +642,11 @@ fn bad_input_is_refused_clearly_and_leaves_no_point() {
         server_id: 7,
     });
     nobin.sql("CREATE DATABASE d; CREATE TABLE d.t (i INT); INSERT INTO d.t VALUES (1)");
-    let j = c.json(&["backup", "mysql", "--dsn", &dsn(&nobin)]);
+    let j = c.json(&["backup", "mysql", "--dsn", &nobin.root_dsn()]);
     assert!(j["binlog"].is_null());
     fails(
         &c,
-        &["archive", "mysql", "--dsn", &dsn(&nobin)],
+        &["archive", "mysql", "--dsn", &nobin.root_dsn()],
         "--log-bin",
     );
 
@@ -713,7 +659,7 @@ fn bad_input_is_refused_clearly_and_leaves_no_point() {
             "backup",
             "mysql",
             "--dsn",
-            &dsn(&victim),
+            &victim.root_dsn(),
             "--parallel",
             "1",
             "--chunk-mib",
@@ -767,17 +713,17 @@ fn snapshot_archive_and_point_in_time_restore_through_an_s3_vault() {
     src.sql("CREATE DATABASE shop");
     let w = LoadWriter::start(src.port, "shop.load_rows", Duration::from_millis(10), 0);
     std::thread::sleep(Duration::from_millis(500));
-    c.ok(&["backup", "mysql", "--dsn", &dsn(&src)]);
+    c.ok(&["backup", "mysql", "--dsn", &src.root_dsn()]);
     let mut arch = archive(&c, &src, t.path(), "archive");
     std::thread::sleep(Duration::from_millis(2500));
     let (ops, err) = w.stop();
     assert!(err.is_none(), "{err:?}");
     wait_restorable(&c, ops.last().unwrap().committed);
-    assert!(arch.stop());
+    assert!(arch.stop().success());
     restore(&c, &dst, &["--at", "latest"]);
     assert_eq!(
-        checksum(&src, "shop.load_rows"),
-        checksum(&dst, "shop.load_rows")
+        src.checksum("shop.load_rows"),
+        dst.checksum("shop.load_rows")
     );
     c.ok(&["vault", "check", "--read-data"]);
     // The archive's points really are objects in the bucket.

@@ -9,20 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use chrono::{DateTime, Utc};
+use lifeboat_testkit::archive;
 use lifeboat_testkit::mariadb::MariaDb;
-use lifeboat_testkit::{Cli, TempDir, files_below, tempdir};
+use lifeboat_testkit::{Cli, TempDir, files_below, fresh_vault};
 use lifeboat_vault::{Location, Vault};
 
+/// A new vault in a temporary directory.
 fn vault() -> (TempDir, Cli) {
-    let t = tempdir().unwrap();
-    let c = Cli::new(env!("CARGO_BIN_EXE_lifeboat"), &t.path().join("vault"));
-    c.ok(&["vault", "init"]);
-    (t, c)
-}
-
-fn dsn(db: &MariaDb) -> String {
-    format!("mysql://root@127.0.0.1:{}", db.port)
+    fresh_vault(env!("CARGO_BIN_EXE_lifeboat"))
 }
 
 fn stderr(o: &Output) -> String {
@@ -93,7 +87,14 @@ fn shop_with_a_point() -> (TempDir, Cli, MariaDb) {
     let (t, c) = vault();
     let db = MariaDb::start();
     db.sql(SCHEMA);
-    c.ok(&["backup", "mysql", "--dsn", &dsn(&db), "--chunk-mib", "1"]);
+    c.ok(&[
+        "backup",
+        "mysql",
+        "--dsn",
+        &db.root_dsn(),
+        "--chunk-mib",
+        "1",
+    ]);
     db.sql("INSERT INTO shop.orders SELECT seq, 3, 1 FROM shop.seq_104_to_110; DELETE FROM shop.big WHERE id > 3500; UPDATE shop.customers SET name = 'renamed' WHERE id = 5");
     (t, c, db)
 }
@@ -125,7 +126,14 @@ fn a_replace_restore_from_a_damaged_pack_leaves_the_live_database_as_it_was() {
     let (_t, c, db) = shop_with_a_point();
     let before = live(&db);
     damage_table(&c, "big");
-    let o = c.run(&["restore", "mysql", "latest", "--dsn", &dsn(&db), "--force"]);
+    let o = c.run(&[
+        "restore",
+        "mysql",
+        "latest",
+        "--dsn",
+        &db.root_dsn(),
+        "--force",
+    ]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert_eq!(live(&db), before, "the live database changed: {err}");
@@ -142,7 +150,14 @@ fn a_replace_restore_that_fails_after_the_swap_puts_everything_back() {
     let hook = t.path().join("hook");
     std::fs::create_dir(&hook).unwrap();
     let mut restore = c
-        .command(&["restore", "mysql", "latest", "--dsn", &dsn(&db), "--force"])
+        .command(&[
+            "restore",
+            "mysql",
+            "latest",
+            "--dsn",
+            &db.root_dsn(),
+            "--force",
+        ])
         .env(
             "LIFEBOAT_TEST_PAUSE",
             format!("mysql-swapped:{}", hook.display()),
@@ -171,25 +186,7 @@ fn a_replace_restore_that_fails_after_the_swap_puts_everything_back() {
 
 /// Waits until the vault says the resource is restorable at least up to `t`.
 fn wait_restorable(c: &Cli, t: SystemTime) {
-    let want: DateTime<Utc> = t.into();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let list = c.json(&["points", "list"]);
-        let reached = list
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|p| p["resource_windows"].as_array())
-            .flatten()
-            .filter_map(|w| w["to"].as_str())
-            .filter_map(|s| DateTime::parse_from_rfc3339(s).ok())
-            .any(|to| to >= want);
-        if reached {
-            return;
-        }
-        assert!(Instant::now() < deadline, "never restorable to {want}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    archive::wait_restorable(c, None, t, Duration::from_secs(60), || "the archive".into());
 }
 
 /// A background `lifeboat archive mysql`, killed when dropped.
@@ -215,7 +212,7 @@ impl Archive {
                 "archive",
                 "mysql",
                 "--dsn",
-                &dsn(db),
+                &db.root_dsn(),
                 "--spool",
                 spool.to_str().unwrap(),
                 "--json",
@@ -271,7 +268,7 @@ fn a_good_replace_restore_replaces_the_live_database_also_to_a_point_in_time() {
     db.sql(SCHEMA);
     let mut archive = Archive::start(&c, &db, t.path(), &t.path().join("spool"));
     archive.wait_for("\"started\"");
-    c.ok(&["backup", "mysql", "--dsn", &dsn(&db)]);
+    c.ok(&["backup", "mysql", "--dsn", &db.root_dsn()]);
     let at_point = live(&db);
     db.sql("INSERT INTO shop.orders SELECT seq, 2, 5 FROM shop.seq_104_to_108; UPDATE shop.big SET v = 'x' WHERE id < 100");
     let archived = live(&db);
@@ -280,7 +277,7 @@ fn a_good_replace_restore_replaces_the_live_database_also_to_a_point_in_time() {
     // Changes the archive never saw: a restore must undo them.
     db.sql("DELETE FROM shop.orders WHERE id > 50; DROP VIEW shop.v_orders; CREATE TABLE shop.extra (i INT)");
 
-    let dsn = dsn(&db);
+    let dsn = db.root_dsn();
     c.ok(&[
         "restore", "mysql", "latest", "--dsn", &dsn, "--force", "--at", "latest",
     ]);

@@ -3,6 +3,7 @@
 //! versions, whoever sends it. Real `lifeboat` runs on the S3 test server
 //! (moto); deletes are raw S3 requests, an attacker's view.
 
+use lifeboat_testkit::args::backup_files;
 use lifeboat_testkit::s3::{CREDENTIALS, S3Server};
 use lifeboat_testkit::{Cli, make_sample_tree, tempdir};
 
@@ -65,15 +66,10 @@ fn raw_deletes_of_a_locked_points_object_versions_are_refused_by_the_store() {
     assert_eq!(status(&r), 200, "{r}");
     let c = cli(&s3, "locked-vault");
     c.ok(&["vault", "init"]);
-    let locked = c.json(&[
-        "backup",
-        "files",
-        src.to_str().unwrap(),
-        "--retain-for",
-        "2d",
-        "--lock",
-        "compliance",
-    ])["id"]
+    let locked = c.json(&backup_files(
+        &src,
+        &["--retain-for", "2d", "--lock", "compliance"],
+    ))["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -98,7 +94,7 @@ fn raw_deletes_of_a_locked_points_object_versions_are_refused_by_the_store() {
     // A point without retention: its version is deletable (the store, not
     // the test, makes the difference).
     std::fs::write(src.join("new-file"), b"something new").unwrap();
-    let plain = c.json(&["backup", "files", src.to_str().unwrap()])["id"]
+    let plain = c.json(&backup_files(&src, &[]))["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -131,7 +127,7 @@ fn raw_deletes_of_a_locked_points_object_versions_are_refused_by_the_store() {
     // S3 LastModified is a time the client cannot choose: a point stamped
     // a year ahead is judged by it and does not push the real ones out.
     let forged = forge_in_child(&c, &locked);
-    let newest = c.json(&["backup", "files", src.to_str().unwrap()])["id"]
+    let newest = c.json(&backup_files(&src, &[]))["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -154,13 +150,7 @@ fn raw_deletes_of_a_locked_points_object_versions_are_refused_by_the_store() {
     s3.create_bucket("plain-vault");
     let p = cli(&s3, "plain-vault");
     p.ok(&["vault", "init"]);
-    p.ok(&[
-        "backup",
-        "files",
-        src.to_str().unwrap(),
-        "--retain-for",
-        "1d",
-    ]);
+    p.ok(&backup_files(&src, &["--retain-for", "1d"]));
 }
 
 /// The source as it was at the locked backup (`new-file` came later).
@@ -252,7 +242,7 @@ fn an_immutable_vault_lock_configuration_survives_a_delete_marker_and_is_locked_
     lifeboat_vault::retention::configure(&v, &s, now - chrono::Duration::days(5)).unwrap();
     drop(v);
     // A writer reads it: the store now keeps its version in compliance mode.
-    c.ok(&["backup", "files", src.to_str().unwrap()]);
+    c.ok(&backup_files(&src, &[]));
     let cfg = versions(&s3, "cfg-vault", "v/vault-lock/");
     assert_eq!(cfg.len(), 1, "{cfg:?}");
     let (key, version) = &cfg[0];
@@ -274,7 +264,7 @@ fn an_immutable_vault_lock_configuration_survives_a_delete_marker_and_is_locked_
     let shown = c.json(&["vault", "configure", "--show"]);
     assert_eq!(shown["configured"], true, "{shown:#}");
     assert_eq!(shown["immutable"], true, "{shown:#}");
-    let id = c.json(&["backup", "files", src.to_str().unwrap()])["id"]
+    let id = c.json(&backup_files(&src, &[]))["id"]
         .as_str()
         .unwrap()
         .to_string();

@@ -6,6 +6,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use lifeboat_testkit::args::{backup_files, restore_files};
 use lifeboat_testkit::{Cli, make_sample_tree, restored, tempdir};
 
 /// The binary under test (`LIFEBOAT_TEST_BIN` runs the tests against another
@@ -71,7 +72,7 @@ fn latest_means_the_newest_point_of_the_commands_kind() {
     std::fs::write(bucket.join("obj.txt"), b"bucket point").unwrap();
     let c = cli(&t.path().join("vault"));
     c.ok(&["vault", "init"]);
-    let files_id = c.json(&["backup", "files", src.to_str().unwrap()])["id"]
+    let files_id = c.json(&backup_files(&src, &[]))["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -89,7 +90,7 @@ fn latest_means_the_newest_point_of_the_commands_kind() {
 
     // The newest point is the bucket's; `restore files latest` takes the files point.
     let to = t.path().join("restore");
-    let r = c.json(&["restore", "files", "latest", "--to", to.to_str().unwrap()]);
+    let r = c.json(&restore_files("latest", &to, &[]));
     assert_eq!(r["point"], files_id.as_str(), "{r}");
     assert_eq!(
         std::fs::read(restored(&to, &src).join("a.txt")).unwrap(),
@@ -112,7 +113,7 @@ fn latest_means_the_newest_point_of_the_commands_kind() {
     );
 
     // Another files backup is now newest; `restore bucket latest` still takes the bucket point.
-    c.ok(&["backup", "files", src.to_str().unwrap()]);
+    c.ok(&backup_files(&src, &[]));
     let dest = t.path().join("dest-bucket");
     c.ok(&[
         "restore",
@@ -254,7 +255,7 @@ fn a_read_only_vault_can_be_listed_checked_and_restored_from() {
     let vault = t.path().join("vault");
     let c = cli(&vault);
     c.ok(&["vault", "init"]);
-    c.ok(&["backup", "files", src.to_str().unwrap()]);
+    c.ok(&backup_files(&src, &[]));
     // A copy owned by nobody, every write bit removed; tmp/ as a writer leaves it.
     let ro = t.path().join("ro");
     assert!(
@@ -330,13 +331,7 @@ fn no_lock_reads_write_nothing_into_the_vault() {
     let vault = t.path().join("vault");
     let c = cli(&vault);
     c.ok(&["vault", "init"]);
-    c.ok(&[
-        "backup",
-        "files",
-        src.to_str().unwrap(),
-        "--retain-for",
-        "1d",
-    ]);
+    c.ok(&backup_files(&src, &["--retain-for", "1d"]));
     std::fs::remove_dir_all(vault.join("tmp")).unwrap();
     let snapshot = |dir: &Path| -> Vec<(std::path::PathBuf, i64, i64)> {
         let mut out = Vec::new();
@@ -471,8 +466,8 @@ fn forget_that_could_not_delete_a_point_exits_3() {
     let vault = t.path().join("vault");
     let c = cli(&vault);
     c.ok(&["vault", "init"]);
-    c.ok(&["backup", "files", src.to_str().unwrap()]);
-    c.ok(&["backup", "files", src.to_str().unwrap()]);
+    c.ok(&backup_files(&src, &[]));
+    c.ok(&backup_files(&src, &[]));
     chown_nobody(&vault);
     // points/ may not be changed: the older point cannot be deleted.
     std::fs::set_permissions(vault.join("points"), std::fs::Permissions::from_mode(0o500)).unwrap();
@@ -493,7 +488,7 @@ fn a_closed_stdout_ends_the_command_quietly() {
     make_sample_tree(&src, 1);
     let c = cli(&t.path().join("vault"));
     c.ok(&["vault", "init"]);
-    c.ok(&["backup", "files", src.to_str().unwrap()]);
+    c.ok(&backup_files(&src, &[]));
     for args in [
         &["points", "show", "latest"][..],
         &["points", "ls", "latest", "--recursive"],

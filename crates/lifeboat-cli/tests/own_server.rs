@@ -9,10 +9,13 @@
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use lifeboat_testkit::archive::{start_archive, wait_restorable};
 use lifeboat_testkit::mariadb::MariaDb;
-use lifeboat_testkit::{Cli, tempdir};
+use lifeboat_testkit::procs::Bg;
+use lifeboat_testkit::wait::wait_for;
+use lifeboat_testkit::{Cli, TempDir, tempdir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
 
@@ -57,13 +60,12 @@ check = "true"
     .unwrap();
 }
 
-struct Down<'a>(&'a Cli, Option<std::process::Child>);
-impl Drop for Down<'_> {
+/// What a test started in `dr`, stopped on drop: the archive, then the
+/// stack (purged).
+struct Down(Cli, Option<Bg>);
+impl Drop for Down {
     fn drop(&mut self) {
-        if let Some(mut a) = self.1.take() {
-            let _ = a.kill();
-            let _ = a.wait();
-        }
+        drop(self.1.take());
         let _ = self.0.run(&[
             "stack", "down", "--stack", "shop", "--site", "dr", "--purge",
         ]);
@@ -72,8 +74,7 @@ impl Drop for Down<'_> {
 
 #[test]
 fn a_switchover_fences_a_server_of_ones_own_against_its_administrators_and_its_application() {
-    let db = MariaDb::start();
-    db.sql(
+    let f = own_protected(
         "CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY, v TEXT); \
          INSERT INTO shop.t VALUES (1, 'before'); \
          CREATE USER 'ops'@'127.0.0.1' IDENTIFIED BY 'ops-pw'; \
@@ -91,13 +92,9 @@ fn a_switchover_fences_a_server_of_ones_own_against_its_administrators_and_its_a
            DO INSERT INTO shop.ev (at) VALUES (NOW(6)); \
          SET GLOBAL event_scheduler = ON;",
     );
-    let t = tempdir().unwrap();
-    let w = t.path();
-    let c = Cli::new(BIN, &w.join("dr-vault")).with_workdir(w);
-    let archive = protected(w, &c, &db);
-    let _down = Down(&c, Some(archive));
+    let (db, c, w) = (&f.db, &f.c, f.t.path());
     let o = run(client(
-        &db,
+        db,
         "app",
         "app-pw",
         "INSERT INTO shop.t VALUES (2, 'acknowledged')",
@@ -105,7 +102,7 @@ fn a_switchover_fences_a_server_of_ones_own_against_its_administrators_and_its_a
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // An administrator's session is open, about to write after a pause.
     let mut late = client(
-        &db,
+        db,
         "ops",
         "ops-pw",
         "SELECT SLEEP(20); INSERT INTO shop.t VALUES (99, 'after the fence')",
@@ -115,17 +112,15 @@ fn a_switchover_fences_a_server_of_ones_own_against_its_administrators_and_its_a
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !db
-        .sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'ops'")
-        .starts_with('1')
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the administrator's session did not open"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        "the administrator's session did not open",
+        || {
+            db.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'ops'")
+                .starts_with('1')
+        },
+    );
 
     let r = c.json(&["recover", "--planned", "--stack", "shop", "--to", "dr"]);
 
@@ -133,7 +128,7 @@ fn a_switchover_fences_a_server_of_ones_own_against_its_administrators_and_its_a
     // can write no more: its open session was ended, its account locked.
     let _ = late.wait();
     let o = run(client(
-        &db,
+        db,
         "ops",
         "ops-pw",
         "CREATE DATABASE after_the_fence",
@@ -149,7 +144,7 @@ fn a_switchover_fences_a_server_of_ones_own_against_its_administrators_and_its_a
     );
     // The application's own account is bound by read_only.
     let o = run(client(
-        &db,
+        db,
         "app",
         "app-pw",
         "INSERT INTO shop.t VALUES (3, 'late')",
@@ -159,14 +154,14 @@ fn a_switchover_fences_a_server_of_ones_own_against_its_administrators_and_its_a
         "the application wrote into the old primary after the switchover"
     );
     // An administrator through a role is locked too.
-    let o = run(client(&db, "rb", "rb-pw", "CREATE DATABASE by_role"));
+    let o = run(client(db, "rb", "rb-pw", "CREATE DATABASE by_role"));
     assert!(
         !o.status.success(),
         "an administrator by role wrote after the switchover"
     );
     // So is one that holds only READ_ONLY ADMIN (MariaDB spells it so).
     let o = run(client(
-        &db,
+        db,
         "roa",
         "roa-pw",
         "INSERT INTO shop.t VALUES (4, 'read-only admin')",
@@ -242,9 +237,28 @@ fn a_switchover_fences_a_server_of_ones_own_against_its_administrators_and_its_a
     assert_eq!(r["rpo_s"].as_f64(), Some(0.0), "{r:#}");
 }
 
+/// A server of one's own, `sql` run in it, protected (see [`protected`]);
+/// the archive and the stack are stopped on drop, before the server.
+struct Own {
+    _down: Down,
+    c: Cli,
+    t: TempDir,
+    db: MariaDb,
+}
+
+/// [`Own`]: the server holding `sql`, the file, `dr` and the archive.
+fn own_protected(sql: &str) -> Own {
+    let db = MariaDb::start();
+    db.sql(sql);
+    let t = tempdir().unwrap();
+    let c = Cli::new(BIN, &t.path().join("dr-vault")).with_workdir(t.path());
+    let _down = Down(c.clone(), Some(protected(t.path(), &c, &db)));
+    Own { _down, c, t, db }
+}
+
 /// The file, the `dr` vault, a snapshot of `db` (with users) and its binlog
 /// archive running into `dr`.
-fn protected(w: &Path, c: &Cli, db: &MariaDb) -> std::process::Child {
+fn protected(w: &Path, c: &Cli, db: &MariaDb) -> Bg {
     config(w, db);
     c.ok(&["vault", "init"]);
     c.ok(&[
@@ -260,51 +274,21 @@ fn protected(w: &Path, c: &Cli, db: &MariaDb) -> std::process::Child {
 }
 
 /// `db`'s binlog archive into `dr`, running (its errors in `archive.err`).
-fn archive(w: &Path, c: &Cli, db: &MariaDb) -> std::process::Child {
-    c.command(&[
-        "archive",
-        "mysql",
-        "--dsn",
+fn archive(w: &Path, c: &Cli, db: &MariaDb) -> Bg {
+    start_archive(
+        c,
         &db.root_dsn(),
-        "--resource",
-        "db",
-        "--seal-interval",
-        "1s",
-        "--spool",
-        w.join("spool").to_str().unwrap(),
-    ])
-    .stdout(Stdio::null())
-    .stderr(std::fs::File::create(w.join("archive.err")).unwrap())
-    .spawn()
-    .unwrap()
+        w,
+        &["--resource", "db", "--seal-interval", "1s"],
+    )
 }
 
 /// Waits until the archive in `dr` reaches now (a recovery to the latest
 /// second then has a window to restore).
 fn wait_archived(c: &Cli) {
-    let want = chrono::Utc::now();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let list = c.json(&["points", "list"]);
-        let reached = list
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|p| p["resource_windows"].as_array())
-            .flatten()
-            .filter_map(|w| {
-                w["to"]
-                    .as_str()?
-                    .parse::<chrono::DateTime<chrono::Utc>>()
-                    .ok()
-            })
-            .any(|t| t >= want);
-        if reached {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the archive did not reach now");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_restorable(c, None, chrono::Utc::now(), Duration::from_secs(60), || {
+        "the archive did not reach now".into()
+    });
 }
 
 /// Whether a `mariadbd` whose command line names `dir` runs.
@@ -320,17 +304,12 @@ fn server_runs_in(dir: &Path) -> bool {
 
 #[test]
 fn a_recovery_that_fails_while_loading_leaves_no_server_running() {
-    let db = MariaDb::start();
-    db.sql(
+    let f = own_protected(
         "CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY, v LONGTEXT); \
             INSERT INTO shop.t VALUES (1, REPEAT('x', 100000));",
     );
-    let t = tempdir().unwrap();
-    let w = t.path();
-    let c = Cli::new(BIN, &w.join("dr-vault")).with_workdir(w);
-    let archive = protected(w, &c, &db);
-    let _down = Down(&c, Some(archive));
-    wait_archived(&c);
+    let (c, w) = (&f.c, f.t.path());
+    wait_archived(c);
     // Every pack damaged: the snapshot cannot be loaded.
     for f in lifeboat_testkit::files_below(&w.join("dr-vault/packs")) {
         let len = std::fs::metadata(&f).unwrap().len() as i64;
@@ -348,14 +327,11 @@ fn a_recovery_that_fails_while_loading_leaves_no_server_running() {
 
 #[test]
 fn a_recovery_into_a_stopped_stack_whose_data_is_there_is_refused_before_anything_starts() {
-    let db = MariaDb::start();
-    db.sql("CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY); INSERT INTO shop.t VALUES (1);");
-    let t = tempdir().unwrap();
-    let w = t.path();
-    let c = Cli::new(BIN, &w.join("dr-vault")).with_workdir(w);
-    let archive = protected(w, &c, &db);
-    let _down = Down(&c, Some(archive));
-    wait_archived(&c);
+    let f = own_protected(
+        "CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY); INSERT INTO shop.t VALUES (1);",
+    );
+    let (c, w) = (&f.c, f.t.path());
+    wait_archived(c);
     c.json(&["recover", "--stack", "shop", "--to", "dr", "--no-protect"]);
     // Stopped, not removed (what the runbook's last step did before).
     c.ok(&["stack", "down", "--stack", "shop", "--site", "dr"]);
@@ -377,14 +353,11 @@ fn a_recovery_into_a_stopped_stack_whose_data_is_there_is_refused_before_anythin
 
 #[test]
 fn a_switchover_whose_recovery_fails_leaves_the_primary_resumable_and_unmarked() {
-    let db = MariaDb::start();
-    db.sql("CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY); INSERT INTO shop.t VALUES (1)");
-    let t = tempdir().unwrap();
-    let w = t.path();
-    let c = Cli::new(BIN, &w.join("dr-vault")).with_workdir(w);
-    let archive = protected(w, &c, &db);
-    let _down = Down(&c, Some(archive));
-    wait_archived(&c);
+    let f = own_protected(
+        "CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY); INSERT INTO shop.t VALUES (1)",
+    );
+    let (db, c, w) = (&f.db, &f.c, f.t.path());
+    wait_archived(c);
     // A member the secondary holds no point of: the recovery fails after
     // the fence and the drain.
     std::fs::create_dir_all(w.join("etc")).unwrap();
@@ -437,19 +410,20 @@ fn a_switchover_without_a_snapshot_in_the_target_says_a_snapshot_is_missing() {
     config(w, &db);
     c.ok(&["vault", "init"]);
     // The archive runs into `dr`; no snapshot was ever taken.
-    let _down = Down(&c, Some(archive(w, &c, &db)));
+    let _down = Down(c.clone(), Some(archive(w, &c, &db)));
     db.sql("INSERT INTO shop.t VALUES (1)");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !c
-        .json(&["points", "list"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|p| p["kind"] == "mysql-binlog")
-    {
-        assert!(Instant::now() < deadline, "nothing archived");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for(
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        "nothing archived",
+        || {
+            c.json(&["points", "list"])
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["kind"] == "mysql-binlog")
+        },
+    );
     let o = c.run(&["recover", "--planned", "--stack", "shop", "--to", "dr"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{err}");

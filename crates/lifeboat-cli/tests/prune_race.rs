@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use lifeboat_testkit::args::backup_files;
 use lifeboat_testkit::{Cli, files_below, make_sample_tree, pseudo_random, tempdir};
 
 fn cli(vault: &Path) -> Cli {
@@ -77,14 +78,14 @@ fn a_backup_loading_the_index_while_prune_replaces_it_loses_nothing() {
         let vault = t.path().join("vault");
         let c = cli(&vault);
         c.ok(&["vault", "init"]);
-        let first = c.json(&["backup", "files", src.to_str().unwrap()]);
+        let first = c.json(&backup_files(&src, &[]));
         c.ok(&["points", "forget", first["id"].as_str().unwrap()]);
 
         // Prune marks and deletes point 1's packs at once (no backup runs);
         // it is held after storing its new index.
         let prune = Paused::start(c.command(&["prune", "--json"]), &t.path().join("p"), point);
         // A backup of the same data now: it must store the data again.
-        let second = c.json(&["backup", "files", src.to_str().unwrap()]);
+        let second = c.json(&backup_files(&src, &[]));
         let rep = assert_ok(&prune.finish(), "prune");
         assert!(
             rep["deleted_packs"].as_u64().unwrap() >= 1,
@@ -143,9 +144,9 @@ fn a_restore_paused_while_prune_repacks_still_restores_everything() {
     let vault = t.path().join("vault");
     let c = cli(&vault);
     c.ok(&["vault", "init"]);
-    let first = c.json(&["backup", "files", src.to_str().unwrap()]);
+    let first = c.json(&backup_files(&src, &[]));
     std::fs::remove_file(src.join("drop.bin")).unwrap();
-    let second = c.json(&["backup", "files", src.to_str().unwrap()]);
+    let second = c.json(&backup_files(&src, &[]));
     c.ok(&["points", "forget", first["id"].as_str().unwrap()]);
 
     let to = t.path().join("r");
@@ -200,7 +201,7 @@ fn a_backup_in_another_pid_namespace_is_not_judged_dead() {
     let vault = t.path().join("vault");
     let c = cli(&vault);
     c.ok(&["vault", "init"]);
-    let first = c.json(&["backup", "files", src.to_str().unwrap()]);
+    let first = c.json(&backup_files(&src, &[]));
 
     // A pid free on the host, so that the old rule ("same host, no such
     // pid") applies; inside the namespace pids are used up to it.
@@ -248,7 +249,7 @@ fn a_backup_whose_lock_was_removed_writes_no_point() {
     let c = cli(&vault);
     c.ok(&["vault", "init"]);
     let backup = Paused::start(
-        c.command(&["backup", "files", src.to_str().unwrap(), "--json"]),
+        c.command(&backup_files(&src, &["--json"])),
         &t.path().join("p"),
         "before-point",
     );
@@ -275,17 +276,11 @@ fn a_backup_whose_index_files_vanish_while_it_loads_lists_again() {
     let vault = t.path().join("vault");
     let c = cli(&vault);
     c.ok(&["vault", "init"]);
-    c.json(&["backup", "files", src.to_str().unwrap()]);
+    c.json(&backup_files(&src, &[]));
     // The next backup (--force: it reads every file) is held between listing
     // index/ and reading the files; a prune replaces every index file.
     let backup = Paused::start(
-        c.command(&[
-            "backup",
-            "files",
-            src.to_str().unwrap(),
-            "--force",
-            "--json",
-        ]),
+        c.command(&backup_files(&src, &["--force", "--json"])),
         &t.path().join("p"),
         "index-listed",
     );

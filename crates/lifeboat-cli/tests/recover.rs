@@ -7,17 +7,19 @@
 
 mod stack_fixture;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use lifeboat_testkit::archive::{start_archive, wait_restorable};
 use lifeboat_testkit::load::{LoadWriter, Op, expected_state, parse_state, state_diff};
 use lifeboat_testkit::mariadb::free_port;
-use lifeboat_testkit::procs::alive;
+use lifeboat_testkit::procs::{Bg, alive};
+use lifeboat_testkit::serve::Serve;
 use lifeboat_testkit::{Cli, tempdir};
 use stack_fixture::{
-    Bg, DB_PASSWORD, destroy_site, restorable_to, root_url, shop_host, shop_host_spec, sql,
+    DB_PASSWORD, destroy_site, restorable_to, root_url, shop_host, shop_host_spec, sql,
     stack_password, tcp_root_login, two_site_world, two_sites,
 };
 
@@ -112,23 +114,12 @@ check = "{check}"
             cmd.env("LIFEBOAT_TO_PASSWORD", &dr.password);
             cmd
         };
-        me.bg.push(Bg(c
-            .command(&[
-                "archive",
-                "mysql",
-                "--dsn",
-                &dsn,
-                "--resource",
-                "shop-db",
-                "--seal-interval",
-                "1s",
-                "--spool",
-            ])
-            .arg(w.join("spool"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(w.join("archive.err")).unwrap())
-            .spawn()
-            .unwrap()));
+        me.bg.push(start_archive(
+            c,
+            &dsn,
+            &w,
+            &["--resource", "shop-db", "--seal-interval", "1s"],
+        ));
         me.writer = Some(LoadWriter::start_as(
             &root_url(port, DB_PASSWORD),
             "shop.load_rows",
@@ -189,14 +180,13 @@ check = "{check}"
         let (ops, err) = self.writer.take().unwrap().stop();
         assert!(err.is_none(), "{err:?}");
         let last: DateTime<Utc> = ops.last().unwrap().committed.into();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while restorable_to(&self.dr).is_none_or(|t| t < last) {
-            assert!(
-                Instant::now() < deadline,
-                "the secondary never held the last commit"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_restorable(
+            &self.dr,
+            Some("shop-db"),
+            last,
+            Duration::from_secs(60),
+            || "the secondary never held the last commit".into(),
+        );
         (ops, last)
     }
 
@@ -340,14 +330,13 @@ fn the_unishop_stack_is_recovered_into_the_secondary_with_every_commit_the_secon
         "INSERT INTO shop.load_rows (id, val) VALUES (99999999, 1)",
     );
     let written = Utc::now();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while restorable_to(&pr.dr).is_none_or(|t| t < written) {
-        assert!(
-            Instant::now() < deadline,
-            "the new primary's archive never reached {written}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_restorable(
+        &pr.dr,
+        Some("shop-db"),
+        written,
+        Duration::from_secs(60),
+        || format!("the new primary's archive never reached {written}"),
+    );
     // A second recovery onto a running stack is refused, naming the fix.
     let o = c.run(&["recover", "--stack", "unishop", "--to", "secondary"]);
     assert_eq!(o.status.code(), Some(1));
@@ -391,32 +380,6 @@ fn the_unishop_stack_is_recovered_into_the_secondary_with_every_commit_the_secon
         "at {at}: {:?}",
         state_diff(&expected, &got)
     );
-}
-
-/// GET /metrics of a `lifeboat serve` on `port` with its token (waits for it to listen).
-fn get_metrics(port: u16, token_file: &Path) -> String {
-    use std::io::{Read, Write};
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let (Ok(mut s), Ok(token)) = (
-            std::net::TcpStream::connect(("127.0.0.1", port)),
-            std::fs::read_to_string(token_file),
-        ) {
-            write!(
-                s,
-                "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
-                token.trim()
-            )
-            .unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).unwrap();
-            if out.starts_with("HTTP/1.1 200") {
-                return out;
-            }
-        }
-        assert!(Instant::now() < deadline, "no /metrics on port {port}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn src_of(r: &serde_json::Value, m: &str) -> serde_json::Value {
@@ -492,16 +455,10 @@ fn a_drill_recovers_into_a_scratch_stack_while_the_primary_keeps_running_and_is_
     assert_eq!(stack["compliant"], true, "{stack:#}");
     assert_eq!(stack["last_drill"][0], job);
     // And in the daemon's /metrics.
-    let port = free_port();
-    let _serve = Bg(c
-        .command(&["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap());
+    let serve = Serve::start(&c);
     let reach_before = restorable_to(&pr.dr).unwrap();
     let asked = Utc::now();
-    let metrics = get_metrics(port, &pr.t.path().join("state/api-token"));
+    let metrics = serve.metrics(&pr.t.path().join("state/api-token"));
     let answered = Utc::now();
     let reach_after = restorable_to(&pr.dr).unwrap();
     assert!(

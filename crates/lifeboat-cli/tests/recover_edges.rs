@@ -7,61 +7,34 @@
 //! time; a drill's check writes its output to a private file under the state
 //! directory and is killed whole at its timeout.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use lifeboat_testkit::{Cli, tempdir};
+use lifeboat_testkit::tempdir;
+use support::recovery::{World, source};
 
-const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
-
-struct World {
-    t: tempfile::TempDir,
-    c: Cli,
+/// The world with files members `etc` and `docs` (stateless) beside the
+/// bucket, and the stack's `check`.
+fn world(check: &str) -> World {
+    world_with(check, "")
 }
 
-impl World {
-    fn w(&self) -> &Path {
-        self.t.path()
-    }
-
-    fn primary_bucket(&self) -> PathBuf {
-        self.w().join("primary/buckets/assets")
-    }
-
-    fn replica(&self) -> PathBuf {
-        self.w().join("secondary/buckets/assets")
-    }
-
-    /// The two sites, the secondary's vault, a bucket replicated into the
-    /// secondary at `ROOT/buckets/assets`, files members `etc` and `docs`
-    /// (stateless), and the stack's `check`.
-    fn new(check: &str) -> World {
-        World::with(check, "")
-    }
-
-    /// The same, with more lines in `[stack.s]` (`objectives = …`).
-    fn with(check: &str, stack_lines: &str) -> World {
-        let t = tempdir().unwrap();
-        let w = t.path().to_path_buf();
-        for d in ["data/etc", "data/docs", "primary/buckets/assets"] {
-            std::fs::create_dir_all(w.join(d)).unwrap();
-        }
-        std::fs::write(w.join("data/etc/app.conf"), "port = 1\n").unwrap();
-        std::fs::write(w.join("data/docs/readme.txt"), "read me\n").unwrap();
-        let text = format!(
-            r#"[site.primary]
-root = "{w}/primary"
-[site.secondary]
-root = "{w}/secondary"
-[vault.dr]
-site = "secondary"
-location = "{w}/dr"
-[resource.assets]
-kind = "bucket"
-site = "primary"
-location = "file://{w}/primary/buckets/assets"
-[resource.etc]
+/// The same, with more lines in `[stack.s]` (`objectives = …`).
+fn world_with(check: &str, stack_lines: &str) -> World {
+    World::new(
+        |w| {
+            for d in ["data/etc", "data/docs"] {
+                std::fs::create_dir_all(w.join(d)).unwrap();
+            }
+            std::fs::write(w.join("data/etc/app.conf"), "port = 1\n").unwrap();
+            std::fs::write(w.join("data/docs/readme.txt"), "read me\n").unwrap();
+        },
+        |w| {
+            format!(
+                r#"[resource.etc]
 kind = "files"
 site = "primary"
 paths = ["{w}/data/etc"]
@@ -70,21 +43,17 @@ kind = "files"
 site = "primary"
 stateless = true
 paths = ["{w}/data/docs"]
-[replication.assets]
-from = "assets"
-to = "file://{w}/secondary/buckets/assets"
 [stack.s]
 members = ["assets", "etc", "docs"]
 check = '{check}'
 {stack_lines}"#,
-            w = w.display()
-        );
-        std::fs::write(w.join("lifeboat.toml"), text).unwrap();
-        let c = Cli::new(BIN, &w.join("dr")).with_workdir(&w);
-        c.ok(&["apply", "--auto-approve"]);
-        World { t, c }
-    }
+                w = w.display()
+            )
+        },
+    )
+}
 
+impl World {
     fn backup_files(&self, name: &str) {
         let path = self.w().join("data").join(name);
         self.c.ok(&[
@@ -94,33 +63,6 @@ check = '{check}'
             "--resource",
             name,
         ]);
-    }
-
-    fn backup_bucket(&self) {
-        let b = format!("file://{}", self.primary_bucket().display());
-        self.c
-            .ok(&["backup", "bucket", "--bucket", &b, "--resource", "assets"]);
-    }
-
-    fn replicate(&self) {
-        let from = format!("file://{}", self.primary_bucket().display());
-        let to = format!("file://{}", self.replica().display());
-        let o = self
-            .c
-            .command(&[
-                "replicate",
-                "--from",
-                &from,
-                "--to",
-                &to,
-                "--existing",
-                "--once",
-                "--state",
-            ])
-            .arg(self.w().join("replication"))
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
 
     fn point_time(&self, resource: &str) -> DateTime<Utc> {
@@ -133,15 +75,6 @@ check = '{check}'
             .max()
             .unwrap_or_else(|| panic!("no point of {resource}: {list:#}"))
     }
-}
-
-fn source<'a>(r: &'a serde_json::Value, m: &str) -> &'a serde_json::Value {
-    r["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["member"] == m)
-        .unwrap_or_else(|| panic!("no source {m}: {r:#}"))
 }
 
 fn pause() {
@@ -162,13 +95,14 @@ fn protected(w: &World) -> DateTime<Utc> {
     pause();
     std::fs::write(w.primary_bucket().join("logo.txt"), "new logo").unwrap();
     std::fs::write(w.primary_bucket().join("after.txt"), "written after at").unwrap();
-    w.replicate();
+    let o = w.replicate();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     at
 }
 
 #[test]
 fn a_recovery_to_an_earlier_time_never_writes_into_the_replica_and_purge_never_deletes_it() {
-    let w = World::new("true");
+    let w = world("true");
     let at = protected(&w);
     let replica = w.replica();
     assert_eq!(
@@ -176,15 +110,7 @@ fn a_recovery_to_an_earlier_time_never_writes_into_the_replica_and_purge_never_d
         "new logo"
     );
 
-    let r = w.c.json(&[
-        "recover",
-        "--stack",
-        "s",
-        "--to",
-        "secondary",
-        "--at",
-        &at.to_rfc3339(),
-    ]);
+    let r = w.recover(&["--at", &at.to_rfc3339()]);
     // The replica is exactly as it was: the new logo, the object written after `at`.
     assert_eq!(
         std::fs::read_to_string(replica.join("logo.txt")).unwrap(),
@@ -236,20 +162,12 @@ fn a_recovery_to_an_earlier_time_never_writes_into_the_replica_and_purge_never_d
 
 #[test]
 fn the_report_gives_each_members_rpo_the_stacks_is_the_worst_and_the_downtime_apart() {
-    let w = World::new("true");
+    let w = world("true");
     protected(&w);
     let (etc, docs) = (w.point_time("etc"), w.point_time("docs"));
     pause();
     let failed_at = Utc::now();
-    let r = w.c.json(&[
-        "recover",
-        "--stack",
-        "s",
-        "--to",
-        "secondary",
-        "--failed-at",
-        &failed_at.to_rfc3339(),
-    ]);
+    let r = w.recover(&["--failed-at", &failed_at.to_rfc3339()]);
     let secs = |t: DateTime<Utc>| (failed_at - t).num_milliseconds() as f64 / 1000.0;
     let near = |a: &serde_json::Value, b: f64| (a.as_f64().unwrap() - b).abs() < 0.01;
     // Each member's RPO from the time its data is from.
@@ -291,25 +209,10 @@ fn a_drills_check_writes_into_a_private_file_under_the_state_directory_and_dies_
         "readlink /proc/$$/fd/1; stat -L -c %a /proc/$$/fd/1; sleep 300 & echo $! > {}; wait",
         sleeper.display()
     );
-    let w = World::new(&check);
+    let w = world(&check);
     protected(&w);
-    let o = w.c.run(&[
-        "drill",
-        "--stack",
-        "s",
-        "--to",
-        "secondary",
-        "--check-timeout",
-        "3s",
-        "--json",
-    ]);
-    assert_eq!(
-        o.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (code, d) = w.drill(&["--check-timeout", "3s"]);
+    assert_eq!(code, Some(3), "{d:#}");
     let out = d["check"]["output"].as_str().unwrap();
     let mut lines = out.lines();
     let path = lines.next().unwrap_or_default();
@@ -339,14 +242,11 @@ fn a_drills_check_writes_into_a_private_file_under_the_state_directory_and_dies_
 #[test]
 fn a_drill_that_misses_an_objective_fails_as_the_report_judges_it() {
     // An RPO objective of 1 s, and the newest `etc` point older than that.
-    let w = World::with("true", "objectives = { rpo = \"1s\", rto = \"10m\" }\n");
+    let w = world_with("true", "objectives = { rpo = \"1s\", rto = \"10m\" }\n");
     protected(&w);
     pause();
-    let o =
-        w.c.run(&["drill", "--stack", "s", "--to", "secondary", "--json"]);
-    let d: serde_json::Value = serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
-    assert_eq!(o.status.code(), Some(3), "{d:#}");
+    let (code, d) = w.drill(&[]);
+    assert_eq!(code, Some(3), "{d:#}");
     assert_eq!(d["passed"], false, "{d:#}");
     assert_eq!(d["check"]["exit"], 0, "the check itself passed: {d:#}");
     let missed = d["missed"].to_string();
@@ -358,9 +258,8 @@ fn a_drill_that_misses_an_objective_fails_as_the_report_judges_it() {
     assert_eq!(j["status"], "failed", "{j:#}");
     assert!(j["error"].as_str().unwrap().contains("RPO"), "{j:#}");
     // `report` says the same of it.
-    let rep = w.c.run(&["report", "--json"]);
-    assert_eq!(rep.status.code(), Some(3));
-    let rep: serde_json::Value = serde_json::from_slice(&rep.stdout).unwrap();
+    let (code, rep) = w.c.json_exit(&["report"]);
+    assert_eq!(code, Some(3));
     let failed = rep["stacks"][0]["failed"].to_string();
     assert!(failed.contains("the last drill failed"), "{failed}");
     assert!(failed.contains("RPO"), "{failed}");
@@ -369,17 +268,15 @@ fn a_drill_that_misses_an_objective_fails_as_the_report_judges_it() {
 #[test]
 fn a_drill_reads_the_replica_and_a_random_earlier_moment_is_measured_from_that_moment() {
     // An RPO objective of 3 s; every point older than that when the drills run.
-    let w = World::with("true", "objectives = { rpo = \"3s\" }\n");
+    let w = world_with("true", "objectives = { rpo = \"3s\" }\n");
     protected(&w);
     let bucket_point = w.point_time("assets");
     for _ in 0..4 {
         pause();
     }
     // Latest: the newest points are over 3 s old at the drill's start.
-    let o =
-        w.c.run(&["drill", "--stack", "s", "--to", "secondary", "--json"]);
-    let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(o.status.code(), Some(3), "{d:#}");
+    let (code, d) = w.drill(&[]);
+    assert_eq!(code, Some(3), "{d:#}");
     assert!(d["missed"].to_string().contains("RPO"), "{d:#}");
     // The drill read the fresher replica into a bucket of its own, and says
     // so; production's replica is as it was.
@@ -398,40 +295,15 @@ fn a_drill_reads_the_replica_and_a_random_earlier_moment_is_measured_from_that_m
     assert!(w.replica().join("after.txt").is_file());
 
     // However far back a pick reaches, no overflow (a panic before).
-    let o = w.c.run(&[
-        "drill",
-        "--stack",
-        "s",
-        "--to",
-        "secondary",
-        "--pick",
-        "random-within:99999999999d",
-        "--json",
-    ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let (code, d) = w.drill(&["--pick", "random-within:99999999999d"]);
+    assert_eq!(code, Some(0), "{d:#}");
 
     // A random earlier moment: the only one at which every member has a
     // point is the bucket point's (the last taken); each member's RPO is
     // counted from that moment, so the drill meets the objective.
     for _ in 0..3 {
-        let o = w.c.run(&[
-            "drill",
-            "--stack",
-            "s",
-            "--to",
-            "secondary",
-            "--pick",
-            "random-within:1h",
-            "--json",
-        ]);
-        let d: serde_json::Value = serde_json::from_slice(&o.stdout)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
-        assert_eq!(o.status.code(), Some(0), "{d:#}");
+        let (code, d) = w.drill(&["--pick", "random-within:1h"]);
+        assert_eq!(code, Some(0), "{d:#}");
         let at: DateTime<Utc> = d["at"].as_str().unwrap().parse().unwrap();
         let close = |a: DateTime<Utc>, b: DateTime<Utc>| (a - b).num_milliseconds().abs() <= 1;
         assert!(close(at, bucket_point), "{bucket_point} {d:#}");
@@ -456,7 +328,7 @@ fn a_drill_reads_the_replica_and_a_random_earlier_moment_is_measured_from_that_m
 
 #[test]
 fn one_recovery_start_or_stop_of_a_stack_in_a_site_at_a_time() {
-    let w = World::new("true");
+    let w = world("true");
     protected(&w);
     // Another lifeboat holds the stack's lock (util-linux `flock` stands in
     // for a recovery still running).
@@ -506,6 +378,6 @@ fn one_recovery_start_or_stop_of_a_stack_in_a_site_at_a_time() {
     let _ = holder.kill();
     let _ = holder.wait();
     // Once it is gone, the recovery runs.
-    let r = w.c.json(&["recover", "--stack", "s", "--to", "secondary"]);
+    let r = w.recover(&[]);
     assert_eq!(r["stack"], "s", "{r:#}");
 }

@@ -7,63 +7,35 @@
 //! recovery's reports are kept in the site's vault, so `report` on a host
 //! whose history never saw the drill does not say "never drilled".
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use lifeboat_testkit::{Cli, tempdir};
-
-const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
+use support::recovery::{World, source};
 
 /// A web host that serves the greeting file it keeps in its own directory.
 const WEB: &str =
     "#!/bin/sh\nexec python3 -m http.server --bind 127.0.0.1 \"$WEB_PORT\" --directory www\n";
 
-struct World {
-    t: tempfile::TempDir,
-    c: Cli,
-}
-
-impl World {
-    fn w(&self) -> &Path {
-        self.t.path()
-    }
-
-    fn primary_bucket(&self) -> PathBuf {
-        self.w().join("primary/buckets/assets")
-    }
-
-    fn replica(&self) -> PathBuf {
-        self.w().join("secondary/buckets/assets")
-    }
-
-    /// Two sites, the secondary's vault `dr`, a bucket replicated into the
-    /// secondary, a web host (an instance), and stack `s` of both.
-    fn new() -> World {
-        use std::os::unix::fs::PermissionsExt;
-        let t = tempdir().unwrap();
-        let w = t.path().to_path_buf();
-        let app = w.join("app/opt/web");
-        std::fs::create_dir_all(app.join("www")).unwrap();
-        std::fs::write(app.join("www/greeting.txt"), "hello\n").unwrap();
-        std::fs::write(app.join("run.sh"), WEB).unwrap();
-        std::fs::set_permissions(app.join("run.sh"), std::fs::Permissions::from_mode(0o755))
-            .unwrap();
-        std::fs::create_dir_all(w.join("primary/buckets/assets")).unwrap();
-        let text = format!(
-            r#"[site.primary]
-root = "{w}/primary"
-[site.secondary]
-root = "{w}/secondary"
-[vault.dr]
-site = "secondary"
-location = "{w}/dr"
-[resource.assets]
-kind = "bucket"
-site = "primary"
-location = "file://{w}/primary/buckets/assets"
-[resource.web]
+/// The world with a web host (an instance) beside the bucket, and stack
+/// `s` of both.
+fn world() -> World {
+    World::new(
+        |w| {
+            use std::os::unix::fs::PermissionsExt;
+            let app = w.join("app/opt/web");
+            std::fs::create_dir_all(app.join("www")).unwrap();
+            std::fs::write(app.join("www/greeting.txt"), "hello\n").unwrap();
+            std::fs::write(app.join("run.sh"), WEB).unwrap();
+            std::fs::set_permissions(app.join("run.sh"), std::fs::Permissions::from_mode(0o755))
+                .unwrap();
+        },
+        |w| {
+            format!(
+                r#"[resource.web]
 kind = "instance"
 site = "primary"
 paths = ["{app}"]
@@ -72,89 +44,27 @@ command = ["{app}/run.sh"]
 cwd = "{app}"
 env = {{ WEB_PORT = "${{port}}" }}
 health = "http://${{listen}}/greeting.txt"
-[replication.assets]
-from = "assets"
-to = "file://{w}/secondary/buckets/assets"
 [stack.s]
 members = ["assets", "web"]
 check = "curl -fsS ${{web.url}}/greeting.txt | grep -qx hello"
 "#,
-            w = w.display(),
-            app = app.display(),
-        );
-        std::fs::write(w.join("lifeboat.toml"), text).unwrap();
-        let c = Cli::new(BIN, &w.join("dr")).with_workdir(&w);
-        c.ok(&["apply", "--auto-approve"]);
-        World { t, c }
-    }
-
-    fn replicate(&self) -> std::process::Output {
-        let from = format!("file://{}", self.primary_bucket().display());
-        let to = format!("file://{}", self.replica().display());
-        self.c
-            .command(&[
-                "replicate",
-                "--from",
-                &from,
-                "--to",
-                &to,
-                "--existing",
-                "--once",
-                "--state",
-            ])
-            .arg(self.w().join("replication"))
-            .output()
-            .unwrap()
-    }
-
-    /// Points of the bucket and the web host; then an object written after
-    /// them, replicated: the replica is newer than the bucket point, so a
-    /// recovery uses it in place.
-    fn protected(&self) {
-        std::fs::write(self.primary_bucket().join("logo.txt"), "logo").unwrap();
-        let b = format!("file://{}", self.primary_bucket().display());
-        self.c
-            .ok(&["backup", "bucket", "--bucket", &b, "--resource", "assets"]);
-        self.c.ok(&["jobs", "run", "--plan", "default"]);
-        std::thread::sleep(Duration::from_millis(1100));
-        std::fs::write(self.primary_bucket().join("after.txt"), "after the point").unwrap();
-        let o = self.replicate();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    }
-
-    fn recover(&self) -> serde_json::Value {
-        self.c
-            .json(&["recover", "--stack", "s", "--to", "secondary"])
-    }
-
-    fn down(&self) {
-        self.c.ok(&[
-            "stack",
-            "down",
-            "--stack",
-            "s",
-            "--site",
-            "secondary",
-            "--purge",
-        ]);
-    }
+                app = w.join("app/opt/web").display(),
+            )
+        },
+    )
 }
 
-impl Drop for World {
-    fn drop(&mut self) {
-        let _ = self
-            .c
-            .run(&["stack", "down", "--stack", "s", "--site", "secondary"]);
-    }
-}
-
-fn source<'a>(r: &'a serde_json::Value, m: &str) -> &'a serde_json::Value {
-    r["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["member"] == m)
-        .unwrap_or_else(|| panic!("no source {m}: {r:#}"))
+/// Points of the bucket and the web host; then an object written after
+/// them, replicated: the replica is newer than the bucket point, so a
+/// recovery uses it in place.
+fn protected(w: &World) {
+    std::fs::write(w.primary_bucket().join("logo.txt"), "logo").unwrap();
+    w.backup_bucket();
+    w.c.ok(&["jobs", "run", "--plan", "default"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(w.primary_bucket().join("after.txt"), "after the point").unwrap();
+    let o = w.replicate();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 /// Every file below `dir` (the fence apart) with its content.
@@ -173,9 +83,9 @@ fn contents(dir: &Path) -> BTreeMap<String, String> {
 
 #[test]
 fn after_a_failover_every_member_has_a_first_point_and_the_instances_recovers_again() {
-    let w = World::new();
-    w.protected();
-    let r = w.recover();
+    let w = world();
+    protected(&w);
+    let r = w.recover(&[]);
     assert_eq!(source(&r, "assets")["from"], "replica", "{r:#}");
     let prot = r["protection"].as_array().unwrap();
     let of = |m: &str| {
@@ -225,7 +135,7 @@ fn after_a_failover_every_member_has_a_first_point_and_the_instances_recovers_ag
     // The site recovers from those points again: the web host comes back
     // from its first point, with the launch spec it was started with.
     w.down();
-    let r2 = w.recover();
+    let r2 = w.recover(&[]);
     let web2 = source(&r2, "web");
     assert_eq!(web2["point"], of("web")["snapshot"], "{r2:#}");
     let url = r2["outputs"]["web.url"].as_str().unwrap();
@@ -238,9 +148,9 @@ fn after_a_failover_every_member_has_a_first_point_and_the_instances_recovers_ag
 
 #[test]
 fn the_old_primarys_replicator_refuses_a_replica_a_recovery_uses() {
-    let w = World::new();
-    w.protected();
-    let r = w.recover();
+    let w = world();
+    protected(&w);
+    let r = w.recover(&[]);
     assert_eq!(source(&r, "assets")["from"], "replica", "{r:#}");
     assert!(w.replica().join(".lifeboat-fence").is_file(), "{r:#}");
     let before = contents(&w.replica());
@@ -275,8 +185,8 @@ fn the_old_primarys_replicator_refuses_a_replica_a_recovery_uses() {
 
 #[test]
 fn report_on_a_host_that_never_saw_the_drill_reads_it_from_the_vault() {
-    let w = World::new();
-    w.protected();
+    let w = world();
+    protected(&w);
     let d = w.c.json(&["drill", "--stack", "s", "--to", "secondary"]);
     assert_eq!(d["passed"], true, "{d:#}");
     // The secondary's host: a state directory that never saw the drill.
@@ -297,7 +207,7 @@ fn report_on_a_host_that_never_saw_the_drill_reads_it_from_the_vault() {
     assert_eq!(st["compliant"], true, "{st:#}");
     assert_eq!(st["kept"]["vault"], "dr", "{st:#}");
     // A recovery's report is kept there too, beside the drill's.
-    w.recover();
+    w.recover(&[]);
     let kept = std::fs::read_dir(w.w().join("dr/control/reports"))
         .unwrap()
         .count();

@@ -16,12 +16,7 @@ use support::*;
 #[test]
 fn directory_buckets_follow_changes_deletes_and_resume_without_recopying() {
     let t = tempdir().unwrap();
-    let (src, dst, state) = (
-        t.path().join("primary"),
-        t.path().join("secondary"),
-        t.path().join("state"),
-    );
-    std::fs::create_dir_all(&src).unwrap();
+    let (src, dst, state) = dir_buckets(t.path(), "primary", "secondary");
     for i in 0..30 {
         put_file(
             &src,
@@ -31,10 +26,7 @@ fn directory_buckets_follow_changes_deletes_and_resume_without_recopying() {
             &[],
         );
     }
-    let (from, to) = (
-        format!("file://{}", src.display()),
-        format!("file://{}", dst.display()),
-    );
+    let (from, to) = (file_url(&src), file_url(&dst));
     let port = lifeboat_testkit::mariadb::free_port();
     let listen = format!("127.0.0.1:{port}");
     let r = Replicator::start(&from, &to, &state, &["--metrics-listen", &listen]);
@@ -150,11 +142,7 @@ fn directory_buckets_follow_changes_deletes_and_resume_without_recopying() {
 #[test]
 fn delete_markers_ignore_keeps_objects_and_existing_backfills() {
     let t = tempdir().unwrap();
-    let (src, dst, state) = (
-        t.path().join("a"),
-        t.path().join("b"),
-        t.path().join("state"),
-    );
+    let (src, dst, state) = dir_buckets(t.path(), "a", "b");
     for i in 0..50 {
         put_file(
             &src,
@@ -165,10 +153,7 @@ fn delete_markers_ignore_keeps_objects_and_existing_backfills() {
         );
     }
     put_file(&src, "other/x", b"not in the prefix", None, &[]);
-    let (from, to) = (
-        format!("file://{}", src.display()),
-        format!("file://{}", dst.display()),
-    );
+    let (from, to) = (file_url(&src), file_url(&dst));
     let r = Replicator::start(
         &from,
         &to,
@@ -332,16 +317,11 @@ fn an_object_overwritten_while_copied_arrives_as_one_complete_version() {
     // (each version is one repeated byte); every version the destination ever
     // shows must be uniform, and the last one must be the writer's last.
     let t = tempdir().unwrap();
-    let (src, dst, state) = (
-        t.path().join("a"),
-        t.path().join("b"),
-        t.path().join("state"),
-    );
-    std::fs::create_dir_all(&src).unwrap();
+    let (src, dst, state) = dir_buckets(t.path(), "a", "b");
     put_file(&src, "big.bin", &[0u8; 1024], None, &[]);
     let r = Replicator::start(
-        &format!("file://{}", src.display()),
-        &format!("file://{}", dst.display()),
+        &file_url(&src),
+        &file_url(&dst),
         &state,
         &["--existing", "-q"],
     );
@@ -414,15 +394,10 @@ fn files_put_into_new_directories_are_followed_without_a_rescan() {
     // inotify watches a new directory only after its creation event: files
     // renamed into it at once must still be seen (not at the next full listing).
     let t = tempdir().unwrap();
-    let (src, dst, state) = (
-        t.path().join("a"),
-        t.path().join("b"),
-        t.path().join("state"),
-    );
-    std::fs::create_dir_all(&src).unwrap();
+    let (src, dst, state) = dir_buckets(t.path(), "a", "b");
     let r = Replicator::start(
-        &format!("file://{}", src.display()),
-        &format!("file://{}", dst.display()),
+        &file_url(&src),
+        &file_url(&dst),
         &state,
         &["--rescan-every", "3600", "-q"],
     );
@@ -446,10 +421,7 @@ fn a_one_shot_run_that_could_not_copy_an_object_exits_3_and_says_so() {
     // Where `d/x` must go, the destination holds a plain file `d`: that
     // object can never be written (a permanent failure, parked).
     std::fs::write(dst.join("d"), b"not a directory").unwrap();
-    let (from, to) = (
-        format!("file://{}", src.display()),
-        format!("file://{}", dst.display()),
-    );
+    let (from, to) = (file_url(&src), file_url(&dst));
     let o = Command::new(BIN)
         .args([
             "replicate",

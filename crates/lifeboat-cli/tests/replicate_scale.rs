@@ -30,7 +30,7 @@ fn a_gigabyte_object_is_streamed_multipart_in_bounded_memory() {
     }
     drop(f);
     let r = Replicator::start(
-        &format!("file://{}", src.display()),
+        &file_url(&src),
         &s3.url("site-b", ""),
         &t.path().join("state"),
         &["--existing", "-q"],
@@ -69,8 +69,8 @@ fn a_hundred_thousand_small_objects_in_bounded_memory() {
         }
     }
     let r = Replicator::start(
-        &format!("file://{}", src.display()),
-        &format!("file://{}", dst.display()),
+        &file_url(&src),
+        &file_url(&dst),
         &t.path().join("state"),
         &["--existing", "--concurrency", "8", "-q"],
     );

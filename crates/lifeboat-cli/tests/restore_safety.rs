@@ -2,15 +2,19 @@
 //! not create, never destroys what it cannot replace, and tells local errors
 //! from damage. Hostile points are forged through the vault library.
 
+mod support;
+
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+use lifeboat_testkit::args::restore_files;
 use lifeboat_testkit::{Cli, compare_trees, make_sample_tree, pseudo_random, restored, tempdir};
 use lifeboat_vault::tree::{Node, NodeKind, Tree};
-use lifeboat_vault::{BackupWriter, BlobType, Id, Location, RecoveryPoint, Vault};
+use lifeboat_vault::{BackupWriter, BlobType, Location, RecoveryPoint, Vault};
+use support::blobs::damage_blob_of;
 
 fn cli(vault: &Path) -> Cli {
     Cli::new(env!("CARGO_BIN_EXE_lifeboat"), vault)
@@ -65,6 +69,14 @@ fn symlink_node(name: &[u8], target: &[u8]) -> Node {
     n
 }
 
+/// A vault in `dir/vault` (initialised) holding one files point of `src`.
+fn backed_up(dir: &Path, src: &Path) -> Cli {
+    let c = cli(&dir.join("vault"));
+    c.ok(&["vault", "init"]);
+    c.ok(&["backup", "files", s(src)]);
+    c
+}
+
 /// Writes a point whose root tree holds `nodes` (built by `make`).
 fn forge(c: &Cli, make: impl FnOnce(&BackupWriter) -> Vec<Node>) -> String {
     let v = open(c);
@@ -112,7 +124,7 @@ fn a_path_backed_up_through_a_symlink_restores_as_real_directories() {
     c.ok(&["backup", "files", s(&x.join("datalink/app"))]);
     std::fs::write(x.join("realdata/app/config.txt"), b"live, changed\n").unwrap();
     let to = x.join("empty");
-    c.ok(&["restore", "files", "latest", "--to", s(&to)]);
+    c.ok(&restore_files("latest", &to, &[]));
     assert_eq!(
         std::fs::read(x.join("realdata/app/config.txt")).unwrap(),
         b"live, changed\n",
@@ -130,9 +142,7 @@ fn symlinks_in_the_target_are_replaced_never_followed() {
     let t = tempdir().unwrap();
     let src = t.path().join("src");
     make_sample_tree(&src, 3);
-    let c = cli(&t.path().join("vault"));
-    c.ok(&["vault", "init"]);
-    c.ok(&["backup", "files", s(&src)]);
+    let c = backed_up(t.path(), &src);
     let victim = t.path().join("victim");
     std::fs::create_dir(&victim).unwrap();
     std::fs::set_permissions(&victim, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
@@ -141,15 +151,7 @@ fn symlinks_in_the_target_are_replaced_never_followed() {
     std::fs::create_dir(&to).unwrap();
     let first = src.components().nth(1).unwrap().as_os_str().to_owned();
     std::os::unix::fs::symlink(&victim, to.join(&first)).unwrap();
-    c.ok(&[
-        "restore",
-        "files",
-        "latest",
-        "--to",
-        s(&to),
-        "--overwrite",
-        "always",
-    ]);
+    c.ok(&restore_files("latest", &to, &["--overwrite", "always"]));
     assert!(listing(&victim).is_empty(), "{:?}", listing(&victim));
     assert_eq!(std::fs::metadata(&victim).unwrap().mode() & 0o7777, 0o700);
     assert!(compare_trees(&src, &restored(&to, &src)).is_empty());
@@ -157,15 +159,7 @@ fn symlinks_in_the_target_are_replaced_never_followed() {
     let docs = restored(&to, &src).join("docs");
     std::fs::remove_dir_all(&docs).unwrap();
     std::os::unix::fs::symlink(&victim, &docs).unwrap();
-    c.ok(&[
-        "restore",
-        "files",
-        "latest",
-        "--to",
-        s(&to),
-        "--overwrite",
-        "always",
-    ]);
+    c.ok(&restore_files("latest", &to, &["--overwrite", "always"]));
     assert!(listing(&victim).is_empty(), "{:?}", listing(&victim));
     assert_eq!(std::fs::metadata(&victim).unwrap().mode() & 0o7777, 0o700);
     assert!(std::fs::symlink_metadata(&docs).unwrap().is_dir());
@@ -200,7 +194,7 @@ fn hostile_names_in_a_point_never_escape_the_target() {
         ]
     });
     let to = t.path().join("to");
-    let o = c.run(&["restore", "files", &id[..12], "--to", s(&to)]);
+    let o = c.run(&restore_files(&id[..12], &to, &[]));
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(!t.path().join("escaped.txt").exists());
@@ -231,7 +225,7 @@ fn deep_trees_restore_through_handles_and_the_depth_guard_holds() {
         vec![n]
     });
     let to = t.path().join("to");
-    c.ok(&["restore", "files", &id[..12], "--to", s(&to)]);
+    c.ok(&restore_files(&id[..12], &to, &[]));
     // Deeper than PATH_MAX: read it one directory handle at a time.
     // 40 levels of 201 bytes: longer than PATH_MAX (4096).
     let mut d: std::os::fd::OwnedFd = std::fs::File::open(&to).unwrap().into();
@@ -263,36 +257,9 @@ fn deep_trees_restore_through_handles_and_the_depth_guard_holds() {
         vec![n]
     });
     let to = t.path().join("to2");
-    let o = c.run(&["restore", "files", &id[..12], "--to", s(&to)]);
+    let o = c.run(&restore_files(&id[..12], &to, &[]));
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("too deep"), "{}", stderr(&o));
-}
-
-/// Finds the pack and offset of the blob of `path`'s content in a point.
-fn blob_of(c: &Cli, path: &Path) -> (PathBuf, u32, u32) {
-    let v = open(c);
-    let index = v.load_index().unwrap();
-    let (_, p) = v.find_point("latest", None).unwrap();
-    let mut tree = p.tree;
-    let comps: Vec<_> = path.components().skip(1).collect();
-    let mut node = None;
-    for (i, comp) in comps.iter().enumerate() {
-        let t = v.read_tree(&index, &tree).unwrap();
-        let n = t.find(comp.as_os_str().as_bytes()).unwrap().clone();
-        if i + 1 < comps.len() {
-            tree = n.subtree.unwrap();
-        }
-        node = Some(n);
-    }
-    let n = node.unwrap();
-    let id: Id = n.subtree.unwrap_or_else(|| n.content[0]);
-    let loc = index.get(&id).unwrap();
-    let pack = PathBuf::from(&c.vault).join(lifeboat_vault::pack::pack_path(&loc.pack));
-    (pack, loc.entry.offset, loc.entry.length)
-}
-
-fn damage(pack: &Path, offset: u32, len: u32) {
-    lifeboat_testkit::flip_byte(pack, (offset + len / 2) as i64);
 }
 
 /// A.4: restoring in place over a tree whose point has a damaged blob keeps
@@ -302,22 +269,11 @@ fn a_damaged_blob_never_removes_the_file_on_disk() {
     let t = tempdir().unwrap();
     let src = t.path().join("src");
     make_sample_tree(&src, 5);
-    let c = cli(&t.path().join("vault"));
-    c.ok(&["vault", "init"]);
-    c.ok(&["backup", "files", s(&src)]);
+    let c = backed_up(t.path(), &src);
     let to = t.path().join("to");
-    c.ok(&["restore", "files", "latest", "--to", s(&to)]);
-    let (pack, off, len) = blob_of(&c, &src.join("docs/note-9.txt"));
-    damage(&pack, off, len);
-    let o = c.run(&[
-        "restore",
-        "files",
-        "latest",
-        "--to",
-        s(&to),
-        "--overwrite",
-        "always",
-    ]);
+    c.ok(&restore_files("latest", &to, &[]));
+    damage_blob_of(&c, &src.join("docs/note-9.txt"));
+    let o = c.run(&restore_files("latest", &to, &["--overwrite", "always"]));
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("note-9.txt"), "{}", stderr(&o));
     assert!(
@@ -334,13 +290,10 @@ fn a_damaged_tree_blob_loses_only_its_directory() {
     let t = tempdir().unwrap();
     let src = t.path().join("src");
     make_sample_tree(&src, 6);
-    let c = cli(&t.path().join("vault"));
-    c.ok(&["vault", "init"]);
-    c.ok(&["backup", "files", s(&src)]);
-    let (pack, off, len) = blob_of(&c, &src.join("docs/deep"));
-    damage(&pack, off, len);
+    let c = backed_up(t.path(), &src);
+    damage_blob_of(&c, &src.join("docs/deep"));
     let to = t.path().join("to");
-    let o = c.run(&["restore", "files", "latest", "--to", s(&to)]);
+    let o = c.run(&restore_files("latest", &to, &[]));
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(err.contains("docs/deep"), "{err}");
@@ -371,9 +324,7 @@ fn a_killed_restore_leaves_files_complete_or_absent_and_resumes() {
     let t = tempdir().unwrap();
     let src = t.path().join("src");
     big_tree(&src, 24, 3 << 20);
-    let c = cli(&t.path().join("vault"));
-    c.ok(&["vault", "init"]);
-    c.ok(&["backup", "files", s(&src)]);
+    let c = backed_up(t.path(), &src);
     let to = t.path().join("to");
     let r = restored(&to, &src);
     let mut child = c
@@ -410,15 +361,11 @@ fn a_killed_restore_leaves_files_complete_or_absent_and_resumes() {
         complete += 1;
     }
     eprintln!("complete files after the kill: {complete} of 24");
-    c.ok(&[
-        "restore",
-        "files",
+    c.ok(&restore_files(
         "latest",
-        "--to",
-        s(&to),
-        "--overwrite",
-        "if-changed",
-    ]);
+        &to,
+        &["--overwrite", "if-changed"],
+    ));
     assert!(compare_trees(&src, &r).is_empty());
     assert!(
         !listing(&to).iter().any(|p| is_temp(p)),
@@ -436,11 +383,9 @@ fn existing_content_follows_the_overwrite_policy() {
     let t = tempdir().unwrap();
     let src = t.path().join("src");
     make_sample_tree(&src, 8);
-    let c = cli(&t.path().join("vault"));
-    c.ok(&["vault", "init"]);
-    c.ok(&["backup", "files", s(&src)]);
+    let c = backed_up(t.path(), &src);
     let to = t.path().join("to");
-    c.ok(&["restore", "files", "latest", "--to", s(&to)]);
+    c.ok(&restore_files("latest", &to, &[]));
     let r = restored(&to, &src);
     let edited = r.join("docs/note-1.txt");
     std::fs::write(&edited, b"edited by the user\n").unwrap();
@@ -451,22 +396,16 @@ fn existing_content_follows_the_overwrite_policy() {
     let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
     let unchanged_ino = ino(&r.join("docs/note-3.txt"));
 
-    let o = c.run(&["restore", "files", "latest", "--to", s(&to)]);
+    let o = c.run(&restore_files("latest", &to, &[]));
     assert_ne!(o.status.code(), Some(0));
     assert!(stderr(&o).contains("--overwrite"), "{}", stderr(&o));
     assert_eq!(std::fs::read(&edited).unwrap(), b"edited by the user\n");
 
-    let plan = c.json(&[
-        "restore",
-        "files",
+    let plan = c.json(&restore_files(
         "latest",
-        "--to",
-        s(&to),
-        "--overwrite",
-        "if-changed",
-        "--delete",
-        "--dry-run",
-    ]);
+        &to,
+        &["--overwrite", "if-changed", "--delete", "--dry-run"],
+    ));
     let actions = plan["actions"].as_array().unwrap();
     let has = |what: &str, end: &str| {
         actions
@@ -481,28 +420,15 @@ fn existing_content_follows_the_overwrite_policy() {
     assert_eq!(std::fs::read(&edited).unwrap(), b"edited by the user\n");
     assert!(r.join("docs/extra.txt").exists() && !r.join("docs/note-2.txt").exists());
 
-    c.ok(&[
-        "restore",
-        "files",
-        "latest",
-        "--to",
-        s(&to),
-        "--overwrite",
-        "never",
-    ]);
+    c.ok(&restore_files("latest", &to, &["--overwrite", "never"]));
     assert_eq!(std::fs::read(&edited).unwrap(), b"edited by the user\n");
     assert!(r.join("docs/note-2.txt").exists());
 
-    c.ok(&[
-        "restore",
-        "files",
+    c.ok(&restore_files(
         "latest",
-        "--to",
-        s(&to),
-        "--overwrite",
-        "if-changed",
-        "--delete",
-    ]);
+        &to,
+        &["--overwrite", "if-changed", "--delete"],
+    ));
     assert!(
         compare_trees(&src, &r).is_empty(),
         "{:?}",
@@ -516,15 +442,7 @@ fn existing_content_follows_the_overwrite_policy() {
     assert_eq!(std::fs::read(&outside).unwrap(), b"keep me\n");
 
     let before = ino(&r.join("docs/note-3.txt"));
-    c.ok(&[
-        "restore",
-        "files",
-        "latest",
-        "--to",
-        s(&to),
-        "--overwrite",
-        "always",
-    ]);
+    c.ok(&restore_files("latest", &to, &["--overwrite", "always"]));
     assert_ne!(ino(&r.join("docs/note-3.txt")), before, "always replaces");
     assert!(compare_trees(&src, &r).is_empty());
 }
@@ -539,9 +457,7 @@ fn a_full_disk_is_a_local_error_naming_the_path() {
     let t = tempdir().unwrap();
     let src = t.path().join("src");
     big_tree(&src, 12, 3 << 20);
-    let c = cli(&t.path().join("vault"));
-    c.ok(&["vault", "init"]);
-    c.ok(&["backup", "files", s(&src)]);
+    let c = backed_up(t.path(), &src);
     let mnt = t.path().join("small");
     std::fs::create_dir(&mnt).unwrap();
     let m = std::process::Command::new("mount")
@@ -556,7 +472,7 @@ fn a_full_disk_is_a_local_error_naming_the_path() {
         }
     }
     let _u = Unmount(mnt.clone());
-    let o = c.run(&["restore", "files", "latest", "--to", s(&mnt.join("r"))]);
+    let o = c.run(&restore_files("latest", &mnt.join("r"), &[]));
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("No space left"), "{err}");
@@ -611,7 +527,7 @@ fn a_hundred_thousand_hard_links_restore_quickly_and_count_once() {
     });
     let to = t.path().join("to");
     let started = Instant::now();
-    let j = c.json(&["restore", "files", &id[..12], "--to", s(&to)]);
+    let j = c.json(&restore_files(&id[..12], &to, &[]));
     let secs = started.elapsed().as_secs_f64();
     eprintln!("100,000 hard-linked names restored in {secs:.1}s");
     assert!(secs < 60.0, "took {secs:.1}s");

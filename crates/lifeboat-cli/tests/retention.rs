@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Output;
 
 use chrono::{DateTime, Duration, Utc};
+use lifeboat_testkit::args::{backup_files, restore_files};
 use lifeboat_testkit::{Cli, make_sample_tree, tempdir};
 use lifeboat_vault::{Location, Vault};
 use serde_json::Value;
@@ -214,7 +215,7 @@ fn vault_lock_configuration_applies_to_every_point_and_freezes_after_cooling_off
     assert_eq!(point(&c, &id)["retention"]["mode"], "compliance");
     // Requests outside the range fail before anything is read.
     for (d, what) in [("1d", "minimum"), ("11y", "maximum")] {
-        let o = c.run(&["backup", "files", src.to_str().unwrap(), "--retain-for", d]);
+        let o = c.run(&backup_files(&src, &["--retain-for", d]));
         assert_eq!(o.status.code(), Some(1));
         assert!(stderr(&o).contains(what), "{}", stderr(&o));
     }
@@ -446,7 +447,7 @@ fn prune_copes_with_objects_the_storage_will_not_delete_yet() {
     let e = stderr(&o);
     let check = c.run(&["vault", "check"]);
     let restored = t.path().join("r");
-    let restore = c.run(&["restore", "files", &new, "--to", restored.to_str().unwrap()]);
+    let restore = c.run(&restore_files(&new, &restored, &[]));
     chattr("-i", &frozen);
     assert_eq!(code, Some(3), "{e}");
     assert!(refused >= 2 && e.contains("refused"), "{rep}\n{e}");
@@ -477,14 +478,7 @@ fn latest_is_never_a_point_stamped_in_the_future() {
     let real = backup(&c, &src, &[]);
     // `latest` is the real one: judged by when the storage got it.
     let to = t.path().join("out");
-    let o = c.run(&[
-        "restore",
-        "files",
-        "latest",
-        "--to",
-        to.to_str().unwrap(),
-        "--json",
-    ]);
+    let o = c.run(&restore_files("latest", &to, &["--json"]));
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -504,7 +498,7 @@ fn latest_is_never_a_point_stamped_in_the_future() {
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let to = t.path().join("out-copy");
-    let o = dst.run(&["restore", "files", "latest", "--to", to.to_str().unwrap()]);
+    let o = dst.run(&restore_files("latest", &to, &[]));
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         lifeboat_testkit::restored(&to, &src)

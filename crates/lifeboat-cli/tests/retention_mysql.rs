@@ -9,10 +9,6 @@ use std::time::{Duration, Instant};
 use lifeboat_testkit::mariadb::MariaDb;
 use lifeboat_testkit::{Cli, tempdir};
 
-fn dsn(db: &MariaDb) -> String {
-    format!("mysql://root@127.0.0.1:{}", db.port)
-}
-
 fn wait_for(log: &Path, needle: &str, child: &mut std::process::Child) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !std::fs::read_to_string(log)
@@ -42,7 +38,7 @@ fn locked_binlog_seals_are_replaced_by_their_locked_rollup() {
         "backup",
         "mysql",
         "--dsn",
-        &dsn(&db),
+        &db.root_dsn(),
         "--retain-for",
         "2d",
         "--lock",
@@ -61,7 +57,7 @@ fn locked_binlog_seals_are_replaced_by_their_locked_rollup() {
             "archive",
             "mysql",
             "--dsn",
-            &dsn(&db),
+            &db.root_dsn(),
             "--seal-interval",
             "200ms",
             "--rollup-interval",

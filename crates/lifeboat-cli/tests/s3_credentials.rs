@@ -14,6 +14,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
 
+use lifeboat_testkit::args::backup_files;
 use lifeboat_testkit::s3::S3Server;
 use lifeboat_testkit::{Cli, make_sample_tree, tempdir};
 use serde_json::Value;
@@ -69,8 +70,8 @@ fn the_secondary_pulls_with_read_only_keys_and_writes_with_its_own() {
         &primary_admin,
     );
     src.ok(&["vault", "init"]);
-    src.ok(&["backup", "files", data.to_str().unwrap()]);
-    src.ok(&["backup", "files", data.to_str().unwrap()]);
+    src.ok(&backup_files(&data, &[]));
+    src.ok(&backup_files(&data, &[]));
     let dst = as_user(
         &s3.url("secondary", "lifeboat"),
         "secondary password",

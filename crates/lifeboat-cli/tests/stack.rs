@@ -9,47 +9,19 @@ mod stack_fixture;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use lifeboat_testkit::{Cli, tempdir};
-use stack_fixture::{shop_host, sql, tcp_root_login};
-
-fn unishop_bin() -> PathBuf {
-    lifeboat_testkit::procs::unishop_bin(env!("CARGO_BIN_EXE_lifeboat"))
-}
-
 use lifeboat_testkit::procs::alive;
+use lifeboat_testkit::{Cli, tempdir};
+use stack_fixture::{SiteStack, shop_app, shop_members, sql, tcp_root_login};
 
 fn health(url: &str) -> Option<u16> {
     lifeboat_instance::supervise::http_status(url, std::time::Duration::from_secs(2)).ok()
 }
 
-/// Stops whatever the test left running, whatever happened.
-struct Down(Cli, Vec<String>);
-impl Drop for Down {
-    fn drop(&mut self) {
-        let args: Vec<&str> = self.1.iter().map(String::as_str).collect();
-        let _ = self.0.run(&args);
-    }
-}
-
-fn args(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
-}
-
 fn write_config(w: &Path, app: &Path, with_optional_broken: bool) {
     let mut text = format!(
-        r#"[site.primary]
-root = "{w}/primary"
-[vault.main]
-location = "{w}/vault"
-[resource.shop-db]
-kind = "mysql"
-dsn = "mysql://root@127.0.0.1:3306"
-[resource.shop-assets]
-kind = "bucket"
-location = "file://{w}/unused-bucket"
-{host}"#,
+        "[site.primary]\nroot = \"{w}/primary\"\n{members}",
         w = w.display(),
-        host = shop_host(app, None)
+        members = shop_members(w, app)
     );
     let mut members = r#"["shop-host", "shop-db", "shop-assets"]"#.to_string();
     let mut optional = String::new();
@@ -70,24 +42,13 @@ location = "file://{w}/unused-bucket"
 fn the_unishop_stack_comes_up_in_its_site_stops_with_its_data_kept_and_is_purged() {
     let t = tempdir().unwrap();
     let w = t.path();
-    let app = w.join("opt/unishop");
-    std::fs::create_dir_all(&app).unwrap();
-    std::fs::copy(unishop_bin(), app.join("unishop")).unwrap();
+    let app = shop_app(w, env!("CARGO_BIN_EXE_lifeboat"));
     write_config(w, &app, true);
     let c = Cli::new(env!("CARGO_BIN_EXE_lifeboat"), &w.join("vault")).with_workdir(w);
-    let target = ["--stack", "unishop", "--site", "primary"];
-    let cmd = |verb: &[&str]| -> Vec<String> {
-        ["stack"]
-            .iter()
-            .chain(verb)
-            .chain(target.iter())
-            .map(|s| s.to_string())
-            .collect()
-    };
-    let _down = Down(c.clone(), cmd(&["down"]));
+    let stack = SiteStack::new(&c, "primary", &[]);
 
     // Up: the database and the bucket first, then the shop with their outputs.
-    let up = c.json(&args(&cmd(&["up"])));
+    let up = stack.json(&["up"]);
     let members = up["state"]["members"].as_array().unwrap();
     let names: Vec<&str> = members.iter().map(|m| m[0].as_str().unwrap()).collect();
     assert_eq!(
@@ -158,7 +119,7 @@ fn the_unishop_stack_comes_up_in_its_site_stops_with_its_data_kept_and_is_purged
         .mode();
     assert_eq!(mode & 0o077, 0, "{}", launch_file.display());
     // The optional member that fails does not fail the stack; status says so.
-    let st = c.run(&args(&cmd(&["status", "--json"])));
+    let st = stack.run(&["status", "--json"]);
     assert_eq!(st.status.code(), Some(3));
     let st: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
     let reports = st["members"]
@@ -169,11 +130,11 @@ fn the_unishop_stack_comes_up_in_its_site_stops_with_its_data_kept_and_is_purged
         .unwrap();
     assert_eq!(reports["status"], "down", "{st}");
     write_config(w, &app, false);
-    let st = c.json(&args(&cmd(&["status"])));
+    let st = stack.json(&["status"]);
     assert_eq!(st["up"], true, "{st}");
 
     // Up again keeps what runs.
-    let again = c.json(&args(&cmd(&["up"])));
+    let again = stack.json(&["up"]);
     assert_eq!(
         again["state"]["members"][0][1]["process"]["pid"].as_i64(),
         Some(db_pid)
@@ -196,15 +157,15 @@ fn the_unishop_stack_comes_up_in_its_site_stops_with_its_data_kept_and_is_purged
     while alive(host_pid) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let o = c.run(&args(&cmd(&["status"])));
+    let o = stack.run(&["status"]);
     assert_eq!(o.status.code(), Some(3));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("shop-host") && out.contains("down"), "{out}");
 
     // Down stops every process and keeps the data; up brings it back on the same port.
-    c.ok(&args(&cmd(&["down"])));
+    stack.ok(&["down"]);
     assert!(!alive(db_pid));
-    let up2 = c.json(&args(&cmd(&["up"])));
+    let up2 = stack.json(&["up"]);
     assert_eq!(
         up2["state"]["members"][0][1]["outputs"]["dsn"],
         db["outputs"]["dsn"]
@@ -225,7 +186,7 @@ fn the_unishop_stack_comes_up_in_its_site_stops_with_its_data_kept_and_is_purged
         .collect();
 
     // Purge: nothing runs, nothing is left under the site root.
-    c.ok(&args(&cmd(&["down", "--purge"])));
+    stack.ok(&["down", "--purge"]);
     assert!(pids.iter().all(|p| !alive(*p)));
     let left: Vec<_> = std::fs::read_dir(&root)
         .unwrap()

@@ -6,14 +6,18 @@
 //! a drill and `stack down` say what they do as they do it.
 
 mod stack_fixture;
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use lifeboat_testkit::archive::{start_archive, wait_restorable};
 use lifeboat_testkit::mariadb::free_port;
+use lifeboat_testkit::procs::Bg;
 use lifeboat_testkit::{Cli, tempdir};
 use stack_fixture::sql;
+use support::sites::two_sites;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
 
@@ -22,6 +26,28 @@ fn script(p: &Path, body: &str) {
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     std::fs::write(p, body).unwrap();
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// `stack VERB --stack STACK --site SITE FLAGS…`: the arguments.
+fn stack_args<'a>(verb: &'a str, stack: &'a str, site: &'a str, flags: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec!["stack", verb, "--stack", stack, "--site", site];
+    a.extend_from_slice(flags);
+    a
+}
+
+/// `recover` or `drill` (`cmd`) of stack `wiki` into the secondary with
+/// FLAGS: the arguments.
+fn wiki_into_secondary<'a>(cmd: &'a str, flags: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec![cmd, "--stack", "wiki", "--to", "secondary"];
+    a.extend_from_slice(flags);
+    a
+}
+
+/// Asserts that the run failed; what it said on stderr.
+fn refused(o: &std::process::Output) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "{err}");
+    err
 }
 
 fn curl(url: &str) -> String {
@@ -80,15 +106,7 @@ fn a_recovery_uses_the_launch_spec_of_the_file_and_a_drill_flags_the_difference(
     // A drill uses the file's spec (its check wants "new") and says that
     // the point's differs; each step is printed as it ends, into a pipe too.
     let mut child = c
-        .command(&[
-            "drill",
-            "--stack",
-            "wiki",
-            "--to",
-            "secondary",
-            "--keep-for",
-            "8s",
-        ])
+        .command(&wiki_into_secondary("drill", &["--keep-for", "8s"]))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -122,7 +140,7 @@ fn a_recovery_uses_the_launch_spec_of_the_file_and_a_drill_flags_the_difference(
         err.contains("warning: the launch spec of `wiki-host` in lifeboat.toml differs"),
         "{err}"
     );
-    let d = c.json(&["drill", "--stack", "wiki", "--to", "secondary"]);
+    let d = c.json(&wiki_into_secondary("drill", &[]));
     assert_eq!(d["passed"], true, "{d}");
     assert_eq!(
         d["launch_spec_differs"],
@@ -131,25 +149,17 @@ fn a_recovery_uses_the_launch_spec_of_the_file_and_a_drill_flags_the_difference(
     );
 
     // A recovery too, and its report says where the spec came from.
-    let r = c.json(&["recover", "--stack", "wiki", "--to", "secondary"]);
+    let r = c.json(&wiki_into_secondary("recover", &[]));
     let src = &r["sources"][0];
     assert_eq!(src["launch_spec"], "lifeboat.toml", "{r}");
     assert_eq!(src["launch_spec_differs"], true, "{r}");
     let url = r["outputs"]["wiki-host.url"].as_str().unwrap();
     assert_eq!(curl(&format!("{url}/greeting.txt")), "new");
-    let status = c.ok(&["stack", "status", "--stack", "wiki", "--site", "secondary"]);
+    let status = c.ok(&stack_args("status", "wiki", "secondary", &[]));
     assert!(status.contains(url), "status names the address: {status}");
 
     // `stack down --purge` says what it does, member by member.
-    let o = c.run(&[
-        "stack",
-        "down",
-        "--stack",
-        "wiki",
-        "--site",
-        "secondary",
-        "--purge",
-    ]);
+    let o = c.run(&stack_args("down", "wiki", "secondary", &["--purge"]));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert!(err.contains("wiki-host (instance): stopped in"), "{err}");
@@ -184,8 +194,7 @@ members = ["wiki-host"]
     .unwrap();
     let c = Cli::new(BIN, &w.join("v")).with_workdir(w);
     let o = c.run(&["validate"]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "{err}");
+    let err = refused(&o);
     assert!(
         err.contains("lifeboat.toml:9:")
             && err.contains("resource.wiki-host.launch.health")
@@ -224,14 +233,7 @@ fn an_application_that_names_the_primarys_database_address_user_and_password_com
     std::fs::write(
         w.join("lifeboat.toml"),
         format!(
-            r#"[site.primary]
-root = "{w}/primary"
-[site.secondary]
-root = "{w}/secondary"
-[vault.dr]
-site = "secondary"
-location = "{w}/dr-vault"
-[resource.wiki-db]
+            r#"{sites}[resource.wiki-db]
 kind = "mysql"
 site = "primary"
 dsn = "mysql://root@127.0.0.1:{db_port}"
@@ -251,6 +253,7 @@ members = ["wiki-db", "wiki-host"]
 [stack.wiki-data]
 members = ["wiki-db"]
 "#,
+            sites = two_sites(w, "dr-vault"),
             w = w.display(),
             app = app.display(),
             sock = sock.display(),
@@ -268,7 +271,7 @@ members = ["wiki-db"]
     c.ok(&["validate"]);
     c.ok(&["apply", "--auto-approve"]);
     // The primary's database (its server on the address the wiki names).
-    c.ok(&["stack", "up", "--stack", "wiki-data", "--site", "primary"]);
+    c.ok(&stack_args("up", "wiki-data", "primary", &[]));
     let primary_sock = w.join("primary/mysql/wiki-db/mysqld.sock");
     sql(
         &primary_sock,
@@ -283,39 +286,23 @@ members = ["wiki-db"]
         &primary_sock,
         "INSERT INTO wiki.pages VALUES (3, 'Written after the snapshot')",
     );
-    wait_until_restorable_to(&c, "wiki-db", chrono::Utc::now());
+    wait_until_archived(&c);
     drop(archive);
 
     // While the primary's server holds the address, a recovery is refused, clearly.
-    let o = c.run(&["recover", "--stack", "wiki", "--to", "secondary"]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "{err}");
+    let o = c.run(&wiki_into_secondary("recover", &[]));
+    let err = refused(&o);
     assert!(
         err.contains(&format!(
             "must listen on 127.0.0.1:{db_port} (`recover_listen`)"
         )),
         "{err}"
     );
-    c.ok(&[
-        "stack",
-        "down",
-        "--stack",
-        "wiki",
-        "--site",
-        "secondary",
-        "--purge",
-    ]);
+    c.ok(&stack_args("down", "wiki", "secondary", &["--purge"]));
 
     // The primary is gone; the wiki comes back with its own file unchanged.
-    c.ok(&["stack", "down", "--stack", "wiki-data", "--site", "primary"]);
-    let r = c.json(&[
-        "recover",
-        "--stack",
-        "wiki",
-        "--to",
-        "secondary",
-        "--no-protect",
-    ]);
+    c.ok(&stack_args("down", "wiki-data", "primary", &[]));
+    let r = c.json(&wiki_into_secondary("recover", &["--no-protect"]));
     assert_eq!(
         r["outputs"]["wiki-db.port"],
         db_port.to_string(),
@@ -332,20 +319,12 @@ members = ["wiki-db"]
     );
     // The pinned socket answers as the recovered server.
     assert_eq!(sql(&sock, "SELECT COUNT(*) FROM wiki.pages").trim(), "3");
-    let status = c.ok(&["stack", "status", "--stack", "wiki", "--site", "secondary"]);
+    let status = c.ok(&stack_args("status", "wiki", "secondary", &[]));
     assert!(
         status.contains(&format!("127.0.0.1:{db_port} (socket {})", sock.display())),
         "{status}"
     );
-    c.ok(&[
-        "stack",
-        "down",
-        "--stack",
-        "wiki",
-        "--site",
-        "secondary",
-        "--purge",
-    ]);
+    c.ok(&stack_args("down", "wiki", "secondary", &["--purge"]));
     assert!(
         std::fs::symlink_metadata(&sock).is_err(),
         "the link to the recovered server's socket is removed with it"
@@ -385,9 +364,8 @@ fn a_recovery_whose_point_spec_needs_a_value_no_stack_gives_says_what_to_change(
         "--spec",
         w.join("wiki-host.toml").to_str().unwrap(),
     ]);
-    let o = c.run(&["recover", "--stack", "wiki", "--to", "secondary"]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "{err}");
+    let o = c.run(&wiki_into_secondary("recover", &[]));
+    let err = refused(&o);
     assert!(
         err.contains("DATABASE_URL (used in launch.env.DB)")
             && err.contains("[resource.wiki-host.launch]"),
@@ -418,32 +396,17 @@ fn plan_and_jobs_show_speak_plainly() {
     );
 }
 
-/// Waits until the vault (`c`'s) can restore `resource` to `t` (its
-/// archive holds the commits up to then).
-fn wait_until_restorable_to(c: &Cli, resource: &str, t: chrono::DateTime<chrono::Utc>) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let points = c.json(&["points", "list"]);
-        let reached = points.as_array().unwrap().iter().any(|p| {
-            p["resource"] == resource
-                && p["resource_windows"].as_array().is_some_and(|ws| {
-                    ws.iter().any(|w| {
-                        w["to"]
-                            .as_str()
-                            .and_then(|x| x.parse::<chrono::DateTime<chrono::Utc>>().ok())
-                            .is_some_and(|to| to >= t)
-                    })
-                })
-        });
-        if reached {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the archive never held the commits up to {t}: {points}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(300));
-    }
+/// Waits until the vault (`c`'s) can restore `wiki-db` to now (its archive
+/// holds the commits up to then).
+fn wait_until_archived(c: &Cli) {
+    let t = chrono::Utc::now();
+    wait_restorable(
+        c,
+        Some("wiki-db"),
+        t,
+        std::time::Duration::from_secs(60),
+        || format!("the archive never held the commits up to {t}"),
+    );
 }
 
 /// The wiki as a stack hands it its database: it keeps the DSN it was
@@ -453,24 +416,12 @@ const DSN_KEEPER: &str = "#!/bin/sh\nmkdir -p www && printf '%s\\n' \"$WIKI_DSN\
 /// `wiki-db`'s binlog archive running (root logs in with the environment's
 /// password) and the default plan run once: the snapshot carries users
 /// and grants, the archive what follows.
-fn archived_and_snapshotted(c: &Cli, w: &Path, db_port: u16) -> stack_fixture::Bg {
-    let archive = stack_fixture::Bg(
-        c.command(&[
-            "archive",
-            "mysql",
-            "--dsn",
-            &format!("mysql://root@127.0.0.1:{db_port}"),
-            "--resource",
-            "wiki-db",
-            "--seal-interval",
-            "1s",
-            "--spool",
-        ])
-        .arg(w.join("spool"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap(),
+fn archived_and_snapshotted(c: &Cli, w: &Path, db_port: u16) -> Bg {
+    let archive = start_archive(
+        c,
+        &format!("mysql://root@127.0.0.1:{db_port}"),
+        w,
+        &["--resource", "wiki-db", "--seal-interval", "1s"],
     );
     std::thread::sleep(std::time::Duration::from_millis(500));
     c.ok(&["jobs", "run", "--plan", "default"]);
@@ -528,14 +479,7 @@ fn a_stack_hands_its_application_its_own_account_not_root_in_the_primary_and_aft
     std::fs::write(
         w.join("lifeboat.toml"),
         format!(
-            r#"[site.primary]
-root = "{w}/primary"
-[site.secondary]
-root = "{w}/secondary"
-[vault.dr]
-site = "secondary"
-location = "{w}/dr-vault"
-[resource.wiki-db]
+            r#"{sites}[resource.wiki-db]
 kind = "mysql"
 site = "primary"
 dsn = "mysql://root@127.0.0.1:{db_port}"
@@ -553,6 +497,7 @@ health = "http://${{listen}}/dsn.txt"
 [stack.wiki]
 members = ["wiki-db", "wiki-host"]
 "#,
+            sites = two_sites(w, "dr-vault"),
             w = w.display(),
             app = app.display(),
         ),
@@ -571,9 +516,8 @@ members = ["wiki-db", "wiki-host"]
         use std::os::unix::fs::PermissionsExt;
         let pass = w.join("app.pass");
         std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let o = c.run(&["stack", "up", "--stack", "wiki", "--site", "primary"]);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success(), "{err}");
+        let o = c.run(&stack_args("up", "wiki", "primary", &[]));
+        let err = refused(&o);
         assert!(
             err.contains(&pass.display().to_string()) && err.contains("chmod o-rwx"),
             "{err}"
@@ -584,7 +528,7 @@ members = ["wiki-db", "wiki-host"]
         );
         std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
-    let up = c.json(&["stack", "up", "--stack", "wiki", "--site", "primary"]);
+    let up = c.json(&stack_args("up", "wiki", "primary", &[]));
 
     // The application got its own account, not root: all it needs on its
     // database, nothing beyond (no mysql.*, nothing that ignores read_only).
@@ -623,17 +567,10 @@ members = ["wiki-db", "wiki-host"]
         "INSERT INTO wiki_db.pages VALUES (3, 'After the snapshot')",
     )
     .unwrap();
-    wait_until_restorable_to(&c, "wiki-db", chrono::Utc::now());
+    wait_until_archived(&c);
     drop(archive);
-    c.ok(&["stack", "down", "--stack", "wiki", "--site", "primary"]);
-    let r = c.json(&[
-        "recover",
-        "--stack",
-        "wiki",
-        "--to",
-        "secondary",
-        "--no-protect",
-    ]);
+    c.ok(&stack_args("down", "wiki", "primary", &[]));
+    let r = c.json(&wiki_into_secondary("recover", &["--no-protect"]));
     let url = r["outputs"]["wiki-host.url"].as_str().unwrap();
     let rdsn = curl(&format!("{url}/dsn.txt"));
     let rport = r["outputs"]["wiki-db.port"].as_str().unwrap();
@@ -652,13 +589,5 @@ members = ["wiki-db", "wiki-host"]
             .unwrap_err()
             .contains("denied")
     );
-    c.ok(&[
-        "stack",
-        "down",
-        "--stack",
-        "wiki",
-        "--site",
-        "secondary",
-        "--purge",
-    ]);
+    c.ok(&stack_args("down", "wiki", "secondary", &["--purge"]));
 }

@@ -6,23 +6,14 @@
 
 mod stack_fixture;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use lifeboat_testkit::s3::{CREDENTIALS, S3Server};
 use lifeboat_testkit::{Cli, tempdir};
-use stack_fixture::{buckets, shop_host};
+use stack_fixture::{SiteStack, buckets, shop_app, shop_members};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lifeboat");
-
-/// Stops whatever the test left running, whatever happened.
-struct Down(Cli, Vec<String>);
-impl Drop for Down {
-    fn drop(&mut self) {
-        let args: Vec<&str> = self.1.iter().map(String::as_str).collect();
-        let _ = self.0.run(&args);
-    }
-}
 
 /// The keys of a bucket (an outside view).
 fn keys(s3: &S3Server, bucket: &str) -> Vec<String> {
@@ -45,59 +36,32 @@ fn cli(w: &Path) -> Cli {
     c
 }
 
-fn strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
-}
-
-fn unishop_bin() -> PathBuf {
-    lifeboat_testkit::procs::unishop_bin(BIN)
-}
-
 #[test]
 fn stack_up_makes_the_bucket_on_the_sites_endpoint_and_the_shop_reads_its_frontend_from_it() {
     let s3 = S3Server::start();
     let t = tempdir().unwrap();
     let w = t.path();
-    let app = w.join("opt/unishop");
-    std::fs::create_dir_all(&app).unwrap();
-    std::fs::copy(unishop_bin(), app.join("unishop")).unwrap();
+    let app = shop_app(w, BIN);
     std::fs::write(
         w.join("lifeboat.toml"),
         format!(
             r#"[site.dr]
 root = "{w}/dr"
 endpoint = "{endpoint}"
-[vault.main]
-location = "{w}/vault"
-[resource.shop-db]
-kind = "mysql"
-dsn = "mysql://root@127.0.0.1:3306"
-[resource.shop-assets]
-kind = "bucket"
-location = "file://{w}/unused-bucket"
-{host}[stack.unishop]
+{members}[stack.unishop]
 members = ["shop-host", "shop-db", "shop-assets"]
 "#,
             w = w.display(),
-            host = shop_host(&app, None),
+            members = shop_members(w, &app),
             endpoint = s3.endpoint(),
         ),
     )
     .unwrap();
     let c = cli(w);
-    let target = ["--stack", "unishop", "--site", "dr"];
-    let cmd = |verb: &[&str]| -> Vec<String> {
-        ["stack"]
-            .iter()
-            .chain(verb)
-            .chain(target.iter())
-            .map(|s| s.to_string())
-            .collect()
-    };
-    let _down = Down(c.clone(), cmd(&["down", "--purge"]));
+    let stack = SiteStack::new(&c, "dr", &["--purge"]);
     assert!(!buckets(&s3).contains(&"shop-assets".to_string()));
 
-    let up = c.json(&strs(&cmd(&["up"])));
+    let up = stack.json(&["up"]);
     let members = up["state"]["members"].as_array().unwrap();
     let assets = &members.iter().find(|m| m[0] == "shop-assets").unwrap()[1];
     let location = format!(
@@ -128,14 +92,14 @@ members = ["shop-host", "shop-db", "shop-assets"]
     assert!(index.to_lowercase().contains("<html"), "{index}");
 
     // Status: the bucket is reachable and exists.
-    let st = c.json(&strs(&cmd(&["status"])));
+    let st = stack.json(&["status"]);
     assert_eq!(st["up"], true, "{st:#}");
     // Up again keeps the stack's own bucket, objects and all.
-    c.ok(&strs(&cmd(&["up"])));
+    stack.ok(&["up"]);
     assert!(keys(&s3, "shop-assets").contains(&"index.html".to_string()));
 
     // Purge: the stack's bucket is emptied and deleted on the endpoint.
-    c.ok(&strs(&cmd(&["down", "--purge"])));
+    stack.ok(&["down", "--purge"]);
     assert!(
         !buckets(&s3).contains(&"shop-assets".to_string()),
         "{:?}",

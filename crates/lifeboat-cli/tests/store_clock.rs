@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use chrono::{DateTime, Duration, Utc};
+use lifeboat_testkit::args::backup_files;
 use lifeboat_testkit::{Cli, make_sample_tree, tempdir};
 use lifeboat_vault::{Location, Vault};
 use serde_json::Value;
@@ -191,7 +192,7 @@ fn a_running_backups_lock_is_not_stale_to_a_client_clock_set_forward() {
     let vault = Path::new(&c.vault).to_path_buf();
     let hold = t.path().join("hold");
     std::fs::create_dir(&hold).unwrap();
-    let mut backup = c.command(&["backup", "files", src.to_str().unwrap()]);
+    let mut backup = c.command(&backup_files(&src, &[]));
     backup.env(
         "LIFEBOAT_TEST_PAUSE",
         format!("before-point:{}", hold.display()),
@@ -218,7 +219,7 @@ fn a_running_backups_lock_is_not_stale_to_a_client_clock_set_forward() {
 #[test]
 fn prune_leaves_another_writers_fresh_staging_file_under_a_clock_set_forward() {
     let (_t, c, src) = setup();
-    c.ok(&["backup", "files", src.to_str().unwrap()]);
+    c.ok(&backup_files(&src, &[]));
     let vault = Path::new(&c.vault).to_path_buf();
     // Another process's atomic write in progress: a file it is filling in tmp/.
     let staging = vault.join("tmp").join("in-progress");

@@ -11,6 +11,9 @@ use std::process::{Command, Output};
 
 pub use tempfile::{TempDir, tempdir};
 
+pub mod archive;
+pub mod args;
+pub mod browser;
 pub mod fuzz;
 pub mod http_fault;
 pub mod load;
@@ -19,6 +22,8 @@ pub mod mariadb;
 pub mod procs;
 pub mod proxy;
 pub mod s3;
+pub mod serve;
+pub mod wait;
 
 /// Writes a secret file as a user must: readable by its owner only (the
 /// declarative file's password files are refused when others can read them).
@@ -469,6 +474,33 @@ impl Cli {
         let out = self.ok(&a);
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
     }
+
+    /// Runs with `--json` whatever its outcome (a drill that misses an
+    /// objective exits 3 with its report): the exit code and the parsed
+    /// stdout (panics with stdout and stderr when it is not JSON).
+    pub fn json_exit(&self, args: &[&str]) -> (Option<i32>, serde_json::Value) {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let o = self.run(&a);
+        let v = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+            panic!(
+                "lifeboat {args:?} wrote no JSON ({e}, {}):\nstdout: {}\nstderr: {}",
+                o.status,
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        });
+        (o.status.code(), v)
+    }
+}
+
+/// A new vault (initialised) of `bin` in a temporary directory, which
+/// lives as long as the returned `TempDir`.
+pub fn fresh_vault(bin: &str) -> (TempDir, Cli) {
+    let t = tempdir().unwrap();
+    let c = Cli::new(bin, &t.path().join("vault"));
+    c.ok(&["vault", "init"]);
+    (t, c)
 }
 
 /// The directory a path's restore lands in below `to` (absolute paths are kept).

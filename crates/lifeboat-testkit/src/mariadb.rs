@@ -179,6 +179,16 @@ impl MariaDb {
         format!("mysql://root@127.0.0.1:{}", self.port)
     }
 
+    /// `CHECKSUM TABLE table`'s checksum (empty when the table is missing).
+    pub fn checksum(&self, table: &str) -> String {
+        self.sql(&format!("CHECKSUM TABLE {table}"))
+            .split('\t')
+            .nth(1)
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    }
+
     /// The server's error log.
     pub fn error_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("err.log")).unwrap_or_default()

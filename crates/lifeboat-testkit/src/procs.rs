@@ -1,8 +1,9 @@
 //! Processes the end-to-end tests start and watch: the sample shop's binary,
-//! whether a process is alive.
+//! whether a process is alive, a background process killed on drop.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, ExitStatus};
+use std::time::Duration;
 
 /// The `unishop` binary built next to `lifeboat_bin` (the test's
 /// `CARGO_BIN_EXE_lifeboat`); built here when a filtered test run did not
@@ -30,5 +31,35 @@ pub fn alive(pid: i64) -> bool {
                 != Some("Z")
         }
         Err(_) => false,
+    }
+}
+
+/// A background process (a `lifeboat archive`, `copy --follow`, `serve`),
+/// killed on drop (the children a daemon started die with it).
+pub struct Bg(pub Child);
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Bg {
+    /// Sends `sig` to the process.
+    pub fn signal(&self, sig: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.0.id() as i32).unwrap();
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+
+    /// SIGTERM, then waits (at most 60 s) for it to exit; its exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.signal(rustix::process::Signal::TERM);
+        crate::wait::wait_until(Duration::from_secs(60), Duration::from_millis(50), || {
+            self.0
+                .try_wait()
+                .unwrap()
+                .ok_or_else(|| "did not stop on SIGTERM".to_string())
+        })
     }
 }

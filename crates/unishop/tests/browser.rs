@@ -8,25 +8,18 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
-use serde_json::Value;
+use lifeboat_testkit::browser::Browser;
 
 #[test]
 fn a_customer_buys_a_product_in_chromium() {
-    let script_dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser"));
-    assert!(
-        script_dir.join("node_modules/playwright-core").is_dir(),
-        "playwright-core is not installed: run npm ci --prefix {}",
-        script_dir.display()
-    );
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        std::path::Path::new(&chromium).exists(),
-        "{chromium} is missing: apt-get install chromium"
+    let browser = Browser::new(
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser")),
+        &["playwright-core"],
     );
     let db = mariadb();
     let url = db_url(&db, "shop");
@@ -50,24 +43,12 @@ fn a_customer_buys_a_product_in_chromium() {
     std::fs::create_dir_all(&artifacts).unwrap();
     let shot = artifacts.join("unishop-checkout.png");
     let _ = std::fs::remove_file(&shot);
-    let out = Command::new("node")
-        .arg("shop.mjs")
-        .arg(&shop.url)
-        .arg(&shot)
-        .arg("3")
-        .current_dir(&script_dir)
-        .env("CHROMIUM", &chromium)
-        .output()
-        .expect("node (apt-get install nodejs)");
-    assert!(
-        out.status.success(),
-        "the browser run failed (see {}):\n{}\n{}\nshop log:\n{}",
-        artifacts.join("unishop-checkout-failure.png").display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        shop.log()
+    let result = browser.run(
+        "shop.mjs",
+        &[OsStr::new(&shop.url), shot.as_os_str(), OsStr::new("3")],
+        &artifacts.join("unishop-checkout-failure.png"),
+        || format!("shop log:\n{}", shop.log()),
     );
-    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
     let order_id = result["order_id"].as_u64().unwrap();
     assert_eq!(result["product_name"], "Sturdy Backpack");
 

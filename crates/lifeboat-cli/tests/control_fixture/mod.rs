@@ -206,6 +206,22 @@ impl Drop for Daemon {
     }
 }
 
+/// Each point of the vault (`v`'s) as `resource:kind`, in its list's order.
+pub fn point_kinds(v: &Cli) -> Vec<String> {
+    v.json(&["points", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}:{}",
+                p["resource"].as_str().unwrap(),
+                p["kind"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
 /// Jobs in the history (newest first), as JSON.
 pub fn jobs(c: &Cli, extra: &[&str]) -> Vec<Value> {
     let mut a = vec!["jobs", "list", "--limit", "1000"];

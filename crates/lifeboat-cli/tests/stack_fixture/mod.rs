@@ -1,26 +1,97 @@
 //! What the stack tests (recover, failback, stack) share: the Unishop host's
 //! instance table, SQL on a member's socket, how far a vault can restore the
-//! database, a disaster (a site's processes killed), background processes
-//! killed on drop, the primary database's root password and a recovered
+//! database, a disaster (a site's processes killed), the primary database's root password and a recovered
 //! stack's.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use lifeboat_testkit::Cli;
+use lifeboat_testkit::{Cli, archive};
 
-/// A background `lifeboat` process, killed on drop (the children a daemon
-/// started die with it).
-pub struct Bg(pub Child);
+/// The Unishop stack in one site, driven by `stack VERB --stack unishop
+/// --site SITE`; stopped with the given `stack down` flags on drop,
+/// whatever the test left running.
+pub struct SiteStack {
+    c: Cli,
+    site: String,
+    down: Vec<String>,
+}
 
-impl Drop for Bg {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+impl SiteStack {
+    /// The stack in `site` of `c`'s file; `down` the flags of `stack down`
+    /// on drop (`--purge`, or none).
+    pub fn new(c: &Cli, site: &str, down: &[&str]) -> SiteStack {
+        SiteStack {
+            c: c.clone(),
+            site: site.into(),
+            down: down.iter().map(|s| s.to_string()).collect(),
+        }
     }
+
+    /// `stack VERB… --stack unishop --site SITE`.
+    fn args<'a>(&'a self, verb: &[&'a str]) -> Vec<&'a str> {
+        let mut a = vec!["stack"];
+        a.extend_from_slice(verb);
+        a.extend(["--stack", "unishop", "--site", &self.site]);
+        a
+    }
+
+    /// Runs `stack VERB…`; its output.
+    pub fn run(&self, verb: &[&str]) -> Output {
+        self.c.run(&self.args(verb))
+    }
+
+    /// Runs `stack VERB…`, asserts success; its stdout.
+    pub fn ok(&self, verb: &[&str]) -> String {
+        self.c.ok(&self.args(verb))
+    }
+
+    /// Runs `stack VERB… --json`, asserts success; its report.
+    pub fn json(&self, verb: &[&str]) -> serde_json::Value {
+        self.c.json(&self.args(verb))
+    }
+}
+
+impl Drop for SiteStack {
+    fn drop(&mut self) {
+        let mut verb = vec!["down"];
+        verb.extend(self.down.iter().map(String::as_str));
+        let _ = self.run(&verb);
+    }
+}
+
+/// The Unishop host's files under `w/opt/unishop`: the `unishop` binary
+/// built next to `bin`.
+pub fn shop_app(w: &Path, bin: &str) -> PathBuf {
+    let app = w.join("opt/unishop");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::copy(
+        lifeboat_testkit::procs::unishop_bin(bin),
+        app.join("unishop"),
+    )
+    .unwrap();
+    app
+}
+
+/// The Unishop stack's vault `main` in `w` and its members (database,
+/// bucket, host of `app`) in the file's first site, before `[stack.unishop]`.
+pub fn shop_members(w: &Path, app: &Path) -> String {
+    format!(
+        r#"[vault.main]
+location = "{w}/vault"
+[resource.shop-db]
+kind = "mysql"
+dsn = "mysql://root@127.0.0.1:3306"
+[resource.shop-assets]
+kind = "bucket"
+location = "file://{w}/unused-bucket"
+{host}"#,
+        w = w.display(),
+        host = shop_host(app, None)
+    )
 }
 
 /// The launch table of the Unishop host whose files are in `app`: it
@@ -167,26 +238,15 @@ pub fn sql(socket: &Path, q: &str) -> String {
 
 /// The newest time the vault (`c`'s) can restore `shop-db` to.
 pub fn restorable_to(c: &Cli) -> Option<DateTime<Utc>> {
-    c.json(&["points", "list"])
-        .as_array()?
-        .iter()
-        .filter(|p| p["resource"] == "shop-db")
-        .filter_map(|p| p["resource_windows"].as_array())
-        .flatten()
-        .filter_map(|w| w["to"].as_str()?.parse().ok())
-        .max()
+    archive::restorable_to(c, Some("shop-db"))
 }
 
-/// Waits until the vault (`c`'s) can restore `shop-db` to `last`.
+/// Waits (at most 90 s) until the vault (`c`'s) can restore `shop-db` to
+/// `last`.
 pub fn wait_until_held(c: &Cli, last: DateTime<Utc>, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while restorable_to(c).is_none_or(|t| t < last) {
-        assert!(
-            Instant::now() < deadline,
-            "{what} never held the commit of {last}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    archive::wait_restorable(c, Some("shop-db"), last, Duration::from_secs(90), || {
+        format!("{what} never held the commit of {last}")
+    });
 }
 
 /// Disaster: every process of stack `unishop` in the site at `root` killed

@@ -1,6 +1,15 @@
 //! What the replication tests share: a replicator process, its status,
-//! `rclone check`, and writing objects the way a well-behaved writer does.
+//! `rclone check`, and writing objects the way a well-behaved writer does;
+//! and, in its modules, what other tests share (`blobs`: damage aimed at
+//! one blob; `copy`: vaults and
+//! `lifeboat copy` between them; `recovery`: the world of
+//! the recovery tests without a database; `sites`: the two sites).
 #![allow(dead_code)]
+
+pub mod blobs;
+pub mod copy;
+pub mod recovery;
+pub mod sites;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -82,6 +91,19 @@ impl Drop for Replicator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A source and a destination directory bucket below `dir` (`src` and
+/// `dst`, the source made) and the replicator's state directory.
+pub fn dir_buckets(dir: &Path, src: &str, dst: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let (a, b) = (dir.join(src), dir.join(dst));
+    std::fs::create_dir_all(&a).unwrap();
+    (a, b, dir.join("state"))
+}
+
+/// The location of the directory bucket at `p`.
+pub fn file_url(p: &Path) -> String {
+    format!("file://{}", p.display())
 }
 
 pub fn status(state: &Path) -> Value {
