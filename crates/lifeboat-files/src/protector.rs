@@ -117,40 +117,33 @@ impl Protector for FilesProtector {
 mod tests {
     use super::*;
 
+    /// A vault in `t` holding one files point of directory `data`, which
+    /// holds `a.txt` (`hello`) and `sub/b.txt` (`b`).
+    fn point_of(t: &Path, data: &Path) -> (Vault, crate::BackupResult) {
+        std::fs::create_dir_all(data.join("sub")).unwrap();
+        std::fs::write(data.join("a.txt"), b"hello").unwrap();
+        std::fs::write(data.join("sub/b.txt"), b"b").unwrap();
+        let v = lifeboat_vault::vault::throwaway(&t.join("v"));
+        let backup = crate::BackupOptions {
+            paths: vec![data.to_path_buf()],
+            ..Default::default()
+        };
+        let made = crate::backup(&v, &backup, &Default::default()).unwrap();
+        (v, made)
+    }
+
     #[test]
     fn a_tree_point_lists_one_directory_and_names_what_it_lacks() {
         let t = tempfile::tempdir().unwrap();
         let data = t.path().join("data");
-        std::fs::create_dir_all(data.join("sub")).unwrap();
-        std::fs::write(data.join("a.txt"), b"hello").unwrap();
-        let opts = lifeboat_vault::vault::InitOptions {
-            kdf: lifeboat_vault::crypto::KdfParams::insecure_fast(),
-            ..Default::default()
-        };
-        let v = Vault::init(
-            &lifeboat_vault::Location::Dir(t.path().join("v")),
-            b"pw",
-            &opts,
-        )
-        .unwrap();
-        let backup = crate::BackupOptions {
-            paths: vec![data.clone()],
-            ..Default::default()
-        };
-        let made = crate::backup(&v, &backup, &Default::default()).unwrap();
+        let (v, made) = point_of(t.path(), &data);
         let query = |path: &str| Query {
             path: Some(path.into()),
             limit: 10,
             ..Default::default()
         };
-        let l = PROTECTOR
-            .contents(
-                &v,
-                &made.id,
-                &made.point,
-                &query(&data.display().to_string()),
-            )
-            .unwrap();
+        let list = |path: &str| PROTECTOR.contents(&v, &made.id, &made.point, &query(path));
+        let l = list(&data.display().to_string()).unwrap();
         let names: Vec<(String, String)> = l
             .entries
             .iter()
@@ -162,16 +155,9 @@ mod tests {
             [(at("a.txt"), "file".into()), (at("sub"), "dir".into())]
         );
         assert_eq!(l.entries[0].size, 5);
-        let missing = PROTECTOR.contents(&v, &made.id, &made.point, &query("/nowhere"));
-        assert!(matches!(missing, Err(BrowseError::NotInPoint(p)) if p == "/nowhere"));
-        let nul = PROTECTOR.contents(&v, &made.id, &made.point, &query("/a\0b"));
-        assert!(matches!(nul, Err(BrowseError::BadQuery(_))));
+        assert!(matches!(list("/nowhere"), Err(BrowseError::NotInPoint(p)) if p == "/nowhere"));
+        assert!(matches!(list("/a\0b"), Err(BrowseError::BadQuery(_))));
     }
-}
-
-#[cfg(test)]
-mod as_target_tests {
-    use super::*;
 
     /// A directory of a point restored as the target itself: its files
     /// directly below the target; a file cannot be the target.
@@ -179,42 +165,22 @@ mod as_target_tests {
     fn a_directory_restored_as_the_target_lands_directly_in_it() {
         let t = tempfile::tempdir().unwrap();
         let data = t.path().join("srv/app/data");
-        std::fs::create_dir_all(data.join("sub")).unwrap();
-        std::fs::write(data.join("a.txt"), b"a").unwrap();
-        std::fs::write(data.join("sub/b.txt"), b"b").unwrap();
-        let opts = lifeboat_vault::vault::InitOptions {
-            kdf: lifeboat_vault::crypto::KdfParams::insecure_fast(),
-            ..Default::default()
+        let (v, made) = point_of(t.path(), &data);
+        let restore = |to: &str, path: std::path::PathBuf| {
+            let ropts = crate::RestoreOptions {
+                to: t.path().join(to),
+                path: Some(path),
+                as_target: true,
+                ..Default::default()
+            };
+            crate::restore(&v, &made.id, &ropts, &Default::default())
         };
-        let v = Vault::init(
-            &lifeboat_vault::Location::Dir(t.path().join("v")),
-            b"pw",
-            &opts,
-        )
-        .unwrap();
-        let backup = crate::BackupOptions {
-            paths: vec![data.clone()],
-            ..Default::default()
-        };
-        let made = crate::backup(&v, &backup, &Default::default()).unwrap();
+        restore("to", data.clone()).unwrap();
         let to = t.path().join("to");
-        let ropts = crate::RestoreOptions {
-            to: to.clone(),
-            path: Some(data.clone()),
-            as_target: true,
-            ..Default::default()
-        };
-        crate::restore(&v, &made.id, &ropts, &Default::default()).unwrap();
-        assert_eq!(std::fs::read(to.join("a.txt")).unwrap(), b"a");
+        assert_eq!(std::fs::read(to.join("a.txt")).unwrap(), b"hello");
         assert_eq!(std::fs::read(to.join("sub/b.txt")).unwrap(), b"b");
         assert!(!to.join("srv").exists());
-        let file = crate::RestoreOptions {
-            to: t.path().join("to2"),
-            path: Some(data.join("a.txt")),
-            as_target: true,
-            ..Default::default()
-        };
-        let e = crate::restore(&v, &made.id, &file, &Default::default()).unwrap_err();
+        let e = restore("to2", data.join("a.txt")).unwrap_err();
         assert!(
             e.to_string()
                 .contains("only a directory can be restored as the target"),

@@ -207,16 +207,7 @@ mod tests {
     #[test]
     fn a_snapshot_lists_its_databases_and_a_databases_tables_and_nothing_else() {
         let t = tempfile::tempdir().unwrap();
-        let opts = lifeboat_vault::vault::InitOptions {
-            kdf: lifeboat_vault::crypto::KdfParams::insecure_fast(),
-            ..Default::default()
-        };
-        let v = Vault::init(
-            &lifeboat_vault::Location::Dir(t.path().join("v")),
-            b"pw",
-            &opts,
-        )
-        .unwrap();
+        let v = lifeboat_vault::vault::throwaway(&t.path().join("v"));
         let (id, p) = point(&v);
         let list = |path: Option<&str>| {
             let q = Query {

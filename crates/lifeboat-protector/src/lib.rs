@@ -436,16 +436,7 @@ mod tests {
             paths: Vec<String>,
         }
         let t = tempfile::tempdir().unwrap();
-        let opts = lifeboat_vault::vault::InitOptions {
-            kdf: lifeboat_vault::crypto::KdfParams::insecure_fast(),
-            ..Default::default()
-        };
-        let v = Vault::init(
-            &lifeboat_vault::Location::Dir(t.path().join("v")),
-            b"pw",
-            &opts,
-        )
-        .unwrap();
+        let v = lifeboat_vault::vault::throwaway(&t.path().join("v"));
         let settings = serde_json::json!({"kind": "files", "paths": "/etc"});
         let job = BackupJob {
             vault: &v,

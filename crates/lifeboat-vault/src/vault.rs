@@ -567,5 +567,16 @@ impl Vault {
     }
 }
 
+/// A throw-away vault in directory `dir` for tests: password `pw`, the
+/// fast key derivation (never for a vault that keeps anything).
+#[doc(hidden)]
+pub fn throwaway(dir: &std::path::Path) -> Vault {
+    let opts = InitOptions {
+        kdf: crate::crypto::KdfParams::insecure_fast(),
+        ..InitOptions::default()
+    };
+    Vault::init(&Location::Dir(dir.to_path_buf()), b"pw", &opts).expect("a throw-away vault")
+}
+
 #[cfg(test)]
 mod tests;

@@ -284,12 +284,7 @@ objectives = {{ rpo = "5s", rto = "2m" }}
 
     /// An empty vault at `path` (fast key derivation).
     pub(crate) fn vault_in(path: &std::path::Path) -> lifeboat_vault::Vault {
-        let opts = lifeboat_vault::vault::InitOptions {
-            kdf: lifeboat_vault::crypto::KdfParams::insecure_fast(),
-            ..Default::default()
-        };
-        lifeboat_vault::Vault::init(&lifeboat_vault::Location::Dir(path.into()), b"pw", &opts)
-            .unwrap()
+        lifeboat_vault::vault::throwaway(path)
     }
 
     /// A step is recorded with the member it is of, and heard by the sink
