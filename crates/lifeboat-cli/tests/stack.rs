@@ -280,3 +280,46 @@ fn a_server_the_file_declares_that_already_runs_is_used_as_it_is() {
     assert!(w.join("existing-bucket/keep").exists());
     assert!(docs.join("keep").exists());
 }
+
+/// A recovery into a files member's own site never restores into the
+/// directory the file declares when it holds files already: a directory of
+/// its own, said in the report; the declared one is left as it was.
+#[test]
+fn a_recovery_never_restores_into_a_declared_directory_that_holds_files() {
+    let t = tempdir().unwrap();
+    let w = t.path();
+    let docs = w.join("srv/docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(docs.join("readme.txt"), b"as backed up").unwrap();
+    std::fs::write(
+        w.join("lifeboat.toml"),
+        format!(
+            "[site.a]\nroot = \"{w}/a\"\n[vault.main]\nsite = \"a\"\nlocation = \"{w}/v\"\n[resource.docs]\nkind = \"files\"\nsite = \"a\"\npaths = [\"{w}/srv/docs\"]\n[stack.s]\nmembers = [\"docs\"]\n",
+            w = w.display()
+        ),
+    )
+    .unwrap();
+    let c = Cli::new(env!("CARGO_BIN_EXE_lifeboat"), &w.join("v")).with_workdir(w);
+    c.ok(&["apply", "--auto-approve"]);
+    c.ok(&[
+        "backup",
+        "files",
+        docs.to_str().unwrap(),
+        "--resource",
+        "docs",
+    ]);
+    std::fs::write(docs.join("readme.txt"), b"changed since").unwrap();
+    let r = c.json(&["recover", "--stack", "s", "--to", "a", "--no-protect"]);
+    let got = std::path::PathBuf::from(r["outputs"]["docs.path"].as_str().unwrap());
+    assert_ne!(got, docs, "{r:#}");
+    assert_eq!(
+        std::fs::read(got.join("readme.txt")).unwrap(),
+        b"as backed up"
+    );
+    assert_eq!(
+        std::fs::read(docs.join("readme.txt")).unwrap(),
+        b"changed since"
+    );
+    let why = r["sources"][0]["why"].as_str().unwrap();
+    assert!(why.contains("a directory of its own"), "{why}");
+}

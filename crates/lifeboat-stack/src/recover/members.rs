@@ -118,7 +118,25 @@ fn restore_files(r: &Recovery, vaults: &SiteVaults, name: &str) -> Result<(Membe
         )));
     };
     let t = Instant::now();
-    let m = crate::stack::provision(r.cfg, &r.root, r.own, name, None)?;
+    let mut m = crate::stack::provision(r.cfg, &r.root, r.own, name, None)?;
+    // The directory the file declares (a recovery into the member's own
+    // site) holding files already: never restored into, a directory of the
+    // recovery's own instead (as a bucket's), said in the source.
+    let mut moved = None;
+    if m.borrowed && std::fs::read_dir(&m.dir).is_ok_and(|mut e| e.next().is_some()) {
+        let own = r.root.join("files").join(format!(
+            "{name}.recovered-{}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S%3fZ")
+        ));
+        std::fs::create_dir_all(&own).map_err(|e| StackError::io("create", &own, e))?;
+        moved = Some(format!(
+            "restored into {}, a directory of its own: not into {} (it holds files)",
+            own.display(),
+            m.dir.display()
+        ));
+        m.outputs.insert("path".into(), own.display().to_string());
+        (m.dir, m.borrowed, m.provisioned) = (own, false, Some(true));
+    }
     // A point of one directory is restored as the member's directory
     // itself: the application is handed that directory, and finds its
     // files there (not under their old absolute path).
@@ -135,7 +153,10 @@ fn restore_files(r: &Recovery, vaults: &SiteVaults, name: &str) -> Result<(Membe
     lifeboat_files::restore(v, &id, &ropts, &lifeboat_files::Counters::default())
         .map_err(|e| StackError::Process(format!("restoring point {}: {e}", id.short())))?;
     r.step("restore the files point", Some(name), t);
-    let why = "the newest files point of the site".to_string();
+    let why = match moved {
+        None => "the newest files point of the site".to_string(),
+        Some(note) => format!("the newest files point of the site; {note}"),
+    };
     Ok((m, Source::point(name, "files", vn, &id, Some(p.time), why)))
 }
 
