@@ -564,7 +564,7 @@ fn a_scheduled_drill_runs_from_the_daemon_and_is_recorded() {
             "[site.dr]\nroot = \"{w}/dr\"\n[vault.main]\nsite = \"dr\"\nlocation = \"{w}/vault\"\n\
              [resource.etc]\npaths = [\"{w}/data\"]\n\
              [plan.p]\nresources = [\"etc\"]\nvault = \"main\"\nschedule = \"0 0 1 1 *\"\n\
-             [stack.s]\nmembers = [\"etc\"]\ncheck = \"test -f ${{etc.path}}{w}/data/docs/note-0.txt\"\n\
+             [stack.s]\nmembers = [\"etc\"]\ncheck = \"test -f ${{etc.path}}/docs/note-0.txt\"\n\
              [drill.often]\nstack = \"s\"\nto = \"dr\"\nschedule = \"*/3 * * * * *\"\n",
             w = w.display()
         ),
