@@ -143,15 +143,7 @@ fn a_recovery_to_an_earlier_time_never_writes_into_the_replica_and_purge_never_d
     assert!(why.contains("--at"), "{why}");
 
     // Purged: what the recovery made goes, the replica stays whole.
-    w.c.ok(&[
-        "stack",
-        "down",
-        "--stack",
-        "s",
-        "--site",
-        "secondary",
-        "--purge",
-    ]);
+    w.down();
     assert!(!dir.exists(), "the recovered bucket is removed");
     assert_eq!(
         std::fs::read_to_string(replica.join("logo.txt")).unwrap(),

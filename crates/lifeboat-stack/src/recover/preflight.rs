@@ -80,6 +80,20 @@ mod tests {
         }
     }
 
+    /// Writes the stack's state with one stopped database member whose data
+    /// directory is under `root` (`borrowed`: not the stack's own server).
+    fn stopped_database(root: &std::path::Path, borrowed: bool) {
+        let db = root.join("mysql/shop-db");
+        std::fs::create_dir_all(db.join("data")).unwrap();
+        let m = MemberState {
+            kind: "mysql".into(),
+            dir: db,
+            borrowed,
+            ..Default::default()
+        };
+        state_with(root, m).write().unwrap();
+    }
+
     #[test]
     fn a_root_without_a_stack_passes() {
         let dir = tempfile::tempdir().unwrap();
@@ -89,14 +103,7 @@ mod tests {
     #[test]
     fn a_stopped_stacks_database_data_refuses_the_recovery_and_names_the_fix() {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("mysql/shop-db");
-        std::fs::create_dir_all(db.join("data")).unwrap();
-        let m = MemberState {
-            kind: "mysql".into(),
-            dir: db,
-            ..Default::default()
-        };
-        state_with(dir.path(), m).write().unwrap();
+        stopped_database(dir.path(), false);
         recovery_in(dir.path(), |r| {
             let e = Preflight::of(r).check().unwrap_err().to_string();
             assert!(e.contains("its data is still there"), "{e}");
@@ -110,15 +117,7 @@ mod tests {
     #[test]
     fn a_borrowed_database_or_one_without_data_is_no_obstacle() {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("mysql/shop-db");
-        std::fs::create_dir_all(db.join("data")).unwrap();
-        let m = MemberState {
-            kind: "mysql".into(),
-            dir: db,
-            borrowed: true,
-            ..Default::default()
-        };
-        state_with(dir.path(), m).write().unwrap();
+        stopped_database(dir.path(), true);
         recovery_in(dir.path(), |r| Preflight::of(r).check().unwrap());
     }
 
