@@ -5,7 +5,9 @@
 
 use std::sync::OnceLock;
 
-pub use lifeboat_protector::{Browse, Description, Protector, Query, Registry, RestoreForm};
+pub use lifeboat_protector::{
+    ARCHIVE, Browse, Description, Follow, FollowJob, Protector, Query, Registry, RestoreForm,
+};
 
 /// Every protector of this build.
 pub fn registry() -> &'static Registry {
@@ -18,6 +20,57 @@ pub fn registry() -> &'static Registry {
             &lifeboat_instance::protector::PROTECTOR,
         ])
     })
+}
+
+/// A continuous job a resource's protector declares, with the vault it
+/// writes to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Followed {
+    /// The job, as the protector declares it.
+    pub follow: Follow,
+    /// Its vault: its own, else the first plan's that holds the resource;
+    /// `None`: neither names one.
+    pub vault: Option<String>,
+}
+
+/// The continuous jobs of resource `name` in `cfg` (a database's binlog
+/// archive), each with its vault; spools go under `spools`. A resource
+/// whose settings its protector cannot read declares none (`validate`
+/// refuses such a file).
+pub fn follows(
+    cfg: &lifeboat_config::Config,
+    name: &str,
+    spools: &std::path::Path,
+) -> Vec<Followed> {
+    let Some(r) = cfg.resources.get(name) else {
+        return Vec::new();
+    };
+    let Some(protector) = registry().of_resource(r.kind.name()) else {
+        return Vec::new();
+    };
+    let Ok(settings) = serde_json::to_value(&r.kind) else {
+        return Vec::new();
+    };
+    let spool = spools.join(name);
+    let job = FollowJob {
+        resource: name,
+        settings: &settings,
+        spool: &spool,
+    };
+    let plan_vault = || {
+        cfg.plans_of(name)
+            .first()
+            .map(|p| cfg.plans[*p].vault.clone())
+    };
+    protector
+        .follows(&job)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|follow| Followed {
+            vault: follow.vault.clone().or_else(plan_vault),
+            follow,
+        })
+        .collect()
 }
 
 #[cfg(test)]

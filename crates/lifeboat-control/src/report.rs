@@ -112,10 +112,12 @@ pub fn report_with(cfg: &Config, now: DateTime<Utc>, open: &Opener<'_>) -> Vec<R
                 newest_age = Some(newest_age.map_or(a, |b: i64| b.min(a)));
             }
         }
-        if let ResourceKind::Mysql {
-            archive: Some(a), ..
-        } = &r.kind
-            && let Some(vault) = &a.vault
+        // A binlog archive that names its vault: how far behind it is.
+        let archives = crate::protectors::follows(cfg, name, std::path::Path::new("spool"));
+        for vault in archives
+            .iter()
+            .filter(|f| f.follow.job == crate::protectors::ARCHIVE)
+            .filter_map(|f| f.follow.vault.as_deref())
         {
             controls.push(archive_lag(&mut pts, name, vault, now));
         }

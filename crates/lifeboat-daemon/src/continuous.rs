@@ -1,5 +1,6 @@
-//! The continuous jobs a file declares: the binlog archive of each mysql
-//! resource with `archive` (and its copy into each `copy_to` vault, `copy
+//! The continuous jobs a file declares: those each resource's protector
+//! declares from its settings (a mysql resource's binlog archive with
+//! `archive`), each with its copy into each `copy_to` vault (`copy
 //! --follow`), and each `[replication.NAME]` rule, with the arguments and
 //! environment of the child that runs each (supervised by `supervise`).
 //!
@@ -8,7 +9,8 @@
 
 use std::path::{Path, PathBuf};
 
-use lifeboat_config::{Archive, Config, DeletePolicy, Replication, Resource, ResourceKind, Secret};
+use lifeboat_config::{Config, DeletePolicy, Replication, Resource, ResourceKind, Secret};
+use lifeboat_control::protectors::{Followed, follows};
 
 /// One continuous job: what to run and with which environment.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,16 +87,12 @@ fn switchover_marks(cfg: &Config, name: &str, site: Option<&str>) -> Vec<PathBuf
         .collect()
 }
 
-/// The continuous jobs `cfg` declares.
+/// The continuous jobs `cfg` declares: each resource's, as its protector
+/// says them (a database's binlog archive), and each replication rule's.
 pub fn declared(cfg: &Config, state: &Path) -> Vec<Continuous> {
     let mut out = Vec::new();
     for (name, r) in &cfg.resources {
-        if let ResourceKind::Mysql {
-            archive: Some(a), ..
-        } = &r.kind
-        {
-            out.extend(archive_jobs(cfg, state, name, r, a));
-        }
+        out.extend(resource_jobs(cfg, state, name, r));
     }
     for (name, rule) in &cfg.replications {
         out.extend(replication_job(cfg, state, name, rule));
@@ -102,27 +100,21 @@ pub fn declared(cfg: &Config, state: &Path) -> Vec<Continuous> {
     out
 }
 
-/// The vault a database's archive writes to: its own, else its first plan's.
-fn archive_vault(cfg: &Config, name: &str, a: &Archive) -> Option<String> {
-    a.vault.clone().or_else(|| {
-        cfg.plans_of(name)
-            .first()
-            .map(|p| cfg.plans[*p].vault.clone())
-    })
+/// The continuous jobs resource `name`'s protector declares for it, each
+/// with its copies (each copy before its job).
+fn resource_jobs(cfg: &Config, state: &Path, name: &str, r: &Resource) -> Vec<Continuous> {
+    follows(cfg, name, &state.join("spool"))
+        .into_iter()
+        .flat_map(|f| follow_jobs(cfg, name, r, f))
+        .collect()
 }
 
-/// A database's binlog archive and its copies (each copy before the archive).
-fn archive_jobs(
-    cfg: &Config,
-    state: &Path,
-    name: &str,
-    r: &Resource,
-    a: &Archive,
-) -> Vec<Continuous> {
-    let ResourceKind::Mysql { dsn, password, .. } = &r.kind else {
-        return Vec::new();
-    };
-    let Some(vault) = archive_vault(cfg, name, a) else {
+/// One continuous job of resource `name` and its copies (each copy before
+/// the job): the vault in the child's environment, the resource's secret
+/// too when the job reads one.
+fn follow_jobs(cfg: &Config, name: &str, r: &Resource, f: Followed) -> Vec<Continuous> {
+    let Followed { follow: f, vault } = f;
+    let Some(vault) = vault else {
         return Vec::new();
     };
     let Some(spec) = cfg.vaults.get(&vault) else {
@@ -137,31 +129,23 @@ fn archive_jobs(
         "LIFEBOAT_PASSWORD",
         Some("LIFEBOAT_PASSWORD_FILE"),
     ));
-    // The archive's copies: its binlog points followed into each `copy_to` vault.
-    let mut out: Vec<Continuous> = a
+    // Its copies: its points followed into each `copy_to` vault.
+    let mut out: Vec<Continuous> = f
         .copy_to
         .iter()
-        .filter_map(|to| archive_copy(cfg, name, to, &env))
+        .filter_map(|to| follow_copy(cfg, name, f.point_kind, to, &env))
         .collect();
-    if let Some(p) = password {
-        env.extend(password_env(p, "LIFEBOAT_MYSQL_PASSWORD", None));
+    if let (Some(p), Some(var)) = (r.kind.secret(), f.secret_env) {
+        env.extend(password_env(p, var, None));
     }
+    let mut args = vec!["--quiet".to_string()];
+    args.extend(f.args);
     out.push(Continuous {
-        kind: "archive",
-        name: format!("archive:{name}"),
+        kind: f.job,
+        name: format!("{}:{name}", f.job),
         resource: Some(name.to_string()),
         vault: Some(vault),
-        args: vec![
-            "--quiet".into(),
-            "archive".into(),
-            "mysql".into(),
-            "--dsn".into(),
-            dsn.clone(),
-            "--resource".into(),
-            name.to_string(),
-            "--spool".into(),
-            state.join("spool").join(name).display().to_string(),
-        ],
+        args,
         env,
         webhooks: webhooks_of(cfg, name),
         held_by: switchover_marks(cfg, name, r.site.as_deref()),
@@ -169,11 +153,12 @@ fn archive_jobs(
     out
 }
 
-/// The copy of database `name`'s archived binlog into vault `to`
-/// (`vault_env`: the archive's vault and its password).
-fn archive_copy(
+/// The copy of resource `name`'s points of kind `point_kind` into vault
+/// `to` as they are written (`vault_env`: the job's vault and its password).
+fn follow_copy(
     cfg: &Config,
     name: &str,
+    point_kind: &str,
     to: &str,
     vault_env: &[(String, EnvValue)],
 ) -> Option<Continuous> {
@@ -197,7 +182,7 @@ fn archive_copy(
             "--resource".into(),
             name.to_string(),
             "--kind".into(),
-            "mysql-binlog".into(),
+            point_kind.into(),
             "--follow".into(),
         ],
         env: cenv,

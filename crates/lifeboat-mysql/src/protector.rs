@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use std::sync::atomic::Ordering::Relaxed;
 
 use lifeboat_protector::{
-    Backed, BackupError, BackupJob, Browse, BrowseError, Description, Entry, Listing, Protector,
-    Query, Reading, RestoreForm, time_of, watched,
+    Backed, BackupError, BackupJob, Browse, BrowseError, Description, Entry, Follow, FollowJob,
+    Listing, Protector, Query, Reading, RestoreForm, time_of, watched,
 };
 use lifeboat_vault::tree::NodeKind;
 use lifeboat_vault::{Id, RecoveryPoint, Vault};
@@ -70,7 +70,6 @@ impl Protector for MysqlProtector {
         }
     }
 
-    /// A snapshot's databases, or one database's tables (`query.path`).
     /// A consistent snapshot; a stack's database with its users and
     /// grants, so that the application's own account exists after a recovery.
     fn back_up(&self, job: &BackupJob) -> Result<Backed, BackupError> {
@@ -105,6 +104,7 @@ impl Protector for MysqlProtector {
         Ok(Backed::with_warnings(res.id, res.point, res.warnings))
     }
 
+    /// A snapshot's databases, or one database's tables (`query.path`).
     fn contents(
         &self,
         vault: &Vault,
@@ -155,6 +155,67 @@ impl Protector for MysqlProtector {
             .ok()
             .and_then(|c| c.windows().iter().map(|w| w.to).max())
     }
+
+    /// The binlog archive, when the file declares `archive`.
+    fn follows(&self, job: &FollowJob) -> Result<Vec<Follow>, BackupError> {
+        archive_follows(job)
+    }
+}
+
+/// What a database's `archive` declares: its vault and its copies
+/// (`archive = true`: neither).
+#[derive(serde::Deserialize, Default)]
+struct ArchiveSettings {
+    #[serde(default)]
+    vault: Option<String>,
+    #[serde(default)]
+    copy_to: Vec<String>,
+}
+
+/// The keys of a database's settings its continuous jobs read.
+#[derive(serde::Deserialize)]
+struct FollowSettings {
+    dsn: String,
+    /// `true`, `false`, a table, or none.
+    #[serde(default)]
+    archive: serde_json::Value,
+}
+
+/// The binlog archive of `job`'s database (`lifeboat archive mysql`), its
+/// password given in `LIFEBOAT_MYSQL_PASSWORD`, its spool the job's.
+fn archive_follows(job: &FollowJob) -> Result<Vec<Follow>, BackupError> {
+    let s: FollowSettings =
+        serde_json::from_value(job.settings.clone()).map_err(|e| BackupError::Settings {
+            resource: job.resource.to_string(),
+            why: e.to_string(),
+        })?;
+    let archive = match s.archive {
+        serde_json::Value::Null | serde_json::Value::Bool(false) => return Ok(Vec::new()),
+        serde_json::Value::Bool(true) => ArchiveSettings::default(),
+        table => serde_json::from_value(table).map_err(|e| BackupError::Settings {
+            resource: job.resource.to_string(),
+            why: format!("archive: {e}"),
+        })?,
+    };
+    let args = [
+        "archive",
+        "mysql",
+        "--dsn",
+        &s.dsn,
+        "--resource",
+        job.resource,
+        "--spool",
+    ];
+    let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    args.push(job.spool.display().to_string());
+    Ok(vec![Follow {
+        job: lifeboat_protector::ARCHIVE,
+        point_kind: crate::KIND_BINLOG,
+        args,
+        secret_env: Some("LIFEBOAT_MYSQL_PASSWORD"),
+        vault: archive.vault,
+        copy_to: archive.copy_to,
+    }])
 }
 
 #[cfg(test)]
@@ -244,5 +305,60 @@ mod tests {
                 other => panic!("{absent}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_database_follows_its_archive_only_when_the_file_declares_one() {
+        let follows = |settings: serde_json::Value| {
+            let job = FollowJob {
+                resource: "db",
+                settings: &settings,
+                spool: std::path::Path::new("/state/spool/db"),
+            };
+            PROTECTOR.follows(&job)
+        };
+        let dsn = "mysql://backup@127.0.0.1:3306";
+        for none in [
+            serde_json::json!({"dsn": dsn}),
+            serde_json::json!({"dsn": dsn, "archive": null}),
+            serde_json::json!({"dsn": dsn, "archive": false}),
+        ] {
+            assert_eq!(follows(none).unwrap(), []);
+        }
+        let on = follows(serde_json::json!({"dsn": dsn, "archive": true})).unwrap();
+        assert_eq!(on.len(), 1);
+        assert_eq!(
+            (on[0].job, on[0].point_kind),
+            ("archive", crate::KIND_BINLOG)
+        );
+        assert_eq!(
+            on[0].args,
+            [
+                "archive",
+                "mysql",
+                "--dsn",
+                dsn,
+                "--resource",
+                "db",
+                "--spool",
+                "/state/spool/db"
+            ]
+        );
+        assert_eq!(on[0].secret_env, Some("LIFEBOAT_MYSQL_PASSWORD"));
+        assert_eq!((on[0].vault.clone(), on[0].copy_to.len()), (None, 0));
+        let table =
+            serde_json::json!({"dsn": dsn, "archive": {"vault": "main", "copy_to": ["dr"]}});
+        let t = follows(table).unwrap();
+        assert_eq!(
+            (t[0].vault.as_deref(), t[0].copy_to.clone()),
+            (Some("main"), vec!["dr".to_string()])
+        );
+        let bad =
+            follows(serde_json::json!({"dsn": dsn, "archive": {"copy_to": "dr"}})).unwrap_err();
+        assert!(
+            bad.to_string()
+                .starts_with("resource `db`: archive: invalid type"),
+            "{bad}"
+        );
     }
 }

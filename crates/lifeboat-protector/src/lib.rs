@@ -22,7 +22,9 @@
 //!
 //! - [`Protector::back_up`]: a point of a resource as the file declares it
 //!   (its settings, as JSON, read by the protector itself), with its live
-//!   progress read by whoever runs the job ([`Watch`]).
+//!   progress read by whoever runs the job ([`Watch`]);
+//! - [`Protector::follows`]: the continuous jobs its settings declare (a
+//!   database's binlog archive), as the daemon runs them.
 //!
 //! Restores stay each protector's own library calls: what a restore needs
 //! (a target directory, a server and a database name, a bucket) differs by
@@ -31,6 +33,9 @@
 use chrono::{DateTime, Utc};
 use lifeboat_vault::{Id, RecoveryPoint, Vault};
 use serde::Serialize;
+
+mod follow;
+pub use follow::{ARCHIVE, Follow, FollowJob};
 
 /// How a point's contents are walked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -283,6 +288,11 @@ pub trait Protector: Send + Sync {
 
     /// Backs up `job.resource` into `job.vault`: one point.
     fn back_up(&self, job: &BackupJob) -> Result<Backed, BackupError>;
+
+    /// The continuous jobs `job`'s settings declare (none by default).
+    fn follows(&self, _job: &FollowJob) -> Result<Vec<Follow>, BackupError> {
+        Ok(Vec::new())
+    }
 
     /// The time point `point`'s data is from: by default when it was taken.
     fn data_time(&self, _vault: &Vault, point: &RecoveryPoint) -> Option<DateTime<Utc>> {

@@ -6,12 +6,14 @@
 //! replication rules' status files; nothing is counted in the server's
 //! memory, so a restarted server (or a second one) reports the same.
 
+use std::path::Path;
+
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use lifeboat_bucket::replicate::RuleStatus;
-use lifeboat_config::ResourceKind;
+use lifeboat_control::protectors::{ARCHIVE, follows};
 use lifeboat_control::store::{DURATION_BUCKETS, JobGroup, JobStore, JobSummary};
 use lifeboat_stack::drill::StackVerification;
 use lifeboat_stack::exposure::Exposure;
@@ -249,20 +251,14 @@ fn archive_lag_series(o: &mut Scrape, snap: &Snapshot, now: DateTime<Utc>) {
         "lifeboat_binlog_archive_lag_seconds",
         "Per database with an archive: age of the newest archived binlog segment.",
     );
-    for (name, r) in &snap.config.resources {
-        let ResourceKind::Mysql {
-            archive: Some(a), ..
-        } = &r.kind
-        else {
-            continue;
-        };
-        let vault = a.vault.clone().or_else(|| {
-            snap.config
-                .plans_of(name)
-                .first()
-                .map(|p| snap.config.plans[*p].vault.clone())
-        });
-        if let Some(t) = vault.and_then(|v| newest_in(snap, &v, name, true)) {
+    for name in snap.config.resources.keys() {
+        let archive = follows(&snap.config, name, Path::new("spool"))
+            .into_iter()
+            .find(|f| f.follow.job == ARCHIVE);
+        if let Some(t) = archive
+            .and_then(|a| a.vault)
+            .and_then(|v| newest_in(snap, &v, name, true))
+        {
             lag.sample(&[("resource", name)], seconds_between(t, now));
         }
     }

@@ -180,13 +180,9 @@ pub fn hand_over(cfg: &Config) -> Result<Vec<HandedOver>> {
                 let declared = cfg.resources.get(member).is_some_and(|r| {
                     r.site.as_deref() == Some(site.as_str())
                         && stack.members.contains(member)
-                        && matches!(
-                            r.kind,
-                            lifeboat_config::ResourceKind::Mysql {
-                                archive: Some(_),
-                                ..
-                            }
-                        )
+                        && lifeboat_control::protectors::follows(cfg, member, Path::new("spool"))
+                            .iter()
+                            .any(|f| f.follow.job == lifeboat_control::protectors::ARCHIVE)
                 });
                 let Some(a) = m.archive.clone() else { continue };
                 if !declared {
