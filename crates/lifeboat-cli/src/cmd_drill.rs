@@ -104,6 +104,7 @@ pub fn run(g: &Global, a: DrillArgs) -> Result<ExitCode> {
         // so a pipe or a log sees them as they happen, not at the end).
         on_step: (!g.quiet && !g.json)
             .then(|| lifeboat_stack::recover::StepSink::new(|s| println!("  {}", s.line()))),
+        scratch: Some(lifeboat_stack::drill::scratch_dir(&cfg, &stack, &site)?),
     };
     dir.create()?;
     let store = SqliteStore::open(&dir.jobs_db())?;
@@ -114,6 +115,8 @@ pub fn run(g: &Global, a: DrillArgs) -> Result<ExitCode> {
         trigger: a.trigger.clone(),
         vault: None,
     })?;
+    let scratch = opts.scratch.clone().expect("chosen above");
+    tear_down_on_signals(&cfg, &site, &stack, &scratch, &dir.jobs_db(), job)?;
     if !g.quiet && !g.json {
         eprintln!(
             "drill {job}: recovering stack `{stack}` from site `{site}` into a scratch stack…"
@@ -145,6 +148,9 @@ pub fn run(g: &Global, a: DrillArgs) -> Result<ExitCode> {
         &serde_json::to_value(&r)?,
     );
     if !g.quiet {
+        for note in &r.swept {
+            eprintln!("note: {note}");
+        }
         let teardown = r
             .teardown_error
             .as_ref()
@@ -170,6 +176,51 @@ pub fn run(g: &Global, a: DrillArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(3)
     })
+}
+
+/// On SIGINT or SIGTERM (Ctrl-C, the daemon's shutdown) the drill stops
+/// where it is: its scratch stack — whatever of it came up — is torn down,
+/// its job ends `cancelled`, and the process exits 130. (A drill killed
+/// outright leaves its scratch stack to the next drill in the site.)
+fn tear_down_on_signals(
+    cfg: &lifeboat_config::Config,
+    site: &str,
+    stack: &str,
+    scratch: &std::path::Path,
+    jobs: &std::path::Path,
+    job: i64,
+) -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    let (cfg, site, stack) = (cfg.clone(), site.to_string(), stack.to_string());
+    let (scratch, jobs) = (scratch.to_path_buf(), jobs.to_path_buf());
+    std::thread::spawn(move || {
+        let Some(sig) = signals.forever().next() else {
+            return;
+        };
+        let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
+        eprintln!("interrupted ({name}): tearing the scratch stack down…");
+        let (_, failed) = lifeboat_stack::drill::teardown(&cfg, &site, &scratch, &stack);
+        let error = match &failed {
+            None => format!("interrupted ({name}); the scratch stack was torn down"),
+            Some(e) => format!(
+                "interrupted ({name}); the scratch stack was not removed whole: {e} (the next drill of the stack tries again)"
+            ),
+        };
+        if let Some(e) = &failed {
+            eprintln!("warning: the scratch stack was not removed whole: {e}");
+        }
+        if let Ok(store) = SqliteStore::open(&jobs) {
+            let end = JobEnd {
+                status: status::CANCELLED.into(),
+                error: Some(error),
+                ..Default::default()
+            };
+            let _ = store.finish(job, &end);
+        }
+        std::process::exit(130);
+    });
+    Ok(())
 }
 
 /// The drill's job ended in the store, with its log and whole report (the

@@ -373,3 +373,102 @@ fn one_recovery_start_or_stop_of_a_stack_in_a_site_at_a_time() {
     let r = w.recover(&[]);
     assert_eq!(r["stack"], "s", "{r:#}");
 }
+
+/// The scratch directories of the drills of `s` in the secondary.
+fn scratches(w: &World) -> Vec<PathBuf> {
+    match std::fs::read_dir(w.w().join("secondary/drills")) {
+        Ok(d) => d.flatten().map(|e| e.path()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The newest drill job in the history.
+fn newest_drill(w: &World) -> serde_json::Value {
+    let jobs = w.c.json(&["jobs", "list"]);
+    jobs.as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["kind"] == "drill")
+        .cloned()
+        .unwrap_or_else(|| panic!("no drill job: {jobs:#}"))
+}
+
+/// A drill started in the background, its check reached (it touches
+/// `mark`, then the drill keeps its scratch stack up for 5 minutes).
+fn drill_kept_up(w: &World, mark: &Path) -> std::process::Child {
+    let _ = std::fs::remove_file(mark);
+    let child =
+        w.c.command(&[
+            "drill",
+            "--stack",
+            "s",
+            "--to",
+            "secondary",
+            "--keep-for",
+            "5m",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    lifeboat_testkit::wait::wait_for(
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        "the drill's check never ran",
+        || mark.exists(),
+    );
+    child
+}
+
+#[test]
+fn an_interrupted_drill_tears_its_scratch_stack_down_and_a_killed_ones_goes_with_the_next_drill() {
+    let t = tempdir().unwrap();
+    let mark = t.path().join("checked");
+    let w = world(&format!("touch {}", mark.display()));
+    protected(&w);
+    // SIGTERM (the daemon's shutdown) or Ctrl-C while the scratch stack is up.
+    let mut d = drill_kept_up(&w, &mark);
+    assert_eq!(scratches(&w).len(), 1);
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(d.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    assert_eq!(d.wait().unwrap().code(), Some(130));
+    assert_eq!(scratches(&w), Vec::<PathBuf>::new(), "torn down at once");
+    let j = newest_drill(&w);
+    assert_eq!(j["status"], "cancelled", "{j:#}");
+    let why = j["error"].as_str().unwrap_or_default();
+    assert!(why.contains("the scratch stack was torn down"), "{j:#}");
+    // Killed outright: its scratch stack stays, and the job says where it goes.
+    let mut d = drill_kept_up(&w, &mark);
+    d.kill().unwrap();
+    d.wait().unwrap();
+    let left = scratches(&w);
+    assert_eq!(left.len(), 1);
+    let j = newest_drill(&w);
+    assert_eq!(j["status"], "interrupted", "{j:#}");
+    let killed = j["error"].as_str().unwrap_or_default();
+    assert!(killed.contains("torn down by the next drill"), "{j:#}");
+    assert!(!killed.contains("recovery point"), "{j:#}");
+    // A young directory may be a drill that has not taken its lock yet: kept.
+    let (code, r) = w.drill(&[]);
+    assert_eq!(code, Some(0), "{r:#}");
+    assert_eq!(r["swept"], serde_json::Value::Null, "{r:#}");
+    assert_eq!(scratches(&w), left);
+    // Old enough and nobody's: the next drill tears it down and says so.
+    let old = std::time::SystemTime::now() - Duration::from_secs(120);
+    std::fs::File::open(&left[0])
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let (code, r) = w.drill(&[]);
+    assert_eq!(code, Some(0), "{r:#}");
+    let swept = r["swept"].to_string();
+    assert!(
+        swept.contains("removed the scratch stack of an interrupted drill of `s`")
+            && swept.contains(left[0].to_str().unwrap()),
+        "{r:#}"
+    );
+    assert_eq!(scratches(&w), Vec::<PathBuf>::new());
+}

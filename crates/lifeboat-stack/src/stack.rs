@@ -23,8 +23,21 @@ pub type Outputs = BTreeMap<String, String>;
 /// twice and left a server nothing tracked). Outside `ROOT/stacks/STACK/`,
 /// which `--purge` removes. Released by the kernel when the process ends.
 pub(crate) fn lock(root: &Path, stack: &str, site: &str) -> Result<lifeboat_control::locks::Held> {
-    let path = root.join("locks").join(format!("stack-{stack}.lock"));
-    match lifeboat_control::locks::try_lock(&path) {
+    lock_file(
+        &root.join("locks").join(format!("stack-{stack}.lock")),
+        stack,
+        site,
+    )
+}
+
+/// Lock file `path` of an operation on stack `stack` in `site`, taken, or
+/// refused naming who holds it.
+pub(crate) fn lock_file(
+    path: &Path,
+    stack: &str,
+    site: &str,
+) -> Result<lifeboat_control::locks::Held> {
+    match lifeboat_control::locks::try_lock(path) {
         Ok(Ok(held)) => Ok(held),
         Ok(Err(busy)) => Err(StackError::Refused(format!(
             "another lifeboat ({}) is recovering, starting or stopping stack `{stack}` in site `{site}` (it holds {}): wait for it to end, or stop it, then run this again",

@@ -336,15 +336,17 @@ impl JobStore for SqliteStore {
     fn mark_interrupted(&self) -> Result<usize> {
         let mut stmt = self
             .conn
-            .prepare("SELECT id, pid, pid_start FROM jobs WHERE status = ?1")
+            .prepare("SELECT id, pid, pid_start, kind FROM jobs WHERE status = ?1")
             .map_err(|e| self.err(e))?;
-        let running: Vec<(i64, u32, String)> = stmt
-            .query_map([status::RUNNING], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        let running: Vec<(i64, u32, String, String)> = stmt
+            .query_map([status::RUNNING], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
             .map_err(|e| self.err(e))?
             .collect::<rusqlite::Result<_>>()
             .map_err(|e| self.err(e))?;
         let mut n = 0;
-        for (id, pid, start) in running {
+        for (id, pid, start, kind) in running {
             if process_start(pid).is_some_and(|s| s == start) {
                 continue; // still running
             }
@@ -352,12 +354,29 @@ impl JobStore for SqliteStore {
                 .conn
                 .execute(
                     "UPDATE jobs SET status = ?2, ended = ?3, error = ?4 WHERE id = ?1 AND status = 'running'",
-                    params![id, status::INTERRUPTED, now(), format!("the process running it (pid {pid}) ended before the job did (killed or crashed); no recovery point was written by it")],
+                    params![id, status::INTERRUPTED, now(), interrupted_why(&kind, pid)],
                 )
                 .map_err(|e| self.err(e))?;
         }
         Ok(n)
     }
+}
+
+/// Why a job of kind `kind` whose process (`pid`) is gone was
+/// interrupted, and what that left, in the job's words.
+fn interrupted_why(kind: &str, pid: u32) -> String {
+    let left = match kind {
+        "backup" => "; no recovery point was written by it",
+        "restore" => "; what it restored may be incomplete: run the restore again",
+        "drill" => {
+            "; its scratch stack, whatever of it came up, is torn down by the next drill of the stack"
+        }
+        "recover" => {
+            "; the stack may be partly recovered: see `lifeboat stack status`, then run the recovery again"
+        }
+        _ => "",
+    };
+    format!("the process running it (pid {pid}) ended before the job did (killed or crashed){left}")
 }
 
 #[cfg(test)]
@@ -456,9 +475,28 @@ mod tests {
             .unwrap();
         drop(s);
         let s = SqliteStore::open(&d.path().join("jobs.sqlite")).unwrap();
-        assert_eq!(s.get(b).unwrap().unwrap().status, "interrupted");
+        let j = s.get(b).unwrap().unwrap();
+        assert_eq!(j.status, "interrupted");
+        let why = j.error.unwrap();
+        assert!(
+            why.ends_with("no recovery point was written by it"),
+            "{why}"
+        );
         let listed = s.list(&JobFilter::default()).unwrap();
         assert_eq!(listed.iter().map(|j| j.id).collect::<Vec<_>>(), [b, a]);
+    }
+
+    /// An interrupted job says what its kind left behind: a drill never
+    /// speaks of recovery points.
+    #[test]
+    fn an_interrupted_job_says_what_its_kind_left() {
+        assert!(interrupted_why("drill", 7).contains("scratch stack"));
+        assert!(!interrupted_why("drill", 7).contains("recovery point"));
+        assert!(interrupted_why("restore", 7).contains("run the restore again"));
+        assert!(
+            interrupted_why("archive", 7)
+                .ends_with("(pid 7) ended before the job did (killed or crashed)")
+        );
     }
 
     #[test]

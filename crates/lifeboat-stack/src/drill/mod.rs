@@ -25,6 +25,7 @@ pub(crate) use record::judge;
 pub use record::{
     DrillSummary, KeptDrill, SUMMARY_PREFIX, StackVerification, report_of, summary_of, verification,
 };
+pub use teardown::teardown;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -74,6 +75,10 @@ pub struct DrillReport {
     /// taken before the change; a new plan run copied to the site ends it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub launch_spec_differs: Vec<String>,
+    /// The scratch stacks of interrupted drills in the site torn down
+    /// before this drill began, each said in words.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub swept: Vec<String>,
 }
 
 impl DrillReport {
@@ -108,6 +113,18 @@ pub struct DrillOptions {
     pub log_dir: Option<PathBuf>,
     /// Hears each step as it ends: the recovery's, the check, the teardown.
     pub on_step: Option<crate::recover::StepSink>,
+    /// The scratch stack's directory ([`scratch_dir`]); `None`: a new one.
+    pub scratch: Option<PathBuf>,
+}
+
+/// A new scratch stack's directory for a drill of `stack` in `site`:
+/// `SITE_ROOT/drills/STACK-TIME`.
+pub fn scratch_dir(cfg: &Config, stack: &str, site: &str) -> Result<PathBuf> {
+    let (_, site_root) = crate::stack::resolve(cfg, stack, site)?;
+    Ok(site_root.join("drills").join(format!(
+        "{stack}-{}",
+        Utc::now().format("%Y%m%dT%H%M%S%3fZ")
+    )))
 }
 
 /// A fingerprint of what a drill of `stack` proves: the stack's table and
@@ -123,17 +140,30 @@ pub fn declaration(cfg: &Config, stack: &str) -> String {
     lifeboat_vault::Id::of_stored(&text).to_hex()[..16].to_string()
 }
 
+/// The moment a drill recovers to: `None` for the newest.
+fn picked(cfg: &Config, stack: &str, site: &str, pick: Pick) -> Result<Option<DateTime<Utc>>> {
+    match pick {
+        Pick::Latest => Ok(None),
+        Pick::RandomWithin(d) => {
+            pick::pick_time(cfg, stack, site, Duration::from_secs(d.0)).map(Some)
+        }
+    }
+}
+
 /// Runs a drill of `stack` from the vaults of `site`.
 pub fn drill(cfg: &Config, stack: &str, site: &str, opts: &DrillOptions) -> Result<DrillReport> {
     let (s, site_root) = crate::stack::resolve(cfg, stack, site)?;
-    let scratch = site_root.join("drills").join(format!(
-        "{stack}-{}",
-        Utc::now().format("%Y%m%dT%H%M%S%3fZ")
-    ));
-    let at = match opts.pick {
-        Pick::Latest => None,
-        Pick::RandomWithin(d) => Some(pick::pick_time(cfg, stack, site, Duration::from_secs(d.0))?),
+    let scratch = match &opts.scratch {
+        Some(d) => d.clone(),
+        None => scratch_dir(cfg, stack, site)?,
     };
+    // Held until the scratch stack is torn down: a drill killed before
+    // that leaves it for the next drill in the site to tear down.
+    let _held = teardown::hold(&scratch, stack, site)?;
+    let swept = teardown::sweep_abandoned(cfg, site, &site_root.join("drills"));
+    let at = picked(cfg, stack, site, opts.pick).inspect_err(|_| {
+        teardown::teardown(cfg, site, &scratch, stack);
+    })?;
     let ropts = RecoverOptions {
         at,
         failed_at: None,
@@ -214,6 +244,7 @@ pub fn drill(cfg: &Config, stack: &str, site: &str, opts: &DrillOptions) -> Resu
             .map(|x| x.member.clone())
             .collect(),
         recovery,
+        swept,
     })
 }
 
