@@ -41,11 +41,6 @@ pub struct DrillArgs {
     trigger: String,
 }
 
-fn duration(flag: &str, s: &str) -> Result<Duration> {
-    lifeboat_vault::duration::parse(s)
-        .map_err(|e| crate::common::usage(format!("{flag} {s:?}: {e}")))
-}
-
 /// The drill to run: its stack, site, pick and keep-for, from `--drill`
 /// (its declaration) or `--stack`/`--to`, with the flags over them.
 fn chosen(
@@ -80,7 +75,10 @@ fn chosen(
         pick = Pick::parse(p).map_err(|e| crate::common::usage(format!("--pick: {e}")))?;
     }
     if let Some(k) = &a.keep_for {
-        keep_for = duration("--keep-for", k)?;
+        // Zero (`0`, `0s`) keeps nothing up: the default.
+        keep_for = lifeboat_config::duration::parse_or_zero(k)
+            .map(|d| d.std())
+            .map_err(|e| crate::common::usage(format!("--keep-for {k:?}: {e}")))?;
     }
     Ok((stack, site, pick, keep_for))
 }

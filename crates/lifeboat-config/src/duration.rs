@@ -23,8 +23,47 @@ pub fn parse(text: &str) -> Result<Dur, String> {
     lifeboat_vault::duration::whole_seconds(text).map(Dur)
 }
 
+/// A duration that may be zero: `0`, `0s` (any unit), or one of the grammar.
+pub fn parse_or_zero(text: &str) -> Result<Dur, String> {
+    let t = text.trim();
+    let number = t
+        .trim_end_matches(|c: char| c.is_ascii_alphabetic())
+        .trim_end();
+    let unit = t[number.len()..].trim_start();
+    let zero = number.contains('0') && number.chars().all(|c| c == '0' || c == '.');
+    if zero && (unit.is_empty() || parse(&format!("1{unit}")).is_ok()) {
+        return Ok(Dur(0));
+    }
+    parse(text)
+}
+
+/// A timeout: the grammar, or a number alone, which is seconds.
+pub fn parse_timeout(text: &str) -> Result<Dur, String> {
+    let d = lifeboat_vault::duration::parse_timeout(text)?;
+    match d.subsec_nanos() {
+        0 => Ok(Dur(d.as_secs())),
+        _ => Err(format!(
+            "`{text}` is not a whole number of seconds (write e.g. 90s, 5m)"
+        )),
+    }
+}
+
+/// An example of a duration fit for key `key`, for a fix to show.
+pub fn example(key: &str) -> &'static str {
+    match key {
+        "timeout" | "health_timeout" => "90s",
+        "rpo" => "5m",
+        "rto" | "keep_for" => "15m",
+        "window" => "1h",
+        _ => "7d",
+    }
+}
+
 impl std::fmt::Display for Dur {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0 == 0 {
+            return f.write_str("0s");
+        }
         let mut left = self.0;
         for (u, m) in UNITS.iter() {
             if left >= *m {
@@ -44,6 +83,22 @@ impl Serialize for Dur {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn zero_is_a_length_only_where_asked_and_a_timeout_may_be_bare_seconds() {
+        for z in ["0", "0s", " 0m ", "0.0h", "00s"] {
+            assert_eq!(parse_or_zero(z), Ok(Dur(0)), "{z}");
+        }
+        assert_eq!(parse_or_zero("15m"), Ok(Dur(900)));
+        assert!(parse_or_zero("0x").is_err());
+        assert!(parse_or_zero("").is_err());
+        assert!(parse("0s").is_err());
+        assert_eq!(parse_timeout("90"), Ok(Dur(90)));
+        assert_eq!(parse_timeout("2m"), Ok(Dur(120)));
+        assert!(parse_timeout("1.5").unwrap_err().contains("whole number"));
+        assert_eq!(Dur(0).to_string(), "0s");
+        assert_eq!(example("timeout"), "90s");
+    }
     use super::*;
 
     #[test]

@@ -72,7 +72,7 @@ fn hooks(sink: &mut Sink<'_>, t: Table<'_, '_>) -> Hooks {
                     match sink.string(h, "command") {
                         Some((c, _)) => out.push(Hook {
                             command: c,
-                            timeout: sink.duration(h, "timeout").unwrap_or(Dur(300)),
+                            timeout: sink.timeout(h, "timeout").unwrap_or(Dur(300)),
                             essential: sink.boolean(h, "essential").unwrap_or(true),
                         }),
                         None => sink.missing(h, "command", "the hook", "add `command = \"...\"`"),

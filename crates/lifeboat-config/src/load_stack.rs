@@ -113,7 +113,7 @@ pub(crate) fn load_drill(sink: &mut Sink<'_>, name: &str, t: Table<'_, '_>, d: &
             }
         },
     };
-    let keep_for = sink.duration(t, "keep_for").unwrap_or(Dur(0));
+    let keep_for = sink.duration_or_zero(t, "keep_for").unwrap_or(Dur(0));
     if let (Some(stack), Some(to)) = (stack, to) {
         d.drills.insert(
             name.to_string(),

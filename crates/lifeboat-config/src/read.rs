@@ -259,14 +259,55 @@ impl Sink<'_> {
     /// A duration such as `7d`.
     pub(crate) fn duration(&mut self, t: Table<'_, '_>, key: &str) -> Option<Dur> {
         let (s, span) = self.string(t, key)?;
-        match duration::parse(&s) {
+        self.parsed_duration(t, key, &span, duration::parse(&s))
+    }
+
+    /// A duration that may be zero (`"0s"`: none), such as a drill's `keep_for`.
+    pub(crate) fn duration_or_zero(&mut self, t: Table<'_, '_>, key: &str) -> Option<Dur> {
+        let (s, span) = self.string(t, key)?;
+        self.parsed_duration(t, key, &span, duration::parse_or_zero(&s))
+    }
+
+    /// A timeout: a duration (`"90s"`, `"5m"`), or a number alone, which is
+    /// seconds (`timeout = 90`, as `--grace` and `--check-timeout` take it).
+    pub(crate) fn timeout(&mut self, t: Table<'_, '_>, key: &str) -> Option<Dur> {
+        let v = t.get(key)?;
+        let (parsed, span) = match v.get_ref() {
+            DeValue::Integer(i) => {
+                let n = i64::from_str_radix(i.as_str(), i.radix()).ok();
+                let secs = n.and_then(|n| u64::try_from(n).ok()).filter(|n| *n > 0);
+                let text = i.as_str();
+                let parsed = secs.map(Dur).ok_or_else(|| {
+                    format!("`{text}` is not a timeout: a number of seconds must be from 1 up")
+                });
+                (parsed, v.span())
+            }
+            DeValue::String(s) => (duration::parse_timeout(s), v.span()),
+            _ => {
+                self.wrong_type(t, key, v, "a duration such as \"90s\", or seconds");
+                return None;
+            }
+        };
+        self.parsed_duration(t, key, &span, parsed)
+    }
+
+    /// `parsed`, or its error at `span` with an example fit for `key`.
+    fn parsed_duration(
+        &mut self,
+        t: Table<'_, '_>,
+        key: &str,
+        span: &Range<usize>,
+        parsed: Result<Dur, String>,
+    ) -> Option<Dur> {
+        match parsed {
             Ok(d) => Some(d),
             Err(e) => {
+                let example = duration::example(key);
                 self.error(
-                    &span,
+                    span,
                     &t.key(key),
                     e,
-                    Some(format!("write e.g. `{key} = \"7d\"`")),
+                    Some(format!("write e.g. `{key} = \"{example}\"`")),
                 );
                 None
             }
