@@ -5,7 +5,11 @@
 
 use std::sync::OnceLock;
 
-pub use lifeboat_protector::{Browse, Description, Protector, Query, Registry, RestoreForm};
+pub use lifeboat_protector::{
+    Browse, BucketTarget, DatabaseTarget, Description, Protector, Query, Reading, Registry,
+    RestoreError, RestoreForm, RestoreJob, Restored, RollForward, Stage, Target, TargetKind,
+    Unwatched, Watch,
+};
 
 /// Every protector of this build.
 pub fn registry() -> &'static Registry {
