@@ -1,11 +1,13 @@
 //! The bucket protector as the layers above it see it (`lifeboat-protector`).
 
 use chrono::{DateTime, Utc};
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 
 use lifeboat_protector::{
     Backed, BackupError, BackupJob, Browse, BrowseError, Description, Entry, Listing, Protector,
-    Query, Reading, RestoreForm, time_of, watched,
+    Query, Reading, RestoreError, RestoreForm, RestoreJob, Restored, Target, TargetKind, time_of,
+    watched,
 };
 use lifeboat_vault::{Id, RecoveryPoint, Vault};
 
@@ -46,6 +48,7 @@ impl Protector for BucketProtector {
             levels: &[],
             restore: RestoreForm::Bucket,
             command: "lifeboat restore bucket",
+            restores_into: TargetKind::Bucket,
         }
     }
 
@@ -114,5 +117,117 @@ impl Protector for BucketProtector {
             Ok(()) => {}
         }
         Ok(Listing::cut(prefix, entries, query.limit))
+    }
+
+    /// Into a bucket location (keys under the options' `prefix` only): each
+    /// object put whole; one that cannot be restored is named, the others
+    /// are restored.
+    fn restore(&self, job: &RestoreJob) -> Result<Restored, RestoreError> {
+        let Target::Bucket(t) = &job.target else {
+            return Err(job.wrong_target(TargetKind::Bucket));
+        };
+        job.no_roll_forward()?;
+        let s: RestoreSettings = job.options()?;
+        let bucket = crate::Bucket::open(&t.location, t.create).map_err(restore_error)?;
+        let opts = crate::restore::RestoreOptions {
+            prefix: s.prefix,
+            ..Default::default()
+        };
+        let written = AtomicU64::new(0);
+        // What the control plane has always shown of a bucket restore: the bytes.
+        let read = || Reading {
+            unit: "objects",
+            items: 0,
+            items_total: None,
+            bytes: written.load(Relaxed),
+            bytes_total: None,
+        };
+        let vault = job.vault;
+        let rep = watched(job.watch, &read, || {
+            crate::restore::restore(vault, job.id, &bucket, &opts, &written)
+        })
+        .map_err(restore_error)?;
+        Ok(Restored {
+            items: rep.objects,
+            bytes: rep.bytes,
+            summary: format!("{} objects, {} bytes", rep.objects, rep.bytes),
+            data_time: self.data_time(vault, job.point),
+            warnings: Vec::new(),
+            not_restored: rep.failed.clone(),
+            errors: Vec::new(),
+            report: serde_json::to_value(&rep).unwrap_or_default(),
+        })
+    }
+}
+
+/// A bucket restore's options (the restore job's JSON).
+#[derive(serde::Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct RestoreSettings {
+    /// Only keys starting with this.
+    pub prefix: String,
+}
+
+/// A bucket restore's error through the interface: a target that cannot
+/// be opened and a point that is no bucket point are refusals.
+pub fn restore_error(e: BucketError) -> RestoreError {
+    match e {
+        BucketError::BadAddress { .. }
+        | BucketError::NoBucket { .. }
+        | BucketError::BadPoint(_) => RestoreError::Refused(e.to_string()),
+        e => RestoreError::Failed(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lifeboat_protector::{BucketTarget, RollForward, Unwatched};
+
+    /// A directory bucket's point restored through the interface: only the
+    /// keys under the options' prefix, said in the summary; a directory
+    /// target and a roll forward are refused, writing nothing.
+    #[test]
+    fn a_bucket_point_is_restored_into_a_bucket_location_under_its_prefix() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        std::fs::create_dir_all(src.join("static")).unwrap();
+        std::fs::write(src.join("static/app.js"), b"js").unwrap();
+        std::fs::write(src.join("index.html"), b"<h1>shop</h1>").unwrap();
+        let v = lifeboat_vault::vault::throwaway(&t.path().join("v"));
+        let bucket =
+            crate::Bucket::open_address(&format!("file://{}", src.display()), false).unwrap();
+        let made = crate::snapshot::snapshot(&v, &bucket, &Default::default(), &Default::default())
+            .unwrap();
+        let to = t.path().join("to");
+        let target = || {
+            Target::Bucket(BucketTarget {
+                location: crate::Bucket::parse(&format!("file://{}", to.display())).unwrap(),
+                create: true,
+            })
+        };
+        let job = |target, roll_forward| RestoreJob {
+            vault: &v,
+            id: &made.id,
+            point: &made.point,
+            target,
+            roll_forward,
+            options: serde_json::json!({"prefix": "static/"}),
+            watch: &Unwatched,
+        };
+        let e = PROTECTOR
+            .restore(&job(Target::Directory(to.clone()), None))
+            .unwrap_err();
+        assert!(e.nothing_written() && !to.exists(), "{e}");
+        let e = PROTECTOR
+            .restore(&job(target(), Some(RollForward::Latest)))
+            .unwrap_err();
+        assert!(e.nothing_written() && !to.exists(), "{e}");
+        let r = PROTECTOR.restore(&job(target(), None)).unwrap();
+        assert_eq!(r.summary, "1 objects, 2 bytes");
+        assert_eq!((r.items, r.bytes, r.whole()), (1, 2, true));
+        assert_eq!(std::fs::read(to.join("static/app.js")).unwrap(), b"js");
+        assert!(!to.join("index.html").exists());
+        assert_eq!(r.report["objects"], 1);
     }
 }

@@ -1,12 +1,12 @@
 //! Live progress of a running job, for the API's event stream and the console.
 //!
-//! The job runs in its own process; it writes its protector's counters into
+//! The job runs in its own process; it writes its protector's counters (read
+//! through `lifeboat_protector::Watch`: [`StoreWatch`]) into
 //! the job store (`jobs.progress`, JSON text) at most once a second, and
 //! readers (the REST API) poll the store. The JSON object is
 //! `{"unit": "files"|"rows"|"objects", "items": N, "items_total": N|null,
 //! "bytes": N, "bytes_total": N|null, "updated": RFC 3339}`.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -15,17 +15,6 @@ use crate::store::JobStore;
 
 /// How often a running job writes its progress.
 pub const INTERVAL: Duration = Duration::from_secs(1);
-
-/// The counters every protector updates while it works (one set is used per job).
-#[derive(Debug, Default)]
-pub struct JobCounters {
-    /// A files backup or restore.
-    pub files: lifeboat_files::Counters,
-    /// A database snapshot.
-    pub mysql: lifeboat_mysql::Counters,
-    /// A bucket snapshot.
-    pub bucket: lifeboat_bucket::snapshot::Counters,
-}
 
 /// One progress reading.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -42,82 +31,6 @@ pub struct Progress {
     pub bytes_total: Option<u64>,
     /// When it was read.
     pub updated: String,
-}
-
-/// What a job is doing, to read the right counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Work {
-    /// A files (or instance) backup.
-    FilesBackup,
-    /// A files restore.
-    FilesRestore,
-    /// A database snapshot.
-    Mysql,
-    /// A bucket snapshot.
-    Bucket,
-}
-
-impl JobCounters {
-    /// The current reading for `work`.
-    pub fn read(&self, work: Work) -> Progress {
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let (unit, items, items_total, bytes, bytes_total) = match work {
-            Work::FilesBackup => (
-                "files",
-                self.files.files.load(Relaxed),
-                None,
-                self.files.bytes_read.load(Relaxed),
-                None,
-            ),
-            Work::FilesRestore => {
-                let total = self.files.size.load(Relaxed);
-                (
-                    "files",
-                    self.files.files.load(Relaxed),
-                    None,
-                    self.files.bytes_written.load(Relaxed),
-                    (total > 0).then_some(total),
-                )
-            }
-            Work::Mysql => {
-                let total = self.mysql.chunks_total.load(Relaxed);
-                (
-                    "chunks",
-                    self.mysql.chunks_done.load(Relaxed),
-                    (total > 0).then_some(total),
-                    self.mysql.bytes.load(Relaxed),
-                    None,
-                )
-            }
-            Work::Bucket => (
-                "objects",
-                self.bucket.objects.load(Relaxed),
-                None,
-                self.bucket.bytes_read.load(Relaxed),
-                None,
-            ),
-        };
-        Progress {
-            unit,
-            items,
-            items_total,
-            bytes,
-            bytes_total,
-            updated: now,
-        }
-    }
-}
-
-/// Runs `f` on a scoped thread while this thread records the job's progress
-/// every [`INTERVAL`] (a failed write is logged, never fails the job).
-pub fn with_progress<T: Send>(
-    store: &dyn JobStore,
-    job: i64,
-    counters: &JobCounters,
-    work: Work,
-    f: impl FnOnce() -> T + Send,
-) -> T {
-    recording(store, job, &|| counters.read(work), f)
 }
 
 /// A protector's work watched for the job store: its readings recorded

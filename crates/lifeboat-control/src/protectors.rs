@@ -6,7 +6,9 @@
 use std::sync::OnceLock;
 
 pub use lifeboat_protector::{
-    ARCHIVE, Browse, Description, Follow, FollowJob, Protector, Query, Registry, RestoreForm,
+    ARCHIVE, Browse, BucketTarget, DatabaseTarget, Description, Follow, FollowJob, Protector,
+    Query, Reading, Registry, RestoreError, RestoreForm, RestoreJob, Restored, RollForward, Stage,
+    Target, TargetKind, Unwatched, Watch,
 };
 
 /// Every protector of this build.

@@ -2,17 +2,18 @@
 //! starts, as a child `lifeboat jobs restore`, so that the restore runs in
 //! its own process, shows its progress and can be cancelled like a backup.
 //!
-//! The restore goes through `lifeboat_files::restore` (handles, O_NOFOLLOW),
-//! under the vault's reader lock; with no overwrite policy a non-empty
-//! target is refused.
+//! The restore goes through the files protector's `restore` (the registry's
+//! protector of `files` points: handles, O_NOFOLLOW), under the vault's
+//! reader lock; with no overwrite policy a non-empty target is refused.
 
 use std::path::PathBuf;
 
 use lifeboat_config::Config;
 use lifeboat_files::Overwrite;
-use lifeboat_vault::PointFilter;
+use lifeboat_protector::{RestoreError, RestoreJob, Restored, RollForward, Target};
+use lifeboat_vault::{Id, PointFilter, RecoveryPoint, Vault};
 
-use crate::progress::{JobCounters, Work, with_progress};
+use crate::progress::StoreWatch;
 use crate::run::Outcome;
 use crate::store::{JobEnd, JobStore, NewJob, status};
 use crate::{ControlError, Result};
@@ -54,21 +55,19 @@ pub fn restore_files(
         &req.point,
         &PointFilter::kinds(&["files"]).resource(req.resource.as_deref()),
     )?;
+    let path = serde_json::to_value(&req.path).map_err(|_| {
+        ControlError::Refused(format!(
+            "the path to restore {} is not UTF-8",
+            req.path
+                .as_deref()
+                .unwrap_or(std::path::Path::new(""))
+                .display()
+        ))
+    })?;
     let job = start_job(store, &point.resource, &req.vault, trigger)?;
-    let counters = JobCounters::default();
-    let opts = lifeboat_files::RestoreOptions {
-        to: req.to.clone(),
-        path: req.path.clone(),
-        verify: false,
-        overwrite: req.overwrite,
-        dry_run: false,
-        delete: false,
-        skip: Vec::new(),
-        as_target: false,
-    };
-    let res = with_progress(store, job, &counters, Work::FilesRestore, || {
-        lifeboat_files::restore(&vault, &id, &opts, &counters.files)
-    });
+    let options = serde_json::json!({"path": path, "overwrite": req.overwrite});
+    let target = Target::Directory(req.to.clone());
+    let res = through_protector(store, job, (&vault, &id, &point), target, None, options);
     drop(reader);
     let what = format!(
         "point {} ({}) {}→ {}",
@@ -82,13 +81,10 @@ pub fn restore_files(
     );
     let end = match res {
         Ok(rep) => {
-            let mut log = vec![format!(
-                "restored {what}: {} files, {} directories, {} bytes",
-                rep.files, rep.dirs, rep.bytes
-            )];
+            let mut log = vec![format!("restored {what}: {}", rep.summary)];
             log.extend(rep.warnings.iter().map(|w| format!("warning: {w}")));
             log.extend(
-                rep.damaged
+                rep.not_restored
                     .iter()
                     .map(|d| format!("damaged, not restored: {d}")),
             );
@@ -102,7 +98,7 @@ pub fn restore_files(
             JobEnd {
                 status: if error.is_some() {
                     status::FAILED
-                } else if rep.damaged.is_empty() && rep.warnings.is_empty() {
+                } else if rep.not_restored.is_empty() && rep.warnings.is_empty() {
                     status::SUCCEEDED
                 } else {
                     status::INCOMPLETE
@@ -115,9 +111,39 @@ pub fn restore_files(
                 report: None,
             }
         }
-        Err(e) => ending::<lifeboat_files::FilesError>(Err(e), &id, &what),
+        Err(e) => ending::<RestoreError>(Err(e), &id, &what),
     };
     finish(store, job, end, point.resource)
+}
+
+/// Restores point `id` (`point`) of `vault` into `target` through its
+/// protector (the registry's, by the point's kind), its progress recorded
+/// as job `job`'s.
+pub(crate) fn through_protector(
+    store: &dyn JobStore,
+    job: i64,
+    (vault, id, point): (&Vault, &Id, &RecoveryPoint),
+    target: Target,
+    roll_forward: Option<RollForward>,
+    options: serde_json::Value,
+) -> std::result::Result<Restored, RestoreError> {
+    let protector = crate::protectors::registry()
+        .of_point(&point.kind)
+        .ok_or_else(|| {
+            RestoreError::Refused(format!(
+                "no protector of this build restores points of kind `{}`",
+                point.kind
+            ))
+        })?;
+    protector.restore(&RestoreJob {
+        vault,
+        id,
+        point,
+        target,
+        roll_forward,
+        options,
+        watch: &StoreWatch { store, job },
+    })
 }
 
 /// Starts the job of a restore of `resource` from vault `vault`.

@@ -8,9 +8,9 @@
 
 use lifeboat_bucket::store::Bucket;
 use lifeboat_config::{Config, ResourceKind};
+use lifeboat_protector::{BucketTarget, Target};
 use lifeboat_vault::PointFilter;
 
-use crate::progress::{JobCounters, Work, with_progress};
 use crate::run::Outcome;
 use crate::store::JobStore;
 use crate::{ControlError, Result};
@@ -80,17 +80,18 @@ pub fn restore_bucket(
         &PointFilter::kinds(&["bucket"]).resource(req.resource.as_deref()),
     )?;
     check_target(cfg, &point.resource, &req.to, req.overwrite)?;
-    let bucket = Bucket::open_address(&req.to, true)
-        .map_err(|e| ControlError::Refused(format!("cannot open the target bucket: {e}")))?;
+    // Opened (a directory bucket made) before the job: one that cannot be is refused.
+    let refused = |e| ControlError::Refused(format!("cannot open the target bucket: {e}"));
+    Bucket::open_address(&req.to, true).map_err(refused)?;
+    let location = Bucket::parse(&req.to).map_err(refused)?;
     let job = crate::restore::start_job(store, &point.resource, &req.vault, trigger)?;
-    let counters = JobCounters::default();
-    let opts = lifeboat_bucket::restore::RestoreOptions {
-        prefix: req.prefix.clone(),
-        ..Default::default()
-    };
-    let res = with_progress(store, job, &counters, Work::Bucket, || {
-        lifeboat_bucket::restore::restore(&vault, &id, &bucket, &opts, &counters.bucket.bytes_read)
+    let target = Target::Bucket(BucketTarget {
+        location,
+        create: true,
     });
+    let options = serde_json::json!({"prefix": req.prefix});
+    let res =
+        crate::restore::through_protector(store, job, (&vault, &id, &point), target, None, options);
     drop(reader);
     let what = format!(
         "point {} ({}){} → {}",
@@ -106,8 +107,8 @@ pub fn restore_bucket(
     let end = crate::restore::ending(
         res.map(|rep| {
             (
-                format!("{} objects, {} bytes", rep.objects, rep.bytes),
-                rep.failed
+                rep.summary,
+                rep.not_restored
                     .iter()
                     .map(|f| format!("not restored: {f}"))
                     .collect(),

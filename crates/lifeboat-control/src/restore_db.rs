@@ -8,9 +8,9 @@
 //! as it was (see `lifeboat_mysql::swap`).
 
 use lifeboat_config::{Config, ResourceKind};
+use lifeboat_protector::{DatabaseTarget, Target};
 use lifeboat_vault::PointFilter;
 
-use crate::progress::{JobCounters, Work, with_progress};
 use crate::run::Outcome;
 use crate::store::JobStore;
 use crate::{ControlError, Result};
@@ -70,10 +70,13 @@ pub fn restore_database(
         &req.point,
         &PointFilter::kinds(&[lifeboat_mysql::KIND_SNAPSHOT]).resource(req.resource.as_deref()),
     )?;
-    let dsn = match cfg.resources.get(&point.resource).map(|r| &r.kind) {
+    // The DSN's password resolved here (the file's secret, else the DSN's
+    // or the environment's), so that a missing one is refused before the job.
+    let server = match cfg.resources.get(&point.resource).map(|r| &r.kind) {
         Some(ResourceKind::Mysql { dsn, password, .. }) => {
-            crate::secret::mysql_dsn(&point.resource, dsn, password)
-                .map_err(ControlError::Refused)?
+            let parsed = crate::secret::mysql_dsn(&point.resource, dsn, password)
+                .map_err(ControlError::Refused)?;
+            DatabaseTarget::server(dsn, parsed.password)
         }
         _ => {
             return Err(ControlError::Refused(format!(
@@ -83,16 +86,20 @@ pub fn restore_database(
         }
     };
     let job = crate::restore::start_job(store, &point.resource, &req.vault, trigger)?;
-    let counters = JobCounters::default();
-    let opts = lifeboat_mysql::restore::RestoreOptions {
+    let target = Target::Database(DatabaseTarget {
         databases: Some(vec![req.database.clone()]),
         renames: vec![(req.database.clone(), req.target.clone())],
-        force: req.replace,
-        ..Default::default()
-    };
-    let res = with_progress(store, job, &counters, Work::Mysql, || {
-        lifeboat_mysql::restore::restore(&vault, &id, &point, &dsn, &opts, &counters.mysql)
+        replace: req.replace,
+        ..server
     });
+    let res = crate::restore::through_protector(
+        store,
+        job,
+        (&vault, &id, &point),
+        target,
+        None,
+        serde_json::Value::Null,
+    );
     drop(reader);
     let what = format!(
         "database `{}` of point {} ({}) as `{}`",
@@ -104,10 +111,7 @@ pub fn restore_database(
     let end = crate::restore::ending(
         res.map(|rep| {
             (
-                format!(
-                    "{} tables, {} rows, {} bytes",
-                    rep.tables, rep.rows, rep.bytes
-                ),
+                rep.summary,
                 rep.warnings
                     .iter()
                     .map(|w| format!("warning: {w}"))

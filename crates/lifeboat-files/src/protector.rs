@@ -6,7 +6,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use lifeboat_protector::{
     Backed, BackupError, BackupJob, Browse, BrowseError, Description, Entry, Listing, Protector,
-    Query, Reading, RestoreForm, time_of, watched,
+    Query, Reading, RestoreError, RestoreForm, RestoreJob, Restored, Target, TargetKind, time_of,
+    watched,
 };
 use lifeboat_vault::{Id, RecoveryPoint, Vault};
 
@@ -74,6 +75,7 @@ impl Protector for FilesProtector {
             levels: &[],
             restore: RestoreForm::Files,
             command: "lifeboat restore files",
+            restores_into: TargetKind::Directory,
         }
     }
 
@@ -110,6 +112,87 @@ impl Protector for FilesProtector {
         query: &Query,
     ) -> Result<Listing, BrowseError> {
         tree_contents(vault, id, query)
+    }
+
+    /// Into a directory; a target that is not empty is refused unless an
+    /// overwrite policy is given ([`RestoreSettings`]).
+    fn restore(&self, job: &RestoreJob) -> Result<Restored, RestoreError> {
+        let Target::Directory(to) = &job.target else {
+            return Err(job.wrong_target(TargetKind::Directory));
+        };
+        job.no_roll_forward()?;
+        let s: RestoreSettings = job.options()?;
+        let opts = crate::RestoreOptions {
+            to: to.clone(),
+            path: s.path,
+            overwrite: s.overwrite,
+            as_target: s.as_target,
+            ..Default::default()
+        };
+        let counters = crate::Counters::default();
+        let read = || files_written(&counters);
+        let vault = job.vault;
+        let rep = watched(job.watch, &read, || {
+            crate::restore(vault, job.id, &opts, &counters)
+        })
+        .map_err(restore_error)?;
+        Ok(restored(&rep, Some(job.point.time)))
+    }
+}
+
+/// A files restore's options (the restore job's JSON).
+#[derive(serde::Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct RestoreSettings {
+    /// Only this path of the point (absolute, as backed up).
+    pub path: Option<std::path::PathBuf>,
+    /// What to do with what is in a non-empty target (`None`: refused).
+    pub overwrite: Option<crate::Overwrite>,
+    /// With `path` (a directory): restored as the target itself.
+    pub as_target: bool,
+}
+
+/// A files restore's progress: files finished, bytes written of those to write.
+pub fn files_written(c: &crate::Counters) -> Reading {
+    let total = c.size.load(Relaxed);
+    Reading {
+        unit: "files",
+        items: c.files.load(Relaxed),
+        items_total: None,
+        bytes: c.bytes_written.load(Relaxed),
+        bytes_total: (total > 0).then_some(total),
+    }
+}
+
+/// A files restore's error through the interface: what the protector
+/// refuses before writing (a target that is not empty, a path not in the
+/// point, a wrong call) apart from what failed.
+pub fn restore_error(e: FilesError) -> RestoreError {
+    match e {
+        FilesError::TargetNotEmpty(_) | FilesError::NotInPoint(_) | FilesError::Usage(_) => {
+            RestoreError::Refused(e.to_string())
+        }
+        e => RestoreError::Failed(e.to_string()),
+    }
+}
+
+/// A files restore's report through the interface (its data from `data_time`).
+pub fn restored(
+    rep: &crate::RestoreReport,
+    data_time: Option<chrono::DateTime<chrono::Utc>>,
+) -> Restored {
+    Restored {
+        items: rep.files,
+        bytes: rep.bytes,
+        summary: format!(
+            "{} files, {} directories, {} bytes",
+            rep.files, rep.dirs, rep.bytes
+        ),
+        data_time,
+        warnings: rep.warnings.clone(),
+        not_restored: rep.damaged.clone(),
+        errors: rep.errors.clone(),
+        report: serde_json::to_value(rep).unwrap_or_default(),
     }
 }
 
@@ -157,6 +240,55 @@ mod tests {
         assert_eq!(l.entries[0].size, 5);
         assert!(matches!(list("/nowhere"), Err(BrowseError::NotInPoint(p)) if p == "/nowhere"));
         assert!(matches!(list("/a\0b"), Err(BrowseError::BadQuery(_))));
+    }
+
+    /// Through the interface: into a directory, said in the summary; a
+    /// target that is not empty refused in the protector's words (nothing
+    /// written), written over with the options' policy; a roll forward
+    /// and a target of another kind refused.
+    #[test]
+    fn a_files_point_is_restored_through_the_interface_and_a_full_target_refused() {
+        use lifeboat_protector::{RollForward, Unwatched};
+        let t = tempfile::tempdir().unwrap();
+        let data = t.path().join("data");
+        let (v, made) = point_of(t.path(), &data);
+        let to = t.path().join("to");
+        let job = |options, roll_forward| RestoreJob {
+            vault: &v,
+            id: &made.id,
+            point: &made.point,
+            target: Target::Directory(to.clone()),
+            roll_forward,
+            options,
+            watch: &Unwatched,
+        };
+        let r = PROTECTOR
+            .restore(&job(serde_json::Value::Null, None))
+            .unwrap();
+        assert_eq!((r.items, r.bytes, r.whole()), (2, 6, true));
+        assert!(r.summary.starts_with("2 files, "), "{}", r.summary);
+        assert!(
+            r.summary.ends_with(" directories, 6 bytes"),
+            "{}",
+            r.summary
+        );
+        assert_eq!(r.data_time, Some(made.point.time));
+        let inside = to.join(data.strip_prefix("/").unwrap());
+        assert_eq!(std::fs::read(inside.join("a.txt")).unwrap(), b"hello");
+        let e = PROTECTOR
+            .restore(&job(serde_json::Value::Null, None))
+            .unwrap_err();
+        assert!(e.nothing_written(), "{e}");
+        assert_eq!(
+            e.to_string(),
+            FilesError::TargetNotEmpty(to.clone()).to_string()
+        );
+        let again = serde_json::json!({"overwrite": "if-changed"});
+        assert!(PROTECTOR.restore(&job(again, None)).is_ok());
+        let e = PROTECTOR
+            .restore(&job(serde_json::Value::Null, Some(RollForward::Latest)))
+            .unwrap_err();
+        assert!(e.nothing_written(), "{e}");
     }
 
     /// A directory of a point restored as the target itself: its files

@@ -52,7 +52,7 @@ use plan::TARGET;
 use write::{DONE, FAILED, KEPT, Run};
 
 /// What to do with what is already in a non-empty target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Overwrite {
     /// Replace every entry of the point that exists.

@@ -1,8 +1,10 @@
 //! The instance protector as the layers above it see it (`lifeboat-protector`).
 
+use std::collections::BTreeMap;
+
 use lifeboat_protector::{
     Backed, BackupError, BackupJob, Browse, BrowseError, Description, Listing, Protector, Query,
-    RestoreForm, watched,
+    RestoreError, RestoreForm, RestoreJob, Restored, Target, TargetKind, watched,
 };
 use lifeboat_vault::{Id, RecoveryPoint, Vault};
 
@@ -28,6 +30,7 @@ impl Protector for InstanceProtector {
             levels: &[],
             restore: RestoreForm::CommandOnly,
             command: "lifeboat restore instance",
+            restores_into: TargetKind::Directory,
         }
     }
 
@@ -62,5 +65,67 @@ impl Protector for InstanceProtector {
         query: &Query,
     ) -> Result<Listing, BrowseError> {
         lifeboat_files::protector::tree_contents(vault, id, query)
+    }
+
+    /// Into a directory: the host's paths and volumes below it, its launch
+    /// spec resolved for it with the options' values into `launch.json`
+    /// (only when everything arrived).
+    fn restore(&self, job: &RestoreJob) -> Result<Restored, RestoreError> {
+        let Target::Directory(to) = &job.target else {
+            return Err(job.wrong_target(TargetKind::Directory));
+        };
+        job.no_roll_forward()?;
+        let s: RestoreSettings = job.options()?;
+        let opts = crate::RestoreOptions {
+            to: to.clone(),
+            env: s.env,
+            overwrite: s.overwrite,
+            launch: s.launch,
+            ..Default::default()
+        };
+        let counters = lifeboat_files::Counters::default();
+        let read = || lifeboat_files::protector::files_written(&counters);
+        let (vault, id, point) = (job.vault, job.id, job.point);
+        let rep = watched(job.watch, &read, || {
+            crate::restore(vault, id, point, &opts, &counters)
+        })
+        .map_err(restore_error)?;
+        let mut restored = lifeboat_files::protector::restored(&rep.files, Some(point.time));
+        restored.report = serde_json::to_value(&rep).unwrap_or_default();
+        Ok(restored)
+    }
+}
+
+/// An instance restore's options (the restore job's JSON).
+#[derive(serde::Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct RestoreSettings {
+    /// Values of the launch spec's `${NAME}` placeholders.
+    pub env: BTreeMap<String, String>,
+    /// What to do with what is in a non-empty target (`None`: refused).
+    pub overwrite: Option<lifeboat_files::Overwrite>,
+    /// The launch spec to resolve instead of the point's.
+    pub launch: Option<crate::spec::LaunchSpec>,
+}
+
+/// Whether an instance restore wrote its resolved launch spec
+/// (`launch.json`): the point had one and everything arrived.
+pub fn launch_written(r: &Restored) -> bool {
+    !r.report["launch_json"].is_null()
+}
+
+/// An instance restore's error through the interface: a launch spec's
+/// missing values, a wrong call (a running instance in the target) and a
+/// target that is not empty are refusals.
+pub fn restore_error(e: crate::InstanceError) -> RestoreError {
+    use crate::InstanceError as E;
+    match e {
+        E::MissingValues(values) => RestoreError::MissingValues {
+            message: E::MissingValues(values.clone()).to_string(),
+            values,
+        },
+        E::Usage(_) | E::Spec { .. } => RestoreError::Refused(e.to_string()),
+        E::Files(f) => lifeboat_files::protector::restore_error(f),
+        e => RestoreError::Failed(e.to_string()),
     }
 }

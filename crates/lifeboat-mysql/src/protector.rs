@@ -5,7 +5,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use lifeboat_protector::{
     Backed, BackupError, BackupJob, Browse, BrowseError, Description, Entry, Follow, FollowJob,
-    Listing, Protector, Query, Reading, RestoreForm, time_of, watched,
+    Listing, Protector, Query, Reading, RestoreError, RestoreForm, RestoreJob, Restored,
+    RollForward, Stage, Target, TargetKind, time_of, watched,
 };
 use lifeboat_vault::tree::NodeKind;
 use lifeboat_vault::{Id, RecoveryPoint, Vault};
@@ -67,6 +68,7 @@ impl Protector for MysqlProtector {
             levels: &["database", "table"],
             restore: RestoreForm::Database,
             command: "lifeboat restore mysql",
+            restores_into: TargetKind::Database,
         }
     }
 
@@ -86,16 +88,7 @@ impl Protector for MysqlProtector {
             ..Default::default()
         };
         let counters = crate::Counters::default();
-        let read = || {
-            let total = counters.chunks_total.load(Relaxed);
-            Reading {
-                unit: "chunks",
-                items: counters.chunks_done.load(Relaxed),
-                items_total: (total > 0).then_some(total),
-                bytes: counters.bytes.load(Relaxed),
-                bytes_total: None,
-            }
-        };
+        let read = || chunks(&counters);
         let vault = job.vault;
         let res = watched(job.watch, &read, || {
             crate::snapshot(vault, &dsn, &opts, &counters)
@@ -159,6 +152,155 @@ impl Protector for MysqlProtector {
     /// The binlog archive, when the file declares `archive`.
     fn follows(&self, job: &FollowJob) -> Result<Vec<Follow>, BackupError> {
         archive_follows(job)
+    }
+
+    /// A snapshot into a server: its databases (or those the target names,
+    /// renamed) loaded beside what is there and swapped in once complete
+    /// (`restore.rs`); then, when asked, the binlog archive replayed from the
+    /// snapshot's coordinates ([`Stage::Loaded`], [`Stage::RolledForward`]).
+    /// A failed replay leaves the loaded snapshot ([`RestoreError::RollForward`]).
+    fn restore(&self, job: &RestoreJob) -> Result<Restored, RestoreError> {
+        let Target::Database(t) = &job.target else {
+            return Err(job.wrong_target(TargetKind::Database));
+        };
+        let s: RestoreSettings = job.options()?;
+        let (vault, id, point) = (job.vault, job.id, job.point);
+        // Refused before anything is loaded when the archive cannot take it there.
+        let roll = match job.roll_forward {
+            Some(to) => Some(roll_plan(vault, id, point, to)?),
+            None => None,
+        };
+        let mut dsn = crate::Dsn::parse(&t.dsn).map_err(restore_error)?;
+        dsn.password = t.password.clone();
+        let opts = crate::RestoreOptions {
+            databases: t.databases.clone(),
+            renames: t.renames.clone(),
+            force: t.replace,
+            users: s.users,
+            ..Default::default()
+        };
+        let counters = crate::Counters::default();
+        let read = || chunks(&counters);
+        let rep = watched(job.watch, &read, || {
+            crate::restore(vault, id, point, &dsn, &opts, &counters)
+        })
+        .map_err(restore_error)?;
+        job.watch.stage_ended(Stage::Loaded);
+        let mut report = serde_json::to_value(&rep).unwrap_or_default();
+        let mut data_time = self.data_time(vault, point);
+        if let Some((catalog, plan, reach)) = roll {
+            let work = s.work.unwrap_or_else(std::env::temp_dir);
+            let replayed = crate::pitr::replay(vault, &catalog, &plan, &dsn, &opts, &work)
+                .map_err(|e| RestoreError::RollForward(e.to_string()))?;
+            job.watch.stage_ended(Stage::RolledForward);
+            report["replay"] = serde_json::to_value(&replayed).unwrap_or_default();
+            data_time = Some(reach);
+        }
+        Ok(Restored {
+            items: rep.tables,
+            bytes: rep.bytes,
+            summary: format!(
+                "{} tables, {} rows, {} bytes",
+                rep.tables, rep.rows, rep.bytes
+            ),
+            data_time,
+            warnings: rep.warnings,
+            not_restored: Vec::new(),
+            errors: Vec::new(),
+            report,
+        })
+    }
+}
+
+/// A database restore's options (the restore job's JSON).
+#[derive(serde::Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct RestoreSettings {
+    /// Also restore the users and grants the snapshot holds.
+    pub users: bool,
+    /// Where a roll forward writes the binlog it replays (a private
+    /// directory is made below it; default: the system's temporary directory).
+    pub work: Option<std::path::PathBuf>,
+}
+
+/// A snapshot's load or restore: chunks done of those to do, bytes.
+fn chunks(counters: &crate::Counters) -> Reading {
+    let total = counters.chunks_total.load(Relaxed);
+    Reading {
+        unit: "chunks",
+        items: counters.chunks_done.load(Relaxed),
+        items_total: (total > 0).then_some(total),
+        bytes: counters.bytes.load(Relaxed),
+        bytes_total: None,
+    }
+}
+
+/// The replay of snapshot `id`'s binlog archive to `to`: the catalog, the
+/// plan and the time the data will reach; refused when the archive cannot
+/// take this snapshot there.
+fn roll_plan(
+    vault: &Vault,
+    id: &Id,
+    point: &RecoveryPoint,
+    to: RollForward,
+) -> Result<(crate::Catalog, crate::pitr::Plan, DateTime<Utc>), RestoreError> {
+    let meta = crate::restore::snapshot_meta(id, point).map_err(restore_error)?;
+    let catalog = crate::Catalog::load(vault, &point.resource).map_err(restore_error)?;
+    let target = match to {
+        RollForward::Latest => crate::Target::Latest,
+        RollForward::To(t) => crate::Target::Time(t),
+    };
+    let (reach, chain) = catalog.reach_of(&meta);
+    let chain = chain.unwrap_or_default();
+    let reason = match to {
+        _ if chain.files.is_empty() => Some(format!(
+            "snapshot {} has no archived binlog after it to roll forward with",
+            id.short()
+        )),
+        RollForward::To(t) if meta.consistent_at > t || reach < t => Some(format!(
+            "snapshot {} can be rolled forward from {} to {}",
+            id.short(),
+            meta.consistent_at.to_rfc3339(),
+            reach.to_rfc3339()
+        )),
+        _ => None,
+    };
+    if let Some(reason) = reason {
+        return Err(RestoreError::Refused(
+            crate::MysqlError::NotRestorable {
+                resource: point.resource.clone(),
+                at: target.to_string(),
+                reason,
+            }
+            .to_string(),
+        ));
+    }
+    let reached = match to {
+        RollForward::Latest => reach,
+        RollForward::To(t) => t,
+    };
+    let plan = crate::pitr::Plan {
+        snapshot: (*id, point.clone()),
+        meta,
+        chain,
+        target,
+    };
+    Ok((catalog, plan, reached))
+}
+
+/// A database restore's error through the interface: what the protector
+/// refuses before loading anything (a target that is not empty, a time the
+/// archive does not reach, a point that is no snapshot, a bad DSN) apart
+/// from what failed.
+pub fn restore_error(e: crate::MysqlError) -> RestoreError {
+    use crate::MysqlError as E;
+    match e {
+        E::TargetNotEmpty { .. }
+        | E::NotRestorable { .. }
+        | E::Usage(_)
+        | E::BadPoint { .. }
+        | E::BadDsn { .. } => RestoreError::Refused(e.to_string()),
+        e => RestoreError::Failed(e.to_string()),
     }
 }
 
@@ -305,6 +447,39 @@ mod tests {
                 other => panic!("{absent}: {other:?}"),
             }
         }
+    }
+
+    /// A roll forward the point cannot make is refused before any server
+    /// is reached (the DSN names nothing that answers), as is a target
+    /// that is no database server.
+    #[test]
+    fn a_roll_forward_the_point_cannot_make_is_refused_before_the_load() {
+        use lifeboat_protector::{DatabaseTarget, RestoreJob, RollForward, Target, Unwatched};
+        let t = tempfile::tempdir().unwrap();
+        let v = lifeboat_vault::vault::throwaway(&t.path().join("v"));
+        let (id, p) = point(&v);
+        let job = |target| RestoreJob {
+            vault: &v,
+            id: &id,
+            point: &p,
+            target,
+            roll_forward: Some(RollForward::Latest),
+            options: serde_json::Value::Null,
+            watch: &Unwatched,
+        };
+        let nowhere = DatabaseTarget::server("mysql://root@127.0.0.1:1", None);
+        let e = PROTECTOR
+            .restore(&job(Target::Database(nowhere)))
+            .unwrap_err();
+        assert!(e.nothing_written(), "{e}");
+        assert!(e.to_string().contains("unreadable snapshot meta"), "{e}");
+        let e = PROTECTOR
+            .restore(&job(Target::Directory(t.path().join("d"))))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "a `mysql` point is restored into a database server, not into a directory"
+        );
     }
 
     #[test]

@@ -26,9 +26,11 @@
 //! - [`Protector::follows`]: the continuous jobs its settings declare (a
 //!   database's binlog archive), as the daemon runs them.
 //!
-//! Restores stay each protector's own library calls: what a restore needs
-//! (a target directory, a server and a database name, a bucket) differs by
-//! kind, and a stack's recovery provisions each kind's target itself.
+//! - [`Protector::restore`]: a point written into a target ([`restore`]):
+//!   a directory, a database server, a bucket location — the kind of target
+//!   it restores into is in its description, the target itself is the
+//!   caller's to provision (a stack's recovery makes a server, a directory,
+//!   a bucket).
 
 use chrono::{DateTime, Utc};
 use lifeboat_vault::{Id, RecoveryPoint, Vault};
@@ -36,6 +38,13 @@ use serde::Serialize;
 
 mod follow;
 pub use follow::{ARCHIVE, Follow, FollowJob};
+
+pub mod restore;
+
+pub use restore::{
+    BucketTarget, DatabaseTarget, RestoreError, RestoreJob, Restored, RollForward, Stage, Target,
+    TargetKind,
+};
 
 /// How a point's contents are walked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -82,6 +91,10 @@ pub struct Description {
     pub restore: RestoreForm,
     /// The command that restores its points (`lifeboat restore files`).
     pub command: &'static str,
+    /// The kind of target [`Protector::restore`] writes into (not in the
+    /// API's `/kinds`: what a stack provisions for a member).
+    #[serde(skip)]
+    pub restores_into: TargetKind,
 }
 
 /// Which part of a point's contents to list.
@@ -244,6 +257,10 @@ pub struct Reading {
 pub trait Watch {
     /// Runs `work`, calling `read` now and then while it runs.
     fn watch(&self, read: &(dyn Fn() -> Reading + Sync), work: &mut (dyn FnMut() + Send));
+
+    /// A stage of a restore ended (called on the thread that called
+    /// [`Protector::restore`], between its works): by default nobody listens.
+    fn stage_ended(&self, _stage: Stage) {}
 }
 
 /// Nobody watching: the work just runs.
@@ -293,6 +310,11 @@ pub trait Protector: Send + Sync {
     fn follows(&self, _job: &FollowJob) -> Result<Vec<Follow>, BackupError> {
         Ok(Vec::new())
     }
+
+    /// Restores `job.point` into `job.target` (of the kind
+    /// [`Description::restores_into`] says), rolled forward when asked and
+    /// the kind can; its live counters read by `job.watch`.
+    fn restore(&self, job: &RestoreJob) -> Result<Restored, RestoreError>;
 
     /// The time point `point`'s data is from: by default when it was taken.
     fn data_time(&self, _vault: &Vault, point: &RecoveryPoint) -> Option<DateTime<Utc>> {
@@ -374,6 +396,7 @@ mod tests {
                 levels: &[],
                 restore: RestoreForm::CommandOnly,
                 command: "lifeboat restore fake",
+                restores_into: TargetKind::Directory,
             }
         }
 
@@ -392,6 +415,10 @@ mod tests {
                 "cannot back up {}",
                 job.resource
             )))
+        }
+
+        fn restore(&self, job: &RestoreJob) -> Result<Restored, RestoreError> {
+            Err(job.wrong_target(self.describe().restores_into))
         }
     }
 

@@ -30,7 +30,7 @@ use lifeboat_bucket::Bucket;
 use lifeboat_config::{Config, ResourceKind, Secret};
 use lifeboat_vault::{Location, S3Credentials, Vault};
 
-use crate::recover::{BucketSources, Recovery, Source, restore_bucket_point};
+use crate::recover::{BucketSources, BucketWay, Recovery, Source, restore_bucket_point};
 use crate::state::{MemberState, StackState};
 use crate::{Result, StackError};
 
@@ -85,7 +85,13 @@ impl SiteStore {
 
     /// Opens a bucket address with the site's keys.
     pub fn open(&self, address: &str) -> Result<Bucket> {
-        let loc = Bucket::parse(address)
+        let loc = self.location(address)?;
+        Bucket::open(&loc, false).map_err(|e| StackError::Refused(e.to_string()))
+    }
+
+    /// A bucket address as a location with the site's keys.
+    pub fn location(&self, address: &str) -> Result<Location> {
+        Bucket::parse(address)
             .and_then(|l| {
                 l.with_credentials(self.credentials.clone()).map_err(|e| {
                     lifeboat_bucket::BucketError::BadAddress {
@@ -94,8 +100,7 @@ impl SiteStore {
                     }
                 })
             })
-            .map_err(|e| StackError::Refused(e.to_string()))?;
-        Bucket::open(&loc, false).map_err(|e| StackError::Refused(e.to_string()))
+            .map_err(|e| StackError::Refused(e.to_string()))
     }
 
     /// Whether `address` is a bucket on this endpoint.
@@ -464,25 +469,25 @@ pub(crate) fn recover_member(
         return Ok(None);
     }
     let t = Instant::now();
-    // A replica is as of now: not for a recovery to an earlier time.
     let found = replica(cfg, store, name)?;
-    let rep = found.clone().filter(|_| opts.at.is_none());
     // S3 keeps an object's modification time to the second: compared so.
     let place = format!(" on {}", store.endpoint);
-    let mut b = BucketSources::compare(vaults, name, opts.at, rep, true, &place);
-    if opts.at.is_some() {
-        b.unused = found.map(|(loc, rt)| crate::recover::replica_as_of_now(&loc, rt));
-    }
-    if b.use_replica && scratch.is_none() {
+    let (b, way) = BucketSources::choose(
+        vaults,
+        name,
+        opts.at,
+        found,
+        true,
+        &place,
+        scratch.is_some(),
+    )?;
+    if way == BucketWay::InPlace {
         let (address, rt) = b.replica.clone().expect("checked");
         r.step("use the bucket replica in place", Some(name), t);
         return Ok(Some((
             member(root, name, address, true),
             Source::replica(name, rt, b.why_replica()),
         )));
-    }
-    if !b.use_replica && b.point.is_none() {
-        return Err(b.nothing(name, opts.at));
     }
     // Never into a replica, never over objects: a bucket of its own then.
     let own = match scratch {
@@ -500,7 +505,7 @@ pub(crate) fn recover_member(
     let address = m.outputs["location"].clone();
     let to = store.open(&address)?;
     let t = Instant::now();
-    let filled: Result<Source> = if b.use_replica {
+    let filled: Result<Source> = if way == BucketWay::CopyReplica {
         let (from, rt) = b.replica.clone().expect("checked");
         let src = store.open(&from)?;
         copy_all(&src, &to).map(|n| {
@@ -520,7 +525,8 @@ pub(crate) fn recover_member(
         })
     } else {
         let (vn, v, id, p) = b.point.as_ref().expect("checked");
-        restore_bucket_point(v, id, &to).map(|()| {
+        let location = store.location(&address)?;
+        restore_bucket_point(v, id, p, location, false).map(|()| {
             r.step("restore the bucket point", Some(name), t);
             let mut why = b.why_point(&format!(", restored into the bucket{place}"));
             if let Some(n) = &note {

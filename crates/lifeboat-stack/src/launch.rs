@@ -143,6 +143,17 @@ pub fn launch_error(name: &str, e: lifeboat_instance::InstanceError) -> StackErr
     }
 }
 
+/// An instance restore's error in a stack's words (as [`launch_error`]).
+pub fn restore_error(name: &str, e: lifeboat_control::protectors::RestoreError) -> StackError {
+    match e {
+        lifeboat_control::protectors::RestoreError::MissingValues { values, .. } => launch_error(
+            name,
+            lifeboat_instance::InstanceError::MissingValues(values),
+        ),
+        e => StackError::Process(e.to_string()),
+    }
+}
+
 /// Where a database member's server listens outside its own site.
 pub struct Pinned {
     /// `recover_listen`: host and port.

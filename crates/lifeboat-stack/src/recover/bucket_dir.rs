@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime};
 use chrono::{DateTime, Utc};
 use lifeboat_config::{Config, ResourceKind};
 
-use super::sources::{BucketSources, SiteVaults, replica_as_of_now, restore_bucket_point};
+use super::sources::{BucketSources, BucketWay, SiteVaults, restore_bucket_point};
 use super::{Recovery, Source};
 use crate::state::MemberState;
 use crate::{Result, StackError};
@@ -27,25 +27,17 @@ pub(crate) fn recover(
 ) -> Result<(MemberState, Source)> {
     let site_root = r.cfg.sites.get(r.site).and_then(|s| s.root.clone());
     let found = replica(r.cfg, name, site_root.as_deref().unwrap_or(&r.root));
-    let rep = found.clone().filter(|_| r.opts.at.is_none());
     let t = Instant::now();
     // Freshness by the newest object in each (a replica's objects are
     // written as they change; a point holds what was there when taken).
-    let mut b = BucketSources::compare(
-        vaults.list(),
-        name,
-        r.opts.at,
-        rep.map(|(loc, _, rt)| (loc, rt)),
-        false,
-        "",
-    );
-    if r.opts.at.is_some() {
-        b.unused = found.map(|(loc, _, rt)| replica_as_of_now(&loc, rt));
-    }
-    match (b.use_replica, r.opts.scratch.is_some()) {
-        (true, true) => copy_replica(r, &b, name, t),
-        (true, false) => Ok(use_replica(r, &b, name, t)),
-        (false, _) => restore_point(r, &b, name, t),
+    let found = found.map(|(loc, _, rt)| (loc, rt));
+    let scratch = r.opts.scratch.is_some();
+    let (b, way) =
+        BucketSources::choose(vaults.list(), name, r.opts.at, found, false, "", scratch)?;
+    match way {
+        BucketWay::CopyReplica => copy_replica(r, &b, name, t),
+        BucketWay::InPlace => Ok(use_replica(r, &b, name, t)),
+        BucketWay::RestorePoint => restore_point(r, &b, name, t),
     }
 }
 
@@ -107,9 +99,9 @@ fn restore_point(
         return Err(b.nothing(name, r.opts.at));
     };
     let (m, note) = point_target(r.cfg, &r.root, r.own, name)?;
-    let to = lifeboat_bucket::Bucket::open_address(&m.outputs["location"], true)
+    let to = lifeboat_bucket::Bucket::parse(&m.outputs["location"])
         .map_err(|e| StackError::Process(e.to_string()))?;
-    restore_bucket_point(v, id, &to)?;
+    restore_bucket_point(v, id, p, to, true)?;
     r.step("restore the bucket point", Some(name), t);
     let mut why = b.why_point("");
     if let Some(n) = note {

@@ -3,25 +3,27 @@
 //! replayed to the newest restorable second (or `--at`), then the
 //! application's own account.
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use lifeboat_control::protectors::{
+    DatabaseTarget, Reading, RestoreError, RestoreJob, RollForward, Stage, Target, Watch,
+};
 use lifeboat_vault::Vault;
 
-use super::sources::SiteVaults;
+use super::sources::{SiteVaults, protector_of};
 use super::{Recovery, Source};
 use crate::state::MemberState;
 use crate::{Result, StackError};
 
-/// Where a database is recovered from: the vault, its catalog of the
-/// database's points, the replay plan, and the time the data will be of.
+/// Where a database is recovered from: the vault, the replay plan (its
+/// snapshot), and the time the data will be of.
 pub(crate) struct DatabaseSource<'v> {
     /// The vault's name.
     pub vault_name: &'v str,
     /// The vault.
     pub vault: &'v Vault,
-    /// The database's points in it.
-    pub catalog: lifeboat_mysql::Catalog,
     /// The snapshot and the binlog to replay.
     pub plan: lifeboat_mysql::pitr::Plan,
     /// The last recovered commit's time: `--at`, else the newest restorable second.
@@ -59,7 +61,6 @@ impl<'v> DatabaseSource<'v> {
                         best = Some(DatabaseSource {
                             vault_name: vn,
                             vault: v,
-                            catalog,
                             plan,
                             data_time,
                         });
@@ -117,6 +118,30 @@ pub(crate) fn recover(
     Ok((m, source))
 }
 
+/// Each stage of a database's restore as a step of the recovery, timed
+/// from the end of the one before.
+struct StageSteps<'r> {
+    r: &'r Recovery<'r>,
+    member: &'r str,
+    since: Mutex<Instant>,
+}
+
+impl Watch for StageSteps<'_> {
+    fn watch(&self, _read: &(dyn Fn() -> Reading + Sync), work: &mut (dyn FnMut() + Send)) {
+        work()
+    }
+
+    fn stage_ended(&self, stage: Stage) {
+        let what = match stage {
+            Stage::Loaded => "load the snapshot",
+            Stage::RolledForward => "replay the binlog archive",
+        };
+        let mut since = self.since.lock().expect("stage clock");
+        self.r.step(what, Some(self.member), *since);
+        *since = Instant::now();
+    }
+}
+
 /// Loads database member `name` into its new server `m`: the plan's
 /// snapshot (with its users and grants, when it holds them), the binlog
 /// archive replayed to the plan's end, then the application's own account
@@ -128,24 +153,36 @@ fn load(
     src: &DatabaseSource,
     app: Option<&(lifeboat_config::model::AppAccount, String)>,
 ) -> Result<()> {
-    let mut dsn = lifeboat_mysql::Dsn::parse(&m.outputs["dsn"])
-        .map_err(|e| StackError::Process(e.to_string()))?;
-    dsn.password = m.password.as_ref().map(|p| p.0.clone());
-    let t = Instant::now();
-    let ropts = lifeboat_mysql::RestoreOptions {
-        users: src.plan.meta.users,
-        ..Default::default()
+    let (id, point) = &src.plan.snapshot;
+    let server =
+        DatabaseTarget::server(&m.outputs["dsn"], m.password.as_ref().map(|p| p.0.clone()));
+    let roll_forward = match r.opts.at {
+        Some(t) => RollForward::To(t),
+        None => RollForward::Latest,
     };
-    let counters = lifeboat_mysql::Counters::default();
-    let (id, point) = src.plan.snapshot.clone();
-    lifeboat_mysql::restore(src.vault, &id, &point, &dsn, &ropts, &counters)
-        .map_err(|e| StackError::Process(format!("restoring snapshot {}: {e}", id.short())))?;
-    r.step("load the snapshot", Some(name), t);
-    let t = Instant::now();
     let work = r.root.join("mysql").join(name).join("tmp");
-    lifeboat_mysql::pitr::replay(src.vault, &src.catalog, &src.plan, &dsn, &ropts, &work)
-        .map_err(|e| StackError::Process(format!("replaying the binlog archive: {e}")))?;
-    r.step("replay the binlog archive", Some(name), t);
+    let steps = StageSteps {
+        r,
+        member: name,
+        since: Mutex::new(Instant::now()),
+    };
+    let job = RestoreJob {
+        vault: src.vault,
+        id,
+        point,
+        target: Target::Database(server),
+        roll_forward: Some(roll_forward),
+        options: serde_json::json!({"users": src.plan.meta.users, "work": work}),
+        watch: &steps,
+    };
+    protector_of(&point.kind)
+        .and_then(|p| p.restore(&job))
+        .map_err(|e| match e {
+            RestoreError::RollForward(e) => {
+                StackError::Process(format!("replaying the binlog archive: {e}"))
+            }
+            e => StackError::Process(format!("restoring snapshot {}: {e}", id.short())),
+        })?;
     if let Some((app, pw)) = app {
         crate::mariadb::Server::new(m.dir.clone())
             .with_password(m.password.as_ref().map(|p| p.0.clone()))

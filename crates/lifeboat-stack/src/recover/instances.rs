@@ -6,10 +6,11 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use lifeboat_control::protectors::{Restored, Target};
 use lifeboat_vault::{Id, RecoveryPoint};
 
 use super::members::is_instance;
-use super::sources::{SiteVaults, newest};
+use super::sources::{SiteVaults, newest, restore_point};
 use super::{Recovered, Recovery, Source};
 use crate::state::MemberState;
 use crate::{Result, StackError};
@@ -82,16 +83,14 @@ fn restore_instance<'v>(
     values.insert("listen".into(), format!("127.0.0.1:{port}"));
     values.insert("port".into(), port.to_string());
     let t = Instant::now();
-    let ropts = lifeboat_instance::RestoreOptions {
-        to: dir.clone(),
-        env: values,
-        overwrite: Some(lifeboat_files::Overwrite::Always),
-        launch: launch.spec.clone(),
-        ..Default::default()
-    };
-    let rep = lifeboat_instance::restore(v, &id, &p, &ropts, &lifeboat_files::Counters::default())
-        .map_err(|e| crate::launch::launch_error(name, e))?;
-    if rep.launch_json.is_none() {
+    let options = serde_json::json!({
+        "env": values,
+        "overwrite": lifeboat_files::Overwrite::Always,
+        "launch": launch.spec,
+    });
+    let rep = restore_point(v, &id, &p, Target::Directory(dir.clone()), options)
+        .map_err(|e| crate::launch::restore_error(name, e))?;
+    if !lifeboat_instance::protector::launch_written(&rep) {
         return Err(not_whole(&id, &dir, &rep));
     }
     r.step(
@@ -113,9 +112,9 @@ fn restore_instance<'v>(
 
 /// Why an instance point was not restored whole (its first errors and
 /// damaged files, or its missing launch spec).
-fn not_whole(id: &Id, dir: &std::path::Path, rep: &lifeboat_instance::RestoreReport) -> StackError {
-    let errors = rep.files.errors.iter().take(3).map(|e| format!("{e:?}"));
-    let damaged = rep.files.damaged.iter().take(3);
+fn not_whole(id: &Id, dir: &std::path::Path, rep: &Restored) -> StackError {
+    let errors = rep.errors.iter().take(3).map(|e| format!("{e:?}"));
+    let damaged = rep.not_restored.iter().take(3);
     let mut why: Vec<String> = errors
         .chain(damaged.map(|d| format!("damaged: {d:?}")))
         .collect();

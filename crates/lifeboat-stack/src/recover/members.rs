@@ -5,8 +5,9 @@
 use std::time::Instant;
 
 use lifeboat_config::ResourceKind;
+use lifeboat_control::protectors::{Target, TargetKind, registry};
 
-use super::sources::{SiteVaults, newest};
+use super::sources::{SiteVaults, newest, restore_point};
 use super::{Recovered, Recovery, Source};
 use crate::state::{MemberState, StackState};
 use crate::{Result, StackError};
@@ -85,17 +86,21 @@ pub(crate) fn is_instance(r: &Recovery, name: &str) -> bool {
     )
 }
 
-/// One data member recovered, by its kind.
+/// One data member recovered, by the kind of target its protector restores
+/// into: a database server, a bucket, a directory provisioned for it.
 fn restore_member(r: &Recovery, vaults: &SiteVaults, name: &str) -> Result<(MemberState, Source)> {
     let kind = r
         .cfg
         .resources
         .get(name)
-        .map(|x| &x.kind)
+        .map(|x| x.kind.name())
         .expect("a member");
-    match kind {
-        ResourceKind::Mysql { .. } => super::database::recover(r, vaults, name),
-        ResourceKind::Bucket { .. } => {
+    let protector = registry()
+        .of_resource(kind)
+        .ok_or_else(|| StackError::Refused(format!("no protector restores `{kind}` members")))?;
+    match protector.describe().restores_into {
+        TargetKind::Database => super::database::recover(r, vaults, name),
+        TargetKind::Bucket => {
             // On the S3 endpoint the site names (crate::bucket).
             if let Some(store) = crate::bucket::SiteStore::of(r.cfg, r.site)?
                 && let Some(got) = crate::bucket::recover_member(r, &store, name, vaults.list())?
@@ -104,8 +109,7 @@ fn restore_member(r: &Recovery, vaults: &SiteVaults, name: &str) -> Result<(Memb
             }
             super::bucket_dir::recover(r, vaults, name)
         }
-        ResourceKind::Files { .. } => restore_files(r, vaults, name),
-        ResourceKind::Instance { .. } => unreachable!("instances start after the data"),
+        TargetKind::Directory => restore_files(r, vaults, name),
     }
 }
 
@@ -144,13 +148,8 @@ fn restore_files(r: &Recovery, vaults: &SiteVaults, name: &str) -> Result<(Membe
         [one] => Some(std::path::PathBuf::from(one)),
         _ => None,
     };
-    let ropts = lifeboat_files::RestoreOptions {
-        to: m.dir.clone(),
-        as_target: one.is_some(),
-        path: one,
-        ..Default::default()
-    };
-    lifeboat_files::restore(v, &id, &ropts, &lifeboat_files::Counters::default())
+    let options = serde_json::json!({"as_target": one.is_some(), "path": one});
+    restore_point(v, &id, &p, Target::Directory(m.dir.clone()), options)
         .map_err(|e| StackError::Process(format!("restoring point {}: {e}", id.short())))?;
     r.step("restore the files point", Some(name), t);
     let why = match moved {

@@ -48,7 +48,7 @@ use crate::{Result, StackError};
 
 pub(crate) use report::Clock;
 pub use report::{Objectives, RecoveryReport, Source, Step, StepSink};
-pub(crate) use sources::{BucketSources, replica_as_of_now, restore_bucket_point};
+pub(crate) use sources::{BucketSources, BucketWay, restore_bucket_point};
 
 /// What to recover to.
 #[derive(Debug, Clone, Default)]

@@ -4,10 +4,23 @@
 
 use chrono::{DateTime, Utc};
 use lifeboat_config::Config;
-use lifeboat_vault::{Id, RecoveryPoint, Vault};
-use std::sync::atomic::AtomicU64;
+use lifeboat_control::protectors::{
+    BucketTarget, Protector, RestoreError, RestoreJob, Restored, Target, Unwatched, registry,
+};
+use lifeboat_vault::{Id, Location, RecoveryPoint, Vault};
 
 use crate::{Result, StackError};
+
+/// How a bucket member is recovered, once its sources are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BucketWay {
+    /// The replica used in place (borrowed).
+    InPlace,
+    /// The replica copied into a drill's own bucket (only read).
+    CopyReplica,
+    /// The newest point restored.
+    RestorePoint,
+}
 
 /// Which source of a bucket member is the fresher: its newest point (and
 /// the time of the newest object in it) and its replica (address, newest
@@ -58,6 +71,36 @@ impl<'v> BucketSources<'v> {
             at: at.is_some(),
             place: place.to_string(),
         }
+    }
+
+    /// The one choice of a bucket member's source, wherever its replica
+    /// lies (a directory under the site's root, a bucket on its endpoint):
+    /// `found` (the replica's address and newest object) against the newest
+    /// point at or before `at` — a replica is as of now, so a recovery to
+    /// an earlier time never uses it and says so —; then the way: the
+    /// replica in place, or copied into a drill's own bucket (`scratch`),
+    /// or the point restored; refused when there is neither.
+    pub(crate) fn choose(
+        vaults: &'v [(String, Vault)],
+        member: &str,
+        at: Option<DateTime<Utc>>,
+        found: Option<(String, DateTime<Utc>)>,
+        to_the_second: bool,
+        place: &str,
+        scratch: bool,
+    ) -> Result<(Self, BucketWay)> {
+        let rep = found.clone().filter(|_| at.is_none());
+        let mut b = BucketSources::compare(vaults, member, at, rep, to_the_second, place);
+        if at.is_some() {
+            b.unused = found.map(|(loc, rt)| replica_as_of_now(&loc, rt));
+        }
+        let way = match (b.use_replica, scratch) {
+            (true, false) => BucketWay::InPlace,
+            (true, true) => BucketWay::CopyReplica,
+            (false, _) if b.point.is_none() => return Err(b.nothing(member, at)),
+            (false, _) => BucketWay::RestorePoint,
+        };
+        Ok((b, way))
     }
 
     /// Why the replica is used.
@@ -112,25 +155,62 @@ impl<'v> BucketSources<'v> {
 }
 
 /// Why a replica that exists is not used for a recovery to an earlier time.
-pub(crate) fn replica_as_of_now(location: &str, newest: DateTime<Utc>) -> String {
+fn replica_as_of_now(location: &str, newest: DateTime<Utc>) -> String {
     format!(
         "the replica {location} (newest object {}) is as of now, not of --at: not used, and left as it is",
         newest.to_rfc3339()
     )
 }
 
-/// Restores bucket point `id` of `v` into `to`: every object must arrive.
-pub(crate) fn restore_bucket_point(v: &Vault, id: &Id, to: &lifeboat_bucket::Bucket) -> Result<()> {
-    let r = lifeboat_bucket::restore::restore(v, id, to, &Default::default(), &AtomicU64::new(0))
-        .map_err(|e| {
-        StackError::Process(format!("restoring bucket point {}: {e}", id.short()))
-    })?;
-    match r.failed.first() {
+/// Restores point `id` (`p`) of `v` into `target` through the protector of
+/// its kind (nobody watching); refused when no protector restores it.
+pub(crate) fn restore_point(
+    v: &Vault,
+    id: &Id,
+    p: &RecoveryPoint,
+    target: Target,
+    options: serde_json::Value,
+) -> std::result::Result<Restored, RestoreError> {
+    protector_of(&p.kind)?.restore(&RestoreJob {
+        vault: v,
+        id,
+        point: p,
+        target,
+        roll_forward: None,
+        options,
+        watch: &Unwatched,
+    })
+}
+
+/// The protector of points of kind `kind`.
+pub(crate) fn protector_of(
+    kind: &str,
+) -> std::result::Result<&'static dyn Protector, RestoreError> {
+    registry().of_point(kind).ok_or_else(|| {
+        RestoreError::Refused(format!(
+            "no protector of this build restores points of kind `{kind}`"
+        ))
+    })
+}
+
+/// Restores bucket point `id` (`p`) of `v` into the bucket at `location`
+/// (a directory bucket made when `create`): every object must arrive.
+pub(crate) fn restore_bucket_point(
+    v: &Vault,
+    id: &Id,
+    p: &RecoveryPoint,
+    location: Location,
+    create: bool,
+) -> Result<()> {
+    let target = Target::Bucket(BucketTarget { location, create });
+    let r = restore_point(v, id, p, target, serde_json::Value::Null)
+        .map_err(|e| StackError::Process(format!("restoring bucket point {}: {e}", id.short())))?;
+    match r.not_restored.first() {
         None => Ok(()),
         Some(f) => Err(StackError::Process(format!(
             "restoring bucket point {}: {} objects failed, e.g. {f}",
             id.short(),
-            r.failed.len()
+            r.not_restored.len()
         ))),
     }
 }
@@ -296,5 +376,55 @@ mod tests {
         );
         let e = none.nothing("assets", Some(now)).to_string();
         assert!(e.contains("not used with --at"), "{e}");
+    }
+
+    /// The one choice of a bucket member's way: a replica without a point
+    /// is used in place (copied in a drill); with `--at` a replica is never
+    /// used, said in the point's why, and without a point that is a
+    /// refusal; a newer point is restored.
+    #[test]
+    fn a_bucket_members_way_is_chosen_once_for_directories_and_endpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::write(data.join("a"), b"one").unwrap();
+        let v = vault_in(&dir.path().join("a"));
+        let vaults = vec![("a".to_string(), v)];
+        let now = Utc::now();
+        let found = || Some(("file:///r".to_string(), now));
+        let way = |at, scratch| {
+            BucketSources::choose(&vaults, "assets", at, found(), false, "", scratch)
+                .map(|(_, w)| w)
+        };
+        assert_eq!(way(None, false).unwrap(), BucketWay::InPlace);
+        assert_eq!(way(None, true).unwrap(), BucketWay::CopyReplica);
+        let e = way(Some(now), false).unwrap_err().to_string();
+        assert!(e.contains("taken at or before"), "{e}");
+        // A bucket point of the member, newer than the replica.
+        let bucket =
+            lifeboat_bucket::Bucket::open_address(&format!("file://{}", data.display()), false)
+                .unwrap();
+        let opts = lifeboat_bucket::snapshot::SnapshotOptions {
+            resource: Some("assets".into()),
+            ..Default::default()
+        };
+        lifeboat_bucket::snapshot::snapshot(&vaults[0].1, &bucket, &opts, &Default::default())
+            .unwrap();
+        let old = Some(("file:///r".to_string(), now - chrono::Duration::days(1)));
+        let (b, w) = BucketSources::choose(&vaults, "assets", None, old, false, "", false).unwrap();
+        assert_eq!(w, BucketWay::RestorePoint);
+        assert!(
+            b.why_point("")
+                .contains("holds newer objects than the replica file:///r")
+        );
+        let later = Some(Utc::now() + chrono::Duration::seconds(5));
+        let (b, w) =
+            BucketSources::choose(&vaults, "assets", later, found(), false, "", false).unwrap();
+        assert_eq!(w, BucketWay::RestorePoint);
+        let why = b.why_point("");
+        assert!(
+            why.starts_with("the newest bucket point at or before --at; the replica file:///r"),
+            "{why}"
+        );
     }
 }
