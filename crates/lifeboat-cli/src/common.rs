@@ -52,12 +52,62 @@ pub fn init_tracing(g: &Global) {
 }
 
 impl Global {
-    /// The vault location, or a clear error.
+    /// The vault location, or a clear error: `--vault`/`LIFEBOAT_VAULT` as
+    /// a location, or as the name of a vault `lifeboat.toml` declares; with
+    /// neither, the file's only vault.
     pub fn location(&self) -> Result<Location> {
+        if let Some((name, spec)) = self.declared_vault()? {
+            return Ok(lifeboat_control::secret::location(&spec, &name)?);
+        }
         let v = self.vault.as_deref().ok_or_else(|| {
-            usage("no vault given: pass --vault /abs/path (or file:///abs/path), or set LIFEBOAT_VAULT")
+            usage("no vault given: pass --vault /abs/path (or file:///abs/path, or the name of a vault in lifeboat.toml), or set LIFEBOAT_VAULT")
         })?;
         Location::parse(v).map_err(|e| usage(e.to_string()))
+    }
+
+    /// The vault of `lifeboat.toml` (`LIFEBOAT_CONFIG`) that `--vault`
+    /// names, or its only one when `--vault` is not given; `None` when
+    /// `--vault` is a location, or there is no file to ask.
+    fn declared_vault(&self) -> Result<Option<(String, lifeboat_config::model::VaultSpec)>> {
+        let named = self.vault.as_deref();
+        if named.is_some_and(|v| v.contains('/') || v.contains(':')) {
+            return Ok(None);
+        }
+        let file = std::env::var_os("LIFEBOAT_CONFIG")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("lifeboat.toml"));
+        if named.is_none() && !file.exists() {
+            return Ok(None);
+        }
+        let cfg = match lifeboat_config::load(&file) {
+            Ok(cfg) => cfg,
+            Err(_) if named.is_none() => return Ok(None),
+            Err(e) => {
+                return Err(usage(format!(
+                    "--vault {}: not a location (/abs/path, file:///…, s3://…), and {} cannot name it: {e}",
+                    named.unwrap_or_default(),
+                    file.display()
+                )));
+            }
+        };
+        let names = || cfg.vaults.keys().cloned().collect::<Vec<_>>().join(", ");
+        match named {
+            Some(n) => match cfg.vaults.get(n) {
+                Some(spec) => Ok(Some((n.to_string(), spec.clone()))),
+                None => Err(usage(format!(
+                    "--vault {n}: not a location (/abs/path, file:///…, s3://…), and {} declares no vault `{n}` (it declares: {})",
+                    file.display(),
+                    names()
+                ))),
+            },
+            None if cfg.vaults.len() == 1 => Ok(cfg.vaults.into_iter().next()),
+            None if cfg.vaults.is_empty() => Ok(None),
+            None => Err(usage(format!(
+                "no vault given, and {} declares several ({}): pass --vault NAME (or a location), or set LIFEBOAT_VAULT",
+                file.display(),
+                names()
+            ))),
+        }
     }
 
     /// The password from env, file or terminal prompt.
@@ -70,8 +120,21 @@ impl Global {
         )
     }
 
-    /// Opens the vault.
+    /// Opens the vault: a vault of `lifeboat.toml` with the password source
+    /// the file gives it, unless `--password-file` or `LIFEBOAT_PASSWORD` says otherwise.
     pub fn open(&self) -> Result<Vault> {
+        if let Some((name, spec)) = self.declared_vault()? {
+            let loc = lifeboat_control::secret::location(&spec, &name)?;
+            let given =
+                self.password_file.is_some() || std::env::var_os("LIFEBOAT_PASSWORD").is_some();
+            let pw = match given {
+                true => self.password(false)?,
+                false => {
+                    lifeboat_control::secret::read(&spec.password, &format!("vault `{name}`"))?
+                }
+            };
+            return Ok(Vault::open(&loc, &pw)?);
+        }
         let loc = self.location()?;
         let pw = self.password(false)?;
         Ok(Vault::open(&loc, &pw)?)

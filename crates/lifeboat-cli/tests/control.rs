@@ -293,3 +293,52 @@ fn apply_writes_a_declared_vault_lock_never_weakens_it_and_stops_before_anything
         "{err}"
     );
 }
+
+/// After `apply`, a vault of the file is opened by its name (`--vault dr`),
+/// with the password source the file gives it; with no `--vault`, the
+/// file's only vault, and several are named rather than guessed.
+#[test]
+fn a_vault_of_the_file_opens_by_its_name_with_its_own_password() {
+    let d = tempdir().unwrap();
+    let w = d.path();
+    write_config(w, true);
+    make_sample_tree(&w.join("data"), 7);
+    let c = cli(w);
+    c.ok(&["apply", "--auto-approve"]);
+    // No vault or password in the environment: the file says both.
+    let run = |args: &[&str]| {
+        let o = c
+            .command(args)
+            .current_dir(w)
+            .env_remove("LIFEBOAT_VAULT")
+            .env_remove("LIFEBOAT_PASSWORD")
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (o.status.code(), text(&o.stdout), text(&o.stderr))
+    };
+    let data = w.join("data");
+    let (rc, _, err) = run(&["--vault", "dr", "backup", "files", data.to_str().unwrap()]);
+    assert_eq!(rc, Some(0), "{err}");
+    let (rc, out, err) = run(&["--vault", "dr", "points", "list", "--json"]);
+    assert_eq!(rc, Some(0), "{err}");
+    let points: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(points.as_array().unwrap().len(), 1, "{points:#}");
+    let (rc, _, err) = run(&["points", "list"]);
+    assert_eq!(rc, Some(2), "{err}");
+    assert!(err.contains("declares several (dr, main)"), "{err}");
+    let (rc, _, err) = run(&["--vault", "nope", "points", "list"]);
+    assert_eq!(rc, Some(2), "{err}");
+    assert!(
+        err.contains("declares no vault `nope` (it declares: dr, main)"),
+        "{err}"
+    );
+    // The environment's password still wins when given: `main` opens with it.
+    let o = c
+        .command(&["--vault", "main", "points", "list", "--json"])
+        .current_dir(w)
+        .env_remove("LIFEBOAT_VAULT")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
