@@ -67,16 +67,20 @@ pub fn run(g: &Global, a: ValidateArgs) -> Result<ExitCode> {
             "resources": c.resources.len(),
             "plans": c.plans.len(),
             "replications": c.replications.len(),
+            "stacks": c.stacks.len(),
+            "drills": c.drills.len(),
         }))?;
     } else if !g.quiet {
         println!(
-            "{} is valid: {} site(s), {} vault(s), {} resource(s), {} plan(s), {} replication rule(s)",
+            "{} is valid: {} site(s), {} vault(s), {} resource(s), {} plan(s), {} replication rule(s), {} stack(s), {} drill(s)",
             a.file.config.display(),
             c.sites.len(),
             c.vaults.len(),
             c.resources.len(),
             c.plans.len(),
-            c.replications.len()
+            c.replications.len(),
+            c.stacks.len(),
+            c.drills.len()
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -44,6 +44,11 @@ to = "file://{w}/secondary/buckets/assets"
         );
         std::fs::write(w.join("lifeboat.toml"), text).unwrap();
         let c = Cli::new(BIN, &w.join("dr")).with_workdir(&w);
+        let summary = c.json(&["validate"]);
+        assert_eq!(
+            (summary["stacks"].as_u64(), summary["drills"].as_u64()),
+            (Some(1), Some(0))
+        );
         c.ok(&["apply", "--auto-approve"]);
         World { t, c }
     }
