@@ -4,8 +4,9 @@ use chrono::{DateTime, Utc};
 use std::sync::atomic::Ordering::Relaxed;
 
 use lifeboat_protector::{
-    Backed, BackupError, BackupJob, Browse, BrowseError, Description, Entry, Listing, Protector,
-    Query, Reading, RestoreForm, time_of, watched,
+    Backed, BackupError, BackupJob, Browse, BrowseError, Description, Entry, Key, Listing, Problem,
+    Protector, Query, Reading, ResourceSettings, RestoreForm, Schema, Shape, read_settings,
+    time_of, watched,
 };
 use lifeboat_vault::{Id, RecoveryPoint, Vault};
 
@@ -28,12 +29,6 @@ pub fn newest_object(v: &Vault, p: &RecoveryPoint) -> Option<DateTime<Utc>> {
     })
     .ok()?;
     time_of(newest)
-}
-
-/// A bucket resource's settings (`[resource.NAME]` of kind `bucket`).
-#[derive(serde::Deserialize)]
-struct Settings {
-    location: String,
 }
 
 impl Protector for BucketProtector {
@@ -114,5 +109,50 @@ impl Protector for BucketProtector {
             Ok(()) => {}
         }
         Ok(Listing::cut(prefix, entries, query.limit))
+    }
+}
+
+// --- `[resource.NAME]` of kind `bucket`: its keys and their checks ---
+
+/// A bucket resource's settings (`[resource.NAME]` of kind `bucket`).
+#[derive(serde::Deserialize)]
+struct Settings {
+    location: String,
+}
+
+/// The keys of a bucket resource.
+const KEYS: &[Key] = &[Key::new(
+    "location",
+    Shape::String,
+    "file:///path or s3://bucket/prefix?endpoint=...&region=...",
+)
+.required("add `location = \"file:///path/to/bucket\"` (or an s3:// URL)")];
+
+impl ResourceSettings for BucketProtector {
+    fn settings(&self) -> Schema {
+        Schema {
+            implied_by: &["location"],
+            keys: KEYS,
+        }
+    }
+
+    /// The location is a bucket's address.
+    fn check_settings(&self, settings: &serde_json::Value) -> Vec<Problem> {
+        let s: Settings = match read_settings(settings) {
+            Ok(s) => s,
+            Err(p) => return vec![p],
+        };
+        let Err(e) = lifeboat_vault::Location::parse(&s.location) else {
+            return Vec::new();
+        };
+        let reason = match e {
+            lifeboat_vault::VaultError::BadLocation { reason, .. } => reason,
+            other => other.to_string(),
+        };
+        vec![Problem::at(
+            "location",
+            format!("`{}` is not a bucket location: {reason}", s.location),
+            "write `file:///path/to/bucket` or `s3://bucket/prefix?endpoint=...&region=...`",
+        )]
     }
 }

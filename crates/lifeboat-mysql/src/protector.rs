@@ -4,8 +4,9 @@ use chrono::{DateTime, Utc};
 use std::sync::atomic::Ordering::Relaxed;
 
 use lifeboat_protector::{
-    Backed, BackupError, BackupJob, Browse, BrowseError, Description, Entry, Listing, Protector,
-    Query, Reading, RestoreForm, time_of, watched,
+    Backed, BackupError, BackupJob, Browse, BrowseError, Description, Entry, Key, Listing, Problem,
+    Protector, Query, Reading, ResourceSettings, RestoreForm, Schema, Shape, Table, read_settings,
+    time_of, watched,
 };
 use lifeboat_vault::tree::NodeKind;
 use lifeboat_vault::{Id, RecoveryPoint, Vault};
@@ -48,13 +49,6 @@ pub fn databases(vault: &Vault, point: &RecoveryPoint) -> Result<Vec<String>, Br
         .into_iter()
         .map(|e| e.name)
         .collect())
-}
-
-/// A database resource's settings (`[resource.NAME]` of kind `mysql`; its
-/// password comes as the job's secret).
-#[derive(serde::Deserialize)]
-struct Settings {
-    dsn: String,
 }
 
 impl Protector for MysqlProtector {
@@ -154,6 +148,217 @@ impl Protector for MysqlProtector {
         crate::Catalog::load(vault, resource)
             .ok()
             .and_then(|c| c.windows().iter().map(|w| w.to).max())
+    }
+}
+
+// --- `[resource.NAME]` of kind `mysql`: its keys and their checks ---
+
+/// A database resource's settings (`[resource.NAME]` of kind `mysql`; its
+/// password comes as the job's secret).
+#[derive(serde::Deserialize)]
+struct Settings {
+    dsn: String,
+    #[serde(default)]
+    recover_listen: Option<String>,
+    #[serde(default)]
+    recover_socket: Option<String>,
+    #[serde(default)]
+    app: Option<AppSettings>,
+}
+
+/// `app = { user, database, password_env | password_file }`.
+#[derive(serde::Deserialize)]
+struct AppSettings {
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    database: String,
+}
+
+/// `archive = true` or `archive = { vault, copy_to }`.
+const ARCHIVE: Table = Table {
+    what: "an archive",
+    the: "the archive",
+    keys: &[
+        Key::new(
+            "vault",
+            Shape::String,
+            "the vault it seals into (default: the plan's)",
+        ),
+        Key::new("copy_to", Shape::Strings, "vaults it is copied into"),
+    ],
+};
+
+/// `app = { user, database, password_env | password_file }`.
+const APP: Table = Table {
+    what: "an application account",
+    the: "the application account",
+    keys: &[
+        Key::new("user", Shape::String, "the account's user name").required("add `user = \"…\"`"),
+        Key::new("database", Shape::String, "the database it owns")
+            .required("add `database = \"…\"`"),
+        Key::new("password_env", Shape::Secret, "its password's variable"),
+        Key::new("password_file", Shape::Secret, "its password's file").required(
+            "add `password_file = \"/PATH\"` (its first line) or `password_env = \"VAR\"`: the application's configuration holds the same password",
+        ),
+    ],
+};
+
+/// The keys of a database resource.
+const KEYS: &[Key] = &[
+    Key::new(
+        "dsn",
+        Shape::String,
+        "mysql://user@host:port, no password in it",
+    )
+    .required("add `dsn = \"mysql://user@host:3306\"`"),
+    Key::new(
+        "password_env",
+        Shape::Secret,
+        "the database password's variable",
+    ),
+    Key::new(
+        "password_file",
+        Shape::Secret,
+        "the database password's file",
+    ),
+    Key::new(
+        "archive",
+        Shape::Switch(&ARCHIVE),
+        "the continuous binlog archive",
+    )
+    .want("true, false or `{ vault = \"NAME\" }`"),
+    Key::new(
+        "recover_listen",
+        Shape::String,
+        "host:port its server listens on when provisioned elsewhere",
+    ),
+    Key::new(
+        "recover_socket",
+        Shape::String,
+        "a unix socket the recovered server also answers on",
+    ),
+    Key::new(
+        "app",
+        Shape::Table(&APP),
+        "the application's own account on a stack's server",
+    )
+    .want("`{ user = \"NAME\", database = \"DB\", password_file = \"/PATH\" }`"),
+];
+
+/// `host:port` of a `recover_listen` value: an IP address or `localhost`
+/// (served on 127.0.0.1), and a port from 1 to 65535.
+pub fn listen_addr(s: &str) -> Result<(String, u16), String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{s}` is not `host:port`"))?;
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("`{port}` is not a port (1 to 65535)"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host {
+        "localhost" => Ok(("127.0.0.1".into(), port)),
+        h if h.parse::<std::net::IpAddr>().is_ok() => Ok((h.to_string(), port)),
+        h => Err(format!(
+            "`{h}` is not an IP address: the recovered server binds an address of this host"
+        )),
+    }
+}
+
+/// A DSN's problems: not `mysql://`, or a password in it.
+fn dsn_problems(dsn: &str) -> Vec<Problem> {
+    let Some(rest) = dsn
+        .strip_prefix("mysql://")
+        .or_else(|| dsn.strip_prefix("mariadb://"))
+    else {
+        let why = format!("`{dsn}` is not a mysql:// DSN");
+        return vec![Problem::at("dsn", why, "write `mysql://user@host:3306`")];
+    };
+    let auth = rest.split(['/', '?']).next().unwrap_or("");
+    match auth.rsplit_once('@') {
+        Some((user, _)) if user.contains(':') => vec![Problem::at(
+            "dsn",
+            "the DSN holds a password",
+            "remove `:password` from the DSN and set `password_env` or `password_file`",
+        )],
+        _ => Vec::new(),
+    }
+}
+
+/// Where a recovered server listens: an address of this host, a socket path.
+fn pinned_problems(s: &Settings) -> Vec<Problem> {
+    let mut out = Vec::new();
+    if let Some(Err(e)) = s.recover_listen.as_deref().map(listen_addr) {
+        out.push(Problem::at("recover_listen", e, "write the address the application's configuration names, e.g. `recover_listen = \"127.0.0.1:3306\"`"));
+    }
+    let socket = s.recover_socket.as_deref().and_then(|v| {
+        if !v.starts_with('/') {
+            Some(format!("`{v}` is not an absolute path"))
+        } else if v.len() > 100 {
+            Some(format!(
+                "`{v}` is too long for a unix socket (over 100 bytes)"
+            ))
+        } else {
+            None
+        }
+    });
+    if let Some(why) = socket {
+        out.push(Problem::at("recover_socket", why, "write the socket path the application's configuration names, e.g. `recover_socket = \"/run/mysqld/mysqld.sock\"`"));
+    }
+    out
+}
+
+/// The application's user and database: plain names, not root's, not the
+/// server's own schemas (all privileges there are root's).
+fn app_problems(app: &AppSettings) -> Vec<Problem> {
+    let mut out = Vec::new();
+    for (k, what, n) in [
+        ("user", "user", &app.user),
+        ("database", "database", &app.database),
+    ] {
+        let plain = !n.is_empty()
+            && n.len() <= 64
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        let system = k == "database"
+            && ["mysql", "sys", "performance_schema", "information_schema"]
+                .contains(&n.to_ascii_lowercase().as_str());
+        if !plain || system || (k == "user" && n == "root") {
+            let not = if k == "user" {
+                ", not root"
+            } else {
+                ", not one of the server's own (mysql, sys, performance_schema, information_schema)"
+            };
+            out.push(Problem::at(
+                &format!("app.{k}"),
+                format!("`{n}` cannot be the application's {what}"),
+                format!("write a {what} of letters, digits, `_` and `-`{not}"),
+            ));
+        }
+    }
+    out
+}
+
+impl ResourceSettings for MysqlProtector {
+    fn settings(&self) -> Schema {
+        Schema {
+            implied_by: &["dsn"],
+            keys: KEYS,
+        }
+    }
+
+    /// The DSN's shape, the pinned address and socket, the application account.
+    fn check_settings(&self, settings: &serde_json::Value) -> Vec<Problem> {
+        let s: Settings = match read_settings(settings) {
+            Ok(s) => s,
+            Err(p) => return vec![p],
+        };
+        let mut out = dsn_problems(&s.dsn);
+        out.extend(pinned_problems(&s));
+        out.extend(s.app.iter().flat_map(app_problems));
+        out
     }
 }
 

@@ -3,9 +3,10 @@
 //! (the control plane, stacks, the daemon, the API and its console), so
 //! that none of them switches on a kind or knows a point's layout.
 //!
-//! Each protector crate implements [`Protector`] once and the control plane
-//! lists them in one [`Registry`]; a new kind is one crate plus one line
-//! there. Protectors still know nothing of each other: this crate depends
+//! Each protector crate implements [`Protector`] once and
+//! `lifeboat-protectors` lists them in one [`Registry`], which the
+//! configuration's loader and the control plane read; a new kind is one
+//! crate plus one line there. Protectors still know nothing of each other: this crate depends
 //! on the vault only.
 //!
 //! What a protector says of itself:
@@ -24,6 +25,10 @@
 //!   (its settings, as JSON, read by the protector itself), with its live
 //!   progress read by whoever runs the job ([`Watch`]).
 //!
+//! - [`ResourceSettings`] (`settings.rs`): the keys its `[resource.NAME]`
+//!   takes in `lifeboat.toml` and their checks, from which the
+//!   configuration's loader reads every kind alike.
+//!
 //! Restores stay each protector's own library calls: what a restore needs
 //! (a target directory, a server and a database name, a bucket) differs by
 //! kind, and a stack's recovery provisions each kind's target itself.
@@ -31,6 +36,9 @@
 use chrono::{DateTime, Utc};
 use lifeboat_vault::{Id, RecoveryPoint, Vault};
 use serde::Serialize;
+
+pub mod settings;
+pub use settings::{Key, Problem, ResourceSettings, Schema, Shape, Table, read_settings};
 
 /// How a point's contents are walked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -267,8 +275,9 @@ pub fn watched<T: Send>(
     out.expect("the watch ran the work")
 }
 
-/// What every protector offers the layers above it.
-pub trait Protector: Send + Sync {
+/// What every protector offers the layers above it (its keys in
+/// `lifeboat.toml` are its [`ResourceSettings`]).
+pub trait Protector: ResourceSettings + Send + Sync {
     /// What it is: its kinds, how its points are walked and restored.
     fn describe(&self) -> Description;
 
@@ -353,6 +362,15 @@ mod tests {
     use super::*;
 
     struct Fake(&'static str, &'static [&'static str]);
+
+    impl ResourceSettings for Fake {
+        fn settings(&self) -> Schema {
+            Schema {
+                implied_by: &[],
+                keys: &[],
+            }
+        }
+    }
 
     impl Protector for Fake {
         fn describe(&self) -> Description {

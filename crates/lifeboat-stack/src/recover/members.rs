@@ -106,6 +106,9 @@ fn restore_member(r: &Recovery, vaults: &SiteVaults, name: &str) -> Result<(Memb
         }
         ResourceKind::Files { .. } => restore_files(r, vaults, name),
         ResourceKind::Instance { .. } => unreachable!("instances start after the data"),
+        ResourceKind::Other { kind, .. } => Err(StackError::Refused(format!(
+            "`{name}` is a resource of kind `{kind}`: a stack cannot recover it"
+        ))),
     }
 }
 
