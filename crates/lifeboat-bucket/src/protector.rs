@@ -116,6 +116,7 @@ impl Protector for BucketProtector {
 
 /// A bucket resource's settings (`[resource.NAME]` of kind `bucket`).
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Settings {
     location: String,
 }

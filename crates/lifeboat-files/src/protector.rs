@@ -108,6 +108,7 @@ impl Protector for FilesProtector {
 
 /// A files resource's settings (`[resource.NAME]` of kind `files`).
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Settings {
     paths: Vec<std::path::PathBuf>,
     #[serde(default)]

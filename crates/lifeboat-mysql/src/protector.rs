@@ -1,6 +1,7 @@
 //! The database protector as the layers above it see it (`lifeboat-protector`).
 
 use chrono::{DateTime, Utc};
+use serde::de::IgnoredAny;
 use std::sync::atomic::Ordering::Relaxed;
 
 use lifeboat_protector::{
@@ -154,10 +155,15 @@ impl Protector for MysqlProtector {
 // --- `[resource.NAME]` of kind `mysql`: its keys and their checks ---
 
 /// A database resource's settings (`[resource.NAME]` of kind `mysql`; its
-/// password comes as the job's secret).
+/// password comes as the job's secret; its archive is the daemon's to run).
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Settings {
     dsn: String,
+    #[serde(default, rename = "password")]
+    _password: Option<IgnoredAny>,
+    #[serde(default, rename = "archive")]
+    _archive: Option<ArchiveSettings>,
     #[serde(default)]
     recover_listen: Option<String>,
     #[serde(default)]
@@ -166,13 +172,26 @@ struct Settings {
     app: Option<AppSettings>,
 }
 
+/// `archive = { vault, copy_to }`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ArchiveSettings {
+    #[serde(default, rename = "vault")]
+    _vault: Option<String>,
+    #[serde(default, rename = "copy_to")]
+    _copy_to: Vec<String>,
+}
+
 /// `app = { user, database, password_env | password_file }`.
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AppSettings {
     #[serde(default)]
     user: String,
     #[serde(default)]
     database: String,
+    #[serde(default, rename = "password")]
+    _password: Option<IgnoredAny>,
 }
 
 /// `archive = true` or `archive = { vault, copy_to }`.

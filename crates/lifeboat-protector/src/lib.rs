@@ -38,7 +38,9 @@ use lifeboat_vault::{Id, RecoveryPoint, Vault};
 use serde::Serialize;
 
 pub mod settings;
-pub use settings::{Key, Problem, ResourceSettings, Schema, Shape, Table, read_settings};
+pub use settings::{
+    Key, Problem, ResourceSettings, Schema, Shape, Table, read_settings, without_kind,
+};
 
 /// How a point's contents are walked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -218,9 +220,10 @@ pub enum BackupError {
 }
 
 impl BackupError {
-    /// The settings of `job`'s resource could not be read as `T`.
+    /// The settings of `job`'s resource (their `kind` aside) read as `T`.
     pub fn settings<T: serde::de::DeserializeOwned>(job: &BackupJob) -> Result<T, BackupError> {
-        serde_json::from_value(job.settings.clone()).map_err(|e| BackupError::Settings {
+        let settings = settings::without_kind(job.settings);
+        serde_json::from_value(settings).map_err(|e| BackupError::Settings {
             resource: job.resource.to_string(),
             why: e.to_string(),
         })

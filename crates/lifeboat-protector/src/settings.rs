@@ -183,12 +183,23 @@ pub trait ResourceSettings {
     }
 }
 
-/// `settings` read as the protector's own type `T`; a value that is not
-/// (the schema and the type disagree) is a problem of the whole resource.
+/// `settings` without their `kind`: what a protector's own type reads
+/// (its keys only, so that it may deny unknown fields).
+pub fn without_kind(settings: &serde_json::Value) -> serde_json::Value {
+    let mut v = settings.clone();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("kind");
+    }
+    v
+}
+
+/// `settings` (their `kind` aside) read as the protector's own type `T`; a
+/// value that is not (the schema and the type disagree) is a problem of the
+/// whole resource.
 pub fn read_settings<T: serde::de::DeserializeOwned>(
     settings: &serde_json::Value,
 ) -> Result<T, Problem> {
-    serde_json::from_value(settings.clone()).map_err(|e| {
+    serde_json::from_value(without_kind(settings)).map_err(|e| {
         Problem::whole(
             "kind",
             format!("settings its protector cannot read: {e}"),
