@@ -5,9 +5,9 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 
 use lifeboat_protector::{
-    Backed, BackupError, BackupJob, Browse, BrowseError, Description, Entry, Listing, Protector,
-    Query, Reading, RestoreError, RestoreForm, RestoreJob, Restored, Target, TargetKind, time_of,
-    watched,
+    Backed, BackupError, BackupJob, Browse, BrowseError, Description, Entry, Key, Listing, Problem,
+    Protector, Query, Reading, ResourceSettings, RestoreError, RestoreForm, RestoreJob, Restored,
+    Schema, Shape, Target, TargetKind, read_settings, time_of, watched,
 };
 use lifeboat_vault::{Id, RecoveryPoint, Vault};
 
@@ -30,12 +30,6 @@ pub fn newest_object(v: &Vault, p: &RecoveryPoint) -> Option<DateTime<Utc>> {
     })
     .ok()?;
     time_of(newest)
-}
-
-/// A bucket resource's settings (`[resource.NAME]` of kind `bucket`).
-#[derive(serde::Deserialize)]
-struct Settings {
-    location: String,
 }
 
 impl Protector for BucketProtector {
@@ -229,5 +223,51 @@ mod tests {
         assert_eq!(std::fs::read(to.join("static/app.js")).unwrap(), b"js");
         assert!(!to.join("index.html").exists());
         assert_eq!(r.report["objects"], 1);
+    }
+}
+
+// --- `[resource.NAME]` of kind `bucket`: its keys and their checks ---
+
+/// A bucket resource's settings (`[resource.NAME]` of kind `bucket`).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    location: String,
+}
+
+/// The keys of a bucket resource.
+const KEYS: &[Key] = &[Key::new(
+    "location",
+    Shape::String,
+    "file:///path or s3://bucket/prefix?endpoint=...&region=...",
+)
+.required("add `location = \"file:///path/to/bucket\"` (or an s3:// URL)")];
+
+impl ResourceSettings for BucketProtector {
+    fn settings(&self) -> Schema {
+        Schema {
+            implied_by: &["location"],
+            keys: KEYS,
+        }
+    }
+
+    /// The location is a bucket's address.
+    fn check_settings(&self, settings: &serde_json::Value) -> Vec<Problem> {
+        let s: Settings = match read_settings(settings) {
+            Ok(s) => s,
+            Err(p) => return vec![p],
+        };
+        let Err(e) = lifeboat_vault::Location::parse(&s.location) else {
+            return Vec::new();
+        };
+        let reason = match e {
+            lifeboat_vault::VaultError::BadLocation { reason, .. } => reason,
+            other => other.to_string(),
+        };
+        vec![Problem::at(
+            "location",
+            format!("`{}` is not a bucket location: {reason}", s.location),
+            "write `file:///path/to/bucket` or `s3://bucket/prefix?endpoint=...&region=...`",
+        )]
     }
 }

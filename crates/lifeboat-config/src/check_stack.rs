@@ -26,6 +26,8 @@ pub fn outputs(kind: &ResourceKind) -> &'static [&'static str] {
         ResourceKind::Bucket { .. } => &["location", "path"],
         ResourceKind::Files { .. } => &["path"],
         ResourceKind::Instance { .. } => &["listen", "url"],
+        // A kind stacks do not provision gives its dependents nothing.
+        ResourceKind::Other { .. } => &[],
     }
 }
 

@@ -21,7 +21,10 @@
 //! Secrets are never in the file: a vault or database names where its
 //! password is (`password_env`, `password_file`); a literal `password` key, or
 //! a DSN with a password, is an error. New sections (stacks, drills) are added
-//! as one more loader in `load::SECTIONS`.
+//! as one more loader in `load::SECTIONS`; a new kind of resource needs
+//! nothing here: `[resource.NAME]` is read by its protector's keys and
+//! checks (`lifeboat_protector::ResourceSettings`, the registry of
+//! `lifeboat-protectors`).
 
 mod check;
 pub mod check_stack;
@@ -30,7 +33,6 @@ pub mod duration;
 mod load;
 mod load_credentials;
 mod load_daemon;
-mod load_instance;
 mod load_plan;
 mod load_resource;
 mod load_server;
@@ -82,6 +84,17 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
 
 /// Validates `text`, naming it `file` in errors.
 pub fn parse(file: &str, text: &str) -> Result<Config, Diagnostics> {
+    parse_with(file, text, lifeboat_protectors::registry())
+}
+
+/// Validates `text` with the resource kinds of `registry`'s protectors
+/// (each kind's keys and checks are its protector's), naming it `file` in
+/// errors. [`parse`] uses this build's protectors.
+pub fn parse_with(
+    file: &str,
+    text: &str,
+    registry: &'static lifeboat_protector::Registry,
+) -> Result<Config, Diagnostics> {
     let mut sink = diag::Sink::new(file, text);
     let (doc, errors) = toml::de::DeTable::parse_recoverable(text);
     for e in &errors {
@@ -93,7 +106,10 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Diagnostics> {
             Some("fix the syntax (https://toml.io)".into()),
         );
     }
-    let mut draft = load::Draft::default();
+    let mut draft = load::Draft {
+        registry: Some(registry),
+        ..load::Draft::default()
+    };
     if errors.is_empty() {
         load::load_document(&mut sink, doc.get_ref(), &mut draft);
         check::cross_check(&mut sink, &mut draft);

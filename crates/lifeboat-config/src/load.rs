@@ -1,6 +1,7 @@
 //! Raw spanned TOML → typed sections. Each `[kind.NAME]` section has a loader
-//! in [`SECTIONS`] (resources in `load_resource.rs`, plans and replication
-//! rules in `load_plan.rs`, stacks and drills in `load_stack.rs`).
+//! in [`SECTIONS`] (resources in `load_resource.rs`, each kind by its
+//! protector's keys; plans and replication rules in `load_plan.rs`, stacks
+//! and drills in `load_stack.rs`).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -29,9 +30,16 @@ pub(crate) struct Draft {
     pub(crate) daemon: DaemonSpec,
     /// Spans of values by dotted key (`plan.hourly.vault`), for later errors.
     pub(crate) spans: BTreeMap<String, Range<usize>>,
+    /// The protectors whose kinds resources may be (default: this build's).
+    pub(crate) registry: Option<&'static lifeboat_protector::Registry>,
 }
 
 impl Draft {
+    /// The protectors whose kinds resources may be: each kind's keys are its protector's.
+    pub(crate) fn registry(&self) -> &'static lifeboat_protector::Registry {
+        self.registry.unwrap_or_else(lifeboat_protectors::registry)
+    }
+
     pub(crate) fn span(&self, key: &str) -> Range<usize> {
         // The key itself, else the nearest enclosing table.
         let mut k = key;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::duration::Dur;
 use crate::schedule::Schedule;
@@ -105,7 +105,7 @@ pub struct Site {
 }
 
 /// Where a secret comes from (never the file itself).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Secret {
     /// An environment variable of that name.
@@ -168,22 +168,29 @@ pub struct Resource {
     pub kind: ResourceKind,
 }
 
-/// The kinds of resource and their keys.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The kinds of resource and their keys: read from each kind's protector's
+/// keys (`lifeboat_protector::ResourceSettings`) as JSON, then typed here
+/// for the kinds the layers above use by name; any other registered kind
+/// is [`ResourceKind::Other`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ResourceKind {
     /// Directory trees.
     Files {
         /// Absolute paths.
+        #[serde(default)]
         paths: Vec<PathBuf>,
         /// gitignore-style patterns.
+        #[serde(default)]
         excludes: Vec<String>,
         /// Stay on each path's file system.
+        #[serde(default)]
         one_file_system: bool,
     },
     /// A MySQL/MariaDB server.
     Mysql {
         /// `mysql://user@host:port` (no password in it).
+        #[serde(default)]
         dsn: String,
         /// The database password's source.
         password: Option<Secret>,
@@ -208,48 +215,45 @@ pub enum ResourceKind {
     /// A bucket (a directory or an S3 bucket).
     Bucket {
         /// `file:///path` or `s3://bucket/prefix?...`.
+        #[serde(default)]
         location: String,
     },
     /// An instance (files, volumes, launch spec, hooks), checked by the
     /// instance protector's rules (`lifeboat_instance::InstanceSpec`).
+    #[serde(skip_deserializing)]
     Instance {
         /// The `InstanceSpec` as JSON, its `name` the resource's.
         spec: serde_json::Value,
     },
-}
-
-/// `host:port` of a `recover_listen` value: an IP address or `localhost`
-/// (served on 127.0.0.1), and a port from 1 to 65535.
-pub fn listen_addr(s: &str) -> Result<(String, u16), String> {
-    let (host, port) = s
-        .rsplit_once(':')
-        .ok_or_else(|| format!("`{s}` is not `host:port`"))?;
-    let port: u16 = port
-        .parse()
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or_else(|| format!("`{port}` is not a port (1 to 65535)"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    match host {
-        "localhost" => Ok(("127.0.0.1".into(), port)),
-        h if h.parse::<std::net::IpAddr>().is_ok() => Ok((h.to_string(), port)),
-        h => Err(format!(
-            "`{h}` is not an IP address: the recovered server binds an address of this host"
-        )),
-    }
+    /// A kind its protector registers that the model has no variant for:
+    /// its settings as its protector's keys read them (`kind` among them).
+    #[serde(untagged, skip_deserializing)]
+    Other {
+        /// The kind's name.
+        #[serde(skip)]
+        kind: &'static str,
+        /// Its keys as JSON, each under its field name.
+        #[serde(flatten)]
+        settings: serde_json::Map<String, serde_json::Value>,
+        /// Where its secret is (`password_env` / `password_file`).
+        #[serde(skip)]
+        secret: Option<Secret>,
+    },
 }
 
 impl ResourceKind {
-    /// Every kind's name, as `kind = "…"` says it.
+    /// Every typed kind's name, as `kind = "…"` says it (the registry may
+    /// know more: [`ResourceKind::Other`]).
     pub const NAMES: [&'static str; 4] = ["files", "mysql", "bucket", "instance"];
 
-    /// `files`, `mysql`, `bucket` or `instance`.
+    /// `files`, `mysql`, `bucket`, `instance` or another registered kind's name.
     pub fn name(&self) -> &'static str {
         match self {
             ResourceKind::Files { .. } => Self::NAMES[0],
             ResourceKind::Mysql { .. } => Self::NAMES[1],
             ResourceKind::Bucket { .. } => Self::NAMES[2],
             ResourceKind::Instance { .. } => Self::NAMES[3],
+            ResourceKind::Other { kind, .. } => kind,
         }
     }
 
@@ -257,15 +261,59 @@ impl ResourceKind {
     pub fn secret(&self) -> Option<&Secret> {
         match self {
             ResourceKind::Mysql { password, .. } => password.as_ref(),
+            ResourceKind::Other { secret, .. } => secret.as_ref(),
             _ => None,
         }
+    }
+
+    /// The kind `kind` of resource `name` from its settings as the loader
+    /// read them (JSON, `kind` among them): a typed variant when the model
+    /// has one, else [`ResourceKind::Other`].
+    pub(crate) fn from_settings(
+        kind: &'static str,
+        name: &str,
+        settings: serde_json::Value,
+    ) -> ResourceKind {
+        if kind == Self::NAMES[3] {
+            return ResourceKind::Instance {
+                spec: instance_spec(name, settings),
+            };
+        }
+        serde_json::from_value(settings.clone()).unwrap_or_else(|_| {
+            let settings = match settings {
+                serde_json::Value::Object(m) => m,
+                _ => serde_json::Map::new(),
+            };
+            let secret = settings
+                .get("password")
+                .and_then(|p| serde_json::from_value(p.clone()).ok());
+            ResourceKind::Other {
+                kind,
+                settings,
+                secret,
+            }
+        })
+    }
+}
+
+/// An instance resource's spec as JSON: its settings read as an
+/// `InstanceSpec`, named as the resource.
+fn instance_spec(name: &str, settings: serde_json::Value) -> serde_json::Value {
+    match serde_json::from_value::<lifeboat_instance::InstanceSpec>(settings.clone()) {
+        Ok(mut spec) => {
+            spec.kind = Some(ResourceKind::NAMES[3].into());
+            spec.name = Some(name.to_string());
+            serde_json::to_value(&spec).expect("a spec serializes")
+        }
+        // Only a file with errors reported gets here.
+        Err(_) => settings,
     }
 }
 
 /// `app = { user, database, password_file | password_env }`: the
 /// application's own account on a database a stack provisions — all
 /// privileges on its database, none beyond (so `read_only` binds it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppAccount {
     /// The account's user name (the host is `%`).
     pub user: String,
@@ -276,11 +324,12 @@ pub struct AppAccount {
 }
 
 /// A database's continuous binlog archive.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Archive {
     /// The vault it seals into; `None`: the vault of the plan that holds the resource.
     pub vault: Option<String>,
     /// Vaults the archive is copied into.
+    #[serde(default)]
     pub copy_to: Vec<String>,
 }
 

@@ -1,9 +1,9 @@
 //! The protectors this build knows, in one registry: the layers above the
 //! protectors (this crate, stacks, the daemon, the API and its console)
 //! find a resource's or a point's protector here instead of switching on
-//! its kind. A new kind of resource is its crate plus one line below.
-
-use std::sync::OnceLock;
+//! its kind. The list itself is `lifeboat-protectors`' (the configuration's
+//! loader reads it too): a new kind of resource is its crate plus one line
+//! there.
 
 pub use lifeboat_protector::{
     ARCHIVE, Browse, BucketTarget, DatabaseTarget, Description, Follow, FollowJob, Protector,
@@ -11,18 +11,9 @@ pub use lifeboat_protector::{
     Target, TargetKind, Unwatched, Watch,
 };
 
-/// Every protector of this build.
-pub fn registry() -> &'static Registry {
-    static REGISTRY: OnceLock<Registry> = OnceLock::new();
-    REGISTRY.get_or_init(|| {
-        Registry::new(vec![
-            &lifeboat_files::protector::PROTECTOR,
-            &lifeboat_mysql::protector::PROTECTOR,
-            &lifeboat_bucket::protector::PROTECTOR,
-            &lifeboat_instance::protector::PROTECTOR,
-        ])
-    })
-}
+/// Every protector of this build (`lifeboat-protectors`, which the
+/// configuration's loader reads the kinds' keys from too).
+pub use lifeboat_protectors::registry;
 
 /// A continuous job a resource's protector declares, with the vault it
 /// writes to.

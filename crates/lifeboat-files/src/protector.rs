@@ -5,9 +5,9 @@ use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 
 use lifeboat_protector::{
-    Backed, BackupError, BackupJob, Browse, BrowseError, Description, Entry, Listing, Protector,
-    Query, Reading, RestoreError, RestoreForm, RestoreJob, Restored, Target, TargetKind, time_of,
-    watched,
+    Backed, BackupError, BackupJob, Browse, BrowseError, Description, Entry, Key, Listing, Problem,
+    Protector, Query, Reading, ResourceSettings, RestoreError, RestoreForm, RestoreJob, Restored,
+    Schema, Shape, Target, TargetKind, read_settings, time_of, watched,
 };
 use lifeboat_vault::{Id, RecoveryPoint, Vault};
 
@@ -42,16 +42,6 @@ pub fn tree_contents(vault: &Vault, id: &Id, query: &Query) -> Result<Listing, B
         })
         .collect();
     Ok(Listing::cut(path, entries, query.limit))
-}
-
-/// A files resource's settings (`[resource.NAME]` of kind `files`).
-#[derive(serde::Deserialize)]
-struct Settings {
-    paths: Vec<std::path::PathBuf>,
-    #[serde(default)]
-    excludes: Vec<String>,
-    #[serde(default)]
-    one_file_system: bool,
 }
 
 /// A files backup's progress: files seen, bytes read.
@@ -193,6 +183,68 @@ pub fn restored(
         not_restored: rep.damaged.clone(),
         errors: rep.errors.clone(),
         report: serde_json::to_value(rep).unwrap_or_default(),
+    }
+}
+
+// --- `[resource.NAME]` of kind `files`: its keys and their checks ---
+
+/// A files resource's settings (`[resource.NAME]` of kind `files`).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    paths: Vec<std::path::PathBuf>,
+    #[serde(default)]
+    excludes: Vec<String>,
+    #[serde(default)]
+    one_file_system: bool,
+}
+
+/// The keys of a files resource.
+const KEYS: &[Key] = &[
+    Key::new(
+        "paths",
+        Shape::Strings,
+        "absolute paths of the trees backed up",
+    )
+    .required("add `paths = [\"/abs/path\", ...]`"),
+    Key::new(
+        "exclude",
+        Shape::Strings,
+        "gitignore-style patterns left out",
+    )
+    .field("excludes"),
+    Key::new(
+        "one_file_system",
+        Shape::Bool,
+        "stay on each path's file system",
+    ),
+];
+
+impl ResourceSettings for FilesProtector {
+    fn settings(&self) -> Schema {
+        Schema {
+            implied_by: &["paths"],
+            keys: KEYS,
+        }
+    }
+
+    /// Each path is absolute.
+    fn check_settings(&self, settings: &serde_json::Value) -> Vec<Problem> {
+        let s: Settings = match read_settings(settings) {
+            Ok(s) => s,
+            Err(p) => return vec![p],
+        };
+        let relative = s.paths.iter().enumerate().filter(|(_, p)| !p.has_root());
+        relative
+            .map(|(i, p)| {
+                Problem::item(
+                    "paths",
+                    i,
+                    format!("`{}` is not an absolute path", p.display()),
+                    "write each path from `/`",
+                )
+            })
+            .collect()
     }
 }
 

@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 
 use lifeboat_protector::{
-    Backed, BackupError, BackupJob, Browse, BrowseError, Description, Listing, Protector, Query,
-    RestoreError, RestoreForm, RestoreJob, Restored, Target, TargetKind, watched,
+    Backed, BackupError, BackupJob, Browse, BrowseError, Description, Key, Listing, Problem,
+    Protector, Query, ResourceSettings, RestoreError, RestoreForm, RestoreJob, Restored, Schema,
+    Shape, Table, Target, TargetKind, read_settings, watched,
 };
 use lifeboat_vault::{Id, RecoveryPoint, Vault};
 
@@ -127,5 +128,122 @@ pub fn restore_error(e: crate::InstanceError) -> RestoreError {
         E::Usage(_) | E::Spec { .. } => RestoreError::Refused(e.to_string()),
         E::Files(f) => lifeboat_files::protector::restore_error(f),
         e => RestoreError::Failed(e.to_string()),
+    }
+}
+
+// --- `[resource.NAME]` of kind `instance`: its keys and their checks ---
+
+/// `launch = { command, cwd, env, port, health, health_timeout, databases, buckets }`.
+const LAUNCH: Table = Table {
+    what: "a launch spec",
+    the: "the launch spec",
+    keys: &[
+        Key::new("command", Shape::Array, "the program and its arguments")
+            .required("add `command = [\"/path/to/program\", \"arg\", ...]`")
+            .want("a list of strings (the program and its arguments)"),
+        Key::new("cwd", Shape::String, "its working directory"),
+        Key::new(
+            "env",
+            Shape::StringMap,
+            "environment added to the inherited one",
+        ),
+        Key::new("port", Shape::NumberOrString, "the port it listens on")
+            .want("a port number or a string such as \"${PORT}\""),
+        Key::new(
+            "health",
+            Shape::String,
+            "an http:// URL that answers 200 once it is up",
+        ),
+        Key::new(
+            "health_timeout",
+            Shape::String,
+            "how long a start may take to be healthy",
+        ),
+        Key::new("databases", Shape::Strings, "database resources it needs"),
+        Key::new("buckets", Shape::Strings, "bucket resources it needs"),
+    ],
+};
+
+/// `hooks = { before, after }`.
+const HOOKS: Table = Table {
+    what: "consistency hooks",
+    the: "the consistency hooks",
+    keys: &[
+        Key::new(
+            "before",
+            Shape::Strings,
+            "commands run before anything is read",
+        ),
+        Key::new("after", Shape::Strings, "commands run after reading"),
+    ],
+};
+
+/// The keys of an instance resource: an instance spec's ([`crate::spec::KEYS`]).
+const KEYS: &[Key] = &[
+    Key::new("paths", Shape::Strings, "files and directories backed up"),
+    Key::new(
+        "excludes",
+        Shape::Strings,
+        "gitignore-style patterns left out of `paths`",
+    ),
+    Key::new(
+        "one_file_system",
+        Shape::Bool,
+        "stay on each path's file system",
+    ),
+    Key::new("volumes", Shape::Strings, "disk images and block devices"),
+    Key::new(
+        "launch",
+        Shape::Table(&LAUNCH),
+        "how to start the application again",
+    ),
+    Key::new(
+        "hooks",
+        Shape::Table(&HOOKS),
+        "commands run around the backup",
+    ),
+];
+
+impl ResourceSettings for InstanceProtector {
+    fn settings(&self) -> Schema {
+        Schema {
+            implied_by: &["volumes", "launch"],
+            keys: KEYS,
+        }
+    }
+
+    /// The spec's own rules ([`crate::InstanceSpec::problems`]).
+    fn check_settings(&self, settings: &serde_json::Value) -> Vec<Problem> {
+        let spec: crate::InstanceSpec = match read_settings(settings) {
+            Ok(s) => s,
+            Err(p) => return vec![p],
+        };
+        spec.problems()
+            .into_iter()
+            .map(|p| match p.key.as_str() {
+                // The spec as a whole: its lists are what it lacks.
+                "" => Problem::whole("paths", p.message, p.fix),
+                k => Problem::at(k, p.message, p.fix),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The resource's keys are the spec's (its name aside: the resource's).
+    #[test]
+    fn the_keys_of_an_instance_resource_are_the_specs() {
+        let names = |keys: &[Key]| keys.iter().map(|k| k.name).collect::<Vec<_>>();
+        let spec: Vec<&str> = crate::spec::KEYS
+            .iter()
+            .copied()
+            .filter(|k| !["kind", "name"].contains(k))
+            .collect();
+        assert_eq!(names(KEYS), spec);
+        assert_eq!(names(LAUNCH.keys), crate::spec::LAUNCH_KEYS);
+        assert_eq!(names(HOOKS.keys), crate::spec::HOOK_KEYS);
     }
 }

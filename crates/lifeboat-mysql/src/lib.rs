@@ -26,6 +26,7 @@ pub mod error;
 mod load;
 pub mod pitr;
 pub mod protector;
+mod resource;
 pub mod restore;
 pub mod retention;
 pub mod rows;

@@ -17,6 +17,9 @@ pub struct MysqlProtector;
 /// The database protector, for the registry.
 pub static PROTECTOR: MysqlProtector = MysqlProtector;
 
+pub use crate::resource::listen_addr;
+use crate::resource::{Settings, archive_follows};
+
 /// The directories of a snapshot point's tree at `path` (its names).
 fn dirs_at(vault: &Vault, point: &RecoveryPoint, path: &[&str]) -> Result<Vec<Entry>, BrowseError> {
     let vault_err = |e: lifeboat_vault::VaultError| BrowseError::Vault(e.to_string());
@@ -49,13 +52,6 @@ pub fn databases(vault: &Vault, point: &RecoveryPoint) -> Result<Vec<String>, Br
         .into_iter()
         .map(|e| e.name)
         .collect())
-}
-
-/// A database resource's settings (`[resource.NAME]` of kind `mysql`; its
-/// password comes as the job's secret).
-#[derive(serde::Deserialize)]
-struct Settings {
-    dsn: String,
 }
 
 impl Protector for MysqlProtector {
@@ -302,62 +298,6 @@ pub fn restore_error(e: crate::MysqlError) -> RestoreError {
         | E::BadDsn { .. } => RestoreError::Refused(e.to_string()),
         e => RestoreError::Failed(e.to_string()),
     }
-}
-
-/// What a database's `archive` declares: its vault and its copies
-/// (`archive = true`: neither).
-#[derive(serde::Deserialize, Default)]
-struct ArchiveSettings {
-    #[serde(default)]
-    vault: Option<String>,
-    #[serde(default)]
-    copy_to: Vec<String>,
-}
-
-/// The keys of a database's settings its continuous jobs read.
-#[derive(serde::Deserialize)]
-struct FollowSettings {
-    dsn: String,
-    /// `true`, `false`, a table, or none.
-    #[serde(default)]
-    archive: serde_json::Value,
-}
-
-/// The binlog archive of `job`'s database (`lifeboat archive mysql`), its
-/// password given in `LIFEBOAT_MYSQL_PASSWORD`, its spool the job's.
-fn archive_follows(job: &FollowJob) -> Result<Vec<Follow>, BackupError> {
-    let s: FollowSettings =
-        serde_json::from_value(job.settings.clone()).map_err(|e| BackupError::Settings {
-            resource: job.resource.to_string(),
-            why: e.to_string(),
-        })?;
-    let archive = match s.archive {
-        serde_json::Value::Null | serde_json::Value::Bool(false) => return Ok(Vec::new()),
-        serde_json::Value::Bool(true) => ArchiveSettings::default(),
-        table => serde_json::from_value(table).map_err(|e| BackupError::Settings {
-            resource: job.resource.to_string(),
-            why: format!("archive: {e}"),
-        })?,
-    };
-    let args = [
-        "archive",
-        "mysql",
-        "--dsn",
-        &s.dsn,
-        "--resource",
-        job.resource,
-        "--spool",
-    ];
-    let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    args.push(job.spool.display().to_string());
-    Ok(vec![Follow {
-        job: lifeboat_protector::ARCHIVE,
-        point_kind: crate::KIND_BINLOG,
-        args,
-        secret_env: Some("LIFEBOAT_MYSQL_PASSWORD"),
-        vault: archive.vault,
-        copy_to: archive.copy_to,
-    }])
 }
 
 #[cfg(test)]

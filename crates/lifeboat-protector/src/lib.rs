@@ -3,9 +3,10 @@
 //! (the control plane, stacks, the daemon, the API and its console), so
 //! that none of them switches on a kind or knows a point's layout.
 //!
-//! Each protector crate implements [`Protector`] once and the control plane
-//! lists them in one [`Registry`]; a new kind is one crate plus one line
-//! there. Protectors still know nothing of each other: this crate depends
+//! Each protector crate implements [`Protector`] once and
+//! `lifeboat-protectors` lists them in one [`Registry`], which the
+//! configuration's loader and the control plane read; a new kind is one
+//! crate plus one line there. Protectors still know nothing of each other: this crate depends
 //! on the vault only.
 //!
 //! What a protector says of itself:
@@ -31,6 +32,9 @@
 //!   it restores into is in its description, the target itself is the
 //!   caller's to provision (a stack's recovery makes a server, a directory,
 //!   a bucket).
+//! - [`ResourceSettings`] (`settings.rs`): the keys its `[resource.NAME]`
+//!   takes in `lifeboat.toml` and their checks, from which the
+//!   configuration's loader reads every kind alike.
 
 use chrono::{DateTime, Utc};
 use lifeboat_vault::{Id, RecoveryPoint, Vault};
@@ -44,6 +48,11 @@ pub mod restore;
 pub use restore::{
     BucketTarget, DatabaseTarget, RestoreError, RestoreJob, Restored, RollForward, Stage, Target,
     TargetKind,
+};
+
+pub mod settings;
+pub use settings::{
+    Key, Problem, ResourceSettings, Schema, Shape, Table, read_settings, without_kind,
 };
 
 /// How a point's contents are walked.
@@ -228,9 +237,10 @@ pub enum BackupError {
 }
 
 impl BackupError {
-    /// The settings of `job`'s resource could not be read as `T`.
+    /// The settings of `job`'s resource (their `kind` aside) read as `T`.
     pub fn settings<T: serde::de::DeserializeOwned>(job: &BackupJob) -> Result<T, BackupError> {
-        serde_json::from_value(job.settings.clone()).map_err(|e| BackupError::Settings {
+        let settings = settings::without_kind(job.settings);
+        serde_json::from_value(settings).map_err(|e| BackupError::Settings {
             resource: job.resource.to_string(),
             why: e.to_string(),
         })
@@ -289,8 +299,9 @@ pub fn watched<T: Send>(
     out.expect("the watch ran the work")
 }
 
-/// What every protector offers the layers above it.
-pub trait Protector: Send + Sync {
+/// What every protector offers the layers above it (its keys in
+/// `lifeboat.toml` are its [`ResourceSettings`]).
+pub trait Protector: ResourceSettings + Send + Sync {
     /// What it is: its kinds, how its points are walked and restored.
     fn describe(&self) -> Description;
 
@@ -385,6 +396,15 @@ mod tests {
     use super::*;
 
     struct Fake(&'static str, &'static [&'static str]);
+
+    impl ResourceSettings for Fake {
+        fn settings(&self) -> Schema {
+            Schema {
+                implied_by: &[],
+                keys: &[],
+            }
+        }
+    }
 
     impl Protector for Fake {
         fn describe(&self) -> Description {

@@ -177,7 +177,7 @@ pub fn pinned(name: &str, kind: &ResourceKind) -> Result<Option<Pinned>> {
     }
     let listen = recover_listen
         .as_deref()
-        .map(lifeboat_config::listen_addr)
+        .map(lifeboat_mysql::protector::listen_addr)
         .transpose()
         .map_err(|e| StackError::Refused(format!("resource `{name}`: recover_listen: {e}")))?;
     Ok(Some(Pinned {

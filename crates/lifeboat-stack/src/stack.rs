@@ -83,7 +83,7 @@ fn rank(kind: &ResourceKind) -> u8 {
     match kind {
         ResourceKind::Mysql { .. } => 0,
         ResourceKind::Bucket { .. } => 1,
-        ResourceKind::Files { .. } => 2,
+        ResourceKind::Files { .. } | ResourceKind::Other { .. } => 2,
         ResourceKind::Instance { .. } => 3,
     }
 }
@@ -126,6 +126,7 @@ pub(crate) fn member_dir(root: &Path, kind: &ResourceKind, name: &str) -> PathBu
         ResourceKind::Bucket { .. } => "buckets",
         ResourceKind::Files { .. } => "files",
         ResourceKind::Instance { .. } => "hosts",
+        ResourceKind::Other { kind, .. } => kind,
     };
     root.join(sub).join(name)
 }
@@ -206,6 +207,11 @@ pub fn provision(
         ResourceKind::Instance { .. } => {
             return Err(StackError::Refused(format!(
                 "`{name}` is an instance: it is started, not provisioned"
+            )));
+        }
+        ResourceKind::Other { kind, .. } => {
+            return Err(StackError::Refused(format!(
+                "`{name}` is a resource of kind `{kind}`: a stack cannot provision it"
             )));
         }
     }

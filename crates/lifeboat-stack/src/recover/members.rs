@@ -89,12 +89,13 @@ pub(crate) fn is_instance(r: &Recovery, name: &str) -> bool {
 /// One data member recovered, by the kind of target its protector restores
 /// into: a database server, a bucket, a directory provisioned for it.
 fn restore_member(r: &Recovery, vaults: &SiteVaults, name: &str) -> Result<(MemberState, Source)> {
-    let kind = r
-        .cfg
-        .resources
-        .get(name)
-        .map(|x| x.kind.name())
-        .expect("a member");
+    let resource = &r.cfg.resources.get(name).expect("a member").kind;
+    if let ResourceKind::Other { kind, .. } = resource {
+        return Err(StackError::Refused(format!(
+            "`{name}` is a resource of kind `{kind}`: a stack cannot recover it"
+        )));
+    }
+    let kind = resource.name();
     let protector = registry()
         .of_resource(kind)
         .ok_or_else(|| StackError::Refused(format!("no protector restores `{kind}` members")))?;
