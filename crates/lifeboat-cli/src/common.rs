@@ -73,9 +73,17 @@ impl Global {
         if named.is_some_and(|v| v.contains('/') || v.contains(':')) {
             return Ok(None);
         }
-        let file = std::env::var_os("LIFEBOAT_CONFIG")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("lifeboat.toml"));
+        let file = match std::env::var_os("LIFEBOAT_CONFIG") {
+            Some(f) => PathBuf::from(f),
+            // The working directory's file only when it is this user's and no
+            // one else may change it: a file planted in a shared directory
+            // must not choose the vault (and the password source) a backup uses.
+            None => match own_file(std::path::Path::new("lifeboat.toml")) {
+                Ok(f) => f,
+                Err(why) if named.is_some() => return Err(usage(why)),
+                Err(_) => return Ok(None),
+            },
+        };
         if named.is_none() && !file.exists() {
             return Ok(None);
         }
@@ -144,6 +152,25 @@ impl Global {
     pub fn progress(&self) -> bool {
         !self.quiet && !self.json && std::io::stderr().is_terminal()
     }
+}
+
+/// `path` when it is missing, or a file of this user's that no one else may
+/// write; else why it is not read.
+fn own_file(path: &std::path::Path) -> std::result::Result<PathBuf, String> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(path.to_path_buf());
+    };
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me || meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{} is not read: it belongs to uid {} or others may write it (mode {:o}); name the file with LIFEBOAT_CONFIG, or give --vault a location",
+            path.display(),
+            meta.uid(),
+            meta.mode() & 0o777
+        ));
+    }
+    Ok(path.to_path_buf())
 }
 
 /// Reads a password from `env`, a file, or the terminal.

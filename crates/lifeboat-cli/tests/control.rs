@@ -312,6 +312,7 @@ fn a_vault_of_the_file_opens_by_its_name_with_its_own_password() {
             .current_dir(w)
             .env_remove("LIFEBOAT_VAULT")
             .env_remove("LIFEBOAT_PASSWORD")
+            .env_remove("LIFEBOAT_CONFIG")
             .output()
             .unwrap();
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
@@ -333,6 +334,17 @@ fn a_vault_of_the_file_opens_by_its_name_with_its_own_password() {
         err.contains("declares no vault `nope` (it declares: dr, main)"),
         "{err}"
     );
+    // A file others may change never chooses the vault.
+    use std::os::unix::fs::PermissionsExt;
+    let file = w.join("lifeboat.toml");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let (rc, _, err) = run(&["--vault", "dr", "points", "list"]);
+    assert_eq!(rc, Some(2), "{err}");
+    assert!(err.contains("lifeboat.toml is not read"), "{err}");
+    let (rc, _, err) = run(&["points", "list"]);
+    assert_eq!(rc, Some(2), "{err}");
+    assert!(err.contains("no vault given"), "{err}");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
     // The environment's password still wins when given: `main` opens with it.
     let o = c
         .command(&["--vault", "main", "points", "list", "--json"])
