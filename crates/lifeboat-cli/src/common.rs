@@ -60,7 +60,11 @@ impl Global {
             return Ok(lifeboat_control::secret::location(&spec, &name)?);
         }
         let v = self.vault.as_deref().ok_or_else(|| {
-            usage("no vault given: pass --vault /abs/path (or file:///abs/path, or the name of a vault in lifeboat.toml), or set LIFEBOAT_VAULT")
+            let skipped = match own_file(std::path::Path::new("lifeboat.toml")) {
+                Err(why) if std::env::var_os("LIFEBOAT_CONFIG").is_none() => format!(" ({why})"),
+                _ => String::new(),
+            };
+            usage(format!("no vault given: pass --vault /abs/path (or file:///abs/path, or the name of a vault in lifeboat.toml), or set LIFEBOAT_VAULT{skipped}"))
         })?;
         Location::parse(v).map_err(|e| usage(e.to_string()))
     }
@@ -158,9 +162,15 @@ impl Global {
 /// write; else why it is not read.
 fn own_file(path: &std::path::Path) -> std::result::Result<PathBuf, String> {
     use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata(path) else {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
         return Ok(path.to_path_buf());
     };
+    if meta.file_type().is_symlink() {
+        return Err(format!(
+            "{} is not read: it is a symbolic link; name the file with LIFEBOAT_CONFIG, or give --vault a location",
+            path.display()
+        ));
+    }
     let me = rustix::process::geteuid().as_raw();
     if meta.uid() != me || meta.mode() & 0o022 != 0 {
         return Err(format!(

@@ -343,8 +343,20 @@ fn a_vault_of_the_file_opens_by_its_name_with_its_own_password() {
     assert!(err.contains("lifeboat.toml is not read"), "{err}");
     let (rc, _, err) = run(&["points", "list"]);
     assert_eq!(rc, Some(2), "{err}");
-    assert!(err.contains("no vault given"), "{err}");
+    assert!(
+        err.contains("no vault given") && err.contains("lifeboat.toml is not read"),
+        "{err}"
+    );
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // Nor does a link planted in its place, to a file of the user's own.
+    let elsewhere = w.join("elsewhere.toml");
+    std::fs::rename(&file, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &file).unwrap();
+    let (rc, _, err) = run(&["--vault", "dr", "points", "list"]);
+    assert_eq!(rc, Some(2), "{err}");
+    assert!(err.contains("it is a symbolic link"), "{err}");
+    std::fs::remove_file(&file).unwrap();
+    std::fs::rename(&elsewhere, &file).unwrap();
     // The environment's password still wins when given: `main` opens with it.
     let o = c
         .command(&["--vault", "main", "points", "list", "--json"])

@@ -275,10 +275,14 @@ impl Sink<'_> {
         let (parsed, span) = match v.get_ref() {
             DeValue::Integer(i) => {
                 let n = i64::from_str_radix(i.as_str(), i.radix()).ok();
-                let secs = n.and_then(|n| u64::try_from(n).ok()).filter(|n| *n > 0);
+                let most = 10 * 365 * 86_400;
+                let secs = n.and_then(|n| u64::try_from(n).ok());
+                let secs = secs.filter(|n| (1..=most).contains(n));
                 let text = i.as_str();
                 let parsed = secs.map(Dur).ok_or_else(|| {
-                    format!("`{text}` is not a timeout: a number of seconds must be from 1 up")
+                    format!(
+                        "`{text}` is not a timeout: a number of seconds from 1 to {most} (10 years)"
+                    )
                 });
                 (parsed, v.span())
             }

@@ -71,7 +71,9 @@ fn run_one(h: &Hook, env: &[(&str, String)]) -> Result<(bool, String), String> {
         let _ = err.read_to_string(&mut s);
         s
     });
-    let deadline = Instant::now() + h.timeout.std();
+    // A timeout past what the clock can hold waits as long as it can.
+    let far = Duration::from_secs(100 * 365 * 86_400);
+    let deadline = Instant::now() + h.timeout.std().min(far);
     let status = loop {
         match child.try_wait() {
             Ok(Some(st)) => break Some(st),

@@ -32,6 +32,9 @@ pub struct DatabaseRestoreRequest {
     pub replace: bool,
 }
 
+/// The schemas a server keeps for itself.
+pub const SYSTEM_SCHEMAS: [&str; 4] = ["mysql", "sys", "performance_schema", "information_schema"];
+
 /// Whether `name` is a plain database name (letters, digits, `_`, `$`, `-`; at most 64).
 pub fn plain_name(name: &str) -> bool {
     !name.is_empty()
@@ -57,6 +60,14 @@ pub fn restore_database(
                 "the {what} name `{n}` is not a plain name (letters, digits, _, $, -; at most 64)"
             )));
         }
+    }
+    // The server's own schemas are never a restore's target: replacing
+    // `mysql` removes every account.
+    if SYSTEM_SCHEMAS.contains(&req.target.to_ascii_lowercase().as_str()) {
+        return Err(ControlError::Refused(format!(
+            "`{}` is the server's own schema: restore into a database of your own (`--as NEW`)",
+            req.target
+        )));
     }
     if req.database == req.target && !req.replace {
         return Err(ControlError::Refused(format!(
@@ -127,7 +138,7 @@ pub fn restore_database(
 
 #[cfg(test)]
 mod tests {
-    use super::plain_name;
+    use super::*;
 
     #[test]
     fn only_plain_database_names_pass() {
@@ -136,6 +147,30 @@ mod tests {
         }
         for bad in ["", "a b", "a`b", "a;drop", "é", &"x".repeat(65), "../x"] {
             assert!(!plain_name(bad), "{bad}");
+        }
+    }
+
+    /// `--as mysql --replace` would take every account away.
+    #[test]
+    fn the_servers_own_schemas_are_never_a_target() {
+        let cfg =
+            lifeboat_config::parse("x.toml", "[vault.main]\nlocation = \"/nowhere\"\n").unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let store = crate::store::SqliteStore::open(&d.path().join("jobs.sqlite")).unwrap();
+        for target in ["mysql", "SYS", "performance_schema", "information_schema"] {
+            let req = DatabaseRestoreRequest {
+                vault: "main".into(),
+                point: "latest".into(),
+                resource: None,
+                database: "shop".into(),
+                target: target.into(),
+                replace: true,
+            };
+            let e = match restore_database(&cfg, &req, "manual", &store) {
+                Ok(_) => panic!("{target}: restored"),
+                Err(e) => e.to_string(),
+            };
+            assert!(e.contains("the server's own schema"), "{target}: {e}");
         }
     }
 }

@@ -93,7 +93,7 @@ pub enum MysqlError {
     },
     /// The target database is not empty.
     #[error(
-        "target database `{database}` on {server} is not empty ({objects} tables/views); restore into an empty or new database (--rename {database}=NEW), or pass --force to replace it"
+        "target database `{database}` on {server} is not empty ({objects} tables/views); restore into an empty or new database (--rename {database}=NEW), or replace it (`restore mysql --force`; `jobs restore-database --replace`, the API's `replace`)"
     )]
     TargetNotEmpty {
         /// Redacted DSN.

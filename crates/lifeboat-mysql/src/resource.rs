@@ -201,14 +201,26 @@ fn dsn_problems(dsn: &str) -> Vec<Problem> {
         let why = format!("`{dsn}` is not a mysql:// DSN");
         return vec![Problem::at("dsn", why, "write `mysql://user@host:3306`")];
     };
-    let auth = rest.split(['/', '?']).next().unwrap_or("");
-    match auth.rsplit_once('@') {
-        Some((user, _)) if user.contains(':') => vec![Problem::at(
+    // Split as `Dsn::parse` splits it: the query first, then the last `@`
+    // (a password may hold `/` or `@`).
+    let main = rest.split_once('?').map_or(rest, |(m, _)| m);
+    if main
+        .rsplit_once('@')
+        .is_some_and(|(auth, _)| auth.contains(':'))
+    {
+        return vec![Problem::at(
             "dsn",
             "the DSN holds a password",
             "remove `:password` from the DSN and set `password_env` or `password_file`",
+        )];
+    }
+    match crate::Dsn::parse(dsn) {
+        Ok(_) => Vec::new(),
+        Err(e) => vec![Problem::at(
+            "dsn",
+            e.to_string(),
+            "write `mysql://user@host:3306` (a socket: `?socket=/path`)",
         )],
-        _ => Vec::new(),
     }
 }
 

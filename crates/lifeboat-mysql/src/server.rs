@@ -113,7 +113,10 @@ impl Dsn {
         for kv in query.split('&').filter(|s| !s.is_empty()) {
             match kv.split_once('=') {
                 Some(("socket", v)) => socket = Some(v.to_string()),
-                _ => return Err(bad(&format!("unknown parameter {kv:?} (known: socket)"))),
+                _ => {
+                    let key = kv.split_once('=').map_or(kv, |(k, _)| k);
+                    return Err(bad(&format!("unknown parameter {key:?} (known: socket)")));
+                }
             }
         }
         let password = password.or_else(|| std::env::var("LIFEBOAT_MYSQL_PASSWORD").ok());
@@ -152,13 +155,37 @@ impl Dsn {
 
 /// The DSN text with any password replaced by `***`.
 pub fn redact(text: &str) -> String {
-    if let Some(rest) = text.strip_prefix("mysql://")
-        && let Some((auth, host)) = rest.rsplit_once('@')
-        && let Some((u, _)) = auth.split_once(':')
-    {
-        return format!("mysql://{u}:***@{host}");
+    let Some((scheme, rest)) = ["mysql://", "mariadb://"]
+        .iter()
+        .find_map(|s| text.strip_prefix(s).map(|r| (*s, r)))
+    else {
+        return text.to_string();
+    };
+    let (main, query) = match rest.split_once('?') {
+        Some((m, q)) => (m, Some(q)),
+        None => (rest, None),
+    };
+    let main = match main.rsplit_once('@') {
+        Some((auth, host)) => match auth.split_once(':') {
+            Some((u, _)) => format!("{u}:***@{host}"),
+            None => main.to_string(),
+        },
+        None => main.to_string(),
+    };
+    // Only a socket's value is said: any other parameter may be a secret.
+    let query = query.map(|q| {
+        q.split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some(("socket", _)) | None => kv.to_string(),
+                Some((k, _)) => format!("{k}=***"),
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    });
+    match query {
+        Some(q) => format!("{scheme}{main}?{q}"),
+        None => format!("{scheme}{main}"),
     }
-    text.to_string()
 }
 
 /// Which kind of server.
@@ -462,6 +489,15 @@ mod tests {
             .to_string();
         assert!(!e.contains("topsecret"), "{e}");
         assert_eq!(redact("mysql://u:pw@h:1"), "mysql://u:***@h:1");
+        assert_eq!(redact("mysql://u:p/w@x@h:1"), "mysql://u:***@h:1");
+        assert_eq!(
+            redact("mariadb://u@h:1?socket=/s&password=x"),
+            "mariadb://u@h:1?socket=/s&password=***"
+        );
+        let e = Dsn::parse("mysql://u@h:1?password=hunter2")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("hunter2"), "{e}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use lifeboat_config::ResourceKind;
-use lifeboat_control::restore_db::plain_name;
+use lifeboat_control::restore_db::{SYSTEM_SCHEMAS, plain_name};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -98,6 +98,12 @@ pub async fn restore_database(
                 "`{what}` must be a plain database name (letters, digits, _, $, -; at most 64), not {n:?}"
             )));
         }
+    }
+    if SYSTEM_SCHEMAS.contains(&b.target.to_ascii_lowercase().as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "`{}` is the server's own schema: restore into a database of your own (`as`)",
+            b.target
+        )));
     }
     if b.database == b.target && !b.replace {
         return Err(ApiError::bad_request(format!(

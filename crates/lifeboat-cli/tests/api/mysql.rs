@@ -138,6 +138,11 @@ fn a_database_points_tables_and_archive_lag() {
             "replaces the live database",
         ),
         (r#""database":"nodb","as":"n2""#, 404, "no database `nodb`"),
+        (
+            r#""database":"shop","as":"MySQL","replace":true"#,
+            400,
+            "the server's own schema",
+        ),
     ] {
         let (c, b) = srv.post(
             "/api/v1/restores/database",
