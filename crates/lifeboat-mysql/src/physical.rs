@@ -276,14 +276,15 @@ fn describe(
             .find_map(|n| s.describing.get(*n))
             .map(|b| String::from_utf8_lossy(b).into_owned())
     };
-    let checkpoints = text(&["xtrabackup_checkpoints", "mariadb_backup_checkpoints"]).ok_or_else(
-        || MysqlError::Tool {
+    let checkpoints =
+        text(&["xtrabackup_checkpoints", "mariadb_backup_checkpoints"]).ok_or_else(|| {
+            MysqlError::Tool {
             program: "mariadb-backup".into(),
             reason:
                 "the backup holds no xtrabackup_checkpoints: it is incomplete; no point was written"
                     .into(),
-        },
-    )?;
+        }
+        })?;
     let kv = key_values(&checkpoints);
     let num = |k: &str| kv.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     let lsn = Lsn {
@@ -376,6 +377,10 @@ fn save_trees(writer: &BackupWriter<'_>, files: &BTreeMap<String, Stored>) -> Re
                 ..Node::default()
             };
             n.set_name_bytes(name.as_bytes());
+            if stream::is_tablespace(name) {
+                n.attrs
+                    .insert("block_size".into(), stream::BLOCK.to_string());
+            }
             nodes.push(n);
         }
         nodes.sort_by_key(|a| a.name_bytes());
@@ -434,5 +439,21 @@ mod tests {
         }
         let e = refuse_remote(&dsn("mysql://root@db.example:3306")).unwrap_err();
         assert!(e.to_string().contains("runs on the database host"), "{e}");
+    }
+
+    #[test]
+    fn innodb_tablespaces_are_told_from_other_files() {
+        for t in ["ibdata1", "shop/orders.ibd", "undo001", "ibdata12"] {
+            assert!(stream::is_tablespace(t), "{t}");
+        }
+        for o in [
+            "ib_logfile0",
+            "shop/notes.MAD",
+            "shop/orders.frm",
+            "undo",
+            "ibdata1.bak",
+        ] {
+            assert!(!stream::is_tablespace(o), "{o}");
+        }
     }
 }

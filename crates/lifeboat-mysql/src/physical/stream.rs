@@ -1,8 +1,12 @@
-//! From an mbstream into the vault: each file of the backup is chunked by
-//! the vault's content-defined chunker as its payloads arrive, on a thread
-//! of its own (the stream interleaves the files mariadb-backup copies in
-//! parallel), so nothing is first copied to local disk and unchanged InnoDB
-//! pages deduplicate against earlier points.
+//! From an mbstream into the vault: each file of the backup is stored as its
+//! payloads arrive, on a thread of its own (the stream interleaves the files
+//! mariadb-backup copies in parallel), so nothing is first copied to local
+//! disk. InnoDB tablespaces are made of fixed pages (4 to 64 KiB) that stay
+//! at their offsets, so they are cut into [`BLOCK`]-sized blobs on the page
+//! grid: an unchanged page range is an unchanged blob, and a changed row
+//! costs one block, not the megabyte of a content-defined chunk around it.
+//! Every other file (the redo log copy, Aria/MyISAM, .frm, the backup's own
+//! files) goes through the vault's content-defined chunker.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
@@ -10,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::ScopedJoinHandle;
 
-use lifeboat_vault::{BackupWriter, Id};
+use lifeboat_vault::{BackupWriter, BlobType, Id};
 
 use super::mbstream::{Chunk, MbReader, components};
 use crate::error::{MysqlError, Result};
@@ -18,6 +22,21 @@ use crate::snapshot::Counters;
 
 /// Payloads queued per file before the stream reader waits for its chunker.
 const QUEUE: usize = 4;
+/// Blob size of InnoDB tablespaces: a multiple of every InnoDB page size.
+pub(super) const BLOCK: usize = 64 * 1024;
+
+/// Whether a file of the backup is an InnoDB tablespace (system, undo or
+/// per table), stored in fixed blocks.
+pub(super) fn is_tablespace(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.ends_with(".ibd")
+        || name
+            .strip_prefix("ibdata")
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        || name
+            .strip_prefix("undo")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
 /// Files whose bytes are also kept in memory (they describe the backup).
 pub(super) const DESCRIBING: &[&str] = &[
     "xtrabackup_checkpoints",
@@ -93,9 +112,9 @@ pub(super) fn store_stream(
                 match chunk {
                     Chunk::Payload { path, offset, data } => {
                         let path = check_path(&path, reader.position())?;
-                        let f = open.entry(path.clone()).or_insert_with(|| {
-                            start_file(sc, writer, counters, DESCRIBING.contains(&path.as_str()))
-                        });
+                        let f = open
+                            .entry(path.clone())
+                            .or_insert_with(|| start_file(sc, writer, counters, &path));
                         if offset != f.next {
                             return Err(stream_error(super::mbstream::StreamError {
                                 at: reader.position(),
@@ -118,9 +137,9 @@ pub(super) fn store_stream(
                     }
                     Chunk::End { path } => {
                         let path = check_path(&path, reader.position())?;
-                        let f = open.remove(&path).unwrap_or_else(|| {
-                            start_file(sc, writer, counters, DESCRIBING.contains(&path.as_str()))
-                        });
+                        let f = open
+                            .remove(&path)
+                            .unwrap_or_else(|| start_file(sc, writer, counters, &path));
                         finish(f, &path, &mut out, counters)?;
                     }
                 }
@@ -166,25 +185,60 @@ fn start_file<'s>(
     sc: &'s std::thread::Scope<'s, '_>,
     writer: &'s BackupWriter<'_>,
     counters: &'s Counters,
-    keep: bool,
+    path: &str,
 ) -> Open<'s> {
     let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE);
+    let fixed = is_tablespace(path);
     let saver = sc.spawn(move || {
         let payloads = Payloads {
             rx,
             buf: Vec::new(),
             pos: 0,
         };
-        let r = writer.save_stream(payloads, |n| {
+        let progress = |n| {
             counters.bytes.fetch_add(n, Ordering::Relaxed);
-        });
+        };
+        let r = if fixed {
+            save_blocks(writer, payloads, progress)
+        } else {
+            writer.save_stream(payloads, progress)
+        };
         r.map_err(MysqlError::from)
     });
     Open {
         tx,
         next: 0,
         saver,
-        keep: keep.then(Vec::new),
+        keep: DESCRIBING.contains(&path).then(Vec::new),
+    }
+}
+
+/// Stores a stream in blobs of [`BLOCK`] bytes (the last one shorter).
+fn save_blocks(
+    writer: &BackupWriter<'_>,
+    mut r: impl Read,
+    progress: impl Fn(u64),
+) -> lifeboat_vault::Result<(Vec<Id>, u64)> {
+    let mut ids = Vec::new();
+    let mut total = 0;
+    let mut block = vec![0u8; BLOCK];
+    loop {
+        let mut n = 0;
+        while n < BLOCK {
+            match r.read(&mut block[n..])? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        if n == 0 {
+            return Ok((ids, total));
+        }
+        ids.push(writer.save_blob(BlobType::Data, &block[..n])?);
+        total += n as u64;
+        progress(n as u64);
+        if n < BLOCK {
+            return Ok((ids, total));
+        }
     }
 }
 
