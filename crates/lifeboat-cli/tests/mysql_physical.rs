@@ -303,6 +303,27 @@ fn a_failed_or_cut_backup_leaves_no_point_and_bad_input_is_refused() {
         assert_eq!(physical_points(&c), 0, "{name}");
         c.ok(&["vault", "check"]);
     }
+    // Lifeboat killed mid-stream: no point, a clean vault, and the next
+    // backup works (it adopts the packs the killed one left).
+    let dir = tool_dir(
+        t.path(),
+        "slow",
+        "\"$REAL\" \"$@\" | (head -c 2000000; sleep 6; cat)",
+    );
+    let mut run = with_path(&c, &dir)
+        .command(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    run.kill().unwrap();
+    run.wait().unwrap();
+    assert_eq!(physical_points(&c), 0);
+    c.ok(&["vault", "check"]);
+    c.ok(&args);
+    assert_eq!(physical_points(&c), 1);
+    c.ok(&["vault", "check"]);
     // No mariadb-backup at all: the package is named.
     let mut bare = c.clone();
     bare.env.push(("PATH".into(), "/nonexistent".into()));
@@ -327,7 +348,7 @@ fn a_failed_or_cut_backup_leaves_no_point_and_bad_input_is_refused() {
         "{}",
         stderr(&o)
     );
-    assert_eq!(physical_points(&c), 0);
+    assert_eq!(physical_points(&c), 1);
 }
 
 /// A non-empty data directory is refused and left alone; a damaged blob
