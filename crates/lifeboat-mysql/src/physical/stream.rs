@@ -213,30 +213,39 @@ fn start_file<'s>(
     }
 }
 
-/// Stores a stream in blobs of [`BLOCK`] bytes (the last one shorter).
+/// Blocks read before they are stored side by side (8 MiB).
+const BATCH_BLOCKS: usize = 128;
+
+/// Stores a stream in blobs of [`BLOCK`] bytes (the last one shorter); the
+/// blocks of a batch are hashed, compressed and sealed in parallel (a big
+/// tablespace is one file, and would otherwise be stored by one thread).
 fn save_blocks(
     writer: &BackupWriter<'_>,
     mut r: impl Read,
     progress: impl Fn(u64),
 ) -> lifeboat_vault::Result<(Vec<Id>, u64)> {
+    use rayon::prelude::*;
     let mut ids = Vec::new();
     let mut total = 0;
-    let mut block = vec![0u8; BLOCK];
+    let mut batch = vec![0u8; BLOCK * BATCH_BLOCKS];
     loop {
         let mut n = 0;
-        while n < BLOCK {
-            match r.read(&mut block[n..])? {
+        while n < batch.len() {
+            match r.read(&mut batch[n..])? {
                 0 => break,
                 k => n += k,
             }
         }
-        if n == 0 {
-            return Ok((ids, total));
+        let stored: Vec<lifeboat_vault::Result<Id>> = batch[..n]
+            .par_chunks(BLOCK)
+            .map(|b| writer.save_blob(BlobType::Data, b))
+            .collect();
+        for id in stored {
+            ids.push(id?);
         }
-        ids.push(writer.save_blob(BlobType::Data, &block[..n])?);
         total += n as u64;
         progress(n as u64);
-        if n < BLOCK {
+        if n < batch.len() {
             return Ok((ids, total));
         }
     }
