@@ -24,31 +24,36 @@ pub struct ServerArgs {
 #[derive(clap::Args, Debug)]
 pub struct BackupArgs {
     #[command(flatten)]
-    server: ServerArgs,
+    pub(crate) server: ServerArgs,
+    /// A physical point: the server's files as `mariadb-backup` copies them, streamed
+    /// into the vault (MariaDB on this host; restored with `restore mysql --physical`,
+    /// far faster than a logical point for big databases). Whole server only.
+    #[arg(long, conflicts_with_all = ["databases", "users", "chunk_mib"])]
+    pub(crate) physical: bool,
     /// Only these databases (comma-separated; default: every user database).
     #[arg(long, value_delimiter = ',')]
-    databases: Option<Vec<String>>,
+    pub(crate) databases: Option<Vec<String>>,
     /// Also back up users and their grants.
     #[arg(long)]
-    users: bool,
+    pub(crate) users: bool,
     /// Connections dumping in parallel (default: one per core, 2 to 8).
     #[arg(long, default_value_t = lifeboat_mysql::default_parallel())]
-    parallel: usize,
+    pub(crate) parallel: usize,
     /// Cut tables bigger than this (MiB) into key ranges dumped in parallel.
     #[arg(long, default_value_t = 64)]
-    chunk_mib: u64,
+    pub(crate) chunk_mib: u64,
     /// Resource name (default: mysql:HOST:PORT); points of one resource form its history.
     #[arg(long)]
-    resource: Option<String>,
+    pub(crate) resource: Option<String>,
     /// Tag the point (repeatable).
     #[arg(long = "tag")]
-    tags: Vec<String>,
+    pub(crate) tags: Vec<String>,
     /// zstd level for the dump (1: about the ratio of 3 on row data for a third
     /// less CPU, which the database server needs too).
     #[arg(long, default_value_t = 1)]
-    compression: i32,
+    pub(crate) compression: i32,
     #[command(flatten)]
-    retention: crate::cmd_retention::RetentionArgs,
+    pub(crate) retention: crate::cmd_retention::RetentionArgs,
 }
 
 /// `restore mysql`.
@@ -56,9 +61,20 @@ pub struct BackupArgs {
 pub struct RestoreArgs {
     /// Point: a snapshot's id or unique prefix, or `latest`. With --at, any point of
     /// the resource (or `latest`): the newest snapshot before that time is used.
-    point: String,
-    #[command(flatten)]
-    server: ServerArgs,
+    pub(crate) point: String,
+    /// Server: mysql://USER[:PASSWORD]@HOST[:PORT][?socket=/path]; the password may
+    /// instead be in LIFEBOAT_MYSQL_PASSWORD.
+    #[arg(long, env = "LIFEBOAT_MYSQL_DSN", required_unless_present = "physical")]
+    dsn: Option<String>,
+    /// Restore a physical point (`backup mysql --physical`) as a data directory:
+    /// its files into --datadir, then `mariadb-backup --prepare` there; `mariadbd
+    /// --datadir DIR` starts on it as it is.
+    #[arg(long, requires = "datadir", conflicts_with_all = ["at", "databases", "renames", "force", "users", "write_binlog"])]
+    pub(crate) physical: bool,
+    /// With --physical: the data directory to make (empty or missing; removed
+    /// again when the restore fails).
+    #[arg(long, requires = "physical")]
+    pub(crate) datadir: Option<std::path::PathBuf>,
     /// Point in time: RFC 3339 (e.g. 2026-11-25T10:00:00Z), `latest` (everything
     /// archived), a GTID (0-1-123, inclusive) or FILE:POS. Replays the archived binlog.
     #[arg(long, value_parser = parse_target)]
@@ -83,7 +99,7 @@ pub struct RestoreArgs {
     write_binlog: bool,
     /// With `latest`: the newest snapshot of this resource.
     #[arg(long)]
-    resource: Option<String>,
+    pub(crate) resource: Option<String>,
 }
 
 /// A malformed `--at` is a usage error (exit 2) that lists the accepted forms.
@@ -98,7 +114,7 @@ fn parse_rename(s: &str) -> Result<(String, String), String> {
     }
 }
 
-fn progress(g: &Global, c: &Arc<Counters>, verb: &'static str) -> Progress {
+pub(crate) fn progress(g: &Global, c: &Arc<Counters>, verb: &'static str) -> Progress {
     let c = c.clone();
     Progress::start(g.progress(), move || {
         format!(
@@ -220,6 +236,9 @@ pub fn archive(g: &Global, cmd: ArchiveCmd) -> Result<ExitCode> {
 
 /// Runs `backup mysql`.
 pub fn backup(g: &Global, a: BackupArgs) -> Result<ExitCode> {
+    if a.physical {
+        return crate::cmd_mysql_physical::backup(g, a);
+    }
     let dsn = Dsn::parse(&a.server.dsn)?;
     let v = g.open()?;
     a.retention.apply(&v)?;
@@ -298,7 +317,14 @@ pub fn backup(g: &Global, a: BackupArgs) -> Result<ExitCode> {
 
 /// Runs `restore mysql`.
 pub fn restore(g: &Global, a: RestoreArgs) -> Result<ExitCode> {
-    let dsn = Dsn::parse(&a.server.dsn)?;
+    if a.physical {
+        return crate::cmd_mysql_physical::restore(g, a);
+    }
+    let dsn = Dsn::parse(
+        a.dsn
+            .as_deref()
+            .expect("clap requires --dsn without --physical"),
+    )?;
     let v = g.open()?;
     // A reader's shared lock, before anything loads the index: a prune
     // running meanwhile defers deleting what this restore may read.

@@ -82,7 +82,18 @@ fn point_json(id: &lifeboat_vault::Id, p: &RecoveryPoint) -> serde_json::Value {
         "copied_from": p.copied_from,
         "meta": p.meta,
         "consistency": crate::cmd_instance::consistency(p),
+        "mode": database_mode(p),
     })
+}
+
+/// A database point's mode: `logical` (a `mysql` snapshot) or `physical`
+/// (a `mysql-physical` point); none for other kinds.
+fn database_mode(p: &RecoveryPoint) -> Option<&'static str> {
+    match p.kind.as_str() {
+        lifeboat_mysql::KIND_SNAPSHOT => Some("logical"),
+        lifeboat_mysql::KIND_PHYSICAL => Some("physical"),
+        _ => None,
+    }
 }
 
 /// A database resource's restorable windows (snapshots rolled forward with
@@ -196,7 +207,7 @@ fn catalogs(points: &[Listed], sel: &[&Listed]) -> Catalogs {
 /// summed on one line.
 fn print_table(g: &Global, sel: &[&Listed]) {
     println!(
-        "{:<10} {:<20} {:<12} {:>10}  {:<30} tags",
+        "{:<10} {:<20} {:<14} {:>10}  {:<30} tags",
         "id", "time", "kind", "size", "resource"
     );
     // Seal points of the binlog archive are many and short-lived
@@ -214,7 +225,7 @@ fn print_table(g: &Global, sel: &[&Listed]) {
     }
     for (r, (n, size, newest)) in &seals {
         println!(
-            "{:<10} {:<20} {:<12} {:>10}  {:<30} ({n} binlog seal points, rolled up soon)",
+            "{:<10} {:<20} {:<14} {:>10}  {:<30} ({n} binlog seal points, rolled up soon)",
             "…",
             newest.time.format("%Y-%m-%d %H:%M:%S"),
             lifeboat_mysql::KIND_BINLOG,
@@ -255,8 +266,11 @@ fn point_line(id: &lifeboat_vault::Id, p: &RecoveryPoint) -> String {
             )
         })
         .unwrap_or_default();
+    let mode = database_mode(p)
+        .map(|m| format!(" [{m}]"))
+        .unwrap_or_default();
     format!(
-        "{:<10} {:<20} {:<12} {:>10}  {:<30} {}{lock}{lineage}",
+        "{:<10} {:<20} {:<14} {:>10}  {:<30} {}{mode}{lock}{lineage}",
         id.short(),
         p.time.format("%Y-%m-%d %H:%M:%S"),
         p.kind,

@@ -25,6 +25,7 @@ mod cmd_jobs;
 mod cmd_jobs_restore;
 mod cmd_key;
 mod cmd_mysql;
+mod cmd_mysql_physical;
 mod cmd_points;
 mod cmd_prune;
 mod cmd_replicate;

@@ -8,7 +8,13 @@ use lifeboat_vault::{Id, PointFilter, RecoveryPoint, Vault, VaultError};
 /// Kinds `restore files` and `points ls` handle.
 pub const FILES: &[&str] = &["files"];
 /// Kinds whose tree `points ls` can list (a binlog seal point has none worth listing).
-pub const WITH_TREE: &[&str] = &["files", "bucket", "instance", lifeboat_mysql::KIND_SNAPSHOT];
+pub const WITH_TREE: &[&str] = &[
+    "files",
+    "bucket",
+    "instance",
+    lifeboat_mysql::KIND_SNAPSHOT,
+    lifeboat_mysql::KIND_PHYSICAL,
+];
 /// Kinds `restore instance` handles.
 pub const INSTANCE: &[&str] = &["instance"];
 /// Kinds `restore bucket` handles.
@@ -22,6 +28,9 @@ pub fn command_for(kind: &str, id: &str, resource: &str) -> String {
         "instance" => format!("restore it with `lifeboat restore instance {id} --to DIR`"),
         lifeboat_mysql::KIND_SNAPSHOT => {
             format!("restore it with `lifeboat restore mysql {id} --dsn DSN`")
+        }
+        lifeboat_mysql::KIND_PHYSICAL => {
+            format!("restore it with `lifeboat restore mysql {id} --physical --datadir DIR`")
         }
         lifeboat_mysql::KIND_BINLOG => format!(
             "it is part of the binlog archive of {resource:?}: restore the database to a time with `lifeboat restore mysql latest --resource {resource:?} --at TIME --dsn DSN`"

@@ -52,6 +52,10 @@ pub struct Catalog {
     pub resource: String,
     /// Snapshots, oldest first.
     pub snapshots: Vec<(Id, RecoveryPoint, SnapshotMeta)>,
+    /// Physical points, oldest first. Kept apart from `snapshots`, which
+    /// hold what a logical restore (and a replay after it) can load; their
+    /// binlog coordinates keep the archive they need (`binlog_points_needed`).
+    pub physical: Vec<(Id, RecoveryPoint, crate::physical::PhysicalMeta)>,
     /// Archived segments, in binlog order.
     pub segments: Vec<Archived>,
     /// "Caught up through" marks.
@@ -107,6 +111,10 @@ impl Catalog {
                     let m = crate::restore::snapshot_meta(&id, &p)?;
                     c.snapshots.push((id, p, m));
                 }
+                crate::KIND_PHYSICAL => {
+                    let m = crate::physical::physical_meta(&id, &p)?;
+                    c.physical.push((id, p, m));
+                }
                 crate::KIND_BINLOG => {
                     let m = binlog_meta(&id, &p)?;
                     if let Some(t) = m.through.clone() {
@@ -127,6 +135,7 @@ impl Catalog {
             }
         }
         c.snapshots.sort_by_key(|(_, _, m)| m.consistent_at);
+        c.physical.sort_by_key(|(_, _, m)| m.consistent_at);
         c.segments.sort_by_key(|a| a.seg.key());
         c.seals.sort_by_key(|(_, p)| p.time);
         Ok(c)
@@ -334,13 +343,20 @@ pub fn binlog_points_needed(
     resources.sort();
     resources.dedup();
     for r in resources {
-        // The oldest kept snapshot with coordinates.
+        // The oldest kept snapshot (logical or physical) with coordinates.
         let oldest = points
             .iter()
-            .filter(|(id, p)| p.resource == r && p.kind == crate::KIND_SNAPSHOT && kept(id))
-            .filter_map(|(id, p)| {
-                let m = crate::restore::snapshot_meta(id, p).ok()?;
-                m.binlog.map(|c| (m.consistent_at, *id, c))
+            .filter(|(id, p)| p.resource == r && kept(id))
+            .filter_map(|(id, p)| match p.kind.as_str() {
+                crate::KIND_SNAPSHOT => {
+                    let m = crate::restore::snapshot_meta(id, p).ok()?;
+                    m.binlog.map(|c| (m.consistent_at, *id, c))
+                }
+                crate::KIND_PHYSICAL => {
+                    let m = crate::physical::physical_meta(id, p).ok()?;
+                    m.binlog.map(|c| (m.consistent_at, *id, c))
+                }
+                _ => None,
             })
             .min_by_key(|(t, _, _)| *t);
         let Some((_, sid, co)) = oldest else { continue };

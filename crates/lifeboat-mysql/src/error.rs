@@ -172,6 +172,17 @@ pub enum MysqlError {
         /// What is wrong, and what to do.
         reason: String,
     },
+    /// A physical restore failed; what it had written was removed.
+    #[error(
+        "{cause}. The restore removed what it had written into {}: nothing half-restored is left there",
+        datadir.display()
+    )]
+    RestoreRemoved {
+        /// The data directory asked for.
+        datadir: PathBuf,
+        /// Why the restore failed.
+        cause: Box<MysqlError>,
+    },
     /// The run was interrupted (SIGINT/SIGTERM) before it finished.
     #[error("interrupted: no recovery point was written")]
     Interrupted,

@@ -14,6 +14,10 @@
 //!   then, for a point in time, replay the archived binlog from the snapshot's
 //!   coordinates up to that time.
 //!
+//! - [`physical`]: a physical point of a MariaDB server on this host
+//!   (`mariadb-backup --stream=mbstream` read straight into the vault, kind
+//!   `mysql-physical`) and its restore into an empty data directory, prepared.
+//!
 //! [`catalog`] reads a resource's points back: which snapshots exist, which
 //! binlog ranges are archived, and so which times are restorable.
 //! `docs/vault-format.md` ("Point kinds") describes the trees and meta these
@@ -24,6 +28,7 @@ pub mod binlog;
 pub mod catalog;
 pub mod error;
 mod load;
+pub mod physical;
 pub mod pitr;
 pub mod protector;
 mod resource;
@@ -40,6 +45,7 @@ pub mod swap;
 pub use archive::{ArchiveEvent, ArchiveOptions, archive};
 pub use catalog::Catalog;
 pub use error::{MysqlError, Result};
+pub use physical::{PhysicalOptions, backup_physical, restore_physical};
 pub use pitr::Target;
 pub use restore::{RestoreOptions, RestoreReport, restore, restore_then};
 pub use retention::forget_rules;
@@ -48,6 +54,8 @@ pub use snapshot::{Counters, SnapshotOptions, SnapshotResult, snapshot};
 
 /// Kind of the points holding snapshots.
 pub const KIND_SNAPSHOT: &str = "mysql";
+/// Kind of the points holding physical copies (`mariadb-backup`) of a server.
+pub const KIND_PHYSICAL: &str = "mysql-physical";
 /// Kind of the points holding archived binlog.
 pub const KIND_BINLOG: &str = "mysql-binlog";
 

@@ -158,7 +158,7 @@ pub(crate) fn make_private(f: &std::fs::File, path: &Path) -> Result<()> {
 /// KILL`, util-linux's, where it is installed (the workspace has no
 /// `unsafe` for a `pre_exec` of its own). The archive runs its follower
 /// from the thread that calls it, which outlives it.
-fn dies_with_us(program: &Path) -> Command {
+pub(crate) fn dies_with_us(program: &Path) -> Command {
     static SETPRIV: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
     let setpriv = SETPRIV.get_or_init(|| {
         ["/usr/bin/setpriv", "/bin/setpriv", "/usr/sbin/setpriv"]

@@ -1,0 +1,140 @@
+//! `lifeboat backup mysql --physical` and `lifeboat restore mysql --physical`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::Result;
+use lifeboat_mysql::physical::{PhysicalOptions, PhysicalRestoreOptions, default_tool};
+use lifeboat_mysql::{Counters, Dsn};
+
+use crate::cmd_mysql::{BackupArgs, RestoreArgs};
+use crate::common::{Global, Progress, bytes, print_json};
+
+fn progress(g: &Global, c: &Arc<Counters>, verb: &'static str) -> Progress {
+    let c = c.clone();
+    Progress::start(g.progress(), move || {
+        let total = c.chunks_total.load(Ordering::Relaxed);
+        format!(
+            "{} files, {} {verb}",
+            match total {
+                0 => c.chunks_done.load(Ordering::Relaxed).to_string(),
+                t => format!("{}/{t}", c.chunks_done.load(Ordering::Relaxed)),
+            },
+            bytes(c.bytes.load(Ordering::Relaxed)),
+        )
+    })
+}
+
+/// Runs `backup mysql --physical`.
+pub fn backup(g: &Global, a: BackupArgs) -> Result<ExitCode> {
+    let dsn = Dsn::parse(&a.server.dsn)?;
+    let v = g.open()?;
+    a.retention.apply(&v)?;
+    let opts = PhysicalOptions {
+        resource: a.resource,
+        tags: a.tags,
+        parallel: a.parallel,
+        compression: Some(a.compression),
+        tool: default_tool(),
+    };
+    let counters = Arc::new(Counters::default());
+    let bar = progress(g, &counters, "streamed");
+    let _span = tracing::info_span!("job", kind = "backup", protector = "mysql", mode = "physical", server = %dsn).entered();
+    let stop = crate::common::stop_backup_on_signals()?;
+    let res = match lifeboat_mysql::backup_physical(&v, &dsn, &opts, &counters) {
+        Ok(r) => r,
+        Err(_) if stop.load(Ordering::Relaxed) => {
+            drop(bar);
+            return Ok(crate::common::backup_interrupted());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    drop(bar);
+    for w in &res.warnings {
+        eprintln!("warning: {w}");
+    }
+    let s = &res.point.summary;
+    let m = &res.meta;
+    if g.json {
+        print_json(&serde_json::json!({
+            "id": res.id.to_hex(),
+            "resource": res.point.resource,
+            "mode": "physical",
+            "server_version": m.server.version,
+            "tool": m.tool,
+            "lsn": m.lsn,
+            "binlog": m.binlog,
+            "consistent_at": m.consistent_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "files": m.files,
+            "size": s.size,
+            "bytes_new": s.bytes_new,
+            "bytes_stored": s.bytes_stored,
+            "duration_s": s.duration_s,
+            "warnings": res.warnings,
+        }))?;
+    } else {
+        if !g.quiet {
+            let at = match &m.binlog {
+                Some(c) => format!(
+                    "{}:{}{}",
+                    c.file,
+                    c.pos,
+                    c.gtid
+                        .as_ref()
+                        .map(|g| format!(" (GTID {g})"))
+                        .unwrap_or_default()
+                ),
+                None => "no binlog".into(),
+            };
+            eprintln!(
+                "physical point of {} ({}): {} files, {} copied; new {}, stored {} in {:.1}s; LSN {}..{}; consistent at {at}",
+                res.point.resource,
+                m.server.version,
+                m.files,
+                bytes(s.size),
+                bytes(s.bytes_new),
+                bytes(s.bytes_stored),
+                s.duration_s,
+                m.lsn.to,
+                m.lsn.last,
+            );
+        }
+        println!("{}", res.id);
+    }
+    Ok(crate::common::finished(&res.warnings))
+}
+
+/// Runs `restore mysql --physical --datadir DIR`.
+pub fn restore(g: &Global, a: RestoreArgs) -> Result<ExitCode> {
+    let datadir = a.datadir.expect("clap requires --datadir with --physical");
+    let v = g.open()?;
+    // A reader's shared lock, before anything loads the index.
+    let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "restore")?;
+    let kinds = &[lifeboat_mysql::KIND_PHYSICAL];
+    let (id, point) = crate::pick::select(&v, &a.point, kinds, a.resource.as_deref())?;
+    let opts = PhysicalRestoreOptions {
+        datadir,
+        tool: default_tool(),
+    };
+    let counters = Arc::new(Counters::default());
+    let bar = progress(g, &counters, "written");
+    let _span = tracing::info_span!("job", kind = "restore", protector = "mysql", mode = "physical", point = %id.short()).entered();
+    let rep = lifeboat_mysql::restore_physical(&v, &id, &point, &opts, &counters)?;
+    drop(bar);
+    if g.json {
+        print_json(&serde_json::to_value(&rep)?)?;
+    } else if !g.quiet {
+        eprintln!(
+            "restored physical point {} into {}: {} files ({}) in {:.1}s, prepared in {:.1}s; start it with: mariadbd --datadir={} (the files belong to this user: chown -R mysql:mysql it first when the server runs as mysql)",
+            id.short(),
+            rep.datadir.display(),
+            rep.files,
+            bytes(rep.bytes),
+            rep.extract_s,
+            rep.prepare_s,
+            rep.datadir.display(),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
