@@ -451,19 +451,37 @@ fn an_interrupted_drill_tears_its_scratch_stack_down_and_a_killed_ones_goes_with
     let killed = j["error"].as_str().unwrap_or_default();
     assert!(killed.contains("torn down by the next drill"), "{j:#}");
     assert!(!killed.contains("recovery point"), "{j:#}");
-    // A young directory may be a drill that has not taken its lock yet: kept
-    // (and `--keep-for 0` keeps nothing up, as the default).
-    let (code, r) = w.drill(&["--keep-for", "0"]);
-    assert_eq!(code, Some(0), "{r:#}");
-    assert_eq!(r["swept"], serde_json::Value::Null, "{r:#}");
-    assert_eq!(scratches(&w), left);
-    // Old enough and nobody's: the next drill tears it down and says so.
+    // Old enough and nobody's: the next drill tears it down and says so,
+    // with a server it had started but not recorded yet (it names the
+    // scratch directory), and a process of a drill whose scratch stack is
+    // already gone. A directory of another user's is left alone.
     let old = std::time::SystemTime::now() - Duration::from_secs(120);
     std::fs::File::open(&left[0])
         .unwrap()
         .set_modified(old)
         .unwrap();
-    let (code, r) = w.drill(&[]);
+    let drills = w.w().join("secondary/drills");
+    let named = |path: &Path| {
+        std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "exec -a 'mariadbd --datadir={}/mysql/db' sleep 300",
+                path.display()
+            ))
+            .spawn()
+            .unwrap()
+    };
+    let mut stray = named(&left[0]);
+    let mut orphan = named(&drills.join("s-20200101T000000000Z"));
+    let theirs = drills.join("s-20200101T000000001Z");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    std::fs::File::open(&theirs)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let (code, r) = w.drill(&["--keep-for", "0"]);
     assert_eq!(code, Some(0), "{r:#}");
     let swept = r["swept"].to_string();
     assert!(
@@ -471,5 +489,28 @@ fn an_interrupted_drill_tears_its_scratch_stack_down_and_a_killed_ones_goes_with
             && swept.contains(left[0].to_str().unwrap()),
         "{r:#}"
     );
-    assert_eq!(scratches(&w), Vec::<PathBuf>::new());
+    assert!(
+        swept.contains("stopped 1 process(es) of an interrupted drill"),
+        "{r:#}"
+    );
+    for p in [&mut stray, &mut orphan] {
+        assert!(
+            p.try_wait().unwrap().is_some(),
+            "{} outlived the sweep",
+            p.id()
+        );
+    }
+    assert_eq!(
+        scratches(&w),
+        vec![theirs.clone()],
+        "another user's is kept"
+    );
+    // A `drills/` others may write is never used.
+    std::fs::remove_dir(&theirs).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&drills, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = w.c.run(&["drill", "--stack", "s", "--to", "secondary"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("may be written by others (mode 777)"), "{err}");
 }

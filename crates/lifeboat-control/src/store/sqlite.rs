@@ -369,7 +369,7 @@ fn interrupted_why(kind: &str, pid: u32) -> String {
         "backup" => "; no recovery point was written by it",
         "restore" => "; what it restored may be incomplete: run the restore again",
         "drill" => {
-            "; its scratch stack, whatever of it came up, is torn down by the next drill of the stack"
+            "; its scratch stack, whatever of it came up, is torn down by the next drill in its site (started 10 s or more after this one ended)"
         }
         "recover" => {
             "; the stack may be partly recovered: see `lifeboat stack status`, then run the recovery again"
