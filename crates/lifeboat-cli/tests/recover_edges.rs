@@ -253,7 +253,13 @@ fn a_drill_that_misses_an_objective_fails_as_the_report_judges_it() {
     let (code, rep) = w.c.json_exit(&["report"]);
     assert_eq!(code, Some(3));
     let failed = rep["stacks"][0]["failed"].to_string();
-    assert!(failed.contains("the last drill failed"), "{failed}");
+    assert!(
+        failed.contains(&format!(
+            "the last drill failed (`lifeboat jobs show {}`)",
+            d["job"]
+        )),
+        "{failed}"
+    );
     assert!(failed.contains("RPO"), "{failed}");
 }
 
@@ -504,6 +510,20 @@ fn an_interrupted_drill_tears_its_scratch_stack_down_and_a_killed_ones_goes_with
         scratches(&w),
         vec![theirs.clone()],
         "another user's is kept"
+    );
+    // A drill cancelled after one that passed leaves that verdict standing.
+    let mut d = drill_kept_up(&w, &mark);
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(d.id() as i32).unwrap(),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    assert_eq!(d.wait().unwrap().code(), Some(130));
+    let (_, rep) = w.c.json_exit(&["report"]);
+    let failed = rep["stacks"][0]["failed"].to_string();
+    assert!(
+        !failed.contains("never drilled") && !failed.contains("the last drill failed"),
+        "{rep:#}"
     );
     // A `drills/` others may write is never used.
     std::fs::remove_dir(&theirs).unwrap();

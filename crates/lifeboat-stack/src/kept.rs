@@ -148,7 +148,7 @@ pub fn verification(
             continue;
         };
         let summary = r.summary();
-        v.failed = crate::drill::judge(cfg, &v.stack, s, Some(&summary));
+        v.failed = crate::drill::judge(cfg, &v.stack, s, Some(&summary), None);
         v.compliant = v.failed.is_empty();
         v.summary = Some(summary);
         v.last_drill = None;

@@ -155,11 +155,14 @@ pub fn verification(
                 ..Default::default()
             })
             .map_err(|e| StackError::Process(e.to_string()))?;
+        // The newest drill that came to a verdict: one cancelled or
+        // interrupted (or still running) proves nothing either way.
+        use lifeboat_control::store::status::{FAILED, SUCCEEDED};
         let last = jobs
             .into_iter()
-            .find(|j| j.kind == "drill" && j.status != lifeboat_control::store::status::RUNNING);
+            .find(|j| j.kind == "drill" && (j.status == SUCCEEDED || j.status == FAILED));
         let summary = last.as_ref().and_then(summary_of);
-        let failed = judge(cfg, name, s, summary.as_ref());
+        let failed = judge(cfg, name, s, summary.as_ref(), last.as_ref().map(|j| j.id));
         out.push(StackVerification {
             stack: name.clone(),
             compliant: failed.is_empty(),
@@ -183,19 +186,26 @@ fn never_drilled(cfg: &Config, stack: &str) -> String {
     format!("never drilled (`{command}`)")
 }
 
-/// The controls stack `name` (`s`) fails, judged by its newest drill's summary.
+/// The controls stack `name` (`s`) fails, judged by its newest drill's
+/// summary (`job`: that drill's job in this history, when it is there).
 pub(crate) fn judge(
     cfg: &Config,
     name: &str,
     s: &lifeboat_config::Stack,
     summary: Option<&DrillSummary>,
+    job: Option<i64>,
 ) -> Vec<String> {
     let mut failed = Vec::new();
     match summary {
         None => failed.push(never_drilled(cfg, name)),
         Some(d) => {
             if !d.passed {
-                failed.push("the last drill failed (`lifeboat jobs show ID`)".into());
+                failed.push(match job {
+                    Some(id) => format!("the last drill failed (`lifeboat jobs show {id}`)"),
+                    None => {
+                        "the last drill failed (its report is kept in the site's vaults)".into()
+                    }
+                });
             }
             for m in over_objectives(s, d.rpo_s, d.rto_s) {
                 failed.push(format!("the last drill's {m}"));
