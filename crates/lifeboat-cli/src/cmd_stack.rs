@@ -54,8 +54,15 @@ fn up(g: &Global, t: Target) -> Result<ExitCode> {
     let started = std::time::Instant::now();
     let state = lifeboat_stack::up(&cfg, &t.stack, &t.site)?;
     let secs = started.elapsed().as_secs_f64();
+    if !g.quiet {
+        for w in &state.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
     if g.json {
-        print_json(&serde_json::json!({"state": state, "duration_s": secs}))?;
+        print_json(
+            &serde_json::json!({"state": state, "duration_s": secs, "warnings": state.warnings}),
+        )?;
     } else if !quiet {
         for (n, m) in &state.members {
             let what = ["dsn", "url", "location", "path"]

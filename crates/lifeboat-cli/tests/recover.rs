@@ -344,17 +344,42 @@ fn the_unishop_stack_is_recovered_into_the_secondary_with_every_commit_the_secon
         String::from_utf8_lossy(&o.stderr)
             .contains("stack down --stack unishop --site secondary --purge")
     );
-    // Purging the recovered stack never removes the replica it used in place.
-    c.ok(&[
-        "stack",
-        "down",
-        "--stack",
-        "unishop",
-        "--site",
-        "secondary",
-        "--purge",
-    ]);
+    // `stack down` keeps the data; `stack up` brings the recovered stack
+    // back as it was: its archive started again into `dr`, the bucket from
+    // the replica it used in place (never a new, empty directory).
+    let target = ["--stack", "unishop", "--site", "secondary"];
+    c.ok(&[&["stack", "down"][..], &target].concat());
     assert!(!alive(archive_pid), "down stops the archive");
+    let up = c.json(&[&["stack", "up"][..], &target].concat());
+    let member = |n: &str| {
+        let members = up["state"]["members"].as_array().unwrap();
+        let m = members.iter().find(|m| m[0] == n);
+        m.unwrap_or_else(|| panic!("no {n}: {up:#}"))[1].clone()
+    };
+    let replica = s.join("buckets/shop-assets-replica");
+    assert_eq!(
+        member("shop-assets")["outputs"]["path"],
+        replica.display().to_string(),
+        "{up:#}"
+    );
+    let again = member("shop-db")["archive"]["pid"].as_i64();
+    let again = again.unwrap_or_else(|| panic!("no archive again: {up:#}"));
+    assert!(alive(again));
+    sql(
+        &rsock,
+        "INSERT INTO shop.load_rows (id, val) VALUES (99999998, 1)",
+    );
+    let written = Utc::now();
+    wait_restorable(
+        &pr.dr,
+        Some("shop-db"),
+        written,
+        Duration::from_secs(60),
+        || format!("the archive started again never reached {written}"),
+    );
+    // Purging the recovered stack never removes the replica it used in place.
+    c.ok(&[&["stack", "down"][..], &target, &["--purge"]].concat());
+    assert!(!alive(again), "down stops the archive");
     assert!(s.join("buckets/shop-assets-replica/index.html").is_file());
     assert!(!s.join("mysql/shop-db").exists());
 

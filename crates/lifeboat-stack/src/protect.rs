@@ -80,6 +80,28 @@ pub fn protect(
             "the first snapshot of the recovered `{member}`: {e}"
         ))
     })?;
+    let proc = start_archive(cfg, vault_name, member, m, exe)?;
+    Ok(Protected {
+        member: member.into(),
+        kind: "mysql".into(),
+        vault: vault_name.into(),
+        snapshot: snap.id.to_hex(),
+        binlog_from: Some(from),
+        archive_pid: Some(proc.pid),
+    })
+}
+
+/// Starts the binlog archive of database `member` (running as `m`) into
+/// vault `vault_name` with `exe`, as a process of its own recorded in `m`;
+/// one that exits at once is an error that says why.
+pub fn start_archive(
+    cfg: &Config,
+    vault_name: &str,
+    member: &str,
+    m: &mut MemberState,
+    exe: &Path,
+) -> Result<Proc> {
+    let password = m.password.as_ref().map(|p| p.0.clone());
     let spec = &cfg.vaults[vault_name];
     let mut cmd = std::process::Command::new(exe);
     cmd.args([
@@ -131,14 +153,8 @@ pub fn protect(
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     m.archive = Some(proc.clone());
-    Ok(Protected {
-        member: member.into(),
-        kind: "mysql".into(),
-        vault: vault_name.into(),
-        snapshot: snap.id.to_hex(),
-        binlog_from: Some(from),
-        archive_pid: Some(proc.pid),
-    })
+    m.archive_vault = Some(vault_name.to_string());
+    Ok(proc)
 }
 
 /// Stops a member's archive, if it runs one.

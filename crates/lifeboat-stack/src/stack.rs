@@ -173,6 +173,17 @@ pub fn provision(
         }
         _ => {}
     }
+    // A bucket or files member the stack had (stopped by `stack down`, its
+    // data kept) comes back from where it was: a replica a recovery used in
+    // place, a directory of the recovery's own — never a new empty one.
+    if let Some(b) = before.filter(|b| b.dir.is_dir())
+        && matches!(
+            r.kind,
+            ResourceKind::Bucket { .. } | ResourceKind::Files { .. }
+        )
+    {
+        dir = b.dir.clone();
+    }
     // Made now, or by the stack before: `down --purge` may remove it.
     let provisioned = !dir.exists() || before.is_some_and(|b| b.provisioned == Some(true));
     mkdir(&dir)?;

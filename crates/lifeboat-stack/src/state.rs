@@ -42,6 +42,10 @@ pub struct MemberState {
     /// Its binlog archive, when one was started for it (a recovered database).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive: Option<Proc>,
+    /// The vault that archive writes to (`stack up` starts it there again
+    /// after a `stack down`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_vault: Option<String>,
     /// Not the stack's own: a bucket declared elsewhere or a replica used
     /// in place; `down --purge` never removes it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -74,6 +78,10 @@ pub struct StackState {
     pub up_at: String,
     /// Members by name, in the order they came up.
     pub members: Vec<(String, MemberState)>,
+    /// What `stack up` warns of (a recovered database's archive that could
+    /// not be started again); not kept in the state file.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 impl StackState {

@@ -36,6 +36,7 @@ pub fn up(cfg: &Config, stack: &str, site: &str) -> Result<StackState> {
         root: root.clone(),
         up_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         members: Vec::new(),
+        warnings: Vec::new(),
     };
     for name in order(cfg, s) {
         let prev = before.as_ref().and_then(|b| b.member(&name));
@@ -45,7 +46,12 @@ pub fn up(cfg: &Config, stack: &str, site: &str) -> Result<StackState> {
         let existed = member_dir(&root, kind, &name).exists()
             && prev.is_none_or(|p| p.provisioned != Some(true));
         match bring_up(cfg, site, &root, &name, prev, &state) {
-            Ok(m) => state.members.push((name, m)),
+            Ok(mut m) => {
+                state
+                    .warnings
+                    .extend(resume_archive(cfg, &name, prev, &mut m));
+                state.members.push((name, m))
+            }
             Err(e) if s.optional.contains(&name) => {
                 tracing::warn!(member = %name, error = %e, "optional member failed");
                 let m = failed_optional(&root, kind, &name, existed, &e);
@@ -120,6 +126,42 @@ fn bring_up(
             .ensure_app_account(&app, &pw)?;
     }
     Ok(m)
+}
+
+/// Step: a recovered database's binlog archive (started by its recovery,
+/// stopped by `stack down`) started again into the same vault, unless it
+/// still runs or the file now archives the database itself (failback's
+/// hand-over). A failure is a warning: the member is up, unprotected.
+fn resume_archive(
+    cfg: &Config,
+    name: &str,
+    prev: Option<&MemberState>,
+    m: &mut MemberState,
+) -> Option<String> {
+    let prev = prev?;
+    let vault = prev.archive_vault.clone()?;
+    if m.kind != "mysql" {
+        return None;
+    }
+    if prev.archive.as_ref().is_some_and(Proc::alive) {
+        // Still running (`stack up` of a stack that is up): kept.
+        (m.archive, m.archive_vault) = (prev.archive.clone(), Some(vault));
+        return None;
+    }
+    let declared = lifeboat_control::protectors::follows(cfg, name, Path::new("spool"))
+        .iter()
+        .any(|f| f.follow.job == lifeboat_control::protectors::ARCHIVE);
+    if declared {
+        return None;
+    }
+    let started = std::env::current_exe()
+        .map_err(|e| StackError::Process(format!("cannot find the lifeboat binary: {e}")))
+        .and_then(|exe| crate::protect::start_archive(cfg, &vault, name, m, &exe));
+    started.err().map(|e| {
+        format!(
+            "the binlog archive of the recovered `{name}` was NOT started again: {e} (its writes are not archived: start `lifeboat archive mysql --resource {name}` into vault `{vault}` by hand)"
+        )
+    })
 }
 
 /// An optional member that failed, recorded with its error; its directory

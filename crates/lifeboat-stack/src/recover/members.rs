@@ -48,6 +48,7 @@ impl RestoreData {
                     .started_at
                     .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 members: Vec::new(),
+                warnings: Vec::new(),
             },
             sources: Vec::new(),
             warnings: Vec::new(),

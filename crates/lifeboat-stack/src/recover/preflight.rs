@@ -77,6 +77,7 @@ mod tests {
             root: root.to_path_buf(),
             up_at: "2026-12-07T00:00:00.000Z".into(),
             members: vec![("shop-db".into(), m)],
+            warnings: Vec::new(),
         }
     }
 
