@@ -61,6 +61,7 @@ buckets = ["shop-assets"]
     let db = MariaDb::start_with(&MariaDbOptions {
         binlog: false,
         server_id: 2,
+        ..Default::default()
     });
     let bucket = t.path().join("b-bucket");
     std::fs::create_dir_all(&bucket).unwrap();

@@ -640,6 +640,7 @@ fn bad_input_is_refused_clearly_and_leaves_no_point() {
     let nobin = MariaDb::start_with(&MariaDbOptions {
         binlog: false,
         server_id: 7,
+        ..Default::default()
     });
     nobin.sql("CREATE DATABASE d; CREATE TABLE d.t (i INT); INSERT INTO d.t VALUES (1)");
     let j = c.json(&["backup", "mysql", "--dsn", &nobin.root_dsn()]);

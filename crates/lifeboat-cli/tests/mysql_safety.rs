@@ -504,3 +504,40 @@ fn an_archive_killed_hard_leaves_no_follower_behind() {
     }
     assert!(!alive, "the follower {follower} outlived its archive");
 }
+
+/// On a server that resolves no host names (`skip-name-resolve`), an
+/// account named by a host name cannot be shown: the snapshot with users
+/// leaves it out with a warning naming it, and keeps every other account.
+#[test]
+fn an_account_the_server_cannot_show_is_left_out_with_a_warning() {
+    let (_t, c) = vault();
+    let src = MariaDb::start_with(&lifeboat_testkit::mariadb::MariaDbOptions {
+        args: vec!["--skip-name-resolve".into()],
+        ..Default::default()
+    });
+    src.sql(SCHEMA);
+    src.sql(
+        "CREATE USER 'app'@'127.0.0.1' IDENTIFIED BY 'pw'; GRANT SELECT ON shop.* TO 'app'@'127.0.0.1';",
+    );
+    // A point all the same, said incomplete (exit 3).
+    let (code, snap) = c.json_exit(&["backup", "mysql", "--dsn", &src.root_dsn(), "--users"]);
+    assert_eq!(code, Some(3), "{snap:#}");
+    let warnings = snap["warnings"].to_string();
+    // `mariadb-install-db` made root@HOSTNAME, which this server cannot show.
+    assert!(
+        warnings.contains("is not in the point: the server cannot show it")
+            && warnings.contains("skip-name-resolve"),
+        "{snap:#}"
+    );
+    let dst = MariaDb::start();
+    c.ok(&[
+        "restore",
+        "mysql",
+        "latest",
+        "--dsn",
+        &dst.root_dsn(),
+        "--users",
+    ]);
+    let grants = dst.sql("SHOW GRANTS FOR 'app'@'127.0.0.1'");
+    assert!(grants.contains("GRANT SELECT ON `shop`.*"), "{grants}");
+}

@@ -428,8 +428,10 @@ fn read_routines(s: &mut Session, db: &str) -> Result<Vec<Object>> {
 
 /// Reads every account but the server's own, with its grants; MariaDB's
 /// roles first (as `CREATE ROLE`), so that grants of roles to accounts and
-/// default roles restore after them.
-pub fn read_users(s: &mut Session) -> Result<Vec<UserInfo>> {
+/// default roles restore after them. An account the server cannot show
+/// (one named by a host name on a server that resolves none,
+/// `skip-name-resolve`) is left out with a warning naming it.
+pub fn read_users(s: &mut Session, warnings: &mut Vec<String>) -> Result<Vec<UserInfo>> {
     const OWN: &str = "User <> '' AND User NOT IN ('mariadb.sys', 'mysql.sys', 'mysql.session', 'mysql.infoschema')";
     let rows = match s.rows(
         "list users",
@@ -447,17 +449,29 @@ pub fn read_users(s: &mut Session) -> Result<Vec<UserInfo>> {
         let mut it = r.into_iter().map(text);
         let (user, host) = (it.next().unwrap_or_default(), it.next().unwrap_or_default());
         let role = it.next().is_some_and(|v| v == "Y");
-        let (acct, create) = if role {
-            let acct = literal(&user);
-            (acct.clone(), format!("CREATE ROLE {acct}"))
-        } else {
-            let acct = format!("{}@{}", literal(&user), literal(&host));
-            let create = s
-                .value("read a user", &format!("SHOW CREATE USER {acct}"))?
-                .unwrap_or_default();
-            (acct, create)
+        let read = |s: &mut Session| -> Result<(String, Vec<String>)> {
+            let (acct, create) = if role {
+                let acct = literal(&user);
+                (acct.clone(), format!("CREATE ROLE {acct}"))
+            } else {
+                let acct = format!("{}@{}", literal(&user), literal(&host));
+                let create = s
+                    .value("read a user", &format!("SHOW CREATE USER {acct}"))?
+                    .unwrap_or_default();
+                (acct, create)
+            };
+            let grants = s.column("read grants", &format!("SHOW GRANTS FOR {acct}"))?;
+            Ok((create, grants))
         };
-        let grants = s.column("read grants", &format!("SHOW GRANTS FOR {acct}"))?;
+        let (create, grants) = match read(s) {
+            Ok(got) => got,
+            Err(e) => {
+                warnings.push(format!(
+                    "the account '{user}'@'{host}' is not in the point: the server cannot show it ({e}); an account named by a host name on a server with skip-name-resolve cannot be read: drop it, or name its host by address"
+                ));
+                continue;
+            }
+        };
         out.push(UserInfo {
             user,
             host,

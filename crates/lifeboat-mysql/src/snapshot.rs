@@ -156,7 +156,7 @@ pub fn snapshot(
     let info = main.info()?;
     let names = schema::database_names(&mut main, opts.databases.as_deref())?;
     let users = if opts.users {
-        schema::read_users(&mut main)?
+        schema::read_users(&mut main, &mut warnings)?
     } else {
         Vec::new()
     };

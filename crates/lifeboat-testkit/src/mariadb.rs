@@ -15,6 +15,8 @@ pub struct MariaDbOptions {
     pub binlog: bool,
     /// `server_id` of the server.
     pub server_id: u32,
+    /// More options for `mariadbd` (`--skip-name-resolve`).
+    pub args: Vec<String>,
 }
 
 impl Default for MariaDbOptions {
@@ -22,6 +24,7 @@ impl Default for MariaDbOptions {
         MariaDbOptions {
             binlog: true,
             server_id: 1,
+            args: Vec::new(),
         }
     }
 }
@@ -127,6 +130,7 @@ impl MariaDb {
             .arg("--user=root")
             .arg("--innodb-buffer-pool-size=64M")
             .arg("--innodb-log-file-size=48M");
+        cmd.args(&self.opts.args);
         if self.opts.binlog {
             cmd.arg(format!(
                 "--log-bin={}",

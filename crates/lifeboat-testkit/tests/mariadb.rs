@@ -9,6 +9,7 @@ fn two_servers_start_take_writes_and_stop() {
     let mut b = MariaDb::start_with(&MariaDbOptions {
         binlog: false,
         server_id: 2,
+        ..Default::default()
     });
     assert_ne!(a.port, b.port);
     a.sql("CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY, v VARCHAR(10)); INSERT INTO shop.t VALUES (1,'x'),(2,'y');");
@@ -47,6 +48,7 @@ fn a_stopped_or_killed_server_restarts_on_its_port_with_its_data() {
     let mut db = MariaDb::start_with(&MariaDbOptions {
         binlog: false,
         server_id: 3,
+        ..Default::default()
     });
     let port = db.port;
     db.sql("CREATE DATABASE shop; CREATE TABLE shop.t (id INT PRIMARY KEY); INSERT INTO shop.t VALUES (1),(2),(3);");

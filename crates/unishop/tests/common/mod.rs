@@ -21,6 +21,7 @@ pub fn mariadb() -> MariaDb {
     MariaDb::start_with(&MariaDbOptions {
         binlog: false,
         server_id: 1,
+        ..Default::default()
     })
 }
 
