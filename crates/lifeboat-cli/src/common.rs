@@ -14,7 +14,7 @@ use lifeboat_vault::{Location, Vault};
 /// Flags every command takes.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Global {
-    /// Vault location: /abs/path or file:///abs/path.
+    /// Vault: /abs/path, file:///abs/path, s3://…, or the name of a vault in lifeboat.toml (none: the file's only vault).
     #[arg(long, global = true, env = "LIFEBOAT_VAULT")]
     pub vault: Option<String>,
     /// Read the vault password from this file (first line).
