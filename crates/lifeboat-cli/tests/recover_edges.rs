@@ -534,3 +534,51 @@ fn an_interrupted_drill_tears_its_scratch_stack_down_and_a_killed_ones_goes_with
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("may be written by others (mode 777)"), "{err}");
 }
+
+/// A replica nobody has written to for a while is as fresh as its
+/// replicator says (`.lifeboat-replicated`), not as old as its newest
+/// object: a quiet bucket does not fail a drill's RPO.
+#[test]
+fn a_quiet_replica_is_as_fresh_as_its_replicator_says() {
+    let w = world("true");
+    std::fs::write(w.primary_bucket().join("logo.txt"), "logo").unwrap();
+    w.backup_files("docs");
+    w.backup_files("etc");
+    w.backup_bucket();
+    std::thread::sleep(Duration::from_secs(3));
+    let pass = Utc::now();
+    let o = w.replicate();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (code, d) = w.drill(&[]);
+    assert_eq!(code, Some(0), "{d:#}");
+    let src = source(&d["recovery"], "assets");
+    assert_eq!(src["from"], "replica", "{d:#}");
+    let t: DateTime<Utc> = src["data_time"].as_str().unwrap().parse().unwrap();
+    assert!(
+        t >= pass - chrono::Duration::milliseconds(500),
+        "the replica's data is from {t}, its pass began {pass}: {d:#}"
+    );
+    let copied = w.w().join("copied");
+    let from = format!("file://{}", w.replica().display());
+    let to = format!("file://{}", copied.display());
+    let o =
+        w.c.command(&[
+            "replicate",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--existing",
+            "--once",
+            "--state",
+        ])
+        .arg(w.w().join("replication-2"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A replica of the replica: the mark is no object of the bucket, never
+    // copied (the copy's own mark is its replicator's).
+    assert!(copied.join("logo.txt").is_file());
+    let mark = |d: &Path| std::fs::read_to_string(d.join(".lifeboat-replicated")).unwrap();
+    assert_ne!(mark(&copied), mark(&w.replica()));
+}

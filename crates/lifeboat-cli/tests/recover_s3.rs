@@ -34,6 +34,8 @@ fn objects(s3: &S3Server, bucket: &str) -> BTreeMap<String, (String, String)> {
         .unwrap();
     r.split("<Contents>")
         .skip(1)
+        // The replicator's mark (`.lifeboat-replicated`) is no object of the content.
+        .filter(|c| field(c, "Key") != ".lifeboat-replicated")
         .map(|c| {
             (
                 field(c, "Key").to_string(),
@@ -62,7 +64,8 @@ fn body(s3: &S3Server, bucket: &str, key: &str) -> Vec<u8> {
 
 /// Removes a bucket from outside (its objects, then it).
 fn destroy_bucket(s3: &S3Server, bucket: &str) {
-    for k in objects(s3, bucket).keys() {
+    let keys = objects(s3, bucket).into_keys();
+    for k in keys.chain([".lifeboat-replicated".to_string()]) {
         let r = s3
             .request("DELETE", &format!("/{bucket}/{}", k.replace(' ', "%20")))
             .unwrap();

@@ -444,7 +444,10 @@ fn replica(
         let mut newest = 0i64;
         match rt.block_on(b.list("", &mut |o| newest = newest.max(o.modified_ns))) {
             Ok(()) if newest > 0 => {
-                return Ok(Some((r.to.clone(), DateTime::from_timestamp_nanos(newest))));
+                // As fresh as its replicator says, when that is later.
+                let caught = rt.block_on(lifeboat_bucket::replicate::caught_up::read(&b));
+                let t = DateTime::from_timestamp_nanos(newest).max(caught.unwrap_or_default());
+                return Ok(Some((r.to.clone(), t)));
             }
             Ok(()) | Err(lifeboat_bucket::BucketError::NoBucket { .. }) => {}
             Err(e) => return Err(store.unreachable(&e.to_string())),

@@ -16,6 +16,7 @@ use super::status::{LagWindow, RuleStatus, prometheus, serve_metrics, write_stat
 use crate::error::{BucketError, Result};
 use crate::store::Bucket;
 
+mod caught;
 mod changes;
 use changes::{Listing, start_feed};
 
@@ -66,6 +67,8 @@ struct Engine {
     metrics: Arc<Mutex<String>>,
     /// When the destination's fence was last found absent.
     fence_checked: Option<Instant>,
+    /// The mark last written into the replica (`caught.rs`).
+    caught: caught::CaughtUp,
 }
 
 /// How long a check that the destination is not fenced holds for writes.
@@ -117,6 +120,7 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<Repor
     }
     // The feed starts before the first listing, so no change falls between.
     let (_feed, mut feed_rx) = start_feed(&e)?;
+    let first_listing = chrono::Utc::now();
     e.reconcile().await?;
     let mut list = Listing::new(&e);
     let mut tick = tokio::time::interval(Duration::from_millis(50));
@@ -149,6 +153,7 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<Repor
             Some(res) = list.rx.recv() => list.done(&mut e, res),
             _ = tick.tick() => {
                 list.start_if_due(&e);
+                e.mark_caught_up(&list).await;
                 if last_publish.elapsed() >= Duration::from_secs(1) {
                     last_publish = Instant::now();
                     if let Err(err) = e.state.checkpoint() {
@@ -162,6 +167,10 @@ pub async fn run(opts: Options, mut stop: watch::Receiver<bool>) -> Result<Repor
         }
     }
     e.drain().await;
+    if fenced.is_none() && e.opts.once {
+        // One pass done: every change before its listing is in the replica.
+        e.mark_once(first_listing).await;
+    }
     e.dst.sync().await?;
     e.state.checkpoint()?;
     if let Some(err) = fenced {
@@ -242,6 +251,7 @@ impl Engine {
             backfill_left: None,
             metrics,
             fence_checked: None,
+            caught: caught::CaughtUp::default(),
         };
         Ok((e, lock))
     }

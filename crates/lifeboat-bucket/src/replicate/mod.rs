@@ -19,6 +19,7 @@
 //! stop: finish the copies in flight (≤ 30 s), sync the destination, checkpoint
 //! ```
 
+pub mod caught_up;
 pub mod copy;
 mod engine;
 pub mod feed;

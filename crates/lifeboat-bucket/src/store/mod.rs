@@ -248,8 +248,8 @@ impl Bucket {
     }
 
     /// Lists every object whose key starts with `prefix`, calling `each` for
-    /// each one (never the replicator fence, `.lifeboat-fence`: it is no
-    /// part of the content). Keys of one "directory" (`a/…`) come together; S3 gives
+    /// each one (never the replicator's fence, `.lifeboat-fence`, or its
+    /// mark, `.lifeboat-replicated`: they are no part of the content). Keys of one "directory" (`a/…`) come together; S3 gives
     /// byte order.
     pub async fn list(
         &self,
@@ -258,7 +258,9 @@ impl Bucket {
     ) -> Result<()> {
         // The replicator fence is never an object of the bucket's content.
         let each = &mut |o: ObjectInfo| {
-            if o.key != crate::replicate::fence::FENCE_KEY {
+            if o.key != crate::replicate::fence::FENCE_KEY
+                && o.key != crate::replicate::caught_up::CAUGHT_UP_KEY
+            {
                 each(o)
             }
         };

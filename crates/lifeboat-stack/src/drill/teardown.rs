@@ -28,6 +28,8 @@ pub(super) fn hold(
     site: &str,
 ) -> crate::Result<lifeboat_control::locks::Held> {
     let drills = scratch.parent().expect("SITE_ROOT/drills/STACK-TIME");
+    let root = drills.parent().expect("SITE_ROOT/drills");
+    std::fs::create_dir_all(root).map_err(|e| crate::StackError::io("create", root, e))?;
     if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(drills)
         && e.kind() != std::io::ErrorKind::AlreadyExists
     {

@@ -110,6 +110,16 @@ fn restore_point(
     Ok((m, Source::point(name, "bucket", vn, id, Some(p.time), why)))
 }
 
+/// The moment through which the replicator says replica `dir` holds every
+/// change of its source (`.lifeboat-replicated`), else the epoch.
+fn caught_up(dir: &Path) -> DateTime<Utc> {
+    let mark = dir.join(lifeboat_bucket::replicate::caught_up::CAUGHT_UP_KEY);
+    std::fs::read_to_string(mark)
+        .ok()
+        .and_then(|t| lifeboat_bucket::replicate::caught_up::parse(&t))
+        .unwrap_or_default()
+}
+
 /// Newest modification time of the files under `dir` (a directory bucket).
 fn newest_mtime(dir: &Path) -> Option<DateTime<Utc>> {
     let mut best: Option<SystemTime> = None;
@@ -117,8 +127,12 @@ fn newest_mtime(dir: &Path) -> Option<DateTime<Utc>> {
     let mut files = 0u64;
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).ok()?.flatten() {
-            // The replicator fence is no object of the bucket (`fence.rs`).
-            if d == dir && e.file_name() == lifeboat_bucket::replicate::fence::FENCE_KEY {
+            // The replicator's fence and mark are no objects of the bucket.
+            let name = e.file_name();
+            if d == dir
+                && (name == lifeboat_bucket::replicate::fence::FENCE_KEY
+                    || name == lifeboat_bucket::replicate::caught_up::CAUGHT_UP_KEY)
+            {
                 continue;
             }
             let Ok(m) = e.metadata() else { continue };
@@ -147,8 +161,9 @@ fn replica(cfg: &Config, member: &str, root: &Path) -> Option<(String, PathBuf, 
         .find_map(|r| {
             let path = PathBuf::from(r.to.strip_prefix("file://").unwrap_or(&r.to));
             (path.is_absolute() && path.starts_with(root))
-                .then(|| newest_mtime(&path).map(|t| (r.to.clone(), path, t)))
+                .then(|| newest_mtime(&path).map(|t| (r.to.clone(), t.max(caught_up(&path)), path)))
                 .flatten()
+                .map(|(to, t, path)| (to, path, t))
         })
 }
 

@@ -48,6 +48,10 @@ pub(super) struct Listing {
     pub(super) next: Instant,
     /// When the running one started.
     started: Instant,
+    /// ... by the clock, and when the last one that succeeded did: every
+    /// change of the source before it was seen.
+    started_at: chrono::DateTime<chrono::Utc>,
+    pub(super) last_complete: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Listing {
@@ -64,6 +68,8 @@ impl Listing {
             is_s3,
             next: Instant::now() + if is_s3 { poll } else { e.opts.rescan_every },
             started: Instant::now(),
+            started_at: chrono::Utc::now(),
+            last_complete: None,
         }
     }
 
@@ -72,7 +78,10 @@ impl Listing {
         self.running = false;
         let took = self.started.elapsed();
         let changed = match res {
-            Ok(list) => e.apply_listing(list),
+            Ok(list) => {
+                self.last_complete = Some(self.started_at);
+                e.apply_listing(list)
+            }
             Err(err) => {
                 e.note_error(&err);
                 true
@@ -98,6 +107,7 @@ impl Listing {
         }
         self.running = true;
         self.started = Instant::now();
+        self.started_at = chrono::Utc::now();
         let (src, prefix, tx) = (e.src.clone(), e.opts.prefix.clone(), self.tx.clone());
         tokio::spawn(async move {
             let mut v = Vec::new();
