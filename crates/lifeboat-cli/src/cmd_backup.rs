@@ -96,16 +96,11 @@ pub fn run(g: &Global, cmd: BackupCmd) -> Result<ExitCode> {
         )
     });
     let _span = tracing::info_span!("job", kind = "backup", protector = "files").entered();
-    let stop = crate::common::stop_backup_on_signals()?;
-    let res = match lifeboat_files::backup(&v, &opts, &counters) {
-        Ok(r) => r,
-        Err(_) if stop.load(Ordering::Relaxed) => {
-            drop(bar);
-            return Ok(crate::common::backup_interrupted());
-        }
-        Err(e) => return Err(e.into()),
-    };
-    drop(bar);
+    let res =
+        match crate::common::interruptible(bar, || lifeboat_files::backup(&v, &opts, &counters))? {
+            Ok(r) => r,
+            Err(code) => return Ok(code),
+        };
     crate::common::print_notes_and_warnings(g, &res.notes, &res.warnings);
     let s = &res.point.summary;
     if g.json {

@@ -71,16 +71,12 @@ pub fn backup(g: &Global, a: BackupBucketArgs) -> Result<ExitCode> {
         tags: a.tags,
         force_full: a.force,
     };
-    let stop = crate::common::stop_backup_on_signals()?;
-    let res = match lifeboat_bucket::snapshot::snapshot(&v, &bucket, &opts, &counters) {
+    let res = match crate::common::interruptible(bar, || {
+        lifeboat_bucket::snapshot::snapshot(&v, &bucket, &opts, &counters)
+    })? {
         Ok(r) => r,
-        Err(_) if stop.load(Ordering::Relaxed) => {
-            drop(bar);
-            return Ok(crate::common::backup_interrupted());
-        }
-        Err(e) => return Err(e.into()),
+        Err(code) => return Ok(code),
     };
-    drop(bar);
     for w in &res.warnings {
         eprintln!("warning: {w}");
     }

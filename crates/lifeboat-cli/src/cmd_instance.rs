@@ -101,16 +101,12 @@ pub fn backup(g: &Global, a: BackupInstanceArgs) -> Result<ExitCode> {
         )
     });
     let _span = tracing::info_span!("job", kind = "backup", protector = "instance").entered();
-    let stop = crate::common::stop_backup_on_signals()?;
-    let res = match lifeboat_instance::backup(&v, &spec, &a.tags, &counters) {
+    let res = match crate::common::interruptible(bar, || {
+        lifeboat_instance::backup(&v, &spec, &a.tags, &counters)
+    })? {
         Ok(r) => r,
-        Err(_) if stop.load(Ordering::Relaxed) => {
-            drop(bar);
-            return Ok(crate::common::backup_interrupted());
-        }
-        Err(e) => return Err(e.into()),
+        Err(code) => return Ok(code),
     };
-    drop(bar);
     crate::common::print_notes_and_warnings(g, &res.notes, &res.warnings);
     let s = &res.point.summary;
     if g.json {

@@ -41,16 +41,12 @@ pub fn backup(g: &Global, a: BackupArgs) -> Result<ExitCode> {
     let counters = Arc::new(Counters::default());
     let bar = progress(g, &counters, "streamed");
     let _span = tracing::info_span!("job", kind = "backup", protector = "mysql", mode = "physical", server = %dsn).entered();
-    let stop = crate::common::stop_backup_on_signals()?;
-    let res = match lifeboat_mysql::backup_physical(&v, &dsn, &opts, &counters) {
+    let res = match crate::common::interruptible(bar, || {
+        lifeboat_mysql::backup_physical(&v, &dsn, &opts, &counters)
+    })? {
         Ok(r) => r,
-        Err(_) if stop.load(Ordering::Relaxed) => {
-            drop(bar);
-            return Ok(crate::common::backup_interrupted());
-        }
-        Err(e) => return Err(e.into()),
+        Err(code) => return Ok(code),
     };
-    drop(bar);
     for w in &res.warnings {
         eprintln!("warning: {w}");
     }

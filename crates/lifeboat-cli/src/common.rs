@@ -395,6 +395,22 @@ pub fn stop_backup_on_signals() -> Result<Arc<AtomicBool>> {
     Ok(flag)
 }
 
+/// Runs a backup's `work` with its progress `bar` shown, stopped cleanly by
+/// SIGINT/SIGTERM: `Err(code)` when a signal stopped it (said, exit 130).
+pub fn interruptible<T, E: Into<anyhow::Error>>(
+    bar: Progress,
+    work: impl FnOnce() -> std::result::Result<T, E>,
+) -> Result<std::result::Result<T, ExitCode>> {
+    let stop = stop_backup_on_signals()?;
+    let res = work();
+    drop(bar);
+    match res {
+        Ok(r) => Ok(Ok(r)),
+        Err(_) if stop.load(Ordering::Relaxed) => Ok(Err(backup_interrupted())),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The end of a backup stopped by a signal: says what was kept, exit 130.
 pub fn backup_interrupted() -> ExitCode {
     eprintln!(
