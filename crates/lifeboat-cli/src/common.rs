@@ -74,8 +74,8 @@ impl Global {
     /// `--vault` is a location, or there is no file to ask.
     fn declared_vault(&self) -> Result<Option<(String, lifeboat_config::model::VaultSpec)>> {
         let named = self.vault.as_deref();
-        if named.is_some_and(|v| v.contains('/') || v.contains(':')) {
-            return Ok(None);
+        if let Some(loc) = named.filter(|v| v.contains('/') || v.contains(':')) {
+            return Ok(Self::declared_at(loc));
         }
         let file = match std::env::var_os("LIFEBOAT_CONFIG") {
             Some(f) => PathBuf::from(f),
@@ -120,6 +120,26 @@ impl Global {
                 names()
             ))),
         }
+    }
+
+    /// The vault the file (`LIFEBOAT_CONFIG`, else a `./lifeboat.toml` of
+    /// the user's own) declares at location `loc`, if any: a vault given by
+    /// its path opens with the file's password source as by its name.
+    fn declared_at(loc: &str) -> Option<(String, lifeboat_config::model::VaultSpec)> {
+        let file = match std::env::var_os("LIFEBOAT_CONFIG") {
+            Some(f) => PathBuf::from(f),
+            None => own_file(std::path::Path::new("lifeboat.toml")).ok()?,
+        };
+        let plain = |l: &str| {
+            l.strip_prefix("file://")
+                .unwrap_or(l)
+                .trim_end_matches('/')
+                .to_string()
+        };
+        let cfg = lifeboat_config::load(&file).ok()?;
+        cfg.vaults
+            .into_iter()
+            .find(|(_, spec)| plain(&spec.location) == plain(loc))
     }
 
     /// The password from env, file or terminal prompt.

@@ -325,6 +325,10 @@ fn a_vault_of_the_file_opens_by_its_name_with_its_own_password() {
     assert_eq!(rc, Some(0), "{err}");
     let points: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(points.as_array().unwrap().len(), 1, "{points:#}");
+    // Given by its path, as the file declares it: the file's password too.
+    let dr = format!("file://{}/dr", w.display());
+    let (rc, _, err) = run(&["--vault", &dr, "points", "list", "--json"]);
+    assert_eq!(rc, Some(0), "{err}");
     let (rc, _, err) = run(&["points", "list"]);
     assert_eq!(rc, Some(2), "{err}");
     assert!(err.contains("declares several (dr, main)"), "{err}");
