@@ -283,18 +283,7 @@ pub fn backup(g: &Global, a: BackupArgs) -> Result<ExitCode> {
         }))?;
     } else {
         if !g.quiet {
-            let at = match &res.meta.binlog {
-                Some(c) => format!(
-                    "{}:{}{}",
-                    c.file,
-                    c.pos,
-                    c.gtid
-                        .as_ref()
-                        .map(|g| format!(" (GTID {g})"))
-                        .unwrap_or_default()
-                ),
-                None => "no binlog".into(),
-            };
+            let at = crate::cmd_mysql::coordinates_text(res.meta.binlog.as_ref());
             eprintln!(
                 "{} databases, {} tables, {} rows, {} dumped; new {}, stored {} in {:.1}s; consistent at {at}",
                 res.meta.databases.len(),
@@ -405,4 +394,21 @@ pub fn restore(g: &Global, a: RestoreArgs) -> Result<ExitCode> {
         }
     }
     Ok(crate::common::finished(&rep.warnings))
+}
+
+/// Binlog coordinates as a person reads them: `FILE:POS (GTID G)`, or
+/// `no binlog`.
+pub(crate) fn coordinates_text(c: Option<&lifeboat_mysql::snapshot::Coordinates>) -> String {
+    match c {
+        Some(c) => format!(
+            "{}:{}{}",
+            c.file,
+            c.pos,
+            c.gtid
+                .as_ref()
+                .map(|g| format!(" (GTID {g})"))
+                .unwrap_or_default()
+        ),
+        None => "no binlog".into(),
+    }
 }

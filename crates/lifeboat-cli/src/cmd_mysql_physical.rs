@@ -71,18 +71,7 @@ pub fn backup(g: &Global, a: BackupArgs) -> Result<ExitCode> {
         }))?;
     } else {
         if !g.quiet {
-            let at = match &m.binlog {
-                Some(c) => format!(
-                    "{}:{}{}",
-                    c.file,
-                    c.pos,
-                    c.gtid
-                        .as_ref()
-                        .map(|g| format!(" (GTID {g})"))
-                        .unwrap_or_default()
-                ),
-                None => "no binlog".into(),
-            };
+            let at = crate::cmd_mysql::coordinates_text(m.binlog.as_ref());
             eprintln!(
                 "physical point of {} ({}): {} files, {} copied; new {}, stored {} in {:.1}s; LSN {}..{}; consistent at {at}",
                 res.point.resource,
