@@ -123,7 +123,9 @@ pub fn status(state: &Path) -> Value {
 pub fn rclone_check(a: &str, b: &str, s3: Option<&S3Server>, extra: &[&str]) -> (bool, String) {
     let mut c = Command::new("rclone");
     // A CA bundle from the environment breaks rclone's S3 client on plain HTTP.
-    c.args(["check", a, b])
+    // The replicator's mark in a replica (`.lifeboat-replicated`) is no
+    // object of the content: Lifeboat never lists it, rclone is told.
+    c.args(["check", a, b, "--exclude", "/.lifeboat-replicated"])
         .args(extra)
         .env_remove("AWS_CA_BUNDLE");
     if let Some(s) = s3 {
