@@ -56,8 +56,19 @@ impl Global {
     /// a location, or as the name of a vault `lifeboat.toml` declares; with
     /// neither, the file's only vault.
     pub fn location(&self) -> Result<Location> {
+        Ok(self.resolve()?.0)
+    }
+
+    /// The vault's location, and its declaration when the file declares it.
+    fn resolve(
+        &self,
+    ) -> Result<(
+        Location,
+        Option<(String, lifeboat_config::model::VaultSpec)>,
+    )> {
         if let Some((name, spec)) = self.declared_vault()? {
-            return Ok(lifeboat_control::secret::location(&spec, &name)?);
+            let loc = lifeboat_control::secret::location(&spec, &name)?;
+            return Ok((loc, Some((name, spec))));
         }
         let v = self.vault.as_deref().ok_or_else(|| {
             let skipped = match own_file(std::path::Path::new("lifeboat.toml")) {
@@ -66,7 +77,7 @@ impl Global {
             };
             usage(format!("no vault given: pass --vault /abs/path (or file:///abs/path, or the name of a vault in lifeboat.toml), or set LIFEBOAT_VAULT{skipped}"))
         })?;
-        Location::parse(v).map_err(|e| usage(e.to_string()))
+        Ok((Location::parse(v).map_err(|e| usage(e.to_string()))?, None))
     }
 
     /// The vault of `lifeboat.toml` (`LIFEBOAT_CONFIG`) that `--vault`
@@ -155,20 +166,14 @@ impl Global {
     /// Opens the vault: a vault of `lifeboat.toml` with the password source
     /// the file gives it, unless `--password-file` or `LIFEBOAT_PASSWORD` says otherwise.
     pub fn open(&self) -> Result<Vault> {
-        if let Some((name, spec)) = self.declared_vault()? {
-            let loc = lifeboat_control::secret::location(&spec, &name)?;
-            let given =
-                self.password_file.is_some() || std::env::var_os("LIFEBOAT_PASSWORD").is_some();
-            let pw = match given {
-                true => self.password(false)?,
-                false => {
-                    lifeboat_control::secret::read(&spec.password, &format!("vault `{name}`"))?
-                }
-            };
-            return Ok(Vault::open(&loc, &pw)?);
-        }
-        let loc = self.location()?;
-        let pw = self.password(false)?;
+        let (loc, declared) = self.resolve()?;
+        let given = self.password_file.is_some() || std::env::var_os("LIFEBOAT_PASSWORD").is_some();
+        let pw = match declared {
+            Some((name, spec)) if !given => {
+                lifeboat_control::secret::read(&spec.password, &format!("vault `{name}`"))?
+            }
+            _ => self.password(false)?,
+        };
         Ok(Vault::open(&loc, &pw)?)
     }
 
