@@ -306,6 +306,11 @@ impl Engine {
     }
 
     fn enqueue_hinted(&mut self, key: String, size: u64, debounce: Duration, hint: Option<String>) {
+        // A replicator's fence and mark are no objects of the content, not
+        // even when a watch reports them (a replica that is a source too).
+        if key == super::fence::FENCE_KEY || key == super::caught_up::CAUGHT_UP_KEY {
+            return;
+        }
         let now = Instant::now();
         if let Some(dirty) = self.in_flight.get_mut(&key) {
             *dirty = true;
