@@ -22,7 +22,10 @@ fn a_stream_stored_in_parallel_equals_the_sequential_one() {
     let (par, n2) = w.save_stream_parallel(&data[..], |n| seen += n).unwrap();
     assert_eq!(n1, data.len() as u64);
     assert_eq!((n2, seen), (n1, n1));
-    assert!(seq.len() > 10, "several chunks per batch: {}", seq.len());
+    // Several chunks per batch (three batches). The cuts follow the vault's
+    // keyed seed, random per vault: about 1 MiB on average, so this stream
+    // of 21 MB gives 10 to 20; more than 6 holds for any seed.
+    assert!(seq.len() > 6, "several chunks per batch: {}", seq.len());
     assert_eq!(par, seq);
     // A second writer stores the stream in parallel only: it reads back whole.
     drop(w);
