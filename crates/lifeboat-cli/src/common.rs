@@ -71,9 +71,9 @@ impl Global {
             return Ok((loc, Some((name, spec))));
         }
         let v = self.vault.as_deref().ok_or_else(|| {
-            let skipped = match own_file(std::path::Path::new("lifeboat.toml")) {
-                Err(why) if std::env::var_os("LIFEBOAT_CONFIG").is_none() => format!(" ({why})"),
-                _ => String::new(),
+            let skipped = match config_file() {
+                Err(why) => format!(" ({why})"),
+                Ok(_) => String::new(),
             };
             usage(format!("no vault given: pass --vault /abs/path (or file:///abs/path, or the name of a vault in lifeboat.toml), or set LIFEBOAT_VAULT{skipped}"))
         })?;
@@ -88,16 +88,10 @@ impl Global {
         if let Some(loc) = named.filter(|v| v.contains('/') || v.contains(':')) {
             return Ok(Self::declared_at(loc));
         }
-        let file = match std::env::var_os("LIFEBOAT_CONFIG") {
-            Some(f) => PathBuf::from(f),
-            // The working directory's file only when it is this user's and no
-            // one else may change it: a file planted in a shared directory
-            // must not choose the vault (and the password source) a backup uses.
-            None => match own_file(std::path::Path::new("lifeboat.toml")) {
-                Ok(f) => f,
-                Err(why) if named.is_some() => return Err(usage(why)),
-                Err(_) => return Ok(None),
-            },
+        let file = match config_file() {
+            Ok(f) => f,
+            Err(why) if named.is_some() => return Err(usage(why)),
+            Err(_) => return Ok(None),
         };
         if named.is_none() && !file.exists() {
             return Ok(None);
@@ -137,10 +131,7 @@ impl Global {
     /// the user's own) declares at location `loc`, if any: a vault given by
     /// its path opens with the file's password source as by its name.
     fn declared_at(loc: &str) -> Option<(String, lifeboat_config::model::VaultSpec)> {
-        let file = match std::env::var_os("LIFEBOAT_CONFIG") {
-            Some(f) => PathBuf::from(f),
-            None => own_file(std::path::Path::new("lifeboat.toml")).ok()?,
-        };
+        let file = config_file().ok()?;
         let plain = |l: &str| {
             l.strip_prefix("file://")
                 .unwrap_or(l)
@@ -180,6 +171,17 @@ impl Global {
     /// Whether to draw progress bars.
     pub fn progress(&self) -> bool {
         !self.quiet && !self.json && std::io::stderr().is_terminal()
+    }
+}
+
+/// The declarative file a vault may be named in: `LIFEBOAT_CONFIG`, else
+/// `./lifeboat.toml` only when it is this user's and no one else may change
+/// it (a file planted in a shared directory must not choose the vault, and
+/// the password source, a backup uses); else why it is not read.
+fn config_file() -> std::result::Result<PathBuf, String> {
+    match std::env::var_os("LIFEBOAT_CONFIG") {
+        Some(f) => Ok(PathBuf::from(f)),
+        None => own_file(std::path::Path::new("lifeboat.toml")),
     }
 }
 
