@@ -37,6 +37,7 @@ pub fn backup(g: &Global, a: BackupArgs) -> Result<ExitCode> {
         parallel: a.parallel,
         compression: Some(a.compression),
         tool: default_tool(),
+        incremental: lifeboat_mysql::physical::Incremental::Never,
     };
     let counters = Arc::new(Counters::default());
     let bar = progress(g, &counters, "streamed");

@@ -61,6 +61,22 @@ pub struct PhysicalOptions {
     pub compression: Option<i32>,
     /// The `mariadb-backup` program.
     pub tool: PathBuf,
+    /// Full or incremental (by LSN, on the resource's newest physical point).
+    pub incremental: Incremental,
+}
+
+/// Whether a physical point is full or incremental.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Incremental {
+    /// Always a full point.
+    #[default]
+    Never,
+    /// Incremental on the resource's newest physical point in the vault
+    /// (a full one when there is none the server can continue from).
+    OnNewest,
+    /// Incremental on the newest physical point while the chain's full
+    /// point is younger than this, else a new full point.
+    FullEvery(std::time::Duration),
 }
 
 impl Default for PhysicalOptions {
@@ -71,6 +87,7 @@ impl Default for PhysicalOptions {
             parallel: crate::default_parallel(),
             compression: Some(1),
             tool: default_tool(),
+            incremental: Incremental::Never,
         }
     }
 }
