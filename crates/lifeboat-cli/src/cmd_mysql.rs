@@ -68,8 +68,10 @@ pub struct RestoreArgs {
     dsn: Option<String>,
     /// Restore a physical point (`backup mysql --physical`) as a data directory:
     /// its files into --datadir, then `mariadb-backup --prepare` there; `mariadbd
-    /// --datadir DIR` starts on it as it is.
-    #[arg(long, requires = "datadir", conflicts_with_all = ["at", "databases", "renames", "force", "users", "write_binlog"])]
+    /// --datadir DIR` starts on it as it is. With --at, the newest physical point
+    /// before that moment, rolled forward through the binlog archive in a private
+    /// server that is stopped again.
+    #[arg(long, requires = "datadir", conflicts_with_all = ["databases", "renames", "force", "users", "write_binlog"])]
     pub(crate) physical: bool,
     /// With --physical: the data directory to make (empty or missing; removed
     /// again when the restore fails).
@@ -78,7 +80,7 @@ pub struct RestoreArgs {
     /// Point in time: RFC 3339 (e.g. 2026-11-25T10:00:00Z), `latest` (everything
     /// archived), a GTID (0-1-123, inclusive) or FILE:POS. Replays the archived binlog.
     #[arg(long, value_parser = parse_target)]
-    at: Option<Target>,
+    pub(crate) at: Option<Target>,
     /// Only these databases of the point (comma-separated).
     #[arg(long, value_delimiter = ',')]
     databases: Option<Vec<String>>,

@@ -6,7 +6,8 @@ use std::sync::atomic::Ordering;
 
 use anyhow::Result;
 use lifeboat_mysql::physical::{PhysicalOptions, PhysicalRestoreOptions, default_tool};
-use lifeboat_mysql::{Counters, Dsn};
+use lifeboat_mysql::pitr::Modes;
+use lifeboat_mysql::{Catalog, Counters, Dsn};
 
 use crate::cmd_mysql::{BackupArgs, RestoreArgs};
 use crate::common::{Global, Progress, bytes, print_json};
@@ -91,28 +92,75 @@ pub fn backup(g: &Global, a: BackupArgs) -> Result<ExitCode> {
     Ok(crate::common::finished(&res.warnings))
 }
 
-/// Runs `restore mysql --physical --datadir DIR`.
+/// Runs `restore mysql --physical --datadir DIR [--at T]`.
 pub fn restore(g: &Global, a: RestoreArgs) -> Result<ExitCode> {
     let datadir = a.datadir.expect("clap requires --datadir with --physical");
     let v = g.open()?;
     // A reader's shared lock, before anything loads the index.
     let _reader = lifeboat_vault::lock::reader_lock(v.storage(), "restore")?;
     let kinds = &[lifeboat_mysql::KIND_PHYSICAL];
-    let (id, point) = crate::pick::select(&v, &a.point, kinds, a.resource.as_deref())?;
+    // With --at, any point names the resource; the plan picks the physical point.
+    let (id, point, roll) = match &a.at {
+        Some(t) => {
+            let (_, named) = crate::pick::select(&v, &a.point, kinds, a.resource.as_deref())?;
+            let c = Catalog::load(&v, &named.resource)?;
+            let plan = lifeboat_mysql::pitr::plan_from(&c, t, Modes::Physical)?;
+            let (id, point) = plan.snapshot.clone();
+            (id, point, Some((c, plan)))
+        }
+        None => {
+            let (id, point) = crate::pick::select(&v, &a.point, kinds, a.resource.as_deref())?;
+            (id, point, None)
+        }
+    };
     let opts = PhysicalRestoreOptions {
-        datadir,
+        datadir: datadir.clone(),
         tool: default_tool(),
     };
+    let existed = datadir.exists();
     let counters = Arc::new(Counters::default());
     let bar = progress(g, &counters, "written");
     let _span = tracing::info_span!("job", kind = "restore", protector = "mysql", mode = "physical", point = %id.short()).entered();
     let rep = lifeboat_mysql::restore_physical(&v, &id, &point, &opts, &counters)?;
     drop(bar);
+    let replayed = match &roll {
+        Some((c, plan)) => {
+            if !g.quiet {
+                eprintln!("rolling forward to {} in a private server ...", plan.target);
+            }
+            let work = std::env::temp_dir();
+            match lifeboat_mysql::rollforward::roll_forward(&v, c, plan, &datadir, &work) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    lifeboat_mysql::rollforward::remove_restored(&datadir, existed);
+                    anyhow::bail!(
+                        "{e}\nthe restored data directory {} was removed: it held neither the point nor {}",
+                        datadir.display(),
+                        plan.target
+                    );
+                }
+            }
+        }
+        None => None,
+    };
     if g.json {
-        print_json(&serde_json::to_value(&rep)?)?;
+        let mut j = serde_json::to_value(&rep)?;
+        if let Some(r) = &replayed {
+            j["replay"] = serde_json::to_value(r)?;
+        }
+        print_json(&j)?;
     } else if !g.quiet {
+        let rolled = replayed
+            .as_ref()
+            .map(|r| {
+                format!(
+                    ", rolled forward from {} to {} in {:.1}s",
+                    r.from, r.to, r.duration_s
+                )
+            })
+            .unwrap_or_default();
         eprintln!(
-            "restored physical point {} into {}: {} files ({}) in {:.1}s, prepared in {:.1}s; start it with: mariadbd --datadir={} (the files belong to this user: chown -R mysql:mysql it first when the server runs as mysql)",
+            "restored physical point {} into {}: {} files ({}) in {:.1}s, prepared in {:.1}s{rolled}; start it with: mariadbd --datadir={} (the files belong to this user: chown -R mysql:mysql it first when the server runs as mysql)",
             id.short(),
             rep.datadir.display(),
             rep.files,

@@ -218,27 +218,52 @@ impl Catalog {
     /// The latest time a snapshot can be rolled forward to (its own time when
     /// the archive cannot take it further).
     pub fn reach_of(&self, meta: &SnapshotMeta) -> (DateTime<Utc>, Option<Chain>) {
-        match &meta.binlog {
+        self.reach_from(meta.binlog.as_ref(), meta.consistent_at)
+    }
+
+    /// The latest time data consistent at `at`, binlog coordinates `co`
+    /// (a logical snapshot's or a physical point's), can be rolled forward
+    /// to, and the archive's chain from there.
+    pub fn reach_from(
+        &self,
+        co: Option<&crate::snapshot::Coordinates>,
+        at: DateTime<Utc>,
+    ) -> (DateTime<Utc>, Option<Chain>) {
+        match co {
             Some(c) => {
                 let chain = self.chain_from(&c.file, c.pos);
-                let reach = chain
-                    .reach
-                    .filter(|r| *r > meta.consistent_at)
-                    .unwrap_or(meta.consistent_at);
+                let reach = chain.reach.filter(|r| *r > at).unwrap_or(at);
                 (reach, Some(chain))
             }
-            None => (meta.consistent_at, None),
+            None => (at, None),
         }
     }
 
-    /// The spans of time the resource can be restored to, merged.
+    /// The spans of time the resource can be restored to, merged: from its
+    /// logical snapshots and physical points alike.
     pub fn windows(&self) -> Vec<Window> {
-        let mut w: Vec<Window> = self
+        let starts = self
             .snapshots
             .iter()
-            .map(|(_, _, m)| Window {
-                from: m.consistent_at,
-                to: self.reach_of(m).0,
+            .map(|(_, _, m)| (m.binlog.as_ref(), m.consistent_at))
+            .chain(
+                self.physical
+                    .iter()
+                    .map(|(_, _, m)| (m.binlog.as_ref(), m.consistent_at)),
+            );
+        self.windows_of(starts)
+    }
+
+    /// The spans of time data consistent at these starts (coordinates and
+    /// time) can be restored to, merged.
+    pub fn windows_of<'a>(
+        &self,
+        starts: impl Iterator<Item = (Option<&'a crate::snapshot::Coordinates>, DateTime<Utc>)>,
+    ) -> Vec<Window> {
+        let mut w: Vec<Window> = starts
+            .map(|(co, at)| Window {
+                from: at,
+                to: self.reach_from(co, at).0,
             })
             .collect();
         w.sort_by_key(|x| x.from);

@@ -34,6 +34,7 @@ pub mod protector;
 mod resource;
 pub mod restore;
 pub mod retention;
+pub mod rollforward;
 pub mod rows;
 pub mod schema;
 pub mod segment;

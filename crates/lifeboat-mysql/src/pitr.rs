@@ -86,17 +86,85 @@ impl std::fmt::Display for Target {
     }
 }
 
+/// Which points may start a plan: a logical restore loads a `mysql`
+/// snapshot, a physical one a `mysql-physical` point's chain; a recovery
+/// takes whichever starts nearest the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Modes {
+    /// `mysql` snapshots only.
+    Logical,
+    /// `mysql-physical` points only.
+    Physical,
+    /// Either: the one consistent latest before the target (the least
+    /// binlog to replay); a physical point when both are as recent.
+    Any,
+}
+
+/// The point a plan starts from, as its meta reads.
+#[derive(Debug, Clone)]
+pub enum Base {
+    /// A logical snapshot: loaded through SQL.
+    Logical(SnapshotMeta),
+    /// A physical point (the tip of its chain): extracted and prepared as a
+    /// data directory.
+    Physical(crate::physical::PhysicalMeta),
+}
+
+impl Base {
+    /// The binlog coordinates it is consistent at.
+    pub fn coordinates(&self) -> Option<&crate::snapshot::Coordinates> {
+        match self {
+            Base::Logical(m) => m.binlog.as_ref(),
+            Base::Physical(m) => m.binlog.as_ref(),
+        }
+    }
+
+    /// When it is consistent (server clock).
+    pub fn consistent_at(&self) -> DateTime<Utc> {
+        match self {
+            Base::Logical(m) => m.consistent_at,
+            Base::Physical(m) => m.consistent_at,
+        }
+    }
+
+    /// `logical` or `physical`.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Base::Logical(_) => "logical",
+            Base::Physical(_) => "physical",
+        }
+    }
+
+    /// The server version the point was taken from.
+    pub fn server_version(&self) -> &str {
+        match self {
+            Base::Logical(m) => &m.server.version,
+            Base::Physical(m) => &m.server.version,
+        }
+    }
+}
+
 /// The chosen snapshot and binlog.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// The snapshot to load.
+    /// The point to load (a logical snapshot, or a physical chain's tip).
     pub snapshot: (Id, RecoveryPoint),
     /// Its meta.
-    pub meta: SnapshotMeta,
+    pub base: Base,
     /// The archive from its coordinates.
     pub chain: Chain,
     /// What to stop at.
     pub target: Target,
+}
+
+impl Plan {
+    /// The logical snapshot's meta (`None` for a physical base).
+    pub fn logical(&self) -> Option<&SnapshotMeta> {
+        match &self.base {
+            Base::Logical(m) => Some(m),
+            Base::Physical(_) => None,
+        }
+    }
 }
 
 fn gtid_seq(g: &str) -> Option<(u64, u64)> {
@@ -115,17 +183,56 @@ fn seq_in(list: &str, domain: u64) -> Option<u64> {
         .map(|(_, n)| n)
 }
 
-/// Chooses the snapshot and chain for `target`.
+/// Chooses the logical snapshot and chain for `target`.
 pub fn plan(c: &Catalog, target: &Target) -> Result<Plan> {
+    plan_from(c, target, Modes::Logical)
+}
+
+/// The points of `modes` that can start a plan, newest consistency first
+/// (a physical point before a logical one as recent).
+fn bases(c: &Catalog, modes: Modes) -> Vec<(Id, RecoveryPoint, Base)> {
+    let mut out: Vec<(Id, RecoveryPoint, Base)> = Vec::new();
+    if modes != Modes::Physical {
+        out.extend(
+            c.snapshots
+                .iter()
+                .map(|(id, p, m)| (*id, p.clone(), Base::Logical(m.clone()))),
+        );
+    }
+    if modes != Modes::Logical {
+        out.extend(
+            c.physical
+                .iter()
+                .map(|(id, p, m)| (*id, p.clone(), Base::Physical(m.clone()))),
+        );
+    }
+    out.sort_by_key(|(_, _, b)| (b.consistent_at(), matches!(b, Base::Physical(_))));
+    out.reverse();
+    out
+}
+
+/// Chooses the point of `modes` and the chain for `target`: the newest
+/// one consistent at or before it whose archive reaches it.
+pub fn plan_from(c: &Catalog, target: &Target, modes: Modes) -> Result<Plan> {
     let not = |reason: String| MysqlError::NotRestorable {
         resource: c.resource.clone(),
         at: target.to_string(),
         reason,
     };
+    let candidates = bases(c, modes);
     let windows = || {
-        let w = c.windows();
+        let w = c.windows_of(
+            candidates
+                .iter()
+                .map(|(_, _, b)| (b.coordinates(), b.consistent_at())),
+        );
         if w.is_empty() {
-            "the vault holds no snapshot of it".to_string()
+            let what = match modes {
+                Modes::Logical => "snapshot",
+                Modes::Physical => "physical point",
+                Modes::Any => "snapshot or physical point",
+            };
+            format!("the vault holds no {what} of it")
         } else {
             let v: Vec<String> = w
                 .iter()
@@ -134,15 +241,17 @@ pub fn plan(c: &Catalog, target: &Target) -> Result<Plan> {
             format!("restorable windows: {}", v.join("; "))
         }
     };
-    for (id, p, m) in c.snapshots.iter().rev() {
-        let Some(co) = &m.binlog else { continue };
-        let (reach, chain) = c.reach_of(m);
+    for (id, p, base) in &candidates {
+        let Some(co) = base.coordinates() else {
+            continue;
+        };
+        let (reach, chain) = c.reach_from(Some(co), base.consistent_at());
         let chain = chain.unwrap_or_default();
         if chain.files.is_empty() {
             continue;
         }
         let ok = match target {
-            Target::Time(t) => m.consistent_at <= *t && reach >= *t,
+            Target::Time(t) => base.consistent_at() <= *t && reach >= *t,
             Target::Latest => true,
             Target::Gtid(g) => {
                 let (d, n) = gtid_seq(g).ok_or_else(|| not("malformed GTID".into()))?;
@@ -163,13 +272,65 @@ pub fn plan(c: &Catalog, target: &Target) -> Result<Plan> {
         if ok {
             return Ok(Plan {
                 snapshot: (*id, p.clone()),
-                meta: m.clone(),
+                base: base.clone(),
                 chain,
                 target: target.clone(),
             });
         }
     }
     Err(not(windows()))
+}
+
+/// The plan that rolls point `id` (of meta `base`) forward to `to`: the
+/// catalog, the plan and the time the data will reach; refused when the
+/// archive cannot take this point there.
+pub fn plan_at(
+    vault: &Vault,
+    id: &Id,
+    point: &RecoveryPoint,
+    base: Base,
+    to: lifeboat_protector::RollForward,
+) -> Result<(Catalog, Plan, DateTime<Utc>)> {
+    use lifeboat_protector::RollForward;
+    let catalog = Catalog::load(vault, &point.resource)?;
+    let target = match to {
+        RollForward::Latest => Target::Latest,
+        RollForward::To(t) => Target::Time(t),
+    };
+    let at = base.consistent_at();
+    let (reach, chain) = catalog.reach_from(base.coordinates(), at);
+    let chain = chain.unwrap_or_default();
+    let reason = match to {
+        _ if chain.files.is_empty() => Some(format!(
+            "point {} has no archived binlog after it to roll forward with",
+            id.short()
+        )),
+        RollForward::To(t) if at > t || reach < t => Some(format!(
+            "point {} can be rolled forward from {} to {}",
+            id.short(),
+            at.to_rfc3339(),
+            reach.to_rfc3339()
+        )),
+        _ => None,
+    };
+    if let Some(reason) = reason {
+        return Err(MysqlError::NotRestorable {
+            resource: point.resource.clone(),
+            at: target.to_string(),
+            reason,
+        });
+    }
+    let reached = match to {
+        RollForward::Latest => reach,
+        RollForward::To(t) => t,
+    };
+    let plan = Plan {
+        snapshot: (*id, point.clone()),
+        base,
+        chain,
+        target,
+    };
+    Ok((catalog, plan, reached))
 }
 
 /// What a replay did.
@@ -261,9 +422,9 @@ fn replay_passes(
 ) -> Result<ReplayReport> {
     let started = std::time::Instant::now();
     let co = plan
-        .meta
-        .binlog
-        .clone()
+        .base
+        .coordinates()
+        .cloned()
         .expect("planned snapshots have coordinates");
     let index = vault.load_index()?;
     let dir = tempfile::Builder::new()

@@ -58,7 +58,11 @@ impl Protector for MysqlProtector {
     fn describe(&self) -> Description {
         Description {
             kind: "mysql",
-            point_kinds: &[crate::KIND_SNAPSHOT, crate::KIND_BINLOG],
+            point_kinds: &[
+                crate::KIND_SNAPSHOT,
+                crate::KIND_BINLOG,
+                crate::KIND_PHYSICAL,
+            ],
             title: "MySQL/MariaDB databases",
             browse: Some(Browse::Levels),
             levels: &["database", "table"],
@@ -156,6 +160,9 @@ impl Protector for MysqlProtector {
     /// snapshot's coordinates ([`Stage::Loaded`], [`Stage::RolledForward`]).
     /// A failed replay leaves the loaded snapshot ([`RestoreError::RollForward`]).
     fn restore(&self, job: &RestoreJob) -> Result<Restored, RestoreError> {
+        if job.point.kind == crate::KIND_PHYSICAL {
+            return crate::rollforward::restore_job(job);
+        }
         let Target::Database(t) = &job.target else {
             return Err(job.wrong_target(TargetKind::Database));
         };
@@ -241,47 +248,8 @@ fn roll_plan(
     to: RollForward,
 ) -> Result<(crate::Catalog, crate::pitr::Plan, DateTime<Utc>), RestoreError> {
     let meta = crate::restore::snapshot_meta(id, point).map_err(restore_error)?;
-    let catalog = crate::Catalog::load(vault, &point.resource).map_err(restore_error)?;
-    let target = match to {
-        RollForward::Latest => crate::Target::Latest,
-        RollForward::To(t) => crate::Target::Time(t),
-    };
-    let (reach, chain) = catalog.reach_of(&meta);
-    let chain = chain.unwrap_or_default();
-    let reason = match to {
-        _ if chain.files.is_empty() => Some(format!(
-            "snapshot {} has no archived binlog after it to roll forward with",
-            id.short()
-        )),
-        RollForward::To(t) if meta.consistent_at > t || reach < t => Some(format!(
-            "snapshot {} can be rolled forward from {} to {}",
-            id.short(),
-            meta.consistent_at.to_rfc3339(),
-            reach.to_rfc3339()
-        )),
-        _ => None,
-    };
-    if let Some(reason) = reason {
-        return Err(RestoreError::Refused(
-            crate::MysqlError::NotRestorable {
-                resource: point.resource.clone(),
-                at: target.to_string(),
-                reason,
-            }
-            .to_string(),
-        ));
-    }
-    let reached = match to {
-        RollForward::Latest => reach,
-        RollForward::To(t) => t,
-    };
-    let plan = crate::pitr::Plan {
-        snapshot: (*id, point.clone()),
-        meta,
-        chain,
-        target,
-    };
-    Ok((catalog, plan, reached))
+    crate::pitr::plan_at(vault, id, point, crate::pitr::Base::Logical(meta), to)
+        .map_err(restore_error)
 }
 
 /// A database restore's error through the interface: what the protector

@@ -17,6 +17,9 @@ pub struct MariaDbOptions {
     pub server_id: u32,
     /// More options for `mariadbd` (`--skip-name-resolve`).
     pub args: Vec<String>,
+    /// A data directory there already (a restored one) to start on
+    /// instead of a new one; it is not removed when the server drops.
+    pub datadir: Option<PathBuf>,
 }
 
 impl Default for MariaDbOptions {
@@ -25,6 +28,7 @@ impl Default for MariaDbOptions {
             binlog: true,
             server_id: 1,
             args: Vec::new(),
+            datadir: None,
         }
     }
 }
@@ -77,6 +81,16 @@ impl MariaDb {
         // the shared /tmp have been seen to trip over each other's temp tables.
         let tmp = dir.path().join("tmp");
         std::fs::create_dir_all(&tmp).unwrap();
+        if opts.datadir.is_some() {
+            let mut db = MariaDb {
+                dir,
+                port: free_port(),
+                child: None,
+                opts: opts.clone(),
+            };
+            db.spawn();
+            return db;
+        }
         let out = Command::new("mariadb-install-db")
             .args([
                 "--no-defaults",
@@ -107,7 +121,7 @@ impl MariaDb {
 
     /// Starts `mariadbd` on this server's data directory and port; waits until it answers.
     fn spawn(&mut self) {
-        let data = self.dir.path().join("data");
+        let data = (self.opts.datadir.clone()).unwrap_or_else(|| self.dir.path().join("data"));
         let mut cmd = Command::new(server_binary());
         cmd.arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))

@@ -172,7 +172,7 @@ fn load(
         point,
         target: Target::Database(server),
         roll_forward: Some(roll_forward),
-        options: serde_json::json!({"users": src.plan.meta.users, "work": work}),
+        options: serde_json::json!({"users": src.plan.logical().is_some_and(|m| m.users), "work": work}),
         watch: &steps,
     };
     protector_of(&point.kind)

@@ -1,0 +1,130 @@
+//! A physical point rolled forward (`restore mysql --physical --datadir DIR
+//! --at T`) against a real server, its binlog archive and the real
+//! `mariadb-backup`: the restored directory holds every commit before T and
+//! none after, starts with a plain `mariadbd`, and leaves no server of ours
+//! running; `latest` brings it to the source's checksum; a moment the
+//! physical points cannot reach is refused before anything is written.
+
+use std::time::{Duration, SystemTime};
+
+use lifeboat_testkit::archive::{start_archive, wait_restorable};
+use lifeboat_testkit::mariadb::{MariaDb, MariaDbOptions};
+use lifeboat_testkit::{Cli, TempDir, fresh_vault, tempdir};
+
+fn vault() -> (TempDir, Cli) {
+    fresh_vault(env!("CARGO_BIN_EXE_lifeboat"))
+}
+
+fn insert(db: &MariaDb, from: u32, to: u32) {
+    db.sql(&format!(
+        "INSERT INTO shop.orders SELECT seq, CONCAT('order ', seq), seq % 7 FROM shop.seq_{from}_to_{to}"
+    ));
+}
+
+fn count(db: &MariaDb) -> String {
+    db.sql("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM shop.orders")
+        .trim()
+        .to_string()
+}
+
+/// A server of the test's own on a restored directory, without binlog.
+fn start_on(dir: &std::path::Path) -> MariaDb {
+    MariaDb::start_with(&MariaDbOptions {
+        binlog: false,
+        datadir: Some(dir.to_path_buf()),
+        ..Default::default()
+    })
+}
+
+/// Servers started on `dir` by anyone (a private roll-forward server must
+/// be gone when the restore returns).
+fn servers_on(dir: &std::path::Path) -> usize {
+    let me = format!("--datadir={}", dir.display());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|c| c.split(|b| *b == 0).any(|a| a == me.as_bytes()))
+        .count()
+}
+
+#[test]
+fn a_physical_point_rolls_forward_to_a_moment_and_to_the_archive_s_end() {
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE DATABASE shop;
+         CREATE TABLE shop.orders (id INT PRIMARY KEY, item VARCHAR(64), qty INT) ENGINE=InnoDB;",
+    );
+    insert(&db, 1, 5000);
+    let (_v, c) = vault();
+    let work = tempdir().unwrap();
+    let _archive = start_archive(&c, &db.root_dsn(), work.path(), &[]);
+    let p = c.json(&["backup", "mysql", "--physical", "--dsn", &db.root_dsn()]);
+    assert_eq!(p["mode"], "physical", "{p}");
+    // Commits on both sides of a moment, a second apart (the binlog stamps
+    // events in whole seconds).
+    insert(&db, 5001, 5100);
+    std::thread::sleep(Duration::from_millis(1100));
+    let moment = chrono::Utc::now();
+    let at_moment = count(&db);
+    std::thread::sleep(Duration::from_millis(1100));
+    insert(&db, 5101, 5300);
+    db.sql("UPDATE shop.orders SET qty = qty + 1 WHERE id <= 10");
+    wait_restorable(&c, None, SystemTime::now(), Duration::from_secs(60), || {
+        std::fs::read_to_string(work.path().join("archive.err")).unwrap_or_default()
+    });
+
+    // To the moment: every commit before it, none after.
+    let dir = work.path().join("at-moment");
+    let at = moment.to_rfc3339();
+    let r = c.json(&[
+        "restore",
+        "mysql",
+        "latest",
+        "--physical",
+        "--datadir",
+        dir.to_str().unwrap(),
+        "--at",
+        &at,
+    ]);
+    assert_eq!(r["point"], p["id"], "{r}");
+    assert!(r["replay"]["to"].as_str().is_some(), "{r}");
+    assert_eq!(servers_on(&dir), 0, "the private server still runs");
+    {
+        let restored = start_on(&dir);
+        assert_eq!(count(&restored), at_moment);
+    }
+
+    // To the end of the archive: the source as it is now.
+    let dir = work.path().join("latest");
+    c.json(&[
+        "restore",
+        "mysql",
+        "latest",
+        "--physical",
+        "--datadir",
+        dir.to_str().unwrap(),
+        "--at",
+        "latest",
+    ]);
+    let restored = start_on(&dir);
+    assert_eq!(restored.checksum("shop.orders"), db.checksum("shop.orders"));
+    assert_eq!(count(&restored), "5300\t5300");
+
+    // Before the first physical point: refused, nothing written.
+    let dir = work.path().join("too-early");
+    let o = c.run(&[
+        "restore",
+        "mysql",
+        "latest",
+        "--physical",
+        "--datadir",
+        dir.to_str().unwrap(),
+        "--at",
+        "2020-01-01T00:00:00Z",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("restorable windows"), "{err}");
+    assert!(!dir.exists(), "{err}");
+}
