@@ -85,6 +85,12 @@ check = "{check}"
     }
 
     fn protected() -> Primary {
+        Primary::protected_with(&[])
+    }
+
+    /// As [`Primary::protected`], the database's point taken with `backup
+    /// mysql` and `how` (`--physical`).
+    fn protected_with(how: &[&str]) -> Primary {
         let t = tempdir().unwrap();
         let w = t.path().to_path_buf();
         let app = w.join("app/opt/unishop");
@@ -127,7 +133,11 @@ check = "{check}"
             0,
         ));
         std::thread::sleep(Duration::from_millis(800));
-        c.ok(&["backup", "mysql", "--dsn", &dsn, "--resource", "shop-db"]);
+        c.ok(&[
+            &["backup", "mysql", "--dsn", &dsn, "--resource", "shop-db"],
+            how,
+        ]
+        .concat());
         let bucket = format!("file://{}", p.join("buckets/shop-assets").display());
         c.ok(&[
             "backup",
@@ -395,6 +405,121 @@ fn the_unishop_stack_is_recovered_into_the_secondary_with_every_commit_the_secon
         &at.to_rfc3339(),
     ]);
     assert_eq!(src_of(&r, "shop-assets")["from"], "point", "{r:#}");
+    let expected = expected_state(&ops, |o| DateTime::<Utc>::from(o.committed) < at);
+    let got = parse_state(&sql(
+        &rsock,
+        "SELECT id, val FROM shop.load_rows ORDER BY id",
+    ));
+    assert!(
+        got == expected,
+        "at {at}: {:?}",
+        state_diff(&expected, &got)
+    );
+}
+
+/// A database whose newest point is physical is recovered from it: the
+/// data directory extracted, prepared and rolled forward, the member's
+/// server started on it and secured as it starts (the source's accounts
+/// came with the files), every commit there, the report saying which path
+/// and why; to a moment before, exactly the commits before it.
+#[test]
+fn a_physical_point_is_recovered_as_the_data_directory_secured_and_rolled_forward() {
+    let mut pr = Primary::protected_with(&["--physical"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (mut ops, first_last) = pr.stop_load();
+    let at = DateTime::from_timestamp(first_last.timestamp() + 1, 0).unwrap();
+    while Utc::now() < at + chrono::Duration::milliseconds(300) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    pr.writer = Some(LoadWriter::start_as(
+        &root_url(pr.port, DB_PASSWORD),
+        "shop.load_rows",
+        Duration::from_millis(5),
+        1_000_000,
+    ));
+    std::thread::sleep(Duration::from_millis(1500));
+    let (more, _) = pr.stop_load();
+    ops.extend(more);
+    pr.destroy();
+    let (c, s) = (&pr.c, &pr.s);
+    let o = c.run(&[
+        "recover",
+        "--stack",
+        "unishop",
+        "--to",
+        "secondary",
+        "--json",
+    ]);
+    // A failure says what the recovered server's own log says.
+    let log = std::fs::read_to_string(s.join("mysql/shop-db/error.log")).unwrap_or_default();
+    assert!(
+        o.status.success(),
+        "{}\nthe recovered server's log:\n{log}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let db = src_of(&r, "shop-db");
+    assert_eq!(db["mode"], "physical", "{r:#}");
+    assert!(
+        db["why"].as_str().unwrap().starts_with("physical point "),
+        "{db}"
+    );
+    let steps: Vec<(&str, &str)> = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["member"].as_str().unwrap_or(""),
+                x["step"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    for want in [
+        "restore the physical point (extract, prepare)",
+        "replay the binlog archive",
+        "start the database server on it",
+    ] {
+        assert!(steps.contains(&("shop-db", want)), "{want}: {steps:?}");
+    }
+    assert!(
+        !steps.contains(&("shop-db", "load the snapshot")),
+        "{steps:?}"
+    );
+    let rsock = s.join("mysql/shop-db/mysqld.sock");
+    let got = parse_state(&sql(
+        &rsock,
+        "SELECT id, val FROM shop.load_rows ORDER BY id",
+    ));
+    let expected = expected_state(&ops, |_| true);
+    assert!(got == expected, "{:?}", state_diff(&expected, &got));
+    // The source's root (its password, DB_PASSWORD) came with the files:
+    // root has the stack's own password now, nobody gets in without it.
+    let rport: u16 = r["outputs"]["shop-db.port"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let rpw = stack_password(s, "shop-db");
+    assert_ne!(rpw, DB_PASSWORD);
+    assert!(tcp_root_login(rport, false, Some(&rpw)));
+    assert!(!tcp_root_login(rport, false, Some(DB_PASSWORD)));
+    assert!(!tcp_root_login(rport, false, None));
+    assert!(!tcp_root_login(rport, true, None));
+    assert!(!s.join("mysql/shop-db/init.sql").exists());
+    // To a moment before: exactly the commits before it.
+    let target = ["--stack", "unishop", "--site", "secondary"];
+    c.ok(&[&["stack", "down"][..], &target, &["--purge"]].concat());
+    let r = c.json(&[
+        "recover",
+        "--stack",
+        "unishop",
+        "--to",
+        "secondary",
+        "--at",
+        &at.to_rfc3339(),
+    ]);
+    assert_eq!(src_of(&r, "shop-db")["mode"], "physical", "{r:#}");
     let expected = expected_state(&ops, |o| DateTime::<Utc>::from(o.committed) < at);
     let got = parse_state(&sql(
         &rsock,

@@ -333,3 +333,80 @@ pub fn remove_restored(dir: &Path, existed: bool) {
         }
     }
 }
+
+/// `MAJOR.MINOR` of a server version (`10.11.19-MariaDB-0+deb12u1` → `10.11`).
+fn series(version: &str) -> Option<String> {
+    let mut it = version.split(['.', '-']);
+    let (major, minor) = (it.next()?, it.next()?);
+    (major.chars().all(|c| c.is_ascii_digit()) && minor.chars().all(|c| c.is_ascii_digit()))
+        .then(|| format!("{major}.{minor}"))
+}
+
+/// The version of this host's `mariadbd` (`--version`), once.
+fn local_version() -> Option<String> {
+    static V: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    V.get_or_init(|| {
+        let out = std::process::Command::new(server_binary())
+            .arg("--version")
+            .output()
+            .ok()?;
+        // `mariadbd  Ver 10.11.19-MariaDB-0+deb12u1 for debian-linux-gnu …`
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let at = text.find("Ver ")? + 4;
+        text[at..].split_whitespace().next().map(str::to_string)
+    })
+    .clone()
+}
+
+/// Whether this host can restore a physical point taken from a server of
+/// `version`: `mariadb-backup` is here and this host's `mariadbd` is of the
+/// same series (`MAJOR.MINOR`: a prepared directory is started by the
+/// server that wrote it, or one of its own series). Else why not, with what
+/// to install.
+pub fn usable_here(version: &str) -> std::result::Result<(), String> {
+    let tool = crate::physical::default_tool();
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(&tool).is_file()));
+    if !on_path {
+        return Err(format!(
+            "this host has no {} (apt-get install mariadb-backup, of the point's server series {})",
+            tool.display(),
+            series(version).unwrap_or_else(|| version.to_string())
+        ));
+    }
+    let want = series(version);
+    match local_version() {
+        None => Err(
+            "this host has no mariadbd to start a physical point (apt-get install mariadb-server)"
+                .into(),
+        ),
+        Some(here) if series(&here) == want && want.is_some() => Ok(()),
+        Some(here) => Err(format!(
+            "the point was taken from MariaDB {version} and this host's server is {here}: a physical point starts only on its own series ({})",
+            want.unwrap_or_else(|| version.to_string())
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_s_series_is_major_and_minor() {
+        assert_eq!(
+            series("10.11.19-MariaDB-0+deb12u1").as_deref(),
+            Some("10.11")
+        );
+        assert_eq!(series("11.4.2-MariaDB").as_deref(), Some("11.4"));
+        assert_eq!(series("8.0.36").as_deref(), Some("8.0"));
+        assert_eq!(series("garbage"), None);
+    }
+
+    #[test]
+    fn a_point_of_another_series_is_not_usable_here() {
+        let Some(here) = local_version() else { return };
+        let err = usable_here("5.5.68-MariaDB").unwrap_err();
+        assert!(err.contains("5.5.68") && err.contains(&here), "{err}");
+    }
+}

@@ -163,6 +163,28 @@ impl Server {
 
     /// Starts `mariadbd` on `host`:`port` and waits until it accepts connections.
     pub fn start_on(&self, host: &str, port: u16) -> Result<Proc> {
+        self.start_with(host, port, None)
+    }
+
+    /// Starts `mariadbd` on `host`:`port`, first running `init` (SQL, one
+    /// statement a line) before it takes any connection, and waits until
+    /// it accepts connections. The SQL is in a file only we can read for as
+    /// long as the start takes.
+    pub fn start_with(&self, host: &str, port: u16, init: Option<&str>) -> Result<Proc> {
+        let init_file = self.dir.join("init.sql");
+        let _ = std::fs::remove_file(&init_file);
+        if let Some(sql) = init {
+            let tmp = self.dir.join(".init.sql.tmp");
+            lifeboat_instance::launch::write_private(&init_file, &tmp, sql.as_bytes())
+                .map_err(|(op, at, e)| StackError::io(op, &at, e))?;
+        }
+        struct Remove<'p>(&'p Path);
+        impl Drop for Remove<'_> {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(self.0);
+            }
+        }
+        let _removed = Remove(&init_file);
         let mut cmd = Command::new(server_binary());
         cmd.arg("--no-defaults")
             .arg(format!("--user={}", user()))
@@ -180,6 +202,9 @@ impl Server {
             .arg("--binlog-format=ROW")
             .arg(format!("--server-id={}", 1 + port as u32))
             .arg("--innodb-buffer-pool-size=64M");
+        if init.is_some() {
+            cmd.arg(format!("--init-file={}", init_file.display()));
+        }
         let (proc, mut child) = process::spawn(cmd, &self.dir.join("mariadbd.out"))?;
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -248,22 +273,31 @@ impl Server {
     /// password) is made with every privilege, and no anonymous users are
     /// left (they shadow TCP logins). Returns the server as root now logs in.
     pub fn secure(self, password: &str, login: Option<(&str, &str)>) -> Result<Server> {
-        // Passwords never reach the binlog (and so never the archive):
-        // a recovered server gets them again from the stack.
-        let mut sql = format!(
-            "SET SESSION sql_log_bin = 0;\nALTER USER root@localhost IDENTIFIED VIA mysql_native_password USING PASSWORD({}) OR unix_socket;\n",
-            literal(password)
-        );
-        if let Some((u, upw)) = login.filter(|(u, _)| *u != "root") {
-            let (u, upw) = (literal(u), literal(upw));
-            sql.push_str(&format!(
-                "CREATE USER IF NOT EXISTS {u}@localhost IDENTIFIED BY {upw};\nGRANT ALL PRIVILEGES ON *.* TO {u}@localhost WITH GRANT OPTION;\n"
-            ));
-        }
-        sql.push_str("DELETE FROM mysql.global_priv WHERE User='';\nFLUSH PRIVILEGES;\n");
-        self.sql(&sql)?;
+        self.sql(&secure_sql(password, login))?;
         Ok(self.with_password(Some(password.to_string())))
     }
+}
+
+/// The SQL that secures a server (one statement a line, as an init file
+/// wants them): root gets `password` (through the socket the OS user still
+/// may log in), `login` (a user other than root the file declares, with its
+/// password) every privilege, and no anonymous user is left. Root is made
+/// when the server has none (a restored directory may not).
+pub fn secure_sql(password: &str, login: Option<(&str, &str)>) -> String {
+    // Passwords never reach the binlog (and so never the archive):
+    // a recovered server gets them again from the stack.
+    let pw = literal(password);
+    let mut sql = format!(
+        "SET SESSION sql_log_bin = 0;\nCREATE USER IF NOT EXISTS root@localhost;\nALTER USER root@localhost IDENTIFIED VIA mysql_native_password USING PASSWORD({pw}) OR unix_socket;\nGRANT ALL PRIVILEGES ON *.* TO root@localhost WITH GRANT OPTION;\n"
+    );
+    if let Some((u, upw)) = login.filter(|(u, _)| *u != "root") {
+        let (u, upw) = (literal(u), literal(upw));
+        sql.push_str(&format!(
+            "CREATE USER IF NOT EXISTS {u}@localhost IDENTIFIED BY {upw};\nALTER USER {u}@localhost IDENTIFIED BY {upw};\nGRANT ALL PRIVILEGES ON *.* TO {u}@localhost WITH GRANT OPTION;\n"
+        ));
+    }
+    sql.push_str("DELETE FROM mysql.global_priv WHERE User='';\nFLUSH PRIVILEGES;\n");
+    sql
 }
 
 /// The application's own account the file declares for database `name`
@@ -356,6 +390,19 @@ pub(crate) fn secure_new(
     own_site: bool,
     server: Server,
 ) -> Result<RootPassword> {
+    let (root, login) = root_for(cfg, name, own_site)?;
+    let login = login.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
+    server.secure(&root, login)?;
+    Ok(RootPassword(root))
+}
+
+/// The root password a new server of member `name` gets (see
+/// [`secure_new`]), and the declared login to make beside it.
+pub(crate) fn root_for(
+    cfg: &Config,
+    name: &str,
+    own_site: bool,
+) -> Result<(String, Option<(String, String)>)> {
     let declared = match cfg.resources.get(name).map(|r| &r.kind) {
         Some(ResourceKind::Mysql {
             dsn,
@@ -377,7 +424,5 @@ pub(crate) fn secure_new(
             "resource `{name}` declares no password: its new server's root got a generated one, kept in the stack's state (ROOT/stacks/STACK/secrets/{name}.password); name that file in the resource's `password_file` so that its plans and binlog archive can log in"
         );
     }
-    let login = declared.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
-    server.secure(&root, login)?;
-    Ok(RootPassword(root))
+    Ok((root, declared))
 }

@@ -25,6 +25,9 @@ pub(crate) struct Provisioning<'a> {
     pub own_site: bool,
     /// What the stack had for it before (a restarted stack keeps its port).
     pub before: Option<&'a MemberState>,
+    /// Its data directory was restored just now (a physical point): the
+    /// server starts on it and is secured as it starts.
+    pub restored: bool,
 }
 
 /// A database member: the declared server, someone else's (nothing was
@@ -54,6 +57,30 @@ pub(crate) fn dsn_host_port(dsn: &str) -> Option<(String, u16)> {
     match hostport.rsplit_once(':') {
         Some((h, p)) => Some((h.to_string(), p.parse().ok()?)),
         None => Some((hostport.to_string(), 3306)),
+    }
+}
+
+/// Whether a recovery of database member `name` into site `own` (`None`:
+/// a scratch stack) runs a server of the stack's own, as [`provision`]
+/// decides: anywhere but the resource's own site; there, when the server
+/// the file declares is on this host and nothing answers on its port.
+pub(crate) fn ours_to_run(cfg: &Config, name: &str, own: Option<&str>) -> bool {
+    let Some(r) = cfg.resources.get(name) else {
+        return false;
+    };
+    let own_site = own.is_some() && r.site.as_deref() == own;
+    let lifeboat_config::ResourceKind::Mysql { dsn, .. } = &r.kind else {
+        return false;
+    };
+    if !own_site {
+        return true;
+    }
+    match dsn_host_port(dsn) {
+        Some((host, port)) => {
+            matches!(host.as_str(), "127.0.0.1" | "localhost")
+                && std::net::TcpStream::connect((host.as_str(), port)).is_err()
+        }
+        None => false,
     }
 }
 
@@ -147,23 +174,34 @@ fn own_server(
     let host = listen
         .as_ref()
         .map_or("127.0.0.1".to_string(), |l| l.0.clone());
+    // A restored directory holds the source's accounts: root gets the
+    // stack's password as the server starts (before any connection).
+    let secured_at_start = match at.restored && running.is_none() {
+        true => Some(crate::mariadb::root_for(cfg, name, at.own_site)?),
+        false => None,
+    };
     let process = match running {
         Some(p) => p,
         None => {
             if listen.is_some() {
                 crate::launch::free_to_bind(name, &host, port, "`recover_listen`")?;
             }
-            server.start_on(&host, port)?
+            let init = secured_at_start.as_ref().map(|(root, login)| {
+                let login = login.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
+                crate::mariadb::secure_sql(root, login)
+            });
+            server.start_with(&host, port, init.as_deref())?
         }
     };
-    let password = match fresh {
-        true => Some(crate::mariadb::secure_new(
+    let password = match (fresh, secured_at_start) {
+        (_, Some((root, _))) => Some(RootPassword(root)),
+        (true, None) => Some(crate::mariadb::secure_new(
             cfg,
             name,
             at.own_site,
             server.clone(),
         )?),
-        false => at.before.and_then(|b| b.password.clone()),
+        (false, None) => at.before.and_then(|b| b.password.clone()),
     };
     let mut outputs = BTreeMap::new();
     outputs.insert(

@@ -148,6 +148,21 @@ pub fn provision(
     name: &str,
     before: Option<&MemberState>,
 ) -> Result<MemberState> {
+    provision_member(cfg, root, site, name, before, false)
+}
+
+/// [`provision`], for a database member whose data directory a recovery
+/// has just restored (`restored`): its server starts on that directory and
+/// is secured as it starts (a new server of the stack's own is secured
+/// after its install instead).
+pub(crate) fn provision_member(
+    cfg: &Config,
+    root: &Path,
+    site: Option<&str>,
+    name: &str,
+    before: Option<&MemberState>,
+    restored: bool,
+) -> Result<MemberState> {
     let r = cfg
         .resources
         .get(name)
@@ -198,6 +213,7 @@ pub fn provision(
                 dir: &dir,
                 own_site,
                 before,
+                restored,
             };
             match crate::provision_db::provision(&at, dsn)? {
                 crate::provision_db::Database::Theirs(m) => return Ok(m),

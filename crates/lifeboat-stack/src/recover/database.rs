@@ -13,32 +13,41 @@ use lifeboat_control::protectors::{
 use lifeboat_vault::Vault;
 
 use super::sources::{SiteVaults, protector_of};
+
+mod physical;
 use super::{Recovery, Source};
 use crate::state::MemberState;
 use crate::{Result, StackError};
 
 /// Where a database is recovered from: the vault, the replay plan (its
-/// snapshot), and the time the data will be of.
+/// snapshot or physical point), and the time the data will be of.
 pub(crate) struct DatabaseSource<'v> {
     /// The vault's name.
     pub vault_name: &'v str,
     /// The vault.
     pub vault: &'v Vault,
-    /// The snapshot and the binlog to replay.
+    /// The point and the binlog to replay.
     pub plan: lifeboat_mysql::pitr::Plan,
     /// The last recovered commit's time: `--at`, else the newest restorable second.
     pub data_time: DateTime<Utc>,
+    /// Why a logical snapshot when the vault has a physical point as recent
+    /// (this host cannot start it, the server is not ours).
+    pub not_physical: Option<String>,
 }
 
 impl<'v> DatabaseSource<'v> {
     /// The vault of the site whose archive reaches furthest for database
-    /// `name` (to `at`, when given); refused with each vault's reason when
-    /// none can restore it.
+    /// `name` (to `at`, when given), and in it the newest point before that
+    /// moment — a physical one when `physical` allows it (else why not) and
+    /// this host can start it; refused with each vault's reason when none
+    /// can restore it.
     pub(crate) fn choose(
         vaults: &'v [(String, Vault)],
         name: &str,
         at: Option<DateTime<Utc>>,
+        physical: std::result::Result<(), String>,
     ) -> Result<DatabaseSource<'v>> {
+        use lifeboat_mysql::pitr::{Base, Modes, plan_from};
         let target = match at {
             Some(t) => lifeboat_mysql::Target::Time(t),
             None => lifeboat_mysql::Target::Latest,
@@ -53,9 +62,33 @@ impl<'v> DatabaseSource<'v> {
                     continue;
                 }
             };
-            let reach = catalog.windows().iter().map(|w| w.to).max();
-            match (lifeboat_mysql::pitr::plan(&catalog, &target), reach) {
-                (Ok(plan), Some(reach)) => {
+            // The newest point of either mode; a physical one this host
+            // cannot start gives way to the newest logical one.
+            let mut not_physical = None;
+            let planned = plan_from(&catalog, &target, Modes::Any).and_then(|plan| {
+                let Base::Physical(m) = &plan.base else {
+                    return Ok(plan);
+                };
+                let usable = physical
+                    .clone()
+                    .and_then(|_| lifeboat_mysql::rollforward::usable_here(&m.server.version));
+                match usable {
+                    Ok(()) => Ok(plan),
+                    Err(why) => {
+                        not_physical = Some(format!(
+                            "physical point {} not used: {why}",
+                            plan.snapshot.0.short()
+                        ));
+                        plan_from(&catalog, &target, Modes::Logical)
+                    }
+                }
+            });
+            match planned {
+                Ok(plan) => {
+                    let base = &plan.base;
+                    let reach = catalog
+                        .reach_from(base.coordinates(), base.consistent_at())
+                        .0;
                     let data_time = at.unwrap_or(reach);
                     if best.as_ref().is_none_or(|b| data_time > b.data_time) {
                         best = Some(DatabaseSource {
@@ -63,11 +96,14 @@ impl<'v> DatabaseSource<'v> {
                             vault: v,
                             plan,
                             data_time,
+                            not_physical,
                         });
                     }
                 }
-                (Err(e), _) => why_not.push(format!("vault `{vn}`: {e}")),
-                (Ok(_), None) => why_not.push(format!("vault `{vn}`: no restorable window")),
+                Err(e) => why_not.push(format!(
+                    "vault `{vn}`: {e}{}",
+                    not_physical.map(|w| format!(" ({w})")).unwrap_or_default()
+                )),
             }
         }
         best.ok_or_else(|| {
@@ -77,42 +113,75 @@ impl<'v> DatabaseSource<'v> {
             ))
         })
     }
+
+    /// Why this source, in the report's words.
+    fn why(&self, at: Option<DateTime<Utc>>) -> String {
+        let to = match at {
+            Some(_) => "rolled forward to --at",
+            None => "rolled forward to the newest restorable second of the site's archive",
+        };
+        let id = self.plan.snapshot.0.short();
+        match (&self.plan.base, &self.not_physical) {
+            (lifeboat_mysql::pitr::Base::Physical(_), _) => format!(
+                "physical point {id} (a data directory extracted and prepared, no SQL load), {to}"
+            ),
+            (_, None) => format!("logical snapshot {id}, the newest point before the target, {to}"),
+            (_, Some(why)) => format!("logical snapshot {id}, {to}; {why}"),
+        }
+    }
 }
 
 /// Recovers database member `name`: source chosen, server provisioned,
-/// data loaded. A half-loaded server is stopped, never left running
+/// data loaded (a physical point: restored as the server's data directory
+/// before it starts). A half-loaded server is stopped, never left running
 /// unrecorded (its directory stays for `stack down --purge`).
 pub(crate) fn recover(
     r: &Recovery,
     vaults: &SiteVaults,
     name: &str,
 ) -> Result<(MemberState, Source)> {
-    let src = DatabaseSource::choose(vaults.list(), name, r.opts.at)?;
+    let physical = crate::provision_db::ours_to_run(r.cfg, name, r.own)
+        .then_some(())
+        .ok_or_else(|| "the server the file declares for it is up and not the stack's".to_string());
+    let src = DatabaseSource::choose(vaults.list(), name, r.opts.at, physical)?;
     // The application's account is read before anything starts: a
     // password file that is not there fails here, not after the load.
     let app = crate::mariadb::app_account(r.cfg, name)?;
-    let t = Instant::now();
-    let m = crate::stack::provision(r.cfg, &r.root, r.own, name, None)?;
-    r.step("start an empty database server", Some(name), t);
-    if let Err(e) = load(r, &m, name, &src, app.as_ref()) {
+    let m = match &src.plan.base {
+        lifeboat_mysql::pitr::Base::Physical(_) => physical::recover(r, name, &src)?,
+        lifeboat_mysql::pitr::Base::Logical(_) => {
+            let t = Instant::now();
+            let m = crate::stack::provision(r.cfg, &r.root, r.own, name, None)?;
+            r.step("start an empty database server", Some(name), t);
+            if let Err(e) = load(r, &m, name, &src) {
+                if let Some(p) = &m.process {
+                    p.stop(Duration::from_secs(30));
+                }
+                return Err(e);
+            }
+            m
+        }
+    };
+    if let Some((app, pw)) = &app
+        && let Err(e) = crate::mariadb::Server::new(m.dir.clone())
+            .with_password(m.password.as_ref().map(|p| p.0.clone()))
+            .ensure_app_account(app, pw)
+    {
         if let Some(p) = &m.process {
             p.stop(Duration::from_secs(30));
         }
         return Err(e);
     }
-    let why = match r.opts.at {
-        Some(_) => "the snapshot before --at, rolled forward to it",
-        None => "the newest restorable second of the site's archive",
-    };
     let source = Source {
         from: "point+binlog".into(),
+        mode: Some(src.plan.base.mode().into()),
         ..Source::point(
             name,
             "mysql",
             src.vault_name,
             &src.plan.snapshot.0,
             Some(src.data_time),
-            why.into(),
+            src.why(r.opts.at),
         )
     };
     Ok((m, source))
@@ -120,10 +189,12 @@ pub(crate) fn recover(
 
 /// Each stage of a database's restore as a step of the recovery, timed
 /// from the end of the one before.
-struct StageSteps<'r> {
-    r: &'r Recovery<'r>,
-    member: &'r str,
-    since: Mutex<Instant>,
+pub(super) struct StageSteps<'r> {
+    pub r: &'r Recovery<'r>,
+    pub member: &'r str,
+    pub since: Mutex<Instant>,
+    /// What the first stage did (`load the snapshot`).
+    pub loaded: &'static str,
 }
 
 impl Watch for StageSteps<'_> {
@@ -133,7 +204,7 @@ impl Watch for StageSteps<'_> {
 
     fn stage_ended(&self, stage: Stage) {
         let what = match stage {
-            Stage::Loaded => "load the snapshot",
+            Stage::Loaded => self.loaded,
             Stage::RolledForward => "replay the binlog archive",
         };
         let mut since = self.since.lock().expect("stage clock");
@@ -144,15 +215,8 @@ impl Watch for StageSteps<'_> {
 
 /// Loads database member `name` into its new server `m`: the plan's
 /// snapshot (with its users and grants, when it holds them), the binlog
-/// archive replayed to the plan's end, then the application's own account
-/// as the file declares it (after the snapshot's: its other grants stay).
-fn load(
-    r: &Recovery,
-    m: &MemberState,
-    name: &str,
-    src: &DatabaseSource,
-    app: Option<&(lifeboat_config::model::AppAccount, String)>,
-) -> Result<()> {
+/// archive replayed to the plan's end.
+fn load(r: &Recovery, m: &MemberState, name: &str, src: &DatabaseSource) -> Result<()> {
     let (id, point) = &src.plan.snapshot;
     let server =
         DatabaseTarget::server(&m.outputs["dsn"], m.password.as_ref().map(|p| p.0.clone()));
@@ -165,6 +229,7 @@ fn load(
         r,
         member: name,
         since: Mutex::new(Instant::now()),
+        loaded: "load the snapshot",
     };
     let job = RestoreJob {
         vault: src.vault,
@@ -183,11 +248,6 @@ fn load(
             }
             e => StackError::Process(format!("restoring snapshot {}: {e}", id.short())),
         })?;
-    if let Some((app, pw)) = app {
-        crate::mariadb::Server::new(m.dir.clone())
-            .with_password(m.password.as_ref().map(|p| p.0.clone()))
-            .ensure_app_account(app, pw)?;
-    }
     Ok(())
 }
 
@@ -202,7 +262,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let v = crate::recover::tests::vault_in(&dir.path().join("dr-vault"));
         let vaults = vec![("dr-vault".to_string(), v)];
-        let e = match DatabaseSource::choose(&vaults, "shop-db", None) {
+        let e = match DatabaseSource::choose(&vaults, "shop-db", None, Ok(())) {
             Ok(_) => panic!("chosen from an empty vault"),
             Err(e) => e.to_string(),
         };

@@ -71,6 +71,10 @@ pub struct Source {
     pub data_time: Option<DateTime<Utc>>,
     /// Why this source.
     pub why: String,
+    /// A database: how its point was restored, `physical` (a data
+    /// directory extracted and prepared) or `logical` (loaded through SQL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
     /// This member's RPO: the failure time (a recovery to an earlier time:
     /// the moment asked for) − `data_time` (what of it may be lost).
     #[serde(default)]
@@ -107,6 +111,7 @@ impl Source {
             point: Some(id.to_hex()),
             data_time,
             why,
+            mode: None,
             rpo_s: None,
             stateless: false,
             launch_spec: None,
@@ -124,6 +129,7 @@ impl Source {
             point: None,
             data_time: Some(data_time),
             why,
+            mode: None,
             rpo_s: None,
             stateless: false,
             launch_spec: None,

@@ -1,0 +1,71 @@
+//! A database member from a physical point: its chain restored as the data
+//! directory of the member's server and rolled forward there in a private
+//! server of the protector's, then the member's own server started on it —
+//! secured as it starts (the directory holds the source's accounts) — with
+//! no SQL load at all.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use lifeboat_control::protectors::{RestoreError, RestoreJob, RollForward, Target};
+
+use super::{DatabaseSource, StageSteps};
+use crate::recover::Recovery;
+use crate::recover::sources::protector_of;
+use crate::state::MemberState;
+use crate::{Result, StackError};
+
+/// Restores `src`'s physical point as member `name`'s data directory,
+/// rolled forward, then provisions (starts) its server on it. A failure
+/// leaves no data directory behind to start on.
+pub(super) fn recover(r: &Recovery, name: &str, src: &DatabaseSource) -> Result<MemberState> {
+    let kind = &r.cfg.resources[name].kind;
+    let dir = crate::stack::member_dir(&r.root, kind, name);
+    let server = crate::mariadb::Server::new(dir.clone());
+    // Made by this recovery: `stack down --purge` may remove it.
+    let made = !dir.exists();
+    let work = dir.join("tmp");
+    std::fs::create_dir_all(&work).map_err(|e| StackError::io("create", &work, e))?;
+    let (id, point) = &src.plan.snapshot;
+    let steps = StageSteps {
+        r,
+        member: name,
+        since: Mutex::new(Instant::now()),
+        loaded: "restore the physical point (extract, prepare)",
+    };
+    let job = RestoreJob {
+        vault: src.vault,
+        id,
+        point,
+        target: Target::Directory(server.data()),
+        roll_forward: Some(match r.opts.at {
+            Some(t) => RollForward::To(t),
+            None => RollForward::Latest,
+        }),
+        options: serde_json::json!({ "work": work }),
+        watch: &steps,
+    };
+    protector_of(&point.kind)
+        .and_then(|p| p.restore(&job))
+        .map_err(|e| match e {
+            RestoreError::RollForward(e) => {
+                StackError::Process(format!("replaying the binlog archive: {e}"))
+            }
+            e => StackError::Process(format!("restoring physical point {}: {e}", id.short())),
+        })?;
+    let t = Instant::now();
+    let m = crate::stack::provision_member(r.cfg, &r.root, r.own, name, None, true);
+    let mut m = match m {
+        Ok(m) => m,
+        Err(e) => {
+            // Nothing is left half-started: the directory goes too.
+            let _ = std::fs::remove_dir_all(server.data());
+            return Err(e);
+        }
+    };
+    r.step("start the database server on it", Some(name), t);
+    if made {
+        m.provisioned = Some(true);
+    }
+    Ok(m)
+}
