@@ -105,6 +105,14 @@ function bucketRestoreForm(vault, p, prefix) {
   return form;
 }
 
+/** Where a point comes from: a copy, an incremental one's base (linked), or full. */
+function lineage(vault, p) {
+  if (p.copied_from) return `copy of ${short(p.copied_from.point)}`;
+  if (p.base) return ['incremental on ', h('a', { href: `#/points/${encodeURIComponent(vault)}/${p.base}` }, short(p.base))];
+  if (p.parent) return `incremental after ${short(p.parent)}`;
+  return 'full';
+}
+
 function join(dir, name) {
   if (name.startsWith('/')) return name;
   return `${dir.replace(/\/$/, '')}/${name}`;
@@ -132,7 +140,8 @@ export async function render(main, r) {
       h('dt', 'Resource'), h('dd', p.resource), h('dt', 'Kind'), h('dd', p.kind),
       h('dt', 'Time'), h('dd', time(p.time)), h('dt', 'Vault'), h('dd', p.vault),
       h('dt', 'Size'), h('dd', bytes(p.size)), h('dt', 'Host'), h('dd', p.host || '—'),
-      h('dt', 'Lineage'), h('dd', p.copied_from ? `copy of ${short(p.copied_from.point)}` : (p.parent ? `incremental after ${short(p.parent)}` : 'full')),
+      ...(p.mode ? [h('dt', 'Mode'), h('dd', { 'data-testid': 'point-mode' }, p.mode)] : []),
+      h('dt', 'Lineage'), h('dd', { 'data-testid': 'point-lineage' }, lineage(vault, p)),
       h('dt', 'Lock'), h('dd', p.lock ? `${p.lock.mode} until ${new Date(p.lock.retain_until).toLocaleString()}` : 'none'),
       h('dt', 'Consistency'), h('dd', p.consistency || '—'),
       h('dt', 'Tags'), h('dd', p.tags.join(', ') || '—'))));
@@ -171,5 +180,9 @@ export async function render(main, r) {
   if (restore === 'files') put(main, restoreForm(vault, p, path));
   else if (restore === 'database') put(main, dbRestoreForm(vault, p, path));
   else if (restore === 'bucket') put(main, bucketRestoreForm(vault, p, path));
-  else put(main, h('p.muted', `A ${p.kind} point is restored with \`${d.command}\`; the console restores files, database and bucket points.`));
+  else {
+    // The command of this point's kind (a physical database point's names the point).
+    const command = ((d.commands || {})[p.kind] || d.command).replace('POINT', short(p.id));
+    put(main, h('p.muted', { 'data-testid': 'restore-command' }, `A ${p.kind} point is restored with \`${command}\`; the console restores files, database and bucket points.`));
+  }
 }
