@@ -346,3 +346,33 @@ fn forget(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database point's line says its mode; an incremental physical
+    /// one's, its base by short id; its JSON, the base in full.
+    #[test]
+    fn a_database_points_line_and_json_say_its_mode_and_base() {
+        let id = lifeboat_vault::Id::random();
+        let mut p = RecoveryPoint::new("shop-db", lifeboat_mysql::KIND_SNAPSHOT, id);
+        assert!(point_line(&id, &p).contains(" [logical]"));
+        p.kind = lifeboat_mysql::KIND_PHYSICAL.into();
+        p.meta = serde_json::json!({"mode": "physical"});
+        assert!(point_line(&id, &p).contains(" [physical]"));
+        assert_eq!(point_json(&id, &p)["base"], serde_json::Value::Null);
+        let base = "0123456789abcdef".repeat(4);
+        p.meta["base"] = base.clone().into();
+        let line = point_line(&id, &p);
+        assert!(
+            line.contains(" [physical, incremental on 01234567]"),
+            "{line}"
+        );
+        let j = point_json(&id, &p);
+        assert_eq!((&j["mode"], &j["base"]), (&"physical".into(), &base.into()));
+        p.kind = "files".into();
+        assert!(!point_line(&id, &p).contains('['));
+        assert_eq!(point_json(&id, &p)["mode"], serde_json::Value::Null);
+    }
+}
