@@ -7,7 +7,9 @@
 //! the new point and restores one file (checked on disk here), browses a
 //! database point's tables and restores the database beside the live one
 //! (checked in the server), browses a bucket point's keys and restores it
-//! into a new location (the live bucket refused), finds the
+//! into a new location (the live bucket refused), sees a physical database
+//! point's mode on the points list, its page (its files, the command that
+//! restores it) and the job that took it, finds the
 //! failed job's error, and shows every page at 1280 px and 390 px with no
 //! serious or critical axe-core violation. Screenshots of every page go to
 //! target/artifacts/console/ (and into docs/console/ with
@@ -298,6 +300,7 @@ fn a_user_does_the_daily_tasks_in_chromium() {
     assert_eq!(sum["physical_kind"], "mysql-physical (physical)", "{sum}");
     assert_eq!(sum["physical_mode"], "physical", "{sum}");
     assert_eq!(sum["physical_job_mode"], "physical, full", "{sum}");
+    assert!(sum["physical_files"].as_u64().unwrap() >= 2, "{sum}");
     let command = sum["physical_command"].as_str().unwrap();
     assert!(
         command.contains("lifeboat restore mysql ")

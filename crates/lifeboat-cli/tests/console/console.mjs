@@ -265,8 +265,14 @@ try {
   await ready('point');
   summary.physical_mode = (await page.getByTestId('point-mode').textContent()).trim();
   summary.physical_command = (await page.getByTestId('restore-command').textContent()).trim();
+  await page.getByTestId('entry-ibdata1').waitFor();
   await axe('point-physical');
   await shot('point-physical');
+  // Its files: a database's directory, as the backup copied it.
+  await page.getByTestId('entry-shop').getByRole('link').click();
+  await ready('point');
+  summary.physical_files = (await page.locator('[data-testid^="entry-"]').allTextContents()).length;
+  await page.getByTestId('entry-orders.frm').waitFor();
   await visit(`#/jobs/${physicalJob}`, 'job', 'job-physical');
   summary.physical_job_mode = (await page.getByTestId('job-mode').textContent()).trim();
   await visit('#/vaults', 'vaults', 'vaults');

@@ -127,7 +127,10 @@ export async function render(main, r) {
   const kinds = await get('/api/v1/kinds');
   const d = kinds.find((k) => k.point_kinds.includes(p.kind)) || { point_kinds: [], browse: null, restore: 'command-only', command: `lifeboat restore ${p.kind}` };
   const main_kind = d.point_kinds[0] === p.kind;
-  const browse = main_kind ? d.browse : null;
+  // A physical database point lists its files in two levels: the backup's
+  // first level, then one directory's files.
+  const physical = p.mode === 'physical';
+  const browse = main_kind ? d.browse : (physical ? 'levels' : null);
   const files = browse === 'tree';
   const levels = browse === 'levels';
   const path = r.query.get('path') || (files ? (p.paths[0] || '/') : '');
@@ -149,12 +152,12 @@ export async function render(main, r) {
     const up = files && path !== '/' ? path.replace(/\/[^/]*\/?$/, '') || '/' : null;
     put(main, h('h2', `Contents: ${contents.listing || 'every key'}`),
       up !== null ? h('p', h('a', { href: here(up) }, `Up to ${up}`)) : null,
-      levels && path ? h('p', h('a', { href: here('') }, `All ${d.levels[0]}s`)) : null,
+      levels && path ? h('p', h('a', { href: here('') }, physical ? 'Up to the backup\'s first level' : `All ${d.levels[0]}s`)) : null,
       table(`Contents of ${contents.listing || 'every key'}`, ['Name', 'Kind', ['Size', 'num'], 'Modified', (files && restore === 'files') || (levels && !path && restore === 'database') ? 'Action' : null].filter(Boolean),
         contents.entries.map((e) => {
           const full = files ? join(path, e.name) : e.name;
           const shown = files ? full.split('/').pop() || full : e.name;
-          const nameCell = (files && e.kind === 'dir') || (levels && !path)
+          const nameCell = (files && e.kind === 'dir') || (levels && !path && (!physical || e.kind === 'dir'))
             ? h('a', { href: here(full) }, shown) : shown;
           const cells = [h('td', nameCell), h('td', e.kind), num(bytes(e.size)), h('td', time(e.mtime))];
           if (levels && !path && restore === 'database') {
