@@ -82,18 +82,9 @@ fn point_json(id: &lifeboat_vault::Id, p: &RecoveryPoint) -> serde_json::Value {
         "copied_from": p.copied_from,
         "meta": p.meta,
         "consistency": crate::cmd_instance::consistency(p),
-        "mode": database_mode(p),
+        "mode": lifeboat_mysql::protector::point_mode(p),
+        "base": lifeboat_mysql::protector::physical_base(p),
     })
-}
-
-/// A database point's mode: `logical` (a `mysql` snapshot) or `physical`
-/// (a `mysql-physical` point); none for other kinds.
-fn database_mode(p: &RecoveryPoint) -> Option<&'static str> {
-    match p.kind.as_str() {
-        lifeboat_mysql::KIND_SNAPSHOT => Some("logical"),
-        lifeboat_mysql::KIND_PHYSICAL => Some("physical"),
-        _ => None,
-    }
 }
 
 /// A database resource's restorable windows (snapshots rolled forward with
@@ -266,9 +257,15 @@ fn point_line(id: &lifeboat_vault::Id, p: &RecoveryPoint) -> String {
             )
         })
         .unwrap_or_default();
-    let mode = database_mode(p)
-        .map(|m| format!(" [{m}]"))
-        .unwrap_or_default();
+    // A database point's mode; an incremental one's base (short id).
+    let mode = match (
+        lifeboat_mysql::protector::point_mode(p),
+        lifeboat_mysql::protector::physical_base(p),
+    ) {
+        (Some(m), Some(base)) => format!(" [{m}, incremental on {}]", &base[..base.len().min(8)]),
+        (Some(m), None) => format!(" [{m}]"),
+        (None, _) => String::new(),
+    };
     format!(
         "{:<10} {:<20} {:<14} {:>10}  {:<30} {}{mode}{lock}{lineage}",
         id.short(),
@@ -348,4 +345,34 @@ fn forget(
         print_json(&ids.iter().map(|i| i.to_hex()).collect::<Vec<_>>())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database point's line says its mode; an incremental physical
+    /// one's, its base by short id; its JSON, the base in full.
+    #[test]
+    fn a_database_points_line_and_json_say_its_mode_and_base() {
+        let id = lifeboat_vault::Id::random();
+        let mut p = RecoveryPoint::new("shop-db", lifeboat_mysql::KIND_SNAPSHOT, id);
+        assert!(point_line(&id, &p).contains(" [logical]"));
+        p.kind = lifeboat_mysql::KIND_PHYSICAL.into();
+        p.meta = serde_json::json!({"mode": "physical"});
+        assert!(point_line(&id, &p).contains(" [physical]"));
+        assert_eq!(point_json(&id, &p)["base"], serde_json::Value::Null);
+        let base = "0123456789abcdef".repeat(4);
+        p.meta["base"] = base.clone().into();
+        let line = point_line(&id, &p);
+        assert!(
+            line.contains(" [physical, incremental on 01234567]"),
+            "{line}"
+        );
+        let j = point_json(&id, &p);
+        assert_eq!((&j["mode"], &j["base"]), (&"physical".into(), &base.into()));
+        p.kind = "files".into();
+        assert!(!point_line(&id, &p).contains('['));
+        assert_eq!(point_json(&id, &p)["mode"], serde_json::Value::Null);
+    }
 }

@@ -7,7 +7,9 @@
 //! the new point and restores one file (checked on disk here), browses a
 //! database point's tables and restores the database beside the live one
 //! (checked in the server), browses a bucket point's keys and restores it
-//! into a new location (the live bucket refused), finds the
+//! into a new location (the live bucket refused), sees a physical database
+//! point's mode on the points list, its page (its files, the command that
+//! restores it) and the job that took it, finds the
 //! failed job's error, and shows every page at 1280 px and 390 px with no
 //! serious or critical axe-core violation. Screenshots of every page go to
 //! target/artifacts/console/ (and into docs/console/ with
@@ -66,7 +68,9 @@ fn a_user_does_the_daily_tasks_in_chromium() {
              [resource.front]\nkind = \"bucket\"\nsite = \"primary\"\nlocation = \"file://{d}/bucket\"\n\
              [resource.gone]\npaths = [\"{d}/gone\"]\n\
              [resource.shop-db]\ndsn = \"mysql://root@127.0.0.1:{port}\"\n\
+             [resource.shop-files]\ndsn = \"mysql://root@127.0.0.1:{port}\"\nmode = \"physical\"\n\
              [plan.db]\nresources = [\"shop-db\"]\nschedule = \"0 * * * *\"\nvault = \"main\"\n\
+             [plan.physical]\nresources = [\"shop-files\"]\nschedule = \"30 * * * *\"\nvault = \"main\"\n\
              [plan.nightly]\nresources = [\"data\", \"front\"]\nschedule = \"0 3 * * *\"\nvault = \"main\"\n\
              copy = [{{ vault = \"dr\" }}]\n\
              [plan.broken]\nresources = [\"gone\"]\nschedule = \"0 4 * * *\"\nvault = \"main\"\n\
@@ -80,6 +84,9 @@ fn a_user_does_the_daily_tasks_in_chromium() {
     // History: a backup, a failed run, a drill.
     s.cli.ok(&["jobs", "run", "--plan", "nightly"]);
     s.cli.ok(&["jobs", "run", "--plan", "db"]);
+    // A physical point of the same server (`mode = "physical"`): its job
+    // and point show the mode.
+    let physical_job = s.cli.json(&["jobs", "run", "--plan", "physical"])[0]["job"].clone();
     let out = s.cli.run(&["jobs", "run", "--plan", "broken"]);
     assert!(!out.status.success(), "the broken plan must fail");
     s.cli.ok(&["drill", "--drill", "shop-weekly"]);
@@ -141,6 +148,7 @@ fn a_user_does_the_daily_tasks_in_chromium() {
             "hold": hold,
             "liveBucket": format!("file://{d}/bucket"),
             "bucketTo": format!("file://{d}/restored-bucket"),
+            "physicalJob": physical_job,
         })
         .to_string(),
     )
@@ -286,6 +294,18 @@ fn a_user_does_the_daily_tasks_in_chromium() {
             .unwrap()
             .contains("is the live bucket of resource `front`"),
         "{sum}"
+    );
+    // A physical point: its mode on the points list, its page (with the
+    // command that restores it) and its backup's job.
+    assert_eq!(sum["physical_kind"], "mysql-physical (physical)", "{sum}");
+    assert_eq!(sum["physical_mode"], "physical", "{sum}");
+    assert_eq!(sum["physical_job_mode"], "physical, full", "{sum}");
+    assert!(sum["physical_files"].as_u64().unwrap() >= 2, "{sum}");
+    let command = sum["physical_command"].as_str().unwrap();
+    assert!(
+        command.contains("lifeboat restore mysql ")
+            && command.contains(" --physical --datadir DIR"),
+        "{command}"
     );
     // The failed job's error, as the page showed it, names the missing path.
     let err = sum["failed_error"].as_str().unwrap();

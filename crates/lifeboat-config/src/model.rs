@@ -211,6 +211,17 @@ pub enum ResourceKind {
         /// instead of root.
         #[serde(skip_serializing_if = "Option::is_none")]
         app: Option<AppAccount>,
+        /// How its points are taken: `logical` (SQL rows; `None` is the
+        /// same) or `physical` (the server's files by mariadb-backup, on the
+        /// database host), as the file writes it (boxed, as is
+        /// `full_every`: they keep the variant small).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mode: Option<Box<str>>,
+        /// Physical: incremental points on the newest until the chain's
+        /// full point is this old, then a full one (`24h`, as the file
+        /// writes it); `None`: every point full.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        full_every: Option<Box<str>>,
     },
     /// A bucket (a directory or an S3 bucket).
     Bucket {

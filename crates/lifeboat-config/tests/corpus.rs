@@ -80,6 +80,30 @@ fn unishop_example_reads_as_declared() {
     ));
 }
 
+/// A database's mode reaches the settings a plan's backup hands its
+/// protector (absent: left out, so an older applied file reads the same).
+#[test]
+fn a_databases_mode_and_full_every_reach_its_settings() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/good/physical.toml");
+    let c = lifeboat_config::load(&p).unwrap();
+    let settings = |r: &str| serde_json::to_value(&c.resources[r].kind).unwrap();
+    let shop = settings("shop-db");
+    assert_eq!(
+        (&shop["mode"], &shop["full_every"]),
+        (&"physical".into(), &"24h".into())
+    );
+    let wiki = settings("wiki-db");
+    assert_eq!(wiki["mode"], "logical");
+    assert!(wiki.get("full_every").is_none(), "{wiki}");
+    let plain = lifeboat_config::parse(
+        "x.toml",
+        "vault.main.location = \"/srv/vault\"\nresource.db.dsn = \"mysql://u@127.0.0.1\"\n",
+    )
+    .unwrap();
+    let db = serde_json::to_value(&plain.resources["db"].kind).unwrap();
+    assert!(db.get("mode").is_none(), "{db}");
+}
+
 #[test]
 fn instance_tables_are_instance_specs_named_after_their_resource() {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/good/instance.toml");

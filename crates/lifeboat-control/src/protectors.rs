@@ -79,10 +79,19 @@ mod tests {
             let p = r.of_resource(kind).expect(kind);
             assert_eq!(p.describe().kind, kind);
         }
-        assert_eq!(r.of_point("mysql-binlog").unwrap().describe().kind, "mysql");
+        for k in ["mysql-binlog", "mysql-physical"] {
+            assert_eq!(r.of_point(k).unwrap().describe().kind, "mysql", "{k}");
+        }
         assert_eq!(
             r.point_kinds(),
-            ["files", "mysql", "mysql-binlog", "bucket", "instance"]
+            [
+                "files",
+                "mysql",
+                "mysql-binlog",
+                "mysql-physical",
+                "bucket",
+                "instance"
+            ]
         );
     }
 }

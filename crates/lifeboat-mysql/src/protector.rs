@@ -18,10 +18,28 @@ pub struct MysqlProtector;
 pub static PROTECTOR: MysqlProtector = MysqlProtector;
 
 pub use crate::resource::listen_addr;
-use crate::resource::{Settings, archive_follows};
+use crate::resource::{Mode, Settings, archive_follows};
+
+mod modes;
+pub use modes::{PHYSICAL_COMMAND, physical_base, point_mode};
+use modes::{back_up_logical, back_up_physical, physical_contents};
 
 /// The directories of a snapshot point's tree at `path` (its names).
 fn dirs_at(vault: &Vault, point: &RecoveryPoint, path: &[&str]) -> Result<Vec<Entry>, BrowseError> {
+    Ok(nodes_at(vault, point, path)?
+        .into_iter()
+        .filter(|(kind, _)| matches!(kind, NodeKind::Dir))
+        .map(|(_, e)| e)
+        .collect())
+}
+
+/// Every node of a point's tree at `path`, each with its kind (the entry's
+/// `kind` left empty).
+fn nodes_at(
+    vault: &Vault,
+    point: &RecoveryPoint,
+    path: &[&str],
+) -> Result<Vec<(NodeKind, Entry)>, BrowseError> {
     let vault_err = |e: lifeboat_vault::VaultError| BrowseError::Vault(e.to_string());
     let index = vault.load_index().map_err(vault_err)?;
     let mut tree = vault.read_tree(&index, &point.tree).map_err(vault_err)?;
@@ -36,12 +54,14 @@ fn dirs_at(vault: &Vault, point: &RecoveryPoint, path: &[&str]) -> Result<Vec<En
     Ok(tree
         .nodes
         .iter()
-        .filter(|n| matches!(n.kind, NodeKind::Dir))
-        .map(|n| Entry {
-            name: String::from_utf8_lossy(&n.name_bytes()).into_owned(),
-            kind: String::new(),
-            size: n.size,
-            mtime: time_of(n.mtime_ns),
+        .map(|n| {
+            let e = Entry {
+                name: String::from_utf8_lossy(&n.name_bytes()).into_owned(),
+                kind: String::new(),
+                size: n.size,
+                mtime: time_of(n.mtime_ns),
+            };
+            (n.kind, e)
         })
         .collect())
 }
@@ -72,32 +92,39 @@ impl Protector for MysqlProtector {
         }
     }
 
-    /// A consistent snapshot; a stack's database with its users and
-    /// grants, so that the application's own account exists after a recovery.
+    /// A point as the resource's `mode` says: a consistent logical
+    /// snapshot (a stack's database with its users and grants, so that the
+    /// application's own account exists after a recovery), or a physical
+    /// point of the server's files (`full_every`: incremental on the newest
+    /// until the chain's full point is that old), its mode in the job's notes.
     fn back_up(&self, job: &BackupJob) -> Result<Backed, BackupError> {
         let s: Settings = BackupError::settings(job)?;
+        let mode = s.mode().map_err(|p| BackupError::Settings {
+            resource: job.resource.to_string(),
+            why: format!("{}: {}", p.key, p.message),
+        })?;
         let mut dsn = crate::Dsn::parse(&s.dsn).map_err(|e| BackupError::Failed(e.to_string()))?;
         // The file's secret, when it names one (a DSN's own password stays).
         if let Some(secret) = job.secret {
             dsn.password = Some(secret.to_string());
         }
-        let opts = crate::SnapshotOptions {
-            resource: Some(job.resource.to_string()),
-            tags: job.tags.clone(),
-            users: job.stack_member,
-            ..Default::default()
-        };
-        let counters = crate::Counters::default();
-        let read = || chunks(&counters);
-        let vault = job.vault;
-        let res = watched(job.watch, &read, || {
-            crate::snapshot(vault, &dsn, &opts, &counters)
-        })
-        .map_err(|e| BackupError::Failed(e.to_string()))?;
-        Ok(Backed::with_warnings(res.id, res.point, res.warnings))
+        match mode {
+            Mode::Logical => back_up_logical(job, &dsn),
+            Mode::Physical(full_every) => back_up_physical(job, &dsn, full_every),
+        }
     }
 
-    /// A snapshot's databases, or one database's tables (`query.path`).
+    /// A physical point is restored into a data directory, by its own command.
+    fn restore_command(&self, point_kind: &str) -> String {
+        match point_kind {
+            crate::KIND_PHYSICAL => PHYSICAL_COMMAND.to_string(),
+            _ => self.describe().command.to_string(),
+        }
+    }
+
+    /// A snapshot's databases, or one database's tables (`query.path`); a
+    /// physical point's files as the backup copied them (`backup/`: no
+    /// path, its first level; a directory's name, that directory's files).
     fn contents(
         &self,
         vault: &Vault,
@@ -105,6 +132,9 @@ impl Protector for MysqlProtector {
         point: &RecoveryPoint,
         query: &Query,
     ) -> Result<Listing, BrowseError> {
+        if point.kind == crate::KIND_PHYSICAL {
+            return physical_contents(vault, point, query);
+        }
         if point.kind != crate::KIND_SNAPSHOT {
             return Err(BrowseError::BadQuery(format!(
                 "a point of kind `{}` has no contents to list (files, instance, mysql and bucket points do)",
@@ -127,10 +157,15 @@ impl Protector for MysqlProtector {
         Ok(Listing::cut(listing, entries, query.limit))
     }
 
-    /// A snapshot's data is from its consistent moment (a binlog
-    /// segment's: when it was sealed).
+    /// A snapshot's data is from its consistent moment, as is a physical
+    /// point's (a binlog segment's: when it was sealed).
     fn data_time(&self, _vault: &Vault, point: &RecoveryPoint) -> Option<DateTime<Utc>> {
         match point.kind.as_str() {
+            crate::KIND_PHYSICAL => point.meta["consistent_at"]
+                .as_str()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc))
+                .or(Some(point.time)),
             crate::KIND_SNAPSHOT => {
                 serde_json::from_value::<crate::snapshot::SnapshotMeta>(point.meta.clone())
                     .ok()
@@ -387,6 +422,38 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "a `mysql` point is restored into a database server, not into a directory"
+        );
+    }
+
+    /// A physical point's data is from its meta's `consistent_at`; its
+    /// mode and base read from the point; its restore command its own.
+    #[test]
+    fn a_physical_point_has_its_data_time_mode_base_and_command() {
+        let t = tempfile::tempdir().unwrap();
+        let v = lifeboat_vault::vault::throwaway(&t.path().join("v"));
+        let (_, snapshot) = point(&v);
+        let mut p = snapshot.clone();
+        p.kind = crate::KIND_PHYSICAL.into();
+        p.meta = serde_json::json!({"mode": "physical", "consistent_at": "2026-01-02T03:04:05.5Z"});
+        let at = PROTECTOR.data_time(&v, &p).unwrap();
+        assert_eq!(at.to_rfc3339(), "2026-01-02T03:04:05.500+00:00");
+        assert_eq!(
+            (point_mode(&p), physical_base(&p)),
+            (Some("physical"), None)
+        );
+        p.meta["base"] = "ab".repeat(32).into();
+        assert_eq!(physical_base(&p), Some("ab".repeat(32)));
+        assert_eq!(
+            (point_mode(&snapshot), physical_base(&snapshot)),
+            (Some("logical"), None)
+        );
+        assert_eq!(
+            PROTECTOR.restore_command(crate::KIND_PHYSICAL),
+            "lifeboat restore mysql POINT --physical --datadir DIR"
+        );
+        assert_eq!(
+            PROTECTOR.restore_command(crate::KIND_SNAPSHOT),
+            "lifeboat restore mysql"
         );
     }
 

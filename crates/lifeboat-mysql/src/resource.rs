@@ -86,6 +86,55 @@ pub(crate) struct Settings {
     recover_socket: Option<String>,
     #[serde(default)]
     app: Option<AppSettings>,
+    /// `logical` (the default) or `physical`.
+    #[serde(default)]
+    pub(crate) mode: Option<String>,
+    /// Physical: how old the chain's full point may grow before the next
+    /// point is a full one again (a duration as the file writes it).
+    #[serde(default)]
+    pub(crate) full_every: Option<String>,
+}
+
+/// How a database resource's points are taken (`mode` in the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// SQL rows read through a session (`mysql` points): any server, any host.
+    Logical,
+    /// The server's files by `mariadb-backup` (`mysql-physical` points), on
+    /// the database host; `Some`: incremental points on the newest until
+    /// the chain's full point is this old.
+    Physical(Option<std::time::Duration>),
+}
+
+impl Settings {
+    /// The mode the file declares: `Err` with the problem when it is none
+    /// of the two, or when `full_every` is no duration or needs `physical`.
+    pub(crate) fn mode(&self) -> Result<Mode, Problem> {
+        let full_every = match self.full_every.as_deref() {
+            None => None,
+            Some(v) => Some(lifeboat_vault::duration::parse(v).map_err(|e| {
+                Problem::at(
+                    "full_every",
+                    e,
+                    "write a duration such as `full_every = \"24h\"` or `\"7d\"`",
+                )
+            })?),
+        };
+        match self.mode.as_deref() {
+            None | Some("logical") if full_every.is_some() => Err(Problem::at(
+                "full_every",
+                "`full_every` is for physical points only (incremental ones chained to a full point); this resource's mode is logical",
+                "add `mode = \"physical\"`, or remove `full_every`",
+            )),
+            None | Some("logical") => Ok(Mode::Logical),
+            Some("physical") => Ok(Mode::Physical(full_every)),
+            Some(m) => Err(Problem::at(
+                "mode",
+                format!("`{m}` is not a mode: `logical` or `physical`"),
+                "write `mode = \"logical\"` (SQL rows, the default) or `mode = \"physical\"` (the server's files by mariadb-backup, on the database host)",
+            )),
+        }
+    }
 }
 
 /// `app = { user, database, password_env | password_file }`.
@@ -169,6 +218,16 @@ const KEYS: &[Key] = &[
         "the application's own account on a stack's server",
     )
     .want("`{ user = \"NAME\", database = \"DB\", password_file = \"/PATH\" }`"),
+    Key::new(
+        "mode",
+        Shape::String,
+        "`logical` (SQL rows, the default) or `physical` (the server's files, on its host)",
+    ),
+    Key::new(
+        "full_every",
+        Shape::String,
+        "physical: incremental points until the chain's full point is this old (absent: all full)",
+    ),
 ];
 
 /// `host:port` of a `recover_listen` value: an IP address or `localhost`
@@ -278,6 +337,32 @@ fn app_problems(app: &AppSettings) -> Vec<Problem> {
     out
 }
 
+/// The mode's problems: not one of the two, `full_every` without
+/// `physical` or no duration, a physical resource whose DSN reaches another
+/// host (asked only of a DSN without problems: `dsn_ok`).
+fn mode_problems(s: &Settings, dsn_ok: bool) -> Vec<Problem> {
+    match s.mode() {
+        Err(p) => vec![p],
+        Ok(Mode::Physical(_)) if dsn_ok => {
+            let Ok(dsn) = crate::Dsn::parse(&s.dsn) else {
+                return Vec::new();
+            };
+            if crate::physical::refuse_remote(&dsn).is_ok() {
+                return Vec::new();
+            }
+            vec![Problem::at(
+                "mode",
+                format!(
+                    "a physical backup runs on the database host (it copies the server's files), and the DSN reaches `{}`, another host",
+                    dsn.host
+                ),
+                "run Lifeboat on the database host with a DSN of its socket (`mysql://user@localhost?socket=/run/mysqld/mysqld.sock`) or 127.0.0.1, or use `mode = \"logical\"`",
+            )]
+        }
+        Ok(_) => Vec::new(),
+    }
+}
+
 impl ResourceSettings for MysqlProtector {
     fn settings(&self) -> Schema {
         Schema {
@@ -286,15 +371,18 @@ impl ResourceSettings for MysqlProtector {
         }
     }
 
-    /// The DSN's shape, the pinned address and socket, the application account.
+    /// The DSN's shape, the pinned address and socket, the application
+    /// account, the mode (and that a physical one reaches this host).
     fn check_settings(&self, settings: &serde_json::Value) -> Vec<Problem> {
         let s: Settings = match read_settings(settings) {
             Ok(s) => s,
             Err(p) => return vec![p],
         };
         let mut out = dsn_problems(&s.dsn);
+        let dsn_ok = out.is_empty();
         out.extend(pinned_problems(&s));
         out.extend(s.app.iter().flat_map(app_problems));
+        out.extend(mode_problems(&s, dsn_ok));
         out
     }
 }

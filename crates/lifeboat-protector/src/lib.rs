@@ -314,6 +314,14 @@ pub trait Protector: ResourceSettings + Send + Sync {
         query: &Query,
     ) -> Result<Listing, BrowseError>;
 
+    /// The command that restores a point of kind `point_kind` (one of
+    /// [`Description::point_kinds`]): by default [`Description::command`];
+    /// a kind restored otherwise names its own (`POINT` standing for the
+    /// point's id).
+    fn restore_command(&self, _point_kind: &str) -> String {
+        self.describe().command.to_string()
+    }
+
     /// Backs up `job.resource` into `job.vault`: one point.
     fn back_up(&self, job: &BackupJob) -> Result<Backed, BackupError>;
 

@@ -278,7 +278,7 @@ pub async fn kinds() -> Json<Vec<KindView>> {
     Json(
         lifeboat_control::protectors::registry()
             .all()
-            .map(|p| KindView::from(p.describe()))
+            .map(KindView::of)
             .collect(),
     )
 }

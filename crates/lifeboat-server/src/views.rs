@@ -63,6 +63,12 @@ pub struct PointView {
     pub lock: Option<LockView>,
     /// `crash` or `application` (instance points), else absent.
     pub consistency: Option<String>,
+    /// A database point's mode: `logical` (`mysql`) or `physical`
+    /// (`mysql-physical`); absent for other kinds.
+    pub mode: Option<String>,
+    /// The full id of the point an incremental physical point continues
+    /// (absent for a full one and other kinds).
+    pub base: Option<String>,
     /// Figures of the backup (files, bytes read/new/stored, duration).
     #[schema(value_type = Object)]
     pub summary: serde_json::Value,
@@ -96,6 +102,8 @@ impl PointView {
                 active: r.retain_until > now,
             }),
             consistency: p.meta["consistency"].as_str().map(str::to_string),
+            mode: lifeboat_mysql::protector::point_mode(p).map(str::to_string),
+            base: lifeboat_mysql::protector::physical_base(p),
             summary: serde_json::to_value(&p.summary).unwrap_or_default(),
             meta: if p.meta.is_object() {
                 p.meta.clone()
@@ -347,11 +355,33 @@ pub struct KindView {
     pub restore: String,
     /// The command that restores its points.
     pub command: String,
+    /// The command that restores a point of each of its point kinds
+    /// (`POINT` stands for the point's id where a kind's names it: a
+    /// physical database point's `lifeboat restore mysql POINT --physical
+    /// --datadir DIR`).
+    pub commands: std::collections::BTreeMap<String, String>,
+}
+
+impl KindView {
+    /// What protector `p` says of its kind.
+    pub fn of(p: &'static dyn lifeboat_protector::Protector) -> KindView {
+        let d = p.describe();
+        let commands = d
+            .point_kinds
+            .iter()
+            .map(|k| (k.to_string(), p.restore_command(k)))
+            .collect();
+        KindView {
+            commands,
+            ..KindView::from(d)
+        }
+    }
 }
 
 impl From<lifeboat_protector::Description> for KindView {
     fn from(d: lifeboat_protector::Description) -> Self {
         KindView {
+            commands: Default::default(),
             kind: d.kind.into(),
             point_kinds: d.point_kinds.iter().map(|k| k.to_string()).collect(),
             title: d.title.into(),

@@ -7,6 +7,7 @@
 //! certificate, and a schema fuzz (schemathesis) finds no 5xx.
 
 mod mysql;
+mod physical;
 mod restores;
 mod safety;
 mod silent;
@@ -63,7 +64,7 @@ fn every_route_but_healthz_needs_the_token() {
     let db = kind("mysql");
     assert_eq!(
         db["point_kinds"],
-        serde_json::json!(["mysql", "mysql-binlog"])
+        serde_json::json!(["mysql", "mysql-binlog", "mysql-physical"])
     );
     assert_eq!(db["browse"], "levels");
     assert_eq!(db["levels"], serde_json::json!(["database", "table"]));

@@ -19,7 +19,7 @@ import { chromium } from 'playwright-core';
 const require = createRequire(import.meta.url);
 const axeSource = fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 const params = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
-const { base, token, shots, restoreTo, newFile, failedJob, plan, hold, liveBucket, bucketTo } = params;
+const { base, token, shots, restoreTo, newFile, failedJob, plan, hold, liveBucket, bucketTo, physicalJob } = params;
 fs.mkdirSync(shots, { recursive: true });
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lifeboat-console-chromium-'));
@@ -256,6 +256,25 @@ try {
   await ready('job');
   summary.db_restore_job = Number(page.url().split('#/jobs/')[1]);
   await waitStatus('succeeded');
+  // A physical database point: its mode in the list, on its page (restored
+  // by a command, named there), and on the job that took it.
+  await visit('#/resources/shop-files', 'resource', 'resource-physical');
+  const physRow = page.locator('[data-testid^="point-"]').first();
+  summary.physical_kind = (await physRow.locator('td').nth(2).textContent()).trim();
+  await physRow.locator('a').first().click();
+  await ready('point');
+  summary.physical_mode = (await page.getByTestId('point-mode').textContent()).trim();
+  summary.physical_command = (await page.getByTestId('restore-command').textContent()).trim();
+  await page.getByTestId('entry-ibdata1').waitFor();
+  await axe('point-physical');
+  await shot('point-physical');
+  // Its files: a database's directory, as the backup copied it.
+  await page.getByTestId('entry-shop').getByRole('link').click();
+  await ready('point');
+  summary.physical_files = (await page.locator('[data-testid^="entry-"]').allTextContents()).length;
+  await page.getByTestId('entry-orders.frm').waitFor();
+  await visit(`#/jobs/${physicalJob}`, 'job', 'job-physical');
+  summary.physical_job_mode = (await page.getByTestId('job-mode').textContent()).trim();
   await visit('#/vaults', 'vaults', 'vaults');
   await visit('#/replication', 'replication', 'replication');
   await visit('#/drills', 'drills', 'drills');

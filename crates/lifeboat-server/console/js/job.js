@@ -19,6 +19,18 @@ export async function render(main, r, { signal }) {
   const cancelBtn = h('button.danger', { type: 'button', hidden: job.status !== 'running' }, 'Cancel job…');
   cancelBtn.addEventListener('click', async () => { if (await cancelJob(job)) cancelBtn.disabled = true; });
 
+  // A backup's point: its mode (a database point: logical or physical, an
+  // incremental one's base), read once the job names its point.
+  let mode = null;
+  async function readMode(j) {
+    if (mode !== null || j.kind !== 'backup' || !j.point || !j.vault) return;
+    mode = '';
+    try {
+      const p = await get(`/api/v1/points/${encodeURIComponent(j.vault)}/${j.point}`);
+      if (p.mode) mode = p.base ? `${p.mode}, incremental on ${short(p.base)}` : (p.mode === 'physical' ? 'physical, full' : p.mode);
+    } catch { /* the point's vault is out of reach: no mode shown */ }
+    if (mode && !signal.aborted) draw(job);
+  }
   function draw(j) {
     job = j;
     statusEl.dataset.status = j.status;
@@ -30,7 +42,10 @@ export async function render(main, r, { signal }) {
       h('dt', 'Plan'), h('dd', j.plan || '—'), h('dt', 'Trigger'), h('dd', j.trigger),
       h('dt', 'Vault'), h('dd', j.vault || '—'), h('dt', 'Started'), h('dd', time(j.started)),
       h('dt', 'Ended'), h('dd', time(j.ended)), h('dt', 'Duration'), h('dd', { id: 'job-duration' }, secs(j.duration_s)),
-      h('dt', 'Bytes'), h('dd', bytes(j.bytes)), h('dt', 'Point'), h('dd', point), h('dt', 'Process'), h('dd', String(j.pid)));
+      h('dt', 'Bytes'), h('dd', bytes(j.bytes)), h('dt', 'Point'), h('dd', point),
+      ...(mode ? [h('dt', 'Mode'), h('dd', { 'data-testid': 'job-mode' }, mode)] : []),
+      h('dt', 'Process'), h('dd', String(j.pid)));
+    readMode(j);
     errorEl.replaceChildren(...(j.error ? [h('h2', 'Error'), h('p.error', { 'data-testid': 'job-error' }, j.error)] : []));
     // A drill's or recovery's whole report: its steps on a timeline.
     const rec = j.report && (j.kind === 'drill' ? j.report.recovery : j.report);

@@ -105,6 +105,14 @@ function bucketRestoreForm(vault, p, prefix) {
   return form;
 }
 
+/** Where a point comes from: a copy, an incremental one's base (linked), or full. */
+function lineage(vault, p) {
+  if (p.copied_from) return `copy of ${short(p.copied_from.point)}`;
+  if (p.base) return ['incremental on ', h('a', { href: `#/points/${encodeURIComponent(vault)}/${p.base}` }, short(p.base))];
+  if (p.parent) return `incremental after ${short(p.parent)}`;
+  return 'full';
+}
+
 function join(dir, name) {
   if (name.startsWith('/')) return name;
   return `${dir.replace(/\/$/, '')}/${name}`;
@@ -119,7 +127,10 @@ export async function render(main, r) {
   const kinds = await get('/api/v1/kinds');
   const d = kinds.find((k) => k.point_kinds.includes(p.kind)) || { point_kinds: [], browse: null, restore: 'command-only', command: `lifeboat restore ${p.kind}` };
   const main_kind = d.point_kinds[0] === p.kind;
-  const browse = main_kind ? d.browse : null;
+  // A physical database point lists its files in two levels: the backup's
+  // first level, then one directory's files.
+  const physical = p.mode === 'physical';
+  const browse = main_kind ? d.browse : (physical ? 'levels' : null);
   const files = browse === 'tree';
   const levels = browse === 'levels';
   const path = r.query.get('path') || (files ? (p.paths[0] || '/') : '');
@@ -132,7 +143,8 @@ export async function render(main, r) {
       h('dt', 'Resource'), h('dd', p.resource), h('dt', 'Kind'), h('dd', p.kind),
       h('dt', 'Time'), h('dd', time(p.time)), h('dt', 'Vault'), h('dd', p.vault),
       h('dt', 'Size'), h('dd', bytes(p.size)), h('dt', 'Host'), h('dd', p.host || '—'),
-      h('dt', 'Lineage'), h('dd', p.copied_from ? `copy of ${short(p.copied_from.point)}` : (p.parent ? `incremental after ${short(p.parent)}` : 'full')),
+      ...(p.mode ? [h('dt', 'Mode'), h('dd', { 'data-testid': 'point-mode' }, p.mode)] : []),
+      h('dt', 'Lineage'), h('dd', { 'data-testid': 'point-lineage' }, lineage(vault, p)),
       h('dt', 'Lock'), h('dd', p.lock ? `${p.lock.mode} until ${new Date(p.lock.retain_until).toLocaleString()}` : 'none'),
       h('dt', 'Consistency'), h('dd', p.consistency || '—'),
       h('dt', 'Tags'), h('dd', p.tags.join(', ') || '—'))));
@@ -140,12 +152,12 @@ export async function render(main, r) {
     const up = files && path !== '/' ? path.replace(/\/[^/]*\/?$/, '') || '/' : null;
     put(main, h('h2', `Contents: ${contents.listing || 'every key'}`),
       up !== null ? h('p', h('a', { href: here(up) }, `Up to ${up}`)) : null,
-      levels && path ? h('p', h('a', { href: here('') }, `All ${d.levels[0]}s`)) : null,
+      levels && path ? h('p', h('a', { href: here('') }, physical ? 'Up to the backup\'s first level' : `All ${d.levels[0]}s`)) : null,
       table(`Contents of ${contents.listing || 'every key'}`, ['Name', 'Kind', ['Size', 'num'], 'Modified', (files && restore === 'files') || (levels && !path && restore === 'database') ? 'Action' : null].filter(Boolean),
         contents.entries.map((e) => {
           const full = files ? join(path, e.name) : e.name;
           const shown = files ? full.split('/').pop() || full : e.name;
-          const nameCell = (files && e.kind === 'dir') || (levels && !path)
+          const nameCell = (files && e.kind === 'dir') || (levels && !path && (!physical || e.kind === 'dir'))
             ? h('a', { href: here(full) }, shown) : shown;
           const cells = [h('td', nameCell), h('td', e.kind), num(bytes(e.size)), h('td', time(e.mtime))];
           if (levels && !path && restore === 'database') {
@@ -171,5 +183,9 @@ export async function render(main, r) {
   if (restore === 'files') put(main, restoreForm(vault, p, path));
   else if (restore === 'database') put(main, dbRestoreForm(vault, p, path));
   else if (restore === 'bucket') put(main, bucketRestoreForm(vault, p, path));
-  else put(main, h('p.muted', `A ${p.kind} point is restored with \`${d.command}\`; the console restores files, database and bucket points.`));
+  else {
+    // The command of this point's kind (a physical database point's names the point).
+    const command = ((d.commands || {})[p.kind] || d.command).replace('POINT', short(p.id));
+    put(main, h('p.muted', { 'data-testid': 'restore-command' }, `A ${p.kind} point is restored with \`${command}\`; the console restores files, database and bucket points.`));
+  }
 }

@@ -9,8 +9,14 @@ function pointLink(p) {
 
 function lineage(p) {
   if (p.copied_from) return `copy of ${short(p.copied_from.point)}`;
+  if (p.base) return `incremental on ${short(p.base)}`;
   if (p.parent) return `after ${short(p.parent)}`;
   return 'full';
+}
+
+/** A point's kind, with a database point's mode (logical or physical). */
+function kindOf(p) {
+  return p.mode ? `${p.kind} (${p.mode})` : p.kind;
 }
 
 function lock(p) {
@@ -44,6 +50,6 @@ export async function render(main, r) {
     pts.unreadable.length ? h('p.error', pts.unreadable.map((u) => `vault ${u.vault}: ${u.error}`).join('; ')) : null,
     table(`Recovery points of ${name}`, ['Point', 'Time', 'Kind', 'Vault', ['Size', 'num'], 'Lineage', 'Lock', 'Consistency'],
       pts.points.map((p) => h('tr', { 'data-testid': `point-${p.id}` },
-        h('td', pointLink(p)), h('td', time(p.time)), h('td', p.kind), h('td', p.vault), num(bytes(p.size)),
+        h('td', pointLink(p)), h('td', time(p.time)), h('td', kindOf(p)), h('td', p.vault), num(bytes(p.size)),
         h('td', lineage(p)), h('td', lock(p)), h('td', p.consistency || '—'))), 'No recovery point yet.'));
 }
