@@ -215,6 +215,7 @@ pub fn restore(g: &Global, a: RestoreInstanceArgs) -> Result<ExitCode> {
         dry_run: a.policy.dry_run,
         delete: a.policy.delete,
         launch: None,
+        part: lifeboat_instance::restore::Part::Whole,
     };
     let mut r = restore_point(g, &a, &opts)?;
     let code = files_outcome(&r.rep.files, &a.to);

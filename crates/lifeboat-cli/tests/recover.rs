@@ -486,6 +486,14 @@ fn a_physical_point_is_recovered_as_the_data_directory_secured_and_rolled_forwar
         !steps.contains(&("shop-db", "load the snapshot")),
         "{steps:?}"
     );
+    // The replay says what it cost: the binlog's bytes.
+    let replay = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["step"] == "replay the binlog archive")
+        .unwrap();
+    assert!(replay["bytes"].as_u64().unwrap() > 1000, "{replay}");
     let rsock = s.join("mysql/shop-db/mysqld.sock");
     let got = parse_state(&sql(
         &rsock,

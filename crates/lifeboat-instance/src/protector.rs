@@ -82,6 +82,7 @@ impl Protector for InstanceProtector {
             env: s.env,
             overwrite: s.overwrite,
             launch: s.launch,
+            part: s.part,
             ..Default::default()
         };
         let counters = lifeboat_files::Counters::default();
@@ -107,6 +108,8 @@ pub struct RestoreSettings {
     pub overwrite: Option<lifeboat_files::Overwrite>,
     /// The launch spec to resolve instead of the point's.
     pub launch: Option<crate::spec::LaunchSpec>,
+    /// Which part of the point (`whole`, `files`, `launch`).
+    pub part: crate::restore::Part,
 }
 
 /// Whether an instance restore wrote its resolved launch spec

@@ -49,6 +49,23 @@ pub struct RestoreOptions {
     /// The launch spec to resolve instead of the point's (the one the
     /// control plane's file declares now); `None`: the point's.
     pub launch: Option<crate::spec::LaunchSpec>,
+    /// Which part of the point: all of it, its files and volumes only (the
+    /// launch spec later, when its values are known), or only its launch
+    /// spec, resolved into a target its files were restored into before.
+    pub part: Part,
+}
+
+/// Which part of an instance point a restore writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Part {
+    /// Files, volumes and the launch spec resolved for the target.
+    #[default]
+    Whole,
+    /// Files and volumes; no launch spec (no value is needed yet).
+    Files,
+    /// The launch spec only, into a target holding the point's files.
+    Launch,
 }
 
 /// What a restore did.
@@ -259,7 +276,8 @@ pub fn restore(
         std::path::absolute(&opts.to).map_err(|e| InstanceError::io("resolve", &opts.to, e))?;
     let roots: Vec<PathBuf> = point.paths.iter().map(PathBuf::from).collect();
     let moved = moved_volumes(&meta, opts)?;
-    let launch = match opts.launch.as_ref().or(meta.spec.launch.as_ref()) {
+    let spec = opts.launch.as_ref().or(meta.spec.launch.as_ref());
+    let launch = match spec.filter(|_| opts.part != Part::Files) {
         Some(l) => Some(launch::resolve(
             l,
             &roots,
@@ -271,6 +289,9 @@ pub fn restore(
         )?),
         None => None,
     };
+    if opts.part == Part::Launch {
+        return launch_only(&to, launch, meta.consistency);
+    }
     let devices = open_devices(&meta, opts)?;
     if let Some(pid) = crate::supervise::running(&to) {
         return Err(InstanceError::Usage(format!(
@@ -306,5 +327,32 @@ pub fn restore(
         launch_json,
         devices: reports,
         dry_run: opts.dry_run,
+    })
+}
+
+/// The launch spec alone, resolved, into `to` (which holds the point's
+/// files, restored before with [`Part::Files`]).
+fn launch_only(
+    to: &Path,
+    launch: Option<ResolvedLaunch>,
+    consistency: Consistency,
+) -> Result<RestoreReport> {
+    if !to.is_dir() {
+        return Err(InstanceError::Usage(format!(
+            "{}: the launch spec goes into a target holding the point's files; restore them there first",
+            to.display()
+        )));
+    }
+    let launch_json = match &launch {
+        Some(l) => Some(launch::write(to, l)?),
+        None => None,
+    };
+    Ok(RestoreReport {
+        files: lifeboat_files::RestoreReport::default(),
+        consistency,
+        launch,
+        launch_json,
+        devices: Vec::new(),
+        dry_run: false,
     })
 }

@@ -342,6 +342,9 @@ pub struct ReplayReport {
     pub from: String,
     /// Where it stopped.
     pub to: String,
+    /// Bytes of binlog handed to the server (from the start position to
+    /// the files' ends; a stop inside the last file is not subtracted).
+    pub bytes: u64,
     /// Wall time.
     pub duration_s: f64,
 }
@@ -473,6 +476,12 @@ fn replay_passes(
         }
     };
     let files = c.materialize(vault, &index, &chain, dir.path())?;
+    let bytes = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum::<u64>()
+        .saturating_sub(co.pos);
     for pass in passes {
         let mut cmd = Command::new("mariadb-binlog");
         cmd.arg("--no-defaults")
@@ -495,6 +504,7 @@ fn replay_passes(
         files: chain.files.iter().map(|(f, _)| f.clone()).collect(),
         from: format!("{}:{}", co.file, co.pos),
         to,
+        bytes,
         duration_s: started.elapsed().as_secs_f64(),
     })
 }

@@ -181,6 +181,7 @@ pub fn drill(cfg: &Config, stack: &str, site: &str, opts: &DrillOptions) -> Resu
                 member: None,
                 at_s: t.duration_since(began).as_secs_f64(),
                 duration_s: t.elapsed().as_secs_f64(),
+                bytes: None,
             });
         }
     };

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use lifeboat_control::protectors::{
-    DatabaseTarget, Reading, RestoreError, RestoreJob, RollForward, Stage, Target, Watch,
+    DatabaseTarget, Reading, RestoreError, RestoreJob, Restored, RollForward, Stage, Target, Watch,
 };
 use lifeboat_vault::Vault;
 
@@ -240,7 +240,7 @@ fn load(r: &Recovery, m: &MemberState, name: &str, src: &DatabaseSource) -> Resu
         options: serde_json::json!({"users": src.plan.logical().is_some_and(|m| m.users), "work": work}),
         watch: &steps,
     };
-    protector_of(&point.kind)
+    let restored = protector_of(&point.kind)
         .and_then(|p| p.restore(&job))
         .map_err(|e| match e {
             RestoreError::RollForward(e) => {
@@ -248,7 +248,15 @@ fn load(r: &Recovery, m: &MemberState, name: &str, src: &DatabaseSource) -> Resu
             }
             e => StackError::Process(format!("restoring snapshot {}: {e}", id.short())),
         })?;
+    replayed_bytes(r, name, &restored);
     Ok(())
+}
+
+/// The binlog bytes a restore replayed, on its replay step.
+pub(super) fn replayed_bytes(r: &Recovery, name: &str, restored: &Restored) {
+    if let Some(b) = restored.report["replay"]["bytes"].as_u64() {
+        r.step_bytes("replay the binlog archive", name, b);
+    }
 }
 
 #[cfg(test)]

@@ -22,11 +22,24 @@ impl StartInstances {
     /// Restores and starts each instance of the stack; the state is written
     /// after each. A required instance's failure fails the recovery, an
     /// optional one's is a warning.
-    pub(crate) fn run(r: &Recovery, vaults: &SiteVaults, got: &mut Recovered) -> Result<()> {
+    pub(crate) fn run(
+        r: &Recovery,
+        mut hosts: Vec<(String, Result<HostFiles>)>,
+        got: &mut Recovered,
+    ) -> Result<()> {
         let order = crate::stack::order(r.cfg, r.declared);
         for name in order.iter().filter(|n| is_instance(r, n)) {
             let outputs = crate::stack::launch_values(r.cfg, &got.state)?;
-            match restore_instance(r, vaults, name, outputs).and_then(|h| h.start(r)) {
+            let files = match hosts.iter().position(|(n, _)| n == name) {
+                Some(i) => hosts.swap_remove(i).1,
+                None => Err(StackError::Process(format!(
+                    "instance `{name}`'s files were not restored"
+                ))),
+            };
+            match files
+                .and_then(|f| launch_instance(r, f, name, outputs))
+                .and_then(|h| h.start(r))
+            {
                 Ok((m, src)) => {
                     got.state.members.push((name.clone(), m));
                     got.sources.push(src);
@@ -37,6 +50,13 @@ impl StartInstances {
                     .push(format!("optional member `{name}` was not recovered: {e}")),
                 Err(e) => {
                     got.state.write()?;
+                    // The instances that will not start leave no files.
+                    for (_, h) in hosts
+                        .iter()
+                        .filter_map(|(n, h)| Some((n, h.as_ref().ok()?)))
+                    {
+                        h.remove_if_made();
+                    }
                     return Err(r.failed(name, e));
                 }
             }
@@ -45,28 +65,44 @@ impl StartInstances {
     }
 }
 
-/// An instance restored under the root, not started yet.
-struct RestoredHost<'v> {
-    name: String,
+/// An instance's files and volumes restored under the root (beside the
+/// data members), its launch spec not written yet.
+pub(crate) struct HostFiles<'v> {
     dir: PathBuf,
     /// The recovery made its directory.
     made: bool,
-    port: u16,
-    launch: crate::launch::LaunchChoice,
     vault_name: &'v str,
+    vault: &'v lifeboat_vault::Vault,
     id: Id,
     point: RecoveryPoint,
 }
 
+impl HostFiles<'_> {
+    /// Removes the directory, when this recovery made it.
+    pub(crate) fn remove_if_made(&self) {
+        if self.made {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// An instance restored under the root, not started yet.
+struct RestoredHost<'v> {
+    name: String,
+    files: HostFiles<'v>,
+    port: u16,
+    launch: crate::launch::LaunchChoice,
+}
+
 /// Restores instance `name`'s newest point (at or before `--at`) into
-/// `ROOT/hosts/NAME` with its launch spec filled from `outputs` and its own
-/// port; refused when the point was not restored whole.
-fn restore_instance<'v>(
+/// `ROOT/hosts/NAME`: its files and volumes, while the data members load
+/// (its launch spec waits for their outputs); refused when the point was
+/// not restored whole.
+pub(crate) fn restore_files<'v>(
     r: &Recovery,
     vaults: &'v SiteVaults,
     name: &str,
-    mut values: crate::stack::Outputs,
-) -> Result<RestoredHost<'v>> {
+) -> Result<HostFiles<'v>> {
     let at = r.opts.at;
     let Some((vn, v, id, p)) = newest(vaults.list(), name, lifeboat_instance::KIND, at) else {
         return Err(StackError::Refused(format!(
@@ -78,35 +114,58 @@ fn restore_instance<'v>(
     let dir = r.root.join("hosts").join(name);
     let made = !dir.exists();
     std::fs::create_dir_all(&dir).map_err(|e| StackError::io("create", &dir, e))?;
-    let launch = crate::launch::LaunchChoice::of(r.cfg, name, &p)?;
+    let t = Instant::now();
+    let options = serde_json::json!({
+        "overwrite": lifeboat_files::Overwrite::Always,
+        "part": "files",
+    });
+    let rep = restore_point(v, &id, &p, Target::Directory(dir.clone()), options)
+        .map_err(|e| crate::launch::restore_error(name, e))?;
+    if !rep.errors.is_empty() || !rep.not_restored.is_empty() {
+        return Err(not_whole(&id, &dir, &rep));
+    }
+    r.step("restore the instance (files, volumes)", Some(name), t);
+    r.step_bytes("restore the instance (files, volumes)", name, rep.bytes);
+    Ok(HostFiles {
+        dir,
+        made,
+        vault_name: vn,
+        vault: v,
+        id,
+        point: p,
+    })
+}
+
+/// Writes restored instance `name`'s launch spec, filled from `values`
+/// (the recovered members' outputs) and its own port.
+fn launch_instance<'v>(
+    r: &Recovery,
+    files: HostFiles<'v>,
+    name: &str,
+    mut values: crate::stack::Outputs,
+) -> Result<RestoredHost<'v>> {
+    let (v, id, p, dir) = (files.vault, &files.id, &files.point, &files.dir);
+    let launch = crate::launch::LaunchChoice::of(r.cfg, name, p)?;
     let port = crate::launch::instance_port(name, launch.spec.as_ref())?;
     values.insert("listen".into(), format!("127.0.0.1:{port}"));
     values.insert("port".into(), port.to_string());
     let t = Instant::now();
     let options = serde_json::json!({
         "env": values,
-        "overwrite": lifeboat_files::Overwrite::Always,
         "launch": launch.spec,
+        "part": "launch",
     });
-    let rep = restore_point(v, &id, &p, Target::Directory(dir.clone()), options)
+    let rep = restore_point(v, id, p, Target::Directory(dir.clone()), options)
         .map_err(|e| crate::launch::restore_error(name, e))?;
     if !lifeboat_instance::protector::launch_written(&rep) {
-        return Err(not_whole(&id, &dir, &rep));
+        return Err(not_whole(id, dir, &rep));
     }
-    r.step(
-        "restore the instance (files, volumes, launch spec)",
-        Some(name),
-        t,
-    );
+    r.step("write the instance's launch spec", Some(name), t);
     Ok(RestoredHost {
         name: name.into(),
-        dir,
-        made,
+        files,
         port,
         launch,
-        vault_name: vn,
-        id,
-        point: p,
     })
 }
 
@@ -134,7 +193,7 @@ impl RestoredHost<'_> {
     fn start(self, r: &Recovery) -> Result<(MemberState, Source)> {
         let name = self.name.as_str();
         let t = Instant::now();
-        let started = lifeboat_instance::supervise::start(&self.dir)?;
+        let started = lifeboat_instance::supervise::start(&self.files.dir)?;
         r.step("start the instance and wait for health", Some(name), t);
         let start_time =
             lifeboat_instance::supervise::start_time(started.pid).ok_or_else(|| {
@@ -142,15 +201,16 @@ impl RestoredHost<'_> {
                     "instance `{name}` exited right after it became healthy"
                 ))
             })?;
+        let f = self.files;
         let m = MemberState {
             kind: "instance".into(),
-            dir: self.dir,
+            dir: f.dir,
             outputs: crate::stack::instance_outputs(self.port),
             process: Some(crate::process::Proc {
                 pid: started.pid,
                 start_time,
             }),
-            provisioned: Some(self.made),
+            provisioned: Some(f.made),
             ..Default::default()
         };
         let why = "the newest instance point of the site".to_string();
@@ -160,9 +220,9 @@ impl RestoredHost<'_> {
             ..Source::point(
                 name,
                 "instance",
-                self.vault_name,
-                &self.id,
-                Some(self.point.time),
+                f.vault_name,
+                &f.id,
+                Some(f.point.time),
                 why,
             )
         };

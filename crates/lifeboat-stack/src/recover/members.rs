@@ -7,6 +7,7 @@ use std::time::Instant;
 use lifeboat_config::ResourceKind;
 use lifeboat_control::protectors::{Target, TargetKind, registry};
 
+use super::instances::HostFiles;
 use super::sources::{SiteVaults, newest, restore_point};
 use super::{Recovered, Recovery, Source};
 use crate::state::{MemberState, StackState};
@@ -20,11 +21,15 @@ impl RestoreData {
     /// state records what came up. A required member's failure fails the
     /// recovery (what was recovered stays, recorded); an optional one's is a
     /// warning.
-    pub(crate) fn run(r: &Recovery, vaults: &SiteVaults) -> Result<Recovered> {
+    pub(crate) fn run<'v>(
+        r: &Recovery,
+        vaults: &'v SiteVaults,
+    ) -> Result<(Recovered, Vec<(String, Result<HostFiles<'v>>)>)> {
         let order = crate::stack::order(r.cfg, r.declared);
-        let data: Vec<&String> = order.iter().filter(|n| !is_instance(r, n)).collect();
-        let results: Vec<(String, Result<(MemberState, Source)>)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = data
+        let (hosts, data): (Vec<&String>, Vec<&String>) =
+            order.iter().partition(|n| is_instance(r, n));
+        let (results, hosts) = std::thread::scope(|scope| {
+            let data: Vec<_> = data
                 .iter()
                 .map(|name| {
                     let name = name.to_string();
@@ -34,10 +39,27 @@ impl RestoreData {
                     })
                 })
                 .collect();
-            handles
+            // The instances' files beside the data: only their start
+            // waits for the members their launch spec names.
+            let hosts: Vec<_> = hosts
+                .iter()
+                .map(|name| {
+                    let name = name.to_string();
+                    scope.spawn(move || {
+                        let got = super::instances::restore_files(r, vaults, &name);
+                        (name, got)
+                    })
+                })
+                .collect();
+            let data: Vec<(String, Result<(MemberState, Source)>)> = data
                 .into_iter()
                 .map(|h| h.join().expect("member thread"))
-                .collect()
+                .collect();
+            let hosts: Vec<(String, Result<HostFiles>)> = hosts
+                .into_iter()
+                .map(|h| h.join().expect("instance thread"))
+                .collect();
+            (data, hosts)
         });
         let mut got = Recovered {
             state: StackState {
@@ -69,8 +91,17 @@ impl RestoreData {
             }
         }
         got.state.write()?;
+        if failure.is_some() {
+            // No instance starts: the files restored for one go again (the
+            // directories this recovery made; the state does not hold them).
+            for (_, h) in &hosts {
+                if let Ok(h) = h {
+                    h.remove_if_made();
+                }
+            }
+        }
         match failure {
-            None => Ok(got),
+            None => Ok((got, hosts)),
             Some(f) => Err(StackError::Process(format!(
                 "recovery of stack `{}` into site `{}` failed: {f} (what was recovered stays: `lifeboat stack status` shows it, `stack down --purge` removes it)",
                 r.stack, r.site

@@ -13,13 +13,16 @@
 //! 3. [`sources::SiteVaults`]: the site's vaults opened, each under a reader
 //!    lock for the whole recovery, so no prune removes what it reads;
 //! 4. [`members::RestoreData`]: per data member, its source chosen (a
-//!    database's newest restorable second or `--at`, a bucket's replica when
-//!    it is at least as new as its newest point, the newest files point),
-//!    provisioned and restored — every member side by side;
+//!    database's newest restorable second or `--at`: from a physical point
+//!    when this host can start it, else a logical one; a bucket's replica
+//!    when it is at least as new as its newest point, the newest files
+//!    point), provisioned and restored — every member side by side, and
+//!    beside them each instance's files and volumes;
 //! 5. [`members::FenceReplicas`]: a replica used in place is fenced
 //!    (`.lifeboat-fence`), so the old primary's replicator stops writing into it;
-//! 6. [`instances::StartInstances`]: each instance restored and started with
-//!    the recovered members' outputs, in dependency order, and healthy;
+//! 6. [`instances::StartInstances`]: each instance's launch spec written
+//!    with the recovered members' outputs, then started, in dependency
+//!    order, and healthy;
 //! 7. [`protection::Protect`]: every member protected at once (`protect`,
 //!    `protect_data`);
 //! 8. [`measure::Measure`]: each member's RPO, the stack's, the downtime and
@@ -105,6 +108,18 @@ impl Recovery<'_> {
         self.clock.step(&self.steps, what, member, began);
     }
 
+    /// Adds the bytes it moved to `member`'s step `what`, the last one so named.
+    pub(crate) fn step_bytes(&self, what: &str, member: &str, bytes: u64) {
+        let mut steps = self.steps.lock().expect("steps");
+        if let Some(s) = steps
+            .iter_mut()
+            .rev()
+            .find(|s| s.step == what && s.member.as_deref() == Some(member))
+        {
+            s.bytes = Some(bytes);
+        }
+    }
+
     /// The refusal or failure of the whole recovery, naming the member.
     pub(crate) fn failed(&self, member: &str, e: impl std::fmt::Display) -> StackError {
         StackError::Process(format!(
@@ -172,11 +187,11 @@ pub fn recover(
 /// replicas' fences, the instances, protection and the report.
 fn pipeline(r: &Recovery, switchover: Option<&Quiesced>) -> Result<RecoveryReport> {
     let vaults = sources::SiteVaults::open(r)?;
-    let mut got = members::RestoreData::run(r, &vaults)?;
+    let (mut got, hosts) = members::RestoreData::run(r, &vaults)?;
     if r.opts.scratch.is_none() {
         members::FenceReplicas::run(r, &mut got);
     }
-    instances::StartInstances::run(r, &vaults, &mut got)?;
+    instances::StartInstances::run(r, hosts, &mut got)?;
     let healthy = measure::Healthy::now(&r.clock);
     // Protected at once (after the RTO: the stack already serves).
     let protection = match r.opts.protect && r.opts.scratch.is_none() {

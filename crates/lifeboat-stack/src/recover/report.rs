@@ -35,6 +35,9 @@ pub struct Step {
     pub at_s: f64,
     /// How long it took.
     pub duration_s: f64,
+    /// The bytes it moved, where that says what it cost (a binlog replay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
 }
 
 impl Step {
@@ -50,7 +53,10 @@ impl Step {
                 .map(|m| format!("{m}: "))
                 .unwrap_or_default(),
             self.step
-        )
+        ) + &self
+            .bytes
+            .map(|b| format!(" ({b} bytes)"))
+            .unwrap_or_default()
     }
 }
 
@@ -226,6 +232,7 @@ impl Clock {
             member: member.map(str::to_string),
             at_s: began.duration_since(self.0).as_secs_f64(),
             duration_s: began.elapsed().as_secs_f64(),
+            bytes: None,
         };
         if let Some(sink) = &self.1 {
             (sink.0)(&s);

@@ -45,7 +45,7 @@ pub(super) fn recover(r: &Recovery, name: &str, src: &DatabaseSource) -> Result<
         options: serde_json::json!({ "work": work }),
         watch: &steps,
     };
-    protector_of(&point.kind)
+    let restored = protector_of(&point.kind)
         .and_then(|p| p.restore(&job))
         .map_err(|e| match e {
             RestoreError::RollForward(e) => {
@@ -53,6 +53,7 @@ pub(super) fn recover(r: &Recovery, name: &str, src: &DatabaseSource) -> Result<
             }
             e => StackError::Process(format!("restoring physical point {}: {e}", id.short())),
         })?;
+    super::replayed_bytes(r, name, &restored);
     let t = Instant::now();
     let m = crate::stack::provision_member(r.cfg, &r.root, r.own, name, None, true);
     let mut m = match m {
