@@ -3,14 +3,21 @@
 //!
 //! ```text
 //! backup:  refuse a server that is not on this host (its files are read here)
-//!          mariadb-backup --backup --stream=mbstream ──pipe──▶ mbstream reader
+//!          incremental asked? base = the resource's newest physical point the
+//!          server continues (same server, whole chain, LSN reached) → else full
+//!          mariadb-backup --backup --stream=mbstream [--incremental-lsn=<base's
+//!          lsn.to>] ──pipe──▶ mbstream reader
 //!              each file's payloads ──▶ its own chunker thread ──▶ BackupWriter
 //!              (content-defined chunks: unchanged InnoDB pages deduplicate)
 //!          tool exit ≠ 0, a cut or damaged stream, a signal → no point
 //!          tree /backup/<the backup's files>; meta: server, LSN range
-//!          (xtrabackup_checkpoints), binlog coordinates (xtrabackup_binlog_info)
-//! restore: an empty or missing DIR ← every file, blobs fetched pack by pack
-//!          in parallel and written in place → mariadb-backup --prepare
+//!          (xtrabackup_checkpoints), binlog coordinates (xtrabackup_binlog_info),
+//!          the base's id for an incremental point
+//! restore: the chain (full point … the point asked for, `chain::chain_of`)
+//!          an empty or missing DIR ← the full point's files, each incremental's
+//!          into a private directory beside it, blobs fetched pack by pack in
+//!          parallel and written in place → mariadb-backup --prepare, then
+//!          --prepare --incremental-dir for each incremental in order
 //!          → DIR is a data directory `mariadbd --datadir DIR` starts on;
 //!          any failure removes what was written
 //! ```
@@ -35,11 +42,16 @@ use crate::error::{MysqlError, Result};
 use crate::server::{Dsn, ServerInfo, Session};
 use crate::snapshot::{Coordinates, Counters};
 
+mod base;
+mod chain;
 mod extract;
 pub mod mbstream;
 mod stream;
 mod tool;
 
+pub use chain::{
+    ChainCheck, INCREMENTAL, Link, bases_needed, chain_of, chain_problems, check_rules,
+};
 pub use extract::{PhysicalRestoreOptions, PhysicalRestoreReport, restore_physical};
 pub use tool::default_tool;
 
@@ -110,8 +122,12 @@ pub struct PhysicalMeta {
     pub format: u32,
     /// Always `physical` (a logical snapshot's mode is `logical`).
     pub mode: String,
-    /// `full-backuped` (from `xtrabackup_checkpoints`).
+    /// `full-backuped` or `incremental` (from `xtrabackup_checkpoints`).
     pub backup_type: String,
+    /// For an incremental point, the full hex id of the point it is taken
+    /// on (its `lsn.from` is that point's `lsn.to`); absent for a full point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
     /// The tool and its version, e.g. `mariadb-backup 10.11.19-MariaDB`.
     pub tool: String,
     /// The server.
@@ -195,16 +211,26 @@ pub fn backup_physical(
     let datadir = s
         .value("read the data directory", "SELECT @@datadir")?
         .unwrap_or_default();
+    let lsn = match opts.incremental {
+        Incremental::Never => None,
+        _ => current_lsn(&mut s),
+    };
     s.close();
     if !Path::new(&datadir).is_dir() {
         return Err(MysqlError::Usage(format!(
             "{dsn}: the server's data directory {datadir} is not on this host: a physical backup copies the server's files, so it runs on the database host. Run it there, or take a logical backup (without --physical)"
         )));
     }
-    let work = tempfile::Builder::new()
-        .prefix("lifeboat-physical-")
-        .tempdir()
-        .map_err(|e| MysqlError::io("create", std::env::temp_dir(), e))?;
+    let resource = opts.resource.clone().unwrap_or_else(|| dsn.resource());
+    let mut warnings = Vec::new();
+    let now = base::Now {
+        server: &info,
+        datadir: &datadir,
+        lsn,
+        time,
+    };
+    let base = base::choose(vault, &resource, opts.incremental, &now, &mut warnings)?;
+    let work = private_tempdir("lifeboat-physical-", None)?;
     let target = work.path().join("target");
     std::fs::create_dir(&target).map_err(|e| MysqlError::io("create", &target, e))?;
     let log = work.path().join("mariadb-backup.log");
@@ -212,11 +238,22 @@ pub fn backup_physical(
     if let Some(level) = opts.compression {
         writer = writer.with_compression(level);
     }
-    let streamed = run_backup(&writer, dsn, opts, &target, &log, counters)?;
-    let mut warnings = Vec::new();
-    let meta = describe(&streamed, info, dsn, datadir, &mut warnings)?;
+    let from = base.as_ref().map(|b| b.lsn);
+    let streamed = run_backup(&writer, dsn, opts, from, &target, &log, counters)?;
+    let mut meta = describe(&streamed, info, dsn, datadir, &mut warnings)?;
+    if let Some(b) = &base {
+        if meta.backup_type != INCREMENTAL || meta.lsn.from != b.lsn {
+            return Err(MysqlError::Tool {
+                program: format!("{} --backup", opts.tool.display()),
+                reason: format!(
+                    "asked for an incremental backup from LSN {}, it made a {} one from {}; no point was written",
+                    b.lsn, meta.backup_type, meta.lsn.from
+                ),
+            });
+        }
+        meta.base = Some(b.id.to_hex());
+    }
     let (root, dirs) = save_trees(&writer, &streamed.files)?;
-    let resource = opts.resource.clone().unwrap_or_else(|| dsn.resource());
     let mut point = RecoveryPoint::new(&resource, crate::KIND_PHYSICAL, root);
     point.time = time;
     point.tags = opts.tags.clone();
@@ -248,11 +285,12 @@ fn run_backup(
     writer: &BackupWriter<'_>,
     dsn: &Dsn,
     opts: &PhysicalOptions,
+    from: Option<u64>,
     target: &Path,
     log: &Path,
     counters: &Counters,
 ) -> Result<Streamed> {
-    let mut child = tool::start_backup(&opts.tool, dsn, opts.parallel, target, log)?;
+    let mut child = tool::start_backup(&opts.tool, dsn, opts.parallel, from, target, log)?;
     let out = child.stdout.take().expect("piped");
     let streamed = stream::store_stream(writer, out, counters);
     if streamed.is_err() && child.try_wait().ok().flatten().is_none() {
@@ -325,6 +363,7 @@ fn describe(
         format: 1,
         mode: "physical".into(),
         backup_type: kv.get("backup_type").cloned().unwrap_or_default(),
+        base: None,
         tool: format!("mariadb-backup {tool_version}").trim().to_string(),
         consistent_at: server_now(dsn),
         server,
@@ -334,6 +373,17 @@ fn describe(
         lsn,
         files: s.files.len() as u64,
     })
+}
+
+/// The server's current InnoDB LSN (`Innodb_lsn_current`), if it says.
+fn current_lsn(s: &mut Session) -> Option<u64> {
+    s.value(
+        "read the current LSN",
+        "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'INNODB_LSN_CURRENT'",
+    )
+    .ok()
+    .flatten()
+    .and_then(|v| v.trim().parse().ok())
 }
 
 /// The server's clock now (UTC), read after the copy ended; this host's
@@ -394,7 +444,7 @@ fn save_trees(writer: &BackupWriter<'_>, files: &BTreeMap<String, Stored>) -> Re
                 ..Node::default()
             };
             n.set_name_bytes(name.as_bytes());
-            if stream::is_tablespace(name) {
+            if stream::is_blocked(name) {
                 n.attrs
                     .insert("block_size".into(), stream::BLOCK.to_string());
             }
@@ -419,6 +469,21 @@ fn save_trees(writer: &BackupWriter<'_>, files: &BTreeMap<String, Stored>) -> Re
         nodes: vec![dir_node(BACKUP_DIR, backup)],
     })?;
     Ok((root, dirs))
+}
+
+/// A private (0700) temporary directory in `dir`, else in the system's
+/// temporary directory; removed when dropped.
+pub(super) fn private_tempdir(prefix: &str, dir: Option<&Path>) -> Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut b = tempfile::Builder::new();
+    b.prefix(prefix)
+        .permissions(std::fs::Permissions::from_mode(0o700));
+    match dir {
+        Some(d) => b.tempdir_in(d).map_err(|e| MysqlError::io("create", d, e)),
+        None => b
+            .tempdir()
+            .map_err(|e| MysqlError::io("create", std::env::temp_dir(), e)),
+    }
 }
 
 fn dir_node(name: &str, subtree: Id) -> Node {

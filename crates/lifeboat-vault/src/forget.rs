@@ -69,10 +69,19 @@ pub struct Decision {
 
 /// A protector's rule for a kind of points that are kept by what other kept
 /// points need, not by the keep policy (e.g. archived binlog: kept while a
-/// kept snapshot needs it for point-in-time restore).
+/// kept snapshot needs it for point-in-time restore) — or by both, when
+/// [`DependentKind::policy_too`] says so (e.g. the base of a kept
+/// incremental point, kept though the policy would let it go).
 pub trait DependentKind: Sync {
     /// The kind this rule decides (e.g. `mysql-binlog`).
     fn kind(&self) -> &str;
+    /// Whether the keep policy keeps this kind's points too, the rule only
+    /// adding those it needs; `false` (the default): the rule alone decides.
+    /// Rules apply in the order given, so a rule that adds points of a kind
+    /// another rule counts as kept comes before it.
+    fn policy_too(&self) -> bool {
+        false
+    }
     /// Of `points` (every point considered, of every kind), the ids of this
     /// kind's points still needed, each with why, given which points of the
     /// other kinds are kept.
@@ -108,11 +117,21 @@ pub fn apply_with(
     for rule in rules {
         let kept: std::collections::HashSet<Id> = out
             .iter()
-            .filter(|d| d.keep && !rules.iter().any(|r| r.kind() == d.kind))
+            .filter(|d| d.keep && !rules.iter().any(|r| !r.policy_too() && r.kind() == d.kind))
             .map(|d| d.id)
             .collect();
         let needed = rule.needed(points, &|id| kept.contains(id));
         for d in out.iter_mut().filter(|d| d.kind == rule.kind()) {
+            if rule.policy_too() {
+                d.reasons.extend(
+                    needed
+                        .iter()
+                        .filter(|(id, _)| *id == d.id)
+                        .map(|(_, why)| why.clone()),
+                );
+                d.keep = !d.reasons.is_empty();
+                continue;
+            }
             d.reasons.clear();
             d.reasons.extend(
                 needed
