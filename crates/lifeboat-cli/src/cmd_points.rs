@@ -83,7 +83,16 @@ fn point_json(id: &lifeboat_vault::Id, p: &RecoveryPoint) -> serde_json::Value {
         "meta": p.meta,
         "consistency": crate::cmd_instance::consistency(p),
         "mode": database_mode(p),
+        "base": physical_base(p),
     })
+}
+
+/// The base of an incremental physical point (full hex id); none for any
+/// other point.
+fn physical_base(p: &RecoveryPoint) -> Option<String> {
+    (p.kind == lifeboat_mysql::KIND_PHYSICAL)
+        .then(|| p.meta.get("base")?.as_str().map(str::to_string))
+        .flatten()
 }
 
 /// A database point's mode: `logical` (a `mysql` snapshot) or `physical`
@@ -267,7 +276,10 @@ fn point_line(id: &lifeboat_vault::Id, p: &RecoveryPoint) -> String {
         })
         .unwrap_or_default();
     let mode = database_mode(p)
-        .map(|m| format!(" [{m}]"))
+        .map(|m| match physical_base(p) {
+            Some(b) => format!(" [{m}, incremental on {}]", &b[..b.len().min(8)]),
+            None => format!(" [{m}]"),
+        })
         .unwrap_or_default();
     format!(
         "{:<10} {:<20} {:<14} {:>10}  {:<30} {}{mode}{lock}{lineage}",

@@ -84,6 +84,20 @@ fn an_incremental_chain_restores_its_tip_and_stores_only_what_changed() {
         assert!(n(inc, "bytes_new") * 5 < n(&full, "bytes_new"), "{inc}");
     }
 
+    let list = c.json(&["points", "list"]);
+    let bases: Vec<&Value> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["base"])
+        .collect();
+    assert_eq!(bases, [&Value::Null, &full["id"], &inc1["id"]], "{list}");
+    let text = c.ok(&["points", "list"]);
+    assert!(
+        text.contains(&format!("[physical, incremental on {}]", &id(&inc1)[..8])),
+        "{text}"
+    );
+
     // The tip restores with its whole chain.
     let dir = t.path().join("restored/data");
     let o = restore(&c, id(&inc2), &dir);

@@ -190,3 +190,90 @@ impl lifeboat_vault::check::KindCheck for ChainCheck {
 pub fn check_rules() -> [&'static dyn lifeboat_vault::check::KindCheck; 1] {
     [&ChainCheck]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::physical::Lsn;
+    use crate::server::{Flavor, ServerInfo};
+
+    /// A physical point with LSN range `from..to`, on `base`.
+    fn point(from: u64, to: u64, base: Option<&Id>) -> (Id, RecoveryPoint) {
+        let meta = PhysicalMeta {
+            format: 1,
+            mode: "physical".into(),
+            backup_type: if base.is_some() {
+                INCREMENTAL
+            } else {
+                "full-backuped"
+            }
+            .into(),
+            base: base.map(|b| b.to_hex()),
+            tool: "mariadb-backup".into(),
+            server: ServerInfo {
+                flavor: Flavor::Mariadb,
+                version: "10.11.19-MariaDB".into(),
+                server_id: 1,
+                log_bin: true,
+                binlog_format: "ROW".into(),
+            },
+            dsn: "mysql://root@localhost".into(),
+            datadir: "/var/lib/mysql".into(),
+            binlog: None,
+            consistent_at: chrono::Utc::now(),
+            lsn: Lsn { from, to, last: to },
+            files: 1,
+        };
+        let mut p = RecoveryPoint::new("db", crate::KIND_PHYSICAL, Id::random());
+        p.meta = serde_json::to_value(meta).unwrap();
+        (Id::random(), p)
+    }
+
+    #[test]
+    fn broken_links_are_named_with_both_points() {
+        let full = point(0, 100, None);
+        let inc1 = point(100, 200, Some(&full.0));
+        let inc2 = point(200, 300, Some(&inc1.0));
+        let wrong = point(150, 400, Some(&inc2.0)); // does not continue inc2
+        let orphan = point(300, 500, Some(&Id::random()));
+        let mut other = point(0, 10, None);
+        other.1.kind = crate::KIND_SNAPSHOT.into();
+        let on_other = point(10, 20, Some(&other.0));
+        let all = [&full, &inc1, &inc2, &wrong, &orphan, &other, &on_other];
+        let points: Vec<_> = all.iter().map(|p| (*p).clone()).collect();
+        let found = chain_problems(&points);
+        let ids: Vec<Id> = found.iter().map(|(i, _)| *i).collect();
+        assert_eq!(ids, [wrong.0, orphan.0, on_other.0], "{found:?}");
+        assert!(found[0].1.contains(&inc2.0.short()) && found[0].1.contains("LSN"));
+        assert!(found[1].1.contains("missing from the vault"));
+        assert!(found[2].1.contains("not a physical database point"));
+    }
+
+    #[test]
+    fn kept_incrementals_keep_every_link_below_them() {
+        let f1 = point(0, 100, None);
+        let i1 = point(100, 200, Some(&f1.0));
+        let i2 = point(200, 300, Some(&i1.0));
+        let f2 = point(0, 400, None);
+        let i3 = point(400, 500, Some(&f2.0));
+        let points: Vec<_> = [&f1, &i1, &i2, &f2, &i3]
+            .iter()
+            .map(|p| (*p).clone())
+            .collect();
+        let ids = |kept: &[&Id]| -> Vec<Id> {
+            let mut v: Vec<Id> = bases_needed(&points, &|i| kept.contains(&i))
+                .into_iter()
+                .map(|(i, _)| i)
+                .collect();
+            v.sort();
+            v
+        };
+        let sorted = |mut v: Vec<Id>| {
+            v.sort();
+            v
+        };
+        assert_eq!(ids(&[&i2.0]), sorted(vec![i1.0, f1.0]));
+        assert_eq!(ids(&[&i3.0]), vec![f2.0]);
+        assert_eq!(ids(&[&f2.0, &f1.0]), Vec::<Id>::new());
+    }
+}
