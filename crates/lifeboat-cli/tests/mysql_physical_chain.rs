@@ -39,8 +39,9 @@ fn physical_ids(c: &Cli) -> Vec<String> {
 
 /// A full point and two incrementals with writes between: each names its
 /// base, the incrementals store far less, and the tip restores (the whole
-/// chain applied) into a server that starts with the source's checksums;
-/// `--full-every` starts a new full point once the chain's is old enough.
+/// chain applied) into a server that starts with the source's checksums,
+/// from the vault and from a copy of it in another vault; `--full-every`
+/// starts a new full point once the chain's is old enough.
 #[test]
 fn an_incremental_chain_restores_its_tip_and_stores_only_what_changed() {
     let db = shop();
@@ -126,6 +127,42 @@ fn an_incremental_chain_restores_its_tip_and_stores_only_what_changed() {
     assert_eq!(
         server.sql(&format!("CHECKSUM TABLE {TABLES}")).unwrap(),
         sums1
+    );
+    drop(server);
+
+    // A copy in another vault keeps the chain: its links are the copies.
+    let dst = Cli::new(env!("CARGO_BIN_EXE_lifeboat"), &t.path().join("copy"));
+    dst.ok(&["vault", "init"]);
+    let o = c
+        .command(&["copy", "--to", &dst.vault, "--all"])
+        .env("LIFEBOAT_TO_PASSWORD", &dst.password)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    dst.ok(&["vault", "check"]);
+    let copies = dst.json(&["points", "list"]);
+    let tip = copies.as_array().unwrap().last().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dir = t.path().join("from-copy");
+    let report = dst.json(&[
+        "restore",
+        "mysql",
+        &tip,
+        "--physical",
+        "--datadir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(report["chain"].as_array().unwrap().len(), 3, "{report}");
+    assert!(
+        !report["chain"].as_array().unwrap().contains(&full["id"]),
+        "{report}"
+    );
+    let server = Restored::start(&dir);
+    assert_eq!(
+        server.sql(&format!("CHECKSUM TABLE {TABLES}")).unwrap(),
+        sums2
     );
     drop(server);
 

@@ -257,6 +257,9 @@ pub fn backup_physical(
     let mut point = RecoveryPoint::new(&resource, crate::KIND_PHYSICAL, root);
     point.time = time;
     point.tags = opts.tags.clone();
+    // The base as the vault's own link too: a copy rewrites `parent` to the
+    // copy of the base in the other vault (never the meta).
+    point.parent = base.as_ref().map(|b| b.id);
     point.paths = vec![meta.datadir.clone()];
     let size: u64 = streamed.files.values().map(|f| f.size).sum();
     let st = writer.stats();

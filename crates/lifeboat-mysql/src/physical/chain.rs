@@ -2,7 +2,11 @@
 //!
 //! An incremental `mysql-physical` point holds the pages changed since its
 //! base (`mariadb-backup --incremental-lsn=<the base's lsn.to>`), and names
-//! that base in its meta (`base`). Restoring it needs every link down to a
+//! that base twice: in its meta (`base`, the id in the vault it was taken
+//! in) and as its `parent` (which a copy to another vault rewrites to the
+//! copy of the base there, as it does for every point; the meta it never
+//! reads). Links are followed by `parent`, by `base` for a point without
+//! one. Restoring it needs every link down to a
 //! full point: the full one prepared, then each incremental applied in
 //! order. A link continues its base when its `lsn.from` is the base's
 //! `lsn.to`. This module follows the links ([`chain_of`]), tells a vault's
@@ -39,8 +43,14 @@ fn link_fault(tip: &PhysicalMeta, base_id: &Id, base: &RecoveryPoint) -> Option<
     None
 }
 
-/// The base a meta names, as an id (`Ok(None)` for a full point).
-fn base_of(id: &Id, m: &PhysicalMeta) -> Result<Option<Id>> {
+/// The base of point `id`, as an id in this vault (`Ok(None)` for a full
+/// point): its `parent`, else the id its meta names.
+fn base_of(id: &Id, p: &RecoveryPoint, m: &PhysicalMeta) -> Result<Option<Id>> {
+    if m.base.is_some()
+        && let Some(parent) = p.parent
+    {
+        return Ok(Some(parent));
+    }
     match &m.base {
         None if m.backup_type == INCREMENTAL => Err(MysqlError::BadPoint {
             point: id.short(),
@@ -61,8 +71,8 @@ fn base_of(id: &Id, m: &PhysicalMeta) -> Result<Option<Id>> {
 pub fn chain_of(vault: &Vault, id: &Id, point: &RecoveryPoint) -> Result<Vec<Link>> {
     let mut chain = vec![(*id, point.clone(), physical_meta(id, point)?)];
     loop {
-        let (tip_id, _, tip) = chain.last().expect("a chain has a tip");
-        let Some(base_id) = base_of(tip_id, tip)? else {
+        let (tip_id, tip_point, tip) = chain.last().expect("a chain has a tip");
+        let Some(base_id) = base_of(tip_id, tip_point, tip)? else {
             break;
         };
         let broken = |reason: String| MysqlError::BrokenChain {
@@ -107,7 +117,7 @@ pub fn chain_problems(points: &[(Id, RecoveryPoint)]) -> Vec<(Id, String)> {
             out.push((*id, "its physical point meta is unreadable".into()));
             continue;
         };
-        let base = match base_of(id, &m) {
+        let base = match base_of(id, p, &m) {
             Ok(None) => continue,
             Ok(Some(b)) => b,
             Err(e) => {
@@ -116,7 +126,10 @@ pub fn chain_problems(points: &[(Id, RecoveryPoint)]) -> Vec<(Id, String)> {
             }
         };
         let fault = match by_id.get(&base) {
-            None => Some("is missing from the vault".to_string()),
+            None => Some(
+                "is missing from the vault (forgotten, unreadable, or not copied with it)"
+                    .to_string(),
+            ),
             Some(bp) => link_fault(&m, &base, bp).map(|f| format!("does not continue it: {f}")),
         };
         if let Some(f) = fault {
@@ -146,8 +159,8 @@ pub fn bases_needed(
         .map(|(i, p)| (i, p))
         .collect();
     let base = |id: &Id| -> Option<Id> {
-        let m = physical_meta(id, by_id.get(id)?).ok()?;
-        Id::parse(m.base.as_deref()?)
+        let p = by_id.get(id)?;
+        base_of(id, p, &physical_meta(id, p).ok()?).ok()?
     };
     let mut out: Vec<(Id, String)> = Vec::new();
     for (tip, _) in points
@@ -226,6 +239,7 @@ mod tests {
         };
         let mut p = RecoveryPoint::new("db", crate::KIND_PHYSICAL, Id::random());
         p.meta = serde_json::to_value(meta).unwrap();
+        p.parent = base.copied();
         (Id::random(), p)
     }
 
@@ -239,7 +253,13 @@ mod tests {
         let mut other = point(0, 10, None);
         other.1.kind = crate::KIND_SNAPSHOT.into();
         let on_other = point(10, 20, Some(&other.0));
-        let all = [&full, &inc1, &inc2, &wrong, &orphan, &other, &on_other];
+        // A copy: its meta names the base in the vault it was taken in, its
+        // parent the copy of that base here.
+        let mut copied = point(300, 350, Some(&Id::random()));
+        copied.1.parent = Some(inc2.0);
+        let all = [
+            &full, &inc1, &inc2, &wrong, &orphan, &other, &on_other, &copied,
+        ];
         let points: Vec<_> = all.iter().map(|p| (*p).clone()).collect();
         let found = chain_problems(&points);
         let ids: Vec<Id> = found.iter().map(|(i, _)| *i).collect();
