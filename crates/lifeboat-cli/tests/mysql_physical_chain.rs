@@ -177,7 +177,8 @@ fn an_incremental_chain_restores_its_tip_and_stores_only_what_changed() {
 /// Retention keeps every link a kept incremental needs and lets an old
 /// chain go once a new full point is the one kept; a missing link is
 /// reported by `vault check` and refused by a restore, both points named,
-/// and the next incremental backup takes a full point instead, saying why.
+/// and the next incremental backup takes a full point instead, saying why —
+/// as it does for another server under the same resource name.
 #[test]
 fn retention_keeps_chains_whole_and_a_broken_chain_is_found_and_refused() {
     let db = shop();
@@ -243,4 +244,34 @@ fn retention_keeps_chains_whole_and_a_broken_chain_is_found_and_refused() {
         stderr(&o)
     );
     let _ = f1;
+
+    // Another server under the same resource name: a full point, and why.
+    let resource = f2["resource"].as_str().unwrap();
+    let other = MariaDb::start();
+    let dsn = other.root_dsn();
+    let args = [
+        "backup",
+        "mysql",
+        "--physical",
+        "--incremental",
+        "--resource",
+        resource,
+        "--dsn",
+        &dsn,
+    ];
+    let o = c.run(&args);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("was taken of another server"),
+        "{}",
+        stderr(&o)
+    );
+    let newest = c
+        .json(&["points", "list"])
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(newest["base"], Value::Null, "{newest}");
 }

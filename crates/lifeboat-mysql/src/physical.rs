@@ -242,16 +242,7 @@ pub fn backup_physical(
     let streamed = run_backup(&writer, dsn, opts, from, &target, &log, counters)?;
     let mut meta = describe(&streamed, info, dsn, datadir, &mut warnings)?;
     if let Some(b) = &base {
-        if meta.backup_type != INCREMENTAL || meta.lsn.from != b.lsn {
-            return Err(MysqlError::Tool {
-                program: format!("{} --backup", opts.tool.display()),
-                reason: format!(
-                    "asked for an incremental backup from LSN {}, it made a {} one from {}; no point was written",
-                    b.lsn, meta.backup_type, meta.lsn.from
-                ),
-            });
-        }
-        meta.base = Some(b.id.to_hex());
+        link_to_base(&mut meta, b, &opts.tool)?;
     }
     let (root, dirs) = save_trees(&writer, &streamed.files)?;
     let mut point = RecoveryPoint::new(&resource, crate::KIND_PHYSICAL, root);
@@ -274,6 +265,17 @@ pub fn backup_physical(
         duration_s: started.elapsed().as_secs_f64(),
     };
     point.meta = serde_json::to_value(&meta).expect("meta serializes");
+    if let Some(b) = &base {
+        // A base forgotten while the copy ran would leave a broken chain.
+        if let Err(e) = vault.read_point(&b.id) {
+            return Err(MysqlError::BadPoint {
+                point: b.id.short(),
+                reason: format!(
+                    "the base of this incremental backup went while it ran ({e}): no point was written; run the backup again"
+                ),
+            });
+        }
+    }
     let id = writer.commit(&point)?;
     Ok(PhysicalResult {
         id,
@@ -281,6 +283,22 @@ pub fn backup_physical(
         meta,
         warnings,
     })
+}
+
+/// Records `base` in the meta of an incremental copy made on it, once the
+/// tool's own record says it is one from the base's LSN.
+fn link_to_base(meta: &mut PhysicalMeta, b: &base::Base, tool: &Path) -> Result<()> {
+    if meta.backup_type != INCREMENTAL || meta.lsn.from != b.lsn {
+        return Err(MysqlError::Tool {
+            program: format!("{} --backup", tool.display()),
+            reason: format!(
+                "asked for an incremental backup from LSN {}, it made a {} one from {}; no point was written",
+                b.lsn, meta.backup_type, meta.lsn.from
+            ),
+        });
+    }
+    meta.base = Some(b.id.to_hex());
+    Ok(())
 }
 
 /// Runs the tool and stores its stream; the tool is ended whatever happens.
