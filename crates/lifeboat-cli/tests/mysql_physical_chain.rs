@@ -206,8 +206,16 @@ fn retention_keeps_chains_whole_and_a_broken_chain_is_found_and_refused() {
     db.sql("UPDATE shop.orders SET qty = 3 WHERE id < 500");
     let i4 = backup(&c, &db, &["--incremental"]);
     assert_eq!((&i3["base"], &i4["base"]), (&f2["id"], &i3["id"]));
-    c.ok(&["points", "forget", id(&i3)]);
     let (i3s, i4s) = (&id(&i3)[..8], &id(&i4)[..8]);
+    let o = c.run(&["points", "forget", id(&i3)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!(
+            "{i3s} was the base of incremental physical point {i4s}"
+        )),
+        "{}",
+        stderr(&o)
+    );
     let o = c.run(&["vault", "check"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let found = String::from_utf8_lossy(&o.stdout);

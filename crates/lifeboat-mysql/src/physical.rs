@@ -50,7 +50,7 @@ mod stream;
 mod tool;
 
 pub use chain::{
-    ChainCheck, INCREMENTAL, Link, bases_needed, chain_of, chain_problems, check_rules,
+    ChainCheck, INCREMENTAL, Link, base_id, bases_needed, chain_of, chain_problems, check_rules,
 };
 pub use extract::{PhysicalRestoreOptions, PhysicalRestoreReport, restore_physical};
 pub use tool::default_tool;

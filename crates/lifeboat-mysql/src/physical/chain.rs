@@ -146,6 +146,15 @@ pub fn chain_problems(points: &[(Id, RecoveryPoint)]) -> Vec<(Id, String)> {
     out
 }
 
+/// The base of `mysql-physical` point `id` in this vault (its `parent`, else
+/// its meta's `base`); `None` for a full point or any other point.
+pub fn base_id(id: &Id, p: &RecoveryPoint) -> Option<Id> {
+    if p.kind != crate::KIND_PHYSICAL {
+        return None;
+    }
+    base_of(id, p, &physical_meta(id, p).ok()?).ok()?
+}
+
 /// Which `mysql-physical` points must be kept because a kept incremental
 /// needs them: every link below each kept incremental (`kept` says which
 /// points are kept otherwise). Returns (point, why).
