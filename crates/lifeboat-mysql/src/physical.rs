@@ -558,5 +558,21 @@ mod tests {
         ] {
             assert!(!stream::is_tablespace(o), "{o}");
         }
+        // An incremental point's page files are stored in blocks too.
+        for b in [
+            "shop/orders.ibd.delta",
+            "ibdata1.delta",
+            "undo002.delta",
+            "shop/new.new",
+        ] {
+            assert!(stream::is_blocked(b), "{b}");
+        }
+        for o in [
+            "shop/orders.ibd.meta",
+            "ib_logfile0",
+            "shop/orders.frm.delta",
+        ] {
+            assert!(!stream::is_blocked(o), "{o}");
+        }
     }
 }
