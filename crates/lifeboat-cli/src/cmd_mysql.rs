@@ -30,6 +30,15 @@ pub struct BackupArgs {
     /// far faster than a logical point for big databases). Whole server only.
     #[arg(long, conflicts_with_all = ["databases", "users", "chunk_mib"])]
     pub(crate) physical: bool,
+    /// With --physical: an incremental point (only the InnoDB pages changed since
+    /// the resource's newest physical point, by LSN), chained to that point; a full
+    /// point when there is none the server can continue from.
+    #[arg(long, requires = "physical")]
+    pub(crate) incremental: bool,
+    /// With --physical: incremental points while the chain's full point is younger
+    /// than this (e.g. 1d, 12h), else a new full point.
+    #[arg(long, value_name = "DURATION", requires = "physical", value_parser = parse_duration)]
+    pub(crate) full_every: Option<std::time::Duration>,
     /// Only these databases (comma-separated; default: every user database).
     #[arg(long, value_delimiter = ',')]
     pub(crate) databases: Option<Vec<String>>,

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use anyhow::Result;
-use lifeboat_mysql::physical::{PhysicalOptions, PhysicalRestoreOptions, default_tool};
+use lifeboat_mysql::physical::{
+    Incremental, PhysicalOptions, PhysicalRestoreOptions, default_tool,
+};
 use lifeboat_mysql::pitr::Modes;
 use lifeboat_mysql::{Catalog, Counters, Dsn};
 
@@ -38,7 +40,11 @@ pub fn backup(g: &Global, a: BackupArgs) -> Result<ExitCode> {
         parallel: a.parallel,
         compression: Some(a.compression),
         tool: default_tool(),
-        incremental: lifeboat_mysql::physical::Incremental::Never,
+        incremental: match (a.full_every, a.incremental) {
+            (Some(d), _) => Incremental::FullEvery(d),
+            (None, true) => Incremental::OnNewest,
+            (None, false) => Incremental::Never,
+        },
     };
     let counters = Arc::new(Counters::default());
     let bar = progress(g, &counters, "streamed");
@@ -59,6 +65,8 @@ pub fn backup(g: &Global, a: BackupArgs) -> Result<ExitCode> {
             "id": res.id.to_hex(),
             "resource": res.point.resource,
             "mode": "physical",
+            "backup_type": m.backup_type,
+            "base": m.base,
             "server_version": m.server.version,
             "tool": m.tool,
             "lsn": m.lsn,
@@ -74,8 +82,12 @@ pub fn backup(g: &Global, a: BackupArgs) -> Result<ExitCode> {
     } else {
         if !g.quiet {
             let at = crate::cmd_mysql::coordinates_text(m.binlog.as_ref());
+            let on = match &m.base {
+                Some(b) => format!(", incremental on {}", &b[..8.min(b.len())]),
+                None => String::new(),
+            };
             eprintln!(
-                "physical point of {} ({}): {} files, {} copied; new {}, stored {} in {:.1}s; LSN {}..{}; consistent at {at}",
+                "physical point of {}{on} ({}): {} files, {} copied; new {}, stored {} in {:.1}s; LSN {}..{}; consistent at {at}",
                 res.point.resource,
                 m.server.version,
                 m.files,
@@ -160,8 +172,16 @@ pub fn restore(g: &Global, a: RestoreArgs) -> Result<ExitCode> {
             })
             .unwrap_or_default();
         eprintln!(
-            "restored physical point {} into {}: {} files ({}) in {:.1}s, prepared in {:.1}s{rolled}; start it with: mariadbd --datadir={} (the files belong to this user: chown -R mysql:mysql it first when the server runs as mysql)",
+            "restored physical point {}{} into {}: {} files ({}) in {:.1}s, prepared in {:.1}s{rolled}; start it with: mariadbd --datadir={} (the files belong to this user: chown -R mysql:mysql it first when the server runs as mysql)",
             id.short(),
+            match rep.chain.len() {
+                1 => String::new(),
+                n => format!(
+                    " (a chain of {n}: full point {} and {} incremental)",
+                    &rep.chain[0][..8],
+                    n - 1
+                ),
+            },
             rep.datadir.display(),
             rep.files,
             bytes(rep.bytes),

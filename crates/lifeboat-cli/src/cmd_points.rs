@@ -344,6 +344,17 @@ fn forget(
     if g.json {
         print_json(&ids.iter().map(|i| i.to_hex()).collect::<Vec<_>>())?;
     }
+    // An incremental physical point whose base went cannot be restored.
+    let (left, _) = v.list_points()?;
+    for (inc, p) in &left {
+        if let Some(base) = lifeboat_mysql::physical::base_id(inc, p).filter(|b| ids.contains(b)) {
+            eprintln!(
+                "warning: point {} was the base of incremental physical point {}, which cannot be restored any more (nor what is built on it); `lifeboat vault check` lists broken chains",
+                base.short(),
+                inc.short()
+            );
+        }
+    }
     Ok(())
 }
 

@@ -194,9 +194,16 @@ fn check_vault(g: &Global, read_data: bool, lock: crate::common::NoLock) -> Resu
     let bar = Progress::start(g.progress() && read_data, move || {
         format!("{} packs read", d.load(Ordering::Relaxed))
     });
-    let rep = check::check(&v, read_data, &|n| {
-        done.fetch_add(n, Ordering::Relaxed);
-    })?;
+    // The protectors' own checks: an incremental database point's chain.
+    let kinds = lifeboat_mysql::check_rules();
+    let rep = check::check_with(
+        &v,
+        read_data,
+        &|n| {
+            done.fetch_add(n, Ordering::Relaxed);
+        },
+        &kinds,
+    )?;
     drop(bar);
     if g.json {
         print_json(&rep)?;

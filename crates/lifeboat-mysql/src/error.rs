@@ -124,6 +124,18 @@ pub enum MysqlError {
         /// What is wrong.
         reason: String,
     },
+    /// A link of an incremental physical point's chain is missing or damaged.
+    #[error(
+        "physical point {point}, the base of incremental point {needed_by}: {reason}; {needed_by} cannot be restored without it. Restore another point whose chain is whole (`lifeboat points list`; `lifeboat vault check` names every broken chain), and take a new full point (`lifeboat backup mysql --physical`) for later incrementals to build on"
+    )]
+    BrokenChain {
+        /// The missing or damaged link (short id).
+        point: String,
+        /// The incremental point that needs it (short id).
+        needed_by: String,
+        /// What is wrong with the link.
+        reason: String,
+    },
     /// A helper program (mariadb-binlog, mariadb) failed or is missing.
     #[error("{program}: {reason}")]
     Tool {

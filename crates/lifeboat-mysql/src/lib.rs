@@ -46,6 +46,7 @@ pub mod swap;
 pub use archive::{ArchiveEvent, ArchiveOptions, archive};
 pub use catalog::Catalog;
 pub use error::{MysqlError, Result};
+pub use physical::check_rules;
 pub use physical::{PhysicalOptions, backup_physical, restore_physical};
 pub use pitr::Target;
 pub use restore::{RestoreOptions, RestoreReport, restore, restore_then};

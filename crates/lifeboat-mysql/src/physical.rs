@@ -3,14 +3,21 @@
 //!
 //! ```text
 //! backup:  refuse a server that is not on this host (its files are read here)
-//!          mariadb-backup --backup --stream=mbstream ──pipe──▶ mbstream reader
+//!          incremental asked? base = the resource's newest physical point the
+//!          server continues (same server, whole chain, LSN reached) → else full
+//!          mariadb-backup --backup --stream=mbstream [--incremental-lsn=<base's
+//!          lsn.to>] ──pipe──▶ mbstream reader
 //!              each file's payloads ──▶ its own chunker thread ──▶ BackupWriter
 //!              (content-defined chunks: unchanged InnoDB pages deduplicate)
 //!          tool exit ≠ 0, a cut or damaged stream, a signal → no point
 //!          tree /backup/<the backup's files>; meta: server, LSN range
-//!          (xtrabackup_checkpoints), binlog coordinates (xtrabackup_binlog_info)
-//! restore: an empty or missing DIR ← every file, blobs fetched pack by pack
-//!          in parallel and written in place → mariadb-backup --prepare
+//!          (xtrabackup_checkpoints), binlog coordinates (xtrabackup_binlog_info),
+//!          the base's id for an incremental point
+//! restore: the chain (full point … the point asked for, `chain::chain_of`)
+//!          an empty or missing DIR ← the full point's files, each incremental's
+//!          into a private directory beside it, blobs fetched pack by pack in
+//!          parallel and written in place → mariadb-backup --prepare, then
+//!          --prepare --incremental-dir for each incremental in order
 //!          → DIR is a data directory `mariadbd --datadir DIR` starts on;
 //!          any failure removes what was written
 //! ```
@@ -35,11 +42,16 @@ use crate::error::{MysqlError, Result};
 use crate::server::{Dsn, ServerInfo, Session};
 use crate::snapshot::{Coordinates, Counters};
 
+mod base;
+mod chain;
 mod extract;
 pub mod mbstream;
 mod stream;
 mod tool;
 
+pub use chain::{
+    ChainCheck, INCREMENTAL, Link, base_id, bases_needed, chain_of, chain_problems, check_rules,
+};
 pub use extract::{PhysicalRestoreOptions, PhysicalRestoreReport, restore_physical};
 pub use tool::default_tool;
 
@@ -110,8 +122,12 @@ pub struct PhysicalMeta {
     pub format: u32,
     /// Always `physical` (a logical snapshot's mode is `logical`).
     pub mode: String,
-    /// `full-backuped` (from `xtrabackup_checkpoints`).
+    /// `full-backuped` or `incremental` (from `xtrabackup_checkpoints`).
     pub backup_type: String,
+    /// For an incremental point, the full hex id of the point it is taken
+    /// on (its `lsn.from` is that point's `lsn.to`); absent for a full point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
     /// The tool and its version, e.g. `mariadb-backup 10.11.19-MariaDB`.
     pub tool: String,
     /// The server.
@@ -195,16 +211,26 @@ pub fn backup_physical(
     let datadir = s
         .value("read the data directory", "SELECT @@datadir")?
         .unwrap_or_default();
+    let lsn = match opts.incremental {
+        Incremental::Never => None,
+        _ => current_lsn(&mut s),
+    };
     s.close();
     if !Path::new(&datadir).is_dir() {
         return Err(MysqlError::Usage(format!(
             "{dsn}: the server's data directory {datadir} is not on this host: a physical backup copies the server's files, so it runs on the database host. Run it there, or take a logical backup (without --physical)"
         )));
     }
-    let work = tempfile::Builder::new()
-        .prefix("lifeboat-physical-")
-        .tempdir()
-        .map_err(|e| MysqlError::io("create", std::env::temp_dir(), e))?;
+    let resource = opts.resource.clone().unwrap_or_else(|| dsn.resource());
+    let mut warnings = Vec::new();
+    let now = base::Now {
+        server: &info,
+        datadir: &datadir,
+        lsn,
+        time,
+    };
+    let base = base::choose(vault, &resource, opts.incremental, &now, &mut warnings)?;
+    let work = private_tempdir("lifeboat-physical-", None)?;
     let target = work.path().join("target");
     std::fs::create_dir(&target).map_err(|e| MysqlError::io("create", &target, e))?;
     let log = work.path().join("mariadb-backup.log");
@@ -212,14 +238,19 @@ pub fn backup_physical(
     if let Some(level) = opts.compression {
         writer = writer.with_compression(level);
     }
-    let streamed = run_backup(&writer, dsn, opts, &target, &log, counters)?;
-    let mut warnings = Vec::new();
-    let meta = describe(&streamed, info, dsn, datadir, &mut warnings)?;
+    let from = base.as_ref().map(|b| b.lsn);
+    let streamed = run_backup(&writer, dsn, opts, from, &target, &log, counters)?;
+    let mut meta = describe(&streamed, info, dsn, datadir, &mut warnings)?;
+    if let Some(b) = &base {
+        link_to_base(&mut meta, b, &opts.tool)?;
+    }
     let (root, dirs) = save_trees(&writer, &streamed.files)?;
-    let resource = opts.resource.clone().unwrap_or_else(|| dsn.resource());
     let mut point = RecoveryPoint::new(&resource, crate::KIND_PHYSICAL, root);
     point.time = time;
     point.tags = opts.tags.clone();
+    // The base as the vault's own link too: a copy rewrites `parent` to the
+    // copy of the base in the other vault (never the meta).
+    point.parent = base.as_ref().map(|b| b.id);
     point.paths = vec![meta.datadir.clone()];
     let size: u64 = streamed.files.values().map(|f| f.size).sum();
     let st = writer.stats();
@@ -234,6 +265,17 @@ pub fn backup_physical(
         duration_s: started.elapsed().as_secs_f64(),
     };
     point.meta = serde_json::to_value(&meta).expect("meta serializes");
+    if let Some(b) = &base {
+        // A base forgotten while the copy ran would leave a broken chain.
+        if let Err(e) = vault.read_point(&b.id) {
+            return Err(MysqlError::BadPoint {
+                point: b.id.short(),
+                reason: format!(
+                    "the base of this incremental backup went while it ran ({e}): no point was written; run the backup again"
+                ),
+            });
+        }
+    }
     let id = writer.commit(&point)?;
     Ok(PhysicalResult {
         id,
@@ -243,16 +285,33 @@ pub fn backup_physical(
     })
 }
 
+/// Records `base` in the meta of an incremental copy made on it, once the
+/// tool's own record says it is one from the base's LSN.
+fn link_to_base(meta: &mut PhysicalMeta, b: &base::Base, tool: &Path) -> Result<()> {
+    if meta.backup_type != INCREMENTAL || meta.lsn.from != b.lsn {
+        return Err(MysqlError::Tool {
+            program: format!("{} --backup", tool.display()),
+            reason: format!(
+                "asked for an incremental backup from LSN {}, it made a {} one from {}; no point was written",
+                b.lsn, meta.backup_type, meta.lsn.from
+            ),
+        });
+    }
+    meta.base = Some(b.id.to_hex());
+    Ok(())
+}
+
 /// Runs the tool and stores its stream; the tool is ended whatever happens.
 fn run_backup(
     writer: &BackupWriter<'_>,
     dsn: &Dsn,
     opts: &PhysicalOptions,
+    from: Option<u64>,
     target: &Path,
     log: &Path,
     counters: &Counters,
 ) -> Result<Streamed> {
-    let mut child = tool::start_backup(&opts.tool, dsn, opts.parallel, target, log)?;
+    let mut child = tool::start_backup(&opts.tool, dsn, opts.parallel, from, target, log)?;
     let out = child.stdout.take().expect("piped");
     let streamed = stream::store_stream(writer, out, counters);
     if streamed.is_err() && child.try_wait().ok().flatten().is_none() {
@@ -325,6 +384,7 @@ fn describe(
         format: 1,
         mode: "physical".into(),
         backup_type: kv.get("backup_type").cloned().unwrap_or_default(),
+        base: None,
         tool: format!("mariadb-backup {tool_version}").trim().to_string(),
         consistent_at: server_now(dsn),
         server,
@@ -334,6 +394,17 @@ fn describe(
         lsn,
         files: s.files.len() as u64,
     })
+}
+
+/// The server's current InnoDB LSN (`Innodb_lsn_current`), if it says.
+fn current_lsn(s: &mut Session) -> Option<u64> {
+    s.value(
+        "read the current LSN",
+        "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'INNODB_LSN_CURRENT'",
+    )
+    .ok()
+    .flatten()
+    .and_then(|v| v.trim().parse().ok())
 }
 
 /// The server's clock now (UTC), read after the copy ended; this host's
@@ -394,7 +465,7 @@ fn save_trees(writer: &BackupWriter<'_>, files: &BTreeMap<String, Stored>) -> Re
                 ..Node::default()
             };
             n.set_name_bytes(name.as_bytes());
-            if stream::is_tablespace(name) {
+            if stream::is_blocked(name) {
                 n.attrs
                     .insert("block_size".into(), stream::BLOCK.to_string());
             }
@@ -419,6 +490,21 @@ fn save_trees(writer: &BackupWriter<'_>, files: &BTreeMap<String, Stored>) -> Re
         nodes: vec![dir_node(BACKUP_DIR, backup)],
     })?;
     Ok((root, dirs))
+}
+
+/// A private (0700) temporary directory in `dir`, else in the system's
+/// temporary directory; removed when dropped.
+pub(super) fn private_tempdir(prefix: &str, dir: Option<&Path>) -> Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut b = tempfile::Builder::new();
+    b.prefix(prefix)
+        .permissions(std::fs::Permissions::from_mode(0o700));
+    match dir {
+        Some(d) => b.tempdir_in(d).map_err(|e| MysqlError::io("create", d, e)),
+        None => b
+            .tempdir()
+            .map_err(|e| MysqlError::io("create", std::env::temp_dir(), e)),
+    }
 }
 
 fn dir_node(name: &str, subtree: Id) -> Node {
@@ -471,6 +557,22 @@ mod tests {
             "ibdata1.bak",
         ] {
             assert!(!stream::is_tablespace(o), "{o}");
+        }
+        // An incremental point's page files are stored in blocks too.
+        for b in [
+            "shop/orders.ibd.delta",
+            "ibdata1.delta",
+            "undo002.delta",
+            "shop/new.new",
+        ] {
+            assert!(stream::is_blocked(b), "{b}");
+        }
+        for o in [
+            "shop/orders.ibd.meta",
+            "ib_logfile0",
+            "shop/orders.frm.delta",
+        ] {
+            assert!(!stream::is_blocked(o), "{o}");
         }
     }
 }

@@ -8,6 +8,8 @@
 //! read_data: every pack's bytes match its name, its header matches the index,
 //!     every blob decrypts and matches its id       (else: error, names pack/blob)
 //! packs no index knows: warning (garbage of an interrupted run; prune removes it)
+//! each protector's own check of its kind's points (`KindCheck`, through
+//!     `check_with`: e.g. an incremental database point's base is there)
 //! ```
 
 use std::collections::{HashMap, HashSet};
@@ -74,11 +76,31 @@ pub fn expected_pack_size(entries: &[PackEntry]) -> u64 {
     end + (SEAL_OVERHEAD + 9 + 42 * entries.len()) as u64 + 4
 }
 
+/// A protector's check of its own kind's points, beyond the structure every
+/// point shares (e.g. that an incremental point's base is in the vault and
+/// continues it). The engine knows no protector: a caller passes the checks
+/// of the protectors it links to [`check_with`].
+pub trait KindCheck: Sync {
+    /// Of `points` (every readable point of the vault), the errors found,
+    /// each naming the point it concerns (its storage path as `object`).
+    fn problems(&self, points: &[(Id, crate::point::RecoveryPoint)]) -> Vec<Problem>;
+}
+
 /// Checks the vault. `progress` is told about each pack read.
 pub fn check(
     vault: &Vault,
     read_data: bool,
     progress: &(dyn Fn(u64) + Sync),
+) -> Result<CheckReport> {
+    check_with(vault, read_data, progress, &[])
+}
+
+/// [`check`], with the protectors' checks of their kinds' points.
+pub fn check_with(
+    vault: &Vault,
+    read_data: bool,
+    progress: &(dyn Fn(u64) + Sync),
+    kinds: &[&dyn KindCheck],
 ) -> Result<CheckReport> {
     let mut rep = CheckReport::default();
     check_keys(vault, &mut rep)?;
@@ -128,6 +150,9 @@ pub fn check(
         rep.err(object_of(e), e.to_string());
     }
     rep.points = points.len();
+    for k in kinds {
+        rep.errors.extend(k.problems(&points));
+    }
     let seen_trees = Mutex::new(HashSet::new());
     let problems = Mutex::new(Vec::new());
     points.par_iter().for_each(|(pid, p)| {

@@ -69,10 +69,19 @@ pub struct Decision {
 
 /// A protector's rule for a kind of points that are kept by what other kept
 /// points need, not by the keep policy (e.g. archived binlog: kept while a
-/// kept snapshot needs it for point-in-time restore).
+/// kept snapshot needs it for point-in-time restore) — or by both, when
+/// [`DependentKind::policy_too`] says so (e.g. the base of a kept
+/// incremental point, kept though the policy would let it go).
 pub trait DependentKind: Sync {
     /// The kind this rule decides (e.g. `mysql-binlog`).
     fn kind(&self) -> &str;
+    /// Whether the keep policy keeps this kind's points too, the rule only
+    /// adding those it needs; `false` (the default): the rule alone decides.
+    /// Rules apply in the order given, so a rule that adds points of a kind
+    /// another rule counts as kept comes before it.
+    fn policy_too(&self) -> bool {
+        false
+    }
     /// Of `points` (every point considered, of every kind), the ids of this
     /// kind's points still needed, each with why, given which points of the
     /// other kinds are kept.
@@ -108,11 +117,21 @@ pub fn apply_with(
     for rule in rules {
         let kept: std::collections::HashSet<Id> = out
             .iter()
-            .filter(|d| d.keep && !rules.iter().any(|r| r.kind() == d.kind))
+            .filter(|d| d.keep && !rules.iter().any(|r| !r.policy_too() && r.kind() == d.kind))
             .map(|d| d.id)
             .collect();
         let needed = rule.needed(points, &|id| kept.contains(id));
         for d in out.iter_mut().filter(|d| d.kind == rule.kind()) {
+            if rule.policy_too() {
+                d.reasons.extend(
+                    needed
+                        .iter()
+                        .filter(|(id, _)| *id == d.id)
+                        .map(|(_, why)| why.clone()),
+                );
+                d.keep = !d.reasons.is_empty();
+                continue;
+            }
             d.reasons.clear();
             d.reasons.extend(
                 needed
@@ -452,5 +471,82 @@ mod tests {
         };
         let ds = apply(&points, &within, now, &[]);
         assert!(keep(&ds, real.0) && !keep(&ds, old.0));
+    }
+
+    /// A rule adding to the policy (the base of a kept "inc" point), then
+    /// a rule alone deciding its kind ("log": kept for the oldest kept
+    /// "inc"-kind point) that sees what the first one added.
+    #[test]
+    fn a_rule_may_add_to_the_policy_before_another_counts_it() {
+        struct Bases;
+        impl DependentKind for Bases {
+            fn kind(&self) -> &str {
+                "inc"
+            }
+            fn policy_too(&self) -> bool {
+                true
+            }
+            fn needed(
+                &self,
+                ps: &[(Id, RecoveryPoint)],
+                kept: &dyn Fn(&Id) -> bool,
+            ) -> Vec<(Id, String)> {
+                // Each point's base is the one before it (the oldest is full).
+                let inc: Vec<_> = ps.iter().filter(|p| p.1.kind == "inc").collect();
+                let newest_kept = inc.iter().rposition(|p| kept(&p.0));
+                inc[..newest_kept.unwrap_or(0)]
+                    .iter()
+                    .map(|p| (p.0, "base".to_string()))
+                    .collect()
+            }
+        }
+        struct Logs;
+        impl DependentKind for Logs {
+            fn kind(&self) -> &str {
+                "log"
+            }
+            fn needed(
+                &self,
+                ps: &[(Id, RecoveryPoint)],
+                kept: &dyn Fn(&Id) -> bool,
+            ) -> Vec<(Id, String)> {
+                let oldest = ps
+                    .iter()
+                    .filter(|p| p.1.kind == "inc" && kept(&p.0))
+                    .map(|p| p.1.time)
+                    .min();
+                ps.iter()
+                    .filter(|p| p.1.kind == "log" && oldest.is_some_and(|t| p.1.time >= t))
+                    .map(|p| (p.0, "log".to_string()))
+                    .collect()
+            }
+        }
+        let now = Utc.with_ymd_and_hms(2026, 1, 10, 12, 0, 0).unwrap();
+        let at = |h: i64, kind: &str| {
+            let mut p = pt("db", now - chrono::Duration::hours(h));
+            p.1.kind = kind.into();
+            p
+        };
+        let points = [
+            at(5, "log"),
+            at(4, "inc"),
+            at(3, "log"),
+            at(2, "inc"),
+            at(1, "inc"),
+        ];
+        let last1 = KeepPolicy {
+            last: 1,
+            ..Default::default()
+        };
+        let ds = apply(&points, &last1, now, &[&Bases, &Logs]);
+        let keep = |i: usize| ds.iter().find(|d| d.id == points[i].0).unwrap().keep;
+        assert!(
+            keep(1) && keep(3) && keep(4),
+            "the chain stays whole: {ds:?}"
+        );
+        assert!(
+            !keep(0) && keep(2),
+            "the log from the oldest kept link on: {ds:?}"
+        );
     }
 }

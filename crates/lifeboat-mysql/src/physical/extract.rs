@@ -1,6 +1,9 @@
-//! Restoring a physical point: its files into an empty data directory
-//! (blobs fetched pack by pack, in parallel, written in place), then
-//! `mariadb-backup --prepare` there. A failure removes what was written.
+//! Restoring a physical point: the files of its chain — the full point's
+//! into an empty data directory, each incremental's into a private
+//! directory beside it (blobs fetched pack by pack, in parallel, written in
+//! place) — then `mariadb-backup --prepare` there and `--prepare
+//! --incremental-dir` for each incremental in order. A failure removes what
+//! was written; the incrementals' directories go in any case.
 
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -14,7 +17,7 @@ use lifeboat_vault::tree::{Node, NodeKind};
 use lifeboat_vault::{Id, Index, RecoveryPoint, Vault};
 use serde::Serialize;
 
-use super::{BACKUP_DIR, Lsn, physical_meta, tool};
+use super::{BACKUP_DIR, Lsn, tool};
 use crate::error::{MysqlError, Result};
 use crate::snapshot::{Coordinates, Counters};
 
@@ -32,15 +35,18 @@ pub struct PhysicalRestoreOptions {
 pub struct PhysicalRestoreReport {
     /// The point (full id).
     pub point: String,
+    /// The chain restored, full ids: its full point first, `point` last (a
+    /// full point alone for a full point).
+    pub chain: Vec<String>,
     /// The data directory made.
     pub datadir: PathBuf,
-    /// Files written.
+    /// Files written (every link's).
     pub files: u64,
-    /// Bytes written.
+    /// Bytes written (every link's).
     pub bytes: u64,
     /// Seconds spent writing the files.
     pub extract_s: f64,
-    /// Seconds `mariadb-backup --prepare` took.
+    /// Seconds `mariadb-backup --prepare` took (with each incremental's).
     pub prepare_s: f64,
     /// The server version the point was taken from.
     pub server_version: String,
@@ -79,9 +85,11 @@ impl Drop for Cleanup<'_> {
     }
 }
 
-/// Restores physical point `id` into `opts.datadir` and prepares it, so
-/// that `mariadbd --datadir DIR` starts on it. `counters.bytes` counts the
-/// bytes written, `chunks_total`/`chunks_done` the files.
+/// Restores physical point `id` — with its chain, when it is incremental —
+/// into `opts.datadir` and prepares it, so that `mariadbd --datadir DIR`
+/// starts on it. `counters.bytes` counts the bytes written,
+/// `chunks_total`/`chunks_done` the files. A broken chain is refused before
+/// anything is written.
 pub fn restore_physical(
     vault: &Vault,
     id: &Id,
@@ -89,7 +97,7 @@ pub fn restore_physical(
     opts: &PhysicalRestoreOptions,
     counters: &Counters,
 ) -> Result<PhysicalRestoreReport> {
-    let meta = physical_meta(id, point)?;
+    let chain = super::chain::chain_of(vault, id, point)?;
     let dir = opts.datadir.as_path();
     let made = claim_dir(dir)?;
     let mut cleanup = Cleanup {
@@ -103,21 +111,32 @@ pub fn restore_physical(
     };
     let started = Instant::now();
     let index = vault.load_index()?;
-    let files = lay_out(vault, &index, id, point, dir).map_err(fail)?;
+    let incs = incremental_dirs(dir, chain.len() - 1).map_err(fail)?;
+    let mut files = Vec::new();
+    for (i, (pid, p, _)) in chain.iter().enumerate() {
+        let at = if i == 0 { dir } else { &incs.1[i - 1] };
+        files.extend(lay_out(vault, &index, pid, p, at).map_err(fail)?);
+    }
     counters
         .chunks_total
         .store(files.len() as u64, Ordering::Relaxed);
-    let bytes = write_contents(vault, &index, id, &files, counters).map_err(fail)?;
+    let bytes = write_contents(vault, &index, &files, counters).map_err(fail)?;
     let extract_s = started.elapsed().as_secs_f64();
-    let logs = tempfile::Builder::new()
-        .prefix("lifeboat-prepare-")
-        .tempdir()
-        .map_err(|e| fail(MysqlError::io("create", std::env::temp_dir(), e)))?;
+    let logs = super::private_tempdir("lifeboat-prepare-", None).map_err(fail)?;
     let prepared = Instant::now();
-    tool::prepare(&opts.tool, dir, &logs.path().join("prepare.log")).map_err(fail)?;
+    tool::prepare(&opts.tool, dir, None, &logs.path().join("prepare.log")).map_err(fail)?;
+    for (i, inc) in incs.1.iter().enumerate() {
+        let log = logs
+            .path()
+            .join(format!("prepare-incremental-{}.log", i + 1));
+        tool::prepare(&opts.tool, dir, Some(inc), &log).map_err(fail)?;
+    }
+    drop(incs);
     cleanup.armed = false;
+    let (_, _, meta) = chain.last().expect("a chain has a tip").clone();
     Ok(PhysicalRestoreReport {
         point: id.to_hex(),
+        chain: chain.iter().map(|(i, _, _)| i.to_hex()).collect(),
         datadir: dir.to_path_buf(),
         files: files.len() as u64,
         bytes,
@@ -128,6 +147,32 @@ pub fn restore_physical(
         consistent_at: meta.consistent_at,
         lsn: meta.lsn,
     })
+}
+
+/// `n` empty private (0700) directories for the incrementals of a chain,
+/// in one temporary directory beside `datadir` (on its file system, which
+/// has room for the data) — or in the system's temporary directory when
+/// that cannot be made; removed when dropped.
+fn incremental_dirs(datadir: &Path, n: usize) -> Result<(Option<tempfile::TempDir>, Vec<PathBuf>)> {
+    if n == 0 {
+        return Ok((None, Vec::new()));
+    }
+    let prefix = ".lifeboat-incremental-";
+    let beside = datadir.parent().filter(|p| !p.as_os_str().is_empty());
+    let top = match beside.map(|p| super::private_tempdir(prefix, Some(p))) {
+        Some(Ok(t)) => t,
+        _ => super::private_tempdir(prefix, None)?,
+    };
+    let mut dirs = Vec::new();
+    for i in 1..=n {
+        let d = top.path().join(format!("incremental-{i}"));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&d)
+            .map_err(|e| MysqlError::io("create", &d, e))?;
+        dirs.push(d);
+    }
+    Ok((Some(top), dirs))
 }
 
 /// Makes sure `dir` is an empty directory (making it when missing, with its
@@ -164,6 +209,8 @@ fn claim_dir(dir: &Path) -> Result<bool> {
 
 /// One file to write.
 struct ToWrite {
+    /// The point it is of.
+    point: Id,
     path: PathBuf,
     node: Node,
 }
@@ -224,7 +271,11 @@ fn lay_out(
                     let f = create(&path)?;
                     f.set_len(n.size)
                         .map_err(|e| MysqlError::io("size", &path, e))?;
-                    files.push(ToWrite { path, node: n });
+                    files.push(ToWrite {
+                        point: *id,
+                        path,
+                        node: n,
+                    });
                 }
                 _ => {
                     return Err(MysqlError::BadPoint {
@@ -252,7 +303,6 @@ fn create(path: &Path) -> Result<std::fs::File> {
 fn write_contents(
     vault: &Vault,
     index: &Index,
-    id: &Id,
     files: &[ToWrite],
     counters: &Counters,
 ) -> Result<u64> {
@@ -273,7 +323,7 @@ fn write_contents(
         let f = &files[i];
         let res = match r {
             Err(e) => Err(MysqlError::BadPoint {
-                point: id.short(),
+                point: f.point.short(),
                 reason: format!(
                     "cannot read {} from the vault: {e} (run `lifeboat vault check --read-data`)",
                     f.path.display()

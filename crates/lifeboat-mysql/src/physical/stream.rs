@@ -37,6 +37,16 @@ pub(super) fn is_tablespace(path: &str) -> bool {
             .strip_prefix("undo")
             .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
+
+/// Whether a file of the backup is stored in fixed [`BLOCK`]s: a tablespace,
+/// an incremental point's `.delta` of one (a header page, then whole pages:
+/// its blocks lie on its own page grid) or a `.new` tablespace (a table an
+/// incremental copies whole).
+pub(super) fn is_blocked(path: &str) -> bool {
+    is_tablespace(path)
+        || path.strip_suffix(".delta").is_some_and(is_tablespace)
+        || path.ends_with(".new")
+}
 /// Files whose bytes are also kept in memory (they describe the backup).
 pub(super) const DESCRIBING: &[&str] = &[
     "xtrabackup_checkpoints",
@@ -188,7 +198,7 @@ fn start_file<'s>(
     path: &str,
 ) -> Open<'s> {
     let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE);
-    let fixed = is_tablespace(path);
+    let fixed = is_blocked(path);
     let saver = sc.spawn(move || {
         let payloads = Payloads {
             rx,

@@ -39,17 +39,21 @@ fn spawn_error(tool: &Path, e: std::io::Error) -> MysqlError {
 /// Starts `mariadb-backup --backup --stream=mbstream` against `dsn`, its
 /// stdout piped to us and its messages into `log`; `work` is its target
 /// directory (it keeps only small temporary files there while streaming).
+/// With `from`, an incremental backup of the pages changed after that LSN.
 pub(super) fn start_backup(
     tool: &Path,
     dsn: &Dsn,
     parallel: usize,
+    from: Option<u64>,
     work: &Path,
     log: &Path,
 ) -> Result<Child> {
     let mut cmd = command(tool)?;
-    cmd.arg("--backup")
-        .arg("--stream=mbstream")
-        .arg(format!("--target-dir={}", work.display()))
+    cmd.arg("--backup").arg("--stream=mbstream");
+    if let Some(lsn) = from {
+        cmd.arg(format!("--incremental-lsn={lsn}"));
+    }
+    cmd.arg(format!("--target-dir={}", work.display()))
         .arg(format!("--parallel={}", parallel.max(1)))
         .arg(format!("--user={}", dsn.user));
     match &dsn.socket {
@@ -71,13 +75,23 @@ pub(super) fn start_backup(
         .map_err(|e| spawn_error(tool, e))
 }
 
-/// Runs `mariadb-backup --prepare --target-dir DIR` (messages into `log`).
-pub(super) fn prepare(tool: &Path, dir: &Path, log: &Path) -> Result<()> {
+/// Runs `mariadb-backup --prepare --target-dir DIR` (messages into `log`);
+/// with `incremental`, `--incremental-dir INC`: applies that incremental
+/// backup to the prepared DIR.
+pub(super) fn prepare(
+    tool: &Path,
+    dir: &Path,
+    incremental: Option<&Path>,
+    log: &Path,
+) -> Result<()> {
     let mut cmd = command(tool)?;
     let err = std::fs::File::create(log).map_err(|e| MysqlError::io("create", log, e))?;
+    cmd.arg("--prepare")
+        .arg(format!("--target-dir={}", dir.display()));
+    if let Some(inc) = incremental {
+        cmd.arg(format!("--incremental-dir={}", inc.display()));
+    }
     let st = cmd
-        .arg("--prepare")
-        .arg(format!("--target-dir={}", dir.display()))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(err)
@@ -85,7 +99,14 @@ pub(super) fn prepare(tool: &Path, dir: &Path, log: &Path) -> Result<()> {
         .map_err(|e| spawn_error(tool, e))?;
     if !st.success() {
         return Err(MysqlError::Tool {
-            program: format!("{} --prepare", tool.display()),
+            program: match incremental {
+                Some(inc) => format!(
+                    "{} --prepare --incremental-dir={}",
+                    tool.display(),
+                    inc.display()
+                ),
+                None => format!("{} --prepare", tool.display()),
+            },
             reason: format!("{st}: {}", tail(log)),
         });
     }

@@ -24,7 +24,7 @@ impl StartInstances {
     /// optional one's is a warning.
     pub(crate) fn run(
         r: &Recovery,
-        mut hosts: Vec<(String, Result<HostFiles>)>,
+        mut hosts: super::members::Hosts,
         got: &mut Recovered,
     ) -> Result<()> {
         let order = crate::stack::order(r.cfg, r.declared);

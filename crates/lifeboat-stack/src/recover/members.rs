@@ -13,6 +13,9 @@ use super::{Recovered, Recovery, Source};
 use crate::state::{MemberState, StackState};
 use crate::{Result, StackError};
 
+/// Each instance's files restored beside the data, by name (or why not).
+pub(crate) type Hosts<'v> = Vec<(String, Result<HostFiles<'v>>)>;
+
 /// Step: every data member (all but the instances) restored, side by side.
 pub(crate) struct RestoreData;
 
@@ -21,10 +24,7 @@ impl RestoreData {
     /// state records what came up. A required member's failure fails the
     /// recovery (what was recovered stays, recorded); an optional one's is a
     /// warning.
-    pub(crate) fn run<'v>(
-        r: &Recovery,
-        vaults: &'v SiteVaults,
-    ) -> Result<(Recovered, Vec<(String, Result<HostFiles<'v>>)>)> {
+    pub(crate) fn run<'v>(r: &Recovery, vaults: &'v SiteVaults) -> Result<(Recovered, Hosts<'v>)> {
         let order = crate::stack::order(r.cfg, r.declared);
         let (hosts, data): (Vec<&String>, Vec<&String>) =
             order.iter().partition(|n| is_instance(r, n));
