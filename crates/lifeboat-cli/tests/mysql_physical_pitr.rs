@@ -128,3 +128,54 @@ fn a_physical_point_rolls_forward_to_a_moment_and_to_the_archive_s_end() {
     assert!(err.contains("restorable windows"), "{err}");
     assert!(!dir.exists(), "{err}");
 }
+
+/// A full disk while a physical point is extracted: exit 1 naming the lack
+/// of space, and no data directory left to start a server on.
+#[test]
+fn a_full_disk_during_a_physical_restore_leaves_no_data_directory() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root to mount a tmpfs");
+        return;
+    }
+    let db = MariaDb::start();
+    db.sql(
+        "CREATE DATABASE shop;
+         CREATE TABLE shop.orders (id INT PRIMARY KEY, item VARCHAR(64), qty INT) ENGINE=InnoDB;",
+    );
+    insert(&db, 1, 100_000);
+    let (_v, c) = vault();
+    c.json(&["backup", "mysql", "--physical", "--dsn", &db.root_dsn()]);
+    let t = tempdir().unwrap();
+    let mnt = t.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let m = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(m.success());
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _u = Unmount(mnt.clone());
+    let dir = mnt.join("data");
+    let o = c.run(&[
+        "restore",
+        "mysql",
+        "latest",
+        "--physical",
+        "--datadir",
+        dir.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("No space left"), "{err}");
+    assert!(
+        !dir.exists(),
+        "a half-written data directory is left: {err}"
+    );
+    assert_eq!(std::fs::read_dir(&mnt).unwrap().count(), 0, "{err}");
+}

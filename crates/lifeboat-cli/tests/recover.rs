@@ -442,22 +442,7 @@ fn a_physical_point_is_recovered_as_the_data_directory_secured_and_rolled_forwar
     ops.extend(more);
     pr.destroy();
     let (c, s) = (&pr.c, &pr.s);
-    let o = c.run(&[
-        "recover",
-        "--stack",
-        "unishop",
-        "--to",
-        "secondary",
-        "--json",
-    ]);
-    // A failure says what the recovered server's own log says.
-    let log = std::fs::read_to_string(s.join("mysql/shop-db/error.log")).unwrap_or_default();
-    assert!(
-        o.status.success(),
-        "{}\nthe recovered server's log:\n{log}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let r = recover_ok(c, s, &[]);
     let db = src_of(&r, "shop-db");
     assert_eq!(db["mode"], "physical", "{r:#}");
     assert!(
@@ -518,15 +503,7 @@ fn a_physical_point_is_recovered_as_the_data_directory_secured_and_rolled_forwar
     // To a moment before: exactly the commits before it.
     let target = ["--stack", "unishop", "--site", "secondary"];
     c.ok(&[&["stack", "down"][..], &target, &["--purge"]].concat());
-    let r = c.json(&[
-        "recover",
-        "--stack",
-        "unishop",
-        "--to",
-        "secondary",
-        "--at",
-        &at.to_rfc3339(),
-    ]);
+    let r = recover_ok(c, s, &["--at", &at.to_rfc3339()]);
     assert_eq!(src_of(&r, "shop-db")["mode"], "physical", "{r:#}");
     let expected = expected_state(&ops, |o| DateTime::<Utc>::from(o.committed) < at);
     let got = parse_state(&sql(
@@ -538,6 +515,93 @@ fn a_physical_point_is_recovered_as_the_data_directory_secured_and_rolled_forwar
         "at {at}: {:?}",
         state_diff(&expected, &got)
     );
+}
+
+/// A physical point this host cannot restore (its `mariadb-backup` is not
+/// there) gives way to the newest logical snapshot: the recovery goes on
+/// the logical path and its report says why.
+#[test]
+fn a_physical_point_this_host_cannot_restore_gives_way_to_a_logical_one() {
+    let mut pr = Primary::protected();
+    let dsn = format!("mysql://root@127.0.0.1:{}", pr.port);
+    pr.c.ok(&[
+        "backup",
+        "mysql",
+        "--physical",
+        "--dsn",
+        &dsn,
+        "--resource",
+        "shop-db",
+    ]);
+    std::thread::sleep(Duration::from_millis(500));
+    let (ops, _) = pr.stop_load();
+    pr.destroy();
+    let o =
+        pr.c.command(&[
+            "recover",
+            "--stack",
+            "unishop",
+            "--to",
+            "secondary",
+            "--json",
+        ])
+        .env("LIFEBOAT_MARIADB_BACKUP", "/nonexistent/mariadb-backup")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let db = src_of(&r, "shop-db");
+    assert_eq!(db["mode"], "logical", "{r:#}");
+    let why = db["why"].as_str().unwrap();
+    assert!(
+        why.starts_with("logical snapshot ")
+            && why.contains("not used: this host has no /nonexistent/mariadb-backup"),
+        "{why}"
+    );
+    let got = parse_state(&sql(
+        &pr.s.join("mysql/shop-db/mysqld.sock"),
+        "SELECT id, val FROM shop.load_rows ORDER BY id",
+    ));
+    let expected = expected_state(&ops, |_| true);
+    assert!(got == expected, "{:?}", state_diff(&expected, &got));
+}
+
+/// `recover --stack unishop --to secondary --json EXTRA`, its report; a
+/// failure says what the recovered server's own log says.
+fn recover_ok(c: &Cli, s: &std::path::Path, extra: &[&str]) -> serde_json::Value {
+    let o = c
+        .command(&[
+            "recover",
+            "--stack",
+            "unishop",
+            "--to",
+            "secondary",
+            "--json",
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    if !o.status.success() {
+        let dir = s.join("mysql/shop-db");
+        let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+        let out = std::fs::read_to_string(dir.join("mariadbd.out")).unwrap_or_default();
+        let ls = std::process::Command::new("ls")
+            .arg("-la")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        let ps = std::process::Command::new("sh")
+            .args(["-c", "ps -eo pid,ppid,args | grep [m]ariadbd"])
+            .output()
+            .unwrap();
+        panic!(
+            "{}\nthe recovered server's log:\n{log}\nits output:\n{out}\n{}\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            String::from_utf8_lossy(&ls.stdout),
+            String::from_utf8_lossy(&ps.stdout)
+        );
+    }
+    serde_json::from_slice(&o.stdout).unwrap()
 }
 
 fn src_of(r: &serde_json::Value, m: &str) -> serde_json::Value {

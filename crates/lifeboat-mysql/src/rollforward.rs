@@ -365,9 +365,12 @@ fn local_version() -> Option<String> {
 /// to install.
 pub fn usable_here(version: &str) -> std::result::Result<(), String> {
     let tool = crate::physical::default_tool();
-    let on_path = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(&tool).is_file()));
-    if !on_path {
+    let found = match tool.components().count() > 1 {
+        true => tool.is_file(),
+        false => std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(&tool).is_file())),
+    };
+    if !found {
         return Err(format!(
             "this host has no {} (apt-get install mariadb-backup, of the point's server series {})",
             tool.display(),

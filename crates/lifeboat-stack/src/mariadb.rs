@@ -208,7 +208,7 @@ impl Server {
         let (proc, mut child) = process::spawn(cmd, &self.dir.join("mariadbd.out"))?;
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if std::os::unix::net::UnixStream::connect(self.socket()).is_ok() {
+            if greets(&self.socket()) {
                 return Ok(proc);
             }
             if let Ok(Some(st)) = child.try_wait() {
@@ -276,6 +276,20 @@ impl Server {
         self.sql(&secure_sql(password, login))?;
         Ok(self.with_password(Some(password.to_string())))
     }
+}
+
+/// Whether the server on `socket` greets a client: it has created its
+/// socket *and* serves connections. A server creates the socket before it
+/// runs its `--init-file`, and serves only after: a bare connect would say
+/// ready while the init file is still to be read.
+fn greets(socket: &Path) -> bool {
+    use std::io::Read;
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(socket) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut b = [0u8; 1];
+    matches!(s.read(&mut b), Ok(1))
 }
 
 /// The SQL that secures a server (one statement a line, as an init file

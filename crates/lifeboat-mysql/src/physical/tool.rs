@@ -126,7 +126,11 @@ pub(super) fn tail(log: &Path) -> String {
     }
 }
 
-/// The default tool name.
+/// The tool: `LIFEBOAT_MARIADB_BACKUP` when set (a build matching the
+/// server's series outside PATH, say), else `mariadb-backup` from PATH.
 pub fn default_tool() -> PathBuf {
-    PathBuf::from("mariadb-backup")
+    std::env::var_os("LIFEBOAT_MARIADB_BACKUP")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("mariadb-backup"))
 }
