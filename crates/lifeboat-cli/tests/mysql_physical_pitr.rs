@@ -3,7 +3,8 @@
 //! `mariadb-backup`: the restored directory holds every commit before T and
 //! none after, starts with a plain `mariadbd`, and leaves no server of ours
 //! running; `latest` brings it to the source's checksum; a moment the
-//! physical points cannot reach is refused before anything is written.
+//! physical points cannot reach is refused before anything is written;
+//! account changes in the window (`CREATE USER`, `GRANT`) replay too.
 
 use std::time::{Duration, SystemTime};
 
@@ -69,6 +70,12 @@ fn a_physical_point_rolls_forward_to_a_moment_and_to_the_archive_s_end() {
     let at_moment = count(&db);
     std::thread::sleep(Duration::from_millis(1100));
     insert(&db, 5101, 5300);
+    // Account changes in the window replay too (the private server skips
+    // the grant tables, which refuses them unless the replay loads them).
+    db.sql(
+        "CREATE USER app@'%' IDENTIFIED BY 'secret';
+         GRANT SELECT ON shop.* TO app@'%';",
+    );
     db.sql("UPDATE shop.orders SET qty = qty + 1 WHERE id <= 10");
     wait_restorable(&c, None, SystemTime::now(), Duration::from_secs(60), || {
         std::fs::read_to_string(work.path().join("archive.err")).unwrap_or_default()
@@ -110,6 +117,12 @@ fn a_physical_point_rolls_forward_to_a_moment_and_to_the_archive_s_end() {
     let restored = start_on(&dir);
     assert_eq!(restored.checksum("shop.orders"), db.checksum("shop.orders"));
     assert_eq!(count(&restored), "5300\t5300");
+    assert_eq!(
+        restored
+            .sql("SELECT COUNT(*) FROM mysql.user WHERE User = 'app'")
+            .trim(),
+        "1"
+    );
 
     // Before the first physical point: refused, nothing written.
     let dir = work.path().join("too-early");

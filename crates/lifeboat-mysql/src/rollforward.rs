@@ -7,7 +7,9 @@
 //! restore_physical(tip) ─▶ DIR prepared
 //! mariadbd --datadir DIR --skip-networking --skip-grant-tables
 //!          --socket PRIVATE/s   (PRIVATE: a 0700 directory of ours)
-//! mariadb-binlog … | mariadb --socket PRIVATE/s      (pitr::replay)
+//! mariadb-binlog … | mariadb --socket PRIVATE/s
+//!          --init-command='FLUSH PRIVILEGES'  (pitr::replay_skipping_grants:
+//!          the binlog's CREATE USER / GRANT apply, the session keeps all)
 //! SHUTDOWN; wait for the exit ─▶ DIR starts with any mariadbd
 //! ```
 //! The private server takes no TCP connection and its socket sits in a
@@ -228,8 +230,7 @@ pub fn roll_forward(
     work: &Path,
 ) -> Result<ReplayReport> {
     let server = ScratchServer::start(datadir, work)?;
-    let opts = crate::RestoreOptions::default();
-    let replayed = crate::pitr::replay(vault, catalog, plan, &server.dsn(), &opts, work)?;
+    let replayed = crate::pitr::replay_skipping_grants(vault, catalog, plan, &server.dsn(), work)?;
     server.stop()?;
     Ok(replayed)
 }
