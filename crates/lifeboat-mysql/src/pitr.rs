@@ -398,10 +398,9 @@ fn replay_passes(
         .cloned()
         .expect("planned snapshots have coordinates");
     let index = vault.load_index()?;
-    let dir = tempfile::Builder::new()
-        .prefix("lifeboat-pitr-")
-        .tempdir_in(work)
-        .map_err(|e| MysqlError::io("create a temporary directory in", work, e))?;
+    // Private (0700): the binlog is decrypted there, and the client's errors
+    // quote its statements.
+    let dir = crate::physical::private_tempdir("lifeboat-pitr-", Some(work))?;
     // Only the files up to the target's.
     let mut chain = plan.chain.clone();
     let mut stop: Vec<String> = Vec::new();

@@ -204,14 +204,11 @@ impl Drop for ScratchServer {
 }
 
 /// A private (0700) directory below `work` whose socket path fits a unix
-/// socket's limit; else one in the system's temporary directory.
+/// socket's limit; else one in the system's temporary directory. Private
+/// it must be: the server's socket (mode 0777) skips the grant tables, so
+/// whoever can enter the directory is its superuser.
 fn private_dir(work: &Path) -> Result<tempfile::TempDir> {
-    let make = |dir: &Path| {
-        tempfile::Builder::new()
-            .prefix("lifeboat-roll-")
-            .tempdir_in(dir)
-            .map_err(|e| MysqlError::io("create a private directory in", dir, e))
-    };
+    let make = |dir: &Path| crate::physical::private_tempdir("lifeboat-roll-", Some(dir));
     let d = make(work)?;
     if d.path().join("s").as_os_str().len() < 100 {
         return Ok(d);
@@ -402,6 +399,17 @@ mod tests {
         assert_eq!(series("11.4.2-MariaDB").as_deref(), Some("11.4"));
         assert_eq!(series("8.0.36").as_deref(), Some("8.0"));
         assert_eq!(series("garbage"), None);
+    }
+
+    /// The private server's socket skips the grant tables: its directory
+    /// is no one else's to enter (umask or not).
+    #[test]
+    fn the_private_server_s_directory_is_the_user_s_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let work = tempfile::tempdir().unwrap();
+        let d = private_dir(work.path()).unwrap();
+        let mode = std::fs::metadata(d.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
     }
 
     #[test]
