@@ -4,7 +4,8 @@
 //! none after, starts with a plain `mariadbd`, and leaves no server of ours
 //! running; `latest` brings it to the source's checksum; a moment the
 //! physical points cannot reach is refused before anything is written;
-//! account changes in the window (`CREATE USER`, `GRANT`) replay too.
+//! account changes in the window (`CREATE USER`, `GRANT`) replay too; a
+//! restore killed half-way leaves no server and a directory marked as such.
 
 use std::time::{Duration, SystemTime};
 
@@ -140,4 +141,51 @@ fn a_physical_point_rolls_forward_to_a_moment_and_to_the_archive_s_end() {
     assert!(!o.status.success(), "{err}");
     assert!(err.contains("restorable windows"), "{err}");
     assert!(!dir.exists(), "{err}");
+
+    // Killed while it rolls forward: its private server dies with it, and
+    // the directory (which a server would start on, half-way) says so; a
+    // new restore into it names the interrupted one.
+    let dir = work.path().join("killed");
+    let mut child = c
+        .command(&[
+            "restore",
+            "mysql",
+            "latest",
+            "--physical",
+            "--datadir",
+            dir.to_str().unwrap(),
+            "--at",
+            "latest",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while servers_on(&dir) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no private server");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while servers_on(&dir) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the private server outlived us"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(dir.join("LIFEBOAT-RESTORE-INCOMPLETE").is_file());
+    let o = c.run(&[
+        "restore",
+        "mysql",
+        "latest",
+        "--physical",
+        "--datadir",
+        dir.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("a restore that was interrupted"), "{err}");
 }

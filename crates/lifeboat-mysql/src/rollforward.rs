@@ -226,9 +226,12 @@ pub fn roll_forward(
     datadir: &Path,
     work: &Path,
 ) -> Result<ReplayReport> {
+    // Killed before the end, the directory says so (a server would start).
+    crate::physical::mark_incomplete(datadir)?;
     let server = ScratchServer::start(datadir, work)?;
     let replayed = crate::pitr::replay_skipping_grants(vault, catalog, plan, &server.dsn(), work)?;
     server.stop()?;
+    crate::physical::mark_complete(datadir)?;
     Ok(replayed)
 }
 
