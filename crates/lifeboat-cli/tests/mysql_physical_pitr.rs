@@ -3,7 +3,9 @@
 //! `mariadb-backup`: the restored directory holds every commit before T and
 //! none after, starts with a plain `mariadbd`, and leaves no server of ours
 //! running; `latest` brings it to the source's checksum; a moment the
-//! physical points cannot reach is refused before anything is written.
+//! physical points cannot reach is refused before anything is written;
+//! account changes in the window (`CREATE USER`, `GRANT`) replay too; a
+//! restore killed half-way leaves no server and a directory marked as such.
 
 use std::time::{Duration, SystemTime};
 
@@ -69,6 +71,12 @@ fn a_physical_point_rolls_forward_to_a_moment_and_to_the_archive_s_end() {
     let at_moment = count(&db);
     std::thread::sleep(Duration::from_millis(1100));
     insert(&db, 5101, 5300);
+    // Account changes in the window replay too (the private server skips
+    // the grant tables, which refuses them unless the replay loads them).
+    db.sql(
+        "CREATE USER app@'%' IDENTIFIED BY 'secret';
+         GRANT SELECT ON shop.* TO app@'%';",
+    );
     db.sql("UPDATE shop.orders SET qty = qty + 1 WHERE id <= 10");
     wait_restorable(&c, None, SystemTime::now(), Duration::from_secs(60), || {
         std::fs::read_to_string(work.path().join("archive.err")).unwrap_or_default()
@@ -110,6 +118,12 @@ fn a_physical_point_rolls_forward_to_a_moment_and_to_the_archive_s_end() {
     let restored = start_on(&dir);
     assert_eq!(restored.checksum("shop.orders"), db.checksum("shop.orders"));
     assert_eq!(count(&restored), "5300\t5300");
+    assert_eq!(
+        restored
+            .sql("SELECT COUNT(*) FROM mysql.user WHERE User = 'app'")
+            .trim(),
+        "1"
+    );
 
     // Before the first physical point: refused, nothing written.
     let dir = work.path().join("too-early");
@@ -127,6 +141,53 @@ fn a_physical_point_rolls_forward_to_a_moment_and_to_the_archive_s_end() {
     assert!(!o.status.success(), "{err}");
     assert!(err.contains("restorable windows"), "{err}");
     assert!(!dir.exists(), "{err}");
+
+    // Killed while it rolls forward: its private server dies with it, and
+    // the directory (which a server would start on, half-way) says so; a
+    // new restore into it names the interrupted one.
+    let dir = work.path().join("killed");
+    let mut child = c
+        .command(&[
+            "restore",
+            "mysql",
+            "latest",
+            "--physical",
+            "--datadir",
+            dir.to_str().unwrap(),
+            "--at",
+            "latest",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while servers_on(&dir) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no private server");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while servers_on(&dir) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the private server outlived us"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(dir.join("LIFEBOAT-RESTORE-INCOMPLETE").is_file());
+    let o = c.run(&[
+        "restore",
+        "mysql",
+        "latest",
+        "--physical",
+        "--datadir",
+        dir.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("a restore that was interrupted"), "{err}");
 }
 
 /// A full disk while a physical point is extracted: exit 1 naming the lack

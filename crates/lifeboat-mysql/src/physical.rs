@@ -52,7 +52,10 @@ mod tool;
 pub use chain::{
     ChainCheck, INCREMENTAL, Link, base_id, bases_needed, chain_of, chain_problems, check_rules,
 };
-pub use extract::{PhysicalRestoreOptions, PhysicalRestoreReport, restore_physical};
+pub use extract::{
+    INCOMPLETE, PhysicalRestoreOptions, PhysicalRestoreReport, mark_complete, mark_incomplete,
+    restore_physical,
+};
 pub use tool::default_tool;
 
 use stream::{Stored, Streamed};

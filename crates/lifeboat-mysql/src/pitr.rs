@@ -327,7 +327,28 @@ pub fn replay(
             rewrites: opts.renames.clone(),
         });
     }
-    replay_passes(vault, c, plan, dsn, opts.write_binlog, passes, work)
+    replay_passes(vault, c, plan, dsn, opts.write_binlog, passes, work, None)
+}
+
+/// Replays the plan's whole binlog into a private server started with
+/// `--skip-grant-tables` (a roll forward's): the replay's session first
+/// loads the grant tables (`FLUSH PRIVILEGES`, as `--init-command`), so
+/// that the account changes in the binlog (`CREATE USER`, `GRANT`,
+/// `ALTER USER`) apply — a server skipping them refuses every one — while
+/// the session keeps the privileges it was given.
+pub(crate) fn replay_skipping_grants(
+    vault: &Vault,
+    c: &Catalog,
+    plan: &Plan,
+    dsn: &Dsn,
+    work: &Path,
+) -> Result<ReplayReport> {
+    let pass = Pass {
+        database: None,
+        rewrites: Vec::new(),
+    };
+    let init = Some("FLUSH PRIVILEGES");
+    replay_passes(vault, c, plan, dsn, false, vec![pass], work, init)
 }
 
 /// Where the transaction of GTID `g` ends in the binlog `files`: (file
@@ -358,7 +379,8 @@ fn gtid_end(files: &[std::path::PathBuf], g: &str) -> Result<Option<(usize, u64)
 }
 
 /// Replays the plan's binlog once per pass, from the snapshot's coordinates
-/// up to the plan's target.
+/// up to the plan's target (`init`: SQL the client's session runs first).
+#[allow(clippy::too_many_arguments)]
 fn replay_passes(
     vault: &Vault,
     c: &Catalog,
@@ -367,6 +389,7 @@ fn replay_passes(
     write_binlog: bool,
     passes: Vec<Pass>,
     work: &Path,
+    init: Option<&str>,
 ) -> Result<ReplayReport> {
     let started = std::time::Instant::now();
     let co = plan
@@ -375,10 +398,9 @@ fn replay_passes(
         .cloned()
         .expect("planned snapshots have coordinates");
     let index = vault.load_index()?;
-    let dir = tempfile::Builder::new()
-        .prefix("lifeboat-pitr-")
-        .tempdir_in(work)
-        .map_err(|e| MysqlError::io("create a temporary directory in", work, e))?;
+    // Private (0700): the binlog is decrypted there, and the client's errors
+    // quote its statements.
+    let dir = crate::physical::private_tempdir("lifeboat-pitr-", Some(work))?;
     // Only the files up to the target's.
     let mut chain = plan.chain.clone();
     let mut stop: Vec<String> = Vec::new();
@@ -443,7 +465,7 @@ fn replay_passes(
             cmd.arg(format!("--database={d}"));
         }
         cmd.args(&files);
-        pipe_into_server(cmd, dsn, dir.path())?;
+        pipe_into_server(cmd, dsn, dir.path(), init)?;
     }
     Ok(ReplayReport {
         files: chain.files.iter().map(|(f, _)| f.clone()).collect(),
@@ -455,8 +477,14 @@ fn replay_passes(
 }
 
 /// Runs `producer | mariadb` against the server, failing with both programs'
-/// messages (kept in files under `dir`, so neither can block on a full pipe).
-fn pipe_into_server(mut producer: Command, dsn: &Dsn, dir: &Path) -> Result<()> {
+/// messages (kept in files under `dir`, so neither can block on a full pipe);
+/// `init` runs first in the client's session.
+fn pipe_into_server(
+    mut producer: Command,
+    dsn: &Dsn,
+    dir: &Path,
+    init: Option<&str>,
+) -> Result<()> {
     let tool = |program: &str, e: std::io::Error| MysqlError::Tool {
         program: program.to_string(),
         reason: format!("{e} (install the MariaDB client: apt-get install mariadb-client)"),
@@ -479,6 +507,9 @@ fn pipe_into_server(mut producer: Command, dsn: &Dsn, dir: &Path) -> Result<()> 
         .arg(format!("--user={}", dsn.user));
     if let Some(s) = &dsn.socket {
         client.arg(format!("--socket={s}"));
+    }
+    if let Some(sql) = init {
+        client.arg(format!("--init-command={sql}"));
     }
     match &dsn.password {
         Some(pw) => client.env("MYSQL_PWD", pw),

@@ -7,7 +7,9 @@
 //! restore_physical(tip) ─▶ DIR prepared
 //! mariadbd --datadir DIR --skip-networking --skip-grant-tables
 //!          --socket PRIVATE/s   (PRIVATE: a 0700 directory of ours)
-//! mariadb-binlog … | mariadb --socket PRIVATE/s      (pitr::replay)
+//! mariadb-binlog … | mariadb --socket PRIVATE/s
+//!          --init-command='FLUSH PRIVILEGES'  (pitr::replay_skipping_grants:
+//!          the binlog's CREATE USER / GRANT apply, the session keeps all)
 //! SHUTDOWN; wait for the exit ─▶ DIR starts with any mariadbd
 //! ```
 //! The private server takes no TCP connection and its socket sits in a
@@ -202,14 +204,11 @@ impl Drop for ScratchServer {
 }
 
 /// A private (0700) directory below `work` whose socket path fits a unix
-/// socket's limit; else one in the system's temporary directory.
+/// socket's limit; else one in the system's temporary directory. Private
+/// it must be: the server's socket (mode 0777) skips the grant tables, so
+/// whoever can enter the directory is its superuser.
 fn private_dir(work: &Path) -> Result<tempfile::TempDir> {
-    let make = |dir: &Path| {
-        tempfile::Builder::new()
-            .prefix("lifeboat-roll-")
-            .tempdir_in(dir)
-            .map_err(|e| MysqlError::io("create a private directory in", dir, e))
-    };
+    let make = |dir: &Path| crate::physical::private_tempdir("lifeboat-roll-", Some(dir));
     let d = make(work)?;
     if d.path().join("s").as_os_str().len() < 100 {
         return Ok(d);
@@ -227,10 +226,12 @@ pub fn roll_forward(
     datadir: &Path,
     work: &Path,
 ) -> Result<ReplayReport> {
+    // Killed before the end, the directory says so (a server would start).
+    crate::physical::mark_incomplete(datadir)?;
     let server = ScratchServer::start(datadir, work)?;
-    let opts = crate::RestoreOptions::default();
-    let replayed = crate::pitr::replay(vault, catalog, plan, &server.dsn(), &opts, work)?;
+    let replayed = crate::pitr::replay_skipping_grants(vault, catalog, plan, &server.dsn(), work)?;
     server.stop()?;
+    crate::physical::mark_complete(datadir)?;
     Ok(replayed)
 }
 
@@ -404,6 +405,17 @@ mod tests {
         assert_eq!(series("11.4.2-MariaDB").as_deref(), Some("11.4"));
         assert_eq!(series("8.0.36").as_deref(), Some("8.0"));
         assert_eq!(series("garbage"), None);
+    }
+
+    /// The private server's socket skips the grant tables: its directory
+    /// is no one else's to enter (umask or not).
+    #[test]
+    fn the_private_server_s_directory_is_the_user_s_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let work = tempfile::tempdir().unwrap();
+        let d = private_dir(work.path()).unwrap();
+        let mode = std::fs::metadata(d.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
     }
 
     #[test]

@@ -117,6 +117,7 @@ impl Server {
     /// Creates the data directory with `mariadb-install-db` unless it holds
     /// one already; true when it was created.
     pub fn provision(&self) -> Result<bool> {
+        self.forget_interrupted_restore()?;
         if self.data().join("mysql").is_dir() {
             return Ok(false);
         }
@@ -154,6 +155,21 @@ impl Server {
             )));
         }
         Ok(true)
+    }
+
+    /// Removes a data directory that a killed physical restore left (its
+    /// mark is in it): neither the point nor the moment asked for, it is
+    /// never started on.
+    pub fn forget_interrupted_restore(&self) -> Result<()> {
+        let data = self.data();
+        if !data.join(lifeboat_mysql::physical::INCOMPLETE).exists() {
+            return Ok(());
+        }
+        tracing::warn!(
+            "{}: a physical restore of it was interrupted; removed, it is restored again",
+            data.display()
+        );
+        std::fs::remove_dir_all(&data).map_err(|e| StackError::io("remove", &data, e))
     }
 
     /// Starts `mariadbd` on 127.0.0.1:`port` and waits until it accepts connections.

@@ -58,6 +58,30 @@ pub struct PhysicalRestoreReport {
     pub lsn: Lsn,
 }
 
+/// The file a restore keeps in the data directory while it writes,
+/// prepares or rolls it forward: a directory that still holds it was left
+/// by a restore that was killed (neither the point nor the moment asked
+/// for), though a server would start on it.
+pub const INCOMPLETE: &str = "LIFEBOAT-RESTORE-INCOMPLETE";
+
+/// Marks `datadir` as being restored (see [`INCOMPLETE`]).
+pub fn mark_incomplete(datadir: &Path) -> Result<()> {
+    let p = datadir.join(INCOMPLETE);
+    std::fs::write(
+        &p,
+        "lifeboat is restoring this data directory, or a restore of it was interrupted: \
+         it holds neither the point nor the moment asked for. Do not start a server on it: \
+         remove the directory and restore again.\n",
+    )
+    .map_err(|e| MysqlError::io("write", &p, e))
+}
+
+/// Removes the mark of [`mark_incomplete`]: the directory is whole.
+pub fn mark_complete(datadir: &Path) -> Result<()> {
+    let p = datadir.join(INCOMPLETE);
+    std::fs::remove_file(&p).map_err(|e| MysqlError::io("remove", &p, e))
+}
+
 /// Removes what the restore wrote unless disarmed: the directory when the
 /// restore made it, else everything in it.
 struct Cleanup<'a> {
@@ -109,6 +133,7 @@ pub fn restore_physical(
         datadir: dir.to_path_buf(),
         cause: Box::new(cause),
     };
+    mark_incomplete(dir).map_err(fail)?;
     let started = Instant::now();
     let index = vault.load_index()?;
     let incs = incremental_dirs(dir, chain.len() - 1).map_err(fail)?;
@@ -132,6 +157,7 @@ pub fn restore_physical(
         tool::prepare(&opts.tool, dir, Some(inc), &log).map_err(fail)?;
     }
     drop(incs);
+    mark_complete(dir).map_err(fail)?;
     cleanup.armed = false;
     let (_, _, meta) = chain.last().expect("a chain has a tip").clone();
     Ok(PhysicalRestoreReport {
@@ -196,6 +222,13 @@ fn claim_dir(dir: &Path) -> Result<bool> {
             let n = std::fs::read_dir(dir)
                 .map_err(|e| MysqlError::io("read", dir, e))?
                 .count();
+            if dir.join(INCOMPLETE).exists() {
+                return Err(MysqlError::Usage(format!(
+                    "{} holds a restore that was interrupted ({INCOMPLETE} is in it): neither the point nor the moment asked for; remove the directory (rm -rf {}) and restore again",
+                    dir.display(),
+                    dir.display()
+                )));
+            }
             if n > 0 {
                 return Err(MysqlError::Usage(format!(
                     "{} is not empty ({n} entries): a physical restore writes a whole data directory and never into one in use; give an empty or new directory",

@@ -24,6 +24,7 @@ pub(super) fn recover(r: &Recovery, name: &str, src: &DatabaseSource) -> Result<
     let server = crate::mariadb::Server::new(dir.clone());
     // Made by this recovery: `stack down --purge` may remove it.
     let made = !dir.exists();
+    server.forget_interrupted_restore()?;
     let work = dir.join("tmp");
     std::fs::create_dir_all(&work).map_err(|e| StackError::io("create", &work, e))?;
     let (id, point) = &src.plan.snapshot;
