@@ -318,8 +318,17 @@ pub fn secure_sql(password: &str, login: Option<(&str, &str)>) -> String {
     // a recovered server gets them again from the stack.
     let pw = literal(password);
     let mut sql = format!(
-        "SET SESSION sql_log_bin = 0;\nCREATE USER IF NOT EXISTS root@localhost;\nALTER USER root@localhost IDENTIFIED VIA mysql_native_password USING PASSWORD({pw}) OR unix_socket;\nGRANT ALL PRIVILEGES ON *.* TO root@localhost WITH GRANT OPTION;\n"
+        "SET SESSION sql_log_bin = 0;\nCREATE USER IF NOT EXISTS root@localhost;\nALTER USER root@localhost IDENTIFIED VIA mysql_native_password USING PASSWORD({pw}) OR unix_socket ACCOUNT UNLOCK;\nGRANT ALL PRIVILEGES ON *.* TO root@localhost WITH GRANT OPTION;\n"
     );
+    // A restored data directory may hold root under other hosts (an
+    // install's root@127.0.0.1 and root@::1 without a password, a root@%
+    // with the old site's): the same password for each that is there.
+    for host in ["127.0.0.1", "::1", "%"] {
+        sql.push_str(&format!(
+            "ALTER USER IF EXISTS root@{} IDENTIFIED BY {pw};\n",
+            literal(host)
+        ));
+    }
     if let Some((u, upw)) = login.filter(|(u, _)| *u != "root") {
         let (u, upw) = (literal(u), literal(upw));
         sql.push_str(&format!(

@@ -69,23 +69,47 @@ pub fn protect(
     let mut dsn = lifeboat_mysql::Dsn::parse(&m.outputs["dsn"])
         .map_err(|e| StackError::Process(e.to_string()))?;
     dsn.password = password.clone();
-    let opts = lifeboat_mysql::SnapshotOptions {
-        resource: Some(member.to_string()),
-        tags: vec!["recovered".into()],
-        ..Default::default()
-    };
-    let snap = lifeboat_mysql::snapshot(vault, &dsn, &opts, &lifeboat_mysql::Counters::default())
-        .map_err(|e| {
+    let first = |e: lifeboat_mysql::MysqlError| {
         StackError::Process(format!(
             "the first snapshot of the recovered `{member}`: {e}"
         ))
-    })?;
+    };
+    let counters = lifeboat_mysql::Counters::default();
+    let (resource, tags) = (Some(member.to_string()), vec!["recovered".to_string()]);
+    // Of the mode the file declares: a physical resource's first point is
+    // a full physical one, the start of its new chain.
+    let physical = matches!(
+        cfg.resources.get(member).map(|r| &r.kind),
+        Some(lifeboat_config::ResourceKind::Mysql { mode: Some(m), .. }) if &**m == "physical"
+    );
+    let id = match physical {
+        true => {
+            let opts = lifeboat_mysql::PhysicalOptions {
+                resource,
+                tags,
+                ..Default::default()
+            };
+            lifeboat_mysql::backup_physical(vault, &dsn, &opts, &counters)
+                .map_err(first)?
+                .id
+        }
+        false => {
+            let opts = lifeboat_mysql::SnapshotOptions {
+                resource,
+                tags,
+                ..Default::default()
+            };
+            lifeboat_mysql::snapshot(vault, &dsn, &opts, &counters)
+                .map_err(first)?
+                .id
+        }
+    };
     let proc = start_archive(cfg, vault_name, member, m, exe)?;
     Ok(Protected {
         member: member.into(),
         kind: "mysql".into(),
         vault: vault_name.into(),
-        snapshot: snap.id.to_hex(),
+        snapshot: id.to_hex(),
         binlog_from: Some(from),
         archive_pid: Some(proc.pid),
     })

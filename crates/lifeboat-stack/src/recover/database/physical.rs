@@ -57,6 +57,15 @@ pub(super) fn recover(r: &Recovery, name: &str, src: &DatabaseSource) -> Result<
     super::replayed_bytes(r, name, &restored);
     let t = Instant::now();
     let m = crate::stack::provision_member(r.cfg, &r.root, r.own, name, None, true);
+    // The declared server may have come up while the point was restored:
+    // then it, not ours, would be the member, without the restored data.
+    let m = m.and_then(|m| match m.borrowed {
+        false => Ok(m),
+        true => Err(StackError::Refused(format!(
+            "the server the file declares for `{name}` ({}) started answering while its physical point was restored: it is not the stack's to start on the restored data; stop it and recover again",
+            m.outputs.get("dsn").map(String::as_str).unwrap_or("?")
+        ))),
+    });
     let mut m = match m {
         Ok(m) => m,
         Err(e) => {
