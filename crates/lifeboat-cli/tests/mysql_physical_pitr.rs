@@ -50,14 +50,34 @@ fn servers_on(dir: &std::path::Path) -> usize {
         .count()
 }
 
-#[test]
-fn a_physical_point_rolls_forward_to_a_moment_and_to_the_archive_s_end() {
+/// `restore mysql latest --physical --datadir DIR` and `extra`.
+fn restore_args<'a>(dir: &'a std::path::Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec![
+        "restore",
+        "mysql",
+        "latest",
+        "--physical",
+        "--datadir",
+        dir.to_str().unwrap(),
+    ];
+    a.extend_from_slice(extra);
+    a
+}
+
+/// A server with database `shop` (table `orders`) holding rows 1..=`rows`.
+fn shop(rows: u32) -> MariaDb {
     let db = MariaDb::start();
     db.sql(
         "CREATE DATABASE shop;
          CREATE TABLE shop.orders (id INT PRIMARY KEY, item VARCHAR(64), qty INT) ENGINE=InnoDB;",
     );
-    insert(&db, 1, 5000);
+    insert(&db, 1, rows);
+    db
+}
+
+#[test]
+fn a_physical_point_rolls_forward_to_a_moment_and_to_the_archive_s_end() {
+    let db = shop(5000);
     let (_v, c) = vault();
     let work = tempdir().unwrap();
     let _archive = start_archive(&c, &db.root_dsn(), work.path(), &[]);
@@ -85,16 +105,7 @@ fn a_physical_point_rolls_forward_to_a_moment_and_to_the_archive_s_end() {
     // To the moment: every commit before it, none after.
     let dir = work.path().join("at-moment");
     let at = moment.to_rfc3339();
-    let r = c.json(&[
-        "restore",
-        "mysql",
-        "latest",
-        "--physical",
-        "--datadir",
-        dir.to_str().unwrap(),
-        "--at",
-        &at,
-    ]);
+    let r = c.json(&restore_args(&dir, &["--at", &at]));
     assert_eq!(r["point"], p["id"], "{r}");
     assert!(r["replay"]["to"].as_str().is_some(), "{r}");
     assert_eq!(servers_on(&dir), 0, "the private server still runs");
@@ -105,16 +116,7 @@ fn a_physical_point_rolls_forward_to_a_moment_and_to_the_archive_s_end() {
 
     // To the end of the archive: the source as it is now.
     let dir = work.path().join("latest");
-    c.json(&[
-        "restore",
-        "mysql",
-        "latest",
-        "--physical",
-        "--datadir",
-        dir.to_str().unwrap(),
-        "--at",
-        "latest",
-    ]);
+    c.json(&restore_args(&dir, &["--at", "latest"]));
     let restored = start_on(&dir);
     assert_eq!(restored.checksum("shop.orders"), db.checksum("shop.orders"));
     assert_eq!(count(&restored), "5300\t5300");
@@ -127,16 +129,7 @@ fn a_physical_point_rolls_forward_to_a_moment_and_to_the_archive_s_end() {
 
     // Before the first physical point: refused, nothing written.
     let dir = work.path().join("too-early");
-    let o = c.run(&[
-        "restore",
-        "mysql",
-        "latest",
-        "--physical",
-        "--datadir",
-        dir.to_str().unwrap(),
-        "--at",
-        "2020-01-01T00:00:00Z",
-    ]);
+    let o = c.run(&restore_args(&dir, &["--at", "2020-01-01T00:00:00Z"]));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{err}");
     assert!(err.contains("restorable windows"), "{err}");
@@ -147,16 +140,7 @@ fn a_physical_point_rolls_forward_to_a_moment_and_to_the_archive_s_end() {
     // new restore into it names the interrupted one.
     let dir = work.path().join("killed");
     let mut child = c
-        .command(&[
-            "restore",
-            "mysql",
-            "latest",
-            "--physical",
-            "--datadir",
-            dir.to_str().unwrap(),
-            "--at",
-            "latest",
-        ])
+        .command(&restore_args(&dir, &["--at", "latest"]))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -177,14 +161,7 @@ fn a_physical_point_rolls_forward_to_a_moment_and_to_the_archive_s_end() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(dir.join("LIFEBOAT-RESTORE-INCOMPLETE").is_file());
-    let o = c.run(&[
-        "restore",
-        "mysql",
-        "latest",
-        "--physical",
-        "--datadir",
-        dir.to_str().unwrap(),
-    ]);
+    let o = c.run(&restore_args(&dir, &[]));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{err}");
     assert!(err.contains("a restore that was interrupted"), "{err}");
@@ -198,12 +175,7 @@ fn a_full_disk_during_a_physical_restore_leaves_no_data_directory() {
         eprintln!("skipped: needs root to mount a tmpfs");
         return;
     }
-    let db = MariaDb::start();
-    db.sql(
-        "CREATE DATABASE shop;
-         CREATE TABLE shop.orders (id INT PRIMARY KEY, item VARCHAR(64), qty INT) ENGINE=InnoDB;",
-    );
-    insert(&db, 1, 100_000);
+    let db = shop(100_000);
     let (_v, c) = vault();
     c.json(&["backup", "mysql", "--physical", "--dsn", &db.root_dsn()]);
     let t = tempdir().unwrap();
@@ -223,14 +195,7 @@ fn a_full_disk_during_a_physical_restore_leaves_no_data_directory() {
     }
     let _u = Unmount(mnt.clone());
     let dir = mnt.join("data");
-    let o = c.run(&[
-        "restore",
-        "mysql",
-        "latest",
-        "--physical",
-        "--datadir",
-        dir.to_str().unwrap(),
-    ]);
+    let o = c.run(&restore_args(&dir, &[]));
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("No space left"), "{err}");

@@ -81,32 +81,25 @@ impl MariaDb {
         // the shared /tmp have been seen to trip over each other's temp tables.
         let tmp = dir.path().join("tmp");
         std::fs::create_dir_all(&tmp).unwrap();
-        if opts.datadir.is_some() {
-            let mut db = MariaDb {
-                dir,
-                port: free_port(),
-                child: None,
-                opts: opts.clone(),
-            };
-            db.spawn();
-            return db;
+        let fresh = opts.datadir.is_none();
+        if fresh {
+            let out = Command::new("mariadb-install-db")
+                .args([
+                    "--no-defaults",
+                    "--user=root",
+                    "--auth-root-authentication-method=normal",
+                    "--skip-test-db",
+                ])
+                .arg(format!("--datadir={}", data.display()))
+                .arg(format!("--tmpdir={}", tmp.display()))
+                .output()
+                .expect("mariadb-install-db (apt-get install mariadb-server)");
+            assert!(
+                out.status.success(),
+                "mariadb-install-db: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
-        let out = Command::new("mariadb-install-db")
-            .args([
-                "--no-defaults",
-                "--user=root",
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-            ])
-            .arg(format!("--datadir={}", data.display()))
-            .arg(format!("--tmpdir={}", tmp.display()))
-            .output()
-            .expect("mariadb-install-db (apt-get install mariadb-server)");
-        assert!(
-            out.status.success(),
-            "mariadb-install-db: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         let mut db = MariaDb {
             dir,
             port: free_port(),
@@ -115,7 +108,9 @@ impl MariaDb {
         };
         db.spawn();
         // install-db creates anonymous users that shadow TCP logins of others.
-        db.sql("DELETE FROM mysql.global_priv WHERE User=''; FLUSH PRIVILEGES;");
+        if fresh {
+            db.sql("DELETE FROM mysql.global_priv WHERE User=''; FLUSH PRIVILEGES;");
+        }
         db
     }
 

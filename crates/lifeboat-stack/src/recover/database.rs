@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use lifeboat_control::protectors::{
-    DatabaseTarget, Reading, RestoreError, RestoreJob, Restored, RollForward, Stage, Target, Watch,
+    DatabaseTarget, Reading, RestoreError, RestoreJob, RollForward, Stage, Target, Watch,
 };
 use lifeboat_vault::Vault;
 
@@ -217,45 +217,67 @@ impl Watch for StageSteps<'_> {
 /// snapshot (with its users and grants, when it holds them), the binlog
 /// archive replayed to the plan's end.
 fn load(r: &Recovery, m: &MemberState, name: &str, src: &DatabaseSource) -> Result<()> {
-    let (id, point) = &src.plan.snapshot;
     let server =
         DatabaseTarget::server(&m.outputs["dsn"], m.password.as_ref().map(|p| p.0.clone()));
-    let roll_forward = match r.opts.at {
-        Some(t) => RollForward::To(t),
-        None => RollForward::Latest,
-    };
     let work = r.root.join("mysql").join(name).join("tmp");
-    let steps = StageSteps {
-        r,
-        member: name,
-        since: Mutex::new(Instant::now()),
-        loaded: "load the snapshot",
-    };
-    let job = RestoreJob {
-        vault: src.vault,
-        id,
-        point,
+    let options =
+        serde_json::json!({"users": src.plan.logical().is_some_and(|m| m.users), "work": work});
+    let restore = Restore {
         target: Target::Database(server),
-        roll_forward: Some(roll_forward),
-        options: serde_json::json!({"users": src.plan.logical().is_some_and(|m| m.users), "work": work}),
-        watch: &steps,
+        options,
+        loaded: "load the snapshot",
+        what: "snapshot",
     };
-    let restored = protector_of(&point.kind)
-        .and_then(|p| p.restore(&job))
-        .map_err(|e| match e {
-            RestoreError::RollForward(e) => {
-                StackError::Process(format!("replaying the binlog archive: {e}"))
-            }
-            e => StackError::Process(format!("restoring snapshot {}: {e}", id.short())),
-        })?;
-    replayed_bytes(r, name, &restored);
-    Ok(())
+    restore.run(r, name, src)
 }
 
-/// The binlog bytes a restore replayed, on its replay step.
-pub(super) fn replayed_bytes(r: &Recovery, name: &str, restored: &Restored) {
-    if let Some(b) = restored.report["replay"]["bytes"].as_u64() {
-        r.step_bytes("replay the binlog archive", name, b);
+/// A restore of the source's point through its protector, rolled forward
+/// to the recovery's target, each stage a step of the member's.
+pub(super) struct Restore {
+    /// Where the point goes.
+    pub target: Target,
+    /// The protector's options.
+    pub options: serde_json::Value,
+    /// The first stage's step.
+    pub loaded: &'static str,
+    /// What the point is, in an error (`snapshot`, `physical point`).
+    pub what: &'static str,
+}
+
+impl Restore {
+    /// Runs it; the replay step gets the bytes replayed.
+    pub(super) fn run(self, r: &Recovery, name: &str, src: &DatabaseSource) -> Result<()> {
+        let (id, point) = &src.plan.snapshot;
+        let steps = StageSteps {
+            r,
+            member: name,
+            since: Mutex::new(Instant::now()),
+            loaded: self.loaded,
+        };
+        let job = RestoreJob {
+            vault: src.vault,
+            id,
+            point,
+            target: self.target,
+            roll_forward: Some(match r.opts.at {
+                Some(t) => RollForward::To(t),
+                None => RollForward::Latest,
+            }),
+            options: self.options,
+            watch: &steps,
+        };
+        let restored = protector_of(&point.kind)
+            .and_then(|p| p.restore(&job))
+            .map_err(|e| match e {
+                RestoreError::RollForward(e) => {
+                    StackError::Process(format!("replaying the binlog archive: {e}"))
+                }
+                e => StackError::Process(format!("restoring {} {}: {e}", self.what, id.short())),
+            })?;
+        if let Some(b) = restored.report["replay"]["bytes"].as_u64() {
+            r.step_bytes("replay the binlog archive", name, b);
+        }
+        Ok(())
     }
 }
 

@@ -4,14 +4,12 @@
 //! secured as it starts (the directory holds the source's accounts) — with
 //! no SQL load at all.
 
-use std::sync::Mutex;
 use std::time::Instant;
 
-use lifeboat_control::protectors::{RestoreError, RestoreJob, RollForward, Target};
+use lifeboat_control::protectors::Target;
 
-use super::{DatabaseSource, StageSteps};
+use super::DatabaseSource;
 use crate::recover::Recovery;
-use crate::recover::sources::protector_of;
 use crate::state::MemberState;
 use crate::{Result, StackError};
 
@@ -27,34 +25,13 @@ pub(super) fn recover(r: &Recovery, name: &str, src: &DatabaseSource) -> Result<
     server.forget_interrupted_restore()?;
     let work = dir.join("tmp");
     std::fs::create_dir_all(&work).map_err(|e| StackError::io("create", &work, e))?;
-    let (id, point) = &src.plan.snapshot;
-    let steps = StageSteps {
-        r,
-        member: name,
-        since: Mutex::new(Instant::now()),
-        loaded: "restore the physical point (extract, prepare)",
-    };
-    let job = RestoreJob {
-        vault: src.vault,
-        id,
-        point,
+    super::Restore {
         target: Target::Directory(server.data()),
-        roll_forward: Some(match r.opts.at {
-            Some(t) => RollForward::To(t),
-            None => RollForward::Latest,
-        }),
         options: serde_json::json!({ "work": work }),
-        watch: &steps,
-    };
-    let restored = protector_of(&point.kind)
-        .and_then(|p| p.restore(&job))
-        .map_err(|e| match e {
-            RestoreError::RollForward(e) => {
-                StackError::Process(format!("replaying the binlog archive: {e}"))
-            }
-            e => StackError::Process(format!("restoring physical point {}: {e}", id.short())),
-        })?;
-    super::replayed_bytes(r, name, &restored);
+        loaded: "restore the physical point (extract, prepare)",
+        what: "physical point",
+    }
+    .run(r, name, src)?;
     let t = Instant::now();
     let m = crate::stack::provision_member(r.cfg, &r.root, r.own, name, None, true);
     // The declared server may have come up while the point was restored:
