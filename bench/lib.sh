@@ -97,10 +97,78 @@ bench_start_mariadb() {
   mkdir -p "$dir/tmp"
   mariadb-install-db --no-defaults --datadir="$dir/data" --user=root --auth-root-authentication-method=normal \
     --skip-test-db >"$dir/install-db.log" 2>&1
-  "$(command -v mariadbd || echo /usr/sbin/mariadbd)" --no-defaults --datadir="$dir/data" --port="$port" \
+  bench_mariadbd_on "$dir" "$dir/data" "$port" "$@"
+  mariadb --no-defaults -S "$dir/sock" -uroot -e "DELETE FROM mysql.global_priv WHERE User=''; FLUSH PRIVILEGES"
+}
+
+# bench_mariadbd_on DIR DATADIR PORT [MARIADBD OPTIONS…]: mariadbd on an
+# existing data directory (a restored one, say), binlog on (ROW) with its
+# socket (DIR/sock), logs and tmpdir in DIR, answering before this returns
+# (polled every 50 ms, so that a timed start is measured to that); its pid
+# in MARIADBD_PID and PIDS. Stops the script when the server exits first.
+bench_mariadbd_on() {
+  local dir=$1 datadir=$2 port=$3; shift 3
+  mkdir -p "$dir/tmp"
+  "$(command -v mariadbd || echo /usr/sbin/mariadbd)" --no-defaults --datadir="$datadir" --port="$port" \
     --bind-address=127.0.0.1 --socket="$dir/sock" --pid-file="$dir/pid" --log-error="$dir/err.log" \
     --tmpdir="$dir/tmp" --user=root --log-bin="$dir/binlog" --binlog-format=ROW "$@" &
-  PIDS+=($!)
-  for _ in $(seq 1 300); do mariadb --no-defaults -S "$dir/sock" -uroot -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.2; done
-  mariadb --no-defaults -S "$dir/sock" -uroot -e "DELETE FROM mysql.global_priv WHERE User=''; FLUSH PRIVILEGES"
+  MARIADBD_PID=$!
+  PIDS+=($MARIADBD_PID)
+  for _ in $(seq 1 1200); do
+    mariadb --no-defaults -S "$dir/sock" -uroot -e 'SELECT 1' >/dev/null 2>&1 && return 0
+    kill -0 "$MARIADBD_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "mariadbd on $datadir did not start; the end of $dir/err.log:" >&2
+  tail -20 "$dir/err.log" >&2
+  exit 1
+}
+
+# bench_mariadbd_stop DIR PID: shuts down the server of DIR (socket DIR/sock)
+# and waits until its process PID has exited.
+bench_mariadbd_stop() {
+  mariadb-admin --no-defaults -S "$1/sock" -uroot shutdown >/dev/null 2>&1 || kill "$2" 2>/dev/null || true
+  wait "$2" 2>/dev/null || true
+}
+
+# The generated shop database of the MySQL benchmarks: `bench` with five
+# tables (customers 500k rows, products 100k with blobs, orders, events a
+# third of orders' rows with JSON, audit 300k with text).
+BENCH_MYSQL_TABLES="bench.customers, bench.products, bench.orders, bench.events, bench.audit"
+
+# bench_mysql_generate ORDERS CLIENT…: creates database `bench` with ORDERS
+# rows in its biggest table, through CLIENT… (a mariadb client command
+# connected to the server, e.g. a function `sql src`; it gets SQL on stdin
+# or `bench -e SQL`), then analyzes the tables.
+bench_mysql_generate() {
+  local orders=$1; shift
+  "$@" <<SQL
+CREATE DATABASE bench;
+USE bench;
+CREATE TABLE customers (id INT PRIMARY KEY, name VARCHAR(80), email VARCHAR(120), country CHAR(2), created DATETIME(6), KEY (country));
+CREATE TABLE products (id INT PRIMARY KEY, sku VARCHAR(20), title VARCHAR(200), price DECIMAL(10,2), stock INT, image BLOB);
+CREATE TABLE orders (id BIGINT PRIMARY KEY, customer_id INT, product_id INT, qty INT, price DECIMAL(10,2),
+  status ENUM('new','paid','shipped','done'), created_at DATETIME(6), note VARCHAR(200), KEY (customer_id));
+CREATE TABLE events (id BIGINT PRIMARY KEY AUTO_INCREMENT, order_id BIGINT, kind VARCHAR(20), payload JSON, at TIMESTAMP(6) NULL);
+CREATE TABLE audit (at DATETIME(6), who VARCHAR(40), what TEXT);
+INSERT INTO customers SELECT seq, CONCAT('Customer ', seq), CONCAT('c', seq, '@example.com'), ELT(1 + seq % 5, 'DE','FR','US','JP','BR'), '2024-01-01' + INTERVAL seq MINUTE FROM seq_1_to_500000;
+INSERT INTO products SELECT seq, CONCAT('SKU-', seq), CONCAT('Product number ', seq, ' ', MD5(seq)), (seq % 9000) / 100 + 1, seq % 500, UNHEX(SHA2(seq, 512)) FROM seq_1_to_100000;
+SQL
+  local step=2000000 done_rows=0 hi
+  while [ "$done_rows" -lt "$orders" ]; do
+    hi=$((done_rows + step)); [ "$hi" -gt "$orders" ] && hi=$orders
+    "$@" bench -e "INSERT INTO orders SELECT seq, seq % 500003, seq % 100003, 1 + seq % 5, (seq % 10000) / 100,
+      1 + seq % 4, '2025-01-01' + INTERVAL seq SECOND, CONCAT('order note ', MD5(seq), ' ', SHA1(seq))
+      FROM seq_$((done_rows + 1))_to_$hi"
+    done_rows=$hi
+  done
+  "$@" bench -e "INSERT INTO events (order_id, kind, payload, at) SELECT seq, ELT(1 + seq % 3, 'paid','shipped','done'),
+    JSON_OBJECT('order', seq, 'by', CONCAT('user', seq % 97), 'ok', TRUE), '2025-06-01' + INTERVAL seq SECOND FROM seq_1_to_$((orders / 3));
+    INSERT INTO audit SELECT '2025-01-01' + INTERVAL seq SECOND, CONCAT('user', seq % 13), REPEAT(MD5(seq), 3) FROM seq_1_to_300000;
+    ANALYZE TABLE customers, products, orders, events, audit;"
+}
+
+# bench_mysql_checksums CLIENT…: CHECKSUM TABLE of the generated tables, on one line.
+bench_mysql_checksums() {
+  "$@" -N -e "CHECKSUM TABLE $BENCH_MYSQL_TABLES" | awk '{print $2}' | tr '\n' ' '
 }

@@ -40,35 +40,12 @@ now() { date +%s.%N; }
 start_server src; start_server dst
 echo "== generating about ${SIZE_GB} GB (dump text) in database bench"
 ORDERS=$(python3 -c "print(int($SIZE_GB * 1e9 * 0.72 / 150))")
-sql src <<SQL
-CREATE DATABASE bench;
-USE bench;
-CREATE TABLE customers (id INT PRIMARY KEY, name VARCHAR(80), email VARCHAR(120), country CHAR(2), created DATETIME(6), KEY (country));
-CREATE TABLE products (id INT PRIMARY KEY, sku VARCHAR(20), title VARCHAR(200), price DECIMAL(10,2), stock INT, image BLOB);
-CREATE TABLE orders (id BIGINT PRIMARY KEY, customer_id INT, product_id INT, qty INT, price DECIMAL(10,2),
-  status ENUM('new','paid','shipped','done'), created_at DATETIME(6), note VARCHAR(200), KEY (customer_id));
-CREATE TABLE events (id BIGINT PRIMARY KEY AUTO_INCREMENT, order_id BIGINT, kind VARCHAR(20), payload JSON, at TIMESTAMP(6) NULL);
-CREATE TABLE audit (at DATETIME(6), who VARCHAR(40), what TEXT);
-INSERT INTO customers SELECT seq, CONCAT('Customer ', seq), CONCAT('c', seq, '@example.com'), ELT(1 + seq % 5, 'DE','FR','US','JP','BR'), '2024-01-01' + INTERVAL seq MINUTE FROM seq_1_to_500000;
-INSERT INTO products SELECT seq, CONCAT('SKU-', seq), CONCAT('Product number ', seq, ' ', MD5(seq)), (seq % 9000) / 100 + 1, seq % 500, UNHEX(SHA2(seq, 512)) FROM seq_1_to_100000;
-SQL
-step=2000000; done_rows=0
-while [ "$done_rows" -lt "$ORDERS" ]; do
-  hi=$((done_rows + step)); [ "$hi" -gt "$ORDERS" ] && hi=$ORDERS
-  sql src bench -e "INSERT INTO orders SELECT seq, seq % 500003, seq % 100003, 1 + seq % 5, (seq % 10000) / 100,
-    1 + seq % 4, '2025-01-01' + INTERVAL seq SECOND, CONCAT('order note ', MD5(seq), ' ', SHA1(seq))
-    FROM seq_$((done_rows + 1))_to_$hi"
-  done_rows=$hi
-done
-sql src bench -e "INSERT INTO events (order_id, kind, payload, at) SELECT seq, ELT(1 + seq % 3, 'paid','shipped','done'),
-  JSON_OBJECT('order', seq, 'by', CONCAT('user', seq % 97), 'ok', TRUE), '2025-06-01' + INTERVAL seq SECOND FROM seq_1_to_$((ORDERS / 3));
-  INSERT INTO audit SELECT '2025-01-01' + INTERVAL seq SECOND, CONCAT('user', seq % 13), REPEAT(MD5(seq), 3) FROM seq_1_to_300000;
-  ANALYZE TABLE customers, products, orders, events, audit;"
+bench_mysql_generate "$ORDERS" sql src
 DATA_MB=$(sql src -N -e "SELECT ROUND(SUM(data_length + index_length) / 1048576) FROM information_schema.TABLES WHERE table_schema = 'bench'")
 ROWS=$(sql src -N -e "SELECT SUM(table_rows) FROM information_schema.TABLES WHERE table_schema = 'bench'")
 # Warm the buffer pool for every tool alike.
 sql src bench -e "SELECT COUNT(*), SUM(LENGTH(note)) FROM orders; SELECT COUNT(*) FROM events; SELECT COUNT(*) FROM audit" >/dev/null
-checksums() { sql "$1" -N -e "CHECKSUM TABLE bench.customers, bench.products, bench.orders, bench.events, bench.audit" | awk '{print $2}' | tr '\n' ' '; }
+checksums() { bench_mysql_checksums sql "$1"; }
 SRC_SUM=$(checksums src)
 
 declare -A T
