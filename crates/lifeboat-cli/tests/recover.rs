@@ -200,6 +200,28 @@ check = "{check}"
         (ops, last)
     }
 
+    /// Ends the load running, then a quiet whole second — the moment a
+    /// recovery `--at` reaches exactly (binlog stops are second-granular)
+    /// —, then a second run of it for `second`: every commit, that moment,
+    /// and the last commit (which the secondary holds).
+    fn two_runs(&mut self, second: Duration) -> (Vec<Op>, DateTime<Utc>, DateTime<Utc>) {
+        let (mut ops, first_last) = self.stop_load();
+        let at = DateTime::from_timestamp(first_last.timestamp() + 1, 0).unwrap();
+        while Utc::now() < at + chrono::Duration::milliseconds(300) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.writer = Some(LoadWriter::start_as(
+            &root_url(self.port, DB_PASSWORD),
+            "shop.load_rows",
+            Duration::from_millis(5),
+            1_000_000,
+        ));
+        std::thread::sleep(second);
+        let (more, last) = self.stop_load();
+        ops.extend(more);
+        (ops, at, last)
+    }
+
     /// Disaster: every process of the primary killed, its directory deleted.
     fn destroy(&mut self) -> DateTime<Utc> {
         let failed_at = Utc::now();
@@ -213,22 +235,7 @@ check = "{check}"
 fn the_unishop_stack_is_recovered_into_the_secondary_with_every_commit_the_secondary_held() {
     let mut pr = Primary::protected();
     std::thread::sleep(Duration::from_millis(1500));
-    let (mut ops, first_last) = pr.stop_load();
-    // A quiet whole second between two runs of the load: the moment a
-    // recovery `--at` reaches exactly (binlog stops are second-granular).
-    let at = DateTime::from_timestamp(first_last.timestamp() + 1, 0).unwrap();
-    while Utc::now() < at + chrono::Duration::milliseconds(300) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    pr.writer = Some(LoadWriter::start_as(
-        &root_url(pr.port, DB_PASSWORD),
-        "shop.load_rows",
-        Duration::from_millis(5),
-        1_000_000,
-    ));
-    std::thread::sleep(Duration::from_millis(2000));
-    let (more, last) = pr.stop_load();
-    ops.extend(more);
+    let (ops, at, last) = pr.two_runs(Duration::from_millis(2000));
     let failed_at = pr.destroy();
     let (c, s) = (&pr.c, &pr.s);
 
@@ -405,15 +412,11 @@ fn the_unishop_stack_is_recovered_into_the_secondary_with_every_commit_the_secon
         &at.to_rfc3339(),
     ]);
     assert_eq!(src_of(&r, "shop-assets")["from"], "point", "{r:#}");
-    let expected = expected_state(&ops, |o| DateTime::<Utc>::from(o.committed) < at);
-    let got = parse_state(&sql(
+    assert_recovered(
         &rsock,
-        "SELECT id, val FROM shop.load_rows ORDER BY id",
-    ));
-    assert!(
-        got == expected,
-        "at {at}: {:?}",
-        state_diff(&expected, &got)
+        &ops,
+        |o| DateTime::<Utc>::from(o.committed) < at,
+        &format!("at {at}"),
     );
 }
 
@@ -426,20 +429,7 @@ fn the_unishop_stack_is_recovered_into_the_secondary_with_every_commit_the_secon
 fn a_physical_point_is_recovered_as_the_data_directory_secured_and_rolled_forward() {
     let mut pr = Primary::protected_with(&["--physical"]);
     std::thread::sleep(Duration::from_millis(1500));
-    let (mut ops, first_last) = pr.stop_load();
-    let at = DateTime::from_timestamp(first_last.timestamp() + 1, 0).unwrap();
-    while Utc::now() < at + chrono::Duration::milliseconds(300) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    pr.writer = Some(LoadWriter::start_as(
-        &root_url(pr.port, DB_PASSWORD),
-        "shop.load_rows",
-        Duration::from_millis(5),
-        1_000_000,
-    ));
-    std::thread::sleep(Duration::from_millis(1500));
-    let (more, _) = pr.stop_load();
-    ops.extend(more);
+    let (ops, at, _) = pr.two_runs(Duration::from_millis(1500));
     pr.destroy();
     let (c, s) = (&pr.c, &pr.s);
     let r = recover_ok(c, s, &[]);
@@ -480,12 +470,7 @@ fn a_physical_point_is_recovered_as_the_data_directory_secured_and_rolled_forwar
         .unwrap();
     assert!(replay["bytes"].as_u64().unwrap() > 1000, "{replay}");
     let rsock = s.join("mysql/shop-db/mysqld.sock");
-    let got = parse_state(&sql(
-        &rsock,
-        "SELECT id, val FROM shop.load_rows ORDER BY id",
-    ));
-    let expected = expected_state(&ops, |_| true);
-    assert!(got == expected, "{:?}", state_diff(&expected, &got));
+    assert_recovered(&rsock, &ops, |_| true, "every commit");
     // The source's root (its password, DB_PASSWORD) came with the files:
     // root has the stack's own password now, nobody gets in without it.
     let rport: u16 = r["outputs"]["shop-db.port"]
@@ -505,15 +490,11 @@ fn a_physical_point_is_recovered_as_the_data_directory_secured_and_rolled_forwar
     c.ok(&[&["stack", "down"][..], &target, &["--purge"]].concat());
     let r = recover_ok(c, s, &["--at", &at.to_rfc3339()]);
     assert_eq!(src_of(&r, "shop-db")["mode"], "physical", "{r:#}");
-    let expected = expected_state(&ops, |o| DateTime::<Utc>::from(o.committed) < at);
-    let got = parse_state(&sql(
+    assert_recovered(
         &rsock,
-        "SELECT id, val FROM shop.load_rows ORDER BY id",
-    ));
-    assert!(
-        got == expected,
-        "at {at}: {:?}",
-        state_diff(&expected, &got)
+        &ops,
+        |o| DateTime::<Utc>::from(o.committed) < at,
+        &format!("at {at}"),
     );
 }
 
@@ -602,6 +583,17 @@ fn recover_ok(c: &Cli, s: &std::path::Path, extra: &[&str]) -> serde_json::Value
         );
     }
     serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// The recovered database (on socket `rsock`) holds exactly the commits of
+/// `ops` that `keep` keeps (`what` says which, in a failure).
+fn assert_recovered(rsock: &std::path::Path, ops: &[Op], keep: impl Fn(&Op) -> bool, what: &str) {
+    let expected = expected_state(ops, keep);
+    let got = parse_state(&sql(
+        rsock,
+        "SELECT id, val FROM shop.load_rows ORDER BY id",
+    ));
+    assert!(got == expected, "{what}: {:?}", state_diff(&expected, &got));
 }
 
 fn src_of(r: &serde_json::Value, m: &str) -> serde_json::Value {
