@@ -266,6 +266,9 @@ fn print_outcome(job: i64, stack: &str, r: &lifeboat_stack::drill::DrillReport) 
             println!("    {l}");
         }
     }
+    if let Some(rec) = &r.recovery {
+        crate::cmd_stack::print_sources(rec);
+    }
     match &r.recovery {
         Some(rec) => println!(
             "drill {job} of stack `{stack}`: {} — RPO {}, RTO {:.1} s{}; scratch stack {}",

@@ -159,6 +159,13 @@ fn status(g: &Global, t: Target) -> Result<ExitCode> {
 /// each member's source, what protects it now, the fences, warnings, the
 /// stack's addresses, and the RPO and RTO against their objectives.
 fn print_recovery(r: &lifeboat_stack::recover::RecoveryReport) {
+    print_sources(r);
+    print_after_sources(r);
+}
+
+/// Each member's source and its own RPO, with why (a drill prints them too:
+/// its stack's RPO is its worst member's, named here).
+pub(crate) fn print_sources(r: &lifeboat_stack::recover::RecoveryReport) {
     println!("sources:");
     for s in &r.sources {
         println!(
@@ -192,6 +199,11 @@ fn print_recovery(r: &lifeboat_stack::recover::RecoveryReport) {
             );
         }
     }
+}
+
+/// The rest of a recovery's report: protection, fences, warnings,
+/// addresses, objectives.
+fn print_after_sources(r: &lifeboat_stack::recover::RecoveryReport) {
     for p in &r.protection {
         match (p.archive_pid, p.binlog_from) {
             (Some(pid), Some(from)) => println!(

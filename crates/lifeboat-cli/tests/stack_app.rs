@@ -133,9 +133,20 @@ fn a_recovery_uses_the_launch_spec_of_the_file_and_a_drill_flags_the_difference(
             .any(|l| l.contains("wiki-host: restore the instance")),
         "{seen:#?}"
     );
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let rest = rest.join("\n");
     let o = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(0), "{seen:#?}\n{err}");
+    // Each member's own RPO is said, as a recovery says it: the stack's
+    // is its worst member's, named.
+    assert!(
+        rest.contains("sources:")
+            && rest
+                .lines()
+                .any(|l| l.contains("wiki-host") && l.contains("RPO")),
+        "{rest}"
+    );
     assert!(
         err.contains("warning: the launch spec of `wiki-host` in lifeboat.toml differs"),
         "{err}"
