@@ -144,7 +144,7 @@ pub fn restore(g: &Global, a: RestoreArgs) -> Result<ExitCode> {
             match lifeboat_mysql::rollforward::roll_forward(&v, c, plan, &datadir, &work) {
                 Ok(r) => Some(r),
                 Err(e) => {
-                    lifeboat_mysql::rollforward::remove_restored(&datadir, existed);
+                    lifeboat_mysql::physical::remove_written(&datadir, !existed);
                     anyhow::bail!(
                         "{e}\nthe restored data directory {} was removed: it held neither the point nor {}",
                         datadir.display(),

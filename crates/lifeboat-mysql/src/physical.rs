@@ -54,7 +54,7 @@ pub use chain::{
 };
 pub use extract::{
     INCOMPLETE, PhysicalRestoreOptions, PhysicalRestoreReport, mark_complete, mark_incomplete,
-    restore_physical,
+    remove_written, restore_physical,
 };
 pub use tool::default_tool;
 

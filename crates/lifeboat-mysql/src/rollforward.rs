@@ -293,7 +293,7 @@ pub(crate) fn restore_job(job: &RestoreJob) -> std::result::Result<Restored, Res
                 data_time = Some(reach);
             }
             Err(e) => {
-                remove_restored(datadir, existed);
+                crate::physical::remove_written(datadir, !existed);
                 return Err(RestoreError::RollForward(format!(
                     "{e}; the restored data directory {} was removed",
                     datadir.display()
@@ -315,24 +315,6 @@ pub(crate) fn restore_job(job: &RestoreJob) -> std::result::Result<Restored, Res
         errors: Vec::new(),
         report,
     })
-}
-
-/// Removes a restored data directory whose roll forward failed: the
-/// directory when the restore made it, else what it put in it.
-pub fn remove_restored(dir: &Path, existed: bool) {
-    if !existed {
-        let _ = std::fs::remove_dir_all(dir);
-        return;
-    }
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            let _ = match e.file_type() {
-                Ok(t) if t.is_dir() => std::fs::remove_dir_all(&p),
-                _ => std::fs::remove_file(&p),
-            };
-        }
-    }
 }
 
 /// `MAJOR.MINOR` of a server version (`10.11.19-MariaDB-0+deb12u1` → `10.11`).
@@ -366,12 +348,7 @@ fn local_version() -> Option<String> {
 /// to install.
 pub fn usable_here(version: &str) -> std::result::Result<(), String> {
     let tool = crate::physical::default_tool();
-    let found = match tool.components().count() > 1 {
-        true => tool.is_file(),
-        false => std::env::var_os("PATH")
-            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(&tool).is_file())),
-    };
-    if !found {
+    if !crate::spool::installed(&tool) {
         return Err(format!(
             "this host has no {} (apt-get install mariadb-backup, of the point's server series {})",
             tool.display(),

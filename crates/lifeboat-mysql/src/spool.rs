@@ -167,13 +167,7 @@ pub(crate) fn dies_with_us(program: &Path) -> Command {
             .find(|p| p.is_file())
     });
     // A follower that is not there is said as before (by the spawn).
-    let found = if program.components().count() > 1 {
-        program.is_file()
-    } else {
-        std::env::var_os("PATH")
-            .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
-    };
-    match setpriv.as_ref().filter(|_| found) {
+    match setpriv.as_ref().filter(|_| installed(program)) {
         Some(sp) => {
             let mut c = Command::new(sp);
             c.args(["--pdeathsig", "KILL", "--"]).arg(program);
@@ -185,6 +179,17 @@ pub(crate) fn dies_with_us(program: &Path) -> Command {
             );
             Command::new(program)
         }
+    }
+}
+
+/// Whether `program` is there: the file a path names, else a file of that
+/// name in a `PATH` directory.
+pub(crate) fn installed(program: &Path) -> bool {
+    if program.components().count() > 1 {
+        program.is_file()
+    } else {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
     }
 }
 

@@ -68,16 +68,6 @@ fn user() -> String {
         .unwrap_or_else(|| uid.to_string())
 }
 
-/// The `mariadbd` binary (`/usr/sbin` is not on every user's PATH).
-fn server_binary() -> PathBuf {
-    for p in ["/usr/sbin/mariadbd", "/usr/bin/mariadbd"] {
-        if Path::new(p).exists() {
-            return PathBuf::from(p);
-        }
-    }
-    PathBuf::from("mariadbd")
-}
-
 impl Server {
     /// The server under `dir`.
     pub fn new(dir: PathBuf) -> Server {
@@ -201,7 +191,7 @@ impl Server {
             }
         }
         let _removed = Remove(&init_file);
-        let mut cmd = Command::new(server_binary());
+        let mut cmd = Command::new(lifeboat_mysql::rollforward::server_binary());
         cmd.arg("--no-defaults")
             .arg(format!("--user={}", user()))
             .arg(format!("--datadir={}", self.data().display()))

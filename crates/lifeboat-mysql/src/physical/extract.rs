@@ -95,16 +95,22 @@ impl Drop for Cleanup<'_> {
         if !self.armed {
             return;
         }
-        if self.made {
-            let _ = std::fs::remove_dir_all(self.dir);
-        } else if let Ok(entries) = std::fs::read_dir(self.dir) {
-            for e in entries.flatten() {
-                let p = e.path();
-                let _ = match e.file_type() {
-                    Ok(t) if t.is_dir() => std::fs::remove_dir_all(&p),
-                    _ => std::fs::remove_file(&p),
-                };
-            }
+        remove_written(self.dir, self.made);
+    }
+}
+
+/// Removes what a restore wrote into data directory `dir`: the directory
+/// when the restore `made` it, else everything in it (it was empty).
+pub fn remove_written(dir: &Path, made: bool) {
+    if made {
+        let _ = std::fs::remove_dir_all(dir);
+    } else if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            let _ = match e.file_type() {
+                Ok(t) if t.is_dir() => std::fs::remove_dir_all(&p),
+                _ => std::fs::remove_file(&p),
+            };
         }
     }
 }

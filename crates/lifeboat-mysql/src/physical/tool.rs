@@ -14,13 +14,7 @@ const PACKAGE: &str = "install it with: apt-get install mariadb-backup (Debian/U
 /// The tool as a command (with `setpriv --pdeathsig` when available, so a
 /// killed Lifeboat does not leave it running).
 fn command(tool: &Path) -> Result<Command> {
-    let found = if tool.components().count() > 1 {
-        tool.is_file()
-    } else {
-        std::env::var_os("PATH")
-            .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(tool).is_file()))
-    };
-    if !found {
+    if !crate::spool::installed(tool) {
         return Err(MysqlError::Tool {
             program: tool.display().to_string(),
             reason: format!("not found: a physical backup or restore needs it; {PACKAGE}"),
